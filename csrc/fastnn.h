@@ -1,0 +1,103 @@
+/* fastnn C kernels: declarations shared by the kernel families and the Cython binding.
+ *
+ * Conventions
+ * - Every kernel exists for float (suffix _f32) and double (_f64), generated from one
+ *   body in generic/<family>.h by instantiate.h.
+ * - Arrays are C-contiguous; a (rows, cols) matrix has row stride cols. Kernels trust
+ *   their arguments: shapes, dtypes and label ranges are validated in Python.
+ * - Reductions are deterministic: work is split by data layout (columns or fixed-size
+ *   chunks), never by thread, so results are bit-identical for any thread count.
+ * - No Python.h here: these files are plain C99 + OpenMP.
+ */
+#ifndef FASTNN_H
+#define FASTNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Elementwise kernels with fewer elements than this run on one thread: waking a
+ * thread team costs microseconds that a small batch cannot pay back. */
+#define FNN_PAR_MIN 32768
+
+/* Columns per block in column-blocked reductions (bias gradient, batch norm). */
+#define FNN_COL_BLOCK 64
+
+/* Upper bound on the chunks of a deterministic chunked sum (see fnn_chunk_size). */
+#define FNN_MAX_CHUNKS 1024
+
+/* Activation codes. The order is part of the binding (fastnn/_kernels.pyx). */
+enum fnn_act {
+    FNN_ACT_IDENTITY = 0,
+    FNN_ACT_RELU = 1,
+    FNN_ACT_LEAKY_RELU = 2,
+    FNN_ACT_SIGMOID = 3,
+    FNN_ACT_TANH = 4,
+    FNN_ACT_COUNT
+};
+
+/* 1 if the activation's derivative needs its input (pre-activation), 0 if the output
+ * alone determines it (then the input need not be kept for the backward pass). */
+int fnn_act_needs_input(int act);
+
+/* Thread count used by every parallel region; set from Python (set_num_threads). */
+void fnn_set_num_threads(int n);
+int fnn_get_num_threads(void);
+extern int fnn_num_threads;
+
+/* Chunk length for deterministic chunked sums over n elements: depends on n only. */
+static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
+{
+    ptrdiff_t c = (n + FNN_MAX_CHUNKS - 1) / FNN_MAX_CHUNKS;
+    return c < 4096 ? 4096 : c;
+}
+
+/* Counter-based random bits for dropout masks (dropout.c). */
+uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
+
+#define FNN_DECLARE(T, S)                                                                 \
+    /* dense.c: y = act(z + bias); z gets the bias added in place unless y aliases z. */ \
+    void S(fnn_bias_act)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols,             \
+                         const T *bias, T *z, T *y);                                    \
+    /* dense.c: gz = gy * act'(z, y); gbias += column sums of gz (gbias may be NULL). */ \
+    void S(fnn_act_backward)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols,         \
+                             const T *z, const T *y, const T *gy, T *gz, T *gbias);     \
+    /* norm.c: batch norm over the rows of a (rows, cols) matrix. */                     \
+    void S(fnn_bn_forward_train)(ptrdiff_t rows, ptrdiff_t cols, const T *x,            \
+                                 const T *gamma, const T *beta, double eps,             \
+                                 double momentum, T *running_mean, T *running_var,      \
+                                 T *y, T *save_mean, T *save_invstd);                   \
+    void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x,             \
+                                const T *gamma, const T *beta, const T *mean,           \
+                                const T *var, double eps, T *y);                        \
+    void S(fnn_bn_backward)(ptrdiff_t rows, ptrdiff_t cols, int batch_stats,            \
+                            const T *x, const T *gy, const T *gamma, const T *mean,     \
+                            const T *invstd, T *gx, T *ggamma, T *gbeta);               \
+    /* dropout.c */                                                                      \
+    void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double p, \
+                                uint64_t seed, uint64_t counter);                       \
+    void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask,         \
+                                 double p, T *gx);                                      \
+    /* loss.c: each returns the mean loss; grad (may be NULL) gets d(mean loss)/dpred. */ \
+    double S(fnn_softmax_xent)(ptrdiff_t rows, ptrdiff_t cols, const T *logits,         \
+                               const int64_t *labels, double smoothing, T *grad,        \
+                               double *row_loss);                                       \
+    double S(fnn_mse)(ptrdiff_t n, const T *pred, const T *target, T *grad);            \
+    double S(fnn_mae)(ptrdiff_t n, const T *pred, const T *target, T *grad);            \
+    /* optim.c: one fused pass over flat parameter, gradient and state buffers. */      \
+    void S(fnn_sgd_step)(ptrdiff_t n, T *param, const T *grad, T *buf, double lr,       \
+                         double momentum, double dampening, double weight_decay,        \
+                         int nesterov, int first_step);                                 \
+    void S(fnn_adam_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg,             \
+                          T *exp_avg_sq, T *max_exp_avg_sq, double lr, double beta1,    \
+                          double beta2, double eps, double weight_decay,                \
+                          int decoupled, double bias_correction1,                      \
+                          double bias_correction2_sqrt);
+
+#define FNN_S32(name) name##_f32
+#define FNN_S64(name) name##_f64
+FNN_DECLARE(float, FNN_S32)
+FNN_DECLARE(double, FNN_S64)
+#undef FNN_S32
+#undef FNN_S64
+
+#endif

@@ -1,0 +1,43 @@
+/* Compile one generic kernel body for float and for double.
+ *
+ * A family file (dense.c, norm.c, ...) defines FNN_GENERIC as the path of its body and
+ * includes this header. The body is written once in terms of:
+ *   T        the element type
+ *   S(name)  the name with its type suffix (_f32 / _f64)
+ *   EXP, LOG, SQRT, TANH, FABS   the libm functions for T
+ */
+#ifndef FNN_GENERIC
+#error "define FNN_GENERIC before including instantiate.h"
+#endif
+
+#define T float
+#define S(name) name##_f32
+#define EXP expf
+#define LOG logf
+#define SQRT sqrtf
+#define TANH tanhf
+#define FABS fabsf
+#include FNN_GENERIC
+#undef T
+#undef S
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef TANH
+#undef FABS
+
+#define T double
+#define S(name) name##_f64
+#define EXP exp
+#define LOG log
+#define SQRT sqrt
+#define TANH tanh
+#define FABS fabs
+#include FNN_GENERIC
+#undef T
+#undef S
+#undef EXP
+#undef LOG
+#undef SQRT
+#undef TANH
+#undef FABS

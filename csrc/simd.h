@@ -1,0 +1,16 @@
+/* Portable wheels, fast loops: FNN_CLONES compiles a function for the baseline x86-64
+ * and for x86-64-v3 (AVX2 + FMA); the loader picks the best one once (GNU ifunc). Put
+ * it on the per-chunk worker functions, not on functions that open OpenMP regions
+ * (the outlined region body would only get the baseline version). A FASTNN_NATIVE
+ * build compiles everything with -march=native instead. */
+#ifndef FASTNN_SIMD_H
+#define FASTNN_SIMD_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(FASTNN_NATIVE)
+#define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FNN_CLONES
+#endif
+
+#endif

@@ -1,0 +1,69 @@
+"""Build of fastnn's compiled core: the C kernels in csrc/ and their Cython binding.
+
+One extension module, fastnn._kernels, compiled with OpenMP when the compiler has it
+(otherwise the kernels run on one thread). The default build targets any x86-64 CPU;
+hot loops get AVX2/FMA clones chosen at load time (csrc/simd.h). FASTNN_NATIVE=1 builds
+for the local CPU only (-march=native).
+"""
+import os
+import sys
+import tempfile
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def _compiler_accepts(compiler, flags):
+    """True if a tiny OpenMP program compiles and links with `flags`."""
+    src = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(src)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """Adds optimisation and OpenMP flags that suit the compiler at hand."""
+
+    def build_extensions(self):
+        if self.compiler.compiler_type == "msvc":
+            compile_args, link_args = ["/O2", "/openmp"], []
+        else:
+            compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+            link_args = []
+            if os.environ.get("FASTNN_NATIVE") == "1":
+                compile_args += ["-march=native", "-DFASTNN_NATIVE"]
+            openmp = ["-Xpreprocessor", "-fopenmp"] if sys.platform == "darwin" else ["-fopenmp"]
+            if _compiler_accepts(self.compiler, openmp):
+                compile_args += openmp
+                link_args += ["-lomp"] if sys.platform == "darwin" else ["-fopenmp"]
+            else:
+                compile_args += ["-fopenmp-simd"] if sys.platform != "darwin" else []
+                print("fastnn: no OpenMP in this compiler; kernels will run on one thread")
+        for ext in self.extensions:
+            ext.extra_compile_args += compile_args
+            ext.extra_link_args += link_args
+        super().build_extensions()
+
+
+kernels = Extension(
+    "fastnn._kernels",
+    sources=["fastnn/_kernels.pyx"] + sorted(glob("csrc/*.c")),
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    depends=glob("csrc/*.h") + glob("csrc/generic/*.h"),
+)
+
+setup(
+    ext_modules=cythonize([kernels], compiler_directives={"language_level": 3}),
+    cmdclass={"build_ext": BuildExt},
+)
