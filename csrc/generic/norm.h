@@ -117,7 +117,7 @@ void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T 
  * With batch statistics (training), mean and invstd depend on x:
  *   gx = gamma * invstd * (gy - mean_i(gy) - xhat * mean_i(gy * xhat))
  * with fixed (running) statistics: gx = gamma * invstd * gy.
- * ggamma += sum_i gy * xhat, gbeta += sum_i gy (skipped when gamma is NULL). */
+ * ggamma += sum_i gy * xhat, gbeta += sum_i gy (each skipped when NULL). */
 static FNN_CLONES void S(bn_backward_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
                                             ptrdiff_t j1, int batch_stats, const T *x,
                                             const T *gy, const T *gamma, const T *mean,
@@ -147,10 +147,8 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t rows, ptrdiff_t cols, ptrd
         /* gx = k * (gy - c0 - xhat * c1) */
         c0[j] = batch_stats ? (T)(sg[j] * inv_n) : (T)0;
         c1[j] = batch_stats ? (T)(sgx[j] * inv_n) : (T)0;
-        if (ggamma) {
-            ggamma[j0 + j] += (T)sgx[j];
-            gbeta[j0 + j] += (T)sg[j];
-        }
+        if (ggamma) ggamma[j0 + j] += (T)sgx[j];
+        if (gbeta) gbeta[j0 + j] += (T)sg[j];
     }
     for (ptrdiff_t i = 0; i < rows; i++) {
         const T *xr = x + i * cols + j0, *gr = gy + i * cols + j0;

@@ -1,0 +1,162 @@
+"""Weight initialisation, with torch.nn.init's names, arguments and formulas.
+
+Every function fills a Parameter (or ndarray) in place and returns it; draws come from
+the generator seeded by `fastnn.seed`. Fans follow torch: a weight of shape
+(out, in, *kernel) has fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
+"""
+import math
+import warnings
+
+import numpy as np
+
+from . import rng
+from .validation import choice
+
+_GAINS = {
+    "linear": 1.0,
+    "identity": 1.0,
+    "conv1d": 1.0,
+    "conv2d": 1.0,
+    "conv3d": 1.0,
+    "sigmoid": 1.0,
+    "tanh": 5.0 / 3,
+    "relu": math.sqrt(2.0),
+    "selu": 3.0 / 4,
+}
+
+
+def calculate_gain(nonlinearity, param=None):
+    """Recommended gain for the nonlinearity (as torch.nn.init.calculate_gain):
+    1 for linear/sigmoid, 5/3 tanh, sqrt(2) relu, sqrt(2 / (1 + slope^2)) leaky_relu."""
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1 + slope**2))
+    choice(nonlinearity, set(_GAINS) | {"leaky_relu"}, "nonlinearity")
+    return _GAINS[nonlinearity]
+
+
+def _array(tensor):
+    return getattr(tensor, "data", tensor)
+
+
+def _fans(tensor):
+    shape = _array(tensor).shape
+    if len(shape) < 2:
+        raise ValueError(f"fan in and fan out need at least 2 dimensions, got shape {shape}")
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _fill(tensor, values):
+    arr = _array(tensor)
+    arr[...] = values
+    return tensor
+
+
+def uniform_(tensor, a=0.0, b=1.0):
+    """U(a, b)."""
+    return _fill(tensor, rng.generator().uniform(a, b, _array(tensor).shape))
+
+
+def normal_(tensor, mean=0.0, std=1.0):
+    """N(mean, std^2)."""
+    return _fill(tensor, rng.generator().normal(mean, std, _array(tensor).shape))
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch), by resampling."""
+    if not a < b:
+        raise ValueError(f"trunc_normal_: need a < b, got a={a}, b={b}")
+    gen, shape = rng.generator(), _array(tensor).shape
+    out = gen.normal(mean, std, shape)
+    bad = (out < a) | (out > b)
+    while bad.any():
+        out[bad] = gen.normal(mean, std, int(bad.sum()))
+        bad = (out < a) | (out > b)
+    return _fill(tensor, out)
+
+
+def constant_(tensor, val):
+    """Fill with val. Warns for weight matrices: identical weights give identical units
+    that receive identical gradients, so symmetry is never broken (seed note 002)."""
+    if _array(tensor).ndim >= 2:
+        warnings.warn(
+            "constant initialisation of a weight matrix: every unit computes the same "
+            "function and gets the same gradient, so they never become different; "
+            "use a random init (xavier_*, kaiming_*) for weights",
+            stacklevel=2,
+        )
+    return _fill(tensor, val)
+
+
+def zeros_(tensor):
+    return constant_(tensor, 0.0)
+
+
+def ones_(tensor):
+    return constant_(tensor, 1.0)
+
+
+def xavier_uniform_(tensor, gain=1.0):
+    """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
+    fan_in, fan_out = _fans(tensor)
+    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(tensor, -a, a)
+
+
+def xavier_normal_(tensor, gain=1.0):
+    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    fan_in, fan_out = _fans(tensor)
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def _kaiming_std(tensor, a, mode, nonlinearity):
+    fan_in, fan_out = _fans(tensor)
+    fan = fan_in if choice(mode, {"fan_in", "fan_out"}, "mode") == "fan_in" else fan_out
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """U(-b, b), b = gain * sqrt(3 / fan) (He et al., 2015)."""
+    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
+    return uniform_(tensor, -bound, bound)
+
+
+def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """N(0, std^2), std = gain / sqrt(fan)."""
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+
+
+def orthogonal_(tensor, gain=1.0):
+    """A (semi-)orthogonal matrix from the QR decomposition of a normal draw, with the
+    signs fixed so that it is uniformly distributed (Saxe et al., 2013)."""
+    arr = _array(tensor)
+    if arr.ndim < 2:
+        raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {arr.shape}")
+    rows, cols = arr.shape[0], arr.size // arr.shape[0]
+    flat = rng.generator().normal(0.0, 1.0, (rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, gain * q.reshape(arr.shape))
+
+
+# Names accepted by Dense(init=...): weight initialisers with their usual arguments.
+BY_NAME = {
+    "xavier_uniform": xavier_uniform_,
+    "glorot_uniform": xavier_uniform_,
+    "xavier_normal": xavier_normal_,
+    "glorot_normal": xavier_normal_,
+    "kaiming_uniform": lambda t: kaiming_uniform_(t, nonlinearity="relu"),
+    "he_uniform": lambda t: kaiming_uniform_(t, nonlinearity="relu"),
+    "kaiming_normal": lambda t: kaiming_normal_(t, nonlinearity="relu"),
+    "he_normal": lambda t: kaiming_normal_(t, nonlinearity="relu"),
+    "orthogonal": orthogonal_,
+    "trunc_normal": lambda t: trunc_normal_(t, std=0.02),
+    "normal": lambda t: normal_(t, 0.0, 0.01),
+    "uniform": lambda t: uniform_(t, -0.05, 0.05),
+    "zeros": zeros_,
+}

@@ -1,0 +1,99 @@
+"""Fully connected layer: y = x @ W.T + b, W of shape (out_features, in_features)."""
+import math
+
+import numpy as np
+
+from .. import _kernels, init as _init
+from ..module import Layer, Parameter
+from ..validation import as_float_input, float_dtype, positive_int
+
+
+class Dense(Layer):
+    """y = x @ weight.T + bias, for x of shape (batch, in_features).
+
+    weight has shape (out_features, in_features) and bias (out_features,), the layout
+    of torch.nn.Linear, so weights move between the two unchanged. The default
+    initialisation is torch's too: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+    `init` names a weight initialiser from fastnn.init.BY_NAME ('xavier_uniform',
+    'kaiming_normal', 'orthogonal', ...) or is a callable taking the weight Parameter;
+    with it the bias starts at zero.
+
+    The GEMMs run in BLAS; bias add and a following activation are one fused pass
+    over the GEMM output, and their backward one fused pass before the backward GEMMs.
+    """
+
+    _fuses_activation = True
+
+    def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32):
+        super().__init__()
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        dt = float_dtype(dtype)
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt), "weight")
+        self.bias = Parameter(np.empty(self.out_features, dt), "bias") if bias else None
+        self._where = f"Dense({self.in_features}, {self.out_features})"
+        self.reset_parameters(init)
+
+    def reset_parameters(self, init=None):
+        """Re-draw the weights (and bias) as the constructor does."""
+        if init is None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            _init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+            if self.bias is not None:
+                _init.uniform_(self.bias, -bound, bound)
+            return
+        if callable(init):
+            init(self.weight)
+        elif init in _init.BY_NAME:
+            _init.BY_NAME[init](self.weight)
+        else:
+            raise ValueError(
+                f"{self._where}: unknown init {init!r}; expected one of "
+                f"{sorted(_init.BY_NAME)} or a callable"
+            )
+        if self.bias is not None:
+            self.bias.data.fill(0)
+
+    def _forward(self, x, act=None):
+        """act: an activation layer fused into the epilogue (Sequential does this)."""
+        W = self.weight.data
+        x = as_float_input(x, W.dtype, self._where, ndim=2, features=self.in_features)
+        rows = x.shape[0]
+        code, alpha = (act.code, act.alpha) if act is not None else (_kernels.ACT_IDENTITY, 0.0)
+        z = self._workspace("z", (rows, self.out_features), W.dtype)
+        _kernels.gemm(x, W, z, False, True, 1.0, 0.0)
+        # Activations differentiable from their output are applied in place; the
+        # others keep the pre-activation z for the backward pass.
+        needs_input = _kernels.act_needs_input(code)
+        y = self._workspace("y", z.shape, z.dtype) if needs_input else z
+        _kernels.bias_act(code, alpha, None if self.bias is None else self.bias.data, z, y)
+        self._x, self._z, self._y = x, z, y
+        self._code, self._alpha, self._needs_input = code, alpha, needs_input
+        return y
+
+    def _backward(self, grad_out, need_input_grad=True):
+        y, x = self._y, self._x
+        g = as_float_input(grad_out, y.dtype, f"{self._where}.backward")
+        if g.shape != y.shape:
+            raise ValueError(
+                f"{self._where}.backward: expected gradient of shape {y.shape}, got {g.shape}"
+            )
+        gz = self._workspace("gz", y.shape, y.dtype)
+        bias = self.bias
+        gbias = bias.grad if bias is not None and bias.requires_grad else None
+        _kernels.act_backward(self._code, self._alpha, self._z if self._needs_input else None,
+                              y, g, gz, gbias)
+        if self.weight.requires_grad:
+            _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
+        if not need_input_grad:
+            return None
+        gx = self._workspace("gx", x.shape, x.dtype)
+        _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
+        return gx
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+Linear = Dense
