@@ -15,9 +15,14 @@ class Batches:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._xbuf = np.empty((batch_size,) + X.shape[1:], dtype)
-        # Rows of X are gathered in X's own dtype first when it is not the model's.
-        direct = X.dtype == dtype and isinstance(X, np.ndarray) and X.flags.c_contiguous
-        self._stage = None if direct else np.empty((batch_size,) + X.shape[1:], X.dtype)
+        # Rows of a C-contiguous X are gathered with np.take, in X's own dtype first when
+        # it is not the model's. np.take would copy a non-contiguous (Fortran-ordered,
+        # strided) X whole on every call, so such an X is fancy-indexed instead: a
+        # temporary of one batch, never of the data set.
+        self._contiguous = isinstance(X, np.ndarray) and X.flags.c_contiguous
+        direct = self._contiguous and X.dtype == dtype
+        self._stage = (None if direct or not self._contiguous
+                       else np.empty((batch_size,) + X.shape[1:], X.dtype))
         self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
 
     def __len__(self):
@@ -32,7 +37,9 @@ class Batches:
             idx = order[start : start + b]
             m = len(idx)
             xb, yb = self._xbuf[:m], self._ybuf[:m]
-            if self._stage is None:
+            if not self._contiguous:
+                xb[...] = self.X[idx]
+            elif self._stage is None:
                 np.take(self.X, idx, axis=0, out=xb)
             else:
                 stage = self._stage[:m]

@@ -36,7 +36,8 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def _array(tensor):
-    return getattr(tensor, "data", tensor)
+    # An ndarray is used as is (ndarray.data is a memoryview, not the values).
+    return tensor if isinstance(tensor, np.ndarray) else tensor.data
 
 
 def _fans(tensor):

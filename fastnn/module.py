@@ -121,10 +121,19 @@ class Module:
                 yield name, value
 
     def named_parameters(self, prefix=""):
+        """(name, Parameter) pairs, depth first; a Parameter shared by several modules
+        (tied weights) is listed once, under its first name (as torch does)."""
+        seen = set()
+        for name, p in self._all_named_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_named_parameters(self, prefix):
         for name, p in self._own_parameters():
             yield prefix + name, p
         for cname, child in self.named_children():
-            yield from child.named_parameters(prefix + cname + ".")
+            yield from child._all_named_parameters(prefix + cname + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -226,6 +235,8 @@ class Module:
             raise KeyError(
                 f"state_dict mismatch: missing keys {missing}, unexpected keys {unexpected}"
             )
+        # Check every array before copying any, so a failed load changes nothing.
+        pairs = []
         for key, dst in own.items():
             if key not in state:
                 continue
@@ -234,6 +245,8 @@ class Module:
                 raise ValueError(
                     f"state_dict[{key!r}]: expected shape {dst.shape}, got {src.shape}"
                 )
+            pairs.append((dst, src))
+        for dst, src in pairs:
             np.copyto(dst, src, casting="unsafe")
         return self
 

@@ -1,5 +1,6 @@
 """The training loop: mini-batch gradient descent with one shuffle per epoch, per-epoch
 train and validation figures in a History (the procedure of seed notes 000 and 001)."""
+import math
 import time
 
 import numpy as np
@@ -61,6 +62,11 @@ class Trainer:
                                  f"{type(loss).__name__}")
         self.metrics = resolved
         self.callbacks = list(callbacks)
+        if clip_grad_norm is not None:
+            clip_grad_norm = float(clip_grad_norm)
+            if not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
+                raise ValueError(f"clip_grad_norm must be a positive number or None, got "
+                                 f"{clip_grad_norm}")
         self.clip_grad_norm = clip_grad_norm
         self.history = History()
         self.epoch = 0
@@ -81,8 +87,21 @@ class Trainer:
         out = model._forward(xb)
         value = self.loss(out, yb)
         model._backward(self.loss._backward(), False)
+        if self.clip_grad_norm is not None:
+            self._clip_gradients(self.clip_grad_norm)
         opt.step()
         return value, out
+
+    def _clip_gradients(self, max_norm):
+        """Scale the trainable gradients so that their global L2 norm is at most max_norm,
+        as torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1."""
+        grads = [p.grad for p in self.model.parameters() if p.requires_grad]
+        total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            for g in grads:
+                g *= g.dtype.type(coef)
+        return total
 
     # -- data -------------------------------------------------------------------------
     def _prepare(self, X, y, where):

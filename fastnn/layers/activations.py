@@ -55,7 +55,13 @@ class Identity(_Elementwise):
         return self._y
 
     def _backward(self, grad_out, need_input_grad=True):
-        return grad_out
+        y = self._y
+        g = as_float_input(grad_out, y.dtype, "Identity.backward")
+        if g.shape != y.shape:
+            raise ValueError(
+                f"Identity.backward: expected gradient of shape {y.shape}, got {g.shape}"
+            )
+        return g
 
 
 class ReLU(_Elementwise):

@@ -20,6 +20,7 @@ class Dropout(Layer):
 
     def _forward(self, x):
         x = as_float_input(x, follow_dtype(x), "Dropout")
+        self._shape, self._dtype = x.shape, x.dtype
         self._active = self.training and self.p > 0.0
         if not self._active:
             return x
@@ -33,16 +34,15 @@ class Dropout(Layer):
         return y
 
     def _backward(self, grad_out, need_input_grad=True):
-        if not self._active:
-            return grad_out
-        mask = self._mask
-        g = as_float_input(grad_out, follow_dtype(grad_out), "Dropout.backward")
-        if g.shape != mask.shape:
+        g = as_float_input(grad_out, self._dtype, "Dropout.backward")
+        if g.shape != self._shape:
             raise ValueError(
-                f"Dropout.backward: expected gradient of shape {mask.shape}, got {g.shape}"
+                f"Dropout.backward: expected gradient of shape {self._shape}, got {g.shape}"
             )
+        if not self._active:
+            return g
         gx = self._workspace("gx", g.shape, g.dtype)
-        _kernels.dropout_backward(g, mask, self.p, gx)
+        _kernels.dropout_backward(g, self._mask, self.p, gx)
         return gx
 
     def extra_repr(self):
