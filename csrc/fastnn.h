@@ -91,7 +91,25 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                           T *exp_avg_sq, T *max_exp_avg_sq, double lr, double beta1,    \
                           double beta2, double eps, double weight_decay,                \
                           int decoupled, double bias_correction1,                      \
-                          double bias_correction2_sqrt);
+                          double bias_correction2_sqrt);                                \
+    void S(fnn_adagrad_step)(ptrdiff_t n, T *param, const T *grad, T *state_sum,        \
+                             double clr, double weight_decay, double eps);              \
+    void S(fnn_rmsprop_step)(ptrdiff_t n, T *param, const T *grad, T *square_avg,       \
+                             T *grad_avg, T *momentum_buffer, double lr, double alpha,  \
+                             double eps, double weight_decay, double momentum);         \
+    void S(fnn_adadelta_step)(ptrdiff_t n, T *param, const T *grad, T *square_avg,      \
+                              T *acc_delta, double lr, double rho, double eps,          \
+                              double weight_decay);                                     \
+    void S(fnn_adamax_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg,           \
+                            T *exp_inf, double clr, double beta1, double beta2,         \
+                            double eps, double weight_decay);                           \
+    void S(fnn_nadam_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg,            \
+                           T *exp_avg_sq, double lr, double beta1, double beta2,        \
+                           double eps, double weight_decay, int decoupled,              \
+                           double bias_correction2, double coef_grad, double coef_avg); \
+    /* optim.c: sum of squares (for clipping by global norm) and in-place scaling. */   \
+    double S(fnn_sumsq)(ptrdiff_t n, const T *x);                                       \
+    void S(fnn_scale)(ptrdiff_t n, T *x, double s);
 
 #define FNN_S32(name) name##_f32
 #define FNN_S64(name) name##_f64

@@ -93,6 +93,44 @@ cdef extern from "fastnn.h" nogil:
                            double weight_decay, int decoupled, double bias_correction1,
                            double bias_correction2_sqrt)
 
+    void fnn_adagrad_step_f32(Py_ssize_t n, float *param, const float *grad,
+                              float *state_sum, double clr, double weight_decay, double eps)
+    void fnn_adagrad_step_f64(Py_ssize_t n, double *param, const double *grad,
+                              double *state_sum, double clr, double weight_decay,
+                              double eps)
+    void fnn_rmsprop_step_f32(Py_ssize_t n, float *param, const float *grad,
+                              float *square_avg, float *grad_avg, float *momentum_buffer,
+                              double lr, double alpha, double eps, double weight_decay,
+                              double momentum)
+    void fnn_rmsprop_step_f64(Py_ssize_t n, double *param, const double *grad,
+                              double *square_avg, double *grad_avg,
+                              double *momentum_buffer, double lr, double alpha, double eps,
+                              double weight_decay, double momentum)
+    void fnn_adadelta_step_f32(Py_ssize_t n, float *param, const float *grad,
+                               float *square_avg, float *acc_delta, double lr, double rho,
+                               double eps, double weight_decay)
+    void fnn_adadelta_step_f64(Py_ssize_t n, double *param, const double *grad,
+                               double *square_avg, double *acc_delta, double lr,
+                               double rho, double eps, double weight_decay)
+    void fnn_adamax_step_f32(Py_ssize_t n, float *param, const float *grad, float *exp_avg,
+                             float *exp_inf, double clr, double beta1, double beta2,
+                             double eps, double weight_decay)
+    void fnn_adamax_step_f64(Py_ssize_t n, double *param, const double *grad,
+                             double *exp_avg, double *exp_inf, double clr, double beta1,
+                             double beta2, double eps, double weight_decay)
+    void fnn_nadam_step_f32(Py_ssize_t n, float *param, const float *grad, float *exp_avg,
+                            float *exp_avg_sq, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int decoupled,
+                            double bias_correction2, double coef_grad, double coef_avg)
+    void fnn_nadam_step_f64(Py_ssize_t n, double *param, const double *grad,
+                            double *exp_avg, double *exp_avg_sq, double lr, double beta1,
+                            double beta2, double eps, double weight_decay, int decoupled,
+                            double bias_correction2, double coef_grad, double coef_avg)
+    double fnn_sumsq_f32(Py_ssize_t n, const float *x)
+    double fnn_sumsq_f64(Py_ssize_t n, const double *x)
+    void fnn_scale_f32(Py_ssize_t n, float *x, double s)
+    void fnn_scale_f64(Py_ssize_t n, double *x, double s)
+
 ACT_IDENTITY = FNN_ACT_IDENTITY
 ACT_RELU = FNN_ACT_RELU
 ACT_LEAKY_RELU = FNN_ACT_LEAKY_RELU
@@ -408,3 +446,129 @@ def adam_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray exp_avg,
                               <double*>p_max_exp_avg_sq, lr, beta1, beta2, eps,
                               weight_decay, decoupled, bias_correction1,
                               bias_correction2_sqrt)
+
+
+def adagrad_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray state_sum, double clr,
+                 double weight_decay, double eps):
+    """One Adagrad update over flat buffers (clr: the decayed learning rate)."""
+    cdef Py_ssize_t n = param.size
+    cdef void *p_param = ptr(param)
+    cdef void *p_grad = ptr(grad)
+    cdef void *p_sum = ptr(state_sum)
+    if is_f32(param):
+        with nogil:
+            fnn_adagrad_step_f32(n, <float*>p_param, <float*>p_grad, <float*>p_sum, clr,
+                                 weight_decay, eps)
+    else:
+        with nogil:
+            fnn_adagrad_step_f64(n, <double*>p_param, <double*>p_grad, <double*>p_sum, clr,
+                                 weight_decay, eps)
+
+
+def rmsprop_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray square_avg, grad_avg,
+                 momentum_buffer, double lr, double alpha, double eps, double weight_decay,
+                 double momentum):
+    """One RMSprop update (grad_avg None unless centered, momentum_buffer None unless
+    momentum > 0)."""
+    cdef Py_ssize_t n = param.size
+    cdef void *p_param = ptr(param)
+    cdef void *p_grad = ptr(grad)
+    cdef void *p_sq = ptr(square_avg)
+    cdef void *p_ga = ptr(grad_avg)
+    cdef void *p_buf = ptr(momentum_buffer)
+    if is_f32(param):
+        with nogil:
+            fnn_rmsprop_step_f32(n, <float*>p_param, <float*>p_grad, <float*>p_sq,
+                                 <float*>p_ga, <float*>p_buf, lr, alpha, eps, weight_decay,
+                                 momentum)
+    else:
+        with nogil:
+            fnn_rmsprop_step_f64(n, <double*>p_param, <double*>p_grad, <double*>p_sq,
+                                 <double*>p_ga, <double*>p_buf, lr, alpha, eps,
+                                 weight_decay, momentum)
+
+
+def adadelta_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray square_avg,
+                  cnp.ndarray acc_delta, double lr, double rho, double eps,
+                  double weight_decay):
+    """One Adadelta update over flat buffers."""
+    cdef Py_ssize_t n = param.size
+    cdef void *p_param = ptr(param)
+    cdef void *p_grad = ptr(grad)
+    cdef void *p_sq = ptr(square_avg)
+    cdef void *p_acc = ptr(acc_delta)
+    if is_f32(param):
+        with nogil:
+            fnn_adadelta_step_f32(n, <float*>p_param, <float*>p_grad, <float*>p_sq,
+                                  <float*>p_acc, lr, rho, eps, weight_decay)
+    else:
+        with nogil:
+            fnn_adadelta_step_f64(n, <double*>p_param, <double*>p_grad, <double*>p_sq,
+                                  <double*>p_acc, lr, rho, eps, weight_decay)
+
+
+def adamax_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray exp_avg,
+                cnp.ndarray exp_inf, double clr, double beta1, double beta2, double eps,
+                double weight_decay):
+    """One Adamax update over flat buffers (clr = lr / (1 - beta1**t))."""
+    cdef Py_ssize_t n = param.size
+    cdef void *p_param = ptr(param)
+    cdef void *p_grad = ptr(grad)
+    cdef void *p_m = ptr(exp_avg)
+    cdef void *p_u = ptr(exp_inf)
+    if is_f32(param):
+        with nogil:
+            fnn_adamax_step_f32(n, <float*>p_param, <float*>p_grad, <float*>p_m,
+                                <float*>p_u, clr, beta1, beta2, eps, weight_decay)
+    else:
+        with nogil:
+            fnn_adamax_step_f64(n, <double*>p_param, <double*>p_grad, <double*>p_m,
+                                <double*>p_u, clr, beta1, beta2, eps, weight_decay)
+
+
+def nadam_step(cnp.ndarray param, cnp.ndarray grad, cnp.ndarray exp_avg,
+               cnp.ndarray exp_avg_sq, double lr, double beta1, double beta2, double eps,
+               double weight_decay, bint decoupled, double bias_correction2,
+               double coef_grad, double coef_avg):
+    """One NAdam update over flat buffers (momentum-schedule coefficients precomputed)."""
+    cdef Py_ssize_t n = param.size
+    cdef void *p_param = ptr(param)
+    cdef void *p_grad = ptr(grad)
+    cdef void *p_m = ptr(exp_avg)
+    cdef void *p_v = ptr(exp_avg_sq)
+    if is_f32(param):
+        with nogil:
+            fnn_nadam_step_f32(n, <float*>p_param, <float*>p_grad, <float*>p_m, <float*>p_v,
+                               lr, beta1, beta2, eps, weight_decay, decoupled,
+                               bias_correction2, coef_grad, coef_avg)
+    else:
+        with nogil:
+            fnn_nadam_step_f64(n, <double*>p_param, <double*>p_grad, <double*>p_m,
+                               <double*>p_v, lr, beta1, beta2, eps, weight_decay, decoupled,
+                               bias_correction2, coef_grad, coef_avg)
+
+
+def sumsq(cnp.ndarray x):
+    """sum(x**2) accumulated in double; the same for any thread count."""
+    cdef Py_ssize_t n = x.size
+    cdef void *p_x = ptr(x)
+    cdef double out
+    if is_f32(x):
+        with nogil:
+            out = fnn_sumsq_f32(n, <float*>p_x)
+    else:
+        with nogil:
+            out = fnn_sumsq_f64(n, <double*>p_x)
+    return out
+
+
+def scale(cnp.ndarray x, double s):
+    """x *= s in place."""
+    cdef Py_ssize_t n = x.size
+    cdef void *p_x = ptr(x)
+    if is_f32(x):
+        with nogil:
+            fnn_scale_f32(n, <float*>p_x, s)
+    else:
+        with nogil:
+            fnn_scale_f64(n, <double*>p_x, s)

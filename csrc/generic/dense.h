@@ -64,87 +64,71 @@
 FNN_FOR_EACH_ACT(FNN_DENSE_WORKERS)
 #undef FNN_DENSE_WORKERS
 
+/* Dispatch on the activation code to its workers. */
+static inline void S(fwd)(int act, T a, ptrdiff_t rows, ptrdiff_t cols, const T *bias, T *z,
+                          T *y)
+{
+    switch (act) {
+#define FNN_CASE(CODE, name, F, D, NI) \
+    case CODE:                         \
+        S(fwd_##name)(a, rows, cols, bias, z, y); \
+        break;
+        FNN_FOR_EACH_ACT(FNN_CASE)
+#undef FNN_CASE
+    }
+}
+
+static inline void S(grad)(int act, T a, ptrdiff_t n, const T *z, const T *y, const T *gy,
+                           T *gz)
+{
+    switch (act) {
+#define FNN_CASE(CODE, name, F, D, NI) \
+    case CODE:                         \
+        S(grad_##name)(a, n, z, y, gy, gz); \
+        break;
+        FNN_FOR_EACH_ACT(FNN_CASE)
+#undef FNN_CASE
+    }
+}
+
+static inline void S(gcol)(int act, T a, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
+                           ptrdiff_t j1, const T *z, const T *y, const T *gy, T *gz,
+                           T *gbias)
+{
+    switch (act) {
+#define FNN_CASE(CODE, name, F, D, NI) \
+    case CODE:                         \
+        S(gcol_##name)(a, rows, cols, j0, j1, z, y, gy, gz, gbias); \
+        break;
+        FNN_FOR_EACH_ACT(FNN_CASE)
+#undef FNN_CASE
+    }
+}
+
 void S(fnn_bias_act)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols, const T *bias,
                      T *z, T *y)
 {
-    /* Without a bias the kernel is elementwise: treat the matrix as one long row so
-     * that it splits evenly whatever its shape. */
-    if (!bias) {
-        cols *= rows;
-        rows = 1;
-    }
-    ptrdiff_t n = rows * cols;
-    int nt = fnn_threads_for(n);
-    if (nt > 1 && !bias) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int t = 0; t < nt; t++) {
-            ptrdiff_t lo, hi;
-            fnn_split(n, t, nt, &lo, &hi);
-            switch (act) {
-#define FNN_CASE(CODE, name, F, D, NI)                                   \
-    case CODE:                                                           \
-        S(fwd_##name)(alpha, 1, hi - lo, NULL, z + lo, y + lo);          \
-        break;
-                FNN_FOR_EACH_ACT(FNN_CASE)
-#undef FNN_CASE
-            }
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(rows, t, nt, &lo, &hi);
-        ptrdiff_t off = lo * cols;
-        switch (act) {
-#define FNN_CASE(CODE, name, F, D, NI)                                               \
-    case CODE:                                                                       \
-        S(fwd_##name)(alpha, hi - lo, cols, bias, z + off, y + off);                 \
-        break;
-            FNN_FOR_EACH_ACT(FNN_CASE)
-#undef FNN_CASE
-        }
-    }
+    if (!bias) /* elementwise: split the flat array, whatever its shape */
+        FNN_PARALLEL_RANGE(rows * cols, lo, hi,
+                           S(fwd)(act, alpha, 1, hi - lo, NULL, z + lo, y + lo));
+    else
+        FNN_PARALLEL_SPLIT(rows, rows * cols, lo, hi,
+                           S(fwd)(act, alpha, hi - lo, cols, bias, z + lo * cols,
+                                  y + lo * cols));
 }
 
 void S(fnn_act_backward)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols, const T *z,
                          const T *y, const T *gy, T *gz, T *gbias)
 {
-    ptrdiff_t n = rows * cols;
-    int nt = fnn_threads_for(n);
     if (!gbias) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int t = 0; t < nt; t++) {
-            ptrdiff_t lo, hi;
-            fnn_split(n, t, nt, &lo, &hi);
-            /* Offsetting a NULL z or y is never dereferenced: D ignores that input. */
-            const T *zt = z ? z + lo : NULL, *yt = y ? y + lo : NULL;
-            switch (act) {
-#define FNN_CASE(CODE, name, F, D, NI)                                         \
-    case CODE:                                                                 \
-        S(grad_##name)(alpha, hi - lo, zt, yt, gy + lo, gz + lo);              \
-        break;
-                FNN_FOR_EACH_ACT(FNN_CASE)
-#undef FNN_CASE
-            }
-        }
+        /* A NULL z or y is never offset into use: D ignores that input. */
+        FNN_PARALLEL_RANGE(rows * cols, lo, hi,
+                           S(grad)(act, alpha, hi - lo, z ? z + lo : NULL, y ? y + lo : NULL,
+                                   gy + lo, gz + lo));
         return;
     }
     /* Column blocks: each block's sums run over all rows in order, so the bias
      * gradient does not depend on the thread count. */
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    if (nt > nblocks) nt = (int)nblocks;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0 = b * FNN_COL_BLOCK;
-        ptrdiff_t j1 = j0 + FNN_COL_BLOCK < cols ? j0 + FNN_COL_BLOCK : cols;
-        switch (act) {
-#define FNN_CASE(CODE, name, F, D, NI)                                              \
-    case CODE:                                                                      \
-        S(gcol_##name)(alpha, rows, cols, j0, j1, z, y, gy, gz, gbias);             \
-        break;
-            FNN_FOR_EACH_ACT(FNN_CASE)
-#undef FNN_CASE
-        }
-    }
+    FNN_FOR_COL_BLOCKS(rows, cols,
+                       S(gcol)(act, alpha, rows, cols, j0, j1, z, y, gy, gz, gbias));
 }

@@ -27,23 +27,14 @@ void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double
     uint64_t key = dropout_key(seed, counter);
     uint32_t thresh = drop_threshold(p);
     T scale = (T)(1.0 / (1.0 - p));
-    int nt = fnn_threads_for(n);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(n, t, nt, &lo, &hi);
-        S(dropout_chunk)((uint32_t)lo, (uint32_t)hi, x, y, mask, thresh, scale, key);
-    }
+    FNN_PARALLEL_RANGE(n, lo, hi,
+                       S(dropout_chunk)((uint32_t)lo, (uint32_t)hi, x, y, mask, thresh, scale,
+                                        key));
 }
 
 void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask, double p, T *gx)
 {
     T scale = (T)(1.0 / (1.0 - p));
-    int nt = fnn_threads_for(n);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(n, t, nt, &lo, &hi);
-        S(dropout_grad_chunk)(hi - lo, gy + lo, mask + lo, scale, gx + lo);
-    }
+    FNN_PARALLEL_RANGE(n, lo, hi,
+                       S(dropout_grad_chunk)(hi - lo, gy + lo, mask + lo, scale, gx + lo));
 }

@@ -48,15 +48,10 @@ double S(fnn_softmax_xent)(ptrdiff_t rows, ptrdiff_t cols, const T *logits,
                            const int64_t *labels, double smoothing, T *grad,
                            double *row_loss)
 {
-    int nt = fnn_threads_for(rows * cols);
-    if (nt > rows) nt = (int)rows;
     T gscale = (T)(1.0 / (double)rows);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(rows, t, nt, &lo, &hi);
-        S(xent_rows)(lo, hi, cols, logits, labels, smoothing, grad, gscale, row_loss);
-    }
+    FNN_PARALLEL_SPLIT(rows, rows * cols, lo, hi,
+                       S(xent_rows)(lo, hi, cols, logits, labels, smoothing, grad, gscale,
+                                    row_loss));
     double s = 0;
     for (ptrdiff_t i = 0; i < rows; i++) s += row_loss[i];
     return s / (double)rows;

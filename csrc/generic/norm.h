@@ -2,21 +2,8 @@
  *
  * Work is split into blocks of FNN_COL_BLOCK columns. A block's statistics are sums
  * over all rows in row order, accumulated in double, so they do not depend on the
- * thread count; the block's second pass then re-reads x from cache. */
-
-/* Column block b of `cols`: [*j0, *j1). */
-static inline void S(col_block)(ptrdiff_t b, ptrdiff_t cols, ptrdiff_t *j0, ptrdiff_t *j1)
-{
-    *j0 = b * FNN_COL_BLOCK;
-    *j1 = *j0 + FNN_COL_BLOCK < cols ? *j0 + FNN_COL_BLOCK : cols;
-}
-
-/* Threads for a column-blocked kernel: no more than there are blocks. */
-static inline int S(block_threads)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t nblocks)
-{
-    int nt = fnn_threads_for(rows * cols);
-    return nt > nblocks ? (int)nblocks : nt;
-}
+ * thread count; the block's second pass then re-reads x from cache. Each kernel is a
+ * per-block function and a driver that hands blocks to threads. */
 
 /* Mean and biased variance of columns [j0, j1): one pass of sums shifted by the first
  * row (which keeps the sum of squares free of cancellation for data far from 0). */
@@ -58,59 +45,55 @@ static FNN_CLONES void S(bn_affine_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdif
     }
 }
 
-void S(fnn_bn_forward_train)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
-                             const T *beta, double eps, double momentum, T *running_mean,
-                             T *running_var, T *y, T *save_mean, T *save_invstd)
+/* scale = gamma * invstd, shift = beta - mean * scale for columns [j0, j1). */
+static void S(bn_scale_shift)(ptrdiff_t j0, ptrdiff_t j1, const double *mean,
+                              const double *invstd, const T *gamma, const T *beta, T *scale,
+                              T *shift)
 {
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-    /* Running variance uses the unbiased estimate m/(m-1) * var (as torch does). */
-    double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK];
-        T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
-        S(bn_stats_block)(rows, cols, j0, j1, x, mean, var);
-        for (ptrdiff_t j = 0; j < j1 - j0; j++) {
-            double invstd = 1.0 / sqrt(var[j] + eps);
-            double g = gamma ? (double)gamma[j0 + j] : 1.0;
-            double bt = beta ? (double)beta[j0 + j] : 0.0;
-            scale[j] = (T)(invstd * g);
-            shift[j] = (T)(bt - mean[j] * invstd * g);
-            save_mean[j0 + j] = (T)mean[j];
-            save_invstd[j0 + j] = (T)invstd;
-            if (running_mean) {
-                running_mean[j0 + j] = (T)((1.0 - momentum) * running_mean[j0 + j] +
-                                           momentum * mean[j]);
-                running_var[j0 + j] = (T)((1.0 - momentum) * running_var[j0 + j] +
-                                          momentum * var[j] * unbias);
-            }
-        }
-        S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
+    for (ptrdiff_t j = 0; j < j1 - j0; j++) {
+        double g = gamma ? (double)gamma[j0 + j] : 1.0;
+        double bt = beta ? (double)beta[j0 + j] : 0.0;
+        scale[j] = (T)(invstd[j] * g);
+        shift[j] = (T)(bt - mean[j] * invstd[j] * g);
     }
 }
 
-void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
-                            const T *beta, const T *mean, const T *var, double eps, T *y)
+static void S(bn_train_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0, ptrdiff_t j1,
+                              const T *x, const T *gamma, const T *beta, double eps,
+                              double momentum, T *running_mean, T *running_var, T *y,
+                              T *save_mean, T *save_invstd)
 {
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
-        for (ptrdiff_t j = 0; j < j1 - j0; j++) {
-            double invstd = 1.0 / sqrt((double)var[j0 + j] + eps);
-            double g = gamma ? (double)gamma[j0 + j] : 1.0;
-            double bt = beta ? (double)beta[j0 + j] : 0.0;
-            scale[j] = (T)(invstd * g);
-            shift[j] = (T)(bt - (double)mean[j0 + j] * invstd * g);
+    double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
+    T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
+    /* Running variance uses the unbiased estimate m/(m-1) * var (as torch does). */
+    double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+    S(bn_stats_block)(rows, cols, j0, j1, x, mean, var);
+    for (ptrdiff_t j = 0; j < j1 - j0; j++) {
+        invstd[j] = 1.0 / sqrt(var[j] + eps);
+        save_mean[j0 + j] = (T)mean[j];
+        save_invstd[j0 + j] = (T)invstd[j];
+        if (running_mean) {
+            T *rm = running_mean + j0 + j, *rv = running_var + j0 + j;
+            *rm = (T)((1.0 - momentum) * *rm + momentum * mean[j]);
+            *rv = (T)((1.0 - momentum) * *rv + momentum * var[j] * unbias);
         }
-        S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
     }
+    S(bn_scale_shift)(j0, j1, mean, invstd, gamma, beta, scale, shift);
+    S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
+}
+
+static void S(bn_eval_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0, ptrdiff_t j1,
+                             const T *x, const T *gamma, const T *beta, const T *mean_in,
+                             const T *var, double eps, T *y)
+{
+    double mean[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
+    T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
+    for (ptrdiff_t j = 0; j < j1 - j0; j++) {
+        mean[j] = (double)mean_in[j0 + j];
+        invstd[j] = 1.0 / sqrt((double)var[j0 + j] + eps);
+    }
+    S(bn_scale_shift)(j0, j1, mean, invstd, gamma, beta, scale, shift);
+    S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
 }
 
 /* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd.
@@ -161,17 +144,29 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t rows, ptrdiff_t cols, ptrd
     }
 }
 
+void S(fnn_bn_forward_train)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
+                             const T *beta, double eps, double momentum, T *running_mean,
+                             T *running_var, T *y, T *save_mean, T *save_invstd)
+{
+    FNN_FOR_COL_BLOCKS(rows, cols,
+                       S(bn_train_block)(rows, cols, j0, j1, x, gamma, beta, eps, momentum,
+                                         running_mean, running_var, y, save_mean,
+                                         save_invstd));
+}
+
+void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
+                            const T *beta, const T *mean, const T *var, double eps, T *y)
+{
+    FNN_FOR_COL_BLOCKS(rows, cols,
+                       S(bn_eval_block)(rows, cols, j0, j1, x, gamma, beta, mean, var, eps,
+                                        y));
+}
+
 void S(fnn_bn_backward)(ptrdiff_t rows, ptrdiff_t cols, int batch_stats, const T *x,
                         const T *gy, const T *gamma, const T *mean, const T *invstd, T *gx,
                         T *ggamma, T *gbeta)
 {
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        S(bn_backward_block)(rows, cols, j0, j1, batch_stats, x, gy, gamma, mean, invstd,
-                             gx, ggamma, gbeta);
-    }
+    FNN_FOR_COL_BLOCKS(rows, cols,
+                       S(bn_backward_block)(rows, cols, j0, j1, batch_stats, x, gy, gamma,
+                                            mean, invstd, gx, ggamma, gbeta));
 }

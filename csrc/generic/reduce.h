@@ -10,12 +10,12 @@ static double S(chunked_sum)(S(chunk_fn) fn, ptrdiff_t n, const T *a, const T *b
 {
     ptrdiff_t cs = fnn_chunk_size(n), nc = (n + cs - 1) / cs;
     double part[FNN_MAX_CHUNKS];
-    int nt = fnn_threads_for(n);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t c = 0; c < nc; c++) {
-        ptrdiff_t lo = c * cs, len = n - lo < cs ? n - lo : cs;
-        part[c] = fn(len, a + lo, b ? b + lo : NULL, out ? out + lo : NULL, scale);
-    }
+    FNN_PARALLEL_SPLIT(nc, n, c0, c1,
+                       for (ptrdiff_t c = c0; c < c1; c++) {
+                           ptrdiff_t lo = c * cs, len = n - lo < cs ? n - lo : cs;
+                           part[c] = fn(len, a + lo, b ? b + lo : NULL, out ? out + lo : NULL,
+                                        scale);
+                       });
     double s = 0;
     for (ptrdiff_t c = 0; c < nc; c++) s += part[c];
     return s;
