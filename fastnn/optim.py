@@ -37,8 +37,9 @@ class Optimizer:
         self._build_flat_buffers()
         self.state = {name: np.zeros_like(self._data) for name in self._state_names
                       if self._needs_state(name)}
-        for g in groups:
+        for gi, g in enumerate(groups):
             g.setdefault("step", 0)
+            self._init_group(gi, g)
 
     # -- subclass interface -----------------------------------------------------------
     def _validate(self, group):
@@ -46,6 +47,17 @@ class Optimizer:
 
     def _needs_state(self, name):
         return True
+
+    def _init_group(self, index, group):
+        """Set initial state for a group (flat state starts at zero)."""
+
+    def _group_range(self, index):
+        """Flat [lo, hi) of group `index` (groups are contiguous in the buffer)."""
+        idx = self._group_params[index]
+        return self._offsets[idx[0]][0], self._offsets[idx[-1]][1]
+
+    def _begin_step(self, group):
+        """Advance per-group scalars once per step, before the group's updates."""
 
     def _update(self, group, lo, hi):
         """Apply one update to flat elements [lo, hi) of group's parameters."""
@@ -60,6 +72,7 @@ class Optimizer:
         total = sum(p.size for p in self._params)
         self._data = np.empty(total, dtypes.pop())
         self._grad = np.empty_like(self._data)
+        self._flat = _Flat(self._data, self._grad)
         self._offsets = []
         offset = 0
         for p in self._params:
@@ -67,7 +80,7 @@ class Optimizer:
             self._data[lo:hi] = p.data.reshape(-1)
             self._grad[lo:hi] = p.grad.reshape(-1)
             p._rebind(self._data[lo:hi].reshape(p.shape), self._grad[lo:hi].reshape(p.shape),
-                      owner=self._data)
+                      owner=self._flat)
             self._offsets.append((lo, hi))
             offset = hi
         bounds, i = [], 0
@@ -79,7 +92,7 @@ class Optimizer:
 
     def _check_owner(self):
         for p in self._params:
-            if p._owner is not self._data:
+            if p._owner is not self._flat:
                 raise RuntimeError(
                     f"{type(self).__name__}: parameter {p.name!r} no longer lives in this "
                     "optimizer's buffer (it was given to another optimizer or the model was "
@@ -112,6 +125,7 @@ class Optimizer:
             if not runs:
                 continue
             group["step"] += 1
+            self._begin_step(group)
             for lo, hi in runs:
                 self._update(group, lo, hi)
 
@@ -153,6 +167,15 @@ class Optimizer:
         g = {k: v for k, v in self.param_groups[0].items() if k not in ("params", "step")}
         opts = ", ".join(f"{k}={v}" for k, v in g.items())
         return f"{type(self).__name__}({opts})"
+
+
+class _Flat:
+    """The flat data and gradient buffers that an optimizer's parameters are views of."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data, grad):
+        self.data, self.grad = data, grad
 
 
 def _as_groups(params):
@@ -286,3 +309,276 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (Duchi et al., 2011; https://jmlr.org/papers/v12/duchi11a.html), as
+    torch.optim.Adagrad:
+
+    .. math::
+        	ilde\gamma &= \gamma / (1 + (t - 1) \eta) \
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        s_t &= s_{t-1} + g_t^2 \
+        	heta_t &= 	heta_{t-1} - 	ilde\gamma \, g_t / (\sqrt{s_t} + \epsilon)
+
+    with lr_decay :math:`\eta` and :math:`s_0` = initial_accumulator_value.
+    """
+
+    _state_names = ("sum",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "Adagrad")
+        for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            if not g[key] >= 0:
+                raise ValueError(f"Adagrad: invalid {key} value: {g[key]}")
+
+    def _init_group(self, index, group):
+        lo, hi = self._group_range(index)
+        self.state["sum"][lo:hi] = group["initial_accumulator_value"]
+
+    def _update(self, g, lo, hi):
+        clr = g["lr"] / (1.0 + (g["step"] - 1) * g["lr_decay"])
+        _kernels.adagrad_step(self._data[lo:hi], self._grad[lo:hi], self.state["sum"][lo:hi],
+                              clr, g["weight_decay"], g["eps"])
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton, lecture 6e; centered: Graves, 2013), as torch.optim.RMSprop:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        v_t &= lpha v_{t-1} + (1 - lpha) g_t^2 \
+        ar g_t &= lpha ar g_{t-1} + (1 - lpha) g_t, \quad
+            d_t = \sqrt{v_t - ar g_t^2} + \epsilon \quad 	ext{(centered)} \
+        d_t &= \sqrt{v_t} + \epsilon \quad 	ext{(otherwise)} \
+        b_t &= \mu b_{t-1} + g_t / d_t, \quad 	heta_t = 	heta_{t-1} - \gamma b_t
+            \quad 	ext{(momentum } \mu > 0) \
+        	heta_t &= 	heta_{t-1} - \gamma g_t / d_t \quad 	ext{(otherwise)}
+    """
+
+    _state_names = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "RMSprop")
+        if not 0.0 <= g["alpha"] <= 1.0:
+            raise ValueError(f"RMSprop: invalid alpha value: {g['alpha']}")
+        for key in ("eps",):
+            if not g[key] > 0:
+                raise ValueError(f"RMSprop: invalid {key} value: {g[key]}")
+        for key in ("momentum", "weight_decay"):
+            if not g[key] >= 0:
+                raise ValueError(f"RMSprop: invalid {key} value: {g[key]}")
+
+    def _needs_state(self, name):
+        if name == "grad_avg":
+            return any(g["centered"] for g in self.param_groups)
+        if name == "momentum_buffer":
+            return any(g["momentum"] > 0 for g in self.param_groups)
+        return True
+
+    def _update(self, g, lo, hi):
+        st = self.state
+        _kernels.rmsprop_step(self._data[lo:hi], self._grad[lo:hi], st["square_avg"][lo:hi],
+                              st["grad_avg"][lo:hi] if g["centered"] else None,
+                              st["momentum_buffer"][lo:hi] if g["momentum"] > 0 else None,
+                              g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler, 2012; https://arxiv.org/abs/1212.5701), as torch.optim.Adadelta:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        v_t &= 
+ho v_{t-1} + (1 - 
+ho) g_t^2 \
+        \Delta_t &= rac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t \
+        u_t &= 
+ho u_{t-1} + (1 - 
+ho) \Delta_t^2 \
+        	heta_t &= 	heta_{t-1} - \gamma \Delta_t
+    """
+
+    _state_names = ("square_avg", "acc_delta")
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "Adadelta")
+        if not 0.0 <= g["rho"] <= 1.0:
+            raise ValueError(f"Adadelta: invalid rho value: {g['rho']}")
+        if not g["eps"] > 0:
+            raise ValueError(f"Adadelta: invalid epsilon value: {g['eps']}")
+        if not g["weight_decay"] >= 0:
+            raise ValueError(f"Adadelta: invalid weight_decay value: {g['weight_decay']}")
+
+    def _update(self, g, lo, hi):
+        _kernels.adadelta_step(self._data[lo:hi], self._grad[lo:hi],
+                               self.state["square_avg"][lo:hi], self.state["acc_delta"][lo:hi],
+                               g["lr"], g["rho"], g["eps"], g["weight_decay"])
+
+
+def _check_betas(g, name):
+    _check_lr(g["lr"], name)
+    b1, b2 = g["betas"]
+    if not 0.0 <= b1 < 1.0:
+        raise ValueError(f"{name}: invalid beta parameter at index 0: {b1}")
+    if not 0.0 <= b2 < 1.0:
+        raise ValueError(f"{name}: invalid beta parameter at index 1: {b2}")
+    if not g["eps"] > 0:
+        raise ValueError(f"{name}: invalid epsilon value: {g['eps']}")
+    if g["weight_decay"] < 0:
+        raise ValueError(f"{name}: invalid weight_decay value: {g['weight_decay']}")
+
+
+class Adamax(Optimizer):
+    r"""Adamax, Adam with the infinity norm (Kingma & Ba, 2015, section 7), as
+    torch.optim.Adamax:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t \
+        u_t &= \max(eta_2 u_{t-1}, |g_t| + \epsilon) \
+        	heta_t &= 	heta_{t-1} - rac{\gamma}{1 - eta_1^t} rac{m_t}{u_t}
+    """
+
+    _state_names = ("exp_avg", "exp_inf")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _validate(self, g):
+        _check_betas(g, "Adamax")
+
+    def _update(self, g, lo, hi):
+        b1, b2 = g["betas"]
+        clr = g["lr"] / (1.0 - b1 ** g["step"])
+        _kernels.adamax_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
+                             self.state["exp_inf"][lo:hi], clr, b1, b2, g["eps"],
+                             g["weight_decay"])
+
+
+class NAdam(Optimizer):
+    r"""Adam with Nesterov momentum (Dozat, 2016), as torch.optim.NAdam:
+
+    .. math::
+        \mu_t &= eta_1 (1 - 	frac12 \, 0.96^{t \psi}), \quad
+        \Pi_t = 	extstyle\prod_{i \le t} \mu_i \
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1}
+            \quad (	ext{or } 	heta_{t-1} \leftarrow 	heta_{t-1}(1 - \gamma\lambda)
+            	ext{ when decoupled}) \
+        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t, \quad
+        v_t = eta_2 v_{t-1} + (1 - eta_2) g_t^2 \
+        d_t &= \sqrt{v_t / (1 - eta_2^t)} + \epsilon \
+        	heta_t &= 	heta_{t-1} - \gamma rac{1 - \mu_t}{1 - \Pi_t} rac{g_t}{d_t}
+            - \gamma rac{\mu_{t+1}}{1 - \Pi_{t+1}} rac{m_t}{d_t}
+
+    with momentum_decay :math:`\psi`. Paper: https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _validate(self, g):
+        _check_betas(g, "NAdam")
+        if not g["momentum_decay"] >= 0:
+            raise ValueError(f"NAdam: invalid momentum_decay value: {g['momentum_decay']}")
+
+    def _init_group(self, index, group):
+        group.setdefault("mu_product", 1.0)
+
+    def _begin_step(self, g):
+        b1 = g["betas"][0]
+        t, psi, lr = g["step"], g["momentum_decay"], g["lr"]
+        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
+        g["mu_product"] *= mu
+        prod = g["mu_product"]
+        self._coefs = (-lr * (1.0 - mu) / (1.0 - prod), -lr * mu_next / (1.0 - prod * mu_next))
+
+    def _update(self, g, lo, hi):
+        b1, b2 = g["betas"]
+        _kernels.nadam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
+                            self.state["exp_avg_sq"][lo:hi], g["lr"], b1, b2, g["eps"],
+                            g["weight_decay"], g["decoupled_weight_decay"],
+                            1.0 - b2 ** g["step"], *self._coefs)
+
+
+def _trainable_grads(parameters):
+    """The gradient arrays of the trainable parameters: the single flat gradient buffer
+    when the parameters are exactly one optimizer's, else one array per parameter."""
+    if isinstance(parameters, Parameter):
+        parameters = [parameters]
+    params = [p for p in parameters if p.requires_grad]
+    owners = {id(p._owner) for p in params}
+    if len(owners) == 1 and params[0]._owner is not None:
+        flat = params[0]._owner.grad
+        if sum(p.size for p in params) == flat.size:
+            return [flat]
+    return [p.grad for p in params]
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale the gradients of `parameters` (trainable ones) so that their global norm is
+    at most max_norm, as torch.nn.utils.clip_grad_norm_: with
+    total = ||concat(grads)||_p, the gradients are multiplied by
+    max_norm / (total + 1e-6) when that is below 1. Returns total (before clipping),
+    computed by one reduction over the flat gradient buffer when the parameters are
+    an optimizer's. norm_type: 2.0 (default), any p >= 1, or inf."""
+    max_norm = float(max_norm)
+    if not max_norm > 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be positive, got {max_norm}")
+    norm_type = float(norm_type)
+    if not norm_type >= 1:
+        raise ValueError(f"clip_grad_norm_: norm_type must be >= 1 or inf, got {norm_type}")
+    grads = _trainable_grads(parameters)
+    if not grads:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(_kernels.sumsq(g) for g in grads))
+    else:
+        total = sum(float((np.abs(g.astype(np.float64)) ** norm_type).sum()) for g in grads)
+        total **= 1.0 / norm_type
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            raise RuntimeError(f"clip_grad_norm_: the total norm of the gradients is {total}")
+        return total
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            _kernels.scale(g, coef)
+    return total
+
+
+def clip_grad_value_(parameters, clip_value):
+    """Clamp every gradient entry of the trainable `parameters` to [-clip_value, clip_value]."""
+    clip_value = float(clip_value)
+    if not clip_value > 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be positive, got {clip_value}")
+    for g in _trainable_grads(parameters):
+        np.clip(g, -clip_value, clip_value, out=g)
