@@ -39,10 +39,10 @@ static inline void fnn_split(ptrdiff_t n, int t, int nt, ptrdiff_t *lo, ptrdiff_
 /* FNN_PARALLEL_SPLIT of an elementwise range: [0, n) touching n elements. */
 #define FNN_PARALLEL_RANGE(n, lo, hi, ...) FNN_PARALLEL_SPLIT(n, n, lo, hi, __VA_ARGS__)
 
-/* Hand the column blocks of a (rows, cols) matrix to threads; the statements see
- * the block's columns as j0, j1. */
-#define FNN_FOR_COL_BLOCKS(rows, cols, ...)                                              \
-    FNN_PARALLEL_SPLIT(((cols) + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK, (rows) * (cols), b0, \
+/* Hand blocks of FNN_COL_BLOCK columns (or channels) out of `cols` to threads, for a
+ * kernel touching `work` elements; the statements see the block as [j0, j1). */
+#define FNN_FOR_COL_BLOCKS(work, cols, ...)                                              \
+    FNN_PARALLEL_SPLIT(((cols) + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK, (work), b0,          \
                        b1, for (ptrdiff_t b = b0; b < b1; b++) {                           \
                            ptrdiff_t j0 = b * FNN_COL_BLOCK;                               \
                            ptrdiff_t j1 = j0 + FNN_COL_BLOCK < (cols) ? j0 + FNN_COL_BLOCK \

@@ -57,8 +57,10 @@ double S(fnn_softmax_xent)(ptrdiff_t rows, ptrdiff_t cols, const T *logits,
     return s / (double)rows;
 }
 
-static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale)
+static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale,
+                                      T unused)
 {
+    (void)unused;
     double s = 0;
     if (g) {
 #pragma omp simd reduction(+ : s)
@@ -77,8 +79,10 @@ static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g,
     return s;
 }
 
-static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale)
+static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale,
+                                      T unused)
 {
+    (void)unused;
     double s = 0;
     if (g) {
 #pragma omp simd reduction(+ : s)
@@ -97,13 +101,13 @@ static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g,
 /* Mean squared error over n elements; grad = 2 (p - t) / n. */
 double S(fnn_mse)(ptrdiff_t n, const T *pred, const T *target, T *grad)
 {
-    return S(chunked_sum)(S(mse_chunk), n, pred, target, grad, (T)(2.0 / (double)n)) /
+    return S(chunked_sum)(S(mse_chunk), n, pred, target, grad, (T)(2.0 / (double)n), (T)0) /
            (double)n;
 }
 
 /* Mean absolute error over n elements; grad = sign(p - t) / n. */
 double S(fnn_mae)(ptrdiff_t n, const T *pred, const T *target, T *grad)
 {
-    return S(chunked_sum)(S(mae_chunk), n, pred, target, grad, (T)(1.0 / (double)n)) /
+    return S(chunked_sum)(S(mae_chunk), n, pred, target, grad, (T)(1.0 / (double)n), (T)0) /
            (double)n;
 }

@@ -289,11 +289,12 @@ void S(fnn_nadam_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg, T *exp_
 
 /* ---- Gradient clipping ------------------------------------------------------------ */
 static FNN_CLONES double S(sumsq_chunk)(ptrdiff_t n, const T *x, const T *unused, T *out,
-                                        T scale)
+                                        T s0, T s1)
 {
     (void)unused;
     (void)out;
-    (void)scale;
+    (void)s0;
+    (void)s1;
     double s = 0;
 #pragma omp simd reduction(+ : s)
     for (ptrdiff_t k = 0; k < n; k++) s += (double)x[k] * x[k];
@@ -303,7 +304,7 @@ static FNN_CLONES double S(sumsq_chunk)(ptrdiff_t n, const T *x, const T *unused
 /* sum_k x[k]^2 in double, the same for any thread count. */
 double S(fnn_sumsq)(ptrdiff_t n, const T *x)
 {
-    return S(chunked_sum)(S(sumsq_chunk), n, x, NULL, NULL, (T)0);
+    return S(chunked_sum)(S(sumsq_chunk), n, x, NULL, NULL, (T)0, (T)0);
 }
 
 static FNN_CLONES void S(scale_chunk)(ptrdiff_t n, T *x, T s)
@@ -316,4 +317,26 @@ static FNN_CLONES void S(scale_chunk)(ptrdiff_t n, T *x, T s)
 void S(fnn_scale)(ptrdiff_t n, T *x, double s)
 {
     FNN_PARALLEL_RANGE(n, lo, hi, S(scale_chunk)(hi - lo, x + lo, (T)s));
+}
+
+/* ---- L1 / L2 penalties --------------------------------------------------------- */
+static FNN_CLONES double S(penalty_chunk)(ptrdiff_t n, const T *w, const T *unused, T *g,
+                                          T l1, T l2)
+{
+    (void)unused;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (ptrdiff_t k = 0; k < n; k++) {
+        T sign = w[k] > 0 ? (T)1 : (w[k] < 0 ? (T)-1 : (T)0);
+        g[k] += l1 * sign + (T)2 * l2 * w[k];
+        s += (double)l1 * FABS(w[k]) + (double)l2 * w[k] * w[k];
+    }
+    return s;
+}
+
+/* Adds d/dw of l1 * sum|w| + l2 * sum w^2 to grad (sign(0) = 0) and returns the
+ * penalty, the same for any thread count. */
+double S(fnn_penalty)(ptrdiff_t n, const T *w, T *grad, double l1, double l2)
+{
+    return S(chunked_sum)(S(penalty_chunk), n, w, NULL, grad, (T)l1, (T)l2);
 }
