@@ -157,6 +157,21 @@ class Module:
         for p in self.parameters():
             p.grad.fill(0)
 
+    def add_penalties(self):
+        """For every layer with a `regularizer`: add the penalty's gradient to its
+        weight's .grad; returns the sum of the penalties (0.0 without any)."""
+        total = 0.0
+        for m in self.modules():
+            reg = getattr(m, "regularizer", None)
+            if reg is not None:
+                total += reg(m.weight)
+        return total
+
+    def penalty(self):
+        """The sum of the layers' weight penalties, without touching gradients."""
+        return sum(m.regularizer.value(m.weight.data) for m in self.modules()
+                   if getattr(m, "regularizer", None) is not None)
+
     def freeze(self):
         """Stop training this module's parameters (no gradient work, no updates)."""
         for p in self.parameters():
