@@ -252,6 +252,15 @@ class Module:
             np.copyto(dst, src, casting="unsafe")
         return self
 
+    # -- architecture -----------------------------------------------------------------
+    def get_config(self):
+        """Constructor arguments that rebuild this module (JSON-serialisable), used by
+        fastnn.save. Parameter-free layers return {}; user modules that want to be
+        saved with their architecture override this (and accept the arguments)."""
+        if type(self).__init__ is Module.__init__ or type(self).__init__ is Layer.__init__:
+            return {}
+        raise NotImplementedError(f"{type(self).__name__} does not define get_config")
+
     # -- display ----------------------------------------------------------------------
     def extra_repr(self):
         return ""
@@ -335,6 +344,11 @@ class Sequential(Layer):
     def named_children(self):
         for i, layer in enumerate(self.layers):
             yield str(i), layer
+
+    def get_config(self):
+        from .io import layer_spec
+
+        return {"layers": [layer_spec(layer) for layer in self.layers]}
 
     def __getitem__(self, i):
         return self.layers[i]

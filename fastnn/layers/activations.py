@@ -85,6 +85,9 @@ class LeakyReLU(_Elementwise):
     def params(self):
         return self.negative_slope, 0.0
 
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
+
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
 
@@ -124,6 +127,9 @@ class HardTanh(_Elementwise):
     def params(self):
         return self.min_val, self.max_val
 
+    def get_config(self):
+        return {"min_val": self.min_val, "max_val": self.max_val}
+
     def extra_repr(self):
         return f"min_val={self.min_val}, max_val={self.max_val}"
 
@@ -144,6 +150,9 @@ class Softplus(_Elementwise):
     def params(self):
         return self.beta, self.threshold
 
+    def get_config(self):
+        return {"beta": self.beta, "threshold": self.threshold}
+
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
 
@@ -162,6 +171,9 @@ class ELU(_Elementwise):
     def params(self):
         return self.alpha, 0.0
 
+    def get_config(self):
+        return {"alpha": self.alpha}
+
     def extra_repr(self):
         return f"alpha={self.alpha}"
 
@@ -177,6 +189,9 @@ class GELU(_Elementwise):
     @property
     def code(self):
         return _kernels.ACT_GELU if self.approximate == "none" else _kernels.ACT_GELU_TANH
+
+    def get_config(self):
+        return {"approximate": self.approximate}
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
@@ -212,6 +227,9 @@ class PReLU(Layer):
         w = self.weight
         _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None)
         return gx
+
+    def get_config(self):
+        return {"num_parameters": self.num_parameters}
 
     def extra_repr(self):
         return f"num_parameters={self.num_parameters}"
@@ -272,6 +290,10 @@ class Maxout(Layer):
         _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
         return gx
 
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "pieces": self.pieces, "bias": self.bias is not None}
+
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"pieces={self.pieces}")
@@ -307,6 +329,9 @@ class Softmax(Layer):
         gx = self._workspace("gx", y.shape, y.dtype)
         _kernels.softmax_backward(y, g, gx)
         return np.moveaxis(gx, -1, axis) if self._moved else gx
+
+    def get_config(self):
+        return {"axis": self.axis}
 
     def extra_repr(self):
         return f"axis={self.axis}"
@@ -364,6 +389,9 @@ class RBF(Layer):
         np.multiply(x, 2.0 * grow[:, None], out=gx)
         _kernels.gemm(gd2, C, gx, False, False, -2.0, 1.0)
         return gx
+
+    def get_config(self):
+        return {"in_features": self.in_features, "centers": self.n_centers}
 
     def extra_repr(self):
         return f"in_features={self.in_features}, centers={self.n_centers}"

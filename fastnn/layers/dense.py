@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
+from ..regularizers import L1L2, Regularizer
 from ..validation import as_float_input, float_dtype, positive_int
 
 
@@ -28,7 +29,9 @@ class Dense(Layer):
     def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32,
                  regularizer=None):
         super().__init__()
-        if regularizer is not None and not callable(regularizer):
+        if isinstance(regularizer, dict):  # from get_config
+            regularizer = L1L2(**regularizer)
+        if regularizer is not None and not isinstance(regularizer, Regularizer):
             raise TypeError(f"Dense: regularizer must be a fastnn.regularizers object, "
                             f"got {regularizer!r}")
         self.regularizer = regularizer
@@ -97,6 +100,12 @@ class Dense(Layer):
         gx = self._workspace("gx", x.shape, x.dtype)
         _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
         return gx
+
+    def get_config(self):
+        reg = self.regularizer
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None,
+                "regularizer": None if reg is None else {"l1": reg.l1, "l2": reg.l2}}
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -64,6 +64,9 @@ class Dropout(Layer):
         _kernels.dropout_backward(g, mask, self._train_scale(), gx)
         return gx
 
+    def get_config(self):
+        return {"p": self.p, "mode": self.mode}
+
     def extra_repr(self):
         mode = "" if self.mode == "inverted" else f", mode={self.mode!r}"
         return f"p={self.p}{mode}"
@@ -138,6 +141,11 @@ class DropConnect(Layer):
             _kernels.dropout_backward(scratch, self._mask, 1.0 / (1.0 - self.p), scratch)
             np.add(grad, scratch, out=grad)
         return gx
+
+    def get_config(self):
+        from ..io import layer_spec
+
+        return {"layer": layer_spec(self.layer), "p": self.p}
 
     def extra_repr(self):
         return f"{self.layer!r}, p={self.p}"

@@ -91,6 +91,11 @@ class _ChannelNorm(Layer):
     def _running_invstd(self, dtype):
         return (1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)).astype(dtype)
 
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps,
+                "momentum": self.momentum, "affine": self.affine,
+                "track_running_stats": self.track_running_stats}
+
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
@@ -297,6 +302,10 @@ class LayerNorm(Layer):
                                   self._mean, self._invstd, gx, gw, gb)
         return gx
 
+    def get_config(self):
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None}
+
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
@@ -356,6 +365,10 @@ class GroupNorm(Layer):
             w.grad if w is not None and w.requires_grad else None,
             b.grad if b is not None and b.requires_grad else None)
         return gx
+
+    def get_config(self):
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels,
+                "eps": self.eps, "affine": self.affine}
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
