@@ -17,7 +17,10 @@ class Optimizer:
     """Base class. `params` is an iterable of Parameters or of dicts
     `{"params": [...], **overrides}` (parameter groups with their own lr, weight decay,
     ...). Frozen parameters (requires_grad=False) stay in the buffer but are skipped
-    by `step`. Step counts are kept per parameter group."""
+    by `step`. Each parameter counts its own steps (as torch does): one frozen for a
+    while and then unfrozen continues from its own count; `step` runs one fused kernel
+    over each stretch of adjacent parameters with equal counts (usually the whole
+    buffer)."""
 
     _state_names = ()  # names of the flat state buffers, in state_dict order
 
@@ -37,8 +40,8 @@ class Optimizer:
         self._build_flat_buffers()
         self.state = {name: np.zeros_like(self._data) for name in self._state_names
                       if self._needs_state(name)}
+        self.steps = np.zeros(len(self._params), np.int64)
         for gi, g in enumerate(groups):
-            g.setdefault("step", 0)
             self._init_group(gi, g)
 
     # -- subclass interface -----------------------------------------------------------
@@ -56,11 +59,8 @@ class Optimizer:
         idx = self._group_params[index]
         return self._offsets[idx[0]][0], self._offsets[idx[-1]][1]
 
-    def _begin_step(self, group):
-        """Advance per-group scalars once per step, before the group's updates."""
-
-    def _update(self, group, lo, hi):
-        """Apply one update to flat elements [lo, hi) of group's parameters."""
+    def _update(self, group, run):
+        """Apply one update to a _Run of the group's parameters."""
         raise NotImplementedError
 
     # -- flat buffers -----------------------------------------------------------------
@@ -99,17 +99,21 @@ class Optimizer:
                     "converted with astype); build the optimizer again"
                 )
 
-    def _runs(self, group_index):
-        """Flat [lo, hi) ranges of the group's trainable parameters, merged when adjacent."""
+    def _advance(self, group_index):
+        """Count a step for each trainable parameter of the group; returns the runs of
+        adjacent parameters that now have equal step counts."""
         runs = []
         for i in self._group_params[group_index]:
             if not self._params[i].requires_grad:
                 continue
+            self.steps[i] += 1
+            t = int(self.steps[i])
             lo, hi = self._offsets[i]
-            if runs and runs[-1][1] == lo:
-                runs[-1][1] = hi
+            last = runs[-1] if runs else None
+            if last is not None and last.hi == lo and last.t == t:
+                last.hi, last.stop = hi, i + 1
             else:
-                runs.append([lo, hi])
+                runs.append(_Run(lo, hi, t, i, i + 1))
         return runs
 
     # -- public API -------------------------------------------------------------------
@@ -121,13 +125,8 @@ class Optimizer:
         """One update of every trainable parameter from its current gradient."""
         self._check_owner()
         for gi, group in enumerate(self.param_groups):
-            runs = self._runs(gi)
-            if not runs:
-                continue
-            group["step"] += 1
-            self._begin_step(group)
-            for lo, hi in runs:
-                self._update(group, lo, hi)
+            for run in self._advance(gi):
+                self._update(group, run)
 
     @property
     def lr(self):
@@ -141,23 +140,35 @@ class Optimizer:
             g["lr"] = float(value)
 
     def state_dict(self):
-        """{'state': {name: flat array copy}, 'param_groups': [hyper-parameters, step,
-        parameter indices]} — enough to continue training bit for bit."""
+        """{'state': {name: flat array copy, 'step': per-parameter step counts, ...},
+        'param_groups': [hyper-parameters and parameter indices]} - enough to continue
+        training bit for bit."""
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": idx}
                   for g, idx in zip(self.param_groups, self._group_params)]
-        return {"state": {k: v.copy() for k, v in self.state.items()}, "param_groups": groups}
+        state = {k: v.copy() for k, v in self.state.items()}
+        state.update({k: v.copy() for k, v in self._per_param_state().items()})
+        return {"state": state, "param_groups": groups}
+
+    def _per_param_state(self):
+        """Per-parameter arrays saved with the state (one entry per parameter)."""
+        return {"step": self.steps}
 
     def load_state_dict(self, state_dict):
         groups = state_dict["param_groups"]
         if [g["params"] for g in groups] != self._group_params:
             raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not "
                              "match this optimizer's")
-        for name, arr in state_dict["state"].items():
-            if name not in self.state or np.shape(arr) != self.state[name].shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected state "
-                                 f"{name!r} of shape {np.shape(arr)}")
-        for name, arr in state_dict["state"].items():
-            np.copyto(self.state[name], arr, casting="unsafe")
+        own = dict(self.state, **self._per_param_state())
+        saved = state_dict["state"]
+        if set(saved) != set(own):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state has "
+                             f"{sorted(saved)}, expected {sorted(own)}")
+        for name, arr in saved.items():
+            if np.shape(arr) != own[name].shape:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} "
+                                 f"has shape {np.shape(arr)}, expected {own[name].shape}")
+        for name, arr in saved.items():
+            np.copyto(own[name], arr, casting="unsafe")
         for g, saved in zip(self.param_groups, groups):
             for k, v in saved.items():
                 if k != "params":
@@ -167,6 +178,15 @@ class Optimizer:
         g = {k: v for k, v in self.param_groups[0].items() if k not in ("params", "step")}
         opts = ", ".join(f"{k}={v}" for k, v in g.items())
         return f"{type(self).__name__}({opts})"
+
+
+class _Run:
+    """Adjacent parameters [start, stop) with equal step count t, flat range [lo, hi)."""
+
+    __slots__ = ("lo", "hi", "t", "start", "stop")
+
+    def __init__(self, lo, hi, t, start, stop):
+        self.lo, self.hi, self.t, self.start, self.stop = lo, hi, t, start, stop
 
 
 class _Flat:
@@ -239,10 +259,11 @@ class SGD(Optimizer):
     def _needs_state(self, name):
         return any(g["momentum"] != 0 for g in self.param_groups)
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
         buf = self.state["momentum_buffer"][lo:hi] if g["momentum"] != 0 else None
         _kernels.sgd_step(self._data[lo:hi], self._grad[lo:hi], buf, g["lr"], g["momentum"],
-                          g["dampening"], g["weight_decay"], g["nesterov"], g["step"] == 1)
+                          g["dampening"], g["weight_decay"], g["nesterov"], run.t == 1)
 
 
 class Adam(Optimizer):
@@ -284,9 +305,9 @@ class Adam(Optimizer):
     def _needs_state(self, name):
         return name != "max_exp_avg_sq" or any(g["amsgrad"] for g in self.param_groups)
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi, t = run.lo, run.hi, run.t
         b1, b2 = g["betas"]
-        t = g["step"]
         vmax = self.state["max_exp_avg_sq"][lo:hi] if g["amsgrad"] else None
         _kernels.adam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
                            self.state["exp_avg_sq"][lo:hi], vmax, g["lr"], b1, b2, g["eps"],
@@ -343,8 +364,9 @@ abla_	heta L + \lambda 	heta_{t-1} \
         lo, hi = self._group_range(index)
         self.state["sum"][lo:hi] = group["initial_accumulator_value"]
 
-    def _update(self, g, lo, hi):
-        clr = g["lr"] / (1.0 + (g["step"] - 1) * g["lr_decay"])
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
+        clr = g["lr"] / (1.0 + (run.t - 1) * g["lr_decay"])
         _kernels.adagrad_step(self._data[lo:hi], self._grad[lo:hi], self.state["sum"][lo:hi],
                               clr, g["weight_decay"], g["eps"])
 
@@ -389,7 +411,8 @@ abla_	heta L + \lambda 	heta_{t-1} \
             return any(g["momentum"] > 0 for g in self.param_groups)
         return True
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
         st = self.state
         _kernels.rmsprop_step(self._data[lo:hi], self._grad[lo:hi], st["square_avg"][lo:hi],
                               st["grad_avg"][lo:hi] if g["centered"] else None,
@@ -427,7 +450,8 @@ ho) \Delta_t^2 \
         if not g["weight_decay"] >= 0:
             raise ValueError(f"Adadelta: invalid weight_decay value: {g['weight_decay']}")
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
         _kernels.adadelta_step(self._data[lo:hi], self._grad[lo:hi],
                                self.state["square_avg"][lo:hi], self.state["acc_delta"][lo:hi],
                                g["lr"], g["rho"], g["eps"], g["weight_decay"])
@@ -467,9 +491,10 @@ abla_	heta L + \lambda 	heta_{t-1} \
     def _validate(self, g):
         _check_betas(g, "Adamax")
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
         b1, b2 = g["betas"]
-        clr = g["lr"] / (1.0 - b1 ** g["step"])
+        clr = g["lr"] / (1.0 - b1**run.t)
         _kernels.adamax_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
                              self.state["exp_inf"][lo:hi], clr, b1, b2, g["eps"],
                              g["weight_decay"])
@@ -501,31 +526,31 @@ abla_	heta L + \lambda 	heta_{t-1}
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay))
+        self.mu_product = np.ones(len(self._params))  # prod of mu_1..mu_t, per parameter
 
     def _validate(self, g):
         _check_betas(g, "NAdam")
         if not g["momentum_decay"] >= 0:
             raise ValueError(f"NAdam: invalid momentum_decay value: {g['momentum_decay']}")
 
-    def _init_group(self, index, group):
-        group.setdefault("mu_product", 1.0)
+    def _per_param_state(self):
+        return {"step": self.steps, "mu_product": self.mu_product}
 
-    def _begin_step(self, g):
-        b1 = g["betas"][0]
-        t, psi, lr = g["step"], g["momentum_decay"], g["lr"]
+    def _update(self, g, run):
+        lo, hi, t = run.lo, run.hi, run.t
+        b1, b2 = g["betas"]
+        psi, lr = g["momentum_decay"], g["lr"]
         mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
-        g["mu_product"] *= mu
-        prod = g["mu_product"]
-        self._coefs = (-lr * (1.0 - mu) / (1.0 - prod), -lr * mu_next / (1.0 - prod * mu_next))
-
-    def _update(self, g, lo, hi):
-        b1, b2 = g["betas"]
+        # Parameters with equal step counts have equal products (a function of t).
+        prods = self.mu_product[run.start : run.stop]
+        prods *= mu
+        prod = float(prods[0])
         _kernels.nadam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
-                            self.state["exp_avg_sq"][lo:hi], g["lr"], b1, b2, g["eps"],
-                            g["weight_decay"], g["decoupled_weight_decay"],
-                            1.0 - b2 ** g["step"], *self._coefs)
-
+                            self.state["exp_avg_sq"][lo:hi], lr, b1, b2, g["eps"],
+                            g["weight_decay"], g["decoupled_weight_decay"], 1.0 - b2**t,
+                            -lr * (1.0 - mu) / (1.0 - prod),
+                            -lr * mu_next / (1.0 - prod * mu_next))
 
 def _trainable_grads(parameters):
     """The gradient arrays of the trainable parameters: the single flat gradient buffer
