@@ -61,6 +61,13 @@ static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
 uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
 
 #define FNN_DECLARE(T, S)                                                                 \
+    /* gemm.c: row-major C (m, n) = alpha op(A) op(B) + beta C through `blas` (a         \
+     * column-major ?gemm such as scipy.linalg.cython_blas's), split between threads. */ \
+    typedef void (*S(fnn_blas_gemm))(char *, char *, int *, int *, int *, T *, T *,      \
+                                     int *, T *, int *, T *, T *, int *);               \
+    void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m,      \
+                     ptrdiff_t n, ptrdiff_t k, double alpha, const T *a, ptrdiff_t lda, \
+                     const T *b, ptrdiff_t ldb, double beta, T *c, ptrdiff_t ldc);      \
     /* dense.c: y = act(z + bias); z gets the bias added in place unless y aliases z. */ \
     /* alpha, beta: the activation's parameters (generic/act_math.h). */                 \
     void S(fnn_bias_act)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols,     \

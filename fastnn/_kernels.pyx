@@ -22,6 +22,21 @@ cdef extern from "fastnn.h" nogil:
     int fnn_get_num_threads()
     uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index)
 
+    ctypedef void (*fnn_blas_gemm_f32)(char *, char *, int *, int *, int *, float *,
+                                       float *, int *, float *, int *, float *, float *,
+                                       int *)
+    ctypedef void (*fnn_blas_gemm_f64)(char *, char *, int *, int *, int *, double *,
+                                       double *, int *, double *, int *, double *, double *,
+                                       int *)
+    void fnn_gemm_f32(fnn_blas_gemm_f32 blas, int trans_a, int trans_b, Py_ssize_t m,
+                      Py_ssize_t n, Py_ssize_t k, double alpha, const float *a,
+                      Py_ssize_t lda, const float *b, Py_ssize_t ldb, double beta,
+                      float *c, Py_ssize_t ldc)
+    void fnn_gemm_f64(fnn_blas_gemm_f64 blas, int trans_a, int trans_b, Py_ssize_t m,
+                      Py_ssize_t n, Py_ssize_t k, double alpha, const double *a,
+                      Py_ssize_t lda, const double *b, Py_ssize_t ldb, double beta,
+                      double *c, Py_ssize_t ldc)
+
     void fnn_bias_act_f32(int act, float alpha, float beta, Py_ssize_t rows,
                           Py_ssize_t cols, const float *bias, float *z, float *y)
     void fnn_bias_act_f64(int act, double alpha, double beta, Py_ssize_t rows,
@@ -256,28 +271,23 @@ def random_bits(uint64_t seed, uint64_t counter, cnp.ndarray[uint32_t, ndim=1] o
 
 def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint trans_a, bint trans_b,
          double alpha=1.0, double beta=0.0):
-    """C := alpha * op(A) @ op(B) + beta * C for C-contiguous 2-D A, B, C.
-
-    BLAS is column-major, and a row-major matrix is the column-major view of its
-    transpose, so C^T = op(B)^T op(A)^T is computed by swapping the operands."""
-    cdef void *p_b = ptr(b)
+    """C := alpha * op(A) @ op(B) + beta * C for C-contiguous 2-D A, B, C, through
+    scipy's BLAS (run single-threaded; csrc/gemm.c splits large products between
+    fastnn's threads)."""
+    cdef Py_ssize_t m = c.shape[0], n = c.shape[1]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t lda = max(1, a.shape[1]), ldb = max(1, b.shape[1]), ldc = max(1, n)
     cdef void *p_a = ptr(a)
+    cdef void *p_b = ptr(b)
     cdef void *p_c = ptr(c)
-    cdef int m = <int>c.shape[0], n = <int>c.shape[1]
-    cdef int k = <int>(a.shape[0] if trans_a else a.shape[1])
-    cdef int lda = <int>max(1, a.shape[1]), ldb = <int>max(1, b.shape[1])
-    cdef int ldc = <int>max(1, n)
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
-    cdef float fa = alpha, fb = beta
     if is_f32(c):
         with nogil:
-            sgemm(&tb, &ta, &n, &m, &k, &fa, <float*>p_b, &ldb, <float*>p_a, &lda,
-                  &fb, <float*>p_c, &ldc)
+            fnn_gemm_f32(<fnn_blas_gemm_f32>sgemm, trans_a, trans_b, m, n, k, alpha,
+                         <float*>p_a, lda, <float*>p_b, ldb, beta, <float*>p_c, ldc)
     else:
         with nogil:
-            dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>p_b, &ldb, <double*>p_a,
-                  &lda, &beta, <double*>p_c, &ldc)
+            fnn_gemm_f64(<fnn_blas_gemm_f64>dgemm, trans_a, trans_b, m, n, k, alpha,
+                         <double*>p_a, lda, <double*>p_b, ldb, beta, <double*>p_c, ldc)
 
 
 def bias_act(int act, double alpha, double beta, bias, cnp.ndarray z, cnp.ndarray y):
