@@ -32,6 +32,12 @@ enum fnn_act {
     FNN_ACT_LEAKY_RELU = 2,
     FNN_ACT_SIGMOID = 3,
     FNN_ACT_TANH = 4,
+    FNN_ACT_ABS = 5,
+    FNN_ACT_HARDTANH = 6,
+    FNN_ACT_SOFTPLUS = 7,
+    FNN_ACT_ELU = 8,
+    FNN_ACT_GELU = 9,
+    FNN_ACT_GELU_TANH = 10,
     FNN_ACT_COUNT
 };
 
@@ -55,28 +61,68 @@ static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
 uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
 
 #define FNN_DECLARE(T, S)                                                                 \
+    /* gemm.c: row-major C (m, n) = alpha op(A) op(B) + beta C through `blas` (a         \
+     * column-major ?gemm such as scipy.linalg.cython_blas's), split between threads. */ \
+    typedef void (*S(fnn_blas_gemm))(char *, char *, int *, int *, int *, T *, T *,      \
+                                     int *, T *, int *, T *, T *, int *);               \
+    void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m,      \
+                     ptrdiff_t n, ptrdiff_t k, double alpha, const T *a, ptrdiff_t lda, \
+                     const T *b, ptrdiff_t ldb, double beta, T *c, ptrdiff_t ldc);      \
     /* dense.c: y = act(z + bias); z gets the bias added in place unless y aliases z. */ \
-    void S(fnn_bias_act)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols,             \
+    /* alpha, beta: the activation's parameters (generic/act_math.h). */                 \
+    void S(fnn_bias_act)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols,     \
                          const T *bias, T *z, T *y);                                    \
     /* dense.c: gz = gy * act'(z, y); gbias += column sums of gz (gbias may be NULL). */ \
-    void S(fnn_act_backward)(int act, T alpha, ptrdiff_t rows, ptrdiff_t cols,         \
+    void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, \
                              const T *z, const T *y, const T *gy, T *gz, T *gbias);     \
-    /* norm.c: batch norm over the rows of a (rows, cols) matrix. */                     \
-    void S(fnn_bn_forward_train)(ptrdiff_t rows, ptrdiff_t cols, const T *x,            \
-                                 const T *gamma, const T *beta, double eps,             \
+    /* norm.c: batch norm of x with layout (outer, C, inner), per channel. */           \
+    void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,         \
+                                 const T *x, const T *gamma, const T *beta, double eps, \
                                  double momentum, T *running_mean, T *running_var,      \
                                  T *y, T *save_mean, T *save_invstd);                   \
-    void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x,             \
-                                const T *gamma, const T *beta, const T *mean,           \
-                                const T *var, double eps, T *y);                        \
-    void S(fnn_bn_backward)(ptrdiff_t rows, ptrdiff_t cols, int batch_stats,            \
-                            const T *x, const T *gy, const T *gamma, const T *mean,     \
-                            const T *invstd, T *gx, T *ggamma, T *gbeta);               \
-    /* dropout.c */                                                                      \
+    void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,          \
+                                const T *x, const T *gamma, const T *beta,              \
+                                const T *mean, const T *var, double eps, T *y);         \
+    void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,              \
+                            int batch_stats, const T *x, const T *gy, const T *gamma,   \
+                            const T *mean, const T *invstd, T *gx, T *ggamma,           \
+                            T *gbeta);                                                  \
+    /* norm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */             \
+    void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,             \
+                                ptrdiff_t inner, const T *x, const T *w, const T *b,    \
+                                double eps, T *y, T *mean, T *invstd);                  \
+    void S(fnn_rownorm_backward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,            \
+                                 ptrdiff_t inner, const T *x, const T *gy, const T *w,  \
+                                 const T *mean, const T *invstd, T *gx, T *gw, T *gb);  \
+    /* norm.c: weight normalisation w = g * v / |v| over the rows of v. */               \
+    void S(fnn_weight_norm_forward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,         \
+                                    const T *g, T *w, T *norms);                        \
+    void S(fnn_weight_norm_backward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,        \
+                                     const T *g, const T *norms, const T *gw, T *gv,    \
+                                     T *gg);                                            \
+    /* activations.c */                                                                  \
+    void S(fnn_prelu_forward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,            \
+                              const T *x, const T *a, ptrdiff_t nparam, T *y);          \
+    void S(fnn_prelu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,           \
+                               const T *x, const T *gy, const T *a, ptrdiff_t nparam,   \
+                               T *gx, T *ga);                                           \
+    void S(fnn_maxout_forward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,       \
+                               const T *z, T *y, uint8_t *idx);                         \
+    void S(fnn_maxout_backward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,      \
+                                const T *gy, const uint8_t *idx, T *gz);                \
+    void S(fnn_softmax_forward)(ptrdiff_t rows, ptrdiff_t cols, const T *x, T *y);      \
+    void S(fnn_softmax_backward)(ptrdiff_t rows, ptrdiff_t cols, const T *y,            \
+                                 const T *gy, T *gx);                                   \
+    void S(fnn_rbf_forward)(ptrdiff_t rows, ptrdiff_t C, const T *xsq, const T *csq,    \
+                            const T *width, T *xc_d2, T *y);                            \
+    void S(fnn_rbf_backward)(ptrdiff_t rows, ptrdiff_t C, const T *d2, const T *y,      \
+                             const T *gy, const T *width, T *gd2, T *gsum, T *grow,     \
+                             T *gwidth);                                                \
+    /* dropout.c: kept values are multiplied by scale. */                                \
     void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double p, \
-                                uint64_t seed, uint64_t counter);                       \
+                                double scale, uint64_t seed, uint64_t counter);         \
     void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask,         \
-                                 double p, T *gx);                                      \
+                                 double scale, T *gx);                                  \
     /* loss.c: each returns the mean loss; grad (may be NULL) gets d(mean loss)/dpred. */ \
     double S(fnn_softmax_xent)(ptrdiff_t rows, ptrdiff_t cols, const T *logits,         \
                                const int64_t *labels, double smoothing, T *grad,        \
@@ -91,7 +137,27 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                           T *exp_avg_sq, T *max_exp_avg_sq, double lr, double beta1,    \
                           double beta2, double eps, double weight_decay,                \
                           int decoupled, double bias_correction1,                      \
-                          double bias_correction2_sqrt);
+                          double bias_correction2_sqrt);                                \
+    void S(fnn_adagrad_step)(ptrdiff_t n, T *param, const T *grad, T *state_sum,        \
+                             double clr, double weight_decay, double eps);              \
+    void S(fnn_rmsprop_step)(ptrdiff_t n, T *param, const T *grad, T *square_avg,       \
+                             T *grad_avg, T *momentum_buffer, double lr, double alpha,  \
+                             double eps, double weight_decay, double momentum);         \
+    void S(fnn_adadelta_step)(ptrdiff_t n, T *param, const T *grad, T *square_avg,      \
+                              T *acc_delta, double lr, double rho, double eps,          \
+                              double weight_decay);                                     \
+    void S(fnn_adamax_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg,           \
+                            T *exp_inf, double clr, double beta1, double beta2,         \
+                            double eps, double weight_decay);                           \
+    void S(fnn_nadam_step)(ptrdiff_t n, T *param, const T *grad, T *exp_avg,            \
+                           T *exp_avg_sq, double lr, double beta1, double beta2,        \
+                           double eps, double weight_decay, int decoupled,              \
+                           double bias_correction2, double coef_grad, double coef_avg); \
+    /* optim.c: sum of squares (for clipping by global norm) and in-place scaling. */   \
+    double S(fnn_sumsq)(ptrdiff_t n, const T *x);                                       \
+    void S(fnn_scale)(ptrdiff_t n, T *x, double s);                                     \
+    /* optim.c: L1/L2 penalty; returns it and adds its gradient to grad. */              \
+    double S(fnn_penalty)(ptrdiff_t n, const T *w, T *grad, double l1, double l2);
 
 #define FNN_S32(name) name##_f32
 #define FNN_S64(name) name##_f64

@@ -4,7 +4,7 @@
  * includes this header. The body is written once in terms of:
  *   T        the element type
  *   S(name)  the name with its type suffix (_f32 / _f64)
- *   EXP, LOG, SQRT, TANH, FABS   the libm functions for T
+ *   EXP, LOG, SQRT, TANH, FABS, ERF, LOG1P, EXPM1   the libm functions for T
  */
 #ifndef FNN_GENERIC
 #error "define FNN_GENERIC before including instantiate.h"
@@ -17,6 +17,9 @@
 #define SQRT sqrtf
 #define TANH tanhf
 #define FABS fabsf
+#define ERF erff
+#define LOG1P log1pf
+#define EXPM1 expm1f
 #include FNN_GENERIC
 #undef T
 #undef S
@@ -25,6 +28,9 @@
 #undef SQRT
 #undef TANH
 #undef FABS
+#undef ERF
+#undef LOG1P
+#undef EXPM1
 
 #define T double
 #define S(name) name##_f64
@@ -33,6 +39,9 @@
 #define SQRT sqrt
 #define TANH tanh
 #define FABS fabs
+#define ERF erf
+#define LOG1P log1p
+#define EXPM1 expm1
 #include FNN_GENERIC
 #undef T
 #undef S
@@ -41,3 +50,6 @@
 #undef SQRT
 #undef TANH
 #undef FABS
+#undef ERF
+#undef LOG1P
+#undef EXPM1

@@ -20,4 +20,34 @@ static inline void fnn_split(ptrdiff_t n, int t, int nt, ptrdiff_t *lo, ptrdiff_
     *hi = *lo + q + (t < r ? 1 : 0);
 }
 
+/* Run the statements after (n, work, lo, hi) on near-equal parts [lo, hi) of [0, n),
+ * one part per thread, on fnn_threads_for(work) threads (work: the elements touched,
+ * which decides whether threads pay off). The statements may contain commas. */
+#define FNN_PARALLEL_SPLIT(n, work, lo, hi, ...)                                     \
+    do {                                                                             \
+        ptrdiff_t fnn_n_ = (n);                                                      \
+        int fnn_nt_ = fnn_threads_for(work);                                         \
+        if (fnn_nt_ > fnn_n_) fnn_nt_ = fnn_n_ > 0 ? (int)fnn_n_ : 1;                 \
+        _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")            \
+        for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                           \
+            ptrdiff_t lo, hi;                                                        \
+            fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                            \
+            __VA_ARGS__;                                                             \
+        }                                                                            \
+    } while (0)
+
+/* FNN_PARALLEL_SPLIT of an elementwise range: [0, n) touching n elements. */
+#define FNN_PARALLEL_RANGE(n, lo, hi, ...) FNN_PARALLEL_SPLIT(n, n, lo, hi, __VA_ARGS__)
+
+/* Hand blocks of FNN_COL_BLOCK columns (or channels) out of `cols` to threads, for a
+ * kernel touching `work` elements; the statements see the block as [j0, j1). */
+#define FNN_FOR_COL_BLOCKS(work, cols, ...)                                              \
+    FNN_PARALLEL_SPLIT(((cols) + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK, (work), b0,          \
+                       b1, for (ptrdiff_t b = b0; b < b1; b++) {                           \
+                           ptrdiff_t j0 = b * FNN_COL_BLOCK;                               \
+                           ptrdiff_t j1 = j0 + FNN_COL_BLOCK < (cols) ? j0 + FNN_COL_BLOCK \
+                                                                      : (cols);            \
+                           __VA_ARGS__;                                                    \
+                       })
+
 #endif

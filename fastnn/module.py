@@ -166,6 +166,21 @@ class Module:
         for p in self.parameters():
             p.grad.fill(0)
 
+    def add_penalties(self):
+        """For every layer with a `regularizer`: add the penalty's gradient to its
+        weight's .grad; returns the sum of the penalties (0.0 without any)."""
+        total = 0.0
+        for m in self.modules():
+            reg = getattr(m, "regularizer", None)
+            if reg is not None:
+                total += reg(m.weight)
+        return total
+
+    def penalty(self):
+        """The sum of the layers' weight penalties, without touching gradients."""
+        return sum(m.regularizer.value(m.weight.data) for m in self.modules()
+                   if getattr(m, "regularizer", None) is not None)
+
     def freeze(self):
         """Stop training this module's parameters (no gradient work, no updates)."""
         for p in self.parameters():
@@ -250,6 +265,15 @@ class Module:
             np.copyto(dst, src, casting="unsafe")
         return self
 
+    # -- architecture -----------------------------------------------------------------
+    def get_config(self):
+        """Constructor arguments that rebuild this module (JSON-serialisable), used by
+        fastnn.save. Parameter-free layers return {}; user modules that want to be
+        saved with their architecture override this (and accept the arguments)."""
+        if type(self).__init__ is Module.__init__ or type(self).__init__ is Layer.__init__:
+            return {}
+        raise NotImplementedError(f"{type(self).__name__} does not define get_config")
+
     # -- display ----------------------------------------------------------------------
     def extra_repr(self):
         return ""
@@ -333,6 +357,11 @@ class Sequential(Layer):
     def named_children(self):
         for i, layer in enumerate(self.layers):
             yield str(i), layer
+
+    def get_config(self):
+        from .io import layer_spec
+
+        return {"layers": [layer_spec(layer) for layer in self.layers]}
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -17,7 +17,10 @@ class Optimizer:
     """Base class. `params` is an iterable of Parameters or of dicts
     `{"params": [...], **overrides}` (parameter groups with their own lr, weight decay,
     ...). Frozen parameters (requires_grad=False) stay in the buffer but are skipped
-    by `step`. Step counts are kept per parameter group."""
+    by `step`. Each parameter counts its own steps (as torch does): one frozen for a
+    while and then unfrozen continues from its own count; `step` runs one fused kernel
+    over each stretch of adjacent parameters with equal counts (usually the whole
+    buffer)."""
 
     _state_names = ()  # names of the flat state buffers, in state_dict order
 
@@ -37,8 +40,9 @@ class Optimizer:
         self._build_flat_buffers()
         self.state = {name: np.zeros_like(self._data) for name in self._state_names
                       if self._needs_state(name)}
-        for g in groups:
-            g.setdefault("step", 0)
+        self.steps = np.zeros(len(self._params), np.int64)
+        for gi, g in enumerate(groups):
+            self._init_group(gi, g)
 
     # -- subclass interface -----------------------------------------------------------
     def _validate(self, group):
@@ -47,8 +51,16 @@ class Optimizer:
     def _needs_state(self, name):
         return True
 
-    def _update(self, group, lo, hi):
-        """Apply one update to flat elements [lo, hi) of group's parameters."""
+    def _init_group(self, index, group):
+        """Set initial state for a group (flat state starts at zero)."""
+
+    def _group_range(self, index):
+        """Flat [lo, hi) of group `index` (groups are contiguous in the buffer)."""
+        idx = self._group_params[index]
+        return self._offsets[idx[0]][0], self._offsets[idx[-1]][1]
+
+    def _update(self, group, run):
+        """Apply one update to a _Run of the group's parameters."""
         raise NotImplementedError
 
     # -- flat buffers -----------------------------------------------------------------
@@ -60,6 +72,7 @@ class Optimizer:
         total = sum(p.size for p in self._params)
         self._data = np.empty(total, dtypes.pop())
         self._grad = np.empty_like(self._data)
+        self._flat = _Flat(self._data, self._grad)
         self._offsets = []
         offset = 0
         for p in self._params:
@@ -67,7 +80,7 @@ class Optimizer:
             self._data[lo:hi] = p.data.reshape(-1)
             self._grad[lo:hi] = p.grad.reshape(-1)
             p._rebind(self._data[lo:hi].reshape(p.shape), self._grad[lo:hi].reshape(p.shape),
-                      owner=self._data)
+                      owner=self._flat)
             self._offsets.append((lo, hi))
             offset = hi
         bounds, i = [], 0
@@ -79,24 +92,28 @@ class Optimizer:
 
     def _check_owner(self):
         for p in self._params:
-            if p._owner is not self._data:
+            if p._owner is not self._flat:
                 raise RuntimeError(
                     f"{type(self).__name__}: parameter {p.name!r} no longer lives in this "
                     "optimizer's buffer (it was given to another optimizer or the model was "
                     "converted with astype); build the optimizer again"
                 )
 
-    def _runs(self, group_index):
-        """Flat [lo, hi) ranges of the group's trainable parameters, merged when adjacent."""
+    def _advance(self, group_index):
+        """Count a step for each trainable parameter of the group; returns the runs of
+        adjacent parameters that now have equal step counts."""
         runs = []
         for i in self._group_params[group_index]:
             if not self._params[i].requires_grad:
                 continue
+            self.steps[i] += 1
+            t = int(self.steps[i])
             lo, hi = self._offsets[i]
-            if runs and runs[-1][1] == lo:
-                runs[-1][1] = hi
+            last = runs[-1] if runs else None
+            if last is not None and last.hi == lo and last.t == t:
+                last.hi, last.stop = hi, i + 1
             else:
-                runs.append([lo, hi])
+                runs.append(_Run(lo, hi, t, i, i + 1))
         return runs
 
     # -- public API -------------------------------------------------------------------
@@ -108,12 +125,8 @@ class Optimizer:
         """One update of every trainable parameter from its current gradient."""
         self._check_owner()
         for gi, group in enumerate(self.param_groups):
-            runs = self._runs(gi)
-            if not runs:
-                continue
-            group["step"] += 1
-            for lo, hi in runs:
-                self._update(group, lo, hi)
+            for run in self._advance(gi):
+                self._update(group, run)
 
     @property
     def lr(self):
@@ -127,23 +140,35 @@ class Optimizer:
             g["lr"] = float(value)
 
     def state_dict(self):
-        """{'state': {name: flat array copy}, 'param_groups': [hyper-parameters, step,
-        parameter indices]} — enough to continue training bit for bit."""
+        """{'state': {name: flat array copy, 'step': per-parameter step counts, ...},
+        'param_groups': [hyper-parameters and parameter indices]} - enough to continue
+        training bit for bit."""
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": idx}
                   for g, idx in zip(self.param_groups, self._group_params)]
-        return {"state": {k: v.copy() for k, v in self.state.items()}, "param_groups": groups}
+        state = {k: v.copy() for k, v in self.state.items()}
+        state.update({k: v.copy() for k, v in self._per_param_state().items()})
+        return {"state": state, "param_groups": groups}
+
+    def _per_param_state(self):
+        """Per-parameter arrays saved with the state (one entry per parameter)."""
+        return {"step": self.steps}
 
     def load_state_dict(self, state_dict):
         groups = state_dict["param_groups"]
         if [g["params"] for g in groups] != self._group_params:
             raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not "
                              "match this optimizer's")
-        for name, arr in state_dict["state"].items():
-            if name not in self.state or np.shape(arr) != self.state[name].shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected state "
-                                 f"{name!r} of shape {np.shape(arr)}")
-        for name, arr in state_dict["state"].items():
-            np.copyto(self.state[name], arr, casting="unsafe")
+        own = dict(self.state, **self._per_param_state())
+        saved = state_dict["state"]
+        if set(saved) != set(own):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state has "
+                             f"{sorted(saved)}, expected {sorted(own)}")
+        for name, arr in saved.items():
+            if np.shape(arr) != own[name].shape:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} "
+                                 f"has shape {np.shape(arr)}, expected {own[name].shape}")
+        for name, arr in saved.items():
+            np.copyto(own[name], arr, casting="unsafe")
         for g, saved in zip(self.param_groups, groups):
             for k, v in saved.items():
                 if k != "params":
@@ -153,6 +178,24 @@ class Optimizer:
         g = {k: v for k, v in self.param_groups[0].items() if k not in ("params", "step")}
         opts = ", ".join(f"{k}={v}" for k, v in g.items())
         return f"{type(self).__name__}({opts})"
+
+
+class _Run:
+    """Adjacent parameters [start, stop) with equal step count t, flat range [lo, hi)."""
+
+    __slots__ = ("lo", "hi", "t", "start", "stop")
+
+    def __init__(self, lo, hi, t, start, stop):
+        self.lo, self.hi, self.t, self.start, self.stop = lo, hi, t, start, stop
+
+
+class _Flat:
+    """The flat data and gradient buffers that an optimizer's parameters are views of."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data, grad):
+        self.data, self.grad = data, grad
 
 
 def _as_groups(params):
@@ -216,10 +259,11 @@ class SGD(Optimizer):
     def _needs_state(self, name):
         return any(g["momentum"] != 0 for g in self.param_groups)
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
         buf = self.state["momentum_buffer"][lo:hi] if g["momentum"] != 0 else None
         _kernels.sgd_step(self._data[lo:hi], self._grad[lo:hi], buf, g["lr"], g["momentum"],
-                          g["dampening"], g["weight_decay"], g["nesterov"], g["step"] == 1)
+                          g["dampening"], g["weight_decay"], g["nesterov"], run.t == 1)
 
 
 class Adam(Optimizer):
@@ -261,9 +305,9 @@ class Adam(Optimizer):
     def _needs_state(self, name):
         return name != "max_exp_avg_sq" or any(g["amsgrad"] for g in self.param_groups)
 
-    def _update(self, g, lo, hi):
+    def _update(self, g, run):
+        lo, hi, t = run.lo, run.hi, run.t
         b1, b2 = g["betas"]
-        t = g["step"]
         vmax = self.state["max_exp_avg_sq"][lo:hi] if g["amsgrad"] else None
         _kernels.adam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
                            self.state["exp_avg_sq"][lo:hi], vmax, g["lr"], b1, b2, g["eps"],
@@ -286,3 +330,280 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (Duchi et al., 2011; https://jmlr.org/papers/v12/duchi11a.html), as
+    torch.optim.Adagrad:
+
+    .. math::
+        	ilde\gamma &= \gamma / (1 + (t - 1) \eta) \
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        s_t &= s_{t-1} + g_t^2 \
+        	heta_t &= 	heta_{t-1} - 	ilde\gamma \, g_t / (\sqrt{s_t} + \epsilon)
+
+    with lr_decay :math:`\eta` and :math:`s_0` = initial_accumulator_value.
+    """
+
+    _state_names = ("sum",)
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "Adagrad")
+        for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            if not g[key] >= 0:
+                raise ValueError(f"Adagrad: invalid {key} value: {g[key]}")
+
+    def _init_group(self, index, group):
+        lo, hi = self._group_range(index)
+        self.state["sum"][lo:hi] = group["initial_accumulator_value"]
+
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
+        clr = g["lr"] / (1.0 + (run.t - 1) * g["lr_decay"])
+        _kernels.adagrad_step(self._data[lo:hi], self._grad[lo:hi], self.state["sum"][lo:hi],
+                              clr, g["weight_decay"], g["eps"])
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton, lecture 6e; centered: Graves, 2013), as torch.optim.RMSprop:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        v_t &= lpha v_{t-1} + (1 - lpha) g_t^2 \
+        ar g_t &= lpha ar g_{t-1} + (1 - lpha) g_t, \quad
+            d_t = \sqrt{v_t - ar g_t^2} + \epsilon \quad 	ext{(centered)} \
+        d_t &= \sqrt{v_t} + \epsilon \quad 	ext{(otherwise)} \
+        b_t &= \mu b_{t-1} + g_t / d_t, \quad 	heta_t = 	heta_{t-1} - \gamma b_t
+            \quad 	ext{(momentum } \mu > 0) \
+        	heta_t &= 	heta_{t-1} - \gamma g_t / d_t \quad 	ext{(otherwise)}
+    """
+
+    _state_names = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "RMSprop")
+        if not 0.0 <= g["alpha"] <= 1.0:
+            raise ValueError(f"RMSprop: invalid alpha value: {g['alpha']}")
+        for key in ("eps",):
+            if not g[key] > 0:
+                raise ValueError(f"RMSprop: invalid {key} value: {g[key]}")
+        for key in ("momentum", "weight_decay"):
+            if not g[key] >= 0:
+                raise ValueError(f"RMSprop: invalid {key} value: {g[key]}")
+
+    def _needs_state(self, name):
+        if name == "grad_avg":
+            return any(g["centered"] for g in self.param_groups)
+        if name == "momentum_buffer":
+            return any(g["momentum"] > 0 for g in self.param_groups)
+        return True
+
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
+        st = self.state
+        _kernels.rmsprop_step(self._data[lo:hi], self._grad[lo:hi], st["square_avg"][lo:hi],
+                              st["grad_avg"][lo:hi] if g["centered"] else None,
+                              st["momentum_buffer"][lo:hi] if g["momentum"] > 0 else None,
+                              g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler, 2012; https://arxiv.org/abs/1212.5701), as torch.optim.Adadelta:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        v_t &= 
+ho v_{t-1} + (1 - 
+ho) g_t^2 \
+        \Delta_t &= rac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t \
+        u_t &= 
+ho u_{t-1} + (1 - 
+ho) \Delta_t^2 \
+        	heta_t &= 	heta_{t-1} - \gamma \Delta_t
+    """
+
+    _state_names = ("square_avg", "acc_delta")
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _validate(self, g):
+        _check_lr(g["lr"], "Adadelta")
+        if not 0.0 <= g["rho"] <= 1.0:
+            raise ValueError(f"Adadelta: invalid rho value: {g['rho']}")
+        if not g["eps"] > 0:
+            raise ValueError(f"Adadelta: invalid epsilon value: {g['eps']}")
+        if not g["weight_decay"] >= 0:
+            raise ValueError(f"Adadelta: invalid weight_decay value: {g['weight_decay']}")
+
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
+        _kernels.adadelta_step(self._data[lo:hi], self._grad[lo:hi],
+                               self.state["square_avg"][lo:hi], self.state["acc_delta"][lo:hi],
+                               g["lr"], g["rho"], g["eps"], g["weight_decay"])
+
+
+def _check_betas(g, name):
+    _check_lr(g["lr"], name)
+    b1, b2 = g["betas"]
+    if not 0.0 <= b1 < 1.0:
+        raise ValueError(f"{name}: invalid beta parameter at index 0: {b1}")
+    if not 0.0 <= b2 < 1.0:
+        raise ValueError(f"{name}: invalid beta parameter at index 1: {b2}")
+    if not g["eps"] > 0:
+        raise ValueError(f"{name}: invalid epsilon value: {g['eps']}")
+    if g["weight_decay"] < 0:
+        raise ValueError(f"{name}: invalid weight_decay value: {g['weight_decay']}")
+
+
+class Adamax(Optimizer):
+    r"""Adamax, Adam with the infinity norm (Kingma & Ba, 2015, section 7), as
+    torch.optim.Adamax:
+
+    .. math::
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1} \
+        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t \
+        u_t &= \max(eta_2 u_{t-1}, |g_t| + \epsilon) \
+        	heta_t &= 	heta_{t-1} - rac{\gamma}{1 - eta_1^t} rac{m_t}{u_t}
+    """
+
+    _state_names = ("exp_avg", "exp_inf")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay))
+
+    def _validate(self, g):
+        _check_betas(g, "Adamax")
+
+    def _update(self, g, run):
+        lo, hi = run.lo, run.hi
+        b1, b2 = g["betas"]
+        clr = g["lr"] / (1.0 - b1**run.t)
+        _kernels.adamax_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
+                             self.state["exp_inf"][lo:hi], clr, b1, b2, g["eps"],
+                             g["weight_decay"])
+
+
+class NAdam(Optimizer):
+    r"""Adam with Nesterov momentum (Dozat, 2016), as torch.optim.NAdam:
+
+    .. math::
+        \mu_t &= eta_1 (1 - 	frac12 \, 0.96^{t \psi}), \quad
+        \Pi_t = 	extstyle\prod_{i \le t} \mu_i \
+        g_t &= 
+abla_	heta L + \lambda 	heta_{t-1}
+            \quad (	ext{or } 	heta_{t-1} \leftarrow 	heta_{t-1}(1 - \gamma\lambda)
+            	ext{ when decoupled}) \
+        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t, \quad
+        v_t = eta_2 v_{t-1} + (1 - eta_2) g_t^2 \
+        d_t &= \sqrt{v_t / (1 - eta_2^t)} + \epsilon \
+        	heta_t &= 	heta_{t-1} - \gamma rac{1 - \mu_t}{1 - \Pi_t} rac{g_t}{d_t}
+            - \gamma rac{\mu_{t+1}}{1 - \Pi_{t+1}} rac{m_t}{d_t}
+
+    with momentum_decay :math:`\psi`. Paper: https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+        self.mu_product = np.ones(len(self._params))  # prod of mu_1..mu_t, per parameter
+
+    def _validate(self, g):
+        _check_betas(g, "NAdam")
+        if not g["momentum_decay"] >= 0:
+            raise ValueError(f"NAdam: invalid momentum_decay value: {g['momentum_decay']}")
+
+    def _per_param_state(self):
+        return {"step": self.steps, "mu_product": self.mu_product}
+
+    def _update(self, g, run):
+        lo, hi, t = run.lo, run.hi, run.t
+        b1, b2 = g["betas"]
+        psi, lr = g["momentum_decay"], g["lr"]
+        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
+        # Parameters with equal step counts have equal products (a function of t).
+        prods = self.mu_product[run.start : run.stop]
+        prods *= mu
+        prod = float(prods[0])
+        _kernels.nadam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
+                            self.state["exp_avg_sq"][lo:hi], lr, b1, b2, g["eps"],
+                            g["weight_decay"], g["decoupled_weight_decay"], 1.0 - b2**t,
+                            -lr * (1.0 - mu) / (1.0 - prod),
+                            -lr * mu_next / (1.0 - prod * mu_next))
+
+def _trainable_grads(parameters):
+    """The gradient arrays of the trainable parameters: the single flat gradient buffer
+    when the parameters are exactly one optimizer's, else one array per parameter."""
+    if isinstance(parameters, Parameter):
+        parameters = [parameters]
+    params = [p for p in parameters if p.requires_grad]
+    owners = {id(p._owner) for p in params}
+    if len(owners) == 1 and params[0]._owner is not None:
+        flat = params[0]._owner.grad
+        if sum(p.size for p in params) == flat.size:
+            return [flat]
+    return [p.grad for p in params]
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale the gradients of `parameters` (trainable ones) so that their global norm is
+    at most max_norm, as torch.nn.utils.clip_grad_norm_: with
+    total = ||concat(grads)||_p, the gradients are multiplied by
+    max_norm / (total + 1e-6) when that is below 1. Returns total (before clipping),
+    computed by one reduction over the flat gradient buffer when the parameters are
+    an optimizer's. norm_type: 2.0 (default), any p >= 1, or inf."""
+    max_norm = float(max_norm)
+    if not max_norm > 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be positive, got {max_norm}")
+    norm_type = float(norm_type)
+    if not norm_type >= 1:
+        raise ValueError(f"clip_grad_norm_: norm_type must be >= 1 or inf, got {norm_type}")
+    grads = _trainable_grads(parameters)
+    if not grads:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(_kernels.sumsq(g) for g in grads))
+    else:
+        total = sum(float((np.abs(g.astype(np.float64)) ** norm_type).sum()) for g in grads)
+        total **= 1.0 / norm_type
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            raise RuntimeError(f"clip_grad_norm_: the total norm of the gradients is {total}")
+        return total
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            _kernels.scale(g, coef)
+    return total
+
+
+def clip_grad_value_(parameters, clip_value):
+    """Clamp every gradient entry of the trainable `parameters` to [-clip_value, clip_value]."""
+    clip_value = float(clip_value)
+    if not clip_value > 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be positive, got {clip_value}")
+    for g in _trainable_grads(parameters):
+        np.clip(g, -clip_value, clip_value, out=g)

@@ -1,19 +1,27 @@
 """The training loop: mini-batch gradient descent with one shuffle per epoch, per-epoch
-train and validation figures in a History (the procedure of seed notes 000 and 001)."""
+train and validation figures in a History, callbacks, schedules, gradient clipping,
+exact checkpoints (the procedure of seed notes 000 and 001)."""
+import json
 import math
+import signal
+import threading
 import time
+import warnings
 
 import numpy as np
 
 from . import metrics as _metrics, rng
 from .batching import Batches
+from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
 from .losses import CrossEntropyLoss, check_labels
+from .optim import clip_grad_norm_
 from .validation import as_array, check_finite, positive_int
 
 
 class History:
     """Per-epoch training record: `history` maps 'loss', each metric, 'val_loss',
-    'val_<metric>', 'lr' and 'epoch_time' to lists with one value per epoch."""
+    'val_<metric>', 'lr', 'epoch_time' (and 'grad_norm' when clipping) to lists with
+    one value per epoch; `epoch` lists the epoch numbers (from 1)."""
 
     def __init__(self):
         self.history = {}
@@ -30,6 +38,13 @@ class History:
     def __len__(self):
         return len(self.epoch)
 
+    def state_dict(self):
+        return {"history": self.history, "epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.epoch = list(state["epoch"])
+
     def __repr__(self):
         if not self.epoch:
             return "History(no epochs)"
@@ -43,9 +58,17 @@ _DEFAULT_METRICS = ("accuracy",)
 class Trainer:
     """Trains `model` by minimising `loss` with `optimizer`.
 
-    metrics: names ('accuracy', 'top_5_accuracy', 'mse', 'mae') or callables
+    metrics: names ('accuracy', 'top_<k>_accuracy', 'mse', 'mae') or callables
     metric(y_true, y_pred). The default ('accuracy',) applies to classification
     losses; with a regression loss the default is no metric.
+    scheduler: a fastnn.schedules object (or anything with step() / step(value)),
+    stepped after every epoch, or after every batch when its interval is 'step';
+    ReduceOnPlateau gets its monitored figure.
+    callbacks: fastnn.callbacks objects; TerminateOnNaN is added unless one is given
+    (pass `callbacks=[...]` with your own instance, or set `trainer.terminate_on_nan =
+    False` to train through non-finite losses).
+    clip_grad_norm: clip the gradients' global L2 norm to this before every update;
+    the per-epoch mean of the pre-clip norms is logged as 'grad_norm'.
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
@@ -62,6 +85,7 @@ class Trainer:
                                  f"{type(loss).__name__}")
         self.metrics = resolved
         self.callbacks = list(callbacks)
+        self.terminate_on_nan = True
         if clip_grad_norm is not None:
             clip_grad_norm = float(clip_grad_norm)
             if not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
@@ -69,7 +93,10 @@ class Trainer:
                                  f"{clip_grad_norm}")
         self.clip_grad_norm = clip_grad_norm
         self.history = History()
-        self.epoch = 0
+        self.epoch = 0  # epochs completed
+        self.stop_training = False
+        self.interrupted = False
+        self.verbose = 0
 
     @property
     def _classification(self):
@@ -77,31 +104,32 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self, xb, yb):
-        """Forward, loss, backward and one optimizer update on a batch; returns the loss."""
+        """Forward, loss (+ weight penalties), backward and one optimizer update on a
+        batch; returns the loss."""
         self.model.train()
-        return self._step(xb, yb)[0]
+        return self._step(xb, yb, ())[0]
 
-    def _step(self, xb, yb):
+    def _step(self, xb, yb, callbacks):
+        """One update; (loss, model output, pre-clip gradient norm or None). With a
+        non-finite loss the callbacks decide, before anything is updated."""
         model, opt = self.model, self.optimizer
         opt.zero_grad()
         out = model._forward(xb)
         value = self.loss(out, yb)
+        if not math.isfinite(value):
+            for cb in callbacks:
+                cb.on_nonfinite_loss(self, value)
+            if self.stop_training:
+                return value, out, None
         model._backward(self.loss._backward(), False)
+        value += model.add_penalties()
+        norm = None
         if self.clip_grad_norm is not None:
-            self._clip_gradients(self.clip_grad_norm)
+            norm = clip_grad_norm_(model.parameters(), self.clip_grad_norm)
         opt.step()
-        return value, out
-
-    def _clip_gradients(self, max_norm):
-        """Scale the trainable gradients so that their global L2 norm is at most max_norm,
-        as torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1."""
-        grads = [p.grad for p in self.model.parameters() if p.requires_grad]
-        total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
-        coef = max_norm / (total + 1e-6)
-        if coef < 1.0:
-            for g in grads:
-                g *= g.dtype.type(coef)
-        return total
+        if getattr(self.scheduler, "interval", "epoch") == "step":
+            self.scheduler.step()
+        return value, out, norm
 
     # -- data -------------------------------------------------------------------------
     def _prepare(self, X, y, where):
@@ -127,75 +155,153 @@ class Trainer:
             y = np.ascontiguousarray(y, dtype=dtype)
         return X, y
 
-    # -- fit / evaluate ---------------------------------------------------------------
-    def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False):
-        """Train for `epochs` epochs (counted from the trainer's current epoch, so a
-        second fit continues); returns the History.
-
-        Each epoch permutes the sample indices once (shuffle=True) and visits them in
-        mini-batches of batch_size; the last partial batch is kept unless drop_last.
-        validation_split takes that fraction of the samples, from the end, before any
-        shuffling (as Keras does); validation_data=(X_val, y_val) gives them directly.
-        """
-        batch_size = positive_int(batch_size, "batch_size")
-        epochs = int(epochs)
-        X, y = self._prepare(X, y, "fit")
+    def _split(self, X, y, validation_data, validation_split):
+        """(X, y, validation pair or None)."""
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
-        val = None
         if validation_split:
             n_val = int(round(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"fit: validation_split={validation_split} leaves no "
                                  f"training or validation samples out of {X.shape[0]}")
-            X, val = X[:-n_val], (X[-n_val:], y[-n_val:])
-            y = y[:-n_val]
-        elif validation_data is not None:
+            return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+        if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
-            val = self._prepare(*validation_data, "fit validation_data")
+            return X, y, self._prepare(*validation_data, "fit validation_data")
+        return X, y, None
+
+    # -- fit ----------------------------------------------------------------------------
+    def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, verbose=1, drop_last=False):
+        """Train until `epochs` epochs are complete and return the History.
+
+        `epochs` counts every epoch this trainer has run (as Keras' epochs with
+        initial_epoch = the epochs already done): a new trainer runs `epochs` epochs, a
+        trainer restored by load_checkpoint continues from its saved epoch to `epochs`,
+        and a second fit with the same `epochs` has nothing left to do.
+
+        Each epoch permutes the sample indices once (shuffle=True) and visits them in
+        mini-batches of batch_size, gathered into a reused buffer (X is never copied
+        whole, so it may be a memory-mapped file); the last partial batch is kept unless
+        drop_last. validation_split takes that fraction of the samples, from the end,
+        before any shuffling (as Keras does); validation_data=(X_val, y_val) gives them
+        directly. verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per
+        epoch. Ctrl-C stops after the current batch and returns the History so far
+        (trainer.interrupted is then True); the model stays usable.
+        """
+        batch_size = positive_int(batch_size, "batch_size")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        X, y = self._prepare(X, y, "fit")
+        X, y, val = self._split(X, y, validation_data, validation_split)
         dtype = self.model.dtype or np.float32
         batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last)
         if len(batches) == 0:
             raise ValueError(f"fit: {X.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
-        n = X.shape[0]
-        for _ in range(epochs):
-            start = time.perf_counter()
-            order = rng.generator().permutation(n) if shuffle else np.arange(n)
-            logs = self._train_epoch(batches, order)
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate(*val, 256).items()})
-            logs["lr"] = self.optimizer.lr
-            logs["epoch_time"] = time.perf_counter() - start
-            self.epoch += 1
-            self.history.append(self.epoch, logs)
-            if self.scheduler is not None:
-                self.scheduler.step()
-            if verbose:
-                print(_epoch_line(self.epoch, logs), flush=True)
+        if epochs <= self.epoch:
+            warnings.warn(f"fit: this trainer has already run {self.epoch} epochs; pass "
+                          f"epochs > {self.epoch} to train more", stacklevel=2)
+            return self.history
+        self.verbose = int(verbose)
+        self.target_epochs = int(epochs)
+        self.batches_per_epoch = len(batches)
+        self.log_keys = self._log_keys(val is not None)
+        callbacks = self._callbacks()
+        self.stop_training = self.interrupted = False
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        monitor = getattr(self.scheduler, "monitor", None)
+        if monitor is not None and monitor not in self.log_keys:
+            raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
+                             f"{sorted(self.log_keys)}")
+        try:
+            with _StopOnInterrupt(self):
+                while self.epoch < epochs and not self.stop_training:
+                    self._run_epoch(batches, X.shape[0], shuffle, val, callbacks)
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self)
         return self.history
 
-    def _train_epoch(self, batches, order):
+    def _log_keys(self, validation):
+        keys = ["loss"] + [name for name, _ in self.metrics]
+        if validation:
+            keys += ["val_" + k for k in keys]
+        keys += ["lr", "epoch_time"]
+        if self.clip_grad_norm is not None:
+            keys.append("grad_norm")
+        return keys
+
+    def _callbacks(self):
+        callbacks = list(self.callbacks)
+        if self.terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in callbacks):
+            callbacks.insert(0, TerminateOnNaN())
+        if self.verbose == 1 and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ProgressBar())
+        elif self.verbose == 2:
+            callbacks.append(EpochLogger())
+        return callbacks
+
+    def _run_epoch(self, batches, n, shuffle, val, callbacks):
+        epoch = self.epoch + 1
+        start = time.perf_counter()
         self.model.train()
-        total, count = 0.0, 0
+        for cb in callbacks:
+            cb.on_epoch_begin(self, epoch)
+        order = rng.generator().permutation(n) if shuffle else np.arange(n)
+        total = count = 0
         sums = [0.0] * len(self.metrics)
-        for xb, yb in batches.epoch(order):
-            value, out = self._step(xb, yb)
+        norms = []
+        for i, (xb, yb) in enumerate(batches.epoch(order)):
+            for cb in callbacks:
+                cb.on_batch_begin(self, i)
+            value, out, norm = self._step(xb, yb, callbacks)
+            if self.stop_training and not math.isfinite(value):
+                return  # the bad batch counts for nothing; the epoch is not recorded
             m = xb.shape[0]
             total += value * m
             count += m
-            for i, (_, fn) in enumerate(self.metrics):
-                sums[i] += fn(yb, out) * m
+            for j, (_, fn) in enumerate(self.metrics):
+                sums[j] += fn(yb, out) * m
+            if norm is not None:
+                norms.append(norm)
+            batch_logs = {"loss": value, "size": m}
+            for cb in callbacks:
+                cb.on_batch_end(self, i, batch_logs)
+            if self.interrupted:
+                return
         logs = {"loss": total / count}
         logs.update({name: s / count for (name, _), s in zip(self.metrics, sums)})
-        return logs
+        if val is not None:
+            logs.update({f"val_{k}": v for k, v in self._evaluate(*val, 256).items()})
+        logs["lr"] = self.optimizer.lr
+        logs["epoch_time"] = time.perf_counter() - start
+        if norms:
+            logs["grad_norm"] = float(np.mean(norms))
+        self.epoch = epoch
+        self.history.append(epoch, logs)
+        self._step_scheduler(logs)
+        for cb in callbacks:
+            cb.on_epoch_end(self, epoch, logs)
 
+    def _step_scheduler(self, logs):
+        s = self.scheduler
+        if s is None or getattr(s, "interval", "epoch") != "epoch":
+            return
+        monitor = getattr(s, "monitor", None)
+        if monitor is not None:
+            s.step(logs[monitor])
+        else:
+            s.step()
+
+    # -- evaluation -------------------------------------------------------------------
     def evaluate(self, X, y, batch_size=256):
-        """Loss and metrics of the model in eval mode over (X, y): a dict."""
+        """Loss (with weight penalties) and metrics of the model in eval mode over
+        (X, y): a dict."""
         X, y = self._prepare(X, y, "evaluate")
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"))
 
@@ -216,18 +322,99 @@ class Trainer:
         finally:
             model.train(was_training)
         n = X.shape[0]
-        result = {"loss": total / n}
+        result = {"loss": total / n + model.penalty()}
         result.update({name: s / n for (name, _), s in zip(self.metrics, sums)})
         return result
 
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, path):
+        """Write everything a resumed fit needs, atomically, to one safetensors file:
+        the model's tensors, the optimizer's state, the scheduler, the epoch count, the
+        History and fastnn's random state (shuffling and dropout streams). A fit after
+        load_checkpoint ends with the same weights, bit for bit, as an uninterrupted
+        run with the same thread count."""
+        from .io import atomic_write, encode, layer_spec
 
-def _epoch_line(epoch, logs):
-    parts = [f"epoch {epoch}"]
-    for key, value in logs.items():
-        if key == "epoch_time":
-            parts.append(f"{value:.2f}s")
-        elif key == "lr":
-            parts.append(f"lr {value:.3g}")
-        else:
-            parts.append(f"{key} {value:.4f}")
-    return " - ".join(parts)
+        opt = self.optimizer.state_dict()
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"optimizer.{k}": v for k, v in opt["state"].items()})
+        try:
+            architecture = layer_spec(self.model)
+        except NotImplementedError:
+            architecture = None
+        meta = {
+            "format": "fastnn-checkpoint",
+            "format_version": "1",
+            "architecture": architecture,
+            "epoch": self.epoch,
+            "optimizer": {"type": type(self.optimizer).__name__,
+                          "param_groups": opt["param_groups"]},
+            "scheduler": None if self.scheduler is None else {
+                "type": type(self.scheduler).__name__,
+                "state": self.scheduler.state_dict()},
+            "history": self.history.state_dict(),
+            "rng": rng.get_state(),
+        }
+        atomic_write(path, encode(tensors, meta))
+
+    def load_checkpoint(self, path):
+        """Restore the state written by save_checkpoint into this trainer (whose model,
+        optimizer and scheduler must be built as they were)."""
+        from .io import decode
+
+        tensors, meta = decode(path)
+        if meta.get("format") != "fastnn-checkpoint":
+            raise ValueError(f"{path}: not a fastnn checkpoint (use fastnn.load for model "
+                             "files)")
+        opt_meta = json.loads(meta["optimizer"])
+        if opt_meta["type"] != type(self.optimizer).__name__:
+            raise ValueError(f"{path}: checkpoint of a {opt_meta['type']} optimizer, this "
+                             f"trainer has {type(self.optimizer).__name__}")
+        sched = json.loads(meta["scheduler"])
+        if (sched is None) != (self.scheduler is None) or (
+                sched is not None and sched["type"] != type(self.scheduler).__name__):
+            raise ValueError(f"{path}: the checkpoint's scheduler ({sched and sched['type']}) "
+                             "does not match this trainer's")
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        opt_state = {k[10:]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+        try:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict({"state": opt_state,
+                                            "param_groups": opt_meta["param_groups"]})
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path}: the checkpoint does not fit this trainer: {e}") from None
+        if sched is not None:
+            self.scheduler.load_state_dict(sched["state"])
+        self.history.load_state_dict(json.loads(meta["history"]))
+        self.epoch = int(json.loads(meta["epoch"]))
+        rng.set_state(json.loads(meta["rng"]))
+        return self
+
+
+class _StopOnInterrupt:
+    """During fit, Ctrl-C (SIGINT) asks the loop to stop after the current batch instead
+    of raising KeyboardInterrupt in the middle of an update. A second Ctrl-C raises.
+    Only the main thread can install signal handlers; elsewhere this does nothing."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.trainer.interrupted:
+            signal.signal(signal.SIGINT, self.previous)
+            raise KeyboardInterrupt
+        self.trainer.interrupted = True
+        self.trainer.stop_training = True
+        print("\nfit: interrupted; stopping after this batch (Ctrl-C again to abort)",
+              flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False

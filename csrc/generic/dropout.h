@@ -1,6 +1,7 @@
 /* Generic body of dropout.c; see instantiate.h for T and S(). */
 
-/* Elements [lo, hi) of the mask; y = x * mask / (1 - p) (inverted dropout). */
+/* Elements [lo, hi) of the mask; y = x * mask * scale (scale = 1 / (1 - p) for inverted
+ * dropout, 1 for the weight-scaling rule). */
 static FNN_CLONES void S(dropout_chunk)(uint32_t lo, uint32_t hi, const T *x, T *y,
                                         uint8_t *mask, uint32_t thresh, T scale,
                                         uint64_t key)
@@ -22,28 +23,20 @@ static FNN_CLONES void S(dropout_grad_chunk)(ptrdiff_t n, const T *gy, const uin
 
 /* n < 2^32 (checked in Python). */
 void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double p,
-                            uint64_t seed, uint64_t counter)
+                            double scale_, uint64_t seed, uint64_t counter)
 {
     uint64_t key = dropout_key(seed, counter);
     uint32_t thresh = drop_threshold(p);
-    T scale = (T)(1.0 / (1.0 - p));
-    int nt = fnn_threads_for(n);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(n, t, nt, &lo, &hi);
-        S(dropout_chunk)((uint32_t)lo, (uint32_t)hi, x, y, mask, thresh, scale, key);
-    }
+    T scale = (T)scale_;
+    FNN_PARALLEL_RANGE(n, lo, hi,
+                       S(dropout_chunk)((uint32_t)lo, (uint32_t)hi, x, y, mask, thresh, scale,
+                                        key));
 }
 
-void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask, double p, T *gx)
+void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask, double scale_,
+                             T *gx)
 {
-    T scale = (T)(1.0 / (1.0 - p));
-    int nt = fnn_threads_for(n);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(n, t, nt, &lo, &hi);
-        S(dropout_grad_chunk)(hi - lo, gy + lo, mask + lo, scale, gx + lo);
-    }
+    T scale = (T)scale_;
+    FNN_PARALLEL_RANGE(n, lo, hi,
+                       S(dropout_grad_chunk)(hi - lo, gy + lo, mask + lo, scale, gx + lo));
 }

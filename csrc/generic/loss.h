@@ -48,22 +48,19 @@ double S(fnn_softmax_xent)(ptrdiff_t rows, ptrdiff_t cols, const T *logits,
                            const int64_t *labels, double smoothing, T *grad,
                            double *row_loss)
 {
-    int nt = fnn_threads_for(rows * cols);
-    if (nt > rows) nt = (int)rows;
     T gscale = (T)(1.0 / (double)rows);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        ptrdiff_t lo, hi;
-        fnn_split(rows, t, nt, &lo, &hi);
-        S(xent_rows)(lo, hi, cols, logits, labels, smoothing, grad, gscale, row_loss);
-    }
+    FNN_PARALLEL_SPLIT(rows, rows * cols, lo, hi,
+                       S(xent_rows)(lo, hi, cols, logits, labels, smoothing, grad, gscale,
+                                    row_loss));
     double s = 0;
     for (ptrdiff_t i = 0; i < rows; i++) s += row_loss[i];
     return s / (double)rows;
 }
 
-static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale)
+static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale,
+                                      T unused)
 {
+    (void)unused;
     double s = 0;
     if (g) {
 #pragma omp simd reduction(+ : s)
@@ -82,8 +79,10 @@ static FNN_CLONES double S(mse_chunk)(ptrdiff_t n, const T *p, const T *t, T *g,
     return s;
 }
 
-static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale)
+static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g, T scale,
+                                      T unused)
 {
+    (void)unused;
     double s = 0;
     if (g) {
 #pragma omp simd reduction(+ : s)
@@ -102,13 +101,13 @@ static FNN_CLONES double S(mae_chunk)(ptrdiff_t n, const T *p, const T *t, T *g,
 /* Mean squared error over n elements; grad = 2 (p - t) / n. */
 double S(fnn_mse)(ptrdiff_t n, const T *pred, const T *target, T *grad)
 {
-    return S(chunked_sum)(S(mse_chunk), n, pred, target, grad, (T)(2.0 / (double)n)) /
+    return S(chunked_sum)(S(mse_chunk), n, pred, target, grad, (T)(2.0 / (double)n), (T)0) /
            (double)n;
 }
 
 /* Mean absolute error over n elements; grad = sign(p - t) / n. */
 double S(fnn_mae)(ptrdiff_t n, const T *pred, const T *target, T *grad)
 {
-    return S(chunked_sum)(S(mae_chunk), n, pred, target, grad, (T)(1.0 / (double)n)) /
+    return S(chunked_sum)(S(mae_chunk), n, pred, target, grad, (T)(1.0 / (double)n), (T)0) /
            (double)n;
 }

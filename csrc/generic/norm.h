@@ -1,177 +1,426 @@
 /* Generic body of norm.c; see instantiate.h for T and S().
  *
- * Work is split into blocks of FNN_COL_BLOCK columns. A block's statistics are sums
- * over all rows in row order, accumulated in double, so they do not depend on the
- * thread count; the block's second pass then re-reads x from cache. */
+ * Two families, both accumulating statistics in double and splitting work by data
+ * layout (never by thread), so results do not depend on the thread count:
+ *
+ * Batch norm: x has layout (outer, C, inner) - (N, C) for BatchNorm1d, (N, C, H*W)
+ * for BatchNorm2d - and each channel is normalised over its outer * inner values.
+ * Channels are processed in blocks of FNN_COL_BLOCK; a block's statistics pass is
+ * followed at once by its normalisation pass, which re-reads x from cache.
+ *
+ * Row norm: x is (R, D) and each row is normalised over its D values - LayerNorm
+ * (rows = samples), GroupNorm (rows = sample x group), InstanceNorm (rows = sample x
+ * channel). The affine parameters are per channel, where element k of row r belongs
+ * to channel (r % groups) * (D / inner) + k / inner: LayerNorm is groups = inner = 1
+ * (one weight per element), GroupNorm has inner = H*W, InstanceNorm groups = C. */
 
-/* Column block b of `cols`: [*j0, *j1). */
-static inline void S(col_block)(ptrdiff_t b, ptrdiff_t cols, ptrdiff_t *j0, ptrdiff_t *j1)
-{
-    *j0 = b * FNN_COL_BLOCK;
-    *j1 = *j0 + FNN_COL_BLOCK < cols ? *j0 + FNN_COL_BLOCK : cols;
-}
+/* ---- batch norm ---------------------------------------------------------------- */
 
-/* Threads for a column-blocked kernel: no more than there are blocks. */
-static inline int S(block_threads)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t nblocks)
-{
-    int nt = fnn_threads_for(rows * cols);
-    return nt > nblocks ? (int)nblocks : nt;
-}
-
-/* Mean and biased variance of columns [j0, j1): one pass of sums shifted by the first
- * row (which keeps the sum of squares free of cancellation for data far from 0). */
-static FNN_CLONES void S(bn_stats_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
-                                         ptrdiff_t j1, const T *x, double *mean,
-                                         double *var)
+/* Mean and biased variance of channels [c0, c1), one pass of sums shifted by each
+ * channel's first value (no cancellation in the sum of squares for data far from 0). */
+static FNN_CLONES void S(bn_stats_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                         ptrdiff_t c0, ptrdiff_t c1, const T *x,
+                                         double *mean, double *var)
 {
     double shift[FNN_COL_BLOCK], s1[FNN_COL_BLOCK] = {0}, s2[FNN_COL_BLOCK] = {0};
-    ptrdiff_t w = j1 - j0;
-    for (ptrdiff_t j = 0; j < w; j++) shift[j] = x[j0 + j];
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const T *xr = x + i * cols + j0;
+    ptrdiff_t w = c1 - c0;
+    for (ptrdiff_t c = 0; c < w; c++) shift[c] = x[(c0 + c) * inner];
+    for (ptrdiff_t n = 0; n < outer; n++) {
+        const T *xn = x + (n * C + c0) * inner;
+        if (inner == 1) {
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < w; j++) {
-            double d = (double)xr[j] - shift[j];
-            s1[j] += d;
-            s2[j] += d * d;
-        }
-    }
-    for (ptrdiff_t j = 0; j < w; j++) {
-        double m = s1[j] / (double)rows;
-        double v = s2[j] / (double)rows - m * m;
-        mean[j] = shift[j] + m;
-        var[j] = v > 0 ? v : 0;
-    }
-}
-
-/* y = x * scale + shift on columns [j0, j1) (scale and shift indexed from j0). */
-static FNN_CLONES void S(bn_affine_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
-                                          ptrdiff_t j1, const T *x, const T *scale,
-                                          const T *shift, T *y)
-{
-    ptrdiff_t w = j1 - j0;
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const T *xr = x + i * cols + j0;
-        T *yr = y + i * cols + j0;
-#pragma omp simd
-        for (ptrdiff_t j = 0; j < w; j++) yr[j] = xr[j] * scale[j] + shift[j];
-    }
-}
-
-void S(fnn_bn_forward_train)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
-                             const T *beta, double eps, double momentum, T *running_mean,
-                             T *running_var, T *y, T *save_mean, T *save_invstd)
-{
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-    /* Running variance uses the unbiased estimate m/(m-1) * var (as torch does). */
-    double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK];
-        T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
-        S(bn_stats_block)(rows, cols, j0, j1, x, mean, var);
-        for (ptrdiff_t j = 0; j < j1 - j0; j++) {
-            double invstd = 1.0 / sqrt(var[j] + eps);
-            double g = gamma ? (double)gamma[j0 + j] : 1.0;
-            double bt = beta ? (double)beta[j0 + j] : 0.0;
-            scale[j] = (T)(invstd * g);
-            shift[j] = (T)(bt - mean[j] * invstd * g);
-            save_mean[j0 + j] = (T)mean[j];
-            save_invstd[j0 + j] = (T)invstd;
-            if (running_mean) {
-                running_mean[j0 + j] = (T)((1.0 - momentum) * running_mean[j0 + j] +
-                                           momentum * mean[j]);
-                running_var[j0 + j] = (T)((1.0 - momentum) * running_var[j0 + j] +
-                                          momentum * var[j] * unbias);
+            for (ptrdiff_t c = 0; c < w; c++) {
+                double d = (double)xn[c] - shift[c];
+                s1[c] += d;
+                s2[c] += d * d;
+            }
+        } else {
+            for (ptrdiff_t c = 0; c < w; c++) {
+                const T *xc = xn + c * inner;
+                double a = 0, b = 0, sh = shift[c];
+#pragma omp simd reduction(+ : a, b)
+                for (ptrdiff_t k = 0; k < inner; k++) {
+                    double d = (double)xc[k] - sh;
+                    a += d;
+                    b += d * d;
+                }
+                s1[c] += a;
+                s2[c] += b;
             }
         }
-        S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
+    }
+    double m = (double)(outer * inner);
+    for (ptrdiff_t c = 0; c < w; c++) {
+        double mu = s1[c] / m;
+        double v = s2[c] / m - mu * mu;
+        mean[c] = shift[c] + mu;
+        var[c] = v > 0 ? v : 0;
     }
 }
 
-void S(fnn_bn_forward_eval)(ptrdiff_t rows, ptrdiff_t cols, const T *x, const T *gamma,
-                            const T *beta, const T *mean, const T *var, double eps, T *y)
+/* y = x * scale + shift on channels [c0, c1) (scale and shift indexed from c0). */
+static FNN_CLONES void S(bn_affine_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                          ptrdiff_t c0, ptrdiff_t c1, const T *x,
+                                          const T *scale, const T *shift, T *y)
 {
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
-        for (ptrdiff_t j = 0; j < j1 - j0; j++) {
-            double invstd = 1.0 / sqrt((double)var[j0 + j] + eps);
-            double g = gamma ? (double)gamma[j0 + j] : 1.0;
-            double bt = beta ? (double)beta[j0 + j] : 0.0;
-            scale[j] = (T)(invstd * g);
-            shift[j] = (T)(bt - (double)mean[j0 + j] * invstd * g);
+    ptrdiff_t w = c1 - c0;
+    for (ptrdiff_t n = 0; n < outer; n++) {
+        ptrdiff_t off = (n * C + c0) * inner;
+        const T *xn = x + off;
+        T *yn = y + off;
+        if (inner == 1) {
+#pragma omp simd
+            for (ptrdiff_t c = 0; c < w; c++) yn[c] = xn[c] * scale[c] + shift[c];
+        } else {
+            for (ptrdiff_t c = 0; c < w; c++) {
+                T sc = scale[c], sh = shift[c];
+                const T *xc = xn + c * inner;
+                T *yc = yn + c * inner;
+#pragma omp simd
+                for (ptrdiff_t k = 0; k < inner; k++) yc[k] = xc[k] * sc + sh;
+            }
         }
-        S(bn_affine_block)(rows, cols, j0, j1, x, scale, shift, y);
     }
 }
 
-/* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd.
+/* scale = gamma * invstd, shift = beta - mean * scale for channels [c0, c1). */
+static void S(bn_scale_shift)(ptrdiff_t c0, ptrdiff_t c1, const double *mean,
+                              const double *invstd, const T *gamma, const T *beta, T *scale,
+                              T *shift)
+{
+    for (ptrdiff_t c = 0; c < c1 - c0; c++) {
+        double g = gamma ? (double)gamma[c0 + c] : 1.0;
+        double bt = beta ? (double)beta[c0 + c] : 0.0;
+        scale[c] = (T)(invstd[c] * g);
+        shift[c] = (T)(bt - mean[c] * invstd[c] * g);
+    }
+}
+
+static void S(bn_train_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
+                              ptrdiff_t c1, const T *x, const T *gamma, const T *beta,
+                              double eps, double momentum, T *running_mean, T *running_var,
+                              T *y, T *save_mean, T *save_invstd)
+{
+    double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
+    T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
+    /* Running variance uses the unbiased estimate m/(m-1) * var (as torch does). */
+    double m = (double)(outer * inner);
+    double unbias = m > 1 ? m / (m - 1) : 1.0;
+    S(bn_stats_block)(outer, C, inner, c0, c1, x, mean, var);
+    for (ptrdiff_t c = 0; c < c1 - c0; c++) {
+        invstd[c] = 1.0 / sqrt(var[c] + eps);
+        save_mean[c0 + c] = (T)mean[c];
+        save_invstd[c0 + c] = (T)invstd[c];
+        if (running_mean) {
+            T *rm = running_mean + c0 + c, *rv = running_var + c0 + c;
+            *rm = (T)((1.0 - momentum) * *rm + momentum * mean[c]);
+            *rv = (T)((1.0 - momentum) * *rv + momentum * var[c] * unbias);
+        }
+    }
+    S(bn_scale_shift)(c0, c1, mean, invstd, gamma, beta, scale, shift);
+    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, y);
+}
+
+static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
+                             ptrdiff_t c1, const T *x, const T *gamma, const T *beta,
+                             const T *mean_in, const T *var, double eps, T *y)
+{
+    double mean[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
+    T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
+    for (ptrdiff_t c = 0; c < c1 - c0; c++) {
+        mean[c] = (double)mean_in[c0 + c];
+        invstd[c] = 1.0 / sqrt((double)var[c0 + c] + eps);
+    }
+    S(bn_scale_shift)(c0, c1, mean, invstd, gamma, beta, scale, shift);
+    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, y);
+}
+
+/* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd, channels [c0, c1).
  * With batch statistics (training), mean and invstd depend on x:
- *   gx = gamma * invstd * (gy - mean_i(gy) - xhat * mean_i(gy * xhat))
+ *   gx = gamma * invstd * (gy - mean(gy) - xhat * mean(gy * xhat))
  * with fixed (running) statistics: gx = gamma * invstd * gy.
- * ggamma += sum_i gy * xhat, gbeta += sum_i gy (each skipped when NULL). */
-static FNN_CLONES void S(bn_backward_block)(ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
-                                            ptrdiff_t j1, int batch_stats, const T *x,
-                                            const T *gy, const T *gamma, const T *mean,
-                                            const T *invstd, T *gx, T *ggamma, T *gbeta)
+ * ggamma += sum gy * xhat, gbeta += sum gy (each skipped when NULL). */
+static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                            ptrdiff_t c0, ptrdiff_t c1, int batch_stats,
+                                            const T *x, const T *gy, const T *gamma,
+                                            const T *mean, const T *invstd, T *gx,
+                                            T *ggamma, T *gbeta)
 {
-    ptrdiff_t w = j1 - j0;
+    ptrdiff_t w = c1 - c0;
     double sg[FNN_COL_BLOCK] = {0}, sgx[FNN_COL_BLOCK] = {0};
-    T mu[FNN_COL_BLOCK], is[FNN_COL_BLOCK], k[FNN_COL_BLOCK], c0[FNN_COL_BLOCK],
-        c1[FNN_COL_BLOCK];
-    for (ptrdiff_t j = 0; j < w; j++) {
-        mu[j] = mean[j0 + j];
-        is[j] = invstd[j0 + j];
+    T mu[FNN_COL_BLOCK], is[FNN_COL_BLOCK], k[FNN_COL_BLOCK], a0[FNN_COL_BLOCK],
+        a1[FNN_COL_BLOCK];
+    for (ptrdiff_t c = 0; c < w; c++) {
+        mu[c] = mean[c0 + c];
+        is[c] = invstd[c0 + c];
     }
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const T *xr = x + i * cols + j0, *gr = gy + i * cols + j0;
+    for (ptrdiff_t n = 0; n < outer; n++) {
+        ptrdiff_t off = (n * C + c0) * inner;
+        const T *xn = x + off, *gn = gy + off;
+        if (inner == 1) {
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < w; j++) {
-            double xh = (double)((xr[j] - mu[j]) * is[j]);
-            sg[j] += gr[j];
-            sgx[j] += gr[j] * xh;
+            for (ptrdiff_t c = 0; c < w; c++) {
+                double xh = (double)((xn[c] - mu[c]) * is[c]);
+                sg[c] += gn[c];
+                sgx[c] += gn[c] * xh;
+            }
+        } else {
+            for (ptrdiff_t c = 0; c < w; c++) {
+                const T *xc = xn + c * inner, *gc = gn + c * inner;
+                T m_ = mu[c], i_ = is[c];
+                double a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+                for (ptrdiff_t q = 0; q < inner; q++) {
+                    a += gc[q];
+                    b += gc[q] * (double)((xc[q] - m_) * i_);
+                }
+                sg[c] += a;
+                sgx[c] += b;
+            }
         }
     }
-    double inv_n = 1.0 / (double)rows;
-    for (ptrdiff_t j = 0; j < w; j++) {
-        double g = gamma ? (double)gamma[j0 + j] : 1.0;
-        k[j] = (T)(g * is[j]);
-        /* gx = k * (gy - c0 - xhat * c1) */
-        c0[j] = batch_stats ? (T)(sg[j] * inv_n) : (T)0;
-        c1[j] = batch_stats ? (T)(sgx[j] * inv_n) : (T)0;
-        if (ggamma) ggamma[j0 + j] += (T)sgx[j];
-        if (gbeta) gbeta[j0 + j] += (T)sg[j];
+    double inv_m = 1.0 / (double)(outer * inner);
+    for (ptrdiff_t c = 0; c < w; c++) {
+        double g = gamma ? (double)gamma[c0 + c] : 1.0;
+        k[c] = (T)(g * is[c]);
+        /* gx = k * (gy - a0 - xhat * a1) */
+        a0[c] = batch_stats ? (T)(sg[c] * inv_m) : (T)0;
+        a1[c] = batch_stats ? (T)(sgx[c] * inv_m) : (T)0;
+        if (ggamma) ggamma[c0 + c] += (T)sgx[c];
+        if (gbeta) gbeta[c0 + c] += (T)sg[c];
     }
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const T *xr = x + i * cols + j0, *gr = gy + i * cols + j0;
-        T *or_ = gx + i * cols + j0;
+    for (ptrdiff_t n = 0; n < outer; n++) {
+        ptrdiff_t off = (n * C + c0) * inner;
+        const T *xn = x + off, *gn = gy + off;
+        T *on = gx + off;
+        if (inner == 1) {
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < w; j++) {
-            T xh = (xr[j] - mu[j]) * is[j];
-            or_[j] = k[j] * (gr[j] - c0[j] - xh * c1[j]);
+            for (ptrdiff_t c = 0; c < w; c++) {
+                T xh = (xn[c] - mu[c]) * is[c];
+                on[c] = k[c] * (gn[c] - a0[c] - xh * a1[c]);
+            }
+        } else {
+            for (ptrdiff_t c = 0; c < w; c++) {
+                const T *xc = xn + c * inner, *gc = gn + c * inner;
+                T *oc = on + c * inner;
+                T m_ = mu[c], i_ = is[c], k_ = k[c], b0 = a0[c], b1 = a1[c];
+#pragma omp simd
+                for (ptrdiff_t q = 0; q < inner; q++)
+                    oc[q] = k_ * (gc[q] - b0 - (xc[q] - m_) * i_ * b1);
+            }
         }
     }
 }
 
-void S(fnn_bn_backward)(ptrdiff_t rows, ptrdiff_t cols, int batch_stats, const T *x,
-                        const T *gy, const T *gamma, const T *mean, const T *invstd, T *gx,
-                        T *ggamma, T *gbeta)
+void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                             const T *gamma, const T *beta, double eps, double momentum,
+                             T *running_mean, T *running_var, T *y, T *save_mean,
+                             T *save_invstd)
 {
-    ptrdiff_t nblocks = (cols + FNN_COL_BLOCK - 1) / FNN_COL_BLOCK;
-    int nt = S(block_threads)(rows, cols, nblocks);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (ptrdiff_t b = 0; b < nblocks; b++) {
-        ptrdiff_t j0, j1;
-        S(col_block)(b, cols, &j0, &j1);
-        S(bn_backward_block)(rows, cols, j0, j1, batch_stats, x, gy, gamma, mean, invstd,
-                             gx, ggamma, gbeta);
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
+                                         momentum, running_mean, running_var, y, save_mean,
+                                         save_invstd));
+}
+
+void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                            const T *gamma, const T *beta, const T *mean, const T *var,
+                            double eps, T *y)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_eval_block)(outer, C, inner, j0, j1, x, gamma, beta, mean, var,
+                                        eps, y));
+}
+
+void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch_stats,
+                        const T *x, const T *gy, const T *gamma, const T *mean,
+                        const T *invstd, T *gx, T *ggamma, T *gbeta)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
+                                            gamma, mean, invstd, gx, ggamma, gbeta));
+}
+
+/* ---- row norm ------------------------------------------------------------------ */
+
+/* Normalise row r (length D) and apply the per-channel affine (w, b may be NULL). */
+static FNN_CLONES void S(rownorm_row)(ptrdiff_t r, ptrdiff_t D, ptrdiff_t groups,
+                                      ptrdiff_t inner, const T *x, const T *w, const T *b,
+                                      double eps, T *y, T *mean, T *invstd)
+{
+    const T *xr = x + r * D;
+    T *yr = y + r * D;
+    double s = 0, ss = 0;
+#pragma omp simd reduction(+ : s)
+    for (ptrdiff_t k = 0; k < D; k++) s += xr[k];
+    double mu = s / (double)D;
+#pragma omp simd reduction(+ : ss)
+    for (ptrdiff_t k = 0; k < D; k++) {
+        double d = (double)xr[k] - mu;
+        ss += d * d;
     }
+    double is = 1.0 / sqrt(ss / (double)D + eps);
+    mean[r] = (T)mu;
+    invstd[r] = (T)is;
+    T m_ = (T)mu, i_ = (T)is;
+    ptrdiff_t base = (r % groups) * (D / inner);
+    if (!w) {
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < D; k++) yr[k] = (xr[k] - m_) * i_;
+    } else if (inner == 1) {
+        const T *wr = w + base, *br = b + base;
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < D; k++) yr[k] = (xr[k] - m_) * i_ * wr[k] + br[k];
+    } else {
+        for (ptrdiff_t c = 0; c < D / inner; c++) {
+            T wc = w[base + c] * i_, bc = b[base + c] - m_ * w[base + c] * i_;
+            const T *xc = xr + c * inner;
+            T *yc = yr + c * inner;
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < inner; k++) yc[k] = xc[k] * wc + bc;
+        }
+    }
+}
+
+void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups, ptrdiff_t inner,
+                            const T *x, const T *w, const T *b, double eps, T *y, T *mean,
+                            T *invstd)
+{
+    FNN_PARALLEL_SPLIT(R, R * D, lo, hi,
+                       for (ptrdiff_t r = lo; r < hi; r++)
+                           S(rownorm_row)(r, D, groups, inner, x, w, b, eps, y, mean,
+                                          invstd));
+}
+
+/* Input gradient of row r:  with u = gy * w (per channel),
+ *   gx = invstd * (u - mean_k(u) - xhat * mean_k(u * xhat)). */
+static FNN_CLONES void S(rownorm_grad_row)(ptrdiff_t r, ptrdiff_t D, ptrdiff_t groups,
+                                           ptrdiff_t inner, const T *x, const T *gy,
+                                           const T *w, const T *mean, const T *invstd,
+                                           T *gx)
+{
+    const T *xr = x + r * D, *gr = gy + r * D;
+    T *or_ = gx + r * D;
+    T m_ = mean[r], i_ = invstd[r];
+    ptrdiff_t base = (r % groups) * (D / inner);
+    double su = 0, sux = 0;
+    /* First pass: u into gx (as scratch) and its two sums. */
+    if (!w) {
+#pragma omp simd reduction(+ : su, sux)
+        for (ptrdiff_t k = 0; k < D; k++) {
+            T u = gr[k];
+            or_[k] = u;
+            su += u;
+            sux += u * (double)((xr[k] - m_) * i_);
+        }
+    } else {
+        for (ptrdiff_t c = 0; c < D / inner; c++) {
+            T wc = w[base + c];
+            ptrdiff_t k0 = c * inner;
+#pragma omp simd reduction(+ : su, sux)
+            for (ptrdiff_t k = k0; k < k0 + inner; k++) {
+                T u = gr[k] * wc;
+                or_[k] = u;
+                su += u;
+                sux += u * (double)((xr[k] - m_) * i_);
+            }
+        }
+    }
+    T a0 = (T)(su / (double)D), a1 = (T)(sux / (double)D);
+#pragma omp simd
+    for (ptrdiff_t k = 0; k < D; k++) or_[k] = i_ * (or_[k] - a0 - (xr[k] - m_) * i_ * a1);
+}
+
+/* Parameter gradients of channels [c0, c1): gw[c] += sum gy * xhat, gb[c] += sum gy
+ * over the elements of channel c in every row, rows in order. */
+static FNN_CLONES void S(rownorm_param_block)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,
+                                              ptrdiff_t inner, ptrdiff_t c0, ptrdiff_t c1,
+                                              const T *x, const T *gy, const T *mean,
+                                              const T *invstd, T *gw, T *gb)
+{
+    double aw[FNN_COL_BLOCK] = {0}, ab[FNN_COL_BLOCK] = {0};
+    ptrdiff_t per_row = D / inner; /* channels in one row */
+    for (ptrdiff_t r = 0; r < R; r++) {
+        ptrdiff_t base = (r % groups) * per_row;
+        ptrdiff_t lo = c0 > base ? c0 : base;
+        ptrdiff_t hi = c1 < base + per_row ? c1 : base + per_row;
+        if (lo >= hi) continue;
+        const T *xr = x + r * D, *gr = gy + r * D;
+        T m_ = mean[r], i_ = invstd[r];
+        if (inner == 1) {
+#pragma omp simd
+            for (ptrdiff_t c = lo; c < hi; c++) {
+                ptrdiff_t k = c - base;
+                aw[c - c0] += gr[k] * (double)((xr[k] - m_) * i_);
+                ab[c - c0] += gr[k];
+            }
+        } else {
+            for (ptrdiff_t c = lo; c < hi; c++) {
+                ptrdiff_t k0 = (c - base) * inner;
+                double sw = 0, sb = 0;
+#pragma omp simd reduction(+ : sw, sb)
+                for (ptrdiff_t k = k0; k < k0 + inner; k++) {
+                    sw += gr[k] * (double)((xr[k] - m_) * i_);
+                    sb += gr[k];
+                }
+                aw[c - c0] += sw;
+                ab[c - c0] += sb;
+            }
+        }
+    }
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        if (gw) gw[c] += (T)aw[c - c0];
+        if (gb) gb[c] += (T)ab[c - c0];
+    }
+}
+
+void S(fnn_rownorm_backward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups, ptrdiff_t inner,
+                             const T *x, const T *gy, const T *w, const T *mean,
+                             const T *invstd, T *gx, T *gw, T *gb)
+{
+    if (gx)
+        FNN_PARALLEL_SPLIT(R, R * D, lo, hi,
+                           for (ptrdiff_t r = lo; r < hi; r++)
+                               S(rownorm_grad_row)(r, D, groups, inner, x, gy, w, mean,
+                                                   invstd, gx));
+    if (gw || gb)
+        FNN_FOR_COL_BLOCKS(R * D, groups * (D / inner),
+                           S(rownorm_param_block)(R, D, groups, inner, j0, j1, x, gy, mean,
+                                                  invstd, gw, gb));
+}
+
+/* ---- weight normalisation (Salimans & Kingma, 2016) ----------------------------
+ * Over the rows of v (rows, cols): w = g * v / |v|, |v| the row's Euclidean norm. */
+void S(fnn_weight_norm_forward)(ptrdiff_t rows, ptrdiff_t cols, const T *v, const T *g,
+                                T *w, T *norms)
+{
+    FNN_PARALLEL_SPLIT(rows, rows * cols, lo, hi,
+                       for (ptrdiff_t i = lo; i < hi; i++) {
+                           const T *vi = v + i * cols;
+                           T *wi = w + i * cols;
+                           double s = 0;
+                           for (ptrdiff_t k = 0; k < cols; k++) s += (double)vi[k] * vi[k];
+                           double nrm = sqrt(s);
+                           norms[i] = (T)nrm;
+                           T f = (T)((double)g[i] / nrm);
+                           for (ptrdiff_t k = 0; k < cols; k++) wi[k] = vi[k] * f;
+                       });
+}
+
+/* From gw = dL/dw:  gg += (gw . v) / |v|,  gv += g / |v| * (gw - (gw . v) / |v|^2 * v). */
+void S(fnn_weight_norm_backward)(ptrdiff_t rows, ptrdiff_t cols, const T *v, const T *g,
+                                 const T *norms, const T *gw, T *gv, T *gg)
+{
+    FNN_PARALLEL_SPLIT(rows, rows * cols, lo, hi,
+                       for (ptrdiff_t i = lo; i < hi; i++) {
+                           const T *vi = v + i * cols, *gi = gw + i * cols;
+                           double dot = 0, nrm = (double)norms[i];
+                           for (ptrdiff_t k = 0; k < cols; k++) dot += (double)gi[k] * vi[k];
+                           if (gg) gg[i] += (T)(dot / nrm);
+                           if (gv) {
+                               T a = (T)((double)g[i] / nrm), b = (T)(dot / (nrm * nrm));
+                               T *o = gv + i * cols;
+                               for (ptrdiff_t k = 0; k < cols; k++) o[k] += a * (gi[k] - b * vi[k]);
+                           }
+                       });
 }

@@ -4,6 +4,7 @@ from importlib import resources
 import numpy as np
 
 from ..validation import float_dtype
+from .tables import DataError, encode_labels, infer_task, load_table
 
 _DIGITS_DESCR = """\
 Optical Recognition of Handwritten Digits (UCI, Alpaydin & Kaynak, 1998)
@@ -56,4 +57,4 @@ def load_digits(n_class=10, return_X_y=True, dtype=np.float32):
     )
 
 
-__all__ = ["Bunch", "load_digits"]
+__all__ = ["Bunch", "DataError", "encode_labels", "infer_task", "load_digits", "load_table"]

@@ -1,10 +1,18 @@
 """Layers: fully connected, activations, normalisation, dropout."""
-from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from .activations import (
+    ELU, GELU, RBF, AbsReLU, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
+    Softmax, Softplus, Tanh,
+)
 from .dense import Dense, Linear
-from .dropout import Dropout
-from .normalization import BatchNorm1d
+from .dropout import DropConnect, Dropout
+from .normalization import (
+    BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+    remove_weight_norm, weight_norm,
+)
 
 __all__ = [
-    "Dense", "Linear", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-    "BatchNorm1d", "Dropout",
+    "AbsReLU", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
+    "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
+    "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
+    "Softmax", "Softplus", "Tanh", "remove_weight_norm", "weight_norm",
 ]

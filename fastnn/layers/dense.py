@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
+from ..regularizers import L1L2, Regularizer
 from ..validation import as_float_input, float_dtype, positive_int
 
 
@@ -16,7 +17,8 @@ class Dense(Layer):
     initialisation is torch's too: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
     `init` names a weight initialiser from fastnn.init.BY_NAME ('xavier_uniform',
     'kaiming_normal', 'orthogonal', ...) or is a callable taking the weight Parameter;
-    with it the bias starts at zero.
+    with it the bias starts at zero. `regularizer` (fastnn.regularizers.L1/L2/L1L2)
+    penalises the weight (not the bias).
 
     The GEMMs run in BLAS; bias add and a following activation are one fused pass
     over the GEMM output, and their backward one fused pass before the backward GEMMs.
@@ -24,8 +26,15 @@ class Dense(Layer):
 
     _fuses_activation = True
 
-    def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32,
+                 regularizer=None):
         super().__init__()
+        if isinstance(regularizer, dict):  # from get_config
+            regularizer = L1L2(**regularizer)
+        if regularizer is not None and not isinstance(regularizer, Regularizer):
+            raise TypeError(f"Dense: regularizer must be a fastnn.regularizers object, "
+                            f"got {regularizer!r}")
+        self.regularizer = regularizer
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
         dt = float_dtype(dtype)
@@ -59,16 +68,17 @@ class Dense(Layer):
         W = self.weight.data
         x = as_float_input(x, W.dtype, self._where, ndim=2, features=self.in_features)
         rows = x.shape[0]
-        code, alpha = (act.code, act.alpha) if act is not None else (_kernels.ACT_IDENTITY, 0.0)
+        code, params = (act.code, act.params) if act is not None else (_kernels.ACT_IDENTITY,
+                                                                       (0.0, 0.0))
         z = self._workspace("z", (rows, self.out_features), W.dtype)
         _kernels.gemm(x, W, z, False, True, 1.0, 0.0)
         # Activations differentiable from their output are applied in place; the
         # others keep the pre-activation z for the backward pass.
         needs_input = _kernels.act_needs_input(code)
         y = self._workspace("y", z.shape, z.dtype) if needs_input else z
-        _kernels.bias_act(code, alpha, None if self.bias is None else self.bias.data, z, y)
+        _kernels.bias_act(code, *params, None if self.bias is None else self.bias.data, z, y)
         self._x, self._z, self._y = x, z, y
-        self._code, self._alpha, self._needs_input = code, alpha, needs_input
+        self._code, self._params, self._needs_input = code, params, needs_input
         return y
 
     def _backward(self, grad_out, need_input_grad=True):
@@ -81,8 +91,8 @@ class Dense(Layer):
         gz = self._workspace("gz", y.shape, y.dtype)
         bias = self.bias
         gbias = bias.grad if bias is not None and bias.requires_grad else None
-        _kernels.act_backward(self._code, self._alpha, self._z if self._needs_input else None,
-                              y, g, gz, gbias)
+        _kernels.act_backward(self._code, *self._params,
+                              self._z if self._needs_input else None, y, g, gz, gbias)
         if self.weight.requires_grad:
             _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
         if not need_input_grad:
@@ -90,6 +100,12 @@ class Dense(Layer):
         gx = self._workspace("gx", x.shape, x.dtype)
         _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
         return gx
+
+    def get_config(self):
+        reg = self.regularizer
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None,
+                "regularizer": None if reg is None else {"l1": reg.l1, "l2": reg.l2}}
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

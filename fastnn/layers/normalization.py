@@ -1,4 +1,9 @@
-"""Batch normalisation (Ioffe & Szegedy, 2015) with PyTorch's semantics."""
+"""Normalisation layers with PyTorch's semantics, names and state_dict keys:
+BatchNorm1d/2d (Ioffe & Szegedy, 2015), LayerNorm (Ba et al., 2016), GroupNorm (Wu &
+He, 2018), InstanceNorm1d/2d (Ulyanov et al., 2016) and weight normalisation
+(Salimans & Kingma, 2016)."""
+import math
+
 import numpy as np
 
 from .. import _kernels
@@ -6,48 +11,48 @@ from ..module import Layer, Parameter
 from ..validation import as_float_input, float_dtype, positive_int
 
 
-class BatchNorm1d(Layer):
-    """Normalise each feature of a (batch, num_features) input over the batch.
+def _check_eps_momentum(where, eps, momentum):
+    if not eps > 0:
+        raise ValueError(f"{where}: eps must be positive, got {eps}")
+    if momentum is not None and not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{where}: momentum must be in [0, 1] or None, got {momentum}")
 
-    Training: y = (x - mean_B) / sqrt(var_B + eps) * weight + bias, with the batch mean
-    and the *biased* batch variance; the running statistics are updated as
-        running = (1 - momentum) * running + momentum * batch_statistic
-    using the *unbiased* variance var_B * m / (m - 1) for running_var (m = batch size).
-    momentum=None uses the cumulative average (factor 1 / num_batches_tracked).
-    Evaluation: the running statistics replace the batch ones (unless
-    track_running_stats=False, in which case batch statistics are always used).
-    `weight` (gamma, init 1) and `bias` (beta, init 0) exist when affine=True.
-    Keys and buffers match torch.nn.BatchNorm1d, num_batches_tracked included.
-    """
+
+def _check_grad(grad_out, x, where):
+    g = as_float_input(grad_out, x.dtype, f"{where}.backward")
+    if g.shape != x.shape:
+        raise ValueError(f"{where}.backward: expected gradient of shape {x.shape}, got {g.shape}")
+    return g
+
+
+class _ChannelNorm(Layer):
+    """Shared machinery of the layers normalising per channel (axis 1) with running
+    statistics: affine weight/bias and running_mean/running_var/num_batches_tracked,
+    updated as running = (1 - momentum) running + momentum * batch_statistic with the
+    unbiased variance (momentum=None: cumulative average)."""
 
     _buffers = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
+    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):
         super().__init__()
+        name = type(self).__name__
         self.num_features = positive_int(num_features, "num_features")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm1d: eps must be positive, got {eps}")
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1] or None, got {momentum}")
+        _check_eps_momentum(name, eps, momentum)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dt = float_dtype(dtype)
         n = self.num_features
-        if self.affine:
-            self.weight = Parameter(np.ones(n, dt), "weight")
-            self.bias = Parameter(np.zeros(n, dt), "bias")
-        else:
-            self.weight = self.bias = None
+        self.weight = Parameter(np.ones(n, dt), "weight") if self.affine else None
+        self.bias = Parameter(np.zeros(n, dt), "bias") if self.affine else None
         if self.track_running_stats:
             self.running_mean = np.zeros(n, dt)
             self.running_var = np.ones(n, dt)
             self.num_batches_tracked = np.zeros((), np.int64)
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._where = f"BatchNorm1d({n})"
+        self._where = f"{name}({n})"
         self._dt = dt
 
     def reset_running_stats(self):
@@ -60,55 +65,388 @@ class BatchNorm1d(Layer):
         super()._dtype_changed(dtype)
         self._dt = dtype
 
+    def _check_input(self, x):
+        x = as_float_input(x, self._dt, self._where)
+        if x.ndim not in self._ndims or x.shape[1] != self.num_features:
+            want = " or ".join(f"{d}-D" for d in self._ndims)
+            raise ValueError(f"{self._where}: expected a {want} input with "
+                             f"{self.num_features} channels on axis 1, got shape {x.shape}")
+        return x
+
+    def _momentum_factor(self):
+        """Advance num_batches_tracked; the weight of this batch in the running stats."""
+        self.num_batches_tracked += 1
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def _affine(self):
+        return (self.weight.data, self.bias.data) if self.affine else (None, None)
+
+    def _param_grads(self):
+        w, b = self.weight, self.bias
+        return (w.grad if w is not None and w.requires_grad else None,
+                b.grad if b is not None and b.requires_grad else None)
+
+    def _running_invstd(self, dtype):
+        return (1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)).astype(dtype)
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps,
+                "momentum": self.momentum, "affine": self.affine,
+                "track_running_stats": self.track_running_stats}
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class _BatchNorm(_ChannelNorm):
+    """Batch normalisation: each channel normalised over the batch (and positions)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+
     def _forward(self, x):
-        x = as_float_input(x, self._dt, self._where, ndim=2, features=self.num_features)
-        rows = x.shape[0]
+        x = self._check_input(x)
         y = self._workspace("y", x.shape, x.dtype)
-        gamma = self.weight.data if self.affine else None
-        beta = self.bias.data if self.affine else None
+        gamma, beta = self._affine()
         self._batch_stats = self.training or not self.track_running_stats
         if self._batch_stats:
-            if rows < 2 and self.training:
-                raise ValueError(
-                    f"{self._where}: expected more than 1 value per channel when training, "
-                    f"got input of shape {x.shape}"
-                )
+            if self.training and x.size // x.shape[1] < 2:
+                raise ValueError(f"{self._where}: expected more than 1 value per channel "
+                                 f"when training, got input of shape {x.shape}")
             mean = self._workspace("mean", (1, self.num_features), x.dtype)[0]
             invstd = self._workspace("invstd", (1, self.num_features), x.dtype)[0]
             update = self.training and self.track_running_stats
-            factor = 0.0
-            if update:
-                self.num_batches_tracked += 1
-                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                          else self.momentum)
-            _kernels.bn_forward_train(
-                x, gamma, beta, self.eps, factor,
-                self.running_mean if update else None,
-                self.running_var if update else None, y, mean, invstd)
+            factor = self._momentum_factor() if update else 0.0
+            _kernels.bn_forward_train(x, gamma, beta, self.eps, factor,
+                                      self.running_mean if update else None,
+                                      self.running_var if update else None, y, mean, invstd)
         else:
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
-            mean = self.running_mean
-            invstd = (1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)).astype(x.dtype)
+            mean, invstd = self.running_mean, self._running_invstd(x.dtype)
         self._x, self._mean, self._invstd = x, mean, invstd
         return y
 
     def _backward(self, grad_out, need_input_grad=True):
         x = self._x
-        g = as_float_input(grad_out, x.dtype, f"{self._where}.backward")
-        if g.shape != x.shape:
-            raise ValueError(
-                f"{self._where}.backward: expected gradient of shape {x.shape}, got {g.shape}"
-            )
+        g = _check_grad(grad_out, x, self._where)
+        gx = self._workspace("gx", x.shape, x.dtype)
+        gw, gb = self._param_grads()
+        _kernels.bn_backward(self._batch_stats, x, g, self._affine()[0], self._mean,
+                             self._invstd, gx, gw, gb)
+        return gx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of (N, C) or (N, C, L) input, each channel over N (and L).
+
+    Training: y = (x - mean_B) / sqrt(var_B + eps) * weight + bias, with the batch mean
+    and the *biased* batch variance; the running statistics are updated as
+        running = (1 - momentum) * running + momentum * batch_statistic
+    using the *unbiased* variance var_B * m / (m - 1) for running_var (m values per
+    channel). momentum=None uses the cumulative average (1 / num_batches_tracked).
+    Evaluation: the running statistics replace the batch ones (unless
+    track_running_stats=False: batch statistics always). `weight` (gamma, init 1) and
+    `bias` (beta, init 0) exist when affine=True. Keys and buffers match
+    torch.nn.BatchNorm1d, num_batches_tracked included.
+    """
+
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of (N, C, H, W) input, each channel over N, H and W; otherwise as
+    BatchNorm1d."""
+
+    _ndims = (4,)
+
+
+class _InstanceNorm(_ChannelNorm):
+    """Instance norm: each (sample, channel) normalised over its positions."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype=np.float32):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+
+    def _forward(self, x):
+        x = self._check_input(x)
+        n, c = x.shape[:2]
+        inner = x.size // (n * c)
+        y = self._workspace("y", x.shape, x.dtype)
+        gamma, beta = self._affine()
+        self._instance_stats = self.training or not self.track_running_stats
+        if self._instance_stats:
+            if self.training and inner < 2:
+                raise ValueError(f"{self._where}: expected more than 1 spatial element when "
+                                 f"training, got input of shape {x.shape}")
+            mean = self._workspace("mean", (n * c,), x.dtype)
+            invstd = self._workspace("invstd", (n * c,), x.dtype)
+            _kernels.rownorm_forward(x, inner, c, inner, gamma, beta, self.eps, y, mean, invstd)
+            if self.training and self.track_running_stats:
+                self._update_running(mean, invstd, n, c, inner)
+        else:
+            _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
+                                     self.eps, y)
+            mean, invstd = self.running_mean, self._running_invstd(x.dtype)
+        self._x, self._mean, self._invstd, self._inner = x, mean, invstd, inner
+        return y
+
+    def _update_running(self, mean, invstd, n, c, inner):
+        """torch's rule: the batch-norm update of every instance, averaged over samples,
+        with each instance's unbiased variance."""
+        factor = self._momentum_factor()
+        var = (1.0 / invstd.astype(np.float64) ** 2 - self.eps) * inner / (inner - 1)
+        self.running_mean[...] = ((1 - factor) * self.running_mean
+                                  + factor * mean.reshape(n, c).mean(axis=0))
+        self.running_var[...] = ((1 - factor) * self.running_var
+                                 + factor * var.reshape(n, c).mean(axis=0))
+
+    def _backward(self, grad_out, need_input_grad=True):
+        x = self._x
+        g = _check_grad(grad_out, x, self._where)
+        gx = self._workspace("gx", x.shape, x.dtype)
+        gw, gb = self._param_grads()
+        gamma = self._affine()[0]
+        if self._instance_stats:
+            _kernels.rownorm_backward(x, self._inner, x.shape[1], self._inner, g, gamma,
+                                      self._mean, self._invstd, gx, gw, gb)
+        else:
+            _kernels.bn_backward(False, x, g, gamma, self._mean, self._invstd, gx, gw, gb)
+        return gx
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance norm of (N, C, L) input: each sample's channel over L. affine and
+    track_running_stats are off by default (as torch); with tracking on, evaluation
+    uses the running statistics."""
+
+    _ndims = (3,)
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance norm of (N, C, H, W) input: each sample's channel over H and W."""
+
+    _ndims = (4,)
+
+
+class LayerNorm(Layer):
+    """Normalise over the last len(normalized_shape) axes of each sample:
+        y = (x - mean) / sqrt(var + eps) * weight + bias
+    (biased variance; weight and bias have shape normalized_shape and exist when
+    elementwise_affine=True; bias=False drops the bias). Same in training and eval."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=np.float32):
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in
+                                      normalized_shape)
+        if not self.normalized_shape:
+            raise ValueError("LayerNorm: normalized_shape must not be empty")
+        if not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be positive, got {eps}")
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        dt = float_dtype(dtype)
+        shape = self.normalized_shape
+        self.weight = Parameter(np.ones(shape, dt), "weight") if elementwise_affine else None
+        self.bias = (Parameter(np.zeros(shape, dt), "bias")
+                     if elementwise_affine and bias else None)
+        self._D = math.prod(shape)
+        self._dt = dt
+        self._where = f"LayerNorm({self.normalized_shape})"
+
+    def _dtype_changed(self, dtype):
+        super()._dtype_changed(dtype)
+        self._dt = dtype
+
+    def _forward(self, x):
+        x = as_float_input(x, self._dt, self._where)
+        k = len(self.normalized_shape)
+        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim <= k - 1:
+            raise ValueError(f"{self._where}: input's trailing axes must be "
+                             f"{self.normalized_shape}, got shape {x.shape}")
+        rows = x.size // self._D
+        y = self._workspace("y", x.shape, x.dtype)
+        mean = self._workspace("mean", (rows,), x.dtype)
+        invstd = self._workspace("invstd", (rows,), x.dtype)
+        w, b = self._wb()
+        _kernels.rownorm_forward(x, self._D, 1, 1, w, b, self.eps, y, mean, invstd)
+        self._x, self._mean, self._invstd = x, mean, invstd
+        return y
+
+    def _wb(self):
+        """(weight, bias) data for the kernel: a missing bias is passed as zeros."""
+        if self.weight is None:
+            return None, None
+        if self.bias is None:
+            zeros = self._ws.get("zero_bias")
+            if zeros is None or zeros.dtype != self._dt:
+                zeros = self._ws["zero_bias"] = np.zeros(self.normalized_shape, self._dt)
+            return self.weight.data, zeros
+        return self.weight.data, self.bias.data
+
+    def _backward(self, grad_out, need_input_grad=True):
+        x = self._x
+        g = _check_grad(grad_out, x, self._where)
         gx = self._workspace("gx", x.shape, x.dtype)
         w, b = self.weight, self.bias
-        _kernels.bn_backward(
-            self._batch_stats, x, g, w.data if w is not None else None,
+        gw = w.grad if w is not None and w.requires_grad else None
+        gb = b.grad if b is not None and b.requires_grad else None
+        _kernels.rownorm_backward(x, self._D, 1, 1, g, None if w is None else w.data,
+                                  self._mean, self._invstd, gx, gw, gb)
+        return gx
+
+    def get_config(self):
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None}
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class GroupNorm(Layer):
+    """Split the C channels of an (N, C, ...) input into num_groups groups and normalise
+    each sample's group over its channels and positions; then a per-channel affine
+    (weight, bias of shape (C,), when affine=True). Same in training and eval."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32):
+        super().__init__()
+        self.num_groups = positive_int(num_groups, "num_groups")
+        self.num_channels = positive_int(num_channels, "num_channels")
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        if not eps > 0:
+            raise ValueError(f"GroupNorm: eps must be positive, got {eps}")
+        self.eps = float(eps)
+        self.affine = bool(affine)
+        dt = float_dtype(dtype)
+        self.weight = Parameter(np.ones(num_channels, dt), "weight") if affine else None
+        self.bias = Parameter(np.zeros(num_channels, dt), "bias") if affine else None
+        self._dt = dt
+        self._where = f"GroupNorm({num_groups}, {num_channels})"
+
+    def _dtype_changed(self, dtype):
+        super()._dtype_changed(dtype)
+        self._dt = dtype
+
+    def _forward(self, x):
+        x = as_float_input(x, self._dt, self._where)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"{self._where}: expected an (N, {self.num_channels}, ...) "
+                             f"input, got shape {x.shape}")
+        n, g = x.shape[0], self.num_groups
+        inner = x.size // (n * self.num_channels) if n else 1
+        D = self.num_channels // g * inner
+        y = self._workspace("y", x.shape, x.dtype)
+        mean = self._workspace("mean", (n * g,), x.dtype)
+        invstd = self._workspace("invstd", (n * g,), x.dtype)
+        w = self.weight.data if self.affine else None
+        b = self.bias.data if self.affine else None
+        _kernels.rownorm_forward(x, D, g, inner, w, b, self.eps, y, mean, invstd)
+        self._x, self._mean, self._invstd, self._D, self._inner = x, mean, invstd, D, inner
+        return y
+
+    def _backward(self, grad_out, need_input_grad=True):
+        x = self._x
+        g = _check_grad(grad_out, x, self._where)
+        gx = self._workspace("gx", x.shape, x.dtype)
+        w, b = self.weight, self.bias
+        _kernels.rownorm_backward(
+            x, self._D, self.num_groups, self._inner, g, None if w is None else w.data,
             self._mean, self._invstd, gx,
             w.grad if w is not None and w.requires_grad else None,
             b.grad if b is not None and b.requires_grad else None)
         return gx
 
+    def get_config(self):
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels,
+                "eps": self.eps, "affine": self.affine}
+
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class _WeightNormed:
+    """Mixin placed in front of a layer's class by weight_norm(): the layer's `weight`
+    becomes a value derived from `weight_g` and `weight_v` before every forward, and
+    its gradient is turned into theirs after every backward."""
+
+    def _own_parameters(self):
+        for name, p in super()._own_parameters():
+            if name != "weight":
+                yield name, p
+
+    def _derive_weight(self):
+        v, g, w = self.weight_v.data, self.weight_g.data, self.weight.data
+        rows = v.shape[0] if self._wn_dim == 0 else 1
+        norms = self._ws.get("wn_norms")
+        if norms is None or norms.shape[0] != rows or norms.dtype != v.dtype:
+            norms = self._ws["wn_norms"] = np.empty(rows, v.dtype)
+        _kernels.weight_norm_forward(v.reshape(rows, -1), g.reshape(rows),
+                                     w.reshape(rows, -1), norms)
+        return norms
+
+    def _forward(self, x, *args):
+        self._wn_norms = self._derive_weight()
+        return super()._forward(x, *args)
+
+    def _backward(self, grad_out, need_input_grad=True):
+        w, v, g = self.weight, self.weight_v, self.weight_g
+        w.grad.fill(0)
+        w.requires_grad = v.requires_grad or g.requires_grad
+        gx = super()._backward(grad_out, need_input_grad)
+        rows = self._wn_norms.shape[0]
+        _kernels.weight_norm_backward(v.data.reshape(rows, -1), g.data.reshape(rows),
+                                      self._wn_norms, w.grad.reshape(rows, -1),
+                                      v.grad.reshape(rows, -1) if v.requires_grad else None,
+                                      g.grad.reshape(rows) if g.requires_grad else None)
+        return gx
+
+
+def weight_norm(module, name="weight", dim=0):
+    """Reparametrise module.weight as weight_g * weight_v / ||weight_v|| (Salimans &
+    Kingma, 2016), in place, as torch.nn.utils.weight_norm: dim=0 takes the norm of
+    each output row (weight_g of shape (out, 1, ...)), dim=None of the whole tensor.
+    The trainable parameters become weight_g (initialised to the norms, so the layer
+    computes what it did) and weight_v (the old weight); state_dict keys are
+    '<name>_g' and '<name>_v'. Returns the module."""
+    if name != "weight":
+        raise ValueError(f"weight_norm: only the parameter 'weight' is supported, got {name!r}")
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, Parameter) or weight.data.ndim < 2:
+        raise ValueError(f"weight_norm: {type(module).__name__} has no 2-D+ 'weight' parameter")
+    if isinstance(module, _WeightNormed):
+        raise ValueError("weight_norm: the module is already weight-normalised")
+    if dim not in (0, None):
+        raise ValueError(f"weight_norm: dim must be 0 or None, got {dim!r}")
+    v = weight.data
+    if dim == 0:
+        g = np.sqrt((v.astype(np.float64) ** 2).reshape(v.shape[0], -1).sum(axis=1))
+        g = g.reshape((v.shape[0],) + (1,) * (v.ndim - 1))
+    else:
+        g = np.array(np.sqrt((v.astype(np.float64) ** 2).sum()))
+    module.weight_g = Parameter(g.astype(v.dtype), "weight_g", weight.requires_grad)
+    module.weight_v = Parameter(v, "weight_v", weight.requires_grad)
+    module._wn_dim = dim
+    cls = type(module)
+    module.__class__ = type(f"WeightNormed{cls.__name__}", (_WeightNormed, cls), {})
+    return module
+
+
+def remove_weight_norm(module):
+    """Undo weight_norm: `weight` becomes an ordinary parameter again."""
+    if not isinstance(module, _WeightNormed):
+        raise ValueError("remove_weight_norm: the module is not weight-normalised")
+    module._derive_weight()
+    module.weight.requires_grad = module.weight_v.requires_grad
+    module.__class__ = type(module).__mro__[2]
+    del module.weight_g, module.weight_v, module._wn_dim
+    return module

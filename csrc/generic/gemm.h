@@ -1,0 +1,42 @@
+/* Generic body of gemm.c; see instantiate.h for T and S(). */
+
+/* One BLAS call for row-major C (m, n) = alpha op(A) op(B) + beta C. BLAS is
+ * column-major and a row-major matrix is the column-major view of its transpose, so
+ * C^T = op(B)^T op(A)^T: the operands are swapped, never copied. */
+static void S(gemm_call)(S(fnn_blas_gemm) blas, int ta, int tb, ptrdiff_t m, ptrdiff_t n,
+                         ptrdiff_t k, T alpha, const T *a, ptrdiff_t lda, const T *b,
+                         ptrdiff_t ldb, T beta, T *c, ptrdiff_t ldc)
+{
+    char cta = ta ? 'T' : 'N', ctb = tb ? 'T' : 'N';
+    int im = (int)m, in = (int)n, ik = (int)k;
+    int ilda = (int)lda, ildb = (int)ldb, ildc = (int)ldc;
+    blas(&ctb, &cta, &in, &im, &ik, &alpha, (T *)b, &ildb, (T *)a, &ilda, &beta, c, &ildc);
+}
+
+void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
+                 ptrdiff_t k, double alpha_, const T *a, ptrdiff_t lda, const T *b,
+                 ptrdiff_t ldb, double beta_, T *c, ptrdiff_t ldc)
+{
+    T alpha = (T)alpha_, beta = (T)beta_;
+    int nt = (double)m * n * k >= FNN_GEMM_PAR_MIN ? fnn_num_threads : 1;
+    int by_rows = m >= n;
+    ptrdiff_t dim = by_rows ? m : n;
+    /* Block length: an aligned share of the split dimension. */
+    ptrdiff_t len = (dim + nt - 1) / nt;
+    len = (len + FNN_GEMM_ALIGN - 1) / FNN_GEMM_ALIGN * FNN_GEMM_ALIGN;
+    ptrdiff_t nblocks = (dim + len - 1) / len;
+    if (nt == 1 || nblocks < 2) {
+        S(gemm_call)(blas, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
+        ptrdiff_t lo = blk * len, cnt = dim - lo < len ? dim - lo : len;
+        if (by_rows) /* rows [lo, lo + cnt) of C and of op(A) */
+            S(gemm_call)(blas, trans_a, trans_b, cnt, n, k, alpha,
+                         trans_a ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc);
+        else /* columns [lo, lo + cnt) of C and of op(B) */
+            S(gemm_call)(blas, trans_a, trans_b, m, cnt, k, alpha, a, lda,
+                         trans_b ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+    }
+}

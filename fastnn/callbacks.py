@@ -1,0 +1,301 @@
+"""Callbacks: code the Trainer runs at fixed points of `fit`.
+
+Subclass Callback and override any of on_train_begin(trainer), on_epoch_begin(trainer,
+epoch), on_batch_begin(trainer, batch), on_batch_end(trainer, batch, logs),
+on_epoch_end(trainer, epoch, logs), on_train_end(trainer) and
+on_nonfinite_loss(trainer, value). `epoch` counts from 1; `logs` holds the figures so
+far ('loss', metrics, 'val_*', 'lr', ...). Setting `trainer.stop_training = True`
+ends fit after the current batch."""
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+class Callback:
+    """Base class; every hook does nothing."""
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_epoch_begin(self, trainer, epoch):
+        pass
+
+    def on_batch_begin(self, trainer, batch):
+        pass
+
+    def on_batch_end(self, trainer, batch, logs):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+    def on_nonfinite_loss(self, trainer, value):
+        pass
+
+
+def _check_monitor(trainer, monitor, who):
+    """ValueError unless `monitor` is a figure this fit will log."""
+    keys = trainer.log_keys
+    if monitor not in keys:
+        hint = " (it needs validation data)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{who}: unknown monitor {monitor!r}{hint}; this fit logs "
+                         f"{sorted(keys)}")
+
+
+def _mode_for(monitor, mode, who):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{who}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if any(s in monitor for s in ("acc", "auc", "f1")) else "min"
+
+
+class _Monitor:
+    """Tracks the best value of a logged figure."""
+
+    def __init__(self, monitor, mode, min_delta, who):
+        self.monitor = monitor
+        self.mode = _mode_for(monitor, mode, who)
+        if min_delta < 0:
+            raise ValueError(f"{who}: min_delta must be >= 0, got {min_delta}")
+        self.min_delta = float(min_delta)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+
+    def improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping(Callback, _Monitor):
+    """Stop when `monitor` (default 'val_loss') has not improved by more than min_delta
+    for `patience` epochs (seed note 001: stop when validation loss stops falling).
+    restore_best=True puts back the weights (and buffers) of the best epoch when
+    training ends."""
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
+                 restore_best=True):
+        _Monitor.__init__(self, monitor, mode, min_delta, "EarlyStopping")
+        if int(patience) < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        self.patience = int(patience)
+        self.restore_best = bool(restore_best)
+        self.wait = 0
+        self.stopped_epoch = None
+        self._best_state = None
+
+    def on_train_begin(self, trainer):
+        _check_monitor(trainer, self.monitor, "EarlyStopping")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = logs[self.monitor]
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best_state = trainer.model.state_dict()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            trainer.stop_training = True
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self._best_state is not None:
+            trainer.model.load_state_dict(self._best_state)
+            if trainer.verbose:
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch} "
+                      f"({self.monitor} {self.best:.4f})", flush=True)
+
+
+class ModelCheckpoint(Callback, _Monitor):
+    """Save the model (fastnn.save, atomic) after each epoch to `path`, which may hold
+    format fields such as '{epoch:03d}' or '{val_loss:.4f}'. With `monitor` and
+    save_best_only=True, save only when the monitored figure improves."""
+
+    def __init__(self, path, monitor=None, save_best_only=False, mode="auto"):
+        if save_best_only and monitor is None:
+            monitor = "val_loss"
+        _Monitor.__init__(self, monitor or "loss", mode, 0.0, "ModelCheckpoint")
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+        self._watch = monitor is not None
+        self.last_saved = None
+
+    def on_train_begin(self, trainer):
+        if self._watch:
+            _check_monitor(trainer, self.monitor, "ModelCheckpoint")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        from .io import save
+
+        if self.save_best_only:
+            value = logs[self.monitor]
+            if not self.improved(value):
+                return
+            self.best, self.best_epoch = value, epoch
+        path = self.path.format(epoch=epoch, **logs)
+        save(trainer.model, path)
+        self.last_saved = path
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch (epoch, then every logged figure) to a CSV file,
+    flushed after each epoch. append=False starts the file afresh."""
+
+    def __init__(self, path, append=False):
+        self.path = os.fspath(path)
+        self.append = bool(append)
+        self._file = self._writer = None
+
+    def on_train_begin(self, trainer):
+        header = None
+        if self.append and os.path.exists(self.path) and os.path.getsize(self.path):
+            with open(self.path, newline="") as f:  # continue under the existing columns
+                header = next(csv.reader(f), None)
+        self._file = open(self.path, "a" if self.append else "w", newline="")
+        self._writer = csv.writer(self._file)
+        self._header = header
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self._header is None:
+            self._header = ["epoch"] + list(logs)
+            self._writer.writerow(self._header)
+        self._writer.writerow([epoch] + [logs.get(k, "") for k in self._header[1:]])
+        self._file.flush()
+
+    def on_train_end(self, trainer):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TerminateOnNaN(Callback):
+    """Stop at the first NaN or infinite training loss, before it updates anything.
+    The parameters are left at their last finite values (if the update before the bad
+    batch had already made them non-finite, they go back to the start of the epoch),
+    and normalisation buffers (running statistics) are restored from before the bad
+    batch. The Trainer includes one by default."""
+
+    def __init__(self):
+        self._buffers = None
+        self._params = None
+        self.stopped = None
+
+    def on_epoch_begin(self, trainer, epoch):
+        self._params = [p.data.copy() for p in trainer.model.parameters()]
+
+    def on_batch_begin(self, trainer, batch):
+        live = [b for _, b in trainer.model.named_buffers()]
+        if self._buffers is None or len(self._buffers) != len(live):
+            self._buffers = [b.copy() for b in live]
+        else:
+            for saved, b in zip(self._buffers, live):
+                np.copyto(saved, b)
+
+    def on_nonfinite_loss(self, trainer, value):
+        model = trainer.model
+        for saved, (_, b) in zip(self._buffers or (), model.named_buffers()):
+            np.copyto(b, saved)
+        params = model.parameters()
+        restored = ""
+        if not all(np.isfinite(p.data).all() for p in params):
+            for p, saved in zip(params, self._params):
+                np.copyto(p.data, saved)
+            restored = "; parameters restored to the start of the epoch"
+        self.stopped = (trainer.epoch + 1, value)
+        trainer.stop_training = True
+        warnings.warn(f"TerminateOnNaN: loss is {value} in epoch {trainer.epoch + 1}; training "
+                      f"stopped before this batch's update{restored}. Lower the learning rate, "
+                      "clip gradients (clip_grad_norm=) or check the data.",
+                      RuntimeWarning, stacklevel=2)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g.
+    LambdaCallback(on_epoch_end=lambda trainer, epoch, logs: print(epoch, logs))."""
+
+    _HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_begin", "on_batch_end",
+              "on_epoch_end", "on_train_end", "on_nonfinite_loss")
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if name not in self._HOOKS:
+                raise ValueError(f"LambdaCallback: unknown hook {name!r}; expected one of "
+                                 f"{list(self._HOOKS)}")
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {name} must be callable")
+            setattr(self, name, fn)
+
+
+def format_logs(logs):
+    """'loss 0.1234 - accuracy 0.9800 - val_loss ... - lr 0.001' for an epoch's logs."""
+    parts = []
+    for key, value in logs.items():
+        if key == "epoch_time":
+            continue
+        if key == "lr":
+            parts.append(f"lr {value:.3g}")
+        else:
+            parts.append(f"{key} {value:.4f}")
+    return " - ".join(parts)
+
+
+def epoch_line(trainer, epoch, logs):
+    """The closing line of an epoch: number, time, train and validation figures."""
+    return (f"epoch {epoch}/{trainer.target_epochs} - {logs['epoch_time']:.2f}s - "
+            f"{format_logs(logs)}")
+
+
+class EpochLogger(Callback):
+    """Print one line per epoch (what fit(verbose=2) shows)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        print(epoch_line(trainer, epoch, logs), file=self.stream or sys.stdout, flush=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss and the batch rate, closed by one line
+    with the epoch's train and validation figures. stream: where to print (stderr)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self._bar = None
+
+    def on_epoch_begin(self, trainer, epoch):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=trainer.batches_per_epoch,
+                         desc=f"epoch {epoch}/{trainer.target_epochs}",
+                         unit="batch", leave=False, file=self.stream or sys.stderr,
+                         dynamic_ncols=True)
+        self._sum = self._count = 0
+        self._next_refresh = 0.0
+
+    def on_batch_end(self, trainer, batch, logs):
+        self._sum += logs["loss"] * logs["size"]
+        self._count += logs["size"]
+        self._bar.update(1)
+        now = time.monotonic()
+        if now >= self._next_refresh:  # formatting costs more than a small batch
+            self._bar.set_postfix_str(f"loss {self._sum / self._count:.4f}", refresh=False)
+            self._next_refresh = now + 0.2
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self._bar.close()
+        print(epoch_line(trainer, epoch, logs), file=self.stream or sys.stdout, flush=True)
+
+    def on_train_end(self, trainer):
+        if self._bar is not None:
+            self._bar.close()
