@@ -49,7 +49,7 @@ def run(benchmark, group, fn):
 def test_dense_epilogue_forward(benchmark, a, impl):
     """z = relu(z + bias) in place, after the GEMM."""
     if impl == "fastnn":
-        fn = lambda: _kernels.bias_act(_kernels.ACT_RELU, 0.0, a.bias, a.z, a.z)  # noqa: E731
+        fn = lambda: _kernels.bias_act(_kernels.ACT_RELU, 0.0, 0.0, a.bias, a.z, a.z)  # noqa: E731
     else:
         def fn():
             np.add(a.z, a.bias, out=a.z)
@@ -63,7 +63,7 @@ def test_dense_epilogue_backward(benchmark, a, impl):
     y = np.maximum(a.x, 0)
     if impl == "fastnn":
         def fn():
-            _kernels.act_backward(_kernels.ACT_RELU, 0.0, None, y, a.g, a.gx, a.gbias)
+            _kernels.act_backward(_kernels.ACT_RELU, 0.0, 0.0, None, y, a.g, a.gx, a.gbias)
     else:
         def fn():
             np.greater(y, 0, out=a.keep)
@@ -107,7 +107,7 @@ def test_dropout_forward(benchmark, a, impl):
     counter = iter(range(1 << 62))
     if impl == "fastnn":
         def fn():
-            _kernels.dropout_forward(a.x, a.y, a.mask, P, 12345, next(counter))
+            _kernels.dropout_forward(a.x, a.y, a.mask, P, 1 / (1 - P), 12345, next(counter))
     else:
         def fn():
             a.rng.random(out=a.uniform, dtype=np.float32)
@@ -120,10 +120,10 @@ def test_dropout_forward(benchmark, a, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_dropout_backward(benchmark, a, impl):
-    _kernels.dropout_forward(a.x, a.y, a.mask, P, 1, 0)
+    _kernels.dropout_forward(a.x, a.y, a.mask, P, 1 / (1 - P), 1, 0)
     np.multiply(a.mask, 1.0 / (1.0 - P), out=a.mf)
     if impl == "fastnn":
-        fn = lambda: _kernels.dropout_backward(a.g, a.mask, P, a.gx)  # noqa: E731
+        fn = lambda: _kernels.dropout_backward(a.g, a.mask, 1 / (1 - P), a.gx)  # noqa: E731
     else:
         fn = lambda: np.multiply(a.g, a.mf, out=a.gx)  # noqa: E731
     run(benchmark, "dropout backward, 2048x512", fn)

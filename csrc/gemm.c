@@ -15,8 +15,10 @@
  * they tile the whole product. */
 #define FNN_GEMM_ALIGN 64
 
-/* Products below this many multiply-adds run as one call. */
+/* Products below this many multiply-adds run as one call, and no block is smaller
+ * than FNN_GEMM_BLOCK_MIN (above OpenBLAS's small-matrix kernels' range). */
 #define FNN_GEMM_PAR_MIN (1 << 20)
+#define FNN_GEMM_BLOCK_MIN (2 << 20)
 
 #define FNN_GENERIC "generic/gemm.h"
 #include "instantiate.h"

@@ -157,7 +157,7 @@ def test_running_statistics_agree(runs):
 def test_adam_state_agrees(runs):
     dtype, (model, opt, base, initial, steps, _) = runs
     eps = np.finfo(dtype).eps
-    assert opt.param_groups[0]["step"] == base.step_count == STEPS
+    assert (opt.steps == STEPS).all() and base.step_count == STEPS
     state = base.optimizer_state()
     names = [k for k, _ in model.named_parameters()]
     assert opt._data.size == base.n_params

@@ -20,12 +20,20 @@ void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m, p
     T alpha = (T)alpha_, beta = (T)beta_;
     int nt = (double)m * n * k >= FNN_GEMM_PAR_MIN ? fnn_num_threads : 1;
     int by_rows = m >= n;
-    ptrdiff_t dim = by_rows ? m : n;
-    /* Block length: an aligned share of the split dimension. */
-    ptrdiff_t len = (dim + nt - 1) / nt;
-    len = (len + FNN_GEMM_ALIGN - 1) / FNN_GEMM_ALIGN * FNN_GEMM_ALIGN;
-    ptrdiff_t nblocks = (dim + len - 1) / len;
-    if (nt == 1 || nblocks < 2) {
+    ptrdiff_t dim = by_rows ? m : n, other = by_rows ? n : m;
+    /* The most blocks (at most nt) of aligned length whose last, shortest block is
+     * still large enough for BLAS's regular code path (a tiny block could take a
+     * small-matrix path that rounds differently). */
+    ptrdiff_t len = dim, nblocks = 1;
+    for (int nb = nt; nb > 1; nb--) {
+        len = (dim + nb - 1) / nb;
+        len = (len + FNN_GEMM_ALIGN - 1) / FNN_GEMM_ALIGN * FNN_GEMM_ALIGN;
+        nblocks = (dim + len - 1) / len;
+        if ((double)(dim - (nblocks - 1) * len) * other * k >= FNN_GEMM_BLOCK_MIN) break;
+        len = dim;
+        nblocks = 1;
+    }
+    if (nblocks < 2) {
         S(gemm_call)(blas, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }

@@ -484,14 +484,14 @@ def bench_kernels(threads, opts, log):
     cases = [
         # name, fn, bytes moved per call
         ("stream copy (fastnn identity kernel)",
-         lambda: _kernels.bias_act(ACT.ACT_IDENTITY, 0.0, None, x, y), 8 * n),
+         lambda: _kernels.bias_act(ACT.ACT_IDENTITY, 0.0, 0.0, None, x, y), 8 * n),
         ("stream copy (np.copyto, 1 thread)", lambda: np.copyto(flat_dst, flat_src), 8 * n),
         ("dense fwd: bias + ReLU in place",
-         lambda: _kernels.bias_act(ACT.ACT_RELU, 0.0, bias, z, z), 8 * n),
+         lambda: _kernels.bias_act(ACT.ACT_RELU, 0.0, 0.0, bias, z, z), 8 * n),
         ("dense bwd: ReLU' + bias grad",
-         lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, None, x, g, gx, gbias), 12 * n),
-        ("dropout fwd", lambda: _kernels.dropout_forward(x, y, mask, 0.5, 1, 2), 9 * n),
-        ("dropout bwd", lambda: _kernels.dropout_backward(g, mask, 0.5, gx), 9 * n),
+         lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, 0.0, None, x, g, gx, gbias), 12 * n),
+        ("dropout fwd", lambda: _kernels.dropout_forward(x, y, mask, 0.5, 2.0, 1, 2), 9 * n),
+        ("dropout bwd", lambda: _kernels.dropout_backward(g, mask, 2.0, gx), 9 * n),
         ("batchnorm train fwd",
          lambda: _kernels.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rmean, rvar, y,
                                            mean, invstd), 8 * n),
@@ -520,7 +520,7 @@ def bench_kernels(threads, opts, log):
 
     def small_relu():
         for _ in range(100):
-            _kernels.bias_act(ACT.ACT_RELU, 0.0, sb, small, small)
+            _kernels.bias_act(ACT.ACT_RELU, 0.0, 0.0, sb, small, small)
 
     set_one = lambda: _kernels.set_num_threads(1)  # noqa: E731
     set_many = lambda: _kernels.set_num_threads(threads)  # noqa: E731
