@@ -50,6 +50,17 @@ void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
 extern int fnn_num_threads;
 
+/* GEMMs are cut into at most this many blocks (a power of two >= n); set once from the
+ * machine's CPU count so that the cut, and the results, never depend on the thread
+ * count in use (gemm.c). */
+void fnn_set_gemm_blocks(int n);
+extern int fnn_gemm_blocks;
+
+/* Let fastnn keep the BLAS behind its GEMMs single-threaded (runtime.c): pointers to
+ * int get_threads(void) and void set_threads(int), or NULL. */
+void fnn_set_blas_thread_hooks(void *get, void *set);
+void fnn_blas_single_thread(void);
+
 /* Chunk length for deterministic chunked sums over n elements: depends on n only. */
 static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
 {

@@ -19,6 +19,8 @@ cdef extern from "fastnn.h" nogil:
     int FNN_PAR_MIN
     int fnn_act_needs_input(int act)
     void fnn_set_num_threads(int n)
+    void fnn_set_blas_thread_hooks(void *get, void *set)
+    void fnn_set_gemm_blocks(int n)
     int fnn_get_num_threads()
     uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index)
 
@@ -259,6 +261,18 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return fnn_get_num_threads()
+
+
+def set_gemm_blocks(int n):
+    """Cut large GEMMs into at most the power of two >= n blocks (one per thread)."""
+    fnn_set_gemm_blocks(n)
+
+
+def set_blas_thread_hooks(size_t get_threads, size_t set_threads):
+    """Addresses of the BLAS library's int get_num_threads(void) and
+    void set_num_threads(int) (0, 0 to forget them): fastnn's GEMMs then keep BLAS on
+    one thread whatever else changes it."""
+    fnn_set_blas_thread_hooks(<void*>get_threads, <void*>set_threads)
 
 
 def random_bits(uint64_t seed, uint64_t counter, cnp.ndarray[uint32_t, ndim=1] out):

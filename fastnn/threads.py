@@ -3,6 +3,8 @@
 that team (csrc/gemm.c). Two thread pools side by side - OpenMP's and BLAS's - would
 each spin while the other works and, with as many threads as cores, slow a training
 step down many times over."""
+import ctypes
+import itertools
 import os
 
 from threadpoolctl import ThreadpoolController
@@ -35,16 +37,47 @@ def _default_threads():
         return os.cpu_count() or 1
 
 
-def _single_threaded_blas():
-    """Run the BLAS fastnn's GEMMs call (scipy's) on one thread. When scipy ships its
-    own BLAS library (wheels do), numpy's BLAS keeps its thread count; when the two
-    share one library, it is limited for both."""
+def _fastnn_blas():
+    """The threadpoolctl controllers of the BLAS fastnn's GEMMs call (scipy's): scipy's
+    own library when it ships one (wheels do), else every BLAS (a shared library)."""
     blas = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-    scipys = [lib for lib in blas if f"{os.sep}scipy" in lib.filepath]
-    for lib in scipys or blas:
+    return [lib for lib in blas if f"{os.sep}scipy" in lib.filepath] or blas
+
+
+def _openblas_hooks(lib):
+    """Addresses of an OpenBLAS library's get/set_num_threads (with scipy's symbol
+    prefix or 64-bit suffix when present), or None."""
+    for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+        try:
+            get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}")
+            put = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}")
+        except AttributeError:
+            continue
+        return (ctypes.cast(get, ctypes.c_void_p).value, ctypes.cast(put, ctypes.c_void_p).value)
+    return None
+
+
+def _single_threaded_blas():
+    """Run the BLAS behind fastnn's GEMMs on one thread now, and let the GEMM kernel
+    put it back on one thread whenever something else (say a threadpool_limits block
+    around other code) changed that."""
+    libs = _fastnn_blas()
+    for lib in libs:
         if lib.num_threads != 1:
             lib.set_num_threads(1)
+    hooks = [h for h in map(_openblas_hooks, libs) if h is not None]
+    if len(hooks) == 1:
+        _kernels.set_blas_thread_hooks(*hooks[0])
 
 
+def _machine_threads():
+    """The CPUs of the machine (not of this process's current limit)."""
+    return os.cpu_count() or 1
+
+
+# Large GEMMs are cut into one block per CPU of the machine (rounded up to a power of
+# two), whatever the thread count in use: the same cut gives the same bits for every
+# set_num_threads value.
+_kernels.set_gemm_blocks(_machine_threads())
 _kernels.set_num_threads(_default_threads())
 _single_threaded_blas()

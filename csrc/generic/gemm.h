@@ -18,14 +18,22 @@ void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m, p
                  ptrdiff_t ldb, double beta_, T *c, ptrdiff_t ldc)
 {
     T alpha = (T)alpha_, beta = (T)beta_;
-    int nt = (double)m * n * k >= FNN_GEMM_PAR_MIN ? fnn_num_threads : 1;
+    fnn_blas_single_thread();
     int by_rows = m >= n;
     ptrdiff_t dim = by_rows ? m : n, other = by_rows ? n : m;
-    /* The most blocks (at most nt) of aligned length whose last, shortest block is
-     * still large enough for BLAS's regular code path (a tiny block could take a
-     * small-matrix path that rounds differently). */
+    double work = (double)m * n * k;
+    /* Up to fnn_gemm_blocks blocks of aligned length, the last still large enough for
+     * BLAS's regular code path (a tiny block could take a small-matrix path that
+     * rounds differently). In double precision the cut depends on the shape only -
+     * never on the thread count - so every thread count makes the same calls and gets
+     * the same bits. In single precision a single-threaded product is one call: the
+     * aligned cut gives the same bits there (tests/test_kernels.py checks it), and
+     * re-packing the shared operand for each block would cost up to 15% of a large
+     * product on one thread. */
     ptrdiff_t len = dim, nblocks = 1;
-    for (int nb = nt; nb > 1; nb--) {
+    int cut = sizeof(T) == sizeof(double) || fnn_num_threads > 1 ? fnn_gemm_blocks : 1;
+    for (int nb = cut; nb > 1; nb /= 2) {
+        if (work < (double)nb * FNN_GEMM_BLOCK_MIN) continue;
         len = (dim + nb - 1) / nb;
         len = (len + FNN_GEMM_ALIGN - 1) / FNN_GEMM_ALIGN * FNN_GEMM_ALIGN;
         nblocks = (dim + len - 1) / len;
@@ -37,6 +45,7 @@ void S(fnn_gemm)(S(fnn_blas_gemm) blas, int trans_a, int trans_b, ptrdiff_t m, p
         S(gemm_call)(blas, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
+    int nt = fnn_num_threads < nblocks ? fnn_num_threads : (int)nblocks;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
         ptrdiff_t lo = blk * len, cnt = dim - lo < len ? dim - lo : len;

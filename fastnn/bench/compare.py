@@ -384,11 +384,14 @@ def torch_predict(torch, Xt, batch, seed=0):
 # Thread control
 # --------------------------------------------------------------------------------------
 def set_threads(n, torch=None):
-    """fastnn's OpenMP kernels and every BLAS (threadpoolctl) to n threads; torch too."""
-    from threadpoolctl import threadpool_limits
+    """n threads for fastnn (its kernels and GEMMs), for NumPy's BLAS and for torch.
+    fastnn keeps the BLAS behind its GEMMs (scipy's) single-threaded by itself."""
+    from threadpoolctl import ThreadpoolController
 
     fastnn.set_num_threads(n)
-    threadpool_limits(limits=n, user_api="blas")  # NumPy's BLAS as well as fastnn's
+    for lib in ThreadpoolController().lib_controllers:
+        if lib.user_api == "blas" and "numpy" in lib.filepath:
+            lib.set_num_threads(n)
     if torch is not None:
         torch.set_num_threads(n)
 
