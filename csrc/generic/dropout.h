@@ -1,16 +1,19 @@
 /* Generic body of dropout.c; see instantiate.h for T and S(). */
 
-/* Elements [lo, hi) of the mask; y = x * mask * scale (scale = 1 / (1 - p) for inverted
- * dropout, 1 for the weight-scaling rule). */
-static FNN_CLONES void S(dropout_chunk)(uint32_t lo, uint32_t hi, const T *x, T *y,
+/* Elements [lo, lo + n) of the mask, with x, y and mask already offset by lo;
+ * y = x * mask * scale (scale = 1 / (1 - p) for inverted dropout, 1 for the
+ * weight-scaling rule). x * 0 rather than 0: NaN propagates as in torch. */
+static FNN_CLONES void S(dropout_chunk)(ptrdiff_t lo, ptrdiff_t n, const T *x, T *y,
                                         uint8_t *mask, uint32_t thresh, T scale,
                                         uint64_t key)
 {
+    uint32_t base = (uint32_t)lo;
 #pragma omp simd
-    for (uint32_t k = lo; k < hi; k++) {
-        uint8_t keep = keyed_bits(key, k) >= thresh;
-        mask[k] = keep;
-        y[k] = x[k] * ((T)keep * scale); /* x * 0, not 0: NaN propagates as in torch */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t bits = keyed_bits(key, base + (uint32_t)i);
+        int keep = bits >= thresh;
+        mask[i] = (uint8_t)keep;
+        y[i] = x[i] * (keep ? scale : (T)0);
     }
 }
 
@@ -29,7 +32,7 @@ void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double
     uint32_t thresh = drop_threshold(p);
     T scale = (T)scale_;
     FNN_PARALLEL_RANGE(n, lo, hi,
-                       S(dropout_chunk)((uint32_t)lo, (uint32_t)hi, x, y, mask, thresh, scale,
+                       S(dropout_chunk)(lo, hi - lo, x + lo, y + lo, mask + lo, thresh, scale,
                                         key));
 }
 
