@@ -279,7 +279,7 @@ class ProgressBar(Callback):
         self._bar = tqdm(total=trainer.batches_per_epoch,
                          desc=f"epoch {epoch}/{trainer.target_epochs}",
                          unit="batch", leave=False, file=self.stream or sys.stderr,
-                         dynamic_ncols=True)
+                         dynamic_ncols=True, disable=None)  # no bar when not a terminal
         self._sum = self._count = 0
         self._next_refresh = 0.0
 

@@ -4,10 +4,37 @@ Each sub-command is one `_add_<name>(subparsers)` function that declares its opt
 and one `_cmd_<name>(args)` function that runs it and returns the exit code; `main`
 only dispatches. Optional heavy dependencies (PyTorch for `bench`) are imported only
 when a command runs, so that `fastnn --help` and one sub-command never pay for another's."""
-import argparse
+import os
 import sys
 
 from . import __version__
+from .commands.common import CommandError, Parser
+
+
+def _add(subparsers, name, module, help, description):
+    """Register a sub-command implemented by fastnn.commands.<module> (add_arguments,
+    run); its --help shows defaults and its errors are one line (exit status 2)."""
+    import argparse
+
+    p = subparsers.add_parser(name, help=help, description=description,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    module.add_arguments(p)
+    p.set_defaults(func=module.run, command=name)
+    return p
+
+
+def _add_train(subparsers):
+    from .commands import train
+
+    _add(subparsers, "train", train, "train an MLP (default: on the embedded digits)",
+         train.__doc__.split("\n\n")[0].replace("\n", " "))
+
+
+def _add_predict(subparsers):
+    from .commands import predict
+
+    _add(subparsers, "predict", predict, "predict with a saved model, writing CSV",
+         predict.__doc__.replace("\n", " "))
 
 
 def _add_bench(subparsers):
@@ -30,14 +57,14 @@ def _cmd_bench(args):
 
 
 # Sub-commands in the order `fastnn --help` lists them.
-_SUBCOMMANDS = (_add_bench,)
+_SUBCOMMANDS = (_add_train, _add_predict, _add_bench)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="fastnn", description="Fast neural-network training on the CPU.")
+    parser = Parser(prog="fastnn", description="Fast neural-network training on the CPU.")
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
+                                       parser_class=Parser)
     for add in _SUBCOMMANDS:
         add(subparsers)
     return parser
@@ -50,4 +77,11 @@ def main(argv=None):
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CommandError as e:
+        sys.stderr.write(f"fastnn {getattr(args, 'command', '')}: error: {e}\n")
+        return 2
+    except BrokenPipeError:  # output piped into head & co.: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

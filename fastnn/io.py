@@ -118,21 +118,29 @@ def decode(path):
     return tensors, header.get("__metadata__", {}) or {}
 
 
-def save(model, path):
+def save(model, path, metadata=None):
     """Write `model` to a safetensors file at path (atomically): its state_dict under
     torch-style keys, plus metadata {'format': 'fastnn', 'format_version', 'version',
-    'dtype', 'architecture'}. A model with user-defined modules is saved without an
-    architecture (load it into an instance with load(path, model=...))."""
+    'dtype', 'architecture'} and, if given, `metadata` (a JSON-serialisable dict of
+    your own, e.g. class names; read back with read_metadata). A model with
+    user-defined modules is saved without an architecture (load it into an instance
+    with load(path, model=...))."""
     if not isinstance(model, Module):
         raise TypeError(f"save: expected a fastnn Module, got {type(model).__name__}")
     try:
         architecture = layer_spec(model)
     except NotImplementedError:
         architecture = None
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
-                "dtype": str(model.dtype or np.dtype(np.float32)),
-                "architecture": architecture}
-    atomic_write(path, encode(model.state_dict(), metadata))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
+            "dtype": str(model.dtype or np.dtype(np.float32)), "architecture": architecture,
+            "user": metadata or {}}
+    atomic_write(path, encode(model.state_dict(), meta))
+
+
+def read_metadata(path):
+    """The `metadata` dict given to save (empty if none)."""
+    _, meta = decode(path)
+    return json.loads(meta.get("user", "{}"))
 
 
 def load(path, model=None):

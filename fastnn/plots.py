@@ -35,7 +35,7 @@ def learning_curves(history, path, title="Learning curves"):
     ax.set_ylabel("loss")
     ax.set_yscale("log" if min(h["loss"]) > 0 else "linear")
     lines, labels = ax.get_legend_handles_labels()
-    if "lr" in h:
+    if "lr" in h and len(set(h["lr"])) > 1:  # a schedule: show it
         lr_ax = ax.twinx()
         lines += lr_ax.plot(epochs, h["lr"], color="gray", linestyle=":", label="lr")
         labels.append("lr")

@@ -101,6 +101,17 @@ class Standardizer:
     def fit_transform(self, X, dtype=np.float32):
         return self.fit(X).transform(X, dtype)
 
+    def as_layer(self, dtype=np.float32):
+        """A fastnn.Standardize layer applying this transform (to put first in a model)."""
+        from .layers import Standardize
+
+        if self.mean_ is None:
+            raise RuntimeError("Standardizer.as_layer: call fit first")
+        layer = Standardize(self.mean_.shape[0], dtype=dtype)
+        layer.mean[...] = self.mean_
+        layer.scale[...] = self.scale_
+        return layer
+
     def inverse_transform(self, Z):
         Z = self._check(Z, "inverse_transform")
         return Z * self.scale_ + self.mean_

@@ -65,7 +65,8 @@ def _load_csv(path, target):
     elif target in header:
         t = header.index(target)
     else:
-        raise DataError(f"{path}: target column {target!r} not found; columns are {header}")
+        shown = ", ".join(header[:8]) + (f", ... ({len(header)} columns)" if len(header) > 8 else "")
+        raise DataError(f"{path}: target column {target!r} not found; columns are {shown}")
     if width < 2:
         raise DataError(f"{path}: needs at least one feature column besides the target")
     cols = list(zip(*rows[1:]))

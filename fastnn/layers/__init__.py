@@ -7,12 +7,12 @@ from .dense import Dense, Linear
 from .dropout import DropConnect, Dropout
 from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-    remove_weight_norm, weight_norm,
+    Standardize, remove_weight_norm, weight_norm,
 )
 
 __all__ = [
     "AbsReLU", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
     "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
-    "Softmax", "Softplus", "Tanh", "remove_weight_norm", "weight_norm",
+    "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",
 ]

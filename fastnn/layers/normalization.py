@@ -450,3 +450,43 @@ def remove_weight_norm(module):
     module.__class__ = type(module).__mro__[2]
     del module.weight_g, module.weight_v, module._wn_dim
     return module
+
+
+class Standardize(Layer):
+    """A fixed per-feature standardisation y = (x - mean) / scale, from statistics
+    fitted on training data (fastnn.preprocessing.Standardizer.as_layer()). Putting it
+    first in a model lets the saved model take raw features. `mean` and `scale` are
+    buffers: saved and loaded with the model, never trained."""
+
+    _buffers = ("mean", "scale")
+
+    def __init__(self, num_features, dtype=np.float32):
+        super().__init__()
+        self.num_features = positive_int(num_features, "num_features")
+        dt = float_dtype(dtype)
+        self.mean = np.zeros(self.num_features, dt)
+        self.scale = np.ones(self.num_features, dt)
+        self._where = f"Standardize({self.num_features})"
+
+    def _forward(self, x):
+        x = as_float_input(x, self.mean.dtype, self._where, features=self.num_features)
+        y = self._workspace("y", x.shape, x.dtype)
+        np.subtract(x, self.mean, out=y)
+        y /= self.scale
+        self._shape = x.shape
+        return y
+
+    def _backward(self, grad_out, need_input_grad=True):
+        g = as_float_input(grad_out, self.mean.dtype, f"{self._where}.backward")
+        if g.shape != self._shape:
+            raise ValueError(f"{self._where}.backward: expected gradient of shape "
+                             f"{self._shape}, got {g.shape}")
+        gx = self._workspace("gx", g.shape, g.dtype)
+        np.divide(g, self.scale, out=gx)
+        return gx
+
+    def get_config(self):
+        return {"num_features": self.num_features}
+
+    def extra_repr(self):
+        return str(self.num_features)

@@ -1,0 +1,1 @@
+"""The sub-commands of the `fastnn` command line (see fastnn.cli)."""

@@ -1,0 +1,99 @@
+"""`fastnn predict MODEL --data FILE`: predictions of a model written by `fastnn train`
+(or fastnn.save) for the samples of a CSV or NPZ file, as CSV."""
+import csv
+import os
+import sys
+
+import numpy as np
+
+from .common import CommandError
+
+
+def add_arguments(p):
+    p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train --out")
+    p.add_argument("--data", metavar="FILE", required=True,
+                   help="CSV with a header (the model's feature columns; other columns, "
+                        "such as the target, are ignored) or NPZ with an array X")
+    p.add_argument("--output", metavar="FILE.csv",
+                   help="where to write the predictions (default: standard output)")
+    p.add_argument("--proba", action="store_true",
+                   help="for classifiers, also write each class's probability")
+
+
+def run(args):
+    import fastnn
+
+    try:
+        model = fastnn.load(args.model)
+        meta = fastnn.io.read_metadata(args.model)
+    except (ValueError, FileNotFoundError) as e:
+        raise CommandError(str(e)) from None
+    X = _features(args.data, meta, model)
+    out = model.predict(X)
+    classes = meta.get("classes")
+    if meta.get("task") == "classification" and classes:
+        header, rows = _classification_rows(out, classes, args.proba)
+    else:
+        names = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in
+                                                           range(out.shape[1])]
+        header, rows = names, out.tolist()
+    f = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    finally:
+        if args.output:
+            f.close()
+    if args.output:
+        print(f"Wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _features(path, meta, model):
+    """The feature matrix of the data file, columns in the model's order."""
+    if not os.path.isfile(path):
+        raise CommandError(f"no such file: {path}")
+    if path.lower().endswith(".npz"):
+        with np.load(path, allow_pickle=False) as npz:
+            if "X" not in npz.files:
+                raise CommandError(f"{path}: the NPZ file needs an array 'X'")
+            X = npz["X"]
+    else:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        if len(rows) < 2:
+            raise CommandError(f"{path}: needs a header row and at least one data row")
+        header = [h.strip() for h in rows[0]]
+        names = meta.get("feature_names") or header[: model.layers[0].num_features]
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise CommandError(f"{path}: missing feature columns {missing[:5]}"
+                               + (" ..." if len(missing) > 5 else ""))
+        idx = [header.index(n) for n in names]
+        X = np.empty((len(rows) - 1, len(idx)))
+        for i, r in enumerate(rows[1:]):
+            for j, c in enumerate(idx):
+                try:
+                    X[i, j] = float(r[c])
+                except (ValueError, IndexError):
+                    raise CommandError(f"{path}: line {i + 2}, column {names[j]!r}: not a "
+                                       f"number") from None
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise CommandError(f"{path}: expected a 2-D numeric array, got {X.dtype} {X.shape}")
+    if not np.isfinite(X).all():
+        raise CommandError(f"{path}: NaN or infinite values in the features")
+    return X
+
+
+def _classification_rows(logits, classes, proba):
+    pred = logits.argmax(axis=1)
+    header = ["prediction"]
+    rows = [[classes[k]] for k in pred]
+    if proba:
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        header += [f"p_{c}" for c in classes]
+        rows = [r + [f"{v:.6g}" for v in pr] for r, pr in zip(rows, p)]
+    return header, rows
