@@ -78,9 +78,10 @@ class _Monitor:
 
 class EarlyStopping(Callback, _Monitor):
     """Stop when `monitor` (default 'val_loss') has not improved by more than min_delta
-    for `patience` epochs (seed note 001: stop when validation loss stops falling).
-    restore_best=True puts back the weights (and buffers) of the best epoch when
-    training ends."""
+    for `patience` epochs (seed note 001: stop when validation loss stops falling): fit
+    ends with the patience-th consecutive epoch without improvement (as Keras and
+    Lightning; patience=0 behaves as 1). restore_best=True puts back the weights (and
+    buffers) of the best epoch when training ends."""
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best=True):
@@ -104,7 +105,7 @@ class EarlyStopping(Callback, _Monitor):
                 self._best_state = trainer.model.state_dict()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             trainer.stop_training = True
 

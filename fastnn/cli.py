@@ -11,13 +11,25 @@ from . import __version__
 from .commands.common import CommandError, Parser
 
 
+def _defaults_formatter():
+    import argparse
+
+    class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+        """Shows each option's default, except None (the help says what happens)."""
+
+        def _get_help_string(self, action):
+            if action.default is None:
+                return action.help
+            return super()._get_help_string(action)
+
+    return DefaultsFormatter
+
+
 def _add(subparsers, name, module, help, description):
     """Register a sub-command implemented by fastnn.commands.<module> (add_arguments,
     run); its --help shows defaults and its errors are one line (exit status 2)."""
-    import argparse
-
     p = subparsers.add_parser(name, help=help, description=description,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=_defaults_formatter())
     module.add_arguments(p)
     p.set_defaults(func=module.run, command=name)
     return p
@@ -56,8 +68,14 @@ def _cmd_bench(args):
     return compare.run(args)
 
 
+def _add_doctor(subparsers):
+    from .diagnostics import doctor
+
+    _add(subparsers, "doctor", doctor, doctor.HELP, doctor.DESCRIPTION)
+
+
 # Sub-commands in the order `fastnn --help` lists them.
-_SUBCOMMANDS = (_add_train, _add_predict, _add_bench)
+_SUBCOMMANDS = (_add_train, _add_predict, _add_doctor, _add_bench)
 
 
 def build_parser():

@@ -61,6 +61,26 @@ def layer_from_spec(spec, dtype=np.float32):
     return module.astype(dtype) if module.parameters() or module._buffers else module
 
 
+def _umask():
+    try:
+        with open("/proc/self/status") as f:  # Linux: read it without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path):
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write(path, data):
     """Write bytes to path so that it always holds either its old content or the new
     content in full: a temporary file in the same directory, fsync, rename, fsync of
@@ -69,6 +89,9 @@ def atomic_write(path, data):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates the file 0600; give it the permissions of the file it replaces,
+        # or those of an ordinary new file (0666 minus the umask), as open() would.
+        os.chmod(tmp, _file_mode(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -156,7 +179,11 @@ def load(path, model=None):
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: model format version {meta.get('format_version')!r} "
                              f"is not supported (this fastnn reads {FORMAT_VERSION!r})")
-        architecture = json.loads(meta.get("architecture", "null"))
+        try:
+            architecture = json.loads(meta.get("architecture", "null"))
+        except ValueError as e:
+            raise ValueError(f"{path}: the model architecture in the file is not valid "
+                             f"JSON ({e})") from None
         if architecture is None:
             raise ValueError(f"{path}: the file has no architecture (the model contained "
                              "user-defined modules); pass model= to load its weights")
@@ -164,6 +191,10 @@ def load(path, model=None):
         state = rng.get_state()
         try:
             model = layer_from_spec(architecture, np.dtype(meta.get("dtype", "float32")))
+        except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as e:
+            # A damaged or hand-made architecture: say which file, never a bare TypeError.
+            raise ValueError(f"{path}: the model architecture in the file is invalid "
+                             f"({type(e).__name__}: {e})") from None
         finally:
             rng.set_state(state)
     try:

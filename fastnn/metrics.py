@@ -51,6 +51,12 @@ BY_NAME = {
 CLASSIFICATION = {"accuracy", "acc", "top_5_accuracy"}
 
 
+def needs_labels(name):
+    """True for the metrics that read class labels (accuracy, top_<k>_accuracy)."""
+    return name in CLASSIFICATION or (name.startswith("top_") and name.endswith("_accuracy")
+                                      and name[4:-9].isdigit())
+
+
 def resolve(metric):
     """(name, function) for a metric name or callable."""
     if callable(metric):

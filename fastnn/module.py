@@ -173,13 +173,18 @@ class Module:
         for m in self.modules():
             reg = getattr(m, "regularizer", None)
             if reg is not None:
-                total += reg(m.weight)
+                total += m._weight_penalty(reg, True)
         return total
 
     def penalty(self):
         """The sum of the layers' weight penalties, without touching gradients."""
-        return sum(m.regularizer.value(m.weight.data) for m in self.modules()
+        return sum(m._weight_penalty(m.regularizer, False) for m in self.modules()
                    if getattr(m, "regularizer", None) is not None)
+
+    def _weight_penalty(self, reg, grad):
+        """reg's penalty of this module's weight, adding its gradient to weight.grad
+        when `grad` (hook: a weight-normalised layer routes it to weight_g/weight_v)."""
+        return reg(self.weight) if grad else reg.value(self.weight.data)
 
     def freeze(self):
         """Stop training this module's parameters (no gradient work, no updates)."""

@@ -249,9 +249,9 @@ class SGD(Optimizer):
 
     def _validate(self, g):
         _check_lr(g["lr"], "SGD")
-        if g["momentum"] < 0:
+        if not g["momentum"] >= 0:  # (not >= rather than <: NaN is refused too)
             raise ValueError(f"SGD: invalid momentum {g['momentum']}")
-        if g["weight_decay"] < 0:
+        if not g["weight_decay"] >= 0:
             raise ValueError(f"SGD: invalid weight_decay {g['weight_decay']}")
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum and zero dampening")
@@ -299,7 +299,7 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: invalid beta parameter at index 1: {b2}")
         if not g["eps"] > 0:
             raise ValueError(f"{name}: invalid epsilon value: {g['eps']}")
-        if g["weight_decay"] < 0:
+        if not g["weight_decay"] >= 0:
             raise ValueError(f"{name}: invalid weight_decay value: {g['weight_decay']}")
 
     def _needs_state(self, name):
@@ -337,11 +337,10 @@ class Adagrad(Optimizer):
     torch.optim.Adagrad:
 
     .. math::
-        	ilde\gamma &= \gamma / (1 + (t - 1) \eta) \
-        g_t &= 
-abla_	heta L + \lambda 	heta_{t-1} \
-        s_t &= s_{t-1} + g_t^2 \
-        	heta_t &= 	heta_{t-1} - 	ilde\gamma \, g_t / (\sqrt{s_t} + \epsilon)
+        \tilde\gamma &= \gamma / (1 + (t - 1) \eta) \\
+        g_t &= \nabla_\theta L + \lambda \theta_{t-1} \\
+        s_t &= s_{t-1} + g_t^2 \\
+        \theta_t &= \theta_{t-1} - \tilde\gamma \, g_t / (\sqrt{s_t} + \epsilon)
 
     with lr_decay :math:`\eta` and :math:`s_0` = initial_accumulator_value.
     """
@@ -356,9 +355,12 @@ abla_	heta L + \lambda 	heta_{t-1} \
 
     def _validate(self, g):
         _check_lr(g["lr"], "Adagrad")
-        for key in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+        for key in ("lr_decay", "weight_decay", "initial_accumulator_value"):
             if not g[key] >= 0:
                 raise ValueError(f"Adagrad: invalid {key} value: {g[key]}")
+        # eps = 0 would turn a zero gradient with a zero accumulator into 0/0 = NaN
+        if not g["eps"] > 0:
+            raise ValueError(f"Adagrad: invalid epsilon value: {g['eps']}")
 
     def _init_group(self, index, group):
         lo, hi = self._group_range(index)
@@ -375,15 +377,14 @@ class RMSprop(Optimizer):
     r"""RMSprop (Hinton, lecture 6e; centered: Graves, 2013), as torch.optim.RMSprop:
 
     .. math::
-        g_t &= 
-abla_	heta L + \lambda 	heta_{t-1} \
-        v_t &= lpha v_{t-1} + (1 - lpha) g_t^2 \
-        ar g_t &= lpha ar g_{t-1} + (1 - lpha) g_t, \quad
-            d_t = \sqrt{v_t - ar g_t^2} + \epsilon \quad 	ext{(centered)} \
-        d_t &= \sqrt{v_t} + \epsilon \quad 	ext{(otherwise)} \
-        b_t &= \mu b_{t-1} + g_t / d_t, \quad 	heta_t = 	heta_{t-1} - \gamma b_t
-            \quad 	ext{(momentum } \mu > 0) \
-        	heta_t &= 	heta_{t-1} - \gamma g_t / d_t \quad 	ext{(otherwise)}
+        g_t &= \nabla_\theta L + \lambda \theta_{t-1} \\
+        v_t &= \alpha v_{t-1} + (1 - \alpha) g_t^2 \\
+        \bar g_t &= \alpha \bar g_{t-1} + (1 - \alpha) g_t, \quad
+            d_t = \sqrt{v_t - \bar g_t^2} + \epsilon \quad \text{(centered)} \\
+        d_t &= \sqrt{v_t} + \epsilon \quad \text{(otherwise)} \\
+        b_t &= \mu b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma b_t
+            \quad \text{(momentum } \mu > 0) \\
+        \theta_t &= \theta_{t-1} - \gamma g_t / d_t \quad \text{(otherwise)}
     """
 
     _state_names = ("square_avg", "grad_avg", "momentum_buffer")
@@ -424,16 +425,11 @@ class Adadelta(Optimizer):
     r"""Adadelta (Zeiler, 2012; https://arxiv.org/abs/1212.5701), as torch.optim.Adadelta:
 
     .. math::
-        g_t &= 
-abla_	heta L + \lambda 	heta_{t-1} \
-        v_t &= 
-ho v_{t-1} + (1 - 
-ho) g_t^2 \
-        \Delta_t &= rac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t \
-        u_t &= 
-ho u_{t-1} + (1 - 
-ho) \Delta_t^2 \
-        	heta_t &= 	heta_{t-1} - \gamma \Delta_t
+        g_t &= \nabla_\theta L + \lambda \theta_{t-1} \\
+        v_t &= \rho v_{t-1} + (1 - \rho) g_t^2 \\
+        \Delta_t &= \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t \\
+        u_t &= \rho u_{t-1} + (1 - \rho) \Delta_t^2 \\
+        \theta_t &= \theta_{t-1} - \gamma \Delta_t
     """
 
     _state_names = ("square_avg", "acc_delta")
@@ -466,7 +462,7 @@ def _check_betas(g, name):
         raise ValueError(f"{name}: invalid beta parameter at index 1: {b2}")
     if not g["eps"] > 0:
         raise ValueError(f"{name}: invalid epsilon value: {g['eps']}")
-    if g["weight_decay"] < 0:
+    if not g["weight_decay"] >= 0:
         raise ValueError(f"{name}: invalid weight_decay value: {g['weight_decay']}")
 
 
@@ -475,11 +471,10 @@ class Adamax(Optimizer):
     torch.optim.Adamax:
 
     .. math::
-        g_t &= 
-abla_	heta L + \lambda 	heta_{t-1} \
-        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t \
-        u_t &= \max(eta_2 u_{t-1}, |g_t| + \epsilon) \
-        	heta_t &= 	heta_{t-1} - rac{\gamma}{1 - eta_1^t} rac{m_t}{u_t}
+        g_t &= \nabla_\theta L + \lambda \theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        u_t &= \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        \theta_t &= \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \frac{m_t}{u_t}
     """
 
     _state_names = ("exp_avg", "exp_inf")
@@ -504,17 +499,16 @@ class NAdam(Optimizer):
     r"""Adam with Nesterov momentum (Dozat, 2016), as torch.optim.NAdam:
 
     .. math::
-        \mu_t &= eta_1 (1 - 	frac12 \, 0.96^{t \psi}), \quad
-        \Pi_t = 	extstyle\prod_{i \le t} \mu_i \
-        g_t &= 
-abla_	heta L + \lambda 	heta_{t-1}
-            \quad (	ext{or } 	heta_{t-1} \leftarrow 	heta_{t-1}(1 - \gamma\lambda)
-            	ext{ when decoupled}) \
-        m_t &= eta_1 m_{t-1} + (1 - eta_1) g_t, \quad
-        v_t = eta_2 v_{t-1} + (1 - eta_2) g_t^2 \
-        d_t &= \sqrt{v_t / (1 - eta_2^t)} + \epsilon \
-        	heta_t &= 	heta_{t-1} - \gamma rac{1 - \mu_t}{1 - \Pi_t} rac{g_t}{d_t}
-            - \gamma rac{\mu_{t+1}}{1 - \Pi_{t+1}} rac{m_t}{d_t}
+        \mu_t &= \beta_1 (1 - \tfrac12 \, 0.96^{t \psi}), \quad
+        \Pi_t = \textstyle\prod_{i \le t} \mu_i \\
+        g_t &= \nabla_\theta L + \lambda \theta_{t-1}
+            \quad (\text{or } \theta_{t-1} \leftarrow \theta_{t-1}(1 - \gamma\lambda)
+            \text{ when decoupled}) \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        d_t &= \sqrt{v_t / (1 - \beta_2^t)} + \epsilon \\
+        \theta_t &= \theta_{t-1} - \gamma \frac{1 - \mu_t}{1 - \Pi_t} \frac{g_t}{d_t}
+            - \gamma \frac{\mu_{t+1}}{1 - \Pi_{t+1}} \frac{m_t}{d_t}
 
     with momentum_decay :math:`\psi`. Paper: https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
     """

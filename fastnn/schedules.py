@@ -11,6 +11,15 @@ import math
 from .validation import choice, positive_int
 
 
+def _positive_gamma(gamma, where):
+    """gamma as a float > 0 (a zero or negative factor would make the lr 0 or negative,
+    which the optimizers refuse)."""
+    gamma = float(gamma)
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"{where}: gamma must be a positive number, got {gamma}")
+    return gamma
+
+
 class Schedule:
     """Base class: subclasses define `factor(t)`, the multiplier of the base lr after
     t steps of the schedule (t = 0 at construction)."""
@@ -62,7 +71,7 @@ class StepDecay(Schedule):
 
     def __init__(self, optimizer, step_size, gamma=0.1, warmup_epochs=0, interval="epoch"):
         self.step_size = positive_int(step_size, "step_size")
-        self.gamma = float(gamma)
+        self.gamma = _positive_gamma(gamma, "StepDecay")
         if warmup_epochs < 0:
             raise ValueError(f"StepDecay: warmup_epochs must be >= 0, got {warmup_epochs}")
         self.warmup_epochs = int(warmup_epochs)
@@ -77,7 +86,9 @@ class MultiStep(Schedule):
 
     def __init__(self, optimizer, milestones, gamma=0.1, interval="epoch"):
         self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
+        if any(m < 0 for m in self.milestones):
+            raise ValueError(f"MultiStep: milestones must be >= 0, got {self.milestones}")
+        self.gamma = _positive_gamma(gamma, "MultiStep")
         super().__init__(optimizer, interval)
 
     def factor(self, t):
@@ -88,7 +99,7 @@ class ExponentialDecay(Schedule):
     """lr = base * gamma ** t (torch's ExponentialLR)."""
 
     def __init__(self, optimizer, gamma, interval="epoch"):
-        self.gamma = float(gamma)
+        self.gamma = _positive_gamma(gamma, "ExponentialDecay")
         super().__init__(optimizer, interval)
 
     def factor(self, t):
@@ -106,6 +117,8 @@ class CosineAnnealing(Schedule):
                  interval="epoch"):
         self.T_max = positive_int(T_max, "T_max")
         self.eta_min = float(eta_min)
+        if not (math.isfinite(self.eta_min) and self.eta_min >= 0):
+            raise ValueError(f"CosineAnnealing: eta_min must be >= 0, got {eta_min}")
         self.restarts = bool(restarts)
         self.T_mult = positive_int(T_mult, "T_mult")
         super().__init__(optimizer, interval)
@@ -128,10 +141,12 @@ class CosineAnnealing(Schedule):
 class LinearWarmup(Schedule):
     """Linear warmup from start_factor * base to base over warmup_epochs steps (torch's
     LinearLR), then hands over to `after` (another schedule of the same optimizer,
-    stepped from its own t = 0, as torch's SequentialLR), or stays at base."""
+    stepped from its own t = 0, as torch's SequentialLR), or stays at base. The base
+    lrs are the optimizer's lrs from before `after` was built. interval defaults to
+    `after`'s (else 'epoch'); a different one is an error."""
 
     def __init__(self, optimizer, warmup_epochs, start_factor=1.0 / 3, after=None,
-                 interval="epoch"):
+                 interval=None):
         self.warmup_epochs = positive_int(warmup_epochs, "warmup_epochs")
         if not 0.0 < start_factor <= 1.0:
             raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {start_factor}")
@@ -140,9 +155,15 @@ class LinearWarmup(Schedule):
             raise ValueError("LinearWarmup: `after` must schedule the same optimizer")
         self.after = after
         if after is not None:
+            if interval is not None and interval != after.interval:
+                raise ValueError(f"LinearWarmup: interval={interval!r} but `after` steps "
+                                 f"per {after.interval!r}; give both the same interval")
             interval = after.interval
-            self._after_base = list(after.base_lrs)
-        super().__init__(optimizer, interval)
+            # `after` has already set its own t = 0 lr; start from the lrs it started
+            # from (as torch's SequentialLR resets to the initial lrs)
+            for g, base in zip(optimizer.param_groups, after.base_lrs):
+                g["lr"] = base
+        super().__init__(optimizer, "epoch" if interval is None else interval)
 
     def lr_at(self, t, base_lr):
         if t < self.warmup_epochs or self.after is None:
@@ -192,8 +213,20 @@ class ReduceOnPlateau:
         self.threshold = float(threshold)
         self.threshold_mode = choice(threshold_mode, {"rel", "abs"}, "threshold_mode")
         self.cooldown = int(cooldown)
+        for name in ("patience", "threshold", "cooldown"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"ReduceOnPlateau: {name} must be >= 0, got "
+                                 f"{getattr(self, name)}")
         n = len(optimizer.param_groups)
-        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * n
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != n:
+                raise ValueError(f"ReduceOnPlateau: expected {n} min_lr values (one per "
+                                 f"parameter group), got {len(min_lr)}")
+            self.min_lrs = [float(v) for v in min_lr]
+        else:
+            self.min_lrs = [float(min_lr)] * n
+        if not all(v >= 0 for v in self.min_lrs):
+            raise ValueError(f"ReduceOnPlateau: min_lr must be >= 0, got {min_lr}")
         self.eps = float(eps)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0

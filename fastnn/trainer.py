@@ -80,7 +80,7 @@ class Trainer:
             metrics = ()
         resolved = [_metrics.resolve(m) for m in metrics]
         for name, _ in resolved:
-            if name in _metrics.CLASSIFICATION and not classification:
+            if _metrics.needs_labels(name) and not classification:
                 raise ValueError(f"metric {name!r} needs a classification loss, got "
                                  f"{type(loss).__name__}")
         self.metrics = resolved
@@ -210,20 +210,24 @@ class Trainer:
         self.target_epochs = int(epochs)
         self.batches_per_epoch = len(batches)
         self.log_keys = self._log_keys(val is not None)
-        callbacks = self._callbacks()
-        self.stop_training = self.interrupted = False
-        for cb in callbacks:
-            cb.on_train_begin(self)
         monitor = getattr(self.scheduler, "monitor", None)
         if monitor is not None and monitor not in self.log_keys:
             raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
                              f"{sorted(self.log_keys)}")
+        callbacks = self._callbacks()
+        self.stop_training = self.interrupted = False
+        started = []
         try:
+            # Inside the try: when a callback refuses to start (an unknown monitor), the
+            # ones already started still get on_train_end (a CSVLogger closes its file).
+            for cb in callbacks:
+                cb.on_train_begin(self)
+                started.append(cb)
             with _StopOnInterrupt(self):
                 while self.epoch < epochs and not self.stop_training:
                     self._run_epoch(batches, X.shape[0], shuffle, val, callbacks)
         finally:
-            for cb in callbacks:
+            for cb in started:
                 cb.on_train_end(self)
         return self.history
 

@@ -38,6 +38,17 @@ def fraction(text):
     return v
 
 
+def open_fraction(text):
+    """A float in (0, 1); argparse type."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in (0, 1), got {v}")
+    return v
+
+
 def positive_int(text):
     try:
         v = int(text)

@@ -28,8 +28,14 @@ def run(args):
         meta = fastnn.io.read_metadata(args.model)
     except (ValueError, FileNotFoundError) as e:
         raise CommandError(str(e)) from None
-    X = _features(args.data, meta, model)
-    out = model.predict(X)
+    n_in = _input_features(model)
+    X = _features(args.data, meta, n_in)
+    if n_in is not None and X.shape[1] != n_in:
+        raise CommandError(f"{args.data}: {X.shape[1]} feature columns, the model takes {n_in}")
+    try:
+        out = model.predict(X)
+    except ValueError as e:
+        raise CommandError(f"{args.data}: {e}") from None
     classes = meta.get("classes")
     if meta.get("task") == "classification" and classes:
         header, rows = _classification_rows(out, classes, args.proba)
@@ -37,7 +43,10 @@ def run(args):
         names = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in
                                                            range(out.shape[1])]
         header, rows = names, out.tolist()
-    f = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        f = open(args.output, "w", newline="") if args.output else sys.stdout
+    except OSError as e:
+        raise CommandError(f"--output {args.output}: {e.strerror or e}") from None
     try:
         w = csv.writer(f)
         w.writerow(header)
@@ -50,22 +59,34 @@ def run(args):
     return 0
 
 
-def _features(path, meta, model):
+def _input_features(model):
+    """The number of input features of a saved model, or None if it does not say."""
+    first = model.layers[0] if hasattr(model, "layers") and len(model.layers) else model
+    return getattr(first, "num_features", None) or getattr(first, "in_features", None)
+
+
+def _features(path, meta, n_in):
     """The feature matrix of the data file, columns in the model's order."""
     if not os.path.isfile(path):
         raise CommandError(f"no such file: {path}")
     if path.lower().endswith(".npz"):
-        with np.load(path, allow_pickle=False) as npz:
-            if "X" not in npz.files:
-                raise CommandError(f"{path}: the NPZ file needs an array 'X'")
-            X = npz["X"]
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if "X" not in npz.files:
+                    raise CommandError(f"{path}: the NPZ file needs an array 'X'")
+                X = npz["X"]
+        except (ValueError, OSError) as e:
+            raise CommandError(f"{path}: not a readable NPZ file ({e})") from None
     else:
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise CommandError(f"{path}: not a readable CSV text file ({e})") from None
         if len(rows) < 2:
             raise CommandError(f"{path}: needs a header row and at least one data row")
         header = [h.strip() for h in rows[0]]
-        names = meta.get("feature_names") or header[: model.layers[0].num_features]
+        names = meta.get("feature_names") or header[:n_in]
         missing = [n for n in names if n not in header]
         if missing:
             raise CommandError(f"{path}: missing feature columns {missing[:5]}"

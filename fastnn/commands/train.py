@@ -9,7 +9,9 @@ import time
 
 import numpy as np
 
-from .common import CommandError, fraction, non_negative_float, positive_int, positive_ints
+from .common import (
+    CommandError, fraction, non_negative_float, open_fraction, positive_int, positive_ints,
+)
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam")
@@ -26,19 +28,21 @@ def add_arguments(p):
     d.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="inferred from the target when auto: class names or few distinct "
                         "integers make a classification task")
-    d.add_argument("--test-split", type=fraction, default=0.25,
+    d.add_argument("--test-split", type=open_fraction, default=0.25,
                    help="fraction of the samples held out as the test set")
     d.add_argument("--val-split", type=fraction, default=0.1,
                    help="fraction of the training samples used for validation")
     m = p.add_argument_group("model")
     m.add_argument("--hidden", type=positive_ints, default=(256, 256), metavar="N,N,...",
                    help="sizes of the hidden layers")
-    m.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    m.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                   help="activation after each hidden layer")
     m.add_argument("--batch-norm", action="store_true", help="BatchNorm1d after each hidden layer")
     m.add_argument("--dropout", type=fraction, default=0.3, metavar="P",
                    help="dropout probability after each hidden layer")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="optimizer (PyTorch's defaults besides --lr)")
     o.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     o.add_argument("--momentum", type=non_negative_float, default=0.9,
                    help="momentum for sgd and rmsprop")
@@ -47,8 +51,8 @@ def add_arguments(p):
     o.add_argument("--schedule", choices=SCHEDULES, default="none",
                    help="learning-rate schedule: cosine annealing over the epochs, step "
                         "decay (x0.1 every third of the epochs), or reduce on plateau")
-    o.add_argument("--epochs", type=positive_int, default=40)
-    o.add_argument("--batch-size", type=positive_int, default=64)
+    o.add_argument("--epochs", type=positive_int, default=40, help="number of epochs")
+    o.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
     o.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE "
                         "epochs, keeping the best weights")
@@ -70,15 +74,23 @@ def run(args):
         raise CommandError(f"--seed must be >= 0, got {args.seed}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise CommandError(f"--lr must be a positive number, got {args.lr}")
+    if args.schedule == "plateau" and not args.val_split:
+        raise CommandError("--schedule plateau needs a validation split (--val-split > 0)")
     fastnn.seed(args.seed)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"--out {args.out}: cannot create the directory ({e})") from None
 
     data = _load(args, datasets)
     X, y, task = data["X"], data["y"], data["task"]
     stratify = y if task == "classification" and _can_stratify(y, args.test_split) else None
-    X_tr, X_te, y_tr, y_te = preprocessing.train_test_split(
-        X, y, test_size=args.test_split, stratify=stratify, seed=args.seed)
+    try:
+        X_tr, X_te, y_tr, y_te = preprocessing.train_test_split(
+            X, y, test_size=args.test_split, stratify=stratify, seed=args.seed)
+    except ValueError as e:  # too few samples for the split
+        raise CommandError(f"{data['source']}: {e}") from None
     scaler = preprocessing.Standardizer().fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     _print_data(data, X_tr, X_te, y_tr)
@@ -101,8 +113,11 @@ def run(args):
     print(f"\nTraining: {args.optimizer} lr={args.lr}, batch {args.batch_size}, "
           f"up to {args.epochs} epochs, {fastnn.get_num_threads()} threads")
     start = time.perf_counter()
-    history = trainer.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_split=args.val_split, verbose=2 if args.quiet else 1)
+    try:
+        history = trainer.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
+                              validation_split=args.val_split, verbose=2 if args.quiet else 1)
+    except ValueError as e:  # the data is checked already: what is left is its size
+        raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
     test = trainer.evaluate(X_te, y_te)
     print(f"\nTrained {len(history)} epochs in {seconds:.1f} s"

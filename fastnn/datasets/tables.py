@@ -45,21 +45,32 @@ def _load_npz(path):
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])])
+    _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])],
+                  lambda i: f"row {i} of X")
     return X, y, [f"x{i}" for i in range(X.shape[1])], "y"
 
 
 def _load_csv(path, target):
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark, which would
+    # otherwise become part of the first column's name.
+    rows, lines = [], []  # lines: each kept row's line number in the file (blank rows skipped)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for r in reader:
+                if r and any(c.strip() for c in r):
+                    rows.append(r)
+                    lines.append(reader.line_num)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV text file ({e})") from None
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
     width = len(header)
-    for i, r in enumerate(rows[1:], start=2):
+    for r, line in zip(rows[1:], lines[1:]):
         if len(r) != width:
-            raise DataError(f"{path}: line {i} has {len(r)} fields, the header has {width}")
+            raise DataError(f"{path}: line {line} has {len(r)} fields, the header has {width}")
+    lines = lines[1:]
     if target is None:
         t = width - 1
     elif target in header:
@@ -73,47 +84,48 @@ def _load_csv(path, target):
     features = [j for j in range(width) if j != t]
     X = np.empty((len(rows) - 1, len(features)), np.float64)
     for out, j in enumerate(features):
-        X[:, out] = _numeric(cols[j], header[j], path)
-    _check_finite(X, path, [header[j] for j in features])
-    y = _target(cols[t], header[t], path)
+        X[:, out] = _numeric(cols[j], header[j], path, lines)
+    _check_finite(X, path, [header[j] for j in features], lambda i: f"line {lines[i]}")
+    y = _target(cols[t], header[t], path, lines)
     return X, y, [header[j] for j in features], header[t]
 
 
-def _numeric(values, name, path):
+def _numeric(values, name, path, lines):
     out = np.empty(len(values))
     for i, v in enumerate(values):
         v = v.strip()
         if not v:
-            raise DataError(f"{path}: empty value in column {name!r}, line {i + 2}")
+            raise DataError(f"{path}: empty value in column {name!r}, line {lines[i]}")
         try:
             out[i] = float(v)
         except ValueError:
-            raise DataError(f"{path}: column {name!r} is not numeric (line {i + 2}: {v!r})") \
+            raise DataError(f"{path}: column {name!r} is not numeric (line {lines[i]}: {v!r})") \
                 from None
     return out
 
 
-def _target(values, name, path):
+def _target(values, name, path, lines):
     """Numbers as floats, otherwise the class names as strings."""
     values = [v.strip() for v in values]
     if any(not v for v in values):
         i = next(i for i, v in enumerate(values) if not v)
-        raise DataError(f"{path}: empty target value in column {name!r}, line {i + 2}")
+        raise DataError(f"{path}: empty target value in column {name!r}, line {lines[i]}")
     try:
         y = np.array([float(v) for v in values])
     except ValueError:
         return np.array(values)
     if not np.isfinite(y).all():
         i = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise DataError(f"{path}: NaN or infinite target in column {name!r}, line {i + 2}")
+        raise DataError(f"{path}: NaN or infinite target in column {name!r}, line {lines[i]}")
     return y
 
 
-def _check_finite(X, path, names):
+def _check_finite(X, path, names, row_name):
+    """row_name(i): how a message names sample i ('line 7' for CSV, 'row 5 of X' for NPZ)."""
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataError(f"{path}: NaN or infinite value in column {names[j]!r}, line {i + 2} "
+        raise DataError(f"{path}: NaN or infinite value in column {names[j]!r}, {row_name(i)} "
                         f"({int(bad.sum())} such values in all); clean or impute the data first")
 
 

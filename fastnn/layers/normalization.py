@@ -384,6 +384,14 @@ class _WeightNormed:
             if name != "weight":
                 yield name, p
 
+    def _dtype_changed(self, dtype):
+        # `weight` is hidden from _own_parameters, so Module.astype does not convert it;
+        # the kernels need it in the dtype of weight_v and weight_g.
+        w = self.weight
+        if w.dtype != dtype:
+            w._rebind(w.data.astype(dtype), w.grad.astype(dtype))
+        super()._dtype_changed(dtype)
+
     def _derive_weight(self):
         v, g, w = self.weight_v.data, self.weight_g.data, self.weight.data
         rows = v.shape[0] if self._wn_dim == 0 else 1
@@ -397,6 +405,23 @@ class _WeightNormed:
     def _forward(self, x, *args):
         self._wn_norms = self._derive_weight()
         return super()._forward(x, *args)
+
+    def _weight_penalty(self, reg, grad):
+        """A regularizer penalises the effective weight g v / |v| (derived afresh from
+        g and v); its gradient reaches weight_g and weight_v by the chain rule (added
+        to the derived weight's .grad it would be lost)."""
+        v, g, w = self.weight_v, self.weight_g, self.weight
+        norms = self._derive_weight()
+        if not grad or not (v.requires_grad or g.requires_grad):
+            return reg.value(w.data)
+        gw = np.zeros_like(w.data)
+        value = _kernels.penalty(w.data, gw, reg.l1, reg.l2)
+        rows = norms.shape[0]
+        _kernels.weight_norm_backward(v.data.reshape(rows, -1), g.data.reshape(rows), norms,
+                                      gw.reshape(rows, -1),
+                                      v.grad.reshape(rows, -1) if v.requires_grad else None,
+                                      g.grad.reshape(rows) if g.requires_grad else None)
+        return value
 
     def _backward(self, grad_out, need_input_grad=True):
         w, v, g = self.weight, self.weight_v, self.weight_g
