@@ -319,6 +319,12 @@ class Layer(Module):
             self._ws[key] = buf
         return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
 
+    def _colsum_scratch(self, width):
+        """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
+        from . import _kernels
+
+        return self._workspace("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
+
     def _dtype_changed(self, dtype):
         self._ws.clear()
 

@@ -286,8 +286,8 @@ class Maxout(Layer):
         gz = self._workspace("gz", (x.shape[0], self.weight.shape[0]), x.dtype)
         _kernels.maxout_backward(g, idx, self.pieces, gz)
         if self.bias is not None and self.bias.requires_grad:
-            _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, gz,
-                                  self.bias.grad)
+            _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, None,
+                                  self.bias.grad, self._colsum_scratch(gz.shape[1]))
         if self.weight.requires_grad:
             _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
         if not need_input_grad:

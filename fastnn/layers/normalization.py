@@ -123,7 +123,8 @@ class _BatchNorm(_ChannelNorm):
             factor = self._momentum_factor() if update else 0.0
             _kernels.bn_forward_train(x, gamma, beta, self.eps, factor,
                                       self.running_mean if update else None,
-                                      self.running_var if update else None, y, mean, invstd)
+                                      self.running_var if update else None, y, mean, invstd,
+                                      self._colsum_scratch(2 * self.num_features))
         else:
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
@@ -137,7 +138,7 @@ class _BatchNorm(_ChannelNorm):
         gx = self._workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
         _kernels.bn_backward(self._batch_stats, x, g, self._affine()[0], self._mean,
-                             self._invstd, gx, gw, gb)
+                             self._invstd, gx, gw, gb, self._colsum_scratch(2 * self.num_features))
         return gx
 
 
@@ -215,7 +216,8 @@ class _InstanceNorm(_ChannelNorm):
             _kernels.rownorm_backward(x, self._inner, x.shape[1], self._inner, g, gamma,
                                       self._mean, self._invstd, gx, gw, gb)
         else:
-            _kernels.bn_backward(False, x, g, gamma, self._mean, self._invstd, gx, gw, gb)
+            _kernels.bn_backward(False, x, g, gamma, self._mean, self._invstd, gx, gw, gb,
+                                 self._colsum_scratch(2 * self.num_features))
         return gx
 
 
