@@ -108,6 +108,20 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                             int batch_stats, const T *x, const T *gy, const T *gamma,   \
                             const T *mean, const T *invstd, T *gx, T *ggamma,           \
                             T *gbeta, double *scratch);                                 \
+    /* norm.c: BatchNorm1d -> ReLU -> Dropout fused (training, (N, C) input); mask NULL \
+     * without dropout; scale/shift (C each) carry the affine from forward to backward. */ \
+    void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x,             \
+                                      const T *gamma, const T *beta, double eps,        \
+                                      double momentum, T *running_mean, T *running_var, \
+                                      T *y, T *save_mean, T *save_invstd, T *scale,     \
+                                      T *shift, uint8_t *mask, double p, double dscale, \
+                                      uint64_t seed, uint64_t counter, double *scratch); \
+    void S(fnn_bn_relu_dropout_backward)(ptrdiff_t N, ptrdiff_t C, const T *x,          \
+                                         const T *gy, const T *gamma, const T *mean,    \
+                                         const T *invstd, const T *scale,               \
+                                         const T *shift, const uint8_t *mask,           \
+                                         double dscale, T *gx, T *ggamma, T *gbeta,     \
+                                         double *scratch);                              \
     /* norm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */             \
     void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,             \
                                 ptrdiff_t inner, const T *x, const T *w, const T *b,    \

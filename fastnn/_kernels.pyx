@@ -76,6 +76,32 @@ cdef extern from "fastnn.h" nogil:
                              int batch_stats, const double *x, const double *gy,
                              const double *gamma, const double *mean, const double *invstd,
                              double *gx, double *ggamma, double *gbeta, double *scratch)
+    void fnn_bn_relu_dropout_train_f32(Py_ssize_t N, Py_ssize_t C, const float *x,
+                                       const float *gamma, const float *beta, double eps,
+                                       double momentum, float *running_mean,
+                                       float *running_var, float *y, float *save_mean,
+                                       float *save_invstd, float *scale, float *shift,
+                                       uint8_t *mask, double p, double dscale,
+                                       uint64_t seed, uint64_t counter, double *scratch)
+    void fnn_bn_relu_dropout_train_f64(Py_ssize_t N, Py_ssize_t C, const double *x,
+                                       const double *gamma, const double *beta, double eps,
+                                       double momentum, double *running_mean,
+                                       double *running_var, double *y, double *save_mean,
+                                       double *save_invstd, double *scale, double *shift,
+                                       uint8_t *mask, double p, double dscale,
+                                       uint64_t seed, uint64_t counter, double *scratch)
+    void fnn_bn_relu_dropout_backward_f32(Py_ssize_t N, Py_ssize_t C, const float *x,
+                                          const float *gy, const float *gamma,
+                                          const float *mean, const float *invstd,
+                                          const float *scale, const float *shift,
+                                          const uint8_t *mask, double dscale, float *gx,
+                                          float *ggamma, float *gbeta, double *scratch)
+    void fnn_bn_relu_dropout_backward_f64(Py_ssize_t N, Py_ssize_t C, const double *x,
+                                          const double *gy, const double *gamma,
+                                          const double *mean, const double *invstd,
+                                          const double *scale, const double *shift,
+                                          const uint8_t *mask, double dscale, double *gx,
+                                          double *ggamma, double *gbeta, double *scratch)
     void fnn_rownorm_forward_f32(Py_ssize_t R, Py_ssize_t D, Py_ssize_t groups,
                                  Py_ssize_t inner, const float *x, const float *w,
                                  const float *b, double eps, float *y, float *mean,
@@ -432,6 +458,80 @@ def bn_backward(bint batch_stats, cnp.ndarray x, cnp.ndarray gy, gamma,
                                 <double*>p_gamma, <double*>p_mean, <double*>p_invstd,
                                 <double*>p_gx, <double*>p_ggamma, <double*>p_gbeta,
                                 <double*>p_scratch)
+
+
+def bn_relu_dropout_train(cnp.ndarray x, gamma, beta, double eps, double momentum,
+                          running_mean, running_var, cnp.ndarray y, cnp.ndarray save_mean,
+                          cnp.ndarray save_invstd, cnp.ndarray scale, cnp.ndarray shift, mask,
+                          double p, double dscale, uint64_t seed, uint64_t counter,
+                          cnp.ndarray scratch):
+    """BatchNorm1d (training) -> ReLU -> inverted dropout (mask None: none) on (N, C) x
+    in two passes; scale/shift (C each) receive the normalising affine for backward."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef void *p_x = ptr(x)
+    cdef void *p_gamma = ptr(gamma)
+    cdef void *p_beta = ptr(beta)
+    cdef void *p_rm = ptr(running_mean)
+    cdef void *p_rv = ptr(running_var)
+    cdef void *p_y = ptr(y)
+    cdef void *p_sm = ptr(save_mean)
+    cdef void *p_si = ptr(save_invstd)
+    cdef void *p_scale = ptr(scale)
+    cdef void *p_shift = ptr(shift)
+    cdef void *p_mask = ptr(mask)
+    cdef void *p_scratch = ptr(scratch)
+    if is_f32(x):
+        with nogil:
+            fnn_bn_relu_dropout_train_f32(N, C, <float*>p_x, <float*>p_gamma, <float*>p_beta,
+                                          eps, momentum, <float*>p_rm, <float*>p_rv,
+                                          <float*>p_y, <float*>p_sm, <float*>p_si,
+                                          <float*>p_scale, <float*>p_shift,
+                                          <uint8_t*>p_mask, p, dscale, seed, counter,
+                                          <double*>p_scratch)
+    else:
+        with nogil:
+            fnn_bn_relu_dropout_train_f64(N, C, <double*>p_x, <double*>p_gamma,
+                                          <double*>p_beta, eps, momentum, <double*>p_rm,
+                                          <double*>p_rv, <double*>p_y, <double*>p_sm,
+                                          <double*>p_si, <double*>p_scale, <double*>p_shift,
+                                          <uint8_t*>p_mask, p, dscale, seed, counter,
+                                          <double*>p_scratch)
+
+
+def bn_relu_dropout_backward(cnp.ndarray x, cnp.ndarray gy, gamma, cnp.ndarray mean,
+                             cnp.ndarray invstd, cnp.ndarray scale, cnp.ndarray shift, mask,
+                             double dscale, cnp.ndarray gx, ggamma, gbeta,
+                             cnp.ndarray scratch):
+    """Backward of bn_relu_dropout_train: gx, and gamma/beta gradients accumulated."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef void *p_x = ptr(x)
+    cdef void *p_gy = ptr(gy)
+    cdef void *p_gamma = ptr(gamma)
+    cdef void *p_mean = ptr(mean)
+    cdef void *p_invstd = ptr(invstd)
+    cdef void *p_scale = ptr(scale)
+    cdef void *p_shift = ptr(shift)
+    cdef void *p_mask = ptr(mask)
+    cdef void *p_gx = ptr(gx)
+    cdef void *p_gg = ptr(ggamma)
+    cdef void *p_gb = ptr(gbeta)
+    cdef void *p_scratch = ptr(scratch)
+    if is_f32(x):
+        with nogil:
+            fnn_bn_relu_dropout_backward_f32(N, C, <float*>p_x, <float*>p_gy,
+                                             <float*>p_gamma, <float*>p_mean,
+                                             <float*>p_invstd, <float*>p_scale,
+                                             <float*>p_shift, <uint8_t*>p_mask, dscale,
+                                             <float*>p_gx, <float*>p_gg, <float*>p_gb,
+                                             <double*>p_scratch)
+    else:
+        with nogil:
+            fnn_bn_relu_dropout_backward_f64(N, C, <double*>p_x, <double*>p_gy,
+                                             <double*>p_gamma, <double*>p_mean,
+                                             <double*>p_invstd, <double*>p_scale,
+                                             <double*>p_shift, <uint8_t*>p_mask, dscale,
+                                             <double*>p_gx, <double*>p_gg, <double*>p_gb,
+                                             <double*>p_scratch)
 
 
 def rownorm_forward(cnp.ndarray x, Py_ssize_t D, Py_ssize_t groups, Py_ssize_t inner, w, b,

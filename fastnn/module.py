@@ -332,9 +332,11 @@ class Layer(Module):
 class Sequential(Layer):
     """Layers applied in order: `Sequential(Dense(784, 512), ReLU(), Dense(512, 10))`.
 
-    An activation layer right after a Dense layer is fused into the Dense layer's
-    epilogue (one pass over the GEMM output for bias + activation, and one for the
-    activation derivative + bias gradient); the result is the same as unfused."""
+    Some runs of layers execute as one fused step (fastnn.fusion): an elementwise
+    activation right after a Dense layer goes into the Dense layer's epilogue, and
+    BatchNorm1d -> ReLU (-> Dropout) runs as two passes forward and two backward in
+    training. The results are those of the layers applied one by one. The list of
+    layers is fixed at construction."""
 
     def __init__(self, *layers):
         super().__init__()
@@ -343,22 +345,10 @@ class Sequential(Layer):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is not a Module: {layer!r}")
-        self.layers = list(layers)
-        self._steps = self._plan()
+        from . import fusion  # fusion knows the layer classes, which import this module
 
-    def _plan(self):
-        """[(layer, fused activation or None)] with fusable activations folded in."""
-        steps, i = [], 0
-        while i < len(self.layers):
-            layer = self.layers[i]
-            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if getattr(layer, "_fuses_activation", False) and getattr(nxt, "_fusable", False):
-                steps.append((layer, nxt))
-                i += 2
-            else:
-                steps.append((layer, None))
-                i += 1
-        return steps
+        self.layers = list(layers)
+        self._steps = fusion.plan(self.layers)
 
     def named_children(self):
         for i, layer in enumerate(self.layers):
@@ -379,15 +369,15 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def _forward(self, x):
-        for layer, act in self._steps:
-            x = layer._forward(x) if act is None else layer._forward(x, act)
+        for step in self._steps:
+            x = step._forward(x)
         return x
 
     def _backward(self, grad_out, need_input_grad=True):
         g = grad_out
-        last = len(self._steps) - 1
-        for i in range(last, -1, -1):
-            g = self._steps[i][0]._backward(g, need_input_grad or i > 0)
+        steps = self._steps
+        for i in range(len(steps) - 1, -1, -1):
+            g = steps[i]._backward(g, need_input_grad or i > 0)
         return g
 
     def backward(self, grad_out):

@@ -307,13 +307,14 @@ static FNN_CLONES void S(bn_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, co
 #define FNN_SCRATCH_T(scratch, C, i) \
     ((T *)((scratch) + (FNN_ROW_CHUNKS + 1) * 2 * (C)) + (i) * (C))
 
-static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
-                             const T *beta, double eps, double momentum, T *running_mean,
-                             T *running_var, T *y, T *save_mean, T *save_invstd,
-                             double *scratch)
+/* Batch statistics of an (N, C) x: save_mean, save_invstd, the running statistics (if
+ * given) and the affine scale/shift that normalise x (y = x * scale + shift). */
+static void S(bn_stats_rows_all)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                                 const T *beta, double eps, double momentum,
+                                 T *running_mean, T *running_var, T *save_mean,
+                                 T *save_invstd, T *scale, T *shift, double *scratch)
 {
-    T *shift0 = FNN_SCRATCH_T(scratch, C, 0), *scale = FNN_SCRATCH_T(scratch, C, 1),
-      *shift = FNN_SCRATCH_T(scratch, C, 2);
+    T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
     for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j]; /* first row: see bn_stats_block */
     struct S(bn_rows_ctx) ctx = {C, x, NULL, NULL, NULL, shift0};
     fnn_column_sums(N, 2 * C, S(bn_stats_rows), &ctx, scratch);
@@ -333,6 +334,16 @@ static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamm
             running_var[j] = (T)((1.0 - momentum) * running_var[j] + momentum * v * unbias);
         }
     }
+}
+
+static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                             const T *beta, double eps, double momentum, T *running_mean,
+                             T *running_var, T *y, T *save_mean, T *save_invstd,
+                             double *scratch)
+{
+    T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         save_mean, save_invstd, scale, shift, scratch);
     FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(affine_rows)(lo, hi, C, x, scale, shift, y));
 }
 
@@ -394,6 +405,126 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
     FNN_FOR_COL_BLOCKS(outer * C * inner, C,
                        S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
                                             gamma, mean, invstd, gx, ggamma, gbeta));
+}
+
+/* ---- batch norm + ReLU (+ dropout), fused, (N, C) input --------------------------
+ * Training forward of BatchNorm1d -> ReLU -> Dropout as one statistics pass and one
+ * pass that normalises, rectifies and masks: y = relu(x * scale + shift) * m, with m the
+ * inverted-dropout factor of random.h's mask (mask NULL: no dropout, m = 1). The
+ * backward recomputes v = x * scale + shift (same scale/shift, same bits) for the ReLU
+ * derivative, so neither the normalised nor the rectified values are stored. */
+
+static FNN_CLONES void S(bnrd_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
+                                    const T *scale, const T *shift, T *y, uint8_t *mask,
+                                    uint32_t thresh, T dscale, uint64_t key)
+{
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = x + i * C;
+        T *yr = y + i * C;
+        if (mask) {
+            uint8_t *mr = mask + i * C;
+            uint32_t base = (uint32_t)(i * C);
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < C; j++) {
+                T v = xr[j] * scale[j] + shift[j];
+                T r = FNN_F_RELU(v, 0, 0);
+                int keep = fnn_keyed_bits(key, base + (uint32_t)j) >= thresh;
+                mr[j] = (uint8_t)keep;
+                yr[j] = r * (keep ? dscale : (T)0);
+            }
+        } else {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < C; j++) {
+                T v = xr[j] * scale[j] + shift[j];
+                yr[j] = FNN_F_RELU(v, 0, 0);
+            }
+        }
+    }
+}
+
+void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                                  const T *beta, double eps, double momentum,
+                                  T *running_mean, T *running_var, T *y, T *save_mean,
+                                  T *save_invstd, T *scale, T *shift, uint8_t *mask,
+                                  double p, double dscale, uint64_t seed, uint64_t counter,
+                                  double *scratch)
+{
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         save_mean, save_invstd, scale, shift, scratch);
+    uint64_t key = fnn_dropout_key(seed, counter);
+    uint32_t thresh = fnn_drop_threshold(p);
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi,
+                       S(bnrd_rows)(lo, hi, C, x, scale, shift, y, mask, thresh, (T)dscale,
+                                    key));
+}
+
+/* dL/dv for one element: the dropout factor and the ReLU derivative (v > 0). */
+#define FNN_BNRD_GV(g, v, keep_factor) ((v) > 0 ? (g) * (keep_factor) : (T)0)
+
+struct S(bnrd_ctx) {
+    ptrdiff_t C;
+    const T *x, *gy, *mean, *invstd, *scale, *shift;
+    const uint8_t *mask;
+    T dscale;
+};
+
+/* acc[0..C) += sum gv, acc[C..2C) += sum gv * xhat. */
+static FNN_CLONES void S(bnrd_grad_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
+{
+    struct S(bnrd_ctx) *c = vctx;
+    ptrdiff_t C = c->C;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+        const uint8_t *mr = c->mask ? c->mask + i * C : NULL;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T v = xr[j] * c->scale[j] + c->shift[j];
+            T f = mr ? (mr[j] ? c->dscale : (T)0) : (T)1;
+            T gv = FNN_BNRD_GV(gr[j], v, f);
+            acc[j] += gv;
+            acc[C + j] += gv * (double)((xr[j] - c->mean[j]) * c->invstd[j]);
+        }
+    }
+}
+
+static FNN_CLONES void S(bnrd_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, const struct S(bnrd_ctx) *c,
+                                       const T *k, const T *a0, const T *a1, T *gx)
+{
+    ptrdiff_t C = c->C;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+        const uint8_t *mr = c->mask ? c->mask + i * C : NULL;
+        T *o = gx + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T v = xr[j] * c->scale[j] + c->shift[j];
+            T f = mr ? (mr[j] ? c->dscale : (T)0) : (T)1;
+            T gv = FNN_BNRD_GV(gr[j], v, f);
+            o[j] = k[j] * (gv - a0[j] - (xr[j] - c->mean[j]) * c->invstd[j] * a1[j]);
+        }
+    }
+}
+
+void S(fnn_bn_relu_dropout_backward)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gy,
+                                     const T *gamma, const T *mean, const T *invstd,
+                                     const T *scale, const T *shift, const uint8_t *mask,
+                                     double dscale, T *gx, T *ggamma, T *gbeta,
+                                     double *scratch)
+{
+    T *k = FNN_SCRATCH_T(scratch, C, 0), *a0 = FNN_SCRATCH_T(scratch, C, 1),
+      *a1 = FNN_SCRATCH_T(scratch, C, 2);
+    struct S(bnrd_ctx) ctx = {C, x, gy, mean, invstd, scale, shift, mask, (T)dscale};
+    fnn_column_sums(N, 2 * C, S(bnrd_grad_rows), &ctx, scratch);
+    double inv_m = 1.0 / (double)N;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        double g = gamma ? (double)gamma[j] : 1.0;
+        k[j] = (T)(g * invstd[j]);
+        a0[j] = (T)(scratch[j] * inv_m);
+        a1[j] = (T)(scratch[C + j] * inv_m);
+        if (ggamma) ggamma[j] += (T)scratch[C + j];
+        if (gbeta) gbeta[j] += (T)scratch[j];
+    }
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(bnrd_gx_rows)(lo, hi, &ctx, k, a0, a1, gx));
 }
 
 /* ---- row norm ------------------------------------------------------------------ */

@@ -571,10 +571,8 @@ def bench_breakdown(X, y, batch, threads, opts):
     trainer = step.trainer
     model, loss, opt = trainer.model, trainer.loss, trainer.optimizer
     plan = model._steps
-    names = []
-    for layer, act in plan:
-        label = type(layer).__name__ + (f"+{type(act).__name__}" if act is not None else "")
-        names.append(f"{model.layers.index(layer)} {label}")
+    names = [f"{model.layers.index(step.layers[0])} "
+             + "+".join(type(layer).__name__ for layer in step.layers) for step in plan]
     acc, calls = {}, [0]
 
     def add(key, dt):
@@ -594,9 +592,9 @@ def bench_breakdown(X, y, batch, threads, opts):
         t2 = pc()
         add("zero_grad", t2 - t1)
         h = xb
-        for name, (layer, act) in zip(names, plan):
+        for name, st in zip(names, plan):
             ta = pc()
-            h = layer._forward(h) if act is None else layer._forward(h, act)
+            h = st._forward(h)
             add(f"fwd {name}", pc() - ta)
         ta = pc()
         loss(h, yb)
@@ -604,7 +602,7 @@ def bench_breakdown(X, y, batch, threads, opts):
         add("loss (softmax-CE + grad)", pc() - ta)
         for i in range(len(plan) - 1, -1, -1):
             ta = pc()
-            gl = plan[i][0]._backward(gl, i > 0)
+            gl = plan[i]._backward(gl, i > 0)
             add(f"bwd {names[i]}", pc() - ta)
         ta = pc()
         opt.step()
