@@ -191,6 +191,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     /* optim.c: sum of squares (for clipping by global norm) and in-place scaling. */   \
     double S(fnn_sumsq)(ptrdiff_t n, const T *x);                                       \
     void S(fnn_scale)(ptrdiff_t n, T *x, double s);                                     \
+    void S(fnn_zero)(ptrdiff_t n, T *x);                                                \
     /* optim.c: L1/L2 penalty; returns it and adds its gradient to grad. */              \
     double S(fnn_penalty)(ptrdiff_t n, const T *w, T *grad, double l1, double l2);
 

@@ -242,6 +242,8 @@ cdef extern from "fastnn.h" nogil:
     double fnn_sumsq_f64(Py_ssize_t n, const double *x)
     void fnn_scale_f32(Py_ssize_t n, float *x, double s)
     void fnn_scale_f64(Py_ssize_t n, double *x, double s)
+    void fnn_zero_f32(Py_ssize_t n, float *x)
+    void fnn_zero_f64(Py_ssize_t n, double *x)
     double fnn_penalty_f32(Py_ssize_t n, const float *w, float *grad, double l1, double l2)
     double fnn_penalty_f64(Py_ssize_t n, const double *w, double *grad, double l1,
                            double l2)
@@ -1019,6 +1021,18 @@ def scale(cnp.ndarray x, double s):
     else:
         with nogil:
             fnn_scale_f64(n, <double*>p_x, s)
+
+
+def zero(cnp.ndarray x):
+    """x = 0 in place (threads share large buffers)."""
+    cdef Py_ssize_t n = x.size
+    cdef void *p_x = ptr(x)
+    if is_f32(x):
+        with nogil:
+            fnn_zero_f32(n, <float*>p_x)
+    else:
+        with nogil:
+            fnn_zero_f64(n, <double*>p_x)
 
 
 def penalty(cnp.ndarray w, cnp.ndarray grad, double l1, double l2):
