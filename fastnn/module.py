@@ -349,10 +349,20 @@ class Sequential(Layer):
 
         self.layers = list(layers)
         self._steps = fusion.plan(self.layers)
+        self._all_modules = None
 
     def named_children(self):
         for i, layer in enumerate(self.layers):
             yield str(i), layer
+
+    def train(self, mode=True):
+        # The layer list is fixed: the module tree is walked once, not on every call
+        # (predict switches modes twice per call).
+        if self._all_modules is None:
+            self._all_modules = self.modules()
+        for m in self._all_modules:
+            m.training = bool(mode)
+        return self
 
     def get_config(self):
         from .io import layer_spec
@@ -385,15 +395,18 @@ class Sequential(Layer):
 
     def predict(self, X, batch_size=256):
         """Eval-mode forward over X in batches; a new (n_samples, n_outputs) array.
-        The model's train/eval mode is restored afterwards."""
+        Every module's train/eval mode is restored afterwards."""
         from .validation import positive_int
 
         batch_size = positive_int(batch_size, "batch_size")
         X = as_array(X, "predict")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
-        was_training = self.training
-        self.eval()
+        if self._all_modules is None:
+            self._all_modules = self.modules()
+        modes = [m.training for m in self._all_modules]
+        for m in self._all_modules:
+            m.training = False
         try:
             out = None
             for start in range(0, X.shape[0], batch_size):
@@ -402,7 +415,8 @@ class Sequential(Layer):
                     out = np.empty((X.shape[0],) + yb.shape[1:], yb.dtype)
                 out[start : start + yb.shape[0]] = yb
         finally:
-            self.train(was_training)
+            for m, mode in zip(self._all_modules, modes):
+                m.training = mode
         return out
 
     def summary(self, input_features=None, print_fn=print):
