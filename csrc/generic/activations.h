@@ -107,6 +107,7 @@ static FNN_CLONES void S(softmax_row)(ptrdiff_t cols, const T *x, T *y)
     T mx = x[0];
     for (ptrdiff_t k = 1; k < cols; k++) mx = x[k] > mx ? x[k] : mx;
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (ptrdiff_t k = 0; k < cols; k++) {
         y[k] = EXP(x[k] - mx);
         s += y[k];

@@ -458,8 +458,9 @@ void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T 
                                     key));
 }
 
-/* dL/dv for one element: the dropout factor and the ReLU derivative (v > 0). */
-#define FNN_BNRD_GV(g, v, keep_factor) ((v) > 0 ? (g) * (keep_factor) : (T)0)
+/* dL/dv for one element: the dropout factor and the ReLU derivative (as FNN_D_RELU:
+ * 0 where v <= 0, passing at NaN). */
+#define FNN_BNRD_GV(g, v, keep_factor) ((v) <= 0 ? (T)0 : (g) * (keep_factor))
 
 struct S(bnrd_ctx) {
     ptrdiff_t C;
