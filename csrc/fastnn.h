@@ -138,9 +138,10 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     /* activations.c */                                                                  \
     void S(fnn_prelu_forward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,            \
                               const T *x, const T *a, ptrdiff_t nparam, T *y);          \
+    /* scratch: FNN_COLSUM_SCRATCH(C) doubles (used for (N, C) input with C slopes) */   \
     void S(fnn_prelu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,           \
                                const T *x, const T *gy, const T *a, ptrdiff_t nparam,   \
-                               T *gx, T *ga);                                           \
+                               T *gx, T *ga, double *scratch);                          \
     void S(fnn_maxout_forward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,       \
                                const T *z, T *y, uint8_t *idx);                         \
     void S(fnn_maxout_backward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,      \

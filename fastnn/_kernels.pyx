@@ -136,10 +136,10 @@ cdef extern from "fastnn.h" nogil:
                                double *y)
     void fnn_prelu_backward_f32(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                 const float *x, const float *gy, const float *a,
-                                Py_ssize_t nparam, float *gx, float *ga)
+                                Py_ssize_t nparam, float *gx, float *ga, double *scratch)
     void fnn_prelu_backward_f64(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                 const double *x, const double *gy, const double *a,
-                                Py_ssize_t nparam, double *gx, double *ga)
+                                Py_ssize_t nparam, double *gx, double *ga, double *scratch)
     void fnn_maxout_forward_f32(Py_ssize_t rows, Py_ssize_t units, Py_ssize_t pieces,
                                 const float *z, float *y, uint8_t *idx)
     void fnn_maxout_forward_f64(Py_ssize_t rows, Py_ssize_t units, Py_ssize_t pieces,
@@ -639,8 +639,10 @@ def prelu_forward(cnp.ndarray x, cnp.ndarray a, cnp.ndarray y):
                                   <double*>p_y)
 
 
-def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx, ga):
-    """Input gradient into gx; slope gradient accumulated into ga (if given)."""
+def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx, ga,
+                   cnp.ndarray scratch):
+    """Input gradient into gx; slope gradient accumulated into ga (if given); scratch:
+    float64, COLSUM_SCRATCH_ROWS * channels."""
     cdef Py_ssize_t outer = x.shape[0]
     cdef Py_ssize_t C = x.shape[1] if x.ndim > 1 else 1
     cdef Py_ssize_t inner = x.size // (outer * C) if outer * C else 1
@@ -650,14 +652,16 @@ def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx,
     cdef void *p_a = ptr(a)
     cdef void *p_gx = ptr(gx)
     cdef void *p_ga = ptr(ga)
+    cdef void *p_scratch = ptr(scratch)
     if is_f32(x):
         with nogil:
             fnn_prelu_backward_f32(outer, C, inner, <float*>p_x, <float*>p_gy, <float*>p_a,
-                                   nparam, <float*>p_gx, <float*>p_ga)
+                                   nparam, <float*>p_gx, <float*>p_ga, <double*>p_scratch)
     else:
         with nogil:
             fnn_prelu_backward_f64(outer, C, inner, <double*>p_x, <double*>p_gy,
-                                   <double*>p_a, nparam, <double*>p_gx, <double*>p_ga)
+                                   <double*>p_a, nparam, <double*>p_gx, <double*>p_ga,
+                                   <double*>p_scratch)
 
 
 def maxout_forward(cnp.ndarray z, Py_ssize_t pieces, cnp.ndarray y, cnp.ndarray idx):

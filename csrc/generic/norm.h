@@ -600,6 +600,15 @@ static FNN_CLONES void S(rownorm_grad_row)(ptrdiff_t r, ptrdiff_t D, ptrdiff_t g
             su += u;
             sux += u * (double)((xr[k] - m_) * i_);
         }
+    } else if (inner == 1) { /* one weight per element (LayerNorm) */
+        const T *wr = w + base;
+#pragma omp simd reduction(+ : su, sux)
+        for (ptrdiff_t k = 0; k < D; k++) {
+            T u = gr[k] * wr[k];
+            or_[k] = u;
+            su += u;
+            sux += u * (double)((xr[k] - m_) * i_);
+        }
     } else {
         for (ptrdiff_t c = 0; c < D / inner; c++) {
             T wc = w[base + c];

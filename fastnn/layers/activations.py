@@ -231,7 +231,9 @@ class PReLU(Layer):
         g = _check_grad(grad_out, self._x, "PReLU")
         gx = self._workspace("gx", g.shape, g.dtype)
         w = self.weight
-        _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None)
+        channels = self._x.shape[1] if self._x.ndim > 1 else 1
+        _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None,
+                                self._colsum_scratch(channels))
         return gx
 
     def get_config(self):
