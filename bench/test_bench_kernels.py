@@ -34,6 +34,7 @@ def a():
         mask=np.empty((M, H), np.uint8), bias=r(H), gbias=np.zeros(H, f32), v1=e(H),
         v2=e(H), v3=e(H), v4=e(H), v5=e(H), gamma=np.ones(H, f32), beta=np.zeros(H, f32),
         rmean=np.zeros(H, f32), rvar=np.ones(H, f32), mean=e(H), invstd=e(H),
+        scratch=np.empty(_kernels.COLSUM_SCRATCH_ROWS * 2 * H),
         logits=logits, labels=labels, lgrad=e(M, CLASSES), row_loss=np.empty(M),
         flat_index=np.arange(M, dtype=np.int64) * CLASSES + labels,
         rowmax=e(M, 1), rowsum=e(M, 1), rowlog=e(M, 1), picked=e(M),
@@ -63,7 +64,8 @@ def test_dense_epilogue_backward(benchmark, a, impl):
     y = np.maximum(a.x, 0)
     if impl == "fastnn":
         def fn():
-            _kernels.act_backward(_kernels.ACT_RELU, 0.0, 0.0, None, y, a.g, a.gx, a.gbias)
+            _kernels.act_backward(_kernels.ACT_RELU, 0.0, 0.0, None, y, a.g, a.gx, a.gbias,
+                                  a.scratch)
     else:
         def fn():
             np.greater(y, 0, out=a.keep)
@@ -79,7 +81,7 @@ def test_batchnorm_train_forward(benchmark, a, impl):
     if impl == "fastnn":
         def fn():
             _kernels.bn_forward_train(a.x, a.gamma, a.beta, 1e-5, 0.1, a.rmean, a.rvar, a.y,
-                                      a.mean, a.invstd)
+                                      a.mean, a.invstd, a.scratch)
     else:
         def fn():
             nb.batchnorm_forward_train(a.x, a.gamma, a.beta, 1e-5, 0.1, a.rmean, a.rvar,
@@ -93,7 +95,7 @@ def test_batchnorm_backward(benchmark, a, impl):
                                a.mean, a.v1, a.invstd, a.tmp)
     if impl == "fastnn":
         def fn():
-            _kernels.bn_backward(True, a.x, a.g, a.gamma, a.mean, a.invstd, a.gx, a.v2, a.v3)
+            _kernels.bn_backward(True, a.x, a.g, a.gamma, a.mean, a.invstd, a.gx, a.v2, a.v3, a.scratch)
     else:
         def fn():
             nb.batchnorm_backward(a.g, a.xhat, a.gamma, a.invstd, a.gx, a.v2, a.v3, a.tmp,

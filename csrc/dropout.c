@@ -1,53 +1,12 @@
-/* Dropout masks from a counter-based generator.
- *
- * Element k of call `counter` under `seed` keeps its value when
- *     bits(seed, counter, k) >= p * 2^32,
- * where bits() is a keyed 32-bit hash of k. Nothing is carried from element to element
- * or thread to thread, so a mask is the same for any thread count and can be
- * regenerated exactly from (seed, counter). The key is splitmix64 of seed and counter;
- * the per-element hash is two rounds of Wellons' lowbias32, which has full avalanche
- * and needs only 32-bit multiplies, so it vectorises with AVX2. */
+/* Dropout masks from the counter-based generator of random.h. */
 #include "fastnn.h"
 #include "parallel.h"
+#include "random.h"
 #include "simd.h"
-
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static inline uint32_t lowbias32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7FEB352Du;
-    x ^= x >> 15;
-    x *= 0x846CA68Bu;
-    x ^= x >> 16;
-    return x;
-}
-
-static inline uint64_t dropout_key(uint64_t seed, uint64_t counter)
-{
-    return splitmix64(seed ^ splitmix64(counter));
-}
-
-static inline uint32_t keyed_bits(uint64_t key, uint32_t k)
-{
-    return lowbias32(lowbias32(k ^ (uint32_t)key) ^ (uint32_t)(key >> 32));
-}
 
 uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index)
 {
-    return keyed_bits(dropout_key(seed, counter), (uint32_t)index);
-}
-
-/* Threshold on the 32-bit draws for drop probability p in [0, 1). */
-static inline uint32_t drop_threshold(double p)
-{
-    return (uint32_t)(p * 4294967296.0);
+    return fnn_keyed_bits(fnn_dropout_key(seed, counter), (uint32_t)index);
 }
 
 #define FNN_GENERIC "generic/dropout.h"

@@ -22,6 +22,12 @@
 /* Columns per block in column-blocked reductions (bias gradient, batch norm). */
 #define FNN_COL_BLOCK 64
 
+/* Column sums over rows use at most this many row chunks. Their scratch, passed in by
+ * the caller, holds FNN_COLSUM_SCRATCH(width) doubles: the sums, the chunks' partial
+ * sums, and 2 * width more for the kernel's own per-column values. */
+#define FNN_ROW_CHUNKS 16
+#define FNN_COLSUM_SCRATCH(width) ((FNN_ROW_CHUNKS + 3) * (width))
+
 /* Upper bound on the chunks of a deterministic chunked sum (see fnn_chunk_size). */
 #define FNN_MAX_CHUNKS 1024
 
@@ -83,21 +89,39 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     /* alpha, beta: the activation's parameters (generic/act_math.h). */                 \
     void S(fnn_bias_act)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols,     \
                          const T *bias, T *z, T *y);                                    \
-    /* dense.c: gz = gy * act'(z, y); gbias += column sums of gz (gbias may be NULL). */ \
+    /* dense.c: gz = gy * act'(z, y); gbias += column sums of gz (gbias may be NULL;    \
+     * then scratch, FNN_COLSUM_SCRATCH(cols) doubles, is unused; gz may be NULL when    \
+     * only the sums are wanted). */                                                     \
     void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, \
-                             const T *z, const T *y, const T *gy, T *gz, T *gbias);     \
-    /* norm.c: batch norm of x with layout (outer, C, inner), per channel. */           \
+                             const T *z, const T *y, const T *gy, T *gz, T *gbias,      \
+                             double *scratch);                                          \
+    /* norm.c: batch norm of x with layout (outer, C, inner), per channel; scratch:    \
+     * FNN_COLSUM_SCRATCH(2 * C) doubles. */                                            \
     void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,         \
                                  const T *x, const T *gamma, const T *beta, double eps, \
                                  double momentum, T *running_mean, T *running_var,      \
-                                 T *y, T *save_mean, T *save_invstd);                   \
+                                 T *y, T *save_mean, T *save_invstd, double *scratch);  \
     void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,          \
                                 const T *x, const T *gamma, const T *beta,              \
                                 const T *mean, const T *var, double eps, T *y);         \
     void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,              \
                             int batch_stats, const T *x, const T *gy, const T *gamma,   \
                             const T *mean, const T *invstd, T *gx, T *ggamma,           \
-                            T *gbeta);                                                  \
+                            T *gbeta, double *scratch);                                 \
+    /* norm.c: BatchNorm1d -> ReLU -> Dropout fused (training, (N, C) input); mask NULL \
+     * without dropout; scale/shift (C each) carry the affine from forward to backward. */ \
+    void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x,             \
+                                      const T *gamma, const T *beta, double eps,        \
+                                      double momentum, T *running_mean, T *running_var, \
+                                      T *y, T *save_mean, T *save_invstd, T *scale,     \
+                                      T *shift, uint8_t *mask, double p, double dscale, \
+                                      uint64_t seed, uint64_t counter, double *scratch); \
+    void S(fnn_bn_relu_dropout_backward)(ptrdiff_t N, ptrdiff_t C, const T *x,          \
+                                         const T *gy, const T *gamma, const T *mean,    \
+                                         const T *invstd, const T *scale,               \
+                                         const T *shift, const uint8_t *mask,           \
+                                         double dscale, T *gx, T *ggamma, T *gbeta,     \
+                                         double *scratch);                              \
     /* norm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */             \
     void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,             \
                                 ptrdiff_t inner, const T *x, const T *w, const T *b,    \
@@ -114,9 +138,10 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     /* activations.c */                                                                  \
     void S(fnn_prelu_forward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,            \
                               const T *x, const T *a, ptrdiff_t nparam, T *y);          \
+    /* scratch: FNN_COLSUM_SCRATCH(C) doubles (used for (N, C) input with C slopes) */   \
     void S(fnn_prelu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,           \
                                const T *x, const T *gy, const T *a, ptrdiff_t nparam,   \
-                               T *gx, T *ga);                                           \
+                               T *gx, T *ga, double *scratch);                          \
     void S(fnn_maxout_forward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,       \
                                const T *z, T *y, uint8_t *idx);                         \
     void S(fnn_maxout_backward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,      \
@@ -167,6 +192,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     /* optim.c: sum of squares (for clipping by global norm) and in-place scaling. */   \
     double S(fnn_sumsq)(ptrdiff_t n, const T *x);                                       \
     void S(fnn_scale)(ptrdiff_t n, T *x, double s);                                     \
+    void S(fnn_zero)(ptrdiff_t n, T *x);                                                \
     /* optim.c: L1/L2 penalty; returns it and adds its gradient to grad. */              \
     double S(fnn_penalty)(ptrdiff_t n, const T *w, T *grad, double l1, double l2);
 

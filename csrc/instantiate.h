@@ -4,22 +4,26 @@
  * includes this header. The body is written once in terms of:
  *   T        the element type
  *   S(name)  the name with its type suffix (_f32 / _f64)
- *   EXP, LOG, SQRT, TANH, FABS, ERF, LOG1P, EXPM1   the libm functions for T
+ *   EXP, LOG, SQRT, TANH, FABS, ERF, LOG1P, EXPM1   math functions for T (libm's, or
+ *            for float the vectorisable ones of vmath.h where libm's would not be)
  */
 #ifndef FNN_GENERIC
 #error "define FNN_GENERIC before including instantiate.h"
 #endif
 
+#include <math.h>
+#include "vmath.h"
+
 #define T float
 #define S(name) name##_f32
-#define EXP expf
+#define EXP fnn_expf /* vmath.h: versions that vectorise */
 #define LOG logf
 #define SQRT sqrtf
-#define TANH tanhf
+#define TANH fnn_tanhf
 #define FABS fabsf
 #define ERF erff
-#define LOG1P log1pf
-#define EXPM1 expm1f
+#define LOG1P fnn_log1pf
+#define EXPM1 fnn_expm1f
 #include FNN_GENERIC
 #undef T
 #undef S

@@ -2,6 +2,7 @@
  * Hyper-parameters arrive as double and are rounded to T once per call, as torch does
  * with its Python-float scalars. */
 #include <math.h>
+#include <string.h>
 #include "fastnn.h"
 #include "parallel.h"
 #include "simd.h"

@@ -10,6 +10,14 @@ static inline int fnn_threads_for(ptrdiff_t work)
     return work >= FNN_PAR_MIN ? fnn_num_threads : 1;
 }
 
+/* Column sums (colsum.c): fn(r0, r1, acc, ctx) adds the contributions of rows
+ * [r0, r1) to acc[0..width); fnn_column_sums runs it over fixed row chunks in
+ * parallel and adds the chunks' sums in order into scratch[0..width). scratch holds
+ * FNN_COLSUM_SCRATCH(width) doubles. */
+typedef void (*fnn_rowchunk_fn)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *ctx);
+void fnn_column_sums(ptrdiff_t rows, ptrdiff_t width, fnn_rowchunk_fn fn, void *ctx,
+                     double *scratch);
+
 /* Part t of nt near-equal contiguous parts of [0, n): [*lo, *hi). Parallel loops run
  * `for t in [0, nt)` so that every part is done even if the runtime grants fewer
  * threads than asked. */

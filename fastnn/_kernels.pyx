@@ -17,6 +17,7 @@ cdef extern from "fastnn.h" nogil:
     int FNN_ACT_ABS, FNN_ACT_HARDTANH, FNN_ACT_SOFTPLUS, FNN_ACT_ELU, FNN_ACT_GELU
     int FNN_ACT_GELU_TANH
     int FNN_PAR_MIN
+    int FNN_ROW_CHUNKS
     int fnn_act_needs_input(int act)
     void fnn_set_num_threads(int n)
     void fnn_set_blas_thread_hooks(void *get, void *set)
@@ -45,21 +46,21 @@ cdef extern from "fastnn.h" nogil:
                           Py_ssize_t cols, const double *bias, double *z, double *y)
     void fnn_act_backward_f32(int act, float alpha, float beta, Py_ssize_t rows,
                               Py_ssize_t cols, const float *z, const float *y,
-                              const float *gy, float *gz, float *gbias)
+                              const float *gy, float *gz, float *gbias, double *scratch)
     void fnn_act_backward_f64(int act, double alpha, double beta, Py_ssize_t rows,
                               Py_ssize_t cols, const double *z, const double *y,
-                              const double *gy, double *gz, double *gbias)
+                              const double *gy, double *gz, double *gbias, double *scratch)
 
     void fnn_bn_forward_train_f32(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                   const float *x, const float *gamma, const float *beta,
                                   double eps, double momentum, float *running_mean,
                                   float *running_var, float *y, float *save_mean,
-                                  float *save_invstd)
+                                  float *save_invstd, double *scratch)
     void fnn_bn_forward_train_f64(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                   const double *x, const double *gamma, const double *beta,
                                   double eps, double momentum, double *running_mean,
                                   double *running_var, double *y, double *save_mean,
-                                  double *save_invstd)
+                                  double *save_invstd, double *scratch)
     void fnn_bn_forward_eval_f32(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                  const float *x, const float *gamma, const float *beta,
                                  const float *mean, const float *var, double eps, float *y)
@@ -70,11 +71,37 @@ cdef extern from "fastnn.h" nogil:
     void fnn_bn_backward_f32(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                              int batch_stats, const float *x, const float *gy,
                              const float *gamma, const float *mean, const float *invstd,
-                             float *gx, float *ggamma, float *gbeta)
+                             float *gx, float *ggamma, float *gbeta, double *scratch)
     void fnn_bn_backward_f64(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                              int batch_stats, const double *x, const double *gy,
                              const double *gamma, const double *mean, const double *invstd,
-                             double *gx, double *ggamma, double *gbeta)
+                             double *gx, double *ggamma, double *gbeta, double *scratch)
+    void fnn_bn_relu_dropout_train_f32(Py_ssize_t N, Py_ssize_t C, const float *x,
+                                       const float *gamma, const float *beta, double eps,
+                                       double momentum, float *running_mean,
+                                       float *running_var, float *y, float *save_mean,
+                                       float *save_invstd, float *scale, float *shift,
+                                       uint8_t *mask, double p, double dscale,
+                                       uint64_t seed, uint64_t counter, double *scratch)
+    void fnn_bn_relu_dropout_train_f64(Py_ssize_t N, Py_ssize_t C, const double *x,
+                                       const double *gamma, const double *beta, double eps,
+                                       double momentum, double *running_mean,
+                                       double *running_var, double *y, double *save_mean,
+                                       double *save_invstd, double *scale, double *shift,
+                                       uint8_t *mask, double p, double dscale,
+                                       uint64_t seed, uint64_t counter, double *scratch)
+    void fnn_bn_relu_dropout_backward_f32(Py_ssize_t N, Py_ssize_t C, const float *x,
+                                          const float *gy, const float *gamma,
+                                          const float *mean, const float *invstd,
+                                          const float *scale, const float *shift,
+                                          const uint8_t *mask, double dscale, float *gx,
+                                          float *ggamma, float *gbeta, double *scratch)
+    void fnn_bn_relu_dropout_backward_f64(Py_ssize_t N, Py_ssize_t C, const double *x,
+                                          const double *gy, const double *gamma,
+                                          const double *mean, const double *invstd,
+                                          const double *scale, const double *shift,
+                                          const uint8_t *mask, double dscale, double *gx,
+                                          double *ggamma, double *gbeta, double *scratch)
     void fnn_rownorm_forward_f32(Py_ssize_t R, Py_ssize_t D, Py_ssize_t groups,
                                  Py_ssize_t inner, const float *x, const float *w,
                                  const float *b, double eps, float *y, float *mean,
@@ -109,10 +136,10 @@ cdef extern from "fastnn.h" nogil:
                                double *y)
     void fnn_prelu_backward_f32(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                 const float *x, const float *gy, const float *a,
-                                Py_ssize_t nparam, float *gx, float *ga)
+                                Py_ssize_t nparam, float *gx, float *ga, double *scratch)
     void fnn_prelu_backward_f64(Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner,
                                 const double *x, const double *gy, const double *a,
-                                Py_ssize_t nparam, double *gx, double *ga)
+                                Py_ssize_t nparam, double *gx, double *ga, double *scratch)
     void fnn_maxout_forward_f32(Py_ssize_t rows, Py_ssize_t units, Py_ssize_t pieces,
                                 const float *z, float *y, uint8_t *idx)
     void fnn_maxout_forward_f64(Py_ssize_t rows, Py_ssize_t units, Py_ssize_t pieces,
@@ -215,6 +242,8 @@ cdef extern from "fastnn.h" nogil:
     double fnn_sumsq_f64(Py_ssize_t n, const double *x)
     void fnn_scale_f32(Py_ssize_t n, float *x, double s)
     void fnn_scale_f64(Py_ssize_t n, double *x, double s)
+    void fnn_zero_f32(Py_ssize_t n, float *x)
+    void fnn_zero_f64(Py_ssize_t n, double *x)
     double fnn_penalty_f32(Py_ssize_t n, const float *w, float *grad, double l1, double l2)
     double fnn_penalty_f64(Py_ssize_t n, const double *w, double *grad, double l1,
                            double l2)
@@ -231,6 +260,9 @@ ACT_ELU = FNN_ACT_ELU
 ACT_GELU = FNN_ACT_GELU
 ACT_GELU_TANH = FNN_ACT_GELU_TANH
 PARALLEL_MIN_ELEMENTS = FNN_PAR_MIN
+# Column-sum kernels (bias gradient, batch norm) take a float64 scratch of
+# COLSUM_SCRATCH_ROWS * width elements (width: columns, 2 * channels for batch norm).
+COLSUM_SCRATCH_ROWS = FNN_ROW_CHUNKS + 3
 
 
 cdef inline void *ptr(object a):
@@ -321,24 +353,28 @@ def bias_act(int act, double alpha, double beta, bias, cnp.ndarray z, cnp.ndarra
                              <double*>p_y)
 
 
-def act_backward(int act, double alpha, double beta, z, y, cnp.ndarray gy, cnp.ndarray gz,
-                 gbias):
-    """gz = gy * act'(z, y); gbias += column sums of gz (if given)."""
+def act_backward(int act, double alpha, double beta, z, y, cnp.ndarray gy, gz, gbias,
+                 scratch=None):
+    """gz = gy * act'(z, y); gbias += column sums of gz (if given; then scratch is a
+    float64 array of COLSUM_SCRATCH_ROWS * cols elements, and gz may be None when only
+    the sums are wanted)."""
     cdef void *p_z = ptr(z)
     cdef void *p_y = ptr(y)
     cdef void *p_gy = ptr(gy)
     cdef void *p_gz = ptr(gz)
     cdef void *p_gbias = ptr(gbias)
+    cdef void *p_scratch = ptr(scratch)
     cdef Py_ssize_t rows = gy.shape[0], cols = gy.size // rows if rows else 0
     if is_f32(gy):
         with nogil:
             fnn_act_backward_f32(act, <float>alpha, <float>beta, rows, cols, <float*>p_z,
                                  <float*>p_y, <float*>p_gy, <float*>p_gz,
-                                 <float*>p_gbias)
+                                 <float*>p_gbias, <double*>p_scratch)
     else:
         with nogil:
             fnn_act_backward_f64(act, alpha, beta, rows, cols, <double*>p_z, <double*>p_y,
-                                 <double*>p_gy, <double*>p_gz, <double*>p_gbias)
+                                 <double*>p_gy, <double*>p_gz, <double*>p_gbias,
+                                 <double*>p_scratch)
 
 
 cdef inline Py_ssize_t inner_size(cnp.ndarray x):
@@ -348,9 +384,9 @@ cdef inline Py_ssize_t inner_size(cnp.ndarray x):
 
 def bn_forward_train(cnp.ndarray x, gamma, beta, double eps, double momentum,
                      running_mean, running_var, cnp.ndarray y, cnp.ndarray save_mean,
-                     cnp.ndarray save_invstd):
+                     cnp.ndarray save_invstd, cnp.ndarray scratch):
     """Batch statistics per channel of an (N, C, ...) x, normalise + affine, update of
-    the running statistics (if given)."""
+    the running statistics (if given); scratch: float64, COLSUM_SCRATCH_ROWS * 2 * C."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = inner_size(x)
     cdef void *p_x = ptr(x)
     cdef void *p_gamma = ptr(gamma)
@@ -360,17 +396,19 @@ def bn_forward_train(cnp.ndarray x, gamma, beta, double eps, double momentum,
     cdef void *p_y = ptr(y)
     cdef void *p_sm = ptr(save_mean)
     cdef void *p_si = ptr(save_invstd)
+    cdef void *p_scratch = ptr(scratch)
     if is_f32(x):
         with nogil:
             fnn_bn_forward_train_f32(outer, C, inner, <float*>p_x, <float*>p_gamma,
                                      <float*>p_beta, eps, momentum, <float*>p_rm,
-                                     <float*>p_rv, <float*>p_y, <float*>p_sm, <float*>p_si)
+                                     <float*>p_rv, <float*>p_y, <float*>p_sm, <float*>p_si,
+                                     <double*>p_scratch)
     else:
         with nogil:
             fnn_bn_forward_train_f64(outer, C, inner, <double*>p_x, <double*>p_gamma,
                                      <double*>p_beta, eps, momentum, <double*>p_rm,
                                      <double*>p_rv, <double*>p_y, <double*>p_sm,
-                                     <double*>p_si)
+                                     <double*>p_si, <double*>p_scratch)
 
 
 def bn_forward_eval(cnp.ndarray x, gamma, beta, cnp.ndarray mean, cnp.ndarray var,
@@ -396,8 +434,10 @@ def bn_forward_eval(cnp.ndarray x, gamma, beta, cnp.ndarray mean, cnp.ndarray va
 
 
 def bn_backward(bint batch_stats, cnp.ndarray x, cnp.ndarray gy, gamma,
-                cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray gx, ggamma, gbeta):
-    """Input gradient into gx; gamma/beta gradients accumulated (if given)."""
+                cnp.ndarray mean, cnp.ndarray invstd, cnp.ndarray gx, ggamma, gbeta,
+                cnp.ndarray scratch):
+    """Input gradient into gx; gamma/beta gradients accumulated (if given); scratch as
+    for bn_forward_train."""
     cdef Py_ssize_t outer = x.shape[0], C = x.shape[1], inner = inner_size(x)
     cdef void *p_x = ptr(x)
     cdef void *p_gy = ptr(gy)
@@ -407,16 +447,93 @@ def bn_backward(bint batch_stats, cnp.ndarray x, cnp.ndarray gy, gamma,
     cdef void *p_gx = ptr(gx)
     cdef void *p_ggamma = ptr(ggamma)
     cdef void *p_gbeta = ptr(gbeta)
+    cdef void *p_scratch = ptr(scratch)
     if is_f32(x):
         with nogil:
             fnn_bn_backward_f32(outer, C, inner, batch_stats, <float*>p_x, <float*>p_gy,
                                 <float*>p_gamma, <float*>p_mean, <float*>p_invstd,
-                                <float*>p_gx, <float*>p_ggamma, <float*>p_gbeta)
+                                <float*>p_gx, <float*>p_ggamma, <float*>p_gbeta,
+                                <double*>p_scratch)
     else:
         with nogil:
             fnn_bn_backward_f64(outer, C, inner, batch_stats, <double*>p_x, <double*>p_gy,
                                 <double*>p_gamma, <double*>p_mean, <double*>p_invstd,
-                                <double*>p_gx, <double*>p_ggamma, <double*>p_gbeta)
+                                <double*>p_gx, <double*>p_ggamma, <double*>p_gbeta,
+                                <double*>p_scratch)
+
+
+def bn_relu_dropout_train(cnp.ndarray x, gamma, beta, double eps, double momentum,
+                          running_mean, running_var, cnp.ndarray y, cnp.ndarray save_mean,
+                          cnp.ndarray save_invstd, cnp.ndarray scale, cnp.ndarray shift, mask,
+                          double p, double dscale, uint64_t seed, uint64_t counter,
+                          cnp.ndarray scratch):
+    """BatchNorm1d (training) -> ReLU -> inverted dropout (mask None: none) on (N, C) x
+    in two passes; scale/shift (C each) receive the normalising affine for backward."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef void *p_x = ptr(x)
+    cdef void *p_gamma = ptr(gamma)
+    cdef void *p_beta = ptr(beta)
+    cdef void *p_rm = ptr(running_mean)
+    cdef void *p_rv = ptr(running_var)
+    cdef void *p_y = ptr(y)
+    cdef void *p_sm = ptr(save_mean)
+    cdef void *p_si = ptr(save_invstd)
+    cdef void *p_scale = ptr(scale)
+    cdef void *p_shift = ptr(shift)
+    cdef void *p_mask = ptr(mask)
+    cdef void *p_scratch = ptr(scratch)
+    if is_f32(x):
+        with nogil:
+            fnn_bn_relu_dropout_train_f32(N, C, <float*>p_x, <float*>p_gamma, <float*>p_beta,
+                                          eps, momentum, <float*>p_rm, <float*>p_rv,
+                                          <float*>p_y, <float*>p_sm, <float*>p_si,
+                                          <float*>p_scale, <float*>p_shift,
+                                          <uint8_t*>p_mask, p, dscale, seed, counter,
+                                          <double*>p_scratch)
+    else:
+        with nogil:
+            fnn_bn_relu_dropout_train_f64(N, C, <double*>p_x, <double*>p_gamma,
+                                          <double*>p_beta, eps, momentum, <double*>p_rm,
+                                          <double*>p_rv, <double*>p_y, <double*>p_sm,
+                                          <double*>p_si, <double*>p_scale, <double*>p_shift,
+                                          <uint8_t*>p_mask, p, dscale, seed, counter,
+                                          <double*>p_scratch)
+
+
+def bn_relu_dropout_backward(cnp.ndarray x, cnp.ndarray gy, gamma, cnp.ndarray mean,
+                             cnp.ndarray invstd, cnp.ndarray scale, cnp.ndarray shift, mask,
+                             double dscale, cnp.ndarray gx, ggamma, gbeta,
+                             cnp.ndarray scratch):
+    """Backward of bn_relu_dropout_train: gx, and gamma/beta gradients accumulated."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef void *p_x = ptr(x)
+    cdef void *p_gy = ptr(gy)
+    cdef void *p_gamma = ptr(gamma)
+    cdef void *p_mean = ptr(mean)
+    cdef void *p_invstd = ptr(invstd)
+    cdef void *p_scale = ptr(scale)
+    cdef void *p_shift = ptr(shift)
+    cdef void *p_mask = ptr(mask)
+    cdef void *p_gx = ptr(gx)
+    cdef void *p_gg = ptr(ggamma)
+    cdef void *p_gb = ptr(gbeta)
+    cdef void *p_scratch = ptr(scratch)
+    if is_f32(x):
+        with nogil:
+            fnn_bn_relu_dropout_backward_f32(N, C, <float*>p_x, <float*>p_gy,
+                                             <float*>p_gamma, <float*>p_mean,
+                                             <float*>p_invstd, <float*>p_scale,
+                                             <float*>p_shift, <uint8_t*>p_mask, dscale,
+                                             <float*>p_gx, <float*>p_gg, <float*>p_gb,
+                                             <double*>p_scratch)
+    else:
+        with nogil:
+            fnn_bn_relu_dropout_backward_f64(N, C, <double*>p_x, <double*>p_gy,
+                                             <double*>p_gamma, <double*>p_mean,
+                                             <double*>p_invstd, <double*>p_scale,
+                                             <double*>p_shift, <uint8_t*>p_mask, dscale,
+                                             <double*>p_gx, <double*>p_gg, <double*>p_gb,
+                                             <double*>p_scratch)
 
 
 def rownorm_forward(cnp.ndarray x, Py_ssize_t D, Py_ssize_t groups, Py_ssize_t inner, w, b,
@@ -522,8 +639,10 @@ def prelu_forward(cnp.ndarray x, cnp.ndarray a, cnp.ndarray y):
                                   <double*>p_y)
 
 
-def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx, ga):
-    """Input gradient into gx; slope gradient accumulated into ga (if given)."""
+def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx, ga,
+                   cnp.ndarray scratch):
+    """Input gradient into gx; slope gradient accumulated into ga (if given); scratch:
+    float64, COLSUM_SCRATCH_ROWS * channels."""
     cdef Py_ssize_t outer = x.shape[0]
     cdef Py_ssize_t C = x.shape[1] if x.ndim > 1 else 1
     cdef Py_ssize_t inner = x.size // (outer * C) if outer * C else 1
@@ -533,14 +652,16 @@ def prelu_backward(cnp.ndarray x, cnp.ndarray gy, cnp.ndarray a, cnp.ndarray gx,
     cdef void *p_a = ptr(a)
     cdef void *p_gx = ptr(gx)
     cdef void *p_ga = ptr(ga)
+    cdef void *p_scratch = ptr(scratch)
     if is_f32(x):
         with nogil:
             fnn_prelu_backward_f32(outer, C, inner, <float*>p_x, <float*>p_gy, <float*>p_a,
-                                   nparam, <float*>p_gx, <float*>p_ga)
+                                   nparam, <float*>p_gx, <float*>p_ga, <double*>p_scratch)
     else:
         with nogil:
             fnn_prelu_backward_f64(outer, C, inner, <double*>p_x, <double*>p_gy,
-                                   <double*>p_a, nparam, <double*>p_gx, <double*>p_ga)
+                                   <double*>p_a, nparam, <double*>p_gx, <double*>p_ga,
+                                   <double*>p_scratch)
 
 
 def maxout_forward(cnp.ndarray z, Py_ssize_t pieces, cnp.ndarray y, cnp.ndarray idx):
@@ -904,6 +1025,18 @@ def scale(cnp.ndarray x, double s):
     else:
         with nogil:
             fnn_scale_f64(n, <double*>p_x, s)
+
+
+def zero(cnp.ndarray x):
+    """x = 0 in place (threads share large buffers)."""
+    cdef Py_ssize_t n = x.size
+    cdef void *p_x = ptr(x)
+    if is_f32(x):
+        with nogil:
+            fnn_zero_f32(n, <float*>p_x)
+    else:
+        with nogil:
+            fnn_zero_f64(n, <double*>p_x)
 
 
 def penalty(cnp.ndarray w, cnp.ndarray grad, double l1, double l2):

@@ -324,6 +324,12 @@ class Layer(Module):
             self._ws[key] = buf
         return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
 
+    def _colsum_scratch(self, width):
+        """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
+        from . import _kernels
+
+        return self._workspace("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
+
     def _dtype_changed(self, dtype):
         self._ws.clear()
 
@@ -331,9 +337,11 @@ class Layer(Module):
 class Sequential(Layer):
     """Layers applied in order: `Sequential(Dense(784, 512), ReLU(), Dense(512, 10))`.
 
-    An activation layer right after a Dense layer is fused into the Dense layer's
-    epilogue (one pass over the GEMM output for bias + activation, and one for the
-    activation derivative + bias gradient); the result is the same as unfused."""
+    Some runs of layers execute as one fused step (fastnn.fusion): an elementwise
+    activation right after a Dense layer goes into the Dense layer's epilogue, and
+    BatchNorm1d -> ReLU (-> Dropout) runs as two passes forward and two backward in
+    training. The results are those of the layers applied one by one. The list of
+    layers is fixed at construction."""
 
     def __init__(self, *layers):
         super().__init__()
@@ -342,26 +350,24 @@ class Sequential(Layer):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is not a Module: {layer!r}")
-        self.layers = list(layers)
-        self._steps = self._plan()
+        from . import fusion  # fusion knows the layer classes, which import this module
 
-    def _plan(self):
-        """[(layer, fused activation or None)] with fusable activations folded in."""
-        steps, i = [], 0
-        while i < len(self.layers):
-            layer = self.layers[i]
-            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if getattr(layer, "_fuses_activation", False) and getattr(nxt, "_fusable", False):
-                steps.append((layer, nxt))
-                i += 2
-            else:
-                steps.append((layer, None))
-                i += 1
-        return steps
+        self.layers = list(layers)
+        self._steps = fusion.plan(self.layers)
+        self._all_modules = None
 
     def named_children(self):
         for i, layer in enumerate(self.layers):
             yield str(i), layer
+
+    def train(self, mode=True):
+        # The layer list is fixed: the module tree is walked once, not on every call
+        # (predict switches modes twice per call).
+        if self._all_modules is None:
+            self._all_modules = self.modules()
+        for m in self._all_modules:
+            m.training = bool(mode)
+        return self
 
     def get_config(self):
         from .io import layer_spec
@@ -378,15 +384,15 @@ class Sequential(Layer):
         return iter(self.layers)
 
     def _forward(self, x):
-        for layer, act in self._steps:
-            x = layer._forward(x) if act is None else layer._forward(x, act)
+        for step in self._steps:
+            x = step._forward(x)
         return x
 
     def _backward(self, grad_out, need_input_grad=True):
         g = grad_out
-        last = len(self._steps) - 1
-        for i in range(last, -1, -1):
-            g = self._steps[i][0]._backward(g, need_input_grad or i > 0)
+        steps = self._steps
+        for i in range(len(steps) - 1, -1, -1):
+            g = steps[i]._backward(g, need_input_grad or i > 0)
         return g
 
     def backward(self, grad_out):
@@ -394,15 +400,18 @@ class Sequential(Layer):
 
     def predict(self, X, batch_size=256):
         """Eval-mode forward over X in batches; a new (n_samples, n_outputs) array.
-        The model's train/eval mode is restored afterwards."""
+        Every module's train/eval mode is restored afterwards."""
         from .validation import positive_int
 
         batch_size = positive_int(batch_size, "batch_size")
         X = as_array(X, "predict")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
-        was_training = self.training
-        self.eval()
+        if self._all_modules is None:
+            self._all_modules = self.modules()
+        modes = [m.training for m in self._all_modules]
+        for m in self._all_modules:
+            m.training = False
         try:
             out = None
             for start in range(0, X.shape[0], batch_size):
@@ -411,7 +420,8 @@ class Sequential(Layer):
                     out = np.empty((X.shape[0],) + yb.shape[1:], yb.dtype)
                 out[start : start + yb.shape[0]] = yb
         finally:
-            self.train(was_training)
+            for m, mode in zip(self._all_modules, modes):
+                m.training = mode
         return out
 
     def summary(self, input_features=None, print_fn=print):

@@ -119,7 +119,7 @@ class Optimizer:
     # -- public API -------------------------------------------------------------------
     def zero_grad(self):
         """Set every gradient to zero (one memset over the flat gradient buffer)."""
-        self._grad.fill(0)
+        _kernels.zero(self._grad)
 
     def step(self):
         """One update of every trainable parameter from its current gradient."""

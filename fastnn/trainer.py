@@ -97,6 +97,7 @@ class Trainer:
         self.stop_training = False
         self.interrupted = False
         self.verbose = 0
+        self._penalty_list = None
 
     @property
     def _classification(self):
@@ -105,8 +106,10 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------
     def train_step(self, xb, yb):
         """Forward, loss (+ weight penalties), backward and one optimizer update on a
-        batch; returns the loss."""
-        self.model.train()
+        batch; returns the loss. A model in eval mode is put in training mode first
+        (submodules you set to eval yourself, with the model in training mode, stay so)."""
+        if not self.model.training:
+            self.model.train()
         return self._step(xb, yb, ())[0]
 
     def _step(self, xb, yb, callbacks):
@@ -122,7 +125,8 @@ class Trainer:
             if self.stop_training:
                 return value, out, None
         model._backward(self.loss._backward(), False)
-        value += model.add_penalties()
+        for m in self._penalties():
+            value += m._weight_penalty(m.regularizer, True)
         norm = None
         if self.clip_grad_norm is not None:
             norm = clip_grad_norm_(model.parameters(), self.clip_grad_norm)
@@ -130,6 +134,14 @@ class Trainer:
         if getattr(self.scheduler, "interval", "epoch") == "step":
             self.scheduler.step()
         return value, out, norm
+
+    def _penalties(self):
+        """The model's layers that have a regularizer, found once (fit looks again at
+        its start); as Module.add_penalties, without walking the model every step."""
+        if self._penalty_list is None:
+            self._penalty_list = [m for m in self.model.modules()
+                                  if getattr(m, "regularizer", None) is not None]
+        return self._penalty_list
 
     # -- data -------------------------------------------------------------------------
     def _prepare(self, X, y, where):
@@ -210,6 +222,7 @@ class Trainer:
         self.target_epochs = int(epochs)
         self.batches_per_epoch = len(batches)
         self.log_keys = self._log_keys(val is not None)
+        self._penalty_list = None  # layers may have changed since the last fit
         monitor = getattr(self.scheduler, "monitor", None)
         if monitor is not None and monitor not in self.log_keys:
             raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "

@@ -119,6 +119,11 @@ GEMM_SHAPES = [(1, 1, 1), (3, 65, 1), (63, 1, 130), (64, 65, 63), (130, 3, 64),
                (65, 130, 65), (260, 130, 131), (65, 300, 130)]
 
 
+def colsum_scratch(width):
+    """The float64 scratch the column-sum kernels take (NaN-filled: must not matter)."""
+    return np.full(K.COLSUM_SCRATCH_ROWS * width, np.nan)
+
+
 def op(a, trans):
     return a.T if trans else a
 
@@ -292,7 +297,7 @@ def test_act_backward(rng, dtype, tol, threads, act, shape):
             (z if K.act_needs_input(code) else None, z), (False, True)):
         gz = np.full_like(gy, np.nan)
         gbias = gbias0.copy() if with_gbias else None
-        K.act_backward(code, alpha, 0.0, zin, y, gy, gz, gbias)
+        K.act_backward(code, alpha, 0.0, zin, y, gy, gz, gbias, colsum_scratch(gy.shape[1]))
         check_act_values(code, gz, ref, tol)
         if with_gbias:
             # gbias accumulates (+=) the column sums of gz
@@ -319,9 +324,9 @@ def test_act_backward_gbias_accumulates_over_calls(rng, dtype, tol):
     z, y, gy = act_backward_case(rng, (50, 70), dtype, K.ACT_TANH, 0.0)
     gz = np.empty_like(gy)
     gbias = np.zeros(70, dtype)
-    K.act_backward(K.ACT_TANH, 0.0, 0.0, None, y, gy, gz, gbias)
+    K.act_backward(K.ACT_TANH, 0.0, 0.0, None, y, gy, gz, gbias, colsum_scratch(gy.shape[1]))
     once = gbias.copy()
-    K.act_backward(K.ACT_TANH, 0.0, 0.0, None, y, gy, gz, gbias)
+    K.act_backward(K.ACT_TANH, 0.0, 0.0, None, y, gy, gz, gbias, colsum_scratch(gy.shape[1]))
     np.testing.assert_allclose(gbias, 2 * once, **tol)
 
 
@@ -336,7 +341,7 @@ def test_act_backward_thread_independent(rng, dtype, use_threads, shape, act):
         out = []
         for gbias in (None, g0.copy()):
             gz = np.empty_like(gy)
-            K.act_backward(code, 0.1, 0.0, z, y, gy, gz, gbias)
+            K.act_backward(code, 0.1, 0.0, z, y, gy, gz, gbias, colsum_scratch(gy.shape[1]))
             out += [gz] if gbias is None else [gz, gbias]
         return out
 
@@ -387,7 +392,7 @@ def check_bn_forward_train(rng, dtype, shape, running, affine):
     save_invstd = np.full(cols, np.nan, dtype)
     K.bn_forward_train(x, gamma if affine else None, beta if affine else None, eps,
                        momentum, rm if running else None, rv if running else None, y,
-                       save_mean, save_invstd)
+                       save_mean, save_invstd, colsum_scratch(2 * x.shape[1]))
     mean, var = bn_stats_ref(x)
     invstd = 1.0 / np.sqrt(var + eps)
     g = gamma.astype(np.float64) if affine else 1.0
@@ -409,7 +414,7 @@ def test_bn_forward_train_momentum(rng, dtype, momentum):
     x, gamma, beta, rm, rv = bn_inputs(rng, (8, 5), dtype)
     rm0, rv0 = rm.copy(), rv.copy()
     y, sm, si = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
-    K.bn_forward_train(x, gamma, beta, 1e-3, momentum, rm, rv, y, sm, si)
+    K.bn_forward_train(x, gamma, beta, 1e-3, momentum, rm, rv, y, sm, si, colsum_scratch(2 * x.shape[1]))
     mean, var = bn_stats_ref(x)
     t = bn_tol(dtype)
     np.testing.assert_allclose(rm, (1 - momentum) * rm0 + momentum * mean, **t)
@@ -421,7 +426,7 @@ def test_bn_stats_far_from_zero(rng):
     """Mean and variance of data with a large offset keep their precision (float64)."""
     x = 1e6 + rng.standard_normal((100, 7))
     y, sm, si = np.empty_like(x), np.empty(7), np.empty(7)
-    K.bn_forward_train(x, None, None, 1e-5, 0.1, None, None, y, sm, si)
+    K.bn_forward_train(x, None, None, 1e-5, 0.1, None, None, y, sm, si, colsum_scratch(2 * x.shape[1]))
     mean, var = bn_stats_ref(x)
     np.testing.assert_allclose(sm, mean, rtol=1e-14)
     np.testing.assert_allclose(si, 1 / np.sqrt(var + 1e-5), rtol=1e-8)
@@ -432,7 +437,7 @@ def test_bn_constant_column_has_zero_variance(dtype):
     x = np.tile(np.array([[3.0, -2.0]], dtype), (6, 1))
     y, sm, si = np.empty_like(x), np.empty(2, dtype), np.empty(2, dtype)
     rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
-    K.bn_forward_train(x, None, None, 1e-5, 0.5, rm, rv, y, sm, si)
+    K.bn_forward_train(x, None, None, 1e-5, 0.5, rm, rv, y, sm, si, colsum_scratch(2 * x.shape[1]))
     np.testing.assert_allclose(si, 1 / np.sqrt(1e-5), rtol=1e-6)
     np.testing.assert_array_equal(sm, [3.0, -2.0])
     np.testing.assert_array_equal(rv, [0.5, 0.5])
@@ -489,7 +494,7 @@ def check_bn_backward(rng, dtype, shape, batch_stats, affine, param_grads):
     gg0 = None if ggamma is None else ggamma.copy()
     gb0 = None if gbeta is None else gbeta.copy()
     K.bn_backward(batch_stats, x, gy, gamma if affine else None, mean, invstd, gx, ggamma,
-                  gbeta)
+                  gbeta, colsum_scratch(2 * x.shape[1]))
     rgx, rgg, rgb = bn_backward_ref(batch_stats, x, gy, gamma if affine else None, mean,
                                     invstd)
     if dtype == np.float32:
@@ -511,7 +516,7 @@ def test_bn_backward_batch_stats_gradient_sums_to_zero(rng):
     mean, var = bn_stats_ref(x)
     invstd = 1 / np.sqrt(var)  # exact orthogonality needs eps = 0
     gx = np.empty_like(x)
-    K.bn_backward(True, x, gy, None, mean, invstd, gx, None, None)
+    K.bn_backward(True, x, gy, None, mean, invstd, gx, None, None, colsum_scratch(2 * x.shape[1]))
     np.testing.assert_allclose(gx.sum(0), 0.0, atol=1e-12)
     np.testing.assert_allclose((gx * (x - mean)).sum(0), 0.0, atol=1e-11)
 
@@ -525,13 +530,13 @@ def test_bn_thread_independent(rng, dtype, use_threads, shape):
     def run():
         rm1, rv1 = rm.copy(), rv.copy()
         y, sm, si = np.empty_like(x), np.empty(cols, dtype), np.empty(cols, dtype)
-        K.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rm1, rv1, y, sm, si)
+        K.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rm1, rv1, y, sm, si, colsum_scratch(2 * x.shape[1]))
         ye = np.empty_like(x)
         K.bn_forward_eval(x, gamma, beta, rm, rv, 1e-5, ye)
         out = [y, sm, si, rm1, rv1, ye]
         for batch_stats in (True, False):
             gx, gg, gb = np.empty_like(x), np.zeros(cols, dtype), np.zeros(cols, dtype)
-            K.bn_backward(batch_stats, x, gy, gamma, sm, si, gx, gg, gb)
+            K.bn_backward(batch_stats, x, gy, gamma, sm, si, gx, gg, gb, colsum_scratch(2 * x.shape[1]))
             out += [gx, gg, gb]
         return out
 

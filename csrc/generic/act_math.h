@@ -16,7 +16,8 @@
 #define FNN_D_IDENTITY(z, y, a, b) ((T)1)
 
 #define FNN_F_RELU(v, a, b) ((v) < 0 ? (T)0 : (v))
-#define FNN_D_RELU(z, y, a, b) ((y) > 0 ? (T)1 : (T)0)
+/* torch's threshold_backward: the gradient passes unless y <= 0 (so it passes at NaN) */
+#define FNN_D_RELU(z, y, a, b) ((y) <= 0 ? (T)0 : (T)1)
 
 /* a: negative slope */
 #define FNN_F_LEAKY_RELU(v, a, b) ((v) < 0 ? (a) * (v) : (v))
@@ -36,14 +37,24 @@
 #define FNN_F_HARDTANH(v, a, b) ((v) < (a) ? (a) : ((v) > (b) ? (b) : (v)))
 #define FNN_D_HARDTANH(z, y, a, b) (((y) > (a) && (y) < (b)) ? (T)1 : (T)0)
 
+/* Where one side of a choice calls a math function, both sides are computed and the
+ * result selected (FNN_PICK): a branch around a function call keeps a loop from
+ * vectorising. The functions' arguments are clamped so that the unused side never
+ * overflows into a NaN that the choice would have to discard. */
+#define FNN_PICK(c, t, f) ((c) ? (t) : (f))
+
 /* a = beta, b = threshold: linear where beta * z > threshold. */
-#define FNN_F_SOFTPLUS(v, a, b) ((v) * (a) > (b) ? (v) : LOG1P(EXP((v) * (a))) / (a))
+#define FNN_F_SOFTPLUS(v, a, b) \
+    FNN_PICK((v) * (a) > (b), (v), LOG1P(EXP(FNN_MIN_T((v) * (a), (b)))) / (a))
 #define FNN_D_SOFTPLUS(z, y, a, b) \
-    ((z) * (a) > (b) ? (T)1 : (T)1 / ((T)1 + EXP(-(z) * (a))))
+    FNN_PICK((z) * (a) > (b), (T)1, (T)1 / ((T)1 + EXP(-FNN_MIN_T((z) * (a), (b)))))
 
 /* a = alpha */
-#define FNN_F_ELU(v, a, b) ((v) > 0 ? (v) : (a) * EXPM1(v))
-#define FNN_D_ELU(z, y, a, b) ((z) > 0 ? (T)1 : (a) * EXP(z))
+#define FNN_F_ELU(v, a, b) FNN_PICK((v) > 0, (v), (a) * EXPM1(FNN_MIN_T((v), (T)0)))
+#define FNN_D_ELU(z, y, a, b) FNN_PICK((z) > 0, (T)1, (a) * EXP(FNN_MIN_T((z), (T)0)))
+
+/* min(x, m) that keeps a NaN x (it must propagate). */
+#define FNN_MIN_T(x, m) ((x) > (m) ? (m) : (x))
 
 /* C99 has no M_SQRT1_2 and friends. */
 #define FNN_SQRT1_2 0.70710678118654752440  /* 1/sqrt(2) */

@@ -10,11 +10,27 @@ static FNN_CLONES void S(prelu_rows)(ptrdiff_t n, const T *x, T a, T *y)
     for (ptrdiff_t k = 0; k < n; k++) y[k] = x[k] > 0 ? x[k] : a * x[k];
 }
 
+/* Rows [r0, r1) of an (N, C) x with one slope per column. */
+static FNN_CLONES void S(prelu_cols)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
+                                     const T *a, T *y)
+{
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = x + i * C;
+        T *yr = y + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) yr[j] = xr[j] > 0 ? xr[j] : a[j] * xr[j];
+    }
+}
+
 void S(fnn_prelu_forward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                           const T *a, ptrdiff_t nparam, T *y)
 {
     if (nparam == 1) {
         FNN_PARALLEL_RANGE(outer * C * inner, lo, hi, S(prelu_rows)(hi - lo, x + lo, a[0], y + lo));
+        return;
+    }
+    if (inner == 1) {
+        FNN_PARALLEL_SPLIT(outer, outer * C, lo, hi, S(prelu_cols)(lo, hi, C, x, a, y));
         return;
     }
     FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
@@ -37,13 +53,44 @@ static FNN_CLONES double S(prelu_grad_chunk)(ptrdiff_t n, const T *x, const T *g
     return s;
 }
 
+struct S(prelu_ctx) {
+    ptrdiff_t C;
+    const T *x, *gy, *a;
+    T *gx;
+};
+
+/* gx for rows [r0, r1) of an (N, C) x; acc[j] += sum of gy * x over x <= 0. */
+static FNN_CLONES void S(prelu_grad_cols)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
+{
+    struct S(prelu_ctx) *c = vctx;
+    ptrdiff_t C = c->C;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+        T *o = c->gx + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            int pos = xr[j] > 0;
+            o[j] = pos ? gr[j] : c->a[j] * gr[j];
+            acc[j] += pos ? 0.0 : (double)gr[j] * xr[j];
+        }
+    }
+}
+
 void S(fnn_prelu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
-                           const T *gy, const T *a, ptrdiff_t nparam, T *gx, T *ga)
+                           const T *gy, const T *a, ptrdiff_t nparam, T *gx, T *ga,
+                           double *scratch)
 {
     if (nparam == 1) {
         double s = S(chunked_sum)(S(prelu_grad_chunk), outer * C * inner, x, gy, gx, a[0],
                                   (T)0);
         if (ga) ga[0] += (T)s;
+        return;
+    }
+    if (inner == 1) { /* (N, C): rows read whole, slope gradients as column sums */
+        struct S(prelu_ctx) ctx = {C, x, gy, a, gx};
+        fnn_column_sums(outer, C, S(prelu_grad_cols), &ctx, scratch);
+        if (ga)
+            for (ptrdiff_t j = 0; j < C; j++) ga[j] += (T)scratch[j];
         return;
     }
     /* Per channel: rows of that channel in order, so the sum is thread-independent. */
@@ -107,6 +154,7 @@ static FNN_CLONES void S(softmax_row)(ptrdiff_t cols, const T *x, T *y)
     T mx = x[0];
     for (ptrdiff_t k = 1; k < cols; k++) mx = x[k] > mx ? x[k] : mx;
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (ptrdiff_t k = 0; k < cols; k++) {
         y[k] = EXP(x[k] - mx);
         s += y[k];

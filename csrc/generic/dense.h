@@ -14,7 +14,8 @@ static inline T S(gelu_tanh_grad)(T z)
 /* Per activation, three workers over a block of rows / columns:
  *   fwd:  y = F(z + bias) for `rows` rows (bias may be NULL; z gets z + bias when y != z)
  *   grad: gz = gy * D(z, y) elementwise over n elements
- *   gcol: the same over columns [j0, j1) of every row, plus gbias[j] += sum_i gz[i, j] */
+ *   grow: the same over rows [r0, r1), adding the column sums of gz to acc (gz may
+ *         be NULL: sums only) */
 #define FNN_DENSE_WORKERS(CODE, name, F, D, NEEDS_INPUT)                                   \
     static FNN_CLONES void S(fwd_##name)(T a, T b, ptrdiff_t rows, ptrdiff_t cols,              \
                                          const T *bias, T *z, T *y)                        \
@@ -54,25 +55,42 @@ static inline T S(gelu_tanh_grad)(T z)
         (void)y;                                                                           \
         _Pragma("omp simd") for (ptrdiff_t k = 0; k < n; k++) gz[k] = gy[k] * D(z[k], y[k], a, b); \
     }                                                                                      \
-    static FNN_CLONES void S(gcol_##name)(T a, T b, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0, \
-                                          ptrdiff_t j1, const T *z, const T *y,            \
-                                          const T *gy, T *gz, T *gbias)                    \
+    static FNN_CLONES void S(grow_##name)(T a, T b, ptrdiff_t r0, ptrdiff_t r1,            \
+                                          ptrdiff_t cols, const T *z, const T *y,         \
+                                          const T *gy, T *gz, double *acc)                \
     {                                                                                      \
         (void)a;                                                                           \
         (void)b;                                                                           \
         (void)z;                                                                           \
         (void)y;                                                                           \
-        double acc[FNN_COL_BLOCK] = {0};                                                   \
-        for (ptrdiff_t i = 0; i < rows; i++) {                                             \
-            ptrdiff_t r = i * cols;                                                        \
-            _Pragma("omp simd") for (ptrdiff_t j = j0; j < j1; j++)                        \
-            {                                                                              \
-                T g = gy[r + j] * D(z[r + j], y[r + j], a, b);                                \
-                gz[r + j] = g;                                                             \
-                acc[j - j0] += g;                                                          \
+        ptrdiff_t i = r0;                                                                  \
+        /* Two rows at a time: the accumulators are loaded and stored half as often. */    \
+        for (; i + 2 <= r1; i += 2) {                                                      \
+            ptrdiff_t r = i * cols, s = r + cols;                                          \
+            if (gz) {                                                                      \
+                _Pragma("omp simd") for (ptrdiff_t j = 0; j < cols; j++)                   \
+                {                                                                          \
+                    T g0 = gy[r + j] * D(z[r + j], y[r + j], a, b);                        \
+                    T g1 = gy[s + j] * D(z[s + j], y[s + j], a, b);                        \
+                    gz[r + j] = g0;                                                        \
+                    gz[s + j] = g1;                                                        \
+                    acc[j] += (double)g0 + g1;                                             \
+                }                                                                          \
+            } else {                                                                       \
+                _Pragma("omp simd") for (ptrdiff_t j = 0; j < cols; j++)                   \
+                    acc[j] += (double)(gy[r + j] * D(z[r + j], y[r + j], a, b)) +          \
+                              gy[s + j] * D(z[s + j], y[s + j], a, b);                     \
             }                                                                              \
         }                                                                                  \
-        for (ptrdiff_t j = j0; j < j1; j++) gbias[j] += (T)acc[j - j0];                    \
+        for (; i < r1; i++) {                                                              \
+            ptrdiff_t r = i * cols;                                                        \
+            _Pragma("omp simd") for (ptrdiff_t j = 0; j < cols; j++)                       \
+            {                                                                              \
+                T g = gy[r + j] * D(z[r + j], y[r + j], a, b);                             \
+                if (gz) gz[r + j] = g;                                                     \
+                acc[j] += g;                                                               \
+            }                                                                              \
+        }                                                                                  \
     }
 
 FNN_FOR_EACH_ACT(FNN_DENSE_WORKERS)
@@ -105,14 +123,22 @@ static inline void S(grad)(int act, T a, T b, ptrdiff_t n, const T *z, const T *
     }
 }
 
-static inline void S(gcol)(int act, T a, T b, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t j0,
-                           ptrdiff_t j1, const T *z, const T *y, const T *gy, T *gz,
-                           T *gbias)
+/* Context of the bias-gradient reduction (fnn_column_sums calls back with row chunks). */
+struct S(grad_ctx) {
+    int act;
+    T a, b;
+    ptrdiff_t cols;
+    const T *z, *y, *gy;
+    T *gz;
+};
+
+static void S(grad_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
 {
-    switch (act) {
+    struct S(grad_ctx) *c = vctx;
+    switch (c->act) {
 #define FNN_CASE(CODE, name, F, D, NI) \
     case CODE:                         \
-        S(gcol_##name)(a, b, rows, cols, j0, j1, z, y, gy, gz, gbias); \
+        S(grow_##name)(c->a, c->b, r0, r1, c->cols, c->z, c->y, c->gy, c->gz, acc); \
         break;
         FNN_FOR_EACH_ACT(FNN_CASE)
 #undef FNN_CASE
@@ -132,7 +158,7 @@ void S(fnn_bias_act)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, c
 }
 
 void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, const T *z,
-                         const T *y, const T *gy, T *gz, T *gbias)
+                         const T *y, const T *gy, T *gz, T *gbias, double *scratch)
 {
     if (!gbias) {
         /* A NULL z or y is never offset into use: D ignores that input. */
@@ -141,8 +167,9 @@ void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t col
                                    gy + lo, gz + lo));
         return;
     }
-    /* Column blocks: each block's sums run over all rows in order, so the bias
-     * gradient does not depend on the thread count. */
-    FNN_FOR_COL_BLOCKS(rows * cols, cols,
-                       S(gcol)(act, alpha, beta, rows, cols, j0, j1, z, y, gy, gz, gbias));
+    /* One pass: the derivative and the bias gradient's column sums over row chunks
+     * (the same for any thread count). Without gz, only the sums (gz would be gy). */
+    struct S(grad_ctx) ctx = {act, alpha, beta, cols, z, y, gy, gz};
+    fnn_column_sums(rows, cols, S(grad_rows), &ctx, scratch);
+    for (ptrdiff_t j = 0; j < cols; j++) gbias[j] += (T)scratch[j];
 }

@@ -10,7 +10,7 @@ static FNN_CLONES void S(dropout_chunk)(ptrdiff_t lo, ptrdiff_t n, const T *x, T
     uint32_t base = (uint32_t)lo;
 #pragma omp simd
     for (ptrdiff_t i = 0; i < n; i++) {
-        uint32_t bits = keyed_bits(key, base + (uint32_t)i);
+        uint32_t bits = fnn_keyed_bits(key, base + (uint32_t)i);
         int keep = bits >= thresh;
         mask[i] = (uint8_t)keep;
         y[i] = x[i] * (keep ? scale : (T)0);
@@ -28,8 +28,8 @@ static FNN_CLONES void S(dropout_grad_chunk)(ptrdiff_t n, const T *gy, const uin
 void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double p,
                             double scale_, uint64_t seed, uint64_t counter)
 {
-    uint64_t key = dropout_key(seed, counter);
-    uint32_t thresh = drop_threshold(p);
+    uint64_t key = fnn_dropout_key(seed, counter);
+    uint32_t thresh = fnn_drop_threshold(p);
     T scale = (T)scale_;
     FNN_PARALLEL_RANGE(n, lo, hi,
                        S(dropout_chunk)(lo, hi - lo, x + lo, y + lo, mask + lo, thresh, scale,

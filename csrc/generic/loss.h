@@ -6,7 +6,7 @@
  *   grad[i, k] = (softmax_k - eps/K - (1 - eps)[k == y_i]) * gscale
  * The row max is subtracted before exponentiating; each exp is computed once and,
  * when a gradient is wanted, kept in grad until the row's sum is known. */
-static void S(xent_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t K, const T *z,
+static FNN_CLONES void S(xent_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t K, const T *z,
                          const int64_t *labels, double eps, T *grad, T gscale,
                          double *row_loss)
 {
@@ -18,12 +18,14 @@ static void S(xent_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t K, const T *z,
         double sum = 0, zsum = 0;
         if (grad) {
             T *e = grad + i * K;
+#pragma omp simd reduction(+ : sum, zsum)
             for (ptrdiff_t k = 0; k < K; k++) {
                 e[k] = EXP(zi[k] - mx);
                 sum += e[k];
                 zsum += zi[k];
             }
         } else {
+#pragma omp simd reduction(+ : sum, zsum)
             for (ptrdiff_t k = 0; k < K; k++) {
                 sum += EXP(zi[k] - mx);
                 zsum += zi[k];

@@ -5,8 +5,10 @@
  *
  * Batch norm: x has layout (outer, C, inner) - (N, C) for BatchNorm1d, (N, C, H*W)
  * for BatchNorm2d - and each channel is normalised over its outer * inner values.
- * Channels are processed in blocks of FNN_COL_BLOCK; a block's statistics pass is
- * followed at once by its normalisation pass, which re-reads x from cache.
+ * For (N, C) input the statistics are column sums over row chunks (fnn_column_sums),
+ * then a pass over the rows applies them; memory is read row by row. With positions
+ * (inner > 1) channels are processed in blocks of FNN_COL_BLOCK, each block's
+ * statistics pass followed at once by its normalisation pass.
  *
  * Row norm: x is (R, D) and each row is normalised over its D values - LayerNorm
  * (rows = samples), GroupNorm (rows = sample x group), InstanceNorm (rows = sample x
@@ -212,11 +214,170 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdif
     }
 }
 
+/* -- (N, C) input: statistics as column sums over row chunks, then row passes ------ */
+
+struct S(bn_rows_ctx) {
+    ptrdiff_t C;
+    const T *x, *gy, *mean, *invstd, *shift;
+};
+
+/* acc[0..C) += sum (x - shift), acc[C..2C) += sum (x - shift)^2. Four rows at a time:
+ * the double accumulators are loaded and stored once per four rows. */
+static FNN_CLONES void S(bn_stats_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
+{
+    struct S(bn_rows_ctx) *c = vctx;
+    ptrdiff_t C = c->C, i = r0;
+    const T *sh = c->shift;
+    for (; i + 4 <= r1; i += 4) {
+        const T *x0 = c->x + i * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            double d0 = (double)x0[j] - sh[j], d1 = (double)x1[j] - sh[j];
+            double d2 = (double)x2[j] - sh[j], d3 = (double)x3[j] - sh[j];
+            acc[j] += (d0 + d1) + (d2 + d3);
+            acc[C + j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+        }
+    }
+    for (; i < r1; i++) {
+        const T *xr = c->x + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            double d = (double)xr[j] - sh[j];
+            acc[j] += d;
+            acc[C + j] += d * d;
+        }
+    }
+}
+
+/* acc[0..C) += sum gy, acc[C..2C) += sum gy * xhat, four rows at a time. */
+static FNN_CLONES void S(bn_grad_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
+{
+    struct S(bn_rows_ctx) *c = vctx;
+    ptrdiff_t C = c->C, i = r0;
+    const T *mu = c->mean, *is = c->invstd;
+    for (; i + 4 <= r1; i += 4) {
+        const T *x0 = c->x + i * C, *g0 = c->gy + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T ga = g0[j], gb = g0[C + j], gc = g0[2 * C + j], gd = g0[3 * C + j];
+            T h0 = (x0[j] - mu[j]) * is[j], h1 = (x0[C + j] - mu[j]) * is[j];
+            T h2 = (x0[2 * C + j] - mu[j]) * is[j], h3 = (x0[3 * C + j] - mu[j]) * is[j];
+            acc[j] += ((double)ga + gb) + ((double)gc + gd);
+            acc[C + j] += ((double)ga * h0 + (double)gb * h1) + ((double)gc * h2 + (double)gd * h3);
+        }
+    }
+    for (; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            acc[j] += gr[j];
+            acc[C + j] += gr[j] * (double)((xr[j] - mu[j]) * is[j]);
+        }
+    }
+}
+
+/* y = x * scale + shift, rows [r0, r1) of an (rows, C) matrix. */
+static FNN_CLONES void S(affine_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
+                                      const T *scale, const T *shift, T *y)
+{
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = x + i * C;
+        T *yr = y + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) yr[j] = xr[j] * scale[j] + shift[j];
+    }
+}
+
+/* gx = k * (gy - a0 - xhat * a1), rows [r0, r1). */
+static FNN_CLONES void S(bn_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
+                                     const T *gy, const T *mu, const T *is, const T *k,
+                                     const T *a0, const T *a1, T *gx)
+{
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = x + i * C, *gr = gy + i * C;
+        T *o = gx + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++)
+            o[j] = k[j] * (gr[j] - a0[j] - (xr[j] - mu[j]) * is[j] * a1[j]);
+    }
+}
+
+/* T arrays of C elements in the free tail of a FNN_COLSUM_SCRATCH(2C) scratch (room
+ * for 4C doubles; three arrays are used). */
+#define FNN_SCRATCH_T(scratch, C, i) \
+    ((T *)((scratch) + (FNN_ROW_CHUNKS + 1) * 2 * (C)) + (i) * (C))
+
+/* Batch statistics of an (N, C) x: save_mean, save_invstd, the running statistics (if
+ * given) and the affine scale/shift that normalise x (y = x * scale + shift). */
+static void S(bn_stats_rows_all)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                                 const T *beta, double eps, double momentum,
+                                 T *running_mean, T *running_var, T *save_mean,
+                                 T *save_invstd, T *scale, T *shift, double *scratch)
+{
+    T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
+    for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j]; /* first row: see bn_stats_block */
+    struct S(bn_rows_ctx) ctx = {C, x, NULL, NULL, NULL, shift0};
+    fnn_column_sums(N, 2 * C, S(bn_stats_rows), &ctx, scratch);
+    double m = (double)N, unbias = N > 1 ? m / (m - 1) : 1.0;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        double mu = scratch[j] / m, v = scratch[C + j] / m - mu * mu;
+        v = v > 0 ? v : 0;
+        mu += shift0[j];
+        double is = 1.0 / sqrt(v + eps);
+        double g = gamma ? (double)gamma[j] : 1.0, bt = beta ? (double)beta[j] : 0.0;
+        save_mean[j] = (T)mu;
+        save_invstd[j] = (T)is;
+        scale[j] = (T)(is * g);
+        shift[j] = (T)(bt - mu * is * g);
+        if (running_mean) {
+            running_mean[j] = (T)((1.0 - momentum) * running_mean[j] + momentum * mu);
+            running_var[j] = (T)((1.0 - momentum) * running_var[j] + momentum * v * unbias);
+        }
+    }
+}
+
+static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                             const T *beta, double eps, double momentum, T *running_mean,
+                             T *running_var, T *y, T *save_mean, T *save_invstd,
+                             double *scratch)
+{
+    T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         save_mean, save_invstd, scale, shift, scratch);
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(affine_rows)(lo, hi, C, x, scale, shift, y));
+}
+
+static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const T *x,
+                                const T *gy, const T *gamma, const T *mean, const T *invstd,
+                                T *gx, T *ggamma, T *gbeta, double *scratch)
+{
+    T *k = FNN_SCRATCH_T(scratch, C, 0), *a0 = FNN_SCRATCH_T(scratch, C, 1),
+      *a1 = FNN_SCRATCH_T(scratch, C, 2);
+    struct S(bn_rows_ctx) ctx = {C, x, gy, mean, invstd, NULL};
+    fnn_column_sums(N, 2 * C, S(bn_grad_rows), &ctx, scratch);
+    double inv_m = 1.0 / (double)N;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        double g = gamma ? (double)gamma[j] : 1.0;
+        k[j] = (T)(g * invstd[j]);
+        a0[j] = batch_stats ? (T)(scratch[j] * inv_m) : (T)0;
+        a1[j] = batch_stats ? (T)(scratch[C + j] * inv_m) : (T)0;
+        if (ggamma) ggamma[j] += (T)scratch[C + j];
+        if (gbeta) gbeta[j] += (T)scratch[j];
+    }
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi,
+                       S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
+}
+
 void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *gamma, const T *beta, double eps, double momentum,
                              T *running_mean, T *running_var, T *y, T *save_mean,
-                             T *save_invstd)
+                             T *save_invstd, double *scratch)
 {
+    if (inner == 1) {
+        S(bn_train_rows)(outer, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         y, save_mean, save_invstd, scratch);
+        return;
+    }
     FNN_FOR_COL_BLOCKS(outer * C * inner, C,
                        S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
                                          momentum, running_mean, running_var, y, save_mean,
@@ -234,11 +395,137 @@ void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const
 
 void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch_stats,
                         const T *x, const T *gy, const T *gamma, const T *mean,
-                        const T *invstd, T *gx, T *ggamma, T *gbeta)
+                        const T *invstd, T *gx, T *ggamma, T *gbeta, double *scratch)
 {
+    if (inner == 1) {
+        S(bn_backward_rows)(outer, C, batch_stats, x, gy, gamma, mean, invstd, gx, ggamma,
+                            gbeta, scratch);
+        return;
+    }
     FNN_FOR_COL_BLOCKS(outer * C * inner, C,
                        S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
                                             gamma, mean, invstd, gx, ggamma, gbeta));
+}
+
+/* ---- batch norm + ReLU (+ dropout), fused, (N, C) input --------------------------
+ * Training forward of BatchNorm1d -> ReLU -> Dropout as one statistics pass and one
+ * pass that normalises, rectifies and masks: y = relu(x * scale + shift) * m, with m the
+ * inverted-dropout factor of random.h's mask (mask NULL: no dropout, m = 1). The
+ * backward recomputes v = x * scale + shift (same scale/shift, same bits) for the ReLU
+ * derivative, so neither the normalised nor the rectified values are stored. */
+
+static FNN_CLONES void S(bnrd_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
+                                    const T *scale, const T *shift, T *y, uint8_t *mask,
+                                    uint32_t thresh, T dscale, uint64_t key)
+{
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = x + i * C;
+        T *yr = y + i * C;
+        if (mask) {
+            uint8_t *mr = mask + i * C;
+            uint32_t base = (uint32_t)(i * C);
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < C; j++) {
+                T v = xr[j] * scale[j] + shift[j];
+                T r = FNN_F_RELU(v, 0, 0);
+                int keep = fnn_keyed_bits(key, base + (uint32_t)j) >= thresh;
+                mr[j] = (uint8_t)keep;
+                yr[j] = r * (keep ? dscale : (T)0);
+            }
+        } else {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < C; j++) {
+                T v = xr[j] * scale[j] + shift[j];
+                yr[j] = FNN_F_RELU(v, 0, 0);
+            }
+        }
+    }
+}
+
+void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                                  const T *beta, double eps, double momentum,
+                                  T *running_mean, T *running_var, T *y, T *save_mean,
+                                  T *save_invstd, T *scale, T *shift, uint8_t *mask,
+                                  double p, double dscale, uint64_t seed, uint64_t counter,
+                                  double *scratch)
+{
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         save_mean, save_invstd, scale, shift, scratch);
+    uint64_t key = fnn_dropout_key(seed, counter);
+    uint32_t thresh = fnn_drop_threshold(p);
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi,
+                       S(bnrd_rows)(lo, hi, C, x, scale, shift, y, mask, thresh, (T)dscale,
+                                    key));
+}
+
+/* dL/dv for one element: the dropout factor and the ReLU derivative (as FNN_D_RELU:
+ * 0 where v <= 0, passing at NaN). */
+#define FNN_BNRD_GV(g, v, keep_factor) ((v) <= 0 ? (T)0 : (g) * (keep_factor))
+
+struct S(bnrd_ctx) {
+    ptrdiff_t C;
+    const T *x, *gy, *mean, *invstd, *scale, *shift;
+    const uint8_t *mask;
+    T dscale;
+};
+
+/* acc[0..C) += sum gv, acc[C..2C) += sum gv * xhat. */
+static FNN_CLONES void S(bnrd_grad_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *vctx)
+{
+    struct S(bnrd_ctx) *c = vctx;
+    ptrdiff_t C = c->C;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+        const uint8_t *mr = c->mask ? c->mask + i * C : NULL;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T v = xr[j] * c->scale[j] + c->shift[j];
+            T f = mr ? (mr[j] ? c->dscale : (T)0) : (T)1;
+            T gv = FNN_BNRD_GV(gr[j], v, f);
+            acc[j] += gv;
+            acc[C + j] += gv * (double)((xr[j] - c->mean[j]) * c->invstd[j]);
+        }
+    }
+}
+
+static FNN_CLONES void S(bnrd_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, const struct S(bnrd_ctx) *c,
+                                       const T *k, const T *a0, const T *a1, T *gx)
+{
+    ptrdiff_t C = c->C;
+    for (ptrdiff_t i = r0; i < r1; i++) {
+        const T *xr = c->x + i * C, *gr = c->gy + i * C;
+        const uint8_t *mr = c->mask ? c->mask + i * C : NULL;
+        T *o = gx + i * C;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < C; j++) {
+            T v = xr[j] * c->scale[j] + c->shift[j];
+            T f = mr ? (mr[j] ? c->dscale : (T)0) : (T)1;
+            T gv = FNN_BNRD_GV(gr[j], v, f);
+            o[j] = k[j] * (gv - a0[j] - (xr[j] - c->mean[j]) * c->invstd[j] * a1[j]);
+        }
+    }
+}
+
+void S(fnn_bn_relu_dropout_backward)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gy,
+                                     const T *gamma, const T *mean, const T *invstd,
+                                     const T *scale, const T *shift, const uint8_t *mask,
+                                     double dscale, T *gx, T *ggamma, T *gbeta,
+                                     double *scratch)
+{
+    T *k = FNN_SCRATCH_T(scratch, C, 0), *a0 = FNN_SCRATCH_T(scratch, C, 1),
+      *a1 = FNN_SCRATCH_T(scratch, C, 2);
+    struct S(bnrd_ctx) ctx = {C, x, gy, mean, invstd, scale, shift, mask, (T)dscale};
+    fnn_column_sums(N, 2 * C, S(bnrd_grad_rows), &ctx, scratch);
+    double inv_m = 1.0 / (double)N;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        double g = gamma ? (double)gamma[j] : 1.0;
+        k[j] = (T)(g * invstd[j]);
+        a0[j] = (T)(scratch[j] * inv_m);
+        a1[j] = (T)(scratch[C + j] * inv_m);
+        if (ggamma) ggamma[j] += (T)scratch[C + j];
+        if (gbeta) gbeta[j] += (T)scratch[j];
+    }
+    FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(bnrd_gx_rows)(lo, hi, &ctx, k, a0, a1, gx));
 }
 
 /* ---- row norm ------------------------------------------------------------------ */
@@ -309,6 +596,15 @@ static FNN_CLONES void S(rownorm_grad_row)(ptrdiff_t r, ptrdiff_t D, ptrdiff_t g
 #pragma omp simd reduction(+ : su, sux)
         for (ptrdiff_t k = 0; k < D; k++) {
             T u = gr[k];
+            or_[k] = u;
+            su += u;
+            sux += u * (double)((xr[k] - m_) * i_);
+        }
+    } else if (inner == 1) { /* one weight per element (LayerNorm) */
+        const T *wr = w + base;
+#pragma omp simd reduction(+ : su, sux)
+        for (ptrdiff_t k = 0; k < D; k++) {
+            T u = gr[k] * wr[k];
             or_[k] = u;
             su += u;
             sux += u * (double)((xr[k] - m_) * i_);

@@ -319,6 +319,12 @@ void S(fnn_scale)(ptrdiff_t n, T *x, double s)
     FNN_PARALLEL_RANGE(n, lo, hi, S(scale_chunk)(hi - lo, x + lo, (T)s));
 }
 
+/* x = 0 (zero_grad), in parallel for large buffers. */
+void S(fnn_zero)(ptrdiff_t n, T *x)
+{
+    FNN_PARALLEL_RANGE(n, lo, hi, memset(x + lo, 0, (size_t)(hi - lo) * sizeof(T)));
+}
+
 /* ---- L1 / L2 penalties --------------------------------------------------------- */
 static FNN_CLONES double S(penalty_chunk)(ptrdiff_t n, const T *w, const T *unused, T *g,
                                           T l1, T l2)

@@ -462,6 +462,7 @@ def bench_kernels(threads, opts, log):
     gamma, beta = np.ones(cols_, f32), np.zeros(cols_, f32)
     rmean, rvar = np.zeros(cols_, f32), np.ones(cols_, f32)
     mean, invstd = np.empty(cols_, f32), np.empty(cols_, f32)
+    scratch = np.empty(_kernels.COLSUM_SCRATCH_ROWS * 2 * cols_)
     k_classes = 10
     logits = rng.standard_normal((n // k_classes, k_classes), dtype=f32)
     labels = rng.integers(0, k_classes, n // k_classes, dtype=np.int64)
@@ -492,14 +493,15 @@ def bench_kernels(threads, opts, log):
         ("dense fwd: bias + ReLU in place",
          lambda: _kernels.bias_act(ACT.ACT_RELU, 0.0, 0.0, bias, z, z), 8 * n),
         ("dense bwd: ReLU' + bias grad",
-         lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, 0.0, None, x, g, gx, gbias), 12 * n),
+         lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, 0.0, None, x, g, gx, gbias, scratch),
+         12 * n),
         ("dropout fwd", lambda: _kernels.dropout_forward(x, y, mask, 0.5, 2.0, 1, 2), 9 * n),
         ("dropout bwd", lambda: _kernels.dropout_backward(g, mask, 2.0, gx), 9 * n),
         ("batchnorm train fwd",
          lambda: _kernels.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rmean, rvar, y,
-                                           mean, invstd), 8 * n),
+                                           mean, invstd, scratch), 8 * n),
         ("batchnorm bwd",
-         lambda: _kernels.bn_backward(True, x, g, gamma, mean, invstd, gx, gbias, gbias),
+         lambda: _kernels.bn_backward(True, x, g, gamma, mean, invstd, gx, gbias, gbias, scratch),
          12 * n),
         ("softmax-CE fwd+grad",
          lambda: _kernels.softmax_xent(logits, labels, 0.0, lgrad, row_loss), 8 * n),
@@ -569,10 +571,8 @@ def bench_breakdown(X, y, batch, threads, opts):
     trainer = step.trainer
     model, loss, opt = trainer.model, trainer.loss, trainer.optimizer
     plan = model._steps
-    names = []
-    for layer, act in plan:
-        label = type(layer).__name__ + (f"+{type(act).__name__}" if act is not None else "")
-        names.append(f"{model.layers.index(layer)} {label}")
+    names = [f"{model.layers.index(step.layers[0])} "
+             + "+".join(type(layer).__name__ for layer in step.layers) for step in plan]
     acc, calls = {}, [0]
 
     def add(key, dt):
@@ -592,9 +592,9 @@ def bench_breakdown(X, y, batch, threads, opts):
         t2 = pc()
         add("zero_grad", t2 - t1)
         h = xb
-        for name, (layer, act) in zip(names, plan):
+        for name, st in zip(names, plan):
             ta = pc()
-            h = layer._forward(h) if act is None else layer._forward(h, act)
+            h = st._forward(h)
             add(f"fwd {name}", pc() - ta)
         ta = pc()
         loss(h, yb)
@@ -602,7 +602,7 @@ def bench_breakdown(X, y, batch, threads, opts):
         add("loss (softmax-CE + grad)", pc() - ta)
         for i in range(len(plan) - 1, -1, -1):
             ta = pc()
-            gl = plan[i][0]._backward(gl, i > 0)
+            gl = plan[i]._backward(gl, i > 0)
             add(f"bwd {names[i]}", pc() - ta)
         ta = pc()
         opt.step()

@@ -231,7 +231,9 @@ class PReLU(Layer):
         g = _check_grad(grad_out, self._x, "PReLU")
         gx = self._workspace("gx", g.shape, g.dtype)
         w = self.weight
-        _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None)
+        channels = self._x.shape[1] if self._x.ndim > 1 else 1
+        _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None,
+                                self._colsum_scratch(channels))
         return gx
 
     def get_config(self):
@@ -286,8 +288,8 @@ class Maxout(Layer):
         gz = self._workspace("gz", (x.shape[0], self.weight.shape[0]), x.dtype)
         _kernels.maxout_backward(g, idx, self.pieces, gz)
         if self.bias is not None and self.bias.requires_grad:
-            _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, gz,
-                                  self.bias.grad)
+            _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, None,
+                                  self.bias.grad, self._colsum_scratch(gz.shape[1]))
         if self.weight.requires_grad:
             _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
         if not need_input_grad:

@@ -88,11 +88,18 @@ class Dense(Layer):
             raise ValueError(
                 f"{self._where}.backward: expected gradient of shape {y.shape}, got {g.shape}"
             )
-        gz = self._workspace("gz", y.shape, y.dtype)
         bias = self.bias
         gbias = bias.grad if bias is not None and bias.requires_grad else None
-        _kernels.act_backward(self._code, *self._params,
-                              self._z if self._needs_input else None, y, g, gz, gbias)
+        scratch = self._colsum_scratch(y.shape[1]) if gbias is not None else None
+        if self._code == _kernels.ACT_IDENTITY:
+            gz = g  # no derivative to apply; only the bias gradient's column sums
+            if gbias is not None:
+                _kernels.act_backward(self._code, 0.0, 0.0, None, None, g, None, gbias, scratch)
+        else:
+            gz = self._workspace("gz", y.shape, y.dtype)
+            _kernels.act_backward(self._code, *self._params,
+                                  self._z if self._needs_input else None, y, g, gz, gbias,
+                                  scratch)
         if self.weight.requires_grad:
             _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
         if not need_input_grad:

@@ -123,11 +123,12 @@ class _BatchNorm(_ChannelNorm):
             factor = self._momentum_factor() if update else 0.0
             _kernels.bn_forward_train(x, gamma, beta, self.eps, factor,
                                       self.running_mean if update else None,
-                                      self.running_var if update else None, y, mean, invstd)
+                                      self.running_var if update else None, y, mean, invstd,
+                                      self._colsum_scratch(2 * self.num_features))
         else:
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
-            mean, invstd = self.running_mean, self._running_invstd(x.dtype)
+            mean, invstd = self.running_mean, None  # computed by backward if it comes
         self._x, self._mean, self._invstd = x, mean, invstd
         return y
 
@@ -136,8 +137,9 @@ class _BatchNorm(_ChannelNorm):
         g = _check_grad(grad_out, x, self._where)
         gx = self._workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
-        _kernels.bn_backward(self._batch_stats, x, g, self._affine()[0], self._mean,
-                             self._invstd, gx, gw, gb)
+        invstd = self._invstd if self._batch_stats else self._running_invstd(x.dtype)
+        _kernels.bn_backward(self._batch_stats, x, g, self._affine()[0], self._mean, invstd,
+                             gx, gw, gb, self._colsum_scratch(2 * self.num_features))
         return gx
 
 
@@ -191,7 +193,7 @@ class _InstanceNorm(_ChannelNorm):
         else:
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
-            mean, invstd = self.running_mean, self._running_invstd(x.dtype)
+            mean, invstd = self.running_mean, None  # computed by backward if it comes
         self._x, self._mean, self._invstd, self._inner = x, mean, invstd, inner
         return y
 
@@ -215,7 +217,8 @@ class _InstanceNorm(_ChannelNorm):
             _kernels.rownorm_backward(x, self._inner, x.shape[1], self._inner, g, gamma,
                                       self._mean, self._invstd, gx, gw, gb)
         else:
-            _kernels.bn_backward(False, x, g, gamma, self._mean, self._invstd, gx, gw, gb)
+            _kernels.bn_backward(False, x, g, gamma, self._mean, self._running_invstd(x.dtype),
+                                 gx, gw, gb, self._colsum_scratch(2 * self.num_features))
         return gx
 
 

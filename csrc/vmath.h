@@ -1,0 +1,135 @@
+/* Single-precision exp, tanh, expm1 and log1p that vectorise.
+ *
+ * libm's expf/tanhf are opaque calls, so a loop calling them runs one element at a
+ * time. These are branch-free polynomial versions (Cephes' algorithms and
+ * coefficients: range reduction, then a minimax polynomial) that GCC vectorises
+ * inside `#pragma omp simd` loops. Accuracy: within 3 ulp over the whole float range
+ * (tests/test_kernels.py checks them against float64 libm); NaN and +-inf behave as
+ * libm's. Double precision keeps libm (its callers are checks, not speed). */
+#ifndef FASTNN_VMATH_H
+#define FASTNN_VMATH_H
+
+#include <stdint.h>
+
+/* Always inlined: a call left out of line would keep the caller's loop scalar. */
+#if defined(__GNUC__)
+#define FNN_VINLINE static inline __attribute__((always_inline))
+#else
+#define FNN_VINLINE static inline
+#endif
+
+FNN_VINLINE float fnn_bits_to_float(int32_t i)
+{
+    union { int32_t i; float f; } u;
+    u.i = i;
+    return u.f;
+}
+
+FNN_VINLINE int32_t fnn_float_to_bits(float f)
+{
+    union { float f; int32_t i; } u;
+    u.f = f;
+    return u.i;
+}
+
+/* e^x: x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-6 polynomial, times 2^n. */
+FNN_VINLINE float fnn_expf(float x)
+{
+    const float hi = 88.7228393f, lo = -87.3365479f;
+    /* Two-way selects and arithmetic only: GCC if-converts and vectorises those. */
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    /* round to nearest by the 1.5 * 2^23 trick (|t| < 2^22) */
+    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    int32_t n = (int32_t)fn;
+    float r = xc - fn * 0.693359375f - fn * -2.12194440e-4f;
+    float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * z + r + 1.0f;
+    /* 2^n in two factors, so that n = 128 (x near the overflow bound) stays finite */
+    int32_t n1 = n >> 1, n2 = n - n1;
+    y = y * fnn_bits_to_float((n1 + 127) << 23) * fnn_bits_to_float((n2 + 127) << 23);
+    y = x > hi ? (float)INFINITY : y;
+    y = x < lo ? 0.0f : y;
+    return x != x ? x : y;
+}
+
+/* tanh: an odd polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1) beyond (with the sign). */
+FNN_VINLINE float fnn_tanhf(float x)
+{
+    float z = x < 0 ? -x : x;
+    float s = fnn_expf(2.0f * (z < 20.0f ? z : 20.0f));
+    float big = 1.0f - 2.0f / (s + 1.0f);
+    big = x < 0 ? -big : big;
+    float x2 = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * x2 + 2.06390887954e-2f;
+    p = p * x2 - 5.37397155531e-2f;
+    p = p * x2 + 1.33314422036e-1f;
+    p = p * x2 - 3.33332819422e-1f;
+    float small = p * x2 * x + x;
+    float r = z < 0.625f ? small : big;
+    return x != x ? x : r;
+}
+
+/* e^x - 1: Taylor series to x^9/9! for |x| < 0.5, e^x - 1 beyond. */
+FNN_VINLINE float fnn_expm1f(float x)
+{
+    float z = x < 0 ? -x : x;
+    float p = 1.0f / 362880;
+    p = p * x + 1.0f / 40320;
+    p = p * x + 1.0f / 5040;
+    p = p * x + 1.0f / 720;
+    p = p * x + 1.0f / 120;
+    p = p * x + 1.0f / 24;
+    p = p * x + 1.0f / 6;
+    p = p * x + 0.5f;
+    float small = p * x * x + x;
+    float big = fnn_expf(x) - 1.0f;
+    return z < 0.5f ? small : big;
+}
+
+/* ln x for x > 0 (normal numbers): x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m by a
+ * polynomial in m - 1. ln(+inf) = +inf, ln(NaN) = NaN. */
+FNN_VINLINE float fnn_logf(float x)
+{
+    int32_t bits = fnn_float_to_bits(x);
+    int32_t e = ((bits >> 23) & 0xff) - 126;
+    float m = fnn_bits_to_float((bits & 0x007fffff) | 0x3f000000); /* in [0.5, 1) */
+    int small = m < 0.707106781186547524f;
+    e -= small;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float p = 7.0376836292e-2f;
+    p = p * m - 1.1514610310e-1f;
+    p = p * m + 1.1676998740e-1f;
+    p = p * m - 1.2420140846e-1f;
+    p = p * m + 1.4249322787e-1f;
+    p = p * m - 1.6668057665e-1f;
+    p = p * m + 2.0000714765e-1f;
+    p = p * m - 2.4999993993e-1f;
+    p = p * m + 3.3333331174e-1f;
+    float fe = (float)e;
+    float y = p * m * z + fe * -2.12194440e-4f - 0.5f * z;
+    y = m + y + fe * 0.693359375f;
+    y = x == (float)INFINITY ? x : y;
+    return x != x ? x : y;
+}
+
+/* ln(1 + x) for x >= 0: ln(u) * x / (u - 1) with u = 1 + x, which cancels the rounding
+ * of u (Goldberg's trick); x itself when u rounds to 1. */
+FNN_VINLINE float fnn_log1pf(float x)
+{
+    float u = 1.0f + x;
+    float d = u - 1.0f;
+    float r = fnn_logf(u) * (x / (d == 0.0f ? 1.0f : d));
+    r = d == 0.0f ? x : r;
+    return u == (float)INFINITY ? u : r;
+}
+
+#endif

@@ -1,0 +1,119 @@
+"""Fused steps of a Sequential (fastnn.fusion) compute what their layers compute one by
+one: Dense + activation, and BatchNorm1d -> ReLU (-> Dropout) in training."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import fusion, rng
+
+
+def layer_by_layer(layers, x, g):
+    """Forward and backward through public layer calls (never fused)."""
+    outs = x
+    for layer in layers:
+        outs = layer.forward(outs)
+    y = outs
+    for layer in reversed(layers):
+        g = layer.backward(g)
+    return y, g
+
+
+def make(dtype, dropout, affine=True, track=True):
+    fastnn.seed(3)
+    layers = [fastnn.BatchNorm1d(70, affine=affine, track_running_stats=track, dtype=dtype),
+              fastnn.ReLU()]
+    if dropout is not None:
+        layers.append(fastnn.Dropout(dropout))
+    if affine:  # non-trivial affine parameters
+        r = np.random.default_rng(0)
+        layers[0].weight.data[...] = r.uniform(0.5, 1.5, 70)
+        layers[0].bias.data[...] = r.normal(0, 0.3, 70)
+    return layers
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dropout", [None, 0.0, 0.3])
+@pytest.mark.parametrize("affine,track", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("rows", [5, 600])
+def test_batchnorm_relu_dropout_matches_layers(dtype, dropout, affine, track, rows, use_threads):
+    r = np.random.default_rng(1)
+    x = (r.standard_normal((rows, 70)) * 2 + 0.5).astype(dtype)
+    g = r.standard_normal((rows, 70)).astype(dtype)
+    tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    results = []
+    for fused in (True, False):
+        layers = make(dtype, dropout, affine, track)
+        model = fastnn.Sequential(*layers)
+        assert isinstance(model._steps[0], fusion.BatchNormReLU)
+        state = rng.get_state()
+        with use_threads(2):
+            if fused:
+                y = model._forward(x).copy()
+                gx = model._backward(g).copy()
+            else:
+                y, gx = layer_by_layer(layers, x, g)
+        rng.set_state(state)
+        grads = [p.grad.copy() for p in model.parameters()]
+        bufs = [b.copy() for _, b in model.named_buffers()]
+        results.append((y, gx, grads, bufs))
+    (y1, gx1, gr1, b1), (y2, gx2, gr2, b2) = results
+    np.testing.assert_array_equal(y1, y2)  # same ops, same masks: same bits
+    np.testing.assert_allclose(gx1, gx2, **tol)
+    for a, b in zip(gr1, gr2):
+        np.testing.assert_allclose(a, b, **tol)
+    for a, b in zip(b1, b2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fused_step_is_used_only_in_training_on_2d_input():
+    layers = make(np.float64, 0.5)
+    model = fastnn.Sequential(*layers)
+    step = model._steps[0]
+    x = np.random.default_rng(0).standard_normal((8, 70))
+    model._forward(x)
+    assert step._fused
+    model.eval()
+    y = model._forward(x)
+    assert not step._fused
+    np.testing.assert_allclose(y, np.maximum(layers[0].forward(x), 0))  # dropout: identity
+
+
+def test_weight_scaling_dropout_runs_unfused():
+    layers = make(np.float64, None)
+    layers.append(fastnn.Dropout(0.5, mode="weight_scaling"))
+    model = fastnn.Sequential(*layers)
+    x = np.random.default_rng(0).standard_normal((8, 70))
+    model._forward(x)
+    assert not model._steps[0]._fused
+
+
+def test_dropout_layer_keeps_the_fused_mask():
+    layers = make(np.float32, 0.5)
+    model = fastnn.Sequential(*layers)
+    x = np.random.default_rng(0).standard_normal((64, 70)).astype(np.float32)
+    y = model._forward(x)
+    mask = layers[2]._mask
+    assert mask.shape == x.shape and set(np.unique(mask)) <= {0, 1}
+    assert np.all(y[mask == 0] == 0)
+
+
+@pytest.mark.parametrize("act", [fastnn.ReLU(), fastnn.Tanh(), fastnn.LeakyReLU(-0.2),
+                                 fastnn.GELU(), fastnn.Identity()])
+def test_dense_activation_matches_layers(act, use_threads):
+    r = np.random.default_rng(2)
+    x = r.standard_normal((33, 20))
+    g = r.standard_normal((33, 9))
+    out = []
+    for fused in (True, False):
+        fastnn.seed(1)
+        dense = fastnn.Dense(20, 9, dtype=np.float64)
+        model = fastnn.Sequential(dense, act)
+        assert isinstance(model._steps[0], fusion.DenseActivation)
+        with use_threads(2):
+            if fused:
+                y, gx = model._forward(x).copy(), model._backward(g).copy()
+            else:
+                y, gx = layer_by_layer([dense, act], x, g)
+        out.append((y, gx, dense.weight.grad.copy(), dense.bias.grad.copy()))
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
