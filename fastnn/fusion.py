@@ -22,11 +22,17 @@ from .layers.normalization import BatchNorm1d
 
 
 class Single:
-    """One layer as a step (its own methods, bound: no extra call per use)."""
+    """One layer as a step."""
 
     def __init__(self, layer):
+        self.layer = layer
         self.layers = (layer,)
-        self._forward, self._backward = layer._forward, layer._backward
+
+    def _forward(self, x):
+        return self.layer._forward(x)
+
+    def _backward(self, grad_out, need_input_grad=True):
+        return self.layer._backward(grad_out, need_input_grad)
 
 
 class DenseActivation:
@@ -99,6 +105,11 @@ class BatchNormReLU:
             x, g, bn._affine()[0], s[0], s[1], s[2], s[3], self._mask,
             1.0 / (1.0 - self._p), gx, gw, gb, bn._colsum_scratch(2 * x.shape[1]))
         return gx
+
+
+def unfused(layers):
+    """Steps that run every layer on its own (for tools that watch each layer)."""
+    return [Single(layer) for layer in layers]
 
 
 def plan(layers):

@@ -8,6 +8,7 @@ import numpy as np
 from ..layers.activations import (
     ELU, GELU, HardTanh, LeakyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh,
 )
+from .. import fusion
 from ..module import Layer, Sequential
 from ._objective import as_float, as_target, check_model, leaf_modules, preserved_rng, \
     working_copy
@@ -30,7 +31,7 @@ class _Recorder:
         self.outputs, self.grads, self.inputs = {}, {}, {}
         for m in model.modules():
             if isinstance(m, Sequential):
-                m._steps = [(layer, None) for layer in m.layers]
+                m._steps = fusion.unfused(m.layers)
         self.leaves = leaf_modules(model)
         for name, m in self.leaves:
             self._wrap(name, m)
