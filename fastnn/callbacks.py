@@ -181,37 +181,40 @@ class CSVLogger(Callback):
 
 class TerminateOnNaN(Callback):
     """Stop at the first NaN or infinite training loss, before it updates anything.
-    The parameters are left at their last finite values (if the update before the bad
-    batch had already made them non-finite, they go back to the start of the epoch),
-    and normalisation buffers (running statistics) are restored from before the bad
-    batch. The Trainer includes one by default."""
+    Normalisation buffers (running statistics) are restored from before the bad batch.
+    The parameters stay at their last values when those are finite; if an earlier update
+    had already made the parameters or the optimizer's state non-finite, both go back to
+    the start of the epoch, so that training can continue from there. The Trainer
+    includes one by default."""
 
     def __init__(self):
-        self._buffers = None
-        self._params = None
+        self._buffers = self._live = None
+        self._params = self._opt_state = None
         self.stopped = None
 
     def on_epoch_begin(self, trainer, epoch):
         self._params = [p.data.copy() for p in trainer.model.parameters()]
+        self._opt_state = trainer.optimizer.state_dict()
+        self._live = [b for _, b in trainer.model.named_buffers()]
+        self._buffers = [b.copy() for b in self._live]
 
     def on_batch_begin(self, trainer, batch):
-        live = [b for _, b in trainer.model.named_buffers()]
-        if self._buffers is None or len(self._buffers) != len(live):
-            self._buffers = [b.copy() for b in live]
-        else:
-            for saved, b in zip(self._buffers, live):
-                np.copyto(saved, b)
+        for saved, b in zip(self._buffers, self._live):
+            np.copyto(saved, b)
 
     def on_nonfinite_loss(self, trainer, value):
-        model = trainer.model
-        for saved, (_, b) in zip(self._buffers or (), model.named_buffers()):
+        model, opt = trainer.model, trainer.optimizer
+        for saved, b in zip(self._buffers or (), self._live or ()):
             np.copyto(b, saved)
         params = model.parameters()
         restored = ""
-        if not all(np.isfinite(p.data).all() for p in params):
+        finite = all(np.isfinite(p.data).all() for p in params) and all(
+            np.isfinite(v).all() for v in opt.state.values())
+        if not finite and self._params is not None:
             for p, saved in zip(params, self._params):
                 np.copyto(p.data, saved)
-            restored = "; parameters restored to the start of the epoch"
+            opt.load_state_dict(self._opt_state)
+            restored = "; parameters and optimizer state restored to the start of the epoch"
         self.stopped = (trainer.epoch + 1, value)
         trainer.stop_training = True
         warnings.warn(f"TerminateOnNaN: loss is {value} in epoch {trainer.epoch + 1}; training "

@@ -290,17 +290,7 @@ class Adam(Optimizer):
                                       weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _validate(self, g):
-        name = type(self).__name__
-        _check_lr(g["lr"], name)
-        b1, b2 = g["betas"]
-        if not 0.0 <= b1 < 1.0:
-            raise ValueError(f"{name}: invalid beta parameter at index 0: {b1}")
-        if not 0.0 <= b2 < 1.0:
-            raise ValueError(f"{name}: invalid beta parameter at index 1: {b2}")
-        if not g["eps"] > 0:
-            raise ValueError(f"{name}: invalid epsilon value: {g['eps']}")
-        if not g["weight_decay"] >= 0:
-            raise ValueError(f"{name}: invalid weight_decay value: {g['weight_decay']}")
+        _check_betas(g, type(self).__name__)
 
     def _needs_state(self, name):
         return name != "max_exp_avg_sq" or any(g["amsgrad"] for g in self.param_groups)
@@ -454,6 +444,7 @@ class Adadelta(Optimizer):
 
 
 def _check_betas(g, name):
+    """The checks of the Adam family: lr, betas in [0, 1), eps > 0, weight_decay >= 0."""
     _check_lr(g["lr"], name)
     b1, b2 = g["betas"]
     if not 0.0 <= b1 < 1.0:

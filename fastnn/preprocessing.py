@@ -101,13 +101,14 @@ class Standardizer:
     def fit_transform(self, X, dtype=np.float32):
         return self.fit(X).transform(X, dtype)
 
-    def as_layer(self, dtype=np.float32):
-        """A fastnn.Standardize layer applying this transform (to put first in a model)."""
+    def as_layer(self, inverse=False, dtype=np.float32):
+        """A fastnn.Standardize layer applying this transform (to put first in a model),
+        or with inverse=True its inverse (to put last: outputs in target units)."""
         from .layers import Standardize
 
         if self.mean_ is None:
             raise RuntimeError("Standardizer.as_layer: call fit first")
-        layer = Standardize(self.mean_.shape[0], dtype=dtype)
+        layer = Standardize(self.mean_.shape[0], inverse=inverse, dtype=dtype)
         layer.mean[...] = self.mean_
         layer.scale[...] = self.scale_
         return layer

@@ -762,3 +762,37 @@ def test_callbacks_module_exports():
     for name in ("Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
                  "TerminateOnNaN", "LambdaCallback", "ProgressBar"):
         assert hasattr(callbacks, name)
+
+
+def test_terminate_on_nan_leaves_a_trainer_that_can_train_on():
+    """An update that made the optimizer's state (and the weights) non-finite is undone
+    with the epoch: a later fit on clean data trains normally."""
+    X, y = classification()
+    trainer = trainer_for(mlp(p=0.0), lr=1e-2)
+    trainer.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    bad = X.copy()
+    bad[20] = 3e38  # overflows the first Dense layer: that batch's loss is NaN
+    with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
+        trainer.fit(bad, y, epochs=4, batch_size=8, shuffle=False, verbose=0)
+    assert len(trainer.history) == 2 and finite_params(trainer.model)
+    assert all(np.isfinite(v).all() for v in trainer.optimizer.state.values())
+    trainer.fit(X, y, epochs=4, batch_size=8, shuffle=False, verbose=0)
+    assert len(trainer.history) == 4 and np.isfinite(trainer.history["loss"]).all()
+
+
+def test_terminate_on_nan_restores_parameters_and_optimizer_state_of_the_epoch():
+    X, y = classification()
+    trainer = trainer_for(mlp(p=0.0))
+    trainer.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    cb = TerminateOnNaN()
+    cb.on_epoch_begin(trainer, 2)
+    params = [p.data.copy() for p in trainer.model.parameters()]
+    state = {k: v.copy() for k, v in trainer.optimizer.state.items()}
+    for p in trainer.model.parameters():  # an update gone wrong
+        p.data[...] = np.nan
+    trainer.optimizer.state["exp_avg"][...] = np.inf
+    with pytest.warns(RuntimeWarning, match="optimizer state restored"):
+        cb.on_nonfinite_loss(trainer, float("nan"))
+    assert trainer.stop_training
+    assert all(np.array_equal(p.data, q) for p, q in zip(trainer.model.parameters(), params))
+    assert all(np.array_equal(trainer.optimizer.state[k], v) for k, v in state.items())

@@ -294,8 +294,11 @@ def test_sigkill_while_saving_never_leaves_a_partial_file(tmp_path):
     out.mkdir()
     refs.mkdir()
     target = out / "model.safetensors"
+    # From tmp_path: `python -c` puts the working directory first on the import path,
+    # and the repository's source tree (without compiled kernels) must not shadow fastnn.
     server = subprocess.Popen([sys.executable, "-c", KILL_SERVER, str(target), str(refs)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=tmp_path)
     try:
         assert server.stdout.readline().strip() == "refs"
         a = fastnn.load(refs / "a.safetensors").state_dict()

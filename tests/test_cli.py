@@ -341,35 +341,39 @@ def _env():
     return env
 
 
+def _run(args, tmp_path):
+    """Run a command from tmp_path: `python -m` puts the working directory first on the
+    import path, and the repository's source tree (without its compiled kernels) must
+    not shadow the installed fastnn."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=_env(),
+                          cwd=tmp_path)
+
+
 def test_console_script_and_python_m(tmp_path, class_csv):
     exe = shutil.which("fastnn")
     if exe is None:
         pytest.skip("the fastnn console script is not on PATH")
-    r = subprocess.run([exe, "train", "--epochs", "2", "--quiet", "--hidden", "32",
-                        "--out", str(tmp_path / "m")], capture_output=True, text=True,
-                       timeout=120, env=_env())
+    r = _run([exe, "train", "--epochs", "2", "--quiet", "--hidden", "32",
+              "--out", str(tmp_path / "m")], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "epoch 2/2" in r.stdout and accuracy_of(r.stdout) > 0.3
     np.savez(tmp_path / "x.npz", X=fastnn.datasets.load_digits()[0][:5])
-    r = subprocess.run([sys.executable, "-m", "fastnn", "predict",
-                        str(tmp_path / "m" / "model.safetensors"), "--data",
-                        str(tmp_path / "x.npz"), "--proba"],
-                       capture_output=True, text=True, timeout=120, env=_env())
+    r = _run([sys.executable, "-m", "fastnn", "predict",
+              str(tmp_path / "m" / "model.safetensors"), "--data", str(tmp_path / "x.npz"),
+              "--proba"], tmp_path)
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(r.stdout.splitlines()))
     assert rows[0][:2] == ["prediction", "p_0"] and len(rows) == 6 and len(rows[1]) == 11
 
 
 def test_errors_in_a_real_process(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "fastnn", "train", "--data",
-                        str(tmp_path / "nope.csv")], capture_output=True, text=True,
-                       timeout=120, env=_env())
+    r = _run([sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "nope.csv")],
+             tmp_path)
     assert r.returncode == 2
     assert r.stderr.splitlines() == [f"fastnn train: error: no such file: "
                                      f"{tmp_path / 'nope.csv'}"]
     assert r.stdout == ""
-    r = subprocess.run([sys.executable, "-m", "fastnn"], capture_output=True, text=True,
-                       timeout=120, env=_env())
+    r = _run([sys.executable, "-m", "fastnn"], tmp_path)
     assert r.returncode == 2 and "train" in r.stderr
 
 

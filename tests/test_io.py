@@ -212,6 +212,7 @@ def test_file_matches_torch_state_dict_and_loads_into_torch(tmp_path):
 
 
 def test_load_into_a_given_model_also_from_a_torch_file(tmp_path):
+    pytest.importorskip("torch")
     import safetensors.torch
 
     torch, ours, theirs = _torch_pair()

@@ -49,16 +49,27 @@ void S(fnn_sgd_step)(ptrdiff_t n, T *param, const T *grad, T *buf, double lr,
  *   vmax = max(vmax, v), v^ = vmax    (amsgrad; else v^ = v)
  *   p = p - lr / bc1 * m / (sqrt(v^) / sqrt(bc2) + eps),  bc_i = 1 - beta_i^t
  * max_exp_avg_sq is NULL without amsgrad. */
+/* The step shared by Adam and NAdam for element k: weight decay (decoupled, as a
+ * factor on p, or coupled, added to the gradient), then both moments. Returns the
+ * decayed parameter; *g, *mk and *vk receive the gradient and the new moments. */
+FNN_INLINE T S(adam_moments)(ptrdiff_t k, T *p, const T *grad, T *m, T *v, T b1c, T beta2,
+                             T b2c, T wd, T decay, T *g, T *mk, T *vk)
+{
+    T pk = p[k] * decay;
+    *g = grad[k] + wd * pk;
+    *mk = m[k] + b1c * (*g - m[k]);
+    *vk = beta2 * v[k] + b2c * *g * *g;
+    m[k] = *mk;
+    v[k] = *vk;
+    return pk;
+}
+
 FNN_INLINE void S(adam_elem)(ptrdiff_t k, int ams, T *p, const T *grad, T *m, T *v, T *vmax,
                              T step_size, T b1c, T beta2, T b2c, T eps, T wd, T decay,
                              T bc2_sqrt)
 {
-    T pk = p[k] * decay;
-    T g = grad[k] + wd * pk;
-    T mk = m[k] + b1c * (g - m[k]);
-    T vk = beta2 * v[k] + b2c * g * g;
-    m[k] = mk;
-    v[k] = vk;
+    T g, mk, vk;
+    T pk = S(adam_moments)(k, p, grad, m, v, b1c, beta2, b2c, wd, decay, &g, &mk, &vk);
     if (ams) {
         vk = vmax[k] > vk ? vmax[k] : vk;
         vmax[k] = vk;
@@ -261,12 +272,8 @@ static FNN_CLONES void S(nadam_chunk)(ptrdiff_t n, T *p, const T *grad, T *m, T 
 {
 #pragma omp simd
     for (ptrdiff_t k = 0; k < n; k++) {
-        T pk = p[k] * decay;
-        T g = grad[k] + wd * pk;
-        T mk = m[k] + b1c * (g - m[k]);
-        T vk = beta2 * v[k] + b2c * g * g;
-        m[k] = mk;
-        v[k] = vk;
+        T g, mk, vk;
+        T pk = S(adam_moments)(k, p, grad, m, v, b1c, beta2, b2c, wd, decay, &g, &mk, &vk);
         T d = SQRT(vk / bc2) + eps;
         pk += c_g * (g / d);
         p[k] = pk + c_m * (mk / d);

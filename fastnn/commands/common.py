@@ -27,43 +27,23 @@ def positive_ints(text):
     return values
 
 
-def fraction(text):
-    """A float in [0, 1); argparse type."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1), got {v}")
-    return v
+def _number(convert, ok, kind, wanted):
+    """An argparse type: convert(text) (a `kind`), accepted when ok(value), else an
+    error saying `wanted`."""
+
+    def parse(text):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {v}")
+        return v
+
+    return parse
 
 
-def open_fraction(text):
-    """A float in (0, 1); argparse type."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in (0, 1), got {v}")
-    return v
-
-
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def non_negative_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
+fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number", "a value in [0, 1)")
+open_fraction = _number(float, lambda v: 0.0 < v < 1.0, "a number", "a value in (0, 1)")
+positive_int = _number(int, lambda v: v > 0, "an integer", "a positive integer")
+non_negative_float = _number(float, lambda v: v >= 0, "a number", "a number >= 0")

@@ -94,6 +94,11 @@ def run(args):
     scaler = preprocessing.Standardizer().fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     _print_data(data, X_tr, X_te, y_tr)
+    target_scaler = None
+    if task == "regression":  # the network learns standardised targets; the saved
+        y2 = y_tr.reshape(len(y_tr), -1)  # model maps its outputs back to target units
+        target_scaler = preprocessing.Standardizer().fit(y2)
+        y_tr = target_scaler.transform(y2).reshape(y_tr.shape)
 
     n_out = len(data["classes"]) if task == "classification" else (1 if y.ndim == 1 else y.shape[1])
     body = _mlp(fastnn, X.shape[1], n_out, args)
@@ -119,13 +124,22 @@ def run(args):
     except ValueError as e:  # the data is checked already: what is left is its size
         raise CommandError(str(e)) from None
     seconds = time.perf_counter() - start
-    test = trainer.evaluate(X_te, y_te)
+    layers = [scaler.as_layer(), *body.layers]
+    if target_scaler is None:
+        test = trainer.evaluate(X_te, y_te)
+    else:
+        layers.append(target_scaler.as_layer(inverse=True))
+        pred = fastnn.Sequential(*layers[1:]).predict(X_te).reshape(y_te.shape)
+        test = {"mse": float(np.mean((pred - y_te) ** 2)), "mae": float(np.mean(np.abs(pred - y_te)))}
     print(f"\nTrained {len(history)} epochs in {seconds:.1f} s"
           + (" (interrupted)" if trainer.interrupted else ""))
-    print("Test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    units = "" if target_scaler is None else " (in target units; training figures above are " \
+        "on standardised targets)"
+    print("Test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()) + units)
     if args.out:
-        model = fastnn.Sequential(scaler.as_layer(), *body.layers)
-        _write_outputs(args.out, model, history, test, data, body.predict(X_te), y_te, seconds)
+        model = fastnn.Sequential(*layers)
+        _write_outputs(args.out, model, history, test, data, model.predict(
+            scaler.inverse_transform(X_te)), y_te, seconds)
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
 from ..validation import as_float_input, choice, float_dtype, follow_dtype, positive_int
+from .dense import linear_backward
 
 
 class _Elementwise(Layer):
@@ -290,13 +291,7 @@ class Maxout(Layer):
         if self.bias is not None and self.bias.requires_grad:
             _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, None,
                                   self.bias.grad, self._colsum_scratch(gz.shape[1]))
-        if self.weight.requires_grad:
-            _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
-        if not need_input_grad:
-            return None
-        gx = self._workspace("gx", x.shape, x.dtype)
-        _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
-        return gx
+        return linear_backward(self, gz, x, need_input_grad)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -100,13 +100,7 @@ class Dense(Layer):
             _kernels.act_backward(self._code, *self._params,
                                   self._z if self._needs_input else None, y, g, gz, gbias,
                                   scratch)
-        if self.weight.requires_grad:
-            _kernels.gemm(gz, x, self.weight.grad, True, False, 1.0, 1.0)
-        if not need_input_grad:
-            return None
-        gx = self._workspace("gx", x.shape, x.dtype)
-        _kernels.gemm(gz, self.weight.data, gx, False, False, 1.0, 0.0)
-        return gx
+        return linear_backward(self, gz, x, need_input_grad)
 
     def get_config(self):
         reg = self.regularizer
@@ -120,3 +114,16 @@ class Dense(Layer):
 
 
 Linear = Dense
+
+
+def linear_backward(layer, gz, x, need_input_grad):
+    """The GEMMs of the backward of z = x @ layer.weight.T: weight.grad += gz.T @ x (if
+    trainable) and, when wanted, the input gradient gz @ weight (a workspace of layer)."""
+    w = layer.weight
+    if w.requires_grad:
+        _kernels.gemm(gz, x, w.grad, True, False, 1.0, 1.0)
+    if not need_input_grad:
+        return None
+    gx = layer._workspace("gx", x.shape, x.dtype)
+    _kernels.gemm(gz, w.data, gx, False, False, 1.0, 0.0)
+    return gx

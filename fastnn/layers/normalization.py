@@ -482,15 +482,17 @@ def remove_weight_norm(module):
 
 class Standardize(Layer):
     """A fixed per-feature standardisation y = (x - mean) / scale, from statistics
-    fitted on training data (fastnn.preprocessing.Standardizer.as_layer()). Putting it
-    first in a model lets the saved model take raw features. `mean` and `scale` are
-    buffers: saved and loaded with the model, never trained."""
+    fitted on training data (fastnn.preprocessing.Standardizer.as_layer()), or with
+    inverse=True its inverse y = x * scale + mean. Put first, a saved model takes raw
+    features; put last (inverse), a regression model answers in target units. `mean`
+    and `scale` are buffers: saved and loaded with the model, never trained."""
 
     _buffers = ("mean", "scale")
 
-    def __init__(self, num_features, dtype=np.float32):
+    def __init__(self, num_features, inverse=False, dtype=np.float32):
         super().__init__()
         self.num_features = positive_int(num_features, "num_features")
+        self.inverse = bool(inverse)
         dt = float_dtype(dtype)
         self.mean = np.zeros(self.num_features, dt)
         self.scale = np.ones(self.num_features, dt)
@@ -499,8 +501,12 @@ class Standardize(Layer):
     def _forward(self, x):
         x = as_float_input(x, self.mean.dtype, self._where, features=self.num_features)
         y = self._workspace("y", x.shape, x.dtype)
-        np.subtract(x, self.mean, out=y)
-        y /= self.scale
+        if self.inverse:
+            np.multiply(x, self.scale, out=y)
+            y += self.mean
+        else:
+            np.subtract(x, self.mean, out=y)
+            y /= self.scale
         self._shape = x.shape
         return y
 
@@ -510,11 +516,11 @@ class Standardize(Layer):
             raise ValueError(f"{self._where}.backward: expected gradient of shape "
                              f"{self._shape}, got {g.shape}")
         gx = self._workspace("gx", g.shape, g.dtype)
-        np.divide(g, self.scale, out=gx)
+        (np.multiply if self.inverse else np.divide)(g, self.scale, out=gx)
         return gx
 
     def get_config(self):
-        return {"num_features": self.num_features}
+        return {"num_features": self.num_features, "inverse": self.inverse}
 
     def extra_repr(self):
-        return str(self.num_features)
+        return f"{self.num_features}" + (", inverse=True" if self.inverse else "")
