@@ -208,7 +208,7 @@ def test_train_and_predict_csv_regression(capsys, tmp_path, reg_csv):
                          "--quiet", "--out", out_dir)
     assert code == 0, err
     assert "120 samples x 3 features; target 'target', regression" in out
-    m = re.search(r"^Test: loss ([0-9.]+), mae ([0-9.]+)$", out, re.M)
+    m = re.search(r"^Test: loss ([0-9.]+), mae ([0-9.]+) \(in target units", out, re.M)
     assert m, out
     assert float(m.group(2)) < np.std(y)  # better than predicting the mean
     assert "confusion_matrix.png" not in os.listdir(out_dir)
@@ -236,7 +236,7 @@ def test_train_npz_and_forced_regression(capsys, tmp_path):
                          "--epochs", 2, "--hidden", "8", "--quiet")
     assert code == 0, err
     assert "classification" not in out and "regression" in out
-    assert re.search(r"^Test: loss [0-9.]+, mae [0-9.]+$", out, re.M)
+    assert re.search(r"^Test: loss [0-9.]+, mae [0-9.]+ \(in target units", out, re.M)
     # predict reads NPZ too
     np.savez(tmp_path / "new.npz", X=X[:7])
     code, out, err = run(capsys, "predict", tmp_path / "c" / "model.safetensors", "--data",

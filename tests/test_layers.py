@@ -246,7 +246,9 @@ def test_batchnorm_train_forward_backward_reference(dtype, shape):
     xhat = (x.astype(np.float64) - mean) * invstd
     ref_gx = gamma * invstd * (g64 - g64.mean(0) - xhat * (g64 * xhat).mean(0))
     u = 1e-5 if dtype == np.float32 else 1e-12
-    gscale = gamma * invstd * (np.abs(g64).max(0) + 1)
+    # x - mean loses relative precision when a column's spread is small next to its
+    # values (x ~ 3, spread ~ 1e-3 in a batch of 2): the bound grows with |x| invstd
+    gscale = gamma * invstd * (np.abs(g64).max(0) + 1) * (1 + np.abs(x).max(0) * invstd)
     assert (np.abs(gx - ref_gx) <= u * gscale).all()
     sums = batch * (np.abs(g64).max(0) + 1)
     assert (np.abs(bn.weight.grad - (g64 * xhat).sum(0)) <= u * sums * (1 + np.abs(xhat).max(0))).all()

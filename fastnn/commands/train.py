@@ -130,7 +130,8 @@ def run(args):
     else:
         layers.append(target_scaler.as_layer(inverse=True))
         pred = fastnn.Sequential(*layers[1:]).predict(X_te).reshape(y_te.shape)
-        test = {"mse": float(np.mean((pred - y_te) ** 2)), "mae": float(np.mean(np.abs(pred - y_te)))}
+        test = {"loss": float(np.mean((pred - y_te) ** 2)),  # MSE, the training loss
+                "mae": float(np.mean(np.abs(pred - y_te)))}
     print(f"\nTrained {len(history)} epochs in {seconds:.1f} s"
           + (" (interrupted)" if trainer.interrupted else ""))
     units = "" if target_scaler is None else " (in target units; training figures above are " \
