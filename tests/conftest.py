@@ -13,8 +13,15 @@ import contextlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fastnn
+
+# Property-based tests draw the same examples on every run, so CI is reproducible;
+# `pytest --hypothesis-profile=explore` searches new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 # Tolerances for results that are not bit-exact: a few float32 ulps, and ~1e-10
 # relative in float64 (kernels against NumPy references written in the tests).
