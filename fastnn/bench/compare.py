@@ -841,6 +841,10 @@ def add_arguments(parser):
                         help="skip the kernel-bandwidth section")
     parser.add_argument("--no-breakdown", action="store_true",
                         help="skip the per-phase breakdown of fastnn's step")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the per-phase breakdown of fastnn's step (each layer's "
+                             "forward and backward, loss, optimizer, the GEMMs alone), for "
+                             "each batch size and thread count")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")
@@ -888,6 +892,11 @@ def run(args, out=sys.stdout):
     X, y = make_data()
     log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
         f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
+    if args.profile:
+        for t in threads:
+            for b in batches:
+                print("\n" + breakdown_table(bench_breakdown(X, y, b, t, opts)), file=out)
+        return 0
 
     rows = bench_train(X, y, batches, threads, torch, opts, log)
     if not args.no_predict:
