@@ -16,11 +16,12 @@ from fastnn.bench import compare
 def bench_threads():
     n = os.environ.get("FASTNN_BENCH_THREADS")
     if n:
+        compare.set_threads(int(n))
         try:
             import torch
         except Exception:
-            torch = None
-        compare.set_threads(int(n), torch)
+            return n
+        torch.set_num_threads(int(n))
     return n
 
 

@@ -356,7 +356,9 @@ def optimizer_table(threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, config
     configs = list(configs or CONFIGS)
     all_rows = []
     for nt in threads:
-        compare.set_threads(nt, torch)
+        compare.set_threads(nt)
+        if torch is not None:
+            torch.set_num_threads(nt)
         probes = [compare.Case(name, fn, nbytes) for name, fn, nbytes in stream_cases(n)]
         rows = []
         for config in configs:

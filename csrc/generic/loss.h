@@ -32,7 +32,7 @@ static FNN_CLONES void S(xent_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t K, con
             }
         }
         int64_t y = labels[i];
-        double lse = (double)mx + log(sum);
+        double lse = (double)mx + (double)LOG((T)sum); /* logf for float: sum in [1, K] */
         row_loss[i] = lse - (1.0 - eps) * (double)zi[y] - off * zsum;
         if (grad) {
             T *e = grad + i * K;

@@ -1,11 +1,14 @@
 """`fastnn bench`: fastnn side by side with its anchors on the MLP-BN workload.
 
 Everything PERFORMANCE.md asks of a measurement is done here: all implementations run
-in one process on the same preloaded data (N = 16,384 x 784 float32), at the same
+in one benchmark run on the same preloaded data (N = 16,384 x 784 float32), at the same
 batch size and thread count, in interleaved repeats (the order rotates from repeat to
 repeat), each repeat long enough to be stable (~0.2 s of calls), and the median of the
 repeats after a warm-up is what counts. Only ratios measured in the same run are
 compared with the targets; absolute figures move from run to run on a shared machine.
+PyTorch runs in a worker process of its own (fastnn.bench.torch_worker), its timings
+interleaved with the others: in the same process its thread pool takes cores from
+fastnn's and NumPy's threads (on 2 cores it halved both at batch 128).
 
 Measured:
 - training step of MLP-BN (forward, loss, backward, Adam) for fastnn, the NumPy
@@ -72,7 +75,7 @@ def _cpu_model():
     return f"{name}{extra}" + (f", {'+'.join(isa)}" if isa else "")
 
 
-def machine_info(torch=None):
+def machine_info(worker=None):
     """CPU, cores, BLAS libraries and versions: what a figure depends on."""
     from threadpoolctl import threadpool_info
 
@@ -96,16 +99,14 @@ def machine_info(torch=None):
         "scipy": scipy.__version__,
         "fastnn": fastnn.__version__,
         "fastnn_parallel_min_elements": _kernels.PARALLEL_MIN_ELEMENTS,
-        "torch": getattr(torch, "__version__", None),
+        "torch": worker.info["torch"] if worker is not None else None,
         "threadpools": libs,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                                            "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS",
                                            "MKL_NUM_THREADS") if k in os.environ},
     }
-    if torch is not None:
-        info["torch_config"] = {"mkldnn": bool(torch.backends.mkldnn.is_available()),
-                                "mkl": bool(torch.backends.mkl.is_available()),
-                                "interop_threads": torch.get_num_interop_threads()}
+    if worker is not None:
+        info["torch_config"] = {k: v for k, v in worker.info.items() if k != "torch"}
     return info
 
 
@@ -162,6 +163,86 @@ class Case:
     def __init__(self, name, fn, items=1, setup=None):
         self.name, self.fn, self.items, self.setup = name, fn, items, setup
 
+    def calibrate(self, warmup_time):
+        """Warm up; the best time of a single call."""
+        n, t0, best = 0, time.perf_counter(), math.inf
+        while True:
+            t = time.perf_counter()
+            self.fn()
+            best = min(best, time.perf_counter() - t)
+            n += 1
+            if n >= 3 and time.perf_counter() - t0 >= warmup_time:
+                return best
+
+    def timed(self, n):
+        """Seconds for n calls, after one settling call (caches after the case before)."""
+        fn = self.fn
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return time.perf_counter() - t0
+
+
+class TorchWorker:
+    """A PyTorch process (fastnn.bench.torch_worker) answering one command at a time;
+    None from start() when torch cannot be imported there."""
+
+    def __init__(self, proc):
+        self.proc = proc
+
+    @classmethod
+    def start(cls):
+        import subprocess
+
+        proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.torch_worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        worker = cls(proc)
+        try:
+            worker.info = worker.ask(cmd="info")
+        except (OSError, ValueError, json.JSONDecodeError):
+            worker.close()
+            return None
+        return worker
+
+    def ask(self, **msg):
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise ValueError("the PyTorch worker stopped")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise ValueError(f"the PyTorch worker: {reply['error']}")
+        return reply
+
+    def case(self, name, kind, batch, threads, fused=False):
+        return RemoteCase(self, name, batch, dict(cmd="setup", kind=kind, batch=batch,
+                                                  threads=threads, fused=fused))
+
+    def close(self):
+        try:
+            self.ask(cmd="quit")
+        except (OSError, ValueError):
+            pass
+        self.proc.wait(timeout=10)
+
+
+class RemoteCase(Case):
+    """A case timed in the PyTorch worker: set up there, timed there (the same loops as
+    Case's), interleaved here with the local cases."""
+
+    def __init__(self, worker, name, items, setup_msg):
+        super().__init__(name, None, items, setup=lambda: worker.ask(**setup_msg))
+        self.worker = worker
+
+    def calibrate(self, warmup_time):
+        return self.worker.ask(cmd="calibrate", warmup=warmup_time)["best"]
+
+    def timed(self, n):
+        return self.worker.ask(cmd="time", n=n)["seconds"]
+
 
 def measure(cases, repeats=7, min_time=0.2, warmup_time=0.1, pause=0.0):
     """Interleaved timing: per case the median over `repeats` blocks of the time per
@@ -183,14 +264,7 @@ def measure(cases, repeats=7, min_time=0.2, warmup_time=0.1, pause=0.0):
             c.setup()
         if pause:
             time.sleep(pause)
-        n, t0, best = 0, time.perf_counter(), math.inf
-        while True:
-            t = time.perf_counter()
-            c.fn()
-            best = min(best, time.perf_counter() - t)
-            n += 1
-            if n >= 3 and time.perf_counter() - t0 >= warmup_time:
-                break
+        best = c.calibrate(warmup_time)
         calls[c.name] = max(1, int(round(min_time / max(best, 1e-9))))
     per_call = {c.name: [] for c in cases}
     for r in range(repeats):
@@ -200,13 +274,8 @@ def measure(cases, repeats=7, min_time=0.2, warmup_time=0.1, pause=0.0):
                 c.setup()
             if pause:
                 time.sleep(pause)
-            c.fn()  # settle: caches after the previous case
             n = calls[c.name]
-            fn = c.fn
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            per_call[c.name].append((time.perf_counter() - t0) / n)
+            per_call[c.name].append(c.timed(n) / n)
     background = meter.background()
     out = {}
     for c in cases:
@@ -383,35 +452,31 @@ def torch_predict(torch, Xt, batch, seed=0):
 # --------------------------------------------------------------------------------------
 # Thread control
 # --------------------------------------------------------------------------------------
-def set_threads(n, torch=None):
-    """n threads for fastnn (its kernels and GEMMs), for NumPy's BLAS and for torch.
-    fastnn keeps the BLAS behind its GEMMs (scipy's) single-threaded by itself."""
+def set_threads(n):
+    """n threads for fastnn (its kernels and GEMMs) and for NumPy's BLAS (the PyTorch
+    worker sets its own with each case). fastnn keeps the BLAS behind its GEMMs
+    (scipy's) single-threaded by itself."""
     from threadpoolctl import ThreadpoolController
 
     fastnn.set_num_threads(n)
     for lib in ThreadpoolController().lib_controllers:
         if lib.user_api == "blas" and "numpy" in lib.filepath:
             lib.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------
-def bench_train(X, y, batches, threads, torch, opts, log):
+def bench_train(X, y, batches, threads, worker, opts, log):
     rows = []
-    Xt = yt = None
-    if torch is not None:
-        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for t in threads:
-        set_threads(t, torch)
+        set_threads(t)
         for b in batches:
             cases = [Case("fastnn", fastnn_train_step(X, y, b), b),
                      Case("numpy", numpy_train_step(X, y, b), b)]
-            if torch is not None:
-                cases += [Case("torch", torch_train_step(torch, Xt, yt, b), b),
-                          Case("torch_fused", torch_train_step(torch, Xt, yt, b, True), b)]
+            if worker is not None:
+                cases += [worker.case("torch", "train", b, t),
+                          worker.case("torch_fused", "train", b, t, fused=True)]
             cases.append(Case("gemm_only", gemm_only_step(b), b))
             res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
             for name, r in res.items():
@@ -422,16 +487,15 @@ def bench_train(X, y, batches, threads, torch, opts, log):
     return rows
 
 
-def bench_predict(X, batches, threads, torch, opts, log):
+def bench_predict(X, batches, threads, worker, opts, log):
     rows = []
-    Xt = torch.from_numpy(X) if torch is not None else None
     for t in threads:
-        set_threads(t, torch)
+        set_threads(t)
         for b in batches:
             cases = [Case("fastnn", fastnn_predict(X, b), b),
                      Case("numpy", numpy_predict(X, b), b)]
-            if torch is not None:
-                cases.append(Case("torch", torch_predict(torch, Xt, b), b))
+            if worker is not None:
+                cases.append(worker.case("torch", "predict", b, t))
             res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
             for name, r in res.items():
                 rows.append({"kind": "predict", "impl": name, "batch": b, "threads": t,
@@ -852,14 +916,6 @@ def add_arguments(parser):
     return parser
 
 
-def _import_torch():
-    try:
-        import torch
-    except Exception:  # not installed, or broken: the anchors are optional
-        return None
-    return torch
-
-
 def run(args, out=sys.stdout):
     """Run the benchmark described by parsed `args`; returns an exit code."""
     t_start = time.perf_counter()
@@ -883,12 +939,23 @@ def run(args, out=sys.stdout):
     threads = args.threads or ([1] if quick else list(THREADS))
     predict_batches = [1, 256] if quick else list(PREDICT_BATCHES)
     judge_t = 2 if 2 in threads else max(threads)
-    torch = None if args.no_torch else _import_torch()
+    # PyTorch (optional) in a process of its own; None where it cannot be imported
+    worker = None if args.no_torch else TorchWorker.start()
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    info = machine_info(torch)
+    try:
+        return _run(args, out, opts, quick, batches, threads, predict_batches, judge_t,
+                    worker, log, t_start, run_meter)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, worker, log,
+         t_start, run_meter):
+    info = machine_info(worker)
     X, y = make_data()
     log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
         f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
@@ -898,9 +965,9 @@ def run(args, out=sys.stdout):
                 print("\n" + breakdown_table(bench_breakdown(X, y, b, t, opts)), file=out)
         return 0
 
-    rows = bench_train(X, y, batches, threads, torch, opts, log)
+    rows = bench_train(X, y, batches, threads, worker, opts, log)
     if not args.no_predict:
-        rows += bench_predict(X, predict_batches, threads, torch, opts, log)
+        rows += bench_predict(X, predict_batches, threads, worker, opts, log)
     stream = None
     if not args.no_kernels:
         krows, stream = bench_kernels(judge_t, opts, log)
@@ -910,7 +977,7 @@ def run(args, out=sys.stdout):
     if not (quick or args.no_breakdown):
         for b in batches:
             breakdowns.append(bench_breakdown(X, y, b, judge_t, opts))
-    set_threads(judge_t, torch)
+    set_threads(judge_t)
     targets = evaluate_targets(rows, batches, judge_t, stream, memory)
     duration = time.perf_counter() - t_start
     background = run_meter.background()

@@ -1,0 +1,66 @@
+"""The PyTorch side of `fastnn bench`, in a process of its own.
+
+PyTorch brings its own OpenMP runtime and thread pool. In the benchmark's process, its
+idle threads compete with fastnn's and NumPy's for the cores (on 2 cores this halved
+both at batch 128), so the anchors would be measured against a handicapped field. This
+worker holds torch instead: the benchmark sends it one JSON command per line on stdin
+and reads one JSON answer per line on stdout, and interleaves its timings with the
+in-process ones as before.
+
+Commands: {"cmd": "info"}; {"cmd": "setup", "kind": "train"|"predict", "batch": b,
+"threads": t, "fused": bool} (builds the case on the benchmark's data the first time,
+selects it after); {"cmd":
+"calibrate", "warmup": seconds} (the best single call); {"cmd": "time", "n": calls}
+(seconds for n calls, after one settling call); {"cmd": "quit"}.
+"""
+import json
+import sys
+
+
+def _case(torch, data, kind, batch, fused):
+    from fastnn.bench.compare import Case, torch_predict, torch_train_step
+
+    Xt, yt = data
+    if kind == "train":
+        return Case(kind, torch_train_step(torch, Xt, yt, batch, fused=fused), batch)
+    return Case(kind, torch_predict(torch, Xt, batch), batch)
+
+
+def main():
+    import torch
+
+    from fastnn.bench.compare import make_data
+
+    X, y = make_data()
+    data = torch.from_numpy(X), torch.from_numpy(y)
+    cases, case = {}, None  # built once per (kind, batch, threads, fused), reused after
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        if cmd == "quit":
+            break
+        if cmd == "info":
+            out = {"torch": torch.__version__,
+                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
+                   "mkl": bool(torch.backends.mkl.is_available()),
+                   "interop_threads": torch.get_num_interop_threads()}
+        elif cmd == "setup":
+            torch.set_num_threads(msg["threads"])
+            key = json.dumps(msg, sort_keys=True)
+            if key not in cases:
+                cases[key] = _case(torch, data, msg["kind"], msg["batch"],
+                                   msg.get("fused", False))
+            case = cases[key]
+            out = {"ok": True}
+        elif cmd == "calibrate":
+            out = {"best": case.calibrate(msg["warmup"])}
+        elif cmd == "time":
+            out = {"seconds": case.timed(msg["n"])}
+        else:
+            out = {"error": f"unknown command {cmd!r}"}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
