@@ -43,6 +43,21 @@ F32 = np.float32
 # operation writes in place (out=). Scalars are Python floats (NumPy 2's weak scalars,
 # so the arithmetic stays float32).
 # --------------------------------------------------------------------------------------
+def ema(avg, x, decay, tmp):
+    """avg = decay avg + (1 - decay) x, in place, as avg += (1 - decay)(x - avg)."""
+    np.subtract(x, avg, out=tmp)
+    np.multiply(tmp, 1.0 - decay, out=tmp)
+    np.add(avg, tmp, out=avg)
+
+
+def ema_of_square(avg, g, decay, tmp):
+    """avg = decay avg + (1 - decay) g^2, in place."""
+    np.multiply(avg, decay, out=avg)
+    np.multiply(g, 1.0 - decay, out=tmp)
+    np.multiply(tmp, g, out=tmp)
+    np.add(avg, tmp, out=avg)
+
+
 class NumpyOptimizer:
     """A NumPy step over flat buffers p, g with `states` zero-initialised state
     buffers and `scratch` temporaries. Subclasses define update()."""
@@ -94,13 +109,8 @@ class NpAdamWAmsgrad(NumpyOptimizer):
     def update(self, t, lr, weight_decay, b1=0.9, b2=0.999, eps=1e-8):
         p, g, (m, v, vmax), (tmp,) = self.p, self.g, self.s, self.tmp
         np.multiply(p, 1.0 - lr * weight_decay, out=p)
-        np.subtract(g, m, out=tmp)
-        np.multiply(tmp, 1.0 - b1, out=tmp)
-        np.add(m, tmp, out=m)
-        np.multiply(v, b2, out=v)
-        np.multiply(g, 1.0 - b2, out=tmp)
-        np.multiply(tmp, g, out=tmp)
-        np.add(v, tmp, out=v)
+        ema(m, g, b1, tmp)
+        ema_of_square(v, g, b2, tmp)
         np.maximum(vmax, v, out=vmax)
         np.sqrt(vmax, out=tmp)
         np.divide(tmp, math.sqrt(1.0 - b2**t), out=tmp)
@@ -129,14 +139,9 @@ class NpRMSprop(NumpyOptimizer):
 
     def update(self, t, lr, centered=False, momentum=0.0, alpha=0.99, eps=1e-8):
         p, g, (sq, ga, buf), (tmp, den) = self.p, self.g, self.s, self.tmp
-        np.multiply(sq, alpha, out=sq)
-        np.multiply(g, 1.0 - alpha, out=tmp)
-        np.multiply(tmp, g, out=tmp)
-        np.add(sq, tmp, out=sq)
+        ema_of_square(sq, g, alpha, tmp)
         if centered:
-            np.subtract(g, ga, out=tmp)
-            np.multiply(tmp, 1.0 - alpha, out=tmp)
-            np.add(ga, tmp, out=ga)
+            ema(ga, g, alpha, tmp)
             np.multiply(ga, ga, out=den)
             np.subtract(sq, den, out=den)
             np.sqrt(den, out=den)
@@ -158,10 +163,7 @@ class NpAdadelta(NumpyOptimizer):
 
     def update(self, t, lr=1.0, rho=0.9, eps=1e-6):
         p, g, (sq, acc), (tmp, den) = self.p, self.g, self.s, self.tmp
-        np.multiply(sq, rho, out=sq)
-        np.multiply(g, 1.0 - rho, out=tmp)
-        np.multiply(tmp, g, out=tmp)
-        np.add(sq, tmp, out=sq)
+        ema_of_square(sq, g, rho, tmp)
         np.add(sq, eps, out=den)
         np.sqrt(den, out=den)
         np.add(acc, eps, out=tmp)
@@ -181,9 +183,7 @@ class NpAdamax(NumpyOptimizer):
 
     def update(self, t, lr=2e-3, b1=0.9, b2=0.999, eps=1e-8):
         p, g, (m, u), (tmp,) = self.p, self.g, self.s, self.tmp
-        np.subtract(g, m, out=tmp)
-        np.multiply(tmp, 1.0 - b1, out=tmp)
-        np.add(m, tmp, out=m)
+        ema(m, g, b1, tmp)
         np.abs(g, out=tmp)
         np.add(tmp, eps, out=tmp)
         np.multiply(u, b2, out=u)
@@ -207,13 +207,8 @@ class NpNAdam(NumpyOptimizer):
         self.prod *= mu
         c_g = -lr * (1.0 - mu) / (1.0 - self.prod)
         c_m = -lr * mu_next / (1.0 - self.prod * mu_next)
-        np.subtract(g, m, out=tmp)
-        np.multiply(tmp, 1.0 - b1, out=tmp)
-        np.add(m, tmp, out=m)
-        np.multiply(v, b2, out=v)
-        np.multiply(g, 1.0 - b2, out=tmp)
-        np.multiply(tmp, g, out=tmp)
-        np.add(v, tmp, out=v)
+        ema(m, g, b1, tmp)
+        ema_of_square(v, g, b2, tmp)
         np.multiply(v, 1.0 / (1.0 - b2**t), out=den)
         np.sqrt(den, out=den)
         np.add(den, eps, out=den)
@@ -313,6 +308,24 @@ COPY_PROBES = 2  # the first two stream_cases define "stream"
 # --------------------------------------------------------------------------------------
 # pytest-benchmark cases
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_numpy_step_does_the_same_update_as_fastnn(config):
+    """The NumPy steps are what fastnn's speed is compared with: they must compute the
+    same update, or the comparison flatters one side."""
+    fname, fopts, np_cls, np_opts, _, _ = CONFIGS[config]
+    data, grad = _data(1000)
+    grad *= 1e3  # O(1) gradients: SGD's 5 steps then move p by ~5e-3, well above atol
+    p = fastnn.Parameter(data.copy())
+    opt = getattr(optim, fname)([p], **fopts)
+    p.grad[...] = grad
+    ref = np_cls(data.copy(), grad.copy(), **np_opts)
+    for _ in range(5):
+        opt.step()
+        ref.step()
+    assert not np.array_equal(ref.p, data)
+    np.testing.assert_allclose(p.data, ref.p, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_optimizer_step(benchmark, config, impl):

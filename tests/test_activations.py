@@ -25,6 +25,7 @@ from fastnn import (
     ELU, GELU, RBF, AbsReLU, Dense, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU,
     Sequential, Sigmoid, Softmax, Softplus, Tanh, _kernels,
 )
+from helpers import fd_check
 
 HYP = settings(max_examples=15, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -167,33 +168,6 @@ def away_from(x, points, margin=2e-2):
     return x
 
 
-def check_fd(layer, x, num_grad, fd_tol, rng, before=None):
-    """Input and every parameter gradient of `layer` against central differences of
-    sum(R * layer(x)), R a fixed random array. before(): called before each forward."""
-
-    def forward(xv):
-        if before is not None:
-            before()
-        return layer.forward(xv)
-
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    R = rng.standard_normal(forward(x).shape)
-
-    def f(xv):
-        return float(np.sum(forward(xv) * R))
-
-    forward(x)
-    layer.zero_grad()
-    gx = layer.backward(R)
-    grads = {name: p.grad.copy() for name, p in layer.named_parameters()}
-    np.testing.assert_allclose(gx, num_grad(f, x.copy()), **fd_tol, err_msg="input grad")
-    for name, p in layer.named_parameters():
-        assert np.any(grads[name] != 0), f"{name}: gradient identically zero"
-        np.testing.assert_allclose(grads[name], num_grad(lambda _: f(x), p.data), **fd_tol,
-                                   err_msg=name)
-    return gx, grads
-
-
 def torch_run(th, fn, x, g, params=()):
     """torch forward/backward in float64: (y, dL/dx, [dL/dparam])."""
     xt = th.tensor(x, dtype=th.float64, requires_grad=True)
@@ -241,7 +215,7 @@ def test_elementwise_gradient_finite_differences(rng, num_grad, fd_tol, name):
     x = away_from(rng.normal(0, 2, (5, 6)), spec.kinks)
     x[0, :3] = away_from([spec.kinks[0] - 0.5, spec.kinks[0] + 0.5, 6.0]
                          if spec.kinks else [-4.0, 4.0, 6.0], spec.kinks)
-    check_fd(spec.make(), x, num_grad, fd_tol, rng)
+    fd_check(spec.make(), x, num_grad, fd_tol, rng)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -441,7 +415,7 @@ def test_prelu_finite_differences(rng, num_grad, fd_tol, case):
     n, shape = PRELU_CASES[case]
     layer = make_prelu(n, np.float64, rng)
     x = away_from(rng.standard_normal(shape), [0.0])
-    check_fd(layer, x, num_grad, fd_tol, rng)
+    fd_check(layer, x, num_grad, fd_tol, rng)
 
 
 @pytest.mark.parametrize("case", list(PRELU_CASES))
@@ -570,7 +544,7 @@ def test_maxout_finite_differences(rng, num_grad, fd_tol, bias):
     z = maxout_ref(layer, x)
     srt = np.sort(z, axis=2)
     assert (srt[..., -1] - srt[..., -2]).min() > 1e-4  # no near-ties: differentiable
-    check_fd(layer, x, num_grad, fd_tol, rng)
+    fd_check(layer, x, num_grad, fd_tol, rng)
 
 
 @HYP
@@ -638,7 +612,7 @@ def test_softmax_float32(rng, axis):
 
 @pytest.mark.parametrize("axis", [-1, 0, 2])
 def test_softmax_finite_differences(rng, num_grad, fd_tol, axis):
-    check_fd(Softmax(axis), rng.standard_normal((3, 2, 4)), num_grad, fd_tol, rng)
+    fd_check(Softmax(axis), rng.standard_normal((3, 2, 4)), num_grad, fd_tol, rng)
 
 
 def test_softmax_large_magnitudes_and_nan():
@@ -704,7 +678,7 @@ def test_rbf_numpy_reference(rng, dtype):
 def test_rbf_finite_differences(rng, num_grad, fd_tol):
     layer = make_rbf(np.float64, rng, n_in=3, centers=4)
     x = rng.normal(0, 0.8, (6, 3))
-    check_fd(layer, x, num_grad, fd_tol, rng)
+    fd_check(layer, x, num_grad, fd_tol, rng)
 
 
 def test_rbf_bad_arguments():
@@ -733,7 +707,8 @@ def test_identity(rng, dtype):
 # ----------------------------------------------------------- fused Dense + activation
 
 FUSED = {
-    "relu": ReLU, "leaky": LeakyReLU, "leaky_neg": lambda: LeakyReLU(-0.3),
+    "identity": Identity, "relu": ReLU, "leaky": LeakyReLU, "leaky_0.1": lambda: LeakyReLU(0.1),
+    "leaky_neg": lambda: LeakyReLU(-0.3),
     "sigmoid": Sigmoid, "tanh": Tanh, "absrelu": AbsReLU,
     "hardtanh": lambda: HardTanh(-0.5, 0.7), "softplus": Softplus,
     "softplus_linear_region": lambda: Softplus(beta=3.0, threshold=1.0),
@@ -777,7 +752,7 @@ def test_fused_dense_activation_finite_differences(rng, num_grad, fd_tol, act):
     kinks = {"softplus_linear_region": [1 / 3], "hardtanh": [-0.5, 0.7]}.get(act, [])
     for k in kinks:
         assert np.abs(z - k).min() > 1e-3, "test input lies on a kink"
-    check_fd(model, x, num_grad, fd_tol, rng)
+    fd_check(model, x, num_grad, fd_tol, rng)
 
 
 # ------------------------------------------------------------------------- threads

@@ -11,6 +11,7 @@ from fastnn import (
     BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid,
     Tanh,
 )
+from helpers import fd_check
 
 HYP = settings(max_examples=15, deadline=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -36,34 +37,6 @@ def away_from_kinks(x, margin=1e-2):
     near = np.abs(x) < margin
     x[near] = np.where(x[near] < 0, -margin, margin) * 2
     return x
-
-
-def fd_check(layer, x, num_grad, fd_tol, rng, seed=None):
-    """Backward of `layer` (input gradient and every parameter gradient) against central
-    differences of the scalar sum(R * layer(x)), R a fixed random projection.
-
-    seed: reseed fastnn before every forward (Dropout draws the same mask each time)."""
-
-    def forward(xv):
-        if seed is not None:
-            fastnn.seed(seed)
-        return layer.forward(xv)
-
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    R = rng.standard_normal(forward(x).shape)
-
-    def f(xv):
-        return float(np.sum(forward(xv) * R))
-
-    forward(x)
-    layer.zero_grad()
-    gx = layer.backward(R)
-    grads = {name: p.grad.copy() for name, p in layer.named_parameters()}
-    np.testing.assert_allclose(gx, num_grad(f, x.copy()), **fd_tol, err_msg="input grad")
-    for name, p in layer.named_parameters():
-        ng = num_grad(lambda _: f(x), p.data)
-        np.testing.assert_allclose(grads[name], ng, **fd_tol, err_msg=name)
-    return gx, grads
 
 
 def make_dense(n_in, n_out, dtype, bias=True, seed=0):
@@ -412,41 +385,11 @@ def test_dropout_thread_independent(rng, use_threads):
 
 
 def test_dropout_gradient_finite_differences(rng, num_grad, fd_tol):
-    fd_check(Dropout(0.4), rng.standard_normal((6, 5)), num_grad, fd_tol, rng, seed=5)
+    fd_check(Dropout(0.4), rng.standard_normal((6, 5)), num_grad, fd_tol, rng,
+             before=lambda: fastnn.seed(5))
 
 
 # ------------------------------------------------------------- Sequential and fusion
-
-FUSABLE = {
-    "relu": ReLU, "leaky": lambda: LeakyReLU(0.1), "leaky_neg": lambda: LeakyReLU(-0.3),
-    "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity,
-}
-
-
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("act", list(FUSABLE))
-def test_fused_dense_activation_equals_unfused(rng, dtype, act, bias):
-    d1 = make_dense(70, 65, dtype, bias)
-    fused = Sequential(d1, FUSABLE[act]())
-    assert len(fused._steps) == 1  # the activation is folded into the Dense epilogue
-    d2 = make_dense(70, 65, dtype, bias)
-    a2 = FUSABLE[act]()
-    x = rng.standard_normal((37, 70)).astype(dtype)
-    g = rng.standard_normal((37, 65)).astype(dtype)
-    for _ in range(2):  # the second round runs on reused workspaces
-        fused.zero_grad()
-        d2.zero_grad()
-        y_f = fused.forward(x)
-        y_u = a2.forward(d2.forward(x))
-        np.testing.assert_array_equal(y_f, y_u)
-        gx_f = fused.backward(g)
-        gx_u = d2.backward(a2.backward(g))
-        np.testing.assert_array_equal(gx_f, gx_u)
-        np.testing.assert_array_equal(d1.weight.grad, d2.weight.grad)
-        if bias:
-            np.testing.assert_array_equal(d1.bias.grad, d2.bias.grad)
-        x = x[::-1].copy()
-
 
 def build_mlp(dtype=np.float64):
     fastnn.seed(3)
@@ -492,7 +435,8 @@ def test_sequential_gradients_finite_differences(rng, num_grad, fd_tol):
         if isinstance(layer, (ReLU, LeakyReLU)):
             assert np.abs(h).min() > 1e-4, f"layer {i} input too close to 0"
         h = layer.forward(h)
-    _, grads = fd_check(model, x, num_grad, fd_tol, rng, seed=4)
+    _, grads = fd_check(model, x, num_grad, fd_tol, rng,
+                         before=lambda: fastnn.seed(4))
     assert len(grads) == 12
 
 

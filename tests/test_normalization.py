@@ -16,6 +16,7 @@ from fastnn import (
     Sequential, _kernels, remove_weight_norm, weight_norm,
 )
 from fastnn.layers.normalization import _WeightNormed
+from helpers import fd_check
 
 # float64 round-off for sums over a few hundred elements.
 TORCH_TOL = dict(rtol=1e-11, atol=1e-12)
@@ -382,26 +383,6 @@ def test_float32_close_to_torch(th, rng, case):
 
 # --------------------------------------------------------------- finite differences
 
-def check_fd(layer, x, num_grad, fd_tol, rng):
-    """Input and every parameter gradient of `layer` against central differences of
-    sum(R * layer(x))."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    R = rng.standard_normal(layer.forward(x).shape)
-
-    def f(xv):
-        return float(np.sum(layer.forward(xv) * R))
-
-    layer.forward(x)
-    layer.zero_grad()
-    gx = layer.backward(R)
-    grads = {n: p.grad.copy() for n, p in layer.named_parameters()}
-    np.testing.assert_allclose(gx, num_grad(f, x.copy()), **fd_tol, err_msg="input grad")
-    for n, p in layer.named_parameters():
-        assert np.any(grads[n] != 0), f"{n}: gradient identically zero"
-        np.testing.assert_allclose(grads[n], num_grad(lambda _: f(x), p.data), **fd_tol,
-                                   err_msg=n)
-
-
 def _eval_bn(cls, c, **kw):
     def make():
         layer = cls(c, dtype=np.float64, **kw)
@@ -451,7 +432,7 @@ def _eval_in2d():
 def test_normalization_gradients_finite_differences(rng, num_grad, fd_tol, case):
     make, shape = FD_CASES[case]
     layer = randomize_affine(make(), rng)
-    check_fd(layer, rng.normal(0.5, 2.0, shape), num_grad, fd_tol, rng)
+    fd_check(layer, rng.normal(0.5, 2.0, shape), num_grad, fd_tol, rng)
 
 
 # ------------------------------------------------------------------------- threads
@@ -560,7 +541,7 @@ def test_weight_norm_training_steps_match_torch(th, rng, dim):
 def test_weight_norm_finite_differences(th, rng, num_grad, fd_tol, dim):
     layer, _ = make_weight_normed(th, dim, rng, n_in=4, n_out=3)
     layer.weight_g.data = rng.uniform(0.5, 2.0, layer.weight_g.shape)
-    check_fd(layer, rng.standard_normal((5, 4)), num_grad, fd_tol, rng)
+    fd_check(layer, rng.standard_normal((5, 4)), num_grad, fd_tol, rng)
 
 
 @pytest.mark.parametrize("dim", [0, None], ids=["dim0", "dimNone"])

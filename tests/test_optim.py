@@ -2,6 +2,7 @@
 formulas and against torch.optim, flat-buffer views, parameter groups, frozen
 parameters, the lr property, state_dict round trips and input validation."""
 import copy
+import functools
 import itertools
 
 import numpy as np
@@ -10,31 +11,14 @@ import pytest
 import fastnn
 from fastnn import optim
 from fastnn.losses import CrossEntropyLoss
+from helpers import grad_stream, make_params as _make_params, tols
 
 SHAPES = [(7, 5), (5,), (3, 7), (3,), (1,)]
 DTYPES = [np.float32, np.float64]
 
 
 # -- helpers ----------------------------------------------------------------------------
-def make_params(dtype, seed=0, shapes=SHAPES):
-    r = np.random.default_rng(seed)
-    return [fastnn.Parameter(r.normal(size=s).astype(dtype), name=f"p{i}")
-            for i, s in enumerate(shapes)]
-
-
-def grad_stream(shapes, steps, seed=1, dtype=np.float64):
-    """Random gradients whose scale changes from step to step (so that AMSGrad's
-    running maximum differs from the plain second moment)."""
-    r = np.random.default_rng(seed)
-    out = []
-    for _ in range(steps):
-        scale = 10.0 ** r.uniform(-2, 1)
-        out.append([(scale * r.normal(size=s)).astype(dtype) for s in shapes])
-    return out
-
-
-def tols(dtype):
-    return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
+make_params = functools.partial(_make_params, shapes=SHAPES)
 
 
 class RefSGD:

@@ -8,6 +8,7 @@ parameter), on 1 and 2 threads above the threading threshold, through state_dict
 trips, with the lr setter and input validation. Then clip_grad_norm_ /
 clip_grad_value_ against torch.nn.utils, and the Trainer's clip_grad_norm."""
 import copy
+import functools
 import itertools
 import math
 
@@ -17,6 +18,7 @@ import pytest
 import fastnn
 from fastnn import optim
 from fastnn.losses import CrossEntropyLoss
+from helpers import grad_stream, make_params as _make_params, tols
 
 SHAPES = [(7, 5), (5,), (3, 7), (3,), (1,)]
 DTYPES = [np.float32, np.float64]
@@ -24,25 +26,7 @@ NAMES = ["Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam"]
 
 
 # -- helpers ----------------------------------------------------------------------------
-def make_params(dtype, seed=0, shapes=SHAPES):
-    r = np.random.default_rng(seed)
-    return [fastnn.Parameter(r.normal(size=s).astype(dtype), name=f"p{i}")
-            for i, s in enumerate(shapes)]
-
-
-def grad_stream(shapes, steps, seed=1, dtype=np.float64):
-    """Random gradients whose scale changes from step to step by up to 1000x (so that
-    running maxima, accumulators and averages all see varied inputs)."""
-    r = np.random.default_rng(seed)
-    out = []
-    for _ in range(steps):
-        scale = 10.0 ** r.uniform(-2, 1)
-        out.append([(scale * r.normal(size=s)).astype(dtype) for s in shapes])
-    return out
-
-
-def tols(dtype):
-    return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
+make_params = functools.partial(_make_params, shapes=SHAPES)
 
 
 def run(opt, params, grads, frozen=None):

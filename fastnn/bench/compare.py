@@ -467,42 +467,43 @@ def set_threads(n):
 # --------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------
-def bench_train(X, y, batches, threads, worker, opts, log):
+def _bench_sizes(kind, batches, threads, make_cases, opts, log):
+    """For each thread count and batch, time make_cases(batch, threads) side by side;
+    one row per case: {"kind", "impl", "batch", "threads", timings, "samples_per_s"}."""
     rows = []
     for t in threads:
         set_threads(t)
         for b in batches:
-            cases = [Case("fastnn", fastnn_train_step(X, y, b), b),
-                     Case("numpy", numpy_train_step(X, y, b), b)]
-            if worker is not None:
-                cases += [worker.case("torch", "train", b, t),
-                          worker.case("torch_fused", "train", b, t, fused=True)]
-            cases.append(Case("gemm_only", gemm_only_step(b), b))
-            res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
+            res = measure(make_cases(b, t), opts.repeats, opts.min_time, opts.warmup,
+                          opts.pause)
             for name, r in res.items():
-                rows.append({"kind": "train_step", "impl": name, "batch": b, "threads": t,
-                             **r, "samples_per_s": r["items_per_s"]})
-            log(f"  train  threads={t} batch={b:5d}: " + ", ".join(
+                rows.append({"kind": kind, "impl": name, "batch": b, "threads": t, **r,
+                             "samples_per_s": r["items_per_s"]})
+            log(f"  {kind} threads={t} batch={b:5d}: " + ", ".join(
                 f"{n} {r['items_per_s']:,.0f}/s" for n, r in res.items()))
     return rows
+
+
+def bench_train(X, y, batches, threads, worker, opts, log):
+    def cases(b, t):
+        out = [Case("fastnn", fastnn_train_step(X, y, b), b),
+               Case("numpy", numpy_train_step(X, y, b), b)]
+        if worker is not None:
+            out += [worker.case("torch", "train", b, t),
+                    worker.case("torch_fused", "train", b, t, fused=True)]
+        return out + [Case("gemm_only", gemm_only_step(b), b)]
+
+    return _bench_sizes("train_step", batches, threads, cases, opts, log)
 
 
 def bench_predict(X, batches, threads, worker, opts, log):
-    rows = []
-    for t in threads:
-        set_threads(t)
-        for b in batches:
-            cases = [Case("fastnn", fastnn_predict(X, b), b),
-                     Case("numpy", numpy_predict(X, b), b)]
-            if worker is not None:
-                cases.append(worker.case("torch", "predict", b, t))
-            res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
-            for name, r in res.items():
-                rows.append({"kind": "predict", "impl": name, "batch": b, "threads": t,
-                             **r, "samples_per_s": r["items_per_s"]})
-            log(f"  predict threads={t} batch={b:4d}: " + ", ".join(
-                f"{n} {r['items_per_s']:,.0f}/s" for n, r in res.items()))
-    return rows
+    def cases(b, t):
+        out = [Case("fastnn", fastnn_predict(X, b), b), Case("numpy", numpy_predict(X, b), b)]
+        if worker is not None:
+            out.append(worker.case("torch", "predict", b, t))
+        return out
+
+    return _bench_sizes("predict", batches, threads, cases, opts, log)
 
 
 def bench_kernels(threads, opts, log):
