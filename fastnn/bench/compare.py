@@ -605,14 +605,51 @@ def bench_kernels(threads, opts, log):
     return rows, stream
 
 
+def _owner(a):
+    """The array that owns a's memory (the end of its .base chain)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def held_bytes(root, exclude=()):
+    """Bytes of the distinct NumPy buffers reachable from `root` through fastnn objects
+    and the dicts, lists and tuples they hold: parameters, gradients, optimizer state,
+    every layer's cached activations and workspaces. Buffers owned by an array in
+    `exclude` (the data set, which a step only reads) are not counted."""
+    skip = {id(_owner(e)) for e in exclude}
+    owners, seen, todo = {}, set(), [root]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            w = _owner(o)
+            if id(w) not in skip:
+                owners[id(w)] = w.nbytes
+        elif isinstance(o, dict):
+            todo.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            todo.extend(o)
+        elif type(o).__module__.startswith("fastnn") and hasattr(o, "__dict__"):
+            todo.extend(vars(o).values())
+    return sum(owners.values())
+
+
 def bench_memory(X, y, batch, threads):
-    """Bytes allocated (tracemalloc peak) by steady-state fastnn training steps."""
+    """Memory of fastnn training steps, by tracemalloc (which sees NumPy's buffers):
+    the bytes steady-state steps allocate, and the peak from building the model to the
+    sixth step against what the trainer holds at the end (parameters, gradients, Adam
+    state, cached activations and workspaces): temporaries would show as the excess."""
     set_threads(threads)
-    step = fastnn_train_step(X, y, batch)
-    for _ in range(3):
-        step()
     tracemalloc.start()
     try:
+        start = tracemalloc.get_traced_memory()[0]
+        step = fastnn_train_step(X, y, batch)
+        for _ in range(3):
+            step()
+        warm_peak = tracemalloc.get_traced_memory()[1] - start
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         for _ in range(3):
@@ -620,9 +657,13 @@ def bench_memory(X, y, batch, threads):
         cur, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    params = step.trainer.model.parameters()
     return {"kind": "memory", "batch": batch, "threads": threads,
             "peak_bytes": peak - base, "retained_bytes": cur - base,
-            "smallest_step_array_bytes": batch * N_CLASSES * 4}
+            "smallest_step_array_bytes": batch * N_CLASSES * 4,
+            "step_peak_bytes": max(warm_peak, peak - start),
+            "held_bytes": held_bytes(step.trainer, exclude=(X, y)),
+            "parameter_bytes": sum(p.data.nbytes for p in params)}
 
 
 def bench_breakdown(X, y, batch, threads, opts):
@@ -853,6 +894,9 @@ def evaluate_targets(rows, batches, threads, stream, memory):
         check(f"8. bytes allocated by steady-state steps (batch {memory['batch']}), "
               "must stay below one (batch, 10) array", memory["peak_bytes"],
               memory["smallest_step_array_bytes"], higher_is_better=False)
+        check("8. peak memory of building and training / memory the trainer holds "
+              "(parameters, gradients, optimizer state, cached activations)",
+              memory["step_peak_bytes"] / memory["held_bytes"], 1.3, higher_is_better=False)
     return sorted(res, key=lambda x: int(x["target"].split(".")[0]))
 
 
@@ -868,8 +912,7 @@ def targets_text(targets, t):
             f"{100 * thr:.0f}%" if "bandwidth" in x["target"] else f"{thr:g}x")
         lines.append(f"  [{'met' if x['met'] else 'NOT MET':>7}] {x['target']}: "
                      f"{shown} ({op} {thr_s})")
-    lines.append("  Not covered here: 8 (peak memory vs buffers), 9 (epoch scaling), "
-                 "the JAX anchor of 1.")
+    lines.append("  Not covered here: 9 (epoch scaling), the JAX anchor of 1.")
     return "\n".join(lines)
 
 
@@ -1012,6 +1055,9 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
                 f"{r['impl'].split(', ')[-1]} {r['us_per_call']:.2f} us" for r in small))
     p(f"\nAllocations of 3 steady-state fastnn steps (batch {memory['batch']}, tracemalloc): "
       f"peak {memory['peak_bytes']:,} B, retained {memory['retained_bytes']:,} B")
+    p(f"Memory from building the model to the sixth step: peak {memory['step_peak_bytes']:,} B; "
+      f"the trainer holds {memory['held_bytes']:,} B at the end (parameters "
+      f"{memory['parameter_bytes']:,} B)")
     for bd in breakdowns:
         p("\n" + breakdown_table(bd))
     p("\n" + targets_text(targets, judge_t))
