@@ -402,3 +402,13 @@ def test_top_level_help_and_version(capsys):
         assert command in out
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"fastnn {fastnn.__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--min-time", "0"], "--min-time > 0"),
+    (["--batches", "0"], "expected positive integers"),
+])
+def test_bench_rejects_empty_measurements(capsys, args, message):
+    code, out, err = run(capsys, "bench", "--quick", "--no-json", *args)
+    assert code == 2 and message in err and out == ""
