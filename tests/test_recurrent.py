@@ -190,3 +190,32 @@ def test_bad_lengths_and_states_raise():
         RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout"):
         LSTM(3, 4, dropout=1.0)
+
+
+def test_per_step_cross_entropy_with_padding_matches_torch():
+    """Sequence tagging: the LSTM's output at each step is the logits of that step's
+    class; padded steps (label -100 in torch) count for neither loss nor gradient. Here
+    the logits of the valid steps go to the 2-D cross-entropy."""
+    from fastnn.losses import CrossEntropyLoss
+
+    rng = np.random.default_rng(5)
+    N, T, C = 3, 6, 4
+    ours, theirs = make_pair("lstm", 5, C, batch_first=True)
+    x = rng.standard_normal((N, T, 5))
+    lengths = np.array([6, 2, 4])
+    labels = rng.integers(0, C, (N, T))
+    valid = np.arange(T) < lengths[:, None]
+    xt = torch.tensor(x, requires_grad=True)
+    out_t, _, _ = torch_run(theirs, xt, True, lengths)
+    tl = torch.tensor(np.where(valid, labels, -100))
+    ref = torch.nn.functional.cross_entropy(out_t.permute(0, 2, 1), tl, ignore_index=-100)
+    ref.backward()
+    out = ours.forward(x, lengths=lengths)
+    loss = CrossEntropyLoss()
+    value = loss(out[valid], labels[valid])
+    g = np.zeros_like(out)
+    g[valid] = loss.backward()
+    gx = ours.backward(g)[0]
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-12, rtol=1e-8)
+    check_grads(ours, theirs)

@@ -1010,6 +1010,9 @@ def add_arguments(parser):
                         help="only the per-phase breakdown of fastnn's step (each layer's "
                              "forward and backward, loss, optimizer, the GEMMs alone), for "
                              "each batch size and thread count")
+    parser.add_argument("--rnn", action="store_true",
+                        help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
+                             "against PyTorch and their GEMMs")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")
@@ -1060,6 +1063,11 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     X, y = make_data()
     log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
         f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
+    if args.rnn:
+        from fastnn.bench.rnn import run_rnn
+
+        run_rnn(opts, out, threads=judge_t, log=log)
+        return 0
     if args.profile:
         for t in threads:
             for b in batches:

@@ -1,0 +1,317 @@
+"""`fastnn bench --rnn`: LSTM and GRU side by side with PyTorch and with their GEMMs alone.
+
+Workload (the recurrent target of the benchmark): input 32, hidden 128, T = 40 steps,
+float32, batch_first, batch 64 and 256, one layer and two. A training step is the
+forward over the sequence, the backward from a fixed gradient of the output sequence
+(no input gradient: x is data) and an Adam update; inference is an eval-mode forward.
+PyTorch runs the same in a worker process of its own (its thread pool would take the
+cores from fastnn's). The "GEMM bound" is the same matrix products through the BLAS
+fastnn uses, and nothing else: per layer the input projection of all steps, one
+recurrent product per step, and for training one per step back, the weight gradients
+and (above the first layer) the input gradient. The per-step products are called from
+Python here, which adds ~1-2 us per call to the bound's time.
+
+Timing as in the rest of `fastnn bench`: interleaved repeats (the order rotates), the
+median after a warm-up; only ratios from the same run are compared with the targets
+(GRU >= 2x PyTorch's samples/s; LSTM step within 1.15x of its GEMM bound).
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import fastnn
+from fastnn import _kernels
+from fastnn.bench.compare import (
+    Case, CpuMeter, RemoteCase, TorchWorker, _fmt_rate, _fmt_ratio, _table, measure,
+    set_threads,
+)
+
+INPUT, HIDDEN, STEPS = 32, 128, 40
+BATCHES, LAYERS, KINDS = (64, 256), (1, 2), ("lstm", "gru")
+GRU_VS_TORCH, LSTM_VS_BOUND = 2.0, 1.15
+_BLOCKS = {"lstm": 4, "gru": 3}
+
+
+def make_data(batch, seed=0):
+    """x (batch, T, INPUT) and the output gradient (batch, T, HIDDEN), float32."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, STEPS, INPUT), dtype=np.float32),
+            rng.standard_normal((batch, STEPS, HIDDEN), dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------
+# fastnn
+# --------------------------------------------------------------------------------------
+def fastnn_layer(kind, layers, seed=0):
+    from fastnn.layers import GRU, LSTM
+
+    fastnn.seed(seed)
+    cls = LSTM if kind == "lstm" else GRU
+    return cls(INPUT, HIDDEN, num_layers=layers, batch_first=True)
+
+
+class FastnnRNN:
+    """The fastnn side: `train_step`, `infer`, and the step's phases one at a time."""
+
+    def __init__(self, kind, layers, batch):
+        from fastnn.module import Context
+
+        self.layer = fastnn_layer(kind, layers)
+        self.x, self.g = make_data(batch)
+        self.opt = fastnn.optim.Adam(self.layer.parameters(), lr=1e-3)
+        self.ctx, self.eval_ctx = Context(), Context()
+
+    def forward(self):
+        self.layer._forward(self.ctx, self.x)
+
+    def backward(self):
+        self.layer._backward(self.ctx, self.g, False)
+
+    def update(self):
+        self.opt.step()
+        self.opt.zero_grad()
+
+    def train_step(self):
+        self.forward()
+        self.backward()
+        self.update()
+
+    def infer(self):
+        self.layer.training = False
+        self.layer._forward(self.eval_ctx, self.x)
+        self.layer.training = True
+
+
+class GemmBound:
+    """The GEMMs of a step (or of inference) alone, on arrays of the step's shapes."""
+
+    def __init__(self, kind, layers, batch):
+        rng = np.random.default_rng(0)
+        W, R = _BLOCKS[kind] * HIDDEN, batch * STEPS
+        a = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+        self.layers = [dict(x=a(R, INPUT if k == 0 else HIDDEN), w_ih=a(W, INPUT if k == 0 else HIDDEN),
+                            w_hh=a(W, HIDDEN), gates=a(R, W), h=a(batch, HIDDEN),
+                            g=a(batch, W), dh=a(batch, HIDDEN), hall=a(R, HIDDEN),
+                            dw_ih=a(W, INPUT if k == 0 else HIDDEN), dw_hh=a(W, HIDDEN))
+                       for k in range(layers)]
+
+    def forward(self):
+        gemm = _kernels.gemm
+        for c in self.layers:
+            gemm(c["x"], c["w_ih"], c["gates"], False, True)
+            for _ in range(STEPS):
+                gemm(c["h"], c["w_hh"], c["g"], False, True, 1.0, 1.0)
+
+    def backward(self):
+        gemm = _kernels.gemm
+        for k, c in enumerate(self.layers):
+            for _ in range(STEPS):
+                gemm(c["g"], c["w_hh"], c["dh"], False, False, 1.0, 1.0)
+            gemm(c["gates"], c["hall"], c["dw_hh"], True, False, 1.0, 1.0)
+            gemm(c["gates"], c["x"], c["dw_ih"], True, False, 1.0, 1.0)
+            if k > 0:
+                gemm(c["gates"], c["w_ih"], c["x"], False, False)
+
+    def train_step(self):
+        self.forward()
+        self.backward()
+
+
+# --------------------------------------------------------------------------------------
+# PyTorch, in its own process
+# --------------------------------------------------------------------------------------
+def torch_case(torch, kind, layers, batch, train):
+    """A callable doing one torch training step (or inference) on the same shapes."""
+    torch.manual_seed(0)
+    cls = torch.nn.LSTM if kind == "lstm" else torch.nn.GRU
+    model = cls(INPUT, HIDDEN, num_layers=layers, batch_first=True)
+    x, g = (torch.from_numpy(a) for a in make_data(batch))
+    if not train:
+        model.eval()
+
+        def infer():
+            with torch.no_grad():
+                model(x)
+
+        return infer
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        out, _ = model(x)
+        out.backward(g)
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
+def worker_main():
+    """The PyTorch worker: the JSON line protocol of fastnn.bench.torch_worker, with
+    setup {"kind": "lstm"|"gru", "layers", "batch", "threads", "train": bool}."""
+    import torch
+
+    cases, case = {}, None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        if cmd == "quit":
+            break
+        if cmd == "info":
+            out = {"torch": torch.__version__}
+        elif cmd == "setup":
+            torch.set_num_threads(msg["threads"])
+            key = json.dumps(msg, sort_keys=True)
+            if key not in cases:
+                cases[key] = Case("torch", torch_case(torch, msg["kind"], msg["layers"],
+                                                      msg["batch"], msg["train"]))
+            case, out = cases[key], {"ok": True}
+        elif cmd == "calibrate":
+            out = {"best": case.calibrate(msg["warmup"])}
+        elif cmd == "time":
+            out = {"seconds": case.timed(msg["n"])}
+        else:
+            out = {"error": f"unknown command {cmd!r}"}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+def start_worker():
+    """A TorchWorker running worker_main, or None when torch cannot be imported."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.rnn", "--torch-worker"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    worker = TorchWorker(proc)
+    try:
+        worker.info = worker.ask(cmd="info")
+    except (OSError, ValueError, json.JSONDecodeError):
+        worker.close()
+        return None
+    return worker
+
+
+# --------------------------------------------------------------------------------------
+# Sections and report
+# --------------------------------------------------------------------------------------
+def bench_rnn(worker, opts, threads=2, batches=BATCHES, layers=LAYERS, kinds=KINDS,
+              log=print):
+    """One row per (kind, layers, batch, mode): samples/s of fastnn, torch and the GEMM
+    bound, measured side by side."""
+    set_threads(threads)
+    rows = []
+    for kind in kinds:
+        for n_layers in layers:
+            for batch in batches:
+                ours, bound = FastnnRNN(kind, n_layers, batch), GemmBound(kind, n_layers, batch)
+                for mode, train in (("train", True), ("infer", False)):
+                    cases = [Case("fastnn", ours.train_step if train else ours.infer, batch),
+                             Case("gemm_bound", bound.train_step if train else bound.forward,
+                                  batch)]
+                    if worker is not None:
+                        cases.append(RemoteCase(worker, "torch", batch, dict(
+                            cmd="setup", kind=kind, layers=n_layers, batch=batch,
+                            threads=threads, train=train)))
+                    res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
+                    row = {"kind": kind, "layers": n_layers, "batch": batch, "mode": mode,
+                           "threads": threads,
+                           **{f"{k}_per_s": r["items_per_s"] for k, r in res.items()},
+                           "background_cpu": res["fastnn"]["background_cpu"]}
+                    rows.append(row)
+                    log(f"  rnn {kind} L={n_layers} batch={batch} {mode}: " + ", ".join(
+                        f"{k} {r['items_per_s']:,.0f}/s" for k, r in res.items()))
+    return rows
+
+
+def profile_rnn(kind, layers, batch, opts, threads=2):
+    """Median seconds of each phase of fastnn's step next to the same phase's GEMMs."""
+    set_threads(threads)
+    ours, bound = FastnnRNN(kind, layers, batch), GemmBound(kind, layers, batch)
+    ours.forward()  # the backward phase needs a forward's context
+    cases = [Case("forward", ours.forward), Case("backward", ours.backward),
+             Case("adam", ours.update), Case("gemm forward", bound.forward),
+             Case("gemm backward", bound.backward)]
+    res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
+    return {k: r["median_s"] for k, r in res.items()}
+
+
+def rnn_table(rows, mode):
+    headers = ["model", "layers", "batch", "fastnn", "PyTorch", "vs PyTorch", "GEMM bound",
+               "time / bound", "target"]
+    body = []
+    for r in (r for r in rows if r["mode"] == mode):
+        torch_rate = r.get("torch_per_s")
+        vs_torch = r["fastnn_per_s"] / torch_rate if torch_rate else None
+        vs_bound = r["gemm_bound_per_s"] / r["fastnn_per_s"]
+        if r["kind"] == "gru":
+            target = "-" if vs_torch is None else (
+                f">= {GRU_VS_TORCH:g}x PyTorch: " + ("met" if vs_torch >= GRU_VS_TORCH else "NOT met"))
+        else:
+            target = f"<= {LSTM_VS_BOUND:g}x bound: " + (
+                "met" if vs_bound <= LSTM_VS_BOUND else "NOT met")
+        body.append([r["kind"].upper(), r["layers"], r["batch"], _fmt_rate(r["fastnn_per_s"]),
+                     _fmt_rate(torch_rate), _fmt_ratio(vs_torch),
+                     _fmt_rate(r["gemm_bound_per_s"]), _fmt_ratio(vs_bound), target])
+    return _table(headers, body, ["l", "r", "r", "r", "r", "r", "r", "r", "l"])
+
+
+def profile_table(prof, kind, layers, batch):
+    ms = lambda s: f"{1e3 * s:.2f}"  # noqa: E731
+    body = [["forward", ms(prof["forward"]), ms(prof["gemm forward"]),
+             _fmt_ratio(prof["forward"] / prof["gemm forward"])],
+            ["backward", ms(prof["backward"]), ms(prof["gemm backward"]),
+             _fmt_ratio(prof["backward"] / prof["gemm backward"])],
+            ["Adam + zero_grad", ms(prof["adam"]), "-", "-"]]
+    head = f"Per-phase profile, {kind.upper()} {layers} layer(s), batch {batch} (ms per call):\n"
+    return head + _table(["phase", "fastnn", "its GEMMs alone", "ratio"], body,
+                         ["l", "r", "r", "r"])
+
+
+def run_rnn(opts, out=sys.stdout, threads=2, log=None):
+    """The RNN section of `fastnn bench`: tables on `out`; returns the rows."""
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    meter = CpuMeter()
+    worker = start_worker()
+    try:
+        rows = bench_rnn(worker, opts, threads, log=log)
+    finally:
+        if worker is not None:
+            worker.close()
+    profiles = [(k, 1, 64, profile_rnn(k, 1, 64, opts, threads)) for k in KINDS]
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nRecurrent layers (input {INPUT}, hidden {HIDDEN}, T {STEPS}, float32, "
+      f"batch_first), samples/s, {threads} threads; PyTorch "
+      f"{worker.info['torch'] if worker else 'not available'} in its own process:")
+    p("\nTraining step (forward, backward through time, Adam):")
+    p(rnn_table(rows, "train"))
+    p("\nInference (eval-mode forward):")
+    p(rnn_table(rows, "infer"))
+    for kind, layers, batch, prof in profiles:
+        p("\n" + profile_table(prof, kind, layers, batch))
+    bg = meter.background()
+    if bg is not None:
+        p(f"\nOther processes used {100 * bg:.0f}% of the machine's CPU during this section.")
+    return rows
+
+
+def main(argv=None):
+    import argparse
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--torch-worker"]:
+        worker_main()
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m fastnn.bench.rnn",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    opts = argparse.Namespace(repeats=args.repeats, min_time=args.min_time, warmup=0.1,
+                              pause=0.15)
+    run_rnn(opts, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
