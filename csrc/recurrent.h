@@ -32,6 +32,7 @@ typedef struct {
     int mode;             /* enum fnn_rnn_mode */
     int batch_first;      /* row layout, see above */
     int reverse;          /* 1: the backward direction of a bidirectional layer */
+    int gemm_only;        /* 1: only the matrix products, to time them alone */
 } fnn_rnn_dims;
 
 /* Gate columns of the rows of `gates`/`dgates`: LSTM i, f, g, o (4H); GRU r, z, n and

@@ -10,7 +10,7 @@ cdef extern from "recurrent.h" nogil:
     int FNN_RNN_TANH, FNN_RNN_RELU, FNN_RNN_LSTM, FNN_RNN_GRU
     ctypedef struct fnn_rnn_dims:
         Py_ssize_t batch, steps, inputs, hidden
-        int mode, batch_first, reverse
+        int mode, batch_first, reverse, gemm_only
     Py_ssize_t fnn_rnn_gate_width(const fnn_rnn_dims *d)
     Py_ssize_t fnn_rnn_weight_rows(const fnn_rnn_dims *d)
 
@@ -99,7 +99,7 @@ cdef int _rnn_dims(fnn_rnn_dims *d, int mode, bint batch_first, bint reverse, Py
         raise ValueError(f"recurrent kernel: {rows} rows is not a positive multiple of "
                          f"the batch {N}")
     d.batch, d.steps, d.inputs, d.hidden = N, rows // N, I, H
-    d.mode, d.batch_first, d.reverse = mode, batch_first, reverse
+    d.mode, d.batch_first, d.reverse, d.gemm_only = mode, batch_first, reverse, 0
     if fnn_rnn_weight_rows(d) != W:
         raise ValueError(f"recurrent weights: expected {fnn_rnn_weight_rows(d)} rows for "
                          f"hidden size {H}, got {W}")
@@ -112,14 +112,15 @@ def rnn_forward(int mode, bint batch_first, bint reverse, const floating[:, :] x
                 const floating[:, ::1] c0, const int64_t[::1] lengths,
                 floating[:, ::1] gates, floating[:, ::1] hprev, floating[:, ::1] cprev,
                 floating[:, ::1] gh, floating[:, :] y, floating[:, ::1] hn,
-                floating[:, ::1] cn):
+                floating[:, ::1] cn, bint gemm_only=False):
     """One direction of a recurrent layer over all time steps (csrc/recurrent.h).
 
     x (N*T, I) rows in the layout of `batch_first`; w_ih (W, I), w_hh (W, H); bias (G)
     the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. Out: gates
     (N*T, G), hprev (N*T, H), cprev (N*T, H) for LSTM (else None), gh (N, 3H) for GRU
     (else None), y (N*T, H) with any row pitch or None, hn (N, H), cn (N, H) for LSTM.
-    G is 4H for LSTM and GRU, H for RNN."""
+    G is 4H for LSTM and GRU, H for RNN. gemm_only: run only the matrix products (to
+    time them alone; the outputs are then meaningless)."""
     if x is None or w_ih is None or w_hh is None or bias is None or gates is None \
             or hprev is None or hn is None:
         raise ValueError("rnn_forward: x, weights, bias, gates, hprev and hn are required")
@@ -127,6 +128,7 @@ def rnn_forward(int mode, bint batch_first, bint reverse, const floating[:, :] x
     cdef Py_ssize_t N = hn.shape[0], H = w_hh.shape[1], I = w_ih.shape[1], rows = x.shape[0]
     cdef Py_ssize_t isz = sizeof(floating)
     _rnn_dims(&d, mode, batch_first, reverse, N, rows, I, w_hh.shape[0], H)
+    d.gemm_only = gemm_only
     cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = w_hh.shape[0]
     cdef bint lstm = mode == FNN_RNN_LSTM, gru = mode == FNN_RNN_GRU
     cdef Py_ssize_t ldx = _row_pitch("x", x.shape[0], x.shape[1], x.strides[0], x.strides[1],
@@ -180,7 +182,7 @@ def rnn_backward(int mode, bint batch_first, bint reverse, const floating[:, :] 
                  const floating[:, ::1] dcn, floating[:, ::1] dgates, floating[:, ::1] dh0,
                  floating[:, ::1] dc0, bint want_dh0, floating[:, :] dx, bint accumulate_dx,
                  floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
-                 double[::1] scratch):
+                 double[::1] scratch, bint gemm_only=False):
     """Backward of rnn_forward over the same x, weights, lengths, gates, hprev, cprev.
 
     dy (N*T, H) any row pitch, dhn, dcn (N, H): gradients of y, hn, cn, each None for
@@ -188,7 +190,7 @@ def rnn_backward(int mode, bint batch_first, bint reverse, const floating[:, :] 
     (dh0 complete only with want_dh0); dx (N*T, I) any row pitch or None, overwritten or
     accumulated; dw_ih, dw_hh accumulated (None: skipped); dbias (G) the column sums of
     dgates (None: skipped; then scratch may be None, else it holds
-    COLSUM_SCRATCH_ROWS * G doubles)."""
+    COLSUM_SCRATCH_ROWS * G doubles). gemm_only as for rnn_forward."""
     if x is None or w_ih is None or w_hh is None or gates is None or hprev is None \
             or dgates is None or dh0 is None:
         raise ValueError("rnn_backward: x, weights, gates, hprev, dgates and dh0 are required")
@@ -196,6 +198,7 @@ def rnn_backward(int mode, bint batch_first, bint reverse, const floating[:, :] 
     cdef Py_ssize_t N = dh0.shape[0], H = w_hh.shape[1], I = w_ih.shape[1], rows = x.shape[0]
     cdef Py_ssize_t isz = sizeof(floating)
     _rnn_dims(&d, mode, batch_first, reverse, N, rows, I, w_hh.shape[0], H)
+    d.gemm_only = gemm_only
     cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = w_hh.shape[0]
     cdef bint lstm = mode == FNN_RNN_LSTM
     cdef Py_ssize_t ldx = _row_pitch("x", x.shape[0], x.shape[1], x.strides[0], x.strides[1],

@@ -163,7 +163,7 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
             memset(gh + lo * W, 0, (size_t)(m * W) * sizeof(T));
         }
         int last = s == Tn - 1;
-        for (ptrdiff_t n = lo; n < hi; n++) {
+        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
             ptrdiff_t r = fnn_rnn_row(d, t, n), rn = last ? 0 : fnn_rnn_row(d, t + dt, n);
             T *hnext = last ? hn + n * H : hprev + rn * H;
             T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
@@ -201,7 +201,7 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
     }
     for (ptrdiff_t s = Tn - 1; s >= 0; s--) {
         ptrdiff_t t = t0 + s * dt;
-        for (ptrdiff_t n = lo; n < hi; n++) {
+        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
             ptrdiff_t r = fnn_rnn_row(d, t, n);
             T *dg = dgates + r * G, *dhr = dh + n * H;
             if (!fnn_rnn_active(lengths, t, n)) { /* padding: the carries pass through */
@@ -276,7 +276,7 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
         if (dw_ih) S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
         if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
     }
-    if (dbias) {
+    if (dbias && !d->gemm_only) {
         struct S(colsum_ctx) c = {dgates, G};
         fnn_column_sums(R, G, S(colsum_rows), &c, scratch);
         for (ptrdiff_t j = 0; j < G; j++) dbias[j] = (T)scratch[j];

@@ -6,10 +6,10 @@ forward over the sequence, the backward from a fixed gradient of the output sequ
 (no input gradient: x is data) and an Adam update; inference is an eval-mode forward.
 PyTorch runs the same in a worker process of its own (its thread pool would take the
 cores from fastnn's). The "GEMM bound" is the same matrix products through the BLAS
-fastnn uses, and nothing else: per layer the input projection of all steps, one
-recurrent product per step, and for training one per step back, the weight gradients
-and (above the first layer) the input gradient. The per-step products are called from
-Python here, which adds ~1-2 us per call to the bound's time.
+fastnn uses, and nothing else: the layer with its kernels switched to their products
+alone (per layer the input projection of all steps, one recurrent product per step,
+and for training one per step back, the weight gradients and, above the first layer,
+the input gradient), on the same threads and batch chunks.
 
 Timing as in the rest of `fastnn bench`: interleaved repeats (the order rotates), the
 median after a warm-up; only ratios from the same run are compared with the targets
@@ -84,35 +84,15 @@ class FastnnRNN:
         self.layer.training = True
 
 
-class GemmBound:
-    """The GEMMs of a step (or of inference) alone, on arrays of the step's shapes."""
+class GemmBound(FastnnRNN):
+    """The same layer whose kernels run only their matrix products: the same GEMM
+    calls, on the same threads and batch chunks, with no gate arithmetic."""
 
     def __init__(self, kind, layers, batch):
-        rng = np.random.default_rng(0)
-        W, R = _BLOCKS[kind] * HIDDEN, batch * STEPS
-        a = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
-        self.layers = [dict(x=a(R, INPUT if k == 0 else HIDDEN), w_ih=a(W, INPUT if k == 0 else HIDDEN),
-                            w_hh=a(W, HIDDEN), gates=a(R, W), h=a(batch, HIDDEN),
-                            g=a(batch, W), dh=a(batch, HIDDEN), hall=a(R, HIDDEN),
-                            dw_ih=a(W, INPUT if k == 0 else HIDDEN), dw_hh=a(W, HIDDEN))
-                       for k in range(layers)]
-
-    def forward(self):
-        gemm = _kernels.gemm
-        for c in self.layers:
-            gemm(c["x"], c["w_ih"], c["gates"], False, True)
-            for _ in range(STEPS):
-                gemm(c["h"], c["w_hh"], c["g"], False, True, 1.0, 1.0)
-
-    def backward(self):
-        gemm = _kernels.gemm
-        for k, c in enumerate(self.layers):
-            for _ in range(STEPS):
-                gemm(c["g"], c["w_hh"], c["dh"], False, False, 1.0, 1.0)
-            gemm(c["gates"], c["hall"], c["dw_hh"], True, False, 1.0, 1.0)
-            gemm(c["gates"], c["x"], c["dw_ih"], True, False, 1.0, 1.0)
-            if k > 0:
-                gemm(c["gates"], c["w_ih"], c["x"], False, False)
+        super().__init__(kind, layers, batch)
+        self.forward()  # real values in every buffer the products then read
+        self.backward()
+        self.layer._gemm_only = True
 
     def train_step(self):
         self.forward()
@@ -206,7 +186,7 @@ def bench_rnn(worker, opts, threads=2, batches=BATCHES, layers=LAYERS, kinds=KIN
                 ours, bound = FastnnRNN(kind, n_layers, batch), GemmBound(kind, n_layers, batch)
                 for mode, train in (("train", True), ("infer", False)):
                     cases = [Case("fastnn", ours.train_step if train else ours.infer, batch),
-                             Case("gemm_bound", bound.train_step if train else bound.forward,
+                             Case("gemm_bound", bound.train_step if train else bound.infer,
                                   batch)]
                     if worker is not None:
                         cases.append(RemoteCase(worker, "torch", batch, dict(

@@ -44,6 +44,9 @@ class _Recurrent(Layer):
     """The machinery shared by RNN, LSTM and GRU (torch.nn.RNNBase)."""
 
     _blocks = 1  # gate blocks stacked in the weights: LSTM 4, GRU 3, RNN 1
+    # Benchmark hook (fastnn.bench.rnn): True runs only the kernels' matrix products,
+    # to time them alone; the outputs are then meaningless.
+    _gemm_only = False
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, return_sequences=True, dtype=np.float32,
@@ -194,7 +197,8 @@ class _Recurrent(Layer):
                     None if h0 is None else h0[k * D + d], None if c0 is None else c0[k * D + d],
                     lengths, cell["gates"], cell["hprev"], cell["cprev"],
                     ws(f"gh{k}_{d}", (N, 3 * H), dt) if gru else None,
-                    None if y is None else y[:, d * H:(d + 1) * H], cell["hn"], cell["cn"])
+                    None if y is None else y[:, d * H:(d + 1) * H], cell["hn"], cell["cn"],
+                    self._gemm_only)
                 ctx.cells.append(cell)
             ctx.inputs.append(xin)
             if last:
@@ -254,7 +258,7 @@ class _Recurrent(Layer):
                     None if dy is None else dy[:, d * H:(d + 1) * H], dhn, None, dgates, dh0,
                     dc0, ctx.has_h0, dx, d == 1, w_ih.grad if w_ih.requires_grad else None,
                     w_hh.grad if w_hh.requires_grad else None, dbias if want_bias else None,
-                    scratch)
+                    scratch, self._gemm_only)
                 if want_bias:
                     self._add_bias_grad(dbias, b_ih, b_hh)
                 dstates[k * D + d] = (dh0, dc0)
