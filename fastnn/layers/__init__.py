@@ -1,5 +1,5 @@
-"""Layers: fully connected, activations, normalisation, dropout, recurrent, embedding,
-attention pooling."""
+"""Layers: fully connected, activations, normalisation, dropout, merge and residual,
+recurrent, embedding, attention pooling."""
 from .activations import (
     ELU, GELU, RBF, AbsReLU, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
     Softmax, Softplus, Tanh,
@@ -8,6 +8,7 @@ from .attention import AttentionPooling
 from .dense import Dense, Linear
 from .dropout import DropConnect, Dropout
 from .embedding import Embedding
+from .merge import Add, Concatenate, Multiply, Residual
 from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Standardize, remove_weight_norm, weight_norm,
@@ -15,9 +16,10 @@ from .normalization import (
 from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
-    "AbsReLU", "AttentionPooling", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect",
-    "Dropout", "ELU", "Embedding", "GELU", "GRU", "GroupNorm", "HardTanh", "Identity",
-    "InstanceNorm1d", "InstanceNorm2d", "LSTM", "LayerNorm", "LeakyReLU", "Linear", "Maxout",
-    "PReLU", "RBF", "RNN", "ReLU", "Sigmoid", "Softmax", "Softplus", "Standardize", "Tanh",
-    "remove_weight_norm", "weight_norm",
+    "AbsReLU", "Add", "AttentionPooling", "BatchNorm1d", "BatchNorm2d", "Concatenate",
+    "Dense", "DropConnect", "Dropout", "ELU", "Embedding", "GELU", "GRU", "GroupNorm",
+    "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d", "LSTM", "LayerNorm",
+    "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF", "RNN", "ReLU", "Residual",
+    "Sigmoid", "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm",
+    "weight_norm",
 ]
