@@ -14,8 +14,8 @@ class AttentionPooling(Layer):
         e_t = x_t . query,   a = softmax_t(e),   y = sum_t a_t x_t
 
     `query` (in_features,) ~ U(-1/sqrt(in_features), 1/sqrt(in_features)). A second
-    input masks the steps: `layer([x, lengths])` with lengths (N,) in [1, T] (the first
-    lengths[n] steps of sequence n count), or `layer([x, mask])` with a (N, T) mask
+    input masks the steps: `layer([x, lengths])` with lengths (N,) or (N, 1) in [1, T]
+    (the first lengths[n] steps of sequence n count), or `layer([x, mask])` with a (N, T) mask
     (nonzero = the step counts; at least one per sequence). Masked steps get weight 0 and
     no gradient. Put it after a recurrent layer with `batch_first=True`. After a call,
     `attention_weights` holds a of that call, (N, T)."""
@@ -34,6 +34,8 @@ class AttentionPooling(Layer):
     def _valid(self, m, N, T):
         """A (N, T) bool array of the steps that count, from lengths or a mask."""
         m = as_array(m, f"{self._where} mask")
+        if m.shape == (N, 1):  # lengths as a model input: one column per sample
+            m = m[:, 0]
         if m.shape == (N,):
             if m.min() < 1 or m.max() > T:
                 raise ValueError(f"{self._where}: lengths must be in [1, {T}], got values in "
@@ -93,6 +95,8 @@ class AttentionPooling(Layer):
         return gx if ctx.n_inputs is None else [gx] + [None] * (ctx.n_inputs - 1)
 
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list):  # [x, lengths or mask]
+            input_shape = input_shape[0]
         return (input_shape[-1],)
 
     def get_config(self):

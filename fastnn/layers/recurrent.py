@@ -11,7 +11,8 @@ Inputs. `layer(x)` with x of shape (N, T, input_size) when `batch_first=True`, e
 (T, N, input_size) (torch's default). Two optional inputs, by keyword on a direct call
 or as a list in a model (`layer([x, lengths])`, `layer([x, lengths, h0])`,
 `layer([x, lengths, h0, c0])` for an LSTM; `lengths` may be None in that list):
-- `lengths` (N,) integers in [1, T]: sequence n is its first lengths[n] steps; the
+- `lengths` (N,) or (N, 1) integers in [1, T] (in a model, an input of shape (1,)):
+  sequence n is its first lengths[n] steps; the
   steps after it change neither outputs nor gradients and output zeros, as torch's
   packed sequences do. Any order (no sorting needed).
 - `hx`: the initial state h0 of shape (num_layers * D, N, hidden_size) (D = 2 when
@@ -146,8 +147,11 @@ class _Recurrent(Layer):
     def _lengths(self, lengths, N, T):
         where = self._where
         a = as_array(lengths, f"{where} lengths")
-        if a.ndim != 1 or a.shape[0] != N:
-            raise ValueError(f"{where}: lengths must have shape ({N},), got {a.shape}")
+        if a.shape == (N, 1):  # a model input: one column per sample
+            a = a[:, 0]
+        if a.shape != (N,):
+            raise ValueError(f"{where}: lengths must have shape ({N},) or ({N}, 1), got "
+                             f"{a.shape}")
         if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
             raise ValueError(f"{where}: lengths must be whole numbers")
         a = a.astype(np.int64)
@@ -292,6 +296,8 @@ class _Recurrent(Layer):
 
     # -- description ----------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list):  # [x, lengths, states]: x decides
+            input_shape = input_shape[0]
         width = self.num_directions * self.hidden_size
         if not self.return_sequences:
             return (width,)
