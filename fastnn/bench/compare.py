@@ -194,10 +194,12 @@ class TorchWorker:
         self.proc = proc
 
     @classmethod
-    def start(cls):
+    def start(cls, command=("-m", "fastnn.bench.torch_worker")):
+        """The worker `python <command>` (a module serving fastnn.bench.torch_worker's
+        protocol), or None when it cannot import torch."""
         import subprocess
 
-        proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.torch_worker"],
+        proc = subprocess.Popen([sys.executable, *command],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)
         worker = cls(proc)

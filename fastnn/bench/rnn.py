@@ -15,8 +15,6 @@ Timing as in the rest of `fastnn bench`: interleaved repeats (the order rotates)
 median after a warm-up; only ratios from the same run are compared with the targets
 (GRU >= 2x PyTorch's samples/s; LSTM step within 1.15x of its GEMM bound).
 """
-import json
-import subprocess
 import sys
 
 import numpy as np
@@ -128,47 +126,14 @@ def torch_case(torch, kind, layers, batch, train):
 
 
 def worker_main():
-    """The PyTorch worker: the JSON line protocol of fastnn.bench.torch_worker, with
-    setup {"kind": "lstm"|"gru", "layers", "batch", "threads", "train": bool}."""
+    """The PyTorch worker: fastnn.bench.torch_worker's protocol, with setup messages
+    {"kind": "lstm"|"gru", "layers", "batch", "threads", "train": bool}."""
     import torch
 
-    cases, case = {}, None
-    for line in sys.stdin:
-        msg = json.loads(line)
-        cmd = msg.pop("cmd")
-        if cmd == "quit":
-            break
-        if cmd == "info":
-            out = {"torch": torch.__version__}
-        elif cmd == "setup":
-            torch.set_num_threads(msg["threads"])
-            key = json.dumps(msg, sort_keys=True)
-            if key not in cases:
-                cases[key] = Case("torch", torch_case(torch, msg["kind"], msg["layers"],
-                                                      msg["batch"], msg["train"]))
-            case, out = cases[key], {"ok": True}
-        elif cmd == "calibrate":
-            out = {"best": case.calibrate(msg["warmup"])}
-        elif cmd == "time":
-            out = {"seconds": case.timed(msg["n"])}
-        else:
-            out = {"error": f"unknown command {cmd!r}"}
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
+    from fastnn.bench.torch_worker import serve
 
-
-def start_worker():
-    """A TorchWorker running worker_main, or None when torch cannot be imported."""
-    proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.rnn", "--torch-worker"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, bufsize=1)
-    worker = TorchWorker(proc)
-    try:
-        worker.info = worker.ask(cmd="info")
-    except (OSError, ValueError, json.JSONDecodeError):
-        worker.close()
-        return None
-    return worker
+    serve(torch, {"torch": torch.__version__}, lambda msg: Case("torch", torch_case(
+        torch, msg["kind"], msg["layers"], msg["batch"], msg["train"])))
 
 
 # --------------------------------------------------------------------------------------
@@ -251,7 +216,7 @@ def run_rnn(opts, out=sys.stdout, threads=2, log=None):
     """The RNN section of `fastnn bench`: tables on `out`; returns the rows."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meter = CpuMeter()
-    worker = start_worker()
+    worker = TorchWorker.start(("-m", "fastnn.bench.rnn", "--torch-worker"))
     try:
         rows = bench_rnn(worker, opts, threads, log=log)
     finally:
