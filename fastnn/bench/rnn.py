@@ -20,7 +20,6 @@ import sys
 import numpy as np
 
 import fastnn
-from fastnn import _kernels
 from fastnn.bench.compare import (
     Case, CpuMeter, RemoteCase, TorchWorker, _fmt_rate, _fmt_ratio, _table, measure,
     set_threads,
