@@ -17,7 +17,7 @@ hook(store, **info) (the Trainer passes `trainer=`)."""
 import numpy as np
 
 from . import _kernels
-from .module import Parameter
+from .parameter import Parameter
 
 EVENTS = ("after_backward", "before_step", "after_step")
 
