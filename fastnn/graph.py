@@ -45,6 +45,13 @@ class Model(Layer):
     forward takes an array or, with several inputs, a list; it returns an array or,
     with several outputs, a list."""
 
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
     def __init__(self, inputs, outputs, name=None):
         super().__init__(name=name)
         self._multi_in = isinstance(inputs, (list, tuple))
@@ -68,8 +75,6 @@ class Model(Layer):
                 self._layers.append(node.module)
         self._name_layers()
         self._name_inputs()
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     # -- construction ---------------------------------------------------------------------
     def _topological_nodes(self):

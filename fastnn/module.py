@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
+from . import _kernels
 from .batching import as_inputs
 from .context import Context
 from .parameter import Parameter
@@ -69,6 +70,23 @@ class Module:
     def __init__(self, name=None):
         self.training = True
         self.name = _check_name(name, type(self).__name__)
+
+    # Caches and per-call workspaces: rebuilt on demand, never copied or pickled.
+    _transient = ("_predict_ctx",)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for cls in type(self).__mro__:
+            for key in cls.__dict__.get("_transient", ()):
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        """Create the transient state (caches, workspaces) afresh."""
 
     # -- computation ------------------------------------------------------------------
     def forward(self, x):
@@ -401,8 +419,14 @@ class Layer(Module):
 
     max_pending_calls = 32
 
+    _transient = ("_scratch_ws", "_pending", "_free")
+
     def __init__(self, name=None):
         super().__init__(name=name)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        super()._reset_transient()
         self._scratch_ws = {}
         self._pending = deque()
         self._free = []
@@ -440,15 +464,12 @@ class Layer(Module):
     def _scratch(self, key, shape, dtype):
         """Per-layer scratch valid during one kernel call only (never state)."""
         buf = self._scratch_ws.get(key)
-        if buf is None or buf.dtype != dtype or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), dtype)
-            self._scratch_ws[key] = buf
-        return buf[: int(np.prod(shape))].reshape(shape)
+        if buf is None or buf.dtype != dtype or buf.shape != shape:
+            buf = self._scratch_ws[key] = np.empty(shape, dtype)
+        return buf
 
     def _colsum_scratch(self, width):
         """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
-        from . import _kernels
-
         return self._scratch("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
 
     def _dtype_changed(self, dtype):
