@@ -219,3 +219,17 @@ def test_per_step_cross_entropy_with_padding_matches_torch():
     np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
     np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-12, rtol=1e-8)
     check_grads(ours, theirs)
+
+
+def test_copies_leave_the_last_call_behind():
+    import copy
+    import pickle
+
+    layer = LSTM(3, 4, batch_first=True, dtype=np.float64)
+    x = np.random.default_rng(6).standard_normal((2, 5, 3))
+    y = layer.forward(x)
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert "_last_ctx" not in vars(twin)
+        with pytest.raises(AttributeError, match="after a call"):
+            twin.h_n
+        np.testing.assert_array_equal(twin.forward(x), y)

@@ -20,6 +20,8 @@ class AttentionPooling(Layer):
     no gradient. Put it after a recurrent layer with `batch_first=True`. After a call,
     `attention_weights` holds a of that call, (N, T)."""
 
+    _transient = ("_last_weights",)
+
     def __init__(self, in_features, dtype=np.float32, name=None):
         super().__init__(name=name)
         self.in_features = positive_int(in_features, "AttentionPooling in_features")
@@ -74,7 +76,10 @@ class AttentionPooling(Layer):
     @property
     def attention_weights(self):
         """The weights a (N, T) of the last call (a copy)."""
-        return self._last_weights.copy()
+        weights = getattr(self, "_last_weights", None)
+        if weights is None:
+            raise AttributeError(f"{self._where}: attention_weights exist after a call")
+        return weights.copy()
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         x, a = ctx.x, ctx.a

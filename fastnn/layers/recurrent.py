@@ -45,6 +45,7 @@ class _Recurrent(Layer):
     """The machinery shared by RNN, LSTM and GRU (torch.nn.RNNBase)."""
 
     _blocks = 1  # gate blocks stacked in the weights: LSTM 4, GRU 3, RNN 1
+    _transient = ("_last_ctx",)  # the last call's context, behind h_n / c_n
     # Benchmark hook (fastnn.bench.rnn): True runs only the kernels' matrix products,
     # to time them alone; the outputs are then meaningless.
     _gemm_only = False
