@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import init as _init
 from ..module import Layer, Parameter
@@ -22,7 +23,7 @@ class AttentionPooling(Layer):
 
     _transient = ("_last_weights",)
 
-    def __init__(self, in_features, dtype=np.float32, name=None):
+    def __init__(self, in_features: int, dtype: DTypeLike = np.float32, name: str | None = None):
         super().__init__(name=name)
         self.in_features = positive_int(in_features, "AttentionPooling in_features")
         self.query = Parameter(np.empty(self.in_features, float_dtype(dtype)), "query")
@@ -74,7 +75,7 @@ class AttentionPooling(Layer):
         return y.reshape(N, F)
 
     @property
-    def attention_weights(self):
+    def attention_weights(self) -> np.ndarray:
         """The weights a (N, T) of the last call (a copy)."""
         weights = getattr(self, "_last_weights", None)
         if weights is None:

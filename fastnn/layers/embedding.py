@@ -1,5 +1,6 @@
 """Embedding: a lookup table of learned vectors, as torch.nn.Embedding."""
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
@@ -17,8 +18,8 @@ class Embedding(Layer):
     float dtype); ids out of [0, num_embeddings) raise IndexError. The input gets no
     gradient."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32,
-                 name=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype: DTypeLike = np.float32, name: str | None = None):
         super().__init__(name=name)
         self.num_embeddings = positive_int(num_embeddings, "Embedding num_embeddings")
         self.embedding_dim = positive_int(embedding_dim, "Embedding embedding_dim")

@@ -33,6 +33,7 @@ In a Sequential or a Model trained by the Trainer (which batches along axis 0) u
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .. import _kernels, init as _init, rng
 from ..module import Layer, Parameter
@@ -50,9 +51,10 @@ class _Recurrent(Layer):
     # to time them alone; the outputs are then meaningless.
     _gemm_only = False
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, return_sequences=True, dtype=np.float32,
-                 name=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, return_sequences: bool = True,
+                 dtype: DTypeLike = np.float32, name: str | None = None):
         super().__init__(name=name)
         self.input_size = positive_int(input_size, f"{type(self).__name__} input_size")
         self.hidden_size = positive_int(hidden_size, f"{type(self).__name__} hidden_size")
@@ -117,7 +119,8 @@ class _Recurrent(Layer):
                 b.grad += dbias
 
     # -- inputs ---------------------------------------------------------------------------
-    def forward(self, x, hx=None, lengths=None):
+    def forward(self, x: ArrayLike | list, hx: ArrayLike | tuple | None = None,
+                lengths: ArrayLike | None = None) -> np.ndarray:
         """Output for x (see the module docstring); hx the initial state (h0, or (h0, c0)
         for an LSTM), lengths the valid steps of each sequence."""
         if hx is None and lengths is None:
@@ -290,7 +293,7 @@ class _Recurrent(Layer):
         return np.stack([cell[key] for cell in ctx.cells])
 
     @property
-    def h_n(self):
+    def h_n(self) -> np.ndarray:
         """Final hidden state of every layer and direction of the last call,
         (num_layers * D, N, hidden_size)."""
         return self._final("hn")
@@ -326,9 +329,11 @@ class RNN(_Recurrent):
     torch.nn.RNN; weights `weight_ih_l{k}` (H, in), `weight_hh_l{k}` (H, H). Inputs,
     outputs and options: see fastnn.layers.recurrent."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, return_sequences=True,
-                 dtype=np.float32, name=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False,
+                 return_sequences: bool = True, dtype: DTypeLike = np.float32,
+                 name: str | None = None):
         self.nonlinearity = choice(nonlinearity, {"tanh", "relu"}, "RNN nonlinearity")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, return_sequences, dtype, name)
@@ -359,7 +364,7 @@ class LSTM(_Recurrent):
         return _kernels.RNN_LSTM
 
     @property
-    def c_n(self):
+    def c_n(self) -> np.ndarray:
         """Final cell state of every layer and direction of the last call,
         (num_layers * D, N, hidden_size)."""
         return self._final("cn")
