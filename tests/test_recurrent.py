@@ -233,3 +233,17 @@ def test_copies_leave_the_last_call_behind():
         with pytest.raises(AttributeError, match="after a call"):
             twin.h_n
         np.testing.assert_array_equal(twin.forward(x), y)
+
+
+@pytest.mark.parametrize("cls", [LSTM, GRU, RNN])
+def test_finite_differences_with_dropout_between_layers(cls, num_grad, fd_tol):
+    """Two bidirectional layers with inter-layer dropout (the same mask at every call:
+    the generator is reseeded before each forward)."""
+    import fastnn
+    from helpers import fd_check
+
+    layer = cls(3, 4, num_layers=2, bidirectional=True, batch_first=True, dropout=0.4,
+                dtype=np.float64)
+    x = np.random.default_rng(7).standard_normal((2, 4, 3))
+    fd_check(layer, x, num_grad, fd_tol, np.random.default_rng(8),
+             before=lambda: fastnn.seed(3))
