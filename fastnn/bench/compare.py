@@ -1048,7 +1048,7 @@ def run(args, out=sys.stdout):
     predict_batches = [1, 256] if quick else list(PREDICT_BATCHES)
     judge_t = 2 if 2 in threads else max(threads)
     # PyTorch (optional) in a process of its own; None where it cannot be imported
-    worker = None if args.no_torch else TorchWorker.start()
+    worker = None if args.no_torch or args.rnn else TorchWorker.start()
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
