@@ -1070,7 +1070,7 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     if args.rnn:
         from fastnn.bench.rnn import run_rnn
 
-        run_rnn(opts, out, threads=judge_t, log=log)
+        run_rnn(opts, out, threads=judge_t, log=log, torch=not args.no_torch)
         return 0
     if args.profile:
         for t in threads:

@@ -211,11 +211,12 @@ def profile_table(prof, kind, layers, batch):
                          ["l", "r", "r", "r"])
 
 
-def run_rnn(opts, out=sys.stdout, threads=2, log=None):
-    """The RNN section of `fastnn bench`: tables on `out`; returns the rows."""
+def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
+    """The RNN section of `fastnn bench`: tables on `out`; returns the rows. torch=False
+    leaves PyTorch out."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meter = CpuMeter()
-    worker = TorchWorker.start(("-m", "fastnn.bench.rnn", "--torch-worker"))
+    worker = TorchWorker.start(("-m", "fastnn.bench.rnn", "--torch-worker")) if torch else None
     try:
         rows = bench_rnn(worker, opts, threads, log=log)
     finally:
