@@ -63,6 +63,10 @@ def _add_bench(subparsers):
 
 
 def _cmd_bench(args):
+    if args.rnn:
+        from .bench import rnn
+
+        return rnn.run_from_args(args)
     from .bench import compare
 
     return compare.run(args)

@@ -1016,7 +1016,7 @@ def add_arguments(parser):
                              "each batch size and thread count")
     parser.add_argument("--rnn", action="store_true",
                         help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
-                             "against PyTorch and their GEMMs")
+                             "against PyTorch and their GEMMs, at the largest --threads")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")
@@ -1024,10 +1024,9 @@ def add_arguments(parser):
     return parser
 
 
-def run(args, out=sys.stdout):
-    """Run the benchmark described by parsed `args`; returns an exit code."""
-    t_start = time.perf_counter()
-    run_meter = CpuMeter()
+def timing_options(args):
+    """Repeats, time per repeat, warm-up and pause of a run (and the kernel sizes) from
+    the command line; None (with a message) when they are out of range."""
     quick = args.quick
     opts = argparse.Namespace(
         repeats=(3 if quick else 7) if args.repeats is None else args.repeats,
@@ -1039,6 +1038,17 @@ def run(args, out=sys.stdout):
     )
     if opts.repeats < 1 or opts.min_time <= 0:
         print("fastnn bench: --repeats must be >= 1 and --min-time > 0", file=sys.stderr)
+        return None
+    return opts
+
+
+def run(args, out=sys.stdout):
+    """Run the benchmark described by parsed `args`; returns an exit code."""
+    t_start = time.perf_counter()
+    run_meter = CpuMeter()
+    quick = args.quick
+    opts = timing_options(args)
+    if opts is None:
         return 2
     batches = args.batches or ([128] if quick else list(TRAIN_BATCHES))
     # --quick runs on one thread: on a shared machine a 2-thread OpenMP/BLAS step can
@@ -1048,7 +1058,7 @@ def run(args, out=sys.stdout):
     predict_batches = [1, 256] if quick else list(PREDICT_BATCHES)
     judge_t = 2 if 2 in threads else max(threads)
     # PyTorch (optional) in a process of its own; None where it cannot be imported
-    worker = None if args.no_torch or args.rnn else TorchWorker.start()
+    worker = None if args.no_torch else TorchWorker.start()
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -1067,11 +1077,6 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     X, y = make_data()
     log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
         f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
-    if args.rnn:
-        from fastnn.bench.rnn import run_rnn
-
-        run_rnn(opts, out, threads=judge_t, log=log, torch=not args.no_torch)
-        return 0
     if args.profile:
         for t in threads:
             for b in batches:

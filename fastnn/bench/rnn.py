@@ -225,8 +225,9 @@ def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
     profiles = [(k, 1, 64, profile_rnn(k, 1, 64, opts, threads)) for k in KINDS]
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"\nRecurrent layers (input {INPUT}, hidden {HIDDEN}, T {STEPS}, float32, "
-      f"batch_first), samples/s, {threads} threads; PyTorch "
-      f"{worker.info['torch'] if worker else 'not available'} in its own process:")
+      f"batch_first), samples/s, {threads} thread{'s' if threads > 1 else ''}; "
+      + (f"PyTorch {worker.info['torch']} in its own process:" if worker
+         else "PyTorch not measured:"))
     p("\nTraining step (forward, backward through time, Adam):")
     p(rnn_table(rows, "train"))
     p("\nInference (eval-mode forward):")
@@ -237,6 +238,18 @@ def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
     if bg is not None:
         p(f"\nOther processes used {100 * bg:.0f}% of the machine's CPU during this section.")
     return rows
+
+
+def run_from_args(args):
+    """`fastnn bench --rnn`: the section with the command line's timing options, at the
+    largest of --threads (default 2); returns an exit code."""
+    from fastnn.bench.compare import timing_options
+
+    opts = timing_options(args)
+    if opts is None:
+        return 2
+    run_rnn(opts, threads=max(args.threads or [2]), torch=not args.no_torch)
+    return 0
 
 
 def main(argv=None):
