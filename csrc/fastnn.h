@@ -95,7 +95,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, \
                              const T *z, const T *y, const T *gy, T *gz, T *gbias,      \
                              double *scratch);                                          \
-    /* norm.c: batch norm of x with layout (outer, C, inner), per channel; scratch:    \
+    /* batchnorm.c: batch norm of x with layout (outer, C, inner), per channel; scratch: \
      * FNN_COLSUM_SCRATCH(2 * C) doubles. */                                            \
     void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,         \
                                  const T *x, const T *gamma, const T *beta, double eps, \
@@ -108,7 +108,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                             int batch_stats, const T *x, const T *gy, const T *gamma,   \
                             const T *mean, const T *invstd, T *gx, T *ggamma,           \
                             T *gbeta, double *scratch);                                 \
-    /* norm.c: BatchNorm1d -> ReLU -> Dropout fused (training, (N, C) input); mask NULL \
+    /* batchnorm.c: BatchNorm1d -> ReLU -> Dropout fused ((N, C), training); mask NULL  \
      * without dropout; scale/shift (C each) carry the affine from forward to backward. */ \
     void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x,             \
                                       const T *gamma, const T *beta, double eps,        \
@@ -122,14 +122,14 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                                          const T *shift, const uint8_t *mask,           \
                                          double dscale, T *gx, T *ggamma, T *gbeta,     \
                                          double *scratch);                              \
-    /* norm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */             \
+    /* rownorm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */         \
     void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,             \
                                 ptrdiff_t inner, const T *x, const T *w, const T *b,    \
                                 double eps, T *y, T *mean, T *invstd);                  \
     void S(fnn_rownorm_backward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,            \
                                  ptrdiff_t inner, const T *x, const T *gy, const T *w,  \
                                  const T *mean, const T *invstd, T *gx, T *gw, T *gb);  \
-    /* norm.c: weight normalisation w = g * v / |v| over the rows of v. */               \
+    /* weightnorm.c: weight normalisation w = g * v / |v| over the rows of v. */        \
     void S(fnn_weight_norm_forward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,         \
                                     const T *g, T *w, T *norms);                        \
     void S(fnn_weight_norm_backward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,        \

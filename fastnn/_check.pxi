@@ -147,4 +147,3 @@ cdef int _positive(Py_ssize_t value, str fn, str name) except -1:
     if value < 1:
         raise ValueError(f"{fn}: {name} must be at least 1, got {value}")
     return 0
-

@@ -1,6 +1,6 @@
-# Normalisation (csrc/norm.c): batch norm over (N, C, ...) input, batch norm fused with
-# the ReLU and dropout after it, row norm (LayerNorm, GroupNorm, InstanceNorm) and
-# weight norm.
+# Normalisation: batch norm over (N, C, ...) input and batch norm fused with the ReLU and
+# dropout after it (csrc/batchnorm.c), row norm: LayerNorm, GroupNorm, InstanceNorm
+# (csrc/rownorm.c), weight norm (csrc/weightnorm.c).
 
 cdef extern from "binding.h" nogil:
     void fnn_bn_forward_train "FNN_FUSED(fnn_bn_forward_train)"(
