@@ -21,7 +21,7 @@ cdef int _dropout_forward(floating *t, x, y, mask, double p, double scale, uint6
                           uint64_t counter) except -1:
     cdef str fn = "dropout_forward"
     cdef cnp.ndarray X = _arr(x, fn, "x", 0)
-    if X.size >= 2 ** 32:
+    if X.size > _MASK_ELEMENTS_MAX:
         raise ValueError(f"{fn}: dropout masks cover at most 2**32 - 1 elements, got "
                          f"{X.size}")
     cdef floating *px = _flt(t, x, fn, "x", X.size)

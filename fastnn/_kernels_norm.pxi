@@ -169,7 +169,7 @@ cdef int _fused_bn_input(cnp.ndarray X, str fn, mask) except -1:
     """The fused kernels take (N, C) input; their mask elements are counted in 32 bits."""
     if X.ndim != 2:
         raise ValueError(f"{fn}: x must be 2-D (N, C), got shape {(<object>X).shape}")
-    if mask is not None and X.size >= 2 ** 32:
+    if mask is not None and X.size > _MASK_ELEMENTS_MAX:
         raise ValueError(f"{fn}: dropout masks cover at most 2**32 - 1 elements, got "
                          f"{X.size}")
     _same_shape(mask, X, fn, "mask", "x")

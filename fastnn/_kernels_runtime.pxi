@@ -17,6 +17,10 @@ PARALLEL_MIN_ELEMENTS = FNN_PAR_MIN
 COLSUM_SCRATCH_ROWS = FNN_ROW_CHUNKS + 3
 
 
+# Dropout masks index their elements with 32 bits (csrc/random.h).
+cdef int64_t _MASK_ELEMENTS_MAX = 4294967295
+
+
 cdef inline Py_ssize_t _colsum_scratch(Py_ssize_t width) noexcept:
     return (FNN_ROW_CHUNKS + 3) * width
 
