@@ -1,5 +1,5 @@
-"""fastnn's benchmark suite: the pure-NumPy MLP-BN baseline, which is also a
-correctness oracle (`numpy_baseline`), and the side-by-side comparison behind
+"""fastnn's benchmark suite (docs/performance.md): the pure-NumPy MLP-BN baseline, which is
+also a correctness oracle (`numpy_baseline`), and the side-by-side comparison behind
 `fastnn bench`: its timing harness (`harness`), the workload in each implementation
 (`workloads`), the measured sections (`sections`), the tables and targets (`report`)
 and the command line (`compare`).

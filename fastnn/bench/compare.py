@@ -1,6 +1,6 @@
 """`fastnn bench`: fastnn side by side with its anchors on the MLP-BN workload.
 
-The method of every measurement (fastnn.bench.harness): all implementations run
+Everything docs/performance.md asks of a measurement is done here: all implementations run
 in one benchmark run on the same preloaded data (N = 16,384 x 784 float32), at the same
 batch size and thread count, in interleaved repeats (the order rotates from repeat to
 repeat), each repeat long enough to be stable (~0.2 s of calls), and the median of the

@@ -112,7 +112,7 @@ def breakdown_table(bd):
 
 
 def evaluate_targets(rows, batches, threads, stream, memory, scaling=()):
-    """[(target, measured, threshold, met)] for every performance target this run
+    """[(target, measured, threshold, met)] for every docs/performance.md target this run
     covers; `threads` is the thread count the targets are judged at."""
     t = threads
     res = []
@@ -177,7 +177,7 @@ def evaluate_targets(rows, batches, threads, stream, memory, scaling=()):
 
 
 def targets_text(targets, t):
-    lines = [f"Targets (PERFORMANCE.md), judged at {t} thread{'s' if t > 1 else ''}:"]
+    lines = [f"Targets (docs/performance.md), judged at {t} thread{'s' if t > 1 else ''}:"]
     for x in targets:
         op = ">=" if x["higher_is_better"] else "<="
         v = x["value"]
