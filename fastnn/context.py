@@ -28,7 +28,9 @@ class Context:
 
     def child(self, index):
         """The context of a container's index-th call site (created on first use)."""
-        kids = self.__dict__.setdefault("_children", [])
+        kids = self.__dict__.get("_children")
+        if kids is None:
+            kids = self._children = []
         while len(kids) <= index:
             kids.append(Context())
         return kids[index]

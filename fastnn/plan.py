@@ -61,9 +61,10 @@ class Plan:
         """The plan's outputs (a list) for `inputs` (a list, one array per input slot)."""
         vals = [None] * self.n_slots
         vals[: self.n_inputs] = inputs
+        kids = self._contexts(ctx)
         for k, step in enumerate(self.steps):
             x = [vals[s] for s in step.inputs] if step.multi else vals[step.inputs[0]]
-            y = step.run._forward(ctx.child(k), x)
+            y = step.run._forward(kids[k], x)
             if step.hooked:
                 step.layers[0]._run_forward_hooks(x, y)
             if len(step.outputs) == 1:
@@ -78,6 +79,7 @@ class Plan:
         """Gradients with respect to the plan's inputs (a list; None where not needed or
         not reached) given those of its outputs (None for an output without one)."""
         grads = [None] * self.n_slots
+        kids = self._contexts(ctx)
         for s, g in zip(self.outputs, grads_out):
             if g is not None:
                 self._accumulate(ctx, grads, s, g, shared=self.outputs.count(s) > 1)
@@ -92,7 +94,7 @@ class Plan:
                 if all(v is None for v in g):
                     continue
             need = need_input_grad or any(step.grad_from)
-            gin = step.run._backward(ctx.child(k), g, need)
+            gin = step.run._backward(kids[k], g, need)
             if step.hooked:
                 step.layers[0]._run_backward_hooks(gin, g)
             if not need or gin is None:
@@ -102,6 +104,13 @@ class Plan:
                 if gi is not None and (from_node or need_input_grad):
                     self._accumulate(ctx, grads, s, gi, shared=self.readers[s] > 1)
         return [grads[s] for s in range(self.n_inputs)]
+
+    def _contexts(self, ctx):
+        """The contexts of the steps' calls, children of the container's ctx."""
+        kids = ctx.__dict__.get("_children")
+        if kids is None or len(kids) < len(self.steps):
+            kids = [ctx.child(k) for k in range(len(self.steps))]
+        return kids
 
     @staticmethod
     def _accumulate(ctx, grads, slot, g, shared):
