@@ -315,8 +315,9 @@ def _cases(pick=lambda name, arg, value, written: True):
     return out
 
 
-# A function whose only array is its input takes any size and either dtype.
-SIZED = lambda n, a, v, w: len(_array_args(n, np.float32)) > 1  # noqa: E731
+def SIZED(name, arg, value, written):
+    """False for a function whose only array is its input: it takes any size and dtype."""
+    return len(_array_args(name, np.float32)) > 1
 
 
 def _run(name, dt, **changes):
@@ -325,6 +326,20 @@ def _run(name, dt, **changes):
     assert set(changes) <= set(args)
     args.update(changes)
     return fn(*args.values())
+
+
+def _refused(exc, name, dt, match=None, **changes):
+    """The call with `changes` raises `exc` (message matching `match`) before the kernel
+    runs: no array of the call is modified."""
+    fn, builder, _, _ = CALLS[name]
+    args = builder(dt)
+    assert set(changes) <= set(args)
+    args.update(changes)
+    before = {k: v.copy() for k, v in args.items() if isinstance(v, np.ndarray)}
+    with pytest.raises(exc, match=match):
+        fn(*args.values())
+    for k, v in before.items():
+        assert np.array_equal(args[k], v, equal_nan=v.dtype.kind == "f"), f"{k} was written"
 
 
 def test_every_kernel_wrapper_is_covered():
@@ -352,24 +367,22 @@ def test_other_float_dtype_raises(name, arg, dt):
     """float32 and float64 mixed in one call (the call's dtype comes from one argument,
     so the message may name the other side of the mix)."""
     value = dict(_array_args(name, dt))[arg]
-    with pytest.raises(TypeError, match=r"must be a float(32|64) array, got float(32|64)"):
-        _run(name, dt, **{arg: value.astype(OTHER[value.dtype])})
+    _refused(TypeError, name, dt, r"must be a float(32|64) array, got float(32|64)",
+             **{arg: value.astype(OTHER[value.dtype])})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases())
 def test_integer_array_raises(name, arg, dt):
     value = dict(_array_args(name, dt))[arg]
     wrong = np.int32 if value.dtype == np.int64 else np.int64
-    with pytest.raises(TypeError, match=arg):
-        _run(name, dt, **{arg: value.astype(wrong)})
+    _refused(TypeError, name, dt, arg, **{arg: value.astype(wrong)})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases(SIZED))
 def test_too_short_raises(name, arg, dt):
     """One element fewer along the last axis: no kernel may read or write past it."""
     value = dict(_array_args(name, dt))[arg]
-    with pytest.raises(ValueError):
-        _run(name, dt, **{arg: np.ascontiguousarray(value[..., :-1])})
+    _refused(ValueError, name, dt, **{arg: np.ascontiguousarray(value[..., :-1])})
 
 
 @pytest.mark.parametrize("name,arg,dt",
@@ -378,8 +391,7 @@ def test_too_long_raises(name, arg, dt):
     """One element more along the last axis (scratch may be larger than needed)."""
     value = dict(_array_args(name, dt))[arg]
     longer = np.concatenate([value, value[..., :1]], axis=-1)
-    with pytest.raises(ValueError):
-        _run(name, dt, **{arg: longer})
+    _refused(ValueError, name, dt, **{arg: longer})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases())
@@ -387,8 +399,7 @@ def test_non_contiguous_raises(name, arg, dt):
     value = dict(_array_args(name, dt))[arg]
     strided = np.repeat(value, 2, axis=-1)[..., ::2]
     assert np.array_equal(strided, value) and not strided.flags.c_contiguous
-    with pytest.raises(ValueError, match=arg):
-        _run(name, dt, **{arg: strided})
+    _refused(ValueError, name, dt, arg, **{arg: strided})
 
 
 @pytest.mark.parametrize("name,arg,dt",
@@ -396,51 +407,45 @@ def test_non_contiguous_raises(name, arg, dt):
 def test_none_for_a_required_buffer_raises(name, arg, dt):
     """TypeError; ValueError for one of a pair that comes together (running statistics,
     weight and bias)."""
-    with pytest.raises(ValueError if arg in (PAIRS[name] or ()) else TypeError, match=arg):
-        _run(name, dt, **{arg: None})
+    _refused(ValueError if arg in (PAIRS[name] or ()) else TypeError, name, dt, arg,
+             **{arg: None})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases(lambda n, a, v, w: a in w))
 def test_read_only_output_raises(name, arg, dt):
     value = dict(_array_args(name, dt))[arg]
     value.flags.writeable = False
-    with pytest.raises(ValueError, match=arg):
-        _run(name, dt, **{arg: value})
+    _refused(ValueError, name, dt, arg, **{arg: value})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases(lambda n, a, v, w: v.dtype.itemsize > 1))
 def test_byte_swapped_raises(name, arg, dt):
     value = dict(_array_args(name, dt))[arg]
     swapped = value.astype(value.dtype.newbyteorder())
-    with pytest.raises(TypeError, match=arg):
-        _run(name, dt, **{arg: swapped})
+    _refused(TypeError, name, dt, arg, **{arg: swapped})
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_not_an_array_raises(name):
     first = _array_args(name, np.float32)[0][0]
-    with pytest.raises(TypeError, match=first):
-        _run(name, np.float32, **{first: [[1.0, 2.0]]})
+    _refused(TypeError, name, np.float32, first, **{first: [[1.0, 2.0]]})
 
 
 # -- checks that depend on values, not only on shapes ----------------------------------
 
 def test_act_backward_needs_z_or_y_by_activation():
-    with pytest.raises(TypeError, match="z"):  # ELU's derivative reads its input
-        _run("act_backward", np.float32, act=K.ACT_ELU, z=None)
-    with pytest.raises(TypeError, match="y"):  # tanh's reads its output
-        _run("act_backward", np.float32, y=None)
-    with pytest.raises(TypeError, match="scratch"):  # the bias gradient's column sums
-        _run("act_backward", np.float32, scratch=None)
-    with pytest.raises(TypeError, match="gz"):  # gz may be None only for the sums
-        _run("act_backward", np.float32, gbias=None, gz=None)
+    # ELU's derivative reads its input, tanh's its output; the bias gradient's column
+    # sums need scratch; gz may be None only when those sums are all that is wanted.
+    _refused(TypeError, "act_backward", np.float32, "z", act=K.ACT_ELU, z=None)
+    _refused(TypeError, "act_backward", np.float32, "y", y=None)
+    _refused(TypeError, "act_backward", np.float32, "scratch", scratch=None)
+    _refused(TypeError, "act_backward", np.float32, "gz", gbias=None, gz=None)
     _run("act_backward", np.float32, act=K.ACT_IDENTITY, y=None, gz=None)
 
 
 @pytest.mark.parametrize("act", [-1, 11, 1000])
 def test_unknown_activation_code_raises(act):
-    with pytest.raises(ValueError, match="act"):
-        _run("bias_act", np.float32, act=act)
+    _refused(ValueError, "bias_act", np.float32, "act", act=act)
     with pytest.raises(ValueError, match="act"):
         K.act_needs_input(act)
 
@@ -449,54 +454,47 @@ def test_unknown_activation_code_raises(act):
 def test_label_out_of_range_raises(label):
     labels = np.zeros(N, np.int64)
     labels[3] = label
-    with pytest.raises(ValueError, match=f"got {label} at row 3"):
-        _run("softmax_xent", np.float64, labels=labels)
+    _refused(ValueError, "softmax_xent", np.float64, f"got {label} at row 3", labels=labels)
 
 
 def test_maxout_winner_beyond_pieces_raises():
     idx = _u8(N, C, high=3)
     idx[2, 1] = 3
-    with pytest.raises(ValueError, match="idx"):
-        _run("maxout_backward", np.float32, idx=idx)
-    with pytest.raises(ValueError, match="pieces"):
-        _run("maxout_forward", np.float32, pieces=0)
+    _refused(ValueError, "maxout_backward", np.float32, "idx", idx=idx)
+    _refused(ValueError, "maxout_forward", np.float32, "pieces", pieces=0)
 
 
 def test_running_statistics_come_together():
-    with pytest.raises(ValueError, match="running_mean and running_var"):
-        _run("bn_forward_train", np.float32, running_var=None)
-    with pytest.raises(ValueError, match="running_mean and running_var"):
-        _run("bn_relu_dropout_train", np.float32, running_mean=None)
+    both = "running_mean and running_var"
+    _refused(ValueError, "bn_forward_train", np.float32, both, running_var=None)
+    _refused(ValueError, "bn_relu_dropout_train", np.float32, both, running_mean=None)
 
 
 def test_batch_statistics_need_samples():
     f = _arrays(np.float32)
-    with pytest.raises(ValueError, match="at least one sample"):
-        _run("bn_forward_train", np.float32, x=f(0, C), y=f(0, C))
+    _refused(ValueError, "bn_forward_train", np.float32, "at least one sample", x=f(0, C),
+             y=f(0, C))
 
 
 def test_fused_batch_norm_takes_2d_input():
     f = _arrays(np.float32)
-    with pytest.raises(ValueError, match="2-D"):
-        _run("bn_relu_dropout_train", np.float32, x=f(N, C, 1), y=f(N, C, 1))
+    _refused(ValueError, "bn_relu_dropout_train", np.float32, "2-D", x=f(N, C, 1),
+             y=f(N, C, 1))
 
 
 @pytest.mark.parametrize("layout", [dict(D=0), dict(groups=0), dict(inner=0),
                                     dict(D=5, inner=1), dict(D=6, inner=4)])
 def test_rownorm_layout_must_fit(layout):
-    with pytest.raises(ValueError):
-        _run("rownorm_forward", np.float32, **layout)
+    _refused(ValueError, "rownorm_forward", np.float32, None, **layout)
 
 
 def test_rownorm_weight_and_bias_come_together():
-    with pytest.raises(ValueError, match="w and b"):
-        _run("rownorm_forward", np.float32, b=None)
+    _refused(ValueError, "rownorm_forward", np.float32, "w and b", b=None)
 
 
 def test_prelu_slopes_one_or_per_channel():
     f = _arrays(np.float32)
-    with pytest.raises(ValueError, match="slope"):
-        _run("prelu_forward", np.float32, a=f(C - 1))
+    _refused(ValueError, "prelu_forward", np.float32, "slope", a=f(C - 1))
     _run("prelu_forward", np.float32, a=f(1))
     _run("prelu_backward", np.float32, a=f(1), ga=f(1), scratch=None)
 
