@@ -4,7 +4,8 @@
  * - Every kernel exists for float (suffix _f32) and double (_f64), generated from one
  *   body in generic/<family>.h by instantiate.h.
  * - Arrays are C-contiguous; a (rows, cols) matrix has row stride cols. Kernels trust
- *   their arguments: shapes, dtypes and label ranges are validated in Python.
+ *   their arguments: shapes, dtypes and label ranges are checked by the binding
+ *   (fastnn/_check.pxi and the wrappers of fastnn/_kernels_<family>.pxi).
  * - Reductions are deterministic: work is split by data layout (columns or fixed-size
  *   chunks), never by thread, so results are bit-identical for any thread count.
  * - No Python.h here: these files are plain C99 + OpenMP.
@@ -31,7 +32,7 @@
 /* Upper bound on the chunks of a deterministic chunked sum (see fnn_chunk_size). */
 #define FNN_MAX_CHUNKS 1024
 
-/* Activation codes. The order is part of the binding (fastnn/_kernels.pyx). */
+/* Activation codes, exported by the binding (fastnn/_kernels_dense.pxi). */
 enum fnn_act {
     FNN_ACT_IDENTITY = 0,
     FNN_ACT_RELU = 1,

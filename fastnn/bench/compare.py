@@ -26,22 +26,18 @@ The tables go to stdout, and every measurement with the machine description to J
 import argparse
 import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import fastnn
-from fastnn.bench.harness import CpuMeter, TorchWorker, _blas_summary, machine_info, set_threads
-from fastnn.bench.report import (
-    background_note, breakdown_table, evaluate_targets, kernel_table, predict_table,
-    scaling_table, targets_text, train_table)
+from fastnn.bench.harness import CpuMeter, TorchWorker, machine_info, set_threads
+from fastnn.bench.report import breakdown_table, evaluate_targets, write_report
 from fastnn.bench.sections import (
     bench_breakdown, bench_kernels, bench_memory, bench_predict, bench_scaling, bench_train)
 from fastnn.bench.workloads import (
-    PREDICT_BATCHES, SCALING_SIZES, THREADS, TRAIN_BATCHES, _n_params, make_data)
+    PREDICT_BATCHES, SCALING_SIZES, THREADS, TRAIN_BATCHES, make_data)
 
 
 def _int_list(text):
@@ -156,49 +152,6 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     duration = time.perf_counter() - t_start
     background = run_meter.background()
 
-    p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"fastnn {fastnn.__version__} benchmark (MLP-BN: 784 -> [Dense 512, BatchNorm, ReLU, "
-      f"Dropout 0.5] x 2 -> Dense 10, softmax-CE, Adam lr=1e-3, float32, "
-      f"{_n_params():,} parameters)")
-    p(f"Machine: {info['cpu']}; {info['cores_available']} cores available; "
-      f"{platform.system()} {platform.machine()}")
-    p(f"BLAS: {_blas_summary(info)}")
-    p(f"Versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
-      f"PyTorch {info['torch'] or 'not available'}")
-    p(f"Method: interleaved repeats, median of {opts.repeats} after warm-up, "
-      f"~{opts.min_time:g} s per repeat after a {opts.pause:g} s pause; data "
-      f"N={X.shape[0]} x {X.shape[1]} float32 preloaded; samples/s, higher is better."
-      + (" QUICK: smoke test only." if quick else ""))
-    for t in threads:
-        p(f"\nTraining step, samples/s, {t} thread{'s' if t > 1 else ''}:")
-        p(train_table(rows, batches, t) + background_note(rows, "train_step", t))
-    for t in ([] if args.no_predict else threads):
-        p(f"\nInference (eval-mode predict), samples/s, {t} thread{'s' if t > 1 else ''}:")
-        p(predict_table(rows, predict_batches, t) + background_note(rows, "predict", t))
-    if stream is not None:
-        p(f"\nKernels at {judge_t} thread{'s' if judge_t > 1 else ''}, bytes = minimum traffic "
-          f"(stream = {stream / 1e9:.1f} GB/s, best copy of this run):")
-        p(kernel_table(rows) + background_note(rows, "kernel"))
-        small = [r for r in rows if r["kind"] == "small_kernel"]
-        if small:
-            p("Small array (16 x 512) bias+ReLU: " + ", ".join(
-                f"{r['impl'].split(', ')[-1]} {r['us_per_call']:.2f} us" for r in small))
-    p(f"\nAllocations of 3 steady-state fastnn steps (batch {memory['batch']}, tracemalloc): "
-      f"peak {memory['peak_bytes']:,} B, retained {memory['retained_bytes']:,} B")
-    p(f"Memory from building the model to the sixth step: peak {memory['step_peak_bytes']:,} B; "
-      f"the trainer holds {memory['held_bytes']:,} B at the end (parameters "
-      f"{memory['parameter_bytes']:,} B)")
-    if scaling:
-        p(f"\nOne epoch of fit (batch {scaling[0]['batch']}, {judge_t} thread"
-          f"{'s' if judge_t > 1 else ''}) on the first N rows of a float32 data set:")
-        p(scaling_table(scaling))
-    for bd in breakdowns:
-        p("\n" + breakdown_table(bd))
-    p("\n" + targets_text(targets, judge_t))
-    bg = "" if background is None else (
-        f"; other processes used {100 * background:.0f}% of the machine's CPU meanwhile")
-    p(f"\nTotal time {duration:.1f} s{bg}")
-
     result = {"machine": info, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": sys.argv, "config": {"quick": quick, "batches": batches,
                                               "threads": threads, "repeats": opts.repeats,
@@ -209,12 +162,13 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
               "measurements": rows, "memory": memory, "scaling": scaling, "breakdowns": breakdowns,
               "stream_bytes_per_s": stream, "targets": targets, "duration_s": duration,
               "background_cpu": background}
+    write_report(result, judge_t, not args.no_predict, out)
     if not args.no_json:
         path = Path(args.json) if args.json else Path("bench") / "results" / (
             datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1, default=_json_default))
-        p(f"Results written to {path}")
+        print(f"Results written to {path}", file=out)
     return 0
 
 

@@ -75,7 +75,7 @@ def machine_info(worker=None):
     return info
 
 
-def _blas_summary(info):
+def blas_summary(info):
     parts = []
     for lib in info["threadpools"]:
         if lib["user_api"] != "blas":

@@ -1,5 +1,10 @@
-"""The report of `fastnn bench`: its tables (Markdown) and the targets judged on the
-measured rows."""
+"""The report of `fastnn bench`: its tables (Markdown), the targets judged on the
+measured rows, and the text of a whole run (write_report)."""
+import platform
+
+import fastnn
+from fastnn.bench.harness import blas_summary
+from fastnn.bench.workloads import N_FEATURES, _n_params
 
 # Each target: (key, description, threshold); ratios are "higher is better".
 TRAIN_VS_TORCH = {16: 3.0, 128: 2.5, 2048: 1.8}
@@ -200,3 +205,53 @@ def scaling_table(rows):
                   [[f"{r['n']:,}", f"{r['data_bytes'] / 1e9:.2f} GB", f"{r['epoch_s']:.2f}",
                     f"{r['us_per_sample']:.2f}", f"{r['us_per_sample'] / first:.2f}x",
                     f"{r['fit_peak_bytes'] / 1e6:.0f} MB"] for r in rows])
+
+def write_report(result, judge_t, show_predict, out):
+    """The text report of a run (its JSON `result`): header, tables, targets judged at
+    `judge_t` threads."""
+    info, cfg = result["machine"], result["config"]
+    rows, memory, scaling = result["measurements"], result["memory"], result["scaling"]
+    batches, threads, quick = cfg["batches"], cfg["threads"], cfg["quick"]
+    stream, background = result["stream_bytes_per_s"], result["background_cpu"]
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"fastnn {fastnn.__version__} benchmark (MLP-BN: 784 -> [Dense 512, BatchNorm, ReLU, "
+      f"Dropout 0.5] x 2 -> Dense 10, softmax-CE, Adam lr=1e-3, float32, "
+      f"{_n_params():,} parameters)")
+    p(f"Machine: {info['cpu']}; {info['cores_available']} cores available; "
+      f"{platform.system()} {platform.machine()}")
+    p(f"BLAS: {blas_summary(info)}")
+    p(f"Versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
+      f"PyTorch {info['torch'] or 'not available'}")
+    p(f"Method: interleaved repeats, median of {cfg['repeats']} after warm-up, "
+      f"~{cfg['min_time_s']:g} s per repeat after a {cfg['pause_s']:g} s pause; data "
+      f"N={cfg['n_samples']} x {N_FEATURES} float32 preloaded; samples/s, higher is better."
+      + (" QUICK: smoke test only." if quick else ""))
+    for t in threads:
+        p(f"\nTraining step, samples/s, {t} thread{'s' if t > 1 else ''}:")
+        p(train_table(rows, batches, t) + background_note(rows, "train_step", t))
+    for t in (threads if show_predict else []):
+        p(f"\nInference (eval-mode predict), samples/s, {t} thread{'s' if t > 1 else ''}:")
+        p(predict_table(rows, cfg["predict_batches"], t) + background_note(rows, "predict", t))
+    if stream is not None:
+        p(f"\nKernels at {judge_t} thread{'s' if judge_t > 1 else ''}, bytes = minimum traffic "
+          f"(stream = {stream / 1e9:.1f} GB/s, best copy of this run):")
+        p(kernel_table(rows) + background_note(rows, "kernel"))
+        small = [r for r in rows if r["kind"] == "small_kernel"]
+        if small:
+            p("Small array (16 x 512) bias+ReLU: " + ", ".join(
+                f"{r['impl'].split(', ')[-1]} {r['us_per_call']:.2f} us" for r in small))
+    p(f"\nAllocations of 3 steady-state fastnn steps (batch {memory['batch']}, tracemalloc): "
+      f"peak {memory['peak_bytes']:,} B, retained {memory['retained_bytes']:,} B")
+    p(f"Memory from building the model to the sixth step: peak {memory['step_peak_bytes']:,} B; "
+      f"the trainer holds {memory['held_bytes']:,} B at the end (parameters "
+      f"{memory['parameter_bytes']:,} B)")
+    if scaling:
+        p(f"\nOne epoch of fit (batch {scaling[0]['batch']}, {judge_t} thread"
+          f"{'s' if judge_t > 1 else ''}) on the first N rows of a float32 data set:")
+        p(scaling_table(scaling))
+    for bd in result["breakdowns"]:
+        p("\n" + breakdown_table(bd))
+    p("\n" + targets_text(result["targets"], judge_t))
+    bg = "" if background is None else (
+        f"; other processes used {100 * background:.0f}% of the machine's CPU meanwhile")
+    p(f"\nTotal time {result['duration_s']:.1f} s{bg}")
