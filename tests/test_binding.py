@@ -10,7 +10,7 @@ needs a buffer. Each must raise TypeError / ValueError naming the argument.
 """
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fastnn import _kernels as K
 
@@ -555,3 +555,35 @@ def test_any_output_shape_is_either_right_or_refused(rows, cols, out_rows, out_c
         else:
             with pytest.raises(ValueError, match="shape"):
                 run()
+
+
+ALL_ARRAYS = [(name, arg) for name in sorted(CALLS)
+              for arg, _ in _array_args(name, np.float32)]
+DTYPE_POOL = [np.float16, np.float32, np.float64, np.int8, np.int32, np.int64, np.uint8,
+              np.uint32, np.bool_, np.complex64]
+
+
+@settings(max_examples=400)
+@given(which=st.sampled_from(ALL_ARRAYS), f64=st.booleans(),
+       shape=st.lists(st.integers(0, 9), min_size=0, max_size=3),
+       dtype=st.sampled_from(DTYPE_POOL))
+def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, shape, dtype):
+    """Any array argument replaced by an array of any shape (up to 3-D) and dtype: a
+    wrong element count (not only one off) or a wrong dtype raises before the kernel
+    writes anything; the right count and dtype may run. No combination crashes."""
+    name, arg = which
+    dt = np.float64 if f64 else np.float32
+    value = dict(_array_args(name, dt))[arg]
+    new = np.ones(shape, dtype)
+    lone = not SIZED(name, arg, value, None)
+    wrong_dtype = new.dtype != value.dtype and not (lone and new.dtype in OTHER)
+    wrong_size = new.size != value.size and not lone and (
+        arg != "scratch" or new.size < value.size)
+    if wrong_dtype or wrong_size:  # TypeError for the dtype, ValueError for the size
+        exc = ((TypeError,) if wrong_dtype else ()) + ((ValueError,) if wrong_size else ())
+        _refused(exc, name, dt, **{arg: new})
+    else:
+        try:
+            _run(name, dt, **{arg: new})
+        except (TypeError, ValueError):
+            pass  # the right size in another shape, or values a kernel refuses
