@@ -579,8 +579,11 @@ def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, sh
     wrong_dtype = new.dtype != value.dtype and not (lone and new.dtype in OTHER)
     wrong_size = new.size != value.size and not lone and (
         arg != "scratch" or new.size < value.size)
-    if wrong_dtype or wrong_size:  # TypeError for the dtype, ValueError for the size
-        exc = ((TypeError,) if wrong_dtype else ()) + ((ValueError,) if wrong_size else ())
+    if wrong_dtype or wrong_size:
+        # TypeError for the dtype, ValueError for the size (or for the shape, which
+        # may be checked first)
+        reshaped = wrong_size or new.shape != value.shape
+        exc = ((TypeError,) if wrong_dtype else ()) + ((ValueError,) if reshaped else ())
         _refused(exc, name, dt, **{arg: new})
     else:
         try:
