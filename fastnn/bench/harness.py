@@ -160,7 +160,15 @@ class TorchWorker:
     def start(cls):
         import subprocess
 
-        proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.torch_worker"],
+        # The worker imports the fastnn this process runs: it gets this process's
+        # sys.path (after any PYTHONPATH of its environment) and not the working
+        # directory first, which from a source tree would be an unbuilt fastnn.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [p for p in [os.environ.get("PYTHONPATH")] if p]
+            + [p or os.getcwd() for p in sys.path])
+        code = "import sys; del sys.path[0]; from fastnn.bench.torch_worker import main; main()"
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)
         worker = cls(proc)
