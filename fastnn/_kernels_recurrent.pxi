@@ -4,7 +4,6 @@
 # (fused `floating`: float32 or float64 throughout, else TypeError) and checks every
 # shape against the others before it releases the GIL, so a wrong shape, dtype or a
 # missing buffer raises instead of reading or writing out of bounds.
-from cython cimport floating
 
 cdef extern from "recurrent.h" nogil:
     int FNN_RNN_TANH, FNN_RNN_RELU, FNN_RNN_LSTM, FNN_RNN_GRU

@@ -23,7 +23,7 @@ def test_gemm_bound_leaves_out_the_gate_arithmetic():
 
 def test_section_measures_and_reports_each_target():
     pytest.importorskip("torch")
-    worker = rnn.TorchWorker.start(("-m", "fastnn.bench.rnn", "--torch-worker"))
+    worker = rnn.TorchWorker.start("fastnn.bench.rnn:worker_main")
     assert worker is not None
     try:
         rows = rnn.bench_rnn(worker, OPTS, threads=1, batches=(4,), layers=(1,),

@@ -20,10 +20,10 @@ import sys
 import numpy as np
 
 import fastnn
-from fastnn.bench.compare import (
-    Case, CpuMeter, RemoteCase, TorchWorker, _fmt_rate, _fmt_ratio, _table, measure,
-    set_threads,
+from fastnn.bench.harness import (
+    Case, CpuMeter, RemoteCase, TorchWorker, measure, set_threads,
 )
+from fastnn.bench.report import _fmt_rate, _fmt_ratio, _table
 
 INPUT, HIDDEN, STEPS = 32, 128, 40
 BATCHES, LAYERS, KINDS = (64, 256), (1, 2), ("lstm", "gru")
@@ -216,7 +216,7 @@ def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
     leaves PyTorch out."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meter = CpuMeter()
-    worker = TorchWorker.start(("-m", "fastnn.bench.rnn", "--torch-worker")) if torch else None
+    worker = TorchWorker.start("fastnn.bench.rnn:worker_main") if torch else None
     try:
         rows = bench_rnn(worker, opts, threads, log=log)
     finally:
@@ -255,10 +255,6 @@ def run_from_args(args):
 def main(argv=None):
     import argparse
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--torch-worker"]:
-        worker_main()
-        return 0
     parser = argparse.ArgumentParser(prog="python -m fastnn.bench.rnn",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
