@@ -1,9 +1,7 @@
 # Recurrent layers and embeddings (csrc/recurrent.h): declarations and checked wrappers.
 #
-# Included by _kernels.pyx. Every wrapper takes typed memoryviews of one float type
-# (fused `floating`: float32 or float64 throughout, else TypeError) and checks every
-# shape against the others before it releases the GIL, so a wrong shape, dtype or a
-# missing buffer raises instead of reading or writing out of bounds.
+# Included by _kernels.pyx; arguments checked by _check.pxi's helpers before any
+# pointer reaches C.
 
 cdef extern from "recurrent.h" nogil:
     int FNN_RNN_TANH, FNN_RNN_RELU, FNN_RNN_LSTM, FNN_RNN_GRU
@@ -59,245 +57,221 @@ RNN_LSTM = FNN_RNN_LSTM
 RNN_GRU = FNN_RNN_GRU
 
 
-cdef int _check_shape(str what, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
-                      Py_ssize_t want_cols) except -1:
-    if rows != want_rows or cols != want_cols:
-        raise ValueError(f"{what}: expected shape ({want_rows}, {want_cols}), "
-                         f"got ({rows}, {cols})")
-    return 0
-
-
-cdef Py_ssize_t _row_pitch(str what, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t stride0,
-                           Py_ssize_t stride1, Py_ssize_t itemsize, Py_ssize_t want_rows,
-                           Py_ssize_t want_cols) except -1:
-    """Elements from one row to the next of a (rows, cols) view whose rows are
-    contiguous (a column slice of a wider C-contiguous array is fine)."""
-    _check_shape(what, rows, cols, want_rows, want_cols)
-    if (cols > 1 and stride1 != itemsize) or stride0 % itemsize or stride0 < cols * itemsize:
-        raise ValueError(f"{what}: rows must be contiguous and not overlap")
-    return stride0 // itemsize
-
-
-cdef int _check_lengths(const int64_t[::1] lengths, Py_ssize_t N, Py_ssize_t T) except -1:
-    if lengths.shape[0] != N:
-        raise ValueError(f"lengths: expected {N} entries, got {lengths.shape[0]}")
-    cdef Py_ssize_t n
-    for n in range(N):
-        if lengths[n] < 1 or lengths[n] > T:
-            raise ValueError(f"lengths: every length must be in [1, {T}], got "
-                             f"{lengths[n]} at position {n}")
-    return 0
-
-
-cdef int _rnn_dims(fnn_rnn_dims *d, int mode, bint batch_first, bint reverse, Py_ssize_t N,
-                   Py_ssize_t rows, Py_ssize_t I, Py_ssize_t W, Py_ssize_t H) except -1:
-    """Fill d and check the weights' W rows against the mode."""
+cdef int _rnn_dims(fnn_rnn_dims *d, str fn, int mode, bint batch_first, bint reverse,
+                   bint gemm_only, cnp.ndarray X, cnp.ndarray Wih, cnp.ndarray Whh,
+                   cnp.ndarray Hn) except -1:
+    """Fill d from x (rows, I), w_ih (W, I), w_hh (W, H), hn (N, H) and check that the
+    weights have the W rows of the mode."""
     if mode < FNN_RNN_TANH or mode > FNN_RNN_GRU:
-        raise ValueError(f"unknown recurrent mode {mode}")
-    if N < 1 or H < 1 or I < 1 or rows < N or rows % N:
-        raise ValueError(f"recurrent kernel: {rows} rows is not a positive multiple of "
-                         f"the batch {N}")
-    d.batch, d.steps, d.inputs, d.hidden = N, rows // N, I, H
-    d.mode, d.batch_first, d.reverse, d.gemm_only = mode, batch_first, reverse, 0
-    if fnn_rnn_weight_rows(d) != W:
-        raise ValueError(f"recurrent weights: expected {fnn_rnn_weight_rows(d)} rows for "
-                         f"hidden size {H}, got {W}")
+        raise ValueError(f"{fn}: unknown recurrent mode {mode}")
+    cdef Py_ssize_t N = Hn.shape[0], rows = X.shape[0]
+    _positive(N, fn, "hn.shape[0] (the batch)")
+    _positive(Whh.shape[1], fn, "w_hh.shape[1] (the hidden size)")
+    _positive(Wih.shape[1], fn, "w_ih.shape[1] (the input size)")
+    if rows < N or rows % N:
+        raise ValueError(f"{fn}: x has {rows} rows, not a positive multiple of the batch {N}")
+    d.batch, d.steps, d.inputs, d.hidden = N, rows // N, Wih.shape[1], Whh.shape[1]
+    d.mode, d.batch_first, d.reverse, d.gemm_only = mode, batch_first, reverse, gemm_only
+    if fnn_rnn_weight_rows(d) != Whh.shape[0]:
+        raise ValueError(f"{fn}: w_hh must have {fnn_rnn_weight_rows(d)} rows for hidden "
+                         f"size {d.hidden}, got {Whh.shape[0]}")
     return 0
 
 
-def rnn_forward(int mode, bint batch_first, bint reverse, const floating[:, :] x,
-                const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
-                const floating[::1] bias, const floating[:, ::1] h0,
-                const floating[:, ::1] c0, const int64_t[::1] lengths,
-                floating[:, ::1] gates, floating[:, ::1] hprev, floating[:, ::1] cprev,
-                floating[:, ::1] gh, floating[:, :] y, floating[:, ::1] hn,
-                floating[:, ::1] cn, bint gemm_only=False):
+cdef const int64_t *_lengths(object lengths, str fn, Py_ssize_t N, Py_ssize_t T) except? NULL:
+    """The checked lengths (N values in [1, T]), or NULL for None."""
+    cdef const int64_t *p = _i64(lengths, fn, "lengths", N, _OPT)
+    cdef Py_ssize_t n
+    if p != NULL:
+        for n in range(N):
+            if p[n] < 1 or p[n] > T:
+                raise ValueError(f"{fn}: lengths must be in [1, {T}], got {p[n]} at "
+                                 f"position {n}")
+    return p
+
+
+cdef Py_ssize_t _col(bint bidirectional, bint reverse, Py_ssize_t H) noexcept:
+    """Column of a direction's half in rows of D * H (the reverse half second)."""
+    return H if bidirectional and reverse else 0
+
+
+def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x, w_ih, w_hh,
+                bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn,
+                bint gemm_only=False):
     """One direction of a recurrent layer over all time steps (csrc/recurrent.h).
 
     x (N*T, I) rows in the layout of `batch_first`; w_ih (W, I), w_hh (W, H); bias (G)
     the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. Out: gates
-    (N*T, G), hprev (N*T, H), cprev (N*T, H) for LSTM (else None), gh (N, 3H) for GRU
-    (else None), y (N*T, H) with any row pitch or None, hn (N, H), cn (N, H) for LSTM.
-    G is 4H for LSTM and GRU, H for RNN. gemm_only: run only the matrix products (to
-    time them alone; the outputs are then meaningless)."""
-    if x is None or w_ih is None or w_hh is None or bias is None or gates is None \
-            or hprev is None or hn is None:
-        raise ValueError("rnn_forward: x, weights, bias, gates, hprev and hn are required")
+    (N*T, G), hprev (N*T, H), cprev (N*T, H) for LSTM, gh (N, 3H) for GRU (each None
+    otherwise), y (N*T, D*H) or None (this direction writes its half: the second of a
+    bidirectional layer's when reverse), hn (N, H), cn (N, H) for LSTM. G is 4H for
+    LSTM and GRU, H for RNN. gemm_only: only the matrix products (to time them alone;
+    the outputs are then meaningless)."""
+    if _is_f32(x, "rnn_forward", "x"):
+        _rnn_forward(<float *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
+                     bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn, gemm_only)
+    else:
+        _rnn_forward(<double *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
+                     bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn, gemm_only)
+
+
+cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
+                      bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, gates, hprev,
+                      cprev, gh, y, hn, cn, bint gemm_only) except -1:
+    cdef str fn = "rnn_forward"
     cdef fnn_rnn_dims d
-    cdef Py_ssize_t N = hn.shape[0], H = w_hh.shape[1], I = w_ih.shape[1], rows = x.shape[0]
-    cdef Py_ssize_t isz = sizeof(floating)
-    _rnn_dims(&d, mode, batch_first, reverse, N, rows, I, w_hh.shape[0], H)
-    d.gemm_only = gemm_only
-    cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = w_hh.shape[0]
+    _rnn_dims(&d, fn, mode, batch_first, reverse, gemm_only, _arr(x, fn, "x", 2),
+              _arr(w_ih, fn, "w_ih", 2), _arr(w_hh, fn, "w_hh", 2), _arr(hn, fn, "hn", 2))
+    cdef Py_ssize_t N = d.batch, H = d.hidden, I = d.inputs, R = d.batch * d.steps
+    cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = fnn_rnn_weight_rows(&d)
+    cdef Py_ssize_t D = 2 if bidirectional else 1
     cdef bint lstm = mode == FNN_RNN_LSTM, gru = mode == FNN_RNN_GRU
-    cdef Py_ssize_t ldx = _row_pitch("x", x.shape[0], x.shape[1], x.strides[0], x.strides[1],
-                                     isz, rows, I)
-    cdef Py_ssize_t ldy = 0
-    _check_shape("w_ih", w_ih.shape[0], w_ih.shape[1], W, I)
-    _check_shape("bias", bias.shape[0], 1, G, 1)
-    _check_shape("gates", gates.shape[0], gates.shape[1], rows, G)
-    _check_shape("hprev", hprev.shape[0], hprev.shape[1], rows, H)
-    _check_shape("hn", hn.shape[0], hn.shape[1], N, H)
-    if h0 is not None:
-        _check_shape("h0", h0.shape[0], h0.shape[1], N, H)
-    if lstm:
-        if cprev is None or cn is None:
-            raise ValueError("rnn_forward: an LSTM needs cprev and cn")
-        _check_shape("cprev", cprev.shape[0], cprev.shape[1], rows, H)
-        _check_shape("cn", cn.shape[0], cn.shape[1], N, H)
-        if c0 is not None:
-            _check_shape("c0", c0.shape[0], c0.shape[1], N, H)
-    if gru:
-        if gh is None:
-            raise ValueError("rnn_forward: a GRU needs gh")
-        _check_shape("gh", gh.shape[0], gh.shape[1], N, 3 * H)
-    if y is not None:
-        ldy = _row_pitch("y", y.shape[0], y.shape[1], y.strides[0], y.strides[1], isz, rows, H)
-    if lengths is not None:
-        _check_lengths(lengths, N, d.steps)
-    cdef const floating *p_h0 = &h0[0, 0] if h0 is not None else NULL
-    cdef const floating *p_c0 = &c0[0, 0] if lstm and c0 is not None else NULL
-    cdef const int64_t *p_len = &lengths[0] if lengths is not None else NULL
-    cdef floating *p_cprev = &cprev[0, 0] if lstm else NULL
-    cdef floating *p_cn = &cn[0, 0] if lstm else NULL
-    cdef floating *p_gh = &gh[0, 0] if gru else NULL
-    cdef floating *p_y = &y[0, 0] if y is not None else NULL
+    cdef floating *px = _flt(t, x, fn, "x", R * I)
+    cdef floating *pwi = _flt(t, w_ih, fn, "w_ih", W * I)
+    cdef floating *pwh = _flt(t, w_hh, fn, "w_hh", W * H)
+    cdef floating *pb = _flt(t, bias, fn, "bias", G)
+    cdef floating *ph0 = _flt(t, h0, fn, "h0", N * H, _OPT)
+    cdef floating *pc0 = _flt(t, c0, fn, "c0", N * H, _OPT) if lstm else NULL
+    cdef const int64_t *plen = _lengths(lengths, fn, N, d.steps)
+    cdef floating *pg = _flt(t, gates, fn, "gates", R * G, _W)
+    cdef floating *php = _flt(t, hprev, fn, "hprev", R * H, _W)
+    cdef floating *pcp = _flt(t, cprev, fn, "cprev", R * H, _W) if lstm else NULL
+    cdef floating *pgh = _flt(t, gh, fn, "gh", N * 3 * H, _W) if gru else NULL
+    cdef floating *py = _flt(t, y, fn, "y", R * D * H, _W | _OPT)
+    cdef floating *phn = _flt(t, hn, fn, "hn", N * H, _W)
+    cdef floating *pcn = _flt(t, cn, fn, "cn", N * H, _W) if lstm else NULL
+    if py != NULL:
+        py += _col(bidirectional, reverse, H)
     with nogil:
         if floating is float:
-            fnn_rnn_forward_f32(<fnn_blas_gemm_f32>sgemm, &d, &x[0, 0], ldx, &w_ih[0, 0],
-                                &w_hh[0, 0], &bias[0], p_h0, p_c0, p_len, &gates[0, 0],
-                                &hprev[0, 0], p_cprev, p_gh, p_y, ldy, &hn[0, 0], p_cn)
+            fnn_rnn_forward_f32(<fnn_blas_gemm_f32>sgemm, &d, px, I, pwi, pwh, pb, ph0, pc0,
+                                plen, pg, php, pcp, pgh, py, D * H, phn, pcn)
         else:
-            fnn_rnn_forward_f64(<fnn_blas_gemm_f64>dgemm, &d, &x[0, 0], ldx, &w_ih[0, 0],
-                                &w_hh[0, 0], &bias[0], p_h0, p_c0, p_len, &gates[0, 0],
-                                &hprev[0, 0], p_cprev, p_gh, p_y, ldy, &hn[0, 0], p_cn)
+            fnn_rnn_forward_f64(<fnn_blas_gemm_f64>dgemm, &d, px, I, pwi, pwh, pb, ph0, pc0,
+                                plen, pg, php, pcp, pgh, py, D * H, phn, pcn)
+    return 0
 
 
-def rnn_backward(int mode, bint batch_first, bint reverse, const floating[:, :] x,
-                 const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
-                 const int64_t[::1] lengths, const floating[:, ::1] gates,
-                 const floating[:, ::1] hprev, const floating[:, ::1] cprev,
-                 const floating[:, :] dy, const floating[:, ::1] dhn,
-                 const floating[:, ::1] dcn, floating[:, ::1] dgates, floating[:, ::1] dh0,
-                 floating[:, ::1] dc0, bint want_dh0, floating[:, :] dx, bint accumulate_dx,
-                 floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] dbias,
-                 double[::1] scratch, bint gemm_only=False):
+def rnn_backward(int mode, bint batch_first, bint reverse, bint bidirectional, x, w_ih,
+                 w_hh, lengths, gates, hprev, cprev, dy, dhn, dcn, dgates, dh0, dc0,
+                 bint want_dh0, dx, bint accumulate_dx, dw_ih, dw_hh, dbias, scratch,
+                 bint gemm_only=False):
     """Backward of rnn_forward over the same x, weights, lengths, gates, hprev, cprev.
 
-    dy (N*T, H) any row pitch, dhn, dcn (N, H): gradients of y, hn, cn, each None for
-    zero. Out: dgates (N*T, G); dh0, dc0 (LSTM) (N, H) gradients of the initial state
-    (dh0 complete only with want_dh0); dx (N*T, I) any row pitch or None, overwritten or
-    accumulated; dw_ih, dw_hh accumulated (None: skipped); dbias (G) the column sums of
-    dgates (None: skipped; then scratch may be None, else it holds
-    COLSUM_SCRATCH_ROWS * G doubles). gemm_only as for rnn_forward."""
-    if x is None or w_ih is None or w_hh is None or gates is None or hprev is None \
-            or dgates is None or dh0 is None:
-        raise ValueError("rnn_backward: x, weights, gates, hprev, dgates and dh0 are required")
+    dy (N*T, D*H) (this direction reads its half), dhn, dcn (N, H): gradients of y, hn,
+    cn, each None for zero. Out: dgates (N*T, G); dh0, dc0 (LSTM) (N, H) gradients of
+    the initial state (dh0 complete only with want_dh0); dx (N*T, I) or None, overwritten
+    or accumulated; dw_ih, dw_hh accumulated (None: skipped); dbias (G) the column sums
+    of dgates (None: skipped; else scratch holds COLSUM_SCRATCH_ROWS * G doubles).
+    gemm_only as for rnn_forward."""
+    if _is_f32(x, "rnn_backward", "x"):
+        _rnn_backward(<float *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih,
+                      w_hh, lengths, gates, hprev, cprev, dy, dhn, dcn, dgates, dh0, dc0,
+                      want_dh0, dx, accumulate_dx, dw_ih, dw_hh, dbias, scratch, gemm_only)
+    else:
+        _rnn_backward(<double *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih,
+                      w_hh, lengths, gates, hprev, cprev, dy, dhn, dcn, dgates, dh0, dc0,
+                      want_dh0, dx, accumulate_dx, dw_ih, dw_hh, dbias, scratch, gemm_only)
+
+
+cdef int _rnn_backward(floating *t, int mode, bint batch_first, bint reverse,
+                       bint bidirectional, x, w_ih, w_hh, lengths, gates, hprev, cprev, dy,
+                       dhn, dcn, dgates, dh0, dc0, bint want_dh0, dx, bint accumulate_dx,
+                       dw_ih, dw_hh, dbias, scratch, bint gemm_only) except -1:
+    cdef str fn = "rnn_backward"
     cdef fnn_rnn_dims d
-    cdef Py_ssize_t N = dh0.shape[0], H = w_hh.shape[1], I = w_ih.shape[1], rows = x.shape[0]
-    cdef Py_ssize_t isz = sizeof(floating)
-    _rnn_dims(&d, mode, batch_first, reverse, N, rows, I, w_hh.shape[0], H)
-    d.gemm_only = gemm_only
-    cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = w_hh.shape[0]
+    _rnn_dims(&d, fn, mode, batch_first, reverse, gemm_only, _arr(x, fn, "x", 2),
+              _arr(w_ih, fn, "w_ih", 2), _arr(w_hh, fn, "w_hh", 2), _arr(dh0, fn, "dh0", 2))
+    cdef Py_ssize_t N = d.batch, H = d.hidden, I = d.inputs, R = d.batch * d.steps
+    cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = fnn_rnn_weight_rows(&d)
+    cdef Py_ssize_t D = 2 if bidirectional else 1
     cdef bint lstm = mode == FNN_RNN_LSTM
-    cdef Py_ssize_t ldx = _row_pitch("x", x.shape[0], x.shape[1], x.strides[0], x.strides[1],
-                                     isz, rows, I)
-    cdef Py_ssize_t lddy = 0, lddx = 0
-    _check_shape("w_ih", w_ih.shape[0], w_ih.shape[1], W, I)
-    _check_shape("gates", gates.shape[0], gates.shape[1], rows, G)
-    _check_shape("hprev", hprev.shape[0], hprev.shape[1], rows, H)
-    _check_shape("dgates", dgates.shape[0], dgates.shape[1], rows, G)
-    _check_shape("dh0", dh0.shape[0], dh0.shape[1], N, H)
-    if lstm:
-        if cprev is None or dc0 is None:
-            raise ValueError("rnn_backward: an LSTM needs cprev and dc0")
-        _check_shape("cprev", cprev.shape[0], cprev.shape[1], rows, H)
-        _check_shape("dc0", dc0.shape[0], dc0.shape[1], N, H)
-        if dcn is not None:
-            _check_shape("dcn", dcn.shape[0], dcn.shape[1], N, H)
-    if dhn is not None:
-        _check_shape("dhn", dhn.shape[0], dhn.shape[1], N, H)
-    if dy is not None:
-        lddy = _row_pitch("dy", dy.shape[0], dy.shape[1], dy.strides[0], dy.strides[1], isz,
-                          rows, H)
-    if dx is not None:
-        lddx = _row_pitch("dx", dx.shape[0], dx.shape[1], dx.strides[0], dx.strides[1], isz,
-                          rows, I)
-    if dw_ih is not None:
-        _check_shape("dw_ih", dw_ih.shape[0], dw_ih.shape[1], W, I)
-    if dw_hh is not None:
-        _check_shape("dw_hh", dw_hh.shape[0], dw_hh.shape[1], W, H)
-    if dbias is not None:
-        _check_shape("dbias", dbias.shape[0], 1, G, 1)
-        if scratch is None or scratch.shape[0] < (FNN_ROW_CHUNKS + 3) * G:
-            raise ValueError(f"scratch: expected at least {(FNN_ROW_CHUNKS + 3) * G} "
-                             f"doubles")
-    if lengths is not None:
-        _check_lengths(lengths, N, d.steps)
-    cdef const int64_t *p_len = &lengths[0] if lengths is not None else NULL
-    cdef const floating *p_cprev = &cprev[0, 0] if lstm else NULL
-    cdef const floating *p_dy = &dy[0, 0] if dy is not None else NULL
-    cdef const floating *p_dhn = &dhn[0, 0] if dhn is not None else NULL
-    cdef const floating *p_dcn = &dcn[0, 0] if lstm and dcn is not None else NULL
-    cdef floating *p_dc0 = &dc0[0, 0] if lstm else NULL
-    cdef floating *p_dx = &dx[0, 0] if dx is not None else NULL
-    cdef floating *p_dw_ih = &dw_ih[0, 0] if dw_ih is not None else NULL
-    cdef floating *p_dw_hh = &dw_hh[0, 0] if dw_hh is not None else NULL
-    cdef floating *p_dbias = &dbias[0] if dbias is not None else NULL
-    cdef double *p_scratch = &scratch[0] if dbias is not None else NULL
+    cdef floating *px = _flt(t, x, fn, "x", R * I)
+    cdef floating *pwi = _flt(t, w_ih, fn, "w_ih", W * I)
+    cdef floating *pwh = _flt(t, w_hh, fn, "w_hh", W * H)
+    cdef const int64_t *plen = _lengths(lengths, fn, N, d.steps)
+    cdef floating *pg = _flt(t, gates, fn, "gates", R * G)
+    cdef floating *php = _flt(t, hprev, fn, "hprev", R * H)
+    cdef floating *pcp = _flt(t, cprev, fn, "cprev", R * H) if lstm else NULL
+    cdef floating *pdy = _flt(t, dy, fn, "dy", R * D * H, _OPT)
+    cdef floating *pdhn = _flt(t, dhn, fn, "dhn", N * H, _OPT)
+    cdef floating *pdcn = _flt(t, dcn, fn, "dcn", N * H, _OPT) if lstm else NULL
+    cdef floating *pdg = _flt(t, dgates, fn, "dgates", R * G, _W)
+    cdef floating *pdh0 = _flt(t, dh0, fn, "dh0", N * H, _W)
+    cdef floating *pdc0 = _flt(t, dc0, fn, "dc0", N * H, _W) if lstm else NULL
+    cdef floating *pdx = _flt(t, dx, fn, "dx", R * I, _W | _OPT)
+    cdef floating *pdwi = _flt(t, dw_ih, fn, "dw_ih", W * I, _W | _OPT)
+    cdef floating *pdwh = _flt(t, dw_hh, fn, "dw_hh", W * H, _W | _OPT)
+    cdef floating *pdb = _flt(t, dbias, fn, "dbias", G, _W | _OPT)
+    cdef double *ps = _f64(scratch, fn, "scratch", (FNN_ROW_CHUNKS + 3) * G,
+                           _W | _MIN) if pdb != NULL else NULL
+    if pdy != NULL:
+        pdy += _col(bidirectional, reverse, H)
     with nogil:
         if floating is float:
-            fnn_rnn_backward_f32(<fnn_blas_gemm_f32>sgemm, &d, &x[0, 0], ldx, &w_ih[0, 0],
-                                 &w_hh[0, 0], p_len, &gates[0, 0], &hprev[0, 0], p_cprev,
-                                 p_dy, lddy, p_dhn, p_dcn, &dgates[0, 0], &dh0[0, 0], p_dc0,
-                                 want_dh0, p_dx, lddx, accumulate_dx, p_dw_ih, p_dw_hh,
-                                 p_dbias, p_scratch)
+            fnn_rnn_backward_f32(<fnn_blas_gemm_f32>sgemm, &d, px, I, pwi, pwh, plen, pg, php,
+                                 pcp, pdy, D * H, pdhn, pdcn, pdg, pdh0, pdc0, want_dh0, pdx,
+                                 I, accumulate_dx, pdwi, pdwh, pdb, ps)
         else:
-            fnn_rnn_backward_f64(<fnn_blas_gemm_f64>dgemm, &d, &x[0, 0], ldx, &w_ih[0, 0],
-                                 &w_hh[0, 0], p_len, &gates[0, 0], &hprev[0, 0], p_cprev,
-                                 p_dy, lddy, p_dhn, p_dcn, &dgates[0, 0], &dh0[0, 0], p_dc0,
-                                 want_dh0, p_dx, lddx, accumulate_dx, p_dw_ih, p_dw_hh,
-                                 p_dbias, p_scratch)
+            fnn_rnn_backward_f64(<fnn_blas_gemm_f64>dgemm, &d, px, I, pwi, pwh, plen, pg, php,
+                                 pcp, pdy, D * H, pdhn, pdcn, pdg, pdh0, pdc0, want_dh0, pdx,
+                                 I, accumulate_dx, pdwi, pdwh, pdb, ps)
+    return 0
 
 
-cdef int _check_ids(const int64_t[::1] idx, Py_ssize_t V) except -1:
+cdef int _check_ids(const int64_t *idx, Py_ssize_t n, Py_ssize_t V) except -1:
     cdef Py_ssize_t i
-    for i in range(idx.shape[0]):
+    for i in range(n):
         if idx[i] < 0 or idx[i] >= V:
             raise IndexError(f"Embedding: token id {idx[i]} at position {i} is out of "
                              f"range [0, {V})")
     return 0
 
 
-def embedding_forward(const int64_t[::1] idx, const floating[:, ::1] w, floating[:, ::1] y):
-    """y[i] = w[idx[i]] for idx (n,) with ids in [0, V), w (V, D), y (n, D)."""
-    if idx is None or w is None or y is None:
-        raise ValueError("embedding_forward: idx, w and y are required")
-    _check_shape("y", y.shape[0], y.shape[1], idx.shape[0], w.shape[1])
-    _check_ids(idx, w.shape[0])
-    if idx.shape[0] == 0:
-        return
-    with nogil:
-        if floating is float:
-            fnn_embedding_forward_f32(idx.shape[0], w.shape[1], &idx[0], &w[0, 0], &y[0, 0])
-        else:
-            fnn_embedding_forward_f64(idx.shape[0], w.shape[1], &idx[0], &w[0, 0], &y[0, 0])
+def embedding_forward(idx, w, y):
+    """y[i] = w[idx[i]] for idx (n,) int64 with ids in [0, V), w (V, D), y (n, D)."""
+    if _is_f32(w, "embedding_forward", "w"):
+        _embedding_forward(<float *>NULL, idx, w, y)
+    else:
+        _embedding_forward(<double *>NULL, idx, w, y)
 
 
-def embedding_backward(const int64_t[::1] idx, const floating[:, ::1] gy,
-                       int64_t padding_idx, floating[:, ::1] gw):
-    """gw[idx[i]] += gy[i] for every i with idx[i] != padding_idx (-1: none); the same
-    bits for any thread count."""
-    if idx is None or gy is None or gw is None:
-        raise ValueError("embedding_backward: idx, gy and gw are required")
-    _check_shape("gy", gy.shape[0], gy.shape[1], idx.shape[0], gw.shape[1])
-    _check_ids(idx, gw.shape[0])
-    if idx.shape[0] == 0:
-        return
+cdef int _embedding_forward(floating *t, idx, w, y) except -1:
+    cdef str fn = "embedding_forward"
+    cdef cnp.ndarray Wt = _arr(w, fn, "w", 2)
+    cdef Py_ssize_t n = _arr(idx, fn, "idx", 1).size, D = Wt.shape[1]
+    cdef const int64_t *pi = _i64(idx, fn, "idx", n)
+    cdef floating *pw = _flt(t, w, fn, "w", Wt.size)
+    cdef floating *py = _flt(t, y, fn, "y", n * D, _W)
+    _check_ids(pi, n, Wt.shape[0])
     with nogil:
         if floating is float:
-            fnn_embedding_backward_f32(idx.shape[0], gw.shape[0], gw.shape[1], &idx[0],
-                                       &gy[0, 0], padding_idx, &gw[0, 0])
+            fnn_embedding_forward_f32(n, D, pi, pw, py)
         else:
-            fnn_embedding_backward_f64(idx.shape[0], gw.shape[0], gw.shape[1], &idx[0],
-                                       &gy[0, 0], padding_idx, &gw[0, 0])
+            fnn_embedding_forward_f64(n, D, pi, pw, py)
+    return 0
+
+
+def embedding_backward(idx, gy, int64_t padding_idx, gw):
+    """gw[idx[i]] += gy[i] for every i with idx[i] != padding_idx (-1: none); idx (n,)
+    int64, gy (n, D), gw (V, D); the same bits for any thread count."""
+    if _is_f32(gw, "embedding_backward", "gw"):
+        _embedding_backward(<float *>NULL, idx, gy, padding_idx, gw)
+    else:
+        _embedding_backward(<double *>NULL, idx, gy, padding_idx, gw)
+
+
+cdef int _embedding_backward(floating *t, idx, gy, int64_t padding_idx, gw) except -1:
+    cdef str fn = "embedding_backward"
+    cdef cnp.ndarray GW = _arr(gw, fn, "gw", 2)
+    cdef Py_ssize_t n = _arr(idx, fn, "idx", 1).size, D = GW.shape[1]
+    cdef const int64_t *pi = _i64(idx, fn, "idx", n)
+    cdef floating *pgy = _flt(t, gy, fn, "gy", n * D)
+    cdef floating *pgw = _flt(t, gw, fn, "gw", GW.size, _W)
+    _check_ids(pi, n, GW.shape[0])
+    with nogil:
+        if floating is float:
+            fnn_embedding_backward_f32(n, GW.shape[0], D, pi, pgy, padding_idx, pgw)
+        else:
+            fnn_embedding_backward_f64(n, GW.shape[0], D, pi, pgy, padding_idx, pgw)
+    return 0

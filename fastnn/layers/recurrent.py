@@ -201,11 +201,11 @@ class _Recurrent(Layer):
                     cprev=ws(f"cprev{k}_{d}", (R, H), dt) if lstm else None,
                     hn=ws(f"hn{k}_{d}", (N, H), dt), cn=ws(f"cn{k}_{d}", (N, H), dt) if lstm else None)
                 _kernels.rnn_forward(
-                    mode, self.batch_first, d == 1, xin, w_ih.data, w_hh.data, bias,
+                    mode, self.batch_first, d == 1, D == 2, xin, w_ih.data, w_hh.data, bias,
                     None if h0 is None else h0[k * D + d], None if c0 is None else c0[k * D + d],
                     lengths, cell["gates"], cell["hprev"], cell["cprev"],
                     ws(f"gh{k}_{d}", (N, 3 * H), dt) if gru else None,
-                    None if y is None else y[:, d * H:(d + 1) * H], cell["hn"], cell["cn"],
+                    y, cell["hn"], cell["cn"],
                     self._gemm_only)
                 ctx.cells.append(cell)
             ctx.inputs.append(xin)
@@ -261,9 +261,9 @@ class _Recurrent(Layer):
                 dc0 = ws(f"dc0{k}_{d}", (N, H), dt) if lstm else None
                 want_bias = b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad)
                 _kernels.rnn_backward(
-                    mode, self.batch_first, d == 1, xin, w_ih.data, w_hh.data, ctx.lengths,
-                    cell["gates"], cell["hprev"], cell["cprev"],
-                    None if dy is None else dy[:, d * H:(d + 1) * H], dhn, None, dgates, dh0,
+                    mode, self.batch_first, d == 1, D == 2, xin, w_ih.data, w_hh.data,
+                    ctx.lengths, cell["gates"], cell["hprev"], cell["cprev"], dy, dhn, None,
+                    dgates, dh0,
                     dc0, ctx.has_h0, dx, d == 1, w_ih.grad if w_ih.requires_grad else None,
                     w_hh.grad if w_hh.requires_grad else None, dbias if want_bias else None,
                     scratch, self._gemm_only)
