@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import state_version
 from .validation import as_array, float_dtype
 
 
@@ -54,10 +55,13 @@ class Parameter:
                 f"to a parameter of shape {dst.shape}"
             )
         np.copyto(dst, value, casting="same_kind")
+        if what == "data":
+            state_version.bump()
 
     def _rebind(self, data, grad, owner=None):
         """Point the parameter at new storage (flat buffer views or a new dtype)."""
         self._data, self._grad, self._owner = data, grad, owner
+        state_version.bump()
 
     shape = property(lambda self: self._data.shape)
     dtype = property(lambda self: self._data.dtype)
@@ -212,6 +216,7 @@ class Module:
                 if value is not None and value.dtype.kind == "f":
                     setattr(m, name, value.astype(dt))
             m._dtype_changed(dt)
+        state_version.bump()
         return self
 
     def _dtype_changed(self, dtype):
@@ -268,6 +273,7 @@ class Module:
             pairs.append((dst, src))
         for dst, src in pairs:
             np.copyto(dst, src, casting="unsafe")
+        state_version.bump()
         return self
 
     # -- architecture -----------------------------------------------------------------
@@ -403,10 +409,15 @@ class Sequential(Layer):
         Every module's train/eval mode is restored afterwards."""
         from .validation import positive_int
 
+        from .inference import cached_predictor
+
         batch_size = positive_int(batch_size, "batch_size")
         X = as_array(X, "predict")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
+        predictor = cached_predictor(self) if X.ndim == 2 else None
+        if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
+            return predictor.predict(X, batch_size)
         if self._all_modules is None:
             self._all_modules = self.modules()
         modes = [m.training for m in self._all_modules]
