@@ -15,15 +15,22 @@ cdef extern from "infer.h" nogil:
                              Py_ssize_t rows, const double *x, double *out, double *buf)
 
 
-cdef _check_matrix(object a, object dtype, str where):
-    """a as a C-contiguous 2-D ndarray of dtype, else TypeError/ValueError naming where."""
-    if not isinstance(a, cnp.ndarray):
+cdef int _check_matrix(object a, int typenum, object dtype, bint write,
+                       str where) except -1:
+    """a as an aligned, C-contiguous, native-order 2-D ndarray of dtype (writeable when
+    `write`), else TypeError/ValueError naming where. C-level checks: this runs on every
+    call of a batch-1 predictor."""
+    if not cnp.PyArray_Check(a):
         raise TypeError(f"{where}: expected a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
         raise TypeError(f"{where}: expected dtype {dtype}, got {a.dtype}")
-    if a.ndim != 2 or not a.flags.c_contiguous:
+    if cnp.PyArray_NDIM(arr) != 2 or not cnp.PyArray_ISCARRAY_RO(arr):
         raise ValueError(f"{where}: expected a C-contiguous 2-D array, got shape {a.shape}"
                          + ("" if a.ndim != 2 else " (not C-contiguous)"))
+    if write and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{where} is read-only")
+    return 0
 
 
 cdef class DenseChain:
@@ -43,6 +50,7 @@ cdef class DenseChain:
     cdef double *alpha
     cdef double *beta
     cdef bint f32
+    cdef int typenum
     cdef Py_ssize_t wmax
     cdef readonly object dtype
     cdef object _keep
@@ -67,11 +75,12 @@ cdef class DenseChain:
         if not (self.dims and self.w and self.b and self.act and self.alpha and self.beta):
             raise MemoryError()
         self.n, self.dtype, self.f32 = n, np.dtype(dtype), dtype == np.float32
+        self.typenum = cnp.NPY_FLOAT32 if self.f32 else cnp.NPY_FLOAT64
         self.dims[0] = weights[0].shape[1] if getattr(weights[0], "ndim", 0) == 2 else 0
         self.wmax = 0
         for i in range(n):
             W, bias = weights[i], biases[i]
-            _check_matrix(W, self.dtype, f"DenseChain: weights[{i}]")
+            _check_matrix(W, self.typenum, self.dtype, False, f"DenseChain: weights[{i}]")
             if W.shape[1] != self.dims[i]:
                 raise ValueError(f"DenseChain: weights[{i}] has {W.shape[1]} input "
                                  f"features, the layer before gives {self.dims[i]}")
@@ -114,21 +123,21 @@ cdef class DenseChain:
         """out[...] = the chain applied to x; x (rows, in_features) and out (rows,
         out_features), C-contiguous arrays of the chain's dtype, not overlapping.
         Returns out."""
-        _check_matrix(x, self.dtype, "DenseChain.forward: x")
-        _check_matrix(out, self.dtype, "DenseChain.forward: out")
-        cdef Py_ssize_t rows = x.shape[0]
-        if x.shape[1] != self.dims[0]:
+        _check_matrix(x, self.typenum, self.dtype, False, "DenseChain.forward: x")
+        _check_matrix(out, self.typenum, self.dtype, True, "DenseChain.forward: out")
+        cdef cnp.npy_intp *xd = cnp.PyArray_DIMS(<cnp.ndarray>x)
+        cdef cnp.npy_intp *od = cnp.PyArray_DIMS(<cnp.ndarray>out)
+        cdef Py_ssize_t rows = xd[0]
+        if xd[1] != self.dims[0]:
             raise ValueError(f"DenseChain.forward: x must have {self.dims[0]} features, "
                              f"got shape {x.shape}")
-        if out.shape != (rows, self.dims[self.n]):
+        if od[0] != rows or od[1] != self.dims[self.n]:
             raise ValueError(f"DenseChain.forward: out must have shape "
                              f"{(rows, self.dims[self.n])}, got {out.shape}")
-        if not out.flags.writeable:
-            raise ValueError("DenseChain.forward: out is read-only")
         cdef char *px = <char *>cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-        cdef Py_ssize_t isz = self.dtype.itemsize
-        cdef Py_ssize_t xbytes = x.size * isz, obytes = out.size * isz
+        cdef Py_ssize_t isz = 4 if self.f32 else 8
+        cdef Py_ssize_t xbytes = rows * xd[1] * isz, obytes = rows * od[1] * isz
         if px < po + obytes and po < px + xbytes:
             raise ValueError("DenseChain.forward: out overlaps x")
         if rows == 0:

@@ -192,7 +192,9 @@ class Predictor:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
-        x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
+        if (type(x) is not np.ndarray or x.dtype != chain.dtype or x.ndim != 2
+                or x.shape[1] != chain.in_features or not x.flags.c_contiguous):
+            x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
         if out is None:
             out = np.empty((x.shape[0], chain.out_features), chain.dtype)
         chain.forward(x, out)
@@ -207,6 +209,12 @@ class Predictor:
         X = as_array(X, "predict")
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
+        return self._predict(X, batch_size)
+
+    def _predict(self, X, batch_size):
+        """predict() for a checked non-empty 2-D ndarray X and an int batch_size > 0."""
+        if X.shape[0] <= batch_size:
+            return self(X)
         if self._version != state_version.value:
             self.refresh()
         out = np.empty((X.shape[0], self.out_features), self.dtype)
@@ -231,16 +239,18 @@ _cache = weakref.WeakKeyDictionary()  # model -> Predictor, or the state version
 
 
 def cached_predictor(model):
-    """The model's compiled Predictor (built on first use, reused after), or None when
-    the model cannot be compiled (retried after the next change of model state)."""
+    """The model's compiled Predictor (built on first use, reused and refolded after),
+    or None when the model cannot be compiled (retried after the next change of model
+    state)."""
     entry = _cache.get(model)
     if isinstance(entry, Predictor):
-        return entry
-    if entry == state_version.value:
+        if entry._version == state_version.value:
+            return entry
+    elif entry == state_version.value:
         return None
     try:
-        entry = Predictor(model)
-    except NotCompilable:
+        entry = entry.refresh() if isinstance(entry, Predictor) else Predictor(model)
+    except NotCompilable:  # e.g. a layer's configuration changed since the last fold
         entry = state_version.value
     _cache[model] = entry
     return entry if isinstance(entry, Predictor) else None

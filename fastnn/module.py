@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import state_version
-from .validation import as_array, float_dtype
+from .validation import as_array, float_dtype, positive_int
 
 
 class Parameter:
@@ -340,6 +340,18 @@ class Layer(Module):
         self._ws.clear()
 
 
+_cached_predictor = None
+
+
+def _compiled(model):
+    """model's compiled predictor (fastnn.inference), or None when it has none; the
+    module is imported on first use (it imports the layers, which import this one)."""
+    global _cached_predictor
+    if _cached_predictor is None:
+        from .inference import cached_predictor as _cached_predictor
+    return _cached_predictor(model)
+
+
 class Sequential(Layer):
     """Layers applied in order: `Sequential(Dense(784, 512), ReLU(), Dense(512, 10))`.
 
@@ -407,17 +419,13 @@ class Sequential(Layer):
     def predict(self, X, batch_size=256):
         """Eval-mode forward over X in batches; a new (n_samples, n_outputs) array.
         Every module's train/eval mode is restored afterwards."""
-        from .validation import positive_int
-
-        from .inference import cached_predictor
-
         batch_size = positive_int(batch_size, "batch_size")
         X = as_array(X, "predict")
         if X.ndim < 2 or X.shape[0] == 0:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
-        predictor = cached_predictor(self) if X.ndim == 2 else None
+        predictor = _compiled(self) if X.ndim == 2 else None
         if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
-            return predictor.predict(X, batch_size)
+            return predictor._predict(X, batch_size)
         if self._all_modules is None:
             self._all_modules = self.modules()
         modes = [m.training for m in self._all_modules]

@@ -416,3 +416,14 @@ def test_unchanged_model_is_not_refolded(data):
     model.predict(data)
     model.predict(data, batch_size=3)
     assert inference.cached_predictor(model) is predictor and predictor._chain is chain
+
+
+def test_predict_falls_back_when_a_layer_stops_compiling(data):
+    X = data.astype(np.float32)
+    model = trained_stats(mlp_bn(np.float32), X)
+    assert inference.cached_predictor(model) is not None
+    model.layers[1].track_running_stats = False  # batch statistics in evaluation too
+    model.layers[1].running_mean = model.layers[1].running_var = None
+    state_version.bump()
+    assert inference.cached_predictor(model) is None
+    np.testing.assert_array_equal(model.predict(X), eval_forward(model, X))
