@@ -24,11 +24,13 @@ import weakref
 import numpy as np
 
 from . import _kernels, state_version
-from .layers.activations import Softmax, _Elementwise
+from .layers.activations import Softmax
 from .layers.dense import Dense
 from .layers.dropout import Dropout
 from .layers.normalization import BatchNorm1d, Standardize
-from .module import Module, Sequential
+from .graph import Model
+from .module import Module, _hook_epoch
+from .sequential import Sequential
 from .validation import as_array, as_float_input, positive_int
 
 __all__ = ["NotCompilable", "Predictor", "compile"]
@@ -39,11 +41,27 @@ class NotCompilable(ValueError):
 
 
 def _layers_of(model):
-    """The leaf layers a model applies in order (nested Sequentials are flattened)."""
+    """The leaf layers a model applies in order: a Sequential's, or the nodes of a Model
+    whose graph is a chain (one input, one output, each layer consuming the output of
+    the one before); nested containers are flattened."""
+    if model._hooked:
+        raise NotCompilable(f"{type(model).__name__} has hooks, which a compiled "
+                            "predictor would not call")
     if isinstance(model, Sequential):
-        out = []
-        for layer in model.layers:
-            out += _layers_of(layer)
+        return [m for layer in model.layers for m in _layers_of(layer)]
+    if isinstance(model, Model):
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise NotCompilable("a Model with several inputs or outputs")
+        t, out = model.inputs[0], []
+        for node in model._nodes:
+            if (node.multi or len(node.outputs) != 1 or len(node.inputs) != 1
+                    or node.inputs[0] is not t):
+                raise NotCompilable(f"the graph of Model {model.name!r} is not a chain of "
+                                    "layers")
+            out += _layers_of(node.module)
+            t = node.outputs[0]
+        if t is not model.outputs[0]:
+            raise NotCompilable(f"the graph of Model {model.name!r} is not a chain of layers")
         return out
     return [model]
 
@@ -110,13 +128,14 @@ def fold(layers):
             if pending is not None:
                 stages[-1].fold_input(*pending)
                 pending = None
-        elif isinstance(layer, _Elementwise) and layer._fusable:
-            if layer.code == _kernels.ACT_IDENTITY:
+        elif layer.epilogue() is not None:  # an elementwise activation
+            act = layer.epilogue()
+            if act[0] == _kernels.ACT_IDENTITY:
                 continue
             if not stages or not stages[-1].open or pending is not None:
                 raise NotCompilable(f"{where}: an activation is compiled only right after a "
                                     "Dense layer (and the normalisations folded into it)")
-            stages[-1].act = (layer.code, *layer.params)
+            stages[-1].act = act
             stages[-1].open = False
         elif type(layer) is Dropout and (layer.mode == "inverted" or layer.p == 0.0):
             continue  # the identity in evaluation
@@ -235,22 +254,26 @@ def compile(model):
     return Predictor(model)
 
 
-_cache = weakref.WeakKeyDictionary()  # model -> Predictor, or the state version it failed at
+_cache = weakref.WeakKeyDictionary()  # model -> (Predictor or failed state version, hooks)
 
 
 def cached_predictor(model):
     """The model's compiled Predictor (built on first use, reused and refolded after),
     or None when the model cannot be compiled (retried after the next change of model
-    state)."""
-    entry = _cache.get(model)
-    if isinstance(entry, Predictor):
-        if entry._version == state_version.value:
-            return entry
-    elif entry == state_version.value:
-        return None
+    state or of its hooks)."""
+    entry, hooks = _cache.get(model, (None, None))
+    if hooks == _hook_epoch[0]:
+        if isinstance(entry, Predictor):
+            if entry._version == state_version.value:
+                return entry
+        elif entry == state_version.value:
+            return None
     try:
-        entry = entry.refresh() if isinstance(entry, Predictor) else Predictor(model)
+        if isinstance(entry, Predictor) and hooks == _hook_epoch[0]:
+            entry = entry.refresh()
+        else:
+            entry = Predictor(model)
     except NotCompilable:  # e.g. a layer's configuration changed since the last fold
         entry = state_version.value
-    _cache[model] = entry
+    _cache[model] = (entry, _hook_epoch[0])
     return entry if isinstance(entry, Predictor) else None
