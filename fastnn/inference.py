@@ -29,7 +29,7 @@ from .layers.dense import Dense
 from .layers.dropout import Dropout
 from .layers.normalization import BatchNorm1d, Standardize
 from .graph import Model
-from .module import Module, _hook_epoch
+from .module import Module, _hook_epoch, compiled_predictor
 from .sequential import Sequential
 from .validation import as_array, as_float_input, positive_int
 
@@ -277,3 +277,6 @@ def cached_predictor(model):
         entry = state_version.value
     _cache[model] = (entry, _hook_epoch[0])
     return entry if isinstance(entry, Predictor) else None
+
+
+compiled_predictor[0] = cached_predictor  # Module.predict's compiled path

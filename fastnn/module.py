@@ -30,16 +30,10 @@ __all__ = ["Context", "Layer", "Module", "Parameter", "RemovableHandle"]
 _hook_epoch = [0]
 
 
-_cached_predictor = None
-
-
-def _compiled(model):
-    """model's compiled predictor (fastnn.inference), or None when it has none; the
-    module is imported on first use (it imports the layers, which import this one)."""
-    global _cached_predictor
-    if _cached_predictor is None:
-        from .inference import cached_predictor as _cached_predictor
-    return _cached_predictor(model)
+# The compiled evaluation path of predict: fastnn.inference registers its
+# cached_predictor(model) -> Predictor or None here when it is imported (fastnn's
+# __init__ imports it); it builds on the layers, which build on this module.
+compiled_predictor = [None]
 
 
 class RemovableHandle:
@@ -301,7 +295,8 @@ class Module:
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
-        predictor = _compiled(self) if single and inputs[0].ndim == 2 else None
+        compiled = compiled_predictor[0]
+        predictor = compiled(self) if compiled and single and inputs[0].ndim == 2 else None
         if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
             return predictor._predict(inputs[0], batch_size)
         modules = self._modules_cached()
