@@ -47,9 +47,9 @@ def _layers_of(model):
     if model._hooked:
         raise NotCompilable(f"{type(model).__name__} has hooks, which a compiled "
                             "predictor would not call")
-    if isinstance(model, Sequential):
+    if type(model) is Sequential:  # not subclasses (Residual adds its input)
         return [m for layer in model.layers for m in _layers_of(layer)]
-    if isinstance(model, Model):
+    if type(model) is Model:
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise NotCompilable("a Model with several inputs or outputs")
         t, out = model.inputs[0], []

@@ -427,3 +427,57 @@ def test_predict_falls_back_when_a_layer_stops_compiling(data):
     state_version.bump()
     assert inference.cached_predictor(model) is None
     np.testing.assert_array_equal(model.predict(X), eval_forward(model, X))
+
+
+# ------------------------------------------------------------------ Model graphs and hooks
+def chain_model(dtype):
+    inp = fastnn.Input((12,), dtype=dtype)
+    h = fastnn.Dense(12, 16, dtype=dtype)(inp)
+    h = fastnn.BatchNorm1d(16, dtype=dtype)(h)
+    h = fastnn.ReLU()(h)
+    h = fastnn.Dropout(0.5)(h)
+    out = fastnn.Dense(16, 3, dtype=dtype)(h)
+    return fastnn.Model(inp, out)
+
+
+def test_model_graph_that_is_a_chain_compiles(dtype, data):
+    X = data.astype(dtype)
+    model = trained_stats(chain_model(dtype), X)
+    ref = eval_forward_plan(model, X)
+    assert inference.cached_predictor(model) is not None
+    assert_close_to(model.predict(X, batch_size=16), ref, dtype)
+    assert_close_to(inference.compile(model)(X), ref, dtype)
+
+
+def eval_forward_plan(model, X):
+    """The model's own (uncompiled) evaluation forward."""
+    model.eval()
+    return model.forward(X)
+
+
+def test_branching_model_is_not_compiled_and_predicts_as_before(data):
+    X = data.astype(np.float32)
+    inp = fastnn.Input((12,))
+    a = fastnn.Dense(12, 4)(inp)
+    b = fastnn.Dense(12, 4)(inp)
+    model = fastnn.Model(inp, fastnn.layers.Add()([a, b]))
+    with pytest.raises(NotCompilable, match="not a chain"):
+        inference.compile(model)
+    np.testing.assert_array_equal(model.predict(X), eval_forward_plan(model, X))
+    residual = fastnn.Sequential(fastnn.Dense(12, 12), fastnn.layers.Residual(fastnn.Dense(12, 12)))
+    with pytest.raises(NotCompilable, match="Residual"):
+        inference.compile(residual)
+
+
+def test_hooked_model_predicts_through_its_layers(data):
+    X = data.astype(np.float32)
+    model = mlp_bn(np.float32)
+    assert inference.cached_predictor(model) is not None
+    seen = []
+    handle = model.layers[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model.predict(X, batch_size=20)
+    assert seen == [(20, 16), (20, 16)]  # the hook ran: no compiled path while hooked
+    with pytest.raises(NotCompilable, match="hooks"):
+        inference.compile(model)
+    handle.remove()
+    assert inference.cached_predictor(model) is not None
