@@ -24,11 +24,11 @@ import weakref
 import numpy as np
 
 from . import _kernels, state_version
+from .graph import Model
 from .layers.activations import Softmax
 from .layers.dense import Dense
 from .layers.dropout import Dropout
 from .layers.normalization import BatchNorm1d, Standardize
-from .graph import Model
 from .module import Module, _hook_epoch, compiled_predictor
 from .sequential import Sequential
 from .validation import as_array, as_float_input, positive_int

@@ -60,7 +60,6 @@ def _slices(n, batch):
 def build_model(seed=0):
     """The MLP-BN model with running statistics from a few training-mode forwards."""
     import fastnn
-
     from fastnn.bench.compare import fastnn_mlp_bn
 
     fastnn.seed(seed)
@@ -190,7 +189,7 @@ def worker_main(kind, path, threads):
                                              msg["per_call"])}
             else:
                 out = {"error": f"unknown command {cmd!r}"}
-        except Exception as e:  # reported to the orchestrator, which stops
+        except Exception as e:  # noqa: BLE001 - reported to the orchestrator, which stops
             out = {"error": f"{type(e).__name__}: {e}"}
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
@@ -214,7 +213,7 @@ class Worker:
 
     def __init__(self, kind, path, threads):
         self.kind = kind
-        self.stderr = tempfile.TemporaryFile("w+")
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastnn.bench.inference", "--worker", kind, path,
              str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -398,9 +397,9 @@ def report(results, threads, info, exporter, rounds, min_time):
     cases = []
     for b in results:
         cases += [c for c in results[b] if c not in cases]
-    lines = [f"Inference, MLP-BN (784 -> 512 -> 512 -> 10, BatchNorm + ReLU + Dropout), "
-             f"float32, {threads} thread{'s' if threads > 1 else ''}; each library in its "
-             f"own process, {rounds} interleaved rounds of ~{min_time:g} s per case.",
+    lines = [(f"Inference, MLP-BN (784 -> 512 -> 512 -> 10, BatchNorm + ReLU + Dropout), "
+              f"float32, {threads} thread{'s' if threads > 1 else ''}; each library in its "
+              f"own process, {rounds} interleaved rounds of ~{min_time:g} s per case."),
              "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items())
              + (f"; ONNX model from {exporter}" if exporter else "")]
     head = ["case", "batch 1 median us", "p99 us"] + [
@@ -416,8 +415,11 @@ def report(results, threads, info, exporter, rounds, min_time):
                 row.append(f"{v:,.0f}" if v else "-")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-    fmt = lambda r: "  ".join(  # noqa: E731
-        str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+
+    def fmt(r):
+        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                         for i, (v, w) in enumerate(zip(r, widths)))
+
     lines += ["", fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     lines.append("\nTargets (fastnn = model.predict):")
     for t in targets(results):
