@@ -292,13 +292,14 @@ class Module:
         of shape (n_samples, ...) or, for a model with several inputs, a list of such
         arrays. Every module's train/eval mode is restored afterwards."""
         batch_size = positive_int(batch_size, "batch_size")
+        compiled = compiled_predictor[0]
+        if compiled and type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
+            predictor = compiled(self)
+            if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
+                return predictor._predict(X, batch_size)
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
-        compiled = compiled_predictor[0]
-        predictor = compiled(self) if compiled and single and inputs[0].ndim == 2 else None
-        if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
-            return predictor._predict(inputs[0], batch_size)
         modules = self._modules_cached()
         modes = [m.training for m in modules]
         for m in modules:
