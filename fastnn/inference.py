@@ -19,7 +19,10 @@ a predictor agrees with the layer-by-layer evaluation forward to that dtype's
 round-off. A predictor notices every change fastnn makes to the model's state (see
 fastnn.state_version) and refolds on its next call.
 """
+from __future__ import annotations
+
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -180,14 +183,14 @@ class Predictor:
     Raises NotCompilable for a model it cannot compile (`Sequential.predict` then runs
     the layers one by one)."""
 
-    def __init__(self, model):
+    def __init__(self, model: Module) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"compile: expected a fastnn Module, got {type(model).__name__}")
         self._layers = _layers_of(model)
         self._version = None
         self.refresh()
 
-    def refresh(self):
+    def refresh(self) -> Predictor:
         """Refold the weights from the model's current state."""
         version = state_version.value
         weights, biases, acts, self._softmax = fold(self._layers)
@@ -196,18 +199,18 @@ class Predictor:
         return self
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self._chain.dtype
 
     @property
-    def in_features(self):
+    def in_features(self) -> int:
         return self._chain.in_features
 
     @property
-    def out_features(self):
+    def out_features(self) -> int:
         return self._chain.out_features
 
-    def __call__(self, x, out=None):
+    def __call__(self, x: Any, out: np.ndarray | None = None) -> np.ndarray:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
@@ -221,7 +224,7 @@ class Predictor:
             _kernels.softmax_forward(out, out)
         return out
 
-    def predict(self, X, batch_size=256):
+    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The outputs for every row of X, computed batch_size rows at a time (bounding
         the scratch between layers); a new (n_samples, out_features) array."""
         batch_size = positive_int(batch_size, "batch_size")
@@ -247,7 +250,7 @@ class Predictor:
                 f"dtype={c.dtype}, softmax={self._softmax})")
 
 
-def compile(model):
+def compile(model: Module) -> Predictor:  # noqa: A001 - torch.compile's name
     """A Predictor running `model`'s evaluation forward with batch norm folded into the
     Dense weights, dropout dropped and each Dense + activation one fused GEMM; raises
     NotCompilable when a layer has no compiled form."""
@@ -257,7 +260,7 @@ def compile(model):
 _cache = weakref.WeakKeyDictionary()  # model -> (Predictor or failed state version, hooks)
 
 
-def cached_predictor(model):
+def cached_predictor(model: Module) -> Predictor | None:
     """The model's compiled Predictor (built on first use, reused and refolded after),
     or None when the model cannot be compiled (retried after the next change of model
     state or of its hooks)."""

@@ -322,7 +322,9 @@ class Module:
         """Eval-mode forward over X in batches of batch_size; a new array with one row
         per sample (a list of arrays for a model with several outputs). X is an array
         of shape (n_samples, ...) or, for a model with several inputs, a list of such
-        arrays. Every module's train/eval mode is restored afterwards."""
+        arrays. Every module's train/eval mode is restored afterwards. A model that
+        fastnn.inference compiles runs its compiled evaluation forward instead (batch
+        norm folded into the Dense weights; the same outputs to round-off)."""
         batch_size = positive_int(batch_size, "batch_size")
         compiled = compiled_predictor[0]
         if compiled and type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
