@@ -250,7 +250,7 @@ class Predictor:
                 f"dtype={c.dtype}, softmax={self._softmax})")
 
 
-def compile(model: Module) -> Predictor:  # noqa: A001 - torch.compile's name
+def compile(model: Module) -> Predictor:
     """A Predictor running `model`'s evaluation forward with batch norm folded into the
     Dense weights, dropout dropped and each Dense + activation one fused GEMM; raises
     NotCompilable when a layer has no compiled form."""
