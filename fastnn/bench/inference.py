@@ -131,30 +131,33 @@ def _ort_cases(onnx_path, threads):
     return {"onnxruntime": lambda x: sess.run(None, {name: x})}
 
 
-def _time_calls(fn, X, batch, n, per_call):
-    """n calls of fn on successive batches: the list of per-call seconds, or the total."""
+def _time_calls(fn, X, batch, seconds, per_call):
+    """Calls of fn on successive batches until `seconds` have passed (at least one):
+    (calls, the list of per-call seconds) when per_call, else (calls, total seconds).
+    Bounded by time, not by a count calibrated beforehand: on a loaded machine a call
+    can take 100x longer than during calibration."""
     starts = _slices(X.shape[0], batch)
     xs = [np.ascontiguousarray(X[s : s + batch]) for s, _ in zip(starts, range(64))]
     fn(xs[0])  # settle caches after whatever ran before
     clock = time.perf_counter
-    if per_call:
-        times = []
-        for i in range(n):
-            x = xs[i % len(xs)]
-            t = clock()
-            fn(x)
-            times.append(clock() - t)
-        return times
-    t0 = clock()
-    for i in range(n):
-        fn(xs[i % len(xs)])
-    return clock() - t0
+    times, n, t0 = [], 0, clock()
+    end = t0 + seconds
+    while True:
+        x = xs[n % len(xs)]
+        t = clock()
+        fn(x)
+        done = clock()
+        n += 1
+        if per_call:
+            times.append(done - t)
+        if done >= end:
+            return n, times if per_call else done - t0
 
 
 def worker_main(kind, path, threads):
     """Serve one library's cases: one JSON command per line on stdin, one JSON answer per
     line on stdout. Commands: info; cases; export_onnx (PyTorch: write the model as
-    ONNX to "path"); time (case, batch, n, per_call); quit."""
+    ONNX to "path"); time (case, batch, seconds, per_call); quit."""
     import fastnn
 
     fastnn.set_num_threads(threads)
@@ -185,8 +188,9 @@ def worker_main(kind, path, threads):
                 _torch_onnx_export(extra, msg["path"])
                 out = {"ok": True}
             elif cmd == "time":
-                out = {"result": _time_calls(cases[msg["case"]], X, msg["batch"], msg["n"],
-                                             msg["per_call"])}
+                n, result = _time_calls(cases[msg["case"]], X, msg["batch"], msg["seconds"],
+                                        msg["per_call"])
+                out = {"calls": n, "result": result}
             else:
                 out = {"error": f"unknown command {cmd!r}"}
         except Exception as e:  # noqa: BLE001 - reported to the orchestrator, which stops
@@ -256,30 +260,29 @@ def _start(kind, path, threads, log):
 # Measuring
 # --------------------------------------------------------------------------------------
 def measure_batch(cases, batch, rounds, min_time, pause):
-    """cases: [(worker, case)]. Each round runs every case for ~min_time seconds, the
-    order rotating from round to round. Returns {case: {"median_s", "p99_s" (batch 1),
-    "samples_per_s"}}."""
+    """cases: [(worker, case)]. After a warm-up, each round runs every case for
+    ~min_time seconds, the order rotating from round to round. Returns {case:
+    {"median_s", "p99_s" (batch 1: over every call), "samples_per_s", "calls"}}."""
     per_call = batch == 1
-    calls = {}
-    for w, c in cases:  # warm-up and calibration: calls filling min_time
-        t = w.ask(cmd="time", case=c, batch=batch, n=3, per_call=False)["result"] / 3
-        calls[c] = max(5, int(min_time / max(t, 1e-7)))
-    samples = {c: [] for _, c in cases}
+    for w, c in cases:
+        w.ask(cmd="time", case=c, batch=batch, seconds=min_time / 4, per_call=False)
+    samples, calls = {c: [] for _, c in cases}, {c: 0 for _, c in cases}
     for r in range(rounds):
         k = r % len(cases)
         for w, c in cases[k:] + cases[:k]:
             time.sleep(pause)  # let the thread pools of the case before park
-            res = w.ask(cmd="time", case=c, batch=batch, n=calls[c], per_call=per_call)
-            samples[c].extend(res["result"]) if per_call else samples[c].append(
-                res["result"] / calls[c])
+            res = w.ask(cmd="time", case=c, batch=batch, seconds=min_time, per_call=per_call)
+            calls[c] += res["calls"]
+            if per_call:
+                samples[c].extend(res["result"])
+            else:
+                samples[c].append(res["result"] / res["calls"])
     out = {}
     for c, s in samples.items():
         med = statistics.median(s)
-        row = {"median_s": med, "samples_per_s": batch / med, "calls": len(s) if per_call
-               else calls[c] * rounds}
+        out[c] = {"median_s": med, "samples_per_s": batch / med, "calls": calls[c]}
         if per_call:
-            row["p99_s"] = float(np.percentile(s, 99))
-        out[c] = row
+            out[c]["p99_s"] = float(np.percentile(s, 99))
     return out
 
 
