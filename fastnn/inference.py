@@ -127,8 +127,14 @@ def fold(layers):
         if softmax:
             raise NotCompilable(f"{where}: only a final Softmax is compiled")
         if type(layer) is Dense:
+            if stages and stages[-1].weight.shape[0] != layer.in_features:
+                raise NotCompilable(f"{where} takes {layer.in_features} features, the Dense "
+                                    f"layer before gives {stages[-1].weight.shape[0]}")
             stages.append(_Stage(layer))
             if pending is not None:
+                if np.shape(pending[0]) not in ((), (layer.in_features,)):
+                    raise NotCompilable(f"{where} takes {layer.in_features} features, the "
+                                        f"layers before give {np.shape(pending[0])[0]}")
                 stages[-1].fold_input(*pending)
                 pending = None
         elif layer.epilogue() is not None:  # an elementwise activation
@@ -148,6 +154,10 @@ def fold(layers):
             affine = _affine_of(layer)
             if affine is None:
                 raise NotCompilable(f"{where} has no compiled evaluation form")
+            width = np.shape(affine[0])
+            if stages and width not in ((), stages[-1].weight.shape[:1]):
+                raise NotCompilable(f"{where} has {width[0]} features, the Dense layer "
+                                    f"before gives {stages[-1].weight.shape[0]}")
             if stages and stages[-1].open:
                 stages[-1].fold_output(*affine)
             elif pending is None:

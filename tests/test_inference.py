@@ -481,3 +481,18 @@ def test_hooked_model_predicts_through_its_layers(data):
         inference.compile(model)
     handle.remove()
     assert inference.cached_predictor(model) is not None
+
+
+@pytest.mark.parametrize("layers, message", [
+    (lambda: [fastnn.Dense(4, 5), fastnn.Dense(6, 2)], "takes 6 features, the Dense layer "
+                                                      "before gives 5"),
+    (lambda: [fastnn.Dense(4, 5), fastnn.BatchNorm1d(6)], "has 6 features, the Dense layer"),
+    (lambda: [fastnn.BatchNorm1d(3), fastnn.Dense(4, 2)], "takes 4 features, the layers "
+                                                         "before give 3"),
+])
+def test_inconsistent_widths_are_not_compiled_and_predict_names_the_layer(layers, message):
+    model = fastnn.Sequential(*layers())
+    with pytest.raises(NotCompilable, match=message):
+        inference.compile(model)
+    with pytest.raises(ValueError, match="expected"):  # the layer's own check, uncompiled
+        model.predict(np.ones((2, 4), np.float32))
