@@ -484,11 +484,11 @@ def test_hooked_model_predicts_through_its_layers(data):
 
 
 @pytest.mark.parametrize("layers, message", [
-    (lambda: [fastnn.Dense(4, 5), fastnn.Dense(6, 2)], "takes 6 features, the Dense layer "
-                                                      "before gives 5"),
+    (lambda: [fastnn.Dense(4, 5), fastnn.Dense(6, 2)],
+     "takes 6 features, the Dense layer before gives 5"),
     (lambda: [fastnn.Dense(4, 5), fastnn.BatchNorm1d(6)], "has 6 features, the Dense layer"),
-    (lambda: [fastnn.BatchNorm1d(3), fastnn.Dense(4, 2)], "takes 4 features, the layers "
-                                                         "before give 3"),
+    (lambda: [fastnn.BatchNorm1d(3), fastnn.Dense(4, 2)],
+     "takes 4 features, the layers before give 3"),
 ])
 def test_inconsistent_widths_are_not_compiled_and_predict_names_the_layer(layers, message):
     model = fastnn.Sequential(*layers())
