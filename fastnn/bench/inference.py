@@ -287,15 +287,16 @@ def measure_batch(cases, batch, rounds, min_time, pause):
 
 
 def _onnx_file(tmp, model_path, torch_worker, log):
-    """An ONNX file of the model: fastnn's own export when it exists, else PyTorch's."""
+    """An ONNX file of the model: fastnn's own export (fastnn.onnx) when it is there,
+    else PyTorch's of the same weights. Returns (path, exporter) or (None, None)."""
     path = os.path.join(tmp, "mlp_bn.onnx")
     try:
-        from fastnn import onnx as fastnn_onnx  # the ecosystem's exporter, once it exists
-    except ImportError:
-        fastnn_onnx = None
-    if fastnn_onnx is not None:
-        fastnn_onnx.export(build_model_from(model_path), path)
+        from fastnn import onnx as fastnn_onnx
+
+        fastnn_onnx.export(build_model_from(model_path), path, input_shape=(None, N_FEATURES))
         return path, "fastnn.onnx.export"
+    except ImportError:  # no fastnn.onnx, or no onnx package behind it
+        pass
     if torch_worker is None:
         log("fastnn bench: no ONNX exporter (neither fastnn.onnx nor PyTorch)")
         return None, None
