@@ -43,10 +43,24 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
         return;
     }
     const T *in = x;
+    fnn_blas_single_thread();
     for (int l = 0; l < nlayers; l++) {
         ptrdiff_t k = dims[l], n = dims[l + 1];
         T *y = l == nlayers - 1 ? out : buf + (l % 2) * rows * wmax;
-        S(fnn_gemm)(gemm, 0, 1, rows, n, k, 1.0, in, k, w[l], k, 0.0, y, n);
+        ptrdiff_t len = fnn_infer_col_block(rows, n, k), nblocks = (n + len - 1) / len;
+        int nt = rows * n * k >= FNN_INFER_PAR_WORK && fnn_num_threads > 1
+                     ? (fnn_num_threads < nblocks ? fnn_num_threads : (int)nblocks)
+                     : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+        for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
+            /* output columns [j, j + c): W's rows j.., C's columns j.. (stride n) */
+            int c = (int)(n - blk * len < len ? n - blk * len : len);
+            int m = (int)rows, ik = (int)k, in_ = (int)n;
+            char tw = 'T', tx = 'N';
+            T one = 1, zero = 0;
+            gemm(&tw, &tx, &c, &m, &ik, &one, (T *)w[l] + blk * len * k, &ik, (T *)in, &ik,
+                 &zero, y + blk * len, &in_);
+        }
         S(fnn_bias_act)(act[l], (T)alpha[l], (T)beta[l], rows, n, b[l], y, y);
         in = y;
     }
