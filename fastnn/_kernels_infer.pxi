@@ -4,7 +4,6 @@ import numpy as np
 from libc.stdlib cimport calloc, free
 
 cdef extern from "infer.h" nogil:
-    int FNN_ACT_COUNT
     void fnn_dense_chain_f32(fnn_blas_gemm_f32 gemm, int nlayers, const Py_ssize_t *dims,
                              const float * const *w, const float * const *b,
                              const int *act, const double *alpha, const double *beta,
@@ -15,22 +14,13 @@ cdef extern from "infer.h" nogil:
                              Py_ssize_t rows, const double *x, double *out, double *buf)
 
 
-cdef int _check_matrix(object a, int typenum, object dtype, bint write,
-                       str where) except -1:
-    """a as an aligned, C-contiguous, native-order 2-D ndarray of dtype (writeable when
-    `write`), else TypeError/ValueError naming where. C-level checks: this runs on every
-    call of a batch-1 predictor."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{where}: expected a numpy array, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{where}: expected dtype {dtype}, got {a.dtype}")
-    if cnp.PyArray_NDIM(arr) != 2 or not cnp.PyArray_ISCARRAY_RO(arr):
-        raise ValueError(f"{where}: expected a C-contiguous 2-D array, got shape {a.shape}"
-                         + ("" if a.ndim != 2 else " (not C-contiguous)"))
-    if write and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{where} is read-only")
-    return 0
+cdef void *_matrix(object a, str fn, str name, int typenum, int flags) except? NULL:
+    """The data pointer of a 2-D array passing _buf's checks (dtype, native order,
+    C-contiguous, aligned, writeable with _W); the caller checks its shape."""
+    if cnp.PyArray_Check(a) and cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+        raise ValueError(f"{fn}: {name} must be a 2-D array, got shape {a.shape}")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>a) if cnp.PyArray_Check(a) else 0
+    return _buf(a, fn, name, typenum, n, flags)
 
 
 cdef class DenseChain:
@@ -63,7 +53,7 @@ cdef class DenseChain:
                              f"weights (at least one), got {n} weights, {len(biases)} "
                              f"biases, {len(acts)} activations")
         dtype = getattr(weights[0], "dtype", None)
-        if dtype not in (np.float32, np.float64):
+        if dtype is None or dtype not in (np.float32, np.float64):
             raise TypeError(f"DenseChain: weights must be float32 or float64 arrays, "
                             f"got {dtype}")
         self.dims = <Py_ssize_t *>calloc(n + 1, sizeof(Py_ssize_t))
@@ -80,7 +70,7 @@ cdef class DenseChain:
         self.wmax = 0
         for i in range(n):
             W, bias = weights[i], biases[i]
-            _check_matrix(W, self.typenum, self.dtype, False, f"DenseChain: weights[{i}]")
+            _matrix(W, "DenseChain", f"weights[{i}]", self.typenum, 0)
             if W.shape[1] != self.dims[i]:
                 raise ValueError(f"DenseChain: weights[{i}] has {W.shape[1]} input "
                                  f"features, the layer before gives {self.dims[i]}")
@@ -123,8 +113,8 @@ cdef class DenseChain:
         """out[...] = the chain applied to x; x (rows, in_features) and out (rows,
         out_features), C-contiguous arrays of the chain's dtype, not overlapping.
         Returns out."""
-        _check_matrix(x, self.typenum, self.dtype, False, "DenseChain.forward: x")
-        _check_matrix(out, self.typenum, self.dtype, True, "DenseChain.forward: out")
+        cdef char *px = <char *>_matrix(x, "DenseChain.forward", "x", self.typenum, 0)
+        cdef char *po = <char *>_matrix(out, "DenseChain.forward", "out", self.typenum, _W)
         cdef cnp.npy_intp *xd = cnp.PyArray_DIMS(<cnp.ndarray>x)
         cdef cnp.npy_intp *od = cnp.PyArray_DIMS(<cnp.ndarray>out)
         cdef Py_ssize_t rows = xd[0]
@@ -134,8 +124,6 @@ cdef class DenseChain:
         if od[0] != rows or od[1] != self.dims[self.n]:
             raise ValueError(f"DenseChain.forward: out must have shape "
                              f"{(rows, self.dims[self.n])}, got {out.shape}")
-        cdef char *px = <char *>cnp.PyArray_DATA(<cnp.ndarray>x)
-        cdef char *po = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef Py_ssize_t isz = 4 if self.f32 else 8
         cdef Py_ssize_t xbytes = rows * xd[1] * isz, obytes = rows * od[1] * isz
         if px < po + obytes and po < px + xbytes:

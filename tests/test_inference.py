@@ -80,13 +80,13 @@ def test_dense_chain_rejects_bad_arguments(rng):
     weights, biases, acts = random_chain(rng, [5, 4, 3], f32, [K.ACT_RELU, K.ACT_IDENTITY])
     chain = K.DenseChain(weights, biases, acts)
     x, out = np.ones((2, 5), f32), np.empty((2, 3), f32)
-    with pytest.raises(TypeError, match="x: expected dtype float32, got float64"):
+    with pytest.raises(TypeError, match="DenseChain.forward: x must be a float32 array, got float64"):
         chain.forward(x.astype(np.float64), out)
-    with pytest.raises(TypeError, match="expected a numpy array"):
+    with pytest.raises(TypeError, match="x must be a float32 array, got None"):
         chain.forward(None, out)
     with pytest.raises(ValueError, match="x must have 5 features"):
         chain.forward(np.ones((2, 6), f32), out)
-    with pytest.raises(ValueError, match="not C-contiguous"):
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
         chain.forward(np.ones((5, 2), f32).T, out)
     with pytest.raises(ValueError, match=r"out must have shape \(2, 3\)"):
         chain.forward(x, np.empty((2, 4), f32))
@@ -103,7 +103,7 @@ def test_dense_chain_rejects_bad_arguments(rng):
     with pytest.raises(ValueError, match="biases\\[0\\] must be a contiguous float32 array "
                                          "of shape \\(4,\\)"):
         K.DenseChain(weights, [np.ones(3, f32), None], acts)
-    with pytest.raises(TypeError, match="weights\\[1\\]: expected dtype float32"):
+    with pytest.raises(TypeError, match="weights\\[1\\] must be a float32 array"):
         K.DenseChain([weights[0], weights[1].astype(np.float64)], biases, acts)
     with pytest.raises(ValueError, match="unknown activation code 99"):
         K.DenseChain(weights, biases, [(99, 0.0, 0.0), acts[1]])
@@ -289,7 +289,7 @@ def test_input_is_converted_and_checked(rng):
         predictor(np.ones(12))
     with pytest.raises(TypeError, match="numeric array"):
         predictor(np.array([["a"] * 12]))
-    with pytest.raises(TypeError, match="out: expected dtype float32"):
+    with pytest.raises(TypeError, match="out must be a float32 array"):
         predictor(x, out=np.empty((5, 3)))
     with pytest.raises(ValueError, match="predict: expected a non-empty 2-D array"):
         predictor.predict(np.ones((0, 12)))
