@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-N_SAMPLES, N_FEATURES, N_CLASSES, HIDDEN = 16384, 784, 10, 512
+from fastnn.bench.workloads import N_FEATURES, _batches, fastnn_mlp_bn, make_data
+
 BATCHES = (1, 16, 256, 4096)
 # Targets of this section (ratios "higher is better" unless noted).
 LATENCY_VS_TORCH = 3.0  # PyTorch's batch-1 median / fastnn's
@@ -46,21 +47,12 @@ EVAL_OVER_GEMM = 1.15  # compiled predictor time / its GEMMs alone, at most
 # The workers (one process per library)
 # --------------------------------------------------------------------------------------
 def _data():
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((N_SAMPLES, N_FEATURES), dtype=np.float32)
-
-
-def _slices(n, batch):
-    """Successive batches of rows, cycling through the data."""
-    starts = list(range(0, n - batch + 1, batch)) or [0]
-    while True:
-        yield from starts
+    return make_data()[0]
 
 
 def build_model(seed=0):
     """The MLP-BN model with running statistics from a few training-mode forwards."""
     import fastnn
-    from fastnn.bench.compare import fastnn_mlp_bn
 
     fastnn.seed(seed)
     model = fastnn_mlp_bn()
@@ -107,7 +99,7 @@ def _fastnn_cases(weights_path):
 def _torch_cases(weights_path, threads):
     import torch
 
-    from fastnn.bench.compare import torch_mlp_bn
+    from fastnn.bench.workloads import torch_mlp_bn
 
     torch.set_num_threads(threads)
     model = torch_mlp_bn(torch).eval()
@@ -136,7 +128,7 @@ def _time_calls(fn, X, batch, seconds, per_call):
     (calls, the list of per-call seconds) when per_call, else (calls, total seconds).
     Bounded by time, not by a count calibrated beforehand: on a loaded machine a call
     can take 100x longer than during calibration."""
-    starts = _slices(X.shape[0], batch)
+    starts = _batches(X.shape[0], batch)
     xs = [np.ascontiguousarray(X[s : s + batch]) for s, _ in zip(starts, range(64))]
     fn(xs[0])  # settle caches after whatever ran before
     clock = time.perf_counter
@@ -218,10 +210,14 @@ class Worker:
     def __init__(self, kind, path, threads):
         self.kind = kind
         self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by close()
+        # The worker imports this process's fastnn: its sys.path, not the working
+        # directory first (from a source tree that would be an unbuilt fastnn).
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+        code = ("import sys; del sys.path[0]; from fastnn.bench.inference import worker_main; "
+                f"worker_main({kind!r}, {path!r}, {int(threads)})")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastnn.bench.inference", "--worker", kind, path,
-             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.stderr, text=True, bufsize=1)
+            [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
         self.info = self.ask(cmd="info")
         self.cases = self.ask(cmd="cases")["cases"]
 
@@ -434,10 +430,7 @@ def report(results, threads, info, exporter, rounds, min_time):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        worker_main(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    else:
-        from fastnn.bench.compare import add_arguments
+    from fastnn.bench.compare import add_arguments
 
-        parser = add_arguments(argparse.ArgumentParser(prog="fastnn bench --inference"))
-        raise SystemExit(run(parser.parse_args()))
+    parser = add_arguments(argparse.ArgumentParser(prog="fastnn bench --inference"))
+    raise SystemExit(run(parser.parse_args()))
