@@ -460,3 +460,31 @@ def test_batches_reuse_their_buffers_and_drop_last():
     dropping = Batches(X, y, 8, np.dtype(np.float64), np.dtype(np.int64), drop_last=True)
     assert len(dropping) == 2
     assert [len(yb) for _, yb in dropping.epoch(np.arange(20))] == [8, 8]
+
+
+def test_csv_integer_target_stays_integer(tmp_path):
+    path = write(tmp_path, "d.csv", "a,b,digit\n1.5,2,3\n4,5,0\n")
+    X, y, _, _ = load_table(path)
+    assert y.dtype == np.int64 and list(y) == [3, 0]
+    assert X.dtype == np.float64
+
+
+def test_parquet_table(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "kind": ["x", "y", "x"]})
+    frame.to_parquet(tmp_path / "d.parquet")
+    X, y, names, target = load_table(tmp_path / "d.parquet")
+    np.testing.assert_array_equal(X, [[1, 4], [2, 5], [3, 6]])
+    assert list(y) == ["x", "y", "x"] and names == ["a", "b"] and target == "kind"
+    frame.drop(columns="kind").to_parquet(tmp_path / "n.parquet")
+    X, y, names, target = load_table(tmp_path / "n.parquet", target="b")
+    assert y.dtype == np.int64 and list(y) == [4, 5, 6] and names == ["a"]
+    with pytest.raises(DataError, match="column 'kind' is not numeric"):
+        load_table(tmp_path / "d.parquet", target="b")
+    frame.assign(a=[1.0, np.nan, 3.0]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match="'a', row 1"):
+        load_table(tmp_path / "bad.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_table(tmp_path / "junk.parquet")
