@@ -1,9 +1,10 @@
 """Reading a user's data set from a CSV, Parquet or NPZ file into (X, y).
 
-CSV is parsed by pandas' C engine; Parquet by pyarrow (optional:
-`pip install "fastnn[parquet]"`). When pandas finds anything wrong with a CSV file (a
-ragged row, a non-numeric or empty cell, NaN or infinity), the file is read again
-with Python's csv module only to name the offending line and column.
+With pandas installed (`pip install "fastnn[tables]"`, which also brings pyarrow for
+Parquet), CSV files are parsed by pandas' C engine; without it, by Python's csv module
+(the same results, about 15 times slower). When pandas finds anything wrong with a
+file (a ragged row, a non-numeric or empty cell, NaN or infinity), the csv module
+reads it again to name the offending line and column.
 """
 from __future__ import annotations
 
@@ -70,8 +71,10 @@ def _load_npz(path):
 
 
 def _load_csv(path, target):
-    import pandas as pd
-
+    try:
+        import pandas as pd
+    except ImportError:
+        return _read_csv_python(path, target)
     try:
         with warnings.catch_warnings():  # a row longer than the header is an error
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -82,24 +85,22 @@ def _load_csv(path, target):
                                 keep_default_na=False, na_values=[""], low_memory=False,
                                 index_col=False)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
-            pd.errors.EmptyDataError, ValueError) as e:
-        _diagnose_csv(path, target)
-        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+            pd.errors.EmptyDataError, ValueError):
+        return _read_csv_python(path, target)  # raises, naming the line and column
     try:
         return _from_frame(frame, path, target)
     except DataError:
-        _diagnose_csv(path, target)  # names the line and column
-        raise
+        return _read_csv_python(path, target)  # raises, naming the line and column
 
 
 def _load_parquet(path, target):
-    import pandas as pd
-
     try:
+        import pandas as pd
+
         frame = pd.read_parquet(path)
     except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install "
-                        "'fastnn[parquet]'") from None
+        raise DataError(f"{path}: reading Parquet needs pandas and pyarrow: pip install "
+                        "'fastnn[tables]'") from None
     except Exception as e:  # pyarrow's errors for corrupt files have no common base
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
     return _from_frame(frame, path, target, rows=lambda i: f"row {i}")
@@ -111,16 +112,7 @@ def _from_frame(frame, path, target, rows=None):
     header = [str(h).strip() for h in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{path}: needs a header row and at least one data row")
-    if target is None:
-        t = len(header) - 1
-    elif target in header:
-        t = header.index(target)
-    else:
-        shown = ", ".join(header[:8]) + (f", ... ({len(header)} columns)"
-                                         if len(header) > 8 else "")
-        raise DataError(f"{path}: target column {target!r} not found; columns are {shown}")
-    if len(header) < 2:
-        raise DataError(f"{path}: needs at least one feature column besides the target")
+    t = _target_index(header, target, path)
     features = [j for j in range(len(header)) if j != t]
     for j in features:
         if frame.dtypes.iloc[j].kind not in "biuf":
@@ -153,10 +145,9 @@ def _from_frame(frame, path, target, rows=None):
     return X, y, names, header[t]
 
 
-def _diagnose_csv(path, target):
-    """Read the file with the csv module and raise the DataError naming the first bad
-    line and column; returns only if it finds nothing wrong. Runs only after pandas
-    refused the file, so its speed does not matter."""
+def _read_csv_python(path, target):
+    """The CSV table read with the csv module, or the DataError naming the first bad
+    line and column (used without pandas, and to explain what pandas refused)."""
     rows, lines = [], []  # lines: each kept row's line number in the file (blank rows skipped)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -175,14 +166,30 @@ def _diagnose_csv(path, target):
         if len(r) != width:
             raise DataError(f"{path}: line {line} has {len(r)} fields, the header has {width}")
     lines = lines[1:]
-    t = width - 1 if target is None or target not in header else header.index(target)
+    t = _target_index(header, target, path)
     cols = list(zip(*rows[1:]))
     features = [j for j in range(width) if j != t]
     X = np.empty((len(rows) - 1, len(features)), np.float64)
     for out, j in enumerate(features):
         X[:, out] = _numeric(cols[j], header[j], path, lines)
     _check_finite(X, path, [header[j] for j in features], lambda i: f"line {lines[i]}")
-    _target(cols[t], header[t], path, lines)
+    y = _target(cols[t], header[t], path, lines)
+    return X, y, [header[j] for j in features], header[t]
+
+
+def _target_index(header, target, path):
+    """The target column's index (default the last), or DataError."""
+    if target is None:
+        t = len(header) - 1
+    elif target in header:
+        t = header.index(target)
+    else:
+        shown = ", ".join(header[:8]) + (f", ... ({len(header)} columns)"
+                                         if len(header) > 8 else "")
+        raise DataError(f"{path}: target column {target!r} not found; columns are {shown}")
+    if len(header) < 2:
+        raise DataError(f"{path}: needs at least one feature column besides the target")
+    return t
 
 
 def _numeric(values, name, path, lines):
@@ -200,18 +207,24 @@ def _numeric(values, name, path, lines):
 
 
 def _target(values, name, path, lines):
-    """Raises DataError for an empty, NaN or infinite target value."""
+    """Integers as int64, other numbers as float64, otherwise the class names as
+    strings; DataError for an empty, NaN or infinite value."""
     values = [v.strip() for v in values]
     if any(not v for v in values):
         i = next(i for i, v in enumerate(values) if not v)
         raise DataError(f"{path}: empty target value in column {name!r}, line {lines[i]}")
     try:
+        return np.array([int(v) for v in values], dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
         y = np.array([float(v) for v in values])
     except ValueError:
-        return  # class names
+        return np.array(values)
     if not np.isfinite(y).all():
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(f"{path}: NaN or infinite target in column {name!r}, line {lines[i]}")
+    return y
 
 
 def _check_finite(X, path, names, row_name):
