@@ -14,15 +14,18 @@ import tempfile
 
 import numpy as np
 
+# Imports happen before the clock starts (pandas in both: load_table uses it).
 TIMER = """
 import sys, time
+import pandas as pd
+from fastnn.datasets import load_table
 t = time.perf_counter()
 {body}
 print(time.perf_counter() - t)
 """
 BODIES = {
-    "pandas.read_csv": "import pandas as pd; pd.read_csv(sys.argv[1])",
-    "fastnn load_table": "from fastnn.datasets import load_table; load_table(sys.argv[1])",
+    "pandas.read_csv": "pd.read_csv(sys.argv[1])",
+    "fastnn load_table": "load_table(sys.argv[1])",
 }
 
 

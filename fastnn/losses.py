@@ -20,7 +20,7 @@ cross-entropy, and the elementwise losses); NLLLoss, a gather, is NumPy.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -51,6 +51,10 @@ class Loss:
         return buf
 
     def __call__(self, pred, target, sample_weight=None) -> Any:
+        # sample_weight is passed on only when given, so that a subclass overriding
+        # forward(pred, target) keeps working without weights.
+        if sample_weight is None:
+            return self.forward(pred, target)
         return self.forward(pred, target, sample_weight)
 
     def forward(self, pred, target, sample_weight=None) -> Any:
@@ -169,6 +173,7 @@ class _Classification(Loss):
         self.ignore_index = int(ignore_index)
 
     def get_config(self):
+        """The constructor arguments."""
         return {"weight": self.weight, "ignore_index": self.ignore_index,
                 "reduction": self.reduction}
 
@@ -238,9 +243,12 @@ class CrossEntropyLoss(_Classification):
         self.label_smoothing = float(label_smoothing)
 
     def get_config(self):
+        """The constructor arguments."""
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
     def forward(self, pred, target, sample_weight=None):
+        """The loss of logits pred (N, C, *) against int labels target (N, *): a float, or
+        per-position losses (N, *) for reduction='none'; keeps the gradient for backward."""
         pred, labels, valid = self._inputs(pred, target)
         s = self._sample_weight(sample_weight, pred.shape[0])
         eps = self.label_smoothing
@@ -318,6 +326,8 @@ class NLLLoss(_Classification):
         super().__init__(weight, ignore_index, reduction)
 
     def forward(self, pred, target, sample_weight=None):
+        """The loss of log-probabilities pred (N, C, *) against int labels target (N, *): a
+        float, or (N, *) for reduction='none'; keeps the gradient for backward."""
         pred, labels, valid = self._inputs(pred, target)
         s = self._sample_weight(sample_weight, pred.shape[0])
         x2 = _classes_last(pred)
@@ -339,7 +349,8 @@ class _Elementwise(Loss):
     fnn_pointwise_loss (`_kind`); subclasses give its parameter (`_param`)."""
 
     _kind = -1
-    _fused = None  # a kernel computing the plain mean and its gradient in one pass
+    # a kernel computing the plain mean and its gradient in one pass
+    _fused: Callable[..., float] | None = None
 
     def _param(self):
         return 0.0
@@ -366,6 +377,8 @@ class _Elementwise(Loss):
         return None
 
     def forward(self, pred, target, sample_weight=None):
+        """The loss of pred against target (same shape): a float, or the per-element losses
+        for reduction='none'; keeps the gradient for backward."""
         pred, target = self._pairs(pred, target)
         s = self._sample_weight(sample_weight, pred.shape[0])
         w = self._element_weight(pred)
@@ -420,6 +433,7 @@ class HuberLoss(_Elementwise):
         return self.delta
 
     def get_config(self):
+        """The constructor arguments."""
         return {"reduction": self.reduction, "delta": self.delta}
 
 
@@ -439,6 +453,7 @@ class SmoothL1Loss(_Elementwise):
         return self.beta
 
     def get_config(self):
+        """The constructor arguments."""
         return {"reduction": self.reduction, "beta": self.beta}
 
 
@@ -464,6 +479,7 @@ class BCEWithLogitsLoss(_Elementwise):
                              f"got shape {self.pos_weight.shape}")
 
     def get_config(self):
+        """The constructor arguments."""
         return {"weight": self.weight, "reduction": self.reduction,
                 "pos_weight": self.pos_weight}
 

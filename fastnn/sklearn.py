@@ -99,6 +99,7 @@ class _BatchLoss(losses.Loss):
         self.penalty, self.alpha = penalty, alpha
 
     def forward(self, pred, target, sample_weight=None):
+        """The batch loss; sets the L2 coefficient from the batch's summed weights first."""
         w = None
         if self.weighted:
             target, w = target[:, :-1], target[:, -1]
@@ -123,12 +124,15 @@ class _Convergence(Callback):
         self.est, self.val = est, val
 
     def on_batch_end(self, trainer, batch, logs):
+        """Counts the samples seen (t_); applies invscaling to the learning rate."""
         est = self.est
         est.t_ += logs["size"]
         if est.learning_rate == "invscaling" and est.solver == "sgd":
             trainer.optimizer.lr = est.learning_rate_init / (est.t_ + 1) ** est.power_t
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Records loss_curve_ (and the validation score); stops or divides the learning
+        rate as scikit-learn does."""
         est = self.est
         est.loss_curve_.append(float(logs["loss"]))
         if est.verbose:
