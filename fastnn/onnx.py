@@ -8,6 +8,7 @@ brings onnxruntime, to run the exported file).
 
     >>> import fastnn.onnx
     >>> fastnn.onnx.export(model, "model.onnx")          # input (batch, n_features)
+    >>> fastnn.onnx.export(graph_model, "model.onnx")    # a fastnn.Model: its Inputs
     >>> import onnxruntime as ort
     >>> sess = ort.InferenceSession("model.onnx")
     >>> sess.run(None, {"input": X.astype(np.float32)})[0]
@@ -15,7 +16,8 @@ brings onnxruntime, to run the exported file).
 Extending it. Each layer class has a converter in `CONVERTERS`, a plain dict from
 the class to a function `convert(layer, graph, x) -> y` that appends the layer's
 nodes to `graph` (a `GraphBuilder`) and returns the name of its output, `x` being
-the name of its input. Lookup follows the class's MRO, so subclasses inherit their
+the name of its input (lists of names for layers called on, or returning, several
+tensors, like the merge layers). Lookup follows the class's MRO, so subclasses inherit their
 parent's converter. Add one for a new layer with the `register` decorator:
 
     >>> @fastnn.onnx.register(MyLayer)
@@ -32,7 +34,9 @@ from typing import Callable
 import numpy as np
 
 from . import layers as _layers
-from .module import Module, Sequential
+from .graph import Model
+from .module import Module
+from .sequential import Sequential
 
 try:
     import onnx
@@ -54,8 +58,9 @@ class ExportError(ValueError):
 
 class GraphBuilder:
     """The ONNX graph under construction: nodes, initializers (constants) and fresh
-    names. `dtype` is the model's float type; `rank` the rank of the tensor flowing
-    through the layer being converted (batch axis included); `opset` the target."""
+    names. `dtype` is the model's float type; `rank` the rank of the tensor entering
+    the layer being converted (batch axis included: 2 for (N, features)); `opset` the
+    target."""
 
     def __init__(self, dtype, rank, opset):
         self.dtype, self.rank, self.opset = np.dtype(dtype), rank, opset
@@ -126,6 +131,46 @@ def _sequential(model, graph, x):
         x = convert(layer, graph, x)
     graph.prefix = prefix
     return x
+
+
+@register(Model)
+def _model(model, graph, x):
+    """Each node of the graph in topological order, tensors mapped to ONNX names."""
+    names = {id(t): v for t, v in zip(model.inputs, x if isinstance(x, list) else [x])}
+    prefix = graph.prefix
+    for node in model._nodes:
+        ins = [names[id(t)] for t in node.inputs]
+        graph.rank = len(node.inputs[0].shape)
+        graph.prefix = f"{prefix}{node.module.name}."
+        out = convert(node.module, graph, ins if node.multi else ins[0])
+        for t, v in zip(node.outputs, out if isinstance(out, list) else [out]):
+            names[id(t)] = v
+    graph.prefix = prefix
+    outs = [names[id(t)] for t in model.outputs]
+    return outs if len(outs) > 1 else outs[0]
+
+
+@register(_layers.Residual)
+def _residual(block, graph, x):
+    return graph.node("Add", [x, _sequential(block, graph, x)], "residual")
+
+
+def _chain(op):
+    def conv(layer, graph, xs):
+        y = xs[0]
+        for v in xs[1:]:
+            y = graph.node(op, [y, v])
+        return y
+    return conv
+
+
+register(_layers.Add)(_chain("Add"))
+register(_layers.Multiply)(_chain("Mul"))
+
+
+@register(_layers.Concatenate)
+def _concatenate(layer, graph, xs):
+    return graph.node("Concat", xs, axis=layer._axis(graph.rank))
 
 
 # ------------------------------------------------------------------------- affine layers
@@ -357,20 +402,13 @@ def _infer_features(model):
                       "input_shape=(None, n_features)")
 
 
-def export(model: Module, path=None, input_shape: tuple | None = None,
-           opset: int = DEFAULT_OPSET, input_name: str = "input",
-           output_name: str = "output") -> "onnx.ModelProto":
-    """Write the model in evaluation mode as an ONNX graph to path (if given) and
-    return the onnx.ModelProto.
-
-    input_shape: the input's shape with None for the dynamic batch axis, e.g.
-    (None, n_features) (the default, n_features read from the first layer). opset:
-    the ONNX opset (17 or later). The graph's input is named input_name and its
-    output output_name; the tensor type is the model's dtype (float32 -> FLOAT,
-    float64 -> DOUBLE). Raises ExportError for a layer without an ONNX form.
-    """
-    if opset < 17:
-        raise ValueError(f"fastnn.onnx.export: opset must be >= 17, got {opset}")
+def _inputs(model, input_shape, input_name):
+    """[(name, shape with None for the batch axis, dtype)] of the model's inputs."""
+    if isinstance(model, Model):
+        if input_shape is not None:
+            raise ValueError("fastnn.onnx.export: a fastnn.Model's input shapes come from its "
+                             "Inputs; do not pass input_shape")
+        return [(t.name, tuple(t.shape), np.dtype(t.dtype)) for t in model.inputs]
     if input_shape is None:
         input_shape = (None,) + _infer_features(model)
     input_shape = tuple(input_shape)
@@ -378,21 +416,49 @@ def export(model: Module, path=None, input_shape: tuple | None = None,
             any(not isinstance(d, int) or d < 1 for d in input_shape[1:]):
         raise ValueError("fastnn.onnx.export: input_shape must be (None, d1, ...) with the "
                          f"batch axis None and positive sizes, got {input_shape}")
-    dtype = np.dtype(model.dtype or np.float32)
-    # One evaluation forward checks the shape and brings derived state (weight-normalised
+    return [(input_name, input_shape, np.dtype(model.dtype or np.float32))]
+
+
+def export(model: Module, path=None, input_shape: tuple | None = None,
+           opset: int = DEFAULT_OPSET, input_name: str = "input",
+           output_name: str = "output") -> "onnx.ModelProto":
+    """Write the model in evaluation mode as an ONNX graph to path (if given) and
+    return the onnx.ModelProto.
+
+    model: a Sequential, a fastnn.Model (its graph inputs are its Inputs, with their
+    names and shapes) or any built-in layer. input_shape: for a model that is not a
+    fastnn.Model, the input's shape with None for the dynamic batch axis, e.g.
+    (None, n_features) (the default, n_features read from the first layer), named
+    input_name. opset: the ONNX opset (17 or later). The outputs are named
+    output_name (then output_name_1, ... for several); tensor types follow the
+    model's dtype (float32 -> FLOAT, float64 -> DOUBLE). Raises ExportError for a
+    layer without an ONNX form.
+    """
+    if opset < 17:
+        raise ValueError(f"fastnn.onnx.export: opset must be >= 17, got {opset}")
+    inputs = _inputs(model, input_shape, input_name)
+    dtype = np.dtype(model.dtype or inputs[0][2])
+    # One evaluation forward checks the shapes and brings derived state (weight-normalised
     # weights) up to date.
-    sample = model.predict(np.zeros((1,) + input_shape[1:], dtype))
-    graph = GraphBuilder(dtype, len(input_shape), opset)
-    graph._used.update({input_name, output_name})
-    y = convert(model, graph, input_name)
-    graph.nodes.append(helper.make_node("Identity", [y], [output_name], name="output_node"))
-    elem = _ELEM_TYPES[dtype]
-    out_shape = ["batch"] + list(np.shape(sample)[1:])
+    zeros = [np.zeros((1,) + shape[1:], dt) for _, shape, dt in inputs]
+    sample = model.predict(zeros if len(zeros) > 1 else zeros[0])
+    samples = sample if isinstance(sample, list) else [sample]
+    graph = GraphBuilder(dtype, len(inputs[0][1]), opset)
+    out_names = [output_name] + [f"{output_name}_{i}" for i in range(1, len(samples))]
+    graph._used.update([name for name, _, _ in inputs] + out_names)
+    names = [name for name, _, _ in inputs]
+    y = convert(model, graph, names if isinstance(model, Model) and len(names) > 1 else names[0])
+    ys = y if isinstance(y, list) else [y]
+    for v, out in zip(ys, out_names):
+        graph.nodes.append(helper.make_node("Identity", [v], [out], name=f"{out}_node"))
     proto = helper.make_model(
         helper.make_graph(
-            graph.nodes, type(model).__name__,
-            [helper.make_tensor_value_info(input_name, elem, ["batch"] + list(input_shape[1:]))],
-            [helper.make_tensor_value_info(output_name, elem, out_shape)],
+            graph.nodes, model.name or type(model).__name__,
+            [helper.make_tensor_value_info(name, _ELEM_TYPES[dt], ["batch"] + list(shape[1:]))
+             for name, shape, dt in inputs],
+            [helper.make_tensor_value_info(out, _ELEM_TYPES[np.dtype(s.dtype)],
+                                           ["batch"] + list(np.shape(s)[1:]))
+             for out, s in zip(out_names, samples)],
             initializer=graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="fastnn")

@@ -13,9 +13,12 @@ from fastnn import layers as L  # noqa: E402
 from fastnn.module import Layer  # noqa: E402
 
 
-def run_onnx(proto, X):
+def run_onnx(proto, X, outputs=False):
+    """The first output (all outputs with outputs=True) for input X, or several inputs
+    given as a dict {name: array}."""
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": X})[0]
+    ys = sess.run(None, X if isinstance(X, dict) else {"input": X})
+    return ys if outputs else ys[0]
 
 
 def trained(model, n_in, rng, steps=3):
@@ -102,8 +105,11 @@ def test_opsets(rng, opset):
 
 def test_unsupported_layer_and_bad_arguments():
     class Doubler(Layer):
-        def _forward(self, x):
+        def _forward(self, ctx, x):
             return 2 * x
+
+        def _backward(self, ctx, grad_out, need_input_grad=True):
+            return 2 * grad_out
 
     model = fastnn.Sequential(L.Dense(3, 3), Doubler())
     with pytest.raises(fastnn.onnx.ExportError, match="no ONNX form for layer Doubler"):
@@ -123,3 +129,49 @@ def test_unsupported_layer_and_bad_arguments():
         fastnn.onnx.export(model, input_shape=(4, 3))
     with pytest.raises(ValueError, match="opset"):
         fastnn.onnx.export(fastnn.Sequential(L.Dense(3, 3)), opset=11)
+
+
+def residual_mlp():
+    x = fastnn.Input((6,))
+    h = L.Dense(6, 16)(x)
+    h = L.Add()([h, L.Dense(16, 16)(L.ReLU()(h))])
+    h = L.Residual(L.Dense(16, 16), L.BatchNorm1d(16), L.Tanh(), L.Dense(16, 16))(h)
+    return fastnn.Model(x, L.Dense(16, 3)(L.Dropout(0.3)(h)))
+
+
+def two_branch():
+    x = fastnn.Input((6,))
+    a = L.ReLU()(L.Dense(6, 8)(x))
+    b = L.Sigmoid()(L.Dense(6, 5)(x))
+    m = L.Multiply()([L.Dense(13, 7)(L.Concatenate()([a, b])), L.Dense(6, 7)(x)])
+    return fastnn.Model(x, L.Dense(7, 2)(m))
+
+
+@pytest.mark.parametrize("make", [residual_mlp, two_branch], ids=["residual", "two_branch"])
+def test_graph_models_export(rng, make):
+    fastnn.seed(1)
+    model = trained(make(), 6, rng)
+    proto = fastnn.onnx.export(model)
+    for batch in (1, 7, 450):
+        X = rng.normal(size=(batch, 6)).astype(np.float32)
+        ref = model.predict(X)
+        np.testing.assert_allclose(run_onnx(proto, X), ref, rtol=1e-5,
+                                   atol=1e-5 * np.abs(ref).max())
+
+
+def test_two_inputs_two_outputs(rng):
+    fastnn.seed(2)
+    a, b = fastnn.Input((4,), name="left"), fastnn.Input((3,), name="right")
+    h = L.Concatenate()([L.Dense(4, 5)(a), L.Dense(3, 5)(b)])
+    shared = L.Dense(10, 10)
+    h = shared(L.ReLU()(shared(h)))  # one layer called twice: its weights are shared
+    model = fastnn.Model([a, b], [L.Dense(10, 2)(h), L.Softmax()(L.Dense(10, 3)(h))])
+    proto = fastnn.onnx.export(model)
+    assert [i.name for i in proto.graph.input] == ["left", "right"]
+    assert [o.name for o in proto.graph.output] == ["output", "output_1"]
+    Xa, Xb = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32)
+    got = run_onnx(proto, {"left": Xa, "right": Xb}, outputs=True)
+    for g, r in zip(got, model.predict([Xa, Xb])):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Inputs"):
+        fastnn.onnx.export(model, input_shape=(None, 4))
