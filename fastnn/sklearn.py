@@ -53,7 +53,7 @@ except ImportError as e:  # pragma: no cover - exercised only without scikit-lea
 from . import layers, losses, optim, rng
 from .callbacks import Callback
 from .io import load, save
-from .module import Sequential
+from .sequential import Sequential
 from .regularizers import L2
 from .threads import get_num_threads, set_num_threads
 from .trainer import Trainer
