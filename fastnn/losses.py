@@ -113,6 +113,9 @@ class Loss:
             d = float(elem.size) if s is None else float(s.sum()) * (elem.size // len(s))
         else:
             d = float(np.sum(denom * s_elem if s is not None else denom, dtype=np.float64))
+        if not d and s is not None and not s.any():
+            grad.fill(0)  # a batch whose samples all weigh 0 counts for nothing
+            return 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             grad *= grad.dtype.type(1.0 / d) if d else grad.dtype.type(np.nan)
             return total / d if d else float("nan")

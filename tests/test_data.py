@@ -447,7 +447,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     order = np.random.default_rng(1).permutation(n)
     # correctness on a sample of batches
     seen = 0
-    for i, (xb, yb) in enumerate(batches.epoch(order)):
+    for i, (xb, yb, _) in enumerate(batches.epoch(order)):
         idx = order[i * b:(i + 1) * b]
         if i % 17 == 0 or len(idx) < b:
             np.testing.assert_array_equal(yb, idx)
@@ -458,7 +458,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     # memory: a full epoch allocates at most a few batches, never a copy of X
     tracemalloc.start()
     try:
-        for xb, yb in batches.epoch(order):
+        for xb, yb, _ in batches.epoch(order):
             pass
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -472,12 +472,12 @@ def test_batches_reuse_their_buffers_and_drop_last():
     X = np.arange(40.0).reshape(20, 2)
     y = np.arange(20)
     batches = Batches(X, y, 8, np.dtype(np.float64), np.dtype(np.int64))
-    got = [(xb, yb.copy()) for xb, yb in batches.epoch(np.arange(20))]
+    got = [(xb, yb.copy()) for xb, yb, _ in batches.epoch(np.arange(20))]
     assert [len(yb) for _, yb in got] == [8, 8, 4]
     assert np.shares_memory(got[0][0], got[1][0])  # one reused buffer
     dropping = Batches(X, y, 8, np.dtype(np.float64), np.dtype(np.int64), drop_last=True)
     assert len(dropping) == 2
-    assert [len(yb) for _, yb in dropping.epoch(np.arange(20))] == [8, 8]
+    assert [len(yb) for _, yb, _ in dropping.epoch(np.arange(20))] == [8, 8]
 
 
 def test_csv_integer_target_stays_integer(tmp_path, csv_reader):

@@ -248,6 +248,10 @@ def infer_task(y):
 
 
 def encode_labels(y):
-    """(labels 0..K-1 as int64, class values) for class names or integer labels."""
+    """(labels 0..K-1 as int64, class values) for class names or integer labels
+    (integer-valued floats give integer classes, so that they print as 3, not 3.0)."""
+    y = np.asarray(y)
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        y = y.astype(np.int64)
     classes, labels = np.unique(y, return_inverse=True)
     return labels.astype(np.int64), classes
