@@ -29,7 +29,7 @@ A layer without a converter raises `ExportError` naming it.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, List, Union
 
 import numpy as np
 
@@ -99,7 +99,9 @@ class GraphBuilder:
         return self.node(op, [x], axes=axes, keepdims=int(keepdims))
 
 
-Converter = Callable[[Module, GraphBuilder, str], str]
+# x and the result are tensor names: one, or a list for several inputs or outputs.
+Names = Union[str, List[str]]
+Converter = Callable[[Module, GraphBuilder, Names], Names]
 CONVERTERS: dict[type, Converter] = {}
 
 
@@ -112,7 +114,7 @@ def register(*classes: type) -> Callable[[Converter], Converter]:
     return add
 
 
-def convert(layer: Module, graph: GraphBuilder, x: str) -> str:
+def convert(layer: Module, graph: GraphBuilder, x: Names) -> Names:
     """Append `layer`'s nodes to graph; the name of its output."""
     for cls in type(layer).__mro__:
         if cls in CONVERTERS:

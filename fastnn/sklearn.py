@@ -41,10 +41,15 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import (
-        _check_partial_fit_first_call, check_classification_targets, type_of_target,
+        _check_partial_fit_first_call,
+        check_classification_targets,
+        type_of_target,
     )
     from sklearn.utils.validation import (
-        _check_sample_weight, check_is_fitted, column_or_1d, validate_data,
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
     )
 except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("fastnn.sklearn needs scikit-learn >= 1.6: pip install "
@@ -53,8 +58,8 @@ except ImportError as e:  # pragma: no cover - exercised only without scikit-lea
 from . import layers, losses, optim, rng
 from .callbacks import Callback
 from .io import load, save
-from .sequential import Sequential
 from .regularizers import L2
+from .sequential import Sequential
 from .threads import get_num_threads, set_num_threads
 from .trainer import Trainer
 

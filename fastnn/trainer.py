@@ -10,14 +10,15 @@ import warnings
 
 import numpy as np
 
-from . import losses as _losses, metrics as _metrics, rng
+from . import losses as _losses
+from . import metrics as _metrics
+from . import rng
 from .batching import Batches, as_inputs
 from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
 from .validation import check_finite, positive_int
-
 
 # Losses on class labels (the others take float targets).
 _LABEL_LOSSES = (CrossEntropyLoss, NLLLoss)

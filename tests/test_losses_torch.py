@@ -6,7 +6,13 @@ import pytest
 
 from fastnn import _kernels, losses
 from fastnn.losses import (
-    BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
 )
 
 torch = pytest.importorskip("torch")

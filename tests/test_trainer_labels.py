@@ -138,7 +138,7 @@ def test_binary_cross_entropy_probabilities(rng):
 
 
 def test_class_names_reach_saved_model_and_predict(tmp_path, digits, capsys):
-    X_tr, X_te, y_tr, y_te = digits
+    X_tr, X_te, y_tr, _ = digits
     model = mlp()
     trainer = fastnn.Trainer(model, "cross_entropy", fastnn.optim.Adam(model.parameters()))
     trainer.fit(X_tr, NAMES[y_tr], epochs=5, batch_size=64, verbose=0)
