@@ -151,3 +151,22 @@ def test_class_names_reach_saved_model_and_predict(tmp_path, digits, capsys):
     lines = capsys.readouterr().out.split()
     assert lines[0] == "prediction"
     assert lines[1:] == trainer.predict_classes(X_te[:20]).tolist()
+
+
+def test_integer_classes_print_as_integers(tmp_path, rng, capsys):
+    """Integer-valued float labels (an NPZ's y, say) are integer classes everywhere: the
+    training summary, the saved class names and fastnn predict's answers."""
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] > 0).astype(np.float64) + 2 * (X[:, 1] > 0)  # 0.0 .. 3.0
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "2", "--quiet",
+                     "--hidden", "8", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "training counts 0: " in text and "0.0" not in text.split("training counts")[1][:40]
+    model_file = out / "model.safetensors"
+    assert fastnn.io.read_metadata(model_file)["classes"] == ["0", "1", "2", "3"]
+    np.savez(tmp_path / "x.npz", X=X[:10])
+    assert cli.main(["predict", str(model_file), "--data", str(tmp_path / "x.npz")]) == 0
+    answers = capsys.readouterr().out.split()[1:]
+    assert set(answers) <= {"0", "1", "2", "3"}
