@@ -420,44 +420,48 @@ class L1Loss(_Elementwise):
     _fused = staticmethod(_kernels.mae)
 
 
-class HuberLoss(_Elementwise):
+class _Thresholded(_Elementwise):
+    """An elementwise loss with one threshold parameter, named `_param_name`."""
+
+    _param_name = ""
+    _zero_allowed = False
+
+    def __init__(self, reduction, value):
+        super().__init__(reduction)
+        if not (value >= 0 if self._zero_allowed else value > 0):
+            raise ValueError(f"{type(self).__name__}: {self._param_name} must be "
+                             f"{'>= 0' if self._zero_allowed else '> 0'}, got {value}")
+        setattr(self, self._param_name, float(value))
+
+    def _param(self):
+        return getattr(self, self._param_name)
+
+    def get_config(self):
+        """The constructor arguments."""
+        return {"reduction": self.reduction, self._param_name: self._param()}
+
+
+class HuberLoss(_Thresholded):
     """Huber loss, as torch.nn.HuberLoss: with d = pred - target,
     l = 0.5 d^2 where |d| < delta, delta (|d| - delta / 2) elsewhere."""
 
     _kind = _kernels.LOSS_HUBER
+    _param_name = "delta"
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
-        super().__init__(reduction)
-        if not delta > 0:
-            raise ValueError(f"HuberLoss: delta must be > 0, got {delta}")
-        self.delta = float(delta)
-
-    def _param(self):
-        return self.delta
-
-    def get_config(self):
-        """The constructor arguments."""
-        return {"reduction": self.reduction, "delta": self.delta}
+        super().__init__(reduction, delta)
 
 
-class SmoothL1Loss(_Elementwise):
+class SmoothL1Loss(_Thresholded):
     """Smooth L1 loss, as torch.nn.SmoothL1Loss: with d = pred - target,
     l = 0.5 d^2 / beta where |d| < beta, |d| - beta / 2 elsewhere (beta = 0: L1)."""
 
     _kind = _kernels.LOSS_SMOOTH_L1
+    _param_name = "beta"
+    _zero_allowed = True
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0):
-        super().__init__(reduction)
-        if not beta >= 0:
-            raise ValueError(f"SmoothL1Loss: beta must be >= 0, got {beta}")
-        self.beta = float(beta)
-
-    def _param(self):
-        return self.beta
-
-    def get_config(self):
-        """The constructor arguments."""
-        return {"reduction": self.reduction, "beta": self.beta}
+        super().__init__(reduction, beta)
 
 
 class BCEWithLogitsLoss(_Elementwise):
