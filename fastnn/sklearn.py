@@ -93,27 +93,24 @@ def _threads(n):
 
 class _BatchLoss(losses.Loss):
     """The estimators' training loss, as scikit-learn defines it per mini-batch: the
-    inner loss (weighted by per-sample weights, carried in the targets' last column
-    when `weighted`) plus alpha / 2 * ||W||^2 divided by the batch's summed sample
-    weights (its size without weights): this sets the shared L2 penalty's coefficient
-    before the Trainer adds the penalty."""
+    inner loss (a weighted mean with sample weights) plus alpha / 2 * ||W||^2 divided
+    by the batch's summed sample weights (its size without weights). This sets the
+    shared L2 penalty's coefficient before the Trainer adds the penalty. labels: the
+    targets are class indices (which the Trainer hands over as floats)."""
 
-    def __init__(self, inner, labels, weighted, penalty, alpha):
+    def __init__(self, inner, labels, penalty, alpha):
         super().__init__(inner.reduction)
-        self.inner, self.labels, self.weighted = inner, labels, weighted
+        self.inner, self.labels = inner, labels
         self.penalty, self.alpha = penalty, alpha
 
     def forward(self, pred, target, sample_weight=None):
         """The batch loss; sets the L2 coefficient from the batch's summed weights first."""
-        w = None
-        if self.weighted:
-            target, w = target[:, :-1], target[:, -1]
         if self.labels:
-            target = target[:, 0].astype(np.int64)
+            target = target.astype(np.int64)
         if self.penalty is not None:
-            total = float(w.sum()) if w is not None else float(len(target))
+            total = float(len(target)) if sample_weight is None else float(sample_weight.sum())
             self.penalty.l2 = self.alpha / (2.0 * total)
-        return self.inner(pred, target, sample_weight=w)
+        return self.inner(pred, target, sample_weight=sample_weight)
 
     def _backward(self):
         return self.inner._backward()
@@ -330,11 +327,8 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = n_out
 
     def _train(self, X, targets, sw, batch, epochs, val, incremental):
-        targets = targets.reshape(len(targets), -1)
-        if sw is not None:
-            targets = np.column_stack([targets, sw])
         labels = self._loss_name == "cross_entropy" and not self._multilabel
-        loss = _BatchLoss(self._make_loss(), labels, sw is not None, self._penalty, self.alpha)
+        loss = _BatchLoss(self._make_loss(), labels, self._penalty, self.alpha)
         if self._trainer is None:
             self._trainer = Trainer(self.model_, loss, self._optimizer(self.model_),
                                     metrics=(), callbacks=())
@@ -344,7 +338,7 @@ class _BaseMLP(BaseEstimator):
         trainer.callbacks = [_Convergence(self, val)]
         before = trainer.epoch
         trainer.fit(X, targets, epochs=before + epochs, batch_size=batch,
-                    shuffle=self.shuffle, verbose=0)
+                    shuffle=self.shuffle, verbose=0, sample_weight=sw)
         self.n_iter_ += trainer.epoch - before
         if not incremental and not self._converged:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
