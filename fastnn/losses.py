@@ -395,8 +395,10 @@ class _Elementwise(Loss):
             return loss
         elem = self._buffer("elem", pred.shape, pred.dtype)
         pw = self._pos_weight(pred)
-        _kernels.pointwise_loss(self._kind, pred.reshape(-1), target.reshape(-1),
-                                self._param(), pw, elem.reshape(-1), grad.reshape(-1))
+        cols = pred.shape[-1]  # the kernel sees (rows, last axis): pos_weight's axis
+        _kernels.pointwise_loss(self._kind, pred.reshape(-1, cols), target.reshape(-1, cols),
+                                self._param(), pw, elem.reshape(-1, cols),
+                                grad.reshape(-1, cols))
         if w is not None:
             elem = elem * w
             grad *= w
@@ -506,9 +508,10 @@ class BCEWithLogitsLoss(_Elementwise):
         if len(pw) not in (1, pred.shape[-1]):
             raise ValueError(f"BCEWithLogitsLoss: pos_weight has {len(pw)} entries, the "
                              f"input's last axis {pred.shape[-1]}")
-        key = ("pw", pred.dtype)
-        if key not in self._ws:
-            self._ws[key] = np.ascontiguousarray(pw, dtype=pred.dtype)
+        key = ("pw", pred.dtype, pred.shape[-1])
+        if key not in self._ws:  # one weight per entry of the last axis, for the kernel
+            self._ws[key] = np.ascontiguousarray(np.broadcast_to(pw, pred.shape[-1:]),
+                                                 dtype=pred.dtype)
         return self._ws[key]
 
 
