@@ -57,6 +57,8 @@ def serve(torch, info, make_case):
 
 
 def main():
+    """Serve benchmark requests for PyTorch in this process (stdin/stdout), one case at a
+    time."""
     import torch
 
     from fastnn.bench.workloads import make_data
