@@ -26,12 +26,16 @@ from fastnn.layers import LSTM, Dense, Embedding
 
 
 def docstring_text():
-    """All docstrings of the fastnn package, in a fixed order, joined by blank lines."""
+    """All docstrings of the fastnn package (modules whose optional dependencies are
+    installed), in a fixed order, joined by blank lines."""
     docs, seen = [], set()
     for info in sorted(pkgutil.walk_packages(fastnn.__path__, "fastnn."), key=lambda i: i.name):
         if info.name.endswith("__main__") or ".bench." in info.name:
             continue
-        module = importlib.import_module(info.name)
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # a module for an optional dependency that is not installed
+            continue
         for obj in [module] + [v for _, v in sorted(vars(module).items())]:
             if getattr(obj, "__module__", info.name) != info.name and obj is not module:
                 continue
