@@ -9,9 +9,10 @@ from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Standardize, remove_weight_norm, weight_norm,
 )
+from .renorm import BatchRenorm1d
 
 __all__ = [
-    "AbsReLU", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
+    "AbsReLU", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "Dense", "DropConnect", "Dropout", "ELU",
     "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
     "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",
