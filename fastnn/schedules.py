@@ -273,3 +273,46 @@ class ReduceOnPlateau:
     def __repr__(self):
         return (f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, "
                 f"factor={self.factor}, patience={self.patience})")
+
+
+class BatchSizeSchedule:
+    """Grow the batch size during training instead of (or besides) decaying the learning
+    rate (Smith et al., 2018, "Don't decay the learning rate, increase the batch size").
+
+    With fit's batch_size as the base, the batch size after t completed epochs is
+        base * factor ** (number of milestones <= t), capped at max_batch_size
+    (milestones count epochs as torch's MultiStepLR: milestones=[10] doubles it from the
+    11th epoch). scale_lr makes the optimizer's learning rates follow the batch size:
+    'linear' multiplies them by the batch-size ratio (Goyal et al., 2017), 'sqrt' by its
+    square root, None (the default) leaves them alone. Give it to
+    `Trainer(batch_size_schedule=...)`; the History records 'batch_size' per epoch.
+    It holds no state: the batch size and lr factor are functions of the epoch count, so
+    a resumed fit continues the schedule.
+    """
+
+    def __init__(self, milestones, factor=2, scale_lr=None, max_batch_size=None):
+        self.milestones = sorted(int(m) for m in milestones)
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"BatchSizeSchedule: milestones must be >= 1, got "
+                             f"{self.milestones}")
+        self.factor = positive_int(factor, "BatchSizeSchedule factor")
+        self.scale_lr = None if scale_lr is None else choice(scale_lr, {"linear", "sqrt"},
+                                                             "BatchSizeSchedule scale_lr")
+        self.max_batch_size = (None if max_batch_size is None
+                               else positive_int(max_batch_size, "BatchSizeSchedule "
+                                                                 "max_batch_size"))
+
+    def batch_size(self, t, base):
+        """The batch size of the epoch after t completed epochs, from fit's batch_size."""
+        size = base * self.factor ** sum(1 for m in self.milestones if m <= t)
+        return size if self.max_batch_size is None else min(size, max(base,
+                                                                      self.max_batch_size))
+
+    def lr_factor(self, t, base):
+        """The multiplier of the learning rates at epoch t relative to epoch 0."""
+        ratio = self.batch_size(t, base) / base
+        return {None: 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.scale_lr]
+
+    def __repr__(self):
+        return (f"BatchSizeSchedule(milestones={self.milestones}, factor={self.factor}, "
+                f"scale_lr={self.scale_lr!r}, max_batch_size={self.max_batch_size})")
