@@ -1,0 +1,141 @@
+"""Data-parallel training over MPI (mpi4py), with the results of one process.
+
+    pip install "fastnn[mpi]"            # mpi4py and the MPICH wheel: no compiler, no system MPI
+    mpiexec -n 4 python train.py         # or: mpiexec -n 4 fastnn train data.csv ...
+
+A script launched by mpiexec needs no change: `Trainer.fit` finds the MPI world (or call
+`fastnn.distributed.init()` first). `batch_size` stays the global batch: every global
+batch of the shared per-epoch permutation is cut into one contiguous shard per rank
+(sizes differ by at most one row), each rank gathers only its rows (from a memory-mapped
+array, only those rows are read), runs forward and backward on them, and the gradient is
+all-reduced over the model's flat gradient store (one MPI call per dtype bucket) with
+each rank's share weighted by its row count, so the update is that of the global mean
+loss. Ranks start from rank 0's weights and random state, draw the same permutations and
+step identical optimizers, so they hold the same weights throughout. See
+docs/distributed.md for what is bit-identical to one process and what is equal to
+float32 round-off.
+"""
+import os
+import sys
+import traceback
+
+import numpy as np
+
+# Environment variables set by the launchers of MPICH (hydra), Open MPI and PMIx.
+_WORLD_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+_world = None
+
+
+class World:
+    """The processes training together: `comm` (an mpi4py communicator), `rank`, `size`."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def shard(self, n):
+        """slice of rows [start, stop) of an n-row global batch that this rank takes."""
+        return shard_slice(n, self.size, self.rank)
+
+    def allreduce_(self, array):
+        """Sum `array` (contiguous) over the ranks, in place; returns it."""
+        from mpi4py import MPI
+
+        self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
+        return array
+
+    def sum(self, values):
+        """The sums over the ranks of a sequence of floats (one MPI call), float64."""
+        return self.allreduce_(np.asarray(values, np.float64).copy())
+
+    def broadcast_(self, array, root=0):
+        self.comm.Bcast(array, root=root)
+        return array
+
+    def broadcast_object(self, obj, root=0):
+        return self.comm.bcast(obj, root=root)
+
+    def abort(self, code=1):
+        self.comm.Abort(code)
+
+    def __repr__(self):
+        return f"World(rank={self.rank}, size={self.size})"
+
+
+def shard_slice(n, size, rank):
+    """Rows [start, stop) of rank `rank` when n rows are cut into `size` contiguous shards
+    whose sizes differ by at most one (the first n % size ranks take one more)."""
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+def launched_by_mpiexec():
+    """Whether this process was started by an MPI launcher with more than one rank."""
+    for var in _WORLD_SIZE_VARS:
+        value = os.environ.get(var)
+        if value is not None and value.isdigit() and int(value) > 1:
+            return True
+    return False
+
+
+def _abort_on_uncaught(world):
+    """An exception escaping one rank aborts every rank (MPI_Abort) after printing its
+    traceback, instead of leaving the others blocked in a collective forever."""
+    def hook(kind, value, tb):
+        sys.stderr.write(f"fastnn.distributed: rank {world.rank} of {world.size} raised; "
+                         f"aborting all ranks\n")
+        traceback.print_exception(kind, value, tb)
+        sys.stderr.flush()
+        world.abort(1)
+        os._exit(1)  # pragma: no cover - in case Abort returns before the kill arrives
+
+    sys.excepthook = hook
+
+
+def init(comm=None):
+    """Join the MPI world (COMM_WORLD, or `comm`) and return the World; idempotent.
+    Requires mpi4py (`pip install "fastnn[mpi]"`). An uncaught exception on any rank
+    then aborts all of them, and a rank that dies makes the launcher stop the others."""
+    global _world
+    if _world is not None and (comm is None or comm is _world.comm):
+        return _world
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: "
+                          'pip install "fastnn[mpi]"') from e
+    _world = World(MPI.COMM_WORLD if comm is None else comm)
+    if _world.size > 1:
+        _abort_on_uncaught(_world)
+    return _world
+
+
+def world():
+    """The World to train in: the initialised one, or COMM_WORLD when this process was
+    launched by mpiexec with several ranks (auto-detection), else None (one process)."""
+    if _world is None and launched_by_mpiexec():
+        init()
+    return _world if _world is not None and _world.size > 1 else None
+
+
+def rank():
+    """This process's rank (0 without MPI)."""
+    w = world()
+    return 0 if w is None else w.rank
+
+
+def world_size():
+    w = world()
+    return 1 if w is None else w.size
+
+
+def is_main_process():
+    """True on rank 0 (and without MPI): the process that writes files and prints."""
+    return rank() == 0
