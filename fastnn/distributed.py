@@ -34,6 +34,7 @@ class World:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self.batch_weight = 1.0  # this rank's share of the current global batch
 
     @property
     def is_main(self):
@@ -42,6 +43,18 @@ class World:
     def shard(self, n):
         """slice of rows [start, stop) of an n-row global batch that this rank takes."""
         return shard_slice(n, self.size, self.rank)
+
+    def begin_batch(self, n):
+        """This rank's slice of an n-row global batch; records the rank's share of it
+        (`batch_weight`, the weight of its mean loss in the global mean loss)."""
+        if n < self.size:
+            raise ValueError(f"fastnn.distributed: a global batch of {n} rows cannot give "
+                             f"each of the {self.size} ranks a row; use a batch_size of at "
+                             f"least {self.size} (and drop_last=True when the last batch "
+                             "is smaller)")
+        part = self.shard(n)
+        self.batch_weight = (part.stop - part.start) / n
+        return part
 
     def allreduce_(self, array):
         """Sum `array` (contiguous) over the ranks, in place; returns it."""
@@ -139,3 +152,62 @@ def world_size():
 def is_main_process():
     """True on rank 0 (and without MPI): the process that writes files and prints."""
     return rank() == 0
+
+
+class DataParallel:
+    """What Trainer.fit does on each of several ranks: start from rank 0's weights,
+    buffers and random state; all-reduce the gradient after every backward; reduce the
+    epoch's figures. `start(model)` and `stop()` bracket a fit."""
+
+    def __init__(self, world):
+        self.world = world
+        self._handles = []
+
+    def start(self, model):
+        self.sync_state(model, everything=True)
+        state = self.world.broadcast_object(_rng_state() if self.world.is_main else None)
+        _set_rng_state(state)
+        store = model.parameter_store()
+        self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
+                                                 order=200))
+
+    def stop(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def allreduce_gradients(self, store):
+        """The gradient of the global mean loss on every rank: each rank's gradient (of
+        its shard's mean loss) weighted by its share of the global batch, summed; one
+        MPI call per buffer (bucket) of the store."""
+        w = self.world.batch_weight
+        for buf in store.buffers:
+            if w != 1.0:
+                buf.grad *= buf.grad.dtype.type(w)
+            self.world.allreduce_(buf.grad)
+
+    def sync_state(self, model, everything=False):
+        """Rank 0's buffers (running statistics; with everything=True also the
+        parameters) on every rank."""
+        for key, value in model._state_items():
+            if everything or not _is_parameter_key(model, key):
+                self.world.broadcast_(value)
+
+    def sum(self, values):
+        return self.world.sum(values)
+
+
+def _is_parameter_key(model, key):
+    return key in dict(model.named_parameters())
+
+
+def _rng_state():
+    from . import rng
+
+    return rng.get_state()
+
+
+def _set_rng_state(state):
+    from . import rng
+
+    rng.set_state(state)
