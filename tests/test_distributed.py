@@ -62,3 +62,20 @@ def test_a_failing_rank_stops_every_rank(how):
     if how == "raise":
         assert "rank 1 of 3 raised; aborting all ranks" in run.stderr
         assert "RuntimeError: rank 1 failed on purpose" in run.stderr
+
+
+def test_cost_model():
+    from fastnn.bench import distributed as bd
+
+    # 2 (N - 1) / N of 1 GB at 8 Gbit/s = 1 GB/s, plus 2 (N - 1) latencies
+    assert bd.ring_allreduce_seconds(1e9, 4, 8, latency=0.0) == pytest.approx(1.5)
+    assert bd.ring_allreduce_seconds(1e9, 4, 8, latency=1e-3) == pytest.approx(1.506)
+    assert bd.ring_allreduce_seconds(1e9, 1, 8) == 0.0
+    rate = bd.interpolated_rate([(16, 100.0), (256, 1000.0)])
+    assert rate(16) == 100.0 and rate(64) == pytest.approx(550.0) and rate(4096) == 1000.0
+    table = bd.scaling_table("m", 256, rate, 1e6, machines=(1, 2, 4))
+    assert [r[0] for r in table["rows"]] == [1, 2, 4]
+    assert table["rows"][0][3:6] == [0.0, 1.0, 1.0]
+    assert bd.MLP_PARAMS == 671_754  # 784-512-512-10 with two BatchNorm1d
+    text = bd.cost_model_text()
+    assert "largest N at >= 50% efficiency" in text and "CNN" in text

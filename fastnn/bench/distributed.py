@@ -102,6 +102,26 @@ def format_scaling(table):
     return "\n".join(lines)
 
 
+# fastnn's MLP-BN training rate on one machine (samples/s at batch 16, 128, 2048, 2
+# threads) from the reference run in bench/results/reference.json; the CNN's rate is
+# estimated from the same run's GEMM-only rate at batch 2048 (228 GFLOP/s of
+# multiply-adds) at 60% efficiency for convolutions lowered to GEMMs.
+REFERENCE_MLP_RATE = ((16, 20829), (128, 44726), (2048, 53590))
+REFERENCE_GEMM_FLOPS = 56957 * MLP_FLOPS
+CNN_EFFICIENCY = 0.6
+
+
+def cost_model_text(mlp_rate=REFERENCE_MLP_RATE, gemm_flops=REFERENCE_GEMM_FLOPS):
+    """The scaling tables of the docs: MLP-BN at global batch 2048 and 256, the CNN at
+    global batch 256."""
+    mlp = interpolated_rate(mlp_rate)
+    cnn_rate = CNN_EFFICIENCY * gemm_flops / CNN_FLOPS
+    tables = [scaling_table("MLP-BN", 2048, mlp, 4 * MLP_PARAMS),
+              scaling_table("MLP-BN", 256, mlp, 4 * MLP_PARAMS),
+              scaling_table("CNN", 256, lambda b: cnn_rate, 4 * CNN_PARAMS)]
+    return "\n\n".join(format_scaling(t) for t in tables)
+
+
 # --------------------------------------------------------------------------------------
 # Workers (run under mpiexec)
 # --------------------------------------------------------------------------------------
@@ -160,12 +180,15 @@ def worker_step(global_batch, repeats, min_time):
 
 def _worker_main(argv):
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["allreduce", "step"])
+    p.add_argument("what", choices=["allreduce", "step", "model"])
     p.add_argument("--sizes", default="")
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-time", type=float, default=0.2)
     a = p.parse_args(argv)
+    if a.what == "model":
+        print(cost_model_text())
+        return
     if a.what == "allreduce":
         result = worker_allreduce([int(s) for s in a.sizes.split(",")], a.repeats,
                                   a.min_time)

@@ -1,0 +1,57 @@
+"""Run by tests/test_distributed.py, on one process (imported) and under mpiexec: train a
+small model on the digits with a given optimizer and layer mix; under mpiexec every rank
+writes its final state to <out>.rank<r>.npz and rank 0 writes the History."""
+import json
+import sys
+
+import numpy as np
+
+import fastnn
+
+
+def model_for(kind):
+    """kind: 'plain', 'dropout' (Dense-ReLU-Dropout), 'bn' (local BatchNorm1d),
+    'syncbn' (SyncBatchNorm, fused path excluded), 'syncbn-dropout'."""
+    layers = [fastnn.Dense(64, 32, dtype=np.float64)]
+    if kind.startswith("syncbn"):
+        layers.append(fastnn.layers.SyncBatchNorm(32, dtype=np.float64))
+    elif kind == "bn":
+        layers.append(fastnn.BatchNorm1d(32, dtype=np.float64))
+    layers.append(fastnn.Tanh())
+    if kind.endswith("dropout"):
+        layers.append(fastnn.Dropout(0.3))
+    layers.append(fastnn.Dense(32, 10, dtype=np.float64))
+    return fastnn.Sequential(*layers)
+
+
+def data():
+    X, y = fastnn.datasets.load_digits(dtype=np.float64)
+    return X[:600] / 16.0, y[:600], X[600:800] / 16.0, y[600:800]
+
+
+def train(kind, opt, epochs, batch, checkpoint=None, resume=None):
+    fastnn.seed(0)
+    X, y, Xv, yv = data()
+    model = model_for(kind)
+    optimizer = (fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt == "sgd"
+                 else fastnn.optim.Adam(model.parameters(), lr=1e-2))
+    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(), optimizer)
+    if resume:
+        trainer.load_checkpoint(resume)
+    trainer.fit(X, y, epochs=epochs, batch_size=batch, validation_data=(Xv, yv), verbose=0)
+    if checkpoint:
+        trainer.save_checkpoint(checkpoint)
+    return trainer
+
+
+if __name__ == "__main__":
+    kind, opt, epochs, batch, out = sys.argv[1:6]
+    resume = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
+    checkpoint = sys.argv[7] if len(sys.argv) > 7 else None
+    trainer = train(kind, opt, int(epochs), int(batch), checkpoint, resume)
+    from fastnn import distributed
+
+    np.savez(f"{out}.rank{distributed.rank()}.npz", **trainer.model.state_dict())
+    if distributed.is_main_process():
+        with open(f"{out}.history.json", "w") as f:
+            json.dump(trainer.history.history, f)
