@@ -189,16 +189,32 @@ class DataParallel:
     def sync_state(self, model, everything=False):
         """Rank 0's buffers (running statistics; with everything=True also the
         parameters) on every rank."""
-        for key, value in model._state_items():
-            if everything or not _is_parameter_key(model, key):
+        params = set() if everything else {id(p.data) for p in model.parameters()}
+        for _, value in model._state_items():
+            if id(value) not in params:
                 self.world.broadcast_(value)
+
+    def step_loss(self, value, stop):
+        """(the global batch's mean loss, whether any rank asks to stop): this rank's
+        loss weighted by its share, and its stop flag, summed over the ranks. A
+        non-finite loss on one rank is non-finite on all, so every rank decides alike."""
+        total = self.world.sum([self.world.batch_weight * value, float(bool(stop))])
+        return float(total[0]), bool(total[1])
 
     def sum(self, values):
         return self.world.sum(values)
 
+    def callbacks(self, callbacks):
+        """The callbacks this rank runs: all of them on rank 0; elsewhere only those
+        that write nothing (ProgressBar, EpochLogger, CSVLogger, ModelCheckpoint and any
+        callback with a true `rank_zero_only` attribute stay on rank 0)."""
+        if self.world.is_main:
+            return list(callbacks)
+        from .callbacks import CSVLogger, EpochLogger, ModelCheckpoint, ProgressBar
 
-def _is_parameter_key(model, key):
-    return key in dict(model.named_parameters())
+        output = (CSVLogger, EpochLogger, ModelCheckpoint, ProgressBar)
+        return [c for c in callbacks if not isinstance(c, output)
+                and not getattr(c, "rank_zero_only", False)]
 
 
 def _rng_state():
