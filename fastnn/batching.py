@@ -10,8 +10,9 @@ class Batches:
 
     The yielded arrays are reused buffers, valid until the next batch."""
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False):
+    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, world=None):
         self.X, self.y = X, y
+        self.world = world  # fastnn.distributed.World: yield this rank's shard of each batch
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._xbuf = np.empty((batch_size,) + X.shape[1:], dtype)
@@ -35,6 +36,8 @@ class Batches:
         stop = n - n % b if self.drop_last else n
         for start in range(0, stop, b):
             idx = order[start : start + b]
+            if self.world is not None:
+                idx = idx[self.world.begin_batch(len(idx))]
             m = len(idx)
             xb, yb = self._xbuf[:m], self._ybuf[:m]
             if not self._contiguous:

@@ -35,6 +35,7 @@ class World:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.batch_weight = 1.0  # this rank's share of the current global batch
+        self.batch_rows = 0  # the current global batch's rows
 
     @property
     def is_main(self):
@@ -44,15 +45,25 @@ class World:
         """slice of rows [start, stop) of an n-row global batch that this rank takes."""
         return shard_slice(n, self.size, self.rank)
 
+    def check_batches(self, n, batch_size, drop_last):
+        """ValueError unless every global batch of an epoch (n rows in batches of
+        batch_size) gives each rank at least one row."""
+        last = n % batch_size
+        smallest = batch_size if drop_last or last == 0 or n < batch_size else last
+        smallest = min(smallest, n)
+        if smallest < self.size:
+            raise ValueError(f"fastnn.distributed: a global batch of {smallest} rows cannot "
+                             f"give each of the {self.size} ranks a row; use batch_size >= "
+                             f"{self.size} (and drop_last=True when the last batch is "
+                             "smaller)")
+
     def begin_batch(self, n):
         """This rank's slice of an n-row global batch; records the rank's share of it
         (`batch_weight`, the weight of its mean loss in the global mean loss)."""
         if n < self.size:
-            raise ValueError(f"fastnn.distributed: a global batch of {n} rows cannot give "
-                             f"each of the {self.size} ranks a row; use a batch_size of at "
-                             f"least {self.size} (and drop_last=True when the last batch "
-                             "is smaller)")
+            self.check_batches(n, n, False)
         part = self.shard(n)
+        self.batch_rows = n
         self.batch_weight = (part.stop - part.start) / n
         return part
 
@@ -112,6 +123,23 @@ def _abort_on_uncaught(world):
     sys.excepthook = hook
 
 
+def sharded_check(check, X, where):
+    """check(X, where) (which raises ValueError) on this rank's contiguous block of X
+    only, under MPI; every rank raises the first rank's error, so none is left waiting.
+    Without MPI: check(X, where)."""
+    w = world()
+    if w is None:
+        return check(X, where)
+    try:
+        check(X[w.shard(X.shape[0])], where)
+        error = None
+    except ValueError as e:
+        error = str(e)
+    errors = [e for e in w.comm.allgather(error) if e is not None]
+    if errors:
+        raise ValueError(errors[0])
+
+
 def init(comm=None):
     """Join the MPI world (COMM_WORLD, or `comm`) and return the World; idempotent.
     Requires mpi4py (`pip install "fastnn[mpi]"`). An uncaught exception on any rank
@@ -167,9 +195,10 @@ class DataParallel:
         self.sync_state(model, everything=True)
         state = self.world.broadcast_object(_rng_state() if self.world.is_main else None)
         _set_rng_state(state)
-        store = model.parameter_store()
-        self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
-                                                 order=200))
+        from types import SimpleNamespace  # TEMPORARY until the parameter store lands
+
+        self.store = SimpleNamespace(buffers=[SimpleNamespace(grad=p.grad)
+                                              for p in model.parameters()])
 
     def stop(self):
         for handle in self._handles:
