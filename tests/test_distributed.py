@@ -1,11 +1,13 @@
 """Data-parallel training over MPI. The multi-process tests launch tests/mpi/*.py with
 `mpiexec -n 2` and `-n 3` (they need mpi4py and an MPI: pip install "fastnn[mpi]")."""
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastnn import distributed
@@ -79,3 +81,90 @@ def test_cost_model():
     assert bd.MLP_PARAMS == 671_754  # 784-512-512-10 with two BatchNorm1d
     text = bd.cost_model_text()
     assert "largest N at >= 50% efficiency" in text and "CNN" in text
+
+
+# -- data-parallel training against one process ------------------------------------------
+def _train_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mpi_train", SCRIPTS / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_ranks(tmp_path, n, kind, opt, epochs, batch, dtype, resume="-", checkpoint=None):
+    """Train under mpiexec -n n; (the state of every rank, rank 0's history)."""
+    out = tmp_path / f"{kind}-{opt}-{n}"
+    args = [kind, opt, epochs, batch, dtype, out, resume] + ([checkpoint] if checkpoint else [])
+    run = launch(n, "train.py", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    states = [dict(np.load(f"{out}.rank{r}.npz")) for r in range(n)]
+    with open(f"{out}.history.json") as f:
+        return states, json.load(f)
+
+
+def assert_states_equal(a, b, **tol):
+    assert a.keys() == b.keys()
+    for k in a:
+        if tol:
+            np.testing.assert_allclose(a[k], b[k], err_msg=k, **tol)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ranks_end_with_the_weights_of_one_process(tmp_path, n, opt, dtype):
+    mpiexec()
+    # 600 samples in global batches of 32: shards of 16/16 or 11/11/10, last batch 24
+    states, history = run_ranks(tmp_path, n, "plain", opt, 3, 32, dtype)
+    for other in states[1:]:
+        assert_states_equal(states[0], other)  # bit-identical across ranks
+    one = _train_module().train("plain", opt, 3, 32, np.dtype(dtype))
+    assert_states_equal(one.model.state_dict(), states[0], **TOL[dtype])
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], one.history[key], rtol=1e-5, err_msg=key)
+    assert one.history["val_accuracy"][-1] > 0.8  # it learned something
+
+
+def test_resume_with_another_number_of_ranks(tmp_path):
+    mpiexec()
+    ckpt = tmp_path / "ckpt.safetensors"
+    run_ranks(tmp_path, 2, "plain", "adam", 2, 32, "float64", "-", ckpt)
+    states, history = run_ranks(tmp_path, 3, "plain", "adam", 4, 32, "float64", ckpt)
+    one = _train_module().train("plain", "adam", 4, 32, np.float64)
+    assert_states_equal(one.model.state_dict(), states[0], **TOL["float64"])
+    assert len(history["loss"]) == 4
+
+
+def test_each_rank_reads_only_its_rows_of_a_memmap(tmp_path):
+    mpiexec()
+    X = np.random.default_rng(0).normal(size=(103, 5)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    run = launch(3, "memmap.py", tmp_path / "X.npy", tmp_path / "reads", 16)
+    assert run.returncode == 0, run.stderr[-3000:]
+    per_rank = []
+    for r in range(3):
+        with open(tmp_path / f"reads.rank{r}.json") as f:
+            per_rank.append(json.load(f))
+    for epoch in range(2):
+        rows = [set(reads[epoch]) for reads in per_rank]
+        assert all(len(r) == len(reads[epoch]) for r, reads in zip(rows, per_rank))
+        assert set.union(*rows) == set(range(103))  # together: every row once
+        assert sum(len(r) for r in rows) == 103  # apart: disjoint
+        assert all(30 <= len(r) <= 40 for r in rows)
+
+
+def test_local_batchnorm_differs_from_one_process_as_documented(tmp_path):
+    mpiexec()
+    states, _ = run_ranks(tmp_path, 2, "bn", "sgd", 1, 32, "float64")
+    one = _train_module().train("bn", "sgd", 1, 32, np.float64)
+    diff = np.max(np.abs(one.model.state_dict()["0.weight"] - states[0]["0.weight"]))
+    assert diff > 1e-6  # shard statistics, not global ones
+    for other in states[1:]:
+        assert_states_equal(states[0], other)  # running statistics broadcast from rank 0

@@ -9,30 +9,30 @@ import numpy as np
 import fastnn
 
 
-def model_for(kind):
+def model_for(kind, dtype):
     """kind: 'plain', 'dropout' (Dense-ReLU-Dropout), 'bn' (local BatchNorm1d),
     'syncbn' (SyncBatchNorm, fused path excluded), 'syncbn-dropout'."""
-    layers = [fastnn.Dense(64, 32, dtype=np.float64)]
+    layers = [fastnn.Dense(64, 32, dtype=dtype)]
     if kind.startswith("syncbn"):
-        layers.append(fastnn.layers.SyncBatchNorm(32, dtype=np.float64))
+        layers.append(fastnn.layers.SyncBatchNorm(32, dtype=dtype))
     elif kind == "bn":
-        layers.append(fastnn.BatchNorm1d(32, dtype=np.float64))
+        layers.append(fastnn.BatchNorm1d(32, dtype=dtype))
     layers.append(fastnn.Tanh())
     if kind.endswith("dropout"):
         layers.append(fastnn.Dropout(0.3))
-    layers.append(fastnn.Dense(32, 10, dtype=np.float64))
+    layers.append(fastnn.Dense(32, 10, dtype=dtype))
     return fastnn.Sequential(*layers)
 
 
-def data():
-    X, y = fastnn.datasets.load_digits(dtype=np.float64)
+def data(dtype):
+    X, y = fastnn.datasets.load_digits(dtype=dtype)
     return X[:600] / 16.0, y[:600], X[600:800] / 16.0, y[600:800]
 
 
-def train(kind, opt, epochs, batch, checkpoint=None, resume=None):
+def train(kind, opt, epochs, batch, dtype, checkpoint=None, resume=None):
     fastnn.seed(0)
-    X, y, Xv, yv = data()
-    model = model_for(kind)
+    X, y, Xv, yv = data(dtype)
+    model = model_for(kind, dtype)
     optimizer = (fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt == "sgd"
                  else fastnn.optim.Adam(model.parameters(), lr=1e-2))
     trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(), optimizer)
@@ -45,10 +45,10 @@ def train(kind, opt, epochs, batch, checkpoint=None, resume=None):
 
 
 if __name__ == "__main__":
-    kind, opt, epochs, batch, out = sys.argv[1:6]
-    resume = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] != "-" else None
-    checkpoint = sys.argv[7] if len(sys.argv) > 7 else None
-    trainer = train(kind, opt, int(epochs), int(batch), checkpoint, resume)
+    kind, opt, epochs, batch, dtype, out = sys.argv[1:7]
+    resume = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] != "-" else None
+    checkpoint = sys.argv[8] if len(sys.argv) > 8 else None
+    trainer = train(kind, opt, int(epochs), int(batch), np.dtype(dtype), checkpoint, resume)
     from fastnn import distributed
 
     np.savez(f"{out}.rank{distributed.rank()}.npz", **trainer.model.state_dict())
