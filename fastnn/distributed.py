@@ -191,21 +191,19 @@ class DataParallel:
         self.world = world
         self._handles = []
 
-    def start(self, model):
+    def start(self, model, store):
         self.sync_state(model, everything=True)
         state = self.world.broadcast_object(_rng_state() if self.world.is_main else None)
         _set_rng_state(state)
-        from types import SimpleNamespace  # TEMPORARY until the parameter store lands
-
-        self.store = SimpleNamespace(buffers=[SimpleNamespace(grad=p.grad)
-                                              for p in model.parameters()])
+        self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
+                                                 order=200))
 
     def stop(self):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
 
-    def allreduce_gradients(self, store):
+    def allreduce_gradients(self, store, **info):
         """The gradient of the global mean loss on every rank: each rank's gradient (of
         its shard's mean loss) weighted by its share of the global batch, summed; one
         MPI call per buffer (bucket) of the store."""

@@ -17,7 +17,8 @@ import numpy as np
 from .callbacks import Callback
 from .layers import Dense, Dropout
 from .losses import MSELoss
-from .module import Module, Sequential
+from .module import Module
+from .sequential import Sequential
 from .optim import Adam
 from .trainer import Trainer
 from .validation import as_array

@@ -139,13 +139,9 @@ def test_ramp_schedule():
     assert renorm._ramp(0, 0, 0, 1.0, 3.0) == 3.0
 
 
-# -- the layer (built on the per-call Context of the core) -------------------------------
-needs_core = pytest.mark.skipif(not hasattr(fastnn.module, "Context"),
-                                reason="BatchRenorm1d is written against the per-call "
-                                       "Context core (issue 11)")
+# -- the layer --------------------------------------------------------------------------
 
 
-@needs_core
 def test_layer_matches_the_paper_then_evaluates_as_batch_norm(rng):
     from fastnn.layers import BatchNorm1d, BatchRenorm1d
 
@@ -174,7 +170,6 @@ def test_layer_matches_the_paper_then_evaluates_as_batch_norm(rng):
     np.testing.assert_allclose(layer.forward(x), bn.forward(x), rtol=1e-12)
 
 
-@needs_core
 def test_layer_schedule_follows_num_batches_tracked(rng):
     from fastnn.layers import BatchRenorm1d
 
@@ -187,7 +182,6 @@ def test_layer_schedule_follows_num_batches_tracked(rng):
                     (3.0, 5.0)]
 
 
-@needs_core
 def test_layer_config_roundtrip_and_bad_arguments():
     from fastnn.layers import BatchRenorm1d
 
@@ -204,7 +198,6 @@ def test_layer_config_roundtrip_and_bad_arguments():
         layer.forward(np.zeros((4, 3), np.float32))
 
 
-@needs_core
 def test_trains_an_mlp_on_digits():
     from fastnn.layers import BatchRenorm1d
 
