@@ -82,14 +82,16 @@ cdef extern from "fastnn.h" nogil:
                                        float *running_var, float *y, float *save_mean,
                                        float *save_invstd, float *scale, float *shift,
                                        uint8_t *mask, double p, double dscale,
-                                       uint64_t seed, uint64_t counter, double *scratch)
+                                       uint64_t seed, uint64_t counter, uint64_t offset,
+                                       double *scratch)
     void fnn_bn_relu_dropout_train_f64(Py_ssize_t N, Py_ssize_t C, const double *x,
                                        const double *gamma, const double *beta, double eps,
                                        double momentum, double *running_mean,
                                        double *running_var, double *y, double *save_mean,
                                        double *save_invstd, double *scale, double *shift,
                                        uint8_t *mask, double p, double dscale,
-                                       uint64_t seed, uint64_t counter, double *scratch)
+                                       uint64_t seed, uint64_t counter, uint64_t offset,
+                                       double *scratch)
     void fnn_bn_relu_dropout_backward_f32(Py_ssize_t N, Py_ssize_t C, const float *x,
                                           const float *gy, const float *gamma,
                                           const float *mean, const float *invstd,
@@ -169,9 +171,11 @@ cdef extern from "fastnn.h" nogil:
                               double *gd2, double *gsum, double *grow, double *gwidth)
 
     void fnn_dropout_forward_f32(Py_ssize_t n, const float *x, float *y, uint8_t *mask,
-                                 double p, double scale, uint64_t seed, uint64_t counter)
+                                 double p, double scale, uint64_t seed, uint64_t counter,
+                                 uint64_t offset)
     void fnn_dropout_forward_f64(Py_ssize_t n, const double *x, double *y, uint8_t *mask,
-                                 double p, double scale, uint64_t seed, uint64_t counter)
+                                 double p, double scale, uint64_t seed, uint64_t counter,
+                                 uint64_t offset)
     void fnn_dropout_backward_f32(Py_ssize_t n, const float *gy, const uint8_t *mask,
                                   double scale, float *gx)
     void fnn_dropout_backward_f64(Py_ssize_t n, const double *gy, const uint8_t *mask,
@@ -466,10 +470,14 @@ def bn_relu_dropout_train(cnp.ndarray x, gamma, beta, double eps, double momentu
                           running_mean, running_var, cnp.ndarray y, cnp.ndarray save_mean,
                           cnp.ndarray save_invstd, cnp.ndarray scale, cnp.ndarray shift, mask,
                           double p, double dscale, uint64_t seed, uint64_t counter,
-                          cnp.ndarray scratch):
+                          cnp.ndarray scratch, uint64_t offset=0):
     """BatchNorm1d (training) -> ReLU -> inverted dropout (mask None: none) on (N, C) x
-    in two passes; scale/shift (C each) receive the normalising affine for backward."""
+    in two passes; scale/shift (C each) receive the normalising affine for backward.
+    Mask element i draws generator index offset + i (offset + x.size <= 2**32)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    if offset + <uint64_t>x.size > 4294967296:
+        raise ValueError(f"bn_relu_dropout_train: offset {offset} + {x.size} elements "
+                         "exceed the 2**32 indices of a dropout mask")
     cdef void *p_x = ptr(x)
     cdef void *p_gamma = ptr(gamma)
     cdef void *p_beta = ptr(beta)
@@ -489,7 +497,7 @@ def bn_relu_dropout_train(cnp.ndarray x, gamma, beta, double eps, double momentu
                                           <float*>p_y, <float*>p_sm, <float*>p_si,
                                           <float*>p_scale, <float*>p_shift,
                                           <uint8_t*>p_mask, p, dscale, seed, counter,
-                                          <double*>p_scratch)
+                                          offset, <double*>p_scratch)
     else:
         with nogil:
             fnn_bn_relu_dropout_train_f64(N, C, <double*>p_x, <double*>p_gamma,
@@ -497,7 +505,7 @@ def bn_relu_dropout_train(cnp.ndarray x, gamma, beta, double eps, double momentu
                                           <double*>p_rv, <double*>p_y, <double*>p_sm,
                                           <double*>p_si, <double*>p_scale, <double*>p_shift,
                                           <uint8_t*>p_mask, p, dscale, seed, counter,
-                                          <double*>p_scratch)
+                                          offset, <double*>p_scratch)
 
 
 def bn_relu_dropout_backward(cnp.ndarray x, cnp.ndarray gy, gamma, cnp.ndarray mean,
@@ -770,20 +778,24 @@ def rbf_backward(cnp.ndarray d2, cnp.ndarray y, cnp.ndarray gy, cnp.ndarray widt
 
 
 def dropout_forward(cnp.ndarray x, cnp.ndarray y, cnp.ndarray mask, double p, double scale,
-                    uint64_t seed, uint64_t counter):
-    """y = x * mask * scale, mask drawn from (seed, counter); x.size < 2**32."""
+                    uint64_t seed, uint64_t counter, uint64_t offset=0):
+    """y = x * mask * scale, mask drawn from (seed, counter): element i from generator
+    index offset + i (offset + x.size <= 2**32)."""
     cdef Py_ssize_t n = x.size
+    if offset + <uint64_t>n > 4294967296:
+        raise ValueError(f"dropout_forward: offset {offset} + {n} elements exceed the "
+                         "2**32 indices of a dropout mask")
     cdef void *p_x = ptr(x)
     cdef void *p_y = ptr(y)
     cdef void *p_mask = ptr(mask)
     if is_f32(x):
         with nogil:
             fnn_dropout_forward_f32(n, <float*>p_x, <float*>p_y, <uint8_t*>p_mask, p, scale,
-                                    seed, counter)
+                                    seed, counter, offset)
     else:
         with nogil:
             fnn_dropout_forward_f64(n, <double*>p_x, <double*>p_y, <uint8_t*>p_mask, p,
-                                    scale, seed, counter)
+                                    scale, seed, counter, offset)
 
 
 def dropout_backward(cnp.ndarray gy, cnp.ndarray mask, double scale, cnp.ndarray gx):

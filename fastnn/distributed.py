@@ -21,6 +21,8 @@ import traceback
 
 import numpy as np
 
+from . import rng
+
 # Environment variables set by the launchers of MPICH (hydra), Open MPI and PMIx.
 _WORLD_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
@@ -65,6 +67,7 @@ class World:
         part = self.shard(n)
         self.batch_rows = n
         self.batch_weight = (part.stop - part.start) / n
+        rng.set_dropout_row_offset(part.start)
         return part
 
     def allreduce_(self, array):
@@ -193,8 +196,8 @@ class DataParallel:
 
     def start(self, model, store):
         self.sync_state(model, everything=True)
-        state = self.world.broadcast_object(_rng_state() if self.world.is_main else None)
-        _set_rng_state(state)
+        rng.set_state(self.world.broadcast_object(rng.get_state() if self.world.is_main
+                                                  else None))
         self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
                                                  order=200))
 
@@ -202,6 +205,7 @@ class DataParallel:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        rng.set_dropout_row_offset(0)
 
     def allreduce_gradients(self, store, **info):
         """The gradient of the global mean loss on every rank: each rank's gradient (of
@@ -244,13 +248,3 @@ class DataParallel:
                 and not getattr(c, "rank_zero_only", False)]
 
 
-def _rng_state():
-    from . import rng
-
-    return rng.get_state()
-
-
-def _set_rng_state(state):
-    from . import rng
-
-    rng.set_state(state)

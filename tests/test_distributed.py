@@ -132,6 +132,18 @@ def test_ranks_end_with_the_weights_of_one_process(tmp_path, n, opt, dtype):
     assert one.history["val_accuracy"][-1] > 0.8  # it learned something
 
 
+@pytest.mark.parametrize("kind,dtype", [("dropout", "float64"), ("syncbn", "float64"),
+                                        ("syncbn-dropout", "float64"),
+                                        ("syncbn-dropout", "float32")])
+def test_dropout_and_syncbatchnorm_equal_one_process(tmp_path, kind, dtype):
+    mpiexec()
+    states, _ = run_ranks(tmp_path, 3, kind, "adam", 2, 32, dtype)
+    for other in states[1:]:
+        assert_states_equal(states[0], other)
+    one = _train_module().train(kind, "adam", 2, 32, np.dtype(dtype))
+    assert_states_equal(one.model.state_dict(), states[0], **TOL[dtype])
+
+
 def test_resume_with_another_number_of_ranks(tmp_path):
     mpiexec()
     ckpt = tmp_path / "ckpt.safetensors"
@@ -168,3 +180,39 @@ def test_local_batchnorm_differs_from_one_process_as_documented(tmp_path):
     assert diff > 1e-6  # shard statistics, not global ones
     for other in states[1:]:
         assert_states_equal(states[0], other)  # running statistics broadcast from rank 0
+
+
+def test_row_offset_draws_a_shard_of_one_process_masks():
+    """With the row offset of a shard, Dropout and the fused BatchNorm1d-ReLU-Dropout
+    step draw the mask rows one process draws for the whole batch."""
+    import fastnn
+    from fastnn import rng
+
+    r = np.random.default_rng(1)
+    x = r.standard_normal((12, 70))
+    fastnn.seed(5)
+    full = fastnn.Dropout(0.4).forward(x)
+    fastnn.seed(5)
+    rng.set_dropout_row_offset(8)
+    try:
+        shard = fastnn.Dropout(0.4).forward(x[8:])
+        # fused (in a Sequential) and layer by layer: the same masks under an offset
+        outs = []
+        for fused in (True, False):
+            fastnn.seed(5)
+            layers = [fastnn.BatchNorm1d(70, dtype=np.float64), fastnn.ReLU(),
+                      fastnn.Dropout(0.4)]
+            if fused:
+                outs.append(fastnn.Sequential(*layers)._forward(fastnn.Context(), x[8:]))
+            else:
+                h = x[8:]
+                for layer in layers:
+                    h = layer.forward(h)
+                outs.append(h)
+    finally:
+        rng.set_dropout_row_offset(0)
+    np.testing.assert_array_equal(shard == 0, full[8:] == 0)
+    np.testing.assert_array_equal(shard, full[8:])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    fastnn.seed(5)
+    assert not np.array_equal(fastnn.Dropout(0.4).forward(x[8:]) == 0, shard == 0)

@@ -10,9 +10,10 @@ import fastnn
 
 
 def model_for(kind, dtype):
-    """kind: 'plain', 'dropout' (Dense-ReLU-Dropout), 'bn' (local BatchNorm1d),
-    'syncbn' (SyncBatchNorm, fused path excluded), 'syncbn-dropout'."""
-    layers = [fastnn.Dense(64, 32, dtype=dtype)]
+    """Dense(64, 32) [norm] Tanh [Dropout(0.3)] Dense(32, 10); kind: 'plain',
+    'dropout', 'bn' (local BatchNorm1d), 'syncbn' (SyncBatchNorm), 'syncbn-dropout'."""
+    bn = kind.startswith("syncbn") or kind == "bn"  # no bias before a batch norm
+    layers = [fastnn.Dense(64, 32, bias=not bn, dtype=dtype)]
     if kind.startswith("syncbn"):
         layers.append(fastnn.layers.SyncBatchNorm(32, dtype=dtype))
     elif kind == "bn":
