@@ -27,9 +27,14 @@ def mpiexec():
 
 def launch(n, script, *args, timeout=300, cwd=None):
     """Run tests/mpi/<script> on n ranks; the timeout bounds a hang (it fails the test)."""
+    return launch_python(n, SCRIPTS / script, *args, timeout=timeout, cwd=cwd)
+
+
+def launch_python(n, *args, timeout=300, cwd=None):
+    """`mpiexec -n n python *args`, one kernel thread per rank."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
     env["OMP_NUM_THREADS"] = "1"
-    cmd = [mpiexec(), "-n", str(n), sys.executable, str(SCRIPTS / script), *map(str, args)]
+    cmd = [mpiexec(), "-n", str(n), sys.executable, *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=cwd)
 
@@ -216,3 +221,31 @@ def test_row_offset_draws_a_shard_of_one_process_masks():
     np.testing.assert_array_equal(outs[0], outs[1])
     fastnn.seed(5)
     assert not np.array_equal(fastnn.Dropout(0.4).forward(x[8:]) == 0, shard == 0)
+
+
+def test_fastnn_train_under_mpiexec_writes_from_rank_0_only(tmp_path):
+    mpiexec()
+    out = tmp_path / "run"
+    run = launch_python(2, "-m", "fastnn", "train", "--epochs", "8", "--hidden", "32",
+                        "--batch-size", "32", "--quiet", "--out", out, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("Trained 8 epochs") == 1  # one rank prints
+    assert (out / "model.safetensors").exists() and (out / "history.csv").exists()
+    with open(out / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 9  # header and 8 epochs, written once
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.85
+
+
+def test_non_finite_data_on_one_rank_raises_on_every_rank(tmp_path):
+    mpiexec()
+    run = launch(3, "bad_data.py", timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("ValueError: fit X: contains NaN or infinity") == 3
+
+
+def test_a_rank_raising_during_fit_stops_every_rank(tmp_path):
+    run = launch(2, "failure.py", "fit-raise", timeout=120)
+    assert run.returncode != 0
+    assert "rank 1 of 2 raised; aborting all ranks" in run.stderr
+    assert "unreachable" not in run.stdout
