@@ -59,10 +59,22 @@ def _add_bench(subparsers):
                     "process, interleaved; print the tables and targets of PERFORMANCE.md "
                     "and write the measurements as JSON.")
     compare.add_arguments(p)
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: data-parallel training over MPI on this machine (1 process "
+                        "x 2 threads against 2 processes x 1 thread) and the all-reduce cost "
+                        'against the gradient size; needs pip install "fastnn[mpi]"')
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args):
+    if args.distributed:
+        from .bench import distributed
+
+        quick = args.quick
+        distributed.run(batch=args.batches[0] if args.batches else 2048,
+                        repeats=args.repeats or (2 if quick else 5),
+                        min_time=args.min_time or (0.05 if quick else 0.2))
+        return 0
     from .bench import compare
 
     return compare.run(args)

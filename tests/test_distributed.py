@@ -249,3 +249,15 @@ def test_a_rank_raising_during_fit_stops_every_rank(tmp_path):
     assert run.returncode != 0
     assert "rank 1 of 2 raised; aborting all ranks" in run.stderr
     assert "unreachable" not in run.stdout
+
+
+def test_bench_distributed_runs(capsys):
+    mpiexec()
+    from fastnn.bench import distributed as bd
+
+    result = bd.run(batch=64, repeats=1, min_time=0.01)
+    text = capsys.readouterr().out
+    assert set(result["steps"]) == {"1 process x 2 threads", "2 processes x 1 thread"}
+    assert all(v > 0 for v in result["steps"].values())
+    assert [r["floats"] for r in result["allreduce"]][:2] == [1024, 4096]
+    assert "2 processes x 1 thread" in text and "| 671,754 |" in text

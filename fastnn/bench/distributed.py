@@ -160,7 +160,8 @@ def worker_allreduce(sizes, repeats, min_time):
 
 
 def worker_step(global_batch, repeats, min_time):
-    """Seconds per training step of MLP-BN at the global batch, on this world."""
+    """Seconds per training step of MLP-BN (forward, loss, backward, gradient
+    all-reduce, Adam) at the global batch, on this world: what one step of fit does."""
     import fastnn
     from fastnn import distributed
     from fastnn.bench.compare import fastnn_mlp_bn, make_data
@@ -171,11 +172,13 @@ def worker_step(global_batch, repeats, min_time):
     model = fastnn_mlp_bn()
     trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
                              fastnn.optim.Adam(model.parameters(), lr=1e-3))
-    def step():
-        trainer.fit(X, y, epochs=trainer.epoch + 1, batch_size=global_batch, shuffle=False,
-                    verbose=0)
-
-    return _median_seconds(step, repeats, min_time, world)
+    if world is not None:  # what fit sets up: the all-reduce hook, this rank's shard
+        trainer._dp = distributed.DataParallel(world)
+        trainer._dp.start(model, trainer._parameter_store())
+        part = world.begin_batch(global_batch)
+        X, y = np.ascontiguousarray(X[part]), y[part]
+    model.train()
+    return _median_seconds(lambda: trainer._step(X, y, ()), repeats, min_time, world)
 
 
 def _worker_main(argv):
@@ -209,8 +212,7 @@ def _mpiexec():
 
 
 def _launch(n, threads, args):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               FASTNN_NUM_THREADS=str(threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     cmd = ([_mpiexec(), "-n", str(n)] if n > 1 else []) + [
         sys.executable, "-m", "fastnn.bench.distributed", *args]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -230,18 +232,20 @@ def run(batch=2048, repeats=5, min_time=0.2, out=sys.stdout):
     sizes = [2 ** k for k in range(10, 25, 2)] + [MLP_PARAMS, CNN_PARAMS]
     allreduce = _launch(2, 1, ["allreduce", "--sizes", ",".join(map(str, sorted(sizes))),
                                *common])
-    step_rows = {f"{p} process x {t} thread": min(v) for (p, t), v in steps.items()}
-    print(f"MLP-BN training step, global batch {batch} (under the machine's current "
-          "load):", file=out)
-    base = step_rows["1 process x 2 thread"]
+    step_rows = {f"{p} process{'es' if p > 1 else ''} x {t} thread{'s' if t > 1 else ''}":
+                 min(v) for (p, t), v in steps.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"MLP-BN training step, global batch {batch} ({os.cpu_count()} CPUs, load "
+          f"average {load:.1f} during the run):", file=out)
+    base = step_rows["1 process x 2 threads"]
     for name, sec in step_rows.items():
-        print(f"  {name}s: {1e3 * sec:8.2f} ms/step  ({base / sec:.2f}x)", file=out)
+        print(f"  {name:>24}: {1e3 * sec:8.2f} ms/step  ({base / sec:.2f}x)", file=out)
     print("All-reduce of a float32 gradient between 2 processes (shared memory):", file=out)
     print("| floats | MB | ms | GB/s (algorithm bandwidth) |\n|---|---|---|---|", file=out)
     for r in allreduce:
         print(f"| {r['floats']:,} | {r['bytes'] / 1e6:.2f} | {1e3 * r['seconds']:.3f} | "
               f"{r['bytes'] / r['seconds'] / 1e9:.2f} |", file=out)
-    return {"steps": step_rows, "allreduce": allreduce}
+    return {"steps": step_rows, "allreduce": allreduce, "load_average": load}
 
 
 if __name__ == "__main__":
