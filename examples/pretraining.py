@@ -27,8 +27,8 @@ import numpy as np
 import fastnn
 from fastnn.datasets import load_digits
 from fastnn.losses import CrossEntropyLoss
-from fastnn.pretrain import FreezeLayers, pretrain_autoencoders
 from fastnn.preprocessing import Standardizer, train_test_split
+from fastnn.pretrain import FreezeLayers, pretrain_autoencoders
 
 
 def labelled_subset(y, per_class, gen):

@@ -18,8 +18,8 @@ from .callbacks import Callback
 from .layers import Dense, Dropout
 from .losses import MSELoss
 from .module import Module
-from .sequential import Sequential
 from .optim import Adam
+from .sequential import Sequential
 from .trainer import Trainer
 from .validation import as_array
 
