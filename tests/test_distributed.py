@@ -251,12 +251,15 @@ def test_a_rank_raising_during_fit_stops_every_rank(tmp_path):
     assert "unreachable" not in run.stdout
 
 
-def test_bench_distributed_runs(capsys):
+def test_bench_distributed_runs():
+    import io
+
     mpiexec()
     from fastnn.bench import distributed as bd
 
-    result = bd.run(batch=64, repeats=1, min_time=0.01)
-    text = capsys.readouterr().out
+    out = io.StringIO()
+    result = bd.run(batch=64, repeats=1, min_time=0.01, out=out)
+    text = out.getvalue()
     assert set(result["steps"]) == {"1 process x 2 threads", "2 processes x 1 thread"}
     assert all(v > 0 for v in result["steps"].values())
     assert [r["floats"] for r in result["allreduce"]][:2] == [1024, 4096]

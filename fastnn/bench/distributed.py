@@ -221,8 +221,9 @@ def _launch(n, threads, args):
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def run(batch=2048, repeats=5, min_time=0.2, out=sys.stdout):
-    """Measure and print; returns the results as a dict."""
+def run(batch=2048, repeats=5, min_time=0.2, out=None):
+    """Measure and print (to `out`, default stdout); returns the results as a dict."""
+    out = sys.stdout if out is None else out
     common = ["--repeats", str(repeats), "--min-time", str(min_time)]
     steps = {}
     for _ in range(2):  # interleave the two configurations twice
