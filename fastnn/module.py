@@ -15,103 +15,19 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
+from . import _kernels
+from .batching import as_inputs
+from .context import Context
+from .parameter import Parameter
+from .store import ParameterStore
+from .symbolic import call_symbolic, is_symbolic
 from .validation import as_array, float_dtype, positive_int
+
+__all__ = ["Context", "Layer", "Module", "Parameter", "RemovableHandle"]
 
 # Bumped whenever a hook is added or removed anywhere: containers re-plan (a hooked
 # layer is never fused into a neighbour, so its hooks see its own input and output).
 _hook_epoch = [0]
-
-
-class Parameter:
-    """A trainable array: `.data`, its gradient `.grad` (same shape and dtype), a
-    `.name`, and `.requires_grad` (frozen parameters get no gradient and no update).
-
-    Assigning to `.data` or `.grad` copies into the existing array, so views held by a
-    parameter store stay valid."""
-
-    __slots__ = ("_data", "_grad", "name", "requires_grad", "_owner")
-
-    def __init__(self, data, name=None, requires_grad=True):
-        self._data = np.array(data, copy=True, order="C")
-        float_dtype(self._data.dtype)
-        self._grad = np.zeros_like(self._data)
-        self.name = name
-        self.requires_grad = bool(requires_grad)
-        self._owner = None  # the flat buffer (fastnn.store.FlatBuffer) holding it, if any
-
-    @property
-    def data(self):
-        return self._data
-
-    @data.setter
-    def data(self, value):
-        self._assign(self._data, value, "data")
-
-    @property
-    def grad(self):
-        return self._grad
-
-    @grad.setter
-    def grad(self, value):
-        self._assign(self._grad, value, "grad")
-
-    def _assign(self, dst, value, what):
-        value = as_array(value, f"Parameter {self.name!r}.{what}")
-        if value.shape != dst.shape:
-            raise ValueError(
-                f"Parameter {self.name!r}: cannot assign {what} of shape {value.shape} "
-                f"to a parameter of shape {dst.shape}"
-            )
-        np.copyto(dst, value, casting="same_kind")
-
-    def _rebind(self, data, grad, owner=None):
-        """Point the parameter at new storage (flat buffer views or a new dtype)."""
-        self._data, self._grad, self._owner = data, grad, owner
-
-    shape = property(lambda self: self._data.shape)
-    dtype = property(lambda self: self._data.dtype)
-    size = property(lambda self: self._data.size)
-
-    def __repr__(self):
-        frozen = "" if self.requires_grad else ", requires_grad=False"
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}{frozen})"
-
-
-class Context:
-    """The state of one call of a layer: what its backward needs (attributes the layer
-    sets, e.g. `ctx.x`) and the workspaces its outputs and scratch live in.
-
-    A container keeps one Context per call site for as long as it lives, so the
-    workspaces of a training loop are allocated in its first step and reused after."""
-
-    def __init__(self):
-        self._ws = {}
-
-    def workspace(self, key, shape, dtype):
-        """An uninitialised array of `shape` reused across calls: sized for the largest
-        leading dimension seen and sliced for smaller ones."""
-        buf = self._ws.get(key)
-        if (
-            buf is None
-            or buf.dtype != dtype
-            or buf.shape[1:] != shape[1:]
-            or buf.shape[0] < shape[0]
-        ):
-            buf = np.empty(shape, dtype)
-            self._ws[key] = buf
-        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
-
-    def child(self, index):
-        """The context of a container's index-th call site (created on first use)."""
-        kids = self.__dict__.setdefault("_children", [])
-        while len(kids) <= index:
-            kids.append(Context())
-        return kids[index]
-
-    def reset(self):
-        """Forget everything (workspaces, saved values, children)."""
-        self.__dict__.clear()
-        self._ws = {}
 
 
 class RemovableHandle:
@@ -155,6 +71,23 @@ class Module:
         self.training = True
         self.name = _check_name(name, type(self).__name__)
 
+    # Caches and per-call workspaces: rebuilt on demand, never copied or pickled.
+    _transient = ("_predict_ctx",)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for cls in type(self).__mro__:
+            for key in cls.__dict__.get("_transient", ()):
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        """Create the transient state (caches, workspaces) afresh."""
+
     # -- computation ------------------------------------------------------------------
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
@@ -163,8 +96,6 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x, *args, **kwargs):
-        from .graph import is_symbolic, call_symbolic
-
         if is_symbolic(x):
             return call_symbolic(self, x, *args, **kwargs)
         return self.forward(x, *args, **kwargs)
@@ -293,8 +224,6 @@ class Module:
         this module's parameters; built on first use (parameters become views into it),
         rebuilt if the parameters changed. Optimizers built over the parameters follow
         them into the new store."""
-        from .store import ParameterStore
-
         return ParameterStore.of(self.parameters())
 
     # -- modes and gradients ----------------------------------------------------------
@@ -372,8 +301,6 @@ class Module:
         per sample (a list of arrays for a model with several outputs). X is an array
         of shape (n_samples, ...) or, for a model with several inputs, a list of such
         arrays. Every module's train/eval mode is restored afterwards."""
-        from .batching import as_inputs
-
         batch_size = positive_int(batch_size, "batch_size")
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
@@ -492,8 +419,14 @@ class Layer(Module):
 
     max_pending_calls = 32
 
+    _transient = ("_scratch_ws", "_pending", "_free")
+
     def __init__(self, name=None):
         super().__init__(name=name)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        super()._reset_transient()
         self._scratch_ws = {}
         self._pending = deque()
         self._free = []
@@ -531,15 +464,12 @@ class Layer(Module):
     def _scratch(self, key, shape, dtype):
         """Per-layer scratch valid during one kernel call only (never state)."""
         buf = self._scratch_ws.get(key)
-        if buf is None or buf.dtype != dtype or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), dtype)
-            self._scratch_ws[key] = buf
-        return buf[: int(np.prod(shape))].reshape(shape)
+        if buf is None or buf.dtype != dtype or buf.shape != shape:
+            buf = self._scratch_ws[key] = np.empty(shape, dtype)
+        return buf
 
     def _colsum_scratch(self, width):
         """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
-        from . import _kernels
-
         return self._scratch("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
 
     def _dtype_changed(self, dtype):

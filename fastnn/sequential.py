@@ -17,6 +17,13 @@ class Sequential(Layer):
     appear several times (its weights are shared and its gradients sum). The list of
     layers is fixed at construction."""
 
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
     def __init__(self, *layers, name=None):
         super().__init__(name=name)
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
@@ -25,8 +32,6 @@ class Sequential(Layer):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is not a Module: {layer!r}")
         self.layers = list(layers)
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     def named_children(self):
         for i, layer in enumerate(self.layers):

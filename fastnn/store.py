@@ -17,7 +17,7 @@ hook(store, **info) (the Trainer passes `trainer=`)."""
 import numpy as np
 
 from . import _kernels
-from .module import Parameter
+from .parameter import Parameter
 
 EVENTS = ("after_backward", "before_step", "after_step")
 
@@ -109,6 +109,8 @@ class ParameterStore:
         """Run the hooks of `event`, merged by order with `extra` ((order, hook) pairs
         of the caller's own, e.g. the Trainer's penalties and clipping)."""
         hooks = self._hooks[event]
+        if not hooks and not extra:
+            return
         if extra:
             hooks = sorted([(float(o), -1, h) for o, h in extra] + hooks,
                            key=lambda e: (e[0], e[1]))

@@ -1,6 +1,6 @@
 """The training loop: mini-batch gradient descent with one shuffle per epoch, per-epoch
 train and validation figures in a History, callbacks, schedules, gradient clipping,
-exact checkpoints (the procedure of seed notes 000 and 001)."""
+exact checkpoints (the usual procedure)."""
 import json
 import math
 import signal

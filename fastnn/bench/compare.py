@@ -1,6 +1,6 @@
 """`fastnn bench`: fastnn side by side with its anchors on the MLP-BN workload.
 
-Everything PERFORMANCE.md asks of a measurement is done here: all implementations run
+Everything docs/performance.md asks of a measurement is done here: all implementations run
 in one benchmark run on the same preloaded data (N = 16,384 x 784 float32), at the same
 batch size and thread count, in interleaved repeats (the order rotates from repeat to
 repeat), each repeat long enough to be stable (~0.2 s of calls), and the median of the
@@ -890,7 +890,7 @@ def breakdown_table(bd):
 
 
 def evaluate_targets(rows, batches, threads, stream, memory, scaling=()):
-    """[(target, measured, threshold, met)] for every PERFORMANCE.md target this run
+    """[(target, measured, threshold, met)] for every docs/performance.md target this run
     covers; `threads` is the thread count the targets are judged at."""
     t = threads
     res = []
@@ -955,7 +955,7 @@ def evaluate_targets(rows, batches, threads, stream, memory, scaling=()):
 
 
 def targets_text(targets, t):
-    lines = [f"Targets (PERFORMANCE.md), judged at {t} thread{'s' if t > 1 else ''}:"]
+    lines = [f"Targets (docs/performance.md), judged at {t} thread{'s' if t > 1 else ''}:"]
     for x in targets:
         op = ">=" if x["higher_is_better"] else "<="
         v = x["value"]

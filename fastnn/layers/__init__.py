@@ -14,9 +14,9 @@ from .renorm import BatchRenorm1d
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
-    "AbsReLU", "Add", "Concatenate", "Multiply", "Residual", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
-    "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
-    "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
-    "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",
-    "BatchRenorm1d", "SyncBatchNorm",
+    "AbsReLU", "Add", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d", "Concatenate", "Dense",
+    "DropConnect", "Dropout", "ELU", "GELU", "GroupNorm", "HardTanh", "Identity",
+    "InstanceNorm1d", "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout",
+    "Multiply", "PReLU", "RBF", "ReLU", "Residual", "Sigmoid", "Softmax", "Softplus",
+    "Standardize", "SyncBatchNorm", "Tanh", "remove_weight_norm", "weight_norm",
 ]
