@@ -264,3 +264,29 @@ def test_bench_distributed_runs():
     assert all(v > 0 for v in result["steps"].values())
     assert [r["floats"] for r in result["allreduce"]][:2] == [1024, 4096]
     assert "2 processes x 1 thread" in text and "| 671,754 |" in text
+
+
+@pytest.mark.parametrize("shape", [(16, 6), (8, 6, 5), (4, 6, 3, 3)])
+def test_syncbatchnorm_in_one_process_is_torch_batchnorm(shape):
+    """Outside data-parallel training SyncBatchNorm computes what torch's BatchNorm does
+    (torch's own SyncBatchNorm needs a process group to train)."""
+    torch = pytest.importorskip("torch")
+    import fastnn
+
+    r = np.random.default_rng(0)
+    x = r.standard_normal(shape) * 2 + 1
+    g = r.standard_normal(shape)
+    layer = fastnn.layers.SyncBatchNorm(6, momentum=0.2, dtype=np.float64)
+    layer.weight.data = r.uniform(0.5, 1.5, 6)
+    layer.bias.data = r.normal(size=6)
+    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d}[
+        len(shape)](6, momentum=0.2).double()
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = ref(xt)
+    yt.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(layer.forward(x), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.weight.grad, ref.weight.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(layer.bias.grad, ref.bias.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(layer.running_var, ref.running_var.numpy(), rtol=1e-12)
