@@ -28,6 +28,7 @@ class Parameter:
 
     @property
     def data(self):
+        """The values (an ndarray; assigning copies into it)."""
         return self._data
 
     @data.setter
@@ -36,6 +37,7 @@ class Parameter:
 
     @property
     def grad(self):
+        """The accumulated gradient, same shape and dtype (assigning copies into it)."""
         return self._grad
 
     @grad.setter

@@ -34,6 +34,7 @@ class Sequential(Layer):
         self.layers = list(layers)
 
     def named_children(self):
+        """("0", layer), ("1", layer), ... (torch's keys)."""
         for i, layer in enumerate(self.layers):
             yield str(i), layer
 
@@ -43,16 +44,19 @@ class Sequential(Layer):
         return self._all_modules
 
     def train(self, mode=True):
+        """Set training or evaluation mode on every layer; returns self."""
         # The layer list is fixed: the module tree is walked once, not on every call.
         for m in self._modules_cached():
             m.training = bool(mode)
         return self
 
     def get_config(self):
+        """The layers (fastnn.save describes them recursively)."""
         return {"layers": list(self.layers)}
 
     @classmethod
     def from_config(cls, config, name=None):
+        """Rebuild from get_config() with the layers already rebuilt."""
         return cls(*config["layers"], name=name)
 
     def __getitem__(self, i):
