@@ -15,9 +15,12 @@ step identical optimizers, so they hold the same weights throughout. See
 docs/distributed.md for what is bit-identical to one process and what is equal to
 float32 round-off.
 """
+from __future__ import annotations
+
 import os
 import sys
 import traceback
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -43,11 +46,11 @@ class World:
     def is_main(self):
         return self.rank == 0
 
-    def shard(self, n):
+    def shard(self, n: int) -> slice:
         """slice of rows [start, stop) of an n-row global batch that this rank takes."""
         return shard_slice(n, self.size, self.rank)
 
-    def check_batches(self, n, batch_size, drop_last):
+    def check_batches(self, n: int, batch_size: int, drop_last: bool) -> None:
         """ValueError unless every global batch of an epoch (n rows in batches of
         batch_size) gives each rank at least one row."""
         last = n % batch_size
@@ -59,7 +62,7 @@ class World:
                              f"{self.size} (and drop_last=True when the last batch is "
                              "smaller)")
 
-    def begin_batch(self, n):
+    def begin_batch(self, n: int) -> slice:
         """This rank's slice of an n-row global batch; records the rank's share of it
         (`batch_weight`, the weight of its mean loss in the global mean loss)."""
         if n < self.size:
@@ -70,14 +73,14 @@ class World:
         rng.set_dropout_row_offset(part.start)
         return part
 
-    def allreduce_(self, array):
+    def allreduce_(self, array: np.ndarray) -> np.ndarray:
         """Sum `array` (contiguous) over the ranks, in place; returns it."""
         from mpi4py import MPI
 
         self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
         return array
 
-    def sum(self, values):
+    def sum(self, values: Sequence[float]) -> np.ndarray:
         """The sums over the ranks of a sequence of floats (one MPI call), float64."""
         return self.allreduce_(np.asarray(values, np.float64).copy())
 
@@ -95,7 +98,7 @@ class World:
         return f"World(rank={self.rank}, size={self.size})"
 
 
-def shard_slice(n, size, rank):
+def shard_slice(n: int, size: int, rank: int) -> slice:
     """Rows [start, stop) of rank `rank` when n rows are cut into `size` contiguous shards
     whose sizes differ by at most one (the first n % size ranks take one more)."""
     base, extra = divmod(n, size)
@@ -103,7 +106,7 @@ def shard_slice(n, size, rank):
     return slice(start, start + base + (rank < extra))
 
 
-def launched_by_mpiexec():
+def launched_by_mpiexec() -> bool:
     """Whether this process was started by an MPI launcher with more than one rank."""
     for var in _WORLD_SIZE_VARS:
         value = os.environ.get(var)
@@ -126,7 +129,7 @@ def _abort_on_uncaught(world):
     sys.excepthook = hook
 
 
-def sharded_check(check, X, where):
+def sharded_check(check: Callable[[Any, str], None], X: Any, where: str) -> None:
     """check(X, where) (which raises ValueError) on this rank's contiguous block of X
     only, under MPI; every rank raises the first rank's error, so none is left waiting.
     Without MPI: check(X, where)."""
@@ -143,7 +146,7 @@ def sharded_check(check, X, where):
         raise ValueError(errors[0])
 
 
-def init(comm=None):
+def init(comm: Any = None) -> World:
     """Join the MPI world (COMM_WORLD, or `comm`) and return the World; idempotent.
     Requires mpi4py (`pip install "fastnn[mpi]"`). An uncaught exception on any rank
     then aborts all of them, and a rank that dies makes the launcher stop the others."""
@@ -161,7 +164,7 @@ def init(comm=None):
     return _world
 
 
-def world():
+def world() -> World | None:
     """The World to train in: the initialised one, or COMM_WORLD when this process was
     launched by mpiexec with several ranks (auto-detection), else None (one process)."""
     if _world is None and launched_by_mpiexec():
@@ -169,18 +172,18 @@ def world():
     return _world if _world is not None and _world.size > 1 else None
 
 
-def rank():
+def rank() -> int:
     """This process's rank (0 without MPI)."""
     w = world()
     return 0 if w is None else w.rank
 
 
-def world_size():
+def world_size() -> int:
     w = world()
     return 1 if w is None else w.size
 
 
-def is_main_process():
+def is_main_process() -> bool:
     """True on rank 0 (and without MPI): the process that writes files and prints."""
     return rank() == 0
 

@@ -12,9 +12,12 @@ their predictions averaged.
     bag.fit(X, y, epochs=20, batch_size=32)
     proba = bag.predict_proba(X_test)      # mean of the members' softmax outputs
 """
+from __future__ import annotations
+
 import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from .module import Module
 from .validation import as_array, positive_int
 
 
-def softmax(logits):
+def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (n, classes) logits in float64."""
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
@@ -84,8 +87,9 @@ class Bagging:
     (each member's sample indices), `n_classes_` (classification).
     """
 
-    def __init__(self, build_model, n_estimators=10, *, max_samples=1.0, bootstrap=True,
-                 n_jobs=None, random_state=None):
+    def __init__(self, build_model: Callable[[], Any], n_estimators: int = 10, *,
+                 max_samples: float | int = 1.0, bootstrap: bool = True,
+                 n_jobs: int | None = None, random_state: int | None = None):
         if not callable(build_model):
             raise TypeError(f"Bagging: build_model must be callable, got {build_model!r}")
         self.build_model = build_model
@@ -119,7 +123,7 @@ class Bagging:
             plan.append((int(child.generate_state(1)[0]), np.sort(idx)))
         return plan
 
-    def fit(self, X, y, **fit_kwargs):
+    def fit(self, X: np.ndarray, y: np.ndarray, **fit_kwargs: Any) -> Bagging:
         """Train every member on its sample of (X, y); fit_kwargs go to Trainer.fit
         (epochs, batch_size, ...; verbose defaults to 0). Returns self."""
         X, y = as_array(X, "Bagging.fit X"), as_array(y, "Bagging.fit y")
@@ -162,14 +166,14 @@ class Bagging:
         if not hasattr(self, "estimators_"):
             raise RuntimeError(f"Bagging.{where}: call fit first")
 
-    def member_outputs(self, X, batch_size=256):
+    def member_outputs(self, X: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
         """Each member's output on X: a list of arrays (softmax probabilities for a
         classifier, raw outputs for a regressor)."""
         self._check_fitted("member_outputs")
         outs = [m.predict(X, batch_size=batch_size) for m in self.estimators_]
         return [softmax(o) for o in outs] if self.classification_ else outs
 
-    def predict_proba(self, X, batch_size=256):
+    def predict_proba(self, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Mean of the members' class probabilities, (n, classes) float64."""
         self._check_fitted("predict_proba")
         if not self.classification_:
@@ -177,7 +181,7 @@ class Bagging:
                                  "(their loss is not CrossEntropyLoss)")
         return np.mean(self.member_outputs(X, batch_size), axis=0)
 
-    def predict(self, X, batch_size=256):
+    def predict(self, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Classifier: the class of highest mean probability (n,). Regressor: the mean
         of the members' outputs."""
         if getattr(self, "classification_", False):

@@ -12,6 +12,10 @@ reconstruct that block's input (the raw data for the first block, the output of 
 already pre-trained blocks below for the others) with a new linear Dense decoder and the
 mean squared error. The encoder's weights are trained in place; the decoder is dropped.
 """
+from __future__ import annotations
+
+from typing import Iterable
+
 import numpy as np
 
 from .callbacks import Callback
@@ -20,11 +24,11 @@ from .losses import MSELoss
 from .module import Module
 from .optim import Adam
 from .sequential import Sequential
-from .trainer import Trainer
+from .trainer import History, Trainer
 from .validation import as_array
 
 
-def dense_blocks(layers):
+def dense_blocks(layers: Iterable[Module]) -> list[list[Module]]:
     """The stack split into blocks, each a Dense layer and the non-Dense layers after it
     (layers before the first Dense are an error: they have no encoder to join)."""
     layers = list(layers)
@@ -44,8 +48,9 @@ def dense_blocks(layers):
     return blocks
 
 
-def pretrain_autoencoders(layers, X, epochs=10, batch_size=64, lr=1e-3, noise=0.0,
-                          verbose=0):
+def pretrain_autoencoders(layers: Iterable[Module], X: np.ndarray, epochs: int = 10,
+                          batch_size: int = 64, lr: float = 1e-3, noise: float = 0.0,
+                          verbose: int = 0) -> list[History]:
     """Pre-train the Dense layers of `layers` (a list of modules or a Sequential), bottom
     up, each as the encoder of an autoencoder of its block's input, on X (n, features):
     unlabelled data. noise > 0 makes them denoising autoencoders: a Dropout(noise) on the
@@ -79,7 +84,7 @@ class FreezeLayers(Callback):
     first learn from fixed features, then everything adapts). Unfrozen at the end of
     fit in any case."""
 
-    def __init__(self, layers, epochs):
+    def __init__(self, layers: Iterable[Module], epochs: int):
         self.layers = list(layers)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"FreezeLayers: epochs must be a non-negative integer, got "

@@ -6,7 +6,10 @@ optimizer step for schedules built with interval='step' (warmup within the first
 epoch); ReduceOnPlateau is stepped with the monitored value. `state_dict()` /
 `load_state_dict()` make schedules part of checkpoints.
 """
+from __future__ import annotations
+
 import math
+from typing import Iterable
 
 from .validation import choice, positive_int
 
@@ -290,7 +293,8 @@ class BatchSizeSchedule:
     a resumed fit continues the schedule.
     """
 
-    def __init__(self, milestones, factor=2, scale_lr=None, max_batch_size=None):
+    def __init__(self, milestones: Iterable[int], factor: int = 2, scale_lr: str | None = None,
+                 max_batch_size: int | None = None):
         self.milestones = sorted(int(m) for m in milestones)
         if any(m < 1 for m in self.milestones):
             raise ValueError(f"BatchSizeSchedule: milestones must be >= 1, got "
@@ -302,13 +306,13 @@ class BatchSizeSchedule:
                                else positive_int(max_batch_size, "BatchSizeSchedule "
                                                                  "max_batch_size"))
 
-    def batch_size(self, t, base):
+    def batch_size(self, t: int, base: int) -> int:
         """The batch size of the epoch after t completed epochs, from fit's batch_size."""
         size = base * self.factor ** sum(1 for m in self.milestones if m <= t)
         return size if self.max_batch_size is None else min(size, max(base,
                                                                       self.max_batch_size))
 
-    def lr_factor(self, t, base):
+    def lr_factor(self, t: int, base: int) -> float:
         """The multiplier of the learning rates at epoch t relative to epoch 0."""
         ratio = self.batch_size(t, base) / base
         return {None: 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.scale_lr]

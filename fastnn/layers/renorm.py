@@ -15,6 +15,8 @@ weight * r and bias + weight * d, which is exactly the layer above:
 y = x_hat_BN * (weight * r) + (bias + weight * d), dL/dweight = r * sum(g * x_hat_BN)
 + d * sum(g), dL/dbias = sum(g), and the input gradient is batch norm's with weight * r.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from .. import _kernels
@@ -103,8 +105,10 @@ class BatchRenorm1d(_BatchNorm):
 
     _ndims = (2, 3)
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.01, affine=True, rmax=3.0,
-                 dmax=5.0, rmax_ramp=(0, 0), dmax_ramp=(0, 0), dtype=np.float32, name=None):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.01,
+                 affine: bool = True, rmax: float = 3.0, dmax: float = 5.0,
+                 rmax_ramp: tuple[int, int] = (0, 0), dmax_ramp: tuple[int, int] = (0, 0),
+                 dtype=np.float32, name: str | None = None):
         super().__init__(num_features, eps, momentum, affine, True, dtype, name=name)
         rmax, dmax = float(rmax), float(dmax)
         if not 1.0 <= rmax < np.inf:
@@ -115,7 +119,7 @@ class BatchRenorm1d(_BatchNorm):
         self.rmax_ramp = _check_ramp(rmax_ramp, f"{self._where}: rmax_ramp")
         self.dmax_ramp = _check_ramp(dmax_ramp, f"{self._where}: dmax_ramp")
 
-    def clipping(self):
+    def clipping(self) -> tuple[float, float]:
         """(rmax, dmax) for the next training batch under the schedules."""
         t = int(self.num_batches_tracked)
         return (_ramp(t, *self.rmax_ramp, 1.0, self.rmax),
