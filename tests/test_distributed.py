@@ -290,3 +290,25 @@ def test_syncbatchnorm_in_one_process_is_torch_batchnorm(shape):
     np.testing.assert_allclose(layer.weight.grad, ref.weight.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(layer.bias.grad, ref.bias.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(layer.running_var, ref.running_var.numpy(), rtol=1e-12)
+
+
+def test_every_global_batch_must_give_each_rank_a_row():
+    class Comm:  # a 3-rank world seen from rank 2, without MPI
+        def Get_rank(self):
+            return 2
+
+        def Get_size(self):
+            return 3
+
+    world = distributed.World(Comm())
+    world.check_batches(100, 32, drop_last=False)  # last batch of 4 rows
+    world.check_batches(98, 32, drop_last=True)  # the last 2 rows are dropped
+    with pytest.raises(ValueError, match="global batch of 2 rows cannot give each of the 3"):
+        world.check_batches(98, 32, drop_last=False)
+    with pytest.raises(ValueError, match="batch_size >= 3"):
+        world.check_batches(100, 2, drop_last=False)
+    assert world.begin_batch(32) == slice(22, 32)
+    assert world.batch_weight == 10 / 32 and world.batch_rows == 32
+    from fastnn import rng
+
+    rng.set_dropout_row_offset(0)
