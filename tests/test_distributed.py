@@ -307,8 +307,11 @@ def test_every_global_batch_must_give_each_rank_a_row():
         world.check_batches(98, 32, drop_last=False)
     with pytest.raises(ValueError, match="batch_size >= 3"):
         world.check_batches(100, 2, drop_last=False)
-    assert world.begin_batch(32) == slice(22, 32)
-    assert world.batch_weight == 10 / 32 and world.batch_rows == 32
     from fastnn import rng
 
-    rng.set_dropout_row_offset(0)
+    try:
+        assert world.begin_batch(32) == slice(22, 32)
+        assert world.batch_weight == 10 / 32 and world.batch_rows == 32
+        assert rng.dropout_offset(np.zeros((10, 7))) == 22 * 7
+    finally:
+        rng.set_dropout_row_offset(0)
