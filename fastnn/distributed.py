@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -123,6 +124,7 @@ def _abort_on_uncaught(world):
                          f"aborting all ranks\n")
         traceback.print_exception(kind, value, tb)
         sys.stderr.flush()
+        time.sleep(0.5)  # let the launcher forward the message before it kills everyone
         world.abort(1)
         os._exit(1)  # pragma: no cover - in case Abort returns before the kill arrives
 

@@ -246,9 +246,10 @@ def test_non_finite_data_on_one_rank_raises_on_every_rank(tmp_path):
 
 def test_a_rank_raising_during_fit_stops_every_rank(tmp_path):
     run = launch(2, "failure.py", "fit-raise", timeout=120)
-    assert run.returncode != 0
-    assert "rank 1 of 2 raised; aborting all ranks" in run.stderr
-    assert "unreachable" not in run.stdout
+    output = f"stdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-3000:]}"
+    assert run.returncode != 0, output
+    assert "rank 1 of 2 raised; aborting all ranks" in run.stderr, output
+    assert "unreachable" not in run.stdout, output
 
 
 def test_bench_distributed_runs():
