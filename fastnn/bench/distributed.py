@@ -164,7 +164,7 @@ def worker_step(global_batch, repeats, min_time):
     all-reduce, Adam) at the global batch, on this world: what one step of fit does."""
     import fastnn
     from fastnn import distributed
-    from fastnn.bench.compare import fastnn_mlp_bn, make_data
+    from fastnn.bench.workloads import fastnn_mlp_bn, make_data
 
     world = distributed.world()
     fastnn.seed(0)
