@@ -63,6 +63,9 @@ def _add_bench(subparsers):
                    help="instead: data-parallel training over MPI on this machine (1 process "
                         "x 2 threads against 2 processes x 1 thread) and the all-reduce cost "
                         'against the gradient size; needs pip install "fastnn[mpi]"')
+    p.add_argument("--inference", action="store_true",
+                   help="only the inference section: batch-1 latency and throughput of "
+                        "predict against PyTorch and onnxruntime, each in its own process")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -75,6 +78,10 @@ def _cmd_bench(args):
                         repeats=args.repeats or (2 if quick else 5),
                         min_time=args.min_time or (0.05 if quick else 0.2))
         return 0
+    if args.inference:
+        from .bench import inference
+
+        return inference.run(args)
     from .bench import compare
 
     return compare.run(args)
