@@ -20,6 +20,7 @@ SCHEDULES = ("none", "cosine", "step", "plateau")
 
 
 def add_arguments(p):
+    """Add fastnn train's options to the argparse parser p."""
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE",
                    help="a CSV file with a header row, or an NPZ file with arrays X and y "
