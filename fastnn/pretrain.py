@@ -14,7 +14,7 @@ mean squared error. The encoder's weights are trained in place; the decoder is d
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from .trainer import History, Trainer
 from .validation import as_array
 
 
-def dense_blocks(layers: Iterable[Module]) -> list[list[Module]]:
+def dense_blocks(layers: Iterable[Module]) -> list[list[Any]]:
     """The stack split into blocks, each a Dense layer and the non-Dense layers after it
     (layers before the first Dense are an error: they have no encoder to join)."""
     layers = list(layers)

@@ -122,8 +122,8 @@ class BatchRenorm1d(_BatchNorm):
     def clipping(self) -> tuple[float, float]:
         """(rmax, dmax) for the next training batch under the schedules."""
         t = int(self.num_batches_tracked)
-        return (_ramp(t, *self.rmax_ramp, 1.0, self.rmax),
-                _ramp(t, *self.dmax_ramp, 0.0, self.dmax))
+        (r0, r1), (d0, d1) = self.rmax_ramp, self.dmax_ramp
+        return _ramp(t, r0, r1, 1.0, self.rmax), _ramp(t, d0, d1, 0.0, self.dmax)
 
     def _forward(self, ctx, x):
         ctx.renorm = self.training
