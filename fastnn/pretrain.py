@@ -32,7 +32,7 @@ def dense_blocks(layers: Iterable[Module]) -> list[list[Any]]:
     """The stack split into blocks, each a Dense layer and the non-Dense layers after it
     (layers before the first Dense are an error: they have no encoder to join)."""
     layers = list(layers)
-    blocks = []
+    blocks: list[list[Any]] = []
     for i, layer in enumerate(layers):
         if not isinstance(layer, Module):
             raise TypeError(f"pretrain: item {i} of the stack is not a Module: {layer!r}")
