@@ -14,12 +14,14 @@ from .normalization import (
     Standardize, remove_weight_norm, weight_norm,
 )
 from .recurrent import GRU, LSTM, RNN
+from .renorm import BatchRenorm1d
+from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
-    "AbsReLU", "Add", "AttentionPooling", "BatchNorm1d", "BatchNorm2d", "Concatenate",
-    "Dense", "DropConnect", "Dropout", "ELU", "Embedding", "GELU", "GRU", "GroupNorm",
-    "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d", "LSTM", "LayerNorm",
-    "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF", "RNN", "ReLU", "Residual",
-    "Sigmoid", "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm",
-    "weight_norm",
+    "AbsReLU", "Add", "AttentionPooling", "BatchNorm1d", "BatchNorm2d", "BatchRenorm1d",
+    "Concatenate", "Dense", "DropConnect", "Dropout", "ELU", "Embedding", "GELU", "GRU",
+    "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d", "LSTM",
+    "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF", "RNN", "ReLU",
+    "Residual", "Sigmoid", "Softmax", "Softplus", "Standardize", "SyncBatchNorm", "Tanh",
+    "remove_weight_norm", "weight_norm",
 ]
