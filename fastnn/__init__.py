@@ -4,6 +4,8 @@ C/OpenMP kernels (BLAS GEMMs, fused epilogues, normalisation, dropout, losses,
 optimizer updates) under a small PyTorch-shaped Python API."""
 __version__ = "0.1.0"
 
+# First: it chooses the OpenMP runtime's settings, which are read when the kernels load.
+from . import threads  # noqa: E402,I001
 from . import (  # noqa: E402
     callbacks, datasets, init, losses, metrics, optim, preprocessing, regularizers, schedules,
 )

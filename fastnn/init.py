@@ -4,13 +4,51 @@ Every function fills a Parameter (or ndarray) in place and returns it; draws com
 the generator seeded by `fastnn.seed`. Fans follow torch: a weight of shape
 (out, in, *kernel) has fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
 """
+import contextlib
+import functools
 import math
+import threading
 import warnings
 
 import numpy as np
 
 from . import rng
 from .validation import choice
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def skipped():
+    """Within the block (in this thread), the initialisers leave tensors as they are
+    and draw nothing: for building a model whose weights are loaded next."""
+    previous = getattr(_local, "skip", False)
+    _local.skip = True
+    try:
+        yield
+    finally:
+        _local.skip = previous
+
+
+def skip_init(module_cls, *args, **kwargs):
+    """`module_cls(*args, **kwargs)` without drawing initial weights (as
+    torch.nn.utils.skip_init): the parameters hold whatever memory held; load or
+    assign them before use."""
+    with skipped():
+        return module_cls(*args, **kwargs)
+
+
+def _initialiser(fn):
+    """fn, made a no-op inside `skipped()`."""
+
+    @functools.wraps(fn)
+    def wrapper(tensor, *args, **kwargs):
+        if getattr(_local, "skip", False):
+            return tensor
+        return fn(tensor, *args, **kwargs)
+
+    return wrapper
+
 
 _GAINS = {
     "linear": 1.0,
@@ -54,16 +92,19 @@ def _fill(tensor, values):
     return tensor
 
 
+@_initialiser
 def uniform_(tensor, a=0.0, b=1.0):
     """U(a, b)."""
     return _fill(tensor, rng.generator().uniform(a, b, _array(tensor).shape))
 
 
+@_initialiser
 def normal_(tensor, mean=0.0, std=1.0):
     """N(mean, std^2)."""
     return _fill(tensor, rng.generator().normal(mean, std, _array(tensor).shape))
 
 
+@_initialiser
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch), by resampling."""
     if not a < b:
@@ -77,6 +118,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     return _fill(tensor, out)
 
 
+@_initialiser
 def constant_(tensor, val):
     """Fill with val. Warns for weight matrices: identical weights give identical units
     that receive identical gradients, so symmetry is never broken (seed note 002)."""
@@ -90,14 +132,17 @@ def constant_(tensor, val):
     return _fill(tensor, val)
 
 
+@_initialiser
 def zeros_(tensor):
     return constant_(tensor, 0.0)
 
 
+@_initialiser
 def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
+@_initialiser
 def xavier_uniform_(tensor, gain=1.0):
     """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _fans(tensor)
@@ -105,6 +150,7 @@ def xavier_uniform_(tensor, gain=1.0):
     return uniform_(tensor, -a, a)
 
 
+@_initialiser
 def xavier_normal_(tensor, gain=1.0):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(tensor)
@@ -117,17 +163,20 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
+@_initialiser
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """U(-b, b), b = gain * sqrt(3 / fan) (He et al., 2015)."""
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound)
 
 
+@_initialiser
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """N(0, std^2), std = gain / sqrt(fan)."""
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
 
 
+@_initialiser
 def orthogonal_(tensor, gain=1.0):
     """A (semi-)orthogonal matrix from the QR decomposition of a normal draw, with the
     signs fixed so that it is uniformly distributed (Saxe et al., 2013)."""

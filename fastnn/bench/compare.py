@@ -1010,6 +1010,10 @@ def add_arguments(parser):
                         help="only the per-phase breakdown of fastnn's step (each layer's "
                              "forward and backward, loss, optimizer, the GEMMs alone), for "
                              "each batch size and thread count")
+    parser.add_argument("--contention", action="store_true",
+                        help="only the busy-machine measurement: each implementation's "
+                             "training step with and without a competing busy process "
+                             "(fastnn.bench.contention)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")
@@ -1064,6 +1068,13 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
         for t in threads:
             for b in batches:
                 print("\n" + breakdown_table(bench_breakdown(X, y, b, t, opts)), file=out)
+        return 0
+    if args.contention:
+        from . import contention
+
+        rows, targets = contention.run(args, opts, batches, threads, out, log)
+        _write_json(args, out, {"machine": info, "command": sys.argv, "measurements": rows,
+                                "targets": targets, "config": vars(opts)})
         return 0
 
     rows = bench_train(X, y, batches, threads, worker, opts, log)
@@ -1138,13 +1149,18 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
               "measurements": rows, "memory": memory, "scaling": scaling, "breakdowns": breakdowns,
               "stream_bytes_per_s": stream, "targets": targets, "duration_s": duration,
               "background_cpu": background}
-    if not args.no_json:
-        path = Path(args.json) if args.json else Path("bench") / "results" / (
-            datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1, default=_json_default))
-        p(f"Results written to {path}")
+    _write_json(args, out, result)
     return 0
+
+
+def _write_json(args, out, result):
+    if args.no_json:
+        return
+    path = Path(args.json) if args.json else Path("bench") / "results" / (
+        datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, default=_json_default))
+    print(f"Results written to {path}", file=out)
 
 
 def _json_default(o):

@@ -1,0 +1,249 @@
+"""`fastnn bench --contention`: how much of its speed a training step keeps when another
+busy process shares the cores.
+
+On a machine shared with other work, OpenMP threads that spin while waiting at the end
+of a parallel region burn the core a preempted team-mate needs, and a step can slow
+down tenfold. fastnn chooses its OpenMP wait policy and spin time at import
+(fastnn.threads); this measures the result. Each implementation runs in a worker
+process of its own (the fastnn worker with fastnn's chosen settings, a fastnn worker
+with libgomp's stock settings for comparison, PyTorch when importable), all at the same
+thread count, batch sizes and data as the main benchmark. Repeats alternate between an
+idle machine and one with a competing busy process (one thread spinning in pure
+Python); the retention of a worker is its median samples/s under load divided by its
+median samples/s without it, measured in the same run.
+
+Run as `python -m fastnn.bench.contention --worker` it is the fastnn worker (the same
+line protocol as fastnn.bench.torch_worker)."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from .compare import (
+    CpuMeter, TorchWorker, _fmt_rate, _fmt_ratio, _table, make_data, measure,
+)
+
+RETENTION_TARGET = 0.40
+# libgomp's own defaults when no OMP_WAIT_POLICY / GOMP_SPINCOUNT is set (what fastnn
+# ran with before it chose its settings).
+STOCK_LIBGOMP = {"GOMP_SPINCOUNT": "300000"}
+# Python that burns one core until killed: the "other busy process".
+_BUSY = "while True: pass"
+
+
+class Worker(TorchWorker):
+    """A worker process (fastnn.bench.torch_worker's protocol) running `module` with
+    extra environment variables."""
+
+    @classmethod
+    def start(cls, module="fastnn.bench.torch_worker", env=None):
+        full_env = dict(os.environ, **(env or {}))
+        proc = subprocess.Popen([sys.executable, "-m", module] + (
+            ["--worker"] if module == __name__ else []), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            env=full_env)
+        worker = cls(proc)
+        try:
+            worker.info = worker.ask(cmd="info")
+        except (OSError, ValueError, json.JSONDecodeError):
+            worker.close()
+            return None
+        return worker
+
+
+class Competitor:
+    """One busy process, started and stopped between blocks of measurements."""
+
+    def __init__(self):
+        self.proc = None
+
+    def set(self, busy):
+        if busy and self.proc is None:
+            self.proc = subprocess.Popen([sys.executable, "-c", _BUSY])
+            time.sleep(0.05)  # let it get going
+        elif not busy and self.proc is not None:
+            self.stop()
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def start_workers(torch=True, stock=True):
+    """{name: Worker}: fastnn as it configures itself, fastnn under libgomp's stock
+    settings (unless `stock` is False or the user set OpenMP variables, which fastnn
+    honours) and PyTorch (when `torch` and importable)."""
+    from fastnn.threads import openmp_settings
+
+    workers = {"fastnn": Worker.start(__name__)}
+    if stock and openmp_settings()["set_by"] == "fastnn":
+        workers["fastnn_stock_libgomp"] = Worker.start(__name__, STOCK_LIBGOMP)
+    if torch:
+        workers["torch"] = Worker.start()
+    return {k: w for k, w in workers.items() if w is not None}
+
+
+def bench_contention(batches, threads, workers, opts, log, competitor=None):
+    """Rows {kind: 'contention', impl, batch, threads, idle_samples_per_s,
+    busy_samples_per_s, retention, background_cpu_idle, background_cpu_busy}.
+
+    For every batch size, `opts.repeats` rounds; each round measures every worker with
+    the competitor off and on (the order alternates from round to round), blocks of
+    ~opts.min_time seconds after an opts.pause settling sleep."""
+    competitor = competitor or Competitor()
+    rows = []
+    try:
+        for b in batches:
+            log(f"  contention: batch {b}, {threads} threads")
+            cases = [w.case(name, "train", b, threads) for name, w in workers.items()]
+            rates = {(c.name, busy): [] for c in cases for busy in (False, True)}
+            background = {False: [], True: []}
+            for r in range(opts.repeats):
+                for busy in ((False, True) if r % 2 == 0 else (True, False)):
+                    competitor.set(busy)
+                    meter = CpuMeter()
+                    res = measure(cases, repeats=1, min_time=opts.min_time,
+                                  warmup_time=opts.warmup, pause=opts.pause)
+                    bg = meter.background()
+                    if bg is not None:
+                        # The competitor's own core is not "other load" to report.
+                        background[busy].append(max(0.0, bg - (1 / (os.cpu_count() or 1)
+                                                                if busy else 0.0)))
+                    for c in cases:
+                        rates[(c.name, busy)].append(b / res[c.name]["median_s"])
+            competitor.set(False)
+            for c in cases:
+                idle = statistics.median(rates[(c.name, False)])
+                loaded = statistics.median(rates[(c.name, True)])
+                rows.append({"kind": "contention", "impl": c.name, "batch": b,
+                             "threads": threads, "idle_samples_per_s": idle,
+                             "busy_samples_per_s": loaded, "retention": loaded / idle,
+                             "idle_rates": rates[(c.name, False)],
+                             "busy_rates": rates[(c.name, True)],
+                             "background_cpu_idle": _mean(background[False]),
+                             "background_cpu_busy": _mean(background[True])})
+    finally:
+        competitor.stop()
+    return rows
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+def contention_table(rows, batches):
+    """Markdown table: idle and loaded samples/s and retention of each worker."""
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    by = {(r["impl"], r["batch"]): r for r in rows}
+    headers = ["batch"]
+    for impl in impls:
+        headers += [f"{impl} idle", f"{impl} loaded", f"{impl} kept"]
+    out = []
+    for b in batches:
+        line = [b]
+        for impl in impls:
+            r = by.get((impl, b))
+            line += ([_fmt_rate(r["idle_samples_per_s"]), _fmt_rate(r["busy_samples_per_s"]),
+                      f"{100 * r['retention']:.0f}%"] if r else ["-", "-", "-"])
+        out.append(line)
+    text = _table(headers, out)
+    bg = [r["background_cpu_idle"] for r in rows if r["background_cpu_idle"] is not None]
+    if bg and max(bg) >= 0.05:
+        text += (f"\nNOTE: other processes already used ~{100 * max(bg):.0f}% of the "
+                 "machine's CPU during the 'idle' blocks: the idle figures are not idle.")
+    if "fastnn_stock_libgomp" in impls:
+        ratios = [by[("fastnn", b)]["idle_samples_per_s"]
+                  / by[("fastnn_stock_libgomp", b)]["idle_samples_per_s"]
+                  for b in batches if ("fastnn", b) in by and ("fastnn_stock_libgomp", b) in by]
+        text += ("\nIdle speed of fastnn's settings vs libgomp's stock settings: "
+                 + ", ".join(f"batch {b}: {_fmt_ratio(x)}" for b, x in zip(batches, ratios)))
+    return text
+
+
+def contention_targets(rows, batches):
+    """[{name, value, threshold, met}]: fastnn keeps >= 40% of its idle speed and at
+    least PyTorch's retention, at every batch size."""
+    by = {(r["impl"], r["batch"]): r for r in rows}
+    out = []
+    for b in batches:
+        f = by.get(("fastnn", b))
+        if f is None:
+            continue
+        out.append({"name": f"contention: fastnn keeps >= {RETENTION_TARGET:.0%} at batch {b}",
+                    "value": f["retention"], "threshold": RETENTION_TARGET,
+                    "met": f["retention"] >= RETENTION_TARGET})
+        t = by.get(("torch", b))
+        if t is not None:
+            out.append({"name": f"contention: fastnn retention >= PyTorch's at batch {b}",
+                        "value": f["retention"] / t["retention"], "threshold": 1.0,
+                        "met": f["retention"] >= t["retention"]})
+    return out
+
+
+def run(args, opts, batches, threads, out, log):
+    """The --contention section of `fastnn bench`; returns (rows, targets). Runs at the
+    largest of --threads, by default at fastnn's default thread count (all cores)."""
+    from fastnn.threads import get_num_threads
+
+    t = max(args.threads) if args.threads else get_num_threads()
+    workers = start_workers(torch=not args.no_torch)
+    try:
+        rows = bench_contention(batches, t, workers, opts, log)
+    finally:
+        for w in workers.values():
+            w.close()
+    targets = contention_targets(rows, batches)
+    print(f"\nTraining step with one competing busy process, samples/s, {t} threads "
+          f"(median of {opts.repeats} idle and {opts.repeats} loaded blocks, alternating; "
+          "each implementation in its own process):", file=out)
+    print(contention_table(rows, batches), file=out)
+    for tg in targets:
+        print(f"  [{'met' if tg['met'] else 'MISSED'}] {tg['name']}: {tg['value']:.2f} "
+              f"(threshold {tg['threshold']:.2f})", file=out)
+    return rows, targets
+
+
+# --------------------------------------------------------------------------------------
+# The fastnn worker process
+# --------------------------------------------------------------------------------------
+def _worker():
+    import fastnn
+    from fastnn.bench.compare import Case, fastnn_train_step
+    from fastnn.threads import openmp_settings
+
+    X, y = make_data()
+    cases, case = {}, None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.pop("cmd")
+        if cmd == "quit":
+            break
+        if cmd == "info":
+            reply = {"fastnn": fastnn.__version__, "openmp": openmp_settings()}
+        elif cmd == "setup":
+            fastnn.set_num_threads(msg["threads"])
+            key = (msg["kind"], msg["batch"])
+            if msg["kind"] != "train":
+                reply = {"error": f"unsupported kind {msg['kind']!r}"}
+            else:
+                if key not in cases:
+                    cases[key] = Case("train", fastnn_train_step(X, y, msg["batch"]),
+                                      msg["batch"])
+                case = cases[key]
+                reply = {"ok": True}
+        elif cmd == "calibrate":
+            reply = {"best": case.calibrate(msg["warmup"])}
+        elif cmd == "time":
+            reply = {"seconds": case.timed(msg["n"])}
+        else:
+            reply = {"error": f"unknown command {cmd!r}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    _worker()
