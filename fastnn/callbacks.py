@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from .validation import flag, real_number
+
 
 class Callback:
     """Base class; every hook does nothing."""
@@ -63,7 +65,11 @@ class _Monitor:
 
     def __init__(self, monitor, mode, min_delta, who):
         self.monitor = monitor
+        if not isinstance(monitor, str):
+            raise TypeError(f"{who}: monitor must be the name of a logged figure, got "
+                            f"{monitor!r}")
         self.mode = _mode_for(monitor, mode, who)
+        min_delta = real_number(min_delta, f"{who}: min_delta")
         if min_delta < 0:
             raise ValueError(f"{who}: min_delta must be >= 0, got {min_delta}")
         self.min_delta = float(min_delta)
@@ -86,10 +92,12 @@ class EarlyStopping(Callback, _Monitor):
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best=True):
         _Monitor.__init__(self, monitor, mode, min_delta, "EarlyStopping")
-        if int(patience) < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, (int, np.integer)):
+            raise TypeError(f"EarlyStopping: patience must be an integer, got {patience!r}")
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {int(patience)}")
         self.patience = int(patience)
-        self.restore_best = bool(restore_best)
+        self.restore_best = flag(restore_best, "EarlyStopping: restore_best")
         self.wait = 0
         self.stopped_epoch = None
         self._best_state = None
@@ -127,7 +135,7 @@ class ModelCheckpoint(Callback, _Monitor):
             monitor = "val_loss"
         _Monitor.__init__(self, monitor or "loss", mode, 0.0, "ModelCheckpoint")
         self.path = os.fspath(path)
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = flag(save_best_only, "ModelCheckpoint: save_best_only")
         self._watch = monitor is not None
         self.last_saved = None
 
@@ -154,7 +162,7 @@ class CSVLogger(Callback):
 
     def __init__(self, path, append=False):
         self.path = os.fspath(path)
-        self.append = bool(append)
+        self.append = flag(append, "CSVLogger: append")
         self._file = self._writer = None
 
     def on_train_begin(self, trainer):

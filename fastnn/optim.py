@@ -5,12 +5,14 @@ one gradient buffer (each Parameter keeps a view of its slice), so that `zero_gr
 one memset and `step` is one fused C pass per parameter group. Optimizer state
 (momentum buffers, Adam moments) is flat in the same layout.
 """
+import inspect
 import math
 
 import numpy as np
 
 from . import _kernels
 from .module import Parameter
+from .validation import like_default, plain, real_number
 
 
 class Optimizer:
@@ -26,13 +28,17 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         groups = _as_groups(params)
+        # The constructor's own defaults say what kind each option is (flag, number).
+        kinds = {k: v.default for k, v in
+                 inspect.signature(type(self).__init__).parameters.items()}
         for g in groups:
             for key in g:
                 if key != "params" and key not in defaults:
                     raise ValueError(f"{type(self).__name__}: unknown option {key!r} in a "
                                      f"parameter group; expected one of {sorted(defaults)}")
             for key, value in defaults.items():
-                g.setdefault(key, value)
+                g[key] = like_default(g.get(key, value), kinds.get(key),
+                                      f"{type(self).__name__}: {key}")
             self._validate(g)
         self.defaults = dict(defaults)
         self.param_groups = groups
@@ -135,6 +141,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
+        value = real_number(value, f"{type(self).__name__}: lr")
         _check_lr(value, type(self).__name__)
         for g in self.param_groups:
             g["lr"] = float(value)
@@ -224,7 +231,7 @@ def _as_groups(params):
 
 def _check_lr(lr, where):
     if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"{where}: invalid learning rate {lr!r} (must be a finite number >= 0)")
+        raise ValueError(f"{where}: invalid learning rate {plain(lr)!r} (must be a finite number >= 0)")
 
 
 class SGD(Optimizer):
@@ -286,7 +293,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _validate(self, g):
@@ -471,7 +478,7 @@ class Adamax(Optimizer):
     _state_names = ("exp_avg", "exp_inf")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay))
 
     def _validate(self, g):
@@ -508,7 +515,7 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay, momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay))
         self.mu_product = np.ones(len(self._params))  # prod of mu_1..mu_t, per parameter

@@ -7,6 +7,8 @@ does not depend on the thread count. `get_state`/`set_state` capture both for
 checkpoints, so a resumed run draws exactly what an uninterrupted one would."""
 import numpy as np
 
+from .validation import plain
+
 
 class _State:
     def __init__(self, seed=None):
@@ -25,7 +27,7 @@ _state = _State()
 def seed(n):
     """Make initialisation, shuffling and dropout masks reproducible from the integer n."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {n!r}")
+        raise ValueError(f"seed must be a non-negative integer, got {plain(n)!r}")
     _state.reseed(int(n))
 
 

@@ -36,7 +36,8 @@ def read_npz(path, names, error=DataError):
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in names if k not in npz.files]
             if missing:
-                raise error(f"{path}: the NPZ file needs arrays {names}; it has "
+                raise error(f"{path}: the NPZ file needs arrays "
+                            f"{' and '.join(repr(k) for k in names)}; it has "
                             f"{sorted(npz.files)}")
             return [npz[k] for k in names]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,

@@ -14,7 +14,9 @@ import numpy as np
 
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
-from ..validation import as_float_input, choice, float_dtype, follow_dtype, positive_int
+from ..validation import (
+    as_float_input, choice, float_dtype, follow_dtype, positive_int, real_number,
+)
 from .dense import linear_backward
 
 
@@ -86,7 +88,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = real_number(negative_slope, "LeakyReLU: negative_slope")
 
     @property
     def params(self):
@@ -126,9 +128,12 @@ class HardTanh(_Elementwise):
 
     def __init__(self, min_val=-1.0, max_val=1.0):
         super().__init__()
+        # Infinite bounds are a one-sided clamp (as torch allows).
+        min_val = real_number(min_val, "HardTanh: min_val", finite=False)
+        max_val = real_number(max_val, "HardTanh: max_val", finite=False)
         if not min_val < max_val:
             raise ValueError(f"HardTanh: min_val must be below max_val, got {min_val}, {max_val}")
-        self.min_val, self.max_val = float(min_val), float(max_val)
+        self.min_val, self.max_val = min_val, max_val
 
     @property
     def params(self):
@@ -149,9 +154,10 @@ class Softplus(_Elementwise):
 
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
-        if not beta > 0:
-            raise ValueError(f"Softplus: beta must be positive, got {beta}")
-        self.beta, self.threshold = float(beta), float(threshold)
+        beta = real_number(beta, "Softplus: beta", finite=False)
+        if not 0 < beta < math.inf:
+            raise ValueError(f"Softplus: beta must be positive and finite, got {beta}")
+        self.beta, self.threshold = beta, real_number(threshold, "Softplus: threshold")
 
     @property
     def params(self):
@@ -172,7 +178,7 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = real_number(alpha, "ELU: alpha")
 
     @property
     def params(self):
@@ -212,7 +218,8 @@ class PReLU(Layer):
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__()
-        self.num_parameters = positive_int(num_parameters, "num_parameters")
+        self.num_parameters = positive_int(num_parameters, "PReLU: num_parameters")
+        init = real_number(init, "PReLU: init")
         self.weight = Parameter(np.full(self.num_parameters, init, float_dtype(dtype)),
                                 "weight")
 
@@ -254,8 +261,8 @@ class Maxout(Layer):
 
     def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32):
         super().__init__()
-        self.in_features = positive_int(in_features, "in_features")
-        self.out_features = positive_int(out_features, "out_features")
+        self.in_features = positive_int(in_features, "Maxout: in_features")
+        self.out_features = positive_int(out_features, "Maxout: out_features")
         if not isinstance(pieces, (int, np.integer)) or not 2 <= pieces <= 255:
             raise ValueError(f"Maxout: pieces must be an integer in [2, 255], got {pieces!r}")
         self.pieces = int(pieces)
@@ -349,8 +356,9 @@ class RBF(Layer):
 
     def __init__(self, in_features, centers, width=1.0, dtype=np.float32):
         super().__init__()
-        self.in_features = positive_int(in_features, "in_features")
-        self.n_centers = positive_int(centers, "centers")
+        self.in_features = positive_int(in_features, "RBF: in_features")
+        self.n_centers = positive_int(centers, "RBF: centers")
+        width = real_number(width, "RBF: width")
         if not width > 0:
             raise ValueError(f"RBF: width must be positive, got {width}")
         dt = float_dtype(dtype)
