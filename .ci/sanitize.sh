@@ -31,6 +31,8 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=lib
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 python -c "import fastnn._kernels as k; print('sanitized build:', k.__file__)"
-python -m pytest -q -p no:cacheprovider \
+# --capture=sys: a sanitizer report goes to file descriptor 2 and ends the process, so
+# pytest must not be capturing that descriptor (the report would be lost with it).
+python -m pytest -q -p no:cacheprovider --capture=sys \
     tests/test_kernels.py tests/test_layers.py tests/test_activations.py \
     tests/test_normalization.py tests/test_fusion.py tests/test_fuzz.py

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from . import rng
+from . import _kernels, rng
 from .validation import choice
 
 _local = threading.local()
@@ -92,16 +92,41 @@ def _fill(tensor, values):
     return tensor
 
 
+def _in_place(arr):
+    """True when arr can be filled where it lies (a C-contiguous float array): no
+    temporary the size of the tensor is made."""
+    return arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and \
+        arr.flags.writeable
+
+
 @_initialiser
 def uniform_(tensor, a=0.0, b=1.0):
-    """U(a, b)."""
-    return _fill(tensor, rng.generator().uniform(a, b, _array(tensor).shape))
+    """U(a, b). Filled in place by a C kernel at memory speed, from a key drawn from
+    the generator seeded by fastnn.seed (the values do not depend on the thread count)."""
+    arr = _array(tensor)
+    if _in_place(arr):
+        key = int(rng.generator().integers(0, 2**63, dtype=np.int64))
+        _kernels.init_uniform(arr, key, float(a), float(b))
+        return tensor
+    return _fill(tensor, rng.generator().uniform(a, b, arr.shape))
+
+
+def _standard_normal_into(arr):
+    """N(0, 1) into arr in place when possible; returns the filled array."""
+    if _in_place(arr):
+        rng.generator().standard_normal(out=arr, dtype=arr.dtype)
+        return arr
+    arr[...] = rng.generator().standard_normal(arr.shape)
+    return arr
 
 
 @_initialiser
 def normal_(tensor, mean=0.0, std=1.0):
-    """N(mean, std^2)."""
-    return _fill(tensor, rng.generator().normal(mean, std, _array(tensor).shape))
+    """N(mean, std^2), drawn in place (NumPy's generator, no temporary copy)."""
+    arr = _standard_normal_into(_array(tensor))
+    arr *= std
+    arr += mean
+    return tensor
 
 
 @_initialiser
@@ -109,13 +134,13 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch), by resampling."""
     if not a < b:
         raise ValueError(f"trunc_normal_: need a < b, got a={a}, b={b}")
-    gen, shape = rng.generator(), _array(tensor).shape
-    out = gen.normal(mean, std, shape)
+    gen, out = rng.generator(), _array(tensor)
+    normal_(out, mean, std)
     bad = (out < a) | (out > b)
     while bad.any():
         out[bad] = gen.normal(mean, std, int(bad.sum()))
         bad = (out < a) | (out > b)
-    return _fill(tensor, out)
+    return tensor
 
 
 @_initialiser
