@@ -4,7 +4,7 @@ Run with `pytest bench/ --benchmark-only` (the default `pytest` run collects tes
 only). Threads: FASTNN_BENCH_THREADS=n sets fastnn's OpenMP, every BLAS and torch to n
 threads (default: as the process starts, i.e. all available cores). pytest-benchmark
 times each case on its own, one after the other; the interleaved, side-by-side ratios
-that PERFORMANCE.md's targets are judged on come from `fastnn bench`."""
+that docs/performance.md's targets are judged on come from `fastnn bench`."""
 import os
 
 import pytest

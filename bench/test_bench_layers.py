@@ -12,7 +12,7 @@ each case checks that both implementations agree (float32 tolerance).
     pytest bench/test_bench_layers.py --benchmark-only
     FASTNN_BENCH_THREADS=1 pytest bench/test_bench_layers.py --benchmark-only
 
-pytest-benchmark times each case on its own; for the ratios PERFORMANCE.md asks for
+pytest-benchmark times each case on its own; for the ratios docs/performance.md asks for
 (fastnn and NumPy interleaved in one run, median), run the file as a script:
 
     python bench/test_bench_layers.py --threads 1 [--repeats 15] [--case Norm]
@@ -480,7 +480,7 @@ def test_layer_forward_backward(benchmark, arrays, case, n, impl):
 
 # ------------------------------------------------------------------ interleaved ratios
 def main(argv=None):
-    """Side-by-side ratios as PERFORMANCE.md measures them: fastnn and NumPy timed in
+    """Side-by-side ratios as docs/performance.md measures them: fastnn and NumPy timed in
     alternation in one process (warm-up, then `repeats` interleaved rounds, median).
 
         python bench/test_bench_layers.py [--threads 1] [--repeats 15] [--case GELU]

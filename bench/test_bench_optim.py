@@ -6,7 +6,7 @@ pytest-benchmark cases (one group per optimizer), collected only when asked for:
 
     pytest bench/test_bench_optim.py --benchmark-only [--benchmark-group-by=group]
 
-Side-by-side table against the streaming bandwidth of the same run (PERFORMANCE.md
+Side-by-side table against the streaming bandwidth of the same run (docs/performance.md
 target 4: fused optimizer kernels >= 70% of it), at 1 and 2 threads:
 
     python bench/test_bench_optim.py [--threads 1,2] [--params 10000000] [--repeats 5]
@@ -16,7 +16,7 @@ the table and returns its rows. GB/s counts the bytes each update must read and 
 per parameter (float32): SGD 12 (p, g read; p written), SGD momentum 20, Adam/AdamW 28,
 AMSGrad 36, Adagrad 20, RMSprop 20 (+8 centered, +8 momentum), Adadelta 28, Adamax 28,
 NAdam 28. "stream" is the best of a large np.copyto and fastnn's own copy kernel (8 B
-per element), as in PERFORMANCE.md; "in-place" the best of two in-place updates (np.add
+per element), as in docs/performance.md; "in-place" the best of two in-place updates (np.add
 with out=, 12 B, and fastnn's scale kernel, 8 B), which move what they count - a copy
 also reads its destination (write-allocate), so an in-place optimizer update can exceed
 100% of "stream". Timing: fastnn.bench.compare.measure (interleaved repeats, median).
@@ -284,7 +284,7 @@ def make_step(config, impl, n=N_PARAMS, torch=None):
 
 def stream_cases(n=N_PARAMS):
     """The streaming-bandwidth probes over 3n float32 elements: (name, fn, bytes per
-    call). The first two are PERFORMANCE.md's "stream" (copies, 8 B per element); the
+    call). The first two are docs/performance.md's "stream" (copies, 8 B per element); the
     last two update in place as the optimizers do (no write-allocate traffic that the
     byte count misses)."""
     rows = 1000

@@ -12,7 +12,9 @@ import tempfile
 import numpy as np
 
 from . import __version__, layers as _layers, rng
-from .module import Module, Sequential
+from .graph import Model
+from .module import Module
+from .sequential import Sequential
 from .validation import float_dtype
 
 FORMAT = "fastnn"
@@ -22,11 +24,14 @@ FORMAT_VERSION = "1"
 _CLASSES = {name: getattr(_layers, name) for name in _layers.__all__
             if isinstance(getattr(_layers, name), type)}
 _CLASSES["Sequential"] = Sequential
+_CLASSES["Model"] = Model
 
 
 def layer_spec(module):
-    """{'type': class name, 'config': constructor arguments} of a module (recursively
-    for containers); weight-normalised layers also record their `weight_norm` dim."""
+    """{'type': class name, 'config': constructor arguments, 'name': its name if set}
+    of a module; Modules inside the configuration (a container's layers, a wrapped
+    layer) are described recursively. Weight-normalised layers also record their
+    `weight_norm` dim."""
     from .layers.normalization import _WeightNormed
 
     cls = type(module)
@@ -36,12 +41,34 @@ def layer_spec(module):
         spec["weight_norm"] = module._wn_dim
     if _CLASSES.get(cls.__name__) is not cls:
         raise NotImplementedError(f"cannot describe {cls.__name__}: not a built-in layer")
-    spec = {"type": cls.__name__, "config": module.get_config(), **spec}
+    spec = {"type": cls.__name__, "config": _describe(module.get_config()), **spec}
+    if module.name is not None:
+        spec["name"] = module.name
     return spec
+
+
+def _describe(value):
+    if isinstance(value, Module):
+        return layer_spec(value)
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    return value
 
 
 def _is_spec(value):
     return isinstance(value, dict) and set(value) >= {"type", "config"}
+
+
+def _rebuild(value, dtype):
+    if _is_spec(value):
+        return layer_from_spec(value, dtype)
+    if isinstance(value, dict):
+        return {k: _rebuild(v, dtype) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebuild(v, dtype) for v in value]
+    return value
 
 
 def layer_from_spec(spec, dtype=np.float32):
@@ -52,12 +79,12 @@ def layer_from_spec(spec, dtype=np.float32):
     if name not in _CLASSES:
         raise ValueError(f"unknown layer type {name!r} in model architecture")
     cls = _CLASSES[name]
-    config = {k: layer_from_spec(v, dtype) if _is_spec(v) else v
-              for k, v in spec["config"].items()}
-    if cls is Sequential:
-        module = Sequential(*[layer_from_spec(s, dtype) for s in config["layers"]])
+    config = _rebuild(spec["config"], dtype)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is not None:
+        module = from_config(config, name=spec.get("name"))
     else:
-        module = cls(**config)
+        module = cls(**config, name=spec.get("name"))
     if "weight_norm" in spec:
         weight_norm(module, dim=spec["weight_norm"])
     return module.astype(dtype) if module.parameters() or module._buffers else module
@@ -254,17 +281,22 @@ def check_tensors(tensors, path):
                              "saved from a diverged run")
 
 
-def _depth(spec, limit, level=1):
-    """Nesting depth of an architecture, without recursing past `limit`."""
-    if level > limit:
-        return level
-    children = [v for v in spec.get("config", {}).values() if _is_spec(v)] if isinstance(
-        spec.get("config"), dict) else []
-    layers = spec.get("config", {}).get("layers") if isinstance(spec.get("config"),
-                                                                 dict) else None
-    if isinstance(layers, list):
-        children += [v for v in layers if isinstance(v, dict)]
-    return max([level] + [_depth(c, limit, level + 1) for c in children])
+def _depth(spec, limit):
+    """How deeply layer descriptions nest in an architecture (1 for a single layer),
+    counted without recursion and without looking further than `limit` levels."""
+    deepest, stack = 0, [(spec, 0)]
+    while stack:
+        value, level = stack.pop()
+        if _is_spec(value):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+        if isinstance(value, dict):
+            stack.extend((v, level) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level) for v in value)
+    return deepest
 
 
 def save(model, path, metadata=None):
@@ -306,7 +338,7 @@ def _json_field(meta, key, default, path):
                          f"({e})") from None
 
 
-def _rebuild(path, meta, table):
+def _rebuild_from_file(path, meta, table):
     """The architecture a fastnn file describes, built without drawing initial
     weights and refused - before allocating - if it declares more parameters than the
     file holds or nests deeper than MAX_DEPTH."""
@@ -326,8 +358,12 @@ def _rebuild(path, meta, table):
         raise ValueError(f"{path}: the model architecture in the file is invalid (not a "
                          f"layer description, or nests deeper than {MAX_DEPTH} levels)")
     held = sum(math.prod(shape) for dt, shape, _ in table.values() if dt.kind == "f")
+    # Rebuilding may create parameters that do not end up in the model (weight_norm
+    # replaces `weight`): twice what the file holds, plus a little, bounds it.
+    budget = 2 * held + 2**20
     try:
-        with memory.parameter_budget(held, f"{held} values the file holds"), init.skipped():
+        with memory.parameter_budget(budget, f"{budget} values allowed by the {held} the "
+                                             "file holds"), init.skipped():
             return layer_from_spec(architecture, float_dtype(meta.get("dtype", "float32")))
     except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError,
             MemoryError, RecursionError) as e:
@@ -348,7 +384,7 @@ def load(path, model=None):
     Nothing is unpickled."""
     table, meta = read_header(path)
     if model is None:
-        model = _rebuild(path, meta, table)
+        model = _rebuild_from_file(path, meta, table)
     tensors, _ = decode(path)
     check_tensors(tensors, path)
     own = dict(model._state_items())

@@ -1,4 +1,4 @@
-"""fastnn's benchmark suite (PERFORMANCE.md): the pure-NumPy MLP-BN baseline, which is
+"""fastnn's benchmark suite (docs/performance.md): the pure-NumPy MLP-BN baseline, which is
 also a correctness oracle (`numpy_baseline`), and the side-by-side comparison behind
 `fastnn bench` (`compare`).
 

@@ -1,18 +1,20 @@
-"""Layers: fully connected, activations, normalisation, dropout."""
+"""Layers: fully connected, activations, normalisation, dropout, merge and residual."""
 from .activations import (
     ELU, GELU, RBF, AbsReLU, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
     Softmax, Softplus, Tanh,
 )
 from .dense import Dense, Linear
 from .dropout import DropConnect, Dropout
+from .merge import Add, Concatenate, Multiply, Residual
 from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Standardize, remove_weight_norm, weight_norm,
 )
 
 __all__ = [
-    "AbsReLU", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
-    "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
-    "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
-    "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",
+    "AbsReLU", "Add", "BatchNorm1d", "BatchNorm2d", "Concatenate", "Dense", "DropConnect",
+    "Dropout", "ELU", "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d",
+    "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF",
+    "ReLU", "Residual", "Sigmoid", "Softmax", "Softplus", "Standardize", "Tanh",
+    "remove_weight_norm", "weight_norm",
 ]
