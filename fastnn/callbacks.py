@@ -188,17 +188,34 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop at the first NaN or infinite training loss, before it updates anything.
-    Normalisation buffers (running statistics) are restored from before the bad batch.
-    The parameters stay at their last values when those are finite; if an earlier update
-    had already made the parameters or the optimizer's state non-finite, both go back to
-    the start of the epoch, so that training can continue from there. The Trainer
-    includes one by default."""
+    """Stop when training diverges, whatever the optimizer: at a NaN or infinite loss
+    (before that batch updates anything), or at a batch or epoch loss more than
+    `factor` times (default 10^4) the reference - the larger of the best epoch's loss
+    and the first batch's loss of this fit. (fit stops after the batch: an epoch whose
+    mean loss explodes has such a batch.)
 
-    def __init__(self):
+    Divergence is rolled back: the parameters, normalisation buffers and optimizer
+    state go back to where they were at the end of the last good epoch (the start of
+    the diverged one), which is not recorded in the History; a RuntimeWarning says what
+    happened and what to try. `stopped` is then (epoch, loss) and `message` the
+    explanation. The Trainer includes one by default."""
+
+    def __init__(self, factor=1e4):
+        factor = real_number(factor, "TerminateOnNaN: factor")
+        if not factor > 1:
+            raise ValueError(f"TerminateOnNaN: factor must be > 1, got {factor}")
+        self.factor = factor
         self._buffers = self._live = None
         self._params = self._opt_state = None
-        self.stopped = None
+        self.stopped = self.message = None
+        self._first = self._best = None
+
+    def on_train_begin(self, trainer):
+        self.stopped = self.message = None
+        self._first = None  # the first batch's loss of this fit
+        losses = trainer.history.history.get("loss", []) if hasattr(trainer, "history") \
+            else []
+        self._best = min(losses) if losses else None
 
     def on_epoch_begin(self, trainer, epoch):
         self._params = [p.data.copy() for p in trainer.model.parameters()]
@@ -206,29 +223,52 @@ class TerminateOnNaN(Callback):
         self._live = [b for _, b in trainer.model.named_buffers()]
         self._buffers = [b.copy() for b in self._live]
 
-    def on_batch_begin(self, trainer, batch):
-        for saved, b in zip(self._buffers, self._live):
-            np.copyto(saved, b)
+    def on_batch_end(self, trainer, batch, logs):
+        if self._first is None:
+            self._first = logs["loss"]
+        elif self._exploded(logs["loss"]):
+            self._diverged(trainer, logs["loss"], "exploded")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        # (an epoch's mean above the threshold has a batch above it: caught already)
+        if self._best is None or logs["loss"] < self._best:
+            self._best = logs["loss"]
+
+    @property
+    def _reference(self):
+        known = [v for v in (self._first, self._best) if v is not None]
+        return max(known) if known else None
+
+    def _exploded(self, value):
+        ref = self._reference
+        return ref is not None and value > self.factor * abs(ref)
 
     def on_nonfinite_loss(self, trainer, value):
+        self._diverged(trainer, value, "non-finite")
+
+    def _diverged(self, trainer, value, how):
         model, opt = trainer.model, trainer.optimizer
-        for saved, b in zip(self._buffers or (), self._live or ()):
-            np.copyto(b, saved)
-        params = model.parameters()
-        restored = ""
-        finite = all(np.isfinite(p.data).all() for p in params) and all(
-            np.isfinite(v).all() for v in opt.state.values())
-        if not finite and self._params is not None:
-            for p, saved in zip(params, self._params):
+        epoch = trainer.epoch + 1
+        if self._params is not None:
+            for p, saved in zip(model.parameters(), self._params):
                 np.copyto(p.data, saved)
             opt.load_state_dict(self._opt_state)
-            restored = "; parameters and optimizer state restored to the start of the epoch"
-        self.stopped = (trainer.epoch + 1, value)
-        trainer.stop_training = True
-        warnings.warn(f"TerminateOnNaN: loss is {value} in epoch {trainer.epoch + 1}; training "
-                      f"stopped before this batch's update{restored}. Lower the learning rate, "
-                      "clip gradients (clip_grad_norm=) or check the data.",
-                      RuntimeWarning, stacklevel=2)
+        for saved, b in zip(self._buffers or (), self._live or ()):
+            np.copyto(b, saved)
+        where = f"the end of epoch {epoch - 1}" if epoch > 1 else "their initial values"
+        what = (f"the loss became {value}" if how == "non-finite" else
+                f"the loss exploded to {value:.4g} (over {self.factor:g} times "
+                f"{self._reference:.4g})")
+        lr = getattr(opt, "lr", None)
+        self.stopped = (epoch, value)
+        self.message = (
+            f"training diverged in epoch {epoch}: {what}. The model and optimizer state "
+            f"were restored to {where}. Try a lower learning rate"
+            + (f" (it is {lr:g})" if isinstance(lr, float) else "")
+            + ", gradient clipping (clip_grad_norm=1.0), or check the data for huge or "
+              "non-finite values.")
+        trainer.stop_training = trainer.diverged = True
+        warnings.warn(f"TerminateOnNaN: {self.message}", RuntimeWarning, stacklevel=2)
 
 
 class LambdaCallback(Callback):

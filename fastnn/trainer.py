@@ -16,7 +16,7 @@ from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
 from .losses import CrossEntropyLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
-from .validation import check_finite, positive_int
+from .validation import check_finite, plain, positive_int
 
 
 class History:
@@ -105,6 +105,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.stop_training = False
         self.interrupted = False
+        self.diverged = False  # set by TerminateOnNaN: the epoch was rolled back
         self.verbose = 0
         self._penalty_list = None
         self._store = None
@@ -184,8 +185,10 @@ class Trainer:
         float targets otherwise."""
         inputs = as_inputs(X, f"{where} X")
         n = inputs[0].shape[0]
+        dtype = self.model.dtype or np.float32
         for i, x in enumerate(inputs):
-            check_finite(x, f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]")
+            # (and within the model's float range: 1e300 would become inf in float32)
+            check_finite(x, f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]", dtype)
         y = np.asarray(y) if not isinstance(y, np.ndarray) else y
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{where}: X has {n} samples but y has "
@@ -231,13 +234,14 @@ class Trainer:
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False):
-        """Train until `epochs` epochs are complete and return the History.
+            shuffle=True, verbose=1, drop_last=False, initial_epoch=None):
+        """Train and return the History (as Keras' fit).
 
-        `epochs` counts every epoch this trainer has run (as Keras' epochs with
-        initial_epoch = the epochs already done): a new trainer runs `epochs` epochs, a
-        trainer restored by load_checkpoint continues from its saved epoch to `epochs`,
-        and a second fit with the same `epochs` has nothing left to do.
+        Without `initial_epoch`, `epochs` is the number of epochs to run now: each fit
+        call trains `epochs` more (numbered on from the epochs this trainer has already
+        run). With it, training counts from epoch `initial_epoch` up to `epochs` in all
+        (Keras' meaning), e.g. `fit(X, y, epochs=20, initial_epoch=trainer.epoch)` after
+        load_checkpoint finishes a 20-epoch run, bit for bit as if never interrupted.
 
         Each epoch permutes the sample indices once (shuffle=True) and visits them in
         mini-batches of batch_size, gathered into a reused buffer (X is never copied
@@ -249,8 +253,13 @@ class Trainer:
         (trainer.interrupted is then True); the model stays usable.
         """
         batch_size = positive_int(batch_size, "batch_size")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        for what, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(
+                    value, (int, np.integer)) or value < 0):
+                raise ValueError(f"fit: {what} must be a non-negative integer, got "
+                                 f"{plain(value)!r}")
+        if epochs is None:
+            raise ValueError("fit: epochs must be a non-negative integer, got None")
         X, y = self._prepare(X, y, "fit")
         X, y, val = self._split(X, y, validation_data, validation_split)
         dtype = self.model.dtype or np.float32
@@ -258,9 +267,13 @@ class Trainer:
         if len(batches) == 0:
             raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
+        if initial_epoch is None:
+            epochs = self.epoch + int(epochs)
+        else:
+            self.epoch = int(initial_epoch)
         if epochs <= self.epoch:
-            warnings.warn(f"fit: this trainer has already run {self.epoch} epochs; pass "
-                          f"epochs > {self.epoch} to train more", stacklevel=2)
+            warnings.warn(f"fit: nothing to run: epochs={epochs} with initial_epoch="
+                          f"{self.epoch}", stacklevel=2)
             return self.history
         self.verbose = int(verbose)
         self.target_epochs = int(epochs)
@@ -272,7 +285,7 @@ class Trainer:
             raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
                              f"{sorted(self.log_keys)}")
         callbacks = self._callbacks()
-        self.stop_training = self.interrupted = False
+        self.stop_training = self.interrupted = self.diverged = False
         started = []
         try:
             # Inside the try: when a callback refuses to start (an unknown monitor), the
@@ -333,8 +346,8 @@ class Trainer:
             batch_logs = {"loss": value, "size": m}
             for cb in callbacks:
                 cb.on_batch_end(self, i, batch_logs)
-            if self.interrupted:
-                return
+            if self.interrupted or self.diverged:
+                return  # (a diverged epoch is rolled back, not recorded)
         logs = {"loss": total / count}
         logs.update({name: s / count for (name, _), s in zip(self.metrics, sums)})
         if val is not None:

@@ -78,16 +78,18 @@ def check_finite(x, where, dtype=None):
     given the float `dtype` it will be computed in - a value beyond that dtype's range."""
     if dtype is not None and x.dtype.kind == "f" and x.dtype.itemsize > np.dtype(dtype).itemsize:
         limit = float(np.finfo(dtype).max)
-        flat = x.reshape(-1)
+        order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"
+        flat = x.reshape(-1, order=order)  # a view in the array's own memory order
         for i in range(0, flat.size, 1 << 22):
             chunk = flat[i : i + (1 << 22)]
-            over = np.abs(chunk) > limit
-            if over.any():
-                bad = i + int(np.flatnonzero(over)[0])
-                if math.isfinite(flat[bad]):
+            if chunk.size and (chunk.max() > limit or chunk.min() < -limit):  # no temporaries
+                over = np.flatnonzero((np.abs(chunk) > limit) & np.isfinite(chunk))
+                if over.size:
+                    bad = i + int(over[0])
                     raise ValueError(
                         f"{where}: value {float(flat[bad]):g} at index "
-                        f"{tuple(int(v) for v in np.unravel_index(bad, x.shape))} is beyond "
+                        f"{tuple(int(v) for v in np.unravel_index(bad, x.shape, order=order))}"
+                        " is beyond "
                         f"the {np.dtype(dtype)} range (max {limit:g})")
     flat = x.reshape(-1) if x.flags.c_contiguous else None
     if flat is None or x.dtype.kind != "f":

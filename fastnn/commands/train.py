@@ -5,6 +5,7 @@ the test figures, save the model (with its standardisation) and the history."""
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -107,7 +108,8 @@ def run(args):
     loss = fastnn.losses.CrossEntropyLoss() if task == "classification" else fastnn.losses.MSELoss()
     optimizer = _optimizer(fastnn, body, args)
     scheduler = _schedule(fastnn, optimizer, args)
-    cbs = []
+    guard = callbacks.TerminateOnNaN()  # divergence: rolled back, reported, exit status 1
+    cbs = [guard]
     if args.early_stopping:
         cbs.append(callbacks.EarlyStopping("val_loss", patience=args.early_stopping))
     if args.out:
@@ -141,6 +143,9 @@ def run(args):
         model = fastnn.Sequential(*layers)
         _write_outputs(args.out, model, history, test, data, model.predict(
             scaler.inverse_transform(X_te)), y_te, seconds)
+    if guard.stopped is not None:
+        print(f"fastnn train: {guard.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -248,8 +253,9 @@ def _write_outputs(out, model, history, test, data, pred, y_te, seconds):
         json.dump({"test": test, "epochs": len(history), "seconds": seconds}, f, indent=2)
     written.append(os.path.join(out, "metrics.json"))
     try:
-        plots.learning_curves(history, os.path.join(out, "learning_curves.png"))
-        written.append(os.path.join(out, "learning_curves.png"))
+        if len(history):  # (none when the first epoch diverged)
+            plots.learning_curves(history, os.path.join(out, "learning_curves.png"))
+            written.append(os.path.join(out, "learning_curves.png"))
         if data["task"] == "classification":
             k = len(data["classes"])
             cm = plots.confusion_matrix(y_te, pred.argmax(axis=1), k)

@@ -55,6 +55,9 @@ def _load_npz(path):
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        i = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
+        raise DataError(f"{path}: NaN or infinite target in row {i} of y")
     _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])],
                   lambda i: f"row {i} of X")
     return X, y, [f"x{i}" for i in range(X.shape[1])], "y"
