@@ -10,7 +10,10 @@ Calling a module on symbolic tensors records a node and returns symbolic tensors
 the output shape; `Model(inputs, outputs)` collects the nodes between them into an
 executable plan (fastnn.plan). A module called at several nodes shares its
 parameters between them; its gradients sum."""
+from __future__ import annotations
+
 import re
+from typing import Sequence
 
 import numpy as np
 
@@ -19,7 +22,8 @@ from .symbolic import SymbolicTensor
 from .plan import Plan
 from .validation import float_dtype, positive_int
 
-def Input(shape, dtype=np.float32, name=None):  # noqa: N802 - Keras' name for it
+def Input(shape: int | Sequence[int], dtype=np.float32,  # noqa: N802 - Keras' name
+          name: str | None = None) -> SymbolicTensor:
     """A symbolic model input; `shape` excludes the batch axis (an int or a tuple)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
@@ -45,7 +49,15 @@ class Model(Layer):
     forward takes an array or, with several inputs, a list; it returns an array or,
     with several outputs, a list."""
 
-    def __init__(self, inputs, outputs, name=None):
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
+    def __init__(self, inputs: SymbolicTensor | Sequence[SymbolicTensor],
+                 outputs: SymbolicTensor | Sequence[SymbolicTensor], name: str | None = None):
         super().__init__(name=name)
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
@@ -68,8 +80,6 @@ class Model(Layer):
                 self._layers.append(node.module)
         self._name_layers()
         self._name_inputs()
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     # -- construction ---------------------------------------------------------------------
     def _topological_nodes(self):
@@ -134,7 +144,7 @@ class Model(Layer):
         """The model's layers (each once), in topological order."""
         return list(self._layers)
 
-    def get_layer(self, name):
+    def get_layer(self, name: str) -> Layer:
         """The layer called `name`; KeyError listing the names otherwise."""
         for layer in self._layers:
             if layer.name == name:
@@ -143,6 +153,7 @@ class Model(Layer):
                        f"{[m.name for m in self._layers]}")
 
     def named_children(self):
+        """(layer name, layer) pairs, in the order the layers run."""
         for layer in self._layers:
             yield layer.name, layer
 
@@ -152,6 +163,7 @@ class Model(Layer):
         return self._all_modules
 
     def train(self, mode=True):
+        """Set training or evaluation mode on every layer; returns self."""
         for m in self._modules_cached():
             m.training = bool(mode)
         return self
@@ -252,7 +264,7 @@ class Model(Layer):
                    outs if config["multi_outputs"] else outs[0], name=name)
 
     # -- display ----------------------------------------------------------------------
-    def summary(self, print_fn=print):
+    def summary(self, print_fn=print) -> str:
         """Print each layer call with its output shape, parameter count and inputs;
         returns the text."""
         names = {id(t): t.name for t in self.inputs}
@@ -273,6 +285,7 @@ class Model(Layer):
                       self, print_fn)
 
     def extra_repr(self):
+        """The model's name, if any."""
         return f"name={self.name!r}" if self.name else ""
 
 

@@ -5,6 +5,11 @@ from . import memory
 from .validation import as_array, float_dtype
 
 
+# Counts every rebinding of any parameter: an optimizer that saw the same count at its
+# last step knows without looking that its parameters have not moved.
+layout_epoch = [0]
+
+
 class Parameter:
     """A trainable array: `.data`, its gradient `.grad` (same shape and dtype), a
     `.name`, and `.requires_grad` (frozen parameters get no gradient and no update).
@@ -41,6 +46,7 @@ class Parameter:
 
     @property
     def data(self):
+        """The values (an ndarray; assigning copies into it)."""
         return self._data
 
     @data.setter
@@ -49,6 +55,7 @@ class Parameter:
 
     @property
     def grad(self):
+        """The accumulated gradient, same shape and dtype (assigning copies into it)."""
         return self._grad
 
     @grad.setter
@@ -67,6 +74,19 @@ class Parameter:
     def _rebind(self, data, grad, owner=None):
         """Point the parameter at new storage (flat buffer views or a new dtype)."""
         self._data, self._grad, self._owner = data, grad, owner
+        layout_epoch[0] += 1
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) owns its arrays: it leaves the store behind,
+        # whose buffers its copied views would no longer share.
+        return {"data": self._data, "grad": self._grad, "name": self.name,
+                "requires_grad": self.requires_grad}
+
+    def __setstate__(self, state):
+        self._data = np.array(state["data"], copy=True, order="C")
+        self._grad = np.array(state["grad"], copy=True, order="C")
+        self.name, self.requires_grad = state["name"], state["requires_grad"]
+        self._owner = None
 
     shape = property(lambda self: self._data.shape)
     dtype = property(lambda self: self._data.dtype)

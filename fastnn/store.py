@@ -14,6 +14,10 @@ training step, run by the Trainer in this order after the backward pass:
 
 Hooks of one event run by `order`, then in registration order; each is called as
 hook(store, **info) (the Trainer passes `trainer=`)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 
 from . import _kernels
@@ -81,17 +85,18 @@ class ParameterStore:
         return cls(params)
 
     # -- gradients --------------------------------------------------------------------
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (one memset per dtype)."""
         for buf in self.buffers:
             _kernels.zero(buf.grad)
 
     @property
     def size(self):
+        """The number of scalars held (all dtypes)."""
         return sum(buf.data.size for buf in self.buffers)
 
     # -- hooks ------------------------------------------------------------------------
-    def register_hook(self, event, hook, order=500):
+    def register_hook(self, event: str, hook: Callable[..., Any], order: float = 500):
         """Run hook(store, **info) at `event` ('after_backward', 'before_step',
         'after_step'); returns a handle whose remove() unregisters it."""
         if event not in self._hooks:
@@ -118,6 +123,7 @@ class ParameterStore:
             hook(self, **info)
 
     def has_hooks(self, event):
+        """True if hooks are registered for `event`."""
         return bool(self._hooks[event])
 
     def __repr__(self):

@@ -31,6 +31,7 @@ class Node:
 
 
 def is_symbolic(x):
+    """True if x is a SymbolicTensor or a non-empty list of them."""
     return isinstance(x, SymbolicTensor) or (
         isinstance(x, (list, tuple)) and bool(x) and all(isinstance(v, SymbolicTensor)
                                                           for v in x))
