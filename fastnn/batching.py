@@ -35,27 +35,41 @@ class Batches:
     """Iterates (x_batch, y_batch) over X, y in the order of a permutation; with X a
     list of arrays, x_batch is a list of their batches.
 
-    The yielded arrays are reused buffers, valid until the next batch."""
+    The yielded arrays are reused buffers, valid until the next batch.
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False):
-        self._inputs = ([_Gather(x, batch_size, dtype) for x in X] if isinstance(X, list)
+    The last partial batch is dropped with drop_last; otherwise, when it is smaller
+    than `min_batch` (BatchNorm needs 2 samples to compute batch statistics) and there
+    is a batch before it, it is merged into that one."""
+
+    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, min_batch=1):
+        self.n = y.shape[0]
+        tail = self.n % batch_size
+        self.merge_tail = not drop_last and 0 < tail < min_batch and self.n > batch_size
+        size = batch_size + tail if self.merge_tail else batch_size
+        self._inputs = ([_Gather(x, size, dtype) for x in X] if isinstance(X, list)
                         else None)
-        self._single = None if self._inputs is not None else _Gather(X, batch_size, dtype)
+        self._single = None if self._inputs is not None else _Gather(X, size, dtype)
         self.y = y
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
+        self._ybuf = np.empty((size,) + y.shape[1:], y_dtype)
 
     def __len__(self):
         n, b = self.y.shape[0], self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        return n // b if self.drop_last or self.merge_tail else -(-n // b)
+
+    def _bounds(self, n):
+        b = self.batch_size
+        stop = n - n % b if self.drop_last else n
+        starts = list(range(0, stop, b))
+        if self.merge_tail:
+            starts.pop()
+        return [(s, s2) for s, s2 in zip(starts, starts[1:] + [stop])]
 
     def epoch(self, order):
         """Yield the batches of one epoch; `order` is a permutation of range(len(y))."""
-        n, b = len(order), self.batch_size
-        stop = n - n % b if self.drop_last else n
-        for start in range(0, stop, b):
-            idx = order[start : start + b]
+        for start, end in self._bounds(len(order)):
+            idx = order[start:end]
             yb = self._ybuf[: len(idx)]
             np.take(self.y, idx, axis=0, out=yb)
             if self._single is not None:

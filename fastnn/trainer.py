@@ -84,8 +84,12 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
-                 callbacks=(), clip_grad_norm=None):
+                 callbacks=(), clip_grad_norm=None, seed=None):
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        # The trainer's own random stream (shuffling, dropout masks): from `seed`, or
+        # drawn from fastnn's stream (fastnn.seed) when the trainer is made. Its steps
+        # run with it current, so trainers in different threads do not interleave draws.
+        self.rng = rng.Stream(rng.check_seed(seed)) if seed is not None else rng.spawn()
         self.scheduler = scheduler
         classification = isinstance(loss, CrossEntropyLoss)
         if metrics is _DEFAULT_METRICS and not classification:
@@ -126,7 +130,8 @@ class Trainer:
         (submodules you set to eval yourself, with the model in training mode, stay so)."""
         if not self.model.training:
             self.model.train()
-        return self._step(xb, yb, ())[0]
+        with rng.using(self.rng):
+            return self._step(xb, yb, ())[0]
 
     def _step(self, xb, yb, callbacks):
         """One update; (loss, model output, pre-clip gradient norm or None). With a
@@ -249,7 +254,8 @@ class Trainer:
         Each epoch permutes the sample indices once (shuffle=True) and visits them in
         mini-batches of batch_size, gathered into a reused buffer (X is never copied
         whole, so it may be a memory-mapped file); the last partial batch is kept unless
-        drop_last. validation_split takes that fraction of the samples, from the end,
+        drop_last - merged into the batch before it when it is too small for the model
+        (a single sample, with BatchNorm, whose batch statistics need two). validation_split takes that fraction of the samples, from the end,
         before any shuffling (as Keras does); validation_data=(X_val, y_val) gives them
         directly. verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per
         epoch. Ctrl-C stops after the current batch and returns the History so far
@@ -266,7 +272,9 @@ class Trainer:
         X, y = self._prepare(X, y, "fit")
         X, y, val = self._split(X, y, validation_data, validation_split)
         dtype = self.model.dtype or np.float32
-        batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last)
+        min_batch = max(getattr(m, "min_train_batch", 1) for m in self.model.modules())
+        batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last,
+                          min_batch=min_batch)
         if len(batches) == 0:
             raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
@@ -296,7 +304,7 @@ class Trainer:
             for cb in callbacks:
                 cb.on_train_begin(self)
                 started.append(cb)
-            with _StopOnInterrupt(self):
+            with _StopOnInterrupt(self), rng.using(self.rng):
                 while self.epoch < epochs and not self.stop_training:
                     self._run_epoch(batches, y.shape[0], shuffle, val, callbacks)
         finally:
@@ -431,7 +439,7 @@ class Trainer:
                 "type": type(self.scheduler).__name__,
                 "state": self.scheduler.state_dict()},
             "history": self.history.state_dict(),
-            "rng": rng.get_state(),
+            "rng": rng.get_state(self.rng),
         }
         atomic_write(path, encode(tensors, meta))
 
@@ -465,7 +473,7 @@ class Trainer:
             self.scheduler.load_state_dict(sched["state"])
         self.history.load_state_dict(json.loads(meta["history"]))
         self.epoch = int(json.loads(meta["epoch"]))
-        rng.set_state(json.loads(meta["rng"]))
+        rng.set_state(json.loads(meta["rng"]), self.rng)
         return self
 
 

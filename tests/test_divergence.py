@@ -92,3 +92,39 @@ def test_cli_npz_with_nan_targets_is_refused(tmp_path, capsys):
     code = cli_main(["train", "--data", str(path), "--epochs", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "NaN or infinite target in row 7" in err
+
+
+# -- odd batches ---------------------------------------------------------------------------
+def test_a_trailing_batch_of_one_joins_the_previous_batch_with_batch_norm():
+    X, y = _digits()
+    X, y = X[:239], y[:239]  # 239 = 2 * 119 + 1
+    fastnn.seed(0)
+    model = fastnn.Sequential(fastnn.Dense(64, 16), fastnn.BatchNorm1d(16), fastnn.ReLU(),
+                              fastnn.Dense(16, 10))
+    sizes = []
+    t = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+                       callbacks=[fastnn.callbacks.LambdaCallback(
+                           on_batch_end=lambda tr, b, logs: sizes.append(logs["size"]))])
+    t.fit(X, y, epochs=2, batch_size=119, verbose=0)
+    assert sizes == [119, 120] * 2 and t.epoch == 2
+    sizes.clear()
+    t.fit(X, y, epochs=1, batch_size=119, drop_last=True, verbose=0)
+    assert sizes == [119, 119]
+    # without batch statistics a batch of one is trained on as it is
+    fastnn.seed(0)
+    plain = fastnn.Sequential(fastnn.Dense(64, 10))
+    sizes.clear()
+    t2 = fastnn.Trainer(plain, CrossEntropyLoss(), optim.SGD(plain.parameters(), lr=0.1),
+                        callbacks=[fastnn.callbacks.LambdaCallback(
+                            on_batch_end=lambda tr, b, logs: sizes.append(logs["size"]))])
+    t2.fit(X, y, epochs=1, batch_size=119, verbose=0)
+    assert sizes == [119, 119, 1]
+
+
+def test_cli_batch_norm_with_an_odd_batch_size_trains(tmp_path, capsys):
+    code = cli_main(["train", "--batch-norm", "--batch-size", "119", "--epochs", "2",
+                     "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    code = cli_main(["train", "--batch-norm", "--batch-size", "119", "--epochs", "1",
+                     "--drop-last", "--quiet"])
+    assert code == 0

@@ -54,6 +54,10 @@ def add_arguments(p):
                         "decay (x0.1 every third of the epochs), or reduce on plateau")
     o.add_argument("--epochs", type=positive_int, default=40, help="number of epochs")
     o.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
+    o.add_argument("--drop-last", action="store_true",
+                   help="drop each epoch's last partial batch (by default it is trained "
+                        "on; a single sample left over with --batch-norm joins the batch "
+                        "before it)")
     o.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE "
                         "epochs, keeping the best weights")
@@ -122,6 +126,7 @@ def run(args):
     start = time.perf_counter()
     try:
         history = trainer.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
+                              drop_last=args.drop_last,
                               validation_split=args.val_split, verbose=2 if args.quiet else 1)
     except ValueError as e:  # the data is checked already: what is left is its size
         raise CommandError(str(e)) from None

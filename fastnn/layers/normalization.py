@@ -105,6 +105,10 @@ class _ChannelNorm(Layer):
 
 
 class _BatchNorm(_ChannelNorm):
+    # Batch statistics need two samples: fit merges a trailing batch of one into the
+    # batch before it.
+    min_train_batch = 2
+
     """Batch normalisation: each channel normalised over the batch (and positions)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
