@@ -63,6 +63,10 @@ def _add_bench(subparsers):
 
 
 def _cmd_bench(args):
+    if args.contention:
+        from .bench import contention
+
+        return contention.run_command(args)
     from .bench import compare
 
     return compare.run(args)

@@ -234,4 +234,5 @@ def test_sigkilled_saves_leave_nothing_after_the_next_save(tmp_path):
         proc.wait()
         proc.stdout.close()
     fastnn.save(fastnn.Dense(3, 2), tmp_path / "other")
-    assert sorted(os.listdir(tmp_path)) == ["m", "other"]
+    # "m" exists when a save finished before a kill; no temporary is left either way
+    assert sorted(os.listdir(tmp_path)) in (["m", "other"], ["other"])

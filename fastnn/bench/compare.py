@@ -1071,13 +1071,6 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
             for b in batches:
                 print("\n" + breakdown_table(bench_breakdown(X, y, b, t, opts)), file=out)
         return 0
-    if args.contention:
-        from . import contention
-
-        rows, targets = contention.run(args, opts, batches, threads, out, log)
-        _write_json(args, out, {"machine": info, "command": sys.argv, "measurements": rows,
-                                "targets": targets, "config": vars(opts)})
-        return 0
 
     rows = bench_train(X, y, batches, threads, worker, opts, log)
     if not args.no_predict:

@@ -22,7 +22,8 @@ import sys
 import time
 
 from .compare import (
-    CpuMeter, TorchWorker, _fmt_rate, _fmt_ratio, _table, make_data, measure,
+    TRAIN_BATCHES, CpuMeter, TorchWorker, _fmt_rate, _fmt_ratio, _table, _write_json,
+    machine_info, make_data, measure,
 )
 
 RETENTION_TARGET = 0.40
@@ -184,8 +185,32 @@ def contention_targets(rows, batches):
     return out
 
 
-def run(args, opts, batches, threads, out, log):
-    """The --contention section of `fastnn bench`; returns (rows, targets). Runs at the
+def run_command(args, out=sys.stdout):
+    """`fastnn bench --contention` (the options of `fastnn bench`: --quick, --batches,
+    --threads, --repeats, --min-time, --no-torch, --json/--no-json); returns 0."""
+    import argparse
+
+    quick = args.quick
+    opts = argparse.Namespace(
+        repeats=(3 if quick else 5) if args.repeats is None else args.repeats,
+        min_time=(0.02 if quick else 0.3) if args.min_time is None else args.min_time,
+        warmup=0.02 if quick else 0.1, pause=0.02 if quick else 0.15)
+    if opts.repeats < 1 or opts.min_time <= 0:
+        print("fastnn bench: --repeats must be >= 1 and --min-time > 0", file=sys.stderr)
+        return 2
+    batches = args.batches or ([128] if quick else list(TRAIN_BATCHES))
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    rows, targets = run(args, opts, batches, out, log)
+    _write_json(args, out, {"machine": machine_info(), "command": sys.argv,
+                            "measurements": rows, "targets": targets, "config": vars(opts)})
+    return 0
+
+
+def run(args, opts, batches, out, log):
+    """The contention measurement and its table; returns (rows, targets). Runs at the
     largest of --threads, by default at fastnn's default thread count (all cores)."""
     from fastnn.threads import get_num_threads
 
