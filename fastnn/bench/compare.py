@@ -194,12 +194,15 @@ class TorchWorker:
         self.proc = proc
 
     @classmethod
-    def start(cls):
+    def start(cls, module="fastnn.bench.torch_worker", args=(), env=None):
+        """A worker running `python -m module *args` (the PyTorch worker by default),
+        with `env` added to the environment."""
         import subprocess
 
-        proc = subprocess.Popen([sys.executable, "-m", "fastnn.bench.torch_worker"],
+        proc = subprocess.Popen([sys.executable, "-m", module, *args],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                                stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                env=dict(os.environ, **(env or {})))
         worker = cls(proc)
         try:
             worker.info = worker.ask(cmd="info")

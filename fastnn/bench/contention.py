@@ -14,7 +14,6 @@ median samples/s without it, measured in the same run.
 
 Run as `python -m fastnn.bench.contention --worker` it is the fastnn worker (the same
 line protocol as fastnn.bench.torch_worker)."""
-import json
 import os
 import statistics
 import subprocess
@@ -32,26 +31,6 @@ RETENTION_TARGET = 0.40
 STOCK_LIBGOMP = {"GOMP_SPINCOUNT": "300000"}
 # Python that burns one core until killed: the "other busy process".
 _BUSY = "while True: pass"
-
-
-class Worker(TorchWorker):
-    """A worker process (fastnn.bench.torch_worker's protocol) running `module` with
-    extra environment variables."""
-
-    @classmethod
-    def start(cls, module="fastnn.bench.torch_worker", env=None):
-        full_env = dict(os.environ, **(env or {}))
-        proc = subprocess.Popen([sys.executable, "-m", module] + (
-            ["--worker"] if module == __name__ else []), stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
-            env=full_env)
-        worker = cls(proc)
-        try:
-            worker.info = worker.ask(cmd="info")
-        except (OSError, ValueError, json.JSONDecodeError):
-            worker.close()
-            return None
-        return worker
 
 
 class Competitor:
@@ -75,16 +54,17 @@ class Competitor:
 
 
 def start_workers(torch=True, stock=True):
-    """{name: Worker}: fastnn as it configures itself, fastnn under libgomp's stock
+    """{name: worker process}: fastnn as it configures itself, fastnn under libgomp's stock
     settings (unless `stock` is False or the user set OpenMP variables, which fastnn
     honours) and PyTorch (when `torch` and importable)."""
     from fastnn.threads import openmp_settings
 
-    workers = {"fastnn": Worker.start(__name__)}
+    workers = {"fastnn": TorchWorker.start(__name__, ["--worker"])}
     if stock and openmp_settings()["set_by"] == "fastnn":
-        workers["fastnn_stock_libgomp"] = Worker.start(__name__, STOCK_LIBGOMP)
+        workers["fastnn_stock_libgomp"] = TorchWorker.start(__name__, ["--worker"],
+                                                            STOCK_LIBGOMP)
     if torch:
-        workers["torch"] = Worker.start()
+        workers["torch"] = TorchWorker.start()
     return {k: w for k, w in workers.items() if w is not None}
 
 
@@ -238,36 +218,18 @@ def run(args, opts, batches, out, log):
 def _worker():
     import fastnn
     from fastnn.bench.compare import Case, fastnn_train_step
+    from fastnn.bench.torch_worker import serve
     from fastnn.threads import openmp_settings
 
     X, y = make_data()
-    cases, case = {}, None
-    for line in sys.stdin:
-        msg = json.loads(line)
-        cmd = msg.pop("cmd")
-        if cmd == "quit":
-            break
-        if cmd == "info":
-            reply = {"fastnn": fastnn.__version__, "openmp": openmp_settings()}
-        elif cmd == "setup":
-            fastnn.set_num_threads(msg["threads"])
-            key = (msg["kind"], msg["batch"])
-            if msg["kind"] != "train":
-                reply = {"error": f"unsupported kind {msg['kind']!r}"}
-            else:
-                if key not in cases:
-                    cases[key] = Case("train", fastnn_train_step(X, y, msg["batch"]),
-                                      msg["batch"])
-                case = cases[key]
-                reply = {"ok": True}
-        elif cmd == "calibrate":
-            reply = {"best": case.calibrate(msg["warmup"])}
-        elif cmd == "time":
-            reply = {"seconds": case.timed(msg["n"])}
-        else:
-            reply = {"error": f"unknown command {cmd!r}"}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+
+    def build(kind, batch, fused):
+        if kind != "train":
+            raise ValueError(f"unsupported kind {kind!r}")
+        return Case("train", fastnn_train_step(X, y, batch), batch)
+
+    serve(lambda: {"fastnn": fastnn.__version__, "openmp": openmp_settings()},
+          fastnn.set_num_threads, build)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:

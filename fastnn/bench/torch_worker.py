@@ -26,32 +26,28 @@ def _case(torch, data, kind, batch, fused):
     return Case(kind, torch_predict(torch, Xt, batch), batch)
 
 
-def main():
-    import torch
-
-    from fastnn.bench.compare import make_data
-
-    X, y = make_data()
-    data = torch.from_numpy(X), torch.from_numpy(y)
-    cases, case = {}, None  # built once per (kind, batch, threads, fused), reused after
+def serve(info, set_threads, build):
+    """Answer the protocol's commands on stdin/stdout: `info()` the info reply,
+    `set_threads(n)` on each setup, `build(kind, batch, fused)` the Case of a setup
+    (built once per setup message, reused after)."""
+    cases, case = {}, None
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.pop("cmd")
         if cmd == "quit":
             break
         if cmd == "info":
-            out = {"torch": torch.__version__,
-                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
-                   "mkl": bool(torch.backends.mkl.is_available()),
-                   "interop_threads": torch.get_num_interop_threads()}
+            out = info()
         elif cmd == "setup":
-            torch.set_num_threads(msg["threads"])
+            set_threads(msg["threads"])
             key = json.dumps(msg, sort_keys=True)
-            if key not in cases:
-                cases[key] = _case(torch, data, msg["kind"], msg["batch"],
-                                   msg.get("fused", False))
-            case = cases[key]
-            out = {"ok": True}
+            try:
+                if key not in cases:
+                    cases[key] = build(msg["kind"], msg["batch"], msg.get("fused", False))
+                case = cases[key]
+                out = {"ok": True}
+            except ValueError as e:
+                out = {"error": str(e)}
         elif cmd == "calibrate":
             out = {"best": case.calibrate(msg["warmup"])}
         elif cmd == "time":
@@ -60,6 +56,21 @@ def main():
             out = {"error": f"unknown command {cmd!r}"}
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
+
+
+def main():
+    import torch
+
+    from fastnn.bench.compare import make_data
+
+    X, y = make_data()
+    data = torch.from_numpy(X), torch.from_numpy(y)
+    serve(lambda: {"torch": torch.__version__,
+                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
+                   "mkl": bool(torch.backends.mkl.is_available()),
+                   "interop_threads": torch.get_num_interop_threads()},
+          torch.set_num_threads,
+          lambda kind, batch, fused: _case(torch, data, kind, batch, fused))
 
 
 if __name__ == "__main__":
