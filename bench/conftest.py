@@ -9,14 +9,14 @@ import os
 
 import pytest
 
-from fastnn.bench import compare
+from fastnn.bench import harness, workloads
 
 
 @pytest.fixture(scope="session", autouse=True)
 def bench_threads():
     n = os.environ.get("FASTNN_BENCH_THREADS")
     if n:
-        compare.set_threads(int(n))
+        harness.set_threads(int(n))
         try:
             import torch
         except Exception:
@@ -28,4 +28,4 @@ def bench_threads():
 @pytest.fixture(scope="session")
 def data():
     """The preloaded MLP-BN data set: X (16384, 784) float32, int64 labels."""
-    return compare.make_data()
+    return workloads.make_data()

@@ -489,7 +489,7 @@ def main(argv=None):
     import time
 
     import fastnn
-    from fastnn.bench import compare
+    from fastnn.bench import harness
 
     ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
@@ -497,7 +497,7 @@ def main(argv=None):
     ap.add_argument("--case", default="", help="only cases whose name contains this")
     args = ap.parse_args(argv)
     if args.threads:
-        compare.set_threads(args.threads)
+        harness.set_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"threads {fastnn.get_num_threads()}, median of {args.repeats} interleaved rounds")
     print(f"{'case':44s} {'fastnn us':>10s} {'numpy us':>10s} {'numpy/fastnn':>12s}")

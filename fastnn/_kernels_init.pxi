@@ -1,34 +1,27 @@
-# Weight initialisation kernel (csrc/init.c), included by _kernels.pyx.
+# Weight initialisation (csrc/init.c): uniform draws from the counter-based generator,
+# filled in place.
 
 cdef extern from "init.h" nogil:
-    void fnn_init_uniform_f32(Py_ssize_t n, float *x, uint64_t seed, double lo, double hi)
-    void fnn_init_uniform_f64(Py_ssize_t n, double *x, uint64_t seed, double lo, double hi)
+    pass
 
-cdef _init_target(object x, str where):
-    """x flattened, for a writable C-contiguous float32/float64 array; else
-    TypeError/ValueError."""
-    import numpy as np
-    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{where}: expected a float32 or float64 ndarray, got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
-    if not x.flags.c_contiguous or not x.flags.writeable:
-        raise ValueError(f"{where}: the array must be C-contiguous and writable")
-    return x.reshape(-1)
+cdef extern from "binding.h" nogil:
+    void fnn_init_uniform "FNN_FUSED(fnn_init_uniform)"(
+        Py_ssize_t n, floating *x, uint64_t seed, double lo, double hi)
 
 
 def init_uniform(x, uint64_t seed, double lo, double hi):
-    """Fill x (C-contiguous float32/float64) in place with U(lo, hi) draws of `seed`."""
-    flat = _init_target(x, "init_uniform")
-    cdef float[::1] xf
-    cdef double[::1] xd
-    cdef Py_ssize_t n = flat.shape[0]
-    if n == 0:
-        return
-    if flat.dtype.itemsize == 4:
-        xf = flat
-        with nogil:
-            fnn_init_uniform_f32(n, &xf[0], seed, lo, hi)
+    """Fill x (C-contiguous, writable, float32/float64) in place with U(lo, hi) draws
+    that depend only on (seed, element index)."""
+    if _is_f32(x, "init_uniform", "x"):
+        _init_uniform(<float *>NULL, x, seed, lo, hi)
     else:
-        xd = flat
-        with nogil:
-            fnn_init_uniform_f64(n, &xd[0], seed, lo, hi)
+        _init_uniform(<double *>NULL, x, seed, lo, hi)
+
+
+cdef int _init_uniform(floating *t, x, uint64_t seed, double lo, double hi) except -1:
+    cdef str fn = "init_uniform"
+    cdef cnp.ndarray X = _arr(x, fn, "x", 0)
+    cdef floating *px = _flt(t, x, fn, "x", X.size, _W)
+    with nogil:
+        fnn_init_uniform(X.size, px, seed, lo, hi)
+    return 0

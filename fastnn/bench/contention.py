@@ -12,18 +12,21 @@ idle machine and one with a competing busy process (one thread spinning in pure
 Python); the retention of a worker is its median samples/s under load divided by its
 median samples/s without it, measured in the same run.
 
-Run as `python -m fastnn.bench.contention --worker` it is the fastnn worker (the same
-line protocol as fastnn.bench.torch_worker)."""
+`worker_main()` is the fastnn worker (the same line protocol as
+fastnn.bench.torch_worker)."""
+import datetime
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from .compare import (
-    TRAIN_BATCHES, CpuMeter, TorchWorker, _fmt_rate, _fmt_ratio, _table, _write_json,
-    machine_info, make_data, measure,
-)
+from .compare import _json_default
+from .harness import CpuMeter, TorchWorker, machine_info, measure
+from .report import _fmt_rate, _fmt_ratio, _table
+from .workloads import TRAIN_BATCHES, make_data
 
 RETENTION_TARGET = 0.40
 # libgomp's own defaults when no OMP_WAIT_POLICY / GOMP_SPINCOUNT is set (what fastnn
@@ -59,10 +62,10 @@ def start_workers(torch=True, stock=True):
     honours) and PyTorch (when `torch` and importable)."""
     from fastnn.threads import openmp_settings
 
-    workers = {"fastnn": TorchWorker.start(__name__, ["--worker"])}
+    entry = f"{__name__}:worker_main"
+    workers = {"fastnn": TorchWorker.start(entry)}
     if stock and openmp_settings()["set_by"] == "fastnn":
-        workers["fastnn_stock_libgomp"] = TorchWorker.start(__name__, ["--worker"],
-                                                            STOCK_LIBGOMP)
+        workers["fastnn_stock_libgomp"] = TorchWorker.start(entry, STOCK_LIBGOMP)
     if torch:
         workers["torch"] = TorchWorker.start()
     return {k: w for k, w in workers.items() if w is not None}
@@ -184,8 +187,14 @@ def run_command(args, out=sys.stdout):
         print(msg, file=sys.stderr, flush=True)
 
     rows, targets = run(args, opts, batches, out, log)
-    _write_json(args, out, {"machine": machine_info(), "command": sys.argv,
-                            "measurements": rows, "targets": targets, "config": vars(opts)})
+    if not args.no_json:
+        path = Path(args.json) if args.json else Path("bench") / "results" / (
+            "contention-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": machine_info(), "command": sys.argv,
+                                    "measurements": rows, "targets": targets,
+                                    "config": vars(opts)}, indent=1, default=_json_default))
+        print(f"Results written to {path}", file=out)
     return 0
 
 
@@ -215,10 +224,12 @@ def run(args, opts, batches, out, log):
 # --------------------------------------------------------------------------------------
 # The fastnn worker process
 # --------------------------------------------------------------------------------------
-def _worker():
+def worker_main():
+    """The fastnn worker process (started by start_workers)."""
     import fastnn
-    from fastnn.bench.compare import Case, fastnn_train_step
+    from fastnn.bench.harness import Case
     from fastnn.bench.torch_worker import serve
+    from fastnn.bench.workloads import fastnn_train_step
     from fastnn.threads import openmp_settings
 
     X, y = make_data()
@@ -230,7 +241,3 @@ def _worker():
 
     serve(lambda: {"fastnn": fastnn.__version__, "openmp": openmp_settings()},
           fastnn.set_num_threads, build)
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
-    _worker()

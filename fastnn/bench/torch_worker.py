@@ -18,7 +18,8 @@ import sys
 
 
 def _case(torch, data, kind, batch, fused):
-    from fastnn.bench.compare import Case, torch_predict, torch_train_step
+    from fastnn.bench.harness import Case
+    from fastnn.bench.workloads import torch_predict, torch_train_step
 
     Xt, yt = data
     if kind == "train":
@@ -61,7 +62,7 @@ def serve(info, set_threads, build):
 def main():
     import torch
 
-    from fastnn.bench.compare import make_data
+    from fastnn.bench.workloads import make_data
 
     X, y = make_data()
     data = torch.from_numpy(X), torch.from_numpy(y)
