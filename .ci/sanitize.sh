@@ -13,9 +13,8 @@ cd "$(dirname "$0")/.."
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-git ls-files -z | xargs -0 cp --parents -t "$work" 2>/dev/null || cp -r . "$work"
-# Only tracked files (no in-place build products) are copied.
-rm -f "$work"/fastnn/_kernels*.so "$work"/fastnn/_kernels.c
+# The committed tree only (no in-place build products).
+git archive --format=tar HEAD | tar -x -C "$work"
 
 python3 -m venv "$work/venv"
 # shellcheck disable=SC1091
