@@ -4,7 +4,7 @@
 # Builds the extension with -fsanitize=address,undefined in a copy of the source tree
 # and a virtual environment of its own (the working tree's build is left alone), with
 # OpenMP required (setup.py's probe must keep it under sanitizer flags), then runs the
-# kernel and layer tests and the property-based fuzz suite with the sanitizer runtime
+# kernel, binding and layer tests and the property-based fuzz suite with the sanitizer runtime
 # preloaded (Python itself is not instrumented). Any out-of-bounds access or undefined
 # behaviour aborts the run. Leak detection is off: CPython keeps its own allocations
 # alive on purpose.
@@ -34,4 +34,4 @@ python -c "import fastnn._kernels as k; print('sanitized build:', k.__file__)"
 # pytest must not be capturing that descriptor (the report would be lost with it).
 python -m pytest -q -p no:cacheprovider --capture=sys \
     tests/test_kernels.py tests/test_layers.py tests/test_activations.py \
-    tests/test_normalization.py tests/test_fusion.py tests/test_fuzz.py
+    tests/test_normalization.py tests/test_fusion.py tests/test_binding.py tests/test_fuzz.py
