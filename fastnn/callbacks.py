@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from . import state_version
 from .validation import flag, real_number
 
 
@@ -251,10 +252,11 @@ class TerminateOnNaN(Callback):
         epoch = trainer.epoch + 1
         if self._params is not None:
             for p, saved in zip(model.parameters(), self._params):
-                np.copyto(p.data, saved)
+                p.data = saved
             opt.load_state_dict(self._opt_state)
         for saved, b in zip(self._buffers or (), self._live or ()):
             np.copyto(b, saved)
+        state_version.bump()  # running statistics restored in place
         where = f"the end of epoch {epoch - 1}" if epoch > 1 else "their initial values"
         what = (f"the loss became {value}" if how == "non-finite" else
                 f"the loss exploded to {value:.4g} (over {self.factor:g} times "

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from . import _kernels, rng
+from . import _kernels, rng, state_version
 from .validation import choice
 
 _local = threading.local()
@@ -45,7 +45,9 @@ def _initialiser(fn):
     def wrapper(tensor, *args, **kwargs):
         if getattr(_local, "skip", False):
             return tensor
-        return fn(tensor, *args, **kwargs)
+        out = fn(tensor, *args, **kwargs)
+        state_version.bump()  # (some initialisers fill in place, past _fill)
+        return out
 
     return wrapper
 
@@ -89,6 +91,7 @@ def _fans(tensor):
 def _fill(tensor, values):
     arr = _array(tensor)
     arr[...] = values
+    state_version.bump()
     return tensor
 
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, state_version
 from .parameter import Parameter, layout_epoch
 from .store import ParameterStore
 from .validation import like_default, plain, real_number
@@ -165,6 +165,7 @@ class Optimizer:
         for gi, group in enumerate(self.param_groups):
             for run in self._advance(gi):
                 self._update(group, run)
+        state_version.bump()
 
     @property
     def lr(self):
