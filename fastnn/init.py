@@ -162,11 +162,13 @@ def constant_(tensor, val):
 
 @_initialiser
 def zeros_(tensor):
+    """Fill tensor (a Parameter or array) with 0, in place; returns it."""
     return constant_(tensor, 0.0)
 
 
 @_initialiser
 def ones_(tensor):
+    """Fill tensor (a Parameter or array) with 1, in place; returns it."""
     return constant_(tensor, 1.0)
 
 
