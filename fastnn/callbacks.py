@@ -247,7 +247,8 @@ class TerminateOnNaN(Callback):
 
     def on_batch_end(self, trainer, batch, logs):
         if self._first is None:
-            self._first = logs["loss"]
+            if logs["loss"] > 0:  # (a batch of zero weight says nothing about the scale)
+                self._first = logs["loss"]
         elif self._exploded(logs["loss"]):
             self._diverged(trainer, logs["loss"], "exploded")
 
@@ -263,7 +264,7 @@ class TerminateOnNaN(Callback):
 
     def _exploded(self, value):
         ref = self._reference
-        return ref is not None and value > self.factor * abs(ref)
+        return ref is not None and ref > 0 and value > self.factor * ref
 
     def on_nonfinite_loss(self, trainer, value):
         self._diverged(trainer, value, "non-finite")
