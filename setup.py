@@ -1,7 +1,8 @@
 """Build of fastnn's compiled core: the C kernels in csrc/ and their Cython binding.
 
 One extension module, fastnn._kernels, compiled with OpenMP when the compiler has it
-(otherwise the kernels run on one thread). The default build targets any x86-64 CPU;
+(otherwise the kernels run on one thread; FASTNN_REQUIRE_OPENMP=1 makes that an
+error). The default build targets any x86-64 CPU;
 hot loops get AVX2/FMA clones chosen at load time (csrc/simd.h). FASTNN_NATIVE=1 builds
 for the local CPU only (-march=native).
 """
@@ -17,16 +18,23 @@ from setuptools.command.build_ext import build_ext
 
 
 def _compiler_accepts(compiler, flags):
-    """True if a tiny OpenMP program compiles and links with `flags`."""
-    src = "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+    """True if a tiny OpenMP library compiles and links with `flags`, built the way the
+    extension is (a shared object: the link carries LDFLAGS, so sanitizer or other
+    flags in CFLAGS/LDFLAGS do not make the probe fail and silently drop OpenMP)."""
+    src = "#include <omp.h>\nint fnn_probe(void) { return omp_get_max_threads(); }\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
             f.write(src)
         try:
             objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
-            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
-        except Exception:
+            # A shared object may leave symbols undefined; the probe must not (the
+            # runtime library has to be found now, not at import).
+            strict = ["-Wl,--no-undefined"] if sys.platform.startswith("linux") else []
+            compiler.link_shared_object(objects, os.path.join(tmp, "probe.so"),
+                                        extra_postargs=flags + strict)
+        except Exception as e:
+            print(f"fastnn: OpenMP probe with {flags} failed: {e}")
             return False
     return True
 
@@ -50,6 +58,9 @@ class BuildExt(build_ext):
             if _compiler_accepts(self.compiler, openmp):
                 compile_args += openmp
                 link_args += ["-lomp"] if sys.platform == "darwin" else ["-fopenmp"]
+            elif os.environ.get("FASTNN_REQUIRE_OPENMP") == "1":
+                raise RuntimeError("fastnn: FASTNN_REQUIRE_OPENMP=1 but the compiler "
+                                   "cannot build OpenMP code (see the probe's error above)")
             else:
                 compile_args += ["-fopenmp-simd"] if sys.platform != "darwin" else []
                 print("fastnn: no OpenMP in this compiler; kernels will run on one thread")

@@ -51,9 +51,12 @@ FNN_VINLINE float fnn_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * z + r + 1.0f;
-    /* 2^n in two factors, so that n = 128 (x near the overflow bound) stays finite */
+    /* 2^n in two factors, so that n = 128 (x near the overflow bound) stays finite;
+     * shifted unsigned: for NaN x, n is garbage (the result is x) and a signed shift of
+     * a negative value would be undefined behaviour */
     int32_t n1 = n >> 1, n2 = n - n1;
-    y = y * fnn_bits_to_float((n1 + 127) << 23) * fnn_bits_to_float((n2 + 127) << 23);
+    y = y * fnn_bits_to_float((int32_t)((uint32_t)(n1 + 127) << 23)) *
+        fnn_bits_to_float((int32_t)((uint32_t)(n2 + 127) << 23));
     y = x > hi ? (float)INFINITY : y;
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;

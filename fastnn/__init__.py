@@ -5,7 +5,9 @@ optimizer updates) under a small PyTorch-shaped Python API."""
 __version__ = "0.1.0"
 
 try:
-    from . import _kernels  # noqa: F401 - the compiled core; everything below needs it
+    # threads first: it chooses the OpenMP runtime's settings, which are read when the
+    # kernels (the compiled core, which everything below needs) load.
+    from . import threads  # noqa: F401
 except ImportError as e:  # a source tree without the built extension
     raise ImportError(
         "fastnn's compiled kernels (fastnn._kernels) are not built here: this is the "

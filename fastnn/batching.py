@@ -36,31 +36,45 @@ class Batches:
     order of a permutation; with X a list of arrays, x_batch is a list of their
     batches; w_batch is None without weights.
 
-    The yielded arrays are reused buffers, valid until the next batch."""
+    The yielded arrays are reused buffers, valid until the next batch.
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, weights=None,
-                 world=None):
+    The last partial batch is dropped with drop_last; otherwise, when it is smaller
+    than `min_batch` (BatchNorm needs 2 samples to compute batch statistics) and there
+    is a batch before it, it is merged into that one."""
+
+    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, min_batch=1,
+                 weights=None, world=None):
         self.world = world  # fastnn.distributed.World: yield this rank's shard of each batch
-        self._inputs = ([_Gather(x, batch_size, dtype) for x in X] if isinstance(X, list)
+        self.n = y.shape[0]
+        tail = self.n % batch_size
+        self.merge_tail = not drop_last and 0 < tail < min_batch and self.n > batch_size
+        size = batch_size + tail if self.merge_tail else batch_size
+        self._inputs = ([_Gather(x, size, dtype) for x in X] if isinstance(X, list)
                         else None)
-        self._single = None if self._inputs is not None else _Gather(X, batch_size, dtype)
+        self._single = None if self._inputs is not None else _Gather(X, size, dtype)
         self.y = y
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
+        self._ybuf = np.empty((size,) + y.shape[1:], y_dtype)
         self.weights = weights
-        self._wbuf = None if weights is None else np.empty(batch_size, weights.dtype)
+        self._wbuf = None if weights is None else np.empty(size, weights.dtype)
 
     def __len__(self):
         n, b = self.y.shape[0], self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        return n // b if self.drop_last or self.merge_tail else -(-n // b)
+
+    def _bounds(self, n):
+        b = self.batch_size
+        stop = n - n % b if self.drop_last else n
+        starts = list(range(0, stop, b))
+        if self.merge_tail:
+            starts.pop()
+        return [(s, s2) for s, s2 in zip(starts, starts[1:] + [stop])]
 
     def epoch(self, order):
         """Yield the batches of one epoch; `order` is a permutation of range(len(y))."""
-        n, b = len(order), self.batch_size
-        stop = n - n % b if self.drop_last else n
-        for start in range(0, stop, b):
-            idx = order[start : start + b]
+        for start, end in self._bounds(len(order)):
+            idx = order[start:end]
             if self.world is not None:
                 idx = idx[self.world.begin_batch(len(idx))]
             yb = self._ybuf[: len(idx)]

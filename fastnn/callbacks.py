@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from . import state_version
+from .validation import flag, real_number
 
 
 class Callback:
@@ -74,7 +75,11 @@ class _Monitor:
 
     def __init__(self, monitor, mode, min_delta, who):
         self.monitor = monitor
+        if not isinstance(monitor, str):
+            raise TypeError(f"{who}: monitor must be the name of a logged figure, got "
+                            f"{monitor!r}")
         self.mode = _mode_for(monitor, mode, who)
+        min_delta = real_number(min_delta, f"{who}: min_delta")
         if min_delta < 0:
             raise ValueError(f"{who}: min_delta must be >= 0, got {min_delta}")
         self.min_delta = float(min_delta)
@@ -98,10 +103,12 @@ class EarlyStopping(Callback, _Monitor):
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
                  restore_best=True):
         _Monitor.__init__(self, monitor, mode, min_delta, "EarlyStopping")
-        if int(patience) < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, (int, np.integer)):
+            raise TypeError(f"EarlyStopping: patience must be an integer, got {patience!r}")
+        if patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be >= 0, got {int(patience)}")
         self.patience = int(patience)
-        self.restore_best = bool(restore_best)
+        self.restore_best = flag(restore_best, "EarlyStopping: restore_best")
         self.wait = 0
         self.stopped_epoch = None
         self._best_state = None
@@ -143,7 +150,7 @@ class ModelCheckpoint(Callback, _Monitor):
             monitor = "val_loss"
         _Monitor.__init__(self, monitor or "loss", mode, 0.0, "ModelCheckpoint")
         self.path = os.fspath(path)
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = flag(save_best_only, "ModelCheckpoint: save_best_only")
         self._watch = monitor is not None
         self.last_saved = None
 
@@ -172,7 +179,7 @@ class CSVLogger(Callback):
 
     def __init__(self, path, append=False):
         self.path = os.fspath(path)
-        self.append = bool(append)
+        self.append = flag(append, "CSVLogger: append")
         self._file = self._writer = None
 
     def on_train_begin(self, trainer):
@@ -201,17 +208,34 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop at the first NaN or infinite training loss, before it updates anything.
-    Normalisation buffers (running statistics) are restored from before the bad batch.
-    The parameters stay at their last values when those are finite; if an earlier update
-    had already made the parameters or the optimizer's state non-finite, both go back to
-    the start of the epoch, so that training can continue from there. The Trainer
-    includes one by default."""
+    """Stop when training diverges, whatever the optimizer: at a NaN or infinite loss
+    (before that batch updates anything), or at a batch or epoch loss more than
+    `factor` times (default 10^4) the reference - the larger of the best epoch's loss
+    and the first batch's loss of this fit. (fit stops after the batch: an epoch whose
+    mean loss explodes has such a batch.)
 
-    def __init__(self):
+    Divergence is rolled back: the parameters, normalisation buffers and optimizer
+    state go back to where they were at the end of the last good epoch (the start of
+    the diverged one), which is not recorded in the History; a RuntimeWarning says what
+    happened and what to try. `stopped` is then (epoch, loss) and `message` the
+    explanation. The Trainer includes one by default."""
+
+    def __init__(self, factor=1e4):
+        factor = real_number(factor, "TerminateOnNaN: factor")
+        if not factor > 1:
+            raise ValueError(f"TerminateOnNaN: factor must be > 1, got {factor}")
+        self.factor = factor
         self._buffers = self._live = None
         self._params = self._opt_state = None
-        self.stopped = None
+        self.stopped = self.message = None
+        self._first = self._best = None
+
+    def on_train_begin(self, trainer):
+        self.stopped = self.message = None
+        self._first = None  # the first batch's loss of this fit
+        losses = trainer.history.history.get("loss", []) if hasattr(trainer, "history") \
+            else []
+        self._best = min(losses) if losses else None
 
     def on_epoch_begin(self, trainer, epoch):
         """Keeps a copy of the parameters and optimizer state to restore if the epoch goes
@@ -221,33 +245,54 @@ class TerminateOnNaN(Callback):
         self._live = [b for _, b in trainer.model.named_buffers()]
         self._buffers = [b.copy() for b in self._live]
 
-    def on_batch_begin(self, trainer, batch):
-        """Saves the normalisation buffers (running statistics) before the batch."""
-        for saved, b in zip(self._buffers, self._live):
-            np.copyto(saved, b)
+    def on_batch_end(self, trainer, batch, logs):
+        if self._first is None:
+            if logs["loss"] > 0:  # (a batch of zero weight says nothing about the scale)
+                self._first = logs["loss"]
+        elif self._exploded(logs["loss"]):
+            self._diverged(trainer, logs["loss"], "exploded")
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        # (an epoch's mean above the threshold has a batch above it: caught already)
+        if self._best is None or logs["loss"] < self._best:
+            self._best = logs["loss"]
+
+    @property
+    def _reference(self):
+        known = [v for v in (self._first, self._best) if v is not None]
+        return max(known) if known else None
+
+    def _exploded(self, value):
+        ref = self._reference
+        return ref is not None and ref > 0 and value > self.factor * ref
 
     def on_nonfinite_loss(self, trainer, value):
-        """Stops fit and restores the buffers of before the batch; the parameters and
-        optimizer state go back to the epoch's start if they are no longer finite."""
+        self._diverged(trainer, value, "non-finite")
+
+    def _diverged(self, trainer, value, how):
         model, opt = trainer.model, trainer.optimizer
+        epoch = trainer.epoch + 1
+        if self._params is not None:
+            for p, saved in zip(model.parameters(), self._params):
+                p.data = saved
+            opt.load_state_dict(self._opt_state)
         for saved, b in zip(self._buffers or (), self._live or ()):
             np.copyto(b, saved)
         state_version.bump()  # running statistics restored in place
-        params = model.parameters()
-        restored = ""
-        finite = all(np.isfinite(p.data).all() for p in params) and all(
-            np.isfinite(v).all() for v in opt.state.values())
-        if not finite and self._params is not None:
-            for p, saved in zip(params, self._params):
-                p.data = saved
-            opt.load_state_dict(self._opt_state)
-            restored = "; parameters and optimizer state restored to the start of the epoch"
-        self.stopped = (trainer.epoch + 1, value)
-        trainer.stop_training = True
-        warnings.warn(f"TerminateOnNaN: loss is {value} in epoch {trainer.epoch + 1}; training "
-                      f"stopped before this batch's update{restored}. Lower the learning rate, "
-                      "clip gradients (clip_grad_norm=) or check the data.",
-                      RuntimeWarning, stacklevel=2)
+        where = f"the end of epoch {epoch - 1}" if epoch > 1 else "their initial values"
+        what = (f"the loss became {value}" if how == "non-finite" else
+                f"the loss exploded to {value:.4g} (over {self.factor:g} times "
+                f"{self._reference:.4g})")
+        lr = getattr(opt, "lr", None)
+        self.stopped = (epoch, value)
+        self.message = (
+            f"training diverged in epoch {epoch}: {what}. The model and optimizer state "
+            f"were restored to {where}. Try a lower learning rate"
+            + (f" (it is {lr:g})" if isinstance(lr, float) else "")
+            + ", gradient clipping (clip_grad_norm=1.0), or check the data for huge or "
+              "non-finite values.")
+        trainer.stop_training = trainer.diverged = True
+        warnings.warn(f"TerminateOnNaN: {self.message}", RuntimeWarning, stacklevel=2)
 
 
 class LambdaCallback(Callback):

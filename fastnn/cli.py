@@ -82,6 +82,10 @@ def _cmd_bench(args):
                         repeats=args.repeats or (2 if quick else 5),
                         min_time=args.min_time or (0.05 if quick else 0.2))
         return 0
+    if args.contention:
+        from .bench import contention
+
+        return contention.run_command(args)
     if args.inference:
         from .bench import inference
 

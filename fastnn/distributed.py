@@ -199,10 +199,12 @@ class DataParallel:
         self.world = world
         self._handles = []
 
-    def start(self, model, store):
+    def start(self, model, store, stream=None):
+        """Rank 0's weights, buffers and random state (of `stream`, the trainer's; default
+        the current one) on every rank, and the gradient all-reduce hooked in."""
         self.sync_state(model, everything=True)
-        rng.set_state(self.world.broadcast_object(rng.get_state() if self.world.is_main
-                                                  else None))
+        state = rng.get_state(stream) if self.world.is_main else None
+        rng.set_state(self.world.broadcast_object(state), stream)
         self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
                                                  order=200))
 

@@ -4,13 +4,53 @@ Every function fills a Parameter (or ndarray) in place and returns it; draws com
 the generator seeded by `fastnn.seed`. Fans follow torch: a weight of shape
 (out, in, *kernel) has fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
 """
+import contextlib
+import functools
 import math
+import threading
 import warnings
 
 import numpy as np
 
-from . import rng, state_version
+from . import _kernels, rng, state_version
 from .validation import choice
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def skipped():
+    """Within the block (in this thread), the initialisers leave tensors as they are
+    and draw nothing: for building a model whose weights are loaded next."""
+    previous = getattr(_local, "skip", False)
+    _local.skip = True
+    try:
+        yield
+    finally:
+        _local.skip = previous
+
+
+def skip_init(module_cls, *args, **kwargs):
+    """`module_cls(*args, **kwargs)` without drawing initial weights (as
+    torch.nn.utils.skip_init): the parameters hold whatever memory held; load or
+    assign them before use."""
+    with skipped():
+        return module_cls(*args, **kwargs)
+
+
+def _initialiser(fn):
+    """fn, made a no-op inside `skipped()`."""
+
+    @functools.wraps(fn)
+    def wrapper(tensor, *args, **kwargs):
+        if getattr(_local, "skip", False):
+            return tensor
+        out = fn(tensor, *args, **kwargs)
+        state_version.bump()  # (some initialisers fill in place, past _fill)
+        return out
+
+    return wrapper
+
 
 _GAINS = {
     "linear": 1.0,
@@ -55,29 +95,58 @@ def _fill(tensor, values):
     return tensor
 
 
+def _in_place(arr):
+    """True when arr can be filled where it lies (a C-contiguous float array): no
+    temporary the size of the tensor is made."""
+    return arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and \
+        arr.flags.writeable
+
+
+@_initialiser
 def uniform_(tensor, a=0.0, b=1.0):
-    """U(a, b)."""
-    return _fill(tensor, rng.generator().uniform(a, b, _array(tensor).shape))
+    """U(a, b). Filled in place by a C kernel at memory speed, from a key drawn from
+    the generator seeded by fastnn.seed (the values do not depend on the thread count)."""
+    arr = _array(tensor)
+    if _in_place(arr):
+        key = int(rng.generator().integers(0, 2**63, dtype=np.int64))
+        _kernels.init_uniform(arr, key, float(a), float(b))
+        return tensor
+    return _fill(tensor, rng.generator().uniform(a, b, arr.shape))
 
 
+def _standard_normal_into(arr):
+    """N(0, 1) into arr in place when possible; returns the filled array."""
+    if _in_place(arr):
+        rng.generator().standard_normal(out=arr, dtype=arr.dtype)
+        return arr
+    arr[...] = rng.generator().standard_normal(arr.shape)
+    return arr
+
+
+@_initialiser
 def normal_(tensor, mean=0.0, std=1.0):
-    """N(mean, std^2)."""
-    return _fill(tensor, rng.generator().normal(mean, std, _array(tensor).shape))
+    """N(mean, std^2), drawn in place (NumPy's generator, no temporary copy)."""
+    arr = _standard_normal_into(_array(tensor))
+    arr *= std
+    arr += mean
+    return tensor
 
 
+@_initialiser
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch), by resampling."""
     if not a < b:
         raise ValueError(f"trunc_normal_: need a < b, got a={a}, b={b}")
-    gen, shape = rng.generator(), _array(tensor).shape
-    out = gen.normal(mean, std, shape)
+    gen, out = rng.generator(), _array(tensor)
+    normal_(out, mean, std)
     bad = (out < a) | (out > b)
     while bad.any():
         out[bad] = gen.normal(mean, std, int(bad.sum()))
         bad = (out < a) | (out > b)
-    return _fill(tensor, out)
+    return tensor
 
 
+@_initialiser
 def constant_(tensor, val):
     """Fill with val. Warns for weight matrices: identical weights give identical units
     that receive identical gradients, so symmetry is never broken."""
@@ -91,16 +160,19 @@ def constant_(tensor, val):
     return _fill(tensor, val)
 
 
+@_initialiser
 def zeros_(tensor):
     """Fill tensor (a Parameter or array) with 0, in place; returns it."""
     return constant_(tensor, 0.0)
 
 
+@_initialiser
 def ones_(tensor):
     """Fill tensor (a Parameter or array) with 1, in place; returns it."""
     return constant_(tensor, 1.0)
 
 
+@_initialiser
 def xavier_uniform_(tensor, gain=1.0):
     """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010)."""
     fan_in, fan_out = _fans(tensor)
@@ -108,6 +180,7 @@ def xavier_uniform_(tensor, gain=1.0):
     return uniform_(tensor, -a, a)
 
 
+@_initialiser
 def xavier_normal_(tensor, gain=1.0):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(tensor)
@@ -120,17 +193,20 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
     return calculate_gain(nonlinearity, a) / math.sqrt(fan)
 
 
+@_initialiser
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """U(-b, b), b = gain * sqrt(3 / fan) (He et al., 2015)."""
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound)
 
 
+@_initialiser
 def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """N(0, std^2), std = gain / sqrt(fan)."""
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
 
 
+@_initialiser
 def orthogonal_(tensor, gain=1.0):
     """A (semi-)orthogonal matrix from the QR decomposition of a normal draw, with the
     signs fixed so that it is uniformly distributed (Saxe et al., 2013)."""

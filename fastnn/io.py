@@ -5,6 +5,7 @@ A file written by `save` can be read by `safetensors.numpy.load_file` (or torch'
 `safetensors.torch.load_file`) and its tensors loaded into the equivalent
 torch.nn.Sequential by key."""
 import json
+import math
 import os
 import tempfile
 
@@ -14,6 +15,7 @@ from . import __version__, layers as _layers, rng
 from .graph import Model
 from .module import Module
 from .sequential import Sequential
+from .validation import float_dtype
 
 FORMAT = "fastnn"
 FORMAT_VERSION = "1"
@@ -108,13 +110,48 @@ def _file_mode(path):
         return 0o666 & ~_umask()
 
 
+_TMP_PREFIX = ".fastnn-"
+
+
+def _remove_stale_temporaries(directory):
+    """Delete temporaries of earlier writes whose process is gone (killed while
+    writing: SIGKILL leaves no chance to clean up). The writer's PID is in the name."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(_TMP_PREFIX) and name.endswith(".tmp")):
+            continue
+        pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def atomic_write(path, data):
     """Write bytes to path so that it always holds either its old content or the new
     content in full: a temporary file in the same directory, fsync, rename, fsync of
-    the directory."""
+    the directory. The temporary is removed when the write fails or is interrupted,
+    and one left by a killed process is removed by the next write in its directory."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=directory)
+    _remove_stale_temporaries(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix=".tmp",
+                               dir=directory)
     try:
         # mkstemp creates the file 0600; give it the permissions of the file it replaces,
         # or those of an ordinary new file (0666 minus the umask), as open() would.
@@ -148,24 +185,118 @@ def encode(tensors, metadata):
                           for k, v in metadata.items()})
 
 
-def decode(path):
-    """(tensors, metadata) of a safetensors file; ValueError if it is not one."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+# Tensor types a fastnn file may hold: float parameters and buffers, int64 counters
+# (BatchNorm's num_batches_tracked, an optimizer's step).
+_TENSOR_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8")}
+# A header larger than this is not a model file's (fastnn's are a few kB).
+MAX_HEADER_BYTES = 100 << 20
+# Deepest nesting of containers an architecture may declare (rebuilding recurses).
+MAX_DEPTH = 64
 
+
+def _damaged(path, why):
+    return ValueError(f"{path}: not a readable safetensors model file ({why})")
+
+
+def read_header(path):
+    """(tensor table {name: (dtype, shape, (begin, end))}, metadata) of a safetensors
+    file, checked before any tensor is read: the header's size, every tensor's type
+    (float32, float64 or int64), shape and byte range against the file's size.
+    ValueError naming the file for anything else."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        data = f.read()
+        head = f.read(8)
+        if len(head) < 8:
+            raise _damaged(path, f"{size} bytes: too short for a header")
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, MAX_HEADER_BYTES):
+            raise _damaged(path, f"declares a {n}-byte header in a {size}-byte file")
+        raw = f.read(n)
     try:
-        tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a readable safetensors model file (truncated, corrupt "
-                         f"or another format: {e})") from None
-    return tensors, header.get("__metadata__", {}) or {}
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise _damaged(path, f"header is not JSON: {type(e).__name__}") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, "header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise _damaged(path, "metadata is not a table of strings")
+    table, data_size, ends = {}, size - 8 - n, []
+    for name, entry in header.items():
+        try:
+            code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise _damaged(path, f"tensor {name!r} has no dtype, shape and data_offsets") \
+                from None
+        if code not in _TENSOR_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has type {code}; fastnn model files "
+                             "hold float32/float64 tensors (and int64 counters)")
+        dims = shape if isinstance(shape, list) else [None]
+        if not all(type(d) is int and d >= 0 for d in dims + [begin, end]):
+            raise _damaged(path, f"tensor {name!r}: invalid shape {shape} or offsets")
+        nbytes = math.prod(dims) * _TENSOR_DTYPES[code].itemsize
+        if end - begin != nbytes or end > data_size or begin > end:
+            raise _damaged(path, f"tensor {name!r} of shape {tuple(dims)} ({nbytes} bytes) "
+                                 f"does not fit bytes {begin}..{end} of {data_size}")
+        table[name] = (_TENSOR_DTYPES[code], tuple(dims), (begin, end))
+        ends.append((begin, end))
+    ends.sort()
+    covered = [0] + [e for _, e in ends]
+    if [b for b, _ in ends] != covered[:-1] or covered[-1] != data_size:
+        raise _damaged(path, f"the tensors do not tile the {data_size} data bytes exactly "
+                             "(overlapping, gaps or extra bytes)")
+    return table, meta
+
+
+def decode(path):
+    """(tensors, metadata) of a safetensors file; ValueError if it is not one. The
+    header is checked (read_header) before any tensor is read."""
+    path = os.fspath(path)
+    table, meta = read_header(path)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        base = 8 + n
+        tensors = {}
+        for name, (dt, shape, (begin, end)) in table.items():
+            f.seek(base + begin)
+            buf = f.read(end - begin)
+            if len(buf) != end - begin:
+                raise _damaged(path, f"truncated in tensor {name!r}")
+            tensors[name] = np.frombuffer(buf, dt).reshape(shape).astype(dt.newbyteorder("="))
+    return tensors, meta
+
+
+def check_tensors(tensors, path):
+    """ValueError naming the first tensor holding NaN or infinity: a model or
+    checkpoint file with those is damaged (or saved from a diverged run) and would
+    predict NaN."""
+    for name, t in tensors.items():
+        if t.dtype.kind == "f" and not np.isfinite(t).all():
+            bad = int((~np.isfinite(t)).sum())
+            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite "
+                             f"value{'s' if bad > 1 else ''}; the file is damaged or was "
+                             "saved from a diverged run")
+
+
+def _depth(spec, limit):
+    """How deeply layer descriptions nest in an architecture (1 for a single layer),
+    counted without recursion and without looking further than `limit` levels."""
+    deepest, stack = 0, [(spec, 0)]
+    while stack:
+        value, level = stack.pop()
+        if _is_spec(value):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+        if isinstance(value, dict):
+            stack.extend((v, level) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level) for v in value)
+    return deepest
 
 
 def save(model, path, metadata=None):
@@ -195,41 +326,78 @@ def save(model, path, metadata=None):
 
 def read_metadata(path):
     """The `metadata` dict given to save (empty if none)."""
-    _, meta = decode(path)
-    return json.loads(meta.get("user", "{}"))
+    _, meta = read_header(path)
+    user = _json_field(meta, "user", {}, path)
+    if not isinstance(user, dict):
+        raise ValueError(f"{path}: the 'user' metadata in the file is not a JSON object")
+    return user
+
+
+def _json_field(meta, key, default, path):
+    try:
+        return json.loads(meta[key]) if key in meta else default
+    except RecursionError:
+        raise ValueError(f"{path}: the {key!r} metadata in the file nests too deeply") \
+            from None
+    except ValueError as e:
+        raise ValueError(f"{path}: the {key!r} metadata in the file is not valid JSON "
+                         f"({e})") from None
+
+
+def _rebuild_from_file(path, meta, table):
+    """The architecture a fastnn file describes, built without drawing initial
+    weights and refused - before allocating - if it declares more parameters than the
+    file holds or nests deeper than MAX_DEPTH."""
+    from . import init, memory
+
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a fastnn model file (no fastnn metadata); pass "
+                         "model= to load its tensors into a model you built")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: model format version {meta.get('format_version')!r} "
+                         f"is not supported (this fastnn reads {FORMAT_VERSION!r})")
+    architecture = _json_field(meta, "architecture", None, path)
+    if architecture is None:
+        raise ValueError(f"{path}: the file has no architecture (the model contained "
+                         "user-defined modules); pass model= to load its weights")
+    if not isinstance(architecture, dict) or _depth(architecture, MAX_DEPTH) > MAX_DEPTH:
+        raise ValueError(f"{path}: the model architecture in the file is invalid (not a "
+                         f"layer description, or nests deeper than {MAX_DEPTH} levels)")
+    held = sum(math.prod(shape) for dt, shape, _ in table.values() if dt.kind == "f")
+    # Rebuilding may create parameters that do not end up in the model (weight_norm
+    # replaces `weight`): twice what the file holds, plus a little, bounds it.
+    budget = 2 * held + 2**20
+    try:
+        with memory.parameter_budget(budget, f"{budget} values allowed by the {held} the "
+                                             "file holds"), init.skipped():
+            return layer_from_spec(architecture, float_dtype(meta.get("dtype", "float32")))
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError,
+            MemoryError, RecursionError) as e:
+        # A damaged or hand-made architecture: say which file, never a bare TypeError.
+        raise ValueError(f"{path}: the model architecture in the file is invalid "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def load(path, model=None):
     """Read a model written by save. Without `model`, the architecture stored in the
     file is rebuilt; with it, the file's tensors are loaded into `model` (keys and
     shapes must match - this also reads safetensors state dicts written by torch).
-    A truncated, corrupt or foreign file raises ValueError; nothing is unpickled."""
-    tensors, meta = decode(path)
+
+    Every damaged or crafted file raises one ValueError naming the file: truncated or
+    corrupt data, a foreign format, tensors of other types (complex, int where a float
+    is expected), NaN or infinite values, an architecture that declares more parameters
+    than the file holds (checked before anything is allocated) or nests too deeply.
+    Nothing is unpickled."""
+    table, meta = read_header(path)
     if model is None:
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a fastnn model file (no fastnn metadata); pass "
-                             "model= to load its tensors into a model you built")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: model format version {meta.get('format_version')!r} "
-                             f"is not supported (this fastnn reads {FORMAT_VERSION!r})")
-        try:
-            architecture = json.loads(meta.get("architecture", "null"))
-        except ValueError as e:
-            raise ValueError(f"{path}: the model architecture in the file is not valid "
-                             f"JSON ({e})") from None
-        if architecture is None:
-            raise ValueError(f"{path}: the file has no architecture (the model contained "
-                             "user-defined modules); pass model= to load its weights")
-        # Building draws initial weights; keep fastnn's random state as it was.
-        state = rng.get_state()
-        try:
-            model = layer_from_spec(architecture, np.dtype(meta.get("dtype", "float32")))
-        except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as e:
-            # A damaged or hand-made architecture: say which file, never a bare TypeError.
-            raise ValueError(f"{path}: the model architecture in the file is invalid "
-                             f"({type(e).__name__}: {e})") from None
-        finally:
-            rng.set_state(state)
+        model = _rebuild_from_file(path, meta, table)
+    tensors, _ = decode(path)
+    check_tensors(tensors, path)
+    own = dict(model._state_items())
+    for key, t in tensors.items():
+        if key in own and own[key].dtype.kind != t.dtype.kind:
+            raise ValueError(f"{path}: tensor {key!r} has type {t.dtype}, the model's is "
+                             f"{own[key].dtype}")
     try:
         model.load_state_dict(tensors)
     except (KeyError, ValueError) as e:

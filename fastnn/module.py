@@ -520,7 +520,8 @@ def _own_copy(ctx, x):
 
 
 def _own_copy_one(ctx, key, x):
-    if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim == 0:
+    if (not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim == 0
+            or isinstance(x, np.ma.MaskedArray)):  # the layer's check refuses a mask
         return x  # converted (so copied) by the layer's own input check
     buf = ctx.workspace(key, x.shape, x.dtype)
     np.copyto(buf, x)

@@ -9,6 +9,7 @@ layout; `state_dict` saves it in the optimizer's parameter order. When the param
 move to another store (the model's store is built after the optimizer), the state
 follows them.
 """
+import inspect
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from . import _kernels, state_version
 from .parameter import Parameter, layout_epoch
 from .store import ParameterStore
+from .validation import like_default, plain, real_number
 
 
 class Optimizer:
@@ -31,13 +33,17 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         groups = _as_groups(params)
+        # The constructor's own defaults say what kind each option is (flag, number).
+        kinds = {k: v.default for k, v in
+                 inspect.signature(type(self).__init__).parameters.items()}
         for g in groups:
             for key in g:
                 if key != "params" and key not in defaults:
                     raise ValueError(f"{type(self).__name__}: unknown option {key!r} in a "
                                      f"parameter group; expected one of {sorted(defaults)}")
             for key, value in defaults.items():
-                g.setdefault(key, value)
+                g[key] = like_default(g.get(key, value), kinds.get(key),
+                                      f"{type(self).__name__}: {key}")
             self._validate(g)
         self.defaults = dict(defaults)
         self.param_groups = groups
@@ -169,6 +175,7 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         """Learning rate of the first group; setting it sets every group's lr."""
+        value = real_number(value, f"{type(self).__name__}: lr")
         _check_lr(value, type(self).__name__)
         for g in self.param_groups:
             g["lr"] = float(value)
@@ -257,7 +264,7 @@ def _as_groups(params):
 
 def _check_lr(lr, where):
     if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"{where}: invalid learning rate {lr!r} (must be a finite number >= 0)")
+        raise ValueError(f"{where}: invalid learning rate {plain(lr)!r} (must be a finite number >= 0)")
 
 
 class SGD(Optimizer):
@@ -319,7 +326,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad))
 
     def _validate(self, g):
@@ -504,7 +511,7 @@ class Adamax(Optimizer):
     _state_names = ("exp_avg", "exp_inf")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay))
 
     def _validate(self, g):
@@ -541,7 +548,7 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
                                       weight_decay=weight_decay, momentum_decay=momentum_decay,
                                       decoupled_weight_decay=decoupled_weight_decay))
         self.mu_product = np.ones(len(self._params))  # prod of mu_1..mu_t, per parameter

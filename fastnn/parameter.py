@@ -1,7 +1,7 @@
 """Parameter: a trainable array with its gradient."""
 import numpy as np
 
-from . import state_version
+from . import memory, state_version
 from .validation import as_array, float_dtype
 
 
@@ -20,9 +20,26 @@ class Parameter:
     __slots__ = ("_data", "_grad", "name", "requires_grad", "_owner")
 
     def __init__(self, data, name=None, requires_grad=True):
-        self._data = np.array(data, copy=True, order="C")
-        float_dtype(self._data.dtype)
-        self._grad = np.zeros_like(self._data)
+        arr = np.asarray(data)
+        dt = float_dtype(arr.dtype)
+        self._allocate(arr.shape, dt, name, requires_grad)
+        np.copyto(self._data, arr)
+
+    @classmethod
+    def empty(cls, shape, dtype, name=None, requires_grad=True):
+        """A parameter of `shape` and float `dtype` whose values are not set yet (fill
+        them, e.g. with fastnn.init): its memory is allocated once, never copied."""
+        p = cls.__new__(cls)
+        p._allocate(tuple(shape), float_dtype(dtype), name, requires_grad)
+        return p
+
+    def _allocate(self, shape, dtype, name, requires_grad):
+        # Checked first: MemoryError for a size that cannot fit, and the budget of a
+        # model rebuilt from a file (fastnn.memory).
+        memory.charge(shape, dtype.itemsize, f"parameter {name!r}")
+        self._data = np.empty(shape, dtype)
+        # calloc'd: its pages cost no memory until the first gradient is written
+        self._grad = np.zeros(shape, dtype)
         self.name = name
         self.requires_grad = bool(requires_grad)
         self._owner = None  # the flat buffer (fastnn.store.FlatBuffer) holding it, if any

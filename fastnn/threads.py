@@ -2,15 +2,38 @@
 `get_num_threads()` threads; the BLAS behind the GEMMs runs single-threaded inside
 that team (csrc/gemm.c). Two thread pools side by side - OpenMP's and BLAS's - would
 each spin while the other works and, with as many threads as cores, slow a training
-step down many times over."""
+step down many times over.
+
+How OpenMP threads wait is chosen here, before the OpenMP runtime starts (this module
+is the first fastnn imports): libgomp's stock behaviour is to spin for ~300,000
+iterations (milliseconds) at the end of every parallel region. On a machine where
+another busy process shares the cores, a spinning thread burns the core its preempted
+team-mate needs, and a training step took 30-80x longer than idle. fastnn sets
+GOMP_SPINCOUNT to SPIN_COUNT (tens of microseconds: long enough to bridge the gaps
+between the kernels of a step, short enough to hand the core over when the wait is a
+preemption) unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, which win.
+`fastnn bench --contention` measures the result against libgomp's stock settings and
+PyTorch."""
 import ctypes
 import itertools
 import os
 
-from threadpoolctl import ThreadpoolController
+# Spin iterations of an OpenMP thread waiting for work or for its team before it sleeps.
+SPIN_COUNT = 10000
+_USER_OPENMP = tuple(k for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ)
+if not _USER_OPENMP:
+    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
 
-from . import _kernels
-from .validation import positive_int
+from threadpoolctl import ThreadpoolController  # noqa: E402
+
+from . import _kernels  # noqa: E402 - loads the OpenMP runtime, which reads the above
+from .validation import positive_int  # noqa: E402
+
+_STARTUP_ENV = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                if k in os.environ}
+if not _USER_OPENMP:
+    # The runtime has read it; child processes (a PyTorch worker, say) keep their own.
+    del os.environ["GOMP_SPINCOUNT"]
 
 
 def set_num_threads(n):
@@ -24,6 +47,15 @@ def set_num_threads(n):
 def get_num_threads():
     """The thread count fastnn's kernels use."""
     return _kernels.get_num_threads()
+
+
+def openmp_settings():
+    """The OpenMP wait settings in effect: {'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT' (as
+    the runtime read them at start-up, None when unset), 'set_by': 'user' or
+    'fastnn'}."""
+    return {"OMP_WAIT_POLICY": _STARTUP_ENV.get("OMP_WAIT_POLICY"),
+            "GOMP_SPINCOUNT": _STARTUP_ENV.get("GOMP_SPINCOUNT"),
+            "set_by": "user" if _USER_OPENMP else "fastnn"}
 
 
 def _default_threads():

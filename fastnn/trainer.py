@@ -20,7 +20,7 @@ from .losses import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
 from .schedules import BatchSizeSchedule
-from .validation import check_finite, positive_int
+from .validation import check_finite, plain, positive_int
 
 # Losses on class labels (the others take float targets).
 _LABEL_LOSSES = (CrossEntropyLoss, NLLLoss)
@@ -97,9 +97,13 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
-                 callbacks=(), clip_grad_norm=None, batch_size_schedule=None):
+                 callbacks=(), clip_grad_norm=None, batch_size_schedule=None, seed=None):
         loss = _losses.get(loss)  # a loss object, or its name: 'cross_entropy', 'mse', ...
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        # The trainer's own random stream (shuffling, dropout masks): from `seed`, or
+        # drawn from fastnn's stream (fastnn.seed) when the trainer is made. Its steps
+        # run with it current, so trainers in different threads do not interleave draws.
+        self.rng = rng.Stream(rng.check_seed(seed)) if seed is not None else rng.spawn()
         self.scheduler = scheduler
         self.classes_ = None  # the class names fit encoded (None: integer labels)
         classification = isinstance(loss, _LABEL_LOSSES)
@@ -129,6 +133,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.stop_training = False
         self.interrupted = False
+        self.diverged = False  # set by TerminateOnNaN: the epoch was rolled back
         self.verbose = 0
         self._penalty_list = None
         self._store = None
@@ -146,7 +151,8 @@ class Trainer:
         (submodules you set to eval yourself, with the model in training mode, stay so)."""
         if not self.model.training:
             self.model.train()
-        return self._step(xb, yb, ())[0]
+        with rng.using(self.rng):
+            return self._step(xb, yb, ())[0]
 
     def _step(self, xb, yb, callbacks, wb=None):
         """One update; (loss, model output, pre-clip gradient norm or None). With a
@@ -213,14 +219,16 @@ class Trainer:
         float targets otherwise."""
         inputs = as_inputs(X, f"{where} X")
         n = inputs[0].shape[0]
-        for i, x in enumerate(inputs):  # under MPI each rank checks its block
-            distributed.sharded_check(check_finite, x, f"{where} X" if len(inputs) == 1
-                                      else f"{where} X[{i}]")
+        dtype = self.model.dtype or np.float32
+        for i, x in enumerate(inputs):
+            # Finite and within the model's float range (1e300 would become inf in
+            # float32); under MPI each rank checks its block.
+            distributed.sharded_check(lambda a, name: check_finite(a, name, dtype), x,
+                                      f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]")
         y = np.asarray(y) if not isinstance(y, np.ndarray) else y
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{where}: X has {n} samples but y has "
                              f"{'no samples' if y.ndim == 0 else y.shape[0]}")
-        dtype = self.model.dtype or np.float32
         out = self.model.predict([x[:2] for x in inputs] if len(inputs) > 1 else inputs[0][:2])
         if isinstance(out, list):
             raise ValueError(f"{where}: the model has {len(out)} outputs; the Trainer "
@@ -349,18 +357,21 @@ class Trainer:
         return k if self.classes_ is None else self.classes_[k]
 
     def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False, sample_weight=None, class_weight=None):
-        """Train until `epochs` epochs are complete and return the History.
+            shuffle=True, verbose=1, drop_last=False, sample_weight=None, class_weight=None,
+            initial_epoch=None):
+        """Train and return the History (as Keras' fit).
 
-        `epochs` counts every epoch this trainer has run (as Keras' epochs with
-        initial_epoch = the epochs already done): a new trainer runs `epochs` epochs, a
-        trainer restored by load_checkpoint continues from its saved epoch to `epochs`,
-        and a second fit with the same `epochs` has nothing left to do.
+        Without `initial_epoch`, `epochs` is the number of epochs to run now: each fit
+        call trains `epochs` more (numbered on from the epochs this trainer has already
+        run). With it, training counts from epoch `initial_epoch` up to `epochs` in all
+        (Keras' meaning), e.g. `fit(X, y, epochs=20, initial_epoch=trainer.epoch)` after
+        load_checkpoint finishes a 20-epoch run, bit for bit as if never interrupted.
 
         Each epoch permutes the sample indices once (shuffle=True) and visits them in
         mini-batches of batch_size, gathered into a reused buffer (X is never copied
         whole, so it may be a memory-mapped file); the last partial batch is kept unless
-        drop_last. validation_split takes that fraction of the samples, from the end,
+        drop_last - merged into the batch before it when it is too small for the model
+        (a single sample, with BatchNorm, whose batch statistics need two). validation_split takes that fraction of the samples, from the end,
         before any shuffling (as Keras does); validation_data=(X_val, y_val) gives them
         directly. verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per
         epoch. Ctrl-C stops after the current batch and returns the History so far
@@ -375,8 +386,13 @@ class Trainer:
         multiplied into the sample weights.
         """
         batch_size = positive_int(batch_size, "batch_size")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
+        for what, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(
+                    value, (int, np.integer)) or value < 0):
+                raise ValueError(f"fit: {what} must be a non-negative integer, got "
+                                 f"{plain(value)!r}")
+        if epochs is None:
+            raise ValueError("fit: epochs must be a non-negative integer, got None")
         X, y = self._prepare(X, y, "fit")
         weights = self._sample_weights(y, sample_weight, class_weight)
         X, y, val = self._split(X, y, validation_data, validation_split)
@@ -389,18 +405,23 @@ class Trainer:
                 raise NotImplementedError("fit: sample_weight and class_weight are not "
                                           "supported in data-parallel training yet")
             world.check_batches(y.shape[0], batch_size, drop_last)
+        min_batch = max(getattr(m, "min_train_batch", 1) for m in self.model.modules())
 
         def make_batches(size):
-            return Batches(X, y, size, dtype, y.dtype, drop_last=drop_last, weights=weights,
-                           world=world)
+            return Batches(X, y, size, dtype, y.dtype, drop_last=drop_last,
+                           min_batch=min_batch, weights=weights, world=world)
 
         batches = make_batches(batch_size)
         if len(batches) == 0:
             raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
+        if initial_epoch is None:
+            epochs = self.epoch + int(epochs)
+        else:
+            self.epoch = int(initial_epoch)
         if epochs <= self.epoch:
-            warnings.warn(f"fit: this trainer has already run {self.epoch} epochs; pass "
-                          f"epochs > {self.epoch} to train more", stacklevel=2)
+            warnings.warn(f"fit: nothing to run: epochs={epochs} with initial_epoch="
+                          f"{self.epoch}", stacklevel=2)
             return self.history
         self.verbose = int(verbose)
         self.target_epochs = int(epochs)
@@ -413,17 +434,17 @@ class Trainer:
                              f"{sorted(self.log_keys)}")
         self._dp = None if world is None else distributed.DataParallel(world)
         callbacks = self._callbacks()
-        self.stop_training = self.interrupted = False
+        self.stop_training = self.interrupted = self.diverged = False
         started = []
         try:
             if self._dp is not None:
-                self._dp.start(self.model, self._parameter_store())
+                self._dp.start(self.model, self._parameter_store(), self.rng)
             # Inside the try: when a callback refuses to start (an unknown monitor), the
             # ones already started still get on_train_end (a CSVLogger closes its file).
             for cb in callbacks:
                 cb.on_train_begin(self)
                 started.append(cb)
-            with _StopOnInterrupt(self):
+            with _StopOnInterrupt(self), rng.using(self.rng):
                 while self.epoch < epochs and not self.stop_training:
                     batches = self._scheduled_batches(batches, batch_size, make_batches)
                     self._run_epoch(batches, y.shape[0], shuffle, val, callbacks)
@@ -508,8 +529,8 @@ class Trainer:
             batch_logs = {"loss": value, "size": m}
             for cb in callbacks:
                 cb.on_batch_end(self, i, batch_logs)
-            if self.interrupted:
-                return
+            if self.interrupted or self.diverged:
+                return  # (a diverged epoch is rolled back, not recorded)
         if self._dp is not None:  # metrics over every rank's rows; rank 0's BN statistics
             local_count, *sums = self._dp.sum([local_count, *sums])
             self._dp.sync_state(self.model)
@@ -604,7 +625,7 @@ class Trainer:
                 "type": type(self.scheduler).__name__,
                 "state": self.scheduler.state_dict()},
             "history": self.history.state_dict(),
-            "rng": rng.get_state(),
+            "rng": rng.get_state(self.rng),
         }
         atomic_write(path, encode(tensors, meta))
 
@@ -638,7 +659,7 @@ class Trainer:
             self.scheduler.load_state_dict(sched["state"])
         self.history.load_state_dict(json.loads(meta["history"]))
         self.epoch = int(json.loads(meta["epoch"]))
-        rng.set_state(json.loads(meta["rng"]))
+        rng.set_state(json.loads(meta["rng"]), self.rng)
         return self
 
 

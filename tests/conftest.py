@@ -17,10 +17,12 @@ from hypothesis import settings
 
 import fastnn
 
-# Property-based tests draw the same examples on every run, so CI is reproducible;
-# `pytest --hypothesis-profile=explore` searches new ones.
-settings.register_profile("ci", derandomize=True)
-settings.register_profile("explore", derandomize=False)
+# Property-based tests draw the same examples on every run, so CI is reproducible, with
+# a fixed budget of examples per test (tests that set max_examples keep theirs) and no
+# per-example deadline (the sanitizer job runs them several times slower);
+# `pytest --hypothesis-profile=explore` searches ten times as many new ones.
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None)
+settings.register_profile("explore", derandomize=False, max_examples=1000, deadline=None)
 settings.load_profile("ci")
 
 # Tolerances for results that are not bit-exact: a few float32 ulps, and ~1e-10

@@ -294,6 +294,11 @@ def _zero(dt):
     return dict(x=_arrays(dt)(N, C))
 
 
+@call("init_uniform", written={"x"})
+def _init_uniform(dt):
+    return dict(x=_arrays(dt)(N, C), seed=7, lo=-1.0, hi=1.0)
+
+
 @call("penalty", written={"grad"})
 def _penalty(dt):
     f = _arrays(dt)

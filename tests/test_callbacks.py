@@ -321,7 +321,7 @@ def test_csv_logger_append_keeps_the_columns(tmp_path):
     header = _read_csv(path)[0]
     # continue (epochs 3, 4) without validation data, appending
     trainer.callbacks = [CSVLogger(path, append=True)]
-    trainer.fit(X, y, epochs=4, batch_size=32, verbose=0)
+    trainer.fit(X, y, epochs=2, batch_size=32, verbose=0)
     rows = _read_csv(path)
     assert rows[0] == header and header.count("epoch") == 1
     assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"]
@@ -374,10 +374,13 @@ def _nan_run(at, terminate=True, epochs=5):
     return trainer, X, y, last_good, seen, epochs
 
 
-def test_terminate_on_nan_is_on_by_default_and_undoes_nothing_but_the_bad_batch():
+def test_terminate_on_nan_is_on_by_default_and_rolls_back_to_the_last_good_epoch():
     # 5 batches of 20 per epoch: training batch 13 is the third of epoch 3
     trainer, X, y, last_good, seen, epochs = _nan_run(at=13)
-    with pytest.warns(RuntimeWarning, match="TerminateOnNaN.*nan.*epoch 3"):
+    starts = {}
+    trainer.callbacks.append(LambdaCallback(
+        on_epoch_begin=lambda t, e: starts.__setitem__(e, t.model.state_dict())))
+    with pytest.warns(RuntimeWarning, match="diverged in epoch 3: the loss became nan"):
         hist = trainer.fit(X, y, epochs=epochs, batch_size=20, verbose=0)
     assert len(seen) == 1 and math.isnan(seen[0])
     assert last_good["where"] == (3, 1)  # no batch ran after the bad one
@@ -385,21 +388,19 @@ def test_terminate_on_nan_is_on_by_default_and_undoes_nothing_but_the_bad_batch(
     assert all(len(v) == 2 for v in hist.history.values())
     assert all(math.isfinite(v) for v in hist["loss"])
     final = trainer.model.state_dict()
-    # no update for the bad batch, and the BatchNorm running statistics (and
-    # num_batches_tracked) it changed during its forward are put back
-    assert same_state(final, last_good["state"])
-    assert int(final["1.num_batches_tracked"]) == 12
+    # parameters and BatchNorm statistics as at the end of epoch 2
+    assert same_state(final, starts[3])
+    assert int(final["1.num_batches_tracked"]) == 10
     assert finite_params(trainer.model)
-    assert trainer.stop_training and not trainer.interrupted
+    assert trainer.stop_training and trainer.diverged and not trainer.interrupted
 
 
-@pytest.mark.parametrize("big, params_blow_up", [(1e15, False), (1e25, True)])
-def test_terminate_on_nan_with_data_that_makes_training_explode(big, params_blow_up):
-    """Two clean epochs, then a fit on data with one huge sample in the third batch
-    (shuffle=False). With 1e15 its update leaves huge but finite parameters and the
-    next loss overflows: fit stops before that batch's update. With 1e25 the update
-    itself overflows the parameters: they go back to the start of the epoch. Either
-    way every parameter is finite and the History keeps the two clean epochs."""
+@pytest.mark.parametrize("big", [1e15, 1e25])
+def test_terminate_on_nan_with_data_that_makes_training_explode(big):
+    """Two clean epochs, then a fit on data with one huge sample in the third batch:
+    the loss explodes (1e15) or overflows (1e25). Either way the model and optimizer go
+    back to the end of epoch 2, every parameter and output is finite and the History
+    keeps the two clean epochs."""
     r = np.random.default_rng(0)
     X = r.normal(size=(64, 4)).astype(np.float32)
     y = X @ np.array([1.0, -2.0, 3.0, 0.5], np.float32)
@@ -409,30 +410,19 @@ def test_terminate_on_nan_with_data_that_makes_training_explode(big, params_blow
     model = fastnn.Sequential(fastnn.Dense(4, 16), fastnn.ReLU(), fastnn.Dense(16, 1))
     states = {}
     rec = LambdaCallback(
-        on_epoch_begin=lambda t, e: states.__setitem__("epoch_start", t.model.state_dict()),
-        on_batch_end=lambda t, b, logs: states.__setitem__(b, t.model.state_dict()))
-    trainer = fastnn.Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=0.01),
-                             callbacks=[rec])
+        on_epoch_begin=lambda t, e: states.__setitem__("epoch_start", t.model.state_dict()))
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    trainer = fastnn.Trainer(model, MSELoss(), opt, callbacks=[rec])
     trainer.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     clean = list(trainer.history["loss"])
-    states.clear()
-    with pytest.warns(RuntimeWarning, match="TerminateOnNaN.*epoch 3") as record:
-        hist = trainer.fit(X_bad, y, epochs=4, batch_size=8, shuffle=False, verbose=0)
-    message = str(record[0].message)
+    opt_state = {k: v.copy() for k, v in opt.state.items()}
+    with pytest.warns(RuntimeWarning, match="diverged in epoch 3") as record:
+        hist = trainer.fit(X_bad, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert "restored to the end of epoch 2" in str(record[0].message)
     assert len(hist) == 2 and hist["loss"] == clean and trainer.epoch == 2
-    assert max(k for k in states if isinstance(k, int)) == 2  # batch 3 never finished
-    assert finite_params(model)
-    final = model.state_dict()
-    if params_blow_up:
-        assert np.isfinite(model.predict(X)).all()
-        assert "restored to the start of the epoch" in message
-        assert not all(np.isfinite(v).all() for v in states[2].values())
-        assert same_state(final, states["epoch_start"])
-    else:
-        assert "restored" not in message
-        assert all(np.isfinite(v).all() for v in states[2].values())
-        assert same_state(final, states[2])
-        assert not same_state(final, states["epoch_start"])
+    assert finite_params(model) and np.isfinite(model.predict(X_bad)).all()
+    assert same_state(model.state_dict(), states["epoch_start"])
+    assert all(np.array_equal(opt.state[k], v) for k, v in opt_state.items())
 
 
 def test_terminate_on_nan_can_be_switched_off():
@@ -599,7 +589,7 @@ def test_ctrl_c_mid_epoch_returns_the_history_so_far(sigint_handler, capsys):
     # usable: evaluate and fit again (the flag is reset)
     assert 0 <= trainer.evaluate(X, y)["accuracy"] <= 1
     trainer.callbacks = []
-    trainer.fit(X, y, epochs=4, batch_size=20, verbose=0)
+    trainer.fit(X, y, epochs=2, batch_size=20, verbose=0)
     assert not trainer.interrupted and len(trainer.history) == 4
     os.kill(os.getpid(), signal.SIGINT)
     assert calls == [signal.SIGINT]
@@ -771,13 +761,16 @@ def test_terminate_on_nan_leaves_a_trainer_that_can_train_on():
     trainer = trainer_for(mlp(p=0.0), lr=1e-2)
     trainer.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     bad = X.copy()
-    bad[20] = 3e38  # overflows the first Dense layer: that batch's loss is NaN
-    with pytest.warns(RuntimeWarning, match="TerminateOnNaN"):
-        trainer.fit(bad, y, epochs=4, batch_size=8, shuffle=False, verbose=0)
-    assert len(trainer.history) == 2 and finite_params(trainer.model)
+    bad[16:24] = 3e38  # overflows the first Dense layer: that batch's loss is NaN
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer.fit(bad, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert trainer.diverged and any("TerminateOnNaN" in str(w.message) for w in record)
+    done = len(trainer.history)
+    assert done in (2, 3) and finite_params(trainer.model)
     assert all(np.isfinite(v).all() for v in trainer.optimizer.state.values())
-    trainer.fit(X, y, epochs=4, batch_size=8, shuffle=False, verbose=0)
-    assert len(trainer.history) == 4 and np.isfinite(trainer.history["loss"]).all()
+    trainer.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert len(trainer.history) == done + 2 and np.isfinite(trainer.history["loss"]).all()
 
 
 def test_terminate_on_nan_restores_parameters_and_optimizer_state_of_the_epoch():
@@ -791,7 +784,7 @@ def test_terminate_on_nan_restores_parameters_and_optimizer_state_of_the_epoch()
     for p in trainer.model.parameters():  # an update gone wrong
         p.data[...] = np.nan
     trainer.optimizer.state["exp_avg"][...] = np.inf
-    with pytest.warns(RuntimeWarning, match="optimizer state restored"):
+    with pytest.warns(RuntimeWarning, match="optimizer state were restored"):
         cb.on_nonfinite_loss(trainer, float("nan"))
     assert trainer.stop_training
     assert all(np.array_equal(p.data, q) for p, q in zip(trainer.model.parameters(), params))

@@ -80,7 +80,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, opt, sch
     assert not states_equal(resumed.model.state_dict(), full.model.state_dict())
     assert resumed.load_checkpoint(path) is resumed
     assert resumed.epoch == E1 and resumed.history.epoch == [1, 2]
-    resumed.fit(X, y, epochs=E, **FIT)
+    resumed.fit(X, y, epochs=E, initial_epoch=resumed.epoch, **FIT)
 
     assert states_equal(resumed.model.state_dict(), full.model.state_dict())
     assert resumed.epoch == E and resumed.history.epoch == list(range(1, E + 1))
@@ -111,12 +111,12 @@ def test_chained_resumes_and_no_scheduler(tmp_path):
     for stop in (3, 4, 5):  # resume, train a little, checkpoint, resume again
         t = build("sgd", None, seed=stop)
         t.load_checkpoint(path)
-        t.fit(X, y, epochs=stop, **FIT)
+        t.fit(X, y, epochs=stop, initial_epoch=t.epoch, **FIT)
         t.save_checkpoint(path)  # overwrites atomically
     assert states_equal(t.model.state_dict(), full.model.state_dict())
     assert t.history.epoch == [1, 2, 3, 4, 5]
-    with pytest.warns(UserWarning, match="already run 5 epochs"):
-        t.fit(X, y, epochs=5, **FIT)
+    with pytest.warns(UserWarning, match="nothing to run: epochs=5 with initial_epoch=5"):
+        t.fit(X, y, epochs=5, initial_epoch=t.epoch, **FIT)
     assert states_equal(t.model.state_dict(), full.model.state_dict())
 
 
@@ -132,8 +132,7 @@ def test_interruption_without_checkpoint_does_not_match():
     t2.model.load_state_dict(t.model.state_dict())
     t2.optimizer.load_state_dict(t.optimizer.state_dict())
     t2.scheduler.load_state_dict(t.scheduler.state_dict())
-    t2.epoch = 2
-    t2.fit(X, y, epochs=4, **FIT)
+    t2.fit(X, y, epochs=4, initial_epoch=2, **FIT)
     assert not states_equal(t2.model.state_dict(), full.model.state_dict())
 
 

@@ -986,3 +986,51 @@ def test_dropout_offset_draws_the_rows_of_a_larger_batch(rng, dtype, rows):
     assert_same(ys, y[a:b])
     with pytest.raises(ValueError, match="2\\*\\*32"):
         K.dropout_forward(x, y, mask, 0.4, 1 / 0.6, 99, 3, 2**32 - 10)
+
+
+# -- weight initialisation (csrc/init.c) --------------------------------------------------
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_init_uniform_fills_in_place_within_bounds_for_any_thread_count(dt, use_threads):
+    out = {}
+    for t in (1, 2):
+        with use_threads(t):
+            x = np.full(300_001, np.nan, dt)
+            K.init_uniform(x, 12345, -0.5, 2.0)
+            out[t] = x
+    np.testing.assert_array_equal(out[1], out[2])  # a pure function of (seed, index)
+    x = out[1]
+    assert np.isfinite(x).all() and x.min() >= -0.5 and x.max() < 2.0
+    # moments of U(-0.5, 2): mean 0.75, variance 2.5^2 / 12, within 5 standard errors
+    se = 2.5 / np.sqrt(12 * x.size)
+    assert abs(x.mean() - 0.75) < 5 * se
+    assert abs(x.var() - 2.5**2 / 12) < 5 * 2.5**2 / 12 * np.sqrt(0.8 / x.size)
+    # every tenth of the range gets its share (chi-square with 9 degrees of freedom)
+    counts = np.histogram(x, bins=10, range=(-0.5, 2.0))[0]
+    chi2 = ((counts - x.size / 10) ** 2 / (x.size / 10)).sum()
+    assert chi2 < 33.7  # p = 1e-4
+    # neighbouring elements are not correlated
+    assert abs(np.corrcoef(x[:-1], x[1:])[0, 1]) < 5 / np.sqrt(x.size)
+    other = np.empty_like(x)
+    K.init_uniform(other, 12346, -0.5, 2.0)
+    assert abs(np.corrcoef(x, other)[0, 1]) < 5 / np.sqrt(x.size)
+
+
+def test_init_uniform_double_precision_uses_53_bits():
+    x = np.empty(100_000)
+    K.init_uniform(x, 7, 0.0, 1.0)
+    frac = x * 2**24
+    assert np.count_nonzero(frac != np.floor(frac)) > 99_000  # not float32-grained
+
+
+def test_init_uniform_refuses_what_it_cannot_fill():
+    with pytest.raises(TypeError, match="init_uniform: x"):
+        K.init_uniform(np.zeros(4, np.int32), 1, 0.0, 1.0)
+    with pytest.raises(TypeError):
+        K.init_uniform([0.0, 1.0], 1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.init_uniform(np.zeros((4, 4))[:, ::2], 1, 0.0, 1.0)
+    ro = np.zeros(4)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        K.init_uniform(ro, 1, 0.0, 1.0)
+    K.init_uniform(np.zeros(0, np.float32), 1, 0.0, 1.0)  # nothing to do

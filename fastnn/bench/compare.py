@@ -80,6 +80,10 @@ def add_arguments(parser):
     parser.add_argument("--rnn", action="store_true",
                         help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
                              "against PyTorch and their GEMMs, at the largest --threads")
+    parser.add_argument("--contention", action="store_true",
+                        help="only the busy-machine measurement: each implementation's "
+                             "training step with and without a competing busy process "
+                             "(fastnn.bench.contention)")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")

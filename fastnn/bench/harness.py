@@ -157,20 +157,20 @@ class TorchWorker:
         self.proc = proc
 
     @classmethod
-    def start(cls, entry="fastnn.bench.torch_worker:main"):
-        """The worker running `entry` ("module:function", a server of the protocol of
-        fastnn.bench.torch_worker), or None when it cannot import torch."""
+    def start(cls, entry="fastnn.bench.torch_worker:main", env=None):
+        """A worker process running the function `entry` ('module:function', the
+        PyTorch worker by default) with `env` added to its environment."""
         import subprocess
 
         # The worker imports the fastnn this process runs: it gets this process's
         # sys.path (after any PYTHONPATH of its environment) and not the working
         # directory first, which from a source tree would be an unbuilt fastnn.
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         env["PYTHONPATH"] = os.pathsep.join(
             [p for p in [os.environ.get("PYTHONPATH")] if p]
             + [p or os.getcwd() for p in sys.path])
-        module, fn = entry.split(":")
-        code = f"import sys; del sys.path[0]; from {module} import {fn}; {fn}()"
+        module, function = entry.split(":")
+        code = f"import sys; del sys.path[0]; from {module} import {function}; {function}()"
         proc = subprocess.Popen([sys.executable, "-c", code], env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)

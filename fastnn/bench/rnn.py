@@ -131,8 +131,9 @@ def worker_main():
 
     from fastnn.bench.torch_worker import serve
 
-    serve(torch, {"torch": torch.__version__}, lambda msg: Case("torch", torch_case(
-        torch, msg["kind"], msg["layers"], msg["batch"], msg["train"])))
+    serve(lambda: {"torch": torch.__version__}, torch.set_num_threads,
+          lambda msg: Case("torch", torch_case(torch, msg["kind"], msg["layers"], msg["batch"],
+                                               msg["train"])))
 
 
 # --------------------------------------------------------------------------------------

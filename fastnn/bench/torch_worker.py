@@ -27,10 +27,11 @@ def _case(torch, data, kind, batch, fused):
     return Case(kind, torch_predict(torch, Xt, batch), batch)
 
 
-def serve(torch, info, make_case):
-    """Answer the commands on stdin: `info` is the answer to "info", make_case(msg)
-    builds the Case of a "setup" message (once per distinct message; torch's threads
-    are set from msg["threads"] first)."""
+def serve(info, set_threads, make_case):
+    """Answer the protocol's commands on stdin/stdout: `info()` gives the info reply,
+    `set_threads(n)` runs on each setup, and make_case(msg) builds the Case of a setup
+    message (once per distinct message, reused after; a ValueError is sent back as the
+    setup's error)."""
     cases, case = {}, None
     for line in sys.stdin:
         msg = json.loads(line)
@@ -38,14 +39,17 @@ def serve(torch, info, make_case):
         if cmd == "quit":
             break
         if cmd == "info":
-            out = info
+            out = info()
         elif cmd == "setup":
-            torch.set_num_threads(msg["threads"])
+            set_threads(msg["threads"])
             key = json.dumps(msg, sort_keys=True)
-            if key not in cases:
-                cases[key] = make_case(msg)
-            case = cases[key]
-            out = {"ok": True}
+            try:
+                if key not in cases:
+                    cases[key] = make_case(msg)
+                case = cases[key]
+                out = {"ok": True}
+            except ValueError as e:
+                out = {"error": str(e)}
         elif cmd == "calibrate":
             out = {"best": case.calibrate(msg["warmup"])}
         elif cmd == "time":
@@ -65,12 +69,12 @@ def main():
 
     X, y = make_data()
     data = torch.from_numpy(X), torch.from_numpy(y)
-    info = {"torch": torch.__version__,
-            "mkldnn": bool(torch.backends.mkldnn.is_available()),
-            "mkl": bool(torch.backends.mkl.is_available()),
-            "interop_threads": torch.get_num_interop_threads()}
-    serve(torch, info, lambda msg: _case(torch, data, msg["kind"], msg["batch"],
-                                         msg.get("fused", False)))
+    serve(lambda: {"torch": torch.__version__,
+                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
+                   "mkl": bool(torch.backends.mkl.is_available()),
+                   "interop_threads": torch.get_num_interop_threads()},
+          torch.set_num_threads,
+          lambda msg: _case(torch, data, msg["kind"], msg["batch"], msg.get("fused", False)))
 
 
 if __name__ == "__main__":

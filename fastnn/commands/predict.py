@@ -28,7 +28,7 @@ def run(args):
     try:
         model = fastnn.load(args.model)
         meta = fastnn.io.read_metadata(args.model)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError, MemoryError) as e:
         raise CommandError(str(e)) from None
     n_in = _input_features(model)
     X = _features(args.data, meta, n_in)
@@ -36,7 +36,7 @@ def run(args):
         raise CommandError(f"{args.data}: {X.shape[1]} feature columns, the model takes {n_in}")
     try:
         out = model.predict(X)
-    except ValueError as e:
+    except (ValueError, MemoryError) as e:
         raise CommandError(f"{args.data}: {e}") from None
     classes = meta.get("classes")
     if meta.get("task") == "classification" and classes:
@@ -72,13 +72,9 @@ def _features(path, meta, n_in):
     if not os.path.isfile(path):
         raise CommandError(f"no such file: {path}")
     if path.lower().endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if "X" not in npz.files:
-                    raise CommandError(f"{path}: the NPZ file needs an array 'X'")
-                X = npz["X"]
-        except (ValueError, OSError) as e:
-            raise CommandError(f"{path}: not a readable NPZ file ({e})") from None
+        from ..datasets.tables import read_npz
+
+        (X,) = read_npz(path, ["X"], CommandError)
     else:
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -55,6 +56,10 @@ def add_arguments(p):
                         "decay (x0.1 every third of the epochs), or reduce on plateau")
     o.add_argument("--epochs", type=positive_int, default=40, help="number of epochs")
     o.add_argument("--batch-size", type=positive_int, default=64, help="mini-batch size")
+    o.add_argument("--drop-last", action="store_true",
+                   help="drop each epoch's last partial batch (by default it is trained "
+                        "on; a single sample left over with --batch-norm joins the batch "
+                        "before it)")
     o.add_argument("--early-stopping", type=positive_int, metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE "
                         "epochs, keeping the best weights")
@@ -120,7 +125,8 @@ def _run(args):
     loss = fastnn.losses.CrossEntropyLoss() if task == "classification" else fastnn.losses.MSELoss()
     optimizer = _optimizer(fastnn, body, args)
     scheduler = _schedule(fastnn, optimizer, args)
-    cbs = []
+    guard = callbacks.TerminateOnNaN()  # divergence: rolled back, reported, exit status 1
+    cbs = [guard]
     if args.early_stopping:
         cbs.append(callbacks.EarlyStopping("val_loss", patience=args.early_stopping))
     if args.out:
@@ -133,6 +139,7 @@ def _run(args):
     start = time.perf_counter()
     try:
         history = trainer.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
+                              drop_last=args.drop_last,
                               validation_split=args.val_split, verbose=2 if args.quiet else 1)
     except ValueError as e:  # the data is checked already: what is left is its size
         raise CommandError(str(e)) from None
@@ -154,6 +161,9 @@ def _run(args):
         model = fastnn.Sequential(*layers)
         _write_outputs(args.out, model, history, test, data, model.predict(
             scaler.inverse_transform(X_te)), y_te, seconds)
+    if guard.stopped is not None:
+        print(f"fastnn train: {guard.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -261,8 +271,9 @@ def _write_outputs(out, model, history, test, data, pred, y_te, seconds):
         json.dump({"test": test, "epochs": len(history), "seconds": seconds}, f, indent=2)
     written.append(os.path.join(out, "metrics.json"))
     try:
-        plots.learning_curves(history, os.path.join(out, "learning_curves.png"))
-        written.append(os.path.join(out, "learning_curves.png"))
+        if len(history):  # (none when the first epoch diverged)
+            plots.learning_curves(history, os.path.join(out, "learning_curves.png"))
+            written.append(os.path.join(out, "learning_curves.png"))
         if data["task"] == "classification":
             k = len(data["classes"])
             cm = plots.confusion_matrix(y_te, pred.argmax(axis=1), k)

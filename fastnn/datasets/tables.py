@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import os
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -47,24 +49,35 @@ def load_table(path, target: str | None = None):
     raise DataError(f"{path}: unsupported file type {ext!r}; use .csv, .parquet or .npz")
 
 
-def _load_npz(path):
+def read_npz(path, names, error=DataError):
+    """The arrays `names` of an NPZ file (never unpickled); `error` for a file that is
+    not a readable NPZ (corrupt zip, damaged array, object arrays) or lacks an array."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("X", "y") if k not in npz.files]
+            missing = [k for k in names if k not in npz.files]
             if missing:
-                raise DataError(f"{path}: the NPZ file needs arrays 'X' and 'y'; it has "
-                                f"{sorted(npz.files)}")
-            X, y = npz["X"], npz["y"]
-    except (ValueError, OSError) as e:
-        if isinstance(e, DataError):
+                raise error(f"{path}: the NPZ file needs arrays "
+                            f"{' and '.join(repr(k) for k in names)}; it has "
+                            f"{sorted(npz.files)}")
+            return [npz[k] for k in names]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as e:
+        if isinstance(e, error):
             raise
-        raise DataError(f"{path}: not a readable NPZ file ({e})") from None
+        raise error(f"{path}: not a readable NPZ file ({type(e).__name__}: {e})") from None
+
+
+def _load_npz(path):
+    X, y = read_npz(path, ["X", "y"])
     if X.ndim != 2:
         raise DataError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
     if y.shape[:1] != X.shape[:1]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        i = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
+        raise DataError(f"{path}: NaN or infinite target in row {i} of y")
     _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])],
                   lambda i: f"row {i} of X")
     return X, y, [f"x{i}" for i in range(X.shape[1])], "y"

@@ -14,7 +14,9 @@ import numpy as np
 
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
-from ..validation import as_float_input, choice, float_dtype, follow_dtype, positive_int
+from ..validation import (
+    as_float_input, choice, float_dtype, follow_dtype, positive_int, real_number,
+)
 from .dense import linear_backward
 
 
@@ -88,7 +90,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, negative_slope=0.01, name=None):
         super().__init__(name=name)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = real_number(negative_slope, "LeakyReLU: negative_slope")
 
     @property
     def params(self):
@@ -128,9 +130,12 @@ class HardTanh(_Elementwise):
 
     def __init__(self, min_val=-1.0, max_val=1.0, name=None):
         super().__init__(name=name)
+        # Infinite bounds are a one-sided clamp (as torch allows).
+        min_val = real_number(min_val, "HardTanh: min_val", finite=False)
+        max_val = real_number(max_val, "HardTanh: max_val", finite=False)
         if not min_val < max_val:
             raise ValueError(f"HardTanh: min_val must be below max_val, got {min_val}, {max_val}")
-        self.min_val, self.max_val = float(min_val), float(max_val)
+        self.min_val, self.max_val = min_val, max_val
 
     @property
     def params(self):
@@ -151,9 +156,10 @@ class Softplus(_Elementwise):
 
     def __init__(self, beta=1.0, threshold=20.0, name=None):
         super().__init__(name=name)
-        if not beta > 0:
-            raise ValueError(f"Softplus: beta must be positive, got {beta}")
-        self.beta, self.threshold = float(beta), float(threshold)
+        beta = real_number(beta, "Softplus: beta", finite=False)
+        if not 0 < beta < math.inf:
+            raise ValueError(f"Softplus: beta must be positive and finite, got {beta}")
+        self.beta, self.threshold = beta, real_number(threshold, "Softplus: threshold")
 
     @property
     def params(self):
@@ -174,7 +180,7 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha=1.0, name=None):
         super().__init__(name=name)
-        self.alpha = float(alpha)
+        self.alpha = real_number(alpha, "ELU: alpha")
 
     @property
     def params(self):
@@ -214,7 +220,8 @@ class PReLU(Layer):
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32, name=None):
         super().__init__(name=name)
-        self.num_parameters = positive_int(num_parameters, "num_parameters")
+        self.num_parameters = positive_int(num_parameters, "PReLU: num_parameters")
+        init = real_number(init, "PReLU: init")
         self.weight = Parameter(np.full(self.num_parameters, init, float_dtype(dtype)),
                                 "weight")
 
@@ -257,15 +264,15 @@ class Maxout(Layer):
     def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32,
                  name=None):
         super().__init__(name=name)
-        self.in_features = positive_int(in_features, "in_features")
-        self.out_features = positive_int(out_features, "out_features")
+        self.in_features = positive_int(in_features, "Maxout: in_features")
+        self.out_features = positive_int(out_features, "Maxout: out_features")
         if not isinstance(pieces, (int, np.integer)) or not 2 <= pieces <= 255:
             raise ValueError(f"Maxout: pieces must be an integer in [2, 255], got {pieces!r}")
         self.pieces = int(pieces)
         dt = float_dtype(dtype)
         rows = self.out_features * self.pieces
-        self.weight = Parameter(np.empty((rows, self.in_features), dt), "weight")
-        self.bias = Parameter(np.empty(rows, dt), "bias") if bias else None
+        self.weight = Parameter.empty((rows, self.in_features), dt, "weight")
+        self.bias = Parameter.empty((rows,), dt, "bias") if bias else None
         bound = 1.0 / math.sqrt(self.in_features)
         _init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
@@ -352,12 +359,13 @@ class RBF(Layer):
 
     def __init__(self, in_features, centers, width=1.0, dtype=np.float32, name=None):
         super().__init__(name=name)
-        self.in_features = positive_int(in_features, "in_features")
-        self.n_centers = positive_int(centers, "centers")
+        self.in_features = positive_int(in_features, "RBF: in_features")
+        self.n_centers = positive_int(centers, "RBF: centers")
+        width = real_number(width, "RBF: width")
         if not width > 0:
             raise ValueError(f"RBF: width must be positive, got {width}")
         dt = float_dtype(dtype)
-        self.centers = Parameter(np.empty((self.n_centers, self.in_features), dt), "centers")
+        self.centers = Parameter.empty((self.n_centers, self.in_features), dt, "centers")
         _init.uniform_(self.centers, -1.0, 1.0)
         self.widths = Parameter(np.full(self.n_centers, width, dt), "widths")
         self._where = f"RBF({self.in_features}, {self.n_centers})"

@@ -33,11 +33,11 @@ class Dense(Layer):
             raise TypeError(f"Dense: regularizer must be a fastnn.regularizers object, "
                             f"got {regularizer!r}")
         self.regularizer = regularizer
-        self.in_features = positive_int(in_features, "in_features")
-        self.out_features = positive_int(out_features, "out_features")
+        self.in_features = positive_int(in_features, "Dense: in_features")
+        self.out_features = positive_int(out_features, "Dense: out_features")
         dt = float_dtype(dtype)
-        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt), "weight")
-        self.bias = Parameter(np.empty(self.out_features, dt), "bias") if bias else None
+        self.weight = Parameter.empty((self.out_features, self.in_features), dt, "weight")
+        self.bias = Parameter.empty((self.out_features,), dt, "bias") if bias else None
         self._where = f"Dense({self.in_features}, {self.out_features})"
         self.reset_parameters(init)
 

@@ -8,10 +8,12 @@ import numpy as np
 
 from .. import _kernels, rng, state_version
 from ..module import Layer, Parameter
-from ..validation import as_float_input, float_dtype, positive_int
+from ..validation import as_float_input, float_dtype, positive_int, real_number
 
 
 def _check_eps_momentum(where, eps, momentum):
+    eps = real_number(eps, f"{where}: eps")
+    momentum = None if momentum is None else real_number(momentum, f"{where}: momentum")
     if not eps > 0:
         raise ValueError(f"{where}: eps must be positive, got {eps}")
     if momentum is not None and not 0.0 <= momentum <= 1.0:
@@ -37,7 +39,7 @@ class _ChannelNorm(Layer):
                  name=None):
         super().__init__(name=name)
         name = type(self).__name__
-        self.num_features = positive_int(num_features, "num_features")
+        self.num_features = positive_int(num_features, f"{name}: num_features")
         _check_eps_momentum(name, eps, momentum)
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
@@ -105,6 +107,10 @@ class _ChannelNorm(Layer):
 
 
 class _BatchNorm(_ChannelNorm):
+    # Batch statistics need two samples: fit merges a trailing batch of one into the
+    # batch before it.
+    min_train_batch = 2
+
     """Batch normalisation: each channel normalised over the batch (and positions)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
@@ -335,6 +341,7 @@ class LayerNorm(Layer):
                                       normalized_shape)
         if not self.normalized_shape:
             raise ValueError("LayerNorm: normalized_shape must not be empty")
+        eps = real_number(eps, "LayerNorm: eps")
         if not eps > 0:
             raise ValueError(f"LayerNorm: eps must be positive, got {eps}")
         self.eps = float(eps)
@@ -411,6 +418,7 @@ class GroupNorm(Layer):
         if self.num_channels % self.num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
                              f"num_groups ({num_groups})")
+        eps = real_number(eps, "GroupNorm: eps")
         if not eps > 0:
             raise ValueError(f"GroupNorm: eps must be positive, got {eps}")
         self.eps = float(eps)

@@ -1,0 +1,69 @@
+"""Memory: a layer's construction allocates its parameters once (initialised in place),
+and an impossible size raises MemoryError before anything is allocated. Each case runs
+in a subprocess (peak RSS and resource limits are per process)."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import memory
+
+
+def _run(code, timeout=120):
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_dense_construction_peaks_at_its_parameter_bytes():
+    # Dense(4096, 4096): 64 MiB of weights. Peak RSS growth of building it, against the
+    # parameter bytes (was 3x: a copy of the weights, a float64 draw, touched gradients).
+    code, out, err = _run("""
+        import resource, numpy as np, fastnn
+        fastnn.Dense(8, 8)  # imports and first-use costs out of the way
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        layer = fastnn.Dense(4096, 4096)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        nbytes = sum(p.data.nbytes for p in layer.parameters())
+        assert np.isfinite(layer.weight.data).all()
+        print((after - before) * 1024 / nbytes)
+    """)
+    assert code == 0, err
+    assert float(out) <= 1.3
+
+
+def test_uniform_init_draws_in_place_and_is_reproducible():
+    fastnn.seed(3)
+    a = fastnn.Dense(300, 200)
+    fastnn.seed(3)
+    b = fastnn.Dense(300, 200)
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    bound = 1 / np.sqrt(300)
+    w = a.weight.data
+    assert w.min() >= -bound and w.max() < bound and abs(w.mean()) < 0.05 * bound
+    assert abs(w.std() - bound / np.sqrt(3)) < 0.02 * bound
+    x = np.zeros((1000, 100), np.float32)
+    fastnn.init.normal_(x, 2.0, 3.0)
+    assert x.dtype == np.float32 and abs(x.mean() - 2) < 0.05 and abs(x.std() - 3) < 0.05
+    strided = np.zeros((100, 100))[:, ::2]  # not contiguous: filled through a copy
+    fastnn.init.uniform_(strided, -1, 1)
+    assert (strided != 0).all()
+
+
+def test_an_impossible_parameter_is_a_memory_error_before_it_is_allocated():
+    code, out, err = _run("""
+        import resource, fastnn
+        fastnn.Dense(8, 8)
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        try:
+            fastnn.Dense(2**30, 1)  # 4 GiB of float32 weights, 8 GiB with gradients
+        except MemoryError as e:
+            print("MemoryError:", e)
+    """)
+    assert code == 0, err
+    assert "MemoryError: parameter 'weight' of shape (1, 1073741824)" in out
+    with pytest.raises(MemoryError, match="only"):
+        memory.check(1 << 62, "a test allocation")
