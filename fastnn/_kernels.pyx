@@ -1052,3 +1052,4 @@ def penalty(cnp.ndarray w, cnp.ndarray grad, double l1, double l2):
         with nogil:
             out = fnn_penalty_f64(n, <double*>p_w, <double*>p_g, l1, l2)
     return out
+include "_kernels_conv.pxi"
