@@ -10,13 +10,17 @@ from . import (  # noqa: E402
 from .io import load, save  # noqa: E402
 from .layers import *  # noqa: E402,F403 - the layers are part of the top-level API
 from .layers import __all__ as _layer_names  # noqa: E402
-from .module import Layer, Module, Parameter, Sequential  # noqa: E402
+from .graph import Input, Model  # noqa: E402
+from .module import Context, Layer, Module, Parameter  # noqa: E402
+from .sequential import Sequential  # noqa: E402
+from .store import ParameterStore  # noqa: E402
 from .rng import seed  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 from .trainer import History, Trainer  # noqa: E402
 
 __all__ = _layer_names + [
-    "History", "Layer", "Module", "Parameter", "Sequential", "Trainer", "callbacks",
+    "Context", "History", "Input", "Layer", "Model", "Module", "Parameter", "ParameterStore",
+    "Sequential", "Trainer", "callbacks",
     "datasets", "get_num_threads", "init", "load", "losses", "metrics", "optim",
     "preprocessing", "regularizers", "save", "schedules", "seed", "set_num_threads",
 ]

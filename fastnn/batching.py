@@ -1,19 +1,74 @@
 """Mini-batches without copying the data set: one index permutation per epoch, each
 batch gathered into a reused contiguous buffer. X can be any array, including a
-memory-mapped file larger than RAM; only one batch at a time is materialised (and
-converted to the model's dtype)."""
+memory-mapped file larger than RAM, or a list of arrays (a model with several
+inputs); only one batch at a time is materialised (and converted to the model's
+dtype)."""
 import numpy as np
+
+from .validation import as_array
+
+
+def as_inputs(X, where):
+    """X as a list of arrays with one row per sample each (X itself may be an array or
+    a list/tuple of arrays for a model with several inputs); ValueError if they are
+    empty, scalar or disagree on the number of samples."""
+    items = list(X) if isinstance(X, (list, tuple)) else [X]
+    if not items:
+        raise ValueError(f"{where}: got an empty list of inputs")
+    arrays = []
+    for i, x in enumerate(items):
+        name = where if len(items) == 1 else f"{where}[{i}]"
+        x = as_array(x, name)
+        if x.ndim < 2:
+            raise ValueError(f"{name}: expected an array of shape (samples, features...), "
+                             f"got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: is empty")
+        arrays.append(x)
+    if any(x.shape[0] != arrays[0].shape[0] for x in arrays):
+        raise ValueError(f"{where}: the inputs have different numbers of samples "
+                         f"{[x.shape[0] for x in arrays]}")
+    return arrays
 
 
 class Batches:
-    """Iterates (x_batch, y_batch) over X, y in the order of a permutation.
+    """Iterates (x_batch, y_batch) over X, y in the order of a permutation; with X a
+    list of arrays, x_batch is a list of their batches.
 
     The yielded arrays are reused buffers, valid until the next batch."""
 
     def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False):
-        self.X, self.y = X, y
+        self._inputs = ([_Gather(x, batch_size, dtype) for x in X] if isinstance(X, list)
+                        else None)
+        self._single = None if self._inputs is not None else _Gather(X, batch_size, dtype)
+        self.y = y
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
+
+    def __len__(self):
+        n, b = self.y.shape[0], self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def epoch(self, order):
+        """Yield the batches of one epoch; `order` is a permutation of range(len(y))."""
+        n, b = len(order), self.batch_size
+        stop = n - n % b if self.drop_last else n
+        for start in range(0, stop, b):
+            idx = order[start : start + b]
+            yb = self._ybuf[: len(idx)]
+            np.take(self.y, idx, axis=0, out=yb)
+            if self._single is not None:
+                yield self._single.take(idx), yb
+            else:
+                yield [g.take(idx) for g in self._inputs], yb
+
+
+class _Gather:
+    """Rows of one input array gathered into a reused buffer of the model's dtype."""
+
+    def __init__(self, X, batch_size, dtype):
+        self.X = X
         self._xbuf = np.empty((batch_size,) + X.shape[1:], dtype)
         # Rows of a C-contiguous X are gathered with np.take, in X's own dtype first when
         # it is not the model's. np.take would copy a non-contiguous (Fortran-ordered,
@@ -23,27 +78,16 @@ class Batches:
         direct = self._contiguous and X.dtype == dtype
         self._stage = (None if direct or not self._contiguous
                        else np.empty((batch_size,) + X.shape[1:], X.dtype))
-        self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
 
-    def __len__(self):
-        n, b = self.X.shape[0], self.batch_size
-        return n // b if self.drop_last else -(-n // b)
-
-    def epoch(self, order):
-        """Yield the batches of one epoch; `order` is a permutation of range(len(X))."""
-        n, b = len(order), self.batch_size
-        stop = n - n % b if self.drop_last else n
-        for start in range(0, stop, b):
-            idx = order[start : start + b]
-            m = len(idx)
-            xb, yb = self._xbuf[:m], self._ybuf[:m]
-            if not self._contiguous:
-                xb[...] = self.X[idx]
-            elif self._stage is None:
-                np.take(self.X, idx, axis=0, out=xb)
-            else:
-                stage = self._stage[:m]
-                np.take(self.X, idx, axis=0, out=stage)
-                xb[...] = stage
-            np.take(self.y, idx, axis=0, out=yb)
-            yield xb, yb
+    def take(self, idx):
+        m = len(idx)
+        xb = self._xbuf[:m]
+        if not self._contiguous:
+            xb[...] = self.X[idx]
+        elif self._stage is None:
+            np.take(self.X, idx, axis=0, out=xb)
+        else:
+            stage = self._stage[:m]
+            np.take(self.X, idx, axis=0, out=stage)
+            xb[...] = stage
+        return xb

@@ -11,7 +11,9 @@ import tempfile
 import numpy as np
 
 from . import __version__, layers as _layers, rng
-from .module import Module, Sequential
+from .graph import Model
+from .module import Module
+from .sequential import Sequential
 
 FORMAT = "fastnn"
 FORMAT_VERSION = "1"
@@ -20,11 +22,14 @@ FORMAT_VERSION = "1"
 _CLASSES = {name: getattr(_layers, name) for name in _layers.__all__
             if isinstance(getattr(_layers, name), type)}
 _CLASSES["Sequential"] = Sequential
+_CLASSES["Model"] = Model
 
 
 def layer_spec(module):
-    """{'type': class name, 'config': constructor arguments} of a module (recursively
-    for containers); weight-normalised layers also record their `weight_norm` dim."""
+    """{'type': class name, 'config': constructor arguments, 'name': its name if set}
+    of a module; Modules inside the configuration (a container's layers, a wrapped
+    layer) are described recursively. Weight-normalised layers also record their
+    `weight_norm` dim."""
     from .layers.normalization import _WeightNormed
 
     cls = type(module)
@@ -34,12 +39,34 @@ def layer_spec(module):
         spec["weight_norm"] = module._wn_dim
     if _CLASSES.get(cls.__name__) is not cls:
         raise NotImplementedError(f"cannot describe {cls.__name__}: not a built-in layer")
-    spec = {"type": cls.__name__, "config": module.get_config(), **spec}
+    spec = {"type": cls.__name__, "config": _describe(module.get_config()), **spec}
+    if module.name is not None:
+        spec["name"] = module.name
     return spec
+
+
+def _describe(value):
+    if isinstance(value, Module):
+        return layer_spec(value)
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    return value
 
 
 def _is_spec(value):
     return isinstance(value, dict) and set(value) >= {"type", "config"}
+
+
+def _rebuild(value, dtype):
+    if _is_spec(value):
+        return layer_from_spec(value, dtype)
+    if isinstance(value, dict):
+        return {k: _rebuild(v, dtype) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebuild(v, dtype) for v in value]
+    return value
 
 
 def layer_from_spec(spec, dtype=np.float32):
@@ -50,12 +77,12 @@ def layer_from_spec(spec, dtype=np.float32):
     if name not in _CLASSES:
         raise ValueError(f"unknown layer type {name!r} in model architecture")
     cls = _CLASSES[name]
-    config = {k: layer_from_spec(v, dtype) if _is_spec(v) else v
-              for k, v in spec["config"].items()}
-    if cls is Sequential:
-        module = Sequential(*[layer_from_spec(s, dtype) for s in config["layers"]])
+    config = _rebuild(spec["config"], dtype)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is not None:
+        module = from_config(config, name=spec.get("name"))
     else:
-        module = cls(**config)
+        module = cls(**config, name=spec.get("name"))
     if "weight_norm" in spec:
         weight_norm(module, dim=spec["weight_norm"])
     return module.astype(dtype) if module.parameters() or module._buffers else module

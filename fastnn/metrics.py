@@ -4,10 +4,11 @@ import numpy as np
 
 
 def accuracy(y_true, y_pred):
-    """Fraction of rows whose highest score is the true class (integer labels); for a
-    single output column, the sign of the score is the prediction (0 vs 1)."""
+    """Fraction of rows (or positions, for (N, C, *) scores and (N, *) labels) whose
+    highest score on the class axis 1 is the true class; for a single output column,
+    the sign of the score is the prediction (0 vs 1)."""
     y_true = np.asarray(y_true)
-    if y_pred.ndim == 2 and y_pred.shape[1] > 1:
+    if y_pred.ndim >= 2 and y_pred.shape[1] > 1:
         pred = y_pred.argmax(axis=1)
     else:
         pred = (y_pred.reshape(-1) > 0).astype(np.int64)

@@ -1,24 +1,33 @@
-"""Parameters, modules and the Sequential container.
+"""Parameters, modules, layers and the per-call contexts they compute in.
 
 A Module computes `forward(x)` and, given dL/d(output), `backward(grad)` -> dL/d(input),
-accumulating its parameters' gradients into `Parameter.grad`. Built-in layers keep
-their outputs and scratch arrays in per-layer workspaces reused from step to step;
-their public `forward`/`backward` return copies, so nothing a user holds is
-overwritten later, while containers and the Trainer chain the uncopied `_forward` /
-`_backward` (the hot path)."""
-from collections import OrderedDict
+accumulating its parameters' gradients into `Parameter.grad`.
+
+Built-in layers (subclasses of `Layer`) keep no per-call state on themselves: each call
+computes in a `Context` - what its backward needs and the workspaces its outputs live
+in. Containers (Sequential, Model) and the Trainer own one Context per call site and
+call the uncopied `_forward(ctx, x)` / `_backward(ctx, grad, need_input_grad)` (the hot
+path), so a layer can be called any number of times in one step (shared weights, a
+block applied twice): every call's backward uses that call's context, and parameter
+gradients of the calls add up. The public `forward`/`backward` copy their inputs and
+outputs, so nothing a user holds is overwritten later."""
+from collections import OrderedDict, deque
 
 import numpy as np
 
-from .validation import as_array, float_dtype
+from .validation import as_array, float_dtype, positive_int
+
+# Bumped whenever a hook is added or removed anywhere: containers re-plan (a hooked
+# layer is never fused into a neighbour, so its hooks see its own input and output).
+_hook_epoch = [0]
 
 
 class Parameter:
     """A trainable array: `.data`, its gradient `.grad` (same shape and dtype), a
     `.name`, and `.requires_grad` (frozen parameters get no gradient and no update).
 
-    Assigning to `.data` or `.grad` copies into the existing array, so views held by an
-    optimizer's flat buffer stay valid."""
+    Assigning to `.data` or `.grad` copies into the existing array, so views held by a
+    parameter store stay valid."""
 
     __slots__ = ("_data", "_grad", "name", "requires_grad", "_owner")
 
@@ -28,7 +37,7 @@ class Parameter:
         self._grad = np.zeros_like(self._data)
         self.name = name
         self.requires_grad = bool(requires_grad)
-        self._owner = None  # the flat buffer this parameter lives in, if any
+        self._owner = None  # the flat buffer (fastnn.store.FlatBuffer) holding it, if any
 
     @property
     def data(self):
@@ -68,18 +77,83 @@ class Parameter:
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}{frozen})"
 
 
+class Context:
+    """The state of one call of a layer: what its backward needs (attributes the layer
+    sets, e.g. `ctx.x`) and the workspaces its outputs and scratch live in.
+
+    A container keeps one Context per call site for as long as it lives, so the
+    workspaces of a training loop are allocated in its first step and reused after."""
+
+    def __init__(self):
+        self._ws = {}
+
+    def workspace(self, key, shape, dtype):
+        """An uninitialised array of `shape` reused across calls: sized for the largest
+        leading dimension seen and sliced for smaller ones."""
+        buf = self._ws.get(key)
+        if (
+            buf is None
+            or buf.dtype != dtype
+            or buf.shape[1:] != shape[1:]
+            or buf.shape[0] < shape[0]
+        ):
+            buf = np.empty(shape, dtype)
+            self._ws[key] = buf
+        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
+
+    def child(self, index):
+        """The context of a container's index-th call site (created on first use)."""
+        kids = self.__dict__.setdefault("_children", [])
+        while len(kids) <= index:
+            kids.append(Context())
+        return kids[index]
+
+    def reset(self):
+        """Forget everything (workspaces, saved values, children)."""
+        self.__dict__.clear()
+        self._ws = {}
+
+
+class RemovableHandle:
+    """Returned by the register_*_hook methods; `remove()` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, registry):
+        self._registry = registry
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+
+    def remove(self):
+        if self._registry.pop(self.id, None) is not None:
+            _hook_epoch[0] += 1
+
+
+def _check_name(name, where):
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(f"{where}: name must be a non-empty string without '.', got {name!r}")
+    return name
+
+
 class Module:
     """Base class of layers and models.
 
     Subclass it and implement `forward(x)` and `backward(grad_out)`; store Parameters
     and sub-Modules as attributes and they are found by `parameters()`, `state_dict()`,
     `apply()` and friends. Non-trainable state arrays (like running statistics) are
-    listed by name in the class attribute `_buffers`."""
+    listed by name in the class attribute `_buffers`. Any Module trains with
+    fastnn.Trainer, predicts with `predict` and can carry a `name`."""
 
     _buffers = ()
+    training = True
+    name = None
+    _forward_hooks = _backward_hooks = {}  # replaced per instance by the first hook
 
-    def __init__(self):
+    def __init__(self, name=None):
         self.training = True
+        self.name = _check_name(name, type(self).__name__)
 
     # -- computation ------------------------------------------------------------------
     def forward(self, x):
@@ -88,16 +162,70 @@ class Module:
     def backward(self, grad_out):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, x):
+    def __call__(self, x, *args, **kwargs):
+        from .graph import is_symbolic, call_symbolic
+
+        if is_symbolic(x):
+            return call_symbolic(self, x, *args, **kwargs)
+        return self.forward(x, *args, **kwargs)
+
+    def _forward(self, ctx, x):
+        """Forward of one call site (containers call this). A module without per-call
+        contexts (a user subclass) runs its own forward."""
         return self.forward(x)
 
-    def _forward(self, x):
-        """Hot-path forward used by containers; may return a reused workspace."""
-        return self.forward(x)
-
-    def _backward(self, grad_out, need_input_grad=True):
-        """Hot-path backward; returns None when the input gradient is not needed."""
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        """Backward of the call that `ctx` recorded; None when the input gradient is not
+        needed (built-in layers then skip its computation)."""
         return self.backward(grad_out)
+
+    # -- hooks ------------------------------------------------------------------------
+    def register_forward_hook(self, hook):
+        """Call hook(module, inputs, output) after every forward of this module; returns
+        a handle whose remove() unregisters it. A hooked layer is never fused with its
+        neighbours, so it sees its own input and output."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_full_backward_hook(self, hook):
+        """Call hook(module, grad_input, grad_output) after every backward of this
+        module (grad_input is None when no input gradient was computed)."""
+        return self._add_hook("_backward_hooks", hook)
+
+    def _add_hook(self, attr, hook):
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {hook!r}")
+        if attr not in self.__dict__:
+            setattr(self, attr, {})
+        registry = getattr(self, attr)
+        handle = RemovableHandle(registry)
+        registry[handle.id] = hook
+        _hook_epoch[0] += 1
+        return handle
+
+    @property
+    def _hooked(self):
+        return bool(self._forward_hooks or self._backward_hooks)
+
+    def _run_forward_hooks(self, inputs, output):
+        for hook in list(self._forward_hooks.values()):
+            hook(self, inputs, output)
+
+    def _run_backward_hooks(self, grad_input, grad_output):
+        for hook in list(self._backward_hooks.values()):
+            hook(self, grad_input, grad_output)
+
+    # -- fusion protocol (fastnn.plan) ---------------------------------------------------
+    def epilogue(self):
+        """(activation code, alpha, beta) if this layer is an elementwise activation a
+        preceding GEMM can apply in its epilogue, else None."""
+        return None
+
+    def fuse(self, following):
+        """A fused step running this layer and some of the layers in `following` (the
+        layers after it, each the single consumer of its predecessor's output), as
+        (step, number of following layers absorbed); None when there is nothing to
+        fuse. A step has `layers`, `_forward(ctx, x)` and `_backward(ctx, g, need)`."""
+        return None
 
     # -- structure --------------------------------------------------------------------
     def named_children(self):
@@ -109,11 +237,18 @@ class Module:
         return [m for _, m in self.named_children()]
 
     def modules(self):
-        """This module and all its descendants, depth first."""
-        out = [self]
-        for child in self.children():
-            out.extend(child.modules())
+        """This module and all its descendants, depth first (each module once)."""
+        out, seen = [], set()
+        self._collect_modules(out, seen)
         return out
+
+    def _collect_modules(self, out, seen):
+        if id(self) in seen:
+            return
+        seen.add(id(self))
+        out.append(self)
+        for child in self.children():
+            child._collect_modules(out, seen)
 
     def _own_parameters(self):
         for name, value in vars(self).items():
@@ -152,6 +287,15 @@ class Module:
             child.apply(fn)
         fn(self)
         return self
+
+    def parameter_store(self):
+        """The contiguous data/grad store (fastnn.store.ParameterStore) holding exactly
+        this module's parameters; built on first use (parameters become views into it),
+        rebuilt if the parameters changed. Optimizers built over the parameters follow
+        them into the new store."""
+        from .store import ParameterStore
+
+        return ParameterStore.of(self.parameters())
 
     # -- modes and gradients ----------------------------------------------------------
     def train(self, mode=True):
@@ -200,8 +344,8 @@ class Module:
     def astype(self, dtype):
         """Convert parameters and float buffers to dtype (float32 or float64) in place.
 
-        Build the optimizer after converting: an optimizer built before holds the old
-        arrays and refuses to step."""
+        Build the optimizer after converting: an optimizer built before holds state of
+        the old dtype and refuses to step."""
         dt = float_dtype(dtype)
         for m in self.modules():
             for _, p in m._own_parameters():
@@ -222,6 +366,44 @@ class Module:
         params = self.parameters()
         return params[0].dtype if params else None
 
+    # -- inference --------------------------------------------------------------------
+    def predict(self, X, batch_size=256):
+        """Eval-mode forward over X in batches of batch_size; a new array with one row
+        per sample (a list of arrays for a model with several outputs). X is an array
+        of shape (n_samples, ...) or, for a model with several inputs, a list of such
+        arrays. Every module's train/eval mode is restored afterwards."""
+        from .batching import as_inputs
+
+        batch_size = positive_int(batch_size, "batch_size")
+        inputs = as_inputs(X, "predict")
+        n = inputs[0].shape[0]
+        single = not isinstance(X, (list, tuple))
+        modules = self._modules_cached()
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.training = False
+        ctx = self.__dict__.get("_predict_ctx")
+        if ctx is None:
+            ctx = self._predict_ctx = Context()
+        try:
+            outs = None
+            for start in range(0, n, batch_size):
+                xb = [x[start : start + batch_size] for x in inputs]
+                yb = self._forward(ctx, xb[0] if single else xb)
+                ys = yb if isinstance(yb, (list, tuple)) else [yb]
+                if outs is None:
+                    outs = [np.empty((n,) + y.shape[1:], y.dtype) for y in ys]
+                for out, y in zip(outs, ys):
+                    out[start : start + y.shape[0]] = y
+        finally:
+            for m, mode in zip(modules, modes):
+                m.training = mode
+        return outs if isinstance(yb, (list, tuple)) else outs[0]
+
+    def _modules_cached(self):
+        """modules(), cached for containers whose structure is fixed."""
+        return self.modules()
+
     # -- state ------------------------------------------------------------------------
     def _local_state(self):
         """This module's own parameters then buffers, in torch's state_dict order."""
@@ -240,14 +422,15 @@ class Module:
 
     def state_dict(self):
         """Copies of every parameter and buffer, under torch.nn-style keys
-        ('0.weight', '1.running_mean', ...)."""
+        ('0.weight', '1.running_mean', ... for a Sequential; '<layer name>.weight' for a
+        Model). A parameter shared by several layers appears under each name."""
         return OrderedDict((k, np.array(v, copy=True)) for k, v in self._state_items())
 
     def load_state_dict(self, state, strict=True):
         """Copy arrays from `state` into this module (values are cast to the module's
         dtype). Keys and shapes follow state_dict(); with strict=True, missing and
         unexpected keys are an error. Accepts torch state dicts converted with
-        `{k: v.numpy() for k, v in sd.items()}`."""
+        `{k: v.numpy() for k, v in sd.items()}`. Nothing changes if any array fails."""
         own = dict(self._state_items())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -255,7 +438,6 @@ class Module:
             raise KeyError(
                 f"state_dict mismatch: missing keys {missing}, unexpected keys {unexpected}"
             )
-        # Check every array before copying any, so a failed load changes nothing.
         pairs = []
         for key, dst in own.items():
             if key not in state:
@@ -272,10 +454,11 @@ class Module:
 
     # -- architecture -----------------------------------------------------------------
     def get_config(self):
-        """Constructor arguments that rebuild this module (JSON-serialisable), used by
-        fastnn.save. Parameter-free layers return {}; user modules that want to be
+        """Constructor arguments that rebuild this module (JSON-serialisable, or
+        Modules, which fastnn.save describes recursively), without `name` (saved
+        separately). Parameter-free layers return {}; user modules that want to be
         saved with their architecture override this (and accept the arguments)."""
-        if type(self).__init__ is Module.__init__ or type(self).__init__ is Layer.__init__:
+        if type(self).__init__ in (Module.__init__, Layer.__init__):
             return {}
         raise NotImplementedError(f"{type(self).__name__} does not define get_config")
 
@@ -295,166 +478,95 @@ class Module:
 
 
 class Layer(Module):
-    """A built-in module whose `_forward`/`_backward` return workspace arrays.
+    """A built-in module computing in per-call contexts.
 
-    Workspaces are sized for the largest batch seen and sliced for smaller ones, so a
-    training loop with a fixed batch size (and a last partial batch) allocates nothing
-    after its first step."""
+    Subclasses implement `_forward(ctx, x)` and `_backward(ctx, grad_out,
+    need_input_grad)`, keep what backward needs on `ctx` and their outputs in
+    `ctx.workspace(...)`, and ACCUMULATE parameter gradients. The public
+    `forward`/`backward` work as a stack: each forward records its call (on a copy of
+    the input) and each backward consumes the most recent recorded call, so
+    `a = d(x1); b = d(x2); d.backward(gb); d.backward(ga)` is correct. A layer
+    remembers its last `max_pending_calls` un-backpropagated calls; older ones are
+    forgotten and their backward raises (containers and the Trainer keep their own
+    contexts and have no such limit)."""
 
-    def __init__(self):
-        super().__init__()
-        self._ws = {}
+    max_pending_calls = 32
 
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self._scratch_ws = {}
+        self._pending = deque()
+        self._free = []
+
+    # -- public, copying API ----------------------------------------------------------
     def forward(self, x):
-        return self._forward(x).copy()
+        ctx = self._free.pop() if self._free else Context()
+        x = _own_copy(ctx, x)
+        y = self._forward(ctx, x)
+        if self._forward_hooks:
+            self._run_forward_hooks(x, y)
+        if len(self._pending) >= self.max_pending_calls:
+            self._pending.popleft()  # forgotten: its workspaces go with it
+        self._pending.append(ctx)
+        return _copy(y)
 
     def backward(self, grad_out):
-        return self._backward(grad_out).copy()
+        if not self._pending:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no forward call is waiting for its "
+                f"backward (each backward consumes one forward; at most "
+                f"{self.max_pending_calls} are remembered)")
+        ctx = self._pending.pop()
+        try:
+            gx = self._backward(ctx, grad_out, True)
+        except BaseException:
+            self._pending.append(ctx)  # a refused gradient leaves the call waiting
+            raise
+        self._free.append(ctx)
+        if self._backward_hooks:
+            self._run_backward_hooks(gx, grad_out)
+        return _copy(gx)
 
-    def _workspace(self, key, shape, dtype):
-        """An uninitialised array of `shape` reused across calls."""
-        buf = self._ws.get(key)
-        if (
-            buf is None
-            or buf.dtype != dtype
-            or buf.shape[1:] != shape[1:]
-            or buf.shape[0] < shape[0]
-        ):
-            buf = np.empty(shape, dtype)
-            self._ws[key] = buf
-        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
+    # -- helpers for subclasses -------------------------------------------------------
+    def _scratch(self, key, shape, dtype):
+        """Per-layer scratch valid during one kernel call only (never state)."""
+        buf = self._scratch_ws.get(key)
+        if buf is None or buf.dtype != dtype or buf.size < int(np.prod(shape)):
+            buf = np.empty(int(np.prod(shape)), dtype)
+            self._scratch_ws[key] = buf
+        return buf[: int(np.prod(shape))].reshape(shape)
 
     def _colsum_scratch(self, width):
         """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
         from . import _kernels
 
-        return self._workspace("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
+        return self._scratch("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
 
     def _dtype_changed(self, dtype):
-        self._ws.clear()
+        self._scratch_ws.clear()
+        self._pending.clear()
+        self._free.clear()
 
 
-class Sequential(Layer):
-    """Layers applied in order: `Sequential(Dense(784, 512), ReLU(), Dense(512, 10))`.
+def _own_copy(ctx, x):
+    """x copied into the context (so later changes to the caller's array cannot reach
+    the backward), or a list of such copies."""
+    if isinstance(x, (list, tuple)):
+        return [_own_copy_one(ctx, f"_in{i}", v) for i, v in enumerate(x)]
+    return _own_copy_one(ctx, "_in", x)
 
-    Some runs of layers execute as one fused step (fastnn.fusion): an elementwise
-    activation right after a Dense layer goes into the Dense layer's epilogue, and
-    BatchNorm1d -> ReLU (-> Dropout) runs as two passes forward and two backward in
-    training. The results are those of the layers applied one by one. The list of
-    layers is fixed at construction."""
 
-    def __init__(self, *layers):
-        super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
-            layers = tuple(layers[0])
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: item {i} is not a Module: {layer!r}")
-        from . import fusion  # fusion knows the layer classes, which import this module
+def _own_copy_one(ctx, key, x):
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim == 0:
+        return x  # converted (so copied) by the layer's own input check
+    buf = ctx.workspace(key, x.shape, x.dtype)
+    np.copyto(buf, x)
+    return buf
 
-        self.layers = list(layers)
-        self._steps = fusion.plan(self.layers)
-        self._all_modules = None
 
-    def named_children(self):
-        for i, layer in enumerate(self.layers):
-            yield str(i), layer
-
-    def train(self, mode=True):
-        # The layer list is fixed: the module tree is walked once, not on every call
-        # (predict switches modes twice per call).
-        if self._all_modules is None:
-            self._all_modules = self.modules()
-        for m in self._all_modules:
-            m.training = bool(mode)
-        return self
-
-    def get_config(self):
-        from .io import layer_spec
-
-        return {"layers": [layer_spec(layer) for layer in self.layers]}
-
-    def __getitem__(self, i):
-        return self.layers[i]
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def _forward(self, x):
-        for step in self._steps:
-            x = step._forward(x)
-        return x
-
-    def _backward(self, grad_out, need_input_grad=True):
-        g = grad_out
-        steps = self._steps
-        for i in range(len(steps) - 1, -1, -1):
-            g = steps[i]._backward(g, need_input_grad or i > 0)
-        return g
-
-    def backward(self, grad_out):
-        return self._backward(grad_out, True).copy()
-
-    def predict(self, X, batch_size=256):
-        """Eval-mode forward over X in batches; a new (n_samples, n_outputs) array.
-        Every module's train/eval mode is restored afterwards."""
-        from .validation import positive_int
-
-        batch_size = positive_int(batch_size, "batch_size")
-        X = as_array(X, "predict")
-        if X.ndim < 2 or X.shape[0] == 0:
-            raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
-        if self._all_modules is None:
-            self._all_modules = self.modules()
-        modes = [m.training for m in self._all_modules]
-        for m in self._all_modules:
-            m.training = False
-        try:
-            out = None
-            for start in range(0, X.shape[0], batch_size):
-                yb = self._forward(X[start : start + batch_size])
-                if out is None:
-                    out = np.empty((X.shape[0],) + yb.shape[1:], yb.dtype)
-                out[start : start + yb.shape[0]] = yb
-        finally:
-            for m, mode in zip(self._all_modules, modes):
-                m.training = mode
-        return out
-
-    def summary(self, input_features=None, print_fn=print):
-        """Print each layer with its output shape and parameter count; returns the text.
-
-        The shapes come from an eval-mode forward of a 2-sample zero batch with
-        `input_features` columns (default: the first layer's in_features)."""
-        if input_features is None:
-            input_features = getattr(self.layers[0], "in_features", None)
-            if input_features is None:
-                raise ValueError("summary: pass input_features (the first layer has none)")
-        dtype = self.dtype or np.float32
-        x = np.zeros((2, input_features), dtype)
-        rows = []
-        was_training = self.training
-        self.eval()
-        try:
-            for i, layer in enumerate(self.layers):
-                x = layer.forward(x)
-                n = sum(p.size for p in layer.parameters())
-                rows.append((f"{i}: {layer!r}".split("\n")[0], str((None,) + x.shape[1:]), n))
-        finally:
-            self.train(was_training)
-        total = sum(p.size for p in self.parameters())
-        trainable = sum(p.size for p in self.parameters() if p.requires_grad)
-        w0 = max(len(r[0]) for r in rows + [("Layer", "", 0)])
-        w1 = max(len(r[1]) for r in rows + [("", "Output shape", 0)])
-        lines = [f"{'Layer':<{w0}}  {'Output shape':<{w1}}  {'Params':>10}"]
-        lines.append("-" * len(lines[0]))
-        lines += [f"{a:<{w0}}  {b:<{w1}}  {c:>10,}" for a, b, c in rows]
-        lines.append("-" * len(lines[0]))
-        lines.append(f"Total parameters: {total:,} (trainable {trainable:,}), dtype {dtype}")
-        text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+def _copy(y):
+    if y is None:
+        return None
+    if isinstance(y, (list, tuple)):
+        return [_copy(v) for v in y]
+    return np.array(y, copy=True)

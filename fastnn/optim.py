@@ -1,9 +1,13 @@
 """Optimizers with torch.optim's names, defaults and update rules.
 
-When an optimizer is built, its parameters move into one contiguous data buffer and
-one gradient buffer (each Parameter keeps a view of its slice), so that `zero_grad` is
-one memset and `step` is one fused C pass per parameter group. Optimizer state
-(momentum buffers, Adam moments) is flat in the same layout.
+An optimizer works on slices of a parameter store (fastnn.store): its parameters live
+in one contiguous data buffer and one gradient buffer - the model's store when they
+are already in one (module.parameter_store()), else a store built over them - so
+that `zero_grad` is one memset and `step` is one fused C pass per run of adjacent
+parameters. Optimizer state (momentum buffers, Adam moments) is flat in the same
+layout; `state_dict` saves it in the optimizer's parameter order. When the parameters
+move to another store (the model's store is built after the optimizer), the state
+follows them.
 """
 import math
 
@@ -11,6 +15,7 @@ import numpy as np
 
 from . import _kernels
 from .module import Parameter
+from .store import ParameterStore
 
 
 class Optimizer:
@@ -54,10 +59,9 @@ class Optimizer:
     def _init_group(self, index, group):
         """Set initial state for a group (flat state starts at zero)."""
 
-    def _group_range(self, index):
-        """Flat [lo, hi) of group `index` (groups are contiguous in the buffer)."""
-        idx = self._group_params[index]
-        return self._offsets[idx[0]][0], self._offsets[idx[-1]][1]
+    def _group_ranges(self, index):
+        """The flat [lo, hi) ranges of group `index`'s parameters."""
+        return [self._offsets[i] for i in self._group_params[index]]
 
     def _update(self, group, run):
         """Apply one update to a _Run of the group's parameters."""
@@ -69,20 +73,11 @@ class Optimizer:
         if len(dtypes) != 1:
             raise ValueError(f"{type(self).__name__}: all parameters must share one dtype, "
                              f"got {sorted(map(str, dtypes))}")
-        total = sum(p.size for p in self._params)
-        self._data = np.empty(total, dtypes.pop())
-        self._grad = np.empty_like(self._data)
-        self._flat = _Flat(self._data, self._grad)
-        self._offsets = []
-        offset = 0
-        for p in self._params:
-            lo, hi = offset, offset + p.size
-            self._data[lo:hi] = p.data.reshape(-1)
-            self._grad[lo:hi] = p.grad.reshape(-1)
-            p._rebind(self._data[lo:hi].reshape(p.shape), self._grad[lo:hi].reshape(p.shape),
-                      owner=self._flat)
-            self._offsets.append((lo, hi))
-            offset = hi
+        owners = {id(p._owner) for p in self._params}
+        owner = self._params[0]._owner
+        if owner is None or len(owners) != 1:
+            owner = ParameterStore(self._params).buffers[0]
+        self._bind(owner)
         bounds, i = [], 0
         for g in self.param_groups:
             n = len(g["params"])
@@ -90,14 +85,41 @@ class Optimizer:
             i += n
         self._group_params = bounds
 
-    def _check_owner(self):
-        for p in self._params:
-            if p._owner is not self._flat:
-                raise RuntimeError(
-                    f"{type(self).__name__}: parameter {p.name!r} no longer lives in this "
-                    "optimizer's buffer (it was given to another optimizer or the model was "
-                    "converted with astype); build the optimizer again"
-                )
+    def _bind(self, buffer):
+        """Work on `buffer` (a fastnn.store.FlatBuffer holding every parameter)."""
+        self._buffer = buffer
+        self._data, self._grad = buffer.data, buffer.grad
+        self._offsets = [buffer.range_of(p) for p in self._params]
+
+    def _follow_parameters(self):
+        """If the parameters moved to another store, move the state with them."""
+        buffer = self._params[0]._owner
+        if buffer is self._buffer and all(p._owner is buffer for p in self._params):
+            return
+        if buffer is None or any(p._owner is not buffer for p in self._params):
+            buffer = ParameterStore(self._params).buffers[0]
+        if buffer.dtype != self._data.dtype:
+            raise RuntimeError(
+                f"{type(self).__name__}: the parameters were converted to {buffer.dtype} "
+                f"(astype) after the optimizer was built for {self._data.dtype}; build the "
+                "optimizer again")
+        saved = {name: self._gather(arr) for name, arr in self.state.items()}
+        self._bind(buffer)
+        for name, flat in saved.items():
+            self.state[name] = np.zeros_like(self._data)
+            self._scatter(flat, self.state[name])
+
+    def _gather(self, flat):
+        """The slices of a store-layout array for this optimizer's parameters, in
+        parameter order (one array)."""
+        return np.concatenate([flat[lo:hi] for lo, hi in self._offsets])
+
+    def _scatter(self, packed, flat):
+        """Inverse of _gather: write parameter-ordered values into a store-layout array."""
+        start = 0
+        for lo, hi in self._offsets:
+            flat[lo:hi] = packed[start : start + hi - lo]
+            start += hi - lo
 
     def _advance(self, group_index):
         """Count a step for each trainable parameter of the group; returns the runs of
@@ -118,12 +140,18 @@ class Optimizer:
 
     # -- public API -------------------------------------------------------------------
     def zero_grad(self):
-        """Set every gradient to zero (one memset over the flat gradient buffer)."""
-        _kernels.zero(self._grad)
+        """Set the gradients of this optimizer's parameters to zero (one memset over the
+        flat gradient buffer when they fill it)."""
+        self._follow_parameters()
+        if sum(hi - lo for lo, hi in self._offsets) == self._grad.size:
+            _kernels.zero(self._grad)
+        else:
+            for lo, hi in self._offsets:
+                self._grad[lo:hi] = 0
 
     def step(self):
         """One update of every trainable parameter from its current gradient."""
-        self._check_owner()
+        self._follow_parameters()
         for gi, group in enumerate(self.param_groups):
             for run in self._advance(gi):
                 self._update(group, run)
@@ -145,7 +173,8 @@ class Optimizer:
         training bit for bit."""
         groups = [{k: v for k, v in g.items() if k != "params"} | {"params": idx}
                   for g, idx in zip(self.param_groups, self._group_params)]
-        state = {k: v.copy() for k, v in self.state.items()}
+        self._follow_parameters()
+        state = {k: self._gather(v) for k, v in self.state.items()}
         state.update({k: v.copy() for k, v in self._per_param_state().items()})
         return {"state": state, "param_groups": groups}
 
@@ -158,7 +187,9 @@ class Optimizer:
         if [g["params"] for g in groups] != self._group_params:
             raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not "
                              "match this optimizer's")
-        own = dict(self.state, **self._per_param_state())
+        self._follow_parameters()
+        own = {k: self._gather(v) for k, v in self.state.items()}
+        own.update(self._per_param_state())
         saved = state_dict["state"]
         if set(saved) != set(own):
             raise ValueError(f"{type(self).__name__}.load_state_dict: state has "
@@ -168,7 +199,10 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} "
                                  f"has shape {np.shape(arr)}, expected {own[name].shape}")
         for name, arr in saved.items():
-            np.copyto(own[name], arr, casting="unsafe")
+            if name in self.state:
+                self._scatter(np.asarray(arr, self._data.dtype), self.state[name])
+            else:
+                np.copyto(own[name], arr, casting="unsafe")
         for g, saved in zip(self.param_groups, groups):
             for k, v in saved.items():
                 if k != "params":
@@ -187,15 +221,6 @@ class _Run:
 
     def __init__(self, lo, hi, t, start, stop):
         self.lo, self.hi, self.t, self.start, self.stop = lo, hi, t, start, stop
-
-
-class _Flat:
-    """The flat data and gradient buffers that an optimizer's parameters are views of."""
-
-    __slots__ = ("data", "grad")
-
-    def __init__(self, data, grad):
-        self.data, self.grad = data, grad
 
 
 def _as_groups(params):
@@ -353,8 +378,8 @@ class Adagrad(Optimizer):
             raise ValueError(f"Adagrad: invalid epsilon value: {g['eps']}")
 
     def _init_group(self, index, group):
-        lo, hi = self._group_range(index)
-        self.state["sum"][lo:hi] = group["initial_accumulator_value"]
+        for lo, hi in self._group_ranges(index):
+            self.state["sum"][lo:hi] = group["initial_accumulator_value"]
 
     def _update(self, g, run):
         lo, hi = run.lo, run.hi

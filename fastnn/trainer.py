@@ -11,11 +11,12 @@ import warnings
 import numpy as np
 
 from . import metrics as _metrics, rng
-from .batching import Batches
+from .batching import Batches, as_inputs
 from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
 from .losses import CrossEntropyLoss, check_labels
+from .module import Context
 from .optim import clip_grad_norm_
-from .validation import as_array, check_finite, positive_int
+from .validation import check_finite, positive_int
 
 
 class History:
@@ -69,6 +70,14 @@ class Trainer:
     False` to train through non-finite losses).
     clip_grad_norm: clip the gradients' global L2 norm to this before every update;
     the per-epoch mean of the pre-clip norms is logged as 'grad_norm'.
+
+    `model` is any Module with forward/backward: a Sequential, a fastnn.Model (several
+    inputs: pass X as a list of arrays), or a Module subclass of your own. One step:
+    the gradients in the model's parameter store (model.parameter_store()) are zeroed,
+    forward, loss, backward (module backward hooks fire), then the store's
+    'after_backward' hooks together with the trainer's weight penalties (order 100)
+    and gradient clipping (order 300), then 'before_step' hooks, optimizer.step() and
+    'after_step' hooks.
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
@@ -98,6 +107,9 @@ class Trainer:
         self.interrupted = False
         self.verbose = 0
         self._penalty_list = None
+        self._store = None
+        self._ctx, self._eval_ctx = Context(), Context()
+        self._step_info = {}
 
     @property
     def _classification(self):
@@ -115,25 +127,46 @@ class Trainer:
     def _step(self, xb, yb, callbacks):
         """One update; (loss, model output, pre-clip gradient norm or None). With a
         non-finite loss the callbacks decide, before anything is updated."""
-        model, opt = self.model, self.optimizer
-        opt.zero_grad()
-        out = model._forward(xb)
+        model, opt, store = self.model, self.optimizer, self._parameter_store()
+        store.zero_grad()
+        out = model._forward(self._ctx, xb)
         value = self.loss(out, yb)
         if not math.isfinite(value):
             for cb in callbacks:
                 cb.on_nonfinite_loss(self, value)
             if self.stop_training:
                 return value, out, None
-        model._backward(self.loss._backward(), False)
-        for m in self._penalties():
-            value += m._weight_penalty(m.regularizer, True)
-        norm = None
-        if self.clip_grad_norm is not None:
-            norm = clip_grad_norm_(model.parameters(), self.clip_grad_norm)
+        model._backward(self._ctx, self.loss._backward(), False)
+        info = self._step_info
+        info["penalty"], info["grad_norm"] = 0.0, None
+        store.run_hooks("after_backward", extra=self._builtin_hooks, trainer=self)
+        store.run_hooks("before_step", trainer=self)
         opt.step()
+        store.run_hooks("after_step", trainer=self)
         if getattr(self.scheduler, "interval", "epoch") == "step":
             self.scheduler.step()
-        return value, out, norm
+        return value + info["penalty"], out, info["grad_norm"]
+
+    def _parameter_store(self):
+        """The model's parameter store and the trainer's own after-backward hooks,
+        found once (fit looks again at its start)."""
+        if self._store is None:
+            self._store = self.model.parameter_store()
+            hooks = []
+            if self._penalties():
+                hooks.append((100, self._add_penalties))
+            if self.clip_grad_norm is not None:
+                hooks.append((300, self._clip))
+            self._builtin_hooks = hooks
+        return self._store
+
+    def _add_penalties(self, store, trainer):
+        self._step_info["penalty"] = sum(m._weight_penalty(m.regularizer, True)
+                                         for m in self._penalties())
+
+    def _clip(self, store, trainer):
+        self._step_info["grad_norm"] = clip_grad_norm_(self.model.parameters(),
+                                                       self.clip_grad_norm)
 
     def _penalties(self):
         """The model's layers that have a regularizer, found once (fit looks again at
@@ -145,26 +178,35 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------
     def _prepare(self, X, y, where):
-        """Validated (X, y): X numeric with >= 2 dims, finite; y of matching length,
-        integer labels in range for classification, float targets otherwise."""
-        X = as_array(X, f"{where} X")
-        if X.ndim < 2:
-            raise ValueError(f"{where}: X must be 2-D (samples, features), got shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError(f"{where}: X is empty")
-        y = as_array(y, f"{where} y")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"{where}: X has {X.shape[0]} samples but y has {y.shape[0]}")
-        check_finite(X, f"{where} X")
+        """Validated (X, y): X an array of shape (n_samples, ...) - or a list of them for
+        a model with several inputs - finite; y of matching length, integer labels in
+        range for classification (shape (N,) for (N, C) outputs, (N, *) for (N, C, *)),
+        float targets otherwise."""
+        inputs = as_inputs(X, f"{where} X")
+        n = inputs[0].shape[0]
+        for i, x in enumerate(inputs):
+            check_finite(x, f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]")
+        y = np.asarray(y) if not isinstance(y, np.ndarray) else y
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"{where}: X has {n} samples but y has "
+                             f"{'no samples' if y.ndim == 0 else y.shape[0]}")
         dtype = self.model.dtype or np.float32
-        n_out = self.model.predict(X[:2]).shape[1]
+        out = self.model.predict([x[:2] for x in inputs] if len(inputs) > 1 else inputs[0][:2])
+        if isinstance(out, list):
+            raise ValueError(f"{where}: the model has {len(out)} outputs; the Trainer "
+                             "trains a model with one output")
         if self._classification:
-            y = check_labels(y, X.shape[0], n_out, where)
+            if out.ndim == 2:
+                y = check_labels(y, n, out.shape[1], where)
+            else:
+                y = _check_dense_labels(y, out.shape, where)
         else:
-            if y.ndim == 1 and n_out == 1:
+            if y.ndim == 1 and out.ndim == 2 and out.shape[1] == 1:
                 y = y.reshape(-1, 1)
-            check_finite(y, f"{where} y")
+            check_finite(np.asarray(y, dtype=np.float64) if y.dtype.kind not in "f" else y,
+                         f"{where} y")
             y = np.ascontiguousarray(y, dtype=dtype)
+        X = inputs if isinstance(X, (list, tuple)) else inputs[0]
         return X, y
 
     def _split(self, X, y, validation_data, validation_split):
@@ -174,11 +216,13 @@ class Trainer:
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split}")
         if validation_split:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
+            n = y.shape[0]
+            n_val = int(round(n * validation_split))
+            if n_val < 1 or n_val >= n:
                 raise ValueError(f"fit: validation_split={validation_split} leaves no "
-                                 f"training or validation samples out of {X.shape[0]}")
-            return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+                                 f"training or validation samples out of {n}")
+            return (_rows(X, slice(None, -n_val)), y[:-n_val],
+                    (_rows(X, slice(-n_val, None)), y[-n_val:]))
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
@@ -212,7 +256,7 @@ class Trainer:
         dtype = self.model.dtype or np.float32
         batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last)
         if len(batches) == 0:
-            raise ValueError(f"fit: {X.shape[0]} samples make no batch of {batch_size} "
+            raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
         if epochs <= self.epoch:
             warnings.warn(f"fit: this trainer has already run {self.epoch} epochs; pass "
@@ -222,7 +266,7 @@ class Trainer:
         self.target_epochs = int(epochs)
         self.batches_per_epoch = len(batches)
         self.log_keys = self._log_keys(val is not None)
-        self._penalty_list = None  # layers may have changed since the last fit
+        self._penalty_list = self._store = None  # the model may have changed since
         monitor = getattr(self.scheduler, "monitor", None)
         if monitor is not None and monitor not in self.log_keys:
             raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
@@ -238,7 +282,7 @@ class Trainer:
                 started.append(cb)
             with _StopOnInterrupt(self):
                 while self.epoch < epochs and not self.stop_training:
-                    self._run_epoch(batches, X.shape[0], shuffle, val, callbacks)
+                    self._run_epoch(batches, y.shape[0], shuffle, val, callbacks)
         finally:
             for cb in started:
                 cb.on_train_end(self)
@@ -279,7 +323,7 @@ class Trainer:
             value, out, norm = self._step(xb, yb, callbacks)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded
-            m = xb.shape[0]
+            m = yb.shape[0]
             total += value * m
             count += m
             for j, (_, fn) in enumerate(self.metrics):
@@ -329,16 +373,17 @@ class Trainer:
         try:
             total = 0.0
             sums = [0.0] * len(self.metrics)
-            for start in range(0, X.shape[0], batch_size):
-                xb, yb = X[start : start + batch_size], y[start : start + batch_size]
-                out = model._forward(xb)
-                m = xb.shape[0]
+            for start in range(0, y.shape[0], batch_size):
+                rows = slice(start, start + batch_size)
+                xb, yb = _rows(X, rows), y[rows]
+                out = model._forward(self._eval_ctx, xb)
+                m = yb.shape[0]
                 total += self.loss(out, yb) * m
                 for i, (_, fn) in enumerate(self.metrics):
                     sums[i] += fn(yb, out) * m
         finally:
             model.train(was_training)
-        n = X.shape[0]
+        n = y.shape[0]
         result = {"loss": total / n + model.penalty()}
         result.update({name: s / n for (name, _), s in zip(self.metrics, sums)})
         return result
@@ -406,6 +451,26 @@ class Trainer:
         self.epoch = int(json.loads(meta["epoch"]))
         rng.set_state(json.loads(meta["rng"]))
         return self
+
+
+def _rows(X, index):
+    """Rows `index` of X, or of each input of a list X."""
+    return [x[index] for x in X] if isinstance(X, list) else X[index]
+
+
+def _check_dense_labels(y, out_shape, where):
+    """Integer labels of shape (N, *) for (N, C, *) scores, in [0, C)."""
+    want = out_shape[:1] + out_shape[2:]
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{where}: class labels must be integers, got dtype {y.dtype}")
+    if y.shape != want:
+        raise ValueError(f"{where}: expected labels of shape {want} for outputs of shape "
+                         f"{out_shape}, got {y.shape}")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= out_shape[1]:
+        raise ValueError(f"{where}: label {lo if lo < 0 else hi} out of range for "
+                         f"{out_shape[1]} classes (valid: 0..{out_shape[1] - 1})")
+    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 class _StopOnInterrupt:

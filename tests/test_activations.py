@@ -724,7 +724,7 @@ def test_fused_dense_activation_equals_unfused(rng, dtype, act, bias):
         return Dense(33, 70, bias=bias, dtype=dtype)
 
     fused = Sequential(dense(), FUSED[act]())
-    assert len(fused._steps) == 1 and fused._steps[0].layers == (fused[0], fused[1])  # folded in
+    assert len(fused.steps) == 1 and fused.steps[0].layers == (fused[0], fused[1])  # folded in
     d2, a2 = dense(), FUSED[act]()
     x = rng.normal(0, 2, (29, 33)).astype(dtype)
     g = rng.standard_normal((29, 70)).astype(dtype)

@@ -1,10 +1,13 @@
-"""Fused steps of a Sequential (fastnn.fusion) compute what their layers compute one by
-one: Dense + activation, and BatchNorm1d -> ReLU (-> Dropout) in training."""
+"""Fused steps of a plan (fastnn.plan) compute what their layers compute one by one:
+Dense + activation, and BatchNorm1d -> ReLU (-> Dropout) in training; fusion happens
+only where an intermediate output has a single consumer and no hook watches it."""
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn import fusion, rng
+from fastnn import rng
+from fastnn.layers.dense import DenseActivation
+from fastnn.layers.normalization import _BatchNormReLU
 
 
 def layer_by_layer(layers, x, g):
@@ -44,12 +47,13 @@ def test_batchnorm_relu_dropout_matches_layers(dtype, dropout, affine, track, ro
     for fused in (True, False):
         layers = make(dtype, dropout, affine, track)
         model = fastnn.Sequential(*layers)
-        assert isinstance(model._steps[0], fusion.BatchNormReLU)
+        assert isinstance(model.steps[0].run, _BatchNormReLU)
         state = rng.get_state()
         with use_threads(2):
             if fused:
-                y = model._forward(x).copy()
-                gx = model._backward(g).copy()
+                ctx = fastnn.Context()
+                y = model._forward(ctx, x).copy()
+                gx = model._backward(ctx, g).copy()
             else:
                 y, gx = layer_by_layer(layers, x, g)
         rng.set_state(state)
@@ -68,13 +72,13 @@ def test_batchnorm_relu_dropout_matches_layers(dtype, dropout, affine, track, ro
 def test_fused_step_is_used_only_in_training_on_2d_input():
     layers = make(np.float64, 0.5)
     model = fastnn.Sequential(*layers)
-    step = model._steps[0]
+    ctx = fastnn.Context()
     x = np.random.default_rng(0).standard_normal((8, 70))
-    model._forward(x)
-    assert step._fused
+    model._forward(ctx, x)
+    assert ctx.child(0).fused
     model.eval()
-    y = model._forward(x)
-    assert not step._fused
+    y = model._forward(ctx, x)
+    assert not ctx.child(0).fused
     np.testing.assert_allclose(y, np.maximum(layers[0].forward(x), 0))  # dropout: identity
 
 
@@ -82,19 +86,35 @@ def test_weight_scaling_dropout_runs_unfused():
     layers = make(np.float64, None)
     layers.append(fastnn.Dropout(0.5, mode="weight_scaling"))
     model = fastnn.Sequential(*layers)
+    ctx = fastnn.Context()
     x = np.random.default_rng(0).standard_normal((8, 70))
-    model._forward(x)
-    assert not model._steps[0]._fused
+    model._forward(ctx, x)
+    assert not ctx.child(0).fused
 
 
-def test_dropout_layer_keeps_the_fused_mask():
+def test_fused_mask_zeroes_the_output():
     layers = make(np.float32, 0.5)
     model = fastnn.Sequential(*layers)
+    ctx = fastnn.Context()
     x = np.random.default_rng(0).standard_normal((64, 70)).astype(np.float32)
-    y = model._forward(x)
-    mask = layers[2]._mask
+    y = model._forward(ctx, x)
+    mask = ctx.child(0).mask
     assert mask.shape == x.shape and set(np.unique(mask)) <= {0, 1}
     assert np.all(y[mask == 0] == 0)
+
+
+def test_no_fusion_where_an_output_has_two_consumers_or_a_hook():
+    d, act = fastnn.Dense(4, 4), fastnn.ReLU()
+    x = fastnn.Input((4,))
+    h = d(x)
+    model = fastnn.Model(x, fastnn.layers.Add()([act(h), h]))  # h read twice
+    assert all(len(s.layers) == 1 for s in model._plan().steps)
+    seq = fastnn.Sequential(fastnn.Dense(4, 4), fastnn.ReLU())
+    assert len(seq.steps) == 1
+    handle = seq[1].register_forward_hook(lambda m, i, o: None)
+    assert len(seq.steps) == 2
+    handle.remove()
+    assert len(seq.steps) == 1
 
 
 @pytest.mark.parametrize("act", [fastnn.ReLU(), fastnn.Tanh(), fastnn.LeakyReLU(-0.2),
@@ -108,10 +128,11 @@ def test_dense_activation_matches_layers(act, use_threads):
         fastnn.seed(1)
         dense = fastnn.Dense(20, 9, dtype=np.float64)
         model = fastnn.Sequential(dense, act)
-        assert isinstance(model._steps[0], fusion.DenseActivation)
+        assert isinstance(model.steps[0].run, DenseActivation)
         with use_threads(2):
             if fused:
-                y, gx = model._forward(x).copy(), model._backward(g).copy()
+                ctx = fastnn.Context()
+                y, gx = model._forward(ctx, x).copy(), model._backward(ctx, g).copy()
             else:
                 y, gx = layer_by_layer([dense, act], x, g)
         out.append((y, gx, dense.weight.grad.copy(), dense.bias.grad.copy()))

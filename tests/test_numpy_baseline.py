@@ -66,8 +66,11 @@ def run_both(dtype, batch=64, seed=3):
         # the pre-BN biases this step's forward uses, on each side
         biases = {k: (model.state_dict()[k], base.params[k].copy()) for k in PRE_BN_BIASES}
         loss_f = trainer.train_step(xb, yb)
-        # The masks fastnn drew in this forward (each Dropout keeps its last one).
-        masks = [model[i]._mask.copy() for i in DROPOUT_LAYERS]
+        # The masks fastnn drew in this forward (kept by the fused BN-ReLU-Dropout
+        # steps in the contexts of the trainer's call).
+        masks = [trainer._ctx.child(k).mask.copy() for k, step in enumerate(model.steps)
+                 if step.layers[-1] in [model[i] for i in DROPOUT_LAYERS]]
+        assert len(masks) == len(DROPOUT_LAYERS)
         loss_b = base.train_step(xb, yb, masks=masks)
         grads_f = {k: p.grad.copy() for k, p in model.named_parameters()}
         grads_b = {k: g.copy() for k, g in base.grads.items()}

@@ -537,13 +537,33 @@ def test_optimizer_refuses_to_step_after_astype():
     optim.Adam(model.parameters()).step()  # a new optimizer works
 
 
-def test_optimizer_refuses_to_step_after_params_moved_to_another_optimizer():
-    params = make_params(np.float32)
-    first = optim.SGD(params, lr=0.1)
-    second = optim.Adam(params)
-    with pytest.raises(RuntimeError):
-        first.step()
-    second.step()
+def test_optimizer_state_follows_parameters_into_a_new_store():
+    from fastnn.store import ParameterStore
+
+    moved, stay = make_params(np.float64), make_params(np.float64)
+    for a, b in zip(moved, stay):
+        b.data = a.data
+    opts = [optim.SGD(ps, lr=0.1, momentum=0.9) for ps in (moved, stay)]
+    for step in range(3):
+        if step == 1:  # a new store (as model.parameter_store() may build) in between
+            store = ParameterStore(list(reversed(moved)))
+            assert all(p._owner.store is store for p in moved)
+        for ps, opt in zip((moved, stay), opts):
+            for p in ps:
+                p.grad = np.full(p.shape, step + 1.0)
+            opt.step()
+    for a, b in zip(moved, stay):
+        np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(opts[0].state_dict()["state"]["momentum_buffer"],
+                                  opts[1].state_dict()["state"]["momentum_buffer"])
+
+
+def test_optimizer_refuses_to_step_after_astype():
+    model = fastnn.Sequential(fastnn.Dense(3, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    model.astype(np.float64)
+    with pytest.raises(RuntimeError, match="astype"):
+        opt.step()
 
 
 def test_mixed_dtypes_are_rejected():

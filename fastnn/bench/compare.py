@@ -39,6 +39,7 @@ import numpy as np
 
 import fastnn
 from fastnn import _kernels
+from fastnn.module import Context
 from fastnn.bench.numpy_baseline import NumpyMLPBN, adam_step as numpy_adam_step
 
 N_SAMPLES, N_FEATURES, N_CLASSES, HIDDEN = 16384, 784, 10, 512
@@ -720,9 +721,10 @@ def bench_breakdown(X, y, batch, threads, opts):
     step = fastnn_train_step(X, y, batch)
     trainer = step.trainer
     model, loss, opt = trainer.model, trainer.loss, trainer.optimizer
-    plan = model._steps
-    names = [f"{model.layers.index(step.layers[0])} "
-             + "+".join(type(layer).__name__ for layer in step.layers) for step in plan]
+    plan = [st.run for st in model.steps]
+    names = [f"{model.layers.index(st.layers[0])} "
+             + "+".join(type(layer).__name__ for layer in st.layers) for st in model.steps]
+    ctxs = [Context() for _ in plan]
     acc, calls = {}, [0]
 
     def add(key, dt):
@@ -742,9 +744,9 @@ def bench_breakdown(X, y, batch, threads, opts):
         t2 = pc()
         add("zero_grad", t2 - t1)
         h = xb
-        for name, st in zip(names, plan):
+        for name, st, c in zip(names, plan, ctxs):
             ta = pc()
-            h = st._forward(h)
+            h = st._forward(c, h)
             add(f"fwd {name}", pc() - ta)
         ta = pc()
         loss(h, yb)
@@ -752,7 +754,7 @@ def bench_breakdown(X, y, batch, threads, opts):
         add("loss (softmax-CE + grad)", pc() - ta)
         for i in range(len(plan) - 1, -1, -1):
             ta = pc()
-            gl = plan[i]._backward(gl, i > 0)
+            gl = plan[i]._backward(ctxs[i], gl, i > 0)
             add(f"bwd {names[i]}", pc() - ta)
         ta = pc()
         opt.step()

@@ -23,7 +23,8 @@ from ..datasets.tables import DataError, encode_labels, load_table
 from ..layers.activations import ReLU
 from ..layers.dense import Dense
 from ..losses import CrossEntropyLoss, MSELoss
-from ..module import Module, Sequential
+from ..module import Module
+from ..sequential import Sequential
 from ..plots import PlotsUnavailable
 from ..preprocessing import Standardizer
 from ._objective import preserved_rng

@@ -8,8 +8,6 @@ import numpy as np
 from ..layers.activations import (
     ELU, GELU, HardTanh, LeakyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh,
 )
-from .. import fusion
-from ..module import Layer, Sequential
 from ._objective import as_float, as_target, check_model, leaf_modules, preserved_rng, \
     working_copy
 from ._plot import pyplot, save
@@ -22,37 +20,28 @@ VANISH, EXPLODE = 1e-3, 1e3  # ratios between first and last layers that are fla
 
 
 class _Recorder:
-    """Instruments a working copy: every leaf module records its output (forward) and
-    the gradient it receives (backward). Sequential containers are un-fused first, so
-    an activation fused into its Dense layer is seen as a layer of its own."""
+    """Instruments a working copy with hooks: every leaf module records its output
+    (forward hook) and the gradient it receives (backward hook). A hooked layer is
+    never fused with its neighbours, so an activation that would run in its Dense
+    layer's epilogue is seen as a layer of its own."""
 
     def __init__(self, model):
         self.model = model
         self.outputs, self.grads, self.inputs = {}, {}, {}
-        for m in model.modules():
-            if isinstance(m, Sequential):
-                m._steps = fusion.unfused(m.layers)
         self.leaves = leaf_modules(model)
         for name, m in self.leaves:
-            self._wrap(name, m)
+            m.register_forward_hook(self._on_forward(name))
+            m.register_full_backward_hook(self._on_backward(name))
 
-    def _wrap(self, name, m):
-        fwd_attr, bwd_attr = ("_forward", "_backward") if isinstance(m, Layer) else \
-            ("forward", "backward")
-        fwd, bwd = getattr(m, fwd_attr), getattr(m, bwd_attr)
-        outputs, grads = self.outputs, self.grads
+    def _on_forward(self, name):
+        def hook(module, inputs, output):
+            self.outputs[name] = np.array(output, copy=True)
+        return hook
 
-        def forward(x, *args):
-            out = fwd(x, *args)
-            outputs[name] = np.array(out, copy=True)
-            return out
-
-        def backward(g, *args):
-            grads[name] = np.array(g, copy=True)
-            return bwd(g, *args)
-
-        setattr(m, fwd_attr, forward)
-        setattr(m, bwd_attr, backward)
+    def _on_backward(self, name):
+        def hook(module, grad_input, grad_output):
+            self.grads[name] = np.array(grad_output, copy=True)
+        return hook
 
     def layer_type(self, name):
         return dict(self.leaves)[name]

@@ -1,4 +1,4 @@
-"""Layers: fully connected, activations, normalisation, dropout."""
+"""Layers: fully connected, activations, normalisation, dropout, merge and residual."""
 from .activations import (
     ELU, GELU, RBF, AbsReLU, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid,
     Softmax, Softplus, Tanh,
@@ -6,6 +6,7 @@ from .activations import (
 from .conv import Conv1d, Conv2d
 from .dense import Dense, Linear
 from .dropout import DropConnect, Dropout
+from .merge import Add, Concatenate, Multiply, Residual
 from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Standardize, remove_weight_norm, weight_norm,
@@ -16,7 +17,7 @@ from .pooling import (
 from .spatial_dropout import Cutout, DropBlock2d, Dropout1d, Dropout2d, StochasticDepth
 
 __all__ = [
-    "AbsReLU", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
+    "AbsReLU", "Add", "Concatenate", "Multiply", "Residual", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
     "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
     "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
     "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",

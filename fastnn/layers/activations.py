@@ -22,25 +22,27 @@ class _Elementwise(Layer):
     """An activation y = f(x) applied elementwise to an array of any shape."""
 
     code = None  # _kernels.ACT_* code
-    _fusable = True
 
     @property
     def params(self):
         """The two scalar parameters the kernels take (see csrc/generic/act_math.h)."""
         return 0.0, 0.0
 
-    def _forward(self, x):
+    def epilogue(self):
+        return (self.code, *self.params)
+
+    def _forward(self, ctx, x):
         x = as_float_input(x, follow_dtype(x), type(self).__name__)
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         _kernels.bias_act(self.code, *self.params, None, x, y)
-        self._x, self._y = x, y
+        ctx.x, ctx.y = x, y
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        y = self._y
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        y = ctx.y
         g = _check_grad(grad_out, y, type(self).__name__)
-        gx = self._workspace("gx", y.shape, y.dtype)
-        x = self._x if _kernels.act_needs_input(self.code) else None
+        gx = ctx.workspace("gx", y.shape, y.dtype)
+        x = ctx.x if _kernels.act_needs_input(self.code) else None
         _kernels.act_backward(self.code, *self.params, x, y, g, gx, None)
         return gx
 
@@ -59,12 +61,12 @@ class Identity(_Elementwise):
 
     code = _kernels.ACT_IDENTITY
 
-    def _forward(self, x):
-        self._y = as_float_input(x, follow_dtype(x), "Identity")
-        return self._y
+    def _forward(self, ctx, x):
+        ctx.y = as_float_input(x, follow_dtype(x), "Identity")
+        return ctx.y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        y = self._y
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        y = ctx.y
         g = as_float_input(grad_out, y.dtype, "Identity.backward")
         if g.shape != y.shape:
             raise ValueError(
@@ -84,8 +86,8 @@ class LeakyReLU(_Elementwise):
 
     code = _kernels.ACT_LEAKY_RELU
 
-    def __init__(self, negative_slope=0.01):
-        super().__init__()
+    def __init__(self, negative_slope=0.01, name=None):
+        super().__init__(name=name)
         self.negative_slope = float(negative_slope)
 
     @property
@@ -124,8 +126,8 @@ class HardTanh(_Elementwise):
 
     code = _kernels.ACT_HARDTANH
 
-    def __init__(self, min_val=-1.0, max_val=1.0):
-        super().__init__()
+    def __init__(self, min_val=-1.0, max_val=1.0, name=None):
+        super().__init__(name=name)
         if not min_val < max_val:
             raise ValueError(f"HardTanh: min_val must be below max_val, got {min_val}, {max_val}")
         self.min_val, self.max_val = float(min_val), float(max_val)
@@ -147,8 +149,8 @@ class Softplus(_Elementwise):
 
     code = _kernels.ACT_SOFTPLUS
 
-    def __init__(self, beta=1.0, threshold=20.0):
-        super().__init__()
+    def __init__(self, beta=1.0, threshold=20.0, name=None):
+        super().__init__(name=name)
         if not beta > 0:
             raise ValueError(f"Softplus: beta must be positive, got {beta}")
         self.beta, self.threshold = float(beta), float(threshold)
@@ -170,8 +172,8 @@ class ELU(_Elementwise):
 
     code = _kernels.ACT_ELU
 
-    def __init__(self, alpha=1.0):
-        super().__init__()
+    def __init__(self, alpha=1.0, name=None):
+        super().__init__(name=name)
         self.alpha = float(alpha)
 
     @property
@@ -189,8 +191,8 @@ class GELU(_Elementwise):
     """y = x Phi(x) (Hendrycks & Gimpel, 2016), Phi the standard normal CDF (erf form);
     approximate='tanh' uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
 
-    def __init__(self, approximate="none"):
-        super().__init__()
+    def __init__(self, approximate="none", name=None):
+        super().__init__(name=name)
         self.approximate = choice(approximate, {"none", "tanh"}, "GELU approximation")
 
     @property
@@ -210,30 +212,30 @@ class PReLU(Layer):
     channels on axis 1 of an (N, C, ...) input), initialised to `init`.
     dL/da = sum of grad * x over the inputs with x <= 0."""
 
-    def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
-        super().__init__()
+    def __init__(self, num_parameters=1, init=0.25, dtype=np.float32, name=None):
+        super().__init__(name=name)
         self.num_parameters = positive_int(num_parameters, "num_parameters")
         self.weight = Parameter(np.full(self.num_parameters, init, float_dtype(dtype)),
                                 "weight")
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         a = self.weight.data
         x = as_float_input(x, a.dtype, "PReLU")
         channels = x.shape[1] if x.ndim > 1 else 1
         if self.num_parameters != 1 and channels != self.num_parameters:
             raise ValueError(f"PReLU: {self.num_parameters} slopes for an input with "
                              f"{channels} channels (axis 1), shape {x.shape}")
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         _kernels.prelu_forward(x, a, y)
-        self._x = x
+        ctx.x = x
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        g = _check_grad(grad_out, self._x, "PReLU")
-        gx = self._workspace("gx", g.shape, g.dtype)
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        g = _check_grad(grad_out, ctx.x, "PReLU")
+        gx = ctx.workspace("gx", g.shape, g.dtype)
         w = self.weight
-        channels = self._x.shape[1] if self._x.ndim > 1 else 1
-        _kernels.prelu_backward(self._x, g, w.data, gx, w.grad if w.requires_grad else None,
+        channels = ctx.x.shape[1] if ctx.x.ndim > 1 else 1
+        _kernels.prelu_backward(ctx.x, g, w.data, gx, w.grad if w.requires_grad else None,
                                 self._colsum_scratch(channels))
         return gx
 
@@ -252,8 +254,9 @@ class Maxout(Layer):
     consecutive rows (bias likewise), so one GEMM computes every piece. The gradient
     flows through the winning piece only (the first, on ties)."""
 
-    def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32):
-        super().__init__()
+    def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32,
+                 name=None):
+        super().__init__(name=name)
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
         if not isinstance(pieces, (int, np.integer)) or not 2 <= pieces <= 255:
@@ -269,29 +272,29 @@ class Maxout(Layer):
             _init.uniform_(self.bias, -bound, bound)
         self._where = f"Maxout({self.in_features}, {self.out_features}, pieces={self.pieces})"
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         W = self.weight.data
         x = as_float_input(x, W.dtype, self._where, ndim=2, features=self.in_features)
         rows = x.shape[0]
-        z = self._workspace("z", (rows, W.shape[0]), W.dtype)
+        z = ctx.workspace("z", (rows, W.shape[0]), W.dtype)
         _kernels.gemm(x, W, z, False, True, 1.0, 0.0)
         b = None if self.bias is None else self.bias.data
         _kernels.bias_act(_kernels.ACT_IDENTITY, 0.0, 0.0, b, z, z)  # z += bias
-        y = self._workspace("y", (rows, self.out_features), W.dtype)
-        idx = self._workspace("idx", y.shape, np.uint8)
+        y = ctx.workspace("y", (rows, self.out_features), W.dtype)
+        idx = ctx.workspace("idx", y.shape, np.uint8)
         _kernels.maxout_forward(z, self.pieces, y, idx)
-        self._x, self._idx = x, idx
+        ctx.x, ctx.idx = x, idx
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x, idx = self._x, self._idx
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x, idx = ctx.x, ctx.idx
         g = _check_grad(grad_out, np.empty(idx.shape, x.dtype), self._where)
-        gz = self._workspace("gz", (x.shape[0], self.weight.shape[0]), x.dtype)
+        gz = ctx.workspace("gz", (x.shape[0], self.weight.shape[0]), x.dtype)
         _kernels.maxout_backward(g, idx, self.pieces, gz)
         if self.bias is not None and self.bias.requires_grad:
             _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, None,
                                   self.bias.grad, self._colsum_scratch(gz.shape[1]))
-        return linear_backward(self, gz, x, need_input_grad)
+        return linear_backward(self, ctx, gz, x, need_input_grad)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -306,32 +309,32 @@ class Softmax(Layer):
     """y = exp(x - max) / sum(exp(x - max)) along `axis` (computed stably). For training
     a classifier, prefer CrossEntropyLoss on logits: it fuses this with the loss."""
 
-    def __init__(self, axis=-1):
-        super().__init__()
+    def __init__(self, axis=-1, name=None):
+        super().__init__(name=name)
         self.axis = int(axis)
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = as_float_input(x, follow_dtype(x), "Softmax")
         axis = self.axis if self.axis >= 0 else x.ndim + self.axis
         if not 0 <= axis < x.ndim:
             raise ValueError(f"Softmax: axis {self.axis} out of range for shape {x.shape}")
-        self._moved = axis != x.ndim - 1
-        if self._moved:  # the kernel works on the last axis
+        ctx.moved = axis != x.ndim - 1
+        if ctx.moved:  # the kernel works on the last axis
             x = np.ascontiguousarray(np.moveaxis(x, axis, -1))
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         _kernels.softmax_forward(x, y)
-        self._y, self._axis = y, axis
-        return np.moveaxis(y, -1, axis) if self._moved else y
+        ctx.y, ctx.axis = y, axis
+        return np.moveaxis(y, -1, axis) if ctx.moved else y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        y, axis = self._y, self._axis
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        y, axis = ctx.y, ctx.axis
         g = as_float_input(grad_out, y.dtype, "Softmax.backward")
-        if self._moved:
+        if ctx.moved:
             g = np.ascontiguousarray(np.moveaxis(g, axis, -1))
         g = _check_grad(g, y, "Softmax")
-        gx = self._workspace("gx", y.shape, y.dtype)
+        gx = ctx.workspace("gx", y.shape, y.dtype)
         _kernels.softmax_backward(y, g, gx)
-        return np.moveaxis(gx, -1, axis) if self._moved else gx
+        return np.moveaxis(gx, -1, axis) if ctx.moved else gx
 
     def get_config(self):
         return {"axis": self.axis}
@@ -347,8 +350,8 @@ class RBF(Layer):
     `widths` (centers,), initialised to `width`. The squared distances come from one
     GEMM: |x|^2 - 2 x . c_j + |c_j|^2."""
 
-    def __init__(self, in_features, centers, width=1.0, dtype=np.float32):
-        super().__init__()
+    def __init__(self, in_features, centers, width=1.0, dtype=np.float32, name=None):
+        super().__init__(name=name)
         self.in_features = positive_int(in_features, "in_features")
         self.n_centers = positive_int(centers, "centers")
         if not width > 0:
@@ -359,27 +362,27 @@ class RBF(Layer):
         self.widths = Parameter(np.full(self.n_centers, width, dt), "widths")
         self._where = f"RBF({self.in_features}, {self.n_centers})"
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         C = self.centers.data
         x = as_float_input(x, C.dtype, self._where, ndim=2, features=self.in_features)
         rows = x.shape[0]
-        d2 = self._workspace("d2", (rows, self.n_centers), C.dtype)
+        d2 = ctx.workspace("d2", (rows, self.n_centers), C.dtype)
         _kernels.gemm(x, C, d2, False, True, 1.0, 0.0)
         xsq = np.einsum("ij,ij->i", x, x)
         csq = np.einsum("ij,ij->i", C, C)
-        y = self._workspace("y", d2.shape, C.dtype)
+        y = ctx.workspace("y", d2.shape, C.dtype)
         _kernels.rbf_forward(xsq, csq, self.widths.data, d2, y)
-        self._x, self._d2, self._y = x, d2, y
+        ctx.x, ctx.d2, ctx.y = x, d2, y
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x, y, C = self._x, self._y, self.centers.data
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x, y, C = ctx.x, ctx.y, self.centers.data
         g = _check_grad(grad_out, y, self._where)
-        gd2 = self._workspace("gd2", y.shape, y.dtype)
+        gd2 = ctx.workspace("gd2", y.shape, y.dtype)
         gsum = np.empty(self.n_centers, y.dtype)
         grow = np.empty(x.shape[0], y.dtype)
         w = self.widths
-        _kernels.rbf_backward(self._d2, y, g, w.data, gd2, gsum, grow,
+        _kernels.rbf_backward(ctx.d2, y, g, w.data, gd2, gsum, grow,
                               w.grad if w.requires_grad else None)
         # d2 = |x|^2 - 2 x.c + |c|^2:  dL/dc_j = 2 (c_j sum_i g_ij - sum_i g_ij x_i)
         if self.centers.requires_grad:
@@ -388,7 +391,7 @@ class RBF(Layer):
         if not need_input_grad:
             return None
         # dL/dx_i = 2 (x_i sum_j g_ij - sum_j g_ij c_j)
-        gx = self._workspace("gx", x.shape, x.dtype)
+        gx = ctx.workspace("gx", x.shape, x.dtype)
         np.multiply(x, 2.0 * grow[:, None], out=gx)
         _kernels.gemm(gd2, C, gx, False, False, -2.0, 1.0)
         return gx

@@ -24,11 +24,9 @@ class Dense(Layer):
     over the GEMM output, and their backward one fused pass before the backward GEMMs.
     """
 
-    _fuses_activation = True
-
     def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32,
-                 regularizer=None):
-        super().__init__()
+                 regularizer=None, name=None):
+        super().__init__(name=name)
         if isinstance(regularizer, dict):  # from get_config
             regularizer = L1L2(**regularizer)
         if regularizer is not None and not isinstance(regularizer, Regularizer):
@@ -63,26 +61,25 @@ class Dense(Layer):
         if self.bias is not None:
             self.bias.data.fill(0)
 
-    def _forward(self, x, act=None):
-        """act: an activation layer fused into the epilogue (Sequential does this)."""
+    def _forward(self, ctx, x, act=None):
+        """act: an activation layer run in the epilogue (see `fuse`)."""
         W = self.weight.data
         x = as_float_input(x, W.dtype, self._where, ndim=2, features=self.in_features)
         rows = x.shape[0]
-        code, params = (act.code, act.params) if act is not None else (_kernels.ACT_IDENTITY,
-                                                                       (0.0, 0.0))
-        z = self._workspace("z", (rows, self.out_features), W.dtype)
+        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY,
+                                                                     0.0, 0.0)
+        z = ctx.workspace("z", (rows, self.out_features), W.dtype)
         _kernels.gemm(x, W, z, False, True, 1.0, 0.0)
         # Activations differentiable from their output are applied in place; the
         # others keep the pre-activation z for the backward pass.
         needs_input = _kernels.act_needs_input(code)
-        y = self._workspace("y", z.shape, z.dtype) if needs_input else z
-        _kernels.bias_act(code, *params, None if self.bias is None else self.bias.data, z, y)
-        self._x, self._z, self._y = x, z, y
-        self._code, self._params, self._needs_input = code, params, needs_input
+        y = ctx.workspace("y", z.shape, z.dtype) if needs_input else z
+        _kernels.bias_act(code, alpha, beta, None if self.bias is None else self.bias.data, z, y)
+        ctx.x, ctx.z, ctx.y, ctx.act = x, z, y, (code, alpha, beta)
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        y, x = self._y, self._x
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        y, x = ctx.y, ctx.x
         g = as_float_input(grad_out, y.dtype, f"{self._where}.backward")
         if g.shape != y.shape:
             raise ValueError(
@@ -91,16 +88,25 @@ class Dense(Layer):
         bias = self.bias
         gbias = bias.grad if bias is not None and bias.requires_grad else None
         scratch = self._colsum_scratch(y.shape[1]) if gbias is not None else None
-        if self._code == _kernels.ACT_IDENTITY:
+        code, alpha, beta = ctx.act
+        if code == _kernels.ACT_IDENTITY:
             gz = g  # no derivative to apply; only the bias gradient's column sums
             if gbias is not None:
-                _kernels.act_backward(self._code, 0.0, 0.0, None, None, g, None, gbias, scratch)
+                _kernels.act_backward(code, 0.0, 0.0, None, None, g, None, gbias, scratch)
         else:
-            gz = self._workspace("gz", y.shape, y.dtype)
-            _kernels.act_backward(self._code, *self._params,
-                                  self._z if self._needs_input else None, y, g, gz, gbias,
-                                  scratch)
-        return linear_backward(self, gz, x, need_input_grad)
+            gz = ctx.workspace("gz", y.shape, y.dtype)
+            _kernels.act_backward(code, alpha, beta,
+                                  ctx.z if _kernels.act_needs_input(code) else None, y, g, gz,
+                                  gbias, scratch)
+        return linear_backward(self, ctx, gz, x, need_input_grad)
+
+    def fuse(self, following):
+        """Dense followed by an elementwise activation: one step, the activation in the
+        GEMM epilogue (one pass for bias + activation, one for its derivative + the
+        bias gradient)."""
+        if following[0].epilogue() is None:
+            return None
+        return DenseActivation(self, following[0]), 1
 
     def get_config(self):
         reg = self.regularizer
@@ -116,14 +122,28 @@ class Dense(Layer):
 Linear = Dense
 
 
-def linear_backward(layer, gz, x, need_input_grad):
+class DenseActivation:
+    """The fused step of a Dense layer and the elementwise activation after it."""
+
+    def __init__(self, dense, act):
+        self.dense, self.act = dense, act
+        self.layers = (dense, act)
+
+    def _forward(self, ctx, x):
+        return self.dense._forward(ctx, x, self.act)
+
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        return self.dense._backward(ctx, grad_out, need_input_grad)
+
+
+def linear_backward(layer, ctx, gz, x, need_input_grad):
     """The GEMMs of the backward of z = x @ layer.weight.T: weight.grad += gz.T @ x (if
-    trainable) and, when wanted, the input gradient gz @ weight (a workspace of layer)."""
+    trainable) and, when wanted, the input gradient gz @ weight (a workspace of ctx)."""
     w = layer.weight
     if w.requires_grad:
         _kernels.gemm(gz, x, w.grad, True, False, 1.0, 1.0)
     if not need_input_grad:
         return None
-    gx = layer._workspace("gx", x.shape, x.dtype)
+    gx = ctx.workspace("gx", x.shape, x.dtype)
     _kernels.gemm(gz, w.data, gx, False, False, 1.0, 0.0)
     return gx

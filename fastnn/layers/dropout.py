@@ -26,42 +26,50 @@ class Dropout(Layer):
     survivors unscaled and evaluation multiplies by 1 - p instead - the weight-scaling
     inference rule of seed note 001. Both give the same expected activation."""
 
-    def __init__(self, p=0.5, mode="inverted"):
-        super().__init__()
+    def __init__(self, p=0.5, mode="inverted", name=None):
+        super().__init__(name=name)
         self.p = probability(p, "Dropout p")
         self.mode = choice(mode, {"inverted", "weight_scaling"}, "Dropout mode")
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = as_float_input(x, follow_dtype(x), "Dropout")
-        self._shape, self._dtype = x.shape, x.dtype
-        self._active = self.training and self.p > 0.0
-        if not self._active:
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        ctx.active = self.training and self.p > 0.0
+        if not ctx.active:
             if self.mode == "inverted" or self.p == 0.0:
                 return x
-            y = self._workspace("y", x.shape, x.dtype)
+            y = ctx.workspace("y", x.shape, x.dtype)
             np.multiply(x, 1.0 - self.p, out=y)
             return y
-        y = self._workspace("y", x.shape, x.dtype)
-        mask = self._workspace("mask", x.shape, np.uint8)
+        y = ctx.workspace("y", x.shape, x.dtype)
+        mask = ctx.workspace("mask", x.shape, np.uint8)
         _draw_mask(x, y, mask, self.p, self._train_scale())
-        self._mask = mask
+        ctx.mask = mask
         return y
+
+    def fused_dropout_p(self):
+        """The drop probability a fused step (BatchNorm1d -> ReLU -> Dropout) applies
+        for this layer now, with inverted scaling: p in training, 0.0 when the layer is
+        the identity; None when it cannot be fused (weight scaling)."""
+        if self.mode == "inverted" or self.p == 0.0:
+            return self.p if self.training else 0.0
+        return None
 
     def _train_scale(self):
         return 1.0 / (1.0 - self.p) if self.mode == "inverted" else 1.0
 
-    def _backward(self, grad_out, need_input_grad=True):
-        g = as_float_input(grad_out, self._dtype, "Dropout.backward")
-        if g.shape != self._shape:
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        g = as_float_input(grad_out, ctx.dtype, "Dropout.backward")
+        if g.shape != ctx.shape:
             raise ValueError(
-                f"Dropout.backward: expected gradient of shape {self._shape}, got {g.shape}"
+                f"Dropout.backward: expected gradient of shape {ctx.shape}, got {g.shape}"
             )
-        if not self._active:
+        if not ctx.active:
             if self.mode == "inverted" or self.p == 0.0:
                 return g
             return np.multiply(g, 1.0 - self.p)
-        gx = self._workspace("gx", g.shape, g.dtype)
-        _kernels.dropout_backward(g, self._mask, self._train_scale(), gx)
+        gx = ctx.workspace("gx", g.shape, g.dtype)
+        _kernels.dropout_backward(g, ctx.mask, self._train_scale(), gx)
         return gx
 
     def get_config(self):
@@ -79,8 +87,8 @@ class DropConnect(Layer):
     the weights as they are. The wrapped layer's parameters keep their names, so the
     state_dict keys are those of the layer itself."""
 
-    def __init__(self, layer, p=0.5):
-        super().__init__()
+    def __init__(self, layer, p=0.5, name=None):
+        super().__init__(name=name)
         if not isinstance(layer, Module) or not hasattr(getattr(layer, "weight", None), "data"):
             raise TypeError(f"DropConnect wraps a layer with a `weight` Parameter, got {layer!r}")
         self.layer = layer
@@ -89,8 +97,11 @@ class DropConnect(Layer):
     def named_children(self):  # the layer's parameters appear as DropConnect's own
         return iter(())
 
-    def modules(self):
-        return [self] + self.layer.modules()
+    def _collect_modules(self, out, seen):
+        if id(self) not in seen:
+            seen.add(id(self))
+            out.append(self)
+            self.layer._collect_modules(out, seen)
 
     def apply(self, fn):
         self.layer.apply(fn)
@@ -108,44 +119,44 @@ class DropConnect(Layer):
         self.layer.train(mode)
         return self
 
-    def _forward(self, x):
-        self._active = self.training and self.p > 0.0
-        if not self._active:
-            return self.layer._forward(x)
+    def _forward(self, ctx, x):
+        ctx.active = self.training and self.p > 0.0
+        inner = ctx.child(0)  # the wrapped layer's context for this call
+        if not ctx.active:
+            return self.layer._forward(inner, x)
         w = self.layer.weight
-        kept = self._workspace("w_kept", w.shape, w.dtype)
-        mask = self._workspace("mask", w.shape, np.uint8)
+        kept = ctx.workspace("w_kept", w.shape, w.dtype)
+        mask = ctx.workspace("mask", w.shape, np.uint8)
         _draw_mask(w.data, kept, mask, self.p, 1.0 / (1.0 - self.p))
-        self._mask = mask
-        w._data, self._w_full = kept, w._data  # the layer computes with the kept weights
+        ctx.mask, ctx.kept = mask, kept
+        full, w._data = w._data, kept  # the layer computes with the kept weights
         try:
-            return self.layer._forward(x)
+            return self.layer._forward(inner, x)
         finally:
-            w._data = self._w_full
+            w._data = full
 
-    def _backward(self, grad_out, need_input_grad=True):
-        if not self._active:
-            return self.layer._backward(grad_out, need_input_grad)
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        inner = ctx.child(0)
+        if not ctx.active:
+            return self.layer._backward(inner, grad_out, need_input_grad)
         w = self.layer.weight
         # The layer accumulates dL/d(kept weights) into a scratch gradient; the chain
         # rule through the mask gives dL/dw = mask / (1 - p) * that.
-        scratch = self._workspace("g_kept", w.shape, w.dtype)
+        scratch = ctx.workspace("g_kept", w.shape, w.dtype)
         scratch.fill(0)
-        kept = self._ws["w_kept"]
-        w._data, w._grad, grad = kept, scratch, w._grad
+        full, grad = w._data, w._grad
+        w._data, w._grad = ctx.kept, scratch
         try:
-            gx = self.layer._backward(grad_out, need_input_grad)
+            gx = self.layer._backward(inner, grad_out, need_input_grad)
         finally:
-            w._data, w._grad = self._w_full, grad
+            w._data, w._grad = full, grad
         if w.requires_grad:
-            _kernels.dropout_backward(scratch, self._mask, 1.0 / (1.0 - self.p), scratch)
+            _kernels.dropout_backward(scratch, ctx.mask, 1.0 / (1.0 - self.p), scratch)
             np.add(grad, scratch, out=grad)
         return gx
 
     def get_config(self):
-        from ..io import layer_spec
-
-        return {"layer": layer_spec(self.layer), "p": self.p}
+        return {"layer": self.layer, "p": self.p}
 
     def extra_repr(self):
         return f"{self.layer!r}, p={self.p}"

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import _kernels
+from .. import _kernels, rng
 from ..module import Layer, Parameter
 from ..validation import as_float_input, float_dtype, positive_int
 
@@ -33,8 +33,9 @@ class _ChannelNorm(Layer):
 
     _buffers = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):
-        super().__init__()
+    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype,
+                 name=None):
+        super().__init__(name=name)
         name = type(self).__name__
         self.num_features = positive_int(num_features, "num_features")
         _check_eps_momentum(name, eps, momentum)
@@ -105,20 +106,21 @@ class _BatchNorm(_ChannelNorm):
     """Batch normalisation: each channel normalised over the batch (and positions)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+                 track_running_stats=True, dtype=np.float32, name=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
+                         name)
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = self._check_input(x)
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         gamma, beta = self._affine()
-        self._batch_stats = self.training or not self.track_running_stats
-        if self._batch_stats:
+        ctx.batch_stats = self.training or not self.track_running_stats
+        if ctx.batch_stats:
             if self.training and x.size // x.shape[1] < 2:
                 raise ValueError(f"{self._where}: expected more than 1 value per channel "
                                  f"when training, got input of shape {x.shape}")
-            mean = self._workspace("mean", (1, self.num_features), x.dtype)[0]
-            invstd = self._workspace("invstd", (1, self.num_features), x.dtype)[0]
+            mean = ctx.workspace("mean", (1, self.num_features), x.dtype)[0]
+            invstd = ctx.workspace("invstd", (1, self.num_features), x.dtype)[0]
             update = self.training and self.track_running_stats
             factor = self._momentum_factor() if update else 0.0
             _kernels.bn_forward_train(x, gamma, beta, self.eps, factor,
@@ -129,16 +131,16 @@ class _BatchNorm(_ChannelNorm):
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
             mean, invstd = self.running_mean, None  # computed by backward if it comes
-        self._x, self._mean, self._invstd = x, mean, invstd
+        ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x = self._x
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = self._workspace("gx", x.shape, x.dtype)
+        gx = ctx.workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
-        invstd = self._invstd if self._batch_stats else self._running_invstd(x.dtype)
-        _kernels.bn_backward(self._batch_stats, x, g, self._affine()[0], self._mean, invstd,
+        invstd = ctx.invstd if ctx.batch_stats else self._running_invstd(x.dtype)
+        _kernels.bn_backward(ctx.batch_stats, x, g, self._affine()[0], ctx.mean, invstd,
                              gx, gw, gb, self._colsum_scratch(2 * self.num_features))
         return gx
 
@@ -155,9 +157,88 @@ class BatchNorm1d(_BatchNorm):
     track_running_stats=False: batch statistics always). `weight` (gamma, init 1) and
     `bias` (beta, init 0) exist when affine=True. Keys and buffers match
     torch.nn.BatchNorm1d, num_batches_tracked included.
+
+    Followed by ReLU (and Dropout) in a container, it runs fused in training on
+    (N, C) input: one statistics pass and one pass that normalises, rectifies and drops
+    forward, two passes backward, nothing intermediate stored (see `fuse`).
     """
 
     _ndims = (2, 3)
+
+    def fuse(self, following):
+        """BatchNorm1d -> ReLU (-> Dropout) as one step (_BatchNormReLU)."""
+        ep = following[0].epilogue()
+        if ep is None or ep[0] != _kernels.ACT_RELU:
+            return None
+        nxt = following[1] if len(following) > 1 else None
+        if nxt is not None and callable(getattr(nxt, "fused_dropout_p", None)):
+            return _BatchNormReLU(self, following[0], nxt), 2
+        return _BatchNormReLU(self, following[0]), 1
+
+
+class _BatchNormReLU:
+    """The fused step BatchNorm1d -> ReLU (-> Dropout): in training mode, on C-contiguous
+    (N, C) input of the layer's dtype, one statistics pass and one pass that normalises,
+    rectifies and drops (fastnn._kernels.bn_relu_dropout_train) and a two-pass backward;
+    neither the normalised nor the rectified values are stored. Anywhere else (eval
+    mode, 3-D input, weight-scaling dropout) its layers run one after another, each in
+    its own child context. The random masks are those the Dropout layer would draw."""
+
+    def __init__(self, bn, relu, dropout=None):
+        self.bn, self.relu, self.dropout = bn, relu, dropout
+        self.layers = (bn, relu) if dropout is None else (bn, relu, dropout)
+
+    def _drop_p(self):
+        """The dropout probability to fuse, 0.0 without dropout, None if not fusable."""
+        return 0.0 if self.dropout is None else self.dropout.fused_dropout_p()
+
+    def _fusable(self, x):
+        bn = self.bn
+        return (bn.training and type(x) is np.ndarray and x.ndim == 2 and x.dtype == bn._dt
+                and x.flags.c_contiguous and x.shape[1] == bn.num_features
+                and x.shape[0] > 1 and x.size < 1 << 32 and self._drop_p() is not None)
+
+    def _forward(self, ctx, x):
+        ctx.fused = self._fusable(x)
+        if not ctx.fused:
+            for k, layer in enumerate(self.layers):
+                x = layer._forward(ctx.child(k), x)
+            return x
+        bn = self.bn
+        n, c = x.shape
+        y = ctx.workspace("y", x.shape, x.dtype)
+        stats = ctx.workspace("stats", (4, c), x.dtype)  # mean, invstd, scale, shift
+        p = self._drop_p()
+        mask = ctx.workspace("mask", x.shape, np.uint8) if p > 0.0 else None
+        key, counter = rng.next_dropout_stream() if p > 0.0 else (0, 0)
+        track = bn.track_running_stats
+        gamma, beta = bn._affine()
+        _kernels.bn_relu_dropout_train(
+            x, gamma, beta, bn.eps, bn._momentum_factor() if track else 0.0,
+            bn.running_mean if track else None, bn.running_var if track else None, y,
+            stats[0], stats[1], stats[2], stats[3], mask, p, 1.0 / (1.0 - p), key, counter,
+            bn._colsum_scratch(2 * c))
+        ctx.x, ctx.stats, ctx.mask, ctx.p = x, stats, mask, p
+        return y
+
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        if not ctx.fused:
+            g = grad_out
+            for k in range(len(self.layers) - 1, -1, -1):
+                g = self.layers[k]._backward(ctx.child(k), g)
+            return g
+        bn, x = self.bn, ctx.x
+        g = grad_out
+        if type(g) is not np.ndarray or g.dtype != x.dtype or g.shape != x.shape \
+                or not g.flags.c_contiguous:
+            g = _check_grad(g, x, "BatchNorm1d+ReLU")
+        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gw, gb = bn._param_grads()
+        s = ctx.stats
+        _kernels.bn_relu_dropout_backward(
+            x, g, bn._affine()[0], s[0], s[1], s[2], s[3], ctx.mask,
+            1.0 / (1.0 - ctx.p), gx, gw, gb, bn._colsum_scratch(2 * x.shape[1]))
+        return gx
 
 
 class BatchNorm2d(_BatchNorm):
@@ -171,22 +252,23 @@ class _InstanceNorm(_ChannelNorm):
     """Instance norm: each (sample, channel) normalised over its positions."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, dtype=np.float32):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+                 track_running_stats=False, dtype=np.float32, name=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
+                         name)
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = self._check_input(x)
         n, c = x.shape[:2]
         inner = x.size // (n * c)
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         gamma, beta = self._affine()
-        self._instance_stats = self.training or not self.track_running_stats
-        if self._instance_stats:
+        ctx.instance_stats = self.training or not self.track_running_stats
+        if ctx.instance_stats:
             if self.training and inner < 2:
                 raise ValueError(f"{self._where}: expected more than 1 spatial element when "
                                  f"training, got input of shape {x.shape}")
-            mean = self._workspace("mean", (n * c,), x.dtype)
-            invstd = self._workspace("invstd", (n * c,), x.dtype)
+            mean = ctx.workspace("mean", (n * c,), x.dtype)
+            invstd = ctx.workspace("invstd", (n * c,), x.dtype)
             _kernels.rownorm_forward(x, inner, c, inner, gamma, beta, self.eps, y, mean, invstd)
             if self.training and self.track_running_stats:
                 self._update_running(mean, invstd, n, c, inner)
@@ -194,7 +276,7 @@ class _InstanceNorm(_ChannelNorm):
             _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
                                      self.eps, y)
             mean, invstd = self.running_mean, None  # computed by backward if it comes
-        self._x, self._mean, self._invstd, self._inner = x, mean, invstd, inner
+        ctx.x, ctx.mean, ctx.invstd, ctx.inner = x, mean, invstd, inner
         return y
 
     def _update_running(self, mean, invstd, n, c, inner):
@@ -207,17 +289,17 @@ class _InstanceNorm(_ChannelNorm):
         self.running_var[...] = ((1 - factor) * self.running_var
                                  + factor * var.reshape(n, c).mean(axis=0))
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x = self._x
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = self._workspace("gx", x.shape, x.dtype)
+        gx = ctx.workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
         gamma = self._affine()[0]
-        if self._instance_stats:
-            _kernels.rownorm_backward(x, self._inner, x.shape[1], self._inner, g, gamma,
-                                      self._mean, self._invstd, gx, gw, gb)
+        if ctx.instance_stats:
+            _kernels.rownorm_backward(x, ctx.inner, x.shape[1], ctx.inner, g, gamma,
+                                      ctx.mean, ctx.invstd, gx, gw, gb)
         else:
-            _kernels.bn_backward(False, x, g, gamma, self._mean, self._running_invstd(x.dtype),
+            _kernels.bn_backward(False, x, g, gamma, ctx.mean, self._running_invstd(x.dtype),
                                  gx, gw, gb, self._colsum_scratch(2 * self.num_features))
         return gx
 
@@ -243,8 +325,8 @@ class LayerNorm(Layer):
     elementwise_affine=True; bias=False drops the bias). Same in training and eval."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
-                 dtype=np.float32):
-        super().__init__()
+                 dtype=np.float32, name=None):
+        super().__init__(name=name)
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in
@@ -268,19 +350,19 @@ class LayerNorm(Layer):
         super()._dtype_changed(dtype)
         self._dt = dtype
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = as_float_input(x, self._dt, self._where)
         k = len(self.normalized_shape)
         if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim <= k - 1:
             raise ValueError(f"{self._where}: input's trailing axes must be "
                              f"{self.normalized_shape}, got shape {x.shape}")
         rows = x.size // self._D
-        y = self._workspace("y", x.shape, x.dtype)
-        mean = self._workspace("mean", (rows,), x.dtype)
-        invstd = self._workspace("invstd", (rows,), x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
+        mean = ctx.workspace("mean", (rows,), x.dtype)
+        invstd = ctx.workspace("invstd", (rows,), x.dtype)
         w, b = self._wb()
         _kernels.rownorm_forward(x, self._D, 1, 1, w, b, self.eps, y, mean, invstd)
-        self._x, self._mean, self._invstd = x, mean, invstd
+        ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
 
     def _wb(self):
@@ -288,21 +370,21 @@ class LayerNorm(Layer):
         if self.weight is None:
             return None, None
         if self.bias is None:
-            zeros = self._ws.get("zero_bias")
+            zeros = self._scratch_ws.get("zero_bias")
             if zeros is None or zeros.dtype != self._dt:
-                zeros = self._ws["zero_bias"] = np.zeros(self.normalized_shape, self._dt)
+                zeros = self._scratch_ws["zero_bias"] = np.zeros(self.normalized_shape, self._dt)
             return self.weight.data, zeros
         return self.weight.data, self.bias.data
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x = self._x
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = self._workspace("gx", x.shape, x.dtype)
+        gx = ctx.workspace("gx", x.shape, x.dtype)
         w, b = self.weight, self.bias
         gw = w.grad if w is not None and w.requires_grad else None
         gb = b.grad if b is not None and b.requires_grad else None
         _kernels.rownorm_backward(x, self._D, 1, 1, g, None if w is None else w.data,
-                                  self._mean, self._invstd, gx, gw, gb)
+                                  ctx.mean, ctx.invstd, gx, gw, gb)
         return gx
 
     def get_config(self):
@@ -319,8 +401,9 @@ class GroupNorm(Layer):
     each sample's group over its channels and positions; then a per-channel affine
     (weight, bias of shape (C,), when affine=True). Same in training and eval."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32):
-        super().__init__()
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32,
+                 name=None):
+        super().__init__(name=name)
         self.num_groups = positive_int(num_groups, "num_groups")
         self.num_channels = positive_int(num_channels, "num_channels")
         if self.num_channels % self.num_groups:
@@ -340,7 +423,7 @@ class GroupNorm(Layer):
         super()._dtype_changed(dtype)
         self._dt = dtype
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = as_float_input(x, self._dt, self._where)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"{self._where}: expected an (N, {self.num_channels}, ...) "
@@ -348,23 +431,23 @@ class GroupNorm(Layer):
         n, g = x.shape[0], self.num_groups
         inner = x.size // (n * self.num_channels) if n else 1
         D = self.num_channels // g * inner
-        y = self._workspace("y", x.shape, x.dtype)
-        mean = self._workspace("mean", (n * g,), x.dtype)
-        invstd = self._workspace("invstd", (n * g,), x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
+        mean = ctx.workspace("mean", (n * g,), x.dtype)
+        invstd = ctx.workspace("invstd", (n * g,), x.dtype)
         w = self.weight.data if self.affine else None
         b = self.bias.data if self.affine else None
         _kernels.rownorm_forward(x, D, g, inner, w, b, self.eps, y, mean, invstd)
-        self._x, self._mean, self._invstd, self._D, self._inner = x, mean, invstd, D, inner
+        ctx.x, ctx.mean, ctx.invstd, ctx.d, ctx.inner = x, mean, invstd, D, inner
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
-        x = self._x
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = self._workspace("gx", x.shape, x.dtype)
+        gx = ctx.workspace("gx", x.shape, x.dtype)
         w, b = self.weight, self.bias
         _kernels.rownorm_backward(
-            x, self._D, self.num_groups, self._inner, g, None if w is None else w.data,
-            self._mean, self._invstd, gx,
+            x, ctx.d, self.num_groups, ctx.inner, g, None if w is None else w.data,
+            ctx.mean, ctx.invstd, gx,
             w.grad if w is not None and w.requires_grad else None,
             b.grad if b is not None and b.requires_grad else None)
         return gx
@@ -398,16 +481,16 @@ class _WeightNormed:
     def _derive_weight(self):
         v, g, w = self.weight_v.data, self.weight_g.data, self.weight.data
         rows = v.shape[0] if self._wn_dim == 0 else 1
-        norms = self._ws.get("wn_norms")
+        norms = self._scratch_ws.get("wn_norms")
         if norms is None or norms.shape[0] != rows or norms.dtype != v.dtype:
-            norms = self._ws["wn_norms"] = np.empty(rows, v.dtype)
+            norms = self._scratch_ws["wn_norms"] = np.empty(rows, v.dtype)
         _kernels.weight_norm_forward(v.reshape(rows, -1), g.reshape(rows),
                                      w.reshape(rows, -1), norms)
         return norms
 
-    def _forward(self, x, *args):
-        self._wn_norms = self._derive_weight()
-        return super()._forward(x, *args)
+    def _forward(self, ctx, x, *args):
+        ctx.wn_norms = self._derive_weight()
+        return super()._forward(ctx, x, *args)
 
     def _weight_penalty(self, reg, grad):
         """A regularizer penalises the effective weight g v / |v| (derived afresh from
@@ -426,14 +509,14 @@ class _WeightNormed:
                                       g.grad.reshape(rows) if g.requires_grad else None)
         return value
 
-    def _backward(self, grad_out, need_input_grad=True):
+    def _backward(self, ctx, grad_out, need_input_grad=True):
         w, v, g = self.weight, self.weight_v, self.weight_g
         w.grad.fill(0)
         w.requires_grad = v.requires_grad or g.requires_grad
-        gx = super()._backward(grad_out, need_input_grad)
-        rows = self._wn_norms.shape[0]
+        gx = super()._backward(ctx, grad_out, need_input_grad)
+        rows = ctx.wn_norms.shape[0]
         _kernels.weight_norm_backward(v.data.reshape(rows, -1), g.data.reshape(rows),
-                                      self._wn_norms, w.grad.reshape(rows, -1),
+                                      ctx.wn_norms, w.grad.reshape(rows, -1),
                                       v.grad.reshape(rows, -1) if v.requires_grad else None,
                                       g.grad.reshape(rows) if g.requires_grad else None)
         return gx
@@ -489,8 +572,8 @@ class Standardize(Layer):
 
     _buffers = ("mean", "scale")
 
-    def __init__(self, num_features, inverse=False, dtype=np.float32):
-        super().__init__()
+    def __init__(self, num_features, inverse=False, dtype=np.float32, name=None):
+        super().__init__(name=name)
         self.num_features = positive_int(num_features, "num_features")
         self.inverse = bool(inverse)
         dt = float_dtype(dtype)
@@ -498,24 +581,24 @@ class Standardize(Layer):
         self.scale = np.ones(self.num_features, dt)
         self._where = f"Standardize({self.num_features})"
 
-    def _forward(self, x):
+    def _forward(self, ctx, x):
         x = as_float_input(x, self.mean.dtype, self._where, features=self.num_features)
-        y = self._workspace("y", x.shape, x.dtype)
+        y = ctx.workspace("y", x.shape, x.dtype)
         if self.inverse:
             np.multiply(x, self.scale, out=y)
             y += self.mean
         else:
             np.subtract(x, self.mean, out=y)
             y /= self.scale
-        self._shape = x.shape
+        ctx.shape = x.shape
         return y
 
-    def _backward(self, grad_out, need_input_grad=True):
+    def _backward(self, ctx, grad_out, need_input_grad=True):
         g = as_float_input(grad_out, self.mean.dtype, f"{self._where}.backward")
-        if g.shape != self._shape:
+        if g.shape != ctx.shape:
             raise ValueError(f"{self._where}.backward: expected gradient of shape "
-                             f"{self._shape}, got {g.shape}")
-        gx = self._workspace("gx", g.shape, g.dtype)
+                             f"{ctx.shape}, got {g.shape}")
+        gx = ctx.workspace("gx", g.shape, g.dtype)
         (np.multiply if self.inverse else np.divide)(g, self.scale, out=gx)
         return gx
 

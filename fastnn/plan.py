@@ -1,0 +1,160 @@
+"""Executable plans: the steps a container (Sequential, Model) runs, with fusion.
+
+A plan is a list of steps in topological order over numbered value slots: slots
+0..n_inputs-1 hold the plan's inputs, every step reads its input slot(s) and writes its
+output slot(s). Each step runs a module (or a fused run of modules) in its own
+Context, a child of the container's context, so a module appearing at several steps
+(shared weights) keeps one context per call.
+
+Fusion goes through a small protocol on layers (fastnn.module.Layer.fuse and
+.epilogue): walking the steps in order, each layer is offered the chain of layers
+after it in which every intermediate output has exactly one consumer, is not an
+output of the plan, and belongs to an unhooked single-input layer; the layer returns a
+fused step and how many of them it absorbed (Dense takes an elementwise activation
+into its GEMM epilogue, BatchNorm1d takes ReLU and Dropout). Fused steps compute what
+their layers compute one by one.
+
+Backward walks the steps in reverse. A slot read by several steps (a residual
+connection, a shared input) sums its gradients in a workspace of its own, never in
+an array another step handed over."""
+import numpy as np
+
+_MAX_CHAIN = 4  # the longest run a layer is offered for fusion
+
+
+class Step:
+    """One step: `run` (a module or fused step) reading `inputs` (slot indices; a list
+    input when `multi`) and writing `outputs` (one slot, or several for a module that
+    returns a list); `layers` are the modules it stands for."""
+
+    __slots__ = ("run", "layers", "inputs", "multi", "outputs", "hooked", "grad_from")
+
+    def __init__(self, run, layers, inputs, multi, outputs):
+        self.run, self.layers = run, tuple(layers)
+        self.inputs, self.multi, self.outputs = tuple(inputs), multi, tuple(outputs)
+        self.hooked = len(self.layers) == 1 and self.layers[0]._hooked
+        self.grad_from = None  # set by Plan: do the inputs need gradients
+
+
+class Plan:
+    """Steps over slots. `nodes` are (module, input slots, multi, output slots) in
+    topological order; `outputs` the slots the plan returns."""
+
+    def __init__(self, nodes, n_inputs, outputs, fuse=True):
+        self.n_inputs = n_inputs
+        self.outputs = tuple(outputs)
+        self.n_slots = 1 + max([n_inputs - 1, *self.outputs,
+                                *(s for node in nodes for s in node[3])])
+        self.steps = _fuse(nodes, self.outputs) if fuse else [Step(m, (m,), i, mu, o)
+                                                            for m, i, mu, o in nodes]
+        readers = [0] * self.n_slots
+        for step in self.steps:
+            for s in step.inputs:
+                readers[s] += 1
+        self.readers = readers
+        produced = {s for step in self.steps for s in step.outputs}
+        for step in self.steps:
+            step.grad_from = tuple(s in produced for s in step.inputs)
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, ctx, inputs):
+        """The plan's outputs (a list) for `inputs` (a list, one array per input slot)."""
+        vals = [None] * self.n_slots
+        vals[: self.n_inputs] = inputs
+        for k, step in enumerate(self.steps):
+            x = [vals[s] for s in step.inputs] if step.multi else vals[step.inputs[0]]
+            y = step.run._forward(ctx.child(k), x)
+            if step.hooked:
+                step.layers[0]._run_forward_hooks(x, y)
+            if len(step.outputs) == 1:
+                vals[step.outputs[0]] = y
+            else:
+                for s, v in zip(step.outputs, y):
+                    vals[s] = v
+        return [vals[s] for s in self.outputs]
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, ctx, grads_out, need_input_grad=True):
+        """Gradients with respect to the plan's inputs (a list; None where not needed or
+        not reached) given those of its outputs (None for an output without one)."""
+        grads = [None] * self.n_slots
+        for s, g in zip(self.outputs, grads_out):
+            if g is not None:
+                self._accumulate(ctx, grads, s, g, shared=self.outputs.count(s) > 1)
+        for k in range(len(self.steps) - 1, -1, -1):
+            step = self.steps[k]
+            if len(step.outputs) == 1:
+                g = grads[step.outputs[0]]
+                if g is None:
+                    continue  # nothing downstream depends on this step
+            else:
+                g = [grads[s] for s in step.outputs]
+                if all(v is None for v in g):
+                    continue
+            need = need_input_grad or any(step.grad_from)
+            gin = step.run._backward(ctx.child(k), g, need)
+            if step.hooked:
+                step.layers[0]._run_backward_hooks(gin, g)
+            if not need or gin is None:
+                continue
+            gins = gin if step.multi else (gin,)
+            for s, gi, from_node in zip(step.inputs, gins, step.grad_from):
+                if gi is not None and (from_node or need_input_grad):
+                    self._accumulate(ctx, grads, s, gi, shared=self.readers[s] > 1)
+        return [grads[s] for s in range(self.n_inputs)]
+
+    @staticmethod
+    def _accumulate(ctx, grads, slot, g, shared):
+        if not shared:
+            grads[slot] = g
+            return
+        acc = grads[slot]
+        if acc is None:
+            buf = ctx.workspace(f"grad{slot}", g.shape, g.dtype)
+            np.copyto(buf, g)
+            grads[slot] = buf
+        else:
+            np.add(acc, g, out=acc)
+
+
+def _fuse(nodes, outputs):
+    """Steps for `nodes`, with the runs the layers agree to fuse fused."""
+    readers = {}
+    for i, (_, ins, _, _) in enumerate(nodes):
+        for s in ins:
+            readers.setdefault(s, []).append(i)
+    absorbed, steps = set(), []
+    for i, (module, ins, multi, outs) in enumerate(nodes):
+        if i in absorbed:
+            continue
+        fused = None
+        if not multi and len(outs) == 1 and not module._hooked and hasattr(module, "fuse"):
+            chain = _chain_after(i, nodes, readers, outputs)
+            if chain:
+                fused = module.fuse([nodes[j][0] for j in chain])
+        if fused is None:
+            steps.append(Step(module, (module,), ins, multi, outs))
+            continue
+        run, n = fused
+        taken = chain[:n]
+        absorbed.update(taken)
+        last_outs = nodes[taken[-1]][3] if taken else outs
+        steps.append(Step(run, run.layers, ins, False, last_outs))
+    return steps
+
+
+def _chain_after(i, nodes, readers, outputs):
+    """Indices of the nodes after node i that a fusion may absorb, in order."""
+    chain = []
+    slot = nodes[i][3][0]
+    while len(chain) < _MAX_CHAIN:
+        consumers = readers.get(slot, [])
+        if len(consumers) != 1 or slot in outputs:
+            break
+        j = consumers[0]
+        module, ins, multi, outs = nodes[j]
+        if multi or len(ins) != 1 or len(outs) != 1 or module._hooked:
+            break
+        chain.append(j)
+        slot = outs[0]
+    return chain
