@@ -83,6 +83,7 @@ class Trainer:
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
                  callbacks=(), clip_grad_norm=None):
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        self._augment = None  # fit's augment (a transform of each training batch)
         self.scheduler = scheduler
         classification = isinstance(loss, CrossEntropyLoss)
         if metrics is _DEFAULT_METRICS and not classification:
@@ -231,7 +232,7 @@ class Trainer:
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False):
+            shuffle=True, verbose=1, drop_last=False, augment=None):
         """Train until `epochs` epochs are complete and return the History.
 
         `epochs` counts every epoch this trainer has run (as Keras' epochs with
@@ -246,8 +247,14 @@ class Trainer:
         before any shuffling (as Keras does); validation_data=(X_val, y_val) gives them
         directly. verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per
         epoch. Ctrl-C stops after the current batch and returns the History so far
-        (trainer.interrupted is then True); the model stays usable.
+        (trainer.interrupted is then True); the model stays usable. augment: a callable
+        applied to each training batch of inputs before its step (fastnn.augment), never
+        to validation data.
         """
+        if augment is not None and not callable(augment):
+            raise TypeError(f"fit: augment must be callable (see fastnn.augment), got "
+                            f"{augment!r}")
+        self._augment = augment
         batch_size = positive_int(batch_size, "batch_size")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
@@ -320,6 +327,8 @@ class Trainer:
         for i, (xb, yb) in enumerate(batches.epoch(order)):
             for cb in callbacks:
                 cb.on_batch_begin(self, i)
+            if self._augment is not None:
+                xb = self._augment(xb)
             value, out, norm = self._step(xb, yb, callbacks)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded

@@ -1,54 +1,70 @@
 /* Generic body of conv.c; see instantiate.h for T and S(). */
 #include "act_grad.h"
 
-/* Row (ki, kj) of one sample's columns from its input plane xc (H, W): dst (Ho, Wo)
- * gets xc at the tap's position for each output, 0 where that falls in the padding. */
-static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, const T *xc, ptrdiff_t ki,
-                                     ptrdiff_t kj, T *dst)
+/* The rows and columns of the output that tap (ki, kj) reads from inside the input:
+ * [oh0, oh1) x [ow0, ow1), and the input offset of output (0, 0) for that tap. */
+struct S(tap) {
+    ptrdiff_t oh0, oh1, ow0, ow1, off;
+};
+
+static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, ptrdiff_t kj)
 {
-    ptrdiff_t Wo = g->Wo, sw = g->sw, oh0, oh1, ow0, ow1;
-    fnn_out_range(g->H, g->sh, g->ph - ki * g->dh, g->Ho, &oh0, &oh1);
-    fnn_out_range(g->W, sw, g->pw - kj * g->dw, Wo, &ow0, &ow1);
-    memset(dst, 0, (size_t)(oh0 * Wo) * sizeof(T));
-    for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
-        const T *xr = xc + (oh * g->sh - g->ph + ki * g->dh) * g->W + ow0 * sw - g->pw +
-                      kj * g->dw;
-        T *d = dst + oh * Wo;
-        for (ptrdiff_t ow = 0; ow < ow0; ow++) d[ow] = 0;
-        if (sw == 1)
-            memcpy(d + ow0, xr, (size_t)(ow1 - ow0) * sizeof(T));
-        else
-#pragma omp simd
-            for (ptrdiff_t o = 0; o < ow1 - ow0; o++) d[ow0 + o] = xr[o * sw];
-        for (ptrdiff_t ow = ow1; ow < Wo; ow++) d[ow] = 0;
-    }
-    memset(dst + oh1 * Wo, 0, (size_t)((g->Ho - oh1) * Wo) * sizeof(T));
+    struct S(tap) t;
+    fnn_out_range(g->H, g->sh, g->ph - ki * g->dh, g->Ho, &t.oh0, &t.oh1);
+    fnn_out_range(g->W, g->sw, g->pw - kj * g->dw, g->Wo, &t.ow0, &t.ow1);
+    t.off = (ki * g->dh - g->ph) * g->W + kj * g->dw - g->pw;
+    return t;
 }
 
-/* The adjoint of im2col_row: adds src (Ho, Wo) into the plane xc at the tap's positions. */
-static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, const T *src, ptrdiff_t ki,
-                                     ptrdiff_t kj, T *xc)
+/* One row of the columns for `cnt` samples: dst (cnt, Ho, Wo) gets, for each output,
+ * the input plane xc (sample stride `plane`) at the tap's position, 0 in the padding. */
+static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, struct S(tap) t, const T *xc,
+                                     ptrdiff_t plane, ptrdiff_t cnt, T *dst)
 {
-    ptrdiff_t Wo = g->Wo, sw = g->sw, oh0, oh1, ow0, ow1;
-    fnn_out_range(g->H, g->sh, g->ph - ki * g->dh, g->Ho, &oh0, &oh1);
-    fnn_out_range(g->W, sw, g->pw - kj * g->dw, Wo, &ow0, &ow1);
-    for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
-        T *xr = xc + (oh * g->sh - g->ph + ki * g->dh) * g->W + ow0 * sw - g->pw + kj * g->dw;
-        const T *s = src + oh * Wo + ow0;
+    ptrdiff_t Ho = g->Ho, Wo = g->Wo, sh = g->sh, sw = g->sw, W = g->W;
+    ptrdiff_t n = t.ow1 - t.ow0;
+    for (ptrdiff_t j = 0; j < cnt; j++, xc += plane, dst += Ho * Wo) {
+        memset(dst, 0, (size_t)(t.oh0 * Wo) * sizeof(T));
+        for (ptrdiff_t oh = t.oh0; oh < t.oh1; oh++) {
+            const T *xr = xc + oh * sh * W + t.ow0 * sw + t.off;
+            T *d = dst + oh * Wo;
+            for (ptrdiff_t ow = 0; ow < t.ow0; ow++) d[ow] = 0;
+            if (sw == 1) {
 #pragma omp simd
-        for (ptrdiff_t o = 0; o < ow1 - ow0; o++) xr[o * sw] += s[o];
+                for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o];
+            } else {
+#pragma omp simd
+                for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o * sw];
+            }
+            for (ptrdiff_t ow = t.ow1; ow < Wo; ow++) d[ow] = 0;
+        }
+        memset(dst + t.oh1 * Wo, 0, (size_t)((Ho - t.oh1) * Wo) * sizeof(T));
     }
 }
 
-/* col (C kh kw, cnt Ho Wo) of samples x[0 .. cnt). */
+/* The adjoint of im2col_row for one sample: adds src (Ho, Wo) into the plane xc. */
+static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, const T *src,
+                                     T *xc)
+{
+    ptrdiff_t Wo = g->Wo, sw = g->sw, n = t.ow1 - t.ow0;
+    for (ptrdiff_t oh = t.oh0; oh < t.oh1; oh++) {
+        T *xr = xc + oh * g->sh * g->W + t.ow0 * sw + t.off;
+        const T *s = src + oh * Wo + t.ow0;
+#pragma omp simd
+        for (ptrdiff_t o = 0; o < n; o++) xr[o * sw] += s[o];
+    }
+}
+
+/* col (C kh kw, cnt Ho Wo) of samples x[0 .. cnt): one row (channel, tap) per task. */
 static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, hw = g->Ho * g->Wo, rows = g->C * kk;
-    FNN_PARALLEL_SPLIT(rows * cnt, rows * cnt * hw, lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t r = t / cnt, j = t % cnt, c = r / kk, k = r % kk;
-                           S(im2col_row)(g, x + (j * g->C + c) * g->H * g->W, k / g->kw,
-                                         k % g->kw, col + (r * cnt + j) * hw);
+    ptrdiff_t plane = g->H * g->W, in_sample = g->C * plane;
+    FNN_PARALLEL_SPLIT(rows, rows * cnt * hw, lo, hi,
+                       for (ptrdiff_t r = lo; r < hi; r++) {
+                           ptrdiff_t c = r / kk, k = r % kk;
+                           S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
+                                         x + c * plane, in_sample, cnt, col + r * cnt * hw);
                        });
 }
 
@@ -62,8 +78,8 @@ static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, T *gx
                            T *xc = gx + t * plane;
                            memset(xc, 0, (size_t)plane * sizeof(T));
                            for (ptrdiff_t k = 0; k < kk; k++)
-                               S(col2im_row)(g, col + ((c * kk + k) * cnt + j) * hw, k / g->kw,
-                                             k % g->kw, xc);
+                               S(col2im_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
+                                             col + ((c * kk + k) * cnt + j) * hw, xc);
                        });
 }
 

@@ -39,15 +39,17 @@ def _load_npz(path):
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: not a readable NPZ file ({e})") from None
-    if X.ndim != 2:
-        raise DataError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
+    if X.ndim not in (2, 3, 4):
+        raise DataError(f"{path}: X must be 2-D (samples, features) or images (samples, "
+                        f"[channels,] height, width), got shape {X.shape}")
     if y.shape[:1] != X.shape[:1]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
         raise DataError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])],
+    names = [f"x{i}" for i in range(int(np.prod(X.shape[1:])))]
+    _check_finite(X.reshape(len(X), -1).astype(np.float64), path, names,
                   lambda i: f"row {i} of X")
-    return X, y, [f"x{i}" for i in range(X.shape[1])], "y"
+    return X, y, names, "y"
 
 
 def _load_csv(path, target):
