@@ -171,3 +171,126 @@ def gemm_only_step(shapes, dtype=np.float32, seed=0):
             _kernels.gemm(a, b, c, False, False, 1.0, 0.0)
 
     return step
+
+
+def torch_cnn_case(torch, name, batch):
+    """The PyTorch worker's case for `fastnn bench --cnn` (kind 'cnn_<name>')."""
+    from fastnn.bench.compare import Case
+
+    X, y = make_images(name)
+    return Case(f"torch {name}", torch_cnn_step(torch, name, torch.from_numpy(X),
+                                                torch.from_numpy(y), batch), batch)
+
+
+def conv_layer_step(model, batch, seed=0):
+    """A step of the model's convolutions alone (forward and backward of a copy of each
+    on random input of the shape it sees in the model): the convolutions' own time."""
+    from fastnn.layers import Conv2d
+    from fastnn.module import Context
+
+    shapes = []
+    convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+    hooks = [c.register_forward_hook(lambda mod, inp, out: shapes.append((mod, inp.shape[1:])))
+             for c in convs]
+    try:
+        model.predict(np.zeros((1,) + _input_shape(convs[0]), np.float32))
+    finally:
+        for h in hooks:
+            h.remove()
+    r = np.random.default_rng(seed)
+    runs = []
+    for i, (c, shape) in enumerate(shapes):
+        copy = Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                      c.dilation, c.groups, c.bias is not None)
+        x = r.standard_normal((batch,) + shape).astype(np.float32)
+        runs.append((copy, Context(), x, i > 0))
+
+    def step():
+        for layer, ctx, x, need in runs:
+            y = layer._forward(ctx, x)
+            layer._backward(ctx, y, need)
+
+    return step
+
+
+def _input_shape(first_conv):
+    return SHAPES["lenet5" if first_conv.in_channels == 1 else "resnet"]
+
+
+def _memory_probe(lib, name, batch, steps=3):
+    """Peak resident memory (bytes) that `steps` training steps add, in this process."""
+    import resource
+
+    X, y = make_images(name, n=batch * 2)
+    if lib == "torch":
+        import torch
+
+        torch.set_num_threads(2)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step = torch_cnn_step(torch, name, torch.from_numpy(X), torch.from_numpy(y), batch)
+    else:
+        fastnn.set_num_threads(2)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        step = fastnn_cnn_step(name, X, y, batch)
+    for _ in range(steps):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+
+
+def peak_memory(lib, name, batch):
+    """_memory_probe in a fresh process (so nothing else's high-water mark counts)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, fastnn.bench.cnn as c; "
+            f"print(json.dumps(c._memory_probe({lib!r}, {name!r}, {batch})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(args, opts, worker, out, log):
+    """`fastnn bench --cnn`: training steps of LeNet-5 and the small ResNet at batch 32
+    and 256 against PyTorch (each in its own process), the convolutions' time against
+    the GEMMs they perform, and peak memory at batch 256."""
+    from fastnn.bench.compare import Case, _table, measure, set_threads
+
+    threads = max(args.threads) if args.threads else (1 if args.quick else 2)
+    batches = args.batches or [32, 256]
+    set_threads(threads)
+    rows, shares = [], []
+    for name in ("lenet5", "resnet"):
+        X, y = make_images(name)
+        for b in batches:
+            log(f"cnn: {name} batch {b}, {threads} threads")
+            step = fastnn_cnn_step(name, X, y, b)
+            cases = [Case("fastnn", step, b), Case("convs", conv_layer_step(step.trainer.model, b)),
+                     Case("gemms", gemm_only_step(conv_gemm_shapes(step.trainer.model, b)))]
+            if worker is not None:
+                cases.append(worker.case("torch", f"cnn_{name}", b, threads))
+            res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
+            ours = res["fastnn"]["items_per_s"]
+            theirs = res["torch"]["items_per_s"] if worker is not None else None
+            rows.append((name, b, f"{ours:,.0f}", "-" if theirs is None else f"{theirs:,.0f}",
+                         "-" if theirs is None else f"{ours / theirs:.2f}x"))
+            conv, gemm = res["convs"]["median_s"], res["gemms"]["median_s"]
+            step_s = res["fastnn"]["median_s"]
+            shares.append((name, b, f"{step_s * 1e3:.1f}", f"{conv * 1e3:.1f}",
+                           f"{100 * conv / step_s:.0f}%", f"{gemm * 1e3:.1f}",
+                           f"{conv / gemm:.2f}x"))
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nCNN training step (forward, cross-entropy, backward, Adam), samples/s, {threads} "
+      f"threads, float32; PyTorch in its own process:")
+    p(_table(["model", "batch", "fastnn", "PyTorch", "fastnn / PyTorch"], rows,
+             ["l", "r", "r", "r", "r"]))
+    p("\nWhere fastnn's step goes: its convolutions (forward + backward, each layer alone) "
+      "against the GEMMs they perform (same shapes, through the same BLAS):")
+    p(_table(["model", "batch", "step ms", "convs ms", "convs share", "their GEMMs ms",
+              "convs / GEMMs"], shares, ["l"] + ["r"] * 6))
+    if worker is not None and not getattr(args, "quick", False):
+        mem = [(lib, peak_memory(lib, "resnet", 256)) for lib in ("fastnn", "torch")]
+        p("\nPeak memory added by 3 training steps of the small ResNet at batch 256 (fresh "
+          "process each): " + ", ".join(f"{lib} {m / 2**20:,.0f} MiB" for lib, m in mem)
+          + f" (fastnn / PyTorch {mem[0][1] / mem[1][1]:.2f}x)")
+    return 0
