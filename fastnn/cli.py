@@ -65,7 +65,7 @@ def _add_bench(subparsers):
 def _cmd_bench(args):
     from .bench import compare
 
-    return compare.run(args)
+    return compare.run(args, sys.stdout)  # the stdout of now (a test may have swapped it)
 
 
 def _add_doctor(subparsers):
