@@ -38,7 +38,11 @@ class BuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             compile_args, link_args = ["/O2", "/openmp"], []
         else:
-            compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+            compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math",
+                            # a binding call that misses its kernel's prototype fails
+                            # the build (csrc/binding.h)
+                            "-Werror=implicit-function-declaration",
+                            "-Werror=incompatible-pointer-types"]
             link_args = []
             if os.environ.get("FASTNN_NATIVE") == "1":
                 compile_args += ["-march=native", "-DFASTNN_NATIVE"]

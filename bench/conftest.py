@@ -4,19 +4,19 @@ Run with `pytest bench/ --benchmark-only` (the default `pytest` run collects tes
 only). Threads: FASTNN_BENCH_THREADS=n sets fastnn's OpenMP, every BLAS and torch to n
 threads (default: as the process starts, i.e. all available cores). pytest-benchmark
 times each case on its own, one after the other; the interleaved, side-by-side ratios
-that PERFORMANCE.md's targets are judged on come from `fastnn bench`."""
+that docs/performance.md's targets are judged on come from `fastnn bench`."""
 import os
 
 import pytest
 
-from fastnn.bench import compare
+from fastnn.bench import harness, workloads
 
 
 @pytest.fixture(scope="session", autouse=True)
 def bench_threads():
     n = os.environ.get("FASTNN_BENCH_THREADS")
     if n:
-        compare.set_threads(int(n))
+        harness.set_threads(int(n))
         try:
             import torch
         except Exception:
@@ -28,4 +28,4 @@ def bench_threads():
 @pytest.fixture(scope="session")
 def data():
     """The preloaded MLP-BN data set: X (16384, 784) float32, int64 labels."""
-    return compare.make_data()
+    return workloads.make_data()

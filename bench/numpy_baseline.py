@@ -1,4 +1,4 @@
-"""The pure-NumPy MLP-BN baseline (and correctness oracle) of PERFORMANCE.md.
+"""The pure-NumPy MLP-BN baseline (and correctness oracle) of docs/performance.md.
 
 The code lives in the package, fastnn/bench/numpy_baseline.py, so that `fastnn bench`
 works from an installed wheel; this file re-exports it and, run as a script, times a

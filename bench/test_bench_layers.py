@@ -12,7 +12,7 @@ each case checks that both implementations agree (float32 tolerance).
     pytest bench/test_bench_layers.py --benchmark-only
     FASTNN_BENCH_THREADS=1 pytest bench/test_bench_layers.py --benchmark-only
 
-pytest-benchmark times each case on its own; for the ratios PERFORMANCE.md asks for
+pytest-benchmark times each case on its own; for the ratios docs/performance.md asks for
 (fastnn and NumPy interleaved in one run, median), run the file as a script:
 
     python bench/test_bench_layers.py --threads 1 [--repeats 15] [--case Norm]
@@ -480,7 +480,7 @@ def test_layer_forward_backward(benchmark, arrays, case, n, impl):
 
 # ------------------------------------------------------------------ interleaved ratios
 def main(argv=None):
-    """Side-by-side ratios as PERFORMANCE.md measures them: fastnn and NumPy timed in
+    """Side-by-side ratios as docs/performance.md measures them: fastnn and NumPy timed in
     alternation in one process (warm-up, then `repeats` interleaved rounds, median).
 
         python bench/test_bench_layers.py [--threads 1] [--repeats 15] [--case GELU]
@@ -489,7 +489,7 @@ def main(argv=None):
     import time
 
     import fastnn
-    from fastnn.bench import compare
+    from fastnn.bench import harness
 
     ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
@@ -497,7 +497,7 @@ def main(argv=None):
     ap.add_argument("--case", default="", help="only cases whose name contains this")
     args = ap.parse_args(argv)
     if args.threads:
-        compare.set_threads(args.threads)
+        harness.set_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"threads {fastnn.get_num_threads()}, median of {args.repeats} interleaved rounds")
     print(f"{'case':44s} {'fastnn us':>10s} {'numpy us':>10s} {'numpy/fastnn':>12s}")

@@ -6,7 +6,7 @@ pytest-benchmark cases (one group per optimizer), collected only when asked for:
 
     pytest bench/test_bench_optim.py --benchmark-only [--benchmark-group-by=group]
 
-Side-by-side table against the streaming bandwidth of the same run (PERFORMANCE.md
+Side-by-side table against the streaming bandwidth of the same run (docs/performance.md
 target 4: fused optimizer kernels >= 70% of it), at 1 and 2 threads:
 
     python bench/test_bench_optim.py [--threads 1,2] [--params 10000000] [--repeats 5]
@@ -16,10 +16,10 @@ the table and returns its rows. GB/s counts the bytes each update must read and 
 per parameter (float32): SGD 12 (p, g read; p written), SGD momentum 20, Adam/AdamW 28,
 AMSGrad 36, Adagrad 20, RMSprop 20 (+8 centered, +8 momentum), Adadelta 28, Adamax 28,
 NAdam 28. "stream" is the best of a large np.copyto and fastnn's own copy kernel (8 B
-per element), as in PERFORMANCE.md; "in-place" the best of two in-place updates (np.add
+per element), as in docs/performance.md; "in-place" the best of two in-place updates (np.add
 with out=, 12 B, and fastnn's scale kernel, 8 B), which move what they count - a copy
 also reads its destination (write-allocate), so an in-place optimizer update can exceed
-100% of "stream". Timing: fastnn.bench.compare.measure (interleaved repeats, median).
+100% of "stream". Timing: fastnn.bench.harness.measure (interleaved repeats, median).
 """
 import argparse
 import gc
@@ -31,7 +31,7 @@ import pytest
 
 import fastnn
 from fastnn import _kernels, optim
-from fastnn.bench import compare
+from fastnn.bench import harness, report
 from fastnn.bench.numpy_baseline import adam_step as numpy_adam_step
 
 N_PARAMS = 10_000_000
@@ -284,7 +284,7 @@ def make_step(config, impl, n=N_PARAMS, torch=None):
 
 def stream_cases(n=N_PARAMS):
     """The streaming-bandwidth probes over 3n float32 elements: (name, fn, bytes per
-    call). The first two are PERFORMANCE.md's "stream" (copies, 8 B per element); the
+    call). The first two are docs/performance.md's "stream" (copies, 8 B per element); the
     last two update in place as the optimizers do (no write-allocate traffic that the
     byte count misses)."""
     rows = 1000
@@ -369,17 +369,17 @@ def optimizer_table(threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, config
     configs = list(configs or CONFIGS)
     all_rows = []
     for nt in threads:
-        compare.set_threads(nt)
+        harness.set_threads(nt)
         if torch is not None:
             torch.set_num_threads(nt)
-        probes = [compare.Case(name, fn, nbytes) for name, fn, nbytes in stream_cases(n)]
+        probes = [harness.Case(name, fn, nbytes) for name, fn, nbytes in stream_cases(n)]
         rows = []
         for config in configs:
             nbytes = CONFIGS[config][4] * n
             steps = {impl: make_step(config, impl, n, torch) for impl in IMPLS}
-            cases = probes + [compare.Case(impl, fn, nbytes) for impl, fn in steps.items()
+            cases = probes + [harness.Case(impl, fn, nbytes) for impl, fn in steps.items()
                               if fn is not None]
-            r = compare.measure(cases, repeats, min_time, 0.1)
+            r = harness.measure(cases, repeats, min_time, 0.1)
             stream = max(r[c.name]["items_per_s"] for c in probes[:COPY_PROBES])
             in_place = max(r[c.name]["items_per_s"] for c in probes[COPY_PROBES:])
             f = r["fastnn"]
@@ -434,7 +434,7 @@ def _print_table(rows, nt, torch, n, out):
         cells += ["?" if bg is None else f"{100 * bg:.0f}%",
                   "met" if r["of_stream"] >= 0.70 else "NOT met"]
         body.append(cells)
-    print(compare._table(headers, body, ["l"] + ["r"] * (len(headers) - 1)), file=out)
+    print(report._table(headers, body, ["l"] + ["r"] * (len(headers) - 1)), file=out)
     print("x numpy / x foreach / x fused: their median time / fastnn's (> 1: fastnn "
           "faster); bg CPU: share of the machine other processes used meanwhile", file=out)
 

@@ -4,7 +4,8 @@
  * - Every kernel exists for float (suffix _f32) and double (_f64), generated from one
  *   body in generic/<family>.h by instantiate.h.
  * - Arrays are C-contiguous; a (rows, cols) matrix has row stride cols. Kernels trust
- *   their arguments: shapes, dtypes and label ranges are validated in Python.
+ *   their arguments: shapes, dtypes and label ranges are checked by the binding
+ *   (fastnn/_check.pxi and the wrappers of fastnn/_kernels_<family>.pxi).
  * - Reductions are deterministic: work is split by data layout (columns or fixed-size
  *   chunks), never by thread, so results are bit-identical for any thread count.
  * - No Python.h here: these files are plain C99 + OpenMP.
@@ -31,7 +32,7 @@
 /* Upper bound on the chunks of a deterministic chunked sum (see fnn_chunk_size). */
 #define FNN_MAX_CHUNKS 1024
 
-/* Activation codes. The order is part of the binding (fastnn/_kernels.pyx). */
+/* Activation codes, exported by the binding (fastnn/_kernels_dense.pxi). */
 enum fnn_act {
     FNN_ACT_IDENTITY = 0,
     FNN_ACT_RELU = 1,
@@ -95,7 +96,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     void S(fnn_act_backward)(int act, T alpha, T beta, ptrdiff_t rows, ptrdiff_t cols, \
                              const T *z, const T *y, const T *gy, T *gz, T *gbias,      \
                              double *scratch);                                          \
-    /* norm.c: batch norm of x with layout (outer, C, inner), per channel; scratch:    \
+    /* batchnorm.c: batch norm of x with layout (outer, C, inner), per channel; scratch: \
      * FNN_COLSUM_SCRATCH(2 * C) doubles. */                                            \
     void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,         \
                                  const T *x, const T *gamma, const T *beta, double eps, \
@@ -108,7 +109,7 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                             int batch_stats, const T *x, const T *gy, const T *gamma,   \
                             const T *mean, const T *invstd, T *gx, T *ggamma,           \
                             T *gbeta, double *scratch);                                 \
-    /* norm.c: BatchNorm1d -> ReLU -> Dropout fused (training, (N, C) input); mask NULL \
+    /* batchnorm.c: BatchNorm1d -> ReLU -> Dropout fused ((N, C), training); mask NULL  \
      * without dropout; scale/shift (C each) carry the affine from forward to backward. */ \
     void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x,             \
                                       const T *gamma, const T *beta, double eps,        \
@@ -122,14 +123,14 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                                          const T *shift, const uint8_t *mask,           \
                                          double dscale, T *gx, T *ggamma, T *gbeta,     \
                                          double *scratch);                              \
-    /* norm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */             \
+    /* rownorm.c: row norm (LayerNorm, GroupNorm, InstanceNorm) of x (R, D). */         \
     void S(fnn_rownorm_forward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,             \
                                 ptrdiff_t inner, const T *x, const T *w, const T *b,    \
                                 double eps, T *y, T *mean, T *invstd);                  \
     void S(fnn_rownorm_backward)(ptrdiff_t R, ptrdiff_t D, ptrdiff_t groups,            \
                                  ptrdiff_t inner, const T *x, const T *gy, const T *w,  \
                                  const T *mean, const T *invstd, T *gx, T *gw, T *gb);  \
-    /* norm.c: weight normalisation w = g * v / |v| over the rows of v. */               \
+    /* weightnorm.c: weight normalisation w = g * v / |v| over the rows of v. */        \
     void S(fnn_weight_norm_forward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,         \
                                     const T *g, T *w, T *norms);                        \
     void S(fnn_weight_norm_backward)(ptrdiff_t rows, ptrdiff_t cols, const T *v,        \

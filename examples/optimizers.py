@@ -1,6 +1,6 @@
 """The same small MLP trained with each of fastnn's optimizers, side by side.
 
-Seed note 003 improves plain gradient descent in three ways: momentum, a learning rate
+Plain gradient descent improves in three classic ways: momentum, a learning rate
 adapted to each parameter from the history of its gradients (Adagrad's root mean
 square, RMSProp's moving average, Adam = RMSProp + momentum), and a learning rate that
 changes over time. This script trains one 64 -> 64 -> 10 ReLU network on the UCI

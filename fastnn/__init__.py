@@ -4,6 +4,16 @@ C/OpenMP kernels (BLAS GEMMs, fused epilogues, normalisation, dropout, losses,
 optimizer updates) under a small PyTorch-shaped Python API."""
 __version__ = "0.1.0"
 
+try:
+    from . import _kernels  # noqa: F401 - the compiled core; everything below needs it
+except ImportError as e:  # a source tree without the built extension
+    raise ImportError(
+        "fastnn's compiled kernels (fastnn._kernels) are not built here: this is the "
+        "source tree, imported instead of an installed fastnn. Either work on it with an "
+        "editable install, which builds the extension in place (`pip install -e \".[test]\"`), "
+        "or run from outside the source tree (e.g. `pytest` rather than `python -m "
+        f"pytest`, which puts the current directory first on sys.path). ({e})") from None
+
 from . import (  # noqa: E402
     callbacks, datasets, init, losses, metrics, optim, preprocessing, regularizers, schedules,
 )

@@ -4,11 +4,7 @@
 # mix of float32 and float64 raises TypeError) and every shape is checked against the
 # geometry before a kernel runs, so a wrong shape or a missing buffer raises ValueError
 # instead of reaching memory it should not. 1-D layers pass (N, C, 1, L) views.
-from cython cimport floating
 from libc.stdint cimport int32_t
-
-cdef extern from "fastnn.h" nogil:
-    int FNN_ACT_COUNT
 
 cdef extern from "conv.h" nogil:
     ctypedef struct fnn_conv_geom:

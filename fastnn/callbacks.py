@@ -78,7 +78,7 @@ class _Monitor:
 
 class EarlyStopping(Callback, _Monitor):
     """Stop when `monitor` (default 'val_loss') has not improved by more than min_delta
-    for `patience` epochs (seed note 001: stop when validation loss stops falling): fit
+    for `patience` epochs (stop when validation loss stops falling): fit
     ends with the patience-th consecutive epoch without improvement (as Keras and
     Lightning; patience=0 behaves as 1). restore_best=True puts back the weights (and
     buffers) of the best epoch when training ends."""

@@ -56,7 +56,7 @@ def _add_bench(subparsers):
         "bench", help="benchmark fastnn against NumPy (and PyTorch, when installed)",
         description="Measure the MLP-BN training step and inference of fastnn side by side "
                     "with a pure-NumPy baseline and PyTorch (when importable), in one "
-                    "process, interleaved; print the tables and targets of PERFORMANCE.md "
+                    "process, interleaved; print the tables and targets of docs/performance.md "
                     "and write the measurements as JSON.")
     compare.add_arguments(p)
     p.set_defaults(func=_cmd_bench)

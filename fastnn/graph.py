@@ -10,40 +10,20 @@ Calling a module on symbolic tensors records a node and returns symbolic tensors
 the output shape; `Model(inputs, outputs)` collects the nodes between them into an
 executable plan (fastnn.plan). A module called at several nodes shares its
 parameters between them; its gradients sum."""
+from __future__ import annotations
+
 import re
+from typing import Sequence
 
 import numpy as np
 
-from .module import Context, Layer, _hook_epoch
+from .module import Layer, _hook_epoch
+from .symbolic import SymbolicTensor
 from .plan import Plan
 from .validation import float_dtype, positive_int
 
-class SymbolicTensor:
-    """A placeholder for the arrays a model will compute: `shape` (with None for the
-    batch axis), `dtype`, and the node that produces it (None for an Input)."""
-
-    __slots__ = ("shape", "dtype", "node", "index", "name")
-
-    def __init__(self, shape, dtype, node=None, index=0, name=None):
-        self.shape, self.dtype, self.node, self.index, self.name = shape, dtype, node, index, name
-
-    def __repr__(self):
-        src = f"input {self.name!r}" if self.node is None else \
-            f"output of {self.node.module.name or type(self.node.module).__name__}"
-        return f"SymbolicTensor(shape={self.shape}, dtype={self.dtype}, {src})"
-
-
-class Node:
-    """One call of `module` on symbolic `inputs` (a list; `multi` when the module was
-    called with a list), producing `outputs`."""
-
-    __slots__ = ("module", "inputs", "multi", "outputs")
-
-    def __init__(self, module, inputs, multi):
-        self.module, self.inputs, self.multi, self.outputs = module, inputs, multi, []
-
-
-def Input(shape, dtype=np.float32, name=None):  # noqa: N802 - Keras' name for it
+def Input(shape: int | Sequence[int], dtype=np.float32,  # noqa: N802 - Keras' name
+          name: str | None = None) -> SymbolicTensor:
     """A symbolic model input; `shape` excludes the batch axis (an int or a tuple)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
@@ -51,53 +31,6 @@ def Input(shape, dtype=np.float32, name=None):  # noqa: N802 - Keras' name for i
     if name is not None and (not isinstance(name, str) or not name or "." in name):
         raise ValueError(f"Input: name must be a non-empty string without '.', got {name!r}")
     return SymbolicTensor((None,) + shape, float_dtype(dtype), None, 0, name)
-
-
-def is_symbolic(x):
-    return isinstance(x, SymbolicTensor) or (
-        isinstance(x, (list, tuple)) and bool(x) and all(isinstance(v, SymbolicTensor)
-                                                          for v in x))
-
-
-def call_symbolic(module, x, *args, **kwargs):
-    """Record a call of module on symbolic tensor(s) x; returns the output tensor(s)."""
-    if args or kwargs:
-        raise TypeError(f"{type(module).__name__}: extra arguments are not supported in "
-                        "a graph call")
-    multi = isinstance(x, (list, tuple))
-    inputs = list(x) if multi else [x]
-    out_shape, dtype = _infer(module, inputs, multi)
-    node = Node(module, inputs, multi)
-    shapes = out_shape if isinstance(out_shape, list) else [out_shape]
-    node.outputs = [SymbolicTensor((None,) + tuple(s), dtype, node, k)
-                    for k, s in enumerate(shapes)]
-    return node.outputs if isinstance(out_shape, list) else node.outputs[0]
-
-
-def _infer(module, inputs, multi):
-    """(output shape(s) without the batch axis, dtype) of module on inputs."""
-    where = type(module).__name__
-    shapes = [t.shape[1:] for t in inputs]
-    dtype = module.dtype or inputs[0].dtype
-    compute = getattr(module, "compute_output_shape", None)
-    if compute is not None:
-        out = compute(shapes if multi else shapes[0])
-        return ([tuple(s) for s in out] if isinstance(out, list) else tuple(out)), dtype
-    xs = [np.zeros((1,) + s, t.dtype) for s, t in zip(shapes, inputs)]
-    was = [m.training for m in module.modules()]
-    module.eval()
-    try:
-        y = module._forward(Context(), xs if multi else xs[0])
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{where} cannot take input of shape "
-                         f"{[t.shape for t in inputs] if multi else inputs[0].shape}: {e}") \
-            from None
-    finally:
-        for m, mode in zip(module.modules(), was):
-            m.training = mode
-    if isinstance(y, (list, tuple)):
-        return [np.shape(v)[1:] for v in y], np.asarray(y[0]).dtype
-    return np.shape(y)[1:], np.asarray(y).dtype
 
 
 def _auto_name(module):
@@ -116,7 +49,15 @@ class Model(Layer):
     forward takes an array or, with several inputs, a list; it returns an array or,
     with several outputs, a list."""
 
-    def __init__(self, inputs, outputs, name=None):
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
+    def __init__(self, inputs: SymbolicTensor | Sequence[SymbolicTensor],
+                 outputs: SymbolicTensor | Sequence[SymbolicTensor], name: str | None = None):
         super().__init__(name=name)
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
@@ -139,8 +80,6 @@ class Model(Layer):
                 self._layers.append(node.module)
         self._name_layers()
         self._name_inputs()
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     # -- construction ---------------------------------------------------------------------
     def _topological_nodes(self):
@@ -205,7 +144,7 @@ class Model(Layer):
         """The model's layers (each once), in topological order."""
         return list(self._layers)
 
-    def get_layer(self, name):
+    def get_layer(self, name: str) -> Layer:
         """The layer called `name`; KeyError listing the names otherwise."""
         for layer in self._layers:
             if layer.name == name:
@@ -214,6 +153,7 @@ class Model(Layer):
                        f"{[m.name for m in self._layers]}")
 
     def named_children(self):
+        """(layer name, layer) pairs, in the order the layers run."""
         for layer in self._layers:
             yield layer.name, layer
 
@@ -223,6 +163,7 @@ class Model(Layer):
         return self._all_modules
 
     def train(self, mode=True):
+        """Set training or evaluation mode on every layer; returns self."""
         for m in self._modules_cached():
             m.training = bool(mode)
         return self
@@ -323,7 +264,7 @@ class Model(Layer):
                    outs if config["multi_outputs"] else outs[0], name=name)
 
     # -- display ----------------------------------------------------------------------
-    def summary(self, print_fn=print):
+    def summary(self, print_fn=print) -> str:
         """Print each layer call with its output shape, parameter count and inputs;
         returns the text."""
         names = {id(t): t.name for t in self.inputs}
@@ -344,6 +285,7 @@ class Model(Layer):
                       self, print_fn)
 
     def extra_repr(self):
+        """The model's name, if any."""
         return f"name={self.name!r}" if self.name else ""
 
 

@@ -79,7 +79,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
 
 def constant_(tensor, val):
     """Fill with val. Warns for weight matrices: identical weights give identical units
-    that receive identical gradients, so symmetry is never broken (seed note 002)."""
+    that receive identical gradients, so symmetry is never broken."""
     if _array(tensor).ndim >= 2:
         warnings.warn(
             "constant initialisation of a weight matrix: every unit computes the same "

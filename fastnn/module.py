@@ -11,107 +11,26 @@ path), so a layer can be called any number of times in one step (shared weights,
 block applied twice): every call's backward uses that call's context, and parameter
 gradients of the calls add up. The public `forward`/`backward` copy their inputs and
 outputs, so nothing a user holds is overwritten later."""
+from __future__ import annotations
+
 from collections import OrderedDict, deque
+from typing import Any, Callable
 
 import numpy as np
 
+from . import _kernels
+from .batching import as_inputs
+from .context import Context
+from .parameter import Parameter
+from .store import ParameterStore
+from .symbolic import call_symbolic, is_symbolic
 from .validation import as_array, float_dtype, positive_int
+
+__all__ = ["Context", "Layer", "Module", "Parameter", "RemovableHandle"]
 
 # Bumped whenever a hook is added or removed anywhere: containers re-plan (a hooked
 # layer is never fused into a neighbour, so its hooks see its own input and output).
 _hook_epoch = [0]
-
-
-class Parameter:
-    """A trainable array: `.data`, its gradient `.grad` (same shape and dtype), a
-    `.name`, and `.requires_grad` (frozen parameters get no gradient and no update).
-
-    Assigning to `.data` or `.grad` copies into the existing array, so views held by a
-    parameter store stay valid."""
-
-    __slots__ = ("_data", "_grad", "name", "requires_grad", "_owner")
-
-    def __init__(self, data, name=None, requires_grad=True):
-        self._data = np.array(data, copy=True, order="C")
-        float_dtype(self._data.dtype)
-        self._grad = np.zeros_like(self._data)
-        self.name = name
-        self.requires_grad = bool(requires_grad)
-        self._owner = None  # the flat buffer (fastnn.store.FlatBuffer) holding it, if any
-
-    @property
-    def data(self):
-        return self._data
-
-    @data.setter
-    def data(self, value):
-        self._assign(self._data, value, "data")
-
-    @property
-    def grad(self):
-        return self._grad
-
-    @grad.setter
-    def grad(self, value):
-        self._assign(self._grad, value, "grad")
-
-    def _assign(self, dst, value, what):
-        value = as_array(value, f"Parameter {self.name!r}.{what}")
-        if value.shape != dst.shape:
-            raise ValueError(
-                f"Parameter {self.name!r}: cannot assign {what} of shape {value.shape} "
-                f"to a parameter of shape {dst.shape}"
-            )
-        np.copyto(dst, value, casting="same_kind")
-
-    def _rebind(self, data, grad, owner=None):
-        """Point the parameter at new storage (flat buffer views or a new dtype)."""
-        self._data, self._grad, self._owner = data, grad, owner
-
-    shape = property(lambda self: self._data.shape)
-    dtype = property(lambda self: self._data.dtype)
-    size = property(lambda self: self._data.size)
-
-    def __repr__(self):
-        frozen = "" if self.requires_grad else ", requires_grad=False"
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}{frozen})"
-
-
-class Context:
-    """The state of one call of a layer: what its backward needs (attributes the layer
-    sets, e.g. `ctx.x`) and the workspaces its outputs and scratch live in.
-
-    A container keeps one Context per call site for as long as it lives, so the
-    workspaces of a training loop are allocated in its first step and reused after."""
-
-    def __init__(self):
-        self._ws = {}
-
-    def workspace(self, key, shape, dtype):
-        """An uninitialised array of `shape` reused across calls: sized for the largest
-        leading dimension seen and sliced for smaller ones."""
-        buf = self._ws.get(key)
-        if (
-            buf is None
-            or buf.dtype != dtype
-            or buf.shape[1:] != shape[1:]
-            or buf.shape[0] < shape[0]
-        ):
-            buf = np.empty(shape, dtype)
-            self._ws[key] = buf
-        return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
-
-    def child(self, index):
-        """The context of a container's index-th call site (created on first use)."""
-        kids = self.__dict__.setdefault("_children", [])
-        while len(kids) <= index:
-            kids.append(Context())
-        return kids[index]
-
-    def reset(self):
-        """Forget everything (workspaces, saved values, children)."""
-        self.__dict__.clear()
-        self._ws = {}
 
 
 class RemovableHandle:
@@ -125,6 +44,7 @@ class RemovableHandle:
         self.id = RemovableHandle._next_id
 
     def remove(self):
+        """Unregister the hook (a second call does nothing)."""
         if self._registry.pop(self.id, None) is not None:
             _hook_epoch[0] += 1
 
@@ -155,16 +75,33 @@ class Module:
         self.training = True
         self.name = _check_name(name, type(self).__name__)
 
+    # Caches and per-call workspaces: rebuilt on demand, never copied or pickled.
+    _transient = ("_predict_ctx",)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for cls in type(self).__mro__:
+            for key in cls.__dict__.get("_transient", ()):
+                state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        """Create the transient state (caches, workspaces) afresh."""
+
     # -- computation ------------------------------------------------------------------
     def forward(self, x):
+        """The output for input x (an array, or a list for several inputs)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def backward(self, grad_out):
+        """dL/d(input) given dL/d(output); adds the parameters' gradients to `.grad`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x, *args, **kwargs):
-        from .graph import is_symbolic, call_symbolic
-
         if is_symbolic(x):
             return call_symbolic(self, x, *args, **kwargs)
         return self.forward(x, *args, **kwargs)
@@ -180,13 +117,13 @@ class Module:
         return self.backward(grad_out)
 
     # -- hooks ------------------------------------------------------------------------
-    def register_forward_hook(self, hook):
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call hook(module, inputs, output) after every forward of this module; returns
         a handle whose remove() unregisters it. A hooked layer is never fused with its
         neighbours, so it sees its own input and output."""
         return self._add_hook("_forward_hooks", hook)
 
-    def register_full_backward_hook(self, hook):
+    def register_full_backward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call hook(module, grad_input, grad_output) after every backward of this
         module (grad_input is None when no input gradient was computed)."""
         return self._add_hook("_backward_hooks", hook)
@@ -229,11 +166,13 @@ class Module:
 
     # -- structure --------------------------------------------------------------------
     def named_children(self):
+        """(name, module) pairs of the direct submodules."""
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
     def children(self):
+        """The direct submodules."""
         return [m for _, m in self.named_children()]
 
     def modules(self):
@@ -270,10 +209,12 @@ class Module:
         for cname, child in self.named_children():
             yield from child._all_named_parameters(prefix + cname + ".")
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
+        """The trainable Parameters of this module and its submodules (each once)."""
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self, prefix=""):
+        """(name, array) pairs of the non-trainable state (e.g. running statistics)."""
         for name in self._buffers:
             value = getattr(self, name, None)
             if value is not None:
@@ -288,25 +229,26 @@ class Module:
         fn(self)
         return self
 
-    def parameter_store(self):
+    def parameter_store(self) -> ParameterStore:
         """The contiguous data/grad store (fastnn.store.ParameterStore) holding exactly
         this module's parameters; built on first use (parameters become views into it),
         rebuilt if the parameters changed. Optimizers built over the parameters follow
         them into the new store."""
-        from .store import ParameterStore
-
         return ParameterStore.of(self.parameters())
 
     # -- modes and gradients ----------------------------------------------------------
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (mode=True) or evaluation mode on every submodule; returns self."""
         for m in self.modules():
             m.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Module:
+        """Set evaluation mode (dropout off, running statistics); returns self."""
         return self.train(False)
 
     def zero_grad(self):
+        """Set every parameter's gradient to zero."""
         for p in self.parameters():
             p.grad.fill(0)
 
@@ -337,11 +279,12 @@ class Module:
         return self
 
     def unfreeze(self):
+        """Train this module's parameters again (undo freeze())."""
         for p in self.parameters():
             p.requires_grad = True
         return self
 
-    def astype(self, dtype):
+    def astype(self, dtype: Any) -> Module:
         """Convert parameters and float buffers to dtype (float32 or float64) in place.
 
         Build the optimizer after converting: an optimizer built before holds state of
@@ -363,17 +306,16 @@ class Module:
 
     @property
     def dtype(self):
+        """The dtype of the parameters (None for a module without any)."""
         params = self.parameters()
         return params[0].dtype if params else None
 
     # -- inference --------------------------------------------------------------------
-    def predict(self, X, batch_size=256):
+    def predict(self, X: Any, batch_size: int = 256) -> np.ndarray | list[np.ndarray]:
         """Eval-mode forward over X in batches of batch_size; a new array with one row
         per sample (a list of arrays for a model with several outputs). X is an array
         of shape (n_samples, ...) or, for a model with several inputs, a list of such
         arrays. Every module's train/eval mode is restored afterwards."""
-        from .batching import as_inputs
-
         batch_size = positive_int(batch_size, "batch_size")
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
@@ -420,13 +362,13 @@ class Module:
         for cname, child in self.named_children():
             yield from child._state_items(prefix + cname + ".")
 
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, under torch.nn-style keys
         ('0.weight', '1.running_mean', ... for a Sequential; '<layer name>.weight' for a
         Model). A parameter shared by several layers appears under each name."""
         return OrderedDict((k, np.array(v, copy=True)) for k, v in self._state_items())
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: dict, strict: bool = True) -> Module:
         """Copy arrays from `state` into this module (values are cast to the module's
         dtype). Keys and shapes follow state_dict(); with strict=True, missing and
         unexpected keys are an error. Accepts torch state dicts converted with
@@ -464,6 +406,7 @@ class Module:
 
     # -- display ----------------------------------------------------------------------
     def extra_repr(self):
+        """The arguments shown in repr(module)."""
         return ""
 
     def __repr__(self):
@@ -492,14 +435,21 @@ class Layer(Module):
 
     max_pending_calls = 32
 
+    _transient = ("_scratch_ws", "_pending", "_free")
+
     def __init__(self, name=None):
         super().__init__(name=name)
+        self._reset_transient()
+
+    def _reset_transient(self):
+        super()._reset_transient()
         self._scratch_ws = {}
         self._pending = deque()
         self._free = []
 
     # -- public, copying API ----------------------------------------------------------
     def forward(self, x):
+        """The output for x (a new array); records the call for the next backward."""
         ctx = self._free.pop() if self._free else Context()
         x = _own_copy(ctx, x)
         y = self._forward(ctx, x)
@@ -511,6 +461,7 @@ class Layer(Module):
         return _copy(y)
 
     def backward(self, grad_out):
+        """dL/dx of the most recent recorded call (a new array); consumes that call."""
         if not self._pending:
             raise RuntimeError(
                 f"{type(self).__name__}.backward: no forward call is waiting for its "
@@ -531,15 +482,12 @@ class Layer(Module):
     def _scratch(self, key, shape, dtype):
         """Per-layer scratch valid during one kernel call only (never state)."""
         buf = self._scratch_ws.get(key)
-        if buf is None or buf.dtype != dtype or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), dtype)
-            self._scratch_ws[key] = buf
-        return buf[: int(np.prod(shape))].reshape(shape)
+        if buf is None or buf.dtype != dtype or buf.shape != shape:
+            buf = self._scratch_ws[key] = np.empty(shape, dtype)
+        return buf
 
     def _colsum_scratch(self, width):
         """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
-        from . import _kernels
-
         return self._scratch("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
 
     def _dtype_changed(self, dtype):

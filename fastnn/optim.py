@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import _kernels
-from .module import Parameter
+from .parameter import Parameter, layout_epoch
 from .store import ParameterStore
 
 
@@ -90,9 +90,13 @@ class Optimizer:
         self._buffer = buffer
         self._data, self._grad = buffer.data, buffer.grad
         self._offsets = [buffer.range_of(p) for p in self._params]
+        self._layout_seen = layout_epoch[0]
 
     def _follow_parameters(self):
         """If the parameters moved to another store, move the state with them."""
+        if self._layout_seen == layout_epoch[0]:
+            return
+        self._layout_seen = layout_epoch[0]
         buffer = self._params[0]._owner
         if buffer is self._buffer and all(p._owner is buffer for p in self._params):
             return

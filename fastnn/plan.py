@@ -27,13 +27,18 @@ class Step:
     input when `multi`) and writing `outputs` (one slot, or several for a module that
     returns a list); `layers` are the modules it stands for."""
 
-    __slots__ = ("run", "layers", "inputs", "multi", "outputs", "hooked", "grad_from")
+    __slots__ = ("run", "layers", "inputs", "multi", "outputs", "hooked", "grad_from",
+                 "plain", "inp", "out", "from_node")
 
     def __init__(self, run, layers, inputs, multi, outputs):
         self.run, self.layers = run, tuple(layers)
         self.inputs, self.multi, self.outputs = tuple(inputs), multi, tuple(outputs)
         self.hooked = len(self.layers) == 1 and self.layers[0]._hooked
-        self.grad_from = None  # set by Plan: do the inputs need gradients
+        # Set by Plan: which inputs are computed by steps (so need gradients), and
+        # whether this is a plain chain link (one input read by this step alone, one
+        # output), which forward and backward run without the general bookkeeping.
+        self.grad_from = self.plain = self.from_node = None
+        self.inp, self.out = self.inputs[0] if self.inputs else None, self.outputs[0]
 
 
 class Plan:
@@ -47,27 +52,33 @@ class Plan:
                                 *(s for node in nodes for s in node[3])])
         self.steps = _fuse(nodes, self.outputs) if fuse else [Step(m, (m,), i, mu, o)
                                                             for m, i, mu, o in nodes]
-        readers = [0] * self.n_slots
+        readers = [0] * self.n_slots  # uses of each value: steps reading it, outputs
         for step in self.steps:
             for s in step.inputs:
                 readers[s] += 1
+        for s in self.outputs:
+            readers[s] += 1
         self.readers = readers
         produced = {s for step in self.steps for s in step.outputs}
         for step in self.steps:
             step.grad_from = tuple(s in produced for s in step.inputs)
+            step.from_node = any(step.grad_from)
+            step.plain = (not step.multi and len(step.inputs) == 1 and len(step.outputs) == 1
+                          and readers[step.inp] == 1)
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, ctx, inputs):
         """The plan's outputs (a list) for `inputs` (a list, one array per input slot)."""
         vals = [None] * self.n_slots
         vals[: self.n_inputs] = inputs
+        kids = self._contexts(ctx)
         for k, step in enumerate(self.steps):
-            x = [vals[s] for s in step.inputs] if step.multi else vals[step.inputs[0]]
-            y = step.run._forward(ctx.child(k), x)
+            x = [vals[s] for s in step.inputs] if step.multi else vals[step.inp]
+            y = step.run._forward(kids[k], x)
             if step.hooked:
                 step.layers[0]._run_forward_hooks(x, y)
             if len(step.outputs) == 1:
-                vals[step.outputs[0]] = y
+                vals[step.out] = y
             else:
                 for s, v in zip(step.outputs, y):
                     vals[s] = v
@@ -78,11 +89,24 @@ class Plan:
         """Gradients with respect to the plan's inputs (a list; None where not needed or
         not reached) given those of its outputs (None for an output without one)."""
         grads = [None] * self.n_slots
+        kids = self._contexts(ctx)
         for s, g in zip(self.outputs, grads_out):
             if g is not None:
-                self._accumulate(ctx, grads, s, g, shared=self.outputs.count(s) > 1)
-        for k in range(len(self.steps) - 1, -1, -1):
-            step = self.steps[k]
+                self._accumulate(ctx, grads, s, g, shared=self.readers[s] > 1)
+        steps = self.steps
+        for k in range(len(steps) - 1, -1, -1):
+            step = steps[k]
+            if step.plain:  # the common case, kept lean
+                g = grads[step.out]
+                if g is None:
+                    continue
+                need = need_input_grad or step.from_node
+                gin = step.run._backward(kids[k], g, need)
+                if step.hooked:
+                    step.layers[0]._run_backward_hooks(gin, g)
+                if need:
+                    grads[step.inp] = gin
+                continue
             if len(step.outputs) == 1:
                 g = grads[step.outputs[0]]
                 if g is None:
@@ -91,8 +115,8 @@ class Plan:
                 g = [grads[s] for s in step.outputs]
                 if all(v is None for v in g):
                     continue
-            need = need_input_grad or any(step.grad_from)
-            gin = step.run._backward(ctx.child(k), g, need)
+            need = need_input_grad or step.from_node
+            gin = step.run._backward(kids[k], g, need)
             if step.hooked:
                 step.layers[0]._run_backward_hooks(gin, g)
             if not need or gin is None:
@@ -102,6 +126,13 @@ class Plan:
                 if gi is not None and (from_node or need_input_grad):
                     self._accumulate(ctx, grads, s, gi, shared=self.readers[s] > 1)
         return [grads[s] for s in range(self.n_inputs)]
+
+    def _contexts(self, ctx):
+        """The contexts of the steps' calls, children of the container's ctx."""
+        kids = ctx.__dict__.get("_children")
+        if kids is None or len(kids) < len(self.steps):
+            kids = [ctx.child(k) for k in range(len(self.steps))]
+        return kids
 
     @staticmethod
     def _accumulate(ctx, grads, slot, g, shared):

@@ -1,4 +1,4 @@
-"""Splitting and scaling data the way the seed notes train: split first, fit the
+"""Splitting and scaling data the way a careful experiment does: split first, fit the
 standardisation on the training part only, apply the same transform everywhere."""
 import numpy as np
 
@@ -10,7 +10,7 @@ def train_test_split(X, y, test_size=0.25, shuffle=True, stratify=None, seed=Non
     """Split X and y into (X_train, X_test, y_train, y_test).
 
     test_size: a fraction in (0, 1) or a number of samples. shuffle=False keeps the
-    order: the first samples train, the last ones test (seed note 000's "first 9000 /
+    order: the first samples train, the last ones test (the classic "first 9000 /
     last 1000"). stratify: labels whose class proportions both parts keep. seed: an
     integer for a split independent of fastnn.seed; None draws from fastnn's generator.
     """

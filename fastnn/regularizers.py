@@ -45,7 +45,7 @@ class Regularizer:
 
 
 class L1(Regularizer):
-    """l1 * sum|w|: pushes weights to exactly zero (sparse weights, seed note 001)."""
+    """l1 * sum|w|: pushes weights to exactly zero (sparse weights)."""
 
     def __init__(self, l1=0.01):
         super().__init__(l1=l1)

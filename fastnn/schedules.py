@@ -66,7 +66,7 @@ class Schedule:
 class StepDecay(Schedule):
     """lr = base * gamma ** floor((t - warmup_epochs) / step_size) once t reaches
     warmup_epochs, base before: "the first X epochs at a, then every Y epochs divide by
-    b" (seed note 000, X = warmup_epochs, Y = step_size, b = 1 / gamma). With
+    b" (X = warmup_epochs, Y = step_size, b = 1 / gamma). With
     warmup_epochs=0 it is torch's StepLR."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, warmup_epochs=0, interval="epoch"):

@@ -17,6 +17,13 @@ class Sequential(Layer):
     appear several times (its weights are shared and its gradients sum). The list of
     layers is fixed at construction."""
 
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
     def __init__(self, *layers, name=None):
         super().__init__(name=name)
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
@@ -25,10 +32,9 @@ class Sequential(Layer):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is not a Module: {layer!r}")
         self.layers = list(layers)
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     def named_children(self):
+        """("0", layer), ("1", layer), ... (torch's keys)."""
         for i, layer in enumerate(self.layers):
             yield str(i), layer
 
@@ -38,16 +44,19 @@ class Sequential(Layer):
         return self._all_modules
 
     def train(self, mode=True):
+        """Set training or evaluation mode on every layer; returns self."""
         # The layer list is fixed: the module tree is walked once, not on every call.
         for m in self._modules_cached():
             m.training = bool(mode)
         return self
 
     def get_config(self):
+        """The layers (fastnn.save describes them recursively)."""
         return {"layers": list(self.layers)}
 
     @classmethod
     def from_config(cls, config, name=None):
+        """Rebuild from get_config() with the layers already rebuilt."""
         return cls(*config["layers"], name=name)
 
     def __getitem__(self, i):

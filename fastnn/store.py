@@ -14,10 +14,14 @@ training step, run by the Trainer in this order after the backward pass:
 
 Hooks of one event run by `order`, then in registration order; each is called as
 hook(store, **info) (the Trainer passes `trainer=`)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 
 from . import _kernels
-from .module import Parameter
+from .parameter import Parameter
 
 EVENTS = ("after_backward", "before_step", "after_step")
 
@@ -81,17 +85,18 @@ class ParameterStore:
         return cls(params)
 
     # -- gradients --------------------------------------------------------------------
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (one memset per dtype)."""
         for buf in self.buffers:
             _kernels.zero(buf.grad)
 
     @property
     def size(self):
+        """The number of scalars held (all dtypes)."""
         return sum(buf.data.size for buf in self.buffers)
 
     # -- hooks ------------------------------------------------------------------------
-    def register_hook(self, event, hook, order=500):
+    def register_hook(self, event: str, hook: Callable[..., Any], order: float = 500):
         """Run hook(store, **info) at `event` ('after_backward', 'before_step',
         'after_step'); returns a handle whose remove() unregisters it."""
         if event not in self._hooks:
@@ -109,6 +114,8 @@ class ParameterStore:
         """Run the hooks of `event`, merged by order with `extra` ((order, hook) pairs
         of the caller's own, e.g. the Trainer's penalties and clipping)."""
         hooks = self._hooks[event]
+        if not hooks and not extra:
+            return
         if extra:
             hooks = sorted([(float(o), -1, h) for o, h in extra] + hooks,
                            key=lambda e: (e[0], e[1]))
@@ -116,6 +123,7 @@ class ParameterStore:
             hook(self, **info)
 
     def has_hooks(self, event):
+        """True if hooks are registered for `event`."""
         return bool(self._hooks[event])
 
     def __repr__(self):

@@ -1,6 +1,6 @@
 """The training loop: mini-batch gradient descent with one shuffle per epoch, per-epoch
 train and validation figures in a History, callbacks, schedules, gradient clipping,
-exact checkpoints (the procedure of seed notes 000 and 001)."""
+exact checkpoints (the usual procedure)."""
 import json
 import math
 import signal
@@ -29,6 +29,7 @@ class History:
         self.epoch = []
 
     def append(self, epoch, logs):
+        """Record the figures `logs` of epoch number `epoch`."""
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
@@ -40,9 +41,11 @@ class History:
         return len(self.epoch)
 
     def state_dict(self):
+        """The record as plain lists (for checkpoints)."""
         return {"history": self.history, "epoch": self.epoch}
 
     def load_state_dict(self, state):
+        """Restore a record written by state_dict()."""
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.epoch = list(state["epoch"])
 

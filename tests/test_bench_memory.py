@@ -1,17 +1,17 @@
-"""The memory figures of `fastnn bench` (fastnn.bench.compare.held_bytes, bench_memory)."""
+"""The memory figures of `fastnn bench` (fastnn.bench.sections.held_bytes, bench_memory)."""
 import numpy as np
 
 import fastnn
-from fastnn.bench import compare
+from fastnn.bench import report, sections, workloads
 from fastnn.losses import CrossEntropyLoss
 from fastnn.optim import Adam
 
 
 def test_held_bytes_counts_each_buffer_once_and_skips_excluded_owners():
     a, b = np.zeros(1000), np.zeros((10, 10), np.float32)
-    assert compare.held_bytes({"a": a, "views": [a[:10], a.reshape(10, 100)], "t": (b,)}) \
+    assert sections.held_bytes({"a": a, "views": [a[:10], a.reshape(10, 100)], "t": (b,)}) \
         == a.nbytes + b.nbytes
-    assert compare.held_bytes([a, b.T], exclude=(a[:3],)) == b.nbytes
+    assert sections.held_bytes([a, b.T], exclude=(a[:3],)) == b.nbytes
 
 
 def test_held_bytes_of_a_trainer_covers_parameters_gradients_and_adam_state():
@@ -22,15 +22,15 @@ def test_held_bytes_of_a_trainer_covers_parameters_gradients_and_adam_state():
     y = np.arange(64) % 4
     trainer.train_step(X, y)
     p_bytes = sum(p.data.nbytes for p in model.parameters())
-    held = compare.held_bytes(trainer, exclude=(X, y))
+    held = sections.held_bytes(trainer, exclude=(X, y))
     # parameters, gradients, two Adam moments, and at least the (64, 30) activations
     assert held >= 4 * p_bytes + 64 * 30 * 4
     assert held < 4 * p_bytes + 64 * 30 * 4 * 20  # and not the world
 
 
 def test_bench_memory_finds_no_temporaries_beyond_what_the_trainer_holds():
-    X, y = compare.make_data(n=512)
-    m = compare.bench_memory(X, y, batch=128, threads=1)
+    X, y = workloads.make_data(n=512)
+    m = sections.bench_memory(X, y, batch=128, threads=1)
     assert m["retained_bytes"] < m["smallest_step_array_bytes"]
     assert m["peak_bytes"] < m["smallest_step_array_bytes"]
     assert m["held_bytes"] > 4 * m["parameter_bytes"]
@@ -38,7 +38,7 @@ def test_bench_memory_finds_no_temporaries_beyond_what_the_trainer_holds():
 
 
 def test_bench_scaling_trains_one_epoch_per_size_without_copying_the_data():
-    rows = compare.bench_scaling((2048, 8192), batch=256, threads=1, log=lambda msg: None)
+    rows = sections.bench_scaling((2048, 8192), batch=256, threads=1, log=lambda msg: None)
     assert [r["n"] for r in rows] == [2048, 8192]
     for r in rows:
         assert r["data_bytes"] == r["n"] * 784 * 4
@@ -48,4 +48,4 @@ def test_bench_scaling_trains_one_epoch_per_size_without_copying_the_data():
     # TerminateOnNaN snapshot of the parameters and Adam state.)
     grew = rows[-1]["fit_peak_bytes"] - rows[0]["fit_peak_bytes"]
     assert grew < 0.05 * (rows[-1]["data_bytes"] - rows[0]["data_bytes"])
-    assert "8,192" in compare.scaling_table(rows)
+    assert "8,192" in report.scaling_table(rows)

@@ -356,3 +356,48 @@ def test_parameter_store_is_contiguous_and_zeroes_in_one_call():
     buf.grad[:] = 1
     store.zero_grad()
     assert not buf.grad.any()
+
+
+def test_an_output_also_read_by_another_layer_gets_both_gradients():
+    x = Input((3,))
+    d1 = fastnn.Dense(3, 3, dtype=np.float64)
+    h = d1(x)
+    d2 = fastnn.Dense(3, 2, dtype=np.float64)
+    model = Model(x, [h, d2(h)])
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    g1, g2 = np.ones((4, 3)), np.full((4, 2), 2.0)
+    model.forward(X)
+    model.zero_grad()
+    gx = model.backward([g1, g2])
+    gh = g1 + g2 @ d2.weight.data
+    np.testing.assert_allclose(d1.weight.grad, gh.T @ X)
+    np.testing.assert_allclose(gx, gh @ d1.weight.data)
+
+
+def test_a_copied_model_leaves_the_store_and_trains():
+    import copy
+    import pickle
+
+    model = fastnn.Sequential(fastnn.Dense(3, 2, dtype=np.float64))
+    fastnn.optim.SGD(model.parameters(), lr=0.1)  # the parameters now live in a store
+    X, y = np.ones((4, 3)), np.zeros((4, 2))
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert all(p._owner is None for p in twin.parameters())
+        before = twin[0].weight.data.copy()
+        trainer = fastnn.Trainer(twin, MSELoss(), fastnn.optim.SGD(twin.parameters(), lr=0.1))
+        trainer.train_step(X, y)
+        assert not np.array_equal(twin[0].weight.data, before)
+        np.testing.assert_array_equal(model[0].weight.data, before)
+
+
+def test_copies_leave_workspaces_and_pending_calls_behind():
+    import pickle
+
+    model = fastnn.Sequential(fastnn.Dense(300, 300), fastnn.ReLU())
+    model.predict(np.zeros((500, 300), np.float32))
+    model.forward(np.zeros((500, 300), np.float32))
+    twin = pickle.loads(pickle.dumps(model))
+    assert len(pickle.dumps(model)) < 2 * 300 * 300 * 4 + 50_000  # weights and grads only
+    np.testing.assert_array_equal(twin.predict(np.ones((2, 300))), model.predict(np.ones((2, 300))))
+    with pytest.raises(RuntimeError, match="no forward call is waiting"):
+        twin.backward(np.zeros((500, 300), np.float32))

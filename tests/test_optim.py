@@ -558,13 +558,6 @@ def test_optimizer_state_follows_parameters_into_a_new_store():
                                   opts[1].state_dict()["state"]["momentum_buffer"])
 
 
-def test_optimizer_refuses_to_step_after_astype():
-    model = fastnn.Sequential(fastnn.Dense(3, 2))
-    opt = optim.SGD(model.parameters(), lr=0.1)
-    model.astype(np.float64)
-    with pytest.raises(RuntimeError, match="astype"):
-        opt.step()
-
 
 def test_mixed_dtypes_are_rejected():
     params = make_params(np.float32) + make_params(np.float64)[:1]

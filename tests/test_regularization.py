@@ -1,7 +1,7 @@
 """Regularisation and initialisation (FEATURES groups R and I): L1/L2/L1L2 weight
 penalties (value, gradient, and their place in the Trainer's reported loss), Dropout's
 inverted and weight-scaling modes, DropConnect, freezing parameters, Dense(init=...)
-for every named initialiser, and model.apply with the seed note's weights_init."""
+for every named initialiser, and model.apply with a weights_init function."""
 import math
 import warnings
 

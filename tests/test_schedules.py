@@ -1,6 +1,6 @@
 """Learning-rate schedules (fastnn.schedules): every schedule against the matching
 torch.optim.lr_scheduler sequence (two parameter groups with different base lrs, 60
-steps), seed note 000's rule written out by hand, state_dict round trips, the
+steps), the step-decay rule written out by hand, state_dict round trips, the
 Trainer's stepping (per epoch, per optimizer step, ReduceOnPlateau on a monitored
 figure) and argument validation."""
 import copy
@@ -219,7 +219,7 @@ def test_reduce_on_plateau_by_hand():
     assert s.best == 1.0
 
 
-# -- seed note 000's rule ----------------------------------------------------------------
+# -- the step-decay rule ----------------------------------------------------------------
 def seed_000_rule(a, X, Y, b, epochs):
     """"The first X epochs at learning rate a, then every Y epochs divide it by b":
     the lr used in each epoch, in plain Python (the first division comes once Y epochs

@@ -1,6 +1,8 @@
-"""fastnn's benchmark suite (PERFORMANCE.md): the pure-NumPy MLP-BN baseline, which is
+"""fastnn's benchmark suite (docs/performance.md): the pure-NumPy MLP-BN baseline, which is
 also a correctness oracle (`numpy_baseline`), and the side-by-side comparison behind
-`fastnn bench` (`compare`).
+`fastnn bench`: its timing harness (`harness`), the workload in each implementation
+(`workloads`), the measured sections (`sections`), the tables and targets (`report`)
+and the command line (`compare`).
 
 It ships in the package so that `fastnn bench` works from an installed wheel; PyTorch
 is used when importable, never required."""

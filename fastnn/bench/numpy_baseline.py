@@ -1,6 +1,6 @@
 """The MLP-BN training step in pure NumPy, written as well as NumPy allows.
 
-It is the anchor "competent NumPy" of PERFORMANCE.md and a correctness oracle for
+It is the anchor "competent NumPy" of docs/performance.md and a correctness oracle for
 fastnn: the same network, the same math and the same state_dict keys.
 
 Network (PyTorch layout, indices as in a fastnn/torch Sequential):

@@ -18,7 +18,8 @@ import sys
 
 
 def _case(torch, data, kind, batch, fused):
-    from fastnn.bench.compare import Case, torch_predict, torch_train_step
+    from fastnn.bench.harness import Case
+    from fastnn.bench.workloads import torch_predict, torch_train_step
 
     if kind.startswith("cnn_"):
         from fastnn.bench.cnn import torch_cnn_case
@@ -33,7 +34,7 @@ def _case(torch, data, kind, batch, fused):
 def main():
     import torch
 
-    from fastnn.bench.compare import make_data
+    from fastnn.bench.workloads import make_data
 
     X, y = make_data()
     data = torch.from_numpy(X), torch.from_numpy(y)

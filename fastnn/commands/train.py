@@ -1,5 +1,5 @@
 """`fastnn train`: train an MLP on the embedded digits or a CSV/NPZ file, following the
-procedure of the seed notes: split off a test set, standardise with statistics of the
+usual procedure: split off a test set, standardise with statistics of the
 training part only, shuffle every epoch, watch train and validation figures, report
 the test figures, save the model (with its standardisation) and the history."""
 import json

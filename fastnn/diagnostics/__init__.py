@@ -1,4 +1,4 @@
-"""Diagnostics: the debugging checklist of seed notes 000, 002 and 003 as tools.
+"""Diagnostics: the debugging checklist as tools.
 
 Each function returns a small result object whose repr is a short table and a
 verdict, with `passed` (or `kind`) where it judges:

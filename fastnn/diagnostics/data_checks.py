@@ -1,4 +1,4 @@
-"""Data checks (seed note 000, "bugs from the data"): is the data well formed, are the
+"""Data checks ("bugs from the data"): is the data well formed, are the
 labels right and still attached to their samples after shuffling, are training and
 test data preprocessed the same way and drawn from the same distribution, and does
 the test set leak into the training set."""
@@ -263,7 +263,7 @@ def _check_shift(Xtr, Xte, str_, issues, max_rows, gen):
             "distribution_shift", "warning",
             f"{shifted.size} features are distributed differently in training and test "
             f"data ({desc})",
-            "a train/test mismatch (seed note 003): check that both splits come from the "
+            "a train/test mismatch: check that both splits come from the "
             "same source and preprocessing; a shifted test set cannot be fixed by more "
             "training data", where=[int(live[j]) for j in worst]))
 
@@ -546,7 +546,7 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
 
 def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batches=None,
                batch_size=32, max_rows=20000, seed=0):
-    """Check a data set for the bugs of seed note 000 before training on it.
+    """Check a data set for the common data bugs before training on it.
 
     X: (samples, features...) numeric; y: labels (classification) or targets
     (regression); X_test/y_test: the held-out split, for leakage, preprocessing and

@@ -1,4 +1,4 @@
-"""Seed note 002's experiment: push Gaussian data through a deep stack of Dense
+"""The classic initialisation experiment: push Gaussian data through a deep stack of Dense
 layers and watch the spread of the activations layer by layer for each weight
 initialisation. Zeros kill everything, N(0, 1) explodes (or saturates tanh), a small
 N(0, 0.01^2) vanishes, Xavier keeps tanh healthy and Kaiming keeps ReLU healthy."""
@@ -114,7 +114,7 @@ class DepthExperiment(Result):
 
 def init_depth_experiment(depth=10, width=256, activation="tanh", inits=tuple(INITS), n=1000,
                           seed=0):
-    """Reproduce seed note 002's experiment: X ~ N(0, 1) of shape (n, width) through
+    """Reproduce the classic initialisation experiment: X ~ N(0, 1) of shape (n, width) through
     `depth` layers of Dense(width, width, bias 0) + activation ('tanh' or 'relu'),
     weights drawn with each initialisation in `inits` (names of INITS: 'zeros',
     'normal' N(0,1), 'small_normal' N(0, 0.01^2), 'xavier' (Xavier normal), 'kaiming'

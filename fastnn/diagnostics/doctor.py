@@ -1,4 +1,4 @@
-"""`fastnn doctor`: the whole debugging checklist of seed note 000 in one run - data
+"""`fastnn doctor`: the whole debugging checklist in one run - data
 checks, the loss at initialisation, a gradient check, overfitting a tiny batch, and
 activation/gradient statistics - on the user's model or on a default MLP, printed as
 one report (and written, with plots, to a directory).

@@ -1,4 +1,4 @@
-"""Finite-difference gradient check of a whole model (seed note 000: "if you wrote
+"""Finite-difference gradient check of a whole model ("if you wrote
 special layers or operations by hand, they may be wrong")."""
 import numpy as np
 

@@ -1,4 +1,4 @@
-r"""The Hessian of the training loss at a point (seed note 003, section 2): when the
+r"""The Hessian of the training loss at a point: when the
 loss stops falling the gradient is ~0, and the Hessian's eigenvalues tell a local
 minimum (all >= 0) from a saddle point (some < 0); along an eigenvector of negative
 curvature the loss still goes down.

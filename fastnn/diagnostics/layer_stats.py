@@ -1,4 +1,4 @@
-"""Per-layer activation and gradient statistics (seed notes 000 and 002): saturated
+"""Per-layer activation and gradient statistics: saturated
 sigmoid/tanh units, dead ReLUs, activations that shrink or grow with depth, and
 gradients that vanish or explode on their way back to the first layers."""
 import math

@@ -1,4 +1,4 @@
-"""Overfit a tiny batch (seed note 000: "check that the model can fit a very small
+"""Overfit a tiny batch ("check that the model can fit a very small
 training set completely"). A model that cannot drive the loss of 16-32 samples to
 about zero has a bug, too little capacity, a bad learning rate or bad labels."""
 import copy

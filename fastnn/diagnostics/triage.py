@@ -1,4 +1,4 @@
-"""Model bias or optimisation? (seed note 003, 1.1). When the training loss stays
+"""Model bias or optimisation?. When the training loss stays
 high, train a shallower, easier-to-optimise model with the same settings: if the
 deeper model cannot reach a training loss at least as low as the shallow one - though
 it could represent everything the shallow one does - the optimisation is failing,
@@ -86,7 +86,7 @@ def _train(factory, loss, optimizer, X, y, epochs, batch_size, seed):
 def triage(model_factory_shallow, model_factory_deep, X, y, loss=None, epochs=20,
            batch_size=32, optimizer=None, lr=1e-3, seed=0, margin=0.05, low=0.1):
     """Train a shallow and a deep model with the same optimiser settings, batches and
-    seed, and compare their *training* losses (seed note 003's test).
+    seed, and compare their *training* losses (the standard test).
 
     model_factory_shallow / model_factory_deep: callables returning a fresh model.
     loss: default CrossEntropyLoss for integer labels, else MSELoss. optimizer: a

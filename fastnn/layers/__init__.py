@@ -17,10 +17,11 @@ from .pooling import (
 from .spatial_dropout import Cutout, DropBlock2d, Dropout1d, Dropout2d, StochasticDepth
 
 __all__ = [
-    "AbsReLU", "Add", "Concatenate", "Multiply", "Residual", "BatchNorm1d", "BatchNorm2d", "Dense", "DropConnect", "Dropout", "ELU",
-    "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d", "InstanceNorm2d",
-    "LayerNorm", "LeakyReLU", "Linear", "Maxout", "PReLU", "RBF", "ReLU", "Sigmoid",
-    "Softmax", "Softplus", "Standardize", "Tanh", "remove_weight_norm", "weight_norm",
+    "AbsReLU", "Add", "BatchNorm1d", "BatchNorm2d", "Concatenate", "Dense", "DropConnect",
+    "Dropout", "ELU", "GELU", "GroupNorm", "HardTanh", "Identity", "InstanceNorm1d",
+    "InstanceNorm2d", "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF",
+    "ReLU", "Residual", "Sigmoid", "Softmax", "Softplus", "Standardize", "Tanh",
+    "remove_weight_norm", "weight_norm",
 ]
 __all__ += [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",

@@ -103,7 +103,7 @@ class LeakyReLU(_Elementwise):
 
 class AbsReLU(_Elementwise):
     """Absolute-value rectification y = |x| (the ReLU family member with slope -1 on the
-    negative side, seed note 001); derivative sign(x), 0 at 0."""
+    negative side); derivative sign(x), 0 at 0."""
 
     code = _kernels.ACT_ABS
 
@@ -344,7 +344,7 @@ class Softmax(Layer):
 
 
 class RBF(Layer):
-    """Gaussian radial basis units (seed note 001): for each of `centers` units j,
+    """Gaussian radial basis units: for each of `centers` units j,
         y_j = exp(-|x - c_j|^2 / (2 s_j^2))
     with learnable centres `centers` (centers, in_features), drawn U(-1, 1), and widths
     `widths` (centers,), initialised to `width`. The squared distances come from one

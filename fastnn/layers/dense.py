@@ -75,7 +75,7 @@ class Dense(Layer):
         needs_input = _kernels.act_needs_input(code)
         y = ctx.workspace("y", z.shape, z.dtype) if needs_input else z
         _kernels.bias_act(code, alpha, beta, None if self.bias is None else self.bias.data, z, y)
-        ctx.x, ctx.z, ctx.y, ctx.act = x, z, y, (code, alpha, beta)
+        ctx.x, ctx.z, ctx.y, ctx.act = x, z if needs_input else None, y, (code, alpha, beta)
         return y
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
@@ -95,9 +95,7 @@ class Dense(Layer):
                 _kernels.act_backward(code, 0.0, 0.0, None, None, g, None, gbias, scratch)
         else:
             gz = ctx.workspace("gz", y.shape, y.dtype)
-            _kernels.act_backward(code, alpha, beta,
-                                  ctx.z if _kernels.act_needs_input(code) else None, y, g, gz,
-                                  gbias, scratch)
+            _kernels.act_backward(code, alpha, beta, ctx.z, y, g, gz, gbias, scratch)
         return linear_backward(self, ctx, gz, x, need_input_grad)
 
     def fuse(self, following):

@@ -24,7 +24,7 @@ class Dropout(Layer):
     mode='inverted' (default, as torch): survivors are scaled by 1 / (1 - p) during
     training, so evaluation is the identity. mode='weight_scaling': training keeps
     survivors unscaled and evaluation multiplies by 1 - p instead - the weight-scaling
-    inference rule of seed note 001. Both give the same expected activation."""
+    inference rule. Both give the same expected activation."""
 
     def __init__(self, p=0.5, mode="inverted", name=None):
         super().__init__(name=name)

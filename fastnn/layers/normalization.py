@@ -192,14 +192,15 @@ class _BatchNormReLU:
         """The dropout probability to fuse, 0.0 without dropout, None if not fusable."""
         return 0.0 if self.dropout is None else self.dropout.fused_dropout_p()
 
-    def _fusable(self, x):
+    def _fusable(self, x, p):
         bn = self.bn
         return (bn.training and type(x) is np.ndarray and x.ndim == 2 and x.dtype == bn._dt
                 and x.flags.c_contiguous and x.shape[1] == bn.num_features
-                and x.shape[0] > 1 and x.size < 1 << 32 and self._drop_p() is not None)
+                and x.shape[0] > 1 and x.size < 1 << 32 and p is not None)
 
     def _forward(self, ctx, x):
-        ctx.fused = self._fusable(x)
+        p = self._drop_p()
+        ctx.fused = self._fusable(x, p)
         if not ctx.fused:
             for k, layer in enumerate(self.layers):
                 x = layer._forward(ctx.child(k), x)
@@ -208,7 +209,6 @@ class _BatchNormReLU:
         n, c = x.shape
         y = ctx.workspace("y", x.shape, x.dtype)
         stats = ctx.workspace("stats", (4, c), x.dtype)  # mean, invstd, scale, shift
-        p = self._drop_p()
         mask = ctx.workspace("mask", x.shape, np.uint8) if p > 0.0 else None
         key, counter = rng.next_dropout_stream() if p > 0.0 else (0, 0)
         track = bn.track_running_stats

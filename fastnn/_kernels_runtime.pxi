@@ -1,0 +1,57 @@
+# Process-wide settings (csrc/runtime.c), constants shared by the families, and the
+# dropout random bits (csrc/random.h).
+
+cdef extern from "binding.h" nogil:
+    int FNN_PAR_MIN
+    int FNN_ROW_CHUNKS
+    int FNN_ACT_COUNT
+    void fnn_set_num_threads(int n)
+    int fnn_get_num_threads()
+    void fnn_set_gemm_blocks(int n)
+    void fnn_set_blas_thread_hooks(void *get, void *set)
+    uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index)
+
+PARALLEL_MIN_ELEMENTS = FNN_PAR_MIN
+# Column-sum kernels (bias gradient, batch norm) take a float64 scratch of
+# COLSUM_SCRATCH_ROWS * width elements (width: columns, 2 * channels for batch norm).
+COLSUM_SCRATCH_ROWS = FNN_ROW_CHUNKS + 3
+
+
+# Dropout masks index their elements with 32 bits (csrc/random.h).
+cdef int64_t _MASK_ELEMENTS_MAX = 4294967295
+
+
+cdef inline Py_ssize_t _colsum_scratch(Py_ssize_t width) noexcept:
+    return (FNN_ROW_CHUNKS + 3) * width
+
+
+def set_num_threads(int n):
+    """Threads of every parallel kernel (values below 1 mean 1)."""
+    fnn_set_num_threads(n)
+
+
+def get_num_threads():
+    return fnn_get_num_threads()
+
+
+def set_gemm_blocks(int n):
+    """Cut large GEMMs into at most the power of two >= n blocks (one per thread)."""
+    fnn_set_gemm_blocks(n)
+
+
+def set_blas_thread_hooks(size_t get_threads, size_t set_threads):
+    """Addresses of the BLAS library's int get_num_threads(void) and
+    void set_num_threads(int) (0, 0 to forget them): fastnn's GEMMs then keep BLAS on
+    one thread whatever else changes it."""
+    fnn_set_blas_thread_hooks(<void *>get_threads, <void *>set_threads)
+
+
+def random_bits(uint64_t seed, uint64_t counter, out):
+    """out[k] = the 32 dropout bits of element k for (seed, counter); out: uint32, 1-D."""
+    cdef cnp.ndarray a = _arr(out, "random_bits", "out", 1)
+    cdef uint32_t *p = <uint32_t *>_buf(out, "random_bits", "out", cnp.NPY_UINT32, a.shape[0],
+                                        _W)
+    cdef Py_ssize_t k, n = a.shape[0]
+    with nogil:
+        for k in range(n):
+            p[k] = fnn_random_bits(seed, counter, k)

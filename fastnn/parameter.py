@@ -1,0 +1,79 @@
+"""Parameter: a trainable array with its gradient."""
+import numpy as np
+
+from .validation import as_array, float_dtype
+
+
+# Counts every rebinding of any parameter: an optimizer that saw the same count at its
+# last step knows without looking that its parameters have not moved.
+layout_epoch = [0]
+
+
+class Parameter:
+    """A trainable array: `.data`, its gradient `.grad` (same shape and dtype), a
+    `.name`, and `.requires_grad` (frozen parameters get no gradient and no update).
+
+    Assigning to `.data` or `.grad` copies into the existing array, so views held by a
+    parameter store stay valid."""
+
+    __slots__ = ("_data", "_grad", "name", "requires_grad", "_owner")
+
+    def __init__(self, data, name=None, requires_grad=True):
+        self._data = np.array(data, copy=True, order="C")
+        float_dtype(self._data.dtype)
+        self._grad = np.zeros_like(self._data)
+        self.name = name
+        self.requires_grad = bool(requires_grad)
+        self._owner = None  # the flat buffer (fastnn.store.FlatBuffer) holding it, if any
+
+    @property
+    def data(self):
+        """The values (an ndarray; assigning copies into it)."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._assign(self._data, value, "data")
+
+    @property
+    def grad(self):
+        """The accumulated gradient, same shape and dtype (assigning copies into it)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._assign(self._grad, value, "grad")
+
+    def _assign(self, dst, value, what):
+        value = as_array(value, f"Parameter {self.name!r}.{what}")
+        if value.shape != dst.shape:
+            raise ValueError(
+                f"Parameter {self.name!r}: cannot assign {what} of shape {value.shape} "
+                f"to a parameter of shape {dst.shape}"
+            )
+        np.copyto(dst, value, casting="same_kind")
+
+    def _rebind(self, data, grad, owner=None):
+        """Point the parameter at new storage (flat buffer views or a new dtype)."""
+        self._data, self._grad, self._owner = data, grad, owner
+        layout_epoch[0] += 1
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) owns its arrays: it leaves the store behind,
+        # whose buffers its copied views would no longer share.
+        return {"data": self._data, "grad": self._grad, "name": self.name,
+                "requires_grad": self.requires_grad}
+
+    def __setstate__(self, state):
+        self._data = np.array(state["data"], copy=True, order="C")
+        self._grad = np.array(state["grad"], copy=True, order="C")
+        self.name, self.requires_grad = state["name"], state["requires_grad"]
+        self._owner = None
+
+    shape = property(lambda self: self._data.shape)
+    dtype = property(lambda self: self._data.dtype)
+    size = property(lambda self: self._data.size)
+
+    def __repr__(self):
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}{frozen})"
