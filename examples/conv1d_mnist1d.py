@@ -8,7 +8,7 @@ share their weights across positions. This network (three Conv1d + ReLU layers, 
 last two strided, then a dense layer) reaches >= 0.90 test accuracy.
 
     pip install mnist1d
-    python examples/conv1d_mnist1d.py [--epochs 60] [--seed 0]
+    python examples/conv1d_mnist1d.py [--epochs 40] [--seed 0]
 """
 import argparse
 import time
@@ -38,7 +38,7 @@ def make_model(channels=32):
         Flatten(), Dense(channels * 10, 10))
 
 
-def train(epochs=60, seed=0, verbose=0):
+def train(epochs=40, seed=0, verbose=0):
     """Returns (test accuracy, seconds of training)."""
     fastnn.seed(seed)
     X, y, X_test, y_test = load_mnist1d()
@@ -53,7 +53,7 @@ def train(epochs=60, seed=0, verbose=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     accuracy, seconds = train(args.epochs, args.seed, verbose=2)
