@@ -6,6 +6,7 @@ speed does not depend on what the pixels show."""
 import numpy as np
 
 import fastnn
+from fastnn.bench.workloads import _batches
 
 N_IMAGES = 2048
 N_CLASSES = 10
@@ -82,12 +83,6 @@ def torch_resnet(torch, widths=(16, 32, 64)):
         cin = w
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, N_CLASSES)]
     return nn.Sequential(*layers)
-
-
-def _batches(n, batch):
-    starts = list(range(0, n - batch + 1, batch)) or [0]
-    while True:
-        yield from starts
 
 
 def fastnn_cnn_step(name, X, y, batch, seed=0):
@@ -175,7 +170,7 @@ def gemm_only_step(shapes, dtype=np.float32, seed=0):
 
 def torch_cnn_case(torch, name, batch):
     """The PyTorch worker's case for `fastnn bench --cnn` (kind 'cnn_<name>')."""
-    from fastnn.bench.compare import Case
+    from fastnn.bench.harness import Case
 
     X, y = make_images(name)
     return Case(f"torch {name}", torch_cnn_step(torch, name, torch.from_numpy(X),
@@ -254,7 +249,8 @@ def run(args, opts, worker, out, log):
     """`fastnn bench --cnn`: training steps of LeNet-5 and the small ResNet at batch 32
     and 256 against PyTorch (each in its own process), the convolutions' time against
     the GEMMs they perform, and peak memory at batch 256."""
-    from fastnn.bench.compare import Case, _table, measure, set_threads
+    from fastnn.bench.harness import Case, measure, set_threads
+    from fastnn.bench.report import _table
 
     threads = max(args.threads) if args.threads else (1 if args.quick else 2)
     batches = args.batches or [32, 256]
