@@ -36,11 +36,16 @@ static inline void fnn_split(ptrdiff_t n, int t, int nt, ptrdiff_t *lo, ptrdiff_
         ptrdiff_t fnn_n_ = (n);                                                      \
         int fnn_nt_ = fnn_threads_for(work);                                         \
         if (fnn_nt_ > fnn_n_) fnn_nt_ = fnn_n_ > 0 ? (int)fnn_n_ : 1;                 \
-        _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")            \
-        for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                           \
-            ptrdiff_t lo, hi;                                                        \
-            fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                            \
+        if (fnn_nt_ == 1) { /* no team at all: a one-thread region still costs */    \
+            ptrdiff_t lo = 0, hi = fnn_n_;                                           \
             __VA_ARGS__;                                                             \
+        } else {                                                                     \
+            _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")        \
+            for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                       \
+                ptrdiff_t lo, hi;                                                    \
+                fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                        \
+                __VA_ARGS__;                                                         \
+            }                                                                        \
         }                                                                            \
     } while (0)
 

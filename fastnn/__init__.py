@@ -15,7 +15,8 @@ except ImportError as e:  # a source tree without the built extension
         f"pytest`, which puts the current directory first on sys.path). ({e})") from None
 
 from . import (  # noqa: E402
-    callbacks, datasets, init, losses, metrics, optim, preprocessing, regularizers, schedules,
+    callbacks, datasets, inference, init, losses, metrics, optim, preprocessing, regularizers,
+    schedules,
 )
 from .io import load, save  # noqa: E402
 from .layers import *  # noqa: E402,F403 - the layers are part of the top-level API
@@ -31,6 +32,6 @@ from .trainer import History, Trainer  # noqa: E402
 __all__ = _layer_names + [
     "Context", "History", "Input", "Layer", "Model", "Module", "Parameter", "ParameterStore",
     "Sequential", "Trainer", "callbacks",
-    "datasets", "get_num_threads", "init", "load", "losses", "metrics", "optim",
+    "datasets", "get_num_threads", "inference", "init", "load", "losses", "metrics", "optim",
     "preprocessing", "regularizers", "save", "schedules", "seed", "set_num_threads",
 ]

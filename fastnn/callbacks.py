@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from . import state_version
+
 
 class Callback:
     """Base class; every hook does nothing."""
@@ -206,13 +208,14 @@ class TerminateOnNaN(Callback):
         model, opt = trainer.model, trainer.optimizer
         for saved, b in zip(self._buffers or (), self._live or ()):
             np.copyto(b, saved)
+        state_version.bump()  # running statistics restored in place
         params = model.parameters()
         restored = ""
         finite = all(np.isfinite(p.data).all() for p in params) and all(
             np.isfinite(v).all() for v in opt.state.values())
         if not finite and self._params is not None:
             for p, saved in zip(params, self._params):
-                np.copyto(p.data, saved)
+                p.data = saved
             opt.load_state_dict(self._opt_state)
             restored = "; parameters and optimizer state restored to the start of the epoch"
         self.stopped = (trainer.epoch + 1, value)

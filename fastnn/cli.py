@@ -59,10 +59,17 @@ def _add_bench(subparsers):
                     "process, interleaved; print the tables and targets of docs/performance.md "
                     "and write the measurements as JSON.")
     compare.add_arguments(p)
+    p.add_argument("--inference", action="store_true",
+                   help="only the inference section: batch-1 latency and throughput of "
+                        "predict against PyTorch and onnxruntime, each in its own process")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args):
+    if args.inference:
+        from .bench import inference
+
+        return inference.run(args)
     from .bench import compare
 
     return compare.run(args, sys.stdout)  # the stdout of now (a test may have swapped it)

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import rng
+from . import rng, state_version
 from .validation import choice
 
 _GAINS = {
@@ -51,6 +51,7 @@ def _fans(tensor):
 def _fill(tensor, values):
     arr = _array(tensor)
     arr[...] = values
+    state_version.bump()
     return tensor
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, state_version
 from .batching import as_inputs
 from .context import Context
 from .parameter import Parameter
@@ -31,6 +31,12 @@ __all__ = ["Context", "Layer", "Module", "Parameter", "RemovableHandle"]
 # Bumped whenever a hook is added or removed anywhere: containers re-plan (a hooked
 # layer is never fused into a neighbour, so its hooks see its own input and output).
 _hook_epoch = [0]
+
+
+# The compiled evaluation path of predict: fastnn.inference registers its
+# cached_predictor(model) -> Predictor or None here when it is imported (fastnn's
+# __init__ imports it); it builds on the layers, which build on this module.
+compiled_predictor = [None]
 
 
 class RemovableHandle:
@@ -299,6 +305,7 @@ class Module:
                 if value is not None and value.dtype.kind == "f":
                     setattr(m, name, value.astype(dt))
             m._dtype_changed(dt)
+        state_version.bump()
         return self
 
     def _dtype_changed(self, dtype):
@@ -315,8 +322,15 @@ class Module:
         """Eval-mode forward over X in batches of batch_size; a new array with one row
         per sample (a list of arrays for a model with several outputs). X is an array
         of shape (n_samples, ...) or, for a model with several inputs, a list of such
-        arrays. Every module's train/eval mode is restored afterwards."""
+        arrays. Every module's train/eval mode is restored afterwards. A model that
+        fastnn.inference compiles runs its compiled evaluation forward instead (batch
+        norm folded into the Dense weights; the same outputs to round-off)."""
         batch_size = positive_int(batch_size, "batch_size")
+        compiled = compiled_predictor[0]
+        if compiled and type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
+            predictor = compiled(self)
+            if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
+                return predictor._predict(X, batch_size)
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
@@ -392,6 +406,7 @@ class Module:
             pairs.append((dst, src))
         for dst, src in pairs:
             np.copyto(dst, src, casting="unsafe")
+        state_version.bump()
         return self
 
     # -- architecture -----------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, state_version
 from .parameter import Parameter, layout_epoch
 from .store import ParameterStore
 
@@ -159,6 +159,7 @@ class Optimizer:
         for gi, group in enumerate(self.param_groups):
             for run in self._advance(gi):
                 self._update(group, run)
+        state_version.bump()
 
     @property
     def lr(self):

@@ -1,6 +1,7 @@
 """Parameter: a trainable array with its gradient."""
 import numpy as np
 
+from . import state_version
 from .validation import as_array, float_dtype
 
 
@@ -52,11 +53,14 @@ class Parameter:
                 f"to a parameter of shape {dst.shape}"
             )
         np.copyto(dst, value, casting="same_kind")
+        if what == "data":
+            state_version.bump()
 
     def _rebind(self, data, grad, owner=None):
         """Point the parameter at new storage (flat buffer views or a new dtype)."""
         self._data, self._grad, self._owner = data, grad, owner
         layout_epoch[0] += 1
+        state_version.bump()
 
     def __getstate__(self):
         # A copy (copy.deepcopy, pickle) owns its arrays: it leaves the store behind,

@@ -345,7 +345,8 @@ def _refused(exc, name, dt, match=None, **changes):
 def test_every_kernel_wrapper_is_covered():
     wrappers = {n for n in dir(K) if not n.startswith("_") and callable(getattr(K, n))}
     not_kernels = {"act_needs_input", "set_num_threads", "get_num_threads",
-                   "set_gemm_blocks", "set_blas_thread_hooks", "random_bits"}
+                   "set_gemm_blocks", "set_blas_thread_hooks", "random_bits",
+                   "DenseChain"}  # a class; its misuse is tested in test_inference.py
     # The convolution and pooling wrappers (_kernels_conv.pxi) check through typed
     # memoryviews and the convolution geometry; their misuse is tested in
     # tests/test_conv_kernels.py, not by this table yet.

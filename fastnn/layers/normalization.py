@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import _kernels, rng
+from .. import _kernels, rng, state_version
 from ..module import Layer, Parameter
 from ..validation import as_float_input, float_dtype, positive_int
 
@@ -61,6 +61,7 @@ class _ChannelNorm(Layer):
             self.running_mean.fill(0)
             self.running_var.fill(1)
             self.num_batches_tracked.fill(0)
+            state_version.bump()
 
     def _dtype_changed(self, dtype):
         super()._dtype_changed(dtype)
@@ -77,6 +78,7 @@ class _ChannelNorm(Layer):
     def _momentum_factor(self):
         """Advance num_batches_tracked; the weight of this batch in the running stats."""
         self.num_batches_tracked += 1
+        state_version.bump()
         if self.momentum is None:
             return 1.0 / float(self.num_batches_tracked)
         return self.momentum
