@@ -212,24 +212,38 @@ def _input_shape(first_conv):
     return SHAPES["lenet5" if first_conv.in_channels == 1 else "resnet"]
 
 
-def _memory_probe(lib, name, batch, steps=3):
-    """Peak resident memory (bytes) that `steps` training steps add, in this process."""
-    import resource
+def _rss(field):
+    """VmRSS or VmHWM (peak) of this process in bytes (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
 
+
+def _memory_probe(lib, name, batch, steps=3):
+    """Peak resident memory (bytes) above the resident set before the model is built,
+    over `steps` training steps, in this process: the peak is reset first (Linux
+    clear_refs), so the imports' own peak does not count."""
     X, y = make_images(name, n=batch * 2)
     if lib == "torch":
         import torch
 
         torch.set_num_threads(2)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step = torch_cnn_step(torch, name, torch.from_numpy(X), torch.from_numpy(y), batch)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss("VmRSS")
+        step = torch_cnn_step(torch, name, Xt, yt, batch)
     else:
         fastnn.set_num_threads(2)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss("VmRSS")
         step = fastnn_cnn_step(name, X, y, batch)
     for _ in range(steps):
         step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+    return _rss("VmHWM") - base
 
 
 def peak_memory(lib, name, batch):
@@ -288,5 +302,5 @@ def run(args, opts, worker, out, log):
         mem = [(lib, peak_memory(lib, "resnet", 256)) for lib in ("fastnn", "torch")]
         p("\nPeak memory added by 3 training steps of the small ResNet at batch 256 (fresh "
           "process each): " + ", ".join(f"{lib} {m / 2**20:,.0f} MiB" for lib, m in mem)
-          + f" (fastnn / PyTorch {mem[0][1] / mem[1][1]:.2f}x)")
+          + (f" (fastnn / PyTorch {mem[0][1] / mem[1][1]:.2f}x)" if mem[1][1] > 0 else ""))
     return 0
