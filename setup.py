@@ -64,7 +64,7 @@ kernels = Extension(
     sources=["fastnn/_kernels.pyx"] + sorted(glob("csrc/*.c")),
     include_dirs=["csrc", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=glob("csrc/*.h") + glob("csrc/generic/*.h"),
+    depends=glob("csrc/*.h") + glob("csrc/generic/*.h") + glob("fastnn/*.pxi"),
 )
 
 setup(

@@ -48,6 +48,17 @@ enum fnn_act {
     FNN_ACT_COUNT
 };
 
+/* Elementwise loss codes of fnn_pointwise_loss. The order is part of the binding
+ * (fastnn/_kernels_loss.pxi). */
+enum fnn_loss {
+    FNN_LOSS_MSE = 0,
+    FNN_LOSS_L1 = 1,
+    FNN_LOSS_HUBER = 2,
+    FNN_LOSS_SMOOTH_L1 = 3,
+    FNN_LOSS_BCE_LOGITS = 4,
+    FNN_LOSS_COUNT
+};
+
 /* 1 if the activation's derivative needs its input (pre-activation), 0 if the output
  * alone determines it (then the input need not be kept for the backward pass). */
 int fnn_act_needs_input(int act);
@@ -166,6 +177,9 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                                double *row_loss);                                       \
     double S(fnn_mse)(ptrdiff_t n, const T *pred, const T *target, T *grad);            \
     double S(fnn_mae)(ptrdiff_t n, const T *pred, const T *target, T *grad);            \
+    void S(fnn_pointwise_loss)(int kind, ptrdiff_t n, const T *pred, const T *target,   \
+                               double param, const T *pos_weight, ptrdiff_t pw_len,     \
+                               T *loss, T *grad);                                       \
     /* optim.c: one fused pass over flat parameter, gradient and state buffers. */      \
     void S(fnn_sgd_step)(ptrdiff_t n, T *param, const T *grad, T *buf, double lr,       \
                          double momentum, double dampening, double weight_decay,        \

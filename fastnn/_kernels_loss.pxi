@@ -8,6 +8,14 @@ cdef extern from "binding.h" nogil:
         Py_ssize_t n, const floating *pred, const floating *target, floating *grad)
     double fnn_mae "FNN_FUSED(fnn_mae)"(
         Py_ssize_t n, const floating *pred, const floating *target, floating *grad)
+    void fnn_pointwise_loss "FNN_FUSED(fnn_pointwise_loss)"(
+        int kind, Py_ssize_t n, const floating *pred, const floating *target, double param,
+        const floating *pos_weight, Py_ssize_t pw_len, floating *loss, floating *grad)
+    int FNN_LOSS_MSE, FNN_LOSS_L1, FNN_LOSS_HUBER, FNN_LOSS_SMOOTH_L1, FNN_LOSS_BCE_LOGITS
+    int FNN_LOSS_COUNT
+
+LOSS_MSE, LOSS_L1, LOSS_HUBER = FNN_LOSS_MSE, FNN_LOSS_L1, FNN_LOSS_HUBER
+LOSS_SMOOTH_L1, LOSS_BCE_LOGITS = FNN_LOSS_SMOOTH_L1, FNN_LOSS_BCE_LOGITS
 
 
 def softmax_xent(logits, labels, double smoothing, grad, row_loss):
@@ -73,3 +81,32 @@ cdef double _pointwise_loss(floating *t, bint absolute, pred, target, grad) exce
         else:
             out = fnn_mse(P.size, pp, pt, pg)
     return out
+
+
+def pointwise_loss(int kind, pred, target, double param, pos_weight, loss, grad):
+    """Unreduced elementwise loss (csrc/generic/loss.h, fnn_pointwise_loss):
+    loss[k] = l(pred[k], target[k]) and grad[k] = dl/dpred[k]; target, loss, grad:
+    pred's shape. pos_weight (BCE only, or None): one weight per entry of pred's last
+    axis."""
+    if _is_f32(pred, "pointwise_loss", "pred"):
+        return _pointwise(<float *>NULL, kind, pred, target, param, pos_weight, loss, grad)
+    return _pointwise(<double *>NULL, kind, pred, target, param, pos_weight, loss, grad)
+
+
+cdef int _pointwise(floating *t, int kind, pred, target, double param, pos_weight, loss,
+                    grad) except -1:
+    cdef str fn = "pointwise_loss"
+    if not 0 <= kind < FNN_LOSS_COUNT:
+        raise ValueError(f"{fn}: unknown loss kind {kind}")
+    cdef cnp.ndarray P = _arr(pred, fn, "pred", 1)
+    cdef Py_ssize_t n = P.size, pw_len = P.shape[P.ndim - 1]
+    cdef floating *pp = _flt(t, pred, fn, "pred", n)
+    cdef floating *pt = _flt_like(t, target, fn, "target", P, "pred")
+    cdef floating *pl = _flt_like(t, loss, fn, "loss", P, "pred", _W)
+    cdef floating *pg = _flt_like(t, grad, fn, "grad", P, "pred", _W)
+    cdef floating *pw = _flt(t, pos_weight, fn, "pos_weight", pw_len, _OPT)
+    if pw_len == 0:
+        return 0
+    with nogil:
+        fnn_pointwise_loss(kind, n, pp, pt, param, pw, pw_len, pl, pg)
+    return 0

@@ -32,12 +32,13 @@ def as_inputs(X, where):
 
 
 class Batches:
-    """Iterates (x_batch, y_batch) over X, y in the order of a permutation; with X a
-    list of arrays, x_batch is a list of their batches.
+    """Iterates (x_batch, y_batch, w_batch) over X, y and per-sample weights w in the
+    order of a permutation; with X a list of arrays, x_batch is a list of their
+    batches; w_batch is None without weights.
 
     The yielded arrays are reused buffers, valid until the next batch."""
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False):
+    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, weights=None):
         self._inputs = ([_Gather(x, batch_size, dtype) for x in X] if isinstance(X, list)
                         else None)
         self._single = None if self._inputs is not None else _Gather(X, batch_size, dtype)
@@ -45,6 +46,8 @@ class Batches:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._ybuf = np.empty((batch_size,) + y.shape[1:], y_dtype)
+        self.weights = weights
+        self._wbuf = None if weights is None else np.empty(batch_size, weights.dtype)
 
     def __len__(self):
         n, b = self.y.shape[0], self.batch_size
@@ -58,10 +61,14 @@ class Batches:
             idx = order[start : start + b]
             yb = self._ybuf[: len(idx)]
             np.take(self.y, idx, axis=0, out=yb)
+            wb = None
+            if self.weights is not None:
+                wb = self._wbuf[: len(idx)]
+                np.take(self.weights, idx, out=wb)
             if self._single is not None:
-                yield self._single.take(idx), yb
+                yield self._single.take(idx), yb, wb
             else:
-                yield [g.take(idx) for g in self._inputs], yb
+                yield [g.take(idx) for g in self._inputs], yb, wb
 
 
 class _Gather:

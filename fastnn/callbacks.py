@@ -22,24 +22,33 @@ class Callback:
     """Base class; every hook does nothing."""
 
     def on_train_begin(self, trainer):
+        """Called once when fit starts, before the first epoch."""
         pass
 
     def on_epoch_begin(self, trainer, epoch):
+        """Called before each epoch; epoch counts from 1."""
         pass
 
     def on_batch_begin(self, trainer, batch):
+        """Called before each mini-batch; batch counts from 0 within the epoch."""
         pass
 
     def on_batch_end(self, trainer, batch, logs):
+        """Called after each update; logs holds the batch's 'loss' and 'size'."""
         pass
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Called after each epoch with its figures: 'loss', the metrics, the 'val_'
+        figures, 'lr', 'epoch_time'."""
         pass
 
     def on_train_end(self, trainer):
+        """Called once when fit ends, also after an error or an interruption."""
         pass
 
     def on_nonfinite_loss(self, trainer, value):
+        """Called when a batch's loss is NaN or infinite, before anything is updated; set
+        trainer.stop_training to stop."""
         pass
 
 
@@ -73,6 +82,7 @@ class _Monitor:
         self.best_epoch = None
 
     def improved(self, value):
+        """True if value is better than the best so far by more than min_delta."""
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
@@ -97,9 +107,12 @@ class EarlyStopping(Callback, _Monitor):
         self._best_state = None
 
     def on_train_begin(self, trainer):
+        """Checks that the monitored figure will be logged."""
         _check_monitor(trainer, self.monitor, "EarlyStopping")
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Counts epochs without improvement of the monitored figure; stops fit after
+        patience of them."""
         value = logs[self.monitor]
         if self.improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
@@ -112,6 +125,7 @@ class EarlyStopping(Callback, _Monitor):
             trainer.stop_training = True
 
     def on_train_end(self, trainer):
+        """Restores the weights of the best epoch (with restore_best=True)."""
         if self.restore_best and self._best_state is not None:
             trainer.model.load_state_dict(self._best_state)
             if trainer.verbose:
@@ -134,10 +148,12 @@ class ModelCheckpoint(Callback, _Monitor):
         self.last_saved = None
 
     def on_train_begin(self, trainer):
+        """Checks that the monitored figure will be logged."""
         if self._watch:
             _check_monitor(trainer, self.monitor, "ModelCheckpoint")
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Saves the model (every epoch, or only when the monitored figure improves)."""
         from .io import save
 
         if self.save_best_only:
@@ -160,6 +176,7 @@ class CSVLogger(Callback):
         self._file = self._writer = None
 
     def on_train_begin(self, trainer):
+        """Opens the file (appending, or writing the header)."""
         header = None
         if self.append and os.path.exists(self.path) and os.path.getsize(self.path):
             with open(self.path, newline="") as f:  # continue under the existing columns
@@ -169,6 +186,7 @@ class CSVLogger(Callback):
         self._header = header
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Writes one row of the epoch's figures."""
         if self._header is None:
             self._header = ["epoch"] + list(logs)
             self._writer.writerow(self._header)
@@ -176,6 +194,7 @@ class CSVLogger(Callback):
         self._file.flush()
 
     def on_train_end(self, trainer):
+        """Closes the file."""
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -195,16 +214,21 @@ class TerminateOnNaN(Callback):
         self.stopped = None
 
     def on_epoch_begin(self, trainer, epoch):
+        """Keeps a copy of the parameters and optimizer state to restore if the epoch goes
+        non-finite."""
         self._params = [p.data.copy() for p in trainer.model.parameters()]
         self._opt_state = trainer.optimizer.state_dict()
         self._live = [b for _, b in trainer.model.named_buffers()]
         self._buffers = [b.copy() for b in self._live]
 
     def on_batch_begin(self, trainer, batch):
+        """Saves the normalisation buffers (running statistics) before the batch."""
         for saved, b in zip(self._buffers, self._live):
             np.copyto(saved, b)
 
     def on_nonfinite_loss(self, trainer, value):
+        """Stops fit and restores the buffers of before the batch; the parameters and
+        optimizer state go back to the epoch's start if they are no longer finite."""
         model, opt = trainer.model, trainer.optimizer
         for saved, b in zip(self._buffers or (), self._live or ()):
             np.copyto(b, saved)
@@ -269,6 +293,7 @@ class EpochLogger(Callback):
         self.stream = stream
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Prints one line with the epoch's figures."""
         print(epoch_line(trainer, epoch, logs), file=self.stream or sys.stdout, flush=True)
 
 
@@ -281,6 +306,7 @@ class ProgressBar(Callback):
         self._bar = None
 
     def on_epoch_begin(self, trainer, epoch):
+        """Starts a progress bar over the epoch's batches."""
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=trainer.batches_per_epoch,
@@ -291,6 +317,7 @@ class ProgressBar(Callback):
         self._next_refresh = 0.0
 
     def on_batch_end(self, trainer, batch, logs):
+        """Advances the bar and shows the running loss."""
         self._sum += logs["loss"] * logs["size"]
         self._count += logs["size"]
         self._bar.update(1)
@@ -300,9 +327,11 @@ class ProgressBar(Callback):
             self._next_refresh = now + 0.2
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Closes the bar and prints the epoch's figures."""
         self._bar.close()
         print(epoch_line(trainer, epoch, logs), file=self.stream or sys.stdout, flush=True)
 
     def on_train_end(self, trainer):
+        """Closes a bar left open by an interrupted epoch."""
         if self._bar is not None:
             self._bar.close()

@@ -86,6 +86,7 @@ _SUBCOMMANDS = (_add_train, _add_predict, _add_doctor, _add_bench)
 
 
 def build_parser():
+    """The argparse parser of the fastnn command and its subcommands."""
     parser = Parser(prog="fastnn", description="Fast neural-network training on the CPU.")
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",

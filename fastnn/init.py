@@ -92,10 +92,12 @@ def constant_(tensor, val):
 
 
 def zeros_(tensor):
+    """Fill tensor (a Parameter or array) with 0, in place; returns it."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor):
+    """Fill tensor (a Parameter or array) with 1, in place; returns it."""
     return constant_(tensor, 1.0)
 
 

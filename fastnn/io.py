@@ -172,7 +172,9 @@ def save(model, path, metadata=None):
     """Write `model` to a safetensors file at path (atomically): its state_dict under
     torch-style keys, plus metadata {'format': 'fastnn', 'format_version', 'version',
     'dtype', 'architecture'} and, if given, `metadata` (a JSON-serialisable dict of
-    your own, e.g. class names; read back with read_metadata). A model with
+    your own, e.g. class names; read back with read_metadata); the class names a
+    Trainer encoded (model.classes_) are recorded as {'task': 'classification',
+    'classes': [...]}, which `fastnn predict` answers in. A model with
     user-defined modules is saved without an architecture (load it into an instance
     with load(path, model=...))."""
     if not isinstance(model, Module):
@@ -181,9 +183,13 @@ def save(model, path, metadata=None):
         architecture = layer_spec(model)
     except NotImplementedError:
         architecture = None
+    user = dict(metadata or {})
+    classes = getattr(model, "classes_", None)  # set by Trainer.fit for class names
+    if classes is not None and "classes" not in user:
+        user.update(task="classification", classes=[str(c) for c in classes])
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
             "dtype": str(model.dtype or np.dtype(np.float32)), "architecture": architecture,
-            "user": metadata or {}}
+            "user": user}
     atomic_write(path, encode(model.state_dict(), meta))
 
 

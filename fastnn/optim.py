@@ -27,7 +27,7 @@ class Optimizer:
     over each stretch of adjacent parameters with equal counts (usually the whole
     buffer)."""
 
-    _state_names = ()  # names of the flat state buffers, in state_dict order
+    _state_names: tuple[str, ...] = ()  # names of the flat state buffers, in state_dict order
 
     def __init__(self, params, defaults):
         groups = _as_groups(params)
@@ -168,6 +168,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
+        """Learning rate of the first group; setting it sets every group's lr."""
         _check_lr(value, type(self).__name__)
         for g in self.param_groups:
             g["lr"] = float(value)
@@ -188,6 +189,8 @@ class Optimizer:
         return {"step": self.steps}
 
     def load_state_dict(self, state_dict):
+        """Restore a state written by state_dict into this optimizer (built over the same
+        parameters)."""
         groups = state_dict["param_groups"]
         if [g["params"] for g in groups] != self._group_params:
             raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not "

@@ -76,6 +76,8 @@ class Standardizer:
         self.mean_ = self.scale_ = None
 
     def fit(self, X):
+        """Learn each feature's mean and scale from X (n_samples, n_features); returns
+        self."""
         X = as_array(X, "Standardizer.fit")
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"Standardizer.fit: expected a non-empty 2-D array, got {X.shape}")
@@ -95,10 +97,12 @@ class Standardizer:
         return X
 
     def transform(self, X, dtype=np.float32):
+        """(X - mean) / scale as dtype, shape (n_samples, n_features)."""
         X = self._check(X, "transform")
         return ((X - self.mean_) / self.scale_).astype(dtype)
 
     def fit_transform(self, X, dtype=np.float32):
+        """fit(X), then transform(X)."""
         return self.fit(X).transform(X, dtype)
 
     def as_layer(self, inverse=False, dtype=np.float32):
@@ -114,6 +118,7 @@ class Standardizer:
         return layer
 
     def inverse_transform(self, Z):
+        """Z * scale + mean: back to the original units."""
         Z = self._check(Z, "inverse_transform")
         return Z * self.scale_ + self.mean_
 

@@ -32,9 +32,11 @@ class Schedule:
         self._apply()
 
     def factor(self, t):
+        """The multiplier of the base learning rate after t steps of the schedule."""
         raise NotImplementedError
 
     def lr_at(self, t, base_lr):
+        """The learning rate after t steps for a group whose base rate is base_lr."""
         return base_lr * self.factor(t)
 
     def _apply(self):
@@ -47,13 +49,16 @@ class Schedule:
         self._apply()
 
     def get_last_lr(self):
+        """The current learning rate of each parameter group (a list)."""
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
+        """The schedule's state (everything but the optimizer), for checkpoints."""
         return {k: v for k, v in vars(self).items() if k != "optimizer" and not callable(v)
                 and not isinstance(v, Schedule)}
 
     def load_state_dict(self, state):
+        """Restore a state written by state_dict."""
         for k, v in state.items():
             setattr(self, k, list(v) if isinstance(v, tuple) else v)
 
@@ -78,6 +83,7 @@ class StepDecay(Schedule):
         super().__init__(optimizer, interval)
 
     def factor(self, t):
+        """gamma ** (number of completed step_size periods after the warm-up)."""
         return self.gamma ** (max(0, t - self.warmup_epochs) // self.step_size)
 
 
@@ -92,6 +98,7 @@ class MultiStep(Schedule):
         super().__init__(optimizer, interval)
 
     def factor(self, t):
+        """gamma ** (number of milestones reached by t)."""
         return self.gamma ** sum(1 for m in self.milestones if m <= t)
 
 
@@ -103,6 +110,7 @@ class ExponentialDecay(Schedule):
         super().__init__(optimizer, interval)
 
     def factor(self, t):
+        """gamma ** t."""
         return self.gamma**t
 
 
@@ -134,6 +142,7 @@ class CosineAnnealing(Schedule):
         return t, T_i
 
     def lr_at(self, t, base_lr):
+        """eta_min + (base_lr - eta_min) (1 + cos(pi t_cur / T)) / 2, with restarts."""
         t_cur, T_i = self._position(t)
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / T_i)) / 2
 
@@ -166,18 +175,22 @@ class LinearWarmup(Schedule):
         super().__init__(optimizer, "epoch" if interval is None else interval)
 
     def lr_at(self, t, base_lr):
+        """Linear from start_factor * base_lr to base_lr over the warm-up, then the wrapped
+        schedule's rate."""
         if t < self.warmup_epochs or self.after is None:
             frac = min(t, self.warmup_epochs) / self.warmup_epochs
             return base_lr * (self.start_factor + (1.0 - self.start_factor) * frac)
         return self.after.lr_at(t - self.warmup_epochs, base_lr)
 
     def state_dict(self):
+        """The warm-up's state and the wrapped schedule's, for checkpoints."""
         state = super().state_dict()
         if self.after is not None:
             state["after"] = self.after.state_dict()
         return state
 
     def load_state_dict(self, state):
+        """Restore a state written by state_dict."""
         state = dict(state)
         after = state.pop("after", None)
         super().load_state_dict(state)
@@ -261,12 +274,15 @@ class ReduceOnPlateau:
             self.num_bad_epochs = 0
 
     def get_last_lr(self):
+        """The current learning rate of each parameter group (a list)."""
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
+        """The schedule's state (everything but the optimizer), for checkpoints."""
         return {k: v for k, v in vars(self).items() if k != "optimizer"}
 
     def load_state_dict(self, state):
+        """Restore a state written by state_dict."""
         for k, v in state.items():
             setattr(self, k, v)
 

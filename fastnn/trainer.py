@@ -10,13 +10,18 @@ import warnings
 
 import numpy as np
 
-from . import metrics as _metrics, rng
+from . import losses as _losses
+from . import metrics as _metrics
+from . import rng
 from .batching import Batches, as_inputs
 from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
-from .losses import CrossEntropyLoss, check_labels
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
 from .validation import check_finite, positive_int
+
+# Losses on class labels (the others take float targets).
+_LABEL_LOSSES = (CrossEntropyLoss, NLLLoss)
 
 
 class History:
@@ -85,10 +90,12 @@ class Trainer:
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
                  callbacks=(), clip_grad_norm=None):
+        loss = _losses.get(loss)  # a loss object, or its name: 'cross_entropy', 'mse', ...
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self._augment = None  # fit's augment (a transform of each training batch)
         self.scheduler = scheduler
-        classification = isinstance(loss, CrossEntropyLoss)
+        self.classes_ = None  # the class names fit encoded (None: integer labels)
+        classification = isinstance(loss, _LABEL_LOSSES)
         if metrics is _DEFAULT_METRICS and not classification:
             metrics = ()
         resolved = [_metrics.resolve(m) for m in metrics]
@@ -117,7 +124,7 @@ class Trainer:
 
     @property
     def _classification(self):
-        return isinstance(self.loss, CrossEntropyLoss)
+        return isinstance(self.loss, _LABEL_LOSSES)
 
     # -- one step -----------------------------------------------------------------------
     def train_step(self, xb, yb):
@@ -128,13 +135,14 @@ class Trainer:
             self.model.train()
         return self._step(xb, yb, ())[0]
 
-    def _step(self, xb, yb, callbacks):
+    def _step(self, xb, yb, callbacks, wb=None):
         """One update; (loss, model output, pre-clip gradient norm or None). With a
-        non-finite loss the callbacks decide, before anything is updated."""
+        non-finite loss the callbacks decide, before anything is updated. wb: the
+        batch's per-sample weights (or None)."""
         model, opt, store = self.model, self.optimizer, self._parameter_store()
         store.zero_grad()
         out = model._forward(self._ctx, xb)
-        value = self.loss(out, yb)
+        value = self.loss(out, yb, sample_weight=wb)
         if not math.isfinite(value):
             for cb in callbacks:
                 cb.on_nonfinite_loss(self, value)
@@ -200,6 +208,7 @@ class Trainer:
             raise ValueError(f"{where}: the model has {len(out)} outputs; the Trainer "
                              "trains a model with one output")
         if self._classification:
+            y = self._encode_labels(y, where)
             if out.ndim == 2:
                 y = check_labels(y, n, out.shape[1], where)
             else:
@@ -234,8 +243,96 @@ class Trainer:
         return X, y, None
 
     # -- fit ----------------------------------------------------------------------------
+    def _encode_labels(self, y, where):
+        """Class labels as integers: integer-valued floats become int64; class names
+        (strings, booleans, ...) become indices into the classes found by the first fit
+        (self.classes_, sorted), which every later call reuses."""
+        if y.dtype.kind in "iu":
+            return y
+        if y.dtype.kind == "f":
+            if not (np.isfinite(y).all() and (y == np.round(y)).all()):
+                bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
+                raise TypeError(f"{where}: class labels must be integers or class names, "
+                                f"got the float {float(bad)}")
+            return y.astype(np.int64)
+        if self.classes_ is None:
+            if where != "fit":
+                raise ValueError(f"{where}: class names need a fit first (it encodes them)")
+            self.classes_ = np.unique(y)
+            self.model.classes_ = self.classes_  # fastnn.save records them for predict
+        idx = np.searchsorted(self.classes_, y).clip(0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if unknown.any():
+            raise ValueError(f"{where}: labels {np.unique(y[unknown])[:5].tolist()} are not "
+                             f"among the classes seen by fit {self.classes_.tolist()[:10]}")
+        return idx.astype(np.int64)
+
+    def _sample_weights(self, y, sample_weight, class_weight):
+        """Per-sample weights (N,) float64 from sample_weight and class_weight (a dict
+        {label: weight} in the labels given to fit, or 'balanced': n / (K * count)), or
+        None when neither is given."""
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != y.shape[:1]:
+                raise ValueError(f"fit: sample_weight must have shape ({y.shape[0]},), got "
+                                 f"{w.shape}")
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError("fit: sample_weight must be finite and >= 0")
+        if class_weight is not None:
+            if not self._classification:
+                raise ValueError(f"fit: class_weight needs a classification loss, got "
+                                 f"{type(self.loss).__name__}")
+            labels = y.reshape(-1) if y.ndim == 1 else y[:, 0].reshape(-1)
+            counts = np.bincount(labels)
+            if isinstance(class_weight, str) and class_weight == "balanced":
+                present = counts > 0
+                per_class = np.zeros(len(counts))
+                per_class[present] = len(labels) / (present.sum() * counts[present])
+            elif isinstance(class_weight, dict):
+                names = self.classes_ if self.classes_ is not None else np.arange(len(counts))
+                per_class = np.ones(max(len(counts), len(names)))
+                for label, weight in class_weight.items():
+                    hit = np.flatnonzero(names == label)
+                    if not hit.size:
+                        raise ValueError(f"fit: class_weight names the unknown class {label!r}")
+                    per_class[hit[0]] = float(weight)
+            else:
+                raise ValueError("fit: class_weight must be a dict {class: weight} or "
+                                 f"'balanced', got {class_weight!r}")
+            cw = per_class[labels]
+            w = cw if w is None else w * cw
+        return w
+
+    def predict_proba(self, X, batch_size=256):
+        """Class probabilities of the model in eval mode, from the loss it was trained
+        with: softmax over axis 1 for CrossEntropyLoss ((N, C) or (N, C, *)), exp for
+        NLLLoss (log-probabilities), the sigmoid of each output for BCEWithLogitsLoss.
+        Same shape as the model's output; float64."""
+        out = np.asarray(self.model.predict(X, batch_size=batch_size), dtype=np.float64)
+        if isinstance(self.loss, CrossEntropyLoss):
+            e = np.exp(out - out.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        if isinstance(self.loss, NLLLoss):
+            return np.exp(out)
+        if isinstance(self.loss, BCEWithLogitsLoss):
+            return 1.0 / (1.0 + np.exp(-out))
+        raise ValueError(f"predict_proba needs a classification loss (CrossEntropyLoss, "
+                         f"NLLLoss, BCEWithLogitsLoss), got {type(self.loss).__name__}")
+
+    def predict_classes(self, X, batch_size=256):
+        """Predicted labels: the most probable class on axis 1 ((N,) or (N, *)), in the
+        labels given to fit (class names when fit encoded them); for BCEWithLogitsLoss,
+        1 where the probability exceeds 0.5, else 0 (the output's shape)."""
+        p = self.predict_proba(X, batch_size)
+        if isinstance(self.loss, BCEWithLogitsLoss):
+            return (p > 0.5).astype(np.int64)
+        k = p.argmax(axis=1)
+        return k if self.classes_ is None else self.classes_[k]
+
     def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False, augment=None):
+            shuffle=True, verbose=1, drop_last=False, sample_weight=None, class_weight=None,
+            augment=None):
         """Train until `epochs` epochs are complete and return the History.
 
         `epochs` counts every epoch this trainer has run (as Keras' epochs with
@@ -253,6 +350,14 @@ class Trainer:
         (trainer.interrupted is then True); the model stays usable. augment: a callable
         applied to each training batch of inputs before its step (fastnn.augment), never
         to validation data.
+
+        Labels: for a classification loss y holds integer labels, integer-valued floats,
+        or class names of any type (strings, ...), which fit encodes once as indices
+        into the sorted names (trainer.classes_, also set as model.classes_ so that
+        fastnn.save records them and `fastnn predict` answers in them).
+        sample_weight (N,): each sample's weight in the loss (the batch loss is their
+        weighted mean); class_weight: {label: weight} or 'balanced' (n / (K * count)),
+        multiplied into the sample weights.
         """
         if augment is not None and not callable(augment):
             raise TypeError(f"fit: augment must be callable (see fastnn.augment), got "
@@ -262,9 +367,13 @@ class Trainer:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"fit: epochs must be a non-negative integer, got {epochs!r}")
         X, y = self._prepare(X, y, "fit")
+        weights = self._sample_weights(y, sample_weight, class_weight)
         X, y, val = self._split(X, y, validation_data, validation_split)
+        if weights is not None:
+            weights = weights[: y.shape[0]]  # validation_split takes the tail
         dtype = self.model.dtype or np.float32
-        batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last)
+        batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last,
+                          weights=weights)
         if len(batches) == 0:
             raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
@@ -324,19 +433,21 @@ class Trainer:
         for cb in callbacks:
             cb.on_epoch_begin(self, epoch)
         order = rng.generator().permutation(n) if shuffle else np.arange(n)
-        total = count = 0
+        total = mass = count = 0
         sums = [0.0] * len(self.metrics)
         norms = []
-        for i, (xb, yb) in enumerate(batches.epoch(order)):
+        for i, (xb, yb, wb) in enumerate(batches.epoch(order)):
             for cb in callbacks:
                 cb.on_batch_begin(self, i)
             if self._augment is not None:
                 xb = self._augment(xb)
-            value, out, norm = self._step(xb, yb, callbacks)
+            value, out, norm = self._step(xb, yb, callbacks, wb)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded
             m = yb.shape[0]
-            total += value * m
+            w = m if wb is None else float(wb.sum())  # the batch loss is a weighted mean
+            total += value * w
+            mass += w
             count += m
             for j, (_, fn) in enumerate(self.metrics):
                 sums[j] += fn(yb, out) * m
@@ -347,7 +458,7 @@ class Trainer:
                 cb.on_batch_end(self, i, batch_logs)
             if self.interrupted:
                 return
-        logs = {"loss": total / count}
+        logs = {"loss": total / mass}
         logs.update({name: s / count for (name, _), s in zip(self.metrics, sums)})
         if val is not None:
             logs.update({f"val_{k}": v for k, v in self._evaluate(*val, 256).items()})

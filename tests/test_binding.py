@@ -228,6 +228,13 @@ def _mae(dt):
     return dict(pred=f(N, C), target=f(N, C), grad=f(N, C))
 
 
+@call("pointwise_loss", optional={"pos_weight"}, written={"loss", "grad"})
+def _pointwise_loss(dt):
+    f = _arrays(dt)
+    return dict(kind=4, pred=f(N, C), target=f(N, C), param=1.0, pos_weight=f(C),
+                loss=f(N, C), grad=f(N, C))
+
+
 def _optim(*state):
     """Builder of an optimizer step: param, grad and its state buffers, then scalars."""
     def builder(dt, scalars):

@@ -268,7 +268,7 @@ def write(tmp_path, name, text):
     return path
 
 
-def test_csv_with_header_default_last_column_and_numbers(tmp_path):
+def test_csv_with_header_default_last_column_and_numbers(tmp_path, csv_reader):
     path = write(tmp_path, "d.csv", "a,b,price\n1,2,3.5\n4, 5 ,6\n-7.5,1e3,0\n")
     X, y, names, target = load_table(path)
     np.testing.assert_array_equal(X, [[1, 2], [4, 5], [-7.5, 1000]])
@@ -277,7 +277,7 @@ def test_csv_with_header_default_last_column_and_numbers(tmp_path):
     assert y.dtype == np.float64 and names == ["a", "b"] and target == "price"
 
 
-def test_csv_target_by_name_and_string_labels(tmp_path):
+def test_csv_target_by_name_and_string_labels(tmp_path, csv_reader):
     path = write(tmp_path, "d.csv", 'x1,species,x2\n1,setosa,2\n3,"virginica",4\n'
                                     '5,setosa,6\n')
     X, y, names, target = load_table(path, target="species")
@@ -290,7 +290,7 @@ def test_csv_target_by_name_and_string_labels(tmp_path):
     assert list(classes) == ["setosa", "virginica"]
 
 
-def test_csv_quoted_fields_blank_lines_and_byte_order_mark(tmp_path):
+def test_csv_quoted_fields_blank_lines_and_byte_order_mark(tmp_path, csv_reader):
     path = tmp_path / "d.csv"
     path.write_bytes(b'\xef\xbb\xbfa,b,label\n1,2,"x, y"\n\n3,4,z\n\n')
     X, y, names, target = load_table(path)
@@ -320,8 +320,26 @@ BAD_CSV = {
 }
 
 
+@pytest.fixture(params=["pandas", "csv-module"])
+def csv_reader(request, monkeypatch):
+    """Runs a test with pandas (when installed) and with the csv-module reader alone."""
+    if request.param == "pandas":
+        pytest.importorskip("pandas")
+    else:
+        import builtins
+        real_import = builtins.__import__
+
+        def no_pandas(name, *args, **kwargs):
+            if name == "pandas" or name.startswith("pandas."):
+                raise ImportError("no pandas here")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_pandas)
+    return request.param
+
+
 @pytest.mark.parametrize("case", list(BAD_CSV))
-def test_csv_errors_name_the_column_and_line(tmp_path, case):
+def test_csv_errors_name_the_column_and_line(tmp_path, case, csv_reader):
     text, target, fragments = BAD_CSV[case]
     path = write(tmp_path, "bad.csv", text)
     with pytest.raises(DataError) as info:
@@ -429,7 +447,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     order = np.random.default_rng(1).permutation(n)
     # correctness on a sample of batches
     seen = 0
-    for i, (xb, yb) in enumerate(batches.epoch(order)):
+    for i, (xb, yb, _) in enumerate(batches.epoch(order)):
         idx = order[i * b:(i + 1) * b]
         if i % 17 == 0 or len(idx) < b:
             np.testing.assert_array_equal(yb, idx)
@@ -440,7 +458,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     # memory: a full epoch allocates at most a few batches, never a copy of X
     tracemalloc.start()
     try:
-        for xb, yb in batches.epoch(order):
+        for xb, yb, _ in batches.epoch(order):
             pass
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -454,9 +472,68 @@ def test_batches_reuse_their_buffers_and_drop_last():
     X = np.arange(40.0).reshape(20, 2)
     y = np.arange(20)
     batches = Batches(X, y, 8, np.dtype(np.float64), np.dtype(np.int64))
-    got = [(xb, yb.copy()) for xb, yb in batches.epoch(np.arange(20))]
+    got = [(xb, yb.copy()) for xb, yb, _ in batches.epoch(np.arange(20))]
     assert [len(yb) for _, yb in got] == [8, 8, 4]
     assert np.shares_memory(got[0][0], got[1][0])  # one reused buffer
     dropping = Batches(X, y, 8, np.dtype(np.float64), np.dtype(np.int64), drop_last=True)
     assert len(dropping) == 2
-    assert [len(yb) for _, yb in dropping.epoch(np.arange(20))] == [8, 8]
+    assert [len(yb) for _, yb, _ in dropping.epoch(np.arange(20))] == [8, 8]
+
+
+def test_csv_integer_target_stays_integer(tmp_path, csv_reader):
+    path = write(tmp_path, "d.csv", "a,b,digit\n1.5,2,3\n4,5,0\n")
+    X, y, _, _ = load_table(path)
+    assert y.dtype == np.int64 and list(y) == [3, 0]
+    assert X.dtype == np.float64
+
+
+def test_parquet_table(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "kind": ["x", "y", "x"]})
+    frame.to_parquet(tmp_path / "d.parquet")
+    X, y, names, target = load_table(tmp_path / "d.parquet")
+    np.testing.assert_array_equal(X, [[1, 4], [2, 5], [3, 6]])
+    assert list(y) == ["x", "y", "x"] and names == ["a", "b"] and target == "kind"
+    frame.drop(columns="kind").to_parquet(tmp_path / "n.parquet")
+    X, y, names, target = load_table(tmp_path / "n.parquet", target="b")
+    assert y.dtype == np.int64 and list(y) == [4, 5, 6] and names == ["a"]
+    with pytest.raises(DataError, match="column 'kind' is not numeric"):
+        load_table(tmp_path / "d.parquet", target="b")
+    frame.assign(a=[1.0, np.nan, 3.0]).to_parquet(tmp_path / "bad.parquet")
+    assert isinstance(y, np.ndarray)
+    with pytest.raises(DataError, match="'a', row 1"):
+        load_table(tmp_path / "bad.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        load_table(tmp_path / "junk.parquet")
+
+
+def test_parquet_without_pandas_says_what_to_install(tmp_path, csv_reader):
+    if csv_reader == "pandas":
+        pytest.skip("the message is for installations without pandas")
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError, match=r"fastnn\[tables\]"):
+        load_table(tmp_path / "d.parquet")
+
+
+def test_csv_readers_agree(tmp_path, rng):
+    """pandas and the csv module give the same table (values, dtypes, names)."""
+    pytest.importorskip("pandas")
+    from fastnn.datasets import tables
+
+    X = rng.normal(size=(50, 4)).round(6)
+    y = rng.integers(0, 3, 50)
+    path = tmp_path / "d.csv"
+    with open(path, "w") as f:
+        f.write("a,b,c,d,label\n")
+        for row, label in zip(X, y):
+            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
+    fast = load_table(path)
+    slow = tables._read_csv_python(str(path), None)
+    for a, b in zip(fast, slow):
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b

@@ -466,7 +466,7 @@ BAD_FIT = {
     "1-D": (dict(X=X0[:, 0]), ValueError),
     "label-too-big": (dict(y=np.where(np.arange(40) == 7, 3, Y0)), ValueError),
     "negative-label": (dict(y=np.where(np.arange(40) == 7, -1, Y0)), ValueError),
-    "float-labels": (dict(y=Y0.astype(np.float32)), TypeError),
+    "fractional-labels": (dict(y=Y0 + 0.5), TypeError),
     "2-D-labels": (dict(y=Y0.reshape(-1, 1)), ValueError),
     "batch-0": (dict(batch_size=0), ValueError),
     "batch-negative": (dict(batch_size=-4), ValueError),

@@ -113,3 +113,78 @@ double S(fnn_mae)(ptrdiff_t n, const T *pred, const T *target, T *grad)
     return S(chunked_sum)(S(mae_chunk), n, pred, target, grad, (T)(1.0 / (double)n), (T)0) /
            (double)n;
 }
+
+/* Elements [lo, hi) of an elementwise loss l(p, t) and its derivative dl/dp (unreduced:
+ * the caller weights and reduces). param is Huber's delta or SmoothL1's beta; BCE's
+ * positive-class weights pw (pw_len of them, element k uses pw[k % pw_len]) may be NULL.
+ * Each kind has its own loop so that each vectorises. */
+static FNN_CLONES void S(pointwise_range)(int kind, ptrdiff_t lo, ptrdiff_t hi, const T *p,
+                                           const T *t, T param, const T *pw,
+                                           ptrdiff_t pw_len, T *l, T *g)
+{
+    switch (kind) {
+    case FNN_LOSS_MSE:
+#pragma omp simd
+        for (ptrdiff_t k = lo; k < hi; k++) {
+            T d = p[k] - t[k];
+            l[k] = d * d;
+            g[k] = 2 * d;
+        }
+        break;
+    case FNN_LOSS_L1:
+#pragma omp simd
+        for (ptrdiff_t k = lo; k < hi; k++) {
+            T d = p[k] - t[k];
+            l[k] = FABS(d);
+            g[k] = d > 0 ? (T)1 : (d < 0 ? (T)-1 : (T)0); /* sign(0) = 0, as torch */
+        }
+        break;
+    case FNN_LOSS_HUBER: /* 0.5 d^2 inside |d| < delta, delta (|d| - delta / 2) outside */
+#pragma omp simd
+        for (ptrdiff_t k = lo; k < hi; k++) {
+            T d = p[k] - t[k], a = FABS(d);
+            int in = a < param;
+            l[k] = in ? (T)0.5 * d * d : param * (a - (T)0.5 * param);
+            g[k] = in ? d : (d > 0 ? param : -param);
+        }
+        break;
+    case FNN_LOSS_SMOOTH_L1: /* Huber / beta; beta = 0 is the L1 loss (as torch) */
+        if (param == 0) {
+            S(pointwise_range)(FNN_LOSS_L1, lo, hi, p, t, param, pw, pw_len, l, g);
+            break;
+        }
+#pragma omp simd
+        for (ptrdiff_t k = lo; k < hi; k++) {
+            T d = p[k] - t[k], a = FABS(d);
+            int in = a < param;
+            l[k] = in ? (T)0.5 * d * d / param : a - (T)0.5 * param;
+            g[k] = in ? d / param : (d > 0 ? (T)1 : (T)-1);
+        }
+        break;
+    case FNN_LOSS_BCE_LOGITS:
+        /* -w y log s(x) - (1 - y) log(1 - s(x)) = (1 - y) x + (1 + (w - 1) y) softplus(-x),
+         * softplus(-x) = log1p(e^-|x|) + max(-x, 0); derivative (1 - y) - (1 + (w-1) y) s(-x)
+         * with s(-x) = e^-|x| / (1 + e^-|x|) for x >= 0, 1 / (1 + e^-|x|) otherwise. */
+        for (ptrdiff_t k = lo; k < hi; k++) {
+            T x = p[k], y = t[k], w = pw ? pw[k % pw_len] : (T)1;
+            T e = EXP(-FABS(x)), lw = 1 + (w - 1) * y;
+            T sp = LOG1P(e) + (x < 0 ? -x : (T)0);
+            T sneg = (x >= 0 ? e : (T)1) / (1 + e);
+            l[k] = (1 - y) * x + lw * sp;
+            g[k] = (1 - y) - lw * sneg;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* An elementwise loss of n elements, unreduced: loss[k] = l(pred[k], target[k]),
+ * grad[k] = dl/dpred[k] (see pointwise_range). Results do not depend on the thread count. */
+void S(fnn_pointwise_loss)(int kind, ptrdiff_t n, const T *pred, const T *target, double param,
+                           const T *pos_weight, ptrdiff_t pw_len, T *loss, T *grad)
+{
+    FNN_PARALLEL_RANGE(n, lo, hi,
+                       S(pointwise_range)(kind, lo, hi, pred, target, (T)param, pos_weight,
+                                          pw_len, loss, grad));
+}

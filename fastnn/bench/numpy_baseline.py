@@ -244,6 +244,7 @@ class NumpyMLPBN:
 
     @property
     def n_params(self):
+        """The number of trainable parameters (the flat buffer's size)."""
         return self.flat_params.size
 
     # -- state --------------------------------------------------------------------------

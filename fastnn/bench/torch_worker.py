@@ -32,6 +32,8 @@ def _case(torch, data, kind, batch, fused):
 
 
 def main():
+    """Serve benchmark requests for PyTorch in this process (stdin/stdout), one case at a
+    time."""
     import torch
 
     from fastnn.bench.workloads import make_data

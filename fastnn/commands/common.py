@@ -11,6 +11,7 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit status 2)."""
 
     def error(self, message):
+        """Print the usage error on one line and exit with status 2 (no usage dump)."""
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
 

@@ -10,6 +10,7 @@ from .common import CommandError
 
 
 def add_arguments(p):
+    """Add fastnn predict's options to the argparse parser p."""
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train --out")
     p.add_argument("--data", metavar="FILE", required=True,
                    help="CSV with a header (the model's feature columns; other columns, "
@@ -21,6 +22,7 @@ def add_arguments(p):
 
 
 def run(args):
+    """Run fastnn predict with parsed arguments; returns the exit status."""
     import fastnn
 
     try:

@@ -20,6 +20,7 @@ SCHEDULES = ("none", "cosine", "step", "plateau")
 
 
 def add_arguments(p):
+    """Add fastnn train's options to the argparse parser p."""
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE",
                    help="a CSV file with a header row, or an NPZ file with arrays X and y "
@@ -70,6 +71,7 @@ def add_arguments(p):
 
 
 def run(args):
+    """Run fastnn train with parsed arguments; returns the exit status."""
     import fastnn
     from fastnn import callbacks, datasets, preprocessing
 

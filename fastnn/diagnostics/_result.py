@@ -63,6 +63,7 @@ class Issue:
         return f"Issue({self.code!r}, {self.severity!r}, {self.message!r})"
 
     def format(self):
+        """'[SEVERITY] code: message', with the advice on a second line."""
         text = f"[{self.severity.upper()}] {self.code}: {self.message}"
         if self.advice:
             text += f"\n      -> {self.advice}"
@@ -88,10 +89,12 @@ class Result:
 
 
 def verdict(passed):
+    """'PASS' or 'FAIL'."""
     return "PASS" if passed else "FAIL"
 
 
 def issue_lines(issues, empty="no issues found"):
+    """The issues as indented report lines, most severe first (empty: one line saying so)."""
     if not issues:
         return [f"  {empty}"]
     order = {s: i for i, s in enumerate(Issue.SEVERITIES)}

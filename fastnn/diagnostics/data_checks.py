@@ -491,7 +491,7 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
         seen = np.zeros(m, np.int64)
         bad = 0
         start = 0
-        for xb, yb in loader.epoch(order):
+        for xb, yb, _ in loader.epoch(order):
             idx = order[start : start + xb.shape[0]]
             start += xb.shape[0]
             seen[idx] += 1

@@ -57,6 +57,8 @@ class DoctorReport(Result):
         self.text = ""
 
     def summary_lines(self):
+        """One line per check, in checklist order: its verdict (ERROR when it could not
+        run, SKIP with the reason) and its name."""
         lines = []
         for name in _ORDER:
             if name in self.results:
