@@ -127,7 +127,8 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                                       double momentum, T *running_mean, T *running_var, \
                                       T *y, T *save_mean, T *save_invstd, T *scale,     \
                                       T *shift, uint8_t *mask, double p, double dscale, \
-                                      uint64_t seed, uint64_t counter, double *scratch); \
+                                      uint64_t seed, uint64_t counter, uint64_t offset, \
+                                      double *scratch);                                 \
     void S(fnn_bn_relu_dropout_backward)(ptrdiff_t N, ptrdiff_t C, const T *x,          \
                                          const T *gy, const T *gamma, const T *mean,    \
                                          const T *invstd, const T *scale,               \
@@ -168,7 +169,8 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                              T *gwidth);                                                \
     /* dropout.c: kept values are multiplied by scale. */                                \
     void S(fnn_dropout_forward)(ptrdiff_t n, const T *x, T *y, uint8_t *mask, double p, \
-                                double scale, uint64_t seed, uint64_t counter);         \
+                                double scale, uint64_t seed, uint64_t counter,          \
+                                uint64_t offset);                                       \
     void S(fnn_dropout_backward)(ptrdiff_t n, const T *gy, const uint8_t *mask,         \
                                  double scale, T *gx);                                  \
     /* loss.c: each returns the mean loss; grad (may be NULL) gets d(mean loss)/dpred. */ \

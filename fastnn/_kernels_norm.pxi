@@ -22,7 +22,7 @@ cdef extern from "binding.h" nogil:
         const floating *beta, double eps, double momentum, floating *running_mean,
         floating *running_var, floating *y, floating *save_mean, floating *save_invstd,
         floating *scale, floating *shift, uint8_t *mask, double p, double dscale,
-        uint64_t seed, uint64_t counter, double *scratch)
+        uint64_t seed, uint64_t counter, uint64_t offset, double *scratch)
     void fnn_bn_relu_dropout_backward "FNN_FUSED(fnn_bn_relu_dropout_backward)"(
         Py_ssize_t N, Py_ssize_t C, const floating *x, const floating *gy,
         const floating *gamma, const floating *mean, const floating *invstd,
@@ -151,18 +151,20 @@ cdef int _bn_backward(floating *t, bint batch_stats, x, gy, gamma, mean, invstd,
 
 def bn_relu_dropout_train(x, gamma, beta, double eps, double momentum, running_mean,
                           running_var, y, save_mean, save_invstd, scale, shift, mask,
-                          double p, double dscale, uint64_t seed, uint64_t counter, scratch):
+                          double p, double dscale, uint64_t seed, uint64_t counter, scratch,
+                          uint64_t offset=0):
     """BatchNorm1d (training) -> ReLU -> inverted dropout (mask None: none) on (N, C) x
     in two passes; scale/shift (C each) receive the normalising affine for backward;
-    mask: uint8 of x's shape; the rest as for bn_forward_train."""
+    mask: uint8 of x's shape, element i drawn from generator index offset + i (a shard
+    of a larger batch); the rest as for bn_forward_train."""
     if _is_f32(x, "bn_relu_dropout_train", "x"):
         _bn_relu_dropout_train(<float *>NULL, x, gamma, beta, eps, momentum, running_mean,
                                running_var, y, save_mean, save_invstd, scale, shift, mask, p,
-                               dscale, seed, counter, scratch)
+                               dscale, seed, counter, scratch, offset)
     else:
         _bn_relu_dropout_train(<double *>NULL, x, gamma, beta, eps, momentum, running_mean,
                                running_var, y, save_mean, save_invstd, scale, shift, mask, p,
-                               dscale, seed, counter, scratch)
+                               dscale, seed, counter, scratch, offset)
 
 
 cdef int _fused_bn_input(cnp.ndarray X, str fn, mask) except -1:
@@ -179,10 +181,13 @@ cdef int _fused_bn_input(cnp.ndarray X, str fn, mask) except -1:
 cdef int _bn_relu_dropout_train(floating *t, x, gamma, beta, double eps, double momentum,
                                 running_mean, running_var, y, save_mean, save_invstd, scale,
                                 shift, mask, double p, double dscale, uint64_t seed,
-                                uint64_t counter, scratch) except -1:
+                                uint64_t counter, scratch, uint64_t offset) except -1:
     cdef str fn = "bn_relu_dropout_train"
     cdef cnp.ndarray X = _arr(x, fn, "x", 2)
     _fused_bn_input(X, fn, mask)
+    if mask is not None and offset + <uint64_t>X.size > _MASK_ELEMENTS_MAX + 1:
+        raise ValueError(f"{fn}: offset {offset} + {X.size} elements exceed the 2**32 "
+                         "indices of a dropout mask")
     cdef Py_ssize_t N = X.shape[0], C = X.shape[1]
     _some_samples(N, fn)
     _both_or_neither(running_mean, running_var, fn, "running_mean and running_var")
@@ -201,7 +206,7 @@ cdef int _bn_relu_dropout_train(floating *t, x, gamma, beta, double eps, double 
     with nogil:
         fnn_bn_relu_dropout_train(N, C, px, pgamma, pbeta, eps, momentum, prm, prv, py, psm,
                                   psi, pscale, pshift, pmask, p, dscale, seed, counter,
-                                  pscratch)
+                                  offset, pscratch)
     return 0
 
 

@@ -38,7 +38,9 @@ class Batches:
 
     The yielded arrays are reused buffers, valid until the next batch."""
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, weights=None):
+    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, weights=None,
+                 world=None):
+        self.world = world  # fastnn.distributed.World: yield this rank's shard of each batch
         self._inputs = ([_Gather(x, batch_size, dtype) for x in X] if isinstance(X, list)
                         else None)
         self._single = None if self._inputs is not None else _Gather(X, batch_size, dtype)
@@ -59,6 +61,8 @@ class Batches:
         stop = n - n % b if self.drop_last else n
         for start in range(0, stop, b):
             idx = order[start : start + b]
+            if self.world is not None:
+                idx = idx[self.world.begin_batch(len(idx))]
             yb = self._ybuf[: len(idx)]
             np.take(self.y, idx, axis=0, out=yb)
             wb = None

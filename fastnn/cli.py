@@ -59,6 +59,10 @@ def _add_bench(subparsers):
                     "process, interleaved; print the tables and targets of docs/performance.md "
                     "and write the measurements as JSON.")
     compare.add_arguments(p)
+    p.add_argument("--distributed", action="store_true",
+                   help="instead: data-parallel training over MPI on this machine (1 process "
+                        "x 2 threads against 2 processes x 1 thread) and the all-reduce cost "
+                        'against the gradient size; needs pip install "fastnn[mpi]"')
     p.add_argument("--inference", action="store_true",
                    help="only the inference section: batch-1 latency and throughput of "
                         "predict against PyTorch and onnxruntime, each in its own process")
@@ -66,6 +70,18 @@ def _add_bench(subparsers):
 
 
 def _cmd_bench(args):
+    if args.rnn:
+        from .bench import rnn
+
+        return rnn.run_from_args(args)
+    if args.distributed:
+        from .bench import distributed
+
+        quick = args.quick
+        distributed.run(batch=args.batches[0] if args.batches else 2048,
+                        repeats=args.repeats or (2 if quick else 5),
+                        min_time=args.min_time or (0.05 if quick else 0.2))
+        return 0
     if args.inference:
         from .bench import inference
 

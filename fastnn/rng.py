@@ -20,6 +20,10 @@ class _State:
 
 
 _state = _State()
+# Data-parallel training: the first row of this process's shard in the global batch
+# (fastnn.distributed sets it per batch), so row-wise masks are drawn as one process
+# would draw them for the whole batch. Not part of the random state.
+_row_offset = 0
 
 
 def seed(n):
@@ -39,6 +43,20 @@ def next_dropout_stream():
     c = _state.dropout_counter
     _state.dropout_counter = c + 1
     return _state.dropout_key, c
+
+
+def set_dropout_row_offset(rows):
+    """Make row-wise dropout masks start at row `rows` of the global batch."""
+    global _row_offset
+    _row_offset = int(rows)
+
+
+def dropout_offset(x):
+    """The generator index of element 0 of a row-wise mask over x (N, ...): the row
+    offset times the elements per row (0 outside data-parallel training)."""
+    if _row_offset == 0 or x.shape[0] == 0:
+        return 0
+    return _row_offset * (x.size // x.shape[0])
 
 
 def get_state():

@@ -6,7 +6,10 @@ optimizer step for schedules built with interval='step' (warmup within the first
 epoch); ReduceOnPlateau is stepped with the monitored value. `state_dict()` /
 `load_state_dict()` make schedules part of checkpoints.
 """
+from __future__ import annotations
+
 import math
+from typing import Iterable
 
 from .validation import choice, positive_int
 
@@ -289,3 +292,47 @@ class ReduceOnPlateau:
     def __repr__(self):
         return (f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, "
                 f"factor={self.factor}, patience={self.patience})")
+
+
+class BatchSizeSchedule:
+    """Grow the batch size during training instead of (or besides) decaying the learning
+    rate (Smith et al., 2018, "Don't decay the learning rate, increase the batch size").
+
+    With fit's batch_size as the base, the batch size after t completed epochs is
+        base * factor ** (number of milestones <= t), capped at max_batch_size
+    (milestones count epochs as torch's MultiStepLR: milestones=[10] doubles it from the
+    11th epoch). scale_lr makes the optimizer's learning rates follow the batch size:
+    'linear' multiplies them by the batch-size ratio (Goyal et al., 2017), 'sqrt' by its
+    square root, None (the default) leaves them alone. Give it to
+    `Trainer(batch_size_schedule=...)`; the History records 'batch_size' per epoch.
+    It holds no state: the batch size and lr factor are functions of the epoch count, so
+    a resumed fit continues the schedule.
+    """
+
+    def __init__(self, milestones: Iterable[int], factor: int = 2, scale_lr: str | None = None,
+                 max_batch_size: int | None = None):
+        self.milestones = sorted(int(m) for m in milestones)
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"BatchSizeSchedule: milestones must be >= 1, got "
+                             f"{self.milestones}")
+        self.factor = positive_int(factor, "BatchSizeSchedule factor")
+        self.scale_lr = None if scale_lr is None else choice(scale_lr, {"linear", "sqrt"},
+                                                             "BatchSizeSchedule scale_lr")
+        self.max_batch_size = (None if max_batch_size is None
+                               else positive_int(max_batch_size, "BatchSizeSchedule "
+                                                                 "max_batch_size"))
+
+    def batch_size(self, t: int, base: int) -> int:
+        """The batch size of the epoch after t completed epochs, from fit's batch_size."""
+        size = base * self.factor ** sum(1 for m in self.milestones if m <= t)
+        return size if self.max_batch_size is None else min(size, max(base,
+                                                                      self.max_batch_size))
+
+    def lr_factor(self, t: int, base: int) -> float:
+        """The multiplier of the learning rates at epoch t relative to epoch 0."""
+        ratio = self.batch_size(t, base) / base
+        return {None: 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.scale_lr]
+
+    def __repr__(self):
+        return (f"BatchSizeSchedule(milestones={self.milestones}, factor={self.factor}, "
+                f"scale_lr={self.scale_lr!r}, max_batch_size={self.max_batch_size})")

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from . import distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import rng
@@ -18,6 +19,7 @@ from .callbacks import EpochLogger, ProgressBar, TerminateOnNaN
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
+from .schedules import BatchSizeSchedule
 from .validation import check_finite, positive_int
 
 # Losses on class labels (the others take float targets).
@@ -78,6 +80,12 @@ class Trainer:
     False` to train through non-finite losses).
     clip_grad_norm: clip the gradients' global L2 norm to this before every update;
     the per-epoch mean of the pre-clip norms is logged as 'grad_norm'.
+    batch_size_schedule: a fastnn.schedules.BatchSizeSchedule: the batch size (from
+    fit's batch_size) and optionally the learning rates grow at its milestones; the
+    History records 'batch_size'.
+    Under MPI (`mpiexec`, see fastnn.distributed) fit trains data-parallel: batch_size
+    is the global batch, each rank takes a shard of it, and the gradient is all-reduced
+    by an 'after_backward' hook of order 200.
 
     `model` is any Module with forward/backward: a Sequential, a fastnn.Model (several
     inputs: pass X as a list of arrays), or a Module subclass of your own. One step:
@@ -89,7 +97,7 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
-                 callbacks=(), clip_grad_norm=None):
+                 callbacks=(), clip_grad_norm=None, batch_size_schedule=None):
         loss = _losses.get(loss)  # a loss object, or its name: 'cross_entropy', 'mse', ...
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self._augment = None  # fit's augment (a transform of each training batch)
@@ -112,6 +120,12 @@ class Trainer:
                 raise ValueError(f"clip_grad_norm must be a positive number or None, got "
                                  f"{clip_grad_norm}")
         self.clip_grad_norm = clip_grad_norm
+        if batch_size_schedule is not None and not isinstance(batch_size_schedule,
+                                                              BatchSizeSchedule):
+            raise TypeError(f"batch_size_schedule must be a fastnn.schedules."
+                            f"BatchSizeSchedule, got {type(batch_size_schedule).__name__}")
+        self.batch_size_schedule = batch_size_schedule
+        self._dp = None  # fastnn.distributed.DataParallel while a data-parallel fit runs
         self.history = History()
         self.epoch = 0  # epochs completed
         self.stop_training = False
@@ -143,6 +157,10 @@ class Trainer:
         store.zero_grad()
         out = model._forward(self._ctx, xb)
         value = self.loss(out, yb, sample_weight=wb)
+        if self._dp is not None:  # the global batch's loss; any rank's Ctrl-C stops all
+            value, stop = self._dp.step_loss(value, self.interrupted)
+            if stop:
+                self.interrupted = self.stop_training = True
         if not math.isfinite(value):
             for cb in callbacks:
                 cb.on_nonfinite_loss(self, value)
@@ -196,8 +214,9 @@ class Trainer:
         float targets otherwise."""
         inputs = as_inputs(X, f"{where} X")
         n = inputs[0].shape[0]
-        for i, x in enumerate(inputs):
-            check_finite(x, f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]")
+        for i, x in enumerate(inputs):  # under MPI each rank checks its block
+            distributed.sharded_check(check_finite, x, f"{where} X" if len(inputs) == 1
+                                      else f"{where} X[{i}]")
         y = np.asarray(y) if not isinstance(y, np.ndarray) else y
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{where}: X has {n} samples but y has "
@@ -372,8 +391,18 @@ class Trainer:
         if weights is not None:
             weights = weights[: y.shape[0]]  # validation_split takes the tail
         dtype = self.model.dtype or np.float32
-        batches = Batches(X, y, batch_size, dtype, y.dtype, drop_last=drop_last,
-                          weights=weights)
+        world = distributed.world()
+        if world is not None:
+            if weights is not None:
+                raise NotImplementedError("fit: sample_weight and class_weight are not "
+                                          "supported in data-parallel training yet")
+            world.check_batches(y.shape[0], batch_size, drop_last)
+
+        def make_batches(size):
+            return Batches(X, y, size, dtype, y.dtype, drop_last=drop_last, weights=weights,
+                           world=world)
+
+        batches = make_batches(batch_size)
         if len(batches) == 0:
             raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
                              "with drop_last=True")
@@ -390,10 +419,13 @@ class Trainer:
         if monitor is not None and monitor not in self.log_keys:
             raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
                              f"{sorted(self.log_keys)}")
+        self._dp = None if world is None else distributed.DataParallel(world)
         callbacks = self._callbacks()
         self.stop_training = self.interrupted = False
         started = []
         try:
+            if self._dp is not None:
+                self._dp.start(self.model, self._parameter_store())
             # Inside the try: when a callback refuses to start (an unknown monitor), the
             # ones already started still get on_train_end (a CSVLogger closes its file).
             for cb in callbacks:
@@ -401,17 +433,44 @@ class Trainer:
                 started.append(cb)
             with _StopOnInterrupt(self):
                 while self.epoch < epochs and not self.stop_training:
+                    batches = self._scheduled_batches(batches, batch_size, make_batches)
                     self._run_epoch(batches, y.shape[0], shuffle, val, callbacks)
         finally:
             for cb in started:
                 cb.on_train_end(self)
+            if self._dp is not None:
+                self._dp.stop()
+                self._dp = None
         return self.history
+
+    def _scheduled_batches(self, batches, base, make_batches):
+        """The batches of the next epoch under the batch-size schedule (new ones when
+        the size changes), scaling the learning rates as the schedule says."""
+        s = self.batch_size_schedule
+        if s is None:
+            return batches
+        if self.epoch > 0:
+            ratio = s.lr_factor(self.epoch, base) / s.lr_factor(self.epoch - 1, base)
+            if ratio != 1.0:
+                for g in self.optimizer.param_groups:
+                    g["lr"] *= ratio
+                if hasattr(self.scheduler, "base_lrs"):
+                    self.scheduler.base_lrs = [lr * ratio for lr in self.scheduler.base_lrs]
+        size = s.batch_size(self.epoch, base)
+        if size != batches.batch_size:
+            if batches.world is not None:
+                batches.world.check_batches(batches.y.shape[0], size, batches.drop_last)
+            batches = make_batches(size)
+            self.batches_per_epoch = len(batches)
+        return batches
 
     def _log_keys(self, validation):
         keys = ["loss"] + [name for name, _ in self.metrics]
         if validation:
             keys += ["val_" + k for k in keys]
         keys += ["lr", "epoch_time"]
+        if self.batch_size_schedule is not None:
+            keys.append("batch_size")
         if self.clip_grad_norm is not None:
             keys.append("grad_norm")
         return keys
@@ -424,7 +483,7 @@ class Trainer:
             callbacks.append(ProgressBar())
         elif self.verbose == 2:
             callbacks.append(EpochLogger())
-        return callbacks
+        return callbacks if self._dp is None else self._dp.callbacks(callbacks)
 
     def _run_epoch(self, batches, n, shuffle, val, callbacks):
         epoch = self.epoch + 1
@@ -433,7 +492,7 @@ class Trainer:
         for cb in callbacks:
             cb.on_epoch_begin(self, epoch)
         order = rng.generator().permutation(n) if shuffle else np.arange(n)
-        total = mass = count = 0
+        total = mass = count = local_count = 0
         sums = [0.0] * len(self.metrics)
         norms = []
         for i, (xb, yb, wb) in enumerate(batches.epoch(order)):
@@ -444,13 +503,16 @@ class Trainer:
             value, out, norm = self._step(xb, yb, callbacks, wb)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded
-            m = yb.shape[0]
+            m = local = yb.shape[0]
             w = m if wb is None else float(wb.sum())  # the batch loss is a weighted mean
+            if self._dp is not None:  # value is the global batch's loss
+                m = w = self._dp.world.batch_rows
             total += value * w
             mass += w
             count += m
+            local_count += local
             for j, (_, fn) in enumerate(self.metrics):
-                sums[j] += fn(yb, out) * m
+                sums[j] += fn(yb, out) * local
             if norm is not None:
                 norms.append(norm)
             batch_logs = {"loss": value, "size": m}
@@ -458,12 +520,17 @@ class Trainer:
                 cb.on_batch_end(self, i, batch_logs)
             if self.interrupted:
                 return
+        if self._dp is not None:  # metrics over every rank's rows; rank 0's BN statistics
+            local_count, *sums = self._dp.sum([local_count, *sums])
+            self._dp.sync_state(self.model)
         logs = {"loss": total / mass}
-        logs.update({name: s / count for (name, _), s in zip(self.metrics, sums)})
+        logs.update({name: s / local_count for (name, _), s in zip(self.metrics, sums)})
         if val is not None:
             logs.update({f"val_{k}": v for k, v in self._evaluate(*val, 256).items()})
         logs["lr"] = self.optimizer.lr
         logs["epoch_time"] = time.perf_counter() - start
+        if self.batch_size_schedule is not None:
+            logs["batch_size"] = batches.batch_size
         if norms:
             logs["grad_norm"] = float(np.mean(norms))
         self.epoch = epoch
@@ -490,6 +557,12 @@ class Trainer:
         return self._evaluate(X, y, positive_int(batch_size, "batch_size"))
 
     def _evaluate(self, X, y, batch_size):
+        """Under MPI each rank evaluates a contiguous shard; the sums are all-reduced."""
+        world = distributed.world()
+        n = y.shape[0]
+        if world is not None:
+            part = world.shard(n)
+            X, y = _rows(X, part), y[part]
         model = self.model
         was_training = model.training
         model.eval()
@@ -506,7 +579,8 @@ class Trainer:
                     sums[i] += fn(yb, out) * m
         finally:
             model.train(was_training)
-        n = y.shape[0]
+        if world is not None:
+            total, *sums = world.sum([total, *sums])
         result = {"loss": total / n + model.penalty()}
         result.update({name: s / n for (name, _), s in zip(self.metrics, sums)})
         return result
@@ -517,9 +591,11 @@ class Trainer:
         the model's tensors, the optimizer's state, the scheduler, the epoch count, the
         History and fastnn's random state (shuffling and dropout streams). A fit after
         load_checkpoint ends with the same weights, bit for bit, as an uninterrupted
-        run with the same thread count."""
+        run with the same thread count. Under MPI only rank 0 writes."""
         from .io import atomic_write, encode, layer_spec
 
+        if not distributed.is_main_process():
+            return
         opt = self.optimizer.state_dict()
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"optimizer.{k}": v for k, v in opt["state"].items()})

@@ -971,3 +971,18 @@ def test_kernels_reject_other_dtypes():
         K.bias_act(K.ACT_RELU, 0.0, 0.0, None, x, x)
     with pytest.raises(TypeError, match="float32 or float64"):
         K.mse(np.zeros(3, np.float16), np.zeros(3, np.float16), None)
+
+
+@pytest.mark.parametrize("rows", [(0, 5), (5, 12), (12, 13)])
+def test_dropout_offset_draws_the_rows_of_a_larger_batch(rng, dtype, rows):
+    """A shard of rows [a, b) with offset a * cols draws the mask one call over the
+    whole batch draws for those rows (data-parallel training)."""
+    x = rng.standard_normal((13, 7)).astype(dtype)
+    y, mask = dropout_run(x, 0.4, 99, 3)
+    a, b = rows
+    ys, ms = np.empty_like(x[a:b]), np.empty(x[a:b].shape, np.uint8)
+    K.dropout_forward(np.ascontiguousarray(x[a:b]), ys, ms, 0.4, 1 / 0.6, 99, 3, a * 7)
+    assert_same(ms, mask[a:b])
+    assert_same(ys, y[a:b])
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        K.dropout_forward(x, y, mask, 0.4, 1 / 0.6, 99, 3, 2**32 - 10)

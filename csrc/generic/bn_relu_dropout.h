@@ -11,14 +11,15 @@
 
 static FNN_CLONES void S(bnrd_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, const T *x,
                                     const T *scale, const T *shift, T *y, uint8_t *mask,
-                                    uint32_t thresh, T dscale, uint64_t key)
+                                    uint32_t thresh, T dscale, uint64_t key,
+                                    uint64_t offset)
 {
     for (ptrdiff_t i = r0; i < r1; i++) {
         const T *xr = x + i * C;
         T *yr = y + i * C;
         if (mask) {
             uint8_t *mr = mask + i * C;
-            uint32_t base = (uint32_t)(i * C);
+            uint32_t base = (uint32_t)(offset + i * C);
 #pragma omp simd
             for (ptrdiff_t j = 0; j < C; j++) {
                 T v = xr[j] * scale[j] + shift[j];
@@ -42,7 +43,7 @@ void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T 
                                   T *running_mean, T *running_var, T *y, T *save_mean,
                                   T *save_invstd, T *scale, T *shift, uint8_t *mask,
                                   double p, double dscale, uint64_t seed, uint64_t counter,
-                                  double *scratch)
+                                  uint64_t offset, double *scratch)
 {
     S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
                          save_mean, save_invstd, scale, shift, scratch);
@@ -50,7 +51,7 @@ void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T 
     uint32_t thresh = fnn_drop_threshold(p);
     FNN_PARALLEL_SPLIT(N, N * C, lo, hi,
                        S(bnrd_rows)(lo, hi, C, x, scale, shift, y, mask, thresh, (T)dscale,
-                                    key));
+                                    key, offset));
 }
 
 /* dL/dv for one element: the dropout factor and the ReLU derivative (as FNN_D_RELU:

@@ -81,6 +81,9 @@ def add_arguments(parser):
                         help="only the per-phase breakdown of fastnn's step (each layer's "
                              "forward and backward, loss, optimizer, the GEMMs alone), for "
                              "each batch size and thread count")
+    parser.add_argument("--rnn", action="store_true",
+                        help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
+                             "against PyTorch and their GEMMs, at the largest --threads")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="where to write the results (default "
                              "bench/results/<timestamp>.json)")
@@ -88,10 +91,9 @@ def add_arguments(parser):
     return parser
 
 
-def run(args, out=sys.stdout):
-    """Run the benchmark described by parsed `args`; returns an exit code."""
-    t_start = time.perf_counter()
-    run_meter = CpuMeter()
+def timing_options(args):
+    """Repeats, time per repeat, warm-up and pause of a run (and the kernel sizes) from
+    the command line; None (with a message) when they are out of range."""
     quick = args.quick
     opts = argparse.Namespace(
         repeats=(3 if quick else 7) if args.repeats is None else args.repeats,
@@ -103,6 +105,17 @@ def run(args, out=sys.stdout):
     )
     if opts.repeats < 1 or opts.min_time <= 0:
         print("fastnn bench: --repeats must be >= 1 and --min-time > 0", file=sys.stderr)
+        return None
+    return opts
+
+
+def run(args, out=sys.stdout):
+    """Run the benchmark described by parsed `args`; returns an exit code."""
+    t_start = time.perf_counter()
+    run_meter = CpuMeter()
+    quick = args.quick
+    opts = timing_options(args)
+    if opts is None:
         return 2
     batches = args.batches or ([128] if quick else list(TRAIN_BATCHES))
     # --quick runs on one thread: on a shared machine a 2-thread OpenMP/BLAS step can

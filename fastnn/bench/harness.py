@@ -157,7 +157,9 @@ class TorchWorker:
         self.proc = proc
 
     @classmethod
-    def start(cls):
+    def start(cls, entry="fastnn.bench.torch_worker:main"):
+        """The worker running `entry` ("module:function", a server of the protocol of
+        fastnn.bench.torch_worker), or None when it cannot import torch."""
         import subprocess
 
         # The worker imports the fastnn this process runs: it gets this process's
@@ -167,7 +169,8 @@ class TorchWorker:
         env["PYTHONPATH"] = os.pathsep.join(
             [p for p in [os.environ.get("PYTHONPATH")] if p]
             + [p or os.getcwd() for p in sys.path])
-        code = "import sys; del sys.path[0]; from fastnn.bench.torch_worker import main; main()"
+        module, fn = entry.split(":")
+        code = f"import sys; del sys.path[0]; from {module} import {fn}; {fn}()"
         proc = subprocess.Popen([sys.executable, "-c", code], env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True, bufsize=1)

@@ -31,32 +31,23 @@ def _case(torch, data, kind, batch, fused):
     return Case(kind, torch_predict(torch, Xt, batch), batch)
 
 
-def main():
-    """Serve benchmark requests for PyTorch in this process (stdin/stdout), one case at a
-    time."""
-    import torch
-
-    from fastnn.bench.workloads import make_data
-
-    X, y = make_data()
-    data = torch.from_numpy(X), torch.from_numpy(y)
-    cases, case = {}, None  # built once per (kind, batch, threads, fused), reused after
+def serve(torch, info, make_case):
+    """Answer the commands on stdin: `info` is the answer to "info", make_case(msg)
+    builds the Case of a "setup" message (once per distinct message; torch's threads
+    are set from msg["threads"] first)."""
+    cases, case = {}, None
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.pop("cmd")
         if cmd == "quit":
             break
         if cmd == "info":
-            out = {"torch": torch.__version__,
-                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
-                   "mkl": bool(torch.backends.mkl.is_available()),
-                   "interop_threads": torch.get_num_interop_threads()}
+            out = info
         elif cmd == "setup":
             torch.set_num_threads(msg["threads"])
             key = json.dumps(msg, sort_keys=True)
             if key not in cases:
-                cases[key] = _case(torch, data, msg["kind"], msg["batch"],
-                                   msg.get("fused", False))
+                cases[key] = make_case(msg)
             case = cases[key]
             out = {"ok": True}
         elif cmd == "calibrate":
@@ -67,6 +58,23 @@ def main():
             out = {"error": f"unknown command {cmd!r}"}
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
+
+
+def main():
+    """Serve benchmark requests for PyTorch in this process (stdin/stdout), one case at a
+    time."""
+    import torch
+
+    from fastnn.bench.workloads import make_data
+
+    X, y = make_data()
+    data = torch.from_numpy(X), torch.from_numpy(y)
+    info = {"torch": torch.__version__,
+            "mkldnn": bool(torch.backends.mkldnn.is_available()),
+            "mkl": bool(torch.backends.mkl.is_available()),
+            "interop_threads": torch.get_num_interop_threads()}
+    serve(torch, info, lambda msg: _case(torch, data, msg["kind"], msg["batch"],
+                                         msg.get("fused", False)))
 
 
 if __name__ == "__main__":

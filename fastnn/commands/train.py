@@ -2,6 +2,7 @@
 usual procedure: split off a test set, standardise with statistics of the
 training part only, shuffle every epoch, watch train and validation figures, report
 the test figures, save the model (with its standardisation) and the history."""
+import contextlib
 import json
 import math
 import os
@@ -71,7 +72,17 @@ def add_arguments(p):
 
 
 def run(args):
-    """Run fastnn train with parsed arguments; returns the exit status."""
+    """Under mpiexec every rank trains (fastnn.distributed); rank 0 alone prints and
+    writes the output files."""
+    from fastnn import distributed
+
+    if distributed.is_main_process():
+        return _run(args)
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        return _run(args)
+
+
+def _run(args):
     import fastnn
     from fastnn import callbacks, datasets, preprocessing
 
@@ -148,7 +159,7 @@ def run(args):
     units = "" if target_scaler is None else " (in target units; training figures above are " \
         "on standardised targets)"
     print("Test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()) + units)
-    if args.out:
+    if args.out and fastnn.distributed.is_main_process():
         model = fastnn.Sequential(*layers)
         _write_outputs(args.out, model, history, test, data, model.predict(
             scaler.inverse_transform(X_te)), y_te, seconds)

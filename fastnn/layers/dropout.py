@@ -10,12 +10,14 @@ from ..module import Layer, Module
 from ..validation import as_float_input, choice, follow_dtype, probability
 
 
-def _draw_mask(x, y, mask, p, scale):
-    """y = x * mask * scale with a fresh mask (x.size < 2**32)."""
-    if x.size >= 1 << 32:
-        raise ValueError(f"dropout masks cover at most 2**32 - 1 elements, got {x.size}")
+def _draw_mask(x, y, mask, p, scale, offset=0):
+    """y = x * mask * scale with a fresh mask whose element i is generator index
+    offset + i (offset + x.size <= 2**32)."""
+    if offset + x.size > 1 << 32:
+        raise ValueError(f"dropout masks cover at most 2**32 elements, got {x.size}"
+                         + (f" after {offset}" if offset else ""))
     key, counter = rng.next_dropout_stream()
-    _kernels.dropout_forward(x, y, mask, p, scale, key, counter)
+    _kernels.dropout_forward(x, y, mask, p, scale, key, counter, offset)
 
 
 class Dropout(Layer):
@@ -43,7 +45,7 @@ class Dropout(Layer):
             return y
         y = ctx.workspace("y", x.shape, x.dtype)
         mask = ctx.workspace("mask", x.shape, np.uint8)
-        _draw_mask(x, y, mask, self.p, self._train_scale())
+        _draw_mask(x, y, mask, self.p, self._train_scale(), rng.dropout_offset(x))
         ctx.mask = mask
         return y
 

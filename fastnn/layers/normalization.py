@@ -219,7 +219,7 @@ class _BatchNormReLU:
             x, gamma, beta, bn.eps, bn._momentum_factor() if track else 0.0,
             bn.running_mean if track else None, bn.running_var if track else None, y,
             stats[0], stats[1], stats[2], stats[3], mask, p, 1.0 / (1.0 - p), key, counter,
-            bn._colsum_scratch(2 * c))
+            bn._colsum_scratch(2 * c), rng.dropout_offset(x) if p > 0.0 else 0)
         ctx.x, ctx.stats, ctx.mask, ctx.p = x, stats, mask, p
         return y
 

@@ -1,0 +1,316 @@
+/* Generic body of recurrent.c; see instantiate.h for T and S(), recurrent.h for the
+ * layout. Gate formulas are torch's (torch.nn.LSTM, GRU, RNN):
+ *   LSTM  i, f, o = sigmoid(.), g = tanh(.), c' = f c + i g, h' = o tanh(c')
+ *   GRU   r, z = sigmoid(.), n = tanh(W_in x + b_in + r (W_hn h + b_hn)),
+ *         h' = n + z (h - n)  [= (1 - z) n + z h]
+ *   RNN   h' = tanh(.) or relu(.)
+ * where (.) is W_i* x + b_i* + W_h* h + b_h*. */
+
+/* ---- one sequence, one step: fused gate nonlinearities and state update ---------- */
+
+/* g: the gates' pre-activations without bias; they become the activations. */
+static FNN_CLONES void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict bias,
+                                           const T *restrict cp, T *restrict hnext,
+                                           T *restrict cnext)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < H; j++) {
+        T i = FNN_F_SIGMOID(g[j] + bias[j], 0, 0);
+        T f = FNN_F_SIGMOID(g[H + j] + bias[H + j], 0, 0);
+        T gg = TANH(g[2 * H + j] + bias[2 * H + j]);
+        T o = FNN_F_SIGMOID(g[3 * H + j] + bias[3 * H + j], 0, 0);
+        T c = f * cp[j] + i * gg;
+        g[j] = i;
+        g[H + j] = f;
+        g[2 * H + j] = gg;
+        g[3 * H + j] = o;
+        cnext[j] = c;
+        hnext[j] = o * TANH(c);
+    }
+}
+
+/* g: the x products of r, z, n (columns [0, 3H)); gh: the h products W_h* h. g
+ * becomes r, z, n, W_hn h + b_hn. */
+static FNN_CLONES void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict gh,
+                                          const T *restrict bias, const T *restrict hp,
+                                          T *restrict hnext)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < H; j++) {
+        T r = FNN_F_SIGMOID(g[j] + bias[j] + gh[j], 0, 0);
+        T z = FNN_F_SIGMOID(g[H + j] + bias[H + j] + gh[H + j], 0, 0);
+        T hn = gh[2 * H + j] + bias[3 * H + j];
+        T n = TANH(g[2 * H + j] + bias[2 * H + j] + r * hn);
+        g[j] = r;
+        g[H + j] = z;
+        g[2 * H + j] = n;
+        g[3 * H + j] = hn;
+        hnext[j] = n + z * (hp[j] - n);
+    }
+}
+
+/* g: the pre-activation without bias; it becomes h. */
+static FNN_CLONES void S(rnn_row_forward)(ptrdiff_t H, int relu, T *restrict g,
+                                          const T *restrict bias, T *restrict hnext)
+{
+    if (relu) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < H; j++) hnext[j] = g[j] = FNN_F_RELU(g[j] + bias[j], 0, 0);
+    } else {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < H; j++) hnext[j] = g[j] = TANH(g[j] + bias[j]);
+    }
+}
+
+/* ---- one sequence, one step back: gate derivatives ---------------------------------
+ * dh: in, the gradient reaching h' from later steps; out, its part that does not go
+ * through the recurrent GEMM (which the caller then adds). dc likewise for the cell. */
+
+static FNN_CLONES void S(lstm_row_backward)(ptrdiff_t H, const T *restrict g,
+                                            const T *restrict cp, T *restrict dh,
+                                            T *restrict dc, T *restrict dg)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < H; j++) {
+        T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+        T tc = TANH(f * cp[j] + i * gg); /* tanh(c'), recomputed rather than stored */
+        T dhj = dh[j];
+        T dcj = dc[j] + dhj * o * ((T)1 - tc * tc);
+        dg[j] = dcj * gg * i * ((T)1 - i);
+        dg[H + j] = dcj * cp[j] * f * ((T)1 - f);
+        dg[2 * H + j] = dcj * i * ((T)1 - gg * gg);
+        dg[3 * H + j] = dhj * tc * o * ((T)1 - o);
+        dc[j] = dcj * f;
+        dh[j] = 0;
+    }
+}
+
+/* dg: d(r, z pre-activations), d(W_hn h + b_hn), d(n pre-activation) = the gradient of
+ * W_in x + b_in: columns [0, 3H) are the hidden side's gate gradients, [0, 2H) and
+ * [3H, 4H) the input side's. */
+static FNN_CLONES void S(gru_row_backward)(ptrdiff_t H, const T *restrict g,
+                                           const T *restrict hp, T *restrict dh,
+                                           T *restrict dg)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < H; j++) {
+        T r = g[j], z = g[H + j], n = g[2 * H + j], hn = g[3 * H + j];
+        T dhj = dh[j];
+        T dn = dhj * ((T)1 - z) * ((T)1 - n * n);
+        T dz = dhj * (hp[j] - n) * z * ((T)1 - z);
+        T dr = dn * hn * r * ((T)1 - r);
+        dg[j] = dr;
+        dg[H + j] = dz;
+        dg[2 * H + j] = dn * r;
+        dg[3 * H + j] = dn;
+        dh[j] = dhj * z;
+    }
+}
+
+static FNN_CLONES void S(rnn_row_backward)(ptrdiff_t H, int relu, const T *restrict g,
+                                           T *restrict dh, T *restrict dg)
+{
+    if (relu) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < H; j++) {
+            dg[j] = dh[j] * FNN_D_RELU(0, g[j], 0, 0);
+            dh[j] = 0;
+        }
+    } else {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < H; j++) {
+            dg[j] = dh[j] * FNN_D_TANH(0, g[j], 0, 0);
+            dh[j] = 0;
+        }
+    }
+}
+
+static void S(add_row)(ptrdiff_t n, T *restrict y, const T *restrict x)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) y[j] += x[j];
+}
+
+/* ---- sequences [lo, hi) over all steps ------------------------------------------- */
+
+static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, ptrdiff_t lo,
+                                ptrdiff_t hi, const T *w_hh, const T *bias, const T *h0,
+                                const T *c0, const int64_t *lengths, T *gates, T *hprev,
+                                T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn, T *cn)
+{
+    ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    ptrdiff_t rs = fnn_rnn_row_stride(d), m = hi - lo;
+    ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
+    int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
+    size_t hbytes = (size_t)H * sizeof(T);
+    for (ptrdiff_t n = lo; n < hi; n++) {
+        ptrdiff_t r = fnn_rnn_row(d, t0, n);
+        if (h0) memcpy(hprev + r * H, h0 + n * H, hbytes);
+        else memset(hprev + r * H, 0, hbytes);
+        if (lstm && c0) memcpy(cprev + r * H, c0 + n * H, hbytes);
+        else if (lstm) memset(cprev + r * H, 0, hbytes);
+    }
+    for (ptrdiff_t s = 0; s < Tn; s++) {
+        ptrdiff_t t = t0 + s * dt;
+        T *g = gates + fnn_rnn_row(d, t, lo) * G;
+        const T *hp = hprev + fnn_rnn_row(d, t, lo) * H;
+        if (s > 0 || h0) { /* the recurrent product (zero from a zero state) */
+            if (gru)
+                S(fnn_gemm)(blas, 0, 1, m, W, H, 1.0, hp, rs * H, w_hh, H, 0.0, gh + lo * W, W);
+            else
+                S(fnn_gemm)(blas, 0, 1, m, W, H, 1.0, hp, rs * H, w_hh, H, 1.0, g, rs * G);
+        } else if (gru) {
+            memset(gh + lo * W, 0, (size_t)(m * W) * sizeof(T));
+        }
+        int last = s == Tn - 1;
+        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
+            ptrdiff_t r = fnn_rnn_row(d, t, n), rn = last ? 0 : fnn_rnn_row(d, t + dt, n);
+            T *hnext = last ? hn + n * H : hprev + rn * H;
+            T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
+            T *yr = y ? y + r * ldy : NULL;
+            if (!fnn_rnn_active(lengths, t, n)) { /* padding: the state passes through */
+                memcpy(hnext, hprev + r * H, hbytes);
+                if (lstm) memcpy(cnext, cprev + r * H, hbytes);
+                if (yr) memset(yr, 0, hbytes);
+                continue;
+            }
+            if (lstm) S(lstm_row_forward)(H, gates + r * G, bias, cprev + r * H, hnext, cnext);
+            else if (gru) S(gru_row_forward)(H, gates + r * G, gh + n * W, bias, hprev + r * H, hnext);
+            else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, gates + r * G, bias, hnext);
+            if (yr) memcpy(yr, hnext, hbytes);
+        }
+    }
+}
+
+static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, ptrdiff_t lo,
+                                 ptrdiff_t hi, const T *w_hh, const int64_t *lengths,
+                                 const T *gates, const T *hprev, const T *cprev, const T *dy,
+                                 ptrdiff_t lddy, const T *dhn, const T *dcn, T *dgates, T *dh,
+                                 T *dc, int want_dh0)
+{
+    ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    ptrdiff_t rs = fnn_rnn_row_stride(d), m = hi - lo;
+    ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
+    int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
+    size_t hbytes = (size_t)H * sizeof(T);
+    for (ptrdiff_t n = lo; n < hi; n++) {
+        if (dhn) memcpy(dh + n * H, dhn + n * H, hbytes);
+        else memset(dh + n * H, 0, hbytes);
+        if (lstm && dcn) memcpy(dc + n * H, dcn + n * H, hbytes);
+        else if (lstm) memset(dc + n * H, 0, hbytes);
+    }
+    for (ptrdiff_t s = Tn - 1; s >= 0; s--) {
+        ptrdiff_t t = t0 + s * dt;
+        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
+            ptrdiff_t r = fnn_rnn_row(d, t, n);
+            T *dg = dgates + r * G, *dhr = dh + n * H;
+            if (!fnn_rnn_active(lengths, t, n)) { /* padding: the carries pass through */
+                memset(dg, 0, (size_t)G * sizeof(T));
+                continue;
+            }
+            if (dy) S(add_row)(H, dhr, dy + r * lddy);
+            if (lstm) S(lstm_row_backward)(H, gates + r * G, cprev + r * H, dhr, dc + n * H, dg);
+            else if (gru) S(gru_row_backward)(H, gates + r * G, hprev + r * H, dhr, dg);
+            else S(rnn_row_backward)(H, d->mode == FNN_RNN_RELU, gates + r * G, dhr, dg);
+        }
+        /* dh += d(gates) W_hh (padded rows add zeros); GRU: the hidden-side columns */
+        if (s > 0 || want_dh0)
+            S(fnn_gemm)(blas, 0, 0, m, H, W, 1.0, dgates + fnn_rnn_row(d, t, lo) * G, rs * G,
+                        w_hh, H, 1.0, dh + lo * H, H);
+    }
+}
+
+void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,
+                        ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,
+                        const T *h0, const T *c0, const int64_t *lengths, T *gates,
+                        T *hprev, T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn, T *cn)
+{
+    ptrdiff_t G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    /* the input products of every step in one GEMM (GRU: gate columns [0, 3H)) */
+    S(fnn_gemm)(blas, 0, 1, d->batch * d->steps, W, d->inputs, 1.0, x, ldx, w_ih, d->inputs, 0.0, gates, G);
+    FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, w_hh, bias, h0, c0, lengths,
+                                               gates, hprev, cprev, gh, y, ldy, hn, cn));
+}
+
+struct S(colsum_ctx) {
+    const T *a;
+    ptrdiff_t width;
+};
+
+static void S(colsum_rows)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *ctx)
+{
+    const struct S(colsum_ctx) *c = ctx;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const T *row = c->a + r * c->width;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < c->width; j++) acc[j] += row[j];
+    }
+}
+
+void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,
+                         ptrdiff_t ldx, const T *w_ih, const T *w_hh, const int64_t *lengths,
+                         const T *gates, const T *hprev, const T *cprev, const T *dy,
+                         ptrdiff_t lddy, const T *dhn, const T *dcn, T *dgates, T *dh0,
+                         T *dc0, int want_dh0, T *dx, ptrdiff_t lddx, int accumulate_dx,
+                         T *dw_ih, T *dw_hh, T *dbias, double *scratch)
+{
+    ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    ptrdiff_t R = d->batch * d->steps;
+    double beta_dx = accumulate_dx ? 1.0 : 0.0;
+    FNN_RNN_OVER_CHUNKS(d, S(rnn_backward_rows)(blas, d, lo, hi, w_hh, lengths, gates, hprev,
+                                                cprev, dy, lddy, dhn, dcn, dgates, dh0, dc0,
+                                                want_dh0));
+    /* Weight and input gradients over all steps at once. */
+    if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
+    if (d->mode == FNN_RNN_GRU) { /* input side: gate columns [0, 2H) and [3H, 4H) */
+        const T *dn = dgates + 3 * H;
+        if (dw_ih) {
+            S(fnn_gemm)(blas, 1, 0, 2 * H, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
+            S(fnn_gemm)(blas, 1, 0, H, I, R, 1.0, dn, G, x, ldx, 1.0, dw_ih + 2 * H * I, I);
+        }
+        if (dx) {
+            S(fnn_gemm)(blas, 0, 0, R, I, 2 * H, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
+            S(fnn_gemm)(blas, 0, 0, R, I, H, 1.0, dn, G, w_ih + 2 * H * I, I, 1.0, dx, lddx);
+        }
+    } else {
+        if (dw_ih) S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
+        if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
+    }
+    if (dbias && !d->gemm_only) {
+        struct S(colsum_ctx) c = {dgates, G};
+        fnn_column_sums(R, G, S(colsum_rows), &c, scratch);
+        for (ptrdiff_t j = 0; j < G; j++) dbias[j] = (T)scratch[j];
+    }
+}
+
+/* ---- embeddings ------------------------------------------------------------------ */
+
+void S(fnn_embedding_forward)(ptrdiff_t n, ptrdiff_t D, const int64_t *idx, const T *w, T *y)
+{
+    FNN_PARALLEL_SPLIT(n, n * D, lo, hi,
+                       for (ptrdiff_t i = lo; i < hi; i++)
+                           memcpy(y + i * D, w + idx[i] * D, (size_t)D * sizeof(T)));
+}
+
+/* Rows [v0, v1) of gw: every thread reads all the indices and adds the gradients of
+ * its own rows, in index order. */
+static FNN_CLONES void S(embedding_scatter)(ptrdiff_t n, ptrdiff_t D, const int64_t *idx,
+                                            const T *gy, int64_t padding_idx, ptrdiff_t v0,
+                                            ptrdiff_t v1, T *gw)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        int64_t v = idx[i];
+        if (v < v0 || v >= v1 || v == padding_idx) continue;
+        T *restrict dst = gw + v * D;
+        const T *restrict src = gy + i * D;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < D; j++) dst[j] += src[j];
+    }
+}
+
+void S(fnn_embedding_backward)(ptrdiff_t n, ptrdiff_t V, ptrdiff_t D, const int64_t *idx,
+                               const T *gy, int64_t padding_idx, T *gw)
+{
+    FNN_PARALLEL_SPLIT(V, n * D, v0, v1,
+                       S(embedding_scatter)(n, D, idx, gy, padding_idx, v0, v1, gw));
+}

@@ -1,0 +1,60 @@
+/* Recurrent layers and embeddings (declarations and layout: recurrent.h). */
+#include <string.h>
+#include "recurrent.h"
+#include "parallel.h"
+#include "simd.h"
+#include "generic/act_math.h"
+
+/* Rows per batch chunk at least, and a multiple of this (whole micro-kernel tiles for
+ * the per-step GEMMs). */
+#define FNN_RNN_CHUNK_ALIGN 16
+
+/* The batch is cut into at most fnn_gemm_blocks chunks (fixed for the process, see
+ * gemm.c): the cut depends on N only, never on the thread count. */
+static void fnn_rnn_chunks(ptrdiff_t N, ptrdiff_t *len, ptrdiff_t *count)
+{
+    ptrdiff_t l = (N + fnn_gemm_blocks - 1) / fnn_gemm_blocks;
+    l = (l + FNN_RNN_CHUNK_ALIGN - 1) / FNN_RNN_CHUNK_ALIGN * FNN_RNN_CHUNK_ALIGN;
+    if (l < 1) l = 1;
+    *len = l;
+    *count = (N + l - 1) / l;
+}
+
+/* Row of (t, n) in a per-step array. */
+static inline ptrdiff_t fnn_rnn_row(const fnn_rnn_dims *d, ptrdiff_t t, ptrdiff_t n)
+{
+    return d->batch_first ? n * d->steps + t : t * d->batch + n;
+}
+
+/* Rows between (t, n) and (t, n + 1). */
+static inline ptrdiff_t fnn_rnn_row_stride(const fnn_rnn_dims *d)
+{
+    return d->batch_first ? d->steps : 1;
+}
+
+/* Sequence n takes part in step t. */
+static inline int fnn_rnn_active(const int64_t *lengths, ptrdiff_t t, ptrdiff_t n)
+{
+    return lengths == NULL || t < lengths[n];
+}
+
+/* Run CALL for each batch chunk [lo, hi), in parallel when there are several. */
+#define FNN_RNN_OVER_CHUNKS(d, CALL)                                                  \
+    do {                                                                              \
+        ptrdiff_t len_, count_;                                                       \
+        fnn_rnn_chunks((d)->batch, &len_, &count_);                                       \
+        if (count_ == 1) { /* one chunk: its GEMMs may use every thread */            \
+            ptrdiff_t lo = 0, hi = (d)->batch;                                            \
+            CALL;                                                                     \
+        } else {                                                                      \
+            int nt_ = fnn_num_threads < count_ ? fnn_num_threads : (int)count_;       \
+            _Pragma("omp parallel for schedule(static) num_threads(nt_)")            \
+            for (ptrdiff_t c_ = 0; c_ < count_; c_++) {                               \
+                ptrdiff_t lo = c_ * len_, hi = lo + len_ < (d)->batch ? lo + len_ : (d)->batch; \
+                CALL;                                                                 \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+
+#define FNN_GENERIC "generic/recurrent.h"
+#include "instantiate.h"

@@ -1,0 +1,260 @@
+"""The recurrent and embedding kernels (csrc/recurrent.h) against plain NumPy: forward
+against a step-by-step reference, backward against central finite differences of that
+reference in float64, thread-count independence, and the binding's checks."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _kernels as K
+
+MODES = {"tanh": K.RNN_TANH, "relu": K.RNN_RELU, "lstm": K.RNN_LSTM, "gru": K.RNN_GRU}
+GATES = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
+
+
+def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def reference(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
+    """One direction over time-major x (T, N, I): y (T, N, H), hn, cn, step by step."""
+    T, N, _ = x.shape
+    H = w_hh.shape[1]
+    h, c = h0.copy(), c0.copy()
+    y = np.zeros((T, N, H), x.dtype)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        gx = x[t] @ w_ih.T + b_ih
+        gh = h @ w_hh.T + b_hh
+        if mode == "lstm":
+            i, f, g, o = np.split(gx + gh, 4, axis=1)
+            c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h_new = sigmoid(o) * np.tanh(c_new)
+        elif mode == "gru":
+            xr, xz, xn = np.split(gx, 3, axis=1)
+            hr, hz, hn = np.split(gh, 3, axis=1)
+            r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+            n = np.tanh(xn + r * hn)
+            h_new, c_new = (1 - z) * n + z * h, c
+        else:
+            a = gx + gh
+            h_new, c_new = (np.tanh(a) if mode == "tanh" else np.maximum(a, 0)), c
+        active = (t < lengths)[:, None]
+        h, c = np.where(active, h_new, h), np.where(active, c_new, c)
+        y[t] = np.where(active, h_new, 0)
+    return y, h, c
+
+
+def combined_bias(mode, b_ih, b_hh):
+    if mode == "gru":
+        H = b_hh.shape[0] // 3
+        return np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:], b_hh[2 * H:]])
+    return b_ih + b_hh
+
+
+def split_bias_grad(mode, dbias):
+    if mode == "gru":
+        H = dbias.shape[0] // 4
+        return np.concatenate([dbias[:2 * H], dbias[3 * H:]]), dbias[:3 * H]
+    return dbias, dbias
+
+
+def rows(a, batch_first):
+    """(T, N, F) -> the kernel's (N*T, F) rows."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2) if batch_first else a).reshape(-1, a.shape[2])
+
+
+def unrows(a, T, N, batch_first):
+    return a.reshape(N, T, -1).transpose(1, 0, 2) if batch_first else a.reshape(T, N, -1)
+
+
+class Case:
+    """Random problem and the kernel's forward and backward on it."""
+
+    def __init__(self, mode, T, N, I, H, dtype, batch_first, reverse, lengths, seed=0,
+                 with_state=True):
+        rng = np.random.default_rng(seed)
+        W = GATES[mode] * H
+        self.mode, self.T, self.N, self.H = mode, T, N, H
+        self.batch_first, self.reverse = batch_first, reverse
+        u = lambda *s: rng.uniform(-0.6, 0.6, s).astype(dtype)
+        self.x, self.w_ih, self.w_hh = u(T, N, I), u(W, I), u(W, H)
+        self.b_ih, self.b_hh = u(W), u(W)
+        self.h0 = u(N, H) if with_state else np.zeros((N, H), dtype)
+        self.c0 = u(N, H) if with_state and mode == "lstm" else np.zeros((N, H), dtype)
+        self.with_state = with_state
+        self.lengths = (np.full(N, T, np.int64) if lengths is None
+                        else np.asarray(lengths, np.int64))
+        self.given_lengths = lengths is not None
+        self.gy, self.ghn, self.gcn = u(T, N, H), u(N, H), u(N, H)
+
+    def run(self):
+        mode, T, N, H = self.mode, self.T, self.N, self.H
+        dt = self.x.dtype
+        G = 4 * H if mode in ("lstm", "gru") else H
+        lstm, gru = mode == "lstm", mode == "gru"
+        x = rows(self.x, self.batch_first)
+        gates, hprev = np.empty((N * T, G), dt), np.empty((N * T, H), dt)
+        cprev = np.empty((N * T, H), dt) if lstm else None
+        gh = np.empty((N, 3 * H), dt) if gru else None
+        y = np.full((N * T, H), np.nan, dt)
+        hn = np.empty((N, H), dt)
+        cn = np.empty((N, H), dt) if lstm else None
+        lengths = self.lengths if self.given_lengths else None
+        h0 = self.h0 if self.with_state else None
+        c0 = self.c0 if self.with_state and lstm else None
+        K.rnn_forward(MODES[mode], self.batch_first, self.reverse, False, x, self.w_ih, self.w_hh,
+                      combined_bias(mode, self.b_ih, self.b_hh), h0, c0, lengths, gates,
+                      hprev, cprev, gh, y, hn, cn)
+        out = {"y": unrows(y, T, N, self.batch_first), "hn": hn, "cn": cn}
+        dgates = np.empty_like(gates)
+        dh0 = np.empty((N, H), dt)
+        dc0 = np.empty((N, H), dt) if lstm else None
+        dx = np.empty_like(x)
+        dw_ih, dw_hh = np.zeros_like(self.w_ih), np.zeros_like(self.w_hh)
+        dbias = np.empty(G, dt)
+        scratch = np.empty(K.COLSUM_SCRATCH_ROWS * G)
+        K.rnn_backward(MODES[mode], self.batch_first, self.reverse, False, x, self.w_ih,
+                       self.w_hh,
+                       lengths, gates, hprev, cprev, rows(self.gy, self.batch_first),
+                       self.ghn, self.gcn if lstm else None, dgates, dh0, dc0, True, dx,
+                       False, dw_ih, dw_hh, dbias, scratch)
+        db_ih, db_hh = split_bias_grad(mode, dbias)
+        out.update(x=unrows(dx, T, N, self.batch_first), w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih,
+                   b_hh=db_hh, h0=dh0, c0=dc0)
+        return out
+
+    def reference(self):
+        return reference(self.mode, self.x, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
+                         self.h0, self.c0, self.lengths, self.reverse)
+
+    def loss(self):
+        y, hn, cn = self.reference()
+        out = np.sum(y * self.gy) + np.sum(hn * self.ghn)
+        return out + (np.sum(cn * self.gcn) if self.mode == "lstm" else 0.0)
+
+
+LAYOUTS = [(False, False, None), (True, False, None), (False, True, None),
+           (True, True, [3, 1, 4, 2]), (False, False, [4, 4, 1, 3]), (False, True, [2, 4, 3, 1])]
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("batch_first,reverse,lengths", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_matches_numpy(mode, batch_first, reverse, lengths, dtype):
+    case = Case(mode, 4, 4, 3, 5, dtype, batch_first, reverse, lengths)
+    out = case.run()
+    y, hn, cn = case.reference()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out["y"], y, atol=tol, rtol=tol)
+    np.testing.assert_allclose(out["hn"], hn, atol=tol, rtol=tol)
+    if mode == "lstm":
+        np.testing.assert_allclose(out["cn"], cn, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("batch_first,reverse,lengths", LAYOUTS)
+@pytest.mark.parametrize("with_state", [True, False])
+def test_backward_matches_finite_differences(mode, batch_first, reverse, lengths, with_state,
+                                             num_grad, fd_tol):
+    case = Case(mode, 4, 4, 3, 5, np.float64, batch_first, reverse, lengths,
+                with_state=with_state)
+    if mode == "relu":  # keep pre-activations away from the kink
+        case.b_ih += 0.3
+    grads = case.run()
+    names = ["x", "w_ih", "w_hh", "b_ih", "b_hh"] + (["h0"] if with_state else [])
+    names += ["c0"] if with_state and mode == "lstm" else []
+    for name in names:
+        num = num_grad(lambda _: case.loss(), getattr(case, name))
+        np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
+
+
+def test_padded_steps_have_no_effect():
+    """Changing x at padded steps changes no output and no gradient."""
+    case = Case("lstm", 5, 3, 2, 4, np.float64, True, False, [5, 2, 3])
+    first = case.run()
+    case.x[2:, 1] = 7.0
+    case.x[3:, 2] = -3.0
+    second = case.run()
+    for name in ["y", "hn", "cn", "w_ih", "w_hh", "b_ih", "h0", "c0"]:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_results_do_not_depend_on_thread_count(mode):
+    case = Case(mode, 6, 70, 8, 16, np.float32, False, True, None)
+    with _threads(1):
+        one = case.run()
+    with _threads(2):
+        two = case.run()
+    for name, value in one.items():
+        if value is not None:
+            np.testing.assert_array_equal(value, two[name], err_msg=name)
+
+
+class _threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = fastnn.get_num_threads()
+        fastnn.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        fastnn.set_num_threads(self.old)
+
+
+def test_binding_rejects_bad_lengths_and_modes():
+    """Value checks (shapes, dtypes, layout and None: tests/test_binding.py)."""
+    case = Case("gru", 3, 2, 3, 4, np.float32, False, False, None)
+    H, N, T = 4, 2, 3
+    x = rows(case.x, False)
+    bias = combined_bias("gru", case.b_ih, case.b_hh)
+
+    def call(mode=K.RNN_GRU, lengths=None):
+        K.rnn_forward(mode, False, False, False, x, case.w_ih, case.w_hh, bias, None, None,
+                      lengths, np.empty((N * T, 4 * H), np.float32),
+                      np.empty((N * T, H), np.float32), None, np.empty((N, 3 * H), np.float32),
+                      None, np.empty((N, H), np.float32), None)
+
+    call()
+    for bad in ([0, 3], [1, 4]):
+        with pytest.raises(ValueError, match=r"lengths must be in \[1, 3\]"):
+            call(lengths=np.array(bad))
+    with pytest.raises(ValueError, match="w_hh must have 4 rows"):
+        call(mode=K.RNN_TANH)
+    with pytest.raises(ValueError, match="unknown recurrent mode"):
+        call(mode=7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_matches_numpy(dtype):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((7, 5)).astype(dtype)
+    idx = rng.integers(0, 7, 40)
+    y = np.empty((40, 5), dtype)
+    K.embedding_forward(idx, w, y)
+    np.testing.assert_array_equal(y, w[idx])
+    gy = rng.standard_normal((40, 5)).astype(dtype)
+    for pad in (-1, 3):
+        gw = np.ones_like(w)
+        K.embedding_backward(idx, gy, pad, gw)
+        ref = np.ones_like(w)
+        keep = idx != pad
+        np.add.at(ref, idx[keep], gy[keep])
+        np.testing.assert_allclose(gw, ref, rtol=1e-6)
+    with pytest.raises(IndexError, match="out of range"):
+        K.embedding_forward(np.array([0, 7]), w, np.empty((2, 5), dtype))
+    with pytest.raises(IndexError, match="out of range"):
+        K.embedding_backward(np.array([-1, 2]), np.zeros((2, 5), dtype), -1, gw)
+
+
+def test_embedding_scatter_is_deterministic():
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, 50, 20000)
+    gy = rng.standard_normal((20000, 16)).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        with _threads(n):
+            gw = np.zeros((50, 16), np.float32)
+            K.embedding_backward(idx, gy, -1, gw)
+            out.append(gw)
+    np.testing.assert_array_equal(out[0], out[1])
