@@ -92,7 +92,7 @@ def _cmd_bench(args):
         return inference.run(args)
     from .bench import compare
 
-    return compare.run(args)
+    return compare.run(args, sys.stdout)  # the stdout of now (a test may have swapped it)
 
 
 def _add_doctor(subparsers):

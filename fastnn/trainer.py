@@ -104,6 +104,7 @@ class Trainer:
         # drawn from fastnn's stream (fastnn.seed) when the trainer is made. Its steps
         # run with it current, so trainers in different threads do not interleave draws.
         self.rng = rng.Stream(rng.check_seed(seed)) if seed is not None else rng.spawn()
+        self._augment = None  # fit's augment (a transform of each training batch)
         self.scheduler = scheduler
         self.classes_ = None  # the class names fit encoded (None: integer labels)
         classification = isinstance(loss, _LABEL_LOSSES)
@@ -358,7 +359,7 @@ class Trainer:
 
     def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, verbose=1, drop_last=False, sample_weight=None, class_weight=None,
-            initial_epoch=None):
+            initial_epoch=None, augment=None):
         """Train and return the History (as Keras' fit).
 
         Without `initial_epoch`, `epochs` is the number of epochs to run now: each fit
@@ -375,7 +376,9 @@ class Trainer:
         before any shuffling (as Keras does); validation_data=(X_val, y_val) gives them
         directly. verbose: 0 silent, 1 progress bar and a line per epoch, 2 a line per
         epoch. Ctrl-C stops after the current batch and returns the History so far
-        (trainer.interrupted is then True); the model stays usable.
+        (trainer.interrupted is then True); the model stays usable. augment: a callable
+        applied to each training batch of inputs before its step (fastnn.augment), never
+        to validation data.
 
         Labels: for a classification loss y holds integer labels, integer-valued floats,
         or class names of any type (strings, ...), which fit encodes once as indices
@@ -385,6 +388,10 @@ class Trainer:
         weighted mean); class_weight: {label: weight} or 'balanced' (n / (K * count)),
         multiplied into the sample weights.
         """
+        if augment is not None and not callable(augment):
+            raise TypeError(f"fit: augment must be callable (see fastnn.augment), got "
+                            f"{augment!r}")
+        self._augment = augment
         batch_size = positive_int(batch_size, "batch_size")
         for what, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(
@@ -511,6 +518,8 @@ class Trainer:
         for i, (xb, yb, wb) in enumerate(batches.epoch(order)):
             for cb in callbacks:
                 cb.on_batch_begin(self, i)
+            if self._augment is not None:
+                xb = self._augment(xb)
             value, out, norm = self._step(xb, yb, callbacks, wb)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded

@@ -400,7 +400,14 @@ def test_every_kernel_wrapper_is_covered():
     not_kernels = {"act_needs_input", "set_num_threads", "get_num_threads",
                    "set_gemm_blocks", "set_blas_thread_hooks", "random_bits",
                    "DenseChain"}  # a class; its misuse is tested in test_inference.py
-    assert wrappers - not_kernels == set(CALLS)
+    # The convolution and pooling wrappers (_kernels_conv.pxi) check through typed
+    # memoryviews and the convolution geometry; their misuse is tested in
+    # tests/test_conv_kernels.py, not by this table yet.
+    conv_family = {"conv_output_size", "conv_scratch_size", "conv_forward", "conv_backward",
+                   "maxpool_forward", "maxpool_backward", "avgpool_forward",
+                   "avgpool_backward", "adaptive_avgpool_forward",
+                   "adaptive_avgpool_backward"}
+    assert wrappers - not_kernels - conv_family == set(CALLS)
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=["f32", "f64"])

@@ -73,6 +73,10 @@ def add_arguments(parser):
                              "float32 samples, 3.3 GB; --quick skips it)")
     parser.add_argument("--no-breakdown", action="store_true",
                         help="skip the per-phase breakdown of fastnn's step")
+    parser.add_argument("--cnn", action="store_true",
+                        help="the convolutional section: LeNet-5 and a small ResNet training "
+                             "steps against PyTorch, convolution time against its GEMMs, "
+                             "peak memory (fastnn.bench.cnn)")
     parser.add_argument("--profile", action="store_true",
                         help="only the per-phase breakdown of fastnn's step (each layer's "
                              "forward and backward, loss, optimizer, the GEMMs alone), for "
@@ -144,6 +148,10 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     X, y = make_data()
     log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
         f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
+    if args.cnn:
+        from . import cnn
+
+        return cnn.run(args, opts, worker, out, log)
     if args.profile:
         for t in threads:
             for b in batches:

@@ -21,6 +21,10 @@ def _case(torch, data, kind, batch, fused):
     from fastnn.bench.harness import Case
     from fastnn.bench.workloads import torch_predict, torch_train_step
 
+    if kind.startswith("cnn_"):
+        from fastnn.bench.cnn import torch_cnn_case
+
+        return torch_cnn_case(torch, kind[4:], batch)
     Xt, yt = data
     if kind == "train":
         return Case(kind, torch_train_step(torch, Xt, yt, batch, fused=fused), batch)

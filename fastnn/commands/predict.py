@@ -32,6 +32,8 @@ def run(args):
         raise CommandError(str(e)) from None
     n_in = _input_features(model)
     X = _features(args.data, meta, n_in)
+    if X.ndim > 2:  # images: flattened for an MLP, with a channel axis for a CNN
+        X = X.reshape(len(X), -1) if n_in is not None else (X[:, None] if X.ndim == 3 else X)
     if n_in is not None and X.shape[1] != n_in:
         raise CommandError(f"{args.data}: {X.shape[1]} feature columns, the model takes {n_in}")
     try:
@@ -98,8 +100,9 @@ def _features(path, meta, n_in):
                 except (ValueError, IndexError):
                     raise CommandError(f"{path}: line {i + 2}, column {names[j]!r}: not a "
                                        f"number") from None
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
-        raise CommandError(f"{path}: expected a 2-D numeric array, got {X.dtype} {X.shape}")
+    if X.ndim not in (2, 3, 4) or X.dtype.kind not in "biuf":
+        raise CommandError(f"{path}: expected a 2-D numeric array or images (N, [C,] H, W), "
+                           f"got {X.dtype} {X.shape}")
     if not np.isfinite(X).all():
         raise CommandError(f"{path}: NaN or infinite values in the features")
     return X

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from . import images
 from .common import (
     CommandError, fraction, non_negative_float, open_fraction, positive_int, positive_ints,
 )
@@ -36,6 +37,10 @@ def add_arguments(p):
     d.add_argument("--val-split", type=fraction, default=0.1,
                    help="fraction of the training samples used for validation")
     m = p.add_argument_group("model")
+    m.add_argument("--arch", choices=("auto", "mlp", "cnn"), default="auto",
+                   help="mlp (--hidden layers), or cnn: a small convolutional network for "
+                        "images (NPZ X of shape (N, C, H, W) or (N, H, W)); auto picks cnn "
+                        "for images")
     m.add_argument("--hidden", type=positive_ints, default=(256, 256), metavar="N,N,...",
                    help="sizes of the hidden layers")
     m.add_argument("--activation", choices=ACTIVATIONS, default="relu",
@@ -102,6 +107,9 @@ def _run(args):
             raise CommandError(f"--out {args.out}: cannot create the directory ({e})") from None
 
     data = _load(args, datasets)
+    cnn = args.arch == "cnn" or (args.arch == "auto" and data["X"].ndim > 2)
+    data["X"] = images.as_images(data["X"], args.arch, data["source"]) if cnn \
+        else data["X"].reshape(len(data["X"]), -1)
     X, y, task = data["X"], data["y"], data["task"]
     stratify = y if task == "classification" and _can_stratify(y, args.test_split) else None
     try:
@@ -109,7 +117,7 @@ def _run(args):
             X, y, test_size=args.test_split, stratify=stratify, seed=args.seed)
     except ValueError as e:  # too few samples for the split
         raise CommandError(f"{data['source']}: {e}") from None
-    scaler = preprocessing.Standardizer().fit(X_tr)
+    scaler = (images.ChannelScaler() if cnn else preprocessing.Standardizer()).fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     _print_data(data, X_tr, X_te, y_tr)
     target_scaler = None
@@ -119,9 +127,10 @@ def _run(args):
         y_tr = target_scaler.transform(y2).reshape(y_tr.shape)
 
     n_out = len(data["classes"]) if task == "classification" else (1 if y.ndim == 1 else y.shape[1])
-    body = _mlp(fastnn, X.shape[1], n_out, args)
+    body = images.small_cnn(fastnn, X.shape[1:], n_out, args) if cnn \
+        else _mlp(fastnn, X.shape[1], n_out, args)
     print()
-    body.summary(print_fn=print)
+    body.summary(input_features=X.shape[1:] if cnn else None, print_fn=print)
     loss = fastnn.losses.CrossEntropyLoss() if task == "classification" else fastnn.losses.MSELoss()
     optimizer = _optimizer(fastnn, body, args)
     scheduler = _schedule(fastnn, optimizer, args)
@@ -204,7 +213,8 @@ def _can_stratify(y, test_size):
 def _print_data(data, X_tr, X_te, y_tr):
     print(f"Data: {data['source']}")
     n = X_tr.shape[0] + X_te.shape[0]
-    print(f"  {n} samples x {X_tr.shape[1]} features; target {data['target']!r}, "
+    what = f"images {X_tr.shape[1:]}" if X_tr.ndim > 2 else f"{X_tr.shape[1]} features"
+    print(f"  {n} samples x {what}; target {data['target']!r}, "
           f"{data['task']}")
     if data["task"] == "classification":
         counts = np.bincount(y_tr, minlength=len(data["classes"]))

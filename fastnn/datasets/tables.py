@@ -69,8 +69,9 @@ def read_npz(path, names, error=DataError):
 
 def _load_npz(path):
     X, y = read_npz(path, ["X", "y"])
-    if X.ndim != 2:
-        raise DataError(f"{path}: X must be 2-D (samples, features), got shape {X.shape}")
+    if X.ndim not in (2, 3, 4):
+        raise DataError(f"{path}: X must be 2-D (samples, features) or images (samples, "
+                        f"[channels,] height, width), got shape {X.shape}")
     if y.shape[:1] != X.shape[:1]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
@@ -78,9 +79,10 @@ def _load_npz(path):
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         i = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
         raise DataError(f"{path}: NaN or infinite target in row {i} of y")
-    _check_finite(X.astype(np.float64), path, [f"x{i}" for i in range(X.shape[1])],
+    names = [f"x{i}" for i in range(int(np.prod(X.shape[1:])))]
+    _check_finite(X.reshape(len(X), -1).astype(np.float64), path, names,
                   lambda i: f"row {i} of X")
-    return X, y, [f"x{i}" for i in range(X.shape[1])], "y"
+    return X, y, names, "y"
 
 
 def _load_csv(path, target):

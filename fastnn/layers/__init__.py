@@ -5,6 +5,7 @@ from .activations import (
     Softmax, Softplus, Tanh,
 )
 from .attention import AttentionPooling
+from .conv import Conv1d, Conv2d
 from .dense import Dense, Linear
 from .dropout import DropConnect, Dropout
 from .embedding import Embedding
@@ -13,8 +14,12 @@ from .normalization import (
     BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
     Standardize, remove_weight_norm, weight_norm,
 )
+from .pooling import (
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Flatten, MaxPool1d, MaxPool2d,
+)
 from .recurrent import GRU, LSTM, RNN
 from .renorm import BatchRenorm1d
+from .spatial_dropout import Cutout, DropBlock2d, Dropout1d, Dropout2d, StochasticDepth
 from .sync_batchnorm import SyncBatchNorm
 
 __all__ = [
@@ -24,4 +29,9 @@ __all__ = [
     "LayerNorm", "LeakyReLU", "Linear", "Maxout", "Multiply", "PReLU", "RBF", "RNN", "ReLU",
     "Residual", "Sigmoid", "Softmax", "Softplus", "Standardize", "SyncBatchNorm", "Tanh",
     "remove_weight_norm", "weight_norm",
+]
+__all__ += [
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "Conv1d", "Conv2d",
+    "Cutout", "DropBlock2d", "Dropout1d", "Dropout2d", "Flatten", "MaxPool1d", "MaxPool2d",
+    "StochasticDepth",
 ]

@@ -1,0 +1,72 @@
+/* Convolution and pooling kernels (conv.c, pool.c): declarations shared with the binding
+ * (fastnn/_kernels_conv.pxi).
+ *
+ * Layout is torch's: input (N, C, H, W), weight (K, C / groups, kh, kw), output
+ * (N, K, Ho, Wo), all C-contiguous; 1-D layers pass H = 1. Shapes are checked by the
+ * binding before any kernel runs.
+ */
+#ifndef FASTNN_CONV_H
+#define FASTNN_CONV_H
+
+#include "fastnn.h"
+
+/* Geometry of one convolution. Ho = (H + 2 ph - dh (kh - 1) - 1) / sh + 1, likewise Wo. */
+typedef struct {
+    ptrdiff_t N, C, H, W; /* input */
+    ptrdiff_t K, groups;  /* output channels; groups divides C and K */
+    ptrdiff_t kh, kw, sh, sw, ph, pw, dh, dw;
+    ptrdiff_t Ho, Wo;
+} fnn_conv_geom;
+
+/* The convolution runs on chunks of this many samples: the batch's columns
+ * (im2col) are built one chunk at a time, so the scratch stays small and in cache.
+ * Depends on the shape only, so the results do not depend on the thread count. */
+ptrdiff_t fnn_conv_chunk(const fnn_conv_geom *g);
+/* Scratch elements (of the data type) the forward and backward take: the chunk's
+ * columns (C kh kw, chunk Ho Wo) followed by its GEMM output (K, chunk Ho Wo). */
+ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
+
+/* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */
+typedef struct {
+    ptrdiff_t planes, H, W;
+    ptrdiff_t kh, kw, sh, sw, ph, pw, dh, dw;
+    ptrdiff_t Ho, Wo;
+} fnn_pool_geom;
+
+#define FNN_DECLARE_CONV(T, S)                                                              \
+    /* y = act(conv(x, w) + bias); z (may be NULL) keeps the pre-activation. bias may be  \
+     * NULL. scratch: fnn_conv_scratch(g) elements. */                                      \
+    void S(fnn_conv_forward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,   \
+                             const T *w, const T *bias, int act, T alpha, T beta, T *z,   \
+                             T *y, T *scratch);                                            \
+    /* From gy = dL/dy: gz = gy act'(z, y) (z or y may be NULL when act' ignores it);     \
+     * gw += dL/dw, gbias += dL/dbias, gx = dL/dx; each of gw, gbias, gx may be NULL.     \
+     * bsum: K doubles of scratch for the bias sums (may be NULL without gbias). */        \
+    void S(fnn_conv_backward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,  \
+                              const T *w, int act, T alpha, T beta, const T *z,           \
+                              const T *y, const T *gy, T *gw, T *gbias, T *gx,            \
+                              T *scratch, double *bsum);                                   \
+    /* Max pooling; idx gets the flat index (h W + w) of each maximum in its plane. */    \
+    void S(fnn_maxpool_forward)(const fnn_pool_geom *g, const T *x, T *y, int32_t *idx);  \
+    void S(fnn_maxpool_backward)(const fnn_pool_geom *g, const T *gy, const int32_t *idx, \
+                                 T *gx);                                                   \
+    /* Average pooling as torch: windows clipped to the padded input; the divisor is      \
+     * `divisor` if > 0, else the window's size within the padded input                   \
+     * (count_include_pad) or within the input. */                                         \
+    void S(fnn_avgpool_forward)(const fnn_pool_geom *g, int count_include_pad,            \
+                                ptrdiff_t divisor, const T *x, T *y);                      \
+    void S(fnn_avgpool_backward)(const fnn_pool_geom *g, int count_include_pad,           \
+                                 ptrdiff_t divisor, const T *gy, T *gx);                   \
+    /* Adaptive average pooling: output cell i covers [floor(i H / Ho),                   \
+     * ceil((i + 1) H / Ho)) (and likewise along W). */                                    \
+    void S(fnn_adaptive_avgpool_forward)(const fnn_pool_geom *g, const T *x, T *y);       \
+    void S(fnn_adaptive_avgpool_backward)(const fnn_pool_geom *g, const T *gy, T *gx);
+
+#define FNN_S32(name) name##_f32
+#define FNN_S64(name) name##_f64
+FNN_DECLARE_CONV(float, FNN_S32)
+FNN_DECLARE_CONV(double, FNN_S64)
+#undef FNN_S32
+#undef FNN_S64
+
+#endif
