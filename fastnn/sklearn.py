@@ -337,7 +337,7 @@ class _BaseMLP(BaseEstimator):
         self._converged, self._stop_allowed = False, not incremental
         trainer.callbacks = [_Convergence(self, val)]
         before = trainer.epoch
-        trainer.fit(X, targets, epochs=before + epochs, batch_size=batch,
+        trainer.fit(X, targets, epochs=epochs, batch_size=batch,
                     shuffle=self.shuffle, verbose=0, sample_weight=sw)
         self.n_iter_ += trainer.epoch - before
         if not incremental and not self._converged:

@@ -89,7 +89,7 @@ def test_without_lr_scaling_the_lr_stays_and_a_resumed_fit_continues(tmp_path):
     first.fit(X, y, epochs=2, batch_size=32, verbose=0)
     first.save_checkpoint(tmp_path / "c.safetensors")
     resumed = _trainer(BatchSizeSchedule([2])).load_checkpoint(tmp_path / "c.safetensors")
-    resumed.fit(X, y, epochs=4, batch_size=32, verbose=0)
+    resumed.fit(X, y, epochs=4, initial_epoch=resumed.epoch, batch_size=32, verbose=0)
     assert resumed.history["batch_size"] == straight.history["batch_size"] == [32, 32, 64, 64]
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         np.testing.assert_array_equal(a.data, b.data)

@@ -30,9 +30,9 @@ def test_gru_mnist1d_example_reaches_085():
 
 def test_char_lstm_example_learns_the_docstrings():
     example = _example("char_lstm")
-    model, chars, acc, baseline, _ = example.train(epochs=2, hidden=64, max_chars=40000,
-                                                   verbose=0)
-    assert acc >= 1.5 * baseline  # well above always guessing the commonest character
+    model, chars, acc, baseline, _ = example.train(epochs=4, hidden=64, max_chars=40000,
+                                                   lr=1e-2, verbose=0)
+    assert acc >= 2 * baseline  # well above always guessing the commonest character
     text = example.sample(model, chars, "The ", 20, 32, np.random.default_rng(0))
     assert len(text) == 20 and set(text) <= set(chars)
 

@@ -135,7 +135,7 @@ def test_sample_weight_zero_and_integer_weights(rng):
 def test_early_stopping_keeps_the_best_validation_score(digits):
     X_train, _, y_train, _ = digits
     clf = make_pipeline(StandardScaler(), MLPClassifier(
-        early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0))
+        early_stopping=True, n_iter_no_change=10, max_iter=200, random_state=0))
     clf.fit(X_train, y_train)
     mlp = clf[-1]
     assert len(mlp.validation_scores_) == mlp.n_iter_ < 200

@@ -39,7 +39,8 @@ def train(kind, opt, epochs, batch, dtype, checkpoint=None, resume=None):
     trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(), optimizer)
     if resume:
         trainer.load_checkpoint(resume)
-    trainer.fit(X, y, epochs=epochs, batch_size=batch, validation_data=(Xv, yv), verbose=0)
+    trainer.fit(X, y, epochs=epochs, batch_size=batch, validation_data=(Xv, yv), verbose=0,
+                initial_epoch=trainer.epoch if resume else None)
     if checkpoint:
         trainer.save_checkpoint(checkpoint)
     return trainer
