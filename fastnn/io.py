@@ -11,7 +11,7 @@ import tempfile
 
 import numpy as np
 
-from . import __version__, layers as _layers, rng
+from . import __version__, layers as _layers
 from .graph import Model
 from .module import Module
 from .sequential import Sequential

@@ -5,7 +5,6 @@ Python cannot catch being killed by the kernel's OOM killer, and a half-satisfie
 allocation can leave a library (OpenBLAS's allocator) spinning; so where fastnn knows
 a size in advance it asks `check` first and raises MemoryError with the numbers."""
 import contextlib
-import os
 import resource
 import threading
 

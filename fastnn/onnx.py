@@ -29,7 +29,7 @@ A layer without a converter raises `ExportError` naming it.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Union
+from typing import Callable, Union
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class GraphBuilder:
 
 
 # x and the result are tensor names: one, or a list for several inputs or outputs.
-Names = Union[str, List[str]]
+Names = Union[str, list[str]]  # noqa: UP007 - a runtime alias (Python 3.10's | needs both types)
 Converter = Callable[[Module, GraphBuilder, Names], Names]
 CONVERTERS: dict[type, Converter] = {}
 
@@ -423,7 +423,7 @@ def _inputs(model, input_shape, input_name):
 
 def export(model: Module, path=None, input_shape: tuple | None = None,
            opset: int = DEFAULT_OPSET, input_name: str = "input",
-           output_name: str = "output") -> "onnx.ModelProto":
+           output_name: str = "output") -> onnx.ModelProto:
     """Write the model in evaluation mode as an ONNX graph to path (if given) and
     return the onnx.ModelProto.
 

@@ -59,7 +59,7 @@ def test_load_digits_bunch():
     assert len(b.feature_names) == 64 and b.feature_names[9] == "pixel_1_1"
     assert "1797" in b.DESCR and "UCI" in b.DESCR
     with pytest.raises(AttributeError):
-        b.nothing
+        b.nothing  # noqa: B018 - the attribute access is the test
 
 
 # -- train_test_split ---------------------------------------------------------------------
@@ -458,7 +458,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     # memory: a full epoch allocates at most a few batches, never a copy of X
     tracemalloc.start()
     try:
-        for xb, yb, _ in batches.epoch(order):
+        for _batch in batches.epoch(order):
             pass
         peak = tracemalloc.get_traced_memory()[1]
     finally:

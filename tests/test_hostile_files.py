@@ -156,7 +156,7 @@ def _corrupt_npz(tmp_path):
 
 
 def test_corrupt_npz_data_give_a_data_error(tmp_path):
-    for kind, path in _corrupt_npz(tmp_path).items():
+    for _kind, path in _corrupt_npz(tmp_path).items():
         with pytest.raises(DataError, match="not a readable NPZ"):
             load_table(path)
 

@@ -70,7 +70,7 @@ def trained(kind, dtype, seed=0):
     model = build(dtype)
     r = np.random.default_rng(seed)
     X = r.normal(size=shape).astype(dtype)
-    for name, p in model.named_parameters():  # move every parameter off its init value
+    for _name, p in model.named_parameters():  # move every parameter off its init value
         p.data[...] += r.normal(scale=0.05, size=p.data.shape).astype(dtype)
     for layer in model.modules():
         if isinstance(layer, fastnn.Standardize):

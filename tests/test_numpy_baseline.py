@@ -128,7 +128,7 @@ def test_pre_bn_bias_gradient_is_round_off(runs):
 def test_parameters_agree(runs):
     dtype, (model, opt, base, initial, steps, _) = runs
     sd_f, sd_b = model.state_dict(), base.state_dict()
-    for key, value in model.named_parameters():
+    for key, _value in model.named_parameters():
         if key in PRE_BN_BIASES:
             # Noise-driven Adam steps: each side moves at most ~lr per step.
             assert np.abs(sd_b[key] - sd_f[key]).max() <= 2 * STEPS * LR, key

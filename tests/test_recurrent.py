@@ -231,7 +231,7 @@ def test_copies_leave_the_last_call_behind():
     for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
         assert "_last_ctx" not in vars(twin)
         with pytest.raises(AttributeError, match="after a call"):
-            twin.h_n
+            twin.h_n  # noqa: B018 - the attribute access is the test
         np.testing.assert_array_equal(twin.forward(x), y)
 
 
