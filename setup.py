@@ -6,6 +6,7 @@ error). The default build targets any x86-64 CPU;
 hot loops get AVX2/FMA clones chosen at load time (csrc/simd.h). FASTNN_NATIVE=1 builds
 for the local CPU only (-march=native).
 """
+
 import os
 import sys
 import tempfile
@@ -31,8 +32,9 @@ def _compiler_accepts(compiler, flags):
             # A shared object may leave symbols undefined; the probe must not (the
             # runtime library has to be found now, not at import).
             strict = ["-Wl,--no-undefined"] if sys.platform.startswith("linux") else []
-            compiler.link_shared_object(objects, os.path.join(tmp, "probe.so"),
-                                        extra_postargs=flags + strict)
+            compiler.link_shared_object(
+                objects, os.path.join(tmp, "probe.so"), extra_postargs=flags + strict
+            )
         except Exception as e:
             print(f"fastnn: OpenMP probe with {flags} failed: {e}")
             return False
@@ -46,11 +48,15 @@ class BuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             compile_args, link_args = ["/O2", "/openmp"], []
         else:
-            compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math",
-                            # a binding call that misses its kernel's prototype fails
-                            # the build (csrc/binding.h)
-                            "-Werror=implicit-function-declaration",
-                            "-Werror=incompatible-pointer-types"]
+            compile_args = [
+                "-O3",
+                "-fno-math-errno",
+                "-fno-trapping-math",
+                # a binding call that misses its kernel's prototype fails
+                # the build (csrc/binding.h)
+                "-Werror=implicit-function-declaration",
+                "-Werror=incompatible-pointer-types",
+            ]
             link_args = []
             if os.environ.get("FASTNN_NATIVE") == "1":
                 compile_args += ["-march=native", "-DFASTNN_NATIVE"]
@@ -59,8 +65,10 @@ class BuildExt(build_ext):
                 compile_args += openmp
                 link_args += ["-lomp"] if sys.platform == "darwin" else ["-fopenmp"]
             elif os.environ.get("FASTNN_REQUIRE_OPENMP") == "1":
-                raise RuntimeError("fastnn: FASTNN_REQUIRE_OPENMP=1 but the compiler "
-                                   "cannot build OpenMP code (see the probe's error above)")
+                raise RuntimeError(
+                    "fastnn: FASTNN_REQUIRE_OPENMP=1 but the compiler "
+                    "cannot build OpenMP code (see the probe's error above)"
+                )
             else:
                 compile_args += ["-fopenmp-simd"] if sys.platform != "darwin" else []
                 print("fastnn: no OpenMP in this compiler; kernels will run on one thread")

@@ -10,3 +10,4 @@ cython-lint fastnn/*.pyx fastnn/*.pxi
 # ruff on the Python code (settings: [tool.ruff] in pyproject.toml).
 python -m pip install --quiet "ruff>=0.6"
 ruff check fastnn tests bench examples setup.py
+ruff format --check fastnn tests bench examples setup.py

@@ -5,6 +5,7 @@ only). Threads: FASTNN_BENCH_THREADS=n sets fastnn's OpenMP, every BLAS and torc
 threads (default: as the process starts, i.e. all available cores). pytest-benchmark
 times each case on its own, one after the other; the interleaved, side-by-side ratios
 that docs/performance.md's targets are judged on come from `fastnn bench`."""
+
 import os
 
 import pytest

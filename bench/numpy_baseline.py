@@ -6,6 +6,7 @@ few training steps:
 
     python bench/numpy_baseline.py [--steps 20] [--batches 16,128,2048]
 """
+
 from fastnn.bench.numpy_baseline import *  # noqa: F401,F403
 from fastnn.bench.numpy_baseline import main
 

@@ -13,6 +13,7 @@ classes. float64 data (scikit-learn's precision) unless --float32. --threads T
 runs every library on T threads (OMP_NUM_THREADS and OPENBLAS_NUM_THREADS for
 scikit-learn's BLAS, fastnn.set_num_threads for fastnn); default: all cores.
 """
+
 import argparse
 import json
 import os
@@ -74,18 +75,31 @@ def main():
         best = {}
         for _ in range(args.repeats):  # interleaved: load drifts hit every runner alike
             for which in RUNNERS:
-                out = subprocess.run([sys.executable, "-c", WORKER, which, data, str(epochs),
-                                      "1" if args.float32 else "0"],
-                                     check=True, capture_output=True, text=True,
-                                     env=env).stdout
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        WORKER,
+                        which,
+                        data,
+                        str(epochs),
+                        "1" if args.float32 else "0",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                ).stdout
                 best[which] = min(best.get(which, float("inf")), json.loads(out))
         dt = "float32" if args.float32 else "float64"
         threads = f", {args.threads} thread(s)" if args.threads else ""
         print(f"{data}, {epochs} epochs, {dt}{threads} (best of {args.repeats}):")
         for which in RUNNERS:
             print(f"  {which:16s} {best[which]:8.3f} s")
-        print(f"  fastnn.sklearn / Trainer: {best['fastnn.sklearn'] / best['fastnn.Trainer']:.3f}"
-              f"   sklearn / fastnn.sklearn: {best['sklearn'] / best['fastnn.sklearn']:.2f}x")
+        print(
+            f"  fastnn.sklearn / Trainer: {best['fastnn.sklearn'] / best['fastnn.Trainer']:.3f}"
+            f"   sklearn / fastnn.sklearn: {best['sklearn'] / best['fastnn.sklearn']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

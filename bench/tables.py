@@ -6,6 +6,7 @@ in its own process, and print the ratio.
 The file (rows x cols float features and an integer class column; ~200 MB with the
 defaults) is generated once and kept at PATH (default: a temporary directory).
 """
+
 import argparse
 import os
 import subprocess
@@ -55,8 +56,12 @@ def main():
     best = {}
     for _ in range(args.repeats):  # interleaved, so load drifts hit both alike
         for name, body in BODIES.items():
-            out = subprocess.run([sys.executable, "-c", TIMER.format(body=body), path],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", TIMER.format(body=body), path],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             best[name] = min(best.get(name, float("inf")), float(out))
     for name, t in best.items():
         print(f"{name:20s} {t:7.2f} s (best of {args.repeats})")

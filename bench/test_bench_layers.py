@@ -17,6 +17,7 @@ pytest-benchmark times each case on its own; for the ratios docs/performance.md 
 
     python bench/test_bench_layers.py --threads 1 [--repeats 15] [--case Norm]
 """
+
 import math
 
 import numpy as np
@@ -24,8 +25,24 @@ import pytest
 from scipy import special
 
 from fastnn import (
-    ELU, GELU, RBF, AbsReLU, BatchNorm1d, BatchNorm2d, GroupNorm, HardTanh, InstanceNorm1d,
-    LayerNorm, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh,
+    ELU,
+    GELU,
+    RBF,
+    AbsReLU,
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    HardTanh,
+    InstanceNorm1d,
+    LayerNorm,
+    LeakyReLU,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
 )
 from fastnn.bench import numpy_baseline as nb
 
@@ -245,8 +262,9 @@ class NpMaxout(NumpyCase):
         np.argmax(zr, axis=2, out=self.idx)
         gz = self.z  # reuse: z is not needed any more
         gz.fill(0)
-        np.put_along_axis(gz.reshape(n, self.units, self.pieces), self.idx[..., None],
-                          g[..., None], axis=2)
+        np.put_along_axis(
+            gz.reshape(n, self.units, self.pieces), self.idx[..., None], g[..., None], axis=2
+        )
         np.matmul(gz.T, x, out=self.gW_tmp)
         np.add(self.gW, self.gW_tmp, out=self.gW)
         np.sum(gz, axis=0, out=self.gb_tmp)
@@ -265,10 +283,13 @@ class NpRBF(NumpyCase):
         self.xsq, self.grow = empty(n, 1), empty(n, 1)
         self.csq = np.einsum("ij,ij->i", self.C, self.C)
         self.k1 = f32(-0.5) / (self.s * self.s)  # -1 / (2 s^2)
-        self.k2 = f32(1) / (self.s ** 3)
+        self.k2 = f32(1) / (self.s**3)
         self.gC, self.gs = np.zeros_like(self.C), np.zeros_like(self.s)
-        self.gC_tmp, self.gs_tmp, self.gsum = (np.empty_like(self.C), np.empty_like(self.s),
-                                               np.empty_like(self.s))
+        self.gC_tmp, self.gs_tmp, self.gsum = (
+            np.empty_like(self.C),
+            np.empty_like(self.s),
+            np.empty_like(self.s),
+        )
 
     def run(self, x, g):
         np.matmul(x, self.C.T, out=self.d2)
@@ -311,10 +332,24 @@ class NpBatchNorm1d(NumpyCase):
 
     def run(self, x, g):
         mean, var, invstd, ggamma, gbeta, c0, c1 = self.v
-        nb.batchnorm_forward_train(x, self.gamma, self.beta, EPS, 0.1, self.rmean, self.rvar,
-                                   self.t2, self.y, mean, var, invstd, self.t)
-        nb.batchnorm_backward(g, self.t2, self.gamma, invstd, self.gx, ggamma, gbeta, self.t,
-                              c0, c1)
+        nb.batchnorm_forward_train(
+            x,
+            self.gamma,
+            self.beta,
+            EPS,
+            0.1,
+            self.rmean,
+            self.rvar,
+            self.t2,
+            self.y,
+            mean,
+            var,
+            invstd,
+            self.t,
+        )
+        nb.batchnorm_backward(
+            g, self.t2, self.gamma, invstd, self.gx, ggamma, gbeta, self.t, c0, c1
+        )
         return self.y, self.gx
 
 
@@ -412,8 +447,11 @@ CASES = {
     "BatchNorm2d(8)": (lambda: _random_affine(BatchNorm2d(8)), NpBatchNorm2d, (8, 8, 8)),
     "LayerNorm(512)": (lambda: _random_affine(LayerNorm(F)), NpLayerNorm, (F,)),
     "GroupNorm(32,512)": (lambda: _random_affine(GroupNorm(32, F)), NpGroupNorm, (F,)),
-    "InstanceNorm1d(8,affine)": (lambda: _random_affine(InstanceNorm1d(8, affine=True)),
-                                 NpInstanceNorm1d, (8, 64)),
+    "InstanceNorm1d(8,affine)": (
+        lambda: _random_affine(InstanceNorm1d(8, affine=True)),
+        NpInstanceNorm1d,
+        (8, 64),
+    ),
 }
 
 
@@ -469,8 +507,9 @@ def test_layer_forward_backward(benchmark, arrays, case, n, impl):
     y_f, gx_f = (a.copy() for a in fast.run(xs, gs))
     y_n, gx_n = ref.run(x, g2)
     np.testing.assert_allclose(y_f.reshape(y_n.shape), y_n, rtol=2e-3, atol=2e-4)
-    np.testing.assert_allclose(gx_f.reshape(gx_n.shape), gx_n, rtol=2e-3,
-                               atol=2e-3 * np.abs(gx_n).max())
+    np.testing.assert_allclose(
+        gx_f.reshape(gx_n.shape), gx_n, rtol=2e-3, atol=2e-3 * np.abs(gx_n).max()
+    )
     benchmark.group = f"{case} forward+backward, {n}x{F}"
     if impl == "fastnn":
         benchmark(fast.run, xs, gs)
@@ -524,8 +563,10 @@ def main(argv=None):
                     if r >= 2:  # two warm-up rounds
                         times[name].append((time.perf_counter() - t0) / inner)
             tf, tn = np.median(times["fastnn"]), np.median(times["numpy"])
-            print(f"{case + f', {n}x{F}':44s} {tf * 1e6:10.1f} {tn * 1e6:10.1f} {tn / tf:12.2f}",
-                  flush=True)
+            print(
+                f"{case + f', {n}x{F}':44s} {tf * 1e6:10.1f} {tn * 1e6:10.1f} {tn / tf:12.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

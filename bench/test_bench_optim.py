@@ -21,6 +21,7 @@ with out=, 12 B, and fastnn's scale kernel, 8 B), which move what they count - a
 also reads its destination (write-allocate), so an in-place optimizer update can exceed
 100% of "stream". Timing: fastnn.bench.harness.measure (interleaved repeats, median).
 """
+
 import argparse
 import gc
 import math
@@ -76,7 +77,7 @@ class NumpyOptimizer:
 
 class NpSGD(NumpyOptimizer):
     def update(self, t, lr):
-        tmp, = self.tmp
+        (tmp,) = self.tmp
         np.multiply(self.g, lr, out=tmp)
         np.subtract(self.p, tmp, out=self.p)
 
@@ -226,21 +227,50 @@ class NpNAdam(NumpyOptimizer):
 # --------------------------------------------------------------------------------------
 CONFIGS = {
     "SGD": ("SGD", dict(lr=1e-3), NpSGD, dict(lr=1e-3), 12, False),
-    "SGD momentum": ("SGD", dict(lr=1e-3, momentum=0.9), NpSGDMomentum,
-                     dict(lr=1e-3, momentum=0.9), 20, False),
+    "SGD momentum": (
+        "SGD",
+        dict(lr=1e-3, momentum=0.9),
+        NpSGDMomentum,
+        dict(lr=1e-3, momentum=0.9),
+        20,
+        False,
+    ),
     "Adam": ("Adam", dict(lr=1e-3), NpAdam, dict(lr=1e-3), 28, True),
     "AdamW": ("AdamW", dict(lr=1e-3), NpAdam, dict(lr=1e-3, weight_decay=1e-2), 28, True),
-    "AdamW amsgrad": ("AdamW", dict(lr=1e-3, amsgrad=True), NpAdamWAmsgrad,
-                      dict(lr=1e-3, weight_decay=1e-2), 36, True),
+    "AdamW amsgrad": (
+        "AdamW",
+        dict(lr=1e-3, amsgrad=True),
+        NpAdamWAmsgrad,
+        dict(lr=1e-3, weight_decay=1e-2),
+        36,
+        True,
+    ),
     "Adagrad": ("Adagrad", dict(lr=1e-2), NpAdagrad, dict(lr=1e-2), 20, False),
     "RMSprop": ("RMSprop", dict(lr=1e-2), NpRMSprop, dict(lr=1e-2), 20, False),
-    "RMSprop centered": ("RMSprop", dict(lr=1e-2, centered=True), NpRMSprop,
-                         dict(lr=1e-2, centered=True), 28, False),
-    "RMSprop momentum": ("RMSprop", dict(lr=1e-2, momentum=0.9), NpRMSprop,
-                         dict(lr=1e-2, momentum=0.9), 28, False),
-    "RMSprop centered+momentum": ("RMSprop", dict(lr=1e-2, centered=True, momentum=0.9),
-                                  NpRMSprop, dict(lr=1e-2, centered=True, momentum=0.9),
-                                  36, False),
+    "RMSprop centered": (
+        "RMSprop",
+        dict(lr=1e-2, centered=True),
+        NpRMSprop,
+        dict(lr=1e-2, centered=True),
+        28,
+        False,
+    ),
+    "RMSprop momentum": (
+        "RMSprop",
+        dict(lr=1e-2, momentum=0.9),
+        NpRMSprop,
+        dict(lr=1e-2, momentum=0.9),
+        28,
+        False,
+    ),
+    "RMSprop centered+momentum": (
+        "RMSprop",
+        dict(lr=1e-2, centered=True, momentum=0.9),
+        NpRMSprop,
+        dict(lr=1e-2, centered=True, momentum=0.9),
+        36,
+        False,
+    ),
     "Adadelta": ("Adadelta", dict(), NpAdadelta, dict(), 28, False),
     "Adamax": ("Adamax", dict(), NpAdamax, dict(), 28, False),
     "NAdam": ("NAdam", dict(), NpNAdam, dict(), 28, False),
@@ -258,8 +288,7 @@ def _import_torch():
 
 def _data(n, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal(n, dtype=F32) * 0.1,
-            rng.standard_normal(n, dtype=F32) * 1e-3)
+    return (rng.standard_normal(n, dtype=F32) * 0.1, rng.standard_normal(n, dtype=F32) * 1e-3)
 
 
 def make_step(config, impl, n=N_PARAMS, torch=None):
@@ -295,8 +324,11 @@ def stream_cases(n=N_PARAMS):
     fx, fy, fz = x.reshape(-1), y.reshape(-1), z.reshape(-1)
     return [
         ("copy: np.copyto", lambda: np.copyto(fy, fx), 8 * x.size),
-        ("copy: fastnn kernel",
-         lambda: _kernels.bias_act(_kernels.ACT_IDENTITY, 0.0, 0.0, None, x, y), 8 * x.size),
+        (
+            "copy: fastnn kernel",
+            lambda: _kernels.bias_act(_kernels.ACT_IDENTITY, 0.0, 0.0, None, x, y),
+            8 * x.size,
+        ),
         ("in place: np.add(z, x, out=z)", lambda: np.add(fz, fx, out=fz), 12 * x.size),
         ("in place: fastnn scale(z, 1)", lambda: _kernels.scale(fz, 1.0), 8 * x.size),
     ]
@@ -357,8 +389,9 @@ def _ms(r):
     return r["median_s"] * 1e3
 
 
-def optimizer_table(threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, configs=None,
-                    out=sys.stdout, log=None):
+def optimizer_table(
+    threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, configs=None, out=sys.stdout, log=None
+):
     """Time every optimizer (fastnn, NumPy, torch foreach / fused) at each thread count
     and print one table per thread count; returns the rows (dicts).
 
@@ -377,28 +410,37 @@ def optimizer_table(threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, config
         for config in configs:
             nbytes = CONFIGS[config][4] * n
             steps = {impl: make_step(config, impl, n, torch) for impl in IMPLS}
-            cases = probes + [harness.Case(impl, fn, nbytes) for impl, fn in steps.items()
-                              if fn is not None]
+            cases = probes + [
+                harness.Case(impl, fn, nbytes) for impl, fn in steps.items() if fn is not None
+            ]
             r = harness.measure(cases, repeats, min_time, 0.1)
             stream = max(r[c.name]["items_per_s"] for c in probes[:COPY_PROBES])
             in_place = max(r[c.name]["items_per_s"] for c in probes[COPY_PROBES:])
             f = r["fastnn"]
-            row = {"threads": nt, "optimizer": config, "bytes_per_param": CONFIGS[config][4],
-                   "stream_GBps": stream / 1e9, "in_place_GBps": in_place / 1e9,
-                   "fastnn_ms": _ms(f), "fastnn_GBps": f["items_per_s"] / 1e9,
-                   "of_stream": f["items_per_s"] / stream,
-                   "of_in_place": f["items_per_s"] / in_place,
-                   "numpy_ms": _ms(r["numpy"]),
-                   "vs_numpy": r["numpy"]["median_s"] / f["median_s"],
-                   "background_cpu": f["background_cpu"]}
+            row = {
+                "threads": nt,
+                "optimizer": config,
+                "bytes_per_param": CONFIGS[config][4],
+                "stream_GBps": stream / 1e9,
+                "in_place_GBps": in_place / 1e9,
+                "fastnn_ms": _ms(f),
+                "fastnn_GBps": f["items_per_s"] / 1e9,
+                "of_stream": f["items_per_s"] / stream,
+                "of_in_place": f["items_per_s"] / in_place,
+                "numpy_ms": _ms(r["numpy"]),
+                "vs_numpy": r["numpy"]["median_s"] / f["median_s"],
+                "background_cpu": f["background_cpu"],
+            }
             for impl in ("torch_foreach", "torch_fused"):
                 if impl in r:
                     row[f"{impl}_ms"] = _ms(r[impl])
                     row[f"vs_{impl}"] = r[impl]["median_s"] / f["median_s"]
             rows.append(row)
             if log:
-                log(f"threads={nt} {config}: {row['fastnn_GBps']:.1f} GB/s, stream "
-                    f"{row['stream_GBps']:.1f} GB/s")
+                log(
+                    f"threads={nt} {config}: {row['fastnn_GBps']:.1f} GB/s, stream "
+                    f"{row['stream_GBps']:.1f} GB/s"
+                )
             del steps, cases, r
             gc.collect()
         del probes
@@ -408,22 +450,42 @@ def optimizer_table(threads=(1, 2), n=N_PARAMS, repeats=5, min_time=0.15, config
 
 
 def _print_table(rows, nt, torch, n, out):
-    print(f"\nOptimizer step over {n / 1e6:g}M float32 parameters, {nt} thread(s). "
-          "stream: best copy (np.copyto, fastnn), in-place: best in-place update "
-          "(np.add out=, fastnn scale), both timed in the same interleaved group as "
-          "the row", file=out)
-    headers = ["optimizer", "B/param", "fastnn ms", "GB/s", "stream GB/s", "of stream",
-               "in-place GB/s", "of in-place", "numpy ms", "x numpy"]
+    print(
+        f"\nOptimizer step over {n / 1e6:g}M float32 parameters, {nt} thread(s). "
+        "stream: best copy (np.copyto, fastnn), in-place: best in-place update "
+        "(np.add out=, fastnn scale), both timed in the same interleaved group as "
+        "the row",
+        file=out,
+    )
+    headers = [
+        "optimizer",
+        "B/param",
+        "fastnn ms",
+        "GB/s",
+        "stream GB/s",
+        "of stream",
+        "in-place GB/s",
+        "of in-place",
+        "numpy ms",
+        "x numpy",
+    ]
     if torch is not None:
         headers += ["foreach ms", "x foreach", "fused ms", "x fused"]
     headers += ["bg CPU", ">=70%"]
     body = []
     for r in rows:
-        cells = [r["optimizer"], r["bytes_per_param"], f"{r['fastnn_ms']:.2f}",
-                 f"{r['fastnn_GBps']:.1f}", f"{r['stream_GBps']:.1f}",
-                 f"{100 * r['of_stream']:.0f}%", f"{r['in_place_GBps']:.1f}",
-                 f"{100 * r['of_in_place']:.0f}%", f"{r['numpy_ms']:.2f}",
-                 f"{r['vs_numpy']:.2f}x"]
+        cells = [
+            r["optimizer"],
+            r["bytes_per_param"],
+            f"{r['fastnn_ms']:.2f}",
+            f"{r['fastnn_GBps']:.1f}",
+            f"{r['stream_GBps']:.1f}",
+            f"{100 * r['of_stream']:.0f}%",
+            f"{r['in_place_GBps']:.1f}",
+            f"{100 * r['of_in_place']:.0f}%",
+            f"{r['numpy_ms']:.2f}",
+            f"{r['vs_numpy']:.2f}x",
+        ]
         if torch is not None:
             for impl in ("torch_foreach", "torch_fused"):
                 if f"{impl}_ms" in r:
@@ -431,12 +493,17 @@ def _print_table(rows, nt, torch, n, out):
                 else:
                     cells += ["-", "-"]
         bg = r["background_cpu"]
-        cells += ["?" if bg is None else f"{100 * bg:.0f}%",
-                  "met" if r["of_stream"] >= 0.70 else "NOT met"]
+        cells += [
+            "?" if bg is None else f"{100 * bg:.0f}%",
+            "met" if r["of_stream"] >= 0.70 else "NOT met",
+        ]
         body.append(cells)
     print(report._table(headers, body, ["l"] + ["r"] * (len(headers) - 1)), file=out)
-    print("x numpy / x foreach / x fused: their median time / fastnn's (> 1: fastnn "
-          "faster); bg CPU: share of the machine other processes used meanwhile", file=out)
+    print(
+        "x numpy / x foreach / x fused: their median time / fastnn's (> 1: fastnn "
+        "faster); bg CPU: share of the machine other processes used meanwhile",
+        file=out,
+    )
 
 
 def main(argv=None):
@@ -444,10 +511,14 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--params", type=int, default=N_PARAMS)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--min-time", type=float, default=0.15,
-                    help="seconds of calls per repeat and case")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated optimizer names (default: all), e.g. 'Adam,NAdam'")
+    ap.add_argument(
+        "--min-time", type=float, default=0.15, help="seconds of calls per repeat and case"
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated optimizer names (default: all), e.g. 'Adam,NAdam'",
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]

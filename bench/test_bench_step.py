@@ -3,6 +3,7 @@
 the GEMM-only bound, one benchmark group per batch size. Each call trains on the next
 batch of the preloaded data set. The step builders are fastnn.bench.workloads', the
 ones `fastnn bench` times."""
+
 import pytest
 
 from fastnn.bench import workloads
@@ -20,8 +21,9 @@ def test_train_step(benchmark, data, impl, batch):
         step = workloads.numpy_train_step(X, y, batch)
     elif impl.startswith("torch"):
         torch = pytest.importorskip("torch")
-        step = workloads.torch_train_step(torch, torch.from_numpy(X), torch.from_numpy(y),
-                                        batch, fused=impl == "torch_fused")
+        step = workloads.torch_train_step(
+            torch, torch.from_numpy(X), torch.from_numpy(y), batch, fused=impl == "torch_fused"
+        )
     else:
         step = workloads.gemm_only_step(batch)
     for _ in range(3):  # warm-up: workspaces, optimizer state, allocator caches

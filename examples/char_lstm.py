@@ -13,6 +13,7 @@ character) and a sample drawn from the model.
 
     python examples/char_lstm.py [--epochs 4] [--window 32] [--hidden 128]
 """
+
 import argparse
 import importlib
 import inspect
@@ -55,8 +56,10 @@ def windows(codes, window, stride):
 
 def build(vocab, hidden, embed=32):
     return fastnn.Sequential(
-        Embedding(vocab, embed), LSTM(embed, hidden, batch_first=True, return_sequences=False),
-        Dense(hidden, vocab))
+        Embedding(vocab, embed),
+        LSTM(embed, hidden, batch_first=True, return_sequences=False),
+        Dense(hidden, vocab),
+    )
 
 
 def sample(model, chars, seed_text, length, window, rng, temperature=0.7):
@@ -72,8 +75,17 @@ def sample(model, chars, seed_text, length, window, rng, temperature=0.7):
     return "".join(out)
 
 
-def train(epochs=4, window=32, hidden=128, stride=3, lr=3e-3, batch_size=128, max_chars=None,
-          seed=0, verbose=1):
+def train(
+    epochs=4,
+    window=32,
+    hidden=128,
+    stride=3,
+    lr=3e-3,
+    batch_size=128,
+    max_chars=None,
+    seed=0,
+    verbose=1,
+):
     """Train on the docstrings; returns (model, chars, test accuracy, baseline accuracy,
     history)."""
     fastnn.seed(seed)
@@ -84,10 +96,15 @@ def train(epochs=4, window=32, hidden=128, stride=3, lr=3e-3, batch_size=128, ma
     X, y = windows(codes[:split], window, stride)
     X_test, y_test = windows(codes[split:], window, window)
     model = build(len(chars), hidden)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=lr), clip_grad_norm=1.0)
-    history = trainer.fit(X.astype(np.float32), y, epochs=epochs, batch_size=batch_size,
-                          verbose=verbose)
+    trainer = fastnn.Trainer(
+        model,
+        fastnn.losses.CrossEntropyLoss(),
+        fastnn.optim.Adam(model.parameters(), lr=lr),
+        clip_grad_norm=1.0,
+    )
+    history = trainer.fit(
+        X.astype(np.float32), y, epochs=epochs, batch_size=batch_size, verbose=verbose
+    )
     acc = trainer.evaluate(X_test.astype(np.float32), y_test)["accuracy"]
     baseline = np.mean(y_test == np.bincount(y).argmax())
     return model, chars, acc, baseline, history
@@ -101,11 +118,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     model, chars, acc, baseline, _ = train(args.epochs, args.window, args.hidden)
-    print(f"next-character accuracy on held-out docstrings: {acc:.3f} (most common "
-          f"character: {baseline:.3f}); {time.perf_counter() - t0:.0f} s")
+    print(
+        f"next-character accuracy on held-out docstrings: {acc:.3f} (most common "
+        f"character: {baseline:.3f}); {time.perf_counter() - t0:.0f} s"
+    )
     seed_text = "Train the model on the CPU with "
-    print(seed_text + sample(model, chars, seed_text, 200, args.window,
-                             np.random.default_rng(0)))
+    print(seed_text + sample(model, chars, seed_text, 200, args.window, np.random.default_rng(0)))
 
 
 if __name__ == "__main__":

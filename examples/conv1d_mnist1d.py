@@ -10,6 +10,7 @@ last two strided, then a dense layer) reaches >= 0.90 test accuracy.
     pip install mnist1d
     python examples/conv1d_mnist1d.py [--epochs 40] [--seed 0]
 """
+
 import argparse
 import time
 
@@ -26,16 +27,25 @@ def load_mnist1d():
     from mnist1d.data import make_dataset
 
     d = make_dataset()
-    return (d["x"][:, None].astype(np.float32), d["y"].astype(np.int64),
-            d["x_test"][:, None].astype(np.float32), d["y_test"].astype(np.int64))
+    return (
+        d["x"][:, None].astype(np.float32),
+        d["y"].astype(np.int64),
+        d["x_test"][:, None].astype(np.float32),
+        d["y_test"].astype(np.int64),
+    )
 
 
 def make_model(channels=32):
     return fastnn.Sequential(
-        Conv1d(1, channels, 5, padding=2), ReLU(),
-        Conv1d(channels, channels, 5, stride=2, padding=2), ReLU(),
-        Conv1d(channels, channels, 5, stride=2, padding=2), ReLU(),
-        Flatten(), Dense(channels * 10, 10))
+        Conv1d(1, channels, 5, padding=2),
+        ReLU(),
+        Conv1d(channels, channels, 5, stride=2, padding=2),
+        ReLU(),
+        Conv1d(channels, channels, 5, stride=2, padding=2),
+        ReLU(),
+        Flatten(),
+        Dense(channels * 10, 10),
+    )
 
 
 def train(epochs=40, seed=0, verbose=0):

@@ -13,6 +13,7 @@ trained with Adam and gradient-norm clipping (the history records the norm).
     pip install mnist1d
     python examples/gru_mnist1d.py [--hidden 64] [--epochs 15] [--lr 0.01]
 """
+
 import argparse
 import time
 
@@ -32,8 +33,9 @@ def load_mnist1d():
 
 
 def build(hidden):
-    return fastnn.Sequential(GRU(1, hidden, batch_first=True, return_sequences=False),
-                             Dense(hidden, 10))
+    return fastnn.Sequential(
+        GRU(1, hidden, batch_first=True, return_sequences=False), Dense(hidden, 10)
+    )
 
 
 def train(hidden=64, epochs=15, lr=0.01, batch_size=64, seed=0, verbose=1):
@@ -41,8 +43,12 @@ def train(hidden=64, epochs=15, lr=0.01, batch_size=64, seed=0, verbose=1):
     fastnn.seed(seed)
     X, y, X_test, y_test = load_mnist1d()
     model = build(hidden)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=lr), clip_grad_norm=5.0)
+    trainer = fastnn.Trainer(
+        model,
+        fastnn.losses.CrossEntropyLoss(),
+        fastnn.optim.Adam(model.parameters(), lr=lr),
+        clip_grad_norm=5.0,
+    )
     history = trainer.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
     return trainer.evaluate(X_test, y_test)["accuracy"], history
 
@@ -57,9 +63,11 @@ def main(argv=None):
     t0 = time.perf_counter()
     acc, history = train(args.hidden, args.epochs, args.lr, args.batch_size)
     norms = history.history.get("grad_norm", [])
-    print(f"GRU({args.hidden}) on MNIST-1D: test accuracy {acc:.3f} after {args.epochs} "
-          f"epochs ({time.perf_counter() - t0:.0f} s); mean gradient norm per epoch "
-          f"{', '.join(f'{n:.2f}' for n in norms)}")
+    print(
+        f"GRU({args.hidden}) on MNIST-1D: test accuracy {acc:.3f} after {args.epochs} "
+        f"epochs ({time.perf_counter() - t0:.0f} s); mean gradient norm per epoch "
+        f"{', '.join(f'{n:.2f}' for n in norms)}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ curves in one panel per optimizer, and prints a table of the final figures.
 The learning rates are the usual defaults of each method (torch.optim's, except plain
 SGD, which needs a larger one); they are not tuned per method.
 """
+
 import argparse
 import time
 
@@ -46,8 +47,7 @@ def make_model():
 
 def load_data(seed):
     X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
-                                                        stratify=y, seed=seed)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, seed=seed)
     scaler = Standardizer().fit(X_train)  # training statistics only
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
@@ -63,15 +63,26 @@ def train_all(epochs, batch_size, seed):
         fastnn.seed(seed + 1)  # and the same sequence of shuffled batches
         trainer = fastnn.Trainer(model, CrossEntropyLoss(), cls(model.parameters(), **kwargs))
         start = time.perf_counter()
-        history = trainer.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
-                              validation_data=(X_test, y_test), verbose=0)
+        history = trainer.fit(
+            X_train,
+            y_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=(X_test, y_test),
+            verbose=0,
+        )
         seconds = time.perf_counter() - start
         final = trainer.evaluate(X_train, y_train)
         test = trainer.evaluate(X_test, y_test)
-        results[name] = dict(kwargs=kwargs, loss=history["loss"],
-                             val_accuracy=history["val_accuracy"],
-                             train_loss=final["loss"], train_accuracy=final["accuracy"],
-                             test_accuracy=test["accuracy"], seconds=seconds)
+        results[name] = dict(
+            kwargs=kwargs,
+            loss=history["loss"],
+            val_accuracy=history["val_accuracy"],
+            train_loss=final["loss"],
+            train_accuracy=final["accuracy"],
+            test_accuracy=test["accuracy"],
+            seconds=seconds,
+        )
     return results, (len(y_train), len(y_test))
 
 
@@ -87,8 +98,14 @@ def plot(results, path, epochs, batch_size, sizes):
     colors = plt.get_cmap("tab10").colors
     ncols = 5
     nrows = -(-len(results) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.2 * nrows + 0.6),
-                             sharex=True, sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.3 * ncols, 3.2 * nrows + 0.6),
+        sharex=True,
+        sharey=True,
+        constrained_layout=True,
+    )
     ep = np.arange(1, epochs + 1)
     for ax, (name, r), color in zip(axes.flat, results.items(), colors):
         for other, o in results.items():
@@ -96,32 +113,47 @@ def plot(results, path, epochs, batch_size, sizes):
                 ax.plot(ep, o["loss"], color="0.8", lw=1)
         ax.plot(ep, r["loss"], color=color, lw=2.5)
         lr = r["kwargs"]["lr"]
-        ax.set_title(f"{name}, lr={lr:g}\nloss {r['train_loss']:.4f}, "
-                     f"test acc {100 * r['test_accuracy']:.1f}%", fontsize=10)
+        ax.set_title(
+            f"{name}, lr={lr:g}\nloss {r['train_loss']:.4f}, "
+            f"test acc {100 * r['test_accuracy']:.1f}%",
+            fontsize=10,
+        )
         ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.35)
         ax.set_xlim(1, epochs)
-    for ax in axes.flat[len(results):]:
+    for ax in axes.flat[len(results) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     for ax in axes[:, 0]:
         ax.set_ylabel("training loss (log)")
-    fig.suptitle(f"One 64-64-10 ReLU MLP on the UCI digits ({sizes[0]} train / {sizes[1]} "
-                 f"test), the same initial weights and batches (size {batch_size}) for "
-                 "every optimizer; grey: the other optimizers", fontsize=12)
+    fig.suptitle(
+        f"One 64-64-10 ReLU MLP on the UCI digits ({sizes[0]} train / {sizes[1]} "
+        f"test), the same initial weights and batches (size {batch_size}) for "
+        "every optimizer; grey: the other optimizers",
+        fontsize=12,
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def print_table(results):
-    rows = [(name, f"{r['kwargs']['lr']:g}", f"{r['train_loss']:.4f}",
-             f"{100 * r['train_accuracy']:.1f}%", f"{100 * r['test_accuracy']:.1f}%",
-             f"{r['seconds']:.2f}") for name, r in results.items()]
+    rows = [
+        (
+            name,
+            f"{r['kwargs']['lr']:g}",
+            f"{r['train_loss']:.4f}",
+            f"{100 * r['train_accuracy']:.1f}%",
+            f"{100 * r['test_accuracy']:.1f}%",
+            f"{r['seconds']:.2f}",
+        )
+        for name, r in results.items()
+    ]
     headers = ("optimizer", "lr", "final train loss", "train acc", "test acc", "fit s")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(  # noqa: E731
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )
     print(line(headers))
     print("  ".join("-" * w for w in widths))
     for row in rows:

@@ -20,6 +20,7 @@ What it shows (5 seeds): with 50 labels, pre-training raises the mean test accur
 The effect is real but small for a shallow tanh network trained with Adam; it grows for
 deeper sigmoid stacks, which train worse from random weights.
 """
+
 import argparse
 
 import numpy as np
@@ -33,8 +34,9 @@ from fastnn.pretrain import FreezeLayers, pretrain_autoencoders
 
 def labelled_subset(y, per_class, gen):
     """Indices of `per_class` samples of every class."""
-    return np.concatenate([gen.choice(np.flatnonzero(y == c), per_class, replace=False)
-                           for c in np.unique(y)])
+    return np.concatenate(
+        [gen.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
+    )
 
 
 def build():
@@ -50,9 +52,12 @@ def run(seed, X, y, X_test, y_test, labels, epochs, freeze, pretrain):
     if pretrain:
         pretrain_autoencoders(stack, X, epochs=30, batch_size=64, lr=1e-3, noise=0.2)
         callbacks.append(FreezeLayers(stack, epochs=freeze))
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=1e-3),
-                             callbacks=callbacks)
+    trainer = fastnn.Trainer(
+        model,
+        CrossEntropyLoss(),
+        fastnn.optim.Adam(model.parameters(), lr=1e-3),
+        callbacks=callbacks,
+    )
     trainer.fit(X[idx], y[idx], epochs=epochs, batch_size=16, verbose=0)
     return trainer.evaluate(X_test, y_test)["accuracy"]
 
@@ -65,20 +70,23 @@ def main(argv=None):
     parser.add_argument("--freeze", type=int, default=20)
     args = parser.parse_args(argv)
     X, y = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y,
-                                                        seed=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, seed=0)
     scaler = Standardizer().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-    print(f"{args.labels} labelled of {len(X_train)} training images, "
-          f"{len(X_test)} test images")
+    print(f"{args.labels} labelled of {len(X_train)} training images, {len(X_test)} test images")
     results = {}
     for pretrain in (False, True):
         name = "pre-trained + fine-tuned" if pretrain else "random init"
-        accs = [run(s, X_train, y_train, X_test, y_test, args.labels, args.epochs,
-                    args.freeze, pretrain) for s in range(args.seeds)]
+        accs = [
+            run(
+                s, X_train, y_train, X_test, y_test, args.labels, args.epochs, args.freeze, pretrain
+            )
+            for s in range(args.seeds)
+        ]
         results[name] = accs
-        print(f"{name:>26}: " + "  ".join(f"{a:.3f}" for a in accs)
-              + f"   mean {np.mean(accs):.3f}")
+        print(
+            f"{name:>26}: " + "  ".join(f"{a:.3f}" for a in accs) + f"   mean {np.mean(accs):.3f}"
+        )
     return results
 
 

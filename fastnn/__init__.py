@@ -2,6 +2,7 @@
 
 C/OpenMP kernels (BLAS GEMMs, fused epilogues, normalisation, dropout, losses,
 optimizer updates) under a small PyTorch-shaped Python API."""
+
 __version__ = "0.1.0"
 
 try:
@@ -12,12 +13,21 @@ except ImportError as e:  # a source tree without the built extension
     raise ImportError(
         "fastnn's compiled kernels (fastnn._kernels) are not built here: this is the "
         "source tree, imported instead of an installed fastnn. Either work on it with an "
-        "editable install, which builds the extension in place (`pip install -e \".[test]\"`), "
+        'editable install, which builds the extension in place (`pip install -e ".[test]"`), '
         "or run from outside the source tree (e.g. `pytest` rather than `python -m "
-        f"pytest`, which puts the current directory first on sys.path). ({e})") from None
+        f"pytest`, which puts the current directory first on sys.path). ({e})"
+    ) from None
 
 from . import (  # noqa: E402
-    callbacks, datasets, inference, init, losses, metrics, optim, preprocessing, regularizers,
+    callbacks,
+    datasets,
+    inference,
+    init,
+    losses,
+    metrics,
+    optim,
+    preprocessing,
+    regularizers,
     schedules,
 )
 from .io import load, save  # noqa: E402
@@ -32,8 +42,29 @@ from .threads import get_num_threads, set_num_threads  # noqa: E402
 from .trainer import History, Trainer  # noqa: E402
 
 __all__ = _layer_names + [
-    "Context", "History", "Input", "Layer", "Model", "Module", "Parameter", "ParameterStore",
-    "Sequential", "Trainer", "callbacks",
-    "datasets", "get_num_threads", "inference", "init", "load", "losses", "metrics", "optim",
-    "preprocessing", "regularizers", "save", "schedules", "seed", "set_num_threads",
+    "Context",
+    "History",
+    "Input",
+    "Layer",
+    "Model",
+    "Module",
+    "Parameter",
+    "ParameterStore",
+    "Sequential",
+    "Trainer",
+    "callbacks",
+    "datasets",
+    "get_num_threads",
+    "inference",
+    "init",
+    "load",
+    "losses",
+    "metrics",
+    "optim",
+    "preprocessing",
+    "regularizers",
+    "save",
+    "schedules",
+    "seed",
+    "set_num_threads",
 ]

@@ -1,4 +1,5 @@
 """`python -m fastnn ...`: the same as the `fastnn` command."""
+
 import sys
 
 from .cli import main

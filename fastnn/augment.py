@@ -18,6 +18,7 @@ asked for: for most images the vertical direction carries meaning (a 6 turned up
 down is a 9, a sky is above the ground), so a flipped image would teach the model a
 wrong label. Horizontal flips suit natural images but not digits or text either; pick
 transforms that keep the label true."""
+
 import numpy as np
 
 from . import rng
@@ -31,8 +32,9 @@ def _as_batch(x, where):
     if x.ndim == 3:
         return x[:, None], True
     if x.ndim != 4:
-        raise ValueError(f"{where}: expected a batch of images (N, C, H, W) or (N, H, W), got "
-                         f"shape {x.shape}")
+        raise ValueError(
+            f"{where}: expected a batch of images (N, C, H, W) or (N, H, W), got shape {x.shape}"
+        )
     return x, False
 
 
@@ -106,8 +108,10 @@ class RandomCrop(Transform):
         n, _, h, w = x.shape
         p, (ch, cw) = self.padding, self.size
         if ch > h + 2 * p or cw > w + 2 * p:
-            raise ValueError(f"RandomCrop: size {self.size} is larger than the padded image "
-                             f"{(h + 2 * p, w + 2 * p)}")
+            raise ValueError(
+                f"RandomCrop: size {self.size} is larger than the padded image "
+                f"{(h + 2 * p, w + 2 * p)}"
+            )
         xp = np.pad(x, [(0, 0), (0, 0), (p, p), (p, p)])
         top = gen.integers(0, h + 2 * p - ch + 1, n)
         left = gen.integers(0, w + 2 * p - cw + 1, n)
@@ -153,13 +157,17 @@ class RandomAffine(Transform):
         if translate is not None:
             translate = tuple(float(t) for t in translate)
             if len(translate) != 2 or not all(0.0 <= t <= 1.0 for t in translate):
-                raise ValueError(f"{type(self).__name__}: translate must be two fractions in "
-                                 f"[0, 1], got {translate!r}")
+                raise ValueError(
+                    f"{type(self).__name__}: translate must be two fractions in "
+                    f"[0, 1], got {translate!r}"
+                )
         if scale is not None:
             scale = tuple(float(s) for s in scale)
             if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-                raise ValueError(f"{type(self).__name__}: scale must be (lo, hi) with "
-                                 f"0 < lo <= hi, got {scale!r}")
+                raise ValueError(
+                    f"{type(self).__name__}: scale must be (lo, hi) with "
+                    f"0 < lo <= hi, got {scale!r}"
+                )
         self.translate, self.scale = translate, scale
 
     def _apply(self, x, gen):
@@ -170,8 +178,13 @@ class RandomAffine(Transform):
         inverse = np.stack([np.stack([cos, sin], 1), np.stack([-sin, cos], 1)], 1)
         shifts = np.zeros((n, 2))
         if self.translate:
-            shifts = np.stack([gen.uniform(-1, 1, n) * self.translate[0] * h,
-                               gen.uniform(-1, 1, n) * self.translate[1] * w], 1)
+            shifts = np.stack(
+                [
+                    gen.uniform(-1, 1, n) * self.translate[0] * h,
+                    gen.uniform(-1, 1, n) * self.translate[1] * w,
+                ],
+                1,
+            )
             shifts = np.rint(shifts)
         return affine_warp(x, inverse, np.einsum("nij,nj->ni", inverse, shifts))
 
@@ -211,4 +224,3 @@ class Cutout(Transform):
         cy = gen.integers(0, h, (n, self.n_holes))
         cx = gen.integers(0, w, (n, self.n_holes))
         return x * cutout_mask(n, h, w, self.size, cy, cx, x.dtype)
-

@@ -3,6 +3,7 @@ batch gathered into a reused contiguous buffer. X can be any array, including a
 memory-mapped file larger than RAM, or a list of arrays (a model with several
 inputs); only one batch at a time is materialised (and converted to the model's
 dtype)."""
+
 import numpy as np
 
 from .validation import as_array
@@ -20,14 +21,16 @@ def as_inputs(X, where):
         name = where if len(items) == 1 else f"{where}[{i}]"
         x = as_array(x, name)
         if x.ndim < 2:
-            raise ValueError(f"{name}: expected an array of shape (samples, features...), "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"{name}: expected an array of shape (samples, features...), got shape {x.shape}"
+            )
         if x.shape[0] == 0:
             raise ValueError(f"{name}: is empty")
         arrays.append(x)
     if any(x.shape[0] != arrays[0].shape[0] for x in arrays):
-        raise ValueError(f"{where}: the inputs have different numbers of samples "
-                         f"{[x.shape[0] for x in arrays]}")
+        raise ValueError(
+            f"{where}: the inputs have different numbers of samples {[x.shape[0] for x in arrays]}"
+        )
     return arrays
 
 
@@ -42,15 +45,24 @@ class Batches:
     than `min_batch` (BatchNorm needs 2 samples to compute batch statistics) and there
     is a batch before it, it is merged into that one."""
 
-    def __init__(self, X, y, batch_size, dtype, y_dtype, drop_last=False, min_batch=1,
-                 weights=None, world=None):
+    def __init__(
+        self,
+        X,
+        y,
+        batch_size,
+        dtype,
+        y_dtype,
+        drop_last=False,
+        min_batch=1,
+        weights=None,
+        world=None,
+    ):
         self.world = world  # fastnn.distributed.World: yield this rank's shard of each batch
         self.n = y.shape[0]
         tail = self.n % batch_size
         self.merge_tail = not drop_last and 0 < tail < min_batch and self.n > batch_size
         size = batch_size + tail if self.merge_tail else batch_size
-        self._inputs = ([_Gather(x, size, dtype) for x in X] if isinstance(X, list)
-                        else None)
+        self._inputs = [_Gather(x, size, dtype) for x in X] if isinstance(X, list) else None
         self._single = None if self._inputs is not None else _Gather(X, size, dtype)
         self.y = y
         self.batch_size = batch_size
@@ -101,8 +113,11 @@ class _Gather:
         # temporary of one batch, never of the data set.
         self._contiguous = isinstance(X, np.ndarray) and X.flags.c_contiguous
         direct = self._contiguous and X.dtype == dtype
-        self._stage = (None if direct or not self._contiguous
-                       else np.empty((batch_size,) + X.shape[1:], X.dtype))
+        self._stage = (
+            None
+            if direct or not self._contiguous
+            else np.empty((batch_size,) + X.shape[1:], X.dtype)
+        )
 
     def take(self, idx):
         m = len(idx)

@@ -6,6 +6,7 @@ on_epoch_end(trainer, epoch, logs), on_train_end(trainer) and
 on_nonfinite_loss(trainer, value). `epoch` counts from 1; `logs` holds the figures so
 far ('loss', metrics, 'val_*', 'lr', ...). Setting `trainer.stop_training = True`
 ends fit after the current batch."""
+
 import csv
 import math
 import os
@@ -58,8 +59,7 @@ def _check_monitor(trainer, monitor, who):
     keys = trainer.log_keys
     if monitor not in keys:
         hint = " (it needs validation data)" if monitor.startswith("val_") else ""
-        raise ValueError(f"{who}: unknown monitor {monitor!r}{hint}; this fit logs "
-                         f"{sorted(keys)}")
+        raise ValueError(f"{who}: unknown monitor {monitor!r}{hint}; this fit logs {sorted(keys)}")
 
 
 def _mode_for(monitor, mode, who):
@@ -76,8 +76,7 @@ class _Monitor:
     def __init__(self, monitor, mode, min_delta, who):
         self.monitor = monitor
         if not isinstance(monitor, str):
-            raise TypeError(f"{who}: monitor must be the name of a logged figure, got "
-                            f"{monitor!r}")
+            raise TypeError(f"{who}: monitor must be the name of a logged figure, got {monitor!r}")
         self.mode = _mode_for(monitor, mode, who)
         min_delta = real_number(min_delta, f"{who}: min_delta")
         if min_delta < 0:
@@ -100,8 +99,9 @@ class EarlyStopping(Callback, _Monitor):
     Lightning; patience=0 behaves as 1). restore_best=True puts back the weights (and
     buffers) of the best epoch when training ends."""
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
-                 restore_best=True):
+    def __init__(
+        self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best=True
+    ):
         _Monitor.__init__(self, monitor, mode, min_delta, "EarlyStopping")
         if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, (int, np.integer)):
             raise TypeError(f"EarlyStopping: patience must be an integer, got {patience!r}")
@@ -136,8 +136,11 @@ class EarlyStopping(Callback, _Monitor):
         if self.restore_best and self._best_state is not None:
             trainer.model.load_state_dict(self._best_state)
             if trainer.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch} "
-                      f"({self.monitor} {self.best:.4f})", flush=True)
+                print(
+                    f"EarlyStopping: restored the weights of epoch {self.best_epoch} "
+                    f"({self.monitor} {self.best:.4f})",
+                    flush=True,
+                )
 
 
 class ModelCheckpoint(Callback, _Monitor):
@@ -233,8 +236,7 @@ class TerminateOnNaN(Callback):
     def on_train_begin(self, trainer):
         self.stopped = self.message = None
         self._first = None  # the first batch's loss of this fit
-        losses = trainer.history.history.get("loss", []) if hasattr(trainer, "history") \
-            else []
+        losses = trainer.history.history.get("loss", []) if hasattr(trainer, "history") else []
         self._best = min(losses) if losses else None
 
     def on_epoch_begin(self, trainer, epoch):
@@ -280,9 +282,12 @@ class TerminateOnNaN(Callback):
             np.copyto(b, saved)
         state_version.bump()  # running statistics restored in place
         where = f"the end of epoch {epoch - 1}" if epoch > 1 else "their initial values"
-        what = (f"the loss became {value}" if how == "non-finite" else
-                f"the loss exploded to {value:.4g} (over {self.factor:g} times "
-                f"{self._reference:.4g})")
+        what = (
+            f"the loss became {value}"
+            if how == "non-finite"
+            else f"the loss exploded to {value:.4g} (over {self.factor:g} times "
+            f"{self._reference:.4g})"
+        )
         lr = getattr(opt, "lr", None)
         self.stopped = (epoch, value)
         self.message = (
@@ -290,7 +295,8 @@ class TerminateOnNaN(Callback):
             f"were restored to {where}. Try a lower learning rate"
             + (f" (it is {lr:g})" if isinstance(lr, float) else "")
             + ", gradient clipping (clip_grad_norm=1.0), or check the data for huge or "
-              "non-finite values.")
+            "non-finite values."
+        )
         trainer.stop_training = trainer.diverged = True
         warnings.warn(f"TerminateOnNaN: {self.message}", RuntimeWarning, stacklevel=2)
 
@@ -299,14 +305,22 @@ class LambdaCallback(Callback):
     """A callback from plain functions, e.g.
     LambdaCallback(on_epoch_end=lambda trainer, epoch, logs: print(epoch, logs))."""
 
-    _HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_begin", "on_batch_end",
-              "on_epoch_end", "on_train_end", "on_nonfinite_loss")
+    _HOOKS = (
+        "on_train_begin",
+        "on_epoch_begin",
+        "on_batch_begin",
+        "on_batch_end",
+        "on_epoch_end",
+        "on_train_end",
+        "on_nonfinite_loss",
+    )
 
     def __init__(self, **hooks):
         for name, fn in hooks.items():
             if name not in self._HOOKS:
-                raise ValueError(f"LambdaCallback: unknown hook {name!r}; expected one of "
-                                 f"{list(self._HOOKS)}")
+                raise ValueError(
+                    f"LambdaCallback: unknown hook {name!r}; expected one of {list(self._HOOKS)}"
+                )
             if not callable(fn):
                 raise TypeError(f"LambdaCallback: {name} must be callable")
             setattr(self, name, fn)
@@ -327,8 +341,9 @@ def format_logs(logs):
 
 def epoch_line(trainer, epoch, logs):
     """The closing line of an epoch: number, time, train and validation figures."""
-    return (f"epoch {epoch}/{trainer.target_epochs} - {logs['epoch_time']:.2f}s - "
-            f"{format_logs(logs)}")
+    return (
+        f"epoch {epoch}/{trainer.target_epochs} - {logs['epoch_time']:.2f}s - {format_logs(logs)}"
+    )
 
 
 class EpochLogger(Callback):
@@ -354,10 +369,15 @@ class ProgressBar(Callback):
         """Starts a progress bar over the epoch's batches."""
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=trainer.batches_per_epoch,
-                         desc=f"epoch {epoch}/{trainer.target_epochs}",
-                         unit="batch", leave=False, file=self.stream or sys.stderr,
-                         dynamic_ncols=True, disable=None)  # no bar when not a terminal
+        self._bar = tqdm(
+            total=trainer.batches_per_epoch,
+            desc=f"epoch {epoch}/{trainer.target_epochs}",
+            unit="batch",
+            leave=False,
+            file=self.stream or sys.stderr,
+            dynamic_ncols=True,
+            disable=None,
+        )  # no bar when not a terminal
         self._sum = self._count = 0
         self._next_refresh = 0.0
 

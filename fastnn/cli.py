@@ -4,6 +4,7 @@ Each sub-command is one `_add_<name>(subparsers)` function that declares its opt
 and one `_cmd_<name>(args)` function that runs it and returns the exit code; `main`
 only dispatches. Optional heavy dependencies (PyTorch for `bench`) are imported only
 when a command runs, so that `fastnn --help` and one sub-command never pay for another's."""
+
 import os
 import sys
 
@@ -28,8 +29,9 @@ def _defaults_formatter():
 def _add(subparsers, name, module, help, description):
     """Register a sub-command implemented by fastnn.commands.<module> (add_arguments,
     run); its --help shows defaults and its errors are one line (exit status 2)."""
-    p = subparsers.add_parser(name, help=help, description=description,
-                              formatter_class=_defaults_formatter())
+    p = subparsers.add_parser(
+        name, help=help, description=description, formatter_class=_defaults_formatter()
+    )
     module.add_arguments(p)
     p.set_defaults(func=module.run, command=name)
     return p
@@ -38,34 +40,52 @@ def _add(subparsers, name, module, help, description):
 def _add_train(subparsers):
     from .commands import train
 
-    _add(subparsers, "train", train, "train an MLP (default: on the embedded digits)",
-         train.__doc__.split("\n\n")[0].replace("\n", " "))
+    _add(
+        subparsers,
+        "train",
+        train,
+        "train an MLP (default: on the embedded digits)",
+        train.__doc__.split("\n\n")[0].replace("\n", " "),
+    )
 
 
 def _add_predict(subparsers):
     from .commands import predict
 
-    _add(subparsers, "predict", predict, "predict with a saved model, writing CSV",
-         predict.__doc__.replace("\n", " "))
+    _add(
+        subparsers,
+        "predict",
+        predict,
+        "predict with a saved model, writing CSV",
+        predict.__doc__.replace("\n", " "),
+    )
 
 
 def _add_bench(subparsers):
     from .bench import compare  # light: imports torch only when the benchmark runs
 
     p = subparsers.add_parser(
-        "bench", help="benchmark fastnn against NumPy (and PyTorch, when installed)",
+        "bench",
+        help="benchmark fastnn against NumPy (and PyTorch, when installed)",
         description="Measure the MLP-BN training step and inference of fastnn side by side "
-                    "with a pure-NumPy baseline and PyTorch (when importable), in one "
-                    "process, interleaved; print the tables and targets of docs/performance.md "
-                    "and write the measurements as JSON.")
+        "with a pure-NumPy baseline and PyTorch (when importable), in one "
+        "process, interleaved; print the tables and targets of docs/performance.md "
+        "and write the measurements as JSON.",
+    )
     compare.add_arguments(p)
-    p.add_argument("--distributed", action="store_true",
-                   help="instead: data-parallel training over MPI on this machine (1 process "
-                        "x 2 threads against 2 processes x 1 thread) and the all-reduce cost "
-                        'against the gradient size; needs pip install "fastnn[mpi]"')
-    p.add_argument("--inference", action="store_true",
-                   help="only the inference section: batch-1 latency and throughput of "
-                        "predict against PyTorch and onnxruntime, each in its own process")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="instead: data-parallel training over MPI on this machine (1 process "
+        "x 2 threads against 2 processes x 1 thread) and the all-reduce cost "
+        'against the gradient size; needs pip install "fastnn[mpi]"',
+    )
+    p.add_argument(
+        "--inference",
+        action="store_true",
+        help="only the inference section: batch-1 latency and throughput of "
+        "predict against PyTorch and onnxruntime, each in its own process",
+    )
     p.set_defaults(func=_cmd_bench)
 
 
@@ -78,9 +98,11 @@ def _cmd_bench(args):
         from .bench import distributed
 
         quick = args.quick
-        distributed.run(batch=args.batches[0] if args.batches else 2048,
-                        repeats=args.repeats or (2 if quick else 5),
-                        min_time=args.min_time or (0.05 if quick else 0.2))
+        distributed.run(
+            batch=args.batches[0] if args.batches else 2048,
+            repeats=args.repeats or (2 if quick else 5),
+            min_time=args.min_time or (0.05 if quick else 0.2),
+        )
         return 0
     if args.contention:
         from .bench import contention
@@ -109,8 +131,7 @@ def build_parser():
     """The argparse parser of the fastnn command and its subcommands."""
     parser = Parser(prog="fastnn", description="Fast neural-network training on the CPU.")
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND",
-                                       parser_class=Parser)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     for add in _SUBCOMMANDS:
         add(subparsers)
     return parser

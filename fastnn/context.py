@@ -1,4 +1,5 @@
 """Context: the state of one call of a layer (see fastnn.module)."""
+
 import numpy as np
 
 

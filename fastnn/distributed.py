@@ -15,6 +15,7 @@ step identical optimizers, so they hold the same weights throughout. See
 docs/distributed.md for what is bit-identical to one process and what is equal to
 float32 round-off.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,10 +59,12 @@ class World:
         smallest = batch_size if drop_last or last == 0 or n < batch_size else last
         smallest = min(smallest, n)
         if smallest < self.size:
-            raise ValueError(f"fastnn.distributed: a global batch of {smallest} rows cannot "
-                             f"give each of the {self.size} ranks a row; use batch_size >= "
-                             f"{self.size} (and drop_last=True when the last batch is "
-                             "smaller)")
+            raise ValueError(
+                f"fastnn.distributed: a global batch of {smallest} rows cannot "
+                f"give each of the {self.size} ranks a row; use batch_size >= "
+                f"{self.size} (and drop_last=True when the last batch is "
+                "smaller)"
+            )
 
     def begin_batch(self, n: int) -> slice:
         """This rank's slice of an n-row global batch; records the rank's share of it
@@ -119,9 +122,11 @@ def launched_by_mpiexec() -> bool:
 def _abort_on_uncaught(world):
     """An exception escaping one rank aborts every rank (MPI_Abort) after printing its
     traceback, instead of leaving the others blocked in a collective forever."""
+
     def hook(kind, value, tb):
-        sys.stderr.write(f"fastnn.distributed: rank {world.rank} of {world.size} raised; "
-                         f"aborting all ranks\n")
+        sys.stderr.write(
+            f"fastnn.distributed: rank {world.rank} of {world.size} raised; aborting all ranks\n"
+        )
         traceback.print_exception(kind, value, tb)
         sys.stderr.flush()
         time.sleep(0.5)  # let the launcher forward the message before it kills everyone
@@ -158,8 +163,9 @@ def init(comm: Any = None) -> World:
     try:
         from mpi4py import MPI
     except ImportError as e:
-        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: "
-                          'pip install "fastnn[mpi]"') from e
+        raise ImportError(
+            'fastnn.distributed needs mpi4py and an MPI library: pip install "fastnn[mpi]"'
+        ) from e
     _world = World(MPI.COMM_WORLD if comm is None else comm)
     if _world.size > 1:
         _abort_on_uncaught(_world)
@@ -205,8 +211,9 @@ class DataParallel:
         self.sync_state(model, everything=True)
         state = rng.get_state(stream) if self.world.is_main else None
         rng.set_state(self.world.broadcast_object(state), stream)
-        self._handles.append(store.register_hook("after_backward", self.allreduce_gradients,
-                                                 order=200))
+        self._handles.append(
+            store.register_hook("after_backward", self.allreduce_gradients, order=200)
+        )
 
     def stop(self):
         for handle in self._handles:
@@ -251,7 +258,8 @@ class DataParallel:
         from .callbacks import CSVLogger, EpochLogger, ModelCheckpoint, ProgressBar
 
         output = (CSVLogger, EpochLogger, ModelCheckpoint, ProgressBar)
-        return [c for c in callbacks if not isinstance(c, output)
-                and not getattr(c, "rank_zero_only", False)]
-
-
+        return [
+            c
+            for c in callbacks
+            if not isinstance(c, output) and not getattr(c, "rank_zero_only", False)
+        ]

@@ -12,6 +12,7 @@ their predictions averaged.
     bag.fit(X, y, epochs=20, batch_size=32)
     proba = bag.predict_proba(X_test)      # mean of the members' softmax outputs
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def _as_trainer(built, where):
         return built
     if isinstance(built, Module):
         return Trainer(built, CrossEntropyLoss(), Adam(built.parameters(), lr=1e-3))
-    raise TypeError(f"{where}: build_model() must return a fastnn.Trainer or a Module, got "
-                    f"{type(built).__name__}")
+    raise TypeError(
+        f"{where}: build_model() must return a fastnn.Trainer or a Module, got "
+        f"{type(built).__name__}"
+    )
 
 
 def _build(build_model, seed):
@@ -87,17 +90,25 @@ class Bagging:
     (each member's sample indices), `n_classes_` (classification).
     """
 
-    def __init__(self, build_model: Callable[[], Any], n_estimators: int = 10, *,
-                 max_samples: float | int = 1.0, bootstrap: bool = True,
-                 n_jobs: int | None = None, random_state: int | None = None):
+    def __init__(
+        self,
+        build_model: Callable[[], Any],
+        n_estimators: int = 10,
+        *,
+        max_samples: float | int = 1.0,
+        bootstrap: bool = True,
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+    ):
         if not callable(build_model):
             raise TypeError(f"Bagging: build_model must be callable, got {build_model!r}")
         self.build_model = build_model
         self.n_estimators = positive_int(n_estimators, "Bagging n_estimators")
         if isinstance(max_samples, (float, np.floating)):
             if not 0.0 < max_samples <= 1.0:
-                raise ValueError(f"Bagging: max_samples as a fraction must be in (0, 1], "
-                                 f"got {max_samples}")
+                raise ValueError(
+                    f"Bagging: max_samples as a fraction must be in (0, 1], got {max_samples}"
+                )
         else:
             max_samples = positive_int(max_samples, "Bagging max_samples")
         self.max_samples = max_samples
@@ -109,17 +120,24 @@ class Bagging:
 
     def _plan(self, n):
         """(seed, sample indices) for every member."""
-        count = (max(1, int(round(self.max_samples * n)))
-                 if isinstance(self.max_samples, float) else self.max_samples)
+        count = (
+            max(1, int(round(self.max_samples * n)))
+            if isinstance(self.max_samples, float)
+            else self.max_samples
+        )
         if count > n and not self.bootstrap:
-            raise ValueError(f"Bagging: max_samples={count} exceeds the {n} samples "
-                             "(without bootstrap)")
+            raise ValueError(
+                f"Bagging: max_samples={count} exceeds the {n} samples (without bootstrap)"
+            )
         children = np.random.SeedSequence(self.random_state).spawn(self.n_estimators)
         plan = []
         for child in children:
             draw = np.random.default_rng(child)
-            idx = (draw.integers(0, n, count) if self.bootstrap
-                   else draw.choice(n, count, replace=False))
+            idx = (
+                draw.integers(0, n, count)
+                if self.bootstrap
+                else draw.choice(n, count, replace=False)
+            )
             plan.append((int(child.generate_state(1)[0]), np.sort(idx)))
         return plan
 
@@ -128,8 +146,10 @@ class Bagging:
         (epochs, batch_size, ...; verbose defaults to 0). Returns self."""
         X, y = as_array(X, "Bagging.fit X"), as_array(y, "Bagging.fit y")
         if X.shape[0] != y.shape[0] or X.shape[0] == 0:
-            raise ValueError(f"Bagging.fit: X has {X.shape[0]} samples and y has "
-                             f"{y.shape[0]}; expected the same non-zero number")
+            raise ValueError(
+                f"Bagging.fit: X has {X.shape[0]} samples and y has "
+                f"{y.shape[0]}; expected the same non-zero number"
+            )
         fit_kwargs.setdefault("verbose", 0)
         plan = self._plan(X.shape[0])
         outer_state = rng.get_state()  # members are seeded; the caller's stream is kept
@@ -143,13 +163,14 @@ class Bagging:
         jobs = os.cpu_count() if self.n_jobs == -1 else (self.n_jobs or 1)
         jobs = min(jobs, self.n_estimators)
         if jobs == 1:
-            states = [_train_member(self.build_model, s, X[i], y[i], fit_kwargs)
-                      for s, i in plan]
+            states = [_train_member(self.build_model, s, X[i], y[i], fit_kwargs) for s, i in plan]
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_train_member, self.build_model, s, X[i], y[i],
-                                       fit_kwargs, threads) for s, i in plan]
+                futures = [
+                    pool.submit(_train_member, self.build_model, s, X[i], y[i], fit_kwargs, threads)
+                    for s, i in plan
+                ]
                 states = [f.result() for f in futures]
         self.trainers_ = []
         for (seed, _), state in zip(plan, states):
@@ -177,8 +198,10 @@ class Bagging:
         """Mean of the members' class probabilities, (n, classes) float64."""
         self._check_fitted("predict_proba")
         if not self.classification_:
-            raise AttributeError("Bagging.predict_proba: the members are regressors "
-                                 "(their loss is not CrossEntropyLoss)")
+            raise AttributeError(
+                "Bagging.predict_proba: the members are regressors "
+                "(their loss is not CrossEntropyLoss)"
+            )
         return np.mean(self.member_outputs(X, batch_size), axis=0)
 
     def predict(self, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -190,6 +213,8 @@ class Bagging:
         return np.mean(self.member_outputs(X, batch_size), axis=0)
 
     def __repr__(self):
-        return (f"Bagging(n_estimators={self.n_estimators}, max_samples={self.max_samples}, "
-                f"bootstrap={self.bootstrap}, n_jobs={self.n_jobs}, "
-                f"random_state={self.random_state})")
+        return (
+            f"Bagging(n_estimators={self.n_estimators}, max_samples={self.max_samples}, "
+            f"bootstrap={self.bootstrap}, n_jobs={self.n_jobs}, "
+            f"random_state={self.random_state})"
+        )

@@ -10,6 +10,7 @@ Calling a module on symbolic tensors records a node and returns symbolic tensors
 the output shape; `Model(inputs, outputs)` collects the nodes between them into an
 executable plan (fastnn.plan). A module called at several nodes shares its
 parameters between them; its gradients sum."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,12 @@ from .symbolic import SymbolicTensor
 from .plan import Plan
 from .validation import float_dtype, positive_int
 
-def Input(shape: int | Sequence[int], dtype=np.float32,  # noqa: N802 - Keras' name
-          name: str | None = None) -> SymbolicTensor:
+
+def Input(
+    shape: int | Sequence[int],
+    dtype=np.float32,  # noqa: N802 - Keras' name
+    name: str | None = None,
+) -> SymbolicTensor:
     """A symbolic model input; `shape` excludes the batch axis (an int or a tuple)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
@@ -56,8 +61,12 @@ class Model(Layer):
         self._plan_cache = (None, None)
         self._all_modules = None
 
-    def __init__(self, inputs: SymbolicTensor | Sequence[SymbolicTensor],
-                 outputs: SymbolicTensor | Sequence[SymbolicTensor], name: str | None = None):
+    def __init__(
+        self,
+        inputs: SymbolicTensor | Sequence[SymbolicTensor],
+        outputs: SymbolicTensor | Sequence[SymbolicTensor],
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
@@ -65,12 +74,13 @@ class Model(Layer):
         self.outputs = list(outputs) if self._multi_out else [outputs]
         for t in self.inputs + self.outputs:
             if not isinstance(t, SymbolicTensor):
-                raise TypeError(f"Model: inputs and outputs must be symbolic tensors "
-                                f"(fastnn.Input and layer calls on it), got {t!r}")
+                raise TypeError(
+                    f"Model: inputs and outputs must be symbolic tensors "
+                    f"(fastnn.Input and layer calls on it), got {t!r}"
+                )
         for t in self.inputs:
             if t.node is not None:
-                raise ValueError("Model: inputs must be fastnn.Input tensors, got the "
-                                 f"{t!r}")
+                raise ValueError(f"Model: inputs must be fastnn.Input tensors, got the {t!r}")
         if len({id(t) for t in self.inputs}) != len(self.inputs):
             raise ValueError("Model: the same Input is given twice")
         self._nodes = self._topological_nodes()
@@ -89,8 +99,10 @@ class Model(Layer):
         def visit(t, path):
             if t.node is None:
                 if id(t) not in allowed:
-                    raise ValueError(f"Model: an output depends on the input {t!r}, which "
-                                     "is not among the model's inputs")
+                    raise ValueError(
+                        f"Model: an output depends on the input {t!r}, which "
+                        "is not among the model's inputs"
+                    )
                 return
             node = t.node
             mark = state.get(id(node))
@@ -113,8 +125,10 @@ class Model(Layer):
         for layer in self._layers:
             if layer.name is not None:
                 if layer.name in taken:
-                    raise ValueError(f"Model: two layers are named {layer.name!r}; names "
-                                     "must be unique in a model")
+                    raise ValueError(
+                        f"Model: two layers are named {layer.name!r}; names "
+                        "must be unique in a model"
+                    )
                 taken[layer.name] = layer
         counts = {}
         for layer in self._layers:
@@ -149,8 +163,9 @@ class Model(Layer):
         for layer in self._layers:
             if layer.name == name:
                 return layer
-        raise KeyError(f"Model has no layer {name!r}; its layers are "
-                       f"{[m.name for m in self._layers]}")
+        raise KeyError(
+            f"Model has no layer {name!r}; its layers are {[m.name for m in self._layers]}"
+        )
 
     def named_children(self):
         """(layer name, layer) pairs, in the order the layers run."""
@@ -198,14 +213,20 @@ class Model(Layer):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         gs = list(grad_out) if self._multi_out else [grad_out]
         if len(gs) != len(self.outputs):
-            raise ValueError(f"{self._where()}.backward: expected {len(self.outputs)} "
-                             f"output gradients, got {len(gs)}")
+            raise ValueError(
+                f"{self._where()}.backward: expected {len(self.outputs)} "
+                f"output gradients, got {len(gs)}"
+            )
         for g, t, y in zip(gs, self.outputs, range(len(gs))):
             if g is not None and np.shape(g)[1:] != t.shape[1:]:
-                raise ValueError(f"{self._where()}.backward: gradient {y} has shape "
-                                 f"{np.shape(g)}, expected (batch,) + {t.shape[1:]}")
-        gs = [None if g is None else np.ascontiguousarray(g, dtype=t.dtype)
-              for g, t in zip(gs, self.outputs)]
+                raise ValueError(
+                    f"{self._where()}.backward: gradient {y} has shape "
+                    f"{np.shape(g)}, expected (batch,) + {t.shape[1:]}"
+                )
+        gs = [
+            None if g is None else np.ascontiguousarray(g, dtype=t.dtype)
+            for g, t in zip(gs, self.outputs)
+        ]
         gx = ctx.plan.backward(ctx, gs, need_input_grad)
         if not need_input_grad:
             return None
@@ -214,14 +235,15 @@ class Model(Layer):
     def _check_inputs(self, x):
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
         if len(xs) != len(self.inputs):
-            raise ValueError(f"{self._where()}: expected {len(self.inputs)} inputs, got "
-                             f"{len(xs)}")
+            raise ValueError(f"{self._where()}: expected {len(self.inputs)} inputs, got {len(xs)}")
         out = []
         for v, t in zip(xs, self.inputs):
             v = np.asarray(v)
             if v.shape[1:] != t.shape[1:]:
-                raise ValueError(f"{self._where()}: input {t.name!r} expects shape "
-                                 f"(batch,) + {t.shape[1:]}, got {v.shape}")
+                raise ValueError(
+                    f"{self._where()}: input {t.name!r} expects shape "
+                    f"(batch,) + {t.shape[1:]}, got {v.shape}"
+                )
             out.append(v)
         return out
 
@@ -235,33 +257,50 @@ class Model(Layer):
         index = {id(m): i for i, m in enumerate(self._layers)}
         nodes = []
         for k, node in enumerate(self._nodes):
-            nodes.append({"layer": index[id(node.module)],
-                          "inputs": [list(ids[id(t)]) for t in node.inputs],
-                          "multi": node.multi})
+            nodes.append(
+                {
+                    "layer": index[id(node.module)],
+                    "inputs": [list(ids[id(t)]) for t in node.inputs],
+                    "multi": node.multi,
+                }
+            )
             for j, t in enumerate(node.outputs):
                 ids[id(t)] = ("node", k, j)
-        return {"inputs": [{"shape": list(t.shape[1:]), "dtype": str(t.dtype),
-                            "name": t.name} for t in self.inputs],
-                "layers": list(self._layers),
-                "nodes": nodes,
-                "outputs": [list(ids[id(t)]) for t in self.outputs],
-                "multi_inputs": self._multi_in, "multi_outputs": self._multi_out}
+        return {
+            "inputs": [
+                {"shape": list(t.shape[1:]), "dtype": str(t.dtype), "name": t.name}
+                for t in self.inputs
+            ],
+            "layers": list(self._layers),
+            "nodes": nodes,
+            "outputs": [list(ids[id(t)]) for t in self.outputs],
+            "multi_inputs": self._multi_in,
+            "multi_outputs": self._multi_out,
+        }
 
     @classmethod
     def from_config(cls, config, name=None):
         """Rebuild a Model from get_config() (with its layers already rebuilt)."""
-        inputs = [Input(tuple(spec["shape"]), spec["dtype"], spec["name"])
-                  for spec in config["inputs"]]
+        inputs = [
+            Input(tuple(spec["shape"]), spec["dtype"], spec["name"]) for spec in config["inputs"]
+        ]
         layers = config["layers"]
         made = []
         for node in config["nodes"]:
-            args = [inputs[r[1]] if r[0] == "input" else _output(made[r[1]], r[2])
-                    for r in node["inputs"]]
+            args = [
+                inputs[r[1]] if r[0] == "input" else _output(made[r[1]], r[2])
+                for r in node["inputs"]
+            ]
             made.append(layers[node["layer"]](args if node["multi"] else args[0]))
-        outs = [inputs[r[1]] if r[0] == "input" else _output(made[r[1]], r[2])
-                for r in config["outputs"]]
-        return cls(inputs if config["multi_inputs"] else inputs[0],
-                   outs if config["multi_outputs"] else outs[0], name=name)
+        outs = [
+            inputs[r[1]] if r[0] == "input" else _output(made[r[1]], r[2])
+            for r in config["outputs"]
+        ]
+        return cls(
+            inputs if config["multi_inputs"] else inputs[0],
+            outs if config["multi_outputs"] else outs[0],
+            name=name,
+        )
 
     # -- display ----------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
@@ -279,10 +318,15 @@ class Model(Layer):
             for k, t in enumerate(node.outputs):
                 names[id(t)] = m.name if len(node.outputs) == 1 else f"{m.name}[{k}]"
             shape = ", ".join(str(t.shape) for t in node.outputs)
-            rows.append((f"{m.name} ({type(m).__name__})", shape, n,
-                         ", ".join(names[id(t)] for t in node.inputs)))
-        return _table(rows, ("Layer (type)", "Output shape", "Params", "Inputs"),
-                      self, print_fn)
+            rows.append(
+                (
+                    f"{m.name} ({type(m).__name__})",
+                    shape,
+                    n,
+                    ", ".join(names[id(t)] for t in node.inputs),
+                )
+            )
+        return _table(rows, ("Layer (type)", "Output shape", "Params", "Inputs"), self, print_fn)
 
     def extra_repr(self):
         """The model's name, if any."""
@@ -296,8 +340,10 @@ def _output(made, index):
 def _table(rows, header, model, print_fn):
     """Aligned summary table with totals (shared by Model and Sequential)."""
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt_row = "  ".join(["{:<%d}" % widths[0], "{:<%d}" % widths[1], "{:>%d}" % max(
-        widths[2], 10)] + (["{:<%d}" % widths[3]] if len(header) > 3 else []))
+    fmt_row = "  ".join(
+        ["{:<%d}" % widths[0], "{:<%d}" % widths[1], "{:>%d}" % max(widths[2], 10)]
+        + (["{:<%d}" % widths[3]] if len(header) > 3 else [])
+    )
     lines = [fmt_row.format(*header).rstrip()]
     lines.append("-" * len(lines[0]))
     for r in rows:
@@ -308,10 +354,11 @@ def _table(rows, header, model, print_fn):
     params = model.parameters()
     total = sum(p.size for p in params)
     trainable = sum(p.size for p in params if p.requires_grad)
-    lines.append(f"Total parameters: {total:,} (trainable {trainable:,}), dtype "
-                 f"{model.dtype or np.dtype(np.float32)}")
+    lines.append(
+        f"Total parameters: {total:,} (trainable {trainable:,}), dtype "
+        f"{model.dtype or np.dtype(np.float32)}"
+    )
     text = "\n".join(lines)
     if print_fn is not None:
         print_fn(text)
     return text
-

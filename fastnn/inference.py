@@ -19,6 +19,7 @@ a predictor agrees with the layer-by-layer evaluation forward to that dtype's
 round-off. A predictor notices every change fastnn makes to the model's state (see
 fastnn.state_version) and refolds on its next call.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -48,8 +49,9 @@ def _layers_of(model):
     whose graph is a chain (one input, one output, each layer consuming the output of
     the one before); nested containers are flattened."""
     if model._hooked:
-        raise NotCompilable(f"{type(model).__name__} has hooks, which a compiled "
-                            "predictor would not call")
+        raise NotCompilable(
+            f"{type(model).__name__} has hooks, which a compiled predictor would not call"
+        )
     if type(model) is Sequential:  # not subclasses (Residual adds its input)
         return [m for layer in model.layers for m in _layers_of(layer)]
     if type(model) is Model:
@@ -57,10 +59,13 @@ def _layers_of(model):
             raise NotCompilable("a Model with several inputs or outputs")
         t, out = model.inputs[0], []
         for node in model._nodes:
-            if (node.multi or len(node.outputs) != 1 or len(node.inputs) != 1
-                    or node.inputs[0] is not t):
-                raise NotCompilable(f"the graph of Model {model.name!r} is not a chain of "
-                                    "layers")
+            if (
+                node.multi
+                or len(node.outputs) != 1
+                or len(node.inputs) != 1
+                or node.inputs[0] is not t
+            ):
+                raise NotCompilable(f"the graph of Model {model.name!r} is not a chain of layers")
             out += _layers_of(node.module)
             t = node.outputs[0]
         if t is not model.outputs[0]:
@@ -74,8 +79,10 @@ def _affine_of(layer):
     feature, else None."""
     if type(layer) is BatchNorm1d:
         if not layer.track_running_stats:
-            raise NotCompilable(f"{layer._where}: track_running_stats=False normalises with "
-                                "the statistics of each batch, also in evaluation")
+            raise NotCompilable(
+                f"{layer._where}: track_running_stats=False normalises with "
+                "the statistics of each batch, also in evaluation"
+            )
         scale = 1.0 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
         shift = -layer.running_mean.astype(np.float64) * scale
         if layer.affine:
@@ -128,13 +135,17 @@ def fold(layers):
             raise NotCompilable(f"{where}: only a final Softmax is compiled")
         if type(layer) is Dense:
             if stages and stages[-1].weight.shape[0] != layer.in_features:
-                raise NotCompilable(f"{where} takes {layer.in_features} features, the Dense "
-                                    f"layer before gives {stages[-1].weight.shape[0]}")
+                raise NotCompilable(
+                    f"{where} takes {layer.in_features} features, the Dense "
+                    f"layer before gives {stages[-1].weight.shape[0]}"
+                )
             stages.append(_Stage(layer))
             if pending is not None:
                 if np.shape(pending[0]) not in ((), (layer.in_features,)):
-                    raise NotCompilable(f"{where} takes {layer.in_features} features, the "
-                                        f"layers before give {np.shape(pending[0])[0]}")
+                    raise NotCompilable(
+                        f"{where} takes {layer.in_features} features, the "
+                        f"layers before give {np.shape(pending[0])[0]}"
+                    )
                 stages[-1].fold_input(*pending)
                 pending = None
         elif layer.epilogue() is not None:  # an elementwise activation
@@ -142,8 +153,10 @@ def fold(layers):
             if act[0] == _kernels.ACT_IDENTITY:
                 continue
             if not stages or not stages[-1].open or pending is not None:
-                raise NotCompilable(f"{where}: an activation is compiled only right after a "
-                                    "Dense layer (and the normalisations folded into it)")
+                raise NotCompilable(
+                    f"{where}: an activation is compiled only right after a "
+                    "Dense layer (and the normalisations folded into it)"
+                )
             stages[-1].act = act
             stages[-1].open = False
         elif type(layer) is Dropout and (layer.mode == "inverted" or layer.p == 0.0):
@@ -156,8 +169,10 @@ def fold(layers):
                 raise NotCompilable(f"{where} has no compiled evaluation form")
             width = np.shape(affine[0])
             if stages and width not in ((), stages[-1].weight.shape[:1]):
-                raise NotCompilable(f"{where} has {width[0]} features, the Dense layer "
-                                    f"before gives {stages[-1].weight.shape[0]}")
+                raise NotCompilable(
+                    f"{where} has {width[0]} features, the Dense layer "
+                    f"before gives {stages[-1].weight.shape[0]}"
+                )
             if stages and stages[-1].open:
                 stages[-1].fold_output(*affine)
             elif pending is None:
@@ -167,15 +182,16 @@ def fold(layers):
     if not stages:
         raise NotCompilable("the model has no Dense layer")
     if pending is not None:
-        raise NotCompilable("a normalisation after the last Dense layer's activation has "
-                            "no Dense layer to fold into")
+        raise NotCompilable(
+            "a normalisation after the last Dense layer's activation has "
+            "no Dense layer to fold into"
+        )
     dtypes = {m.weight.dtype for m in layers if type(m) is Dense}
     if len(dtypes) > 1:
         raise NotCompilable(f"the Dense layers have different dtypes: {sorted(map(str, dtypes))}")
     dtype = dtypes.pop()
     weights = [np.ascontiguousarray(s.weight, dtype) for s in stages]
-    biases = [None if s.bias is None else np.ascontiguousarray(s.bias, dtype)
-              for s in stages]
+    biases = [None if s.bias is None else np.ascontiguousarray(s.bias, dtype) for s in stages]
     return weights, biases, [s.act for s in stages], softmax
 
 
@@ -224,8 +240,13 @@ class Predictor:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
-        if (type(x) is not np.ndarray or x.dtype != chain.dtype or x.ndim != 2
-                or x.shape[1] != chain.in_features or not x.flags.c_contiguous):
+        if (
+            type(x) is not np.ndarray
+            or x.dtype != chain.dtype
+            or x.ndim != 2
+            or x.shape[1] != chain.in_features
+            or not x.flags.c_contiguous
+        ):
             x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
         if out is None:
             out = np.empty((x.shape[0], chain.out_features), chain.dtype)
@@ -256,8 +277,10 @@ class Predictor:
 
     def __repr__(self):
         c = self._chain
-        return (f"Predictor(in_features={c.in_features}, out_features={c.out_features}, "
-                f"dtype={c.dtype}, softmax={self._softmax})")
+        return (
+            f"Predictor(in_features={c.in_features}, out_features={c.out_features}, "
+            f"dtype={c.dtype}, softmax={self._softmax})"
+        )
 
 
 def compile(model: Module) -> Predictor:

@@ -4,6 +4,7 @@ Every function fills a Parameter (or ndarray) in place and returns it; draws com
 the generator seeded by `fastnn.seed`. Fans follow torch: a weight of shape
 (out, in, *kernel) has fan_in = in * prod(kernel) and fan_out = out * prod(kernel).
 """
+
 import contextlib
 import functools
 import math
@@ -98,8 +99,7 @@ def _fill(tensor, values):
 def _in_place(arr):
     """True when arr can be filled where it lies (a C-contiguous float array): no
     temporary the size of the tensor is made."""
-    return arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and \
-        arr.flags.writeable
+    return arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and arr.flags.writeable
 
 
 @_initialiser

@@ -4,6 +4,7 @@ architecture and format version as JSON metadata, written atomically.
 A file written by `save` can be read by `safetensors.numpy.load_file` (or torch's
 `safetensors.torch.load_file`) and its tensors loaded into the equivalent
 torch.nn.Sequential by key."""
+
 import json
 import math
 import os
@@ -21,8 +22,11 @@ FORMAT = "fastnn"
 FORMAT_VERSION = "1"
 
 # Classes a saved architecture may name.
-_CLASSES = {name: getattr(_layers, name) for name in _layers.__all__
-            if isinstance(getattr(_layers, name), type)}
+_CLASSES = {
+    name: getattr(_layers, name)
+    for name in _layers.__all__
+    if isinstance(getattr(_layers, name), type)
+}
 _CLASSES["Sequential"] = Sequential
 _CLASSES["Model"] = Model
 
@@ -123,7 +127,7 @@ def _remove_stale_temporaries(directory):
     for name in names:
         if not (name.startswith(_TMP_PREFIX) and name.endswith(".tmp")):
             continue
-        pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        pid = name[len(_TMP_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
         try:
@@ -150,8 +154,7 @@ def atomic_write(path, data):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     _remove_stale_temporaries(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory)
     try:
         # mkstemp creates the file 0600; give it the permissions of the file it replaces,
         # or those of an ordinary new file (0666 minus the umask), as open() would.
@@ -180,9 +183,10 @@ def encode(tensors, metadata):
     from safetensors.numpy import save
 
     # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d).
-    return save({k: np.require(v, requirements="C") for k, v in tensors.items()},
-                metadata={k: v if isinstance(v, str) else json.dumps(v)
-                          for k, v in metadata.items()})
+    return save(
+        {k: np.require(v, requirements="C") for k, v in tensors.items()},
+        metadata={k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()},
+    )
 
 
 # Tensor types a fastnn file may hold: float parameters and buffers, int64 counters
@@ -229,25 +233,32 @@ def read_header(path):
         try:
             code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
         except (TypeError, KeyError, ValueError):
-            raise _damaged(path, f"tensor {name!r} has no dtype, shape and data_offsets") \
-                from None
+            raise _damaged(path, f"tensor {name!r} has no dtype, shape and data_offsets") from None
         if code not in _TENSOR_DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has type {code}; fastnn model files "
-                             "hold float32/float64 tensors (and int64 counters)")
+            raise ValueError(
+                f"{path}: tensor {name!r} has type {code}; fastnn model files "
+                "hold float32/float64 tensors (and int64 counters)"
+            )
         dims = shape if isinstance(shape, list) else [None]
         if not all(type(d) is int and d >= 0 for d in dims + [begin, end]):
             raise _damaged(path, f"tensor {name!r}: invalid shape {shape} or offsets")
         nbytes = math.prod(dims) * _TENSOR_DTYPES[code].itemsize
         if end - begin != nbytes or end > data_size or begin > end:
-            raise _damaged(path, f"tensor {name!r} of shape {tuple(dims)} ({nbytes} bytes) "
-                                 f"does not fit bytes {begin}..{end} of {data_size}")
+            raise _damaged(
+                path,
+                f"tensor {name!r} of shape {tuple(dims)} ({nbytes} bytes) "
+                f"does not fit bytes {begin}..{end} of {data_size}",
+            )
         table[name] = (_TENSOR_DTYPES[code], tuple(dims), (begin, end))
         ends.append((begin, end))
     ends.sort()
     covered = [0] + [e for _, e in ends]
     if [b for b, _ in ends] != covered[:-1] or covered[-1] != data_size:
-        raise _damaged(path, f"the tensors do not tile the {data_size} data bytes exactly "
-                             "(overlapping, gaps or extra bytes)")
+        raise _damaged(
+            path,
+            f"the tensors do not tile the {data_size} data bytes exactly "
+            "(overlapping, gaps or extra bytes)",
+        )
     return table, meta
 
 
@@ -276,9 +287,11 @@ def check_tensors(tensors, path):
     for name, t in tensors.items():
         if t.dtype.kind == "f" and not np.isfinite(t).all():
             bad = int((~np.isfinite(t)).sum())
-            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite "
-                             f"value{'s' if bad > 1 else ''}; the file is damaged or was "
-                             "saved from a diverged run")
+            raise ValueError(
+                f"{path}: tensor {name!r} holds {bad} NaN or infinite "
+                f"value{'s' if bad > 1 else ''}; the file is damaged or was "
+                "saved from a diverged run"
+            )
 
 
 def _depth(spec, limit):
@@ -318,9 +331,14 @@ def save(model, path, metadata=None):
     classes = getattr(model, "classes_", None)  # set by Trainer.fit for class names
     if classes is not None and "classes" not in user:
         user.update(task="classification", classes=[str(c) for c in classes])
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__,
-            "dtype": str(model.dtype or np.dtype(np.float32)), "architecture": architecture,
-            "user": user}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": __version__,
+        "dtype": str(model.dtype or np.dtype(np.float32)),
+        "architecture": architecture,
+        "user": user,
+    }
     atomic_write(path, encode(model.state_dict(), meta))
 
 
@@ -337,11 +355,11 @@ def _json_field(meta, key, default, path):
     try:
         return json.loads(meta[key]) if key in meta else default
     except RecursionError:
-        raise ValueError(f"{path}: the {key!r} metadata in the file nests too deeply") \
-            from None
+        raise ValueError(f"{path}: the {key!r} metadata in the file nests too deeply") from None
     except ValueError as e:
-        raise ValueError(f"{path}: the {key!r} metadata in the file is not valid JSON "
-                         f"({e})") from None
+        raise ValueError(
+            f"{path}: the {key!r} metadata in the file is not valid JSON ({e})"
+        ) from None
 
 
 def _rebuild_from_file(path, meta, table):
@@ -351,31 +369,51 @@ def _rebuild_from_file(path, meta, table):
     from . import init, memory
 
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a fastnn model file (no fastnn metadata); pass "
-                         "model= to load its tensors into a model you built")
+        raise ValueError(
+            f"{path}: not a fastnn model file (no fastnn metadata); pass "
+            "model= to load its tensors into a model you built"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model format version {meta.get('format_version')!r} "
-                         f"is not supported (this fastnn reads {FORMAT_VERSION!r})")
+        raise ValueError(
+            f"{path}: model format version {meta.get('format_version')!r} "
+            f"is not supported (this fastnn reads {FORMAT_VERSION!r})"
+        )
     architecture = _json_field(meta, "architecture", None, path)
     if architecture is None:
-        raise ValueError(f"{path}: the file has no architecture (the model contained "
-                         "user-defined modules); pass model= to load its weights")
+        raise ValueError(
+            f"{path}: the file has no architecture (the model contained "
+            "user-defined modules); pass model= to load its weights"
+        )
     if not isinstance(architecture, dict) or _depth(architecture, MAX_DEPTH) > MAX_DEPTH:
-        raise ValueError(f"{path}: the model architecture in the file is invalid (not a "
-                         f"layer description, or nests deeper than {MAX_DEPTH} levels)")
+        raise ValueError(
+            f"{path}: the model architecture in the file is invalid (not a "
+            f"layer description, or nests deeper than {MAX_DEPTH} levels)"
+        )
     held = sum(math.prod(shape) for dt, shape, _ in table.values() if dt.kind == "f")
     # Rebuilding may create parameters that do not end up in the model (weight_norm
     # replaces `weight`): twice what the file holds, plus a little, bounds it.
     budget = 2 * held + 2**20
     try:
-        with memory.parameter_budget(budget, f"{budget} values allowed by the {held} the "
-                                             "file holds"), init.skipped():
+        with (
+            memory.parameter_budget(
+                budget, f"{budget} values allowed by the {held} the file holds"
+            ),
+            init.skipped(),
+        ):
             return layer_from_spec(architecture, float_dtype(meta.get("dtype", "float32")))
-    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError,
-            MemoryError, RecursionError) as e:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        NotImplementedError,
+        MemoryError,
+        RecursionError,
+    ) as e:
         # A damaged or hand-made architecture: say which file, never a bare TypeError.
-        raise ValueError(f"{path}: the model architecture in the file is invalid "
-                         f"({type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"{path}: the model architecture in the file is invalid ({type(e).__name__}: {e})"
+        ) from None
 
 
 def load(path, model=None):
@@ -396,8 +434,9 @@ def load(path, model=None):
     own = dict(model._state_items())
     for key, t in tensors.items():
         if key in own and own[key].dtype.kind != t.dtype.kind:
-            raise ValueError(f"{path}: tensor {key!r} has type {t.dtype}, the model's is "
-                             f"{own[key].dtype}")
+            raise ValueError(
+                f"{path}: tensor {key!r} has type {t.dtype}, the model's is {own[key].dtype}"
+            )
     try:
         model.load_state_dict(tensors)
     except (KeyError, ValueError) as e:

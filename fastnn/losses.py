@@ -18,6 +18,7 @@ weighted average, and all-ones weights change nothing.
 Each loss and its gradient come from one fused C pass over the batch (softmax
 cross-entropy, and the elementwise losses); NLLLoss, a gather, is NumPy.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -30,8 +31,16 @@ from .validation import as_array, as_float_input, choice, follow_dtype
 _REDUCTIONS = {"mean", "sum", "none"}
 
 __all__ = [
-    "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "Loss", "MSELoss",
-    "NLLLoss", "SmoothL1Loss", "check_labels", "get",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "HuberLoss",
+    "L1Loss",
+    "Loss",
+    "MSELoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+    "check_labels",
+    "get",
 ]
 
 
@@ -132,8 +141,10 @@ def _class_weight(weight, where):
         return None
     w = as_array(weight, f"{where} weight").astype(np.float64)
     if w.ndim != 1 or not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"{where}: weight must be a 1-D vector of finite weights >= 0 (one "
-                         f"per class), got shape {w.shape}")
+        raise ValueError(
+            f"{where}: weight must be a 1-D vector of finite weights >= 0 (one "
+            f"per class), got shape {w.shape}"
+        )
     return w
 
 
@@ -160,8 +171,9 @@ def check_labels(target, rows, classes, where, shape=None, ignore_index=None):
             lo, hi = (int(inside.min()), int(inside.max())) if inside.size else (0, 0)
         if lo < 0 or hi >= classes:
             bad = lo if lo < 0 else hi
-            raise ValueError(f"{where}: label {bad} out of range for {classes} classes "
-                             f"(valid: 0..{classes - 1})")
+            raise ValueError(
+                f"{where}: label {bad} out of range for {classes} classes (valid: 0..{classes - 1})"
+            )
     if y.dtype != np.int64 or not y.flags.c_contiguous:
         y = np.ascontiguousarray(y, dtype=np.int64)
     return y if ignore_index is None else (y, valid)
@@ -177,23 +189,31 @@ class _Classification(Loss):
 
     def get_config(self):
         """The constructor arguments."""
-        return {"weight": self.weight, "ignore_index": self.ignore_index,
-                "reduction": self.reduction}
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+        }
 
     def _inputs(self, pred, target):
         """(scores, labels, valid mask or None) with the scores' class axis checked."""
         name = type(self).__name__
         pred = as_float_input(pred, follow_dtype(pred), f"{name} input")
         if pred.ndim < 2:
-            raise ValueError(f"{name} input: expected (N, C) or (N, C, d1, ...) scores, got "
-                             f"shape {pred.shape}")
+            raise ValueError(
+                f"{name} input: expected (N, C) or (N, C, d1, ...) scores, got shape {pred.shape}"
+            )
         classes = pred.shape[1]
         if self.weight is not None and len(self.weight) != classes:
-            raise ValueError(f"{name}: weight has {len(self.weight)} entries for {classes} "
-                             "classes")
-        labels, valid = check_labels(target, pred.shape[0], classes, name,
-                                     shape=pred.shape[:1] + pred.shape[2:],
-                                     ignore_index=self.ignore_index)
+            raise ValueError(f"{name}: weight has {len(self.weight)} entries for {classes} classes")
+        labels, valid = check_labels(
+            target,
+            pred.shape[0],
+            classes,
+            name,
+            shape=pred.shape[:1] + pred.shape[2:],
+            ignore_index=self.ignore_index,
+        )
         return pred, labels, valid
 
     def _label_weights(self, labels, valid):
@@ -201,8 +221,11 @@ class _Classification(Loss):
         None when every term has weight 1."""
         if self.weight is None and valid is None:
             return None
-        w = np.ones(labels.shape) if self.weight is None else \
-            self.weight[np.where(valid, labels, 0) if valid is not None else labels]
+        w = (
+            np.ones(labels.shape)
+            if self.weight is None
+            else self.weight[np.where(valid, labels, 0) if valid is not None else labels]
+        )
         return w if valid is None else w * valid
 
 
@@ -238,8 +261,13 @@ class CrossEntropyLoss(_Classification):
         >>> grad = loss.backward()                         # (4, 3)
     """
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        weight=None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ):
         super().__init__(weight, ignore_index, reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -255,8 +283,13 @@ class CrossEntropyLoss(_Classification):
         pred, labels, valid = self._inputs(pred, target)
         s = self._sample_weight(sample_weight, pred.shape[0])
         eps = self.label_smoothing
-        if (pred.ndim == 2 and valid is None and self.weight is None and s is None
-                and self.reduction != "none"):
+        if (
+            pred.ndim == 2
+            and valid is None
+            and self.weight is None
+            and s is None
+            and self.reduction != "none"
+        ):
             return self._fast(pred, labels)
         z2 = _classes_last(pred)
         y = labels.reshape(-1)
@@ -366,8 +399,9 @@ class _Elementwise(Loss):
             if pred.ndim == 2 and pred.shape[1] == 1 and target.shape == pred.shape[:1]:
                 target = target.reshape(pred.shape)
             else:
-                raise ValueError(f"{name}: target shape {target.shape} does not match input "
-                                 f"shape {pred.shape}")
+                raise ValueError(
+                    f"{name}: target shape {target.shape} does not match input shape {pred.shape}"
+                )
         if pred.size == 0:
             raise ValueError(f"{name}: empty batch")
         return pred, as_float_input(target, pred.dtype, f"{name} target")
@@ -396,9 +430,15 @@ class _Elementwise(Loss):
         elem = self._buffer("elem", pred.shape, pred.dtype)
         pw = self._pos_weight(pred)
         cols = pred.shape[-1]  # the kernel sees (rows, last axis): pos_weight's axis
-        _kernels.pointwise_loss(self._kind, pred.reshape(-1, cols), target.reshape(-1, cols),
-                                self._param(), pw, elem.reshape(-1, cols),
-                                grad.reshape(-1, cols))
+        _kernels.pointwise_loss(
+            self._kind,
+            pred.reshape(-1, cols),
+            target.reshape(-1, cols),
+            self._param(),
+            pw,
+            elem.reshape(-1, cols),
+            grad.reshape(-1, cols),
+        )
         if w is not None:
             elem = elem * w
             grad *= w
@@ -431,8 +471,10 @@ class _Thresholded(_Elementwise):
     def __init__(self, reduction, value):
         super().__init__(reduction)
         if not (value >= 0 if self._zero_allowed else value > 0):
-            raise ValueError(f"{type(self).__name__}: {self._param_name} must be "
-                             f"{'>= 0' if self._zero_allowed else '> 0'}, got {value}")
+            raise ValueError(
+                f"{type(self).__name__}: {self._param_name} must be "
+                f"{'>= 0' if self._zero_allowed else '> 0'}, got {value}"
+            )
         setattr(self, self._param_name, float(value))
 
     def _param(self):
@@ -481,16 +523,22 @@ class BCEWithLogitsLoss(_Elementwise):
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
         super().__init__(reduction)
         self.weight = None if weight is None else as_array(weight, "BCEWithLogitsLoss weight")
-        self.pos_weight = None if pos_weight is None else \
-            np.atleast_1d(as_array(pos_weight, "BCEWithLogitsLoss pos_weight")).astype(np.float64)
+        self.pos_weight = (
+            None
+            if pos_weight is None
+            else np.atleast_1d(as_array(pos_weight, "BCEWithLogitsLoss pos_weight")).astype(
+                np.float64
+            )
+        )
         if self.pos_weight is not None and self.pos_weight.ndim != 1:
-            raise ValueError("BCEWithLogitsLoss: pos_weight must be a scalar or a vector (C,), "
-                             f"got shape {self.pos_weight.shape}")
+            raise ValueError(
+                "BCEWithLogitsLoss: pos_weight must be a scalar or a vector (C,), "
+                f"got shape {self.pos_weight.shape}"
+            )
 
     def get_config(self):
         """The constructor arguments."""
-        return {"weight": self.weight, "reduction": self.reduction,
-                "pos_weight": self.pos_weight}
+        return {"weight": self.weight, "reduction": self.reduction, "pos_weight": self.pos_weight}
 
     def _element_weight(self, pred):
         if self.weight is None:
@@ -498,29 +546,42 @@ class BCEWithLogitsLoss(_Elementwise):
         try:
             return np.broadcast_to(self.weight, pred.shape).astype(pred.dtype)
         except ValueError:
-            raise ValueError(f"BCEWithLogitsLoss: weight of shape {self.weight.shape} does not "
-                             f"broadcast to the input's shape {pred.shape}") from None
+            raise ValueError(
+                f"BCEWithLogitsLoss: weight of shape {self.weight.shape} does not "
+                f"broadcast to the input's shape {pred.shape}"
+            ) from None
 
     def _pos_weight(self, pred):
         pw = self.pos_weight
         if pw is None:
             return None
         if len(pw) not in (1, pred.shape[-1]):
-            raise ValueError(f"BCEWithLogitsLoss: pos_weight has {len(pw)} entries, the "
-                             f"input's last axis {pred.shape[-1]}")
+            raise ValueError(
+                f"BCEWithLogitsLoss: pos_weight has {len(pw)} entries, the "
+                f"input's last axis {pred.shape[-1]}"
+            )
         key = ("pw", pred.dtype, pred.shape[-1])
         if key not in self._ws:  # one weight per entry of the last axis, for the kernel
-            self._ws[key] = np.ascontiguousarray(np.broadcast_to(pw, pred.shape[-1:]),
-                                                 dtype=pred.dtype)
+            self._ws[key] = np.ascontiguousarray(
+                np.broadcast_to(pw, pred.shape[-1:]), dtype=pred.dtype
+            )
         return self._ws[key]
 
 
 _BY_NAME = {
-    "cross_entropy": CrossEntropyLoss, "categorical_crossentropy": CrossEntropyLoss,
-    "sparse_categorical_crossentropy": CrossEntropyLoss, "nll": NLLLoss,
-    "mse": MSELoss, "mean_squared_error": MSELoss, "l1": L1Loss, "mae": L1Loss,
-    "mean_absolute_error": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss,
-    "bce": BCEWithLogitsLoss, "binary_crossentropy": BCEWithLogitsLoss,
+    "cross_entropy": CrossEntropyLoss,
+    "categorical_crossentropy": CrossEntropyLoss,
+    "sparse_categorical_crossentropy": CrossEntropyLoss,
+    "nll": NLLLoss,
+    "mse": MSELoss,
+    "mean_squared_error": MSELoss,
+    "l1": L1Loss,
+    "mae": L1Loss,
+    "mean_absolute_error": L1Loss,
+    "huber": HuberLoss,
+    "smooth_l1": SmoothL1Loss,
+    "bce": BCEWithLogitsLoss,
+    "binary_crossentropy": BCEWithLogitsLoss,
     "bce_with_logits": BCEWithLogitsLoss,
 }
 
@@ -535,5 +596,6 @@ def get(loss) -> Loss:
         return _BY_NAME[loss.lower()]()
     if callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None)):
         return loss
-    raise ValueError(f"unknown loss {loss!r}; expected a fastnn.losses object or one of "
-                     f"{sorted(_BY_NAME)}")
+    raise ValueError(
+        f"unknown loss {loss!r}; expected a fastnn.losses object or one of {sorted(_BY_NAME)}"
+    )

@@ -4,6 +4,7 @@ bound what a model rebuilt from a file may allocate by what the file holds.
 Python cannot catch being killed by the kernel's OOM killer, and a half-satisfied huge
 allocation can leave a library (OpenBLAS's allocator) spinning; so where fastnn knows
 a size in advance it asks `check` first and raises MemoryError with the numbers."""
+
 import contextlib
 import resource
 import threading
@@ -15,8 +16,11 @@ def _meminfo():
     """{field: bytes} of /proc/meminfo (Linux), {} elsewhere."""
     try:
         with open("/proc/meminfo") as f:
-            return {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f
-                    if line.split()[1:2] and line.split()[1].isdigit()}
+            return {
+                line.split(":")[0]: int(line.split()[1]) * 1024
+                for line in f
+                if line.split()[1:2] and line.split()[1].isdigit()
+            }
     except OSError:
         return {}
 
@@ -39,9 +43,14 @@ def available_bytes():
     available (plus free swap) and the address space left under a resource limit;
     None when neither is known."""
     info = _meminfo()
-    limits = [v for v in (_address_space_left(),
-                          info.get("MemAvailable", 0) + info.get("SwapFree", 0) or None)
-              if v is not None]
+    limits = [
+        v
+        for v in (
+            _address_space_left(),
+            info.get("MemAvailable", 0) + info.get("SwapFree", 0) or None,
+        )
+        if v is not None
+    ]
     return min(limits) if limits else None
 
 
@@ -54,8 +63,10 @@ def check(nbytes, what):
     nbytes = int(nbytes)
     left = available_bytes()
     if left is not None and nbytes > left:
-        raise MemoryError(f"{what} needs {_gib(nbytes)} ({nbytes} bytes); only "
-                          f"{_gib(left)} of memory is available")
+        raise MemoryError(
+            f"{what} needs {_gib(nbytes)} ({nbytes} bytes); only "
+            f"{_gib(left)} of memory is available"
+        )
 
 
 class BudgetExceeded(ValueError):
@@ -85,7 +96,7 @@ def charge(shape, itemsize, what):
     if budget is not None:
         budget[0] -= n
         if budget[0] < 0:
-            raise BudgetExceeded(f"{what} of shape {tuple(int(d) for d in shape)} goes beyond "
-                                 f"the {budget[1]}")
-    check(2 * n * itemsize, f"{what} of shape {tuple(int(d) for d in shape)} (with its "
-                            "gradient)")
+            raise BudgetExceeded(
+                f"{what} of shape {tuple(int(d) for d in shape)} goes beyond the {budget[1]}"
+            )
+    check(2 * n * itemsize, f"{what} of shape {tuple(int(d) for d in shape)} (with its gradient)")

@@ -1,5 +1,6 @@
 """Metrics reported by the Trainer: functions metric(y_true, y_pred) -> float (the mean
 over the batch), looked up by name or passed as callables."""
+
 import numpy as np
 
 
@@ -54,8 +55,9 @@ CLASSIFICATION = {"accuracy", "acc", "top_5_accuracy"}
 
 def needs_labels(name):
     """True for the metrics that read class labels (accuracy, top_<k>_accuracy)."""
-    return name in CLASSIFICATION or (name.startswith("top_") and name.endswith("_accuracy")
-                                      and name[4:-9].isdigit())
+    return name in CLASSIFICATION or (
+        name.startswith("top_") and name.endswith("_accuracy") and name[4:-9].isdigit()
+    )
 
 
 def resolve(metric):
@@ -67,6 +69,8 @@ def resolve(metric):
         if k.isdigit():
             return metric, top_k_accuracy(int(k))
     if metric not in BY_NAME:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(BY_NAME)}, "
-                         "'top_<k>_accuracy' or a callable metric(y_true, y_pred)")
+        raise ValueError(
+            f"unknown metric {metric!r}; expected one of {sorted(BY_NAME)}, "
+            "'top_<k>_accuracy' or a callable metric(y_true, y_pred)"
+        )
     return metric, BY_NAME[metric]

@@ -11,6 +11,7 @@ path), so a layer can be called any number of times in one step (shared weights,
 block applied twice): every call's backward uses that call's context, and parameter
 gradients of the calls add up. The public `forward`/`backward` copy their inputs and
 outputs, so nothing a user holds is overwritten later."""
+
 from __future__ import annotations
 
 from collections import OrderedDict, deque
@@ -270,8 +271,11 @@ class Module:
 
     def penalty(self):
         """The sum of the layers' weight penalties, without touching gradients."""
-        return sum(m._weight_penalty(m.regularizer, False) for m in self.modules()
-                   if getattr(m, "regularizer", None) is not None)
+        return sum(
+            m._weight_penalty(m.regularizer, False)
+            for m in self.modules()
+            if getattr(m, "regularizer", None) is not None
+        )
 
     def _weight_penalty(self, reg, grad):
         """reg's penalty of this module's weight, adding its gradient to weight.grad
@@ -481,7 +485,8 @@ class Layer(Module):
             raise RuntimeError(
                 f"{type(self).__name__}.backward: no forward call is waiting for its "
                 f"backward (each backward consumes one forward; at most "
-                f"{self.max_pending_calls} are remembered)")
+                f"{self.max_pending_calls} are remembered)"
+            )
         ctx = self._pending.pop()
         try:
             gx = self._backward(ctx, grad_out, True)
@@ -520,8 +525,12 @@ def _own_copy(ctx, x):
 
 
 def _own_copy_one(ctx, key, x):
-    if (not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim == 0
-            or isinstance(x, np.ma.MaskedArray)):  # the layer's check refuses a mask
+    if (
+        not isinstance(x, np.ndarray)
+        or x.dtype.kind != "f"
+        or x.ndim == 0
+        or isinstance(x, np.ma.MaskedArray)
+    ):  # the layer's check refuses a mask
         return x  # converted (so copied) by the layer's own input check
     buf = ctx.workspace(key, x.shape, x.dtype)
     np.copyto(buf, x)

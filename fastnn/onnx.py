@@ -26,6 +26,7 @@ parent's converter. Add one for a new layer with the `register` decorator:
 
 A layer without a converter raises `ExportError` naming it.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,7 @@ __all__ = ["CONVERTERS", "ExportError", "GraphBuilder", "export", "register"]
 
 DEFAULT_OPSET = 17  # LayerNormalization needs 17; onnxruntime >= 1.14 runs it
 
-_ELEM_TYPES = {np.dtype(np.float32): TensorProto.FLOAT,
-               np.dtype(np.float64): TensorProto.DOUBLE}
+_ELEM_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
 
 
 class ExportError(ValueError):
@@ -87,8 +87,9 @@ class GraphBuilder:
     def node(self, op: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
         """Append a node with one output; returns the output's name."""
         out = self.name(hint or op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], name=self.name(f"{op}_node"),
-                                           **attrs))
+        self.nodes.append(
+            helper.make_node(op, inputs, [out], name=self.name(f"{op}_node"), **attrs)
+        )
         return out
 
     def reduce(self, op: str, x: str, axes: list[int], keepdims: bool = True) -> str:
@@ -107,10 +108,12 @@ CONVERTERS: dict[type, Converter] = {}
 
 def register(*classes: type) -> Callable[[Converter], Converter]:
     """Decorator: use the function as the ONNX converter of these layer classes."""
+
     def add(fn):
         for cls in classes:
             CONVERTERS[cls] = fn
         return fn
+
     return add
 
 
@@ -119,11 +122,14 @@ def convert(layer: Module, graph: GraphBuilder, x: Names) -> Names:
     for cls in type(layer).__mro__:
         if cls in CONVERTERS:
             return CONVERTERS[cls](layer, graph, x)
-    raise ExportError(f"fastnn.onnx: no ONNX form for layer {type(layer).__name__} "
-                      f"({layer!r}); register a converter with fastnn.onnx.register")
+    raise ExportError(
+        f"fastnn.onnx: no ONNX form for layer {type(layer).__name__} "
+        f"({layer!r}); register a converter with fastnn.onnx.register"
+    )
 
 
 # ---------------------------------------------------------------------------- containers
+
 
 @register(Sequential)
 def _sequential(model, graph, x):
@@ -163,6 +169,7 @@ def _chain(op):
         for v in xs[1:]:
             y = graph.node(op, [y, v])
         return y
+
     return conv
 
 
@@ -176,6 +183,7 @@ def _concatenate(layer, graph, xs):
 
 
 # ------------------------------------------------------------------------- affine layers
+
 
 def _affine(graph, x, weight, bias):
     """x @ weight.T + bias: Gemm for 2-D input, MatMul + Add otherwise."""
@@ -200,8 +208,9 @@ def _dropconnect(layer, graph, x):
 @register(_layers.Maxout)
 def _maxout(layer, graph, x):
     z = _affine(graph, x, layer.weight.data, None if layer.bias is None else layer.bias.data)
-    shape = graph.const(np.array([0, layer.out_features, layer.pieces], np.int64), "shape",
-                        dtype=np.int64)
+    shape = graph.const(
+        np.array([0, layer.out_features, layer.pieces], np.int64), "shape", dtype=np.int64
+    )
     return graph.reduce("ReduceMax", graph.node("Reshape", [z, shape]), [2], keepdims=False)
 
 
@@ -211,19 +220,21 @@ def _rbf(layer, graph, x):
     C = layer.centers.data.astype(np.float64)
     xsq = graph.reduce("ReduceSumSquare", x, [1])
     xc = graph.node("MatMul", [x, graph.const(-2.0 * C.T, "centers_t")])
-    d2 = graph.node("Add", [graph.node("Add", [xsq, xc]),
-                            graph.const((C * C).sum(axis=1), "centers_sq")])
+    d2 = graph.node(
+        "Add", [graph.node("Add", [xsq, xc]), graph.const((C * C).sum(axis=1), "centers_sq")]
+    )
     d2 = graph.node("Max", [d2, graph.const(0.0, "zero")])
     w = layer.widths.data.astype(np.float64)
-    return graph.node("Exp", [graph.node("Mul", [d2, graph.const(-1.0 / (2 * w * w),
-                                                                  "inv_2s2")])])
+    return graph.node("Exp", [graph.node("Mul", [d2, graph.const(-1.0 / (2 * w * w), "inv_2s2")])])
 
 
 # --------------------------------------------------------------------------- activations
 
+
 def _simple(op, **attrs_of):
     def conv(layer, graph, x):
         return graph.node(op, [x], **{k: f(layer) for k, f in attrs_of.items()})
+
     return conv
 
 
@@ -244,8 +255,15 @@ def _elu(layer, graph, x):
     if graph.dtype != _NO_DOUBLE_KERNEL:
         return graph.node("Elu", [x], alpha=layer.alpha)
     zero = graph.const(0.0, "zero")
-    neg = graph.node("Mul", [graph.node("Sub", [graph.node("Exp", [graph.node(
-        "Min", [x, zero])]), graph.const(1.0, "one")]), graph.const(layer.alpha, "alpha")])
+    neg = graph.node(
+        "Mul",
+        [
+            graph.node(
+                "Sub", [graph.node("Exp", [graph.node("Min", [x, zero])]), graph.const(1.0, "one")]
+            ),
+            graph.const(layer.alpha, "alpha"),
+        ],
+    )
     return graph.node("Where", [graph.node("Greater", [x, zero]), x, neg])
 
 
@@ -253,8 +271,18 @@ def _softplus_op(graph, x):
     """log(1 + exp(x)), as max(x, 0) + log(1 + exp(-|x|)) where there is no kernel."""
     if graph.dtype != _NO_DOUBLE_KERNEL:
         return graph.node("Softplus", [x])
-    tail = graph.node("Log", [graph.node("Add", [graph.const(1.0, "one"), graph.node(
-        "Exp", [graph.node("Neg", [graph.node("Abs", [x])])])])])
+    tail = graph.node(
+        "Log",
+        [
+            graph.node(
+                "Add",
+                [
+                    graph.const(1.0, "one"),
+                    graph.node("Exp", [graph.node("Neg", [graph.node("Abs", [x])])]),
+                ],
+            )
+        ],
+    )
     return graph.node("Add", [graph.node("Max", [x, graph.const(0.0, "zero")]), tail])
 
 
@@ -264,13 +292,15 @@ def _erf(graph, x):
     e = graph.node("Erf", [graph.node("Cast", [x], to=TensorProto.FLOAT)])
     return graph.node("Cast", [e], to=TensorProto.DOUBLE)
 
+
 register(_layers.Softmax)(_simple("Softmax", axis=lambda m: m.axis))
 
 
 @register(_layers.HardTanh)
 def _hardtanh(layer, graph, x):
-    return graph.node("Clip", [x, graph.const(layer.min_val, "min"),
-                               graph.const(layer.max_val, "max")])
+    return graph.node(
+        "Clip", [x, graph.const(layer.min_val, "min"), graph.const(layer.max_val, "max")]
+    )
 
 
 @register(_layers.Softplus)
@@ -289,8 +319,9 @@ def _gelu(layer, graph, x):
     if layer.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         x3 = graph.node("Mul", [graph.node("Mul", [x, x]), x])
         inner = graph.node("Add", [x, graph.node("Mul", [x3, graph.const(0.044715, "c")])])
-        t = graph.node("Tanh", [graph.node("Mul", [inner, graph.const(math.sqrt(2 / math.pi),
-                                                                      "sqrt_2_pi")])])
+        t = graph.node(
+            "Tanh", [graph.node("Mul", [inner, graph.const(math.sqrt(2 / math.pi), "sqrt_2_pi")])]
+        )
     else:  # 0.5 x (1 + erf(x / sqrt(2)))
         t = _erf(graph, graph.node("Mul", [x, graph.const(1 / math.sqrt(2), "inv_sqrt2")]))
     half_x = graph.node("Mul", [x, graph.const(0.5, "half")])
@@ -311,6 +342,7 @@ def _prelu(layer, graph, x):
 
 # ------------------------------------------------------------------ dropout, normalisation
 
+
 @register(_layers.Dropout)
 def _dropout(layer, graph, x):
     if layer.mode == "inverted" or layer.p == 0.0:
@@ -330,16 +362,25 @@ def _running_norm(layer, graph, x):
     """Per-channel normalisation by running statistics (BatchNormalization)."""
     n, dt = layer.num_features, graph.dtype
     if not layer.track_running_stats:
-        raise ExportError(f"fastnn.onnx: {type(layer).__name__} without running statistics "
-                          "normalises each batch by its own statistics in evaluation; ONNX "
-                          "export needs track_running_stats=True")
+        raise ExportError(
+            f"fastnn.onnx: {type(layer).__name__} without running statistics "
+            "normalises each batch by its own statistics in evaluation; ONNX "
+            "export needs track_running_stats=True"
+        )
     scale = layer.weight.data if layer.affine else np.ones(n, dt)
     bias = layer.bias.data if layer.affine else np.zeros(n, dt)
-    return graph.node("BatchNormalization",
-                      [x, graph.const(scale, "scale"), graph.const(bias, "bias"),
-                       graph.const(layer.running_mean, "running_mean"),
-                       graph.const(layer.running_var, "running_var")],
-                      "batchnorm", epsilon=layer.eps)
+    return graph.node(
+        "BatchNormalization",
+        [
+            x,
+            graph.const(scale, "scale"),
+            graph.const(bias, "bias"),
+            graph.const(layer.running_mean, "running_mean"),
+            graph.const(layer.running_var, "running_var"),
+        ],
+        "batchnorm",
+        epsilon=layer.eps,
+    )
 
 
 register(_layers.BatchNorm1d, _layers.BatchNorm2d)(_running_norm)
@@ -349,36 +390,49 @@ def _group_norm(graph, x, groups, eps, weight, bias):
     """Normalise each sample's `groups` groups of channels over their values, then a
     per-channel affine (weight, bias may be None)."""
     shape = graph.node("Shape", [x])
-    g = graph.node("Reshape", [x, graph.const(np.array([0, groups, -1], np.int64), "groups",
-                                              dtype=np.int64)])
+    g = graph.node(
+        "Reshape", [x, graph.const(np.array([0, groups, -1], np.int64), "groups", dtype=np.int64)]
+    )
     mean = graph.reduce("ReduceMean", g, [2])
     d = graph.node("Sub", [g, mean])
     var = graph.reduce("ReduceMean", graph.node("Mul", [d, d]), [2])
     std = graph.node("Sqrt", [graph.node("Add", [var, graph.const(eps, "eps")])])
     y = graph.node("Reshape", [graph.node("Div", [d, std]), shape])
     if weight is not None:
-        y = graph.node("Mul", [y, graph.const(weight.reshape(_channel_shape(graph, weight.size)),
-                                              "weight")])
+        y = graph.node(
+            "Mul", [y, graph.const(weight.reshape(_channel_shape(graph, weight.size)), "weight")]
+        )
     if bias is not None:
-        y = graph.node("Add", [y, graph.const(bias.reshape(_channel_shape(graph, bias.size)),
-                                              "bias")])
+        y = graph.node(
+            "Add", [y, graph.const(bias.reshape(_channel_shape(graph, bias.size)), "bias")]
+        )
     return y
 
 
 @register(_layers.GroupNorm)
 def _groupnorm(layer, graph, x):
-    return _group_norm(graph, x, layer.num_groups, layer.eps,
-                       layer.weight.data if layer.affine else None,
-                       layer.bias.data if layer.affine else None)
+    return _group_norm(
+        graph,
+        x,
+        layer.num_groups,
+        layer.eps,
+        layer.weight.data if layer.affine else None,
+        layer.bias.data if layer.affine else None,
+    )
 
 
 @register(_layers.InstanceNorm1d, _layers.InstanceNorm2d)
 def _instancenorm(layer, graph, x):
     if layer.track_running_stats:
         return _running_norm(layer, graph, x)
-    return _group_norm(graph, x, layer.num_features, layer.eps,
-                       layer.weight.data if layer.affine else None,
-                       layer.bias.data if layer.affine else None)
+    return _group_norm(
+        graph,
+        x,
+        layer.num_features,
+        layer.eps,
+        layer.weight.data if layer.affine else None,
+        layer.bias.data if layer.affine else None,
+    )
 
 
 @register(_layers.LayerNorm)
@@ -388,11 +442,13 @@ def _layernorm(layer, graph, x):
     inputs = [x, graph.const(weight, "weight")]
     if layer.bias is not None:
         inputs.append(graph.const(layer.bias.data, "bias"))
-    return graph.node("LayerNormalization", inputs, "layernorm", axis=-len(shape),
-                      epsilon=layer.eps)
+    return graph.node(
+        "LayerNormalization", inputs, "layernorm", axis=-len(shape), epsilon=layer.eps
+    )
 
 
 # ----------------------------------------------------------------------------- export
+
 
 def _infer_features(model):
     for m in model.modules():
@@ -400,30 +456,43 @@ def _infer_features(model):
             if hasattr(m, attr):
                 v = getattr(m, attr)
                 return (v,) if isinstance(v, int) else tuple(v)
-    raise ExportError("fastnn.onnx: cannot tell the model's input size; pass "
-                      "input_shape=(None, n_features)")
+    raise ExportError(
+        "fastnn.onnx: cannot tell the model's input size; pass input_shape=(None, n_features)"
+    )
 
 
 def _inputs(model, input_shape, input_name):
     """[(name, shape with None for the batch axis, dtype)] of the model's inputs."""
     if isinstance(model, Model):
         if input_shape is not None:
-            raise ValueError("fastnn.onnx.export: a fastnn.Model's input shapes come from its "
-                             "Inputs; do not pass input_shape")
+            raise ValueError(
+                "fastnn.onnx.export: a fastnn.Model's input shapes come from its "
+                "Inputs; do not pass input_shape"
+            )
         return [(t.name, tuple(t.shape), np.dtype(t.dtype)) for t in model.inputs]
     if input_shape is None:
         input_shape = (None,) + _infer_features(model)
     input_shape = tuple(input_shape)
-    if len(input_shape) < 2 or input_shape[0] is not None or \
-            any(not isinstance(d, int) or d < 1 for d in input_shape[1:]):
-        raise ValueError("fastnn.onnx.export: input_shape must be (None, d1, ...) with the "
-                         f"batch axis None and positive sizes, got {input_shape}")
+    if (
+        len(input_shape) < 2
+        or input_shape[0] is not None
+        or any(not isinstance(d, int) or d < 1 for d in input_shape[1:])
+    ):
+        raise ValueError(
+            "fastnn.onnx.export: input_shape must be (None, d1, ...) with the "
+            f"batch axis None and positive sizes, got {input_shape}"
+        )
     return [(input_name, input_shape, np.dtype(model.dtype or np.float32))]
 
 
-def export(model: Module, path=None, input_shape: tuple | None = None,
-           opset: int = DEFAULT_OPSET, input_name: str = "input",
-           output_name: str = "output") -> onnx.ModelProto:
+def export(
+    model: Module,
+    path=None,
+    input_shape: tuple | None = None,
+    opset: int = DEFAULT_OPSET,
+    input_name: str = "input",
+    output_name: str = "output",
+) -> onnx.ModelProto:
     """Write the model in evaluation mode as an ONNX graph to path (if given) and
     return the onnx.ModelProto.
 
@@ -455,15 +524,23 @@ def export(model: Module, path=None, input_shape: tuple | None = None,
         graph.nodes.append(helper.make_node("Identity", [v], [out], name=f"{out}_node"))
     proto = helper.make_model(
         helper.make_graph(
-            graph.nodes, model.name or type(model).__name__,
-            [helper.make_tensor_value_info(name, _ELEM_TYPES[dt], ["batch"] + list(shape[1:]))
-             for name, shape, dt in inputs],
-            [helper.make_tensor_value_info(out, _ELEM_TYPES[np.dtype(s.dtype)],
-                                           ["batch"] + list(np.shape(s)[1:]))
-             for out, s in zip(out_names, samples)],
-            initializer=graph.initializers),
+            graph.nodes,
+            model.name or type(model).__name__,
+            [
+                helper.make_tensor_value_info(name, _ELEM_TYPES[dt], ["batch"] + list(shape[1:]))
+                for name, shape, dt in inputs
+            ],
+            [
+                helper.make_tensor_value_info(
+                    out, _ELEM_TYPES[np.dtype(s.dtype)], ["batch"] + list(np.shape(s)[1:])
+                )
+                for out, s in zip(out_names, samples)
+            ],
+            initializer=graph.initializers,
+        ),
         opset_imports=[helper.make_opsetid("", opset)],
-        producer_name="fastnn")
+        producer_name="fastnn",
+    )
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
         onnx.save(proto, path)

@@ -9,6 +9,7 @@ layout; `state_dict` saves it in the optimizer's parameter order. When the param
 move to another store (the model's store is built after the optimizer), the state
 follows them.
 """
+
 import inspect
 import math
 
@@ -34,23 +35,26 @@ class Optimizer:
     def __init__(self, params, defaults):
         groups = _as_groups(params)
         # The constructor's own defaults say what kind each option is (flag, number).
-        kinds = {k: v.default for k, v in
-                 inspect.signature(type(self).__init__).parameters.items()}
+        kinds = {k: v.default for k, v in inspect.signature(type(self).__init__).parameters.items()}
         for g in groups:
             for key in g:
                 if key != "params" and key not in defaults:
-                    raise ValueError(f"{type(self).__name__}: unknown option {key!r} in a "
-                                     f"parameter group; expected one of {sorted(defaults)}")
+                    raise ValueError(
+                        f"{type(self).__name__}: unknown option {key!r} in a "
+                        f"parameter group; expected one of {sorted(defaults)}"
+                    )
             for key, value in defaults.items():
-                g[key] = like_default(g.get(key, value), kinds.get(key),
-                                      f"{type(self).__name__}: {key}")
+                g[key] = like_default(
+                    g.get(key, value), kinds.get(key), f"{type(self).__name__}: {key}"
+                )
             self._validate(g)
         self.defaults = dict(defaults)
         self.param_groups = groups
         self._params = [p for g in groups for p in g["params"]]
         self._build_flat_buffers()
-        self.state = {name: np.zeros_like(self._data) for name in self._state_names
-                      if self._needs_state(name)}
+        self.state = {
+            name: np.zeros_like(self._data) for name in self._state_names if self._needs_state(name)
+        }
         self.steps = np.zeros(len(self._params), np.int64)
         for gi, g in enumerate(groups):
             self._init_group(gi, g)
@@ -77,8 +81,10 @@ class Optimizer:
     def _build_flat_buffers(self):
         dtypes = {p.dtype for p in self._params}
         if len(dtypes) != 1:
-            raise ValueError(f"{type(self).__name__}: all parameters must share one dtype, "
-                             f"got {sorted(map(str, dtypes))}")
+            raise ValueError(
+                f"{type(self).__name__}: all parameters must share one dtype, "
+                f"got {sorted(map(str, dtypes))}"
+            )
         owners = {id(p._owner) for p in self._params}
         owner = self._params[0]._owner
         if owner is None or len(owners) != 1:
@@ -112,7 +118,8 @@ class Optimizer:
             raise RuntimeError(
                 f"{type(self).__name__}: the parameters were converted to {buffer.dtype} "
                 f"(astype) after the optimizer was built for {self._data.dtype}; build the "
-                "optimizer again")
+                "optimizer again"
+            )
         saved = {name: self._gather(arr) for name, arr in self.state.items()}
         self._bind(buffer)
         for name, flat in saved.items():
@@ -184,8 +191,10 @@ class Optimizer:
         """{'state': {name: flat array copy, 'step': per-parameter step counts, ...},
         'param_groups': [hyper-parameters and parameter indices]} - enough to continue
         training bit for bit."""
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": idx}
-                  for g, idx in zip(self.param_groups, self._group_params)]
+        groups = [
+            {k: v for k, v in g.items() if k != "params"} | {"params": idx}
+            for g, idx in zip(self.param_groups, self._group_params)
+        ]
         self._follow_parameters()
         state = {k: self._gather(v) for k, v in self.state.items()}
         state.update({k: v.copy() for k, v in self._per_param_state().items()})
@@ -200,19 +209,25 @@ class Optimizer:
         parameters)."""
         groups = state_dict["param_groups"]
         if [g["params"] for g in groups] != self._group_params:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not "
-                             "match this optimizer's")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: parameter groups do not "
+                "match this optimizer's"
+            )
         self._follow_parameters()
         own = {k: self._gather(v) for k, v in self.state.items()}
         own.update(self._per_param_state())
         saved = state_dict["state"]
         if set(saved) != set(own):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state has "
-                             f"{sorted(saved)}, expected {sorted(own)}")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: state has "
+                f"{sorted(saved)}, expected {sorted(own)}"
+            )
         for name, arr in saved.items():
             if np.shape(arr) != own[name].shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state {name!r} "
-                                 f"has shape {np.shape(arr)}, expected {own[name].shape}")
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: state {name!r} "
+                    f"has shape {np.shape(arr)}, expected {own[name].shape}"
+                )
         for name, arr in saved.items():
             if name in self.state:
                 self._scatter(np.asarray(arr, self._data.dtype), self.state[name])
@@ -240,8 +255,10 @@ class _Run:
 
 def _as_groups(params):
     if isinstance(params, Parameter):
-        raise TypeError("params must be an iterable of Parameters (e.g. model.parameters()), "
-                        "not a single Parameter")
+        raise TypeError(
+            "params must be an iterable of Parameters (e.g. model.parameters()), "
+            "not a single Parameter"
+        )
     items = list(params)
     if not items:
         raise ValueError("optimizer got an empty parameter list")
@@ -255,7 +272,9 @@ def _as_groups(params):
             raise ValueError("optimizer got a parameter group with no parameters")
         for p in g["params"]:
             if not isinstance(p, Parameter):
-                raise TypeError(f"optimizer params must be fastnn Parameters, got {type(p).__name__}")
+                raise TypeError(
+                    f"optimizer params must be fastnn Parameters, got {type(p).__name__}"
+                )
             if id(p) in seen:
                 raise ValueError(f"parameter {p.name!r} appears more than once in the optimizer")
             seen.add(id(p))
@@ -264,7 +283,9 @@ def _as_groups(params):
 
 def _check_lr(lr, where):
     if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"{where}: invalid learning rate {plain(lr)!r} (must be a finite number >= 0)")
+        raise ValueError(
+            f"{where}: invalid learning rate {plain(lr)!r} (must be a finite number >= 0)"
+        )
 
 
 class SGD(Optimizer):
@@ -282,10 +303,19 @@ class SGD(Optimizer):
 
     _state_names = ("momentum_buffer",)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+    def __init__(
+        self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+            ),
+        )
 
     def _validate(self, g):
         _check_lr(g["lr"], "SGD")
@@ -302,8 +332,17 @@ class SGD(Optimizer):
     def _update(self, g, run):
         lo, hi = run.lo, run.hi
         buf = self.state["momentum_buffer"][lo:hi] if g["momentum"] != 0 else None
-        _kernels.sgd_step(self._data[lo:hi], self._grad[lo:hi], buf, g["lr"], g["momentum"],
-                          g["dampening"], g["weight_decay"], g["nesterov"], run.t == 1)
+        _kernels.sgd_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            buf,
+            g["lr"],
+            g["momentum"],
+            g["dampening"],
+            g["weight_decay"],
+            g["nesterov"],
+            run.t == 1,
+        )
 
 
 class Adam(Optimizer):
@@ -324,10 +363,12 @@ class Adam(Optimizer):
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad))
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False
+    ):
+        super().__init__(
+            params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        )
 
     def _validate(self, g):
         _check_betas(g, type(self).__name__)
@@ -339,10 +380,21 @@ class Adam(Optimizer):
         lo, hi, t = run.lo, run.hi, run.t
         b1, b2 = g["betas"]
         vmax = self.state["max_exp_avg_sq"][lo:hi] if g["amsgrad"] else None
-        _kernels.adam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
-                           self.state["exp_avg_sq"][lo:hi], vmax, g["lr"], b1, b2, g["eps"],
-                           g["weight_decay"], self._decoupled, 1.0 - b1**t,
-                           math.sqrt(1.0 - b2**t))
+        _kernels.adam_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            self.state["exp_avg"][lo:hi],
+            self.state["exp_avg_sq"][lo:hi],
+            vmax,
+            g["lr"],
+            b1,
+            b2,
+            g["eps"],
+            g["weight_decay"],
+            self._decoupled,
+            1.0 - b1**t,
+            math.sqrt(1.0 - b2**t),
+        )
 
 
 class AdamW(Adam):
@@ -357,8 +409,9 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+    def __init__(
+        self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False
+    ):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
 
 
@@ -377,11 +430,25 @@ class Adagrad(Optimizer):
 
     _state_names = ("sum",)
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value,
-                                      eps=eps))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                eps=eps,
+            ),
+        )
 
     def _validate(self, g):
         _check_lr(g["lr"], "Adagrad")
@@ -399,8 +466,14 @@ class Adagrad(Optimizer):
     def _update(self, g, run):
         lo, hi = run.lo, run.hi
         clr = g["lr"] / (1.0 + (run.t - 1) * g["lr_decay"])
-        _kernels.adagrad_step(self._data[lo:hi], self._grad[lo:hi], self.state["sum"][lo:hi],
-                              clr, g["weight_decay"], g["eps"])
+        _kernels.adagrad_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            self.state["sum"][lo:hi],
+            clr,
+            g["weight_decay"],
+            g["eps"],
+        )
 
 
 class RMSprop(Optimizer):
@@ -419,10 +492,20 @@ class RMSprop(Optimizer):
 
     _state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered))
+    def __init__(
+        self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+            ),
+        )
 
     def _validate(self, g):
         _check_lr(g["lr"], "RMSprop")
@@ -445,10 +528,18 @@ class RMSprop(Optimizer):
     def _update(self, g, run):
         lo, hi = run.lo, run.hi
         st = self.state
-        _kernels.rmsprop_step(self._data[lo:hi], self._grad[lo:hi], st["square_avg"][lo:hi],
-                              st["grad_avg"][lo:hi] if g["centered"] else None,
-                              st["momentum_buffer"][lo:hi] if g["momentum"] > 0 else None,
-                              g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+        _kernels.rmsprop_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            st["square_avg"][lo:hi],
+            st["grad_avg"][lo:hi] if g["centered"] else None,
+            st["momentum_buffer"][lo:hi] if g["momentum"] > 0 else None,
+            g["lr"],
+            g["alpha"],
+            g["eps"],
+            g["weight_decay"],
+            g["momentum"],
+        )
 
 
 class Adadelta(Optimizer):
@@ -478,9 +569,16 @@ class Adadelta(Optimizer):
 
     def _update(self, g, run):
         lo, hi = run.lo, run.hi
-        _kernels.adadelta_step(self._data[lo:hi], self._grad[lo:hi],
-                               self.state["square_avg"][lo:hi], self.state["acc_delta"][lo:hi],
-                               g["lr"], g["rho"], g["eps"], g["weight_decay"])
+        _kernels.adadelta_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            self.state["square_avg"][lo:hi],
+            self.state["acc_delta"][lo:hi],
+            g["lr"],
+            g["rho"],
+            g["eps"],
+            g["weight_decay"],
+        )
 
 
 def _check_betas(g, name):
@@ -511,8 +609,7 @@ class Adamax(Optimizer):
     _state_names = ("exp_avg", "exp_inf")
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
-                                      weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _validate(self, g):
         _check_betas(g, "Adamax")
@@ -521,9 +618,17 @@ class Adamax(Optimizer):
         lo, hi = run.lo, run.hi
         b1, b2 = g["betas"]
         clr = g["lr"] / (1.0 - b1**run.t)
-        _kernels.adamax_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
-                             self.state["exp_inf"][lo:hi], clr, b1, b2, g["eps"],
-                             g["weight_decay"])
+        _kernels.adamax_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            self.state["exp_avg"][lo:hi],
+            self.state["exp_inf"][lo:hi],
+            clr,
+            b1,
+            b2,
+            g["eps"],
+            g["weight_decay"],
+        )
 
 
 class NAdam(Optimizer):
@@ -546,11 +651,27 @@ class NAdam(Optimizer):
 
     _state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
-                                      weight_decay=weight_decay, momentum_decay=momentum_decay,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum_decay=momentum_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+            ),
+        )
         self.mu_product = np.ones(len(self._params))  # prod of mu_1..mu_t, per parameter
 
     def _validate(self, g):
@@ -571,11 +692,22 @@ class NAdam(Optimizer):
         prods = self.mu_product[run.start : run.stop]
         prods *= mu
         prod = float(prods[0])
-        _kernels.nadam_step(self._data[lo:hi], self._grad[lo:hi], self.state["exp_avg"][lo:hi],
-                            self.state["exp_avg_sq"][lo:hi], lr, b1, b2, g["eps"],
-                            g["weight_decay"], g["decoupled_weight_decay"], 1.0 - b2**t,
-                            -lr * (1.0 - mu) / (1.0 - prod),
-                            -lr * mu_next / (1.0 - prod * mu_next))
+        _kernels.nadam_step(
+            self._data[lo:hi],
+            self._grad[lo:hi],
+            self.state["exp_avg"][lo:hi],
+            self.state["exp_avg_sq"][lo:hi],
+            lr,
+            b1,
+            b2,
+            g["eps"],
+            g["weight_decay"],
+            g["decoupled_weight_decay"],
+            1.0 - b2**t,
+            -lr * (1.0 - mu) / (1.0 - prod),
+            -lr * mu_next / (1.0 - prod * mu_next),
+        )
+
 
 def _trainable_grads(parameters):
     """The gradient arrays of the trainable parameters: the single flat gradient buffer

@@ -1,4 +1,5 @@
 """Parameter: a trainable array with its gradient."""
+
 import numpy as np
 
 from . import memory, state_version
@@ -82,8 +83,12 @@ class Parameter:
     def __getstate__(self):
         # A copy (copy.deepcopy, pickle) owns its arrays: it leaves the store behind,
         # whose buffers its copied views would no longer share.
-        return {"data": self._data, "grad": self._grad, "name": self.name,
-                "requires_grad": self.requires_grad}
+        return {
+            "data": self._data,
+            "grad": self._grad,
+            "name": self.name,
+            "requires_grad": self.requires_grad,
+        }
 
     def __setstate__(self, state):
         self._data = np.array(state["data"], copy=True, order="C")

@@ -17,6 +17,7 @@ their layers compute one by one.
 Backward walks the steps in reverse. A slot read by several steps (a residual
 connection, a shared input) sums its gradients in a workspace of its own, never in
 an array another step handed over."""
+
 import numpy as np
 
 _MAX_CHAIN = 4  # the longest run a layer is offered for fusion
@@ -27,8 +28,19 @@ class Step:
     input when `multi`) and writing `outputs` (one slot, or several for a module that
     returns a list); `layers` are the modules it stands for."""
 
-    __slots__ = ("run", "layers", "inputs", "multi", "outputs", "hooked", "grad_from",
-                 "plain", "inp", "out", "from_node")
+    __slots__ = (
+        "run",
+        "layers",
+        "inputs",
+        "multi",
+        "outputs",
+        "hooked",
+        "grad_from",
+        "plain",
+        "inp",
+        "out",
+        "from_node",
+    )
 
     def __init__(self, run, layers, inputs, multi, outputs):
         self.run, self.layers = run, tuple(layers)
@@ -48,10 +60,14 @@ class Plan:
     def __init__(self, nodes, n_inputs, outputs, fuse=True):
         self.n_inputs = n_inputs
         self.outputs = tuple(outputs)
-        self.n_slots = 1 + max([n_inputs - 1, *self.outputs,
-                                *(s for node in nodes for s in node[3])])
-        self.steps = _fuse(nodes, self.outputs) if fuse else [Step(m, (m,), i, mu, o)
-                                                            for m, i, mu, o in nodes]
+        self.n_slots = 1 + max(
+            [n_inputs - 1, *self.outputs, *(s for node in nodes for s in node[3])]
+        )
+        self.steps = (
+            _fuse(nodes, self.outputs)
+            if fuse
+            else [Step(m, (m,), i, mu, o) for m, i, mu, o in nodes]
+        )
         readers = [0] * self.n_slots  # uses of each value: steps reading it, outputs
         for step in self.steps:
             for s in step.inputs:
@@ -63,8 +79,12 @@ class Plan:
         for step in self.steps:
             step.grad_from = tuple(s in produced for s in step.inputs)
             step.from_node = any(step.grad_from)
-            step.plain = (not step.multi and len(step.inputs) == 1 and len(step.outputs) == 1
-                          and readers[step.inp] == 1)
+            step.plain = (
+                not step.multi
+                and len(step.inputs) == 1
+                and len(step.outputs) == 1
+                and readers[step.inp] == 1
+            )
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, ctx, inputs):

@@ -1,4 +1,5 @@
 """Pictures of a training run (matplotlib, the optional `plot` extra)."""
+
 import numpy as np
 
 
@@ -23,10 +24,14 @@ def learning_curves(history, path, title="Learning curves"):
     plt = _pyplot()
     h = history.history if hasattr(history, "history") else history
     epochs = np.arange(1, len(h["loss"]) + 1)
-    metrics = [k for k in h if not k.startswith("val_") and k not in
-               ("loss", "lr", "epoch_time", "grad_norm")]
-    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4),
-                             squeeze=False)
+    metrics = [
+        k
+        for k in h
+        if not k.startswith("val_") and k not in ("loss", "lr", "epoch_time", "grad_norm")
+    ]
+    fig, axes = plt.subplots(
+        1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False
+    )
     ax = axes[0, 0]
     ax.plot(epochs, h["loss"], label="train loss")
     if "val_loss" in h:
@@ -76,8 +81,15 @@ def plot_confusion_matrix(matrix, path, class_names=None, title="Confusion matri
     top = matrix.max() or 1
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if matrix[i, j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if matrix[i, j] > top / 2 else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,5 +1,6 @@
 """Splitting and scaling data the way a careful experiment does: split first, fit the
 standardisation on the training part only, apply the same transform everywhere."""
+
 import numpy as np
 
 from . import rng
@@ -92,8 +93,10 @@ class Standardizer:
             raise RuntimeError(f"Standardizer.{where}: call fit first")
         X = as_array(X, f"Standardizer.{where}")
         if X.ndim != 2 or X.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"Standardizer.{where}: fitted on {self.mean_.shape[0]} features, "
-                             f"got data of shape {X.shape}")
+            raise ValueError(
+                f"Standardizer.{where}: fitted on {self.mean_.shape[0]} features, "
+                f"got data of shape {X.shape}"
+            )
         return X
 
     def transform(self, X, dtype=np.float32):

@@ -12,6 +12,7 @@ reconstruct that block's input (the raw data for the first block, the output of 
 already pre-trained blocks below for the others) with a new linear Dense decoder and the
 mean squared error. The encoder's weights are trained in place; the decoder is dropped.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -39,8 +40,10 @@ def dense_blocks(layers: Iterable[Module]) -> list[list[Any]]:
         if isinstance(layer, Dense):
             blocks.append([layer])
         elif not blocks:
-            raise ValueError(f"pretrain: the stack must start with a Dense layer, got "
-                             f"{type(layer).__name__} at position {i}")
+            raise ValueError(
+                f"pretrain: the stack must start with a Dense layer, got "
+                f"{type(layer).__name__} at position {i}"
+            )
         else:
             blocks[-1].append(layer)
     if not blocks:
@@ -48,9 +51,15 @@ def dense_blocks(layers: Iterable[Module]) -> list[list[Any]]:
     return blocks
 
 
-def pretrain_autoencoders(layers: Iterable[Module], X: np.ndarray, epochs: int = 10,
-                          batch_size: int = 64, lr: float = 1e-3, noise: float = 0.0,
-                          verbose: int = 0) -> list[History]:
+def pretrain_autoencoders(
+    layers: Iterable[Module],
+    X: np.ndarray,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    noise: float = 0.0,
+    verbose: int = 0,
+) -> list[History]:
     """Pre-train the Dense layers of `layers` (a list of modules or a Sequential), bottom
     up, each as the encoder of an autoencoder of its block's input, on X (n, features):
     unlabelled data. noise > 0 makes them denoising autoencoders: a Dropout(noise) on the
@@ -61,8 +70,10 @@ def pretrain_autoencoders(layers: Iterable[Module], X: np.ndarray, epochs: int =
     blocks = dense_blocks(layers)
     h = as_array(X, "pretrain_autoencoders X")
     if h.ndim != 2 or h.shape[1] != blocks[0][0].in_features:
-        raise ValueError(f"pretrain_autoencoders: expected X of shape (n, "
-                         f"{blocks[0][0].in_features}), got {h.shape}")
+        raise ValueError(
+            f"pretrain_autoencoders: expected X of shape (n, "
+            f"{blocks[0][0].in_features}), got {h.shape}"
+        )
     histories = []
     for block in blocks:
         encoder = Sequential(*block)
@@ -72,8 +83,7 @@ def pretrain_autoencoders(layers: Iterable[Module], X: np.ndarray, epochs: int =
         autoencoder = Sequential(*noisy, *block, decoder)
         trainer = Trainer(autoencoder, MSELoss(), Adam(autoencoder.parameters(), lr=lr))
         h = np.ascontiguousarray(h, dtype=dense.weight.dtype)
-        histories.append(trainer.fit(h, h, epochs=epochs, batch_size=batch_size,
-                                     verbose=verbose))
+        histories.append(trainer.fit(h, h, epochs=epochs, batch_size=batch_size, verbose=verbose))
         h = encoder.predict(h)
     return histories
 
@@ -87,8 +97,7 @@ class FreezeLayers(Callback):
     def __init__(self, layers: Iterable[Module], epochs: int):
         self.layers = list(layers)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"FreezeLayers: epochs must be a non-negative integer, got "
-                             f"{epochs!r}")
+            raise ValueError(f"FreezeLayers: epochs must be a non-negative integer, got {epochs!r}")
         self.epochs = int(epochs)
 
     def _set(self, frozen):

@@ -13,6 +13,7 @@ Hutter, 2019). For plain SGD the two coincide with weight_decay = 2 * l2; for Ad
 they do not. torch's `weight_decay` in SGD/Adam is the L2 kind (lambda * w added to
 the gradient, i.e. L2(lambda / 2)).
 """
+
 import numpy as np
 
 from . import _kernels
@@ -24,8 +25,9 @@ class Regularizer:
     def __init__(self, l1=0.0, l2=0.0):
         for name, value in (("l1", l1), ("l2", l2)):
             if not (isinstance(value, (int, float, np.floating)) and value >= 0):
-                raise ValueError(f"{type(self).__name__}: {name} must be a number >= 0, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"{type(self).__name__}: {name} must be a number >= 0, got {value!r}"
+                )
         self.l1, self.l2 = float(l1), float(l2)
 
     def __call__(self, param):

@@ -11,6 +11,7 @@ Each thread has a "current" stream: the process-wide one unless a `using(stream)
 block says otherwise. A Trainer runs its steps inside `using(trainer.rng)`, its own
 stream, so trainers in different threads draw what they would one after the other,
 bit for bit, and layers keep calling `generator()` / `next_dropout_stream()`."""
+
 import contextlib
 import threading
 

@@ -6,6 +6,7 @@ optimizer step for schedules built with interval='step' (warmup within the first
 epoch); ReduceOnPlateau is stepped with the monitored value. `state_dict()` /
 `load_state_dict()` make schedules part of checkpoints.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,11 @@ class Schedule:
 
     def state_dict(self):
         """The schedule's state (everything but the optimizer), for checkpoints."""
-        return {k: v for k, v in vars(self).items() if k != "optimizer" and not callable(v)
-                and not isinstance(v, Schedule)}
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if k != "optimizer" and not callable(v) and not isinstance(v, Schedule)
+        }
 
     def load_state_dict(self, state):
         """Restore a state written by state_dict."""
@@ -66,8 +70,9 @@ class Schedule:
             setattr(self, k, list(v) if isinstance(v, tuple) else v)
 
     def __repr__(self):
-        opts = ", ".join(f"{k}={v}" for k, v in self.state_dict().items()
-                         if k not in ("base_lrs", "last_epoch"))
+        opts = ", ".join(
+            f"{k}={v}" for k, v in self.state_dict().items() if k not in ("base_lrs", "last_epoch")
+        )
         return f"{type(self).__name__}({opts})"
 
 
@@ -124,8 +129,7 @@ class CosineAnnealing(Schedule):
     cycle T_mult times longer than the last (torch's CosineAnnealingWarmRestarts with
     T_0 = T_max)."""
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, restarts=False, T_mult=1,
-                 interval="epoch"):
+    def __init__(self, optimizer, T_max, eta_min=0.0, restarts=False, T_mult=1, interval="epoch"):
         self.T_max = positive_int(T_max, "T_max")
         self.eta_min = float(eta_min)
         if not (math.isfinite(self.eta_min) and self.eta_min >= 0):
@@ -157,8 +161,7 @@ class LinearWarmup(Schedule):
     lrs are the optimizer's lrs from before `after` was built. interval defaults to
     `after`'s (else 'epoch'); a different one is an error."""
 
-    def __init__(self, optimizer, warmup_epochs, start_factor=1.0 / 3, after=None,
-                 interval=None):
+    def __init__(self, optimizer, warmup_epochs, start_factor=1.0 / 3, after=None, interval=None):
         self.warmup_epochs = positive_int(warmup_epochs, "warmup_epochs")
         if not 0.0 < start_factor <= 1.0:
             raise ValueError(f"LinearWarmup: start_factor must be in (0, 1], got {start_factor}")
@@ -168,8 +171,10 @@ class LinearWarmup(Schedule):
         self.after = after
         if after is not None:
             if interval is not None and interval != after.interval:
-                raise ValueError(f"LinearWarmup: interval={interval!r} but `after` steps "
-                                 f"per {after.interval!r}; give both the same interval")
+                raise ValueError(
+                    f"LinearWarmup: interval={interval!r} but `after` steps "
+                    f"per {after.interval!r}; give both the same interval"
+                )
             interval = after.interval
             # `after` has already set its own t = 0 lr; start from the lrs it started
             # from (as torch's SequentialLR resets to the initial lrs)
@@ -212,9 +217,20 @@ class ReduceOnPlateau:
 
     interval = "epoch"
 
-    def __init__(self, optimizer, monitor="val_loss", mode="min", factor=0.1, patience=10,
-                 threshold=1e-4, threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8,
-                 min_delta=None):
+    def __init__(
+        self,
+        optimizer,
+        monitor="val_loss",
+        mode="min",
+        factor=0.1,
+        patience=10,
+        threshold=1e-4,
+        threshold_mode="rel",
+        cooldown=0,
+        min_lr=0.0,
+        eps=1e-8,
+        min_delta=None,
+    ):
         if not 0.0 < factor < 1.0:
             raise ValueError(f"ReduceOnPlateau: factor must be in (0, 1), got {factor}")
         if not isinstance(monitor, str) or not monitor:
@@ -231,13 +247,14 @@ class ReduceOnPlateau:
         self.cooldown = int(cooldown)
         for name in ("patience", "threshold", "cooldown"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"ReduceOnPlateau: {name} must be >= 0, got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(f"ReduceOnPlateau: {name} must be >= 0, got {getattr(self, name)}")
         n = len(optimizer.param_groups)
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n:
-                raise ValueError(f"ReduceOnPlateau: expected {n} min_lr values (one per "
-                                 f"parameter group), got {len(min_lr)}")
+                raise ValueError(
+                    f"ReduceOnPlateau: expected {n} min_lr values (one per "
+                    f"parameter group), got {len(min_lr)}"
+                )
             self.min_lrs = [float(v) for v in min_lr]
         else:
             self.min_lrs = [float(min_lr)] * n
@@ -251,10 +268,14 @@ class ReduceOnPlateau:
 
     def _is_better(self, a, best):
         if self.mode == "min":
-            return a < (best * (1 - self.threshold) if self.threshold_mode == "rel"
-                        else best - self.threshold)
-        return a > (best * (1 + self.threshold) if self.threshold_mode == "rel"
-                    else best + self.threshold)
+            return a < (
+                best * (1 - self.threshold)
+                if self.threshold_mode == "rel"
+                else best - self.threshold
+            )
+        return a > (
+            best * (1 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
+        )
 
     def step(self, metric):
         """Record this epoch's value of the monitored metric."""
@@ -290,8 +311,10 @@ class ReduceOnPlateau:
             setattr(self, k, v)
 
     def __repr__(self):
-        return (f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, "
-                f"factor={self.factor}, patience={self.patience})")
+        return (
+            f"ReduceOnPlateau(monitor={self.monitor!r}, mode={self.mode!r}, "
+            f"factor={self.factor}, patience={self.patience})"
+        )
 
 
 class BatchSizeSchedule:
@@ -309,24 +332,32 @@ class BatchSizeSchedule:
     a resumed fit continues the schedule.
     """
 
-    def __init__(self, milestones: Iterable[int], factor: int = 2, scale_lr: str | None = None,
-                 max_batch_size: int | None = None):
+    def __init__(
+        self,
+        milestones: Iterable[int],
+        factor: int = 2,
+        scale_lr: str | None = None,
+        max_batch_size: int | None = None,
+    ):
         self.milestones = sorted(int(m) for m in milestones)
         if any(m < 1 for m in self.milestones):
-            raise ValueError(f"BatchSizeSchedule: milestones must be >= 1, got "
-                             f"{self.milestones}")
+            raise ValueError(f"BatchSizeSchedule: milestones must be >= 1, got {self.milestones}")
         self.factor = positive_int(factor, "BatchSizeSchedule factor")
-        self.scale_lr = None if scale_lr is None else choice(scale_lr, {"linear", "sqrt"},
-                                                             "BatchSizeSchedule scale_lr")
-        self.max_batch_size = (None if max_batch_size is None
-                               else positive_int(max_batch_size, "BatchSizeSchedule "
-                                                                 "max_batch_size"))
+        self.scale_lr = (
+            None
+            if scale_lr is None
+            else choice(scale_lr, {"linear", "sqrt"}, "BatchSizeSchedule scale_lr")
+        )
+        self.max_batch_size = (
+            None
+            if max_batch_size is None
+            else positive_int(max_batch_size, "BatchSizeSchedule max_batch_size")
+        )
 
     def batch_size(self, t: int, base: int) -> int:
         """The batch size of the epoch after t completed epochs, from fit's batch_size."""
         size = base * self.factor ** sum(1 for m in self.milestones if m <= t)
-        return size if self.max_batch_size is None else min(size, max(base,
-                                                                      self.max_batch_size))
+        return size if self.max_batch_size is None else min(size, max(base, self.max_batch_size))
 
     def lr_factor(self, t: int, base: int) -> float:
         """The multiplier of the learning rates at epoch t relative to epoch 0."""
@@ -334,5 +365,7 @@ class BatchSizeSchedule:
         return {None: 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.scale_lr]
 
     def __repr__(self):
-        return (f"BatchSizeSchedule(milestones={self.milestones}, factor={self.factor}, "
-                f"scale_lr={self.scale_lr!r}, max_batch_size={self.max_batch_size})")
+        return (
+            f"BatchSizeSchedule(milestones={self.milestones}, factor={self.factor}, "
+            f"scale_lr={self.scale_lr!r}, max_batch_size={self.max_batch_size})"
+        )

@@ -1,4 +1,5 @@
 """Sequential: layers applied in order, a chain-shaped plan (fastnn.plan)."""
+
 import numpy as np
 
 from .graph import _table
@@ -103,8 +104,11 @@ class Sequential(Layer):
             input_features = getattr(self.layers[0], "in_features", None)
             if input_features is None:
                 raise ValueError("summary: pass input_features (the first layer has none)")
-        shape = tuple(input_features) if isinstance(input_features, (tuple, list)) \
+        shape = (
+            tuple(input_features)
+            if isinstance(input_features, (tuple, list))
             else (input_features,)
+        )
         x = np.zeros((2,) + shape, self.dtype or np.float32)
         rows = []
         was_training = self.training

@@ -25,6 +25,7 @@ Differences from scikit-learn's MLP, all by design:
   does, on the weights of every Dense layer (not the biases).
 Requires scikit-learn: `pip install "fastnn[sklearn]"`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,9 @@ try:
         validate_data,
     )
 except ImportError as e:  # pragma: no cover - exercised only without scikit-learn
-    raise ImportError("fastnn.sklearn needs scikit-learn >= 1.6: pip install "
-                      "'fastnn[sklearn]'") from e
+    raise ImportError(
+        "fastnn.sklearn needs scikit-learn >= 1.6: pip install 'fastnn[sklearn]'"
+    ) from e
 
 from . import layers, losses, optim, rng
 from .callbacks import Callback
@@ -66,13 +68,22 @@ from .trainer import Trainer
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _ACTIVATIONS = {
-    "identity": layers.Identity, "logistic": layers.Sigmoid, "tanh": layers.Tanh,
-    "relu": layers.ReLU, "leaky_relu": layers.LeakyReLU, "elu": layers.ELU,
+    "identity": layers.Identity,
+    "logistic": layers.Sigmoid,
+    "tanh": layers.Tanh,
+    "relu": layers.ReLU,
+    "leaky_relu": layers.LeakyReLU,
+    "elu": layers.ELU,
     "gelu": layers.GELU,
 }
 _SOLVERS = {
-    "adam": optim.Adam, "sgd": optim.SGD, "adamw": optim.AdamW, "rmsprop": optim.RMSprop,
-    "adagrad": optim.Adagrad, "adadelta": optim.Adadelta, "adamax": optim.Adamax,
+    "adam": optim.Adam,
+    "sgd": optim.SGD,
+    "adamw": optim.AdamW,
+    "rmsprop": optim.RMSprop,
+    "adagrad": optim.Adagrad,
+    "adadelta": optim.Adadelta,
+    "adamax": optim.Adamax,
     "nadam": optim.NAdam,
 }
 
@@ -164,14 +175,37 @@ class _BaseMLP(BaseEstimator):
 
     _loss_name = ""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 batch_norm=False, dropout=0.0, optimizer_kwargs=None, n_threads=None,
-                 dtype=None):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        batch_norm=False,
+        dropout=0.0,
+        optimizer_kwargs=None,
+        n_threads=None,
+        dtype=None,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -204,47 +238,72 @@ class _BaseMLP(BaseEstimator):
     def _validate_hyperparameters(self):
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
-        if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
-               for h in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
-                             f"{self.hidden_layer_sizes!r}")
+        if any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}"
+            )
         rules = [
             (self.activation in _ACTIVATIONS, "activation", sorted(_ACTIVATIONS)),
-            (self.solver in _SOLVERS, "solver", sorted(_SOLVERS) + [
-                "(lbfgs is not offered: fastnn trains with mini-batches)"]),
-            (self.learning_rate in ("constant", "invscaling", "adaptive"), "learning_rate",
-             ["constant", "invscaling", "adaptive"]),
+            (
+                self.solver in _SOLVERS,
+                "solver",
+                sorted(_SOLVERS) + ["(lbfgs is not offered: fastnn trains with mini-batches)"],
+            ),
+            (
+                self.learning_rate in ("constant", "invscaling", "adaptive"),
+                "learning_rate",
+                ["constant", "invscaling", "adaptive"],
+            ),
             (self.alpha >= 0, "alpha", ">= 0"),
             (self.learning_rate_init > 0, "learning_rate_init", "> 0"),
-            (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1, "max_iter",
-             "an integer >= 1"),
+            (
+                isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1,
+                "max_iter",
+                "an integer >= 1",
+            ),
             (self.tol >= 0, "tol", ">= 0"),
-            (isinstance(self.n_iter_no_change, (int, np.integer))
-             and self.n_iter_no_change >= 1, "n_iter_no_change", "an integer >= 1"),
+            (
+                isinstance(self.n_iter_no_change, (int, np.integer)) and self.n_iter_no_change >= 1,
+                "n_iter_no_change",
+                "an integer >= 1",
+            ),
             (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
             (0 <= self.beta_1 < 1, "beta_1", "in [0, 1)"),
             (0 <= self.beta_2 < 1, "beta_2", "in [0, 1)"),
             (self.epsilon > 0, "epsilon", "> 0"),
             (0 <= self.momentum <= 1, "momentum", "in [0, 1]"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
-            (self.batch_size == "auto" or (isinstance(self.batch_size, (int, np.integer))
-                                            and not isinstance(self.batch_size, bool)),
-             "batch_size", "'auto' or an integer"),
-            (self.dtype is None or np.dtype(self.dtype) in (np.float32, np.float64), "dtype",
-             "None, 'float32' or 'float64'"),
+            (
+                self.batch_size == "auto"
+                or (
+                    isinstance(self.batch_size, (int, np.integer))
+                    and not isinstance(self.batch_size, bool)
+                ),
+                "batch_size",
+                "'auto' or an integer",
+            ),
+            (
+                self.dtype is None or np.dtype(self.dtype) in (np.float32, np.float64),
+                "dtype",
+                "None, 'float32' or 'float64'",
+            ),
         ]
         for ok, name, expected in rules:
             if not ok:
-                raise ValueError(f"{type(self).__name__}: {name} must be {expected}, got "
-                                 f"{getattr(self, name)!r}")
+                raise ValueError(
+                    f"{type(self).__name__}: {name} must be {expected}, got {getattr(self, name)!r}"
+                )
         return sizes
 
     def _batch(self, n):
         if self.batch_size == "auto":
             return min(200, n)
         if not 1 <= self.batch_size <= n:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", stacklevel=3)
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is "
+                "going to be clipped",
+                stacklevel=3,
+            )
         return int(np.clip(self.batch_size, 1, n))
 
     # -- the network -----------------------------------------------------------------
@@ -280,27 +339,43 @@ class _BaseMLP(BaseEstimator):
     # -- fitting ---------------------------------------------------------------------
     def _fit(self, X, y, sample_weight, incremental):
         first = not ((incremental or self.warm_start) and hasattr(self, "model_"))
-        X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
-                             multi_output=True, y_numeric=self._loss_name == "mse")
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=first,
+            dtype=(np.float64, np.float32),
+            multi_output=True,
+            y_numeric=self._loss_name == "mse",
+        )
         targets, n_out = self._encode_targets(y, first)
         sw = None
         if sample_weight is not None:
-            sw = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                      ensure_non_negative=True)
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             keep = sw > 0  # zero weights: samples that count for nothing
             X, targets, sw = X[keep], targets[keep], sw[keep]
         if first:
-            self._initialize(X.shape[1], n_out, X.shape[0],
-                             X.dtype if self.dtype is None else np.dtype(self.dtype))
+            self._initialize(
+                X.shape[1],
+                n_out,
+                X.shape[0],
+                X.dtype if self.dtype is None else np.dtype(self.dtype),
+            )
         elif self.model_[-1].out_features != n_out:
-            raise ValueError(f"{type(self).__name__}: the new targets need {n_out} outputs, "
-                             f"the fitted network has {self.model_[-1].out_features}")
+            raise ValueError(
+                f"{type(self).__name__}: the new targets need {n_out} outputs, "
+                f"the fitted network has {self.model_[-1].out_features}"
+            )
         val = None
         if self.early_stopping and not incremental:
-            split = train_test_split(X, targets, *(() if sw is None else (sw,)),
-                                     random_state=self._split_seed,
-                                     test_size=self.validation_fraction,
-                                     stratify=targets if self._stratify() else None)
+            split = train_test_split(
+                X,
+                targets,
+                *(() if sw is None else (sw,)),
+                random_state=self._split_seed,
+                test_size=self.validation_fraction,
+                stratify=targets if self._stratify() else None,
+            )
             X, Xv, targets, tv = split[:4]
             sw = split[4] if sw is not None else None
             val = (Xv, self._decode_for_score(tv))
@@ -308,8 +383,9 @@ class _BaseMLP(BaseEstimator):
             self._best_state = None
         batch = self._batch(X.shape[0])
         with _threads(self.n_threads):
-            self._train(X, targets, sw, batch, 1 if incremental else self.max_iter, val,
-                        incremental)
+            self._train(
+                X, targets, sw, batch, 1 if incremental else self.max_iter, val, incremental
+            )
         if val is not None and self._best_state is not None:
             self.model_.load_state_dict(self._best_state)
         return self
@@ -330,20 +406,31 @@ class _BaseMLP(BaseEstimator):
         labels = self._loss_name == "cross_entropy" and not self._multilabel
         loss = _BatchLoss(self._make_loss(), labels, self._penalty, self.alpha)
         if self._trainer is None:
-            self._trainer = Trainer(self.model_, loss, self._optimizer(self.model_),
-                                    metrics=(), callbacks=())
+            self._trainer = Trainer(
+                self.model_, loss, self._optimizer(self.model_), metrics=(), callbacks=()
+            )
         trainer = self._trainer
         trainer.loss = loss
         self._converged, self._stop_allowed = False, not incremental
         trainer.callbacks = [_Convergence(self, val)]
         before = trainer.epoch
-        trainer.fit(X, targets, epochs=epochs, batch_size=batch,
-                    shuffle=self.shuffle, verbose=0, sample_weight=sw)
+        trainer.fit(
+            X,
+            targets,
+            epochs=epochs,
+            batch_size=batch,
+            shuffle=self.shuffle,
+            verbose=0,
+            sample_weight=sw,
+        )
         self.n_iter_ += trainer.epoch - before
         if not incremental and not self._converged:
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                          "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def _raw(self, X):
         """The network's outputs (n_samples, n_outputs) in eval mode, float64."""
@@ -441,8 +528,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = self._partial_classes
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
-            raise ValueError(f"y contains labels not seen in classes_ {self.classes_}: "
-                             f"{unknown[:5]}")
+            raise ValueError(
+                f"y contains labels not seen in classes_ {self.classes_}: {unknown[:5]}"
+            )
         self.out_activation_ = "softmax"
         return np.searchsorted(self.classes_, y).astype(np.int64), max(len(self.classes_), 2)
 
@@ -450,8 +538,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return targets if self._multilabel else self.classes_[targets]
 
     def _score_unchecked(self, X, y):
-        return float(np.mean(np.all(self.predict(X) == y, axis=-1)
-                             if self._multilabel else self.predict(X) == y))
+        return float(
+            np.mean(
+                np.all(self.predict(X) == y, axis=-1) if self._multilabel else self.predict(X) == y
+            )
+        )
 
     def fit(self, X, y, sample_weight=None):
         """Train on X (n_samples, n_features) and labels y (n_samples,) of any type, or a

@@ -6,6 +6,7 @@ training-mode batch-norm forward, the initialisers. A cache (a compiled predicto
 fastnn.inference) remembers `value` when it is built and rebuilds when it differs:
 one integer comparison per call. Writing into a parameter's array in place
 (`p.data[...] = v`) is not seen; call `bump()` after such edits."""
+
 value = 0
 
 

@@ -14,6 +14,7 @@ training step, run by the Trainer in this order after the backward pass:
 
 Hooks of one event run by `order`, then in registration order; each is called as
 hook(store, **info) (the Trainer passes `trainer=`)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -45,8 +46,9 @@ class FlatBuffer:
             lo, hi = offset, offset + p.size
             self.data[lo:hi] = p.data.reshape(-1)
             self.grad[lo:hi] = p.grad.reshape(-1)
-            p._rebind(self.data[lo:hi].reshape(p.shape), self.grad[lo:hi].reshape(p.shape),
-                      owner=self)
+            p._rebind(
+                self.data[lo:hi].reshape(p.shape), self.grad[lo:hi].reshape(p.shape), owner=self
+            )
             self.offsets.append((lo, hi))
             self.index[id(p)] = i
             offset = hi
@@ -117,8 +119,9 @@ class ParameterStore:
         if not hooks and not extra:
             return
         if extra:
-            hooks = sorted([(float(o), -1, h) for o, h in extra] + hooks,
-                           key=lambda e: (e[0], e[1]))
+            hooks = sorted(
+                [(float(o), -1, h) for o, h in extra] + hooks, key=lambda e: (e[0], e[1])
+            )
         for _, _, hook in list(hooks):
             hook(self, **info)
 

@@ -1,5 +1,6 @@
 """Symbolic tensors: calling a module on them records a node of a graph (the
 functional API of fastnn.graph) instead of computing."""
+
 import numpy as np
 
 from .context import Context
@@ -15,8 +16,11 @@ class SymbolicTensor:
         self.shape, self.dtype, self.node, self.index, self.name = shape, dtype, node, index, name
 
     def __repr__(self):
-        src = f"input {self.name!r}" if self.node is None else \
-            f"output of {self.node.module.name or type(self.node.module).__name__}"
+        src = (
+            f"input {self.name!r}"
+            if self.node is None
+            else f"output of {self.node.module.name or type(self.node.module).__name__}"
+        )
         return f"SymbolicTensor(shape={self.shape}, dtype={self.dtype}, {src})"
 
 
@@ -33,22 +37,24 @@ class Node:
 def is_symbolic(x):
     """True if x is a SymbolicTensor or a non-empty list of them."""
     return isinstance(x, SymbolicTensor) or (
-        isinstance(x, (list, tuple)) and bool(x) and all(isinstance(v, SymbolicTensor)
-                                                          for v in x))
+        isinstance(x, (list, tuple)) and bool(x) and all(isinstance(v, SymbolicTensor) for v in x)
+    )
 
 
 def call_symbolic(module, x, *args, **kwargs):
     """Record a call of module on symbolic tensor(s) x; returns the output tensor(s)."""
     if args or kwargs:
-        raise TypeError(f"{type(module).__name__}: extra arguments are not supported in "
-                        "a graph call")
+        raise TypeError(
+            f"{type(module).__name__}: extra arguments are not supported in a graph call"
+        )
     multi = isinstance(x, (list, tuple))
     inputs = list(x) if multi else [x]
     out_shape, dtype = _infer(module, inputs, multi)
     node = Node(module, inputs, multi)
     shapes = out_shape if isinstance(out_shape, list) else [out_shape]
-    node.outputs = [SymbolicTensor((None,) + tuple(s), dtype, node, k)
-                    for k, s in enumerate(shapes)]
+    node.outputs = [
+        SymbolicTensor((None,) + tuple(s), dtype, node, k) for k, s in enumerate(shapes)
+    ]
     return node.outputs if isinstance(out_shape, list) else node.outputs[0]
 
 
@@ -67,9 +73,10 @@ def _infer(module, inputs, multi):
     try:
         y = module._forward(Context(), xs if multi else xs[0])
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{where} cannot take input of shape "
-                         f"{[t.shape for t in inputs] if multi else inputs[0].shape}: {e}") \
-            from None
+        raise ValueError(
+            f"{where} cannot take input of shape "
+            f"{[t.shape for t in inputs] if multi else inputs[0].shape}: {e}"
+        ) from None
     finally:
         for m, mode in zip(module.modules(), was):
             m.training = mode

@@ -14,6 +14,7 @@ between the kernels of a step, short enough to hand the core over when the wait 
 preemption) unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, which win.
 `fastnn bench --contention` measures the result against libgomp's stock settings and
 PyTorch."""
+
 import ctypes
 import itertools
 import os
@@ -29,8 +30,7 @@ from threadpoolctl import ThreadpoolController  # noqa: E402
 from . import _kernels  # noqa: E402 - loads the OpenMP runtime, which reads the above
 from .validation import positive_int  # noqa: E402
 
-_STARTUP_ENV = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-                if k in os.environ}
+_STARTUP_ENV = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
 if not _USER_OPENMP:
     # The runtime has read it; child processes (a PyTorch worker, say) keep their own.
     del os.environ["GOMP_SPINCOUNT"]
@@ -53,9 +53,11 @@ def openmp_settings():
     """The OpenMP wait settings in effect: {'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT' (as
     the runtime read them at start-up, None when unset), 'set_by': 'user' or
     'fastnn'}."""
-    return {"OMP_WAIT_POLICY": _STARTUP_ENV.get("OMP_WAIT_POLICY"),
-            "GOMP_SPINCOUNT": _STARTUP_ENV.get("GOMP_SPINCOUNT"),
-            "set_by": "user" if _USER_OPENMP else "fastnn"}
+    return {
+        "OMP_WAIT_POLICY": _STARTUP_ENV.get("OMP_WAIT_POLICY"),
+        "GOMP_SPINCOUNT": _STARTUP_ENV.get("GOMP_SPINCOUNT"),
+        "set_by": "user" if _USER_OPENMP else "fastnn",
+    }
 
 
 def _default_threads():

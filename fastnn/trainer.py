@@ -1,6 +1,7 @@
 """The training loop: mini-batch gradient descent with one shuffle per epoch, per-epoch
 train and validation figures in a History, callbacks, schedules, gradient clipping,
 exact checkpoints (the usual procedure)."""
+
 import json
 import math
 import signal
@@ -96,8 +97,18 @@ class Trainer:
     'after_step' hooks.
     """
 
-    def __init__(self, model, loss, optimizer, scheduler=None, metrics=_DEFAULT_METRICS,
-                 callbacks=(), clip_grad_norm=None, batch_size_schedule=None, seed=None):
+    def __init__(
+        self,
+        model,
+        loss,
+        optimizer,
+        scheduler=None,
+        metrics=_DEFAULT_METRICS,
+        callbacks=(),
+        clip_grad_norm=None,
+        batch_size_schedule=None,
+        seed=None,
+    ):
         loss = _losses.get(loss)  # a loss object, or its name: 'cross_entropy', 'mse', ...
         self.model, self.loss, self.optimizer = model, loss, optimizer
         # The trainer's own random stream (shuffling, dropout masks): from `seed`, or
@@ -113,21 +124,26 @@ class Trainer:
         resolved = [_metrics.resolve(m) for m in metrics]
         for name, _ in resolved:
             if _metrics.needs_labels(name) and not classification:
-                raise ValueError(f"metric {name!r} needs a classification loss, got "
-                                 f"{type(loss).__name__}")
+                raise ValueError(
+                    f"metric {name!r} needs a classification loss, got {type(loss).__name__}"
+                )
         self.metrics = resolved
         self.callbacks = list(callbacks)
         self.terminate_on_nan = True
         if clip_grad_norm is not None:
             clip_grad_norm = float(clip_grad_norm)
             if not (math.isfinite(clip_grad_norm) and clip_grad_norm > 0):
-                raise ValueError(f"clip_grad_norm must be a positive number or None, got "
-                                 f"{clip_grad_norm}")
+                raise ValueError(
+                    f"clip_grad_norm must be a positive number or None, got {clip_grad_norm}"
+                )
         self.clip_grad_norm = clip_grad_norm
-        if batch_size_schedule is not None and not isinstance(batch_size_schedule,
-                                                              BatchSizeSchedule):
-            raise TypeError(f"batch_size_schedule must be a fastnn.schedules."
-                            f"BatchSizeSchedule, got {type(batch_size_schedule).__name__}")
+        if batch_size_schedule is not None and not isinstance(
+            batch_size_schedule, BatchSizeSchedule
+        ):
+            raise TypeError(
+                f"batch_size_schedule must be a fastnn.schedules."
+                f"BatchSizeSchedule, got {type(batch_size_schedule).__name__}"
+            )
         self.batch_size_schedule = batch_size_schedule
         self._dp = None  # fastnn.distributed.DataParallel while a data-parallel fit runs
         self.history = History()
@@ -197,19 +213,20 @@ class Trainer:
         return self._store
 
     def _add_penalties(self, store, trainer):
-        self._step_info["penalty"] = sum(m._weight_penalty(m.regularizer, True)
-                                         for m in self._penalties())
+        self._step_info["penalty"] = sum(
+            m._weight_penalty(m.regularizer, True) for m in self._penalties()
+        )
 
     def _clip(self, store, trainer):
-        self._step_info["grad_norm"] = clip_grad_norm_(self.model.parameters(),
-                                                       self.clip_grad_norm)
+        self._step_info["grad_norm"] = clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
 
     def _penalties(self):
         """The model's layers that have a regularizer, found once (fit looks again at
         its start); as Module.add_penalties, without walking the model every step."""
         if self._penalty_list is None:
-            self._penalty_list = [m for m in self.model.modules()
-                                  if getattr(m, "regularizer", None) is not None]
+            self._penalty_list = [
+                m for m in self.model.modules() if getattr(m, "regularizer", None) is not None
+            ]
         return self._penalty_list
 
     # -- data -------------------------------------------------------------------------
@@ -224,16 +241,23 @@ class Trainer:
         for i, x in enumerate(inputs):
             # Finite and within the model's float range (1e300 would become inf in
             # float32); under MPI each rank checks its block.
-            distributed.sharded_check(lambda a, name: check_finite(a, name, dtype), x,
-                                      f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]")
+            distributed.sharded_check(
+                lambda a, name: check_finite(a, name, dtype),
+                x,
+                f"{where} X" if len(inputs) == 1 else f"{where} X[{i}]",
+            )
         y = np.asarray(y) if not isinstance(y, np.ndarray) else y
         if y.ndim == 0 or y.shape[0] != n:
-            raise ValueError(f"{where}: X has {n} samples but y has "
-                             f"{'no samples' if y.ndim == 0 else y.shape[0]}")
+            raise ValueError(
+                f"{where}: X has {n} samples but y has "
+                f"{'no samples' if y.ndim == 0 else y.shape[0]}"
+            )
         out = self.model.predict([x[:2] for x in inputs] if len(inputs) > 1 else inputs[0][:2])
         if isinstance(out, list):
-            raise ValueError(f"{where}: the model has {len(out)} outputs; the Trainer "
-                             "trains a model with one output")
+            raise ValueError(
+                f"{where}: the model has {len(out)} outputs; the Trainer "
+                "trains a model with one output"
+            )
         if self._classification:
             y = self._encode_labels(y, where)
             if out.ndim == 2:
@@ -243,8 +267,9 @@ class Trainer:
         else:
             if y.ndim == 1 and out.ndim == 2 and out.shape[1] == 1:
                 y = y.reshape(-1, 1)
-            check_finite(np.asarray(y, dtype=np.float64) if y.dtype.kind not in "f" else y,
-                         f"{where} y")
+            check_finite(
+                np.asarray(y, dtype=np.float64) if y.dtype.kind not in "f" else y, f"{where} y"
+            )
             y = np.ascontiguousarray(y, dtype=dtype)
         X = inputs if isinstance(X, (list, tuple)) else inputs[0]
         return X, y
@@ -259,10 +284,15 @@ class Trainer:
             n = y.shape[0]
             n_val = int(round(n * validation_split))
             if n_val < 1 or n_val >= n:
-                raise ValueError(f"fit: validation_split={validation_split} leaves no "
-                                 f"training or validation samples out of {n}")
-            return (_rows(X, slice(None, -n_val)), y[:-n_val],
-                    (_rows(X, slice(-n_val, None)), y[-n_val:]))
+                raise ValueError(
+                    f"fit: validation_split={validation_split} leaves no "
+                    f"training or validation samples out of {n}"
+                )
+            return (
+                _rows(X, slice(None, -n_val)),
+                y[:-n_val],
+                (_rows(X, slice(-n_val, None)), y[-n_val:]),
+            )
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
@@ -279,8 +309,10 @@ class Trainer:
         if y.dtype.kind == "f":
             if not (np.isfinite(y).all() and (y == np.round(y)).all()):
                 bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
-                raise TypeError(f"{where}: class labels must be integers or class names, "
-                                f"got the float {float(bad)}")
+                raise TypeError(
+                    f"{where}: class labels must be integers or class names, "
+                    f"got the float {float(bad)}"
+                )
             return y.astype(np.int64)
         if self.classes_ is None:
             if where != "fit":
@@ -290,8 +322,10 @@ class Trainer:
         idx = np.searchsorted(self.classes_, y).clip(0, len(self.classes_) - 1)
         unknown = self.classes_[idx] != y
         if unknown.any():
-            raise ValueError(f"{where}: labels {np.unique(y[unknown])[:5].tolist()} are not "
-                             f"among the classes seen by fit {self.classes_.tolist()[:10]}")
+            raise ValueError(
+                f"{where}: labels {np.unique(y[unknown])[:5].tolist()} are not "
+                f"among the classes seen by fit {self.classes_.tolist()[:10]}"
+            )
         return idx.astype(np.int64)
 
     def _sample_weights(self, y, sample_weight, class_weight):
@@ -302,14 +336,16 @@ class Trainer:
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=np.float64)
             if w.shape != y.shape[:1]:
-                raise ValueError(f"fit: sample_weight must have shape ({y.shape[0]},), got "
-                                 f"{w.shape}")
+                raise ValueError(
+                    f"fit: sample_weight must have shape ({y.shape[0]},), got {w.shape}"
+                )
             if not np.isfinite(w).all() or (w < 0).any():
                 raise ValueError("fit: sample_weight must be finite and >= 0")
         if class_weight is not None:
             if not self._classification:
-                raise ValueError(f"fit: class_weight needs a classification loss, got "
-                                 f"{type(self.loss).__name__}")
+                raise ValueError(
+                    f"fit: class_weight needs a classification loss, got {type(self.loss).__name__}"
+                )
             labels = y.reshape(-1) if y.ndim == 1 else y[:, 0].reshape(-1)
             counts = np.bincount(labels)
             if isinstance(class_weight, str) and class_weight == "balanced":
@@ -325,8 +361,10 @@ class Trainer:
                         raise ValueError(f"fit: class_weight names the unknown class {label!r}")
                     per_class[hit[0]] = float(weight)
             else:
-                raise ValueError("fit: class_weight must be a dict {class: weight} or "
-                                 f"'balanced', got {class_weight!r}")
+                raise ValueError(
+                    "fit: class_weight must be a dict {class: weight} or "
+                    f"'balanced', got {class_weight!r}"
+                )
             cw = per_class[labels]
             w = cw if w is None else w * cw
         return w
@@ -344,8 +382,10 @@ class Trainer:
             return np.exp(out)
         if isinstance(self.loss, BCEWithLogitsLoss):
             return 1.0 / (1.0 + np.exp(-out))
-        raise ValueError(f"predict_proba needs a classification loss (CrossEntropyLoss, "
-                         f"NLLLoss, BCEWithLogitsLoss), got {type(self.loss).__name__}")
+        raise ValueError(
+            f"predict_proba needs a classification loss (CrossEntropyLoss, "
+            f"NLLLoss, BCEWithLogitsLoss), got {type(self.loss).__name__}"
+        )
 
     def predict_classes(self, X, batch_size=256):
         """Predicted labels: the most probable class on axis 1 ((N,) or (N, *)), in the
@@ -357,9 +397,22 @@ class Trainer:
         k = p.argmax(axis=1)
         return k if self.classes_ is None else self.classes_[k]
 
-    def fit(self, X, y, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, verbose=1, drop_last=False, sample_weight=None, class_weight=None,
-            initial_epoch=None, augment=None):
+    def fit(
+        self,
+        X,
+        y,
+        epochs=10,
+        batch_size=32,
+        validation_data=None,
+        validation_split=0.0,
+        shuffle=True,
+        verbose=1,
+        drop_last=False,
+        sample_weight=None,
+        class_weight=None,
+        initial_epoch=None,
+        augment=None,
+    ):
         """Train and return the History (as Keras' fit).
 
         Without `initial_epoch`, `epochs` is the number of epochs to run now: each fit
@@ -389,15 +442,18 @@ class Trainer:
         multiplied into the sample weights.
         """
         if augment is not None and not callable(augment):
-            raise TypeError(f"fit: augment must be callable (see fastnn.augment), got "
-                            f"{augment!r}")
+            raise TypeError(f"fit: augment must be callable (see fastnn.augment), got {augment!r}")
         self._augment = augment
         batch_size = positive_int(batch_size, "batch_size")
         for what, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(
-                    value, (int, np.integer)) or value < 0):
-                raise ValueError(f"fit: {what} must be a non-negative integer, got "
-                                 f"{plain(value)!r}")
+            if value is not None and (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (int, np.integer))
+                or value < 0
+            ):
+                raise ValueError(
+                    f"fit: {what} must be a non-negative integer, got {plain(value)!r}"
+                )
         if epochs is None:
             raise ValueError("fit: epochs must be a non-negative integer, got None")
         X, y = self._prepare(X, y, "fit")
@@ -409,26 +465,40 @@ class Trainer:
         world = distributed.world()
         if world is not None:
             if weights is not None:
-                raise NotImplementedError("fit: sample_weight and class_weight are not "
-                                          "supported in data-parallel training yet")
+                raise NotImplementedError(
+                    "fit: sample_weight and class_weight are not "
+                    "supported in data-parallel training yet"
+                )
             world.check_batches(y.shape[0], batch_size, drop_last)
         min_batch = max(getattr(m, "min_train_batch", 1) for m in self.model.modules())
 
         def make_batches(size):
-            return Batches(X, y, size, dtype, y.dtype, drop_last=drop_last,
-                           min_batch=min_batch, weights=weights, world=world)
+            return Batches(
+                X,
+                y,
+                size,
+                dtype,
+                y.dtype,
+                drop_last=drop_last,
+                min_batch=min_batch,
+                weights=weights,
+                world=world,
+            )
 
         batches = make_batches(batch_size)
         if len(batches) == 0:
-            raise ValueError(f"fit: {y.shape[0]} samples make no batch of {batch_size} "
-                             "with drop_last=True")
+            raise ValueError(
+                f"fit: {y.shape[0]} samples make no batch of {batch_size} with drop_last=True"
+            )
         if initial_epoch is None:
             epochs = self.epoch + int(epochs)
         else:
             self.epoch = int(initial_epoch)
         if epochs <= self.epoch:
-            warnings.warn(f"fit: nothing to run: epochs={epochs} with initial_epoch="
-                          f"{self.epoch}", stacklevel=2)
+            warnings.warn(
+                f"fit: nothing to run: epochs={epochs} with initial_epoch={self.epoch}",
+                stacklevel=2,
+            )
             return self.history
         self.verbose = int(verbose)
         self.target_epochs = int(epochs)
@@ -437,8 +507,9 @@ class Trainer:
         self._penalty_list = self._store = None  # the model may have changed since
         monitor = getattr(self.scheduler, "monitor", None)
         if monitor is not None and monitor not in self.log_keys:
-            raise ValueError(f"scheduler: unknown monitor {monitor!r}; this fit logs "
-                             f"{sorted(self.log_keys)}")
+            raise ValueError(
+                f"scheduler: unknown monitor {monitor!r}; this fit logs {sorted(self.log_keys)}"
+            )
         self._dp = None if world is None else distributed.DataParallel(world)
         callbacks = self._callbacks()
         self.stop_training = self.interrupted = self.diverged = False
@@ -628,11 +699,13 @@ class Trainer:
             "format_version": "1",
             "architecture": architecture,
             "epoch": self.epoch,
-            "optimizer": {"type": type(self.optimizer).__name__,
-                          "param_groups": opt["param_groups"]},
-            "scheduler": None if self.scheduler is None else {
-                "type": type(self.scheduler).__name__,
-                "state": self.scheduler.state_dict()},
+            "optimizer": {
+                "type": type(self.optimizer).__name__,
+                "param_groups": opt["param_groups"],
+            },
+            "scheduler": None
+            if self.scheduler is None
+            else {"type": type(self.scheduler).__name__, "state": self.scheduler.state_dict()},
             "history": self.history.state_dict(),
             "rng": rng.get_state(self.rng),
         }
@@ -645,23 +718,28 @@ class Trainer:
 
         tensors, meta = decode(path)
         if meta.get("format") != "fastnn-checkpoint":
-            raise ValueError(f"{path}: not a fastnn checkpoint (use fastnn.load for model "
-                             "files)")
+            raise ValueError(f"{path}: not a fastnn checkpoint (use fastnn.load for model files)")
         opt_meta = json.loads(meta["optimizer"])
         if opt_meta["type"] != type(self.optimizer).__name__:
-            raise ValueError(f"{path}: checkpoint of a {opt_meta['type']} optimizer, this "
-                             f"trainer has {type(self.optimizer).__name__}")
+            raise ValueError(
+                f"{path}: checkpoint of a {opt_meta['type']} optimizer, this "
+                f"trainer has {type(self.optimizer).__name__}"
+            )
         sched = json.loads(meta["scheduler"])
         if (sched is None) != (self.scheduler is None) or (
-                sched is not None and sched["type"] != type(self.scheduler).__name__):
-            raise ValueError(f"{path}: the checkpoint's scheduler ({sched and sched['type']}) "
-                             "does not match this trainer's")
+            sched is not None and sched["type"] != type(self.scheduler).__name__
+        ):
+            raise ValueError(
+                f"{path}: the checkpoint's scheduler ({sched and sched['type']}) "
+                "does not match this trainer's"
+            )
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         opt_state = {k[10:]: v for k, v in tensors.items() if k.startswith("optimizer.")}
         try:
             self.model.load_state_dict(model_state)
-            self.optimizer.load_state_dict({"state": opt_state,
-                                            "param_groups": opt_meta["param_groups"]})
+            self.optimizer.load_state_dict(
+                {"state": opt_state, "param_groups": opt_meta["param_groups"]}
+            )
         except (KeyError, ValueError) as e:
             raise ValueError(f"{path}: the checkpoint does not fit this trainer: {e}") from None
         if sched is not None:
@@ -683,12 +761,16 @@ def _check_dense_labels(y, out_shape, where):
     if y.dtype.kind not in "iu":
         raise TypeError(f"{where}: class labels must be integers, got dtype {y.dtype}")
     if y.shape != want:
-        raise ValueError(f"{where}: expected labels of shape {want} for outputs of shape "
-                         f"{out_shape}, got {y.shape}")
+        raise ValueError(
+            f"{where}: expected labels of shape {want} for outputs of shape "
+            f"{out_shape}, got {y.shape}"
+        )
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= out_shape[1]:
-        raise ValueError(f"{where}: label {lo if lo < 0 else hi} out of range for "
-                         f"{out_shape[1]} classes (valid: 0..{out_shape[1] - 1})")
+        raise ValueError(
+            f"{where}: label {lo if lo < 0 else hi} out of range for "
+            f"{out_shape[1]} classes (valid: 0..{out_shape[1] - 1})"
+        )
     return np.ascontiguousarray(y, dtype=np.int64)
 
 
@@ -707,8 +789,7 @@ class _StopOnInterrupt:
             raise KeyboardInterrupt
         self.trainer.interrupted = True
         self.trainer.stop_training = True
-        print("\nfit: interrupted; stopping after this batch (Ctrl-C again to abort)",
-              flush=True)
+        print("\nfit: interrupted; stopping after this batch (Ctrl-C again to abort)", flush=True)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

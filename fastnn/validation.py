@@ -1,6 +1,7 @@
 """Input checks at the Python boundary: every public entry point turns user arrays into
 what the C kernels expect (C-contiguous, the layer's float dtype, the right shape) or
 raises an exception that names the layer and the expected versus actual value."""
+
 import math
 
 import numpy as np
@@ -23,9 +24,11 @@ def as_array(x, where):
     if isinstance(x, np.ma.MaskedArray):
         masked = int(np.ma.count_masked(x))
         if masked:
-            raise ValueError(f"{where}: a masked array with {masked} masked value"
-                             f"{'s' if masked > 1 else ''}; fill them (x.filled(value)) or "
-                             "drop those samples first")
+            raise ValueError(
+                f"{where}: a masked array with {masked} masked value"
+                f"{'s' if masked > 1 else ''}; fill them (x.filled(value)) or "
+                "drop those samples first"
+            )
         x = x.data
     if not isinstance(x, np.ndarray):
         try:
@@ -68,9 +71,11 @@ def _check_no_overflow(src, converted, where):
         bad &= np.isfinite(src)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"{where}: value {float(src[idx]):g} at index {idx} is beyond "
-                             f"the {converted.dtype} range (max "
-                             f"{float(np.finfo(converted.dtype).max):g})")
+            raise ValueError(
+                f"{where}: value {float(src[idx]):g} at index {idx} is beyond "
+                f"the {converted.dtype} range (max "
+                f"{float(np.finfo(converted.dtype).max):g})"
+            )
 
 
 def check_finite(x, where, dtype=None):
@@ -90,7 +95,8 @@ def check_finite(x, where, dtype=None):
                         f"{where}: value {float(flat[bad]):g} at index "
                         f"{tuple(int(v) for v in np.unravel_index(bad, x.shape, order=order))}"
                         " is beyond "
-                        f"the {np.dtype(dtype)} range (max {limit:g})")
+                        f"the {np.dtype(dtype)} range (max {limit:g})"
+                    )
     flat = x.reshape(-1) if x.flags.c_contiguous else None
     if flat is None or x.dtype.kind != "f":
         if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -124,7 +130,8 @@ def real_number(value, name, finite=True):
     included; NumPy scalars are fine), ValueError for NaN and infinity unless not
     `finite` (for callers whose range check says more)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, float, np.integer, np.floating)):
+        value, (int, float, np.integer, np.floating)
+    ):
         raise TypeError(f"{name} must be a number, got {plain(value)!r}")
     v = float(value)
     if finite and not math.isfinite(v):
@@ -150,8 +157,7 @@ def like_default(value, default, name):
         return real_number(value, name)
     if isinstance(default, tuple) and all(isinstance(d, (int, float)) for d in default):
         if not isinstance(value, (tuple, list)) or len(value) != len(default):
-            raise TypeError(f"{name} must be a tuple of {len(default)} numbers, got "
-                            f"{value!r}")
+            raise TypeError(f"{name} must be a tuple of {len(default)} numbers, got {value!r}")
         return tuple(real_number(v, f"{name}[{i}]") for i, v in enumerate(value))
     return value
 

@@ -9,6 +9,7 @@
 - `num_grad`: central finite differences in float64 (see `central_diff`).
 - `rng`: a fresh, fixed-seed NumPy Generator.
 """
+
 import contextlib
 
 import numpy as np

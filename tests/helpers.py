@@ -1,4 +1,5 @@
 """Helpers shared by several test files (imported as `helpers`: tests/ is on sys.path)."""
+
 import numpy as np
 
 import fastnn
@@ -30,16 +31,18 @@ def fd_check(layer, x, num_grad, fd_tol, rng, before=None):
     np.testing.assert_allclose(gx, num_grad(f, x.copy()), **fd_tol, err_msg="input grad")
     for name, p in layer.named_parameters():
         assert np.any(grads[name] != 0), f"{name}: gradient identically zero"
-        np.testing.assert_allclose(grads[name], num_grad(lambda _: f(x), p.data), **fd_tol,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            grads[name], num_grad(lambda _: f(x), p.data), **fd_tol, err_msg=name
+        )
     return gx, grads
 
 
 def make_params(dtype, seed=0, shapes=()):
     """fastnn Parameters p0, p1, ... of the given shapes, N(0, 1) entries."""
     r = np.random.default_rng(seed)
-    return [fastnn.Parameter(r.normal(size=s).astype(dtype), name=f"p{i}")
-            for i, s in enumerate(shapes)]
+    return [
+        fastnn.Parameter(r.normal(size=s).astype(dtype), name=f"p{i}") for i, s in enumerate(shapes)
+    ]
 
 
 def grad_stream(shapes, steps, seed=1, dtype=np.float64):

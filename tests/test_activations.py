@@ -12,6 +12,7 @@ PReLU'(0) = a, Softplus is linear (derivative 1) only where beta * x > threshold
 (at beta * x == threshold it is still log1p(exp(.)) / beta with derivative
 sigmoid(threshold)), Maxout routes the gradient to the first maximal piece.
 """
+
 import math
 
 import numpy as np
@@ -22,13 +23,29 @@ from scipy import special
 
 import fastnn
 from fastnn import (
-    ELU, GELU, RBF, AbsReLU, Dense, HardTanh, Identity, LeakyReLU, Maxout, PReLU, ReLU,
-    Sequential, Sigmoid, Softmax, Softplus, Tanh, _kernels,
+    ELU,
+    GELU,
+    RBF,
+    AbsReLU,
+    Dense,
+    HardTanh,
+    Identity,
+    LeakyReLU,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    _kernels,
 )
 from helpers import fd_check
 
-HYP = settings(max_examples=15, deadline=None,
-               suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYP = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # Agreement with torch in float64: a few ulps relative, and an absolute floor for
 # outputs that come from cancellation (GELU's 1 + erf(x / sqrt 2) for x << 0, where
@@ -60,17 +77,23 @@ class Spec:
 
 
 def _leaky(s):
-    return Spec(lambda: LeakyReLU(s) if s != 0.01 else LeakyReLU(),
-                lambda th: th.nn.LeakyReLU(s),
-                lambda x: np.where(x < 0, s * x, x),
-                lambda x: np.where(x > 0, 1.0, s), kinks=(0.0,))
+    return Spec(
+        lambda: LeakyReLU(s) if s != 0.01 else LeakyReLU(),
+        lambda th: th.nn.LeakyReLU(s),
+        lambda x: np.where(x < 0, s * x, x),
+        lambda x: np.where(x > 0, 1.0, s),
+        kinks=(0.0,),
+    )
 
 
 def _hardtanh(lo, hi):
-    return Spec(lambda: HardTanh(lo, hi) if (lo, hi) != (-1, 1) else HardTanh(),
-                lambda th: th.nn.Hardtanh(lo, hi),
-                lambda x: np.where(x < lo, lo, np.where(x > hi, hi, x)),
-                lambda x: ((x > lo) & (x < hi)) * 1.0, kinks=(lo, hi))
+    return Spec(
+        lambda: HardTanh(lo, hi) if (lo, hi) != (-1, 1) else HardTanh(),
+        lambda th: th.nn.Hardtanh(lo, hi),
+        lambda x: np.where(x < lo, lo, np.where(x > hi, hi, x)),
+        lambda x: ((x > lo) & (x < hi)) * 1.0,
+        kinks=(lo, hi),
+    )
 
 
 def _softplus(beta, thr):
@@ -78,10 +101,13 @@ def _softplus(beta, thr):
         with np.errstate(over="ignore"):
             return np.where(x * beta > thr, x, np.log1p(np.exp(beta * x)) / beta)
 
-    return Spec(lambda: Softplus(beta, thr) if (beta, thr) != (1, 20) else Softplus(),
-                lambda th: th.nn.Softplus(beta, thr), f,
-                lambda x: np.where(x * beta > thr, 1.0, expit(beta * x)),
-                kinks=(thr / beta,))
+    return Spec(
+        lambda: Softplus(beta, thr) if (beta, thr) != (1, 20) else Softplus(),
+        lambda th: th.nn.Softplus(beta, thr),
+        f,
+        lambda x: np.where(x * beta > thr, 1.0, expit(beta * x)),
+        kinks=(thr / beta,),
+    )
 
 
 def _elu(alpha):
@@ -92,8 +118,7 @@ def _elu(alpha):
     def df(x):
         return np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
 
-    return Spec(lambda: ELU(alpha) if alpha != 1 else ELU(), lambda th: th.nn.ELU(alpha),
-                f, df)
+    return Spec(lambda: ELU(alpha) if alpha != 1 else ELU(), lambda th: th.nn.ELU(alpha), f, df)
 
 
 def _gelu_f(x):
@@ -102,19 +127,20 @@ def _gelu_f(x):
 
 def _gelu_df(x):
     with np.errstate(over="ignore", invalid="ignore"):
-        return (0.5 * (1 + special.erf(x / math.sqrt(2)))
-                + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+        return 0.5 * (1 + special.erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(
+            2 * math.pi
+        )
 
 
 K_TANH = math.sqrt(2 / math.pi)
 
 
 def _gelu_tanh_f(x):
-    return 0.5 * x * (1 + np.tanh(K_TANH * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.tanh(K_TANH * (x + 0.044715 * x**3)))
 
 
 def _gelu_tanh_df(x):
-    t = np.tanh(K_TANH * (x + 0.044715 * x ** 3))
+    t = np.tanh(K_TANH * (x + 0.044715 * x**3))
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * K_TANH * (1 + 3 * 0.044715 * x * x)
 
 
@@ -124,8 +150,13 @@ def _sigmoid_df(x):
 
 
 SPECS = {
-    "relu": Spec(ReLU, lambda th: th.nn.ReLU(), lambda x: np.where(x < 0, 0.0, x),
-                 lambda x: (x > 0) * 1.0, kinks=(0.0,)),
+    "relu": Spec(
+        ReLU,
+        lambda th: th.nn.ReLU(),
+        lambda x: np.where(x < 0, 0.0, x),
+        lambda x: (x > 0) * 1.0,
+        kinks=(0.0,),
+    ),
     "leaky": _leaky(0.01),
     "leaky_0.2": _leaky(0.2),
     "leaky_neg": _leaky(-0.3),
@@ -141,10 +172,10 @@ SPECS = {
     "elu_0.5": _elu(0.5),
     "elu_2": _elu(2.0),
     "gelu": Spec(GELU, lambda th: th.nn.GELU(), _gelu_f, _gelu_df),
-    "gelu_tanh": Spec(lambda: GELU(approximate="tanh"), lambda th: th.nn.GELU("tanh"),
-                      _gelu_tanh_f, _gelu_tanh_df),
-    "identity": Spec(Identity, lambda th: th.nn.Identity(), lambda x: x,
-                     lambda x: np.ones_like(x)),
+    "gelu_tanh": Spec(
+        lambda: GELU(approximate="tanh"), lambda th: th.nn.GELU("tanh"), _gelu_tanh_f, _gelu_tanh_df
+    ),
+    "identity": Spec(Identity, lambda th: th.nn.Identity(), lambda x: x, lambda x: np.ones_like(x)),
 }
 
 SPECIAL = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 50.0, -50.0, 1e4, -1e4]
@@ -178,6 +209,7 @@ def torch_run(th, fn, x, g, params=()):
 
 # ------------------------------------------------------------------ elementwise layers
 
+
 @pytest.mark.parametrize("name", list(SPECS))
 def test_elementwise_forward_backward_numpy_reference(rng, dtype, name):
     spec = SPECS[name]
@@ -197,24 +229,27 @@ def test_elementwise_forward_backward_numpy_reference(rng, dtype, name):
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4), (2, 3, 2, 5)])
-@pytest.mark.parametrize("name", ["relu", "leaky_neg", "hardtanh_-0.5_3", "softplus_2_10",
-                                  "elu_0.5", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize(
+    "name",
+    ["relu", "leaky_neg", "hardtanh_-0.5_3", "softplus_2_10", "elu_0.5", "gelu", "gelu_tanh"],
+)
 def test_elementwise_any_shape(rng, name, shape):
     spec = SPECS[name]
     x = rng.normal(0, 2, shape)
     layer = spec.make()
     np.testing.assert_allclose(layer.forward(x), spec.f(x), **REF_TOL[np.dtype(np.float64)])
     g = rng.standard_normal(shape)
-    np.testing.assert_allclose(layer.backward(g), g * spec.df(x),
-                               **REF_TOL[np.dtype(np.float64)])
+    np.testing.assert_allclose(layer.backward(g), g * spec.df(x), **REF_TOL[np.dtype(np.float64)])
 
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_elementwise_gradient_finite_differences(rng, num_grad, fd_tol, name):
     spec = SPECS[name]
     x = away_from(rng.normal(0, 2, (5, 6)), spec.kinks)
-    x[0, :3] = away_from([spec.kinks[0] - 0.5, spec.kinks[0] + 0.5, 6.0]
-                         if spec.kinks else [-4.0, 4.0, 6.0], spec.kinks)
+    x[0, :3] = away_from(
+        [spec.kinks[0] - 0.5, spec.kinks[0] + 0.5, 6.0] if spec.kinks else [-4.0, 4.0, 6.0],
+        spec.kinks,
+    )
     fd_check(spec.make(), x, num_grad, fd_tol, rng)
 
 
@@ -256,26 +291,50 @@ def test_elementwise_float32_close_to_torch(th, rng, name):
 
 # (layer, input values, expected derivative at them): the conventions at the kinks.
 KINK_CASES = {
-    "relu'(0)=0": (ReLU, lambda th: th.nn.ReLU(), [0.0, -0.0, 1e-300, -1e-300],
-                   [0.0, 0.0, 1.0, 0.0]),
-    "leaky'(0)=slope": (lambda: LeakyReLU(0.2), lambda th: th.nn.LeakyReLU(0.2),
-                        [0.0, -0.0, 1e-300], [0.2, 0.2, 1.0]),
-    "leaky_neg'(0)=slope": (lambda: LeakyReLU(-0.3), lambda th: th.nn.LeakyReLU(-0.3),
-                            [0.0, -0.0], [-0.3, -0.3]),
-    "abs'(0)=0": (AbsReLU, lambda th: th.abs, [0.0, -0.0, 1e-300, -1e-300],
-                  [0.0, 0.0, 1.0, -1.0]),
+    "relu'(0)=0": (
+        ReLU,
+        lambda th: th.nn.ReLU(),
+        [0.0, -0.0, 1e-300, -1e-300],
+        [0.0, 0.0, 1.0, 0.0],
+    ),
+    "leaky'(0)=slope": (
+        lambda: LeakyReLU(0.2),
+        lambda th: th.nn.LeakyReLU(0.2),
+        [0.0, -0.0, 1e-300],
+        [0.2, 0.2, 1.0],
+    ),
+    "leaky_neg'(0)=slope": (
+        lambda: LeakyReLU(-0.3),
+        lambda th: th.nn.LeakyReLU(-0.3),
+        [0.0, -0.0],
+        [-0.3, -0.3],
+    ),
+    "abs'(0)=0": (AbsReLU, lambda th: th.abs, [0.0, -0.0, 1e-300, -1e-300], [0.0, 0.0, 1.0, -1.0]),
     "hardtanh'(bounds)=0": (
-        lambda: HardTanh(-0.5, 3.0), lambda th: th.nn.Hardtanh(-0.5, 3.0),
+        lambda: HardTanh(-0.5, 3.0),
+        lambda th: th.nn.Hardtanh(-0.5, 3.0),
         [-0.5, 3.0, np.nextafter(-0.5, 0), np.nextafter(3.0, 0), -0.6, 3.1],
-        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]),
-    "elu'(0)=alpha": (lambda: ELU(0.5), lambda th: th.nn.ELU(0.5), [0.0, -0.0, 1e-300],
-                      [0.5, 0.5, 1.0]),
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+    ),
+    "elu'(0)=alpha": (
+        lambda: ELU(0.5),
+        lambda th: th.nn.ELU(0.5),
+        [0.0, -0.0, 1e-300],
+        [0.5, 0.5, 1.0],
+    ),
     "softplus at beta*x==threshold": (
-        lambda: Softplus(2.0, 10.0), lambda th: th.nn.Softplus(2.0, 10.0),
-        [5.0, np.nextafter(5.0, np.inf)], [expit(10.0), 1.0]),
+        lambda: Softplus(2.0, 10.0),
+        lambda th: th.nn.Softplus(2.0, 10.0),
+        [5.0, np.nextafter(5.0, np.inf)],
+        [expit(10.0), 1.0],
+    ),
     "gelu'(0)=1/2": (GELU, lambda th: th.nn.GELU(), [0.0, -0.0], [0.5, 0.5]),
-    "gelu_tanh'(0)=1/2": (lambda: GELU(approximate="tanh"), lambda th: th.nn.GELU("tanh"),
-                          [0.0], [0.5]),
+    "gelu_tanh'(0)=1/2": (
+        lambda: GELU(approximate="tanh"),
+        lambda th: th.nn.GELU("tanh"),
+        [0.0],
+        [0.5],
+    ),
 }
 
 
@@ -330,9 +389,16 @@ def test_softplus_linear_region():
 # is no reference here: its Hardtanh and ELU backward give a different answer at NaN
 # for small tensors (scalar path) than for large ones (vectorised path).)
 NAN_GRAD = {
-    "leaky_0.2": 0.2, "absrelu": 0.0, "hardtanh": 0.0, "elu_0.5": np.nan,
-    "sigmoid": np.nan, "tanh": np.nan, "softplus": np.nan, "gelu": np.nan,
-    "gelu_tanh": np.nan, "identity": 1.0,
+    "leaky_0.2": 0.2,
+    "absrelu": 0.0,
+    "hardtanh": 0.0,
+    "elu_0.5": np.nan,
+    "sigmoid": np.nan,
+    "tanh": np.nan,
+    "softplus": np.nan,
+    "gelu": np.nan,
+    "gelu_tanh": np.nan,
+    "identity": 1.0,
 }
 
 
@@ -347,8 +413,9 @@ def test_nan_input_derivative_convention(name, n):
         assert np.isnan(y[pos]) and np.isfinite(np.delete(y, pos)).all()
         gx = layer.backward(np.ones(n))
         np.testing.assert_array_equal(gx[pos], NAN_GRAD[name])
-        np.testing.assert_allclose(np.delete(gx, pos), SPECS[name].df(np.full(n - 1, 0.25)),
-                                   rtol=1e-15)
+        np.testing.assert_allclose(
+            np.delete(gx, pos), SPECS[name].df(np.full(n - 1, 0.25)), rtol=1e-15
+        )
 
 
 def test_relu_gradient_at_nan_matches_torch(th):
@@ -405,8 +472,7 @@ def test_prelu_numpy_reference(rng, dtype, case):
     np.testing.assert_allclose(gx, np.where(x64 > 0, g64, a_b * g64), **REF_TOL[dtype])
     # dL/da = sum of g * x over x <= 0, per channel (axis 1) or over everything
     contrib = np.where(x64 > 0, 0.0, g64 * x64)
-    ga = (contrib.sum() if n == 1 else
-          contrib.sum(axis=tuple(i for i in range(x.ndim) if i != 1)))
+    ga = contrib.sum() if n == 1 else contrib.sum(axis=tuple(i for i in range(x.ndim) if i != 1))
     np.testing.assert_allclose(layer.weight.grad, np.atleast_1d(ga), **REF_TOL[dtype])
 
 
@@ -463,6 +529,7 @@ def test_prelu_slope_count_must_match_channels():
 
 
 # ----------------------------------------------------------------------------- Maxout
+
 
 def maxout_ref(layer, x):
     """z (N, out, pieces) from the layout: unit o's pieces are rows o*pieces + p."""
@@ -523,8 +590,9 @@ def test_maxout_ties_route_gradient_to_the_first_maximal_piece():
     layer.zero_grad()
     gx = layer.backward(np.ones((4, 2)))
     np.testing.assert_array_equal(layer.bias.grad, [0, 4.0, 0, 4.0, 0, 0])
-    np.testing.assert_array_equal(layer.weight.grad,
-                                  [[0] * 3, [4.0] * 3, [0] * 3, [4.0] * 3, [0] * 3, [0] * 3])
+    np.testing.assert_array_equal(
+        layer.weight.grad, [[0] * 3, [4.0] * 3, [0] * 3, [4.0] * 3, [0] * 3, [0] * 3]
+    )
     np.testing.assert_array_equal(gx, 0.0)  # the winning rows of W are zero
 
 
@@ -548,8 +616,13 @@ def test_maxout_finite_differences(rng, num_grad, fd_tol, bias):
 
 
 @HYP
-@given(rows=st.integers(1, 9), n_in=st.integers(1, 12), units=st.integers(1, 9),
-       pieces=st.integers(2, 6), seed=st.integers(0, 1000))
+@given(
+    rows=st.integers(1, 9),
+    n_in=st.integers(1, 12),
+    units=st.integers(1, 9),
+    pieces=st.integers(2, 6),
+    seed=st.integers(0, 1000),
+)
 def test_maxout_any_shape_property(rows, n_in, units, pieces, seed):
     """Maxout against the NumPy reference for arbitrary sizes (float64)."""
     fastnn.seed(seed)
@@ -576,6 +649,7 @@ def test_maxout_bad_pieces(pieces):
 
 # ---------------------------------------------------------------------------- Softmax
 
+
 def softmax_ref(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -593,8 +667,9 @@ def test_softmax_numpy_reference_and_torch(th, rng, axis):
     np.testing.assert_allclose(y.sum(axis=axis), 1.0, rtol=1e-14)
     g = rng.standard_normal(x.shape)
     gx = layer.backward(g)
-    np.testing.assert_allclose(gx, ref * (g - (g * ref).sum(axis=axis, keepdims=True)),
-                               rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(
+        gx, ref * (g - (g * ref).sum(axis=axis, keepdims=True)), rtol=1e-10, atol=1e-15
+    )
     y_t, gx_t, _ = torch_run(th, lambda t: th.softmax(t, axis), x, g)
     np.testing.assert_allclose(y, y_t, rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(gx, gx_t, rtol=1e-10, atol=1e-15)
@@ -606,8 +681,7 @@ def test_softmax_float32(rng, axis):
     layer = Softmax(axis)
     y = layer.forward(x)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y, softmax_ref(x.astype(np.float64), axis), rtol=2e-6,
-                               atol=1e-7)
+    np.testing.assert_allclose(y, softmax_ref(x.astype(np.float64), axis), rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("axis", [-1, 0, 2])
@@ -634,9 +708,10 @@ def test_softmax_bad_axis():
 
 # -------------------------------------------------------------------------------- RBF
 
+
 def rbf_ref(x, C, s):
     d2 = ((x[:, None, :] - C[None, :, :]) ** 2).sum(-1)
-    return np.exp(-d2 / (2 * s ** 2)), d2
+    return np.exp(-d2 / (2 * s**2)), d2
 
 
 def make_rbf(dtype, rng, n_in=3, centers=5):
@@ -664,15 +739,16 @@ def test_rbf_numpy_reference(rng, dtype):
     layer.zero_grad()
     gx = layer.backward(g)
     g64, x64 = g.astype(np.float64), x.astype(np.float64)
-    gd2 = -g64 * y_ref / (2 * s ** 2)  # dL/d(d2)
+    gd2 = -g64 * y_ref / (2 * s**2)  # dL/d(d2)
     diff = x64[:, None, :] - C[None, :, :]
     atol = 1e-10 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(gx, 2 * (gd2[..., None] * diff).sum(1), rtol=tol["rtol"],
-                               atol=atol)
-    np.testing.assert_allclose(layer.centers.grad, -2 * (gd2[..., None] * diff).sum(0),
-                               rtol=tol["rtol"], atol=atol)
-    np.testing.assert_allclose(layer.widths.grad, (g64 * y_ref * d2 / s ** 3).sum(0),
-                               rtol=tol["rtol"], atol=atol)
+    np.testing.assert_allclose(gx, 2 * (gd2[..., None] * diff).sum(1), rtol=tol["rtol"], atol=atol)
+    np.testing.assert_allclose(
+        layer.centers.grad, -2 * (gd2[..., None] * diff).sum(0), rtol=tol["rtol"], atol=atol
+    )
+    np.testing.assert_allclose(
+        layer.widths.grad, (g64 * y_ref * d2 / s**3).sum(0), rtol=tol["rtol"], atol=atol
+    )
 
 
 def test_rbf_finite_differences(rng, num_grad, fd_tol):
@@ -692,6 +768,7 @@ def test_rbf_bad_arguments():
 
 # --------------------------------------------------------------------------- Identity
 
+
 def test_identity(rng, dtype):
     x = rng.standard_normal((4, 3, 2)).astype(dtype)
     x.flat[0] = np.nan
@@ -707,12 +784,20 @@ def test_identity(rng, dtype):
 # ----------------------------------------------------------- fused Dense + activation
 
 FUSED = {
-    "identity": Identity, "relu": ReLU, "leaky": LeakyReLU, "leaky_0.1": lambda: LeakyReLU(0.1),
+    "identity": Identity,
+    "relu": ReLU,
+    "leaky": LeakyReLU,
+    "leaky_0.1": lambda: LeakyReLU(0.1),
     "leaky_neg": lambda: LeakyReLU(-0.3),
-    "sigmoid": Sigmoid, "tanh": Tanh, "absrelu": AbsReLU,
-    "hardtanh": lambda: HardTanh(-0.5, 0.7), "softplus": Softplus,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "absrelu": AbsReLU,
+    "hardtanh": lambda: HardTanh(-0.5, 0.7),
+    "softplus": Softplus,
     "softplus_linear_region": lambda: Softplus(beta=3.0, threshold=1.0),
-    "elu": lambda: ELU(0.7), "gelu": GELU, "gelu_tanh": lambda: GELU(approximate="tanh"),
+    "elu": lambda: ELU(0.7),
+    "gelu": GELU,
+    "gelu_tanh": lambda: GELU(approximate="tanh"),
 }
 
 
@@ -791,6 +876,7 @@ def test_thread_independent(rng, use_threads, case):
 
 # ------------------------------------------------------------------------- bad input
 
+
 @pytest.mark.parametrize("approximate", ["x", "erf", "Tanh", None, ""])
 def test_gelu_bad_approximation(approximate):
     with pytest.raises(ValueError, match=r"unknown GELU approximation .*'none', 'tanh'"):
@@ -809,10 +895,18 @@ def test_softplus_beta_must_be_positive(beta):
         Softplus(beta=beta)
 
 
-@pytest.mark.parametrize("make", [ReLU, lambda: HardTanh(-2, 2), lambda: PReLU(3),
-                                  lambda: Maxout(3, 2, 2), lambda: Softmax(0),
-                                  lambda: RBF(3, 2)], ids=["relu", "hardtanh", "prelu",
-                                                           "maxout", "softmax", "rbf"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        ReLU,
+        lambda: HardTanh(-2, 2),
+        lambda: PReLU(3),
+        lambda: Maxout(3, 2, 2),
+        lambda: Softmax(0),
+        lambda: RBF(3, 2),
+    ],
+    ids=["relu", "hardtanh", "prelu", "maxout", "softmax", "rbf"],
+)
 def test_backward_gradient_shape_is_checked(make):
     layer = make()
     y = layer.forward(np.ones((4, 3)))

@@ -1,6 +1,7 @@
 """fastnn.augment: each transform against a direct per-image NumPy computation from the
 same random draws, seeding, shapes, and Trainer.fit(augment=...) on training batches
 only."""
+
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def test_random_crop_matches_per_image_window():
     top, left = draws(2, lambda g: (g.integers(0, 7, 6), g.integers(0, 8, 6)))
     xp = np.pad(x, [(0, 0), (0, 0), (2, 2), (2, 2)])
     for i in range(6):
-        np.testing.assert_array_equal(y[i], xp[i, :, top[i]:top[i] + 5, left[i]:left[i] + 6])
+        np.testing.assert_array_equal(y[i], xp[i, :, top[i] : top[i] + 5, left[i] : left[i] + 6])
 
 
 def test_translate_by_whole_pixels():
@@ -57,9 +58,12 @@ def test_translate_by_whole_pixels():
     dx = np.rint(g.uniform(-1, 1, 20) * 0.3 * 9).astype(int)
     for i in range(20):
         expect = np.zeros_like(x[i])
-        src = x[i][:, max(-dy[i], 0):7 - max(dy[i], 0), max(-dx[i], 0):9 - max(dx[i], 0)]
-        expect[:, max(dy[i], 0):max(dy[i], 0) + src.shape[1],
-               max(dx[i], 0):max(dx[i], 0) + src.shape[2]] = src
+        src = x[i][:, max(-dy[i], 0) : 7 - max(dy[i], 0), max(-dx[i], 0) : 9 - max(dx[i], 0)]
+        expect[
+            :,
+            max(dy[i], 0) : max(dy[i], 0) + src.shape[1],
+            max(dx[i], 0) : max(dx[i], 0) + src.shape[2],
+        ] = src
         np.testing.assert_allclose(y[i], expect, atol=1e-6)
 
 
@@ -105,8 +109,12 @@ def test_cutout_zeroes_a_square():
 
 
 def test_seeded_and_shape_preserving():
-    aug = augment.Compose(augment.RandomCrop(9, padding=1), augment.RandomRotation(10),
-                          augment.RandomHorizontalFlip(), augment.Cutout(3))
+    aug = augment.Compose(
+        augment.RandomCrop(9, padding=1),
+        augment.RandomRotation(10),
+        augment.RandomHorizontalFlip(),
+        augment.Cutout(3),
+    )
     x = images(h=9, w=9)
     fastnn.seed(7)
     a = aug(x)
@@ -116,13 +124,16 @@ def test_seeded_and_shape_preserving():
     assert aug(x[:, 0]).shape == x[:, 0].shape  # (N, H, W) batches too
 
 
-@pytest.mark.parametrize("make,err", [
-    (lambda: augment.RandomCrop(5, padding=-1), ValueError),
-    (lambda: augment.RandomAffine(scale=(1.2, 0.8)), ValueError),
-    (lambda: augment.RandomAffine(translate=(0.1,)), ValueError),
-    (lambda: augment.RandomHorizontalFlip(1.5), ValueError),
-    (lambda: augment.Compose(3), TypeError),
-])
+@pytest.mark.parametrize(
+    "make,err",
+    [
+        (lambda: augment.RandomCrop(5, padding=-1), ValueError),
+        (lambda: augment.RandomAffine(scale=(1.2, 0.8)), ValueError),
+        (lambda: augment.RandomAffine(translate=(0.1,)), ValueError),
+        (lambda: augment.RandomHorizontalFlip(1.5), ValueError),
+        (lambda: augment.Compose(3), TypeError),
+    ],
+)
 def test_bad_arguments(make, err):
     with pytest.raises(err):
         make()
@@ -142,12 +153,12 @@ def test_fit_augments_training_batches_only():
 
     fastnn.seed(0)
     model = fastnn.Sequential(fastnn.layers.Flatten(), fastnn.layers.Dense(4, 2))
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.SGD(model.parameters(), lr=0.1))
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.SGD(model.parameters(), lr=0.1)
+    )
     X = np.zeros((8, 1, 2, 2), np.float32)
     y = np.arange(8) % 2
-    trainer.fit(X, y, epochs=1, batch_size=4, augment=record, verbose=0,
-                validation_data=(X, y))
+    trainer.fit(X, y, epochs=1, batch_size=4, augment=record, verbose=0, validation_data=(X, y))
     assert len(seen) == 2  # two training batches; validation is not augmented
     with pytest.raises(TypeError, match="augment must be callable"):
         trainer.fit(X, y, epochs=2, augment="flip", verbose=0)

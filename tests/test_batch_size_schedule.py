@@ -1,4 +1,5 @@
 """BatchSizeSchedule: batch size and learning-rate factor per epoch."""
+
 import math
 
 import numpy as np
@@ -38,8 +39,9 @@ def _trainer(schedule, lr=0.05, scheduler=None):
     model = fastnn.Sequential(fastnn.Dense(64, 16), fastnn.ReLU(), fastnn.Dense(16, 10))
     opt = fastnn.optim.SGD(model.parameters(), lr=lr)
     sched = None if scheduler is None else scheduler(opt)
-    return fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(), opt, scheduler=sched,
-                          batch_size_schedule=schedule)
+    return fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), opt, scheduler=sched, batch_size_schedule=schedule
+    )
 
 
 def _digits():
@@ -99,8 +101,10 @@ def test_lr_scaling_composes_with_an_lr_schedule():
     import fastnn
 
     X, y = _digits()
-    trainer = _trainer(BatchSizeSchedule([1], scale_lr="linear"),
-                       scheduler=lambda opt: fastnn.schedules.ExponentialDecay(opt, 0.5))
+    trainer = _trainer(
+        BatchSizeSchedule([1], scale_lr="linear"),
+        scheduler=lambda opt: fastnn.schedules.ExponentialDecay(opt, 0.5),
+    )
     history = trainer.fit(X, y, epochs=3, batch_size=64, verbose=0)
     # decay by 0.5 per epoch, doubled once with the batch size after epoch 1
     assert history["lr"] == pytest.approx([0.05, 0.05, 0.025])

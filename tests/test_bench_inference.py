@@ -1,5 +1,6 @@
 """`fastnn bench --inference` (fastnn/bench/inference.py): the worker protocol and the
 targets computed from measurements."""
+
 import numpy as np
 import pytest
 
@@ -11,14 +12,20 @@ def test_fastnn_worker_times_its_cases(tmp_path):
     np.savez(weights, **bench.build_model().state_dict())
     worker = bench.Worker("fastnn", str(weights), 1)
     try:
-        assert worker.cases == ["fastnn predict", "fastnn compiled", "fastnn uncompiled",
-                                "fastnn GEMMs alone"]
-        per_call = worker.ask(cmd="time", case="fastnn predict", batch=1, seconds=0.01,
-                              per_call=True)
+        assert worker.cases == [
+            "fastnn predict",
+            "fastnn compiled",
+            "fastnn uncompiled",
+            "fastnn GEMMs alone",
+        ]
+        per_call = worker.ask(
+            cmd="time", case="fastnn predict", batch=1, seconds=0.01, per_call=True
+        )
         assert len(per_call["result"]) == per_call["calls"] >= 1
         assert sum(per_call["result"]) > 0
-        total = worker.ask(cmd="time", case="fastnn GEMMs alone", batch=16, seconds=0.01,
-                           per_call=False)
+        total = worker.ask(
+            cmd="time", case="fastnn GEMMs alone", batch=16, seconds=0.01, per_call=False
+        )
         assert total["calls"] >= 1 and total["result"] >= 0.01
         with pytest.raises(RuntimeError, match="unknown command"):
             worker.ask(cmd="nonsense")
@@ -34,11 +41,14 @@ def test_targets_from_measurements():
         return {"median_s": median, "p99_s": p99, "samples_per_s": 1 / median}
 
     results = {
-        1: {"fastnn predict": row(10e-6, 15e-6), "PyTorch": row(40e-6),
-            "onnxruntime": row(11e-6)},
-        256: {"fastnn predict": row(1e-3), "fastnn compiled": row(1e-3),
-              "fastnn GEMMs alone": row(0.8e-3), "PyTorch": row(1.4e-3),
-              "onnxruntime": row(0.9e-3)},
+        1: {"fastnn predict": row(10e-6, 15e-6), "PyTorch": row(40e-6), "onnxruntime": row(11e-6)},
+        256: {
+            "fastnn predict": row(1e-3),
+            "fastnn compiled": row(1e-3),
+            "fastnn GEMMs alone": row(0.8e-3),
+            "PyTorch": row(1.4e-3),
+            "onnxruntime": row(0.9e-3),
+        },
     }
     got = {t["target"]: (round(t["value"], 3), t["met"]) for t in bench.targets(results)}
     assert got == {

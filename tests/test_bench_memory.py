@@ -1,4 +1,5 @@
 """The memory figures of `fastnn bench` (fastnn.bench.sections.held_bytes, bench_memory)."""
+
 import numpy as np
 
 import fastnn
@@ -9,8 +10,10 @@ from fastnn.optim import Adam
 
 def test_held_bytes_counts_each_buffer_once_and_skips_excluded_owners():
     a, b = np.zeros(1000), np.zeros((10, 10), np.float32)
-    assert sections.held_bytes({"a": a, "views": [a[:10], a.reshape(10, 100)], "t": (b,)}) \
+    assert (
+        sections.held_bytes({"a": a, "views": [a[:10], a.reshape(10, 100)], "t": (b,)})
         == a.nbytes + b.nbytes
+    )
     assert sections.held_bytes([a, b.T], exclude=(a[:3],)) == b.nbytes
 
 

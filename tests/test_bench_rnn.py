@@ -1,6 +1,7 @@
 """The recurrent section of `fastnn bench` (fastnn/bench/rnn.py) on a tiny budget: the
 GEMM bound runs the same kernels' products only, the PyTorch worker answers, the tables
 report each target."""
+
 import argparse
 
 import numpy as np
@@ -26,13 +27,21 @@ def test_section_measures_and_reports_each_target():
     worker = rnn.TorchWorker.start("fastnn.bench.rnn:worker_main")
     assert worker is not None
     try:
-        rows = rnn.bench_rnn(worker, OPTS, threads=1, batches=(4,), layers=(1,),
-                             kinds=("lstm", "gru"), log=lambda m: None)
+        rows = rnn.bench_rnn(
+            worker,
+            OPTS,
+            threads=1,
+            batches=(4,),
+            layers=(1,),
+            kinds=("lstm", "gru"),
+            log=lambda m: None,
+        )
     finally:
         worker.close()
     assert worker.proc.returncode == 0
     assert {(r["kind"], r["mode"]) for r in rows} == {
-        (k, m) for k in ("lstm", "gru") for m in ("train", "infer")}
+        (k, m) for k in ("lstm", "gru") for m in ("train", "infer")
+    }
     for r in rows:
         assert r["fastnn_per_s"] > 0 and r["torch_per_s"] > 0 and r["gemm_bound_per_s"] > 0
     table = rnn.rnn_table(rows, "train")

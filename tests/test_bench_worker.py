@@ -1,4 +1,5 @@
 """The PyTorch worker process of `fastnn bench` (fastnn/bench/torch_worker.py)."""
+
 import pytest
 
 from fastnn.bench import harness
@@ -10,9 +11,11 @@ def test_worker_times_torch_cases_interleaved_with_local_ones():
     assert worker is not None
     try:
         assert worker.info["torch"]
-        cases = [harness.Case("local", lambda: sum(range(100)), 1),
-                 worker.case("torch", "predict", 16, 1),
-                 worker.case("torch_train", "train", 16, 1)]
+        cases = [
+            harness.Case("local", lambda: sum(range(100)), 1),
+            worker.case("torch", "predict", 16, 1),
+            worker.case("torch_train", "train", 16, 1),
+        ]
         res = harness.measure(cases, repeats=2, min_time=0.005, warmup_time=0.005)
         for name in ("torch", "torch_train"):
             r = res[name]

@@ -8,6 +8,7 @@ dtype, an integer array, one element too few or too many along its last axis, a
 non-contiguous view, a read-only array where the kernel writes, None where the kernel
 needs a buffer. Each must raise TypeError / ValueError naming the argument.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -48,6 +49,7 @@ def call(name, optional=(), written=(), pair=None):
         CALLS[name] = (getattr(K, name), builder, set(optional), set(written))
         PAIRS[name] = pair
         return builder
+
     return register
 
 
@@ -66,71 +68,174 @@ def _bias_act(dt):
 @call("act_backward", optional={"z", "gz", "gbias"}, written={"gz", "gbias", "scratch"})
 def _act_backward(dt):
     f = _arrays(dt)
-    return dict(act=K.ACT_TANH, alpha=0.0, beta=0.0, z=None, y=f(N, C), gy=f(N, C),
-                gz=f(N, C), gbias=f(C), scratch=_scratch(C))
+    return dict(
+        act=K.ACT_TANH,
+        alpha=0.0,
+        beta=0.0,
+        z=None,
+        y=f(N, C),
+        gy=f(N, C),
+        gz=f(N, C),
+        gbias=f(C),
+        scratch=_scratch(C),
+    )
 
 
-@call("bn_forward_train", optional={"gamma", "beta"},
-      written={"running_mean", "running_var", "y", "save_mean", "save_invstd", "scratch"},
-      pair=("running_mean", "running_var"))
+@call(
+    "bn_forward_train",
+    optional={"gamma", "beta"},
+    written={"running_mean", "running_var", "y", "save_mean", "save_invstd", "scratch"},
+    pair=("running_mean", "running_var"),
+)
 def _bn_forward_train(dt):
     f = _arrays(dt)
-    return dict(x=f(N, C), gamma=f(C), beta=f(C), eps=1e-5, momentum=0.1,
-                running_mean=f(C), running_var=f(C, positive=True), y=f(N, C),
-                save_mean=f(C), save_invstd=f(C), scratch=_scratch(2 * C))
+    return dict(
+        x=f(N, C),
+        gamma=f(C),
+        beta=f(C),
+        eps=1e-5,
+        momentum=0.1,
+        running_mean=f(C),
+        running_var=f(C, positive=True),
+        y=f(N, C),
+        save_mean=f(C),
+        save_invstd=f(C),
+        scratch=_scratch(2 * C),
+    )
 
 
 @call("bn_forward_eval", optional={"gamma", "beta"}, written={"y"})
 def _bn_forward_eval(dt):
     f = _arrays(dt)
-    return dict(x=f(N, C, 3), gamma=f(C), beta=f(C), mean=f(C), var=f(C, positive=True),
-                eps=1e-5, y=f(N, C, 3))
+    return dict(
+        x=f(N, C, 3),
+        gamma=f(C),
+        beta=f(C),
+        mean=f(C),
+        var=f(C, positive=True),
+        eps=1e-5,
+        y=f(N, C, 3),
+    )
 
 
-@call("bn_backward", optional={"gamma", "ggamma", "gbeta"},
-      written={"gx", "ggamma", "gbeta", "scratch"})
+@call(
+    "bn_backward",
+    optional={"gamma", "ggamma", "gbeta"},
+    written={"gx", "ggamma", "gbeta", "scratch"},
+)
 def _bn_backward(dt):
     f = _arrays(dt)
-    return dict(batch_stats=True, x=f(N, C), gy=f(N, C), gamma=f(C), mean=f(C),
-                invstd=f(C, positive=True), gx=f(N, C), ggamma=f(C), gbeta=f(C),
-                scratch=_scratch(2 * C))
+    return dict(
+        batch_stats=True,
+        x=f(N, C),
+        gy=f(N, C),
+        gamma=f(C),
+        mean=f(C),
+        invstd=f(C, positive=True),
+        gx=f(N, C),
+        ggamma=f(C),
+        gbeta=f(C),
+        scratch=_scratch(2 * C),
+    )
 
 
-@call("bn_relu_dropout_train",
-      optional={"gamma", "beta", "mask"},
-      written={"running_mean", "running_var", "y", "save_mean", "save_invstd", "scale",
-               "shift", "mask", "scratch"}, pair=("running_mean", "running_var"))
+@call(
+    "bn_relu_dropout_train",
+    optional={"gamma", "beta", "mask"},
+    written={
+        "running_mean",
+        "running_var",
+        "y",
+        "save_mean",
+        "save_invstd",
+        "scale",
+        "shift",
+        "mask",
+        "scratch",
+    },
+    pair=("running_mean", "running_var"),
+)
 def _bn_relu_dropout_train(dt):
     f = _arrays(dt)
-    return dict(x=f(N, C), gamma=f(C), beta=f(C), eps=1e-5, momentum=0.1,
-                running_mean=f(C), running_var=f(C, positive=True), y=f(N, C),
-                save_mean=f(C), save_invstd=f(C), scale=f(C), shift=f(C),
-                mask=_u8(N, C), p=0.5, dscale=2.0, seed=1, counter=2,
-                scratch=_scratch(2 * C))
+    return dict(
+        x=f(N, C),
+        gamma=f(C),
+        beta=f(C),
+        eps=1e-5,
+        momentum=0.1,
+        running_mean=f(C),
+        running_var=f(C, positive=True),
+        y=f(N, C),
+        save_mean=f(C),
+        save_invstd=f(C),
+        scale=f(C),
+        shift=f(C),
+        mask=_u8(N, C),
+        p=0.5,
+        dscale=2.0,
+        seed=1,
+        counter=2,
+        scratch=_scratch(2 * C),
+    )
 
 
-@call("bn_relu_dropout_backward", optional={"gamma", "mask", "ggamma", "gbeta"},
-      written={"gx", "ggamma", "gbeta", "scratch"})
+@call(
+    "bn_relu_dropout_backward",
+    optional={"gamma", "mask", "ggamma", "gbeta"},
+    written={"gx", "ggamma", "gbeta", "scratch"},
+)
 def _bn_relu_dropout_backward(dt):
     f = _arrays(dt)
-    return dict(x=f(N, C), gy=f(N, C), gamma=f(C), mean=f(C), invstd=f(C, positive=True),
-                scale=f(C), shift=f(C), mask=_u8(N, C), dscale=2.0, gx=f(N, C),
-                ggamma=f(C), gbeta=f(C), scratch=_scratch(2 * C))
+    return dict(
+        x=f(N, C),
+        gy=f(N, C),
+        gamma=f(C),
+        mean=f(C),
+        invstd=f(C, positive=True),
+        scale=f(C),
+        shift=f(C),
+        mask=_u8(N, C),
+        dscale=2.0,
+        gx=f(N, C),
+        ggamma=f(C),
+        gbeta=f(C),
+        scratch=_scratch(2 * C),
+    )
 
 
 @call("rownorm_forward", written={"y", "mean", "invstd"}, pair=("w", "b"))
 def _rownorm_forward(dt):  # GroupNorm layout: (N, 4 channels, 3) in 2 groups
     f = _arrays(dt)
-    return dict(x=f(N, C, 3), D=2 * 3, groups=2, inner=3, w=f(C), b=f(C), eps=1e-5,
-                y=f(N, C, 3), mean=f(2 * N), invstd=f(2 * N))
+    return dict(
+        x=f(N, C, 3),
+        D=2 * 3,
+        groups=2,
+        inner=3,
+        w=f(C),
+        b=f(C),
+        eps=1e-5,
+        y=f(N, C, 3),
+        mean=f(2 * N),
+        invstd=f(2 * N),
+    )
 
 
 @call("rownorm_backward", optional={"w", "gx", "gw", "gb"}, written={"gx", "gw", "gb"})
 def _rownorm_backward(dt):
     f = _arrays(dt)
-    return dict(x=f(N, C, 3), D=2 * 3, groups=2, inner=3, gy=f(N, C, 3), w=f(C),
-                mean=f(2 * N), invstd=f(2 * N, positive=True), gx=f(N, C, 3), gw=f(C),
-                gb=f(C))
+    return dict(
+        x=f(N, C, 3),
+        D=2 * 3,
+        groups=2,
+        inner=3,
+        gy=f(N, C, 3),
+        w=f(C),
+        mean=f(2 * N),
+        invstd=f(2 * N, positive=True),
+        gx=f(N, C, 3),
+        gw=f(C),
+        gb=f(C),
+    )
 
 
 @call("weight_norm_forward", written={"w", "norms"})
@@ -142,8 +247,7 @@ def _weight_norm_forward(dt):
 @call("weight_norm_backward", optional={"gv", "gg"}, written={"gv", "gg"})
 def _weight_norm_backward(dt):
     f = _arrays(dt)
-    return dict(v=f(C, 3), g=f(C), norms=f(C, positive=True), gw=f(C, 3), gv=f(C, 3),
-                gg=f(C))
+    return dict(v=f(C, 3), g=f(C), norms=f(C, positive=True), gw=f(C, 3), gv=f(C, 3), gg=f(C))
 
 
 @call("prelu_forward", written={"y"})
@@ -185,15 +289,28 @@ def _softmax_backward(dt):
 @call("rbf_forward", written={"xc_d2", "y"})
 def _rbf_forward(dt):
     f = _arrays(dt)
-    return dict(xsq=f(N, positive=True), csq=f(C, positive=True), width=f(C, positive=True),
-                xc_d2=f(N, C), y=f(N, C))
+    return dict(
+        xsq=f(N, positive=True),
+        csq=f(C, positive=True),
+        width=f(C, positive=True),
+        xc_d2=f(N, C),
+        y=f(N, C),
+    )
 
 
 @call("rbf_backward", optional={"gwidth"}, written={"gd2", "gsum", "grow", "gwidth"})
 def _rbf_backward(dt):
     f = _arrays(dt)
-    return dict(d2=f(N, C, positive=True), y=f(N, C), gy=f(N, C), width=f(C, positive=True),
-                gd2=f(N, C), gsum=f(C), grow=f(N), gwidth=f(C))
+    return dict(
+        d2=f(N, C, positive=True),
+        y=f(N, C),
+        gy=f(N, C),
+        width=f(C, positive=True),
+        gd2=f(N, C),
+        gsum=f(C),
+        grow=f(N),
+        gwidth=f(C),
+    )
 
 
 @call("dropout_forward", written={"y", "mask"})
@@ -212,8 +329,9 @@ def _dropout_backward(dt):
 def _softmax_xent(dt):
     f = _arrays(dt)
     labels = np.arange(N, dtype=np.int64) % C
-    return dict(logits=f(N, C), labels=labels, smoothing=0.0, grad=f(N, C),
-                row_loss=np.zeros(N, np.float64))
+    return dict(
+        logits=f(N, C), labels=labels, smoothing=0.0, grad=f(N, C), row_loss=np.zeros(N, np.float64)
+    )
 
 
 @call("mse", optional={"grad"}, written={"grad"})
@@ -231,18 +349,21 @@ def _mae(dt):
 @call("pointwise_loss", optional={"pos_weight"}, written={"loss", "grad"})
 def _pointwise_loss(dt):
     f = _arrays(dt)
-    return dict(kind=4, pred=f(N, C), target=f(N, C), param=1.0, pos_weight=f(C),
-                loss=f(N, C), grad=f(N, C))
+    return dict(
+        kind=4, pred=f(N, C), target=f(N, C), param=1.0, pos_weight=f(C), loss=f(N, C), grad=f(N, C)
+    )
 
 
 def _optim(*state):
     """Builder of an optimizer step: param, grad and its state buffers, then scalars."""
+
     def builder(dt, scalars):
         f = _arrays(dt)
         args = dict(param=f(N * C), grad=f(N * C))
         args.update({name: f(N * C, positive=True) for name in state})
         args.update(scalars)
         return args
+
     return builder
 
 
@@ -255,28 +376,62 @@ _adamax = _optim("exp_avg", "exp_inf")
 _nadam = _optim("exp_avg", "exp_avg_sq")
 
 call("sgd_step", optional={"buf"}, written={"param", "buf"})(
-    lambda dt: _sgd(dt, dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0,
-                             nesterov=False, first_step=True)))
-call("adam_step", optional={"max_exp_avg_sq"},
-     written={"param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"})(
-    lambda dt: _adam(dt, dict(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                              decoupled=False, bias_correction1=0.1,
-                              bias_correction2_sqrt=0.03)))
+    lambda dt: _sgd(
+        dt,
+        dict(
+            lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, first_step=True
+        ),
+    )
+)
+call(
+    "adam_step",
+    optional={"max_exp_avg_sq"},
+    written={"param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+)(
+    lambda dt: _adam(
+        dt,
+        dict(
+            lr=0.1,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            decoupled=False,
+            bias_correction1=0.1,
+            bias_correction2_sqrt=0.03,
+        ),
+    )
+)
 call("adagrad_step", written={"param", "state_sum"})(
-    lambda dt: _adagrad(dt, dict(clr=0.1, weight_decay=0.0, eps=1e-10)))
-call("rmsprop_step", optional={"grad_avg", "momentum_buffer"},
-     written={"param", "square_avg", "grad_avg", "momentum_buffer"})(
-    lambda dt: _rmsprop(dt, dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                                 momentum=0.9)))
+    lambda dt: _adagrad(dt, dict(clr=0.1, weight_decay=0.0, eps=1e-10))
+)
+call(
+    "rmsprop_step",
+    optional={"grad_avg", "momentum_buffer"},
+    written={"param", "square_avg", "grad_avg", "momentum_buffer"},
+)(lambda dt: _rmsprop(dt, dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.9)))
 call("adadelta_step", written={"param", "square_avg", "acc_delta"})(
-    lambda dt: _adadelta(dt, dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0)))
+    lambda dt: _adadelta(dt, dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0))
+)
 call("adamax_step", written={"param", "exp_avg", "exp_inf"})(
-    lambda dt: _adamax(dt, dict(clr=0.02, beta1=0.9, beta2=0.999, eps=1e-8,
-                                weight_decay=0.0)))
+    lambda dt: _adamax(dt, dict(clr=0.02, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0))
+)
 call("nadam_step", written={"param", "exp_avg", "exp_avg_sq"})(
-    lambda dt: _nadam(dt, dict(lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8,
-                               weight_decay=0.0, decoupled=False, bias_correction2=0.001,
-                               coef_grad=0.1, coef_avg=0.8)))
+    lambda dt: _nadam(
+        dt,
+        dict(
+            lr=0.002,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            decoupled=False,
+            bias_correction2=0.001,
+            coef_grad=0.1,
+            coef_avg=0.8,
+        ),
+    )
+)
 
 
 @call("sumsq")
@@ -310,28 +465,68 @@ def _penalty(dt):
 RN, RT, RI, RH = 2, 3, 3, 2
 
 
-@call("rnn_forward", optional={"h0", "c0", "lengths", "y"},
-      written={"gates", "hprev", "cprev", "y", "hn", "cn"})
+@call(
+    "rnn_forward",
+    optional={"h0", "c0", "lengths", "y"},
+    written={"gates", "hprev", "cprev", "y", "hn", "cn"},
+)
 def _rnn_forward(dt):
     f, R = _arrays(dt), RN * RT
-    return dict(mode=K.RNN_LSTM, batch_first=False, reverse=True, bidirectional=True,
-                x=f(R, RI), w_ih=f(4 * RH, RI), w_hh=f(4 * RH, RH), bias=f(4 * RH),
-                h0=f(RN, RH), c0=f(RN, RH), lengths=np.array([3, 1], np.int64),
-                gates=f(R, 4 * RH), hprev=f(R, RH), cprev=f(R, RH), gh=None, y=f(R, 2 * RH),
-                hn=f(RN, RH), cn=f(RN, RH))
+    return dict(
+        mode=K.RNN_LSTM,
+        batch_first=False,
+        reverse=True,
+        bidirectional=True,
+        x=f(R, RI),
+        w_ih=f(4 * RH, RI),
+        w_hh=f(4 * RH, RH),
+        bias=f(4 * RH),
+        h0=f(RN, RH),
+        c0=f(RN, RH),
+        lengths=np.array([3, 1], np.int64),
+        gates=f(R, 4 * RH),
+        hprev=f(R, RH),
+        cprev=f(R, RH),
+        gh=None,
+        y=f(R, 2 * RH),
+        hn=f(RN, RH),
+        cn=f(RN, RH),
+    )
 
 
-@call("rnn_backward", optional={"lengths", "dy", "dhn", "dcn", "dx", "dw_ih", "dw_hh", "dbias"},
-      written={"dgates", "dh0", "dc0", "dx", "dw_ih", "dw_hh", "dbias", "scratch"})
+@call(
+    "rnn_backward",
+    optional={"lengths", "dy", "dhn", "dcn", "dx", "dw_ih", "dw_hh", "dbias"},
+    written={"dgates", "dh0", "dc0", "dx", "dw_ih", "dw_hh", "dbias", "scratch"},
+)
 def _rnn_backward(dt):
     f, R = _arrays(dt), RN * RT
-    return dict(mode=K.RNN_LSTM, batch_first=False, reverse=True, bidirectional=True,
-                x=f(R, RI), w_ih=f(4 * RH, RI), w_hh=f(4 * RH, RH),
-                lengths=np.array([3, 1], np.int64), gates=f(R, 4 * RH), hprev=f(R, RH),
-                cprev=f(R, RH), dy=f(R, 2 * RH), dhn=f(RN, RH), dcn=f(RN, RH),
-                dgates=f(R, 4 * RH), dh0=f(RN, RH), dc0=f(RN, RH), want_dh0=True,
-                dx=f(R, RI), accumulate_dx=False, dw_ih=f(4 * RH, RI), dw_hh=f(4 * RH, RH),
-                dbias=f(4 * RH), scratch=_scratch(4 * RH))
+    return dict(
+        mode=K.RNN_LSTM,
+        batch_first=False,
+        reverse=True,
+        bidirectional=True,
+        x=f(R, RI),
+        w_ih=f(4 * RH, RI),
+        w_hh=f(4 * RH, RH),
+        lengths=np.array([3, 1], np.int64),
+        gates=f(R, 4 * RH),
+        hprev=f(R, RH),
+        cprev=f(R, RH),
+        dy=f(R, 2 * RH),
+        dhn=f(RN, RH),
+        dcn=f(RN, RH),
+        dgates=f(R, 4 * RH),
+        dh0=f(RN, RH),
+        dc0=f(RN, RH),
+        want_dh0=True,
+        dx=f(R, RI),
+        accumulate_dx=False,
+        dw_ih=f(4 * RH, RI),
+        dw_hh=f(4 * RH, RH),
+        dbias=f(4 * RH),
+        scratch=_scratch(4 * RH),
+    )
 
 
 @call("embedding_forward", written={"y"})
@@ -363,8 +558,7 @@ def _cases(pick=lambda name, arg, value, written: True):
         for dt in DTYPES:
             for arg, value in _array_args(name, dt):
                 if pick(name, arg, value, written):
-                    out.append(pytest.param(name, arg, dt,
-                                            id=f"{name}-{arg}-{np.dtype(dt).name}"))
+                    out.append(pytest.param(name, arg, dt, id=f"{name}-{arg}-{np.dtype(dt).name}"))
     return out
 
 
@@ -397,16 +591,30 @@ def _refused(exc, name, dt, match=None, **changes):
 
 def test_every_kernel_wrapper_is_covered():
     wrappers = {n for n in dir(K) if not n.startswith("_") and callable(getattr(K, n))}
-    not_kernels = {"act_needs_input", "set_num_threads", "get_num_threads",
-                   "set_gemm_blocks", "set_blas_thread_hooks", "random_bits",
-                   "DenseChain"}  # a class; its misuse is tested in test_inference.py
+    not_kernels = {
+        "act_needs_input",
+        "set_num_threads",
+        "get_num_threads",
+        "set_gemm_blocks",
+        "set_blas_thread_hooks",
+        "random_bits",
+        "DenseChain",
+    }  # a class; its misuse is tested in test_inference.py
     # The convolution and pooling wrappers (_kernels_conv.pxi) check through typed
     # memoryviews and the convolution geometry; their misuse is tested in
     # tests/test_conv_kernels.py, not by this table yet.
-    conv_family = {"conv_output_size", "conv_scratch_size", "conv_forward", "conv_backward",
-                   "maxpool_forward", "maxpool_backward", "avgpool_forward",
-                   "avgpool_backward", "adaptive_avgpool_forward",
-                   "adaptive_avgpool_backward"}
+    conv_family = {
+        "conv_output_size",
+        "conv_scratch_size",
+        "conv_forward",
+        "conv_backward",
+        "maxpool_forward",
+        "maxpool_backward",
+        "avgpool_forward",
+        "avgpool_backward",
+        "adaptive_avgpool_forward",
+        "adaptive_avgpool_backward",
+    }
     assert wrappers - not_kernels - conv_family == set(CALLS)
 
 
@@ -422,14 +630,20 @@ def test_valid_call_runs(name, dt):
         _run(name, dt, **{arg: None for arg in PAIRS[name]})
 
 
-@pytest.mark.parametrize("name,arg,dt",
-                         _cases(lambda n, a, v, w: v.dtype.kind == "f" and SIZED(n, a, v, w)))
+@pytest.mark.parametrize(
+    "name,arg,dt", _cases(lambda n, a, v, w: v.dtype.kind == "f" and SIZED(n, a, v, w))
+)
 def test_other_float_dtype_raises(name, arg, dt):
     """float32 and float64 mixed in one call (the call's dtype comes from one argument,
     so the message may name the other side of the mix)."""
     value = dict(_array_args(name, dt))[arg]
-    _refused(TypeError, name, dt, r"must be a float(32|64) array, got float(32|64)",
-             **{arg: value.astype(OTHER[value.dtype])})
+    _refused(
+        TypeError,
+        name,
+        dt,
+        r"must be a float(32|64) array, got float(32|64)",
+        **{arg: value.astype(OTHER[value.dtype])},
+    )
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases())
@@ -446,8 +660,9 @@ def test_too_short_raises(name, arg, dt):
     _refused(ValueError, name, dt, **{arg: np.ascontiguousarray(value[..., :-1])})
 
 
-@pytest.mark.parametrize("name,arg,dt",
-                         _cases(lambda n, a, v, w: a != "scratch" and SIZED(n, a, v, w)))
+@pytest.mark.parametrize(
+    "name,arg,dt", _cases(lambda n, a, v, w: a != "scratch" and SIZED(n, a, v, w))
+)
 def test_too_long_raises(name, arg, dt):
     """One element more along the last axis (scratch may be larger than needed)."""
     value = dict(_array_args(name, dt))[arg]
@@ -463,13 +678,11 @@ def test_non_contiguous_raises(name, arg, dt):
     _refused(ValueError, name, dt, arg, **{arg: strided})
 
 
-@pytest.mark.parametrize("name,arg,dt",
-                         _cases(lambda n, a, v, w: a not in CALLS[n][2]))
+@pytest.mark.parametrize("name,arg,dt", _cases(lambda n, a, v, w: a not in CALLS[n][2]))
 def test_none_for_a_required_buffer_raises(name, arg, dt):
     """TypeError; ValueError for one of a pair that comes together (running statistics,
     weight and bias)."""
-    _refused(ValueError if arg in (PAIRS[name] or ()) else TypeError, name, dt, arg,
-             **{arg: None})
+    _refused(ValueError if arg in (PAIRS[name] or ()) else TypeError, name, dt, arg, **{arg: None})
 
 
 @pytest.mark.parametrize("name,arg,dt", _cases(lambda n, a, v, w: a in w))
@@ -493,6 +706,7 @@ def test_not_an_array_raises(name):
 
 
 # -- checks that depend on values, not only on shapes ----------------------------------
+
 
 def test_act_backward_needs_z_or_y_by_activation():
     # ELU's derivative reads its input, tanh's its output; the bias gradient's column
@@ -533,18 +747,19 @@ def test_running_statistics_come_together():
 
 def test_batch_statistics_need_samples():
     f = _arrays(np.float32)
-    _refused(ValueError, "bn_forward_train", np.float32, "at least one sample", x=f(0, C),
-             y=f(0, C))
+    _refused(
+        ValueError, "bn_forward_train", np.float32, "at least one sample", x=f(0, C), y=f(0, C)
+    )
 
 
 def test_fused_batch_norm_takes_2d_input():
     f = _arrays(np.float32)
-    _refused(ValueError, "bn_relu_dropout_train", np.float32, "2-D", x=f(N, C, 1),
-             y=f(N, C, 1))
+    _refused(ValueError, "bn_relu_dropout_train", np.float32, "2-D", x=f(N, C, 1), y=f(N, C, 1))
 
 
-@pytest.mark.parametrize("layout", [dict(D=0), dict(groups=0), dict(inner=0),
-                                    dict(D=5, inner=1), dict(D=6, inner=4)])
+@pytest.mark.parametrize(
+    "layout", [dict(D=0), dict(groups=0), dict(inner=0), dict(D=5, inner=1), dict(D=6, inner=4)]
+)
 def test_rownorm_layout_must_fit(layout):
     _refused(ValueError, "rownorm_forward", np.float32, None, **layout)
 
@@ -560,8 +775,7 @@ def test_prelu_slopes_one_or_per_channel():
     _run("prelu_backward", np.float32, a=f(1), ga=f(1), scratch=None)
 
 
-@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True),
-                                   (True, True)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_shapes_must_fit(ta, tb):
     f = _arrays(np.float64)
     a = f(3, N) if ta else f(N, 3)
@@ -594,19 +808,25 @@ def test_aliasing_is_allowed_where_the_kernels_support_it():
     assert (g == 0).all()
 
 
-@given(rows=st.integers(0, 9), cols=st.integers(1, 9), out_rows=st.integers(0, 9),
-       out_cols=st.integers(1, 9), f64=st.booleans())
+@given(
+    rows=st.integers(0, 9),
+    cols=st.integers(1, 9),
+    out_rows=st.integers(0, 9),
+    out_cols=st.integers(1, 9),
+    f64=st.booleans(),
+)
 def test_any_output_shape_is_either_right_or_refused(rows, cols, out_rows, out_cols, f64):
     """Softmax, dropout and bias + activation with an output of any shape: they run
     (and match NumPy) when it is the input's shape, and raise ValueError otherwise."""
     dt = np.float64 if f64 else np.float32
     x = np.random.default_rng(rows * 10 + cols).standard_normal((rows, cols)).astype(dt)
     out = np.full((out_rows, out_cols), np.nan, dt)
-    calls = [lambda: K.softmax_forward(x, out),
-             lambda: K.dropout_forward(x, out, np.empty(x.shape, np.uint8), 0.0, 1.0, 1, 2),
-             lambda: K.bias_act(K.ACT_RELU, 0.0, 0.0, np.zeros(cols, dt), x.copy(), out)]
-    expected = [np.exp(x - x.max(axis=1, keepdims=True)) if rows else x, x,
-                np.maximum(x, 0)]
+    calls = [
+        lambda: K.softmax_forward(x, out),
+        lambda: K.dropout_forward(x, out, np.empty(x.shape, np.uint8), 0.0, 1.0, 1, 2),
+        lambda: K.bias_act(K.ACT_RELU, 0.0, 0.0, np.zeros(cols, dt), x.copy(), out),
+    ]
+    expected = [np.exp(x - x.max(axis=1, keepdims=True)) if rows else x, x, np.maximum(x, 0)]
     if rows:
         expected[0] /= expected[0].sum(axis=1, keepdims=True)
     for run, want in zip(calls, expected):
@@ -618,16 +838,28 @@ def test_any_output_shape_is_either_right_or_refused(rows, cols, out_rows, out_c
                 run()
 
 
-ALL_ARRAYS = [(name, arg) for name in sorted(CALLS)
-              for arg, _ in _array_args(name, np.float32)]
-DTYPE_POOL = [np.float16, np.float32, np.float64, np.int8, np.int32, np.int64, np.uint8,
-              np.uint32, np.bool_, np.complex64]
+ALL_ARRAYS = [(name, arg) for name in sorted(CALLS) for arg, _ in _array_args(name, np.float32)]
+DTYPE_POOL = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint32,
+    np.bool_,
+    np.complex64,
+]
 
 
 @settings(max_examples=400)
-@given(which=st.sampled_from(ALL_ARRAYS), f64=st.booleans(),
-       shape=st.lists(st.integers(0, 9), min_size=0, max_size=3),
-       dtype=st.sampled_from(DTYPE_POOL))
+@given(
+    which=st.sampled_from(ALL_ARRAYS),
+    f64=st.booleans(),
+    shape=st.lists(st.integers(0, 9), min_size=0, max_size=3),
+    dtype=st.sampled_from(DTYPE_POOL),
+)
 def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, shape, dtype):
     """Any array argument replaced by an array of any shape (up to 3-D) and dtype: a
     wrong element count (not only one off) or a wrong dtype raises before the kernel
@@ -639,8 +871,12 @@ def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, sh
     lone = not SIZED(name, arg, value, None)
     wrong_dtype = new.dtype != value.dtype and not (lone and new.dtype in OTHER)
     one_slope = name.startswith("prelu") and arg == "a" and new.size == 1  # PReLU(1)
-    wrong_size = new.size != value.size and not lone and not one_slope and (
-        arg != "scratch" or new.size < value.size)
+    wrong_size = (
+        new.size != value.size
+        and not lone
+        and not one_slope
+        and (arg != "scratch" or new.size < value.size)
+    )
     if wrong_dtype or wrong_size:
         # TypeError for the dtype, ValueError for the size (or for the shape, which
         # may be checked first)

@@ -1,6 +1,7 @@
 """Callbacks and what fit reports: EarlyStopping, ModelCheckpoint, CSVLogger,
 TerminateOnNaN (on by default), LambdaCallback, ProgressBar and verbose output, Ctrl-C
 during fit, metrics by name and as callables, and the keys of the History."""
+
 import csv
 import io
 import math
@@ -15,7 +16,12 @@ import pytest
 import fastnn
 from fastnn import callbacks, metrics, optim
 from fastnn.callbacks import (
-    CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, ProgressBar, TerminateOnNaN,
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    ModelCheckpoint,
+    ProgressBar,
+    TerminateOnNaN,
 )
 from fastnn.losses import CrossEntropyLoss, MSELoss
 
@@ -46,13 +52,17 @@ def mlp(n_in=6, n_out=3, hidden=16, bn=True, p=0.2):
     return fastnn.Sequential(*layers)
 
 
-def trainer_for(model=None, seed=0, lr=1e-2, cbs=(), metrics_=("accuracy",), loss=None,
-                **kw):
+def trainer_for(model=None, seed=0, lr=1e-2, cbs=(), metrics_=("accuracy",), loss=None, **kw):
     fastnn.seed(seed)
     model = model if model is not None else mlp()
-    return fastnn.Trainer(model, loss or CrossEntropyLoss(),
-                          optim.Adam(model.parameters(), lr=lr), metrics=metrics_,
-                          callbacks=list(cbs), **kw)
+    return fastnn.Trainer(
+        model,
+        loss or CrossEntropyLoss(),
+        optim.Adam(model.parameters(), lr=lr),
+        metrics=metrics_,
+        callbacks=list(cbs),
+        **kw,
+    )
 
 
 def same_state(a, b):
@@ -89,12 +99,12 @@ def scripted_fit(values, es, metric_name="score", epochs=None, record=None, **fi
     score = Scripted(values, metric_name)
     cbs = [score.callback]
     if record is not None:
-        cbs.append(LambdaCallback(on_epoch_end=lambda t, e, logs: record.append(
-            t.model.state_dict())))
+        cbs.append(
+            LambdaCallback(on_epoch_end=lambda t, e, logs: record.append(t.model.state_dict()))
+        )
     cbs.append(es)
     trainer = trainer_for(cbs=cbs, metrics_=("accuracy", score))
-    hist = trainer.fit(X, y, epochs=epochs or len(values), batch_size=32, verbose=0,
-                       **fit_kw)
+    hist = trainer.fit(X, y, epochs=epochs or len(values), batch_size=32, verbose=0, **fit_kw)
     return trainer, hist
 
 
@@ -184,9 +194,9 @@ def test_early_stopping_on_val_loss_with_real_training():
     es = EarlyStopping("val_loss", patience=3)
     states = []
     rec = LambdaCallback(on_epoch_end=lambda t, e, logs: states.append(t.model.state_dict()))
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters(),
-                                                                   lr=3e-2),
-                             callbacks=[rec, es])
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=3e-2), callbacks=[rec, es]
+    )
     hist = trainer.fit(X, y, epochs=200, batch_size=16, validation_split=0.3, verbose=0)
     assert len(hist) < 200
     best = int(np.argmin(hist["val_loss"]))
@@ -210,8 +220,9 @@ def test_early_stopping_unknown_monitor_fails_at_fit_start_naming_the_keys(tmp_p
     assert same_state(trainer.model.state_dict(), before) and len(trainer.history) == 0
     assert csv_logger._file is None  # the logger that had started was closed again
     with pytest.raises(ValueError, match="val_los"):
-        trainer_for(cbs=[EarlyStopping("val_los")]).fit(X, y, epochs=1, verbose=0,
-                                                         validation_split=0.2)
+        trainer_for(cbs=[EarlyStopping("val_los")]).fit(
+            X, y, epochs=1, verbose=0, validation_split=0.2
+        )
 
 
 def test_early_stopping_rejects_bad_arguments():
@@ -225,8 +236,7 @@ def test_early_stopping_rejects_bad_arguments():
 
 # -- ModelCheckpoint --------------------------------------------------------------------
 def _record_predictions(X, store):
-    return LambdaCallback(on_epoch_end=lambda t, e, logs: store.__setitem__(
-        e, t.model.predict(X)))
+    return LambdaCallback(on_epoch_end=lambda t, e, logs: store.__setitem__(e, t.model.predict(X)))
 
 
 def test_model_checkpoint_saves_every_epoch_with_formatted_paths(tmp_path):
@@ -259,24 +269,29 @@ def test_model_checkpoint_save_best_only(tmp_path):
     values = [3.0, 2.0, 2.5, 1.0, 1.5]
     score = Scripted(values)
     preds = {}
-    every = ModelCheckpoint(tmp_path / "best-{epoch}.safetensors", monitor="score",
-                            save_best_only=True)
-    fixed = ModelCheckpoint(tmp_path / "best.safetensors", monitor="score",
-                            save_best_only=True)
-    trainer = trainer_for(cbs=[score.callback, _record_predictions(X, preds), every, fixed],
-                          metrics_=(score,))
+    every = ModelCheckpoint(
+        tmp_path / "best-{epoch}.safetensors", monitor="score", save_best_only=True
+    )
+    fixed = ModelCheckpoint(tmp_path / "best.safetensors", monitor="score", save_best_only=True)
+    trainer = trainer_for(
+        cbs=[score.callback, _record_predictions(X, preds), every, fixed], metrics_=(score,)
+    )
     trainer.fit(X, y, epochs=5, batch_size=32, verbose=0)
-    assert sorted(os.listdir(tmp_path)) == ["best-1.safetensors", "best-2.safetensors",
-                                            "best-4.safetensors", "best.safetensors"]
-    np.testing.assert_array_equal(fastnn.load(tmp_path / "best.safetensors").predict(X),
-                                  preds[4])
+    assert sorted(os.listdir(tmp_path)) == [
+        "best-1.safetensors",
+        "best-2.safetensors",
+        "best-4.safetensors",
+        "best.safetensors",
+    ]
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "best.safetensors").predict(X), preds[4])
     assert fixed.best_epoch == 4 and fixed.best == 1.0
     # mode max keeps the highest instead
     out = tmp_path / "max"
     out.mkdir()
     score = Scripted(values)
-    ck = ModelCheckpoint(out / "e{epoch}.safetensors", monitor="score", mode="max",
-                         save_best_only=True)
+    ck = ModelCheckpoint(
+        out / "e{epoch}.safetensors", monitor="score", mode="max", save_best_only=True
+    )
     trainer_for(cbs=[score.callback, ck], metrics_=(score,)).fit(X, y, epochs=5, verbose=0)
     assert os.listdir(out) == ["e1.safetensors"]
 
@@ -304,8 +319,7 @@ def test_csv_logger_writes_a_header_and_one_row_per_epoch(tmp_path):
     trainer = trainer_for(cbs=[CSVLogger(path)])
     hist = trainer.fit(X, y, epochs=3, batch_size=32, validation_split=0.25, verbose=0)
     rows = _read_csv(path)
-    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
-                       "epoch_time"]
+    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time"]
     assert len(rows) == 4
     for i, row in enumerate(rows[1:]):
         assert int(row[0]) == i + 1
@@ -366,10 +380,10 @@ def _nan_run(at, terminate=True, epochs=5):
         last_good["state"] = t.model.state_dict()
         last_good["where"] = (t.epoch + 1, b)
 
-    rec = LambdaCallback(on_batch_end=batch_end,
-                         on_nonfinite_loss=lambda t, v: seen.append(v))
-    trainer = fastnn.Trainer(model, loss, optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-                             callbacks=[rec])
+    rec = LambdaCallback(on_batch_end=batch_end, on_nonfinite_loss=lambda t, v: seen.append(v))
+    trainer = fastnn.Trainer(
+        model, loss, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), callbacks=[rec]
+    )
     trainer.terminate_on_nan = terminate
     return trainer, X, y, last_good, seen, epochs
 
@@ -378,8 +392,9 @@ def test_terminate_on_nan_is_on_by_default_and_rolls_back_to_the_last_good_epoch
     # 5 batches of 20 per epoch: training batch 13 is the third of epoch 3
     trainer, X, y, last_good, seen, epochs = _nan_run(at=13)
     starts = {}
-    trainer.callbacks.append(LambdaCallback(
-        on_epoch_begin=lambda t, e: starts.__setitem__(e, t.model.state_dict())))
+    trainer.callbacks.append(
+        LambdaCallback(on_epoch_begin=lambda t, e: starts.__setitem__(e, t.model.state_dict()))
+    )
     with pytest.warns(RuntimeWarning, match="diverged in epoch 3: the loss became nan"):
         hist = trainer.fit(X, y, epochs=epochs, batch_size=20, verbose=0)
     assert len(seen) == 1 and math.isnan(seen[0])
@@ -410,7 +425,8 @@ def test_terminate_on_nan_with_data_that_makes_training_explode(big):
     model = fastnn.Sequential(fastnn.Dense(4, 16), fastnn.ReLU(), fastnn.Dense(16, 1))
     states = {}
     rec = LambdaCallback(
-        on_epoch_begin=lambda t, e: states.__setitem__("epoch_start", t.model.state_dict()))
+        on_epoch_begin=lambda t, e: states.__setitem__("epoch_start", t.model.state_dict())
+    )
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     trainer = fastnn.Trainer(model, MSELoss(), opt, callbacks=[rec])
     trainer.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
@@ -614,8 +630,9 @@ def test_fit_in_a_thread_leaves_sigint_alone(sigint_handler):
     handler, _ = sigint_handler
     X, y = classification(100)
     during = []
-    trainer = trainer_for(cbs=[LambdaCallback(on_epoch_end=lambda *a: during.append(
-        signal.getsignal(signal.SIGINT)))])
+    trainer = trainer_for(
+        cbs=[LambdaCallback(on_epoch_end=lambda *a: during.append(signal.getsignal(signal.SIGINT)))]
+    )
     errors = []
 
     def run():
@@ -636,8 +653,7 @@ def _frozen_trainer(model, loss, metrics_, dtype=np.float64):
     """SGD with lr=0: the model does not change, so each epoch's training figures are
     those of the fixed model over the whole training set."""
     model.astype(dtype)
-    return fastnn.Trainer(model, loss, optim.SGD(model.parameters(), lr=0.0),
-                          metrics=metrics_)
+    return fastnn.Trainer(model, loss, optim.SGD(model.parameters(), lr=0.0), metrics=metrics_)
 
 
 def test_accuracy_and_top_k_metrics():
@@ -647,8 +663,9 @@ def test_accuracy_and_top_k_metrics():
     fastnn.seed(2)
     model = fastnn.Sequential(fastnn.Dense(8, 16), fastnn.Tanh(), fastnn.Dense(16, 6))
     trainer = _frozen_trainer(model, CrossEntropyLoss(), ("accuracy", "top_3_accuracy"))
-    hist = trainer.fit(X[:100], y[:100], epochs=1, batch_size=16,
-                       validation_data=(X[100:], y[100:]), verbose=0)
+    hist = trainer.fit(
+        X[:100], y[:100], epochs=1, batch_size=16, validation_data=(X[100:], y[100:]), verbose=0
+    )
     for prefix, Xs, ys in (("", X[:100], y[:100]), ("val_", X[100:], y[100:])):
         out = model.predict(Xs)
         acc = np.mean(out.argmax(axis=1) == ys)
@@ -709,8 +726,15 @@ def test_history_keys_with_validation_and_clipping():
     X, y = classification(120)
     trainer = trainer_for(clip_grad_norm=1.0)
     hist = trainer.fit(X, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0)
-    assert list(hist.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr",
-                                  "epoch_time", "grad_norm"]
+    assert list(hist.history) == [
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "epoch_time",
+        "grad_norm",
+    ]
     assert all(len(v) == 2 for v in hist.history.values())
     assert all(v > 0 and math.isfinite(v) for v in hist["grad_norm"])
     assert hist["lr"] == [1e-2, 1e-2]
@@ -723,13 +747,14 @@ def test_grad_norm_is_the_mean_pre_clip_norm_of_the_batches():
     X = X.astype(np.float64)
     fastnn.seed(0)
     model = mlp(bn=False, p=0).astype(np.float64)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0),
-                             clip_grad_norm=1e-3)
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), clip_grad_norm=1e-3
+    )
     hist = trainer.fit(X, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
     ce, norms = CrossEntropyLoss(), []
     for start in range(0, 96, 32):
         model.zero_grad()
-        ce(model.forward(X[start:start + 32]), y[start:start + 32])
+        ce(model.forward(X[start : start + 32]), y[start : start + 32])
         model.backward(ce.backward())
         norms.append(np.sqrt(sum(float(np.sum(p.grad**2)) for p in model.parameters())))
     assert min(norms) > 1e-3  # clipping was active
@@ -749,8 +774,15 @@ def test_reduce_on_plateau_monitor_must_be_logged():
 
 
 def test_callbacks_module_exports():
-    for name in ("Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-                 "TerminateOnNaN", "LambdaCallback", "ProgressBar"):
+    for name in (
+        "Callback",
+        "EarlyStopping",
+        "ModelCheckpoint",
+        "CSVLogger",
+        "TerminateOnNaN",
+        "LambdaCallback",
+        "ProgressBar",
+    ):
         assert hasattr(callbacks, name)
 
 

@@ -2,6 +2,7 @@
 trainer.save_checkpoint in a new trainer ends bit-identical to an uninterrupted run;
 checkpoints that do not fit the trainer, or are not checkpoints, are refused; and a
 process killed with SIGKILL while saving never leaves a partial model file behind."""
+
 import json
 import os
 import random
@@ -29,9 +30,16 @@ def build(opt="adam", sched="cosine", seed=7, hidden=16, clip=0.5):
     """A trainer with BatchNorm, Dropout, clipping, a schedule; built from fastnn.seed."""
     fastnn.seed(seed)
     model = fastnn.Sequential(
-        fastnn.Dense(8, hidden), fastnn.BatchNorm1d(hidden), fastnn.ReLU(), fastnn.Dropout(0.3),
-        fastnn.Dense(hidden, hidden), fastnn.BatchNorm1d(hidden), fastnn.ReLU(),
-        fastnn.Dropout(0.2), fastnn.Dense(hidden, 3))
+        fastnn.Dense(8, hidden),
+        fastnn.BatchNorm1d(hidden),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.3),
+        fastnn.Dense(hidden, hidden),
+        fastnn.BatchNorm1d(hidden),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.2),
+        fastnn.Dense(hidden, 3),
+    )
     if opt == "adam":
         o = optim.Adam(model.parameters(), lr=1e-2)
     else:
@@ -52,7 +60,8 @@ FIT = dict(batch_size=32, validation_split=0.2, shuffle=True, verbose=0)
 
 def states_equal(a, b):
     return list(a) == list(b) and all(
-        a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+        a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a
+    )
 
 
 def history_without_times(h):
@@ -167,12 +176,15 @@ def checkpoint(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("other, match", [
-    (dict(opt="sgd"), "Adam"),
-    (dict(sched="plateau"), "scheduler"),
-    (dict(sched=None), "scheduler"),
-    (dict(hidden=32), "does not fit"),
-])
+@pytest.mark.parametrize(
+    "other, match",
+    [
+        (dict(opt="sgd"), "Adam"),
+        (dict(sched="plateau"), "scheduler"),
+        (dict(sched=None), "scheduler"),
+        (dict(hidden=32), "does not fit"),
+    ],
+)
 def test_mismatched_trainer_is_refused(checkpoint, other, match):
     t = build(**{"opt": "adam", "sched": "cosine", **other})
     before = t.model.state_dict()
@@ -204,8 +216,9 @@ def _torch_bytes(tmp_path):
     return p.read_bytes()
 
 
-@pytest.mark.parametrize("kind", ["truncated", "truncated-header", "random", "empty",
-                                  "pickle", "torch", "model-file"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "truncated-header", "random", "empty", "pickle", "torch", "model-file"]
+)
 def test_corrupt_or_foreign_files_are_refused(checkpoint, tmp_path, kind):
     good = checkpoint.read_bytes()
     bad = tmp_path / "bad.ckpt"
@@ -295,9 +308,13 @@ def test_sigkill_while_saving_never_leaves_a_partial_file(tmp_path):
     target = out / "model.safetensors"
     # From tmp_path: `python -c` puts the working directory first on the import path,
     # and the repository's source tree (without compiled kernels) must not shadow fastnn.
-    server = subprocess.Popen([sys.executable, "-c", KILL_SERVER, str(target), str(refs)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              cwd=tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, "-c", KILL_SERVER, str(target), str(refs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         assert server.stdout.readline().strip() == "refs"
         a = fastnn.load(refs / "a.safetensors").state_dict()

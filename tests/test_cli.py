@@ -2,6 +2,7 @@
 run's accuracy), on CSV and NPZ files, `--out` files and plots, `predict`, one-line
 errors with exit status 2, and `--help`. Mostly in-process through fastnn.cli.main;
 a few runs go through the installed `fastnn` script and `python -m fastnn`."""
+
 import csv
 import json
 import os
@@ -108,8 +109,10 @@ def test_train_with_the_default_options_reaches_97_percent(capsys):
 
 
 def test_train_is_reproducible_with_a_seed(capsys):
-    outs = [run(capsys, "train", "--epochs", 2, "--quiet", "--seed", s, "--hidden", "32")[1]
-            for s in (1, 1, 2)]
+    outs = [
+        run(capsys, "train", "--epochs", 2, "--quiet", "--seed", s, "--hidden", "32")[1]
+        for s in (1, 1, 2)
+    ]
     tests = [re.search(r"^Test: .*$", o, re.M).group(0) for o in outs]
     assert tests[0] == tests[1] and tests[0] != tests[2]
 
@@ -117,12 +120,27 @@ def test_train_is_reproducible_with_a_seed(capsys):
 def test_train_out_writes_model_history_metrics_and_plots(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "train", "--epochs", 3, "--quiet", "--batch-norm",
-                         "--schedule", "cosine", "--out", out_dir)
+    code, out, err = run(
+        capsys,
+        "train",
+        "--epochs",
+        3,
+        "--quiet",
+        "--batch-norm",
+        "--schedule",
+        "cosine",
+        "--out",
+        out_dir,
+    )
     assert code == 0, err
     files = sorted(os.listdir(out_dir))
-    assert files == ["confusion_matrix.png", "history.csv", "learning_curves.png",
-                     "metrics.json", "model.safetensors"]
+    assert files == [
+        "confusion_matrix.png",
+        "history.csv",
+        "learning_curves.png",
+        "metrics.json",
+        "model.safetensors",
+    ]
     for png in ("confusion_matrix.png", "learning_curves.png"):
         data = (out_dir / png).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
@@ -144,8 +162,7 @@ def test_train_out_writes_model_history_metrics_and_plots(capsys, tmp_path):
     assert meta["task"] == "classification" and meta["classes"] == [str(i) for i in range(10)]
     assert len(meta["feature_names"]) == 64
     X, y = fastnn.datasets.load_digits()
-    _, X_te, _, y_te = train_test_split(X.astype(np.float64), y, test_size=0.25, stratify=y,
-                                        seed=0)
+    _, X_te, _, y_te = train_test_split(X.astype(np.float64), y, test_size=0.25, stratify=y, seed=0)
     acc = np.mean(model.predict(X_te).argmax(axis=1) == y_te)
     assert acc == pytest.approx(metrics["test"]["accuracy"], abs=2.5 / len(y_te))
     assert "Wrote" in out and "learning_curves.png" in out
@@ -157,8 +174,7 @@ def test_train_out_without_matplotlib_says_how_to_get_plots(capsys, tmp_path, mo
     out_dir = tmp_path / "run"
     code, out, err = run(capsys, "train", "--epochs", 1, "--quiet", "--out", out_dir)
     assert code == 0, err
-    assert sorted(os.listdir(out_dir)) == ["history.csv", "metrics.json",
-                                           "model.safetensors"]
+    assert sorted(os.listdir(out_dir)) == ["history.csv", "metrics.json", "model.safetensors"]
     assert "pip install" in out and "matplotlib" in out
     assert "Traceback" not in out + err
 
@@ -167,8 +183,21 @@ def test_train_out_without_matplotlib_says_how_to_get_plots(capsys, tmp_path, mo
 def test_train_and_predict_csv_classification_with_string_labels(capsys, tmp_path, class_csv):
     path, X, lab = class_csv
     out_dir = tmp_path / "cls"
-    code, out, err = run(capsys, "train", "--data", path, "--target", "colour", "--epochs", 5,
-                         "--hidden", "16", "--quiet", "--out", out_dir)
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        path,
+        "--target",
+        "colour",
+        "--epochs",
+        5,
+        "--hidden",
+        "16",
+        "--quiet",
+        "--out",
+        out_dir,
+    )
     assert code == 0, err
     assert "150 samples x 3 features; target 'colour', classification" in out
     assert "3 classes; training counts blue:" in out
@@ -178,8 +207,16 @@ def test_train_and_predict_csv_classification_with_string_labels(capsys, tmp_pat
     assert meta["feature_names"] == ["f1", "f2", "f3"]
     # predict: CSV in (the target column is ignored), class names out
     pred_path = tmp_path / "pred.csv"
-    code, out, err = run(capsys, "predict", out_dir / "model.safetensors", "--data", path,
-                         "--output", pred_path, "--proba")
+    code, out, err = run(
+        capsys,
+        "predict",
+        out_dir / "model.safetensors",
+        "--data",
+        path,
+        "--output",
+        pred_path,
+        "--proba",
+    )
     assert code == 0, err
     assert "Wrote 150 predictions" in err
     rows = read_csv(pred_path)
@@ -203,9 +240,27 @@ def test_train_and_predict_csv_classification_with_string_labels(capsys, tmp_pat
 def test_train_and_predict_csv_regression(capsys, tmp_path, reg_csv):
     path, X, y = reg_csv
     out_dir = tmp_path / "reg"
-    code, out, err = run(capsys, "train", "--data", path, "--target", "target", "--epochs", 20,
-                         "--batch-size", 8, "--hidden", "32", "--dropout", "0", "--lr", "0.01",
-                         "--quiet", "--out", out_dir)
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        path,
+        "--target",
+        "target",
+        "--epochs",
+        20,
+        "--batch-size",
+        8,
+        "--hidden",
+        "32",
+        "--dropout",
+        "0",
+        "--lr",
+        "0.01",
+        "--quiet",
+        "--out",
+        out_dir,
+    )
     assert code == 0, err
     assert "120 samples x 3 features; target 'target', regression" in out
     m = re.search(r"^Test: loss ([0-9.]+), mae ([0-9.]+) \(in target units", out, re.M)
@@ -213,8 +268,9 @@ def test_train_and_predict_csv_regression(capsys, tmp_path, reg_csv):
     assert float(m.group(2)) < np.std(y)  # better than predicting the mean
     assert "confusion_matrix.png" not in os.listdir(out_dir)
     pred_path = tmp_path / "pred.csv"
-    code, out, err = run(capsys, "predict", out_dir / "model.safetensors", "--data", path,
-                         "--output", pred_path)
+    code, out, err = run(
+        capsys, "predict", out_dir / "model.safetensors", "--data", path, "--output", pred_path
+    )
     assert code == 0, err
     rows = read_csv(pred_path)
     assert rows[0] == ["prediction"] and len(rows) == 121
@@ -227,20 +283,43 @@ def test_train_npz_and_forced_regression(capsys, tmp_path):
     X = r.normal(size=(200, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    code, out, err = run(capsys, "train", "--data", tmp_path / "d.npz", "--epochs", 2,
-                         "--hidden", "8", "--quiet", "--out", tmp_path / "c")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "d.npz",
+        "--epochs",
+        2,
+        "--hidden",
+        "8",
+        "--quiet",
+        "--out",
+        tmp_path / "c",
+    )
     assert code == 0, err
     assert "200 samples x 5 features; target 'y', classification" in out
     assert "3 classes" in out and "accuracy" in out
-    code, out, err = run(capsys, "train", "--data", tmp_path / "d.npz", "--task", "regression",
-                         "--epochs", 2, "--hidden", "8", "--quiet")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "d.npz",
+        "--task",
+        "regression",
+        "--epochs",
+        2,
+        "--hidden",
+        "8",
+        "--quiet",
+    )
     assert code == 0, err
     assert "classification" not in out and "regression" in out
     assert re.search(r"^Test: loss [0-9.]+, mae [0-9.]+ \(in target units", out, re.M)
     # predict reads NPZ too
     np.savez(tmp_path / "new.npz", X=X[:7])
-    code, out, err = run(capsys, "predict", tmp_path / "c" / "model.safetensors", "--data",
-                         tmp_path / "new.npz")
+    code, out, err = run(
+        capsys, "predict", tmp_path / "c" / "model.safetensors", "--data", tmp_path / "new.npz"
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[0] == "prediction" and len(lines) == 8
@@ -267,8 +346,22 @@ def files(tmp_path_factory):
     np.savez(tmp_path / "obj.npz", X=np.array([[object()]], dtype=object))
     p["wide"], p["obj"] = tmp_path / "wide.npz", tmp_path / "obj.npz"
     p["model_dir"] = tmp_path / "m"
-    code = cli.main(["train", "--data", str(p["csv"]), "--target", "colour", "--epochs",
-                     "1", "--hidden", "4", "--quiet", "--out", str(p["model_dir"])])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(p["csv"]),
+            "--target",
+            "colour",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--quiet",
+            "--out",
+            str(p["model_dir"]),
+        ]
+    )
     assert code == 0
     p["model"] = p["model_dir"] / "model.safetensors"
     p["file"] = tmp_path / "a_file"
@@ -305,8 +398,14 @@ ERRORS = {
     "predict-wrong-columns": ["predict", "{model}", "--data", "{nonnum}"],
     "predict-wrong-width": ["predict", "{model}", "--data", "{wide}"],
     "predict-object-npz": ["predict", "{model}", "--data", "{obj}"],
-    "predict-output-dir-missing": ["predict", "{model}", "--data", "{csv}", "--output",
-                                   "{missing}/x/out.csv"],
+    "predict-output-dir-missing": [
+        "predict",
+        "{model}",
+        "--data",
+        "{csv}",
+        "--output",
+        "{missing}/x/out.csv",
+    ],
 }
 
 
@@ -345,46 +444,76 @@ def _run(args, tmp_path):
     """Run a command from tmp_path: `python -m` puts the working directory first on the
     import path, and the repository's source tree (without its compiled kernels) must
     not shadow the installed fastnn."""
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=_env(),
-                          cwd=tmp_path)
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path
+    )
 
 
 def test_console_script_and_python_m(tmp_path, class_csv):
     exe = shutil.which("fastnn")
     if exe is None:
         pytest.skip("the fastnn console script is not on PATH")
-    r = _run([exe, "train", "--epochs", "2", "--quiet", "--hidden", "32",
-              "--out", str(tmp_path / "m")], tmp_path)
+    r = _run(
+        [exe, "train", "--epochs", "2", "--quiet", "--hidden", "32", "--out", str(tmp_path / "m")],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "epoch 2/2" in r.stdout and accuracy_of(r.stdout) > 0.3
     np.savez(tmp_path / "x.npz", X=fastnn.datasets.load_digits()[0][:5])
-    r = _run([sys.executable, "-m", "fastnn", "predict",
-              str(tmp_path / "m" / "model.safetensors"), "--data", str(tmp_path / "x.npz"),
-              "--proba"], tmp_path)
+    r = _run(
+        [
+            sys.executable,
+            "-m",
+            "fastnn",
+            "predict",
+            str(tmp_path / "m" / "model.safetensors"),
+            "--data",
+            str(tmp_path / "x.npz"),
+            "--proba",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(r.stdout.splitlines()))
     assert rows[0][:2] == ["prediction", "p_0"] and len(rows) == 6 and len(rows[1]) == 11
 
 
 def test_errors_in_a_real_process(tmp_path):
-    r = _run([sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "nope.csv")],
-             tmp_path)
+    r = _run(
+        [sys.executable, "-m", "fastnn", "train", "--data", str(tmp_path / "nope.csv")], tmp_path
+    )
     assert r.returncode == 2
-    assert r.stderr.splitlines() == [f"fastnn train: error: no such file: "
-                                     f"{tmp_path / 'nope.csv'}"]
+    assert r.stderr.splitlines() == [f"fastnn train: error: no such file: {tmp_path / 'nope.csv'}"]
     assert r.stdout == ""
     r = _run([sys.executable, "-m", "fastnn"], tmp_path)
     assert r.returncode == 2 and "train" in r.stderr
 
 
 # -- help -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command, shown", [
-    ("train", ["--epochs", "(default: 40)", "(default: 64)", "(default: adam)",
-               "(default: relu)", "(default: 0.001)", "(default: 0.3)", "(default: 0.25)",
-               "--data", "--target", "--out", "--batch-norm"]),
-    ("predict", ["MODEL", "--data", "--output", "--proba", "(default: False)"]),
-    ("bench", ["--quick", "--threads", "default"]),
-])
+@pytest.mark.parametrize(
+    "command, shown",
+    [
+        (
+            "train",
+            [
+                "--epochs",
+                "(default: 40)",
+                "(default: 64)",
+                "(default: adam)",
+                "(default: relu)",
+                "(default: 0.001)",
+                "(default: 0.3)",
+                "(default: 0.25)",
+                "--data",
+                "--target",
+                "--out",
+                "--batch-norm",
+            ],
+        ),
+        ("predict", ["MODEL", "--data", "--output", "--proba", "(default: False)"]),
+        ("bench", ["--quick", "--threads", "default"]),
+    ],
+)
 def test_help_of_every_subcommand(capsys, command, shown):
     code, out, err = run(capsys, command, "--help")
     assert code == 0 and err == ""
@@ -404,11 +533,14 @@ def test_top_level_help_and_version(capsys):
     assert code == 0 and out.strip() == f"fastnn {fastnn.__version__}"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--repeats", "0"], "--repeats must be >= 1"),
-    (["--min-time", "0"], "--min-time > 0"),
-    (["--batches", "0"], "expected positive integers"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--repeats", "0"], "--repeats must be >= 1"),
+        (["--min-time", "0"], "--min-time > 0"),
+        (["--batches", "0"], "expected positive integers"),
+    ],
+)
 def test_bench_rejects_empty_measurements(capsys, args, message):
     code, out, err = run(capsys, "bench", "--quick", "--no-json", *args)
     assert code == 2 and message in err and out == ""

@@ -1,6 +1,7 @@
 """The CNN side of the command line (`fastnn train` on image NPZ files and --arch cnn,
 `fastnn predict` on images, `fastnn bench --cnn`) and the CNN examples on small
 budgets (skipped without their data packages: the `examples` extra brings them)."""
+
 import os
 import re
 import sys
@@ -33,14 +34,24 @@ def keep_threads():
 def test_train_and_predict_image_npz(capsys, tmp_path):
     X, y = fastnn.datasets.load_digits()
     np.savez(tmp_path / "digits.npz", X=X.reshape(-1, 8, 8), y=y)
-    code, out, err = run(capsys, "train", "--data", tmp_path / "digits.npz", "--epochs", 3,
-                         "--quiet", "--out", tmp_path / "m")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "digits.npz",
+        "--epochs",
+        3,
+        "--quiet",
+        "--out",
+        tmp_path / "m",
+    )
     assert code == 0, err
     assert "1797 samples x images (1, 8, 8)" in out and "Conv2d(1, 32" in out
     accuracy = float(re.search(r"^Test: loss [0-9.]+, accuracy ([0-9.]+)$", out, re.M)[1])
     assert accuracy > 0.8
-    code, out, err = run(capsys, "predict", tmp_path / "m" / "model.safetensors", "--data",
-                         tmp_path / "digits.npz")
+    code, out, err = run(
+        capsys, "predict", tmp_path / "m" / "model.safetensors", "--data", tmp_path / "digits.npz"
+    )
     assert code == 0, err
     pred = np.array([int(v) for v in out.strip().splitlines()[1:]])
     assert np.mean(pred == y) > 0.8  # raw images in: the saved model standardises them
@@ -52,8 +63,19 @@ def test_train_arch_cnn_on_the_embedded_digits_and_mlp_on_images(capsys, tmp_pat
     assert "Conv2d(1, 32" in out
     X, y = fastnn.datasets.load_digits()
     np.savez(tmp_path / "d.npz", X=X.reshape(-1, 1, 8, 8), y=y)
-    code, out, err = run(capsys, "train", "--data", tmp_path / "d.npz", "--arch", "mlp",
-                         "--epochs", 1, "--hidden", "16", "--quiet")
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        tmp_path / "d.npz",
+        "--arch",
+        "mlp",
+        "--epochs",
+        1,
+        "--hidden",
+        "16",
+        "--quiet",
+    )
     assert code == 0, err
     assert "Dense(in_features=64" in out
 
@@ -65,8 +87,9 @@ def test_train_arch_cnn_needs_images(capsys, tmp_path):
 
 
 def test_bench_cnn_quick_prints_the_tables(capsys):
-    code, out, err = run(capsys, "bench", "--cnn", "--quick", "--no-torch", "--batches", "8",
-                         "--no-json")
+    code, out, err = run(
+        capsys, "bench", "--cnn", "--quick", "--no-torch", "--batches", "8", "--no-json"
+    )
     assert code == 0, err
     assert re.search(r"\| lenet5 \|\s+8 \|\s+[0-9,]+ \|\s+- \|", out), out
     assert re.search(r"\| resnet \|\s+8 \|", out) and "convs / GEMMs" in out

@@ -1,5 +1,6 @@
 """Convolution and pooling kernels (csrc/conv.c, csrc/pool.c) against plain NumPy
 references, and the binding's checks (wrong shapes, dtypes and missing buffers raise)."""
+
 import numpy as np
 import pytest
 
@@ -23,12 +24,13 @@ def taps(x, kh, kw, s, p, d, pad_value=0.0):
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, s[0], p[0], d[0]), out_size(w, kw, s[1], p[1], d[1])
     xp = np.full((n, c, h + 2 * p[0] + s[0] * ho, w + 2 * p[1] + s[1] * wo), pad_value)
-    xp[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
+    xp[:, :, p[0] : p[0] + h, p[1] : p[1] + w] = x
     t = np.empty((n, c, kh, kw, ho, wo))
     for i in range(kh):
         for j in range(kw):
-            t[:, :, i, j] = xp[:, :, i * d[0]:i * d[0] + s[0] * ho:s[0],
-                               j * d[1]:j * d[1] + s[1] * wo:s[1]]
+            t[:, :, i, j] = xp[
+                :, :, i * d[0] : i * d[0] + s[0] * ho : s[0], j * d[1] : j * d[1] + s[1] * wo : s[1]
+            ]
     return t
 
 
@@ -55,9 +57,10 @@ def conv_grads_ref(x, w, gz, s, p, d, groups, eps=1e-6):
     gxp = np.zeros((n, c, h + 2 * p[0] + s[0] * ho, wd + 2 * p[1] + s[1] * wo))
     for i in range(kh):
         for j in range(kw):
-            gxp[:, :, i * d[0]:i * d[0] + s[0] * ho:s[0],
-                j * d[1]:j * d[1] + s[1] * wo:s[1]] += gt[:, :, i, j]
-    gx = gxp[:, :, p[0]:p[0] + h, p[1]:p[1] + wd]
+            gxp[
+                :, :, i * d[0] : i * d[0] + s[0] * ho : s[0], j * d[1] : j * d[1] + s[1] * wo : s[1]
+            ] += gt[:, :, i, j]
+    gx = gxp[:, :, p[0] : p[0] + h, p[1] : p[1] + wd]
     return gx, gw, gz.sum(axis=(0, 2, 3))
 
 
@@ -82,8 +85,9 @@ def run_conv(x, w, b, act, s, p, d, groups, gy):
     gw = np.ones_like(w)  # gradients accumulate
     gb = np.ones(k, dt) if b is not None else None
     gx = np.empty_like(x)
-    K.conv_backward(x, w, act, 0.1, 0.0, z, y, gy.astype(dt), gw, gb, gx, scratch,
-                    np.empty(k), s, p, d, groups)
+    K.conv_backward(
+        x, w, act, 0.1, 0.0, z, y, gy.astype(dt), gw, gb, gx, scratch, np.empty(k), s, p, d, groups
+    )
     return y, z, gx, gw - 1, None if gb is None else gb - 1
 
 
@@ -122,10 +126,12 @@ def test_conv_float32_many_chunks_and_no_bias():
     gy = RNG.standard_normal((600, 6, 24, 24))
     y, _, gx, gw, gb = run_conv(x, w, None, K.ACT_IDENTITY, (1, 1), (0, 0), (1, 1), 1, gy)
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    np.testing.assert_allclose(y, conv_ref(x64, w64, None, (1, 1), (0, 0), (1, 1), 1),
-                               rtol=1e-4, atol=1e-4)
-    gxr, gwr, _ = conv_grads_ref(x64, w64, gy.astype(np.float32).astype(np.float64),
-                                 (1, 1), (0, 0), (1, 1), 1)
+    np.testing.assert_allclose(
+        y, conv_ref(x64, w64, None, (1, 1), (0, 0), (1, 1), 1), rtol=1e-4, atol=1e-4
+    )
+    gxr, gwr, _ = conv_grads_ref(
+        x64, w64, gy.astype(np.float32).astype(np.float64), (1, 1), (0, 0), (1, 1), 1
+    )
     np.testing.assert_allclose(gx, gxr, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gw, gwr, rtol=1e-4, atol=1e-2)
     assert gb is None
@@ -227,8 +233,9 @@ def test_avgpool_matches_numpy(pool, cip, divisor):
     gy = RNG.standard_normal(yr.shape)
     gx = np.full_like(x, np.nan)
     K.avgpool_backward(gy, gx, k, s, p, ceil, cip, divisor)
-    np.testing.assert_allclose(gx, np.einsum("ncij,ijhw->nchw", gy, weights), rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        gx, np.einsum("ncij,ijhw->nchw", gy, weights), rtol=1e-12, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("out", [(1, 1), (4, 3), (9, 8), (5, 7), (1, 3)])
@@ -253,25 +260,40 @@ def test_adaptive_avgpool_matches_numpy(out):
 def conv_args(**over):
     x = np.zeros((2, 3, 5, 5))
     w = np.zeros((4, 3, 3, 3))
-    args = dict(x=x, w=w, bias=np.zeros(4), act=0, alpha=0.0, beta=0.0, z=None,
-                y=np.zeros((2, 4, 3, 3)), scratch=np.zeros(10000), stride=(1, 1),
-                padding=(0, 0), dilation=(1, 1), groups=1)
+    args = dict(
+        x=x,
+        w=w,
+        bias=np.zeros(4),
+        act=0,
+        alpha=0.0,
+        beta=0.0,
+        z=None,
+        y=np.zeros((2, 4, 3, 3)),
+        scratch=np.zeros(10000),
+        stride=(1, 1),
+        padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+    )
     args.update(over)
     return args
 
 
-@pytest.mark.parametrize("over,err", [
-    (dict(y=np.zeros((2, 4, 4, 4))), ValueError),
-    (dict(y=np.zeros((2, 4, 3, 3), np.float32)), (TypeError, ValueError)),
-    (dict(y=None), TypeError),
-    (dict(x=np.zeros((2, 3, 5, 5))[:, :, ::2]), ValueError),  # not contiguous
-    (dict(bias=np.zeros(3)), ValueError),
-    (dict(scratch=np.zeros(10)), ValueError),
-    (dict(groups=2), ValueError),
-    (dict(w=np.zeros((4, 3, 7, 7))), ValueError),  # kernel larger than the input
-    (dict(padding=(-1, 0)), ValueError),
-    (dict(act=99), ValueError),
-])
+@pytest.mark.parametrize(
+    "over,err",
+    [
+        (dict(y=np.zeros((2, 4, 4, 4))), ValueError),
+        (dict(y=np.zeros((2, 4, 3, 3), np.float32)), (TypeError, ValueError)),
+        (dict(y=None), TypeError),
+        (dict(x=np.zeros((2, 3, 5, 5))[:, :, ::2]), ValueError),  # not contiguous
+        (dict(bias=np.zeros(3)), ValueError),
+        (dict(scratch=np.zeros(10)), ValueError),
+        (dict(groups=2), ValueError),
+        (dict(w=np.zeros((4, 3, 7, 7))), ValueError),  # kernel larger than the input
+        (dict(padding=(-1, 0)), ValueError),
+        (dict(act=99), ValueError),
+    ],
+)
 def test_conv_binding_rejects_misuse(over, err):
     with pytest.raises(err):
         K.conv_forward(**conv_args(**over))
@@ -284,24 +306,42 @@ def test_conv_backward_binding_rejects_misuse():
     with pytest.raises(ValueError, match="needs y"):
         K.conv_backward(x, w, RELU, 0, 0, None, None, gy, None, None, None, sc, None, *geo)
     with pytest.raises(ValueError, match="gw"):
-        K.conv_backward(x, w, 0, 0, 0, None, None, gy, np.zeros((4, 3, 2, 3)), None, None,
-                        sc, None, *geo)
+        K.conv_backward(
+            x, w, 0, 0, 0, None, None, gy, np.zeros((4, 3, 2, 3)), None, None, sc, None, *geo
+        )
     with pytest.raises(ValueError, match="bsum"):
         K.conv_backward(x, w, 0, 0, 0, None, None, gy, None, np.zeros(4), None, sc, None, *geo)
     with pytest.raises(ValueError, match="gx"):
-        K.conv_backward(x, w, 0, 0, 0, None, None, gy, None, None, np.zeros((2, 3, 5, 4)), sc,
-                        None, *geo)
+        K.conv_backward(
+            x, w, 0, 0, 0, None, None, gy, None, None, np.zeros((2, 3, 5, 4)), sc, None, *geo
+        )
 
 
 def test_pool_binding_rejects_misuse():
     x = np.zeros((2, 3, 6, 6))
     with pytest.raises(ValueError, match="spatial shape"):
-        K.maxpool_forward(x, np.zeros((2, 3, 2, 2)), np.zeros((2, 3, 2, 2), np.int32),
-                          (2, 2), (2, 2), (0, 0), (1, 1), False)
+        K.maxpool_forward(
+            x,
+            np.zeros((2, 3, 2, 2)),
+            np.zeros((2, 3, 2, 2), np.int32),
+            (2, 2),
+            (2, 2),
+            (0, 0),
+            (1, 1),
+            False,
+        )
     with pytest.raises(ValueError, match="half the kernel"):
         K.avgpool_forward(x, np.zeros((2, 3, 5, 5)), (2, 2), (2, 2), (2, 2), False, True)
     with pytest.raises(ValueError, match="idx"):
-        K.maxpool_backward(np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 2, 3), np.int32),
-                           np.zeros_like(x), (2, 2), (2, 2), (0, 0), (1, 1), False)
+        K.maxpool_backward(
+            np.zeros((2, 3, 3, 3)),
+            np.zeros((2, 3, 2, 3), np.int32),
+            np.zeros_like(x),
+            (2, 2),
+            (2, 2),
+            (0, 0),
+            (1, 1),
+            False,
+        )
     with pytest.raises(ValueError, match="does not match"):
         K.adaptive_avgpool_forward(x, np.zeros((2, 4, 1, 1)))

@@ -1,14 +1,24 @@
 """Convolution, pooling and Flatten layers: against torch in float64 (outputs, input
 gradients, weight and bias gradients), against central finite differences, torch
 state_dicts, and the errors a user sees for bad input."""
+
 import numpy as np
 import pytest
 from helpers import fd_check
 
 import fastnn
 from fastnn.layers import (
-    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, Conv1d, Conv2d, Flatten,
-    MaxPool1d, MaxPool2d, ReLU, Tanh,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Flatten,
+    MaxPool1d,
+    MaxPool2d,
+    ReLU,
+    Tanh,
 )
 
 
@@ -31,8 +41,9 @@ def torch_check(th, ours, theirs, x, rng, grads_of=("weight", "bias")):
     np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-11, atol=1e-12)
     tparams = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-10, atol=1e-11,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, tparams[name].grad.numpy(), rtol=1e-10, atol=1e-11, err_msg=name
+        )
     return y
 
 
@@ -81,8 +92,9 @@ def test_conv1d_matches_torch(th, rng, case):
 @pytest.mark.parametrize("act", ["ReLU", "Tanh", "LeakyReLU", "GELU"])
 def test_conv_activation_fused_matches_torch(th, rng, act):
     theirs = th.nn.Sequential(th.nn.Conv2d(3, 5, 3, padding=1), getattr(th.nn, act)()).double()
-    ours = fastnn.Sequential(Conv2d(3, 5, 3, padding=1, dtype=np.float64),
-                             getattr(fastnn.layers, act)())
+    ours = fastnn.Sequential(
+        Conv2d(3, 5, 3, padding=1, dtype=np.float64), getattr(fastnn.layers, act)()
+    )
     load_from_torch(ours, theirs)
     torch_check(th, ours, theirs, rng.standard_normal((2, 3, 6, 5)), rng)
 
@@ -99,8 +111,9 @@ def test_conv_float32_close_to_torch(th, rng):
     theirs = th.nn.Conv2d(3, 8, 3, stride=2, padding=1)
     ours = load_from_torch(Conv2d(3, 8, 3, stride=2, padding=1), theirs)
     x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
-    np.testing.assert_allclose(ours.forward(x), theirs(th.tensor(x)).detach().numpy(),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ours.forward(x), theirs(th.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_conv_default_init_has_torch_bounds():
@@ -112,12 +125,19 @@ def test_conv_default_init_has_torch_bounds():
     assert c.weight.shape == (8, 2, 3, 3)
 
 
-@pytest.mark.parametrize("layer,shape", [
-    (lambda: Conv2d(2, 3, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), dtype=np.float64),
-     (2, 2, 5, 6)),
-    (lambda: Conv2d(4, 4, 3, padding="same", groups=4, dtype=np.float64), (1, 4, 4, 4)),
-    (lambda: Conv1d(2, 4, 2, padding="same", groups=2, dtype=np.float64), (2, 2, 5)),
-])
+@pytest.mark.parametrize(
+    "layer,shape",
+    [
+        (
+            lambda: Conv2d(
+                2, 3, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), dtype=np.float64
+            ),
+            (2, 2, 5, 6),
+        ),
+        (lambda: Conv2d(4, 4, 3, padding="same", groups=4, dtype=np.float64), (1, 4, 4, 4)),
+        (lambda: Conv1d(2, 4, 2, padding="same", groups=2, dtype=np.float64), (2, 2, 5)),
+    ],
+)
 def test_conv_backward_matches_finite_differences(rng, num_grad, fd_tol, layer, shape):
     fd_check(layer(), rng.standard_normal(shape), num_grad, fd_tol, rng)
 
@@ -141,14 +161,14 @@ POOL2D = [  # kernel, stride, padding, ceil_mode
 def test_maxpool2d_matches_torch(th, rng, case, hw):
     k, s, p, ceil = case
     theirs = th.nn.MaxPool2d(k, s, p, ceil_mode=ceil)
-    torch_check(th, MaxPool2d(k, s, p, ceil_mode=ceil), theirs,
-                rng.standard_normal((2, 3) + hw), rng)
+    torch_check(
+        th, MaxPool2d(k, s, p, ceil_mode=ceil), theirs, rng.standard_normal((2, 3) + hw), rng
+    )
 
 
 def test_maxpool2d_dilation_matches_torch(th, rng):
     theirs = th.nn.MaxPool2d(3, 2, 1, dilation=2)
-    torch_check(th, MaxPool2d(3, 2, 1, dilation=2), theirs, rng.standard_normal((2, 2, 9, 8)),
-                rng)
+    torch_check(th, MaxPool2d(3, 2, 1, dilation=2), theirs, rng.standard_normal((2, 2, 9, 8)), rng)
 
 
 @pytest.mark.parametrize("case", POOL2D)
@@ -156,35 +176,53 @@ def test_maxpool2d_dilation_matches_torch(th, rng):
 def test_avgpool2d_matches_torch(th, rng, case, cip, div):
     k, s, p, ceil = case
     theirs = th.nn.AvgPool2d(k, s, p, ceil, cip, div)
-    torch_check(th, AvgPool2d(k, s, p, ceil, cip, div), theirs,
-                rng.standard_normal((2, 3, 7, 9)), rng)
+    torch_check(
+        th, AvgPool2d(k, s, p, ceil, cip, div), theirs, rng.standard_normal((2, 3, 7, 9)), rng
+    )
 
 
 @pytest.mark.parametrize("k,s,p,ceil", [(2, None, 0, False), (3, 2, 1, True), (4, 1, 2, False)])
 def test_pool1d_matches_torch(th, rng, k, s, p, ceil):
     x = rng.standard_normal((2, 3, 11))
-    torch_check(th, MaxPool1d(k, s, p, ceil_mode=ceil), th.nn.MaxPool1d(k, s, p, ceil_mode=ceil),
-                x, rng)
+    torch_check(
+        th, MaxPool1d(k, s, p, ceil_mode=ceil), th.nn.MaxPool1d(k, s, p, ceil_mode=ceil), x, rng
+    )
     torch_check(th, AvgPool1d(k, s, p, ceil), th.nn.AvgPool1d(k, s, p, ceil), x, rng)
 
 
 @pytest.mark.parametrize("out", [1, (3, 2), (None, 4), (7, 9), (4, 5)])
 def test_adaptive_avgpool2d_matches_torch(th, rng, out):
-    torch_check(th, AdaptiveAvgPool2d(out), th.nn.AdaptiveAvgPool2d(out),
-                rng.standard_normal((2, 3, 7, 9)), rng)
+    torch_check(
+        th,
+        AdaptiveAvgPool2d(out),
+        th.nn.AdaptiveAvgPool2d(out),
+        rng.standard_normal((2, 3, 7, 9)),
+        rng,
+    )
 
 
 @pytest.mark.parametrize("out", [1, 3, 11])
 def test_adaptive_avgpool1d_matches_torch(th, rng, out):
-    torch_check(th, AdaptiveAvgPool1d(out), th.nn.AdaptiveAvgPool1d(out),
-                rng.standard_normal((2, 3, 11)), rng)
+    torch_check(
+        th,
+        AdaptiveAvgPool1d(out),
+        th.nn.AdaptiveAvgPool1d(out),
+        rng.standard_normal((2, 3, 11)),
+        rng,
+    )
 
 
-@pytest.mark.parametrize("layer", [
-    lambda: MaxPool2d(3, 2, 1), lambda: AvgPool2d((2, 3), 1, (1, 0), count_include_pad=False),
-    lambda: AdaptiveAvgPool2d((2, 3)), lambda: MaxPool1d(2), lambda: AvgPool1d(3, 2, 1),
-    lambda: AdaptiveAvgPool1d(2),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: MaxPool2d(3, 2, 1),
+        lambda: AvgPool2d((2, 3), 1, (1, 0), count_include_pad=False),
+        lambda: AdaptiveAvgPool2d((2, 3)),
+        lambda: MaxPool1d(2),
+        lambda: AvgPool1d(3, 2, 1),
+        lambda: AdaptiveAvgPool1d(2),
+    ],
+)
 def test_pool_backward_matches_finite_differences(rng, num_grad, fd_tol, layer):
     pool = layer()
     shape = (2, 2, 5, 6) if "2d" in type(pool).__name__ else (2, 2, 7)
@@ -195,49 +233,71 @@ def test_pool_backward_matches_finite_differences(rng, num_grad, fd_tol, layer):
 def test_flatten_matches_torch(th, rng, start, end):
     x = rng.standard_normal((2, 3, 4, 5))
     torch_check(th, Flatten(start, end), th.nn.Flatten(start, end), x, rng)
-    assert Flatten(start, end).compute_output_shape(x.shape[1:]) == \
-        th.nn.Flatten(start, end)(th.tensor(x)).shape[1:]
+    assert (
+        Flatten(start, end).compute_output_shape(x.shape[1:])
+        == th.nn.Flatten(start, end)(th.tensor(x)).shape[1:]
+    )
 
 
 def test_lenet_state_dict_from_torch_loads_and_predicts_the_same(th, rng):
     nn = th.nn
-    theirs = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                           nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-                           nn.Linear(16 * 5 * 5, 10)).double()
-    ours = fastnn.Sequential(Conv2d(1, 6, 5, padding=2), ReLU(), MaxPool2d(2),
-                             Conv2d(6, 16, 5), ReLU(), AvgPool2d(2), Flatten(),
-                             fastnn.layers.Dense(16 * 5 * 5, 10)).astype(np.float64)
+    theirs = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 10),
+    ).double()
+    ours = fastnn.Sequential(
+        Conv2d(1, 6, 5, padding=2),
+        ReLU(),
+        MaxPool2d(2),
+        Conv2d(6, 16, 5),
+        ReLU(),
+        AvgPool2d(2),
+        Flatten(),
+        fastnn.layers.Dense(16 * 5 * 5, 10),
+    ).astype(np.float64)
     load_from_torch(ours, theirs)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     torch_check(th, ours, theirs, rng.standard_normal((3, 1, 28, 28)), rng)
 
 
 # -- errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("make,x,match", [
-    (lambda: Conv2d(3, 4, 3), np.zeros((2, 4, 8, 8)), r"Conv2d\(3, 4.*expected 3 channels"),
-    (lambda: Conv2d(3, 4, 5), np.zeros((2, 3, 4, 8)), r"Conv2d\(3, 4.*larger than the padded"),
-    (lambda: Conv2d(3, 4, 3), np.zeros((3, 8, 8)), r"Conv2d\(3, 4.*4-D input"),
-    (lambda: Conv1d(3, 4, 3), np.zeros((2, 3, 4, 4)), r"Conv1d\(3, 4.*3-D input"),
-    (lambda: MaxPool2d(3), np.zeros((2, 3, 2, 8)), r"MaxPool2d.*larger than the padded"),
-    (lambda: AvgPool1d(2), np.zeros((2, 8)), r"AvgPool1d.*3-D input"),
-])
+@pytest.mark.parametrize(
+    "make,x,match",
+    [
+        (lambda: Conv2d(3, 4, 3), np.zeros((2, 4, 8, 8)), r"Conv2d\(3, 4.*expected 3 channels"),
+        (lambda: Conv2d(3, 4, 5), np.zeros((2, 3, 4, 8)), r"Conv2d\(3, 4.*larger than the padded"),
+        (lambda: Conv2d(3, 4, 3), np.zeros((3, 8, 8)), r"Conv2d\(3, 4.*4-D input"),
+        (lambda: Conv1d(3, 4, 3), np.zeros((2, 3, 4, 4)), r"Conv1d\(3, 4.*3-D input"),
+        (lambda: MaxPool2d(3), np.zeros((2, 3, 2, 8)), r"MaxPool2d.*larger than the padded"),
+        (lambda: AvgPool1d(2), np.zeros((2, 8)), r"AvgPool1d.*3-D input"),
+    ],
+)
 def test_bad_input_names_the_layer(make, x, match):
     with pytest.raises(ValueError, match=match):
         make().forward(x)
 
 
-@pytest.mark.parametrize("make,err,match", [
-    (lambda: Conv2d(3, 4, 3, padding=-1), ValueError, r"Conv2d\(3, 4.*padding must be >= 0"),
-    (lambda: Conv2d(3, 4, 3, groups=2), ValueError, r"groups=2 must divide in_channels"),
-    (lambda: Conv2d(4, 6, 3, groups=4), ValueError, r"groups=4 must divide"),
-    (lambda: Conv2d(3, 4, 3, stride=2, padding="same"), ValueError, r"'same' needs stride 1"),
-    (lambda: Conv2d(3, 4, 3, padding="full"), ValueError, r"padding must be 'same'"),
-    (lambda: Conv2d(3, 4, 0), ValueError, r"kernel_size must be >= 1"),
-    (lambda: Conv2d(3, 4, (3, 3, 3)), TypeError, r"tuple of 2 ints"),
-    (lambda: Conv2d(3, 4, 3, padding_mode="reflect"), NotImplementedError, r"only 'zeros'"),
-    (lambda: MaxPool2d(2, padding=2), ValueError, r"at most half the kernel"),
-    (lambda: AvgPool2d(2, divisor_override=0), ValueError, r"divisor_override"),
-])
+@pytest.mark.parametrize(
+    "make,err,match",
+    [
+        (lambda: Conv2d(3, 4, 3, padding=-1), ValueError, r"Conv2d\(3, 4.*padding must be >= 0"),
+        (lambda: Conv2d(3, 4, 3, groups=2), ValueError, r"groups=2 must divide in_channels"),
+        (lambda: Conv2d(4, 6, 3, groups=4), ValueError, r"groups=4 must divide"),
+        (lambda: Conv2d(3, 4, 3, stride=2, padding="same"), ValueError, r"'same' needs stride 1"),
+        (lambda: Conv2d(3, 4, 3, padding="full"), ValueError, r"padding must be 'same'"),
+        (lambda: Conv2d(3, 4, 0), ValueError, r"kernel_size must be >= 1"),
+        (lambda: Conv2d(3, 4, (3, 3, 3)), TypeError, r"tuple of 2 ints"),
+        (lambda: Conv2d(3, 4, 3, padding_mode="reflect"), NotImplementedError, r"only 'zeros'"),
+        (lambda: MaxPool2d(2, padding=2), ValueError, r"at most half the kernel"),
+        (lambda: AvgPool2d(2, divisor_override=0), ValueError, r"divisor_override"),
+    ],
+)
 def test_bad_arguments_raise(make, err, match):
     with pytest.raises(err, match=match):
         make()
@@ -252,8 +312,13 @@ def test_bad_gradient_shape_raises():
 
 def test_conv_scratch_is_reused_across_steps(rng):
     """im2col scratch and outputs are allocated in the first step only."""
-    model = fastnn.Sequential(Conv2d(3, 8, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(),
-                              fastnn.layers.Dense(8 * 4 * 4, 2))
+    model = fastnn.Sequential(
+        Conv2d(3, 8, 3, padding=1),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        fastnn.layers.Dense(8 * 4 * 4, 2),
+    )
     x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
     conv = model[0]
     model.forward(x)

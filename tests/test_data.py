@@ -1,6 +1,7 @@
 """Data: the embedded digits, train_test_split, Standardizer (and its layer), one_hot,
 reading CSV/NPZ tables with errors that name the column and line, task inference,
 label encoding, and Batches (one batch materialised at a time, even from a memmap)."""
+
 import tracemalloc
 
 import numpy as np
@@ -68,8 +69,10 @@ def _xy(n=100):
     return X, np.arange(n)
 
 
-@pytest.mark.parametrize("test_size, n_test", [(0.25, 25), (0.3, 30), (0.333, 34), (7, 7),
-                                               (np.int64(99), 99), (0.001, 1)])
+@pytest.mark.parametrize(
+    "test_size, n_test",
+    [(0.25, 25), (0.3, 30), (0.333, 34), (7, 7), (np.int64(99), 99), (0.001, 1)],
+)
 def test_split_sizes(test_size, n_test):
     X, y = _xy()
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, seed=0)
@@ -104,11 +107,9 @@ def test_stratified_split_keeps_class_proportions():
     y = r.choice(4, size=203, p=[0.5, 0.3, 0.15, 0.05])
     X = np.arange(203.0)[:, None]
     for test_size in (0.25, 0.1, 37):
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y,
-                                                  seed=1)
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, stratify=y, seed=1)
         n_te = len(y_te)
-        assert n_te == (test_size if isinstance(test_size, int)
-                        else int(np.ceil(test_size * 203)))
+        assert n_te == (test_size if isinstance(test_size, int) else int(np.ceil(test_size * 203)))
         for c in range(4):
             total = np.sum(y == c)
             assert abs(np.sum(y_te == c) - total * n_te / 203) < 1
@@ -151,11 +152,20 @@ def test_split_without_seed_follows_fastnn_seed():
     assert not np.array_equal(a[3], train_test_split(X, y)[3])  # the generator moved on
 
 
-@pytest.mark.parametrize("test_size, exc", [(0.0, ValueError), (1.0, ValueError),
-                                            (-0.1, ValueError), (0, ValueError),
-                                            (100, ValueError), (101, ValueError),
-                                            (True, TypeError), ("0.2", TypeError),
-                                            (None, TypeError)])
+@pytest.mark.parametrize(
+    "test_size, exc",
+    [
+        (0.0, ValueError),
+        (1.0, ValueError),
+        (-0.1, ValueError),
+        (0, ValueError),
+        (100, ValueError),
+        (101, ValueError),
+        (True, TypeError),
+        ("0.2", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_split_rejects_bad_test_size(test_size, exc):
     X, y = _xy()
     with pytest.raises(exc, match="test_size"):
@@ -226,20 +236,19 @@ def test_standardizer_as_layer_matches_transform_inside_a_model(tmp_path, dtype)
     X_tr[:, 3] = 7.0  # a constant feature
     s = Standardizer().fit(X_tr)
     fastnn.seed(0)
-    body = fastnn.Sequential(fastnn.Dense(4, 5, dtype=dtype), fastnn.Tanh(),
-                             fastnn.Dense(5, 2, dtype=dtype))
+    body = fastnn.Sequential(
+        fastnn.Dense(4, 5, dtype=dtype), fastnn.Tanh(), fastnn.Dense(5, 2, dtype=dtype)
+    )
     layer = s.as_layer(dtype=dtype)
     assert isinstance(layer, fastnn.Standardize) and layer.mean.dtype == dtype
     full = fastnn.Sequential(layer, *body.layers)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(full.predict(X_te), body.predict(s.transform(X_te, dtype)),
-                               **tol)
+    np.testing.assert_allclose(full.predict(X_te), body.predict(s.transform(X_te, dtype)), **tol)
     np.testing.assert_allclose(layer.forward(X_te), s.transform(X_te, np.float64), **tol)
     # the statistics are buffers: saved with the model, never trained
     assert not any("mean" in n or "scale" in n for n, _ in full.named_parameters())
     fastnn.save(full, tmp_path / "m")
-    np.testing.assert_array_equal(fastnn.load(tmp_path / "m").predict(X_te),
-                                  full.predict(X_te))
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "m").predict(X_te), full.predict(X_te))
 
 
 # -- one_hot ------------------------------------------------------------------------------
@@ -278,8 +287,7 @@ def test_csv_with_header_default_last_column_and_numbers(tmp_path, csv_reader):
 
 
 def test_csv_target_by_name_and_string_labels(tmp_path, csv_reader):
-    path = write(tmp_path, "d.csv", 'x1,species,x2\n1,setosa,2\n3,"virginica",4\n'
-                                    '5,setosa,6\n')
+    path = write(tmp_path, "d.csv", 'x1,species,x2\n1,setosa,2\n3,"virginica",4\n5,setosa,6\n')
     X, y, names, target = load_table(path, target="species")
     np.testing.assert_array_equal(X, [[1, 2], [3, 4], [5, 6]])
     assert names == ["x1", "x2"] and target == "species"
@@ -327,6 +335,7 @@ def csv_reader(request, monkeypatch):
         pytest.importorskip("pandas")
     else:
         import builtins
+
         real_import = builtins.__import__
 
         def no_pandas(name, *args, **kwargs):
@@ -373,16 +382,19 @@ def test_npz_with_x_and_y(tmp_path):
     assert names == ["x0", "x1", "x2"] and target == "y"
 
 
-@pytest.mark.parametrize("arrays, fragment", [
-    (dict(X=np.ones((3, 2))), "'X' and 'y'"),
-    (dict(y=np.ones(3)), "'X' and 'y'"),
-    (dict(features=np.ones((3, 2)), labels=np.ones(3)), "['features', 'labels']"),
-    (dict(X=np.ones(3), y=np.ones(3)), "2-D"),
-    (dict(X=np.ones((3, 2)), y=np.ones(4)), "3 samples but y has 4"),
-    (dict(X=np.array([["a", "b"]]), y=np.ones(1)), "numeric"),
-    (dict(X=np.array([[1.0, np.nan], [0, 0]]), y=np.ones(2)), "'x1', row 0"),
-    (dict(X=np.array([[object()]], dtype=object), y=np.ones(1)), "not a readable"),
-])
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        (dict(X=np.ones((3, 2))), "'X' and 'y'"),
+        (dict(y=np.ones(3)), "'X' and 'y'"),
+        (dict(features=np.ones((3, 2)), labels=np.ones(3)), "['features', 'labels']"),
+        (dict(X=np.ones(3), y=np.ones(3)), "2-D"),
+        (dict(X=np.ones((3, 2)), y=np.ones(4)), "3 samples but y has 4"),
+        (dict(X=np.array([["a", "b"]]), y=np.ones(1)), "numeric"),
+        (dict(X=np.array([[1.0, np.nan], [0, 0]]), y=np.ones(2)), "'x1', row 0"),
+        (dict(X=np.array([[object()]], dtype=object), y=np.ones(1)), "not a readable"),
+    ],
+)
 def test_npz_errors(tmp_path, arrays, fragment):
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(DataError) as info:
@@ -424,8 +436,9 @@ def test_encode_labels():
 
 # -- Batches --------------------------------------------------------------------------------
 def _memmap(tmp_path, n, f, fortran=False, dtype=np.float64):
-    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=dtype, shape=(n, f),
-                                   fortran_order=fortran)
+    mm = np.lib.format.open_memmap(
+        tmp_path / "X.npy", mode="w+", dtype=dtype, shape=(n, f), fortran_order=fortran
+    )
     r = np.random.default_rng(0)
     for start in range(0, n, 5000):
         stop = min(n, start + 5000)
@@ -438,8 +451,13 @@ def _memmap(tmp_path, n, f, fortran=False, dtype=np.float64):
 @pytest.mark.parametrize("layout", ["C", "F", "C-float32"])
 def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     n, f, b = 20_000, 64, 256
-    X = _memmap(tmp_path, n, f, fortran=layout == "F",
-                dtype=np.float32 if layout == "C-float32" else np.float64)
+    X = _memmap(
+        tmp_path,
+        n,
+        f,
+        fortran=layout == "F",
+        dtype=np.float32 if layout == "C-float32" else np.float64,
+    )
     assert isinstance(X, np.memmap) and X.nbytes >= 5_000_000
     y = np.arange(n)
     batches = Batches(X, y, b, np.dtype(np.float32), np.dtype(np.int64))
@@ -448,7 +466,7 @@ def test_batches_gather_one_batch_at_a_time_from_a_memmap(tmp_path, layout):
     # correctness on a sample of batches
     seen = 0
     for i, (xb, yb, _) in enumerate(batches.epoch(order)):
-        idx = order[i * b:(i + 1) * b]
+        idx = order[i * b : (i + 1) * b]
         if i % 17 == 0 or len(idx) < b:
             np.testing.assert_array_equal(yb, idx)
             np.testing.assert_array_equal(xb, X[idx].astype(np.float32))

@@ -3,6 +3,7 @@ layers, the Hessian spectrum against exact eigenvalues and at a saddle, seed 002
 depth experiment, the data checks against planted defects, overfitting a tiny batch,
 the loss at initialisation, model-bias/optimisation triage, layer statistics, plots
 and the doctor (function and command line)."""
+
 import argparse
 import csv
 
@@ -12,9 +13,28 @@ import pytest
 import fastnn
 import fastnn.io
 from fastnn import (
-    ELU, GELU, AbsReLU, BatchNorm1d, Dense, DropConnect, Dropout, GroupNorm, HardTanh,
-    Identity, LayerNorm, LeakyReLU, Maxout, PReLU, RBF, ReLU, Sequential, Sigmoid, Softmax,
-    Softplus, Tanh, weight_norm,
+    ELU,
+    GELU,
+    AbsReLU,
+    BatchNorm1d,
+    Dense,
+    DropConnect,
+    Dropout,
+    GroupNorm,
+    HardTanh,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
+    Maxout,
+    PReLU,
+    RBF,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    weight_norm,
 )
 from fastnn import diagnostics as D
 from fastnn import rng as fastnn_rng
@@ -228,8 +248,7 @@ def test_hessian_zero_two_layer_linear_net_is_a_saddle_and_escapes():
     lo, hi = result.eigenvalues[0], result.eigenvalues[-1]
     assert lo < -result.tolerance and hi > result.tolerance
     # at 0 the Hessian is [[0, B], [B^T, 0]]: its spectrum is symmetric about 0
-    np.testing.assert_allclose(result.all_eigenvalues, -result.all_eigenvalues[::-1],
-                               atol=1e-6)
+    np.testing.assert_allclose(result.all_eigenvalues, -result.all_eigenvalues[::-1], atol=1e-6)
     d = result.escape_direction
     assert d.shape == (18,) and abs(np.linalg.norm(d) - 1) < 1e-12
     before = MSELoss()(model.predict(X), T)
@@ -260,15 +279,20 @@ def test_depth_experiment_relu_kaiming_stable_normal_explodes_small_vanishes():
     assert big[-1] > 1e6 * big[0]
     assert small[-1] < 1e-6 * small[0]
     assert np.all(result.std["zeros"] == 0)
-    assert result.verdicts == {"zeros": "dead", "normal": "exploding",
-                               "small_normal": "vanishing", "xavier": "vanishing",
-                               "kaiming": "stable"}
+    assert result.verdicts == {
+        "zeros": "dead",
+        "normal": "exploding",
+        "small_normal": "vanishing",
+        "xavier": "vanishing",
+        "kaiming": "stable",
+    }
     assert "kaiming" in repr(result)
 
 
 def test_depth_experiment_tanh_xavier_keeps_spread():
-    result = D.init_depth_experiment(depth=8, width=128, activation="tanh", n=200,
-                                     inits=("normal", "xavier"))
+    result = D.init_depth_experiment(
+        depth=8, width=128, activation="tanh", n=200, inits=("normal", "xavier")
+    )
     assert result.verdicts == {"normal": "saturated", "xavier": "stable"}
     with pytest.raises(ValueError, match="activation"):
         D.init_depth_experiment(activation="sigmoid")
@@ -301,13 +325,13 @@ def _separate_shuffle(X, y):
     g = np.random.default_rng(1)
     px, py = g.permutation(len(X)), g.permutation(len(X))
     for i in range(0, len(X), 32):
-        yield X[px[i:i + 32]], y[py[i:i + 32]]
+        yield X[px[i : i + 32]], y[py[i : i + 32]]
 
 
 def _together_shuffle(X, y):
     p = np.random.default_rng(1).permutation(len(X))
     for i in range(0, len(X), 32):
-        yield X[p[i:i + 32]].astype(np.float32), y[p[i:i + 32]]
+        yield X[p[i : i + 32]].astype(np.float32), y[p[i : i + 32]]
 
 
 def _plant(defect, X, y, Xt, yt):
@@ -377,8 +401,7 @@ def test_check_data_details(clean):
     X, y, Xt, yt, _ = _plant("shifted_feature", *clean)
     assert D.check_data(X, y, Xt, yt).issue("distribution_shift").where == [7]
     X, y, Xt, yt, _ = _plant("duplicates_across_splits", *clean)
-    assert D.check_data(X, y, Xt, yt).issue("train_test_duplicates").where[:15] == \
-        list(range(15))
+    assert D.check_data(X, y, Xt, yt).issue("train_test_duplicates").where[:15] == list(range(15))
 
 
 def test_check_data_accepts_a_loader_that_shuffles_together(clean):
@@ -486,8 +509,14 @@ def _sigmoid_stack(depth, d_in=64, width=32, k=10):
 
 def test_triage_deep_sigmoid_net_is_an_optimization_problem(digits):
     X, y = digits
-    result = D.triage(lambda: _sigmoid_stack(1), lambda: _sigmoid_stack(10), X[:500], y[:500],
-                      epochs=8, optimizer=lambda p: SGD(p, lr=0.1))
+    result = D.triage(
+        lambda: _sigmoid_stack(1),
+        lambda: _sigmoid_stack(10),
+        X[:500],
+        y[:500],
+        epochs=8,
+        optimizer=lambda p: SGD(p, lr=0.1),
+    )
     assert result.kind == "optimization", result
     assert result.deep_loss > result.shallow_loss * 1.2
     assert len(result.shallow) == len(result.deep) == 8
@@ -498,8 +527,13 @@ def test_triage_model_bias_on_random_labels():
     g = np.random.default_rng(0)
     X = g.standard_normal((300, 20)).astype(np.float32)
     y = g.integers(0, 5, 300)
-    result = D.triage(lambda: Sequential(Dense(20, 5)),
-                      lambda: Sequential(Dense(20, 8), ReLU(), Dense(8, 5)), X, y, epochs=4)
+    result = D.triage(
+        lambda: Sequential(Dense(20, 5)),
+        lambda: Sequential(Dense(20, 8), ReLU(), Dense(8, 5)),
+        X,
+        y,
+        epochs=4,
+    )
     assert result.kind == "model bias"
 
 
@@ -555,8 +589,9 @@ def test_plots_are_written(tmp_path, digits):
         "grad": D.gradient_stats(model, CrossEntropyLoss(), X, y),
         "overfit": D.overfit_small_batch(model, CrossEntropyLoss(), X, y, steps=20),
         "depth": D.init_depth_experiment(depth=4, width=32, n=50),
-        "triage": D.triage(lambda: Sequential(Dense(64, 10)), lambda: model, X[:100], y[:100],
-                           epochs=2),
+        "triage": D.triage(
+            lambda: Sequential(Dense(64, 10)), lambda: model, X[:100], y[:100], epochs=2
+        ),
     }
     for name, r in results.items():
         path = tmp_path / f"{name}.png"
@@ -569,8 +604,14 @@ def test_run_doctor_default_model(tmp_path, digits):
     X, y = load_digits()
     report = D.run_doctor(X[:400], y[:400], out=tmp_path, print_fn=None)
     assert report.passed, report.text
-    assert set(report.results) == {"data", "loss_at_init", "gradient_check",
-                                   "overfit_small_batch", "gradient_stats", "activation_stats"}
+    assert set(report.results) == {
+        "data",
+        "loss_at_init",
+        "gradient_check",
+        "overfit_small_batch",
+        "gradient_stats",
+        "activation_stats",
+    }
     assert "fastnn doctor: PASS" in report.text
     assert (tmp_path / "report.txt").read_text().startswith("=")
 

@@ -1,5 +1,6 @@
 """Data-parallel training over MPI. The multi-process tests launch tests/mpi/*.py with
 `mpiexec -n 2` and `-n 3` (they need mpi4py and an MPI: pip install "fastnn[mpi]")."""
+
 import json
 import os
 import pathlib
@@ -35,8 +36,7 @@ def launch_python(n, *args, timeout=300, cwd=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [mpiexec(), "-n", str(n), sys.executable, *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=cwd)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def test_shards_cover_the_batch_in_order_with_sizes_differing_by_at_most_one():
@@ -137,9 +137,15 @@ def test_ranks_end_with_the_weights_of_one_process(tmp_path, n, opt, dtype):
     assert one.history["val_accuracy"][-1] > 0.8  # it learned something
 
 
-@pytest.mark.parametrize("kind,dtype", [("dropout", "float64"), ("syncbn", "float64"),
-                                        ("syncbn-dropout", "float64"),
-                                        ("syncbn-dropout", "float32")])
+@pytest.mark.parametrize(
+    "kind,dtype",
+    [
+        ("dropout", "float64"),
+        ("syncbn", "float64"),
+        ("syncbn-dropout", "float64"),
+        ("syncbn-dropout", "float32"),
+    ],
+)
 def test_dropout_and_syncbatchnorm_equal_one_process(tmp_path, kind, dtype):
     mpiexec()
     states, _ = run_ranks(tmp_path, 3, kind, "adam", 2, 32, dtype)
@@ -205,8 +211,7 @@ def test_row_offset_draws_a_shard_of_one_process_masks():
         outs = []
         for fused in (True, False):
             fastnn.seed(5)
-            layers = [fastnn.BatchNorm1d(70, dtype=np.float64), fastnn.ReLU(),
-                      fastnn.Dropout(0.4)]
+            layers = [fastnn.BatchNorm1d(70, dtype=np.float64), fastnn.ReLU(), fastnn.Dropout(0.4)]
             if fused:
                 outs.append(fastnn.Sequential(*layers)._forward(fastnn.Context(), x[8:]))
             else:
@@ -226,8 +231,22 @@ def test_row_offset_draws_a_shard_of_one_process_masks():
 def test_fastnn_train_under_mpiexec_writes_from_rank_0_only(tmp_path):
     mpiexec()
     out = tmp_path / "run"
-    run = launch_python(2, "-m", "fastnn", "train", "--epochs", "8", "--hidden", "32",
-                        "--batch-size", "32", "--quiet", "--out", out, cwd=tmp_path)
+    run = launch_python(
+        2,
+        "-m",
+        "fastnn",
+        "train",
+        "--epochs",
+        "8",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "32",
+        "--quiet",
+        "--out",
+        out,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("Trained 8 epochs") == 1  # one rank prints
     assert (out / "model.safetensors").exists() and (out / "history.csv").exists()
@@ -280,8 +299,9 @@ def test_syncbatchnorm_in_one_process_is_torch_batchnorm(shape):
     layer = fastnn.layers.SyncBatchNorm(6, momentum=0.2, dtype=np.float64)
     layer.weight.data = r.uniform(0.5, 1.5, 6)
     layer.bias.data = r.normal(size=6)
-    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d}[
-        len(shape)](6, momentum=0.2).double()
+    ref = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d}[len(shape)](
+        6, momentum=0.2
+    ).double()
     ref.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
     xt = torch.from_numpy(x).requires_grad_()
     yt = ref(xt)

@@ -1,6 +1,7 @@
 """Divergence for every optimizer (rolled back to the last good epoch, reported, every
 output finite; the CLI writes what it has and exits 1) and Keras' meaning of
 fit(epochs=N, initial_epoch=...)."""
+
 import json
 import warnings
 
@@ -23,8 +24,9 @@ def _digits():
 def _trainer(name, lr):
     fastnn.seed(0)
     model = fastnn.Sequential(fastnn.Dense(64, 32), fastnn.ReLU(), fastnn.Dense(32, 10))
-    return fastnn.Trainer(model, CrossEntropyLoss(), getattr(optim, name)(
-        model.parameters(), lr=lr))
+    return fastnn.Trainer(
+        model, CrossEntropyLoss(), getattr(optim, name)(model.parameters(), lr=lr)
+    )
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -35,8 +37,11 @@ def test_every_optimizer_stops_at_divergence_and_rolls_back_to_the_last_good_epo
     good = t.model.state_dict()
     good_opt = {k: v.copy() for k, v in t.optimizer.state.items()}
     t.optimizer.lr = 1e7
-    with pytest.warns(RuntimeWarning, match=r"diverged in epoch 2.*restored to the end of "
-                                            r"epoch 1.*lower learning rate"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"diverged in epoch 2.*restored to the end of "
+        r"epoch 1.*lower learning rate",
+    ):
         t.fit(X, y, epochs=3, verbose=0)
     assert t.diverged and t.epoch == 1 and len(t.history) == 1
     for k, v in t.model.state_dict().items():
@@ -73,8 +78,20 @@ def test_fit_runs_epochs_more_each_call_unless_initial_epoch_is_given():
 
 def test_cli_divergence_writes_what_it_has_and_exits_1(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli_main(["train", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "3",
-                     "--out", str(out), "--quiet"])
+    code = cli_main(
+        [
+            "train",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "diverged" in err and "Traceback" not in err
     model = fastnn.load(out / "model.safetensors")
@@ -99,12 +116,20 @@ def test_a_trailing_batch_of_one_joins_the_previous_batch_with_batch_norm():
     X, y = _digits()
     X, y = X[:239], y[:239]  # 239 = 2 * 119 + 1
     fastnn.seed(0)
-    model = fastnn.Sequential(fastnn.Dense(64, 16), fastnn.BatchNorm1d(16), fastnn.ReLU(),
-                              fastnn.Dense(16, 10))
+    model = fastnn.Sequential(
+        fastnn.Dense(64, 16), fastnn.BatchNorm1d(16), fastnn.ReLU(), fastnn.Dense(16, 10)
+    )
     sizes = []
-    t = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
-                       callbacks=[fastnn.callbacks.LambdaCallback(
-                           on_batch_end=lambda tr, b, logs: sizes.append(logs["size"]))])
+    t = fastnn.Trainer(
+        model,
+        CrossEntropyLoss(),
+        optim.SGD(model.parameters(), lr=0.1),
+        callbacks=[
+            fastnn.callbacks.LambdaCallback(
+                on_batch_end=lambda tr, b, logs: sizes.append(logs["size"])
+            )
+        ],
+    )
     t.fit(X, y, epochs=2, batch_size=119, verbose=0)
     assert sizes == [119, 120] * 2 and t.epoch == 2
     sizes.clear()
@@ -114,17 +139,24 @@ def test_a_trailing_batch_of_one_joins_the_previous_batch_with_batch_norm():
     fastnn.seed(0)
     plain = fastnn.Sequential(fastnn.Dense(64, 10))
     sizes.clear()
-    t2 = fastnn.Trainer(plain, CrossEntropyLoss(), optim.SGD(plain.parameters(), lr=0.1),
-                        callbacks=[fastnn.callbacks.LambdaCallback(
-                            on_batch_end=lambda tr, b, logs: sizes.append(logs["size"]))])
+    t2 = fastnn.Trainer(
+        plain,
+        CrossEntropyLoss(),
+        optim.SGD(plain.parameters(), lr=0.1),
+        callbacks=[
+            fastnn.callbacks.LambdaCallback(
+                on_batch_end=lambda tr, b, logs: sizes.append(logs["size"])
+            )
+        ],
+    )
     t2.fit(X, y, epochs=1, batch_size=119, verbose=0)
     assert sizes == [119, 119, 1]
 
 
 def test_cli_batch_norm_with_an_odd_batch_size_trains(tmp_path, capsys):
-    code = cli_main(["train", "--batch-norm", "--batch-size", "119", "--epochs", "2",
-                     "--quiet"])
+    code = cli_main(["train", "--batch-norm", "--batch-size", "119", "--epochs", "2", "--quiet"])
     assert code == 0, capsys.readouterr().err
-    code = cli_main(["train", "--batch-norm", "--batch-size", "119", "--epochs", "1",
-                     "--drop-last", "--quiet"])
+    code = cli_main(
+        ["train", "--batch-norm", "--batch-size", "119", "--epochs", "1", "--drop-last", "--quiet"]
+    )
     assert code == 0

@@ -1,5 +1,6 @@
 """Embedding against torch.nn.Embedding, AttentionPooling against the same formula in
 torch autograd and against finite differences, and their bad-input errors."""
+
 import numpy as np
 import pytest
 from helpers import fd_check
@@ -28,16 +29,20 @@ def test_embedding_forward_and_gradient_match_torch():
 def test_embedding_accepts_whole_floats_and_negative_padding_idx():
     layer = Embedding(5, 3, padding_idx=-1)
     assert layer.padding_idx == 4
-    np.testing.assert_array_equal(layer.forward(np.array([[1.0, 4.0]])),
-                                  layer.weight.data[[[1, 4]]])
+    np.testing.assert_array_equal(
+        layer.forward(np.array([[1.0, 4.0]])), layer.weight.data[[[1, 4]]]
+    )
 
 
-@pytest.mark.parametrize("ids,err,match", [
-    (np.array([[0, 5]]), IndexError, r"token id 5 .* out of range \[0, 5\)"),
-    (np.array([[-1, 2]]), IndexError, "out of range"),
-    (np.array([[0.5, 2]]), ValueError, "whole numbers"),
-    (np.array([[True]]), TypeError, "integers"),
-])
+@pytest.mark.parametrize(
+    "ids,err,match",
+    [
+        (np.array([[0, 5]]), IndexError, r"token id 5 .* out of range \[0, 5\)"),
+        (np.array([[-1, 2]]), IndexError, "out of range"),
+        (np.array([[0.5, 2]]), ValueError, "whole numbers"),
+        (np.array([[True]]), TypeError, "integers"),
+    ],
+)
 def test_embedding_bad_ids_raise(ids, err, match):
     with pytest.raises(err, match=match):
         Embedding(5, 3).forward(ids)
@@ -90,8 +95,9 @@ def test_attention_pooling_matches_torch(second):
 
 
 def test_attention_pooling_finite_differences(num_grad, fd_tol, rng):
-    fd_check(AttentionPooling(4, dtype=np.float64), rng.standard_normal((3, 5, 4)), num_grad,
-             fd_tol, rng)
+    fd_check(
+        AttentionPooling(4, dtype=np.float64), rng.standard_normal((3, 5, 4)), num_grad, fd_tol, rng
+    )
 
 
 def test_attention_pooling_bad_input_raises():

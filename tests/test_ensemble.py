@@ -1,5 +1,6 @@
 """Bagging: an ensemble of networks trained on bootstrap samples beats its average member
 on real data; parallel training gives the same members as sequential training."""
+
 import numpy as np
 import pytest
 
@@ -12,12 +13,18 @@ def log_loss(proba, y):
 
 
 def mlp(n_in, hidden, n_out, lr, weight_decay=0.0):
-    model = fastnn.Sequential(fastnn.Dense(n_in, hidden), fastnn.ReLU(),
-                              fastnn.Dense(hidden, hidden), fastnn.ReLU(),
-                              fastnn.Dense(hidden, n_out))
-    return fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                          fastnn.optim.Adam(model.parameters(), lr=lr,
-                                            weight_decay=weight_decay))
+    model = fastnn.Sequential(
+        fastnn.Dense(n_in, hidden),
+        fastnn.ReLU(),
+        fastnn.Dense(hidden, hidden),
+        fastnn.ReLU(),
+        fastnn.Dense(hidden, n_out),
+    )
+    return fastnn.Trainer(
+        model,
+        fastnn.losses.CrossEntropyLoss(),
+        fastnn.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
+    )
 
 
 def build_cancer():
@@ -49,7 +56,8 @@ def test_breast_cancer_ensemble_beats_its_average_member():
     datasets = pytest.importorskip("sklearn.datasets")
     X, y = datasets.load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = fastnn.preprocessing.train_test_split(
-        X.astype(np.float32), y, test_size=0.4, stratify=y, seed=0)
+        X.astype(np.float32), y, test_size=0.4, stratify=y, seed=0
+    )
     X_train, X_test = standardized(X_train, X_test)
     bag = Bagging(build_cancer, n_estimators=5, random_state=0)
     bag.fit(X_train, y_train, epochs=40, batch_size=16)
@@ -92,8 +100,9 @@ def test_bootstrap_samples_and_member_seeds(rng):
     assert [len(i) for i in bag.estimators_samples_] == [25, 25]
     w0, w1 = (m.state_dict()["0.weight"] for m in bag.estimators_)
     assert not np.array_equal(w0, w1)  # members start from different weights
-    nob = Bagging(build_cancer, n_estimators=1, max_samples=50, bootstrap=False,
-                  random_state=3).fit(X, y, epochs=1)
+    nob = Bagging(
+        build_cancer, n_estimators=1, max_samples=50, bootstrap=False, random_state=3
+    ).fit(X, y, epochs=1)
     np.testing.assert_array_equal(nob.estimators_samples_[0], np.arange(50))
 
 
@@ -103,8 +112,9 @@ def test_regression_averages_outputs(rng):
 
     def build():
         model = fastnn.Sequential(fastnn.Dense(3, 1))
-        return fastnn.Trainer(model, fastnn.losses.MSELoss(),
-                              fastnn.optim.SGD(model.parameters(), lr=0.05))
+        return fastnn.Trainer(
+            model, fastnn.losses.MSELoss(), fastnn.optim.SGD(model.parameters(), lr=0.05)
+        )
 
     bag = Bagging(build, n_estimators=3, random_state=0).fit(X, y, epochs=3, batch_size=8)
     outs = [m.predict(X) for m in bag.estimators_]
@@ -126,7 +136,8 @@ def test_bad_arguments():
         Bagging(lambda: 3).fit(np.zeros((4, 2), np.float32), np.zeros(4, np.int64))
     with pytest.raises(ValueError, match="exceeds"):
         Bagging(build_cancer, max_samples=9, bootstrap=False).fit(
-            np.zeros((4, 30), np.float32), np.zeros(4, np.int64))
+            np.zeros((4, 30), np.float32), np.zeros(4, np.int64)
+        )
 
 
 def test_softmax_rows_sum_to_one():

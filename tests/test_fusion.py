@@ -1,6 +1,7 @@
 """Fused steps of a plan (fastnn.plan) compute what their layers compute one by one:
 Dense + activation, and BatchNorm1d -> ReLU (-> Dropout) in training; fusion happens
 only where an intermediate output has a single consumer and no hook watches it."""
+
 import numpy as np
 import pytest
 
@@ -23,8 +24,10 @@ def layer_by_layer(layers, x, g):
 
 def make(dtype, dropout, affine=True, track=True):
     fastnn.seed(3)
-    layers = [fastnn.BatchNorm1d(70, affine=affine, track_running_stats=track, dtype=dtype),
-              fastnn.ReLU()]
+    layers = [
+        fastnn.BatchNorm1d(70, affine=affine, track_running_stats=track, dtype=dtype),
+        fastnn.ReLU(),
+    ]
     if dropout is not None:
         layers.append(fastnn.Dropout(dropout))
     if affine:  # non-trivial affine parameters
@@ -117,8 +120,9 @@ def test_no_fusion_where_an_output_has_two_consumers_or_a_hook():
     assert len(seq.steps) == 1
 
 
-@pytest.mark.parametrize("act", [fastnn.ReLU(), fastnn.Tanh(), fastnn.LeakyReLU(-0.2),
-                                 fastnn.GELU(), fastnn.Identity()])
+@pytest.mark.parametrize(
+    "act", [fastnn.ReLU(), fastnn.Tanh(), fastnn.LeakyReLU(-0.2), fastnn.GELU(), fastnn.Identity()]
+)
 def test_dense_activation_matches_layers(act, use_threads):
     r = np.random.default_rng(2)
     x = r.standard_normal((33, 20))

@@ -7,6 +7,7 @@ another exception, a crash or an out-of-bounds access. .ci/sanitize.sh runs this
 under AddressSanitizer and UndefinedBehaviorSanitizer, where an out-of-bounds access
 in a kernel aborts the run. The example budget is the hypothesis profile's
 (tests/conftest.py: fixed and derandomised under 'ci')."""
+
 import json
 
 import numpy as np
@@ -18,33 +19,55 @@ import fastnn
 from fastnn import io as fio, optim
 from fastnn.datasets import DataError, load_table
 
-FUZZ = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ]
+)
 ALLOWED = (TypeError, ValueError)
 F = 4  # features the fuzzed layers are built for
 
 # layer name -> builder of a layer taking (N, F) input
 LAYERS = {
-    "Dense": lambda: fastnn.Dense(F, 3), "Dense-f64": lambda: fastnn.Dense(F, 3, dtype=np.float64),
-    "ReLU": fastnn.ReLU, "Tanh": fastnn.Tanh, "Sigmoid": fastnn.Sigmoid,
-    "LeakyReLU": lambda: fastnn.LeakyReLU(0.1), "ELU": fastnn.ELU, "GELU": fastnn.GELU,
-    "GELU-tanh": lambda: fastnn.GELU("tanh"), "Softplus": fastnn.Softplus,
-    "HardTanh": fastnn.HardTanh, "AbsReLU": fastnn.AbsReLU, "Identity": fastnn.Identity,
-    "Softmax": fastnn.Softmax, "PReLU": lambda: fastnn.PReLU(F),
-    "Maxout": lambda: fastnn.Maxout(F, 3, 2), "RBF": lambda: fastnn.RBF(F, 3),
-    "BatchNorm1d": lambda: fastnn.BatchNorm1d(F), "LayerNorm": lambda: fastnn.LayerNorm(F),
-    "GroupNorm": lambda: fastnn.GroupNorm(2, F), "Standardize": lambda: fastnn.Standardize(F),
-    "Dropout": lambda: fastnn.Dropout(0.3), "DropConnect": lambda: fastnn.DropConnect(
-        fastnn.Dense(F, 3), 0.2),
-    "Sequential": lambda: fastnn.Sequential(fastnn.Dense(F, 5), fastnn.BatchNorm1d(5),
-                                            fastnn.ReLU(), fastnn.Dropout(0.2),
-                                            fastnn.Dense(5, 2)),
+    "Dense": lambda: fastnn.Dense(F, 3),
+    "Dense-f64": lambda: fastnn.Dense(F, 3, dtype=np.float64),
+    "ReLU": fastnn.ReLU,
+    "Tanh": fastnn.Tanh,
+    "Sigmoid": fastnn.Sigmoid,
+    "LeakyReLU": lambda: fastnn.LeakyReLU(0.1),
+    "ELU": fastnn.ELU,
+    "GELU": fastnn.GELU,
+    "GELU-tanh": lambda: fastnn.GELU("tanh"),
+    "Softplus": fastnn.Softplus,
+    "HardTanh": fastnn.HardTanh,
+    "AbsReLU": fastnn.AbsReLU,
+    "Identity": fastnn.Identity,
+    "Softmax": fastnn.Softmax,
+    "PReLU": lambda: fastnn.PReLU(F),
+    "Maxout": lambda: fastnn.Maxout(F, 3, 2),
+    "RBF": lambda: fastnn.RBF(F, 3),
+    "BatchNorm1d": lambda: fastnn.BatchNorm1d(F),
+    "LayerNorm": lambda: fastnn.LayerNorm(F),
+    "GroupNorm": lambda: fastnn.GroupNorm(2, F),
+    "Standardize": lambda: fastnn.Standardize(F),
+    "Dropout": lambda: fastnn.Dropout(0.3),
+    "DropConnect": lambda: fastnn.DropConnect(fastnn.Dense(F, 3), 0.2),
+    "Sequential": lambda: fastnn.Sequential(
+        fastnn.Dense(F, 5),
+        fastnn.BatchNorm1d(5),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.2),
+        fastnn.Dense(5, 2),
+    ),
 }
 
-DTYPES = [np.float32, np.float64, np.int32, np.int64, np.bool_, np.float16, np.complex64,
-          np.uint8]
-VALUES = st.one_of(st.floats(-1e6, 1e6, width=32), st.sampled_from(
-    [0.0, -0.0, np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-40]))
+DTYPES = [np.float32, np.float64, np.int32, np.int64, np.bool_, np.float16, np.complex64, np.uint8]
+VALUES = st.one_of(
+    st.floats(-1e6, 1e6, width=32),
+    st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-40]),
+)
 
 
 @st.composite
@@ -79,8 +102,13 @@ def _call(fn, *args):
 
 
 @FUZZ
-@given(name=st.sampled_from(sorted(LAYERS)), x=arrays(), train=st.booleans(),
-       grad_kind=st.sampled_from(["match", "random"]), g=arrays())
+@given(
+    name=st.sampled_from(sorted(LAYERS)),
+    x=arrays(),
+    train=st.booleans(),
+    grad_kind=st.sampled_from(["match", "random"]),
+    g=arrays(),
+)
 def test_layers_answer_or_raise_clearly(name, x, train, grad_kind, g):
     fastnn.seed(0)
     layer = LAYERS[name]()
@@ -96,8 +124,7 @@ def test_layers_answer_or_raise_clearly(name, x, train, grad_kind, g):
 
 
 @FUZZ
-@given(x=arrays(), batch=st.one_of(st.integers(-2, 5), st.floats(allow_nan=True),
-                                   st.none()))
+@given(x=arrays(), batch=st.one_of(st.integers(-2, 5), st.floats(allow_nan=True), st.none()))
 def test_predict_answers_or_raises_clearly(x, batch):
     fastnn.seed(0)
     model = LAYERS["Sequential"]()
@@ -106,21 +133,26 @@ def test_predict_answers_or_raises_clearly(x, batch):
         assert out.shape == (x.shape[0], 2)
 
 
-ODD = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3),
-                st.booleans(), st.none(), st.text(max_size=3),
-                st.tuples(st.floats(0, 1), st.floats(0, 1)),
-                st.sampled_from([np.float32(0.5), np.int64(2), np.bool_(True)]))
+ODD = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    st.sampled_from([np.float32(0.5), np.int64(2), np.bool_(True)]),
+)
 
-OPTIMIZERS = {"SGD": ["lr", "momentum", "dampening", "weight_decay", "nesterov"],
-              "Adam": ["lr", "betas", "eps", "weight_decay", "amsgrad"],
-              "AdamW": ["lr", "betas", "eps", "weight_decay", "amsgrad"],
-              "Adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value",
-                          "eps"],
-              "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
-              "Adadelta": ["lr", "rho", "eps", "weight_decay"],
-              "Adamax": ["lr", "betas", "eps", "weight_decay"],
-              "NAdam": ["lr", "betas", "eps", "weight_decay", "momentum_decay",
-                        "decoupled_weight_decay"]}
+OPTIMIZERS = {
+    "SGD": ["lr", "momentum", "dampening", "weight_decay", "nesterov"],
+    "Adam": ["lr", "betas", "eps", "weight_decay", "amsgrad"],
+    "AdamW": ["lr", "betas", "eps", "weight_decay", "amsgrad"],
+    "Adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
+    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
+    "Adadelta": ["lr", "rho", "eps", "weight_decay"],
+    "Adamax": ["lr", "betas", "eps", "weight_decay"],
+    "NAdam": ["lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"],
+}
 
 
 @FUZZ
@@ -150,8 +182,12 @@ def test_optimizers_accept_valid_options_and_refuse_others_clearly(name, data):
 def model_bytes(tmp_path_factory):
     fastnn.seed(0)
     path = tmp_path_factory.mktemp("fuzz") / "m.safetensors"
-    fastnn.save(fastnn.Sequential(fastnn.Dense(3, 4), fastnn.BatchNorm1d(4), fastnn.ReLU(),
-                                  fastnn.Dense(4, 2)), path)
+    fastnn.save(
+        fastnn.Sequential(
+            fastnn.Dense(3, 4), fastnn.BatchNorm1d(4), fastnn.ReLU(), fastnn.Dense(4, 2)
+        ),
+        path,
+    )
     return path.read_bytes()
 
 
@@ -169,8 +205,10 @@ def _load_bytes(tmp_path, data, name="m.safetensors"):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1,
-                      max_size=8), cut=st.one_of(st.none(), st.floats(0, 1)))
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
 def test_damaged_model_files_load_or_raise_value_error(tmp_path, model_bytes, edits, cut):
     data = bytearray(model_bytes)
     for where, value in edits:
@@ -181,36 +219,82 @@ def test_damaged_model_files_load_or_raise_value_error(tmp_path, model_bytes, ed
 
 
 JSONISH = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40),
-              st.floats(allow_nan=False), st.text(max_size=6),
-              st.sampled_from(["Dense", "Sequential", "ReLU", "BatchNorm1d", "Dropout",
-                               "LayerNorm", "type", "config", "layers"])),
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.sampled_from(
-                                ["type", "config", "layers", "in_features", "out_features",
-                                 "num_features", "p", "weight_norm", "bias"]), inner,
-                                max_size=4)),
-    max_leaves=12)
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False),
+        st.text(max_size=6),
+        st.sampled_from(
+            [
+                "Dense",
+                "Sequential",
+                "ReLU",
+                "BatchNorm1d",
+                "Dropout",
+                "LayerNorm",
+                "type",
+                "config",
+                "layers",
+            ]
+        ),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "config",
+                    "layers",
+                    "in_features",
+                    "out_features",
+                    "num_features",
+                    "p",
+                    "weight_norm",
+                    "bias",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
 
 
 @FUZZ
-@given(architecture=JSONISH, dtype=st.sampled_from(["float32", "float64", "int8", "x", ""]),
-       tensors=st.dictionaries(st.sampled_from(["0.weight", "0.bias", "weight", "bias",
-                                                "1.running_var"]),
-                               st.tuples(st.integers(0, 3), st.integers(1, 3),
-                                         st.sampled_from([np.float32, np.float64, np.int64])),
-                               max_size=3))
-def test_crafted_architectures_load_or_raise_value_error(tmp_path, architecture, dtype,
-                                                         tensors):
+@given(
+    architecture=JSONISH,
+    dtype=st.sampled_from(["float32", "float64", "int8", "x", ""]),
+    tensors=st.dictionaries(
+        st.sampled_from(["0.weight", "0.bias", "weight", "bias", "1.running_var"]),
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(1, 3),
+            st.sampled_from([np.float32, np.float64, np.int64]),
+        ),
+        max_size=3,
+    ),
+)
+def test_crafted_architectures_load_or_raise_value_error(tmp_path, architecture, dtype, tensors):
     arrays_ = {k: np.ones((a, b), t) for k, (a, b, t) in tensors.items()}
-    meta = {"format": "fastnn", "format_version": "1", "dtype": dtype,
-            "architecture": json.dumps(architecture), "user": "{}"}
+    meta = {
+        "format": "fastnn",
+        "format_version": "1",
+        "dtype": dtype,
+        "architecture": json.dumps(architecture),
+        "user": "{}",
+    }
     _load_bytes(tmp_path, fio.encode(arrays_, meta))
 
 
 @FUZZ
-@given(text=st.text(max_size=200), raw=st.binary(max_size=200),
-       ext=st.sampled_from([".csv", ".npz", ".txt"]))
+@given(
+    text=st.text(max_size=200),
+    raw=st.binary(max_size=200),
+    ext=st.sampled_from([".csv", ".npz", ".txt"]),
+)
 def test_data_files_load_or_raise_data_error(tmp_path, text, raw, ext):
     for i, content in enumerate((text.encode("utf-8", "surrogatepass"), raw)):
         path = tmp_path / f"d{i}{ext}"

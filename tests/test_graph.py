@@ -1,6 +1,7 @@
 """The functional API and per-call state: Input/Model, merge layers, Residual, layers
 called several times per step (shared weights), any Module in the Trainer, save/load
 of graphs, hooks and the parameter store."""
+
 import numpy as np
 import pytest
 
@@ -55,9 +56,14 @@ def residual_in_sequential():
     fastnn.seed(5)
     return fastnn.Sequential(
         fastnn.Dense(6, 8, dtype=np.float64),
-        Residual(fastnn.Dense(8, 8, dtype=np.float64), fastnn.ReLU(),
-                 fastnn.Dense(8, 8, dtype=np.float64)),
-        fastnn.ReLU(), fastnn.Dense(8, 3, dtype=np.float64))
+        Residual(
+            fastnn.Dense(8, 8, dtype=np.float64),
+            fastnn.ReLU(),
+            fastnn.Dense(8, 8, dtype=np.float64),
+        ),
+        fastnn.ReLU(),
+        fastnn.Dense(8, 3, dtype=np.float64),
+    )
 
 
 def _inputs(model, X):
@@ -138,10 +144,8 @@ def test_forward_and_every_gradient_equal_torch(build):
     assert len(lins) == len(dense)
     for layer in dense:
         t = lins[id(layer)]
-        np.testing.assert_allclose(layer.weight.grad, t.weight.grad.numpy(), rtol=1e-10,
-                                   atol=1e-13)
-        np.testing.assert_allclose(layer.bias.grad, t.bias.grad.numpy(), rtol=1e-10,
-                                   atol=1e-13)
+        np.testing.assert_allclose(layer.weight.grad, t.weight.grad.numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(layer.bias.grad, t.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
@@ -149,8 +153,9 @@ def test_trains_saves_and_loads_without_model(build, tmp_path):
     model = build()
     X, y = _data(n=600)
     xs = _inputs(model, X)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=0.02))
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=0.02)
+    )
     before = trainer.evaluate(xs, y)["accuracy"]
     history = trainer.fit(xs, y, epochs=30, batch_size=32, verbose=0)
     after = trainer.evaluate(xs, y)["accuracy"]
@@ -211,24 +216,30 @@ def test_public_calls_work_as_a_stack():
         d.backward(g1)
 
 
-@pytest.mark.parametrize("layer,shapes", [
-    (Add(), [(4, 3), (4, 3), (4, 3)]),
-    (Multiply(), [(4, 3), (4, 3)]),
-    (Multiply(), [(2, 5), (2, 5), (2, 5)]),
-    (Concatenate(), [(4, 2), (4, 3)]),
-    (Concatenate(axis=1), [(2, 3, 2), (2, 1, 2)]),
-    (Concatenate(axis=-1), [(2, 3, 2), (2, 3, 4), (2, 3, 1)]),
-], ids=["add3", "mul2", "mul3", "concat", "concat_axis1", "concat3"])
+@pytest.mark.parametrize(
+    "layer,shapes",
+    [
+        (Add(), [(4, 3), (4, 3), (4, 3)]),
+        (Multiply(), [(4, 3), (4, 3)]),
+        (Multiply(), [(2, 5), (2, 5), (2, 5)]),
+        (Concatenate(), [(4, 2), (4, 3)]),
+        (Concatenate(axis=1), [(2, 3, 2), (2, 1, 2)]),
+        (Concatenate(axis=-1), [(2, 3, 2), (2, 3, 4), (2, 3, 1)]),
+    ],
+    ids=["add3", "mul2", "mul3", "concat", "concat_axis1", "concat3"],
+)
 def test_merge_layers_match_finite_differences(layer, shapes, num_grad):
     r = np.random.default_rng(0)
     xs = [r.standard_normal(s) for s in shapes]
     R = r.standard_normal(layer.forward(xs).shape)
     grads = layer.backward(R)
     for i, x in enumerate(xs):
+
         def f(v, i=i):
             args = list(xs)
             args[i] = v
             return float(np.sum(layer.forward(args) * R))
+
         np.testing.assert_allclose(grads[i], num_grad(f, x.copy()), rtol=1e-6, atol=1e-8)
 
 
@@ -240,11 +251,16 @@ def test_residual_matches_finite_differences(num_grad):
     block.forward(x)
     block.zero_grad()
     gx = block.backward(R)
-    np.testing.assert_allclose(gx, num_grad(lambda v: float(np.sum(block.forward(v) * R)),
-                                            x.copy()), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        gx, num_grad(lambda v: float(np.sum(block.forward(v) * R)), x.copy()), rtol=1e-6, atol=1e-8
+    )
     w = block[0].weight
-    np.testing.assert_allclose(w.grad, num_grad(lambda _: float(np.sum(block.forward(x) * R)),
-                                                w.data), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        w.grad,
+        num_grad(lambda _: float(np.sum(block.forward(x) * R)), w.data),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 def test_model_names_keys_summary_and_get_layer():
@@ -254,8 +270,14 @@ def test_model_names_keys_summary_and_get_layer():
     named = fastnn.Dense(4, 2, name="head")
     model = Model(x, named(fastnn.Dense(4, 4)(h)))
     assert [m.name for m in model.layers] == ["dense", "relu", "dense_1", "head"]
-    assert list(model.state_dict()) == ["dense.weight", "dense.bias", "dense_1.weight",
-                                        "dense_1.bias", "head.weight", "head.bias"]
+    assert list(model.state_dict()) == [
+        "dense.weight",
+        "dense.bias",
+        "dense_1.weight",
+        "dense_1.bias",
+        "head.weight",
+        "head.bias",
+    ]
     assert model.get_layer("head") is named
     with pytest.raises(KeyError, match="head"):
         model.get_layer("nope")
@@ -300,16 +322,18 @@ def test_user_module_trains_with_trainer_and_predicts():
     fastnn.seed(0)
     model = Res()
     X, y = _data(n=600)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=0.02))
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=0.02)
+    )
     trainer.fit(X, y, epochs=30, batch_size=32, verbose=0)
     assert trainer.evaluate(X, y)["accuracy"] > 0.85
     assert model.predict(X).shape == (600, 3)
 
 
 def test_store_hooks_run_in_documented_order():
-    model = fastnn.Sequential(fastnn.Dense(3, 2, dtype=np.float64,
-                                           regularizer=fastnn.regularizers.L2(0.1)))
+    model = fastnn.Sequential(
+        fastnn.Dense(3, 2, dtype=np.float64, regularizer=fastnn.regularizers.L2(0.1))
+    )
     opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
     trainer = fastnn.Trainer(model, MSELoss(), opt, clip_grad_norm=1e-3)
     store = model.parameter_store()
@@ -317,15 +341,21 @@ def test_store_hooks_run_in_documented_order():
     calls = []
     store.register_hook("after_step", lambda s, **kw: calls.append("after_step"))
     store.register_hook("before_step", lambda s, **kw: calls.append("before_step"))
-    store.register_hook("after_backward", lambda s, **kw: calls.append(
-        ("reduce", trainer._step_info["penalty"] > 0, trainer._step_info["grad_norm"])),
-        order=200)
-    store.register_hook("after_backward", lambda s, **kw: calls.append(
-        ("late", trainer._step_info["grad_norm"] is not None)))
+    store.register_hook(
+        "after_backward",
+        lambda s, **kw: calls.append(
+            ("reduce", trainer._step_info["penalty"] > 0, trainer._step_info["grad_norm"])
+        ),
+        order=200,
+    )
+    store.register_hook(
+        "after_backward",
+        lambda s, **kw: calls.append(("late", trainer._step_info["grad_norm"] is not None)),
+    )
     X = np.ones((4, 3))
     trainer.train_step(X, np.zeros((4, 2)))
     assert calls == [("reduce", True, None), ("late", True), "before_step", "after_step"]
-    grad_norm = np.sqrt(sum(float(np.sum(p.grad ** 2)) for p in model.parameters()))
+    grad_norm = np.sqrt(sum(float(np.sum(p.grad**2)) for p in model.parameters()))
     assert grad_norm == pytest.approx(1e-3, rel=1e-4)  # torch clips to max_norm / (norm + 1e-6)
 
 

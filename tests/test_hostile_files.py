@@ -2,6 +2,7 @@
 the wrong type or with NaN, lying headers; corrupt NPZ data sets; `fastnn predict` on
 all of them (one line on stderr, exit status 2); temporaries of interrupted or killed
 saves."""
+
 import json
 import os
 import signal
@@ -22,9 +23,15 @@ DENSE = {"weight": np.ones((1, 2), np.float32), "bias": np.zeros(1, np.float32)}
 
 
 def _raw(tensors, architecture=None, **meta):
-    base = {"format": "fastnn", "format_version": "1", "version": "0", "dtype": "float32",
-            "architecture": architecture or {"type": "Dense", "config": {
-                "in_features": 2, "out_features": 1}}, "user": {}}
+    base = {
+        "format": "fastnn",
+        "format_version": "1",
+        "version": "0",
+        "dtype": "float32",
+        "architecture": architecture
+        or {"type": "Dense", "config": {"in_features": 2, "out_features": 1}},
+        "user": {},
+    }
     base.update(meta)
     return fio.encode(tensors, base)
 
@@ -32,10 +39,18 @@ def _raw(tensors, architecture=None, **meta):
 def _deep_file(depth):
     """A model file whose architecture nests `depth` Sequentials (JSON built as text:
     json.dumps itself cannot go that deep)."""
-    arch = '{"type": "Sequential", "config": {"layers": [' * depth + \
-        '{"type": "ReLU", "config": {}}' + "]}}" * depth
-    meta = {"format": "fastnn", "format_version": "1", "dtype": "float32",
-            "architecture": arch, "user": "{}"}
+    arch = (
+        '{"type": "Sequential", "config": {"layers": [' * depth
+        + '{"type": "ReLU", "config": {}}'
+        + "]}}" * depth
+    )
+    meta = {
+        "format": "fastnn",
+        "format_version": "1",
+        "dtype": "float32",
+        "architecture": arch,
+        "user": "{}",
+    }
     return _header_bytes({"__metadata__": meta})
 
 
@@ -46,28 +61,42 @@ def _header_bytes(header):
 
 CRAFTED = {
     # 1.7 kB of file declaring 400M parameters: refused before they are allocated.
-    "huge-declared-layer": lambda: _raw(DENSE, {"type": "Dense", "config": {
-        "in_features": 20000, "out_features": 20000}}),
-    "absurd-declared-layer": lambda: _raw(DENSE, {"type": "Dense", "config": {
-        "in_features": 2**40, "out_features": 2**40}}),
+    "huge-declared-layer": lambda: _raw(
+        DENSE, {"type": "Dense", "config": {"in_features": 20000, "out_features": 20000}}
+    ),
+    "absurd-declared-layer": lambda: _raw(
+        DENSE, {"type": "Dense", "config": {"in_features": 2**40, "out_features": 2**40}}
+    ),
     "3000-deep": lambda: _deep_file(3000),
     "100-deep": lambda: _deep_file(100),
-    "complex-tensor": lambda: _raw({"weight": np.ones((1, 2), np.complex64),
-                                    "bias": np.zeros(1, np.float32)}),
-    "int-weights": lambda: _raw({"weight": np.ones((1, 2), np.int64),
-                                 "bias": np.zeros(1, np.float32)}),
-    "nan-weights": lambda: _raw({"weight": np.array([[1, np.nan]], np.float32),
-                                 "bias": np.zeros(1, np.float32)}),
-    "inf-bias": lambda: _raw({"weight": np.ones((1, 2), np.float32),
-                              "bias": np.array([np.inf], np.float32)}),
-    "lying-shape": lambda: _header_bytes({"weight": {
-        "dtype": "F32", "shape": [100000, 100000], "data_offsets": [0, 8]}}) + b"\0" * 8,
-    "negative-shape": lambda: _header_bytes({"weight": {
-        "dtype": "F32", "shape": [-1, 2], "data_offsets": [0, 8]}}) + b"\0" * 8,
-    "offsets-past-end": lambda: _header_bytes({"weight": {
-        "dtype": "F32", "shape": [2], "data_offsets": [0, 2**62]}}) + b"\0" * 8,
+    "complex-tensor": lambda: _raw(
+        {"weight": np.ones((1, 2), np.complex64), "bias": np.zeros(1, np.float32)}
+    ),
+    "int-weights": lambda: _raw(
+        {"weight": np.ones((1, 2), np.int64), "bias": np.zeros(1, np.float32)}
+    ),
+    "nan-weights": lambda: _raw(
+        {"weight": np.array([[1, np.nan]], np.float32), "bias": np.zeros(1, np.float32)}
+    ),
+    "inf-bias": lambda: _raw(
+        {"weight": np.ones((1, 2), np.float32), "bias": np.array([np.inf], np.float32)}
+    ),
+    "lying-shape": lambda: (
+        _header_bytes(
+            {"weight": {"dtype": "F32", "shape": [100000, 100000], "data_offsets": [0, 8]}}
+        )
+        + b"\0" * 8
+    ),
+    "negative-shape": lambda: (
+        _header_bytes({"weight": {"dtype": "F32", "shape": [-1, 2], "data_offsets": [0, 8]}})
+        + b"\0" * 8
+    ),
+    "offsets-past-end": lambda: (
+        _header_bytes({"weight": {"dtype": "F32", "shape": [2], "data_offsets": [0, 2**62]}})
+        + b"\0" * 8
+    ),
     "header-not-object": lambda: _header_bytes([1, 2, 3]),
-    "deep-json-header": lambda: _header_bytes({}) [:8] + b"[" * 100000,
+    "deep-json-header": lambda: _header_bytes({})[:8] + b"[" * 100000,
     "metadata-not-strings": lambda: _header_bytes({"__metadata__": {"format": 3}}),
     "user-metadata-not-a-dict": lambda: _raw(DENSE, user=[1, 2]),
     "complex-dtype-declared": lambda: _raw(DENSE, dtype="complex64"),
@@ -94,12 +123,16 @@ def test_crafted_model_files_give_one_clear_value_error(tmp_path, kind):
 
 
 def test_messages_say_what_is_wrong(tmp_path):
-    cases = {"complex-tensor": "C64", "int-weights": "int64", "nan-weights": "'weight'",
-             "huge-declared-layer": r"\(20000, 20000\) goes beyond the \d+ values allowed "
-                                    "by the 3",
-             "3000-deep": "too deeply",
-             "100-deep": "deeper than",
-             "lying-shape": "does not fit"}
+    cases = {
+        "complex-tensor": "C64",
+        "int-weights": "int64",
+        "nan-weights": "'weight'",
+        "huge-declared-layer": r"\(20000, 20000\) goes beyond the \d+ values allowed "
+        "by the 3",
+        "3000-deep": "too deeply",
+        "100-deep": "deeper than",
+        "lying-shape": "does not fit",
+    }
     for kind, phrase in cases.items():
         path = tmp_path / f"{kind}.safetensors"
         path.write_bytes(CRAFTED[kind]())
@@ -168,9 +201,18 @@ def _run_cli(capsys, *argv):
     return code, out, err
 
 
-@pytest.mark.parametrize("kind", ["huge-declared-layer", "3000-deep", "complex-tensor",
-                                  "int-weights", "nan-weights", "lying-shape",
-                                  "user-metadata-not-a-dict"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "huge-declared-layer",
+        "3000-deep",
+        "complex-tensor",
+        "int-weights",
+        "nan-weights",
+        "lying-shape",
+        "user-metadata-not-a-dict",
+    ],
+)
 def test_predict_on_crafted_model_files_is_one_line(capsys, tmp_path, kind):
     model = tmp_path / "m.safetensors"
     model.write_bytes(CRAFTED[kind]())
@@ -223,11 +265,14 @@ def test_the_next_save_removes_temporaries_of_killed_saves(tmp_path):
 
 
 def test_sigkilled_saves_leave_nothing_after_the_next_save(tmp_path):
-    script = ("import fastnn, sys\nm = fastnn.Dense(1000, 1000)\nprint('ready', flush=True)\n"
-              "while True:\n    fastnn.save(m, sys.argv[1])\n")
+    script = (
+        "import fastnn, sys\nm = fastnn.Dense(1000, 1000)\nprint('ready', flush=True)\n"
+        "while True:\n    fastnn.save(m, sys.argv[1])\n"
+    )
     for _ in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "m")],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "m")], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)

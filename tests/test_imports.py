@@ -1,5 +1,6 @@
 """The package imports point one way: no module of fastnn imports (directly or through
 others, at module level or inside a function) a module that imports it back."""
+
 import ast
 import pathlib
 
@@ -24,8 +25,11 @@ def _imports():
                 base = package
                 for _ in range(max(node.level - 1, 0)):
                     base = base.rsplit(".", 1)[0]
-                mod = node.module if not node.level else (
-                    f"{base}.{node.module}" if node.module else base)
+                mod = (
+                    node.module
+                    if not node.level
+                    else (f"{base}.{node.module}" if node.module else base)
+                )
                 for alias in node.names:
                     deps.add(f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in names else mod)
             elif isinstance(node, ast.Import):
@@ -36,8 +40,14 @@ def _imports():
 
 def test_no_import_cycles():
     graph = _imports()
-    packages = {"fastnn", "fastnn.layers", "fastnn.datasets", "fastnn.diagnostics",
-                "fastnn.commands", "fastnn.bench"}  # re-exporting __init__ files
+    packages = {
+        "fastnn",
+        "fastnn.layers",
+        "fastnn.datasets",
+        "fastnn.diagnostics",
+        "fastnn.commands",
+        "fastnn.bench",
+    }  # re-exporting __init__ files
     edges = {n: {d for d in deps if d not in packages} for n, deps in graph.items()}
     state, cycles = {}, []
 
@@ -45,7 +55,7 @@ def test_no_import_cycles():
         state[n] = "active"
         for d in sorted(edges[n]):
             if state.get(d) == "active":
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d, stack + [d])
         state[n] = "done"

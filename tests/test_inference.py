@@ -1,6 +1,7 @@
 """Compiled eval-mode predictors (fastnn.inference) and their kernel (DenseChain):
 against NumPy references, the layer-by-layer evaluation forward, torch, and across
 every change of model state that must refold them."""
+
 import tracemalloc
 
 import numpy as np
@@ -35,8 +36,10 @@ def chain_reference(x, weights, biases, acts):
 
 
 def random_chain(rng, dims, dtype, codes, bias=True):
-    weights = [(rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i])).astype(dtype)
-               for i in range(len(dims) - 1)]
+    weights = [
+        (rng.standard_normal((dims[i + 1], dims[i])) / np.sqrt(dims[i])).astype(dtype)
+        for i in range(len(dims) - 1)
+    ]
     biases = [rng.standard_normal(d).astype(dtype) if bias else None for d in dims[1:]]
     acts = [(c, *ACTS[c][:2]) for c in codes]
     return weights, biases, acts
@@ -63,8 +66,9 @@ def test_dense_chain_without_bias_and_one_layer(rng, dtype, tol):
 
 
 def test_dense_chain_same_bits_for_any_thread_count(rng, dtype, use_threads):
-    weights, biases, acts = random_chain(rng, [300, 512, 256, 10], dtype,
-                                         [K.ACT_RELU, K.ACT_RELU, K.ACT_IDENTITY])
+    weights, biases, acts = random_chain(
+        rng, [300, 512, 256, 10], dtype, [K.ACT_RELU, K.ACT_RELU, K.ACT_IDENTITY]
+    )
     chain = K.DenseChain(weights, biases, acts)
     for rows in (1, 16, 2048):
         x = rng.standard_normal((rows, 300)).astype(dtype)
@@ -80,7 +84,9 @@ def test_dense_chain_rejects_bad_arguments(rng):
     weights, biases, acts = random_chain(rng, [5, 4, 3], f32, [K.ACT_RELU, K.ACT_IDENTITY])
     chain = K.DenseChain(weights, biases, acts)
     x, out = np.ones((2, 5), f32), np.empty((2, 3), f32)
-    with pytest.raises(TypeError, match="DenseChain.forward: x must be a float32 array, got float64"):
+    with pytest.raises(
+        TypeError, match="DenseChain.forward: x must be a float32 array, got float64"
+    ):
         chain.forward(x.astype(np.float64), out)
     with pytest.raises(TypeError, match="x must be a float32 array, got None"):
         chain.forward(None, out)
@@ -97,11 +103,13 @@ def test_dense_chain_rejects_bad_arguments(rng):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         chain.forward(x, ro)
-    with pytest.raises(ValueError, match="weights\\[1\\] has 4 input features, the layer "
-                                         "before gives 3"):
+    with pytest.raises(
+        ValueError, match="weights\\[1\\] has 4 input features, the layer before gives 3"
+    ):
         K.DenseChain([np.ones((3, 5), f32), np.ones((2, 4), f32)], [None, None], acts)
-    with pytest.raises(ValueError, match="biases\\[0\\] must be a contiguous float32 array "
-                                         "of shape \\(4,\\)"):
+    with pytest.raises(
+        ValueError, match="biases\\[0\\] must be a contiguous float32 array of shape \\(4,\\)"
+    ):
         K.DenseChain(weights, [np.ones(3, f32), None], acts)
     with pytest.raises(TypeError, match="weights\\[1\\] must be a float32 array"):
         K.DenseChain([weights[0], weights[1].astype(np.float64)], biases, acts)
@@ -138,39 +146,69 @@ def std_layer(n, dtype, inverse=False, seed=3):
 
 def mlp_bn(dtype, features=12, hidden=16, classes=3):
     return fastnn.Sequential(
-        fastnn.Dense(features, hidden, dtype=dtype), fastnn.BatchNorm1d(hidden, dtype=dtype),
-        fastnn.ReLU(), fastnn.Dropout(0.5),
-        fastnn.Dense(hidden, hidden, dtype=dtype), fastnn.BatchNorm1d(hidden, dtype=dtype),
-        fastnn.ReLU(), fastnn.Dropout(0.5), fastnn.Dense(hidden, classes, dtype=dtype))
+        fastnn.Dense(features, hidden, dtype=dtype),
+        fastnn.BatchNorm1d(hidden, dtype=dtype),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.5),
+        fastnn.Dense(hidden, hidden, dtype=dtype),
+        fastnn.BatchNorm1d(hidden, dtype=dtype),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.5),
+        fastnn.Dense(hidden, classes, dtype=dtype),
+    )
 
 
 MODELS = {
     "mlp_bn": mlp_bn,
     # batch norm first and after an activation: folded into the next Dense's columns
     "bn_first_and_after_act": lambda dt: fastnn.Sequential(
-        fastnn.BatchNorm1d(12, dtype=dt), fastnn.Dense(12, 16, dtype=dt), fastnn.Tanh(),
-        fastnn.BatchNorm1d(16, momentum=None, dtype=dt), fastnn.Dense(16, 3, dtype=dt)),
+        fastnn.BatchNorm1d(12, dtype=dt),
+        fastnn.Dense(12, 16, dtype=dt),
+        fastnn.Tanh(),
+        fastnn.BatchNorm1d(16, momentum=None, dtype=dt),
+        fastnn.Dense(16, 3, dtype=dt),
+    ),
     "bn_no_affine_no_bias": lambda dt: fastnn.Sequential(
         fastnn.Dense(12, 16, bias=False, dtype=dt),
-        fastnn.BatchNorm1d(16, affine=False, dtype=dt), fastnn.ELU(),
-        fastnn.Dense(16, 3, bias=False, dtype=dt)),
+        fastnn.BatchNorm1d(16, affine=False, dtype=dt),
+        fastnn.ELU(),
+        fastnn.Dense(16, 3, bias=False, dtype=dt),
+    ),
     "standardize_both_ends": lambda dt: fastnn.Sequential(
-        std_layer(12, dt), fastnn.Dense(12, 16, dtype=dt), fastnn.GELU(),
-        fastnn.Dense(16, 2, dtype=dt), std_layer(2, dt, inverse=True, seed=4)),
+        std_layer(12, dt),
+        fastnn.Dense(12, 16, dtype=dt),
+        fastnn.GELU(),
+        fastnn.Dense(16, 2, dtype=dt),
+        std_layer(2, dt, inverse=True, seed=4),
+    ),
     "two_affines_in_a_row": lambda dt: fastnn.Sequential(
-        std_layer(12, dt), fastnn.BatchNorm1d(12, dtype=dt), fastnn.Dropout(0.2),
-        fastnn.Dense(12, 16, dtype=dt), fastnn.LeakyReLU(0.2),
-        fastnn.Dropout(0.3, mode="weight_scaling"), fastnn.BatchNorm1d(16, dtype=dt),
-        fastnn.Dense(16, 3, dtype=dt), fastnn.BatchNorm1d(3, dtype=dt)),
+        std_layer(12, dt),
+        fastnn.BatchNorm1d(12, dtype=dt),
+        fastnn.Dropout(0.2),
+        fastnn.Dense(12, 16, dtype=dt),
+        fastnn.LeakyReLU(0.2),
+        fastnn.Dropout(0.3, mode="weight_scaling"),
+        fastnn.BatchNorm1d(16, dtype=dt),
+        fastnn.Dense(16, 3, dtype=dt),
+        fastnn.BatchNorm1d(3, dtype=dt),
+    ),
     "activations_and_softmax": lambda dt: fastnn.Sequential(
-        fastnn.Dense(12, 16, dtype=dt), fastnn.Sigmoid(), fastnn.Identity(),
-        fastnn.Dense(16, 16, dtype=dt), fastnn.HardTanh(-0.5, 0.7), fastnn.Dense(16, 8,
-                                                                               dtype=dt),
-        fastnn.Softplus(), fastnn.Dense(8, 8, dtype=dt), fastnn.AbsReLU(),
-        fastnn.Dense(8, 4, dtype=dt), fastnn.Softmax()),
+        fastnn.Dense(12, 16, dtype=dt),
+        fastnn.Sigmoid(),
+        fastnn.Identity(),
+        fastnn.Dense(16, 16, dtype=dt),
+        fastnn.HardTanh(-0.5, 0.7),
+        fastnn.Dense(16, 8, dtype=dt),
+        fastnn.Softplus(),
+        fastnn.Dense(8, 8, dtype=dt),
+        fastnn.AbsReLU(),
+        fastnn.Dense(8, 4, dtype=dt),
+        fastnn.Softmax(),
+    ),
     "nested": lambda dt: fastnn.Sequential(
         fastnn.Sequential(fastnn.Dense(12, 16, dtype=dt), fastnn.BatchNorm1d(16, dtype=dt)),
-        fastnn.Sequential(fastnn.ReLU(), fastnn.Dense(16, 3, dtype=dt))),
+        fastnn.Sequential(fastnn.ReLU(), fastnn.Dense(16, 3, dtype=dt)),
+    ),
 }
 
 
@@ -227,30 +265,55 @@ def test_predict_against_torch_eval(data):
     nn = torch.nn
     X = data.astype(np.float32)
     model = trained_stats(mlp_bn(np.float32), X)
-    tm = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5),
-                       nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5),
-                       nn.Linear(16, 3)).eval()
+    tm = nn.Sequential(
+        nn.Linear(12, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(16, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(16, 3),
+    ).eval()
     tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
     with torch.inference_mode():
         ref = tm(torch.from_numpy(X)).numpy()
     assert_close_to(inference.compile(model)(X), ref, np.float32)
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.BatchNorm1d(
-        4, track_running_stats=False)), "track_running_stats=False"),
-    (lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.LayerNorm(4)),
-     "LayerNorm\\) has no compiled evaluation form"),
-    (lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.ReLU(), fastnn.BatchNorm1d(4)),
-     "no Dense layer to fold into"),
-    (lambda: fastnn.Sequential(fastnn.ReLU(), fastnn.Dense(4, 4)),
-     "only right after a Dense layer"),
-    (lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Softmax(), fastnn.Dense(4, 2)),
-     "only a final Softmax"),
-    (lambda: fastnn.Sequential(fastnn.BatchNorm1d(4)), "no Dense layer"),
-    (lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Dense(4, 2, dtype=np.float64)),
-     "different dtypes"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (
+            lambda: fastnn.Sequential(
+                fastnn.Dense(4, 4), fastnn.BatchNorm1d(4, track_running_stats=False)
+            ),
+            "track_running_stats=False",
+        ),
+        (
+            lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.LayerNorm(4)),
+            "LayerNorm\\) has no compiled evaluation form",
+        ),
+        (
+            lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.ReLU(), fastnn.BatchNorm1d(4)),
+            "no Dense layer to fold into",
+        ),
+        (
+            lambda: fastnn.Sequential(fastnn.ReLU(), fastnn.Dense(4, 4)),
+            "only right after a Dense layer",
+        ),
+        (
+            lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Softmax(), fastnn.Dense(4, 2)),
+            "only a final Softmax",
+        ),
+        (lambda: fastnn.Sequential(fastnn.BatchNorm1d(4)), "no Dense layer"),
+        (
+            lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Dense(4, 2, dtype=np.float64)),
+            "different dtypes",
+        ),
+    ],
+)
 def test_not_compilable_and_predict_falls_back(make, reason, rng):
     model = make()
     with pytest.raises(NotCompilable, match=reason):
@@ -333,8 +396,9 @@ def test_training_step_after_predict_gives_fresh_results(data):
     y = np.arange(len(X)) % 3
     fastnn.seed(1)
     model = mlp_bn(np.float32)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=0.05))
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=0.05)
+    )
     before = model.predict(X)
     compiled = inference.compile(model)
     trainer.train_step(X, y)
@@ -483,13 +547,20 @@ def test_hooked_model_predicts_through_its_layers(data):
     assert inference.cached_predictor(model) is not None
 
 
-@pytest.mark.parametrize("layers, message", [
-    (lambda: [fastnn.Dense(4, 5), fastnn.Dense(6, 2)],
-     "takes 6 features, the Dense layer before gives 5"),
-    (lambda: [fastnn.Dense(4, 5), fastnn.BatchNorm1d(6)], "has 6 features, the Dense layer"),
-    (lambda: [fastnn.BatchNorm1d(3), fastnn.Dense(4, 2)],
-     "takes 4 features, the layers before give 3"),
-])
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        (
+            lambda: [fastnn.Dense(4, 5), fastnn.Dense(6, 2)],
+            "takes 6 features, the Dense layer before gives 5",
+        ),
+        (lambda: [fastnn.Dense(4, 5), fastnn.BatchNorm1d(6)], "has 6 features, the Dense layer"),
+        (
+            lambda: [fastnn.BatchNorm1d(3), fastnn.Dense(4, 2)],
+            "takes 4 features, the layers before give 3",
+        ),
+    ],
+)
 def test_inconsistent_widths_are_not_compiled_and_predict_names_the_layer(layers, message):
     model = fastnn.Sequential(*layers())
     with pytest.raises(NotCompilable, match=message):

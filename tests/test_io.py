@@ -2,6 +2,7 @@
 float32 and float64, the torch-compatible safetensors layout (both directions),
 metadata, loading into a given model, refusal of corrupt and foreign files (nothing is
 ever unpickled), user-defined modules, atomic writes and file permissions."""
+
 import json
 import os
 import pickle
@@ -29,12 +30,19 @@ def flat_model(dtype):
         fastnn.Dropout(0.1),
         fastnn.DropConnect(fastnn.Dense(8, 8, dtype=dt), 0.2),
         fastnn.weight_norm(fastnn.Dense(8, 8, dtype=dt)),
-        fastnn.Sequential(fastnn.Dense(8, 8, regularizer=regularizers.L1(1e-4), dtype=dt),
-                          fastnn.LeakyReLU(0.2), fastnn.Sequential(fastnn.ELU(0.5))),
+        fastnn.Sequential(
+            fastnn.Dense(8, 8, regularizer=regularizers.L1(1e-4), dtype=dt),
+            fastnn.LeakyReLU(0.2),
+            fastnn.Sequential(fastnn.ELU(0.5)),
+        ),
         fastnn.weight_norm(fastnn.Dense(8, 8, bias=False, dtype=dt), dim=None),
-        fastnn.GELU("tanh"), fastnn.Softplus(beta=2.0), fastnn.HardTanh(-2.0, 2.0),
+        fastnn.GELU("tanh"),
+        fastnn.Softplus(beta=2.0),
+        fastnn.HardTanh(-2.0, 2.0),
         fastnn.RBF(8, 5, width=2.0, dtype=dt),
-        fastnn.Dense(5, 4, dtype=dt), fastnn.Softmax(axis=-1))
+        fastnn.Dense(5, 4, dtype=dt),
+        fastnn.Softmax(axis=-1),
+    )
 
 
 def image_model(dtype):
@@ -45,7 +53,9 @@ def image_model(dtype):
         fastnn.InstanceNorm2d(3, affine=True, track_running_stats=True, dtype=dt),
         fastnn.GroupNorm(1, 3, dtype=dt),
         fastnn.LayerNorm((3, 4, 4), dtype=dt),
-        fastnn.BatchNorm2d(3, momentum=None, affine=False, dtype=dt), fastnn.Sigmoid())
+        fastnn.BatchNorm2d(3, momentum=None, affine=False, dtype=dt),
+        fastnn.Sigmoid(),
+    )
 
 
 def seq_model(dtype):
@@ -53,14 +63,19 @@ def seq_model(dtype):
     dt = dtype
     return fastnn.Sequential(
         fastnn.InstanceNorm1d(3, dtype=dt),
-        fastnn.InstanceNorm1d(3, affine=True, track_running_stats=True, momentum=0.3,
-                              dtype=dt),
-        fastnn.BatchNorm1d(3, track_running_stats=False, dtype=dt), fastnn.Tanh(),
-        fastnn.AbsReLU(), fastnn.Identity())
+        fastnn.InstanceNorm1d(3, affine=True, track_running_stats=True, momentum=0.3, dtype=dt),
+        fastnn.BatchNorm1d(3, track_running_stats=False, dtype=dt),
+        fastnn.Tanh(),
+        fastnn.AbsReLU(),
+        fastnn.Identity(),
+    )
 
 
-MODELS = {"flat": (flat_model, (32, 6)), "image": (image_model, (16, 3, 4, 4)),
-          "seq": (seq_model, (16, 3, 5))}
+MODELS = {
+    "flat": (flat_model, (32, 6)),
+    "image": (image_model, (16, 3, 4, 4)),
+    "seq": (seq_model, (16, 3, 5)),
+}
 
 
 def trained(kind, dtype, seed=0):
@@ -85,7 +100,8 @@ def trained(kind, dtype, seed=0):
 def states_equal(a, b):
     return list(a) == list(b) and all(
         a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and np.array_equal(a[k], b[k])
-        for k in a)
+        for k in a
+    )
 
 
 # -- round trips --------------------------------------------------------------------------
@@ -133,8 +149,7 @@ def test_saved_configuration_survives(tmp_path):
     assert loaded[10]._wn_dim == 0 and loaded[12]._wn_dim is None
     assert loaded[12].bias is None
     assert loaded[13].approximate == "tanh" and loaded[18].axis == -1
-    assert [n for n, _ in loaded.named_parameters()] == \
-        [n for n, _ in model.named_parameters()]
+    assert [n for n, _ in loaded.named_parameters()] == [n for n, _ in model.named_parameters()]
 
 
 def test_nested_and_single_layer_models(tmp_path):
@@ -179,11 +194,21 @@ def test_save_refuses_what_is_not_a_module(tmp_path):
 def _torch_pair():
     torch = pytest.importorskip("torch")
     fastnn.seed(0)
-    ours = fastnn.Sequential(fastnn.Linear(5, 7), fastnn.BatchNorm1d(7), fastnn.ReLU(),
-                             fastnn.Dropout(0.2), fastnn.Linear(7, 3))
+    ours = fastnn.Sequential(
+        fastnn.Linear(5, 7),
+        fastnn.BatchNorm1d(7),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.2),
+        fastnn.Linear(7, 3),
+    )
     torch.manual_seed(0)
-    theirs = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.BatchNorm1d(7),
-                                 torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(7, 3))
+    theirs = torch.nn.Sequential(
+        torch.nn.Linear(5, 7),
+        torch.nn.BatchNorm1d(7),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(7, 3),
+    )
     return torch, ours, theirs
 
 
@@ -233,8 +258,13 @@ def test_load_into_a_given_model_also_from_a_torch_file(tmp_path):
     # a fastnn file into a model built separately
     fastnn.save(ours, tmp_path / "ours")
     fastnn.seed(5)
-    other = fastnn.Sequential(fastnn.Linear(5, 7), fastnn.BatchNorm1d(7), fastnn.ReLU(),
-                              fastnn.Dropout(0.2), fastnn.Linear(7, 3))
+    other = fastnn.Sequential(
+        fastnn.Linear(5, 7),
+        fastnn.BatchNorm1d(7),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.2),
+        fastnn.Linear(7, 3),
+    )
     fastnn.load(tmp_path / "ours", model=other)
     assert states_equal(other.state_dict(), ours.state_dict())
 
@@ -263,10 +293,14 @@ def good_file(tmp_path):
 
 
 def _raw(tensors, **meta):
-    base = {"format": "fastnn", "format_version": "1", "version": "0", "dtype": "float32",
-            "architecture": {"type": "Dense", "config": {"in_features": 2,
-                                                         "out_features": 1}},
-            "user": {}}
+    base = {
+        "format": "fastnn",
+        "format_version": "1",
+        "version": "0",
+        "dtype": "float32",
+        "architecture": {"type": "Dense", "config": {"in_features": 2, "out_features": 1}},
+        "user": {},
+    }
     base.update(meta)
     return fio.encode(tensors, base)
 
@@ -286,15 +320,17 @@ BAD_FILES = {
     "no-fastnn-metadata": lambda good: fio.encode(DENSE, {}),
     "other-format": lambda good: fio.encode(DENSE, {"format": "pt"}),
     "future-version": lambda good: _raw(DENSE, format_version="2"),
-    "unknown-layer": lambda good: _raw(DENSE, architecture={"type": "os.system",
-                                                            "config": {}}),
-    "bad-config": lambda good: _raw(DENSE, architecture={"type": "Dense",
-                                                         "config": {"features": 2}}),
-    "bad-value": lambda good: _raw(DENSE, architecture={
-        "type": "Dense", "config": {"in_features": -2, "out_features": 1}}),
+    "unknown-layer": lambda good: _raw(DENSE, architecture={"type": "os.system", "config": {}}),
+    "bad-config": lambda good: _raw(
+        DENSE, architecture={"type": "Dense", "config": {"features": 2}}
+    ),
+    "bad-value": lambda good: _raw(
+        DENSE, architecture={"type": "Dense", "config": {"in_features": -2, "out_features": 1}}
+    ),
     "architecture-not-a-dict": lambda good: _raw(DENSE, architecture=[1, 2]),
-    "architecture-not-json": lambda good: fio.encode(DENSE, {
-        "format": "fastnn", "format_version": "1", "architecture": "{oops"}),
+    "architecture-not-json": lambda good: fio.encode(
+        DENSE, {"format": "fastnn", "format_version": "1", "architecture": "{oops"}
+    ),
     "bad-dtype": lambda good: _raw(DENSE, dtype="int8"),
     "garbage-dtype": lambda good: _raw(DENSE, dtype="floaty"),
     "missing-tensor": lambda good: _raw({"weight": DENSE["weight"]}),
@@ -342,8 +378,10 @@ class _Evil:
 
 def test_nothing_is_ever_unpickled(tmp_path):
     sentinel = tmp_path / "pwned"
-    payloads = {"evil.pkl": pickle.dumps(_Evil(sentinel)),
-                "evil.safetensors": pickle.dumps({"0.weight": _Evil(sentinel)}, protocol=2)}
+    payloads = {
+        "evil.pkl": pickle.dumps(_Evil(sentinel)),
+        "evil.safetensors": pickle.dumps({"0.weight": _Evil(sentinel)}, protocol=2),
+    }
     pickle.loads(payloads["evil.pkl"]).close()  # the payload does work when unpickled...
     assert sentinel.exists()
     sentinel.unlink()
@@ -366,8 +404,9 @@ def test_nothing_is_ever_unpickled(tmp_path):
         with pytest.raises(ValueError):
             fio.read_metadata(path)
         model = fastnn.Sequential(fastnn.Dense(2, 2))
-        trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                                 fastnn.optim.SGD(model.parameters(), lr=0.1))
+        trainer = fastnn.Trainer(
+            model, CrossEntropyLoss(), fastnn.optim.SGD(model.parameters(), lr=0.1)
+        )
         with pytest.raises(ValueError):
             trainer.load_checkpoint(path)
         assert not sentinel.exists(), name  # ...but fastnn never unpickles

@@ -6,6 +6,7 @@ _kernels.PARALLEL_MIN_ELEMENTS, where the kernels start to use more than one thr
 Every kernel must give bit-identical results for 1 and 2 threads (the design promises
 thread-count independence), checked with np.array_equal.
 """
+
 import itertools
 import math
 
@@ -115,8 +116,16 @@ def run_1_and_2_threads(use_threads, fn):
 # ----------------------------------------------------------------------------- gemm
 
 # The last two are large enough to be split between threads (by rows, by columns).
-GEMM_SHAPES = [(1, 1, 1), (3, 65, 1), (63, 1, 130), (64, 65, 63), (130, 3, 64),
-               (65, 130, 65), (260, 130, 131), (65, 300, 130)]
+GEMM_SHAPES = [
+    (1, 1, 1),
+    (3, 65, 1),
+    (63, 1, 130),
+    (64, 65, 63),
+    (130, 3, 64),
+    (65, 130, 65),
+    (260, 130, 131),
+    (65, 300, 130),
+]
 
 
 def colsum_scratch(width):
@@ -150,7 +159,9 @@ def test_gemm(rng, dtype, threads, m, n, k, ta, tb):
         # standard error bound of a length-k dot product, plus the beta * C term
         bound = (k + 2) * u * (abs(alpha) * absAB + abs(beta) * np.abs(c0)) + 1e-300
         err = np.abs(c.astype(np.float64) - ref)
-        assert (err <= bound).all(), f"alpha={alpha} beta={beta}: max err/bound {np.max(err / bound)}"
+        assert (err <= bound).all(), (
+            f"alpha={alpha} beta={beta}: max err/bound {np.max(err / bound)}"
+        )
 
 
 @pytest.mark.parametrize("ta,tb", [(False, True), (True, False), (False, False), (True, True)])
@@ -160,7 +171,9 @@ def test_gemm_beta_zero_ignores_output(rng, dtype, ta, tb):
     c = np.full((5, 7), np.nan, dtype)
     K.gemm(a, b, c, ta, tb, 1.0, 0.0)
     assert np.isfinite(c).all()
-    np.testing.assert_allclose(c, op(a, ta) @ op(b, tb), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        c, op(a, ta) @ op(b, tb), rtol=1e-5 if dtype == np.float32 else 1e-12
+    )
 
 
 def gemm_1_and_2_threads(rng, use_threads, m, n, k, ta, tb, dtype):
@@ -187,14 +200,16 @@ def test_gemm_thread_count_changes_only_roundoff(rng, dtype, use_threads, m, n, 
 
 
 @pytest.mark.parametrize("ta,tb", DENSE_GEMMS)
-@pytest.mark.parametrize("m,n,k", [(16, 512, 784), (128, 512, 784), (2048, 512, 784),
-                                   (300, 257, 129), (130, 70, 1000)])
+@pytest.mark.parametrize(
+    "m,n,k", [(16, 512, 784), (128, 512, 784), (2048, 512, 784), (300, 257, 129), (130, 70, 1000)]
+)
 def test_gemm_thread_independent(rng, dtype, use_threads, m, n, k, ta, tb):
     c1, c2 = gemm_1_and_2_threads(rng, use_threads, m, n, k, ta, tb, dtype)
     assert_same(c1, c2)
 
 
 # ------------------------------------------------------------------------- bias_act
+
 
 def bias_act_case(rng, shape, dtype, with_bias):
     z = with_specials(rng, shape, dtype)
@@ -276,6 +291,7 @@ def test_bias_act_thread_independent(rng, dtype, use_threads, shape, act):
 
 # --------------------------------------------------------------------- act_backward
 
+
 def act_backward_case(rng, shape, dtype, code, alpha):
     z = with_specials(rng, shape, dtype, specials=[0.0, -0.0, 50.0, -50.0, 1e4, -1e4])
     y = act_ref(code, z, alpha)
@@ -294,7 +310,8 @@ def test_act_backward(rng, dtype, tol, threads, act, shape):
     # z is passed only when the derivative needs it (else None: must not be read),
     # then both z and y are passed
     for zin, with_gbias in itertools.product(
-            (z if K.act_needs_input(code) else None, z), (False, True)):
+        (z if K.act_needs_input(code) else None, z), (False, True)
+    ):
         gz = np.full_like(gy, np.nan)
         gbias = gbias0.copy() if with_gbias else None
         K.act_backward(code, alpha, 0.0, zin, y, gy, gz, gbias, colsum_scratch(gy.shape[1]))
@@ -390,9 +407,19 @@ def check_bn_forward_train(rng, dtype, shape, running, affine):
     y = np.full_like(x, np.nan)
     save_mean = np.full(cols, np.nan, dtype)
     save_invstd = np.full(cols, np.nan, dtype)
-    K.bn_forward_train(x, gamma if affine else None, beta if affine else None, eps,
-                       momentum, rm if running else None, rv if running else None, y,
-                       save_mean, save_invstd, colsum_scratch(2 * x.shape[1]))
+    K.bn_forward_train(
+        x,
+        gamma if affine else None,
+        beta if affine else None,
+        eps,
+        momentum,
+        rm if running else None,
+        rv if running else None,
+        y,
+        save_mean,
+        save_invstd,
+        colsum_scratch(2 * x.shape[1]),
+    )
     mean, var = bn_stats_ref(x)
     invstd = 1.0 / np.sqrt(var + eps)
     g = gamma.astype(np.float64) if affine else 1.0
@@ -414,7 +441,9 @@ def test_bn_forward_train_momentum(rng, dtype, momentum):
     x, gamma, beta, rm, rv = bn_inputs(rng, (8, 5), dtype)
     rm0, rv0 = rm.copy(), rv.copy()
     y, sm, si = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
-    K.bn_forward_train(x, gamma, beta, 1e-3, momentum, rm, rv, y, sm, si, colsum_scratch(2 * x.shape[1]))
+    K.bn_forward_train(
+        x, gamma, beta, 1e-3, momentum, rm, rv, y, sm, si, colsum_scratch(2 * x.shape[1])
+    )
     mean, var = bn_stats_ref(x)
     t = bn_tol(dtype)
     np.testing.assert_allclose(rm, (1 - momentum) * rm0 + momentum * mean, **t)
@@ -426,7 +455,9 @@ def test_bn_stats_far_from_zero(rng):
     """Mean and variance of data with a large offset keep their precision (float64)."""
     x = 1e6 + rng.standard_normal((100, 7))
     y, sm, si = np.empty_like(x), np.empty(7), np.empty(7)
-    K.bn_forward_train(x, None, None, 1e-5, 0.1, None, None, y, sm, si, colsum_scratch(2 * x.shape[1]))
+    K.bn_forward_train(
+        x, None, None, 1e-5, 0.1, None, None, y, sm, si, colsum_scratch(2 * x.shape[1])
+    )
     mean, var = bn_stats_ref(x)
     np.testing.assert_allclose(sm, mean, rtol=1e-14)
     np.testing.assert_allclose(si, 1 / np.sqrt(var + 1e-5), rtol=1e-8)
@@ -493,10 +524,19 @@ def check_bn_backward(rng, dtype, shape, batch_stats, affine, param_grads):
     gbeta = rng.standard_normal(cols).astype(dtype) if param_grads else None
     gg0 = None if ggamma is None else ggamma.copy()
     gb0 = None if gbeta is None else gbeta.copy()
-    K.bn_backward(batch_stats, x, gy, gamma if affine else None, mean, invstd, gx, ggamma,
-                  gbeta, colsum_scratch(2 * x.shape[1]))
-    rgx, rgg, rgb = bn_backward_ref(batch_stats, x, gy, gamma if affine else None, mean,
-                                    invstd)
+    K.bn_backward(
+        batch_stats,
+        x,
+        gy,
+        gamma if affine else None,
+        mean,
+        invstd,
+        gx,
+        ggamma,
+        gbeta,
+        colsum_scratch(2 * x.shape[1]),
+    )
+    rgx, rgg, rgb = bn_backward_ref(batch_stats, x, gy, gamma if affine else None, mean, invstd)
     if dtype == np.float32:
         # gx = k * (gy - c0 - xhat * c1) with O(1) terms: absolute float32 round-off
         np.testing.assert_allclose(gx, rgx, rtol=1e-4, atol=2e-5)
@@ -530,13 +570,17 @@ def test_bn_thread_independent(rng, dtype, use_threads, shape):
     def run():
         rm1, rv1 = rm.copy(), rv.copy()
         y, sm, si = np.empty_like(x), np.empty(cols, dtype), np.empty(cols, dtype)
-        K.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rm1, rv1, y, sm, si, colsum_scratch(2 * x.shape[1]))
+        K.bn_forward_train(
+            x, gamma, beta, 1e-5, 0.1, rm1, rv1, y, sm, si, colsum_scratch(2 * x.shape[1])
+        )
         ye = np.empty_like(x)
         K.bn_forward_eval(x, gamma, beta, rm, rv, 1e-5, ye)
         out = [y, sm, si, rm1, rv1, ye]
         for batch_stats in (True, False):
             gx, gg, gb = np.empty_like(x), np.zeros(cols, dtype), np.zeros(cols, dtype)
-            K.bn_backward(batch_stats, x, gy, gamma, sm, si, gx, gg, gb, colsum_scratch(2 * x.shape[1]))
+            K.bn_backward(
+                batch_stats, x, gy, gamma, sm, si, gx, gg, gb, colsum_scratch(2 * x.shape[1])
+            )
             out += [gx, gg, gb]
         return out
 
@@ -581,8 +625,7 @@ def test_splitmix64_reference_values():
     with np.errstate(over="ignore"):
         states = np.arange(3, dtype=U64) * U64(0x9E3779B97F4A7C15)
         out = splitmix64_np(states)
-    assert [int(v) for v in out] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4,
-                                     0x06C45D188009454F]
+    assert [int(v) for v in out] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345, 0xDEADBEEFCAFEBABE, 2**64 - 1])
@@ -694,6 +737,7 @@ def test_dropout_backward_reuses_mask(rng, dtype, threads, n, p):
 
 # --------------------------------------------------------------------- softmax_xent
 
+
 def xent_ref(z, labels, eps):
     z64 = z.astype(np.float64)
     rows, k = z.shape
@@ -707,8 +751,17 @@ def xent_ref(z, labels, eps):
     return row, row.mean(), grad / rows
 
 
-XENT_SHAPES = [(1, 1), (7, 3), (5, 10), (9, 63), (4, 64), (6, 65), (3, 130),
-               (PAR // 10 + 3, 10), (PAR // 130 + 1, 130)]
+XENT_SHAPES = [
+    (1, 1),
+    (7, 3),
+    (5, 10),
+    (9, 63),
+    (4, 64),
+    (6, 65),
+    (3, 130),
+    (PAR // 10 + 3, 10),
+    (PAR // 130 + 1, 130),
+]
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 1.0])
@@ -741,8 +794,9 @@ def test_softmax_xent_gradient_rows_sum_to_zero(rng):
 
 
 def test_softmax_xent_large_logits_stay_finite(dtype):
-    z = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4], [0.0, 0.0, 0.0],
-                  [1e4, 1e4 - 1, 1e4 - 2]], dtype)
+    z = np.array(
+        [[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4], [0.0, 0.0, 0.0], [1e4, 1e4 - 1, 1e4 - 2]], dtype
+    )
     labels = np.array([0, 0, 2, 2], np.int64)
     for smoothing in (0.0, 0.1):
         grad = np.empty_like(z)
@@ -792,8 +846,12 @@ def test_mse(rng, dtype, threads, n):
     loss = K.mse(p, t, grad)
     ref = np.mean(d.astype(np.float64) ** 2)
     np.testing.assert_allclose(loss, ref, rtol=1e-12)
-    np.testing.assert_allclose(grad, dtype.type(2.0 / n) * d, rtol=1e-6 if dtype == np.float32 else 1e-14)
-    np.testing.assert_allclose(grad, 2.0 * d.astype(np.float64) / n, rtol=2e-7 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(
+        grad, dtype.type(2.0 / n) * d, rtol=1e-6 if dtype == np.float32 else 1e-14
+    )
+    np.testing.assert_allclose(
+        grad, 2.0 * d.astype(np.float64) / n, rtol=2e-7 if dtype == np.float32 else 1e-14
+    )
     assert K.mse(p, t, None) == loss
 
 
@@ -825,6 +883,7 @@ def test_regression_thread_independent(rng, dtype, use_threads, kernel):
 
 # --------------------------------------------------------------------------- optim
 
+
 def sgd_ref(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
     """csrc/generic/optim.h's SGD in float64 (torch.optim.SGD)."""
     g = g + wd * p
@@ -853,8 +912,7 @@ def check_sgd_step(rng, dtype, n, momentum, dampening, nesterov, wd):
     for step in range(4):
         g = rng.standard_normal(n).astype(dtype)
         K.sgd_step(p, g, buf, lr, momentum, dampening, wd, nesterov, step == 0)
-        sgd_ref(p64, g.astype(np.float64), buf64, lr, momentum, dampening, wd, nesterov,
-                step == 0)
+        sgd_ref(p64, g.astype(np.float64), buf64, lr, momentum, dampening, wd, nesterov, step == 0)
     r = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(p, p64, **r)
     if momentum:
@@ -888,21 +946,47 @@ def adam_ref(p, g, m, v, vmax, lr, b1, b2, eps, wd, decoupled, t):
     p -= lr / bc1 * m / (np.sqrt(vh) / bc2_sqrt + eps)
 
 
-def adam_run(rng, p, n, dtype, wd, decoupled, amsgrad, steps=5, lr=1e-2,
-             betas=(0.9, 0.999), eps=1e-8, grads=None):
+def adam_run(
+    rng,
+    p,
+    n,
+    dtype,
+    wd,
+    decoupled,
+    amsgrad,
+    steps=5,
+    lr=1e-2,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    grads=None,
+):
     m, v = np.zeros(n, dtype), np.zeros(n, dtype)
     vmax = np.zeros(n, dtype) if amsgrad else None
     for t in range(1, steps + 1):
         g = grads[t - 1]
-        K.adam_step(p, g, m, v, vmax, lr, betas[0], betas[1], eps, wd, decoupled,
-                    1 - betas[0] ** t, math.sqrt(1 - betas[1] ** t))
+        K.adam_step(
+            p,
+            g,
+            m,
+            v,
+            vmax,
+            lr,
+            betas[0],
+            betas[1],
+            eps,
+            wd,
+            decoupled,
+            1 - betas[0] ** t,
+            math.sqrt(1 - betas[1] ** t),
+        )
     return p, m, v, vmax
 
 
 def adam_grads(rng, n, dtype, steps=5):
     # a large first gradient, then small ones: amsgrad's running max matters
-    return [(rng.standard_normal(n) * (10.0 if t == 0 else 0.5)).astype(dtype)
-            for t in range(steps)]
+    return [
+        (rng.standard_normal(n) * (10.0 if t == 0 else 0.5)).astype(dtype) for t in range(steps)
+    ]
 
 
 @pytest.mark.parametrize("decoupled", [False, True], ids=["coupled", "decoupled"])
@@ -921,8 +1005,7 @@ def check_adam_step(rng, dtype, n, wd, decoupled, amsgrad):
     p64, m64, v64 = p0.astype(np.float64), np.zeros(n), np.zeros(n)
     vmax64 = np.zeros(n) if amsgrad else None
     for t, g in enumerate(grads, 1):
-        adam_ref(p64, g.astype(np.float64), m64, v64, vmax64, lr, b1, b2, eps, wd,
-                 decoupled, t)
+        adam_ref(p64, g.astype(np.float64), m64, v64, vmax64, lr, b1, b2, eps, wd, decoupled, t)
     r = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(p, p64, **r)
     np.testing.assert_allclose(m, m64, **r)
@@ -957,13 +1040,17 @@ def test_optim_thread_independent(rng, dtype, use_threads, kind):
                 K.sgd_step(p, g, buf, 0.1, 0.9, 0.0, 0.01, kind == "sgd_nesterov", t == 0)
             return p, buf
         amsgrad = kind == "adamw_amsgrad"
-        return tuple(x for x in adam_run(rng, p, n, dtype, 0.01, amsgrad, amsgrad,
-                                         steps=3, grads=grads) if x is not None)
+        return tuple(
+            x
+            for x in adam_run(rng, p, n, dtype, 0.01, amsgrad, amsgrad, steps=3, grads=grads)
+            if x is not None
+        )
 
     run_1_and_2_threads(use_threads, run)
 
 
 # ---------------------------------------------------------------------- dtype check
+
 
 def test_kernels_reject_other_dtypes():
     x = np.zeros((2, 3), np.int32)

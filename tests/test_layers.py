@@ -1,6 +1,7 @@
 """Layers: forward and backward against NumPy references, every gradient against
 central finite differences in float64, fused Dense+activation equal to the unfused
 computation, fresh output arrays, any input layout, and clear errors for bad input."""
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -8,23 +9,40 @@ from hypothesis import strategies as st
 
 import fastnn
 from fastnn import (
-    BatchNorm1d, Dense, Dropout, Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid,
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
     Tanh,
 )
 from helpers import fd_check
 
-HYP = settings(max_examples=15, deadline=None,
-               suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYP = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 ACTIVATIONS = {
     "relu": (ReLU, lambda x: np.where(x < 0, 0.0, x), lambda x: (x > 0) * 1.0),
-    "leaky": (lambda: LeakyReLU(),
-              lambda x: np.where(x < 0, 0.01 * x, x), lambda x: np.where(x > 0, 1.0, 0.01)),
-    "leaky_neg": (lambda: LeakyReLU(negative_slope=-0.3),
-                  lambda x: np.where(x < 0, -0.3 * x, x),
-                  lambda x: np.where(x > 0, 1.0, -0.3)),
-    "sigmoid": (Sigmoid, lambda x: 1 / (1 + np.exp(-x)),
-                lambda x: 1 / (1 + np.exp(-x)) * (1 - 1 / (1 + np.exp(-x)))),
+    "leaky": (
+        lambda: LeakyReLU(),
+        lambda x: np.where(x < 0, 0.01 * x, x),
+        lambda x: np.where(x > 0, 1.0, 0.01),
+    ),
+    "leaky_neg": (
+        lambda: LeakyReLU(negative_slope=-0.3),
+        lambda x: np.where(x < 0, -0.3 * x, x),
+        lambda x: np.where(x > 0, 1.0, -0.3),
+    ),
+    "sigmoid": (
+        Sigmoid,
+        lambda x: 1 / (1 + np.exp(-x)),
+        lambda x: 1 / (1 + np.exp(-x)) * (1 - 1 / (1 + np.exp(-x))),
+    ),
     "tanh": (Tanh, np.tanh, lambda x: 1 - np.tanh(x) ** 2),
     "identity": (Identity, lambda x: x, lambda x: np.ones_like(x)),
 }
@@ -45,6 +63,7 @@ def make_dense(n_in, n_out, dtype, bias=True, seed=0):
 
 
 # ----------------------------------------------------------------------------- Dense
+
 
 def dense_ref(layer, x):
     W = layer.weight.data.astype(np.float64)
@@ -84,8 +103,7 @@ def test_dense_forward_backward_reference(dtype, tol, shape, bias):
 
 
 @HYP
-@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7)),
-       bias=st.booleans())
+@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7)), bias=st.booleans())
 def test_dense_gradients_finite_differences(num_grad, fd_tol, shape, bias):
     batch, n_in, n_out = shape
     layer = make_dense(n_in, n_out, np.float64, bias)
@@ -119,6 +137,7 @@ def test_dense_linear_alias_and_default_init():
 
 
 # ----------------------------------------------------------------------- activations
+
 
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_activation_forward_backward_reference(rng, dtype, tol, name):
@@ -183,6 +202,7 @@ def test_activation_integer_input_computes_in_float32():
 
 # ------------------------------------------------------------------------ BatchNorm1d
 
+
 def bn_train_ref(x, gamma, beta, eps):
     x = x.astype(np.float64)
     mean, var = x.mean(0), x.var(0)
@@ -224,18 +244,21 @@ def test_batchnorm_train_forward_backward_reference(dtype, shape):
     gscale = gamma * invstd * (np.abs(g64).max(0) + 1) * (1 + np.abs(x).max(0) * invstd)
     assert (np.abs(gx - ref_gx) <= u * gscale).all()
     sums = batch * (np.abs(g64).max(0) + 1)
-    assert (np.abs(bn.weight.grad - (g64 * xhat).sum(0)) <= u * sums * (1 + np.abs(xhat).max(0))).all()
+    assert (
+        np.abs(bn.weight.grad - (g64 * xhat).sum(0)) <= u * sums * (1 + np.abs(xhat).max(0))
+    ).all()
     assert (np.abs(bn.bias.grad - g64.sum(0)) <= u * sums).all()
 
 
 @HYP
-@given(shape=st.tuples(st.integers(2, 6), st.integers(1, 5)),
-       mode=st.sampled_from(["train", "eval", "noaffine", "notrack_eval"]))
+@given(
+    shape=st.tuples(st.integers(2, 6), st.integers(1, 5)),
+    mode=st.sampled_from(["train", "eval", "noaffine", "notrack_eval"]),
+)
 def test_batchnorm_gradients_finite_differences(num_grad, fd_tol, shape, mode):
     batch, n = shape
     rng = np.random.default_rng(batch * 10 + n)
-    kw = dict(affine=mode != "noaffine",
-              track_running_stats=mode != "notrack_eval")
+    kw = dict(affine=mode != "noaffine", track_running_stats=mode != "notrack_eval")
     bn = BatchNorm1d(n, dtype=np.float64, **kw)
     if bn.affine:
         bn.weight.data = rng.uniform(0.5, 2, n)
@@ -267,8 +290,11 @@ def test_batchnorm_eval_uses_running_stats(rng, dtype):
     assert int(bn.num_batches_tracked) == 0
     g = rng.standard_normal((1, 4)).astype(dtype)
     gx = bn.backward(g)
-    np.testing.assert_allclose(gx, g * bn.weight.data / np.sqrt(rv.astype(np.float64) + 1e-3),
-                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        gx,
+        g * bn.weight.data / np.sqrt(rv.astype(np.float64) + 1e-3),
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+    )
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.5, None])
@@ -325,6 +351,7 @@ def test_batchnorm_astype_float64(rng):
 
 
 # ---------------------------------------------------------------------------- Dropout
+
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_dropout_train_forward_backward(dtype, p):
@@ -385,18 +412,33 @@ def test_dropout_thread_independent(rng, use_threads):
 
 
 def test_dropout_gradient_finite_differences(rng, num_grad, fd_tol):
-    fd_check(Dropout(0.4), rng.standard_normal((6, 5)), num_grad, fd_tol, rng,
-             before=lambda: fastnn.seed(5))
+    fd_check(
+        Dropout(0.4),
+        rng.standard_normal((6, 5)),
+        num_grad,
+        fd_tol,
+        rng,
+        before=lambda: fastnn.seed(5),
+    )
 
 
 # ------------------------------------------------------------- Sequential and fusion
 
+
 def build_mlp(dtype=np.float64):
     fastnn.seed(3)
     return Sequential(
-        Dense(6, 8, dtype=dtype), BatchNorm1d(8, dtype=dtype), ReLU(), Dropout(0.3),
-        Dense(8, 7, dtype=dtype), LeakyReLU(0.1), Dense(7, 5, dtype=dtype), Tanh(),
-        Dense(5, 4, dtype=dtype), Sigmoid(), Dense(4, 3, dtype=dtype),
+        Dense(6, 8, dtype=dtype),
+        BatchNorm1d(8, dtype=dtype),
+        ReLU(),
+        Dropout(0.3),
+        Dense(8, 7, dtype=dtype),
+        LeakyReLU(0.1),
+        Dense(7, 5, dtype=dtype),
+        Tanh(),
+        Dense(5, 4, dtype=dtype),
+        Sigmoid(),
+        Dense(4, 3, dtype=dtype),
     )
 
 
@@ -435,8 +477,7 @@ def test_sequential_gradients_finite_differences(rng, num_grad, fd_tol):
         if isinstance(layer, (ReLU, LeakyReLU)):
             assert np.abs(h).min() > 1e-4, f"layer {i} input too close to 0"
         h = layer.forward(h)
-    _, grads = fd_check(model, x, num_grad, fd_tol, rng,
-                         before=lambda: fastnn.seed(4))
+    _, grads = fd_check(model, x, num_grad, fd_tol, rng, before=lambda: fastnn.seed(4))
     assert len(grads) == 12
 
 
@@ -448,6 +489,7 @@ def test_sequential_accepts_list_and_rejects_non_modules():
 
 
 # ------------------------------------------------------------------- fresh outputs
+
 
 def layer_cases():
     return {
@@ -461,9 +503,16 @@ def layer_cases():
         "batchnorm_eval": (lambda: BatchNorm1d(5).eval(), (6, 5)),
         "dropout": (lambda: Dropout(0.5), (6, 5)),
         "dropout_eval": (lambda: Dropout(0.5).eval(), (6, 5)),
-        "sequential": (lambda: Sequential(make_dense(5, 4, np.float32), ReLU(),
-                                          BatchNorm1d(4), Dropout(0.2),
-                                          make_dense(4, 3, np.float32)), (6, 5)),
+        "sequential": (
+            lambda: Sequential(
+                make_dense(5, 4, np.float32),
+                ReLU(),
+                BatchNorm1d(4),
+                Dropout(0.2),
+                make_dense(4, 3, np.float32),
+            ),
+            (6, 5),
+        ),
     }
 
 
@@ -500,6 +549,7 @@ def test_public_forward_backward_return_fresh_arrays(rng, case):
 
 
 # ------------------------------------------------------------------- input layouts
+
 
 def layouts(x):
     """(name, array) variants holding the same values as the C-contiguous x."""
@@ -550,6 +600,7 @@ def test_float32_input_to_float64_layer_is_converted(rng):
 
 # ------------------------------------------------------------------------ bad input
 
+
 def raises(exc, layer_name, *fragments):
     """pytest.raises for exc whose message names the layer and holds every fragment."""
     import re
@@ -566,8 +617,11 @@ def test_dense_bad_inputs():
         layer.forward(np.zeros(4))
     with raises(ValueError, "Dense(4, 3)", "2-D", "(2, 3, 4)"):
         layer.forward(np.zeros((2, 3, 4)))
-    for bad in (np.array([["a"] * 4]), np.zeros((2, 4), complex),
-                np.array([[object()] * 4], dtype=object)):
+    for bad in (
+        np.array([["a"] * 4]),
+        np.zeros((2, 4), complex),
+        np.array([[object()] * 4], dtype=object),
+    ):
         with raises(TypeError, "Dense(4, 3)", str(bad.dtype)):
             layer.forward(bad)
     with raises(ValueError, "Dense(4, 3)", "cannot convert"):

@@ -1,5 +1,6 @@
 """Losses: values and gradients against NumPy and central finite differences, the
 reductions, label smoothing, label dtypes, fresh gradients, and clear errors."""
+
 import re
 
 import numpy as np
@@ -28,6 +29,7 @@ def loss_tol(dtype):
 
 
 # ------------------------------------------------------------------ CrossEntropyLoss
+
 
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64, np.uint8])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
@@ -162,11 +164,16 @@ def test_regression_integer_and_strided_inputs():
 
 # --------------------------------------------------------------------------- backward
 
-@pytest.mark.parametrize("make,args", [
-    (CrossEntropyLoss, lambda r: (r.normal(size=(5, 3)), r.integers(0, 3, 5))),
-    (MSELoss, lambda r: (r.normal(size=(5, 3)), r.normal(size=(5, 3)))),
-    (L1Loss, lambda r: (r.normal(size=(5, 3)), r.normal(size=(5, 3)))),
-], ids=["xent", "mse", "l1"])
+
+@pytest.mark.parametrize(
+    "make,args",
+    [
+        (CrossEntropyLoss, lambda r: (r.normal(size=(5, 3)), r.integers(0, 3, 5))),
+        (MSELoss, lambda r: (r.normal(size=(5, 3)), r.normal(size=(5, 3)))),
+        (L1Loss, lambda r: (r.normal(size=(5, 3)), r.normal(size=(5, 3)))),
+    ],
+    ids=["xent", "mse", "l1"],
+)
 def test_backward_returns_fresh_copy(rng, make, args):
     loss_fn = make()
     loss_fn(*args(rng))
@@ -188,6 +195,7 @@ def test_backward_before_forward():
 
 
 # -------------------------------------------------------------------------- bad input
+
 
 def raises(exc, *fragments):
     pattern = "".join(f"(?=.*{re.escape(f)})" for f in fragments)

@@ -1,6 +1,7 @@
 """Every loss against torch.nn (float64, value and input gradient) for each reduction,
 per-class and per-element weights, ignored labels, (N, C, *) inputs and per-sample
 weights; finite differences of the new losses; the elementwise kernel against NumPy."""
+
 import numpy as np
 import pytest
 
@@ -42,6 +43,7 @@ SHAPES = [(7, 4), (5, 3, 6), (3, 4, 2, 5)]
 
 # ------------------------------------------------------------------ classification
 
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.15])
@@ -56,8 +58,15 @@ def test_cross_entropy_matches_torch(rng, shape, reduction, smoothing, weighted,
     w = rng.uniform(0.2, 2.0, C) if weighted else None
     ours = CrossEntropyLoss(weight=w, reduction=reduction, label_smoothing=smoothing)
     tw = None if w is None else torch.tensor(w)
-    check(ours, z, y, lambda p: F.cross_entropy(
-        p, torch.tensor(y), weight=tw, reduction=reduction, label_smoothing=smoothing), ())
+    check(
+        ours,
+        z,
+        y,
+        lambda p: F.cross_entropy(
+            p, torch.tensor(y), weight=tw, reduction=reduction, label_smoothing=smoothing
+        ),
+        (),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -72,8 +81,13 @@ def test_nll_matches_torch(rng, shape, reduction, weighted):
     w = rng.uniform(0.2, 2.0, C) if weighted else None
     ours = NLLLoss(weight=w, ignore_index=7, reduction=reduction)
     tw = None if w is None else torch.tensor(w)
-    check(ours, x, y, lambda p: F.nll_loss(p, torch.tensor(y), weight=tw, ignore_index=7,
-                                           reduction=reduction), ())
+    check(
+        ours,
+        x,
+        y,
+        lambda p: F.nll_loss(p, torch.tensor(y), weight=tw, ignore_index=7, reduction=reduction),
+        (),
+    )
 
 
 def test_cross_entropy_fast_path_equals_general_path(rng, dtype):
@@ -94,6 +108,7 @@ def test_cross_entropy_fast_path_equals_general_path(rng, dtype):
 
 # ---------------------------------------------------------------- sample weights
 
+
 def sample_weighted_reference(elem, s, denom=None):
     """Weighted mean: sum_n s_n (terms of sample n) / sum_n s_n (denominators of n)."""
     s_e = s.reshape((-1,) + (1,) * (elem.ndim - 1))
@@ -112,15 +127,15 @@ def test_cross_entropy_sample_weight(rng, num_grad, fd_tol, shape):
     elem = CrossEntropyLoss(weight=w, reduction="none")(z, y)
     np.testing.assert_allclose(value, sample_weighted_reference(elem, s, w[y]), rtol=1e-12)
     g = ours.backward()
-    np.testing.assert_allclose(g, num_grad(lambda zz: ours(zz, y, sample_weight=s), z.copy()),
-                               **fd_tol)
+    np.testing.assert_allclose(
+        g, num_grad(lambda zz: ours(zz, y, sample_weight=s), z.copy()), **fd_tol
+    )
     # integer weights = repeating the samples
     reps = rng.integers(0, 3, shape[0])
     rep = CrossEntropyLoss(weight=w)(np.repeat(z, reps, 0), np.repeat(y, reps, 0))
     np.testing.assert_allclose(ours(z, y, sample_weight=reps), rep, rtol=1e-12)
     # all ones = no weights
-    np.testing.assert_allclose(ours(z, y, sample_weight=np.ones(shape[0])), ours(z, y),
-                               rtol=1e-12)
+    np.testing.assert_allclose(ours(z, y, sample_weight=np.ones(shape[0])), ours(z, y), rtol=1e-12)
 
 
 ELEMENTWISE = [
@@ -128,19 +143,19 @@ ELEMENTWISE = [
     (L1Loss, {}, lambda p, t, r: F.l1_loss(p, t, reduction=r)),
     (HuberLoss, {"delta": 0.7}, lambda p, t, r: F.huber_loss(p, t, reduction=r, delta=0.7)),
     (HuberLoss, {}, lambda p, t, r: F.huber_loss(p, t, reduction=r)),
-    (SmoothL1Loss, {"beta": 0.5},
-     lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.5)),
-    (SmoothL1Loss, {"beta": 0.0},
-     lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.0)),
-    (BCEWithLogitsLoss, {}, lambda p, t, r: F.binary_cross_entropy_with_logits(
-        p, t, reduction=r)),
+    (SmoothL1Loss, {"beta": 0.5}, lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.5)),
+    (SmoothL1Loss, {"beta": 0.0}, lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.0)),
+    (BCEWithLogitsLoss, {}, lambda p, t, r: F.binary_cross_entropy_with_logits(p, t, reduction=r)),
 ]
 
 
 @pytest.mark.parametrize("shape", [(11,), (8, 3), (4, 3, 5)])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("cls,kw,fn", ELEMENTWISE,
-                         ids=["mse", "l1", "huber0.7", "huber", "smoothl1", "smoothl1_0", "bce"])
+@pytest.mark.parametrize(
+    "cls,kw,fn",
+    ELEMENTWISE,
+    ids=["mse", "l1", "huber0.7", "huber", "smoothl1", "smoothl1_0", "bce"],
+)
 def test_elementwise_matches_torch(rng, shape, reduction, cls, kw, fn):
     pred = rng.normal(0, 3, shape)
     if cls is BCEWithLogitsLoss:
@@ -149,8 +164,13 @@ def test_elementwise_matches_torch(rng, shape, reduction, cls, kw, fn):
     else:
         target = pred + rng.normal(0, 1.5, shape)
         target.reshape(-1)[::5] = pred.reshape(-1)[::5]  # ties: torch's sign(0) = 0
-    check(cls(reduction=reduction, **kw), pred, target,
-          lambda p: fn(p, torch.tensor(target), reduction), ())
+    check(
+        cls(reduction=reduction, **kw),
+        pred,
+        target,
+        lambda p: fn(p, torch.tensor(target), reduction),
+        (),
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -162,9 +182,19 @@ def test_bce_weights_match_torch(rng, reduction, pw_shape, w_shape):
     pw = None if pw_shape is None else rng.uniform(0.5, 3, pw_shape)
     w = None if w_shape is None else rng.uniform(0.2, 2, w_shape)
     ours = BCEWithLogitsLoss(weight=w, reduction=reduction, pos_weight=pw)
-    check(ours, pred, target, lambda p: F.binary_cross_entropy_with_logits(
-        p, torch.tensor(target), weight=None if w is None else torch.tensor(w),
-        pos_weight=None if pw is None else torch.tensor(pw), reduction=reduction), ())
+    check(
+        ours,
+        pred,
+        target,
+        lambda p: F.binary_cross_entropy_with_logits(
+            p,
+            torch.tensor(target),
+            weight=None if w is None else torch.tensor(w),
+            pos_weight=None if pw is None else torch.tensor(pw),
+            reduction=reduction,
+        ),
+        (),
+    )
 
 
 def test_bce_extreme_logits_finite(dtype):
@@ -178,13 +208,23 @@ def test_bce_extreme_logits_finite(dtype):
     np.testing.assert_allclose(g, [[0, 0, 0.25, -0.25]], atol=1e-7)
 
 
-@pytest.mark.parametrize("cls,kw", [(HuberLoss, {"delta": 0.5}), (SmoothL1Loss, {"beta": 0.8}),
-                                    (BCEWithLogitsLoss, {"pos_weight": [2.0, 0.5, 1.0]}),
-                                    (MSELoss, {}), (L1Loss, {})])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (HuberLoss, {"delta": 0.5}),
+        (SmoothL1Loss, {"beta": 0.8}),
+        (BCEWithLogitsLoss, {"pos_weight": [2.0, 0.5, 1.0]}),
+        (MSELoss, {}),
+        (L1Loss, {}),
+    ],
+)
 def test_elementwise_sample_weight(rng, num_grad, fd_tol, cls, kw):
     pred = rng.normal(0, 2, (7, 3))
-    target = rng.uniform(0, 1, (7, 3)) if cls is BCEWithLogitsLoss else \
-        pred + rng.choice([-1, 1], (7, 3)) * rng.uniform(0.1, 1.5, (7, 3))
+    target = (
+        rng.uniform(0, 1, (7, 3))
+        if cls is BCEWithLogitsLoss
+        else pred + rng.choice([-1, 1], (7, 3)) * rng.uniform(0.1, 1.5, (7, 3))
+    )
     s = rng.uniform(0, 2, 7)
     ours = cls(**kw)
     value = ours(pred, target, sample_weight=s)
@@ -199,14 +239,25 @@ def test_elementwise_sample_weight(rng, num_grad, fd_tol, cls, kw):
 
 # ------------------------------------------------------------------ kernel and errors
 
-@pytest.mark.parametrize("kind,param", [
-    (_kernels.LOSS_MSE, 0.0), (_kernels.LOSS_L1, 0.0), (_kernels.LOSS_HUBER, 0.9),
-    (_kernels.LOSS_SMOOTH_L1, 0.6), (_kernels.LOSS_BCE_LOGITS, 0.0)])
+
+@pytest.mark.parametrize(
+    "kind,param",
+    [
+        (_kernels.LOSS_MSE, 0.0),
+        (_kernels.LOSS_L1, 0.0),
+        (_kernels.LOSS_HUBER, 0.9),
+        (_kernels.LOSS_SMOOTH_L1, 0.6),
+        (_kernels.LOSS_BCE_LOGITS, 0.0),
+    ],
+)
 def test_pointwise_kernel_against_numpy(rng, dtype, kind, param, threads):
     shape = (719, 7)
     p = rng.normal(0, 4, shape).astype(dtype)
-    t = (rng.uniform(0, 1, shape) if kind == _kernels.LOSS_BCE_LOGITS
-         else p + rng.normal(0, 1, shape)).astype(dtype)
+    t = (
+        rng.uniform(0, 1, shape)
+        if kind == _kernels.LOSS_BCE_LOGITS
+        else p + rng.normal(0, 1, shape)
+    ).astype(dtype)
     pw = rng.uniform(0.5, 2, 7).astype(dtype) if kind == _kernels.LOSS_BCE_LOGITS else None
     loss, grad = np.empty_like(p), np.empty_like(p)
     _kernels.pointwise_loss(kind, p, t, param, pw, loss, grad)
@@ -235,16 +286,15 @@ def test_pointwise_kernel_against_numpy(rng, dtype, kind, param, threads):
 def test_pointwise_kernel_checks_arguments():
     a = np.zeros(4)
     with pytest.raises(ValueError, match="target"):
-        _kernels.pointwise_loss(_kernels.LOSS_MSE, a, np.zeros(3), 0.0, None, a.copy(),
-                                a.copy())
+        _kernels.pointwise_loss(_kernels.LOSS_MSE, a, np.zeros(3), 0.0, None, a.copy(), a.copy())
     with pytest.raises(TypeError, match="float64"):
-        _kernels.pointwise_loss(_kernels.LOSS_MSE, a, np.zeros(4, np.float32), 0.0, None,
-                                a.copy(), a.copy())
+        _kernels.pointwise_loss(
+            _kernels.LOSS_MSE, a, np.zeros(4, np.float32), 0.0, None, a.copy(), a.copy()
+        )
     with pytest.raises(ValueError, match="kind"):
         _kernels.pointwise_loss(99, a, a, 0.0, None, a.copy(), a.copy())
     with pytest.raises(ValueError, match="pos_weight"):
-        _kernels.pointwise_loss(_kernels.LOSS_BCE_LOGITS, a, a, 0.0, np.ones(3), a.copy(),
-                                a.copy())
+        _kernels.pointwise_loss(_kernels.LOSS_BCE_LOGITS, a, a, 0.0, np.ones(3), a.copy(), a.copy())
     with pytest.raises(TypeError):
         _kernels.pointwise_loss(_kernels.LOSS_MSE, None, a, 0.0, None, a.copy(), a.copy())
 

@@ -1,6 +1,7 @@
 """Memory: a layer's construction allocates its parameters once (initialised in place),
 and an impossible size raises MemoryError before anything is allocated. Each case runs
 in a subprocess (peak RSS and resource limits are per process)."""
+
 import subprocess
 import sys
 import textwrap
@@ -13,8 +14,12 @@ from fastnn import memory
 
 
 def _run(code, timeout=120):
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -1,6 +1,7 @@
 """Module system: state_dict layout and torch interchange, load_state_dict errors,
 apply/train/eval/zero_grad, parameter naming and assignment, astype, predict, summary,
 fastnn.init and fastnn.seed."""
+
 import math
 import warnings
 
@@ -15,14 +16,23 @@ N_IN, N_HID, N_OUT = 12, 9, 4
 
 def fastnn_model(p=0.0, dtype=np.float32):
     return fastnn.Sequential(
-        fastnn.Dense(N_IN, N_HID, dtype=dtype), fastnn.BatchNorm1d(N_HID, dtype=dtype),
-        fastnn.ReLU(), fastnn.Dropout(p), fastnn.Dense(N_HID, N_OUT, dtype=dtype))
+        fastnn.Dense(N_IN, N_HID, dtype=dtype),
+        fastnn.BatchNorm1d(N_HID, dtype=dtype),
+        fastnn.ReLU(),
+        fastnn.Dropout(p),
+        fastnn.Dense(N_HID, N_OUT, dtype=dtype),
+    )
 
 
 def torch_model(torch, p=0.0):
     nn = torch.nn
-    return nn.Sequential(nn.Linear(N_IN, N_HID), nn.BatchNorm1d(N_HID), nn.ReLU(),
-                         nn.Dropout(p), nn.Linear(N_HID, N_OUT))
+    return nn.Sequential(
+        nn.Linear(N_IN, N_HID),
+        nn.BatchNorm1d(N_HID),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(N_HID, N_OUT),
+    )
 
 
 def randomize_bn(torch, tm):
@@ -60,8 +70,9 @@ def test_named_parameters_equal_torch():
     model = fastnn_model()
     assert [n for n, _ in model.named_parameters()] == names
     assert [p for _, p in model.named_parameters()] == model.parameters()
-    assert [p.shape for p in model.parameters()] == \
-        [tuple(p.shape) for p in torch_model(torch).parameters()]
+    assert [p.shape for p in model.parameters()] == [
+        tuple(p.shape) for p in torch_model(torch).parameters()
+    ]
 
 
 class Scaled(fastnn.Module):
@@ -83,10 +94,18 @@ class Scaled(fastnn.Module):
 
 def test_user_defined_module_inside_sequential():
     fastnn.seed(0)
-    model = fastnn.Sequential(fastnn.Dense(3, 4, dtype=np.float64), Scaled(4),
-                              fastnn.Dense(4, 2, dtype=np.float64))
-    names = ["0.weight", "0.bias", "1.scale", "1.inner.weight", "1.inner.bias",
-             "2.weight", "2.bias"]
+    model = fastnn.Sequential(
+        fastnn.Dense(3, 4, dtype=np.float64), Scaled(4), fastnn.Dense(4, 2, dtype=np.float64)
+    )
+    names = [
+        "0.weight",
+        "0.bias",
+        "1.scale",
+        "1.inner.weight",
+        "1.inner.bias",
+        "2.weight",
+        "2.bias",
+    ]
     assert [n for n, _ in model.named_parameters()] == names
     assert list(model.state_dict()) == names
     model.eval()
@@ -185,8 +204,7 @@ def test_torch_weights_give_the_same_outputs_and_gradients_in_train_mode(dtype):
         np.testing.assert_allclose(gx_f, xt.grad.numpy(), rtol=rtol, atol=atol)
         for (name, p), (tname, tp) in zip(fm.named_parameters(), tm.named_parameters()):
             assert name == tname
-            np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=rtol, atol=atol,
-                                       err_msg=name)
+            np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
             tp.grad = None
     tsd = tm.state_dict()
     for k, v in fm.state_dict().items():
@@ -249,9 +267,12 @@ def test_load_state_dict_keeps_optimizer_views_valid():
 # -- structure, modes, gradients ---------------------------------------------------------
 def test_apply_visits_every_submodule_with_the_seed_note_pattern():
     fastnn.seed(0)
-    model = fastnn.Sequential(fastnn.Dense(64, 128), fastnn.ReLU(),
-                              fastnn.Sequential(fastnn.Dense(128, 128), fastnn.Tanh()),
-                              fastnn.Dense(128, 10))
+    model = fastnn.Sequential(
+        fastnn.Dense(64, 128),
+        fastnn.ReLU(),
+        fastnn.Sequential(fastnn.Dense(128, 128), fastnn.Tanh()),
+        fastnn.Dense(128, 10),
+    )
     before = [m.weight.data.copy() for m in model.modules() if isinstance(m, fastnn.Dense)]
     visited = []
 
@@ -273,8 +294,11 @@ def test_apply_visits_every_submodule_with_the_seed_note_pattern():
 
 
 def test_train_and_eval_propagate():
-    model = fastnn.Sequential(fastnn.Dense(3, 4), fastnn.Sequential(fastnn.BatchNorm1d(4),
-                              fastnn.Dropout(0.3)), fastnn.Dense(4, 2))
+    model = fastnn.Sequential(
+        fastnn.Dense(3, 4),
+        fastnn.Sequential(fastnn.BatchNorm1d(4), fastnn.Dropout(0.3)),
+        fastnn.Dense(4, 2),
+    )
     assert all(m.training for m in model.modules())
     assert model.eval() is model
     assert len(model.modules()) == 6
@@ -393,9 +417,16 @@ def test_predict_rejects_bad_input():
 # -- summary ----------------------------------------------------------------------------
 def test_summary_of_the_reference_mlp_bn():
     model = fastnn.Sequential(
-        fastnn.Dense(784, 512), fastnn.BatchNorm1d(512), fastnn.ReLU(), fastnn.Dropout(0.5),
-        fastnn.Dense(512, 512), fastnn.BatchNorm1d(512), fastnn.ReLU(), fastnn.Dropout(0.5),
-        fastnn.Dense(512, 10))
+        fastnn.Dense(784, 512),
+        fastnn.BatchNorm1d(512),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.5),
+        fastnn.Dense(512, 512),
+        fastnn.BatchNorm1d(512),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.5),
+        fastnn.Dense(512, 10),
+    )
     assert sum(p.size for p in model.parameters()) == 671_754
     printed = []
     text = model.summary(print_fn=printed.append)
@@ -469,15 +500,24 @@ def test_dense_default_init_matches_torch_linear_bounds():
     assert abs(layer.weight.data.std() / (bound / math.sqrt(3)) - 1) < 0.02
 
 
-@pytest.mark.parametrize("name,param", [
-    ("linear", None), ("conv2d", None), ("sigmoid", None),
-    ("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2),
-    ("selu", None),
-])
+@pytest.mark.parametrize(
+    "name,param",
+    [
+        ("linear", None),
+        ("conv2d", None),
+        ("sigmoid", None),
+        ("tanh", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("selu", None),
+    ],
+)
 def test_calculate_gain_equals_torch(name, param):
     torch = pytest.importorskip("torch")
     assert init.calculate_gain(name, param) == pytest.approx(
-        torch.nn.init.calculate_gain(name, param), rel=1e-12)
+        torch.nn.init.calculate_gain(name, param), rel=1e-12
+    )
 
 
 def test_calculate_gain_rejects_unknown():
@@ -529,8 +569,17 @@ def test_dense_unknown_init_lists_valid_names():
         assert name in msg
 
 
-@pytest.mark.parametrize("name", ["xavier_uniform", "xavier_normal", "kaiming_uniform",
-                                  "kaiming_normal", "orthogonal", "trunc_normal"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "xavier_uniform",
+        "xavier_normal",
+        "kaiming_uniform",
+        "kaiming_normal",
+        "orthogonal",
+        "trunc_normal",
+    ],
+)
 def test_dense_named_init_zeroes_the_bias(name):
     fastnn.seed(5)
     layer = fastnn.Dense(20, 10, init=name)

@@ -3,6 +3,7 @@ InstanceNorm1d/2d and weight_norm against torch.nn in float64 (outputs, input an
 parameter gradients, running statistics, num_batches_tracked, state_dict keys), every
 gradient against central finite differences, identical results for 1 and 2 threads on
 inputs above the kernels' threading threshold, and clear errors for bad input."""
+
 import warnings
 
 import numpy as np
@@ -12,8 +13,17 @@ from hypothesis import strategies as st
 
 import fastnn
 from fastnn import (
-    BatchNorm1d, BatchNorm2d, Dense, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-    Sequential, _kernels, remove_weight_norm, weight_norm,
+    BatchNorm1d,
+    BatchNorm2d,
+    Dense,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+    Sequential,
+    _kernels,
+    remove_weight_norm,
+    weight_norm,
 )
 from fastnn.layers.normalization import _WeightNormed
 from helpers import fd_check
@@ -31,8 +41,11 @@ def randomize_affine(layer, rng):
     """Give weight/bias non-trivial values (so their gradients and the affine part
     are really exercised)."""
     for name, p in layer.named_parameters():
-        p.data = (rng.uniform(0.5, 1.5, p.shape) if name.endswith("weight")
-                  else rng.normal(0, 0.5, p.shape))
+        p.data = (
+            rng.uniform(0.5, 1.5, p.shape)
+            if name.endswith("weight")
+            else rng.normal(0, 0.5, p.shape)
+        )
     return layer
 
 
@@ -86,9 +99,11 @@ def assert_state_equal(layer, tlayer, where, skip=()):
 
 # ------------------------------------------------------------------------ batch norm
 
-BN_SHAPES = {"1d_NC": (BatchNorm1d, "BatchNorm1d", (9, 5)),
-             "1d_NCL": (BatchNorm1d, "BatchNorm1d", (6, 5, 7)),
-             "2d_NCHW": (BatchNorm2d, "BatchNorm2d", (4, 5, 3, 6))}
+BN_SHAPES = {
+    "1d_NC": (BatchNorm1d, "BatchNorm1d", (9, 5)),
+    "1d_NCL": (BatchNorm1d, "BatchNorm1d", (6, 5, 7)),
+    "2d_NCHW": (BatchNorm2d, "BatchNorm2d", (4, 5, 3, 6)),
+}
 BN_CONFIGS = {
     "default": {},
     "momentum_0.5": dict(momentum=0.5),
@@ -136,8 +151,7 @@ def test_batchnorm_running_stats_formula(rng):
     bn.forward(x1)
     bn.forward(x2)
     np.testing.assert_allclose(bn.running_mean, 0.3 * m2 + 0.7 * (0.3 * m1), rtol=1e-13)
-    np.testing.assert_allclose(bn.running_var, 0.3 * v2 + 0.7 * (0.3 * v1 + 0.7),
-                               rtol=1e-13)
+    np.testing.assert_allclose(bn.running_var, 0.3 * v2 + 0.7 * (0.3 * v1 + 0.7), rtol=1e-13)
     cum = BatchNorm1d(3, momentum=None, dtype=np.float64)
     cum.forward(x1)
     cum.forward(x2)
@@ -217,11 +231,17 @@ def test_groupnorm_matches_torch(th, rng, case):
         assert_same_as_torch(ours, theirs, case)
 
 
-@settings(max_examples=20, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(1, 4), groups=st.integers(1, 4), per_group=st.integers(1, 4),
-       spatial=st.lists(st.integers(1, 4), max_size=2), affine=st.booleans(),
-       seed=st.integers(0, 1000))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(1, 4),
+    groups=st.integers(1, 4),
+    per_group=st.integers(1, 4),
+    spatial=st.lists(st.integers(1, 4), max_size=2),
+    affine=st.booleans(),
+    seed=st.integers(0, 1000),
+)
 def test_groupnorm_any_shape_property(n, groups, per_group, spatial, affine, seed):
     """GroupNorm against a NumPy reference (forward and every gradient) for arbitrary
     batch, group, channel and spatial sizes."""
@@ -246,13 +266,12 @@ def test_groupnorm_any_shape_property(n, groups, per_group, spatial, affine, see
     gx = layer.backward(g)
     u = (g * w).reshape(n, groups, -1)
     xh = xhat.reshape(n, groups, -1)
-    ref = (u - u.mean(-1, keepdims=True) - xh * (u * xh).mean(-1, keepdims=True))
+    ref = u - u.mean(-1, keepdims=True) - xh * (u * xh).mean(-1, keepdims=True)
     ref = (ref / np.sqrt(var + 1e-5)).reshape(shape)
     np.testing.assert_allclose(gx, ref, rtol=1e-9, atol=1e-11)
     if affine:
         axes = tuple(i for i in range(len(shape)) if i != 1)
-        np.testing.assert_allclose(layer.weight.grad, (g * xhat).sum(axes), rtol=1e-10,
-                                   atol=1e-11)
+        np.testing.assert_allclose(layer.weight.grad, (g * xhat).sum(axes), rtol=1e-10, atol=1e-11)
         np.testing.assert_allclose(layer.bias.grad, g.sum(axes), rtol=1e-10, atol=1e-11)
 
 
@@ -261,12 +280,20 @@ def test_groupnorm_any_shape_property(n, groups, per_group, spatial, affine, see
 IN_CASES = {
     "1d_default": (InstanceNorm1d, "InstanceNorm1d", (3, 5, 7), {}),
     "1d_affine": (InstanceNorm1d, "InstanceNorm1d", (3, 5, 7), dict(affine=True)),
-    "1d_track": (InstanceNorm1d, "InstanceNorm1d", (3, 5, 7),
-                 dict(track_running_stats=True, momentum=0.3)),
+    "1d_track": (
+        InstanceNorm1d,
+        "InstanceNorm1d",
+        (3, 5, 7),
+        dict(track_running_stats=True, momentum=0.3),
+    ),
     "2d_default": (InstanceNorm2d, "InstanceNorm2d", (2, 4, 3, 5), {}),
     "2d_affine": (InstanceNorm2d, "InstanceNorm2d", (2, 4, 3, 5), dict(affine=True)),
-    "2d_affine_track": (InstanceNorm2d, "InstanceNorm2d", (2, 4, 3, 5),
-                        dict(affine=True, track_running_stats=True)),
+    "2d_affine_track": (
+        InstanceNorm2d,
+        "InstanceNorm2d",
+        (2, 4, 3, 5),
+        dict(affine=True, track_running_stats=True),
+    ),
 }
 
 
@@ -306,8 +333,7 @@ def test_instancenorm_running_stats_formula(rng):
     layer.forward(x1)
     layer.forward(x2)
     np.testing.assert_allclose(layer.running_mean, 0.2 * m2 + 0.8 * 0.2 * m1, rtol=1e-13)
-    np.testing.assert_allclose(layer.running_var, 0.2 * v2 + 0.8 * (0.2 * v1 + 0.8),
-                               rtol=1e-13)
+    np.testing.assert_allclose(layer.running_var, 0.2 * v2 + 0.8 * (0.2 * v1 + 0.8), rtol=1e-13)
     cum = InstanceNorm1d(2, momentum=None, track_running_stats=True, dtype=np.float64)
     cum.forward(x1)
     cum.forward(x2)
@@ -317,8 +343,8 @@ def test_instancenorm_running_stats_formula(rng):
     cum.eval()
     y = cum.forward(x1)
     np.testing.assert_allclose(
-        y, (x1 - cum.running_mean[:, None]) / np.sqrt(cum.running_var[:, None] + 1e-5),
-        rtol=1e-12)
+        y, (x1 - cum.running_mean[:, None]) / np.sqrt(cum.running_var[:, None] + 1e-5), rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------- float32, far from zero
@@ -356,9 +382,14 @@ def test_statistics_accurate_far_from_zero(rng, dtype, case, offset):
 def test_float32_close_to_torch(th, rng, case):
     make, shape, _ = STAT_CASES[case]
     layer = randomize_affine(make(np.float32), rng)
-    tname = {"bn1d": "BatchNorm1d", "bn1d_NCL": "BatchNorm1d", "bn2d": "BatchNorm2d",
-             "layernorm": "LayerNorm", "groupnorm": "GroupNorm",
-             "instancenorm2d": "InstanceNorm2d"}[case]
+    tname = {
+        "bn1d": "BatchNorm1d",
+        "bn1d_NCL": "BatchNorm1d",
+        "bn2d": "BatchNorm2d",
+        "layernorm": "LayerNorm",
+        "groupnorm": "GroupNorm",
+        "instancenorm2d": "InstanceNorm2d",
+    }[case]
     args = {"layernorm": (48,), "groupnorm": (1, 4)}.get(case, (shape[1],))
     tlayer = getattr(th.nn, tname)(*args)
     tlayer.load_state_dict({k: th.tensor(v) for k, v in layer.state_dict().items()})
@@ -375,13 +406,13 @@ def test_float32_close_to_torch(th, rng, case):
     np.testing.assert_allclose(gx, xt.grad.numpy(), **tol)
     tp = dict(tlayer.named_parameters())
     for n, p in layer.named_parameters():
-        np.testing.assert_allclose(p.grad, tp[n].grad.numpy(), rtol=1e-4, atol=1e-4,
-                                   err_msg=n)
+        np.testing.assert_allclose(p.grad, tp[n].grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=n)
     for k, v in layer.state_dict().items():
         np.testing.assert_allclose(v, tlayer.state_dict()[k].numpy(), **tol, err_msg=k)
 
 
 # --------------------------------------------------------------- finite differences
+
 
 def _eval_bn(cls, c, **kw):
     def make():
@@ -389,6 +420,7 @@ def _eval_bn(cls, c, **kw):
         layer.running_mean[...] = np.linspace(-0.5, 0.5, c)
         layer.running_var[...] = np.linspace(0.5, 2.0, c)
         return layer.eval()
+
     return make
 
 
@@ -399,25 +431,28 @@ FD_CASES = {
     "bn1d_eval": (_eval_bn(BatchNorm1d, 4), (5, 4)),
     "bn2d_eval": (_eval_bn(BatchNorm2d, 2), (3, 2, 2, 3)),
     "bn1d_no_affine": (lambda: BatchNorm1d(4, affine=False, dtype=np.float64), (6, 4)),
-    "bn1d_no_stats": (lambda: BatchNorm1d(3, track_running_stats=False,
-                                          dtype=np.float64).eval(), (5, 3)),
+    "bn1d_no_stats": (
+        lambda: BatchNorm1d(3, track_running_stats=False, dtype=np.float64).eval(),
+        (5, 3),
+    ),
     "layernorm_1d": (lambda: LayerNorm(5, dtype=np.float64), (4, 5)),
     "layernorm_2d": (lambda: LayerNorm((3, 4), dtype=np.float64), (2, 3, 4)),
     "layernorm_no_bias": (lambda: LayerNorm(5, bias=False, dtype=np.float64), (3, 5)),
-    "layernorm_no_affine": (lambda: LayerNorm(5, elementwise_affine=False,
-                                              dtype=np.float64), (3, 5)),
+    "layernorm_no_affine": (
+        lambda: LayerNorm(5, elementwise_affine=False, dtype=np.float64),
+        (3, 5),
+    ),
     "groupnorm_4d": (lambda: GroupNorm(2, 4, dtype=np.float64), (2, 4, 2, 3)),
     "groupnorm_3d": (lambda: GroupNorm(3, 6, dtype=np.float64), (2, 6, 3)),
     "groupnorm_2d": (lambda: GroupNorm(2, 6, dtype=np.float64), (3, 6)),
-    "groupnorm_no_affine": (lambda: GroupNorm(2, 4, affine=False, dtype=np.float64),
-                            (2, 4, 3)),
+    "groupnorm_no_affine": (lambda: GroupNorm(2, 4, affine=False, dtype=np.float64), (2, 4, 3)),
     "instancenorm1d": (lambda: InstanceNorm1d(3, dtype=np.float64), (2, 3, 5)),
-    "instancenorm1d_affine": (lambda: InstanceNorm1d(3, affine=True, dtype=np.float64),
-                              (2, 3, 5)),
-    "instancenorm2d_affine": (lambda: InstanceNorm2d(2, affine=True, dtype=np.float64),
-                              (2, 2, 3, 3)),
-    "instancenorm2d_tracked_eval": (
-        lambda: _eval_in2d(), (2, 2, 3, 2)),
+    "instancenorm1d_affine": (lambda: InstanceNorm1d(3, affine=True, dtype=np.float64), (2, 3, 5)),
+    "instancenorm2d_affine": (
+        lambda: InstanceNorm2d(2, affine=True, dtype=np.float64),
+        (2, 2, 3, 3),
+    ),
+    "instancenorm2d_tracked_eval": (lambda: _eval_in2d(), (2, 2, 3, 2)),
 }
 
 
@@ -445,8 +480,10 @@ THREAD_CASES = {
     "layernorm": (lambda dt: LayerNorm(128, dtype=dt), (320, 128)),
     "layernorm_2d": (lambda dt: LayerNorm((16, 40), dtype=dt), (64, 16, 40)),
     "groupnorm": (lambda dt: GroupNorm(4, 32, dtype=dt), (8, 32, 12, 14)),
-    "instancenorm2d": (lambda dt: InstanceNorm2d(32, affine=True, track_running_stats=True,
-                                                 dtype=dt), (8, 32, 12, 14)),
+    "instancenorm2d": (
+        lambda dt: InstanceNorm2d(32, affine=True, track_running_stats=True, dtype=dt),
+        (8, 32, 12, 14),
+    ),
 }
 
 
@@ -470,6 +507,7 @@ def test_normalization_thread_independent(rng, dtype, use_threads, case):
 
 
 # --------------------------------------------------------------------- weight norm
+
 
 def make_weight_normed(th, dim, rng, n_in=5, n_out=4):
     fastnn.seed(11)
@@ -496,21 +534,24 @@ def test_weight_norm_matches_torch(th, rng, dim):
         assert sd[k].shape == tuple(tsd[k].shape), k
         np.testing.assert_allclose(sd[k], tsd[k].numpy(), rtol=1e-15, err_msg=k)
     # g starts at the norms: the layer computes what it did before
-    expect_g = (np.linalg.norm(sd["weight_v"], axis=1, keepdims=True) if dim == 0
-                else np.linalg.norm(sd["weight_v"]))
+    expect_g = (
+        np.linalg.norm(sd["weight_v"], axis=1, keepdims=True)
+        if dim == 0
+        else np.linalg.norm(sd["weight_v"])
+    )
     np.testing.assert_allclose(sd["weight_g"], expect_g, rtol=1e-15)
     # move g and v away from their initial values, in both
     g_new = rng.uniform(0.5, 2.0, sd["weight_g"].shape)
     v_new = rng.standard_normal(sd["weight_v"].shape)
     layer.load_state_dict({"bias": sd["bias"], "weight_g": g_new, "weight_v": v_new})
-    t.load_state_dict({"bias": tsd["bias"], "weight_g": th.tensor(g_new),
-                       "weight_v": th.tensor(v_new)})
+    t.load_state_dict(
+        {"bias": tsd["bias"], "weight_g": th.tensor(g_new), "weight_v": th.tensor(v_new)}
+    )
     x, gy = rng.standard_normal((6, 5)), rng.standard_normal((6, 4))
     ours, theirs = run_both(th, layer, t, x, gy)
     assert_same_as_torch(ours, theirs, f"weight_norm dim={dim}")
     # the effective weight is g * v / |v|
-    norm = (np.linalg.norm(v_new, axis=1, keepdims=True) if dim == 0
-            else np.linalg.norm(v_new))
+    norm = np.linalg.norm(v_new, axis=1, keepdims=True) if dim == 0 else np.linalg.norm(v_new)
     np.testing.assert_allclose(layer.weight.data, g_new * v_new / norm, rtol=1e-14)
 
 
@@ -606,9 +647,13 @@ def test_weight_norm_bad_arguments():
 
 # ----------------------------------------------------------------------- bad input
 
+
 def test_groupnorm_channels_must_divide_into_groups():
-    with pytest.raises(ValueError, match=r"num_channels \(6\) must be divisible by "
-                                         r"num_groups \(4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_channels \(6\) must be divisible by "
+        r"num_groups \(4\)",
+    ):
         GroupNorm(4, 6)
     with pytest.raises(ValueError, match="num_groups"):
         GroupNorm(0, 6)
@@ -627,17 +672,20 @@ def test_layernorm_shape_mismatch_at_forward():
         LayerNorm(3, eps=0.0)
 
 
-@pytest.mark.parametrize("layer,shape,fragment", [
-    (lambda: BatchNorm1d(4), (3, 5), r"BatchNorm1d\(4\).*4 channels on axis 1.*\(3, 5\)"),
-    (lambda: BatchNorm1d(4), (3, 5, 2), r"4 channels.*\(3, 5, 2\)"),
-    (lambda: BatchNorm1d(4), (2, 4, 3, 3), r"2-D or 3-D input"),
-    (lambda: BatchNorm2d(4), (3, 4, 5), r"BatchNorm2d\(4\).*4-D input"),
-    (lambda: BatchNorm2d(4), (3, 5, 2, 2), r"4 channels.*\(3, 5, 2, 2\)"),
-    (lambda: InstanceNorm1d(4), (3, 4), r"InstanceNorm1d\(4\).*3-D input"),
-    (lambda: InstanceNorm2d(3), (2, 4, 5, 5), r"InstanceNorm2d\(3\).*3 channels"),
-    (lambda: GroupNorm(2, 4), (3, 6, 5), r"GroupNorm\(2, 4\).*\(N, 4, \.\.\.\).*\(3, 6, 5\)"),
-    (lambda: GroupNorm(2, 4), (4,), r"GroupNorm\(2, 4\)"),
-])
+@pytest.mark.parametrize(
+    "layer,shape,fragment",
+    [
+        (lambda: BatchNorm1d(4), (3, 5), r"BatchNorm1d\(4\).*4 channels on axis 1.*\(3, 5\)"),
+        (lambda: BatchNorm1d(4), (3, 5, 2), r"4 channels.*\(3, 5, 2\)"),
+        (lambda: BatchNorm1d(4), (2, 4, 3, 3), r"2-D or 3-D input"),
+        (lambda: BatchNorm2d(4), (3, 4, 5), r"BatchNorm2d\(4\).*4-D input"),
+        (lambda: BatchNorm2d(4), (3, 5, 2, 2), r"4 channels.*\(3, 5, 2, 2\)"),
+        (lambda: InstanceNorm1d(4), (3, 4), r"InstanceNorm1d\(4\).*3-D input"),
+        (lambda: InstanceNorm2d(3), (2, 4, 5, 5), r"InstanceNorm2d\(3\).*3 channels"),
+        (lambda: GroupNorm(2, 4), (3, 6, 5), r"GroupNorm\(2, 4\).*\(N, 4, \.\.\.\).*\(3, 6, 5\)"),
+        (lambda: GroupNorm(2, 4), (4,), r"GroupNorm\(2, 4\)"),
+    ],
+)
 def test_wrong_channel_count(layer, shape, fragment):
     with pytest.raises(ValueError, match=f"(?s){fragment}"):
         layer().forward(np.zeros(shape))

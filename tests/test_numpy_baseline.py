@@ -9,6 +9,7 @@ running RMS, so the two biases take different O(lr) steps (when the noise is abo
 Adam's eps, as in float32). For those two tensors the test checks that the gradient is
 round-off sized, and bounds what follows from it: the biases (at most 2 lr apart per
 step) and the running means of the BN after them (momentum times the bias gap)."""
+
 import tracemalloc
 
 import numpy as np
@@ -31,8 +32,14 @@ RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 
 def mlp_bn(dtype):
     return Sequential(
-        Dense(784, 512, dtype=dtype), BatchNorm1d(512, dtype=dtype), ReLU(), Dropout(0.5),
-        Dense(512, 512, dtype=dtype), BatchNorm1d(512, dtype=dtype), ReLU(), Dropout(0.5),
+        Dense(784, 512, dtype=dtype),
+        BatchNorm1d(512, dtype=dtype),
+        ReLU(),
+        Dropout(0.5),
+        Dense(512, 512, dtype=dtype),
+        BatchNorm1d(512, dtype=dtype),
+        ReLU(),
+        Dropout(0.5),
         Dense(512, 10, dtype=dtype),
     )
 
@@ -62,14 +69,17 @@ def run_both(dtype, batch=64, seed=3):
     y = rng.integers(0, 10, STEPS * batch)
     steps = []
     for s in range(STEPS):
-        xb, yb = X[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch]
+        xb, yb = X[s * batch : (s + 1) * batch], y[s * batch : (s + 1) * batch]
         # the pre-BN biases this step's forward uses, on each side
         biases = {k: (model.state_dict()[k], base.params[k].copy()) for k in PRE_BN_BIASES}
         loss_f = trainer.train_step(xb, yb)
         # The masks fastnn drew in this forward (kept by the fused BN-ReLU-Dropout
         # steps in the contexts of the trainer's call).
-        masks = [trainer._ctx.child(k).mask.copy() for k, step in enumerate(model.steps)
-                 if step.layers[-1] in [model[i] for i in DROPOUT_LAYERS]]
+        masks = [
+            trainer._ctx.child(k).mask.copy()
+            for k, step in enumerate(model.steps)
+            if step.layers[-1] in [model[i] for i in DROPOUT_LAYERS]
+        ]
         assert len(masks) == len(DROPOUT_LAYERS)
         loss_b = base.train_step(xb, yb, masks=masks)
         grads_f = {k: p.grad.copy() for k, p in model.named_parameters()}
@@ -149,10 +159,11 @@ def test_running_statistics_agree(runs):
         # Batch means include the preceding Dense bias, whose two copies differ by
         # Adam-amplified noise; running_mean = sum_s momentum (1 - momentum)^(T - s)
         # mean_s carries that gap, which is removed exactly before comparing.
-        gap = sum(MOMENTUM * (1 - MOMENTUM) ** (STEPS - 1 - s)
-                  * (b_f.astype(np.float64) - b_b)
-                  for s, (*_, biases) in enumerate(steps)
-                  for b_f, b_b in [biases[f"{dense}.bias"]])
+        gap = sum(
+            MOMENTUM * (1 - MOMENTUM) ** (STEPS - 1 - s) * (b_f.astype(np.float64) - b_b)
+            for s, (*_, biases) in enumerate(steps)
+            for b_f, b_b in [biases[f"{dense}.bias"]]
+        )
         key = f"{bn}.running_mean"
         assert rel_err(sd_b[key] + gap, sd_f[key]) < RTOL[dtype], key
 

@@ -1,6 +1,7 @@
 """fastnn.onnx.export: every built-in MLP layer exported, checked by onnx.checker and run
 by onnxruntime against model.predict (batch 1, 7, 450), in float32 and float64; clear
 errors for layers without an ONNX form."""
+
 import numpy as np
 import pytest
 
@@ -28,8 +29,9 @@ def trained(model, n_in, rng, steps=3):
     trainer = fastnn.Trainer(model, loss, opt)
     X = rng.normal(1.0, 2.0, (64, n_in)).astype(model.dtype)
     out = model.predict(X[:2]).shape[1]
-    trainer.fit(X, rng.normal(size=(64, out)).astype(model.dtype), epochs=steps,
-                batch_size=16, verbose=0)
+    trainer.fit(
+        X, rng.normal(size=(64, out)).astype(model.dtype), epochs=steps, batch_size=16, verbose=0
+    )
     return model
 
 
@@ -43,25 +45,68 @@ def standardize(n, rng, inverse=False):
 MODELS = {
     "dense_relu": lambda r: fastnn.Sequential(L.Dense(6, 16), L.ReLU(), L.Dense(16, 3)),
     "every_activation": lambda r: fastnn.Sequential(
-        L.Dense(6, 8), L.Sigmoid(), L.Dense(8, 8), L.Tanh(), L.Dense(8, 8), L.LeakyReLU(0.1),
-        L.Dense(8, 8), L.ELU(0.7), L.Dense(8, 8), L.GELU(), L.Dense(8, 8),
-        L.GELU(approximate="tanh"), L.Dense(8, 8), L.Softplus(beta=2.0, threshold=3.0),
-        L.Dense(8, 8), L.Softplus(), L.Dense(8, 8), L.HardTanh(-0.5, 0.7), L.Dense(8, 8),
-        L.AbsReLU(), L.Dense(8, 8), L.PReLU(8), L.Dense(8, 8), L.PReLU(), L.Identity(),
-        L.Dense(8, 4), L.Softmax()),
+        L.Dense(6, 8),
+        L.Sigmoid(),
+        L.Dense(8, 8),
+        L.Tanh(),
+        L.Dense(8, 8),
+        L.LeakyReLU(0.1),
+        L.Dense(8, 8),
+        L.ELU(0.7),
+        L.Dense(8, 8),
+        L.GELU(),
+        L.Dense(8, 8),
+        L.GELU(approximate="tanh"),
+        L.Dense(8, 8),
+        L.Softplus(beta=2.0, threshold=3.0),
+        L.Dense(8, 8),
+        L.Softplus(),
+        L.Dense(8, 8),
+        L.HardTanh(-0.5, 0.7),
+        L.Dense(8, 8),
+        L.AbsReLU(),
+        L.Dense(8, 8),
+        L.PReLU(8),
+        L.Dense(8, 8),
+        L.PReLU(),
+        L.Identity(),
+        L.Dense(8, 4),
+        L.Softmax(),
+    ),
     "batchnorm_dropout": lambda r: fastnn.Sequential(
-        standardize(6, r), L.Dense(6, 32), L.BatchNorm1d(32), L.ReLU(), L.Dropout(0.3),
-        L.Dense(32, 32, bias=False), L.BatchNorm1d(32, affine=False), L.ReLU(),
-        L.Dropout(0.2, mode="weight_scaling"), L.Dense(32, 2), standardize(2, r, True)),
+        standardize(6, r),
+        L.Dense(6, 32),
+        L.BatchNorm1d(32),
+        L.ReLU(),
+        L.Dropout(0.3),
+        L.Dense(32, 32, bias=False),
+        L.BatchNorm1d(32, affine=False),
+        L.ReLU(),
+        L.Dropout(0.2, mode="weight_scaling"),
+        L.Dense(32, 2),
+        standardize(2, r, True),
+    ),
     "layernorm_groupnorm": lambda r: fastnn.Sequential(
-        L.Dense(6, 12), L.LayerNorm(12), L.GELU(), L.Dense(12, 12),
-        L.LayerNorm(12, elementwise_affine=False), L.Dense(12, 12), L.GroupNorm(3, 12),
-        L.Tanh(), L.Dense(12, 2)),
+        L.Dense(6, 12),
+        L.LayerNorm(12),
+        L.GELU(),
+        L.Dense(12, 12),
+        L.LayerNorm(12, elementwise_affine=False),
+        L.Dense(12, 12),
+        L.GroupNorm(3, 12),
+        L.Tanh(),
+        L.Dense(12, 2),
+    ),
     "maxout_rbf_dropconnect": lambda r: fastnn.Sequential(
-        L.Maxout(6, 10, pieces=3), L.DropConnect(L.Dense(10, 10), p=0.3), L.ReLU(),
-        L.RBF(10, 7, width=2.0), L.Dense(7, 2)),
+        L.Maxout(6, 10, pieces=3),
+        L.DropConnect(L.Dense(10, 10), p=0.3),
+        L.ReLU(),
+        L.RBF(10, 7, width=2.0),
+        L.Dense(7, 2),
+    ),
     "weight_norm": lambda r: fastnn.Sequential(
-        L.weight_norm(L.Dense(6, 10)), L.ReLU(), L.weight_norm(L.Dense(10, 2), dim=None)),
+        L.weight_norm(L.Dense(6, 10)), L.ReLU(), L.weight_norm(L.Dense(10, 2), dim=None)
+    ),
 }
 
 
@@ -114,12 +159,12 @@ def test_unsupported_layer_and_bad_arguments():
     model = fastnn.Sequential(L.Dense(3, 3), Doubler())
     with pytest.raises(fastnn.onnx.ExportError, match="no ONNX form for layer Doubler"):
         fastnn.onnx.export(model)
-    fastnn.onnx.register(Doubler)(
-        lambda layer, g, x: g.node("Mul", [x, g.const(2.0, "two")]))
+    fastnn.onnx.register(Doubler)(lambda layer, g, x: g.node("Mul", [x, g.const(2.0, "two")]))
     try:
         X = np.ones((2, 3), np.float32)
-        np.testing.assert_allclose(run_onnx(fastnn.onnx.export(model), X), model.predict(X),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            run_onnx(fastnn.onnx.export(model), X), model.predict(X), rtol=1e-6
+        )
     finally:
         del fastnn.onnx.CONVERTERS[Doubler]
     bn = fastnn.Sequential(L.Dense(3, 3), L.BatchNorm1d(3, track_running_stats=False))
@@ -155,8 +200,9 @@ def test_graph_models_export(rng, make):
     for batch in (1, 7, 450):
         X = rng.normal(size=(batch, 6)).astype(np.float32)
         ref = model.predict(X)
-        np.testing.assert_allclose(run_onnx(proto, X), ref, rtol=1e-5,
-                                   atol=1e-5 * np.abs(ref).max())
+        np.testing.assert_allclose(
+            run_onnx(proto, X), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max()
+        )
 
 
 def test_two_inputs_two_outputs(rng):

@@ -1,6 +1,7 @@
 """Optimizers (fastnn.optim): update rules against a NumPy reference of the documented
 formulas and against torch.optim, flat-buffer views, parameter groups, frozen
 parameters, the lr property, state_dict round trips and input validation."""
+
 import copy
 import functools
 import itertools
@@ -24,11 +25,15 @@ make_params = functools.partial(_make_params, shapes=SHAPES)
 class RefSGD:
     """torch.optim.SGD's documented algorithm, in NumPy."""
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         self.p = [np.array(x, copy=True) for x in params]
-        self.lr, self.mom, self.damp, self.wd, self.nest = lr, momentum, dampening, \
-            weight_decay, nesterov
+        self.lr, self.mom, self.damp, self.wd, self.nest = (
+            lr,
+            momentum,
+            dampening,
+            weight_decay,
+            nesterov,
+        )
         self.buf = [None] * len(params)
 
     def step(self, grads):
@@ -46,8 +51,16 @@ class RefSGD:
 class RefAdam:
     """torch.optim.Adam / AdamW's documented algorithm, in NumPy."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, decoupled=False):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        decoupled=False,
+    ):
         self.p = [np.array(x, copy=True) for x in params]
         self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
         self.ams, self.decoupled = amsgrad, decoupled
@@ -86,8 +99,9 @@ SGD_CASES = [
     for m, d, n, w in itertools.product([0.0, 0.9], [0.0, 0.3], [False, True], [0.0, 0.05])
     if not (n and (m == 0 or d != 0))
 ]
-SGD_IDS = ["mom{momentum}-damp{dampening}-nest{nesterov}-wd{weight_decay}".format(**c)
-           for c in SGD_CASES]
+SGD_IDS = [
+    "mom{momentum}-damp{dampening}-nest{nesterov}-wd{weight_decay}".format(**c) for c in SGD_CASES
+]
 
 ADAM_CASES = [
     (cls, dict(weight_decay=w, amsgrad=a, **extra))
@@ -95,8 +109,10 @@ ADAM_CASES = [
     for w, a in itertools.product([0.0, 0.1], [False, True])
     for extra in ({}, {"betas": (0.8, 0.99), "eps": 1e-6, "lr": 3e-2})
 ]
-ADAM_IDS = [f"{c}-wd{o['weight_decay']}-ams{o['amsgrad']}-{'custom' if 'eps' in o else 'dflt'}"
-            for c, o in ADAM_CASES]
+ADAM_IDS = [
+    f"{c}-wd{o['weight_decay']}-ams{o['amsgrad']}-{'custom' if 'eps' in o else 'dflt'}"
+    for c, o in ADAM_CASES
+]
 
 
 def test_sgd_cases_cover_every_valid_combination():
@@ -141,12 +157,16 @@ BIG_SHAPES = [(317, 211), (7,), (40_001,)]  # > the one-thread threshold, odd si
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cls,opts", [
-    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
-    ("Adam", dict(lr=1e-2, amsgrad=True, weight_decay=0.01)),
-    ("AdamW", dict(lr=1e-2)),
-], ids=["sgd-mom", "sgd-nesterov", "adam-ams", "adamw"])
+@pytest.mark.parametrize(
+    "cls,opts",
+    [
+        ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+        ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+        ("Adam", dict(lr=1e-2, amsgrad=True, weight_decay=0.01)),
+        ("AdamW", dict(lr=1e-2)),
+    ],
+    ids=["sgd-mom", "sgd-nesterov", "adam-ams", "adamw"],
+)
 def test_large_buffers_match_reference_for_any_thread_count(cls, opts, dtype):
     """Buffers large enough for the multi-threaded kernel path: same numbers as the
     NumPy reference, and bit for bit the same with 1 and 2 threads."""
@@ -193,23 +213,32 @@ def test_adamw_default_weight_decay_is_decoupled():
     opt = optim.AdamW([p], lr=0.1)
     assert opt.param_groups[0]["weight_decay"] == 1e-2
     opt.step()
-    np.testing.assert_allclose(p.data, np.array([1.0, -2.0, 3.0]) * (1 - 0.1 * 1e-2),
-                               rtol=1e-15)
+    np.testing.assert_allclose(p.data, np.array([1.0, -2.0, 3.0]) * (1 - 0.1 * 1e-2), rtol=1e-15)
     # Adam's coupled L2 penalty instead moves by ~lr whatever the size of the weight.
     q = fastnn.Parameter(np.array([1.0, -2.0, 3.0]))
     optim.Adam([q], lr=0.1, weight_decay=1e-2).step()
-    np.testing.assert_allclose(q.data, np.array([1.0, -2.0, 3.0]) - 0.1 * np.sign(q.data),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        q.data, np.array([1.0, -2.0, 3.0]) - 0.1 * np.sign(q.data), rtol=1e-6
+    )
 
 
 def test_defaults_follow_torch():
     p = make_params(np.float32)
     a = optim.Adam(p).param_groups[0]
-    assert (a["lr"], tuple(a["betas"]), a["eps"], a["weight_decay"], a["amsgrad"]) == \
-        (1e-3, (0.9, 0.999), 1e-8, 0.0, False)
+    assert (a["lr"], tuple(a["betas"]), a["eps"], a["weight_decay"], a["amsgrad"]) == (
+        1e-3,
+        (0.9, 0.999),
+        1e-8,
+        0.0,
+        False,
+    )
     s = optim.SGD(make_params(np.float32), lr=0.1).param_groups[0]
-    assert (s["momentum"], s["dampening"], s["weight_decay"], s["nesterov"]) == \
-        (0.0, 0.0, 0.0, False)
+    assert (s["momentum"], s["dampening"], s["weight_decay"], s["nesterov"]) == (
+        0.0,
+        0.0,
+        0.0,
+        False,
+    )
 
 
 # -- against torch.optim ----------------------------------------------------------------
@@ -249,8 +278,9 @@ def _assert_histories_close(fh, th, rtol=1e-12, atol=1e-14):
     assert len(fh) == len(th)
     for step, (fs, ts) in enumerate(zip(fh, th)):
         for f, t in zip(fs, ts):
-            np.testing.assert_allclose(f, t, rtol=rtol, atol=atol,
-                                       err_msg=f"diverged at step {step + 1}")
+            np.testing.assert_allclose(
+                f, t, rtol=rtol, atol=atol, err_msg=f"diverged at step {step + 1}"
+            )
 
 
 @pytest.mark.parametrize("opts", SGD_CASES, ids=SGD_IDS)
@@ -273,19 +303,24 @@ def test_adam_matches_torch_step_for_step(cls, opts):
     _assert_histories_close(fh, th)
 
 
-@pytest.mark.parametrize("cls,opts", [
-    ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True)),
-    ("Adam", dict(lr=1e-2, amsgrad=True)),
-    ("AdamW", dict(lr=1e-2)),
-])
+@pytest.mark.parametrize(
+    "cls,opts",
+    [
+        ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True)),
+        ("Adam", dict(lr=1e-2, amsgrad=True)),
+        ("AdamW", dict(lr=1e-2)),
+    ],
+)
 def test_parameter_groups_match_torch(cls, opts):
     """Groups with their own lr and weight decay (e.g. no decay on biases) each follow
     their own hyper-parameters, exactly as torch's parameter groups."""
     torch = pytest.importorskip("torch")
     init = [p.data for p in make_params(np.float64, seed=7)]
     grads = grad_stream(SHAPES, 100, seed=8)
-    groups = [dict(params=[0, 2], weight_decay=0.05),
-              dict(params=[1, 3, 4], weight_decay=0.0, lr=opts["lr"] * 3)]
+    groups = [
+        dict(params=[0, 2], weight_decay=0.05),
+        dict(params=[1, 3, 4], weight_decay=0.0, lr=opts["lr"] * 3),
+    ]
     th = _torch_run(torch, cls, opts, init, grads, groups)
     fh = _fastnn_run(cls, opts, init, grads, groups)
     _assert_histories_close(fh, th)
@@ -296,8 +331,10 @@ def test_parameter_groups_match_torch(cls, opts):
 def test_parameter_groups_follow_their_own_hyperparameters(dtype):
     params = make_params(dtype)
     weights, biases = [params[0], params[2]], [params[1], params[3], params[4]]
-    opt = optim.SGD([{"params": weights, "weight_decay": 0.1},
-                     {"params": biases, "lr": 0.5, "momentum": 0.9}], lr=0.01)
+    opt = optim.SGD(
+        [{"params": weights, "weight_decay": 0.1}, {"params": biases, "lr": 0.5, "momentum": 0.9}],
+        lr=0.01,
+    )
     assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["momentum"] == 0.0
     assert opt.param_groups[1]["weight_decay"] == 0.0
     ref_w = RefSGD([p.data for p in weights], lr=0.01, weight_decay=0.1)
@@ -406,8 +443,8 @@ def test_in_place_writes_to_data_and_grad_are_seen_by_the_optimizer(cls):
     params = make_params(np.float64)
     opt = getattr(optim, cls)(params, lr=0.1)
     views = [p.data for p in params]
-    params[0].data[...] = 5.0           # in-place write into the view
-    params[1].data = np.full(5, -2.0)   # setter copies into the view
+    params[0].data[...] = 5.0  # in-place write into the view
+    params[1].data = np.full(5, -2.0)  # setter copies into the view
     assert params[1].data is views[1]
     for p in params:
         p.grad[...] = 1.0
@@ -421,8 +458,9 @@ def test_in_place_writes_to_data_and_grad_are_seen_by_the_optimizer(cls):
 
 def test_zero_grad_zeroes_every_grad():
     fastnn.seed(1)
-    model = fastnn.Sequential(fastnn.Dense(6, 5), fastnn.BatchNorm1d(5), fastnn.ReLU(),
-                              fastnn.Dense(5, 2))
+    model = fastnn.Sequential(
+        fastnn.Dense(6, 5), fastnn.BatchNorm1d(5), fastnn.ReLU(), fastnn.Dense(5, 2)
+    )
     opt = optim.SGD(model.parameters(), lr=0.1)
     for p in model.parameters():
         p.grad[...] = np.random.default_rng(0).normal(size=p.shape)
@@ -457,26 +495,30 @@ def test_gradients_accumulate_until_zero_grad():
 # -- state_dict -------------------------------------------------------------------------
 def _model(seed):
     fastnn.seed(seed)
-    return fastnn.Sequential(fastnn.Dense(10, 16), fastnn.BatchNorm1d(16), fastnn.ReLU(),
-                             fastnn.Dense(16, 4))
+    return fastnn.Sequential(
+        fastnn.Dense(10, 16), fastnn.BatchNorm1d(16), fastnn.ReLU(), fastnn.Dense(16, 4)
+    )
 
 
 def _batches(n, seed=0):
     r = np.random.default_rng(seed)
-    return [(r.normal(size=(32, 10)).astype(np.float32), r.integers(0, 4, 32))
-            for _ in range(n)]
+    return [(r.normal(size=(32, 10)).astype(np.float32), r.integers(0, 4, 32)) for _ in range(n)]
 
 
 def _all_state(model):
     return [v.copy() for v in model.state_dict().values()]
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: optim.Adam(ps, lr=1e-2, amsgrad=True, weight_decay=1e-3),
-    lambda ps: optim.AdamW(ps, lr=1e-2),
-    lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-3),
-    lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
-], ids=["adam-ams", "adamw", "sgd-mom", "sgd-nesterov"])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda ps: optim.Adam(ps, lr=1e-2, amsgrad=True, weight_decay=1e-3),
+        lambda ps: optim.AdamW(ps, lr=1e-2),
+        lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-3),
+        lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+    ],
+    ids=["adam-ams", "adamw", "sgd-mom", "sgd-nesterov"],
+)
 def test_state_dict_round_trip_is_bit_exact(make_opt):
     n_first, n_more = 6, 5
     batches = _batches(n_first + n_more)
@@ -554,9 +596,10 @@ def test_optimizer_state_follows_parameters_into_a_new_store():
             opt.step()
     for a, b in zip(moved, stay):
         np.testing.assert_array_equal(a.data, b.data)
-    np.testing.assert_array_equal(opts[0].state_dict()["state"]["momentum_buffer"],
-                                  opts[1].state_dict()["state"]["momentum_buffer"])
-
+    np.testing.assert_array_equal(
+        opts[0].state_dict()["state"]["momentum_buffer"],
+        opts[1].state_dict()["state"]["momentum_buffer"],
+    )
 
 
 def test_mixed_dtypes_are_rejected():
@@ -566,37 +609,63 @@ def test_mixed_dtypes_are_rejected():
 
 
 # -- validation -------------------------------------------------------------------------
-@pytest.mark.parametrize("build", [
-    lambda ps: optim.SGD(ps, lr=-0.1),
-    lambda ps: optim.SGD(ps, lr=float("nan")),
-    lambda ps: optim.Adam(ps, lr=-1e-3),
-    lambda ps: optim.AdamW(ps, lr=-1e-3),
-    lambda ps: optim.Adam(ps, betas=(1.0, 0.999)),
-    lambda ps: optim.Adam(ps, betas=(-0.1, 0.999)),
-    lambda ps: optim.Adam(ps, betas=(0.9, 1.0)),
-    lambda ps: optim.Adam(ps, betas=(0.9, -0.5)),
-    lambda ps: optim.AdamW(ps, betas=(0.9, 1.5)),
-    lambda ps: optim.Adam(ps, eps=0.0),
-    lambda ps: optim.Adam(ps, eps=-1e-8),
-    lambda ps: optim.SGD(ps, lr=0.1, weight_decay=-1e-4),
-    lambda ps: optim.Adam(ps, weight_decay=-1e-4),
-    lambda ps: optim.AdamW(ps, weight_decay=-1e-4),
-    lambda ps: optim.SGD(ps, lr=0.1, momentum=-0.5),
-    lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
-    lambda ps: optim.SGD(ps, lr=0.1, nesterov=True),
-    lambda ps: optim.SGD([], lr=0.1),
-    lambda ps: optim.Adam([]),
-    lambda ps: optim.SGD(ps + ps[:1], lr=0.1),
-    lambda ps: optim.SGD([{"params": ps[:2]}, {"params": ps[1:]}], lr=0.1),
-    lambda ps: optim.SGD([{"params": ps, "momentun": 0.9}], lr=0.1),
-    lambda ps: optim.Adam([{"params": ps, "beta": (0.9, 0.99)}]),
-    lambda ps: optim.Adam([{"params": ps[:2]}, {"params": ps[2:], "lr": -1.0}]),
-    lambda ps: optim.SGD([{"params": []}], lr=0.1),
-], ids=["sgd-neg-lr", "sgd-nan-lr", "adam-neg-lr", "adamw-neg-lr", "beta1=1", "beta1<0",
-        "beta2=1", "beta2<0", "adamw-beta2>1", "eps=0", "eps<0", "sgd-neg-wd", "adam-neg-wd",
-        "adamw-neg-wd", "neg-momentum", "nesterov-dampening", "nesterov-no-momentum",
-        "sgd-empty", "adam-empty", "param-twice", "param-in-two-groups", "unknown-option",
-        "unknown-adam-option", "group-neg-lr", "empty-group"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda ps: optim.SGD(ps, lr=-0.1),
+        lambda ps: optim.SGD(ps, lr=float("nan")),
+        lambda ps: optim.Adam(ps, lr=-1e-3),
+        lambda ps: optim.AdamW(ps, lr=-1e-3),
+        lambda ps: optim.Adam(ps, betas=(1.0, 0.999)),
+        lambda ps: optim.Adam(ps, betas=(-0.1, 0.999)),
+        lambda ps: optim.Adam(ps, betas=(0.9, 1.0)),
+        lambda ps: optim.Adam(ps, betas=(0.9, -0.5)),
+        lambda ps: optim.AdamW(ps, betas=(0.9, 1.5)),
+        lambda ps: optim.Adam(ps, eps=0.0),
+        lambda ps: optim.Adam(ps, eps=-1e-8),
+        lambda ps: optim.SGD(ps, lr=0.1, weight_decay=-1e-4),
+        lambda ps: optim.Adam(ps, weight_decay=-1e-4),
+        lambda ps: optim.AdamW(ps, weight_decay=-1e-4),
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=-0.5),
+        lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
+        lambda ps: optim.SGD(ps, lr=0.1, nesterov=True),
+        lambda ps: optim.SGD([], lr=0.1),
+        lambda ps: optim.Adam([]),
+        lambda ps: optim.SGD(ps + ps[:1], lr=0.1),
+        lambda ps: optim.SGD([{"params": ps[:2]}, {"params": ps[1:]}], lr=0.1),
+        lambda ps: optim.SGD([{"params": ps, "momentun": 0.9}], lr=0.1),
+        lambda ps: optim.Adam([{"params": ps, "beta": (0.9, 0.99)}]),
+        lambda ps: optim.Adam([{"params": ps[:2]}, {"params": ps[2:], "lr": -1.0}]),
+        lambda ps: optim.SGD([{"params": []}], lr=0.1),
+    ],
+    ids=[
+        "sgd-neg-lr",
+        "sgd-nan-lr",
+        "adam-neg-lr",
+        "adamw-neg-lr",
+        "beta1=1",
+        "beta1<0",
+        "beta2=1",
+        "beta2<0",
+        "adamw-beta2>1",
+        "eps=0",
+        "eps<0",
+        "sgd-neg-wd",
+        "adam-neg-wd",
+        "adamw-neg-wd",
+        "neg-momentum",
+        "nesterov-dampening",
+        "nesterov-no-momentum",
+        "sgd-empty",
+        "adam-empty",
+        "param-twice",
+        "param-in-two-groups",
+        "unknown-option",
+        "unknown-adam-option",
+        "group-neg-lr",
+        "empty-group",
+    ],
+)
 def test_invalid_construction_raises_value_error(build):
     params = make_params(np.float32)
     values = [p.data.copy() for p in params]

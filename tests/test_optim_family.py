@@ -7,6 +7,7 @@ parameter groups and a parameter frozen for a while (torch skips a parameter who
 parameter), on 1 and 2 threads above the threading threshold, through state_dict round
 trips, with the lr setter and input validation. Then clip_grad_norm_ /
 clip_grad_value_ against torch.nn.utils, and the Trainer's clip_grad_norm."""
+
 import copy
 import functools
 import itertools
@@ -44,8 +45,9 @@ def run(opt, params, grads, frozen=None):
 # Each rule updates one parameter array p with gradient g at its own step count t
 # (1-based), keeping its state in the dict st; hyper-parameters as keyword arguments.
 # The arithmetic runs in p's dtype (Python floats are "weak" scalars in NumPy 2).
-def rule_adagrad(p, g, st, t, lr, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10):
+def rule_adagrad(
+    p, g, st, t, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+):
     s = st.setdefault("sum", np.full_like(p, initial_accumulator_value))
     clr = lr / (1 + (t - 1) * lr_decay)
     g = g + weight_decay * p
@@ -53,8 +55,9 @@ def rule_adagrad(p, g, st, t, lr, lr_decay=0.0, weight_decay=0.0,
     return p - clr * g / (np.sqrt(s) + eps)
 
 
-def rule_rmsprop(p, g, st, t, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
+def rule_rmsprop(
+    p, g, st, t, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
+):
     g = g + weight_decay * p
     v = st["v"] = alpha * st.get("v", np.zeros_like(p)) + (1 - alpha) * g * g
     if centered:
@@ -85,8 +88,18 @@ def rule_adamax(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay
     return p - lr / (1 - b1**t) * m / u
 
 
-def rule_nadam(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-               momentum_decay=4e-3, decoupled_weight_decay=False):
+def rule_nadam(
+    p,
+    g,
+    st,
+    t,
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay=False,
+):
     b1, b2 = betas
 
     def mu(k):
@@ -101,14 +114,17 @@ def rule_nadam(p, g, st, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=
     m = st["m"] = b1 * st.get("m", np.zeros_like(p)) + (1 - b1) * g
     v = st["v"] = b2 * st.get("v", np.zeros_like(p)) + (1 - b2) * g * g
     d = np.sqrt(v / (1 - b2**t)) + eps
-    return (p - lr * (1 - mu(t)) / (1 - prod) * g / d
-            - lr * mu(t + 1) / (1 - prod_next) * m / d)
+    return p - lr * (1 - mu(t)) / (1 - prod) * g / d - lr * mu(t + 1) / (1 - prod_next) * m / d
 
 
-RULES = {"Adagrad": rule_adagrad, "RMSprop": rule_rmsprop, "Adadelta": rule_adadelta,
-         "Adamax": rule_adamax, "NAdam": rule_nadam}
-DEFAULT_LR = {"Adagrad": 1e-2, "RMSprop": 1e-2, "Adadelta": 1.0, "Adamax": 2e-3,
-              "NAdam": 2e-3}
+RULES = {
+    "Adagrad": rule_adagrad,
+    "RMSprop": rule_rmsprop,
+    "Adadelta": rule_adadelta,
+    "Adamax": rule_adamax,
+    "NAdam": rule_nadam,
+}
+DEFAULT_LR = {"Adagrad": 1e-2, "RMSprop": 1e-2, "Adadelta": 1.0, "Adamax": 2e-3, "NAdam": 2e-3}
 
 
 class Reference:
@@ -148,13 +164,11 @@ CASES = {
         dict(lr=0.05, lr_decay=0.05),
         dict(lr=0.05, initial_accumulator_value=0.5),
         dict(lr=0.05, weight_decay=0.05),
-        dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.3, weight_decay=0.05,
-             eps=1e-6),
+        dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.3, weight_decay=0.05, eps=1e-6),
     ],
     "RMSprop": [
         dict(lr=0.01, alpha=a, centered=c, momentum=m, weight_decay=w)
-        for a, c, m, w in itertools.product([0.99, 0.8], [False, True], [0.0, 0.9],
-                                            [0.0, 0.05])
+        for a, c, m, w in itertools.product([0.99, 0.8], [False, True], [0.0, 0.9], [0.0, 0.05])
     ],
     "Adadelta": [
         dict(),
@@ -173,13 +187,20 @@ CASES = {
         dict(lr=0.01, momentum_decay=0.02),
         dict(lr=0.01, weight_decay=0.05),
         dict(lr=0.01, weight_decay=0.05, decoupled_weight_decay=True),
-        dict(lr=0.01, betas=(0.8, 0.95), eps=1e-4, weight_decay=0.05, momentum_decay=0.01,
-             decoupled_weight_decay=True),
+        dict(
+            lr=0.01,
+            betas=(0.8, 0.95),
+            eps=1e-4,
+            weight_decay=0.05,
+            momentum_decay=0.01,
+            decoupled_weight_decay=True,
+        ),
     ],
 }
 ALL_CASES = [(name, opts) for name in NAMES for opts in CASES[name]]
-ALL_IDS = [f"{n}-" + ("-".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-           for n, o in ALL_CASES]
+ALL_IDS = [
+    f"{n}-" + ("-".join(f"{k}={v}" for k, v in o.items()) or "defaults") for n, o in ALL_CASES
+]
 # One option set per optimizer that switches everything on.
 FULL = {
     "Adagrad": CASES["Adagrad"][-1],
@@ -219,15 +240,18 @@ def test_matches_numpy_reference_of_the_docstring(name, opts, dtype):
         ref.step(gs)
         for p, r in zip(params, ref.p):
             assert p.dtype == dtype
-            np.testing.assert_allclose(p.data, r, **tols(dtype),
-                                       err_msg=f"{name} diverged at step {k + 1}")
+            np.testing.assert_allclose(
+                p.data, r, **tols(dtype), err_msg=f"{name} diverged at step {k + 1}"
+            )
 
 
 def groups_for(name, opts):
     """Two groups: different weight decay, and the second a 3x larger lr."""
     lr = opts.get("lr", DEFAULT_LR[name])
-    return [dict(params=[0, 2], weight_decay=0.02),
-            dict(params=[1, 3, 4], weight_decay=0.0, lr=3 * lr)]
+    return [
+        dict(params=[0, 2], weight_decay=0.02),
+        dict(params=[1, 3, 4], weight_decay=0.0, lr=3 * lr),
+    ]
 
 
 def frozen_schedule(k, i):
@@ -249,8 +273,9 @@ def test_groups_and_frozen_parameters_match_numpy_reference(name, dtype):
         for i in groups[1]["params"]:
             hp[i]["initial_accumulator_value"] = 1.5
     ref = Reference(name, [p.data for p in params], hp)
-    opt = getattr(optim, name)([dict(g, params=[params[i] for i in g["params"]])
-                                for g in groups], **opts)
+    opt = getattr(optim, name)(
+        [dict(g, params=[params[i] for i in g["params"]]) for g in groups], **opts
+    )
     before = None
     for k, gs in enumerate(grad_stream(SHAPES, 50, dtype=dtype)):
         if k == 10:
@@ -281,8 +306,11 @@ def torch64():
 
 def _torch_run(torch, name, opts, init, grads, groups=None, frozen=None):
     tparams = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in init]
-    target = tparams if groups is None else [
-        dict(g, params=[tparams[i] for i in g["params"]]) for g in groups]
+    target = (
+        tparams
+        if groups is None
+        else [dict(g, params=[tparams[i] for i in g["params"]]) for g in groups]
+    )
     topt = getattr(torch.optim, name)(target, foreach=False, **opts)
     history = []
     for k, gs in enumerate(grads):
@@ -297,13 +325,15 @@ def _torch_run(torch, name, opts, init, grads, groups=None, frozen=None):
 
 def _fastnn_run(name, opts, init, grads, groups=None, frozen=None):
     params = [fastnn.Parameter(x) for x in init]
-    target = params if groups is None else [
-        dict(g, params=[params[i] for i in g["params"]]) for g in groups]
+    target = (
+        params
+        if groups is None
+        else [dict(g, params=[params[i] for i in g["params"]]) for g in groups]
+    )
     opt = getattr(optim, name)(target, **opts)
     history = []
     for k, gs in enumerate(grads):
-        run(opt, params, [gs], frozen=None if frozen is None else
-            (lambda _, i, k=k: frozen(k, i)))
+        run(opt, params, [gs], frozen=None if frozen is None else (lambda _, i, k=k: frozen(k, i)))
         history.append([p.data.copy() for p in params])
     return history, steps_by_parameter(opt, params)
 
@@ -320,8 +350,9 @@ def _assert_histories_close(fh, th, rtol=1e-12, atol=1e-14):
     assert len(fh) == len(th)
     for step, (fs, ts) in enumerate(zip(fh, th)):
         for i, (f, t) in enumerate(zip(fs, ts)):
-            np.testing.assert_allclose(f, t, rtol=rtol, atol=atol,
-                                       err_msg=f"parameter {i} diverged at step {step + 1}")
+            np.testing.assert_allclose(
+                f, t, rtol=rtol, atol=atol, err_msg=f"parameter {i} diverged at step {step + 1}"
+            )
 
 
 @pytest.mark.parametrize("name,opts", ALL_CASES, ids=ALL_IDS)
@@ -355,12 +386,16 @@ def test_boolean_options_per_group_match_torch(torch64, name):
     (NAdam) set in one group only."""
     if name == "RMSprop":
         opts = dict(lr=0.01)
-        groups = [dict(params=[0, 2], centered=True, momentum=0.5),
-                  dict(params=[1, 3, 4], alpha=0.9, weight_decay=0.1)]
+        groups = [
+            dict(params=[0, 2], centered=True, momentum=0.5),
+            dict(params=[1, 3, 4], alpha=0.9, weight_decay=0.1),
+        ]
     else:
         opts = dict(lr=0.01, weight_decay=0.1)
-        groups = [dict(params=[0, 2], momentum_decay=0.02, decoupled_weight_decay=True),
-                  dict(params=[1, 3, 4], betas=(0.7, 0.9))]
+        groups = [
+            dict(params=[0, 2], momentum_decay=0.02, decoupled_weight_decay=True),
+            dict(params=[1, 3, 4], betas=(0.7, 0.9)),
+        ]
     init = [p.data for p in make_params(np.float64, seed=7)]
     grads = grad_stream(SHAPES, 100, seed=8)
     th, _ = _torch_run(torch64, name, opts, init, grads, groups, frozen_schedule)
@@ -377,8 +412,9 @@ def test_defaults_follow_torch(name):
         if key == "params":
             continue
         expected = theirs[key]
-        assert (tuple(value) if isinstance(value, (list, tuple)) else value) == \
-            (tuple(expected) if isinstance(expected, (list, tuple)) else expected), key
+        assert (tuple(value) if isinstance(value, (list, tuple)) else value) == (
+            tuple(expected) if isinstance(expected, (list, tuple)) else expected
+        ), key
 
 
 # -- threads ------------------------------------------------------------------------------
@@ -479,7 +515,8 @@ def test_load_state_dict_rejects_state_of_another_configuration():
         plain.load_state_dict(centered.state_dict())  # it has no grad_avg buffer
     with pytest.raises(ValueError):
         optim.Adamax(make_params(np.float64)).load_state_dict(
-            optim.NAdam(make_params(np.float64)).state_dict())
+            optim.NAdam(make_params(np.float64)).state_dict()
+        )
 
 
 # -- lr setter ------------------------------------------------------------------------
@@ -488,8 +525,9 @@ def test_lr_setter_sets_every_group_and_is_used_from_the_next_step(name):
     opts = FULL[name]
     groups = groups_for(name, opts)
     params = make_params(np.float64)
-    opt = getattr(optim, name)([dict(g, params=[params[i] for i in g["params"]])
-                                for g in groups], **opts)
+    opt = getattr(optim, name)(
+        [dict(g, params=[params[i] for i in g["params"]]) for g in groups], **opts
+    )
     ref = Reference(name, [p.data for p in params], group_hparams(name, opts, groups, 5))
     for k, gs in enumerate(grad_stream(SHAPES, 12)):
         if k == 6:
@@ -519,27 +557,35 @@ BAD = {
     "nan lr": [lambda ps, n=n: getattr(optim, n)(ps, lr=float("nan")) for n in NAMES],
     "eps = 0": [lambda ps, n=n: getattr(optim, n)(ps, eps=0.0) for n in NAMES],
     "eps < 0": [lambda ps, n=n: getattr(optim, n)(ps, eps=-1e-8) for n in NAMES],
-    "negative weight_decay": [lambda ps, n=n: getattr(optim, n)(ps, weight_decay=-1e-4)
-                              for n in NAMES],
-    "nan weight_decay": [lambda ps, n=n: getattr(optim, n)(ps, weight_decay=float("nan"))
-                         for n in NAMES],
+    "negative weight_decay": [
+        lambda ps, n=n: getattr(optim, n)(ps, weight_decay=-1e-4) for n in NAMES
+    ],
+    "nan weight_decay": [
+        lambda ps, n=n: getattr(optim, n)(ps, weight_decay=float("nan")) for n in NAMES
+    ],
     "unknown group option": [
-        lambda ps, n=n: getattr(optim, n)([{"params": ps, "momentun": 0.9}]) for n in NAMES],
+        lambda ps, n=n: getattr(optim, n)([{"params": ps, "momentun": 0.9}]) for n in NAMES
+    ],
     "bad value in the second group": [
         lambda ps, n=n: getattr(optim, n)([{"params": ps[:2]}, {"params": ps[2:], "lr": -1}])
-        for n in NAMES],
+        for n in NAMES
+    ],
     "betas": [
         lambda ps, n=n, b=b: getattr(optim, n)(ps, betas=b)
         for n in ("Adamax", "NAdam")
-        for b in [(1.0, 0.999), (-0.1, 0.999), (0.9, 1.0), (0.9, -0.5), (0.9, 1.5)]],
+        for b in [(1.0, 0.999), (-0.1, 0.999), (0.9, 1.0), (0.9, -0.5), (0.9, 1.5)]
+    ],
     "negative lr_decay": [lambda ps: optim.Adagrad(ps, lr_decay=-0.1)],
     "negative initial_accumulator_value": [
-        lambda ps: optim.Adagrad(ps, initial_accumulator_value=-1.0)],
+        lambda ps: optim.Adagrad(ps, initial_accumulator_value=-1.0)
+    ],
     "negative momentum": [lambda ps: optim.RMSprop(ps, momentum=-0.5)],
-    "alpha outside [0, 1]": [lambda ps, a=a: optim.RMSprop(ps, alpha=a)
-                             for a in (-0.1, 1.01, float("nan"))],
-    "rho outside [0, 1]": [lambda ps, r=r: optim.Adadelta(ps, rho=r)
-                           for r in (-0.1, 1.5, float("nan"))],
+    "alpha outside [0, 1]": [
+        lambda ps, a=a: optim.RMSprop(ps, alpha=a) for a in (-0.1, 1.01, float("nan"))
+    ],
+    "rho outside [0, 1]": [
+        lambda ps, r=r: optim.Adadelta(ps, rho=r) for r in (-0.1, 1.5, float("nan"))
+    ],
     "negative momentum_decay": [lambda ps: optim.NAdam(ps, momentum_decay=-4e-3)],
     "group option of another optimizer": [
         lambda ps: optim.Adagrad([{"params": ps, "momentum": 0.9}]),
@@ -552,8 +598,7 @@ BAD = {
 BAD_CASES = [(why, i, fn) for why, fns in BAD.items() for i, fn in enumerate(fns)]
 
 
-@pytest.mark.parametrize("why,i,build", BAD_CASES,
-                         ids=[f"{why}-{i}" for why, i, _ in BAD_CASES])
+@pytest.mark.parametrize("why,i,build", BAD_CASES, ids=[f"{why}-{i}" for why, i, _ in BAD_CASES])
 def test_invalid_construction_raises_value_error(why, i, build):
     params = make_params(np.float32)
     values = [p.data.copy() for p in params]
@@ -610,8 +655,11 @@ def test_clip_grad_norm_matches_torch(norm_type, fraction, in_optimizer):
     torch = pytest.importorskip("torch")
     grads = _grads()
     flat = np.concatenate([g.ravel() for g in grads])
-    expected = np.abs(flat).max() if norm_type == math.inf else \
-        (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    expected = (
+        np.abs(flat).max()
+        if norm_type == math.inf
+        else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    )
     max_norm = fraction * expected
     params = _fastnn_with_grads(grads, in_optimizer=in_optimizer)
     total = optim.clip_grad_norm_(params, max_norm, norm_type=norm_type)
@@ -671,12 +719,12 @@ class _NumpyAbsSpy:
 
 
 @pytest.mark.parametrize("norm_type", [2.0, math.inf, 3.0], ids=["l2", "inf", "l3"])
-def test_clip_grad_norm_is_one_flat_reduction_over_an_optimizers_parameters(
-        monkeypatch, norm_type):
+def test_clip_grad_norm_is_one_flat_reduction_over_an_optimizers_parameters(monkeypatch, norm_type):
     grads = _grads(shapes=[(40, 30), (30,), (10, 40), (10,)])
     params = _fastnn_with_grads(grads)
-    expected = optim.clip_grad_norm_(_fastnn_with_grads(grads, in_optimizer=False), 0.1,
-                                     norm_type=norm_type)
+    expected = optim.clip_grad_norm_(
+        _fastnn_with_grads(grads, in_optimizer=False), 0.1, norm_type=norm_type
+    )
     if norm_type == 2.0:
         spy = _CountingKernels(optim._kernels)
         monkeypatch.setattr(optim, "_kernels", spy)
@@ -754,8 +802,9 @@ def test_clip_grad_value_matches_torch(in_optimizer):
 # -- Trainer(clip_grad_norm=...) ------------------------------------------------------
 def _clip_model(seed=0):
     fastnn.seed(seed)
-    return fastnn.Sequential(fastnn.Dense(5, 7, dtype=np.float64), fastnn.Tanh(),
-                             fastnn.Dense(7, 3, dtype=np.float64))
+    return fastnn.Sequential(
+        fastnn.Dense(5, 7, dtype=np.float64), fastnn.Tanh(), fastnn.Dense(7, 3, dtype=np.float64)
+    )
 
 
 def _grad_at(model, X, y):
@@ -782,8 +831,9 @@ def test_trainer_clips_with_the_pre_clip_grad_norm():
     norm = _norm(g)
     max_norm = norm / 4
     w0 = [p.data.copy() for p in model.parameters()]
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.5),
-                             clip_grad_norm=max_norm)
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.5), clip_grad_norm=max_norm
+    )
     hist = trainer.fit(X, y, epochs=1, batch_size=40, shuffle=False, verbose=0)
     assert hist["grad_norm"] == [pytest.approx(norm, rel=1e-12)]
     coef = max_norm / (norm + 1e-6)
@@ -797,10 +847,11 @@ def test_trainer_logs_the_epoch_mean_of_the_grad_norms():
     r = np.random.default_rng(1)
     X, y = 3 * r.normal(size=(30, 5)), r.integers(0, 3, 30)
     model = _clip_model()
-    norms = [_norm(_grad_at(model, X[i:i + 10], y[i:i + 10])) for i in (0, 10, 20)]
+    norms = [_norm(_grad_at(model, X[i : i + 10], y[i : i + 10])) for i in (0, 10, 20)]
     assert max(norms) > 1.05 * min(norms)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0),
-                             clip_grad_norm=0.01)
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), clip_grad_norm=0.01
+    )
     hist = trainer.fit(X, y, epochs=2, batch_size=10, shuffle=False, verbose=0)
     assert hist["grad_norm"] == [pytest.approx(np.mean(norms), rel=1e-12)] * 2
 
@@ -809,10 +860,12 @@ def test_trainer_logs_no_grad_norm_without_clipping_and_rejects_bad_values():
     r = np.random.default_rng(0)
     X, y = r.normal(size=(20, 5)), r.integers(0, 3, 20)
     model = _clip_model()
-    hist = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1)
-                          ).fit(X, y, epochs=2, verbose=0)
+    hist = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1)).fit(
+        X, y, epochs=2, verbose=0
+    )
     assert "grad_norm" not in hist.history and len(hist["lr"]) == 2
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError):
-            fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
-                           clip_grad_norm=bad)
+            fastnn.Trainer(
+                model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), clip_grad_norm=bad
+            )

@@ -1,4 +1,5 @@
 """Greedy autoencoder pre-training and frozen-then-unfrozen fine-tuning."""
+
 import importlib.util
 import pathlib
 
@@ -18,8 +19,13 @@ def digits():
 
 
 def test_blocks_split_at_each_dense():
-    d1, t1, d2, t2, drop = (fastnn.Dense(4, 3), fastnn.Tanh(), fastnn.Dense(3, 2),
-                            fastnn.ReLU(), fastnn.Dropout(0.1))
+    d1, t1, d2, t2, drop = (
+        fastnn.Dense(4, 3),
+        fastnn.Tanh(),
+        fastnn.Dense(3, 2),
+        fastnn.ReLU(),
+        fastnn.Dropout(0.1),
+    )
     assert dense_blocks([d1, t1, d2, t2, drop]) == [[d1, t1], [d2, t2, drop]]
     with pytest.raises(ValueError, match="start with a Dense"):
         dense_blocks([t1, d1])
@@ -70,9 +76,12 @@ def test_freeze_layers_holds_them_for_the_first_epochs_then_trains_them():
     model = fastnn.Sequential(low, fastnn.Tanh(), head)
     w0 = low.weight.data.copy()
     record = RecordWeights(low)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=1e-3),
-                             callbacks=[FreezeLayers([low], epochs=2), record])
+    trainer = fastnn.Trainer(
+        model,
+        fastnn.losses.CrossEntropyLoss(),
+        fastnn.optim.Adam(model.parameters(), lr=1e-3),
+        callbacks=[FreezeLayers([low], epochs=2), record],
+    )
     trainer.fit(X[:200], y[:200], epochs=4, batch_size=32, verbose=0)
     np.testing.assert_array_equal(record.seen[0], w0)
     np.testing.assert_array_equal(record.seen[1], w0)

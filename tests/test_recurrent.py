@@ -1,6 +1,7 @@
 """RNN, LSTM and GRU against torch.nn in float64: outputs, final states, input and
 initial-state gradients and every parameter gradient, over layers, directions, layouts,
 batch 1, one step and variable lengths (against torch's packed sequences); bad input."""
+
 import numpy as np
 import pytest
 
@@ -10,8 +11,10 @@ torch = pytest.importorskip("torch")
 
 KINDS = {
     "rnn_tanh": (lambda *a, **k: RNN(*a, **k), lambda *a, **k: torch.nn.RNN(*a, **k)),
-    "rnn_relu": (lambda *a, **k: RNN(*a, nonlinearity="relu", **k),
-                 lambda *a, **k: torch.nn.RNN(*a, nonlinearity="relu", **k)),
+    "rnn_relu": (
+        lambda *a, **k: RNN(*a, nonlinearity="relu", **k),
+        lambda *a, **k: torch.nn.RNN(*a, nonlinearity="relu", **k),
+    ),
     "lstm": (LSTM, torch.nn.LSTM),
     "gru": (GRU, torch.nn.GRU),
 }
@@ -29,13 +32,14 @@ def torch_run(theirs, x, batch_first, lengths=None, hx=None):
     """Output (zero-padded when packed), h_n and c_n (or None)."""
     inp = x
     if lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.as_tensor(lengths),
-                                                      batch_first=batch_first,
-                                                      enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.as_tensor(lengths), batch_first=batch_first, enforce_sorted=False
+        )
     out, state = theirs(inp, hx)
     if lengths is not None:
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first,
-                                                        total_length=x.shape[1 if batch_first else 0])
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            out, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0]
+        )
     h_n, c_n = state if isinstance(state, tuple) else (state, None)
     return out, h_n, c_n
 
@@ -46,11 +50,30 @@ def check_grads(ours, theirs, atol=1e-10):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), atol=atol, rtol=1e-8, err_msg=name)
 
 
-def compare(kind, N=3, T=4, I=5, H=6, num_layers=1, bidirectional=False, batch_first=False,
-            lengths=None, with_state=False, return_sequences=True, seed=0):
+def compare(
+    kind,
+    N=3,
+    T=4,
+    I=5,
+    H=6,
+    num_layers=1,
+    bidirectional=False,
+    batch_first=False,
+    lengths=None,
+    with_state=False,
+    return_sequences=True,
+    seed=0,
+):
     rng = np.random.default_rng(seed)
-    ours, theirs = make_pair(kind, I, H, num_layers=num_layers, bidirectional=bidirectional,
-                             batch_first=batch_first, return_sequences=return_sequences)
+    ours, theirs = make_pair(
+        kind,
+        I,
+        H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        return_sequences=return_sequences,
+    )
     D = 2 if bidirectional else 1
     x = rng.standard_normal((N, T, I) if batch_first else (T, N, I))
     xt = torch.tensor(x, requires_grad=True)
@@ -59,8 +82,11 @@ def compare(kind, N=3, T=4, I=5, H=6, num_layers=1, bidirectional=False, batch_f
         h0 = rng.standard_normal((num_layers * D, N, H))
         c0 = rng.standard_normal((num_layers * D, N, H))
         hx = (h0, c0) if kind == "lstm" else h0
-        thx = tuple(torch.tensor(a, requires_grad=True) for a in hx) if kind == "lstm" \
+        thx = (
+            tuple(torch.tensor(a, requires_grad=True) for a in hx)
+            if kind == "lstm"
             else torch.tensor(h0, requires_grad=True)
+        )
     out_t, h_n, c_n = torch_run(theirs, xt, batch_first, lengths, thx)
     if return_sequences:
         ref = out_t
@@ -101,21 +127,35 @@ def test_batch_one_and_one_step(kind, N, T):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_variable_lengths_match_packed_sequences(kind, bidirectional, batch_first):
-    compare(kind, N=4, T=5, num_layers=2, bidirectional=bidirectional,
-            batch_first=batch_first, lengths=[5, 2, 4, 1])
+    compare(
+        kind,
+        N=4,
+        T=5,
+        num_layers=2,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        lengths=[5, 2, 4, 1],
+    )
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_initial_state_and_its_gradient(kind):
-    compare(kind, num_layers=2, bidirectional=True, batch_first=True, with_state=True,
-            lengths=[4, 3, 1])
+    compare(
+        kind, num_layers=2, bidirectional=True, batch_first=True, with_state=True, lengths=[4, 3, 1]
+    )
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_return_sequences_false_is_the_final_hidden_state(kind, bidirectional):
-    compare(kind, num_layers=2, bidirectional=bidirectional, batch_first=True,
-            return_sequences=False, lengths=[2, 4, 3])
+    compare(
+        kind,
+        num_layers=2,
+        bidirectional=bidirectional,
+        batch_first=True,
+        return_sequences=False,
+        lengths=[2, 4, 3],
+    )
 
 
 def test_float32_close_to_torch():
@@ -123,8 +163,7 @@ def test_float32_close_to_torch():
     theirs = torch.nn.LSTM(5, 8, num_layers=2, batch_first=True)
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((4, 7, 5)).astype(np.float32)
-    np.testing.assert_allclose(ours.forward(x), theirs(torch.from_numpy(x))[0].detach(),
-                               atol=2e-6)
+    np.testing.assert_allclose(ours.forward(x), theirs(torch.from_numpy(x))[0].detach(), atol=2e-6)
 
 
 def test_parameters_follow_torch_names_shapes_and_init():
@@ -163,10 +202,13 @@ def test_dropout_between_layers_is_training_only_and_differentiable():
     np.testing.assert_array_equal(ours.forward(x), ours.forward(x))
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros((4, 3)), "3-D"),
-    (np.zeros((2, 4, 7)), "features"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((4, 3)), "3-D"),
+        (np.zeros((2, 4, 7)), "features"),
+    ],
+)
 def test_bad_input_raises(bad, match):
     with pytest.raises(ValueError, match=match):
         LSTM(3, 4, batch_first=True).forward(bad)
@@ -242,8 +284,8 @@ def test_finite_differences_with_dropout_between_layers(cls, num_grad, fd_tol):
     import fastnn
     from helpers import fd_check
 
-    layer = cls(3, 4, num_layers=2, bidirectional=True, batch_first=True, dropout=0.4,
-                dtype=np.float64)
+    layer = cls(
+        3, 4, num_layers=2, bidirectional=True, batch_first=True, dropout=0.4, dtype=np.float64
+    )
     x = np.random.default_rng(7).standard_normal((2, 4, 3))
-    fd_check(layer, x, num_grad, fd_tol, np.random.default_rng(8),
-             before=lambda: fastnn.seed(3))
+    fd_check(layer, x, num_grad, fd_tol, np.random.default_rng(8), before=lambda: fastnn.seed(3))

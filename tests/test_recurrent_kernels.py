@@ -1,6 +1,7 @@
 """The recurrent and embedding kernels (csrc/recurrent.h) against plain NumPy: forward
 against a step-by-step reference, backward against central finite differences of that
 reference in float64, thread-count independence, and the binding's checks."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ def reference(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
     H = w_hh.shape[1]
     h, c = h0.copy(), c0.copy()
     y = np.zeros((T, N, H), x.dtype)
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+    for t in range(T - 1, -1, -1) if reverse else range(T):
         gx = x[t] @ w_ih.T + b_ih
         gh = h @ w_hh.T + b_hh
         if mode == "lstm":
@@ -46,14 +47,14 @@ def reference(mode, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse):
 def combined_bias(mode, b_ih, b_hh):
     if mode == "gru":
         H = b_hh.shape[0] // 3
-        return np.concatenate([b_ih[:2 * H] + b_hh[:2 * H], b_ih[2 * H:], b_hh[2 * H:]])
+        return np.concatenate([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :], b_hh[2 * H :]])
     return b_ih + b_hh
 
 
 def split_bias_grad(mode, dbias):
     if mode == "gru":
         H = dbias.shape[0] // 4
-        return np.concatenate([dbias[:2 * H], dbias[3 * H:]]), dbias[:3 * H]
+        return np.concatenate([dbias[: 2 * H], dbias[3 * H :]]), dbias[: 3 * H]
     return dbias, dbias
 
 
@@ -69,8 +70,9 @@ def unrows(a, T, N, batch_first):
 class Case:
     """Random problem and the kernel's forward and backward on it."""
 
-    def __init__(self, mode, T, N, I, H, dtype, batch_first, reverse, lengths, seed=0,
-                 with_state=True):
+    def __init__(
+        self, mode, T, N, I, H, dtype, batch_first, reverse, lengths, seed=0, with_state=True
+    ):
         rng = np.random.default_rng(seed)
         W = GATES[mode] * H
         self.mode, self.T, self.N, self.H = mode, T, N, H
@@ -81,8 +83,7 @@ class Case:
         self.h0 = u(N, H) if with_state else np.zeros((N, H), dtype)
         self.c0 = u(N, H) if with_state and mode == "lstm" else np.zeros((N, H), dtype)
         self.with_state = with_state
-        self.lengths = (np.full(N, T, np.int64) if lengths is None
-                        else np.asarray(lengths, np.int64))
+        self.lengths = np.full(N, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
         self.given_lengths = lengths is not None
         self.gy, self.ghn, self.gcn = u(T, N, H), u(N, H), u(N, H)
 
@@ -101,9 +102,26 @@ class Case:
         lengths = self.lengths if self.given_lengths else None
         h0 = self.h0 if self.with_state else None
         c0 = self.c0 if self.with_state and lstm else None
-        K.rnn_forward(MODES[mode], self.batch_first, self.reverse, False, x, self.w_ih, self.w_hh,
-                      combined_bias(mode, self.b_ih, self.b_hh), h0, c0, lengths, gates,
-                      hprev, cprev, gh, y, hn, cn)
+        K.rnn_forward(
+            MODES[mode],
+            self.batch_first,
+            self.reverse,
+            False,
+            x,
+            self.w_ih,
+            self.w_hh,
+            combined_bias(mode, self.b_ih, self.b_hh),
+            h0,
+            c0,
+            lengths,
+            gates,
+            hprev,
+            cprev,
+            gh,
+            y,
+            hn,
+            cn,
+        )
         out = {"y": unrows(y, T, N, self.batch_first), "hn": hn, "cn": cn}
         dgates = np.empty_like(gates)
         dh0 = np.empty((N, H), dt)
@@ -112,19 +130,57 @@ class Case:
         dw_ih, dw_hh = np.zeros_like(self.w_ih), np.zeros_like(self.w_hh)
         dbias = np.empty(G, dt)
         scratch = np.empty(K.COLSUM_SCRATCH_ROWS * G)
-        K.rnn_backward(MODES[mode], self.batch_first, self.reverse, False, x, self.w_ih,
-                       self.w_hh,
-                       lengths, gates, hprev, cprev, rows(self.gy, self.batch_first),
-                       self.ghn, self.gcn if lstm else None, dgates, dh0, dc0, True, dx,
-                       False, dw_ih, dw_hh, dbias, scratch)
+        K.rnn_backward(
+            MODES[mode],
+            self.batch_first,
+            self.reverse,
+            False,
+            x,
+            self.w_ih,
+            self.w_hh,
+            lengths,
+            gates,
+            hprev,
+            cprev,
+            rows(self.gy, self.batch_first),
+            self.ghn,
+            self.gcn if lstm else None,
+            dgates,
+            dh0,
+            dc0,
+            True,
+            dx,
+            False,
+            dw_ih,
+            dw_hh,
+            dbias,
+            scratch,
+        )
         db_ih, db_hh = split_bias_grad(mode, dbias)
-        out.update(x=unrows(dx, T, N, self.batch_first), w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih,
-                   b_hh=db_hh, h0=dh0, c0=dc0)
+        out.update(
+            x=unrows(dx, T, N, self.batch_first),
+            w_ih=dw_ih,
+            w_hh=dw_hh,
+            b_ih=db_ih,
+            b_hh=db_hh,
+            h0=dh0,
+            c0=dc0,
+        )
         return out
 
     def reference(self):
-        return reference(self.mode, self.x, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
-                         self.h0, self.c0, self.lengths, self.reverse)
+        return reference(
+            self.mode,
+            self.x,
+            self.w_ih,
+            self.w_hh,
+            self.b_ih,
+            self.b_hh,
+            self.h0,
+            self.c0,
+            self.lengths,
+            self.reverse,
+        )
 
     def loss(self):
         y, hn, cn = self.reference()
@@ -132,8 +188,14 @@ class Case:
         return out + (np.sum(cn * self.gcn) if self.mode == "lstm" else 0.0)
 
 
-LAYOUTS = [(False, False, None), (True, False, None), (False, True, None),
-           (True, True, [3, 1, 4, 2]), (False, False, [4, 4, 1, 3]), (False, True, [2, 4, 3, 1])]
+LAYOUTS = [
+    (False, False, None),
+    (True, False, None),
+    (False, True, None),
+    (True, True, [3, 1, 4, 2]),
+    (False, False, [4, 4, 1, 3]),
+    (False, True, [2, 4, 3, 1]),
+]
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -153,10 +215,10 @@ def test_forward_matches_numpy(mode, batch_first, reverse, lengths, dtype):
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("batch_first,reverse,lengths", LAYOUTS)
 @pytest.mark.parametrize("with_state", [True, False])
-def test_backward_matches_finite_differences(mode, batch_first, reverse, lengths, with_state,
-                                             num_grad, fd_tol):
-    case = Case(mode, 4, 4, 3, 5, np.float64, batch_first, reverse, lengths,
-                with_state=with_state)
+def test_backward_matches_finite_differences(
+    mode, batch_first, reverse, lengths, with_state, num_grad, fd_tol
+):
+    case = Case(mode, 4, 4, 3, 5, np.float64, batch_first, reverse, lengths, with_state=with_state)
     if mode == "relu":  # keep pre-activations away from the kink
         case.b_ih += 0.3
     grads = case.run()
@@ -210,10 +272,26 @@ def test_binding_rejects_bad_lengths_and_modes():
     bias = combined_bias("gru", case.b_ih, case.b_hh)
 
     def call(mode=K.RNN_GRU, lengths=None):
-        K.rnn_forward(mode, False, False, False, x, case.w_ih, case.w_hh, bias, None, None,
-                      lengths, np.empty((N * T, 4 * H), np.float32),
-                      np.empty((N * T, H), np.float32), None, np.empty((N, 3 * H), np.float32),
-                      None, np.empty((N, H), np.float32), None)
+        K.rnn_forward(
+            mode,
+            False,
+            False,
+            False,
+            x,
+            case.w_ih,
+            case.w_hh,
+            bias,
+            None,
+            None,
+            lengths,
+            np.empty((N * T, 4 * H), np.float32),
+            np.empty((N * T, H), np.float32),
+            None,
+            np.empty((N, 3 * H), np.float32),
+            None,
+            np.empty((N, H), np.float32),
+            None,
+        )
 
     call()
     for bad in ([0, 3], [1, 4]):

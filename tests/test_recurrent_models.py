@@ -1,6 +1,7 @@
 """Recurrent layers inside models: Sequential and functional Models trained by the
 Trainer, saved and loaded, a layer called twice in one step, and the examples on small
 budgets (real data: MNIST-1D, fastnn's own docstrings)."""
+
 import sys
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def test_gru_mnist1d_example_reaches_085():
 
 def test_char_lstm_example_learns_the_docstrings():
     example = _example("char_lstm")
-    model, chars, acc, baseline, history = example.train(epochs=4, hidden=64, max_chars=40000,
-                                                         lr=1e-2, verbose=0)
+    model, chars, acc, baseline, history = example.train(
+        epochs=4, hidden=64, max_chars=40000, lr=1e-2, verbose=0
+    )
     # Above always guessing the commonest character (about 2.9x on its own; the text is the
     # package's docstrings, which vary with what the test session has imported).
     assert acc >= 1.25 * baseline
@@ -42,14 +44,16 @@ def test_char_lstm_example_learns_the_docstrings():
 
 def test_sequential_saves_and_loads(tmp_path):
     fastnn.seed(0)
-    model = fastnn.Sequential(Embedding(20, 8, padding_idx=0),
-                              LSTM(8, 16, batch_first=True, bidirectional=True,
-                                   return_sequences=False),
-                              Dense(32, 3))
+    model = fastnn.Sequential(
+        Embedding(20, 8, padding_idx=0),
+        LSTM(8, 16, batch_first=True, bidirectional=True, return_sequences=False),
+        Dense(32, 3),
+    )
     X = np.random.default_rng(0).integers(0, 20, (64, 7)).astype(np.float32)
     y = (X[:, 0] % 3).astype(np.int64)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=1e-2))
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=1e-2)
+    )
     trainer.fit(X, y, epochs=2, batch_size=16, verbose=0)
     fastnn.save(model, tmp_path / "m.safetensors")
     loaded = fastnn.load(tmp_path / "m.safetensors")
@@ -70,8 +74,9 @@ def test_model_with_lengths_input_ignores_padding():
     X = rng.integers(1, 10, (40, 6)).astype(np.float32)
     L = rng.integers(1, 7, (40, 1)).astype(np.float32)
     y = (X[:, 0] > 5).astype(np.int64)
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=1e-2))
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=1e-2)
+    )
     history = trainer.fit([X, L], y, epochs=3, batch_size=8, verbose=0)
     assert np.isfinite(history["loss"]).all()
     before = model.predict([X, L])
@@ -97,5 +102,6 @@ def test_layer_called_twice_sums_gradients_as_torch():
     model.backward(g)
     (ref * torch.from_numpy(g)).sum().backward()
     for name, p in lstm.named_parameters():
-        np.testing.assert_allclose(p.grad, dict(theirs.named_parameters())[name].grad.numpy(),
-                                   atol=1e-10, err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, dict(theirs.named_parameters())[name].grad.numpy(), atol=1e-10, err_msg=name
+        )

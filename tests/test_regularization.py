@@ -2,6 +2,7 @@
 penalties (value, gradient, and their place in the Trainer's reported loss), Dropout's
 inverted and weight-scaling modes, DropConnect, freezing parameters, Dense(init=...)
 for every named initialiser, and model.apply with a weights_init function."""
+
 import math
 import warnings
 
@@ -10,8 +11,20 @@ import pytest
 
 import fastnn
 from fastnn import (
-    BatchNorm1d, Dense, DropConnect, Dropout, GroupNorm, InstanceNorm1d, LayerNorm, Maxout,
-    PReLU, RBF, ReLU, Sequential, Tanh, weight_norm,
+    BatchNorm1d,
+    Dense,
+    DropConnect,
+    Dropout,
+    GroupNorm,
+    InstanceNorm1d,
+    LayerNorm,
+    Maxout,
+    PReLU,
+    RBF,
+    ReLU,
+    Sequential,
+    Tanh,
+    weight_norm,
 )
 from fastnn.losses import MSELoss
 from fastnn.optim import SGD, Adam, AdamW
@@ -19,6 +32,7 @@ from fastnn.regularizers import L1, L1L2, L2
 
 
 # ------------------------------------------------------------------------- penalties
+
 
 def penalty_ref(w, l1, l2):
     """(value, gradient) of l1 * sum|w| + l2 * sum(w^2), sign(0) = 0."""
@@ -37,9 +51,12 @@ REGULARIZERS = {
 
 def reg_model(dtype, regs):
     fastnn.seed(0)
-    return Sequential(Dense(6, 5, regularizer=regs[0], dtype=dtype), Tanh(),
-                      Dense(5, 4, dtype=dtype),  # no penalty
-                      Dense(4, 3, regularizer=regs[1], dtype=dtype))
+    return Sequential(
+        Dense(6, 5, regularizer=regs[0], dtype=dtype),
+        Tanh(),
+        Dense(5, 4, dtype=dtype),  # no penalty
+        Dense(4, 3, regularizer=regs[1], dtype=dtype),
+    )
 
 
 @pytest.mark.parametrize("kind", list(REGULARIZERS))
@@ -57,18 +74,27 @@ def test_add_penalties_value_and_gradient(rng, dtype, kind):
     assert isinstance(value, float)
     assert value == pytest.approx(v0 + v3, rel=rtol)
     assert model.penalty() == pytest.approx(v0 + v3, rel=rtol)
-    np.testing.assert_allclose(model[0].weight.grad, G0["0.weight"] + g0, rtol=rtol,
-                               atol=1e-7 if dtype == np.float32 else 0)
-    np.testing.assert_allclose(model[3].weight.grad, G0["3.weight"] + g3, rtol=rtol,
-                               atol=1e-7 if dtype == np.float32 else 0)
+    np.testing.assert_allclose(
+        model[0].weight.grad,
+        G0["0.weight"] + g0,
+        rtol=rtol,
+        atol=1e-7 if dtype == np.float32 else 0,
+    )
+    np.testing.assert_allclose(
+        model[3].weight.grad,
+        G0["3.weight"] + g3,
+        rtol=rtol,
+        atol=1e-7 if dtype == np.float32 else 0,
+    )
     for n in ("0.bias", "2.weight", "2.bias", "3.bias"):  # biases are not penalised
         np.testing.assert_array_equal(dict(model.named_parameters())[n].grad, G0[n])
 
 
 def test_penalty_does_not_touch_gradients_and_frozen_weights_get_none(rng):
     model = reg_model(np.float64, [L1L2(0.1, 0.2), L2(0.3)])
-    expected = sum(penalty_ref(model[i].weight.data, *lv)[0]
-                   for i, lv in ((0, (0.1, 0.2)), (3, (0.0, 0.3))))
+    expected = sum(
+        penalty_ref(model[i].weight.data, *lv)[0] for i, lv in ((0, (0.1, 0.2)), (3, (0.0, 0.3)))
+    )
     assert model.penalty() == pytest.approx(expected, rel=1e-13)
     assert all(not p.grad.any() for p in model.parameters())
     model[0].freeze()
@@ -80,8 +106,7 @@ def test_penalty_does_not_touch_gradients_and_frozen_weights_get_none(rng):
 
 @pytest.mark.parametrize("dim", [0, None], ids=["dim0", "dimNone"])
 @pytest.mark.parametrize("reg", [(0.0, 0.3), (0.2, 0.0), (0.1, 0.4)], ids=["L2", "L1", "L1L2"])
-def test_penalty_of_a_weight_normalised_layer_reaches_g_and_v(rng, num_grad, fd_tol, dim,
-                                                              reg):
+def test_penalty_of_a_weight_normalised_layer_reaches_g_and_v(rng, num_grad, fd_tol, dim, reg):
     """With weight_norm, the regularizer penalises the effective weight g v / |v|; the
     gradient of that penalty must land in weight_g.grad and weight_v.grad (the
     trainable parameters), not in the hidden derived weight."""
@@ -94,8 +119,11 @@ def test_penalty_of_a_weight_normalised_layer_reaches_g_and_v(rng, num_grad, fd_
         return model.penalty()
 
     g, v = layer.weight_g, layer.weight_v
-    w = g.data * v.data / (np.linalg.norm(v.data, axis=1, keepdims=True) if dim == 0
-                           else np.linalg.norm(v.data))
+    w = (
+        g.data
+        * v.data
+        / (np.linalg.norm(v.data, axis=1, keepdims=True) if dim == 0 else np.linalg.norm(v.data))
+    )
     expected = penalty_ref(w, *reg)[0]
     assert model.penalty() == pytest.approx(expected, rel=1e-13)  # the current weights
     model.zero_grad()
@@ -124,8 +152,11 @@ def test_penalty_thread_independent(rng, use_threads):
 
 def trainer_setup(rng, lr):
     fastnn.seed(1)
-    model = Sequential(Dense(5, 4, regularizer=L2(0.05), dtype=np.float64), Tanh(),
-                       Dense(4, 2, regularizer=L1(0.02), dtype=np.float64))
+    model = Sequential(
+        Dense(5, 4, regularizer=L2(0.05), dtype=np.float64),
+        Tanh(),
+        Dense(4, 2, regularizer=L1(0.02), dtype=np.float64),
+    )
     X, y = rng.standard_normal((20, 5)), rng.standard_normal((20, 2))
     trainer = fastnn.Trainer(model, MSELoss(), SGD(model.parameters(), lr=lr))
     return model, trainer, X, y
@@ -162,14 +193,24 @@ def test_trainer_update_uses_the_penalty_gradient(rng):
     regs = {"0.weight": (0.0, 0.05), "2.weight": (0.02, 0.0)}
     for n, p in plain.named_parameters():
         pen_grad = penalty_ref(before[n], *regs[n])[1] if n in regs else 0.0
-        np.testing.assert_allclose(after[n], before[n] - lr * (p.grad + pen_grad),
-                                   rtol=1e-12, atol=1e-15, err_msg=n)
+        np.testing.assert_allclose(
+            after[n], before[n] - lr * (p.grad + pen_grad), rtol=1e-12, atol=1e-15, err_msg=n
+        )
 
 
-@pytest.mark.parametrize("make", [
-    lambda: L1(-0.1), lambda: L2(-1e-3), lambda: L1L2(l1=-1.0), lambda: L1L2(l2=-1.0),
-    lambda: L1(float("nan")), lambda: L2("0.1"), lambda: L1L2(l1=None),
-], ids=["l1", "l2", "l1l2_l1", "l1l2_l2", "nan", "string", "none"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: L1(-0.1),
+        lambda: L2(-1e-3),
+        lambda: L1L2(l1=-1.0),
+        lambda: L1L2(l2=-1.0),
+        lambda: L1(float("nan")),
+        lambda: L2("0.1"),
+        lambda: L1L2(l1=None),
+    ],
+    ids=["l1", "l2", "l1l2_l1", "l1l2_l2", "nan", "string", "none"],
+)
 def test_bad_penalties_raise(make):
     with pytest.raises(ValueError, match=r"(l1|l2) must be a number >= 0"):
         make()
@@ -184,6 +225,7 @@ def test_dense_regularizer_must_be_a_regularizer():
 
 
 # --------------------------------------------------------------------------- Dropout
+
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.7])
 def test_dropout_modes_same_expected_activation(rng, p):
@@ -254,6 +296,7 @@ def test_dropout_bad_mode():
 
 
 # ----------------------------------------------------------------------- DropConnect
+
 
 def dc_layer(p=0.4, n_in=6, n_out=5, dtype=np.float64, bias=True):
     fastnn.seed(3)
@@ -353,8 +396,9 @@ def test_dropconnect_backward_finite_differences(rng, num_grad, fd_tol, bias):
     np.testing.assert_array_equal(gW[m == 0], 0.0)  # dropped weights get no gradient
     np.testing.assert_allclose(gW, m * (R.T @ x), rtol=1e-12)
     if bias:
-        np.testing.assert_allclose(dc.layer.bias.grad,
-                                   num_grad(lambda _: f(x), dc.layer.bias.data), **fd_tol)
+        np.testing.assert_allclose(
+            dc.layer.bias.grad, num_grad(lambda _: f(x), dc.layer.bias.data), **fd_tol
+        )
 
 
 def test_dropconnect_is_identity_in_eval(rng):
@@ -396,6 +440,7 @@ def test_dropconnect_frozen_weight_gets_no_gradient(rng):
 
 
 # --------------------------------------------------------------------------- freezing
+
 
 def _wn_dense():
     fastnn.seed(0)
@@ -456,15 +501,23 @@ def test_frozen_parameters_get_no_gradient(case):
 
 def _frozen_model():
     fastnn.seed(2)
-    return Sequential(Dense(4, 6, dtype=np.float64), BatchNorm1d(6, dtype=np.float64), ReLU(),
-                      Dense(6, 3, dtype=np.float64))
+    return Sequential(
+        Dense(4, 6, dtype=np.float64),
+        BatchNorm1d(6, dtype=np.float64),
+        ReLU(),
+        Dense(6, 3, dtype=np.float64),
+    )
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: Adam(ps, lr=1e-2),
-    lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1),
-    lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
-], ids=["adam", "adamw", "sgd_momentum_wd"])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda ps: Adam(ps, lr=1e-2),
+        lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1),
+        lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    ],
+    ids=["adam", "adamw", "sgd_momentum_wd"],
+)
 @pytest.mark.parametrize("freeze_after_building", [False, True], ids=["before", "after"])
 def test_frozen_parameters_are_not_updated(rng, make_opt, freeze_after_building):
     model = _frozen_model()
@@ -507,8 +560,13 @@ def test_trainer_skips_frozen_layers(rng):
     model[0].freeze()
     before = model.state_dict()
     trainer = fastnn.Trainer(model, MSELoss(), Adam(model.parameters(), lr=1e-2))
-    trainer.fit(rng.standard_normal((16, 4)), rng.standard_normal((16, 3)), epochs=2,
-                batch_size=4, verbose=0)
+    trainer.fit(
+        rng.standard_normal((16, 4)),
+        rng.standard_normal((16, 3)),
+        epochs=2,
+        batch_size=4,
+        verbose=0,
+    )
     after = model.state_dict()
     np.testing.assert_array_equal(after["0.weight"], before["0.weight"])
     np.testing.assert_array_equal(after["0.bias"], before["0.bias"])
@@ -550,8 +608,9 @@ def test_dense_named_init_statistics(name):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layer = Dense(IN, OUT, init=name)
-    assert (kind == "zeros") == any("symmetry" in str(w.message) or "constant" in
-                                    str(w.message) for w in caught)
+    assert (kind == "zeros") == any(
+        "symmetry" in str(w.message) or "constant" in str(w.message) for w in caught
+    )
     w = layer.weight.data.astype(np.float64)
     assert w.shape == (OUT, IN) and layer.weight.dtype == np.float32
     np.testing.assert_array_equal(layer.bias.data, 0.0)  # named inits zero the bias
@@ -590,8 +649,11 @@ def test_dense_callable_init():
     np.testing.assert_array_equal(layer.bias.data, 0.0)
     # an initialiser from fastnn.init with arguments, through a lambda
     fastnn.seed(0)
-    layer = Dense(200, 300, init=lambda p: fastnn.init.kaiming_uniform_(
-        p, mode="fan_out", nonlinearity="tanh"))
+    layer = Dense(
+        200,
+        300,
+        init=lambda p: fastnn.init.kaiming_uniform_(p, mode="fan_out", nonlinearity="tanh"),
+    )
     bound = 5 / 3 * math.sqrt(3 / 300)
     assert bound * 0.98 < np.abs(layer.weight.data).max() <= bound * (1 + 1e-6)
 
@@ -612,9 +674,14 @@ def test_apply_with_the_seed_note_weights_init():
                 fastnn.init.zeros_(m.bias)
 
     def build():
-        return Sequential(Dense(400, 300), BatchNorm1d(300), ReLU(),
-                          DropConnect(Dense(300, 200), 0.5),
-                          Sequential(Dense(200, 100), ReLU()), Dense(100, 10, bias=False))
+        return Sequential(
+            Dense(400, 300),
+            BatchNorm1d(300),
+            ReLU(),
+            DropConnect(Dense(300, 200), 0.5),
+            Sequential(Dense(200, 100), ReLU()),
+            Dense(100, 10, bias=False),
+        )
 
     fastnn.seed(6)
     model = build()

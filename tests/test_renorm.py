@@ -1,5 +1,6 @@
 """Batch Renormalization against a NumPy transcription of Ioffe (2017), Algorithm 1 and
 its backward equations, and against central differences."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,9 @@ def paper_forward(x, gamma, beta, mu, var, eps, momentum, rmax, dmax):
     y = gamma.reshape(bshape) * x_hat + beta.reshape(bshape)
     new_mu = mu + momentum * (mu_b - mu)
     new_var = var + momentum * (var_b * m / (m - 1) - var)
-    cache = dict(xc=xc, x_hat=x_hat, sigma_b=sigma_b, r=r, m=m, axes=axes, bshape=bshape,
-                 gamma=gamma)
+    cache = dict(
+        xc=xc, x_hat=x_hat, sigma_b=sigma_b, r=r, m=m, axes=axes, bshape=bshape, gamma=gamma
+    )
     return y, new_mu, new_var, cache
 
 
@@ -36,7 +38,7 @@ def paper_backward(g, cache):
     axes, bshape, m = cache["axes"], cache["bshape"], cache["m"]
     r, sigma_b = cache["r"].reshape(bshape), cache["sigma_b"].reshape(bshape)
     dx_hat = g * cache["gamma"].reshape(bshape)
-    dsigma_b = np.sum(dx_hat * cache["xc"] * (-r / sigma_b ** 2), axis=axes, keepdims=True)
+    dsigma_b = np.sum(dx_hat * cache["xc"] * (-r / sigma_b**2), axis=axes, keepdims=True)
     dmu_b = np.sum(dx_hat * (-r / sigma_b), axis=axes, keepdims=True)
     dx = dx_hat * r / sigma_b + dsigma_b * cache["xc"] / (m * sigma_b) + dmu_b / m
     return dx, np.sum(g * cache["x_hat"], axis=axes), np.sum(g, axis=axes)
@@ -49,15 +51,17 @@ def run_kernels(x, gamma, beta, mu, var, eps, momentum, rmax, dmax, g=None):
     rm, rv = mu.astype(dt), var.astype(dt)
     y, mean, invstd = np.empty_like(x), np.empty(c, dt), np.empty(c, dt)
     scratch = np.empty(_kernels.COLSUM_SCRATCH_ROWS * 2 * c)
-    scale, r, d = renorm.renorm_forward_train(x, gamma, beta, eps, momentum, rm, rv, rmax,
-                                              dmax, y, mean, invstd, scratch)
+    scale, r, d = renorm.renorm_forward_train(
+        x, gamma, beta, eps, momentum, rm, rv, rmax, dmax, y, mean, invstd, scratch
+    )
     out = dict(y=y, rm=rm, rv=rv, r=r, d=d)
     if g is not None:
         gx = np.empty_like(x)
         gw = None if gamma is None else np.zeros(c, dt)
         gb = None if beta is None else np.zeros(c, dt)
-        renorm.renorm_backward(x, g, scale, r, d, mean, invstd, gx, gw, gb,
-                               np.empty((2, c), dt), scratch)
+        renorm.renorm_backward(
+            x, g, scale, r, d, mean, invstd, gx, gw, gb, np.empty((2, c), dt), scratch
+        )
         out.update(gx=gx, gw=gw, gb=gb)
     return out
 
@@ -78,8 +82,9 @@ def test_forward_backward_match_the_paper(dtype, tol, rng, shape, rmax, dmax):
     x, gamma, beta, mu, var = make_case(rng, dtype, shape)
     g = rng.normal(size=shape).astype(dtype)
     got = run_kernels(x, gamma, beta, mu, var, 1e-5, 0.1, rmax, dmax, g)
-    y, new_mu, new_var, cache = paper_forward(x, gamma.astype(np.float64), beta, mu, var,
-                                              1e-5, 0.1, rmax, dmax)
+    y, new_mu, new_var, cache = paper_forward(
+        x, gamma.astype(np.float64), beta, mu, var, 1e-5, 0.1, rmax, dmax
+    )
     dx, dgamma, dbeta = paper_backward(g.astype(np.float64), cache)
     np.testing.assert_allclose(got["y"], y, **tol)
     np.testing.assert_allclose(got["rm"], new_mu, **tol)
@@ -102,8 +107,7 @@ def test_without_affine_matches_the_paper(rng):
     ones, zeros = np.ones(6), np.zeros(6)
     y, _, _, cache = paper_forward(x, ones, zeros, mu, var, 1e-5, 0.1, 2.0, 1.0)
     np.testing.assert_allclose(got["y"], y, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got["gx"], paper_backward(g, cache)[0], rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(got["gx"], paper_backward(g, cache)[0], rtol=1e-10, atol=1e-12)
 
 
 def test_gradient_is_the_derivative_where_clipping_holds_r_and_d(rng, num_grad, fd_tol):
@@ -120,13 +124,19 @@ def test_gradient_is_the_derivative_where_clipping_holds_r_and_d(rng, num_grad, 
     assert np.all(got["r"] == 1.5) and np.all(got["d"] == 0.5)
     np.testing.assert_allclose(got["gx"], num_grad(lambda v: f(v), x.copy()), **fd_tol)
     np.testing.assert_allclose(got["gw"], num_grad(lambda v: f(x, v), gamma.copy()), **fd_tol)
-    np.testing.assert_allclose(got["gb"], num_grad(lambda v: f(x, gamma, v), beta.copy()),
-                               **fd_tol)
+    np.testing.assert_allclose(got["gb"], num_grad(lambda v: f(x, gamma, v), beta.copy()), **fd_tol)
 
 
 def test_renorm_factors_clip_both_ways():
-    r, d = renorm.renorm_factors(np.array([0.0, 10.0, 1.0]), np.array([1.0, 0.01, 100.0]),
-                                 np.zeros(3), np.ones(3), 0.0, 3.0, 5.0)
+    r, d = renorm.renorm_factors(
+        np.array([0.0, 10.0, 1.0]),
+        np.array([1.0, 0.01, 100.0]),
+        np.zeros(3),
+        np.ones(3),
+        0.0,
+        3.0,
+        5.0,
+    )
     np.testing.assert_allclose(r, [1.0, 3.0, 1 / 3])
     np.testing.assert_allclose(d, [0.0, 5.0, 1.0])
 
@@ -152,8 +162,9 @@ def test_layer_matches_the_paper_then_evaluates_as_batch_norm(rng):
     for step in range(3):
         x = rng.normal(size=(16, 5)) * (1 + step) + step
         g = rng.normal(size=x.shape)
-        ref, mu, var, cache = paper_forward(x, layer.weight.data, layer.bias.data, mu, var,
-                                            layer.eps, 0.2, 1.5, 0.3)
+        ref, mu, var, cache = paper_forward(
+            x, layer.weight.data, layer.bias.data, mu, var, layer.eps, 0.2, 1.5, 0.3
+        )
         layer.zero_grad()
         np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-10, atol=1e-12)
         dx, dgamma, dbeta = paper_backward(g, cache)
@@ -178,8 +189,15 @@ def test_layer_schedule_follows_num_batches_tracked(rng):
     for _ in range(7):
         seen.append(layer.clipping())
         layer.forward(rng.normal(size=(8, 3)).astype(np.float32))
-    assert seen == [(1.0, 0.0), (1.0, 0.0), (1.0, 0.0), (1.5, 2.5), (2.0, 5.0), (2.5, 5.0),
-                    (3.0, 5.0)]
+    assert seen == [
+        (1.0, 0.0),
+        (1.0, 0.0),
+        (1.0, 0.0),
+        (1.5, 2.5),
+        (2.0, 5.0),
+        (2.5, 5.0),
+        (3.0, 5.0),
+    ]
 
 
 def test_layer_config_roundtrip_and_bad_arguments():
@@ -204,9 +222,11 @@ def test_trains_an_mlp_on_digits():
     X, y = fastnn.datasets.load_digits()
     X = X / 16.0
     fastnn.seed(0)
-    model = fastnn.Sequential(fastnn.Dense(64, 64), BatchRenorm1d(64, momentum=0.1),
-                              fastnn.ReLU(), fastnn.Dense(64, 10))
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=3e-3))
+    model = fastnn.Sequential(
+        fastnn.Dense(64, 64), BatchRenorm1d(64, momentum=0.1), fastnn.ReLU(), fastnn.Dense(64, 10)
+    )
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=3e-3)
+    )
     trainer.fit(X[:1400], y[:1400], epochs=8, batch_size=32, verbose=0)
     assert trainer.evaluate(X[1400:], y[1400:])["accuracy"] > 0.9

@@ -1,6 +1,7 @@
 """Per-trainer random streams: two trainers in two threads draw exactly what they draw
 one after the other (shuffling and dropout masks), and checkpoints keep a trainer's
 stream."""
+
 import threading
 
 import numpy as np
@@ -13,8 +14,9 @@ from fastnn.losses import CrossEntropyLoss
 
 def _trainer(seed):
     fastnn.seed(seed)
-    model = fastnn.Sequential(fastnn.Dense(64, 32), fastnn.ReLU(), fastnn.Dropout(0.3),
-                              fastnn.Dense(32, 10))
+    model = fastnn.Sequential(
+        fastnn.Dense(64, 32), fastnn.ReLU(), fastnn.Dropout(0.3), fastnn.Dense(32, 10)
+    )
     return fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05))
 
 
@@ -54,15 +56,15 @@ def test_a_trainer_seed_fixes_its_stream_whatever_fastnn_seed_says():
     for global_seed in (5, 6):
         model.load_state_dict(init)
         fastnn.seed(global_seed)
-        t = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
-                           seed=123)
+        t = fastnn.Trainer(
+            model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), seed=123
+        )
         t.fit(X, y, epochs=1, verbose=0)
         states.append(model.state_dict())
     for k in states[0]:
         np.testing.assert_array_equal(states[0][k], states[1][k])
     with pytest.raises(ValueError, match="seed"):
-        fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
-                       seed=-1)
+        fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), seed=-1)
 
 
 def test_using_makes_a_stream_current_in_this_thread_only():

@@ -1,6 +1,7 @@
 """fastnn.sklearn: scikit-learn's estimator checks, Pipeline / GridSearchCV /
 cross_val_score, digits accuracy, labels of any type, partial_fit, warm_start,
 sample weights, early stopping, pickling, and clear errors."""
+
 import pickle
 import warnings
 
@@ -59,9 +60,16 @@ def test_grid_search_and_cross_val_score(digits):
     assert scores.shape == (3,) and scores.min() > 0.85
 
 
-@pytest.mark.parametrize("labels", [
-    np.array(["setosa", "versicolor", "virginica"]), np.array([-3, 7, 12]),
-    np.array([0.0, 1.0, 2.0]), np.array([True, False])], ids=["str", "int", "float", "bool"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["setosa", "versicolor", "virginica"]),
+        np.array([-3, 7, 12]),
+        np.array([0.0, 1.0, 2.0]),
+        np.array([True, False]),
+    ],
+    ids=["str", "int", "float", "bool"],
+)
 def test_labels_of_any_type(rng, labels):
     centers = 6.0 * np.eye(5)[: len(labels)]
     idx = rng.integers(0, len(labels), 300)
@@ -78,8 +86,9 @@ def test_labels_of_any_type(rng, labels):
 def test_regressor_fits_a_smooth_function(rng):
     X = rng.uniform(-2, 2, (800, 3))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
-    reg = MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=300, random_state=0,
-                       learning_rate_init=3e-3).fit(X[:600], y[:600])
+    reg = MLPRegressor(
+        hidden_layer_sizes=(64, 64), max_iter=300, random_state=0, learning_rate_init=3e-3
+    ).fit(X[:600], y[:600])
     assert reg.predict(X[600:]).shape == (200,)
     assert reg.score(X[600:], y[600:]) > 0.9
     Y = np.column_stack([y, -y])
@@ -134,8 +143,10 @@ def test_sample_weight_zero_and_integer_weights(rng):
 
 def test_early_stopping_keeps_the_best_validation_score(digits):
     X_train, _, y_train, _ = digits
-    clf = make_pipeline(StandardScaler(), MLPClassifier(
-        early_stopping=True, n_iter_no_change=10, max_iter=200, random_state=0))
+    clf = make_pipeline(
+        StandardScaler(),
+        MLPClassifier(early_stopping=True, n_iter_no_change=10, max_iter=200, random_state=0),
+    )
     clf.fit(X_train, y_train)
     mlp = clf[-1]
     assert len(mlp.validation_scores_) == mlp.n_iter_ < 200
@@ -144,15 +155,32 @@ def test_early_stopping_keeps_the_best_validation_score(digits):
 
 def test_fastnn_options_build_the_network(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = MLPClassifier(hidden_layer_sizes=(64, 32), batch_norm=True, dropout=0.2,
-                        solver="adamw", activation="gelu", n_threads=1, max_iter=40,
-                        dtype="float32", random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(64, 32),
+        batch_norm=True,
+        dropout=0.2,
+        solver="adamw",
+        activation="gelu",
+        n_threads=1,
+        max_iter=40,
+        dtype="float32",
+        random_state=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(StandardScaler().fit_transform(X_train), y_train)
     names = [type(m).__name__ for m in clf.model_]
-    assert names == ["Dense", "BatchNorm1d", "GELU", "Dropout", "Dense", "BatchNorm1d",
-                     "GELU", "Dropout", "Dense"]
+    assert names == [
+        "Dense",
+        "BatchNorm1d",
+        "GELU",
+        "Dropout",
+        "Dense",
+        "BatchNorm1d",
+        "GELU",
+        "Dropout",
+        "Dense",
+    ]
     assert clf.model_.dtype == np.float32
     assert [c.shape for c in clf.coefs_] == [(64, 64), (64, 32), (32, 10)]
     assert type(clf._trainer.optimizer).__name__ == "AdamW"
@@ -160,8 +188,9 @@ def test_fastnn_options_build_the_network(digits):
 
 def test_pickle_round_trip(digits):
     X_train, X_test, y_train, _ = digits
-    clf = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,),
-                                                        max_iter=20, random_state=0))
+    clf = make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X_train, y_train)

@@ -1,6 +1,7 @@
 """Dropout1d/2d, DropBlock2d, StochasticDepth and Cutout: their masks against NumPy
 (and torch) re-computations from the same random draws, their statistics, gradients by
 finite differences, eval-mode identity and independence from the thread count."""
+
 import numpy as np
 import pytest
 from helpers import fd_check
@@ -24,7 +25,7 @@ def next_uniform(n):
     key, counter = frng.next_dropout_stream()
     bits = np.empty(n, np.uint32)
     _kernels.random_bits(key, counter, bits)
-    return bits * 2.0 ** -32
+    return bits * 2.0**-32
 
 
 @pytest.mark.parametrize("make,shape", LAYERS)
@@ -37,8 +38,9 @@ def test_eval_mode_is_identity(rng, make, shape):
 
 @pytest.mark.parametrize("make,shape", LAYERS)
 def test_backward_matches_finite_differences(rng, num_grad, fd_tol, make, shape):
-    fd_check(make(), rng.standard_normal(shape), num_grad, fd_tol, rng,
-             before=lambda: fastnn.seed(3))
+    fd_check(
+        make(), rng.standard_normal(shape), num_grad, fd_tol, rng, before=lambda: fastnn.seed(3)
+    )
 
 
 @pytest.mark.parametrize("make,shape", LAYERS)
@@ -84,8 +86,9 @@ def drop_block_reference(x, p, b, u, eps=1e-6):
     blocked = np.zeros_like(x)
     for i in range(h):
         for j in range(w):
-            blocked[:, :, i, j] = seeds[:, :, max(i - b // 2, 0):i + b // 2 + 1,
-                                        max(j - b // 2, 0):j + b // 2 + 1].max(axis=(2, 3))
+            blocked[:, :, i, j] = seeds[
+                :, :, max(i - b // 2, 0) : i + b // 2 + 1, max(j - b // 2, 0) : j + b // 2 + 1
+            ].max(axis=(2, 3))
     keep = 1 - blocked
     return x * keep * keep.size / (eps + keep.sum())
 
@@ -148,11 +151,14 @@ def test_cutout_zeroes_squares_in_every_channel():
     np.testing.assert_array_equal(y[y != 0], 1)  # no rescaling
 
 
-@pytest.mark.parametrize("make,x,match", [
-    (lambda: Dropout2d(0.1), np.ones((2, 3, 4)), r"Dropout2d\(p=0.1\): expected a 4-D"),
-    (lambda: Dropout1d(0.1), np.ones((2, 3)), r"Dropout1d\(p=0.1\): expected a 3-D"),
-    (lambda: Cutout(2), np.ones((2, 3, 4)), r"Cutout\(size=2\): expected a 4-D"),
-])
+@pytest.mark.parametrize(
+    "make,x,match",
+    [
+        (lambda: Dropout2d(0.1), np.ones((2, 3, 4)), r"Dropout2d\(p=0.1\): expected a 4-D"),
+        (lambda: Dropout1d(0.1), np.ones((2, 3)), r"Dropout1d\(p=0.1\): expected a 3-D"),
+        (lambda: Cutout(2), np.ones((2, 3, 4)), r"Cutout\(size=2\): expected a 4-D"),
+    ],
+)
 def test_bad_input_names_the_layer(make, x, match):
     with pytest.raises(ValueError, match=match):
         make().forward(x)

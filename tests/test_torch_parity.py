@@ -8,6 +8,7 @@ compute for it is round-off noise, and Adam rescales that noise into real steps,
 such biases cannot be compared across libraries. The Adam runs therefore use
 Linear(bias=False) before BN (the usual practice); the "bn-bias" architecture keeps
 the bias and is run with SGD, which does not amplify the noise."""
+
 import numpy as np
 import pytest
 
@@ -42,35 +43,55 @@ def torch_net(arch):
     if arch in ("bn", "bn-bias"):
         bias = arch == "bn-bias"
         return nn.Sequential(
-            nn.Linear(N_IN, HIDDEN, bias=bias), nn.BatchNorm1d(HIDDEN), nn.ReLU(),
+            nn.Linear(N_IN, HIDDEN, bias=bias),
+            nn.BatchNorm1d(HIDDEN),
+            nn.ReLU(),
             nn.Dropout(0.0),
-            nn.Linear(HIDDEN, HIDDEN, bias=bias), nn.BatchNorm1d(HIDDEN), nn.ReLU(),
+            nn.Linear(HIDDEN, HIDDEN, bias=bias),
+            nn.BatchNorm1d(HIDDEN),
+            nn.ReLU(),
             nn.Dropout(0.0),
-            nn.Linear(HIDDEN, N_OUT))
+            nn.Linear(HIDDEN, N_OUT),
+        )
     # plain: Dense + ReLU, which fastnn fuses into one epilogue
-    return nn.Sequential(nn.Linear(N_IN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN),
-                         nn.Tanh(), nn.Linear(HIDDEN, N_OUT))
+    return nn.Sequential(
+        nn.Linear(N_IN, HIDDEN),
+        nn.ReLU(),
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.Tanh(),
+        nn.Linear(HIDDEN, N_OUT),
+    )
 
 
 def fastnn_net(arch):
     if arch in ("bn", "bn-bias"):
         bias = arch == "bn-bias"
         return fastnn.Sequential(
-            fastnn.Dense(N_IN, HIDDEN, bias=bias), fastnn.BatchNorm1d(HIDDEN), fastnn.ReLU(),
-            fastnn.Dropout(0.0),
-            fastnn.Dense(HIDDEN, HIDDEN, bias=bias), fastnn.BatchNorm1d(HIDDEN),
+            fastnn.Dense(N_IN, HIDDEN, bias=bias),
+            fastnn.BatchNorm1d(HIDDEN),
             fastnn.ReLU(),
             fastnn.Dropout(0.0),
-            fastnn.Dense(HIDDEN, N_OUT))
-    return fastnn.Sequential(fastnn.Dense(N_IN, HIDDEN), fastnn.ReLU(),
-                             fastnn.Dense(HIDDEN, HIDDEN), fastnn.Tanh(),
-                             fastnn.Dense(HIDDEN, N_OUT))
+            fastnn.Dense(HIDDEN, HIDDEN, bias=bias),
+            fastnn.BatchNorm1d(HIDDEN),
+            fastnn.ReLU(),
+            fastnn.Dropout(0.0),
+            fastnn.Dense(HIDDEN, N_OUT),
+        )
+    return fastnn.Sequential(
+        fastnn.Dense(N_IN, HIDDEN),
+        fastnn.ReLU(),
+        fastnn.Dense(HIDDEN, HIDDEN),
+        fastnn.Tanh(),
+        fastnn.Dense(HIDDEN, N_OUT),
+    )
 
 
 def batches(dtype):
     r = np.random.default_rng(0)
-    return [(r.normal(size=(BATCH, N_IN)).astype(dtype), r.integers(0, N_OUT, BATCH))
-            for _ in range(STEPS)]
+    return [
+        (r.normal(size=(BATCH, N_IN)).astype(dtype), r.integers(0, N_OUT, BATCH))
+        for _ in range(STEPS)
+    ]
 
 
 def run_both(arch, opt_key, dtype):
@@ -81,8 +102,9 @@ def run_both(arch, opt_key, dtype):
     fnet = fastnn_net(arch).astype(dtype)
     fnet.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
     topt = getattr(torch.optim, cls)(tnet.parameters(), foreach=False, **opts)
-    trainer = fastnn.Trainer(fnet, CrossEntropyLoss(), getattr(optim, cls)(fnet.parameters(),
-                                                                          **opts))
+    trainer = fastnn.Trainer(
+        fnet, CrossEntropyLoss(), getattr(optim, cls)(fnet.parameters(), **opts)
+    )
     init = fnet.state_dict()
     tnet.train()
     t_losses, f_losses = [], []
@@ -102,8 +124,9 @@ def run_both(arch, opt_key, dtype):
     return np.array(f_losses), np.array(t_losses), fsd, tsd
 
 
-CASES = [(arch, opt) for arch in ("bn", "plain") for opt in OPTIMIZERS] + \
-    [("bn-bias", "sgd-nesterov")]
+CASES = [(arch, opt) for arch in ("bn", "plain") for opt in OPTIMIZERS] + [
+    ("bn-bias", "sgd-nesterov")
+]
 
 
 @pytest.mark.parametrize("arch,opt_key", CASES)
@@ -151,14 +174,12 @@ def test_eval_predictions_after_training_match_torch():
     for _ in range(2):
         for xb, yb in batches(np.float64):
             topt.zero_grad()
-            nn.functional.cross_entropy(tnet(torch.from_numpy(xb)),
-                                        torch.from_numpy(yb)).backward()
+            nn.functional.cross_entropy(tnet(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
             topt.step()
     tnet.eval()
     with torch.no_grad():
         expected = tnet(torch.from_numpy(X)).numpy()
-    np.testing.assert_allclose(fnet.predict(X, batch_size=50), expected, rtol=1e-9,
-                               atol=1e-10)
+    np.testing.assert_allclose(fnet.predict(X, batch_size=50), expected, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("opt_key", ["sgd-nesterov", "adam"])
@@ -171,9 +192,12 @@ def test_gradient_clipping_matches_torch(opt_key):
     fnet = fastnn_net("plain").astype(np.float64)
     fnet.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
     topt = getattr(torch.optim, cls)(tnet.parameters(), foreach=False, **opts)
-    trainer = fastnn.Trainer(fnet, CrossEntropyLoss(),
-                             getattr(optim, cls)(fnet.parameters(), **opts),
-                             clip_grad_norm=max_norm)
+    trainer = fastnn.Trainer(
+        fnet,
+        CrossEntropyLoss(),
+        getattr(optim, cls)(fnet.parameters(), **opts),
+        clip_grad_norm=max_norm,
+    )
     norms = []
     for xb, yb in batches(np.float64):
         topt.zero_grad()

@@ -1,6 +1,7 @@
 """The Trainer: learning real tasks, train_step, History, validation split, shuffling
 and seeds, batching (memmap, partial batches, drop_last, any input layout), evaluate,
 and input validation in fit."""
+
 import tracemalloc
 
 import numpy as np
@@ -28,11 +29,16 @@ def spirals(n_per_class=500, classes=3, noise=0.2, seed=0):
 
 def mlp_bn(n_in, n_out, hidden=64, p=0.1, dtype=np.float32):
     return fastnn.Sequential(
-        fastnn.Dense(n_in, hidden, dtype=dtype), fastnn.BatchNorm1d(hidden, dtype=dtype),
-        fastnn.ReLU(), fastnn.Dropout(p),
-        fastnn.Dense(hidden, hidden, dtype=dtype), fastnn.BatchNorm1d(hidden, dtype=dtype),
-        fastnn.ReLU(), fastnn.Dropout(p),
-        fastnn.Dense(hidden, n_out, dtype=dtype))
+        fastnn.Dense(n_in, hidden, dtype=dtype),
+        fastnn.BatchNorm1d(hidden, dtype=dtype),
+        fastnn.ReLU(),
+        fastnn.Dropout(p),
+        fastnn.Dense(hidden, hidden, dtype=dtype),
+        fastnn.BatchNorm1d(hidden, dtype=dtype),
+        fastnn.ReLU(),
+        fastnn.Dropout(p),
+        fastnn.Dense(hidden, n_out, dtype=dtype),
+    )
 
 
 def small_classification(n=200, features=6, classes=3, seed=0):
@@ -99,8 +105,9 @@ def test_regression_loss_drops_tenfold():
     X = r.uniform(-1.5, 1.5, size=(1000, 3))
     y = np.sin(2 * X[:, 0]) + 0.5 * X[:, 1] ** 2 - X[:, 0] * X[:, 2] + r.normal(0, 0.05, 1000)
     fastnn.seed(1)
-    model = fastnn.Sequential(fastnn.Dense(3, 64), fastnn.ReLU(), fastnn.Dense(64, 64),
-                              fastnn.Tanh(), fastnn.Dense(64, 1))
+    model = fastnn.Sequential(
+        fastnn.Dense(3, 64), fastnn.ReLU(), fastnn.Dense(64, 64), fastnn.Tanh(), fastnn.Dense(64, 1)
+    )
     trainer = fastnn.Trainer(model, MSELoss(), optim.Adam(model.parameters(), lr=3e-3))
     start = trainer.evaluate(X, y)["loss"]
     hist = trainer.fit(X, y, epochs=40, batch_size=32, verbose=0)
@@ -112,8 +119,9 @@ def test_regression_loss_drops_tenfold():
 
 def test_train_step_returns_the_loss_and_applies_the_update():
     fastnn.seed(3)
-    model = fastnn.Sequential(fastnn.Dense(6, 8, dtype=np.float64), fastnn.ReLU(),
-                              fastnn.Dense(8, 3, dtype=np.float64))
+    model = fastnn.Sequential(
+        fastnn.Dense(6, 8, dtype=np.float64), fastnn.ReLU(), fastnn.Dense(8, 3, dtype=np.float64)
+    )
     trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1))
     X, y = small_classification(32)
     X = X.astype(np.float64)
@@ -144,10 +152,14 @@ def test_clip_grad_norm_bounds_the_update(max_norm):
 
     def step(clip):
         fastnn.seed(4)
-        model = fastnn.Sequential(fastnn.Dense(6, 16, dtype=np.float64), fastnn.ReLU(),
-                                  fastnn.Dense(16, 3, dtype=np.float64))
-        trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                                 optim.SGD(model.parameters(), lr=1.0), clip_grad_norm=clip)
+        model = fastnn.Sequential(
+            fastnn.Dense(6, 16, dtype=np.float64),
+            fastnn.ReLU(),
+            fastnn.Dense(16, 3, dtype=np.float64),
+        )
+        trainer = fastnn.Trainer(
+            model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1.0), clip_grad_norm=clip
+        )
         before = np.concatenate([p.data.ravel() for p in model.parameters()])
         trainer.train_step(X, y)
         return before - np.concatenate([p.data.ravel() for p in model.parameters()])
@@ -166,8 +178,9 @@ def test_clip_grad_norm_bounds_the_update(max_norm):
 def test_clip_grad_norm_rejects_bad_values(bad):
     model = fastnn.Sequential(fastnn.Dense(6, 3))
     with pytest.raises(ValueError):
-        fastnn.Trainer(model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
-                       clip_grad_norm=bad)
+        fastnn.Trainer(
+            model, CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), clip_grad_norm=bad
+        )
 
 
 # -- History ----------------------------------------------------------------------------
@@ -177,8 +190,9 @@ def test_history_has_per_epoch_lists(capsys):
     model = mlp_bn(6, 3, hidden=16)
     opt = optim.Adam(model.parameters(), lr=1e-2)
     trainer = fastnn.Trainer(model, CrossEntropyLoss(), opt)
-    hist = trainer.fit(X[:90], y[:90], epochs=3, batch_size=16,
-                       validation_data=(X[90:], y[90:]), verbose=0)
+    hist = trainer.fit(
+        X[:90], y[:90], epochs=3, batch_size=16, validation_data=(X[90:], y[90:]), verbose=0
+    )
     assert hist is trainer.history and isinstance(hist, fastnn.History)
     keys = {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time"}
     assert set(hist.history) == keys
@@ -198,8 +212,9 @@ def test_history_has_per_epoch_lists(capsys):
     # prints one line per epoch. Whether epochs=5 means "5 more" or "up to epoch 5"
     # (API.md's checkpoint wording) is left open here.
     opt.lr = 5e-3
-    trainer.fit(X[:90], y[:90], epochs=5, batch_size=16, validation_data=(X[90:], y[90:]),
-                verbose=1)
+    trainer.fit(
+        X[:90], y[:90], epochs=5, batch_size=16, validation_data=(X[90:], y[90:]), verbose=1
+    )
     n = len(hist)
     assert n > 3 and hist.epoch == list(range(1, n + 1)) and trainer.epoch == n
     assert all(len(v) == n for v in hist.history.values())
@@ -230,8 +245,9 @@ def _batch_sizes(n, batch_size, drop_last):
 
     fastnn.seed(0)
     model = fastnn.Sequential(fastnn.Dense(4, 1))
-    trainer = fastnn.Trainer(model, MSELoss(), optim.SGD(model.parameters(), lr=0.01),
-                             metrics=[count])
+    trainer = fastnn.Trainer(
+        model, MSELoss(), optim.SGD(model.parameters(), lr=0.01), metrics=[count]
+    )
     X, y = index_regression(n)
     hist = trainer.fit(X, y, epochs=2, batch_size=batch_size, drop_last=drop_last, verbose=0)
     assert hist["count"] == [0.0, 0.0]
@@ -307,8 +323,7 @@ def test_runs_are_reproducible_with_shuffle_false():
 def test_runs_are_reproducible_with_shuffle_true_and_differ_by_seed():
     a, b, c = _run(0, True), _run(0, True), _run(1, True)
     assert same(a, b)
-    assert not any(np.array_equal(x, z) for x, z in list(zip(a, c))
-                   if x.dtype.kind == "f")
+    assert not any(np.array_equal(x, z) for x, z in list(zip(a, c)) if x.dtype.kind == "f")
 
 
 def test_training_does_not_depend_on_the_thread_count():
@@ -326,11 +341,17 @@ def test_training_does_not_depend_on_the_thread_count():
             assert fastnn.get_num_threads() == threads
             fastnn.seed(0)
             model = fastnn.Sequential(
-                fastnn.Dense(40, 256), fastnn.BatchNorm1d(256), fastnn.ReLU(),
-                fastnn.Dropout(0.3), fastnn.Dense(256, 256), fastnn.ReLU(),
-                fastnn.Dense(256, 5))
-            trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                                     optim.Adam(model.parameters(), lr=1e-3))
+                fastnn.Dense(40, 256),
+                fastnn.BatchNorm1d(256),
+                fastnn.ReLU(),
+                fastnn.Dropout(0.3),
+                fastnn.Dense(256, 256),
+                fastnn.ReLU(),
+                fastnn.Dense(256, 5),
+            )
+            trainer = fastnn.Trainer(
+                model, CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3)
+            )
             trainer.fit(X, y, epochs=1, batch_size=256, verbose=0)
             results.append(weights(model))
     finally:
@@ -350,8 +371,9 @@ def test_fit_on_a_float64_memmap_without_copying_it(tmp_path, fortran):
     n, f = 40_000, 32
     path = tmp_path / "X.npy"
     r = np.random.default_rng(0)
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, f),
-                                   fortran_order=fortran)
+    mm = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float64, shape=(n, f), fortran_order=fortran
+    )
     for start in range(0, n, 10_000):
         mm[start : start + 10_000] = r.normal(size=(10_000, f))
     mm.flush()
@@ -376,8 +398,9 @@ def test_fit_on_a_float64_memmap_without_copying_it(tmp_path, fortran):
 
     w_mm, peak = train(X)
     # A copy of X (even converted to float32) would be X.nbytes / 2 = 5 MB.
-    assert peak < X.nbytes / 4, f"fit allocated {peak / 1e6:.1f} MB for a " \
-                                f"{X.nbytes / 1e6:.1f} MB memmap"
+    assert peak < X.nbytes / 4, (
+        f"fit allocated {peak / 1e6:.1f} MB for a {X.nbytes / 1e6:.1f} MB memmap"
+    )
     w_ram, _ = train(np.asarray(X).astype(np.float32))
     assert same(w_mm, w_ram)
 
@@ -416,8 +439,12 @@ def test_evaluate_returns_loss_and_metrics_and_restores_mode():
     X, y = small_classification(100)
     fastnn.seed(0)
     model = mlp_bn(6, 3, hidden=16, p=0.5)
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), optim.Adam(model.parameters()),
-                             metrics=("accuracy", "top_2_accuracy"))
+    trainer = fastnn.Trainer(
+        model,
+        CrossEntropyLoss(),
+        optim.Adam(model.parameters()),
+        metrics=("accuracy", "top_2_accuracy"),
+    )
     trainer.fit(X, y, epochs=2, batch_size=16, verbose=0)
     state = weights(model)
     model.train()

@@ -1,6 +1,7 @@
 """Trainer: losses by name, class names and integer-valued float labels, probabilities
 and class predictions, sample and class weights, and the class names carried into a
 saved model and `fastnn predict`."""
+
 import numpy as np
 import pytest
 
@@ -8,14 +9,14 @@ import fastnn
 from fastnn import cli, losses
 from fastnn.preprocessing import Standardizer, train_test_split
 
-NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                  "nine"])
+NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
 
 
 def mlp(n_in=64, n_out=10, dtype=np.float32, seed=0):
     fastnn.seed(seed)
-    return fastnn.Sequential(fastnn.Dense(n_in, 64, dtype=dtype), fastnn.ReLU(),
-                             fastnn.Dense(64, n_out, dtype=dtype))
+    return fastnn.Sequential(
+        fastnn.Dense(n_in, 64, dtype=dtype), fastnn.ReLU(), fastnn.Dense(64, n_out, dtype=dtype)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,7 @@ def test_class_names_probabilities_and_predictions(digits):
     X_tr, X_te, y_tr, y_te = digits
     model = mlp()
     trainer = fastnn.Trainer(model, "cross_entropy", fastnn.optim.Adam(model.parameters()))
-    trainer.fit(X_tr, NAMES[y_tr], epochs=15, batch_size=64, verbose=0,
-                validation_split=0.1)
+    trainer.fit(X_tr, NAMES[y_tr], epochs=15, batch_size=64, verbose=0, validation_split=0.1)
     np.testing.assert_array_equal(trainer.classes_, np.sort(NAMES))
     pred = trainer.predict_classes(X_te)
     assert pred.dtype.kind == "U"
@@ -73,8 +73,7 @@ def test_integer_valued_float_labels_train_as_integers(digits):
 
 def full_batch_fit(X, y, epochs=5, **fit):
     model = mlp(n_in=X.shape[1], n_out=3, dtype=np.float64)
-    trainer = fastnn.Trainer(model, "cross_entropy", fastnn.optim.SGD(model.parameters(),
-                                                                      lr=0.1))
+    trainer = fastnn.Trainer(model, "cross_entropy", fastnn.optim.SGD(model.parameters(), lr=0.1))
     trainer.fit(X, y, epochs=epochs, batch_size=10_000, shuffle=False, verbose=0, **fit)
     return model, trainer
 
@@ -160,8 +159,23 @@ def test_integer_classes_print_as_integers(tmp_path, rng, capsys):
     y = (X[:, 0] > 0).astype(np.float64) + 2 * (X[:, 1] > 0)  # 0.0 .. 3.0
     np.savez(tmp_path / "d.npz", X=X, y=y)
     out = tmp_path / "run"
-    assert cli.main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "2", "--quiet",
-                     "--hidden", "8", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "d.npz"),
+                "--epochs",
+                "2",
+                "--quiet",
+                "--hidden",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "training counts 0: " in text and "0.0" not in text.split("training counts")[1][:40]
     model_file = out / "model.safetensors"

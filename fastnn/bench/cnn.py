@@ -3,6 +3,7 @@ and a small ResNet (channels 16-32-64, batch norm, three stages of one basic blo
 global average pooling) on 3x32x32, each as one training step (forward, cross-entropy,
 backward, Adam) in fastnn and in PyTorch, built with the same layers. Random data:
 speed does not depend on what the pixels show."""
+
 import numpy as np
 
 import fastnn
@@ -22,9 +23,19 @@ def make_images(name, n=N_IMAGES, seed=0):
 def fastnn_lenet5():
     L = fastnn.layers
     return fastnn.Sequential(
-        L.Conv2d(1, 6, 5), L.ReLU(), L.MaxPool2d(2), L.Conv2d(6, 16, 5), L.ReLU(),
-        L.MaxPool2d(2), L.Flatten(), L.Dense(16 * 4 * 4, 120), L.ReLU(), L.Dense(120, 84),
-        L.ReLU(), L.Dense(84, N_CLASSES))
+        L.Conv2d(1, 6, 5),
+        L.ReLU(),
+        L.MaxPool2d(2),
+        L.Conv2d(6, 16, 5),
+        L.ReLU(),
+        L.MaxPool2d(2),
+        L.Flatten(),
+        L.Dense(16 * 4 * 4, 120),
+        L.ReLU(),
+        L.Dense(120, 84),
+        L.ReLU(),
+        L.Dense(84, N_CLASSES),
+    )
 
 
 def basic_block(x, cin, cout, stride):
@@ -54,9 +65,19 @@ def fastnn_resnet(widths=(16, 32, 64)):
 def torch_lenet5(torch):
     nn = torch.nn
     return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 4 * 4, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, N_CLASSES))
+        nn.Conv2d(1, 6, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, N_CLASSES),
+    )
 
 
 def torch_resnet(torch, widths=(16, 32, 64)):
@@ -66,17 +87,22 @@ def torch_resnet(torch, widths=(16, 32, 64)):
         def __init__(self, cin, cout, stride):
             super().__init__()
             self.f = nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-            self.proj = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                       nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            )
+            self.proj = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
 
         def forward(self, x):
             return torch.relu(self.f(x) + self.proj(x))
 
-    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-              nn.ReLU()]
+    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
     cin = widths[0]
     for i, w in enumerate(widths):
         layers.append(Block(cin, w, 1 if i == 0 else 2))
@@ -92,14 +118,15 @@ def fastnn_cnn_step(name, X, y, batch, seed=0):
 
     fastnn.seed(seed)
     model = fastnn_lenet5() if name == "lenet5" else fastnn_resnet()
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3),
-                             metrics=())
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
+    )
     starts = _batches(X.shape[0], batch)
     train_step = trainer.train_step
 
     def step():
         s = next(starts)
-        return train_step(X[s:s + batch], y[s:s + batch])
+        return train_step(X[s : s + batch], y[s : s + batch])
 
     step.trainer = trainer
     return step
@@ -116,7 +143,7 @@ def torch_cnn_step(torch, name, Xt, yt, batch, seed=0):
     def step():
         s = next(starts)
         opt.zero_grad()
-        loss_fn(model(Xt[s:s + batch]), yt[s:s + batch]).backward()
+        loss_fn(model(Xt[s : s + batch]), yt[s : s + batch]).backward()
         opt.step()
 
     return step
@@ -130,12 +157,14 @@ def conv_gemm_shapes(model, batch):
 
     shapes, seen = [], []
     convs = [m for m in model.modules() if isinstance(m, (Conv1d, Conv2d))]
-    hooks = [c.register_forward_hook(lambda mod, inp, out: seen.append((mod, out.shape)))
-             for c in convs]
+    hooks = [
+        c.register_forward_hook(lambda mod, inp, out: seen.append((mod, out.shape))) for c in convs
+    ]
     try:
         model.eval()
-        model.predict(np.zeros((1,) + SHAPES["lenet5" if convs[0].in_channels == 1
-                                             else "resnet"], np.float32))
+        model.predict(
+            np.zeros((1,) + SHAPES["lenet5" if convs[0].in_channels == 1 else "resnet"], np.float32)
+        )
     finally:
         model.train()
         for h in hooks:
@@ -158,8 +187,14 @@ def gemm_only_step(shapes, dtype=np.float32, seed=0):
     from fastnn import _kernels
 
     r = np.random.default_rng(seed)
-    calls = [(r.standard_normal((m, k)).astype(dtype), r.standard_normal((k, n)).astype(dtype),
-              np.empty((m, n), dtype)) for m, n, k in shapes]
+    calls = [
+        (
+            r.standard_normal((m, k)).astype(dtype),
+            r.standard_normal((k, n)).astype(dtype),
+            np.empty((m, n), dtype),
+        )
+        for m, n, k in shapes
+    ]
 
     def step():
         for a, b, c in calls:
@@ -173,8 +208,11 @@ def torch_cnn_case(torch, name, batch):
     from fastnn.bench.harness import Case
 
     X, y = make_images(name)
-    return Case(f"torch {name}", torch_cnn_step(torch, name, torch.from_numpy(X),
-                                                torch.from_numpy(y), batch), batch)
+    return Case(
+        f"torch {name}",
+        torch_cnn_step(torch, name, torch.from_numpy(X), torch.from_numpy(y), batch),
+        batch,
+    )
 
 
 def conv_layer_step(model, batch, seed=0):
@@ -185,8 +223,10 @@ def conv_layer_step(model, batch, seed=0):
 
     shapes = []
     convs = [m for m in model.modules() if isinstance(m, Conv2d)]
-    hooks = [c.register_forward_hook(lambda mod, inp, out: shapes.append((mod, inp.shape[1:])))
-             for c in convs]
+    hooks = [
+        c.register_forward_hook(lambda mod, inp, out: shapes.append((mod, inp.shape[1:])))
+        for c in convs
+    ]
     try:
         model.predict(np.zeros((1,) + _input_shape(convs[0]), np.float32))
     finally:
@@ -195,8 +235,16 @@ def conv_layer_step(model, batch, seed=0):
     r = np.random.default_rng(seed)
     runs = []
     for i, (c, shape) in enumerate(shapes):
-        copy = Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                      c.dilation, c.groups, c.bias is not None)
+        copy = Conv2d(
+            c.in_channels,
+            c.out_channels,
+            c.kernel_size,
+            c.stride,
+            c.padding,
+            c.dilation,
+            c.groups,
+            c.bias is not None,
+        )
         x = r.standard_normal((batch,) + shape).astype(np.float32)
         runs.append((copy, Context(), x, i > 0))
 
@@ -252,10 +300,11 @@ def peak_memory(lib, name, batch):
     import subprocess
     import sys
 
-    code = ("import json, fastnn.bench.cnn as c; "
-            f"print(json.dumps(c._memory_probe({lib!r}, {name!r}, {batch})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import json, fastnn.bench.cnn as c; "
+        f"print(json.dumps(c._memory_probe({lib!r}, {name!r}, {batch})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -275,32 +324,75 @@ def run(args, opts, worker, out, log):
         for b in batches:
             log(f"cnn: {name} batch {b}, {threads} threads")
             step = fastnn_cnn_step(name, X, y, b)
-            cases = [Case("fastnn", step, b), Case("convs", conv_layer_step(step.trainer.model, b)),
-                     Case("gemms", gemm_only_step(conv_gemm_shapes(step.trainer.model, b)))]
+            cases = [
+                Case("fastnn", step, b),
+                Case("convs", conv_layer_step(step.trainer.model, b)),
+                Case("gemms", gemm_only_step(conv_gemm_shapes(step.trainer.model, b))),
+            ]
             if worker is not None:
                 cases.append(worker.case("torch", f"cnn_{name}", b, threads))
             res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
             ours = res["fastnn"]["items_per_s"]
             theirs = res["torch"]["items_per_s"] if worker is not None else None
-            rows.append((name, b, f"{ours:,.0f}", "-" if theirs is None else f"{theirs:,.0f}",
-                         "-" if theirs is None else f"{ours / theirs:.2f}x"))
+            rows.append(
+                (
+                    name,
+                    b,
+                    f"{ours:,.0f}",
+                    "-" if theirs is None else f"{theirs:,.0f}",
+                    "-" if theirs is None else f"{ours / theirs:.2f}x",
+                )
+            )
             conv, gemm = res["convs"]["median_s"], res["gemms"]["median_s"]
             step_s = res["fastnn"]["median_s"]
-            shares.append((name, b, f"{step_s * 1e3:.1f}", f"{conv * 1e3:.1f}",
-                           f"{100 * conv / step_s:.0f}%", f"{gemm * 1e3:.1f}",
-                           f"{conv / gemm:.2f}x"))
+            shares.append(
+                (
+                    name,
+                    b,
+                    f"{step_s * 1e3:.1f}",
+                    f"{conv * 1e3:.1f}",
+                    f"{100 * conv / step_s:.0f}%",
+                    f"{gemm * 1e3:.1f}",
+                    f"{conv / gemm:.2f}x",
+                )
+            )
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"\nCNN training step (forward, cross-entropy, backward, Adam), samples/s, {threads} "
-      f"threads, float32; PyTorch in its own process:")
-    p(_table(["model", "batch", "fastnn", "PyTorch", "fastnn / PyTorch"], rows,
-             ["l", "r", "r", "r", "r"]))
-    p("\nWhere fastnn's step goes: its convolutions (forward + backward, each layer alone) "
-      "against the GEMMs they perform (same shapes, through the same BLAS):")
-    p(_table(["model", "batch", "step ms", "convs ms", "convs share", "their GEMMs ms",
-              "convs / GEMMs"], shares, ["l"] + ["r"] * 6))
+    p(
+        f"\nCNN training step (forward, cross-entropy, backward, Adam), samples/s, {threads} "
+        f"threads, float32; PyTorch in its own process:"
+    )
+    p(
+        _table(
+            ["model", "batch", "fastnn", "PyTorch", "fastnn / PyTorch"],
+            rows,
+            ["l", "r", "r", "r", "r"],
+        )
+    )
+    p(
+        "\nWhere fastnn's step goes: its convolutions (forward + backward, each layer alone) "
+        "against the GEMMs they perform (same shapes, through the same BLAS):"
+    )
+    p(
+        _table(
+            [
+                "model",
+                "batch",
+                "step ms",
+                "convs ms",
+                "convs share",
+                "their GEMMs ms",
+                "convs / GEMMs",
+            ],
+            shares,
+            ["l"] + ["r"] * 6,
+        )
+    )
     if worker is not None and not getattr(args, "quick", False):
         mem = [(lib, peak_memory(lib, "resnet", 256)) for lib in ("fastnn", "torch")]
-        p("\nPeak memory added by 3 training steps of the small ResNet at batch 256 (fresh "
-          "process each): " + ", ".join(f"{lib} {m / 2**20:,.0f} MiB" for lib, m in mem)
-          + (f" (fastnn / PyTorch {mem[0][1] / mem[1][1]:.2f}x)" if mem[1][1] > 0 else ""))
+        p(
+            "\nPeak memory added by 3 training steps of the small ResNet at batch 256 (fresh "
+            "process each): "
+            + ", ".join(f"{lib} {m / 2**20:,.0f} MiB" for lib, m in mem)
+            + (f" (fastnn / PyTorch {mem[0][1] / mem[1][1]:.2f}x)" if mem[1][1] > 0 else "")
+        )
     return 0

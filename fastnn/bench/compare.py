@@ -23,6 +23,7 @@ Measured:
 The tables go to stdout, and every measurement with the machine description to JSON
 (bench/results/<timestamp>.json by default).
 """
+
 import argparse
 import datetime
 import json
@@ -35,9 +36,14 @@ import numpy as np
 from fastnn.bench.harness import CpuMeter, TorchWorker, machine_info, set_threads
 from fastnn.bench.report import breakdown_table, evaluate_targets, write_report
 from fastnn.bench.sections import (
-    bench_breakdown, bench_kernels, bench_memory, bench_predict, bench_scaling, bench_train)
-from fastnn.bench.workloads import (
-    PREDICT_BATCHES, SCALING_SIZES, THREADS, TRAIN_BATCHES, make_data)
+    bench_breakdown,
+    bench_kernels,
+    bench_memory,
+    bench_predict,
+    bench_scaling,
+    bench_train,
+)
+from fastnn.bench.workloads import PREDICT_BATCHES, SCALING_SIZES, THREADS, TRAIN_BATCHES, make_data
 
 
 def _int_list(text):
@@ -45,7 +51,8 @@ def _int_list(text):
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
@@ -53,45 +60,86 @@ def _int_list(text):
 
 def add_arguments(parser):
     """The options of `fastnn bench` (shared by the CLI and bench/compare.py)."""
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds in total: a smoke test (CI), not a measurement")
-    parser.add_argument("--batches", type=_int_list, default=None, metavar="16,128,2048",
-                        help="training batch sizes (default 16,128,2048; --quick: 128)")
-    parser.add_argument("--threads", type=_int_list, default=None, metavar="1,2",
-                        help="thread counts (default 1,2; --quick: 1)")
-    parser.add_argument("--no-torch", action="store_true",
-                        help="leave PyTorch out even if it is installed")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved repeats per measurement (default 7; --quick: 3)")
-    parser.add_argument("--min-time", type=float, default=None,
-                        help="seconds per repeat of one case (default 0.2; --quick: 0.02)")
-    parser.add_argument("--no-predict", action="store_true",
-                        help="skip the inference section")
-    parser.add_argument("--no-kernels", action="store_true",
-                        help="skip the kernel-bandwidth section")
-    parser.add_argument("--no-scaling", action="store_true",
-                        help="skip the epoch-scaling section (one epoch on up to 1M x 784 "
-                             "float32 samples, 3.3 GB; --quick skips it)")
-    parser.add_argument("--no-breakdown", action="store_true",
-                        help="skip the per-phase breakdown of fastnn's step")
-    parser.add_argument("--cnn", action="store_true",
-                        help="the convolutional section: LeNet-5 and a small ResNet training "
-                             "steps against PyTorch, convolution time against its GEMMs, "
-                             "peak memory (fastnn.bench.cnn)")
-    parser.add_argument("--profile", action="store_true",
-                        help="only the per-phase breakdown of fastnn's step (each layer's "
-                             "forward and backward, loss, optimizer, the GEMMs alone), for "
-                             "each batch size and thread count")
-    parser.add_argument("--rnn", action="store_true",
-                        help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
-                             "against PyTorch and their GEMMs, at the largest --threads")
-    parser.add_argument("--contention", action="store_true",
-                        help="only the busy-machine measurement: each implementation's "
-                             "training step with and without a competing busy process "
-                             "(fastnn.bench.contention)")
-    parser.add_argument("--json", default=None, metavar="PATH",
-                        help="where to write the results (default "
-                             "bench/results/<timestamp>.json)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few seconds in total: a smoke test (CI), not a measurement",
+    )
+    parser.add_argument(
+        "--batches",
+        type=_int_list,
+        default=None,
+        metavar="16,128,2048",
+        help="training batch sizes (default 16,128,2048; --quick: 128)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_int_list,
+        default=None,
+        metavar="1,2",
+        help="thread counts (default 1,2; --quick: 1)",
+    )
+    parser.add_argument(
+        "--no-torch", action="store_true", help="leave PyTorch out even if it is installed"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved repeats per measurement (default 7; --quick: 3)",
+    )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds per repeat of one case (default 0.2; --quick: 0.02)",
+    )
+    parser.add_argument("--no-predict", action="store_true", help="skip the inference section")
+    parser.add_argument(
+        "--no-kernels", action="store_true", help="skip the kernel-bandwidth section"
+    )
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the epoch-scaling section (one epoch on up to 1M x 784 "
+        "float32 samples, 3.3 GB; --quick skips it)",
+    )
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the per-phase breakdown of fastnn's step"
+    )
+    parser.add_argument(
+        "--cnn",
+        action="store_true",
+        help="the convolutional section: LeNet-5 and a small ResNet training "
+        "steps against PyTorch, convolution time against its GEMMs, "
+        "peak memory (fastnn.bench.cnn)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only the per-phase breakdown of fastnn's step (each layer's "
+        "forward and backward, loss, optimizer, the GEMMs alone), for "
+        "each batch size and thread count",
+    )
+    parser.add_argument(
+        "--rnn",
+        action="store_true",
+        help="run only the recurrent section (fastnn.bench.rnn): LSTM and GRU "
+        "against PyTorch and their GEMMs, at the largest --threads",
+    )
+    parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="only the busy-machine measurement: each implementation's "
+        "training step with and without a competing busy process "
+        "(fastnn.bench.contention)",
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="where to write the results (default bench/results/<timestamp>.json)",
+    )
     parser.add_argument("--no-json", action="store_true", help="write no JSON file")
     return parser
 
@@ -136,19 +184,45 @@ def run(args, out=sys.stdout):
         print(msg, file=sys.stderr, flush=True)
 
     try:
-        return _run(args, out, opts, quick, batches, threads, predict_batches, judge_t,
-                    worker, log, t_start, run_meter)
+        return _run(
+            args,
+            out,
+            opts,
+            quick,
+            batches,
+            threads,
+            predict_batches,
+            judge_t,
+            worker,
+            log,
+            t_start,
+            run_meter,
+        )
     finally:
         if worker is not None:
             worker.close()
 
 
-def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, worker, log,
-         t_start, run_meter):
+def _run(
+    args,
+    out,
+    opts,
+    quick,
+    batches,
+    threads,
+    predict_batches,
+    judge_t,
+    worker,
+    log,
+    t_start,
+    run_meter,
+):
     info = machine_info(worker)
     X, y = make_data()
-    log(f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
-        f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else ""))
+    log(
+        f"fastnn bench: data {X.shape} float32, batches {batches}, threads {threads}, "
+        f"{opts.repeats} repeats x {opts.min_time:g} s" + (" (quick)" if quick else "")
+    )
     if args.cnn:
         from . import cnn
 
@@ -167,8 +241,11 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
         krows, stream = bench_kernels(judge_t, opts, log)
         rows += krows
     memory = bench_memory(X, y, max(batches), judge_t)
-    scaling = [] if (quick or args.no_scaling) else bench_scaling(
-        SCALING_SIZES, max(TRAIN_BATCHES), judge_t, log)
+    scaling = (
+        []
+        if (quick or args.no_scaling)
+        else bench_scaling(SCALING_SIZES, max(TRAIN_BATCHES), judge_t, log)
+    )
     breakdowns = []
     if not (quick or args.no_breakdown):
         for b in batches:
@@ -178,20 +255,38 @@ def _run(args, out, opts, quick, batches, threads, predict_batches, judge_t, wor
     duration = time.perf_counter() - t_start
     background = run_meter.background()
 
-    result = {"machine": info, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
-              "command": sys.argv, "config": {"quick": quick, "batches": batches,
-                                              "threads": threads, "repeats": opts.repeats,
-                                              "min_time_s": opts.min_time,
-                                              "pause_s": opts.pause,
-                                              "predict_batches": predict_batches,
-                                              "n_samples": int(X.shape[0])},
-              "measurements": rows, "memory": memory, "scaling": scaling, "breakdowns": breakdowns,
-              "stream_bytes_per_s": stream, "targets": targets, "duration_s": duration,
-              "background_cpu": background}
+    result = {
+        "machine": info,
+        "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "config": {
+            "quick": quick,
+            "batches": batches,
+            "threads": threads,
+            "repeats": opts.repeats,
+            "min_time_s": opts.min_time,
+            "pause_s": opts.pause,
+            "predict_batches": predict_batches,
+            "n_samples": int(X.shape[0]),
+        },
+        "measurements": rows,
+        "memory": memory,
+        "scaling": scaling,
+        "breakdowns": breakdowns,
+        "stream_bytes_per_s": stream,
+        "targets": targets,
+        "duration_s": duration,
+        "background_cpu": background,
+    }
     write_report(result, judge_t, not args.no_predict, out)
     if not args.no_json:
-        path = Path(args.json) if args.json else Path("bench") / "results" / (
-            datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+        path = (
+            Path(args.json)
+            if args.json
+            else Path("bench")
+            / "results"
+            / (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1, default=_json_default))
         print(f"Results written to {path}", file=out)
@@ -209,8 +304,9 @@ def _json_default(o):
 
 
 def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(
-        prog="fastnn bench", description=__doc__.split("\n\n")[0]))
+    parser = add_arguments(
+        argparse.ArgumentParser(prog="fastnn bench", description=__doc__.split("\n\n")[0])
+    )
     return run(parser.parse_args(argv))
 
 

@@ -14,6 +14,7 @@ median samples/s without it, measured in the same run.
 
 `worker_main()` is the fastnn worker (the same line protocol as
 fastnn.bench.torch_worker)."""
+
 import datetime
 import json
 import os
@@ -87,29 +88,43 @@ def bench_contention(batches, threads, workers, opts, log, competitor=None):
             rates = {(c.name, busy): [] for c in cases for busy in (False, True)}
             background = {False: [], True: []}
             for r in range(opts.repeats):
-                for busy in ((False, True) if r % 2 == 0 else (True, False)):
+                for busy in (False, True) if r % 2 == 0 else (True, False):
                     competitor.set(busy)
                     meter = CpuMeter()
-                    res = measure(cases, repeats=1, min_time=opts.min_time,
-                                  warmup_time=opts.warmup, pause=opts.pause)
+                    res = measure(
+                        cases,
+                        repeats=1,
+                        min_time=opts.min_time,
+                        warmup_time=opts.warmup,
+                        pause=opts.pause,
+                    )
                     bg = meter.background()
                     if bg is not None:
                         # The competitor's own core is not "other load" to report.
-                        background[busy].append(max(0.0, bg - (1 / (os.cpu_count() or 1)
-                                                                if busy else 0.0)))
+                        background[busy].append(
+                            max(0.0, bg - (1 / (os.cpu_count() or 1) if busy else 0.0))
+                        )
                     for c in cases:
                         rates[(c.name, busy)].append(b / res[c.name]["median_s"])
             competitor.set(False)
             for c in cases:
                 idle = statistics.median(rates[(c.name, False)])
                 loaded = statistics.median(rates[(c.name, True)])
-                rows.append({"kind": "contention", "impl": c.name, "batch": b,
-                             "threads": threads, "idle_samples_per_s": idle,
-                             "busy_samples_per_s": loaded, "retention": loaded / idle,
-                             "idle_rates": rates[(c.name, False)],
-                             "busy_rates": rates[(c.name, True)],
-                             "background_cpu_idle": _mean(background[False]),
-                             "background_cpu_busy": _mean(background[True])})
+                rows.append(
+                    {
+                        "kind": "contention",
+                        "impl": c.name,
+                        "batch": b,
+                        "threads": threads,
+                        "idle_samples_per_s": idle,
+                        "busy_samples_per_s": loaded,
+                        "retention": loaded / idle,
+                        "idle_rates": rates[(c.name, False)],
+                        "busy_rates": rates[(c.name, True)],
+                        "background_cpu_idle": _mean(background[False]),
+                        "background_cpu_busy": _mean(background[True]),
+                    }
+                )
     finally:
         competitor.stop()
     return rows
@@ -131,20 +146,33 @@ def contention_table(rows, batches):
         line = [b]
         for impl in impls:
             r = by.get((impl, b))
-            line += ([_fmt_rate(r["idle_samples_per_s"]), _fmt_rate(r["busy_samples_per_s"]),
-                      f"{100 * r['retention']:.0f}%"] if r else ["-", "-", "-"])
+            line += (
+                [
+                    _fmt_rate(r["idle_samples_per_s"]),
+                    _fmt_rate(r["busy_samples_per_s"]),
+                    f"{100 * r['retention']:.0f}%",
+                ]
+                if r
+                else ["-", "-", "-"]
+            )
         out.append(line)
     text = _table(headers, out)
     bg = [r["background_cpu_idle"] for r in rows if r["background_cpu_idle"] is not None]
     if bg and max(bg) >= 0.05:
-        text += (f"\nNOTE: other processes already used ~{100 * max(bg):.0f}% of the "
-                 "machine's CPU during the 'idle' blocks: the idle figures are not idle.")
+        text += (
+            f"\nNOTE: other processes already used ~{100 * max(bg):.0f}% of the "
+            "machine's CPU during the 'idle' blocks: the idle figures are not idle."
+        )
     if "fastnn_stock_libgomp" in impls:
-        ratios = [by[("fastnn", b)]["idle_samples_per_s"]
-                  / by[("fastnn_stock_libgomp", b)]["idle_samples_per_s"]
-                  for b in batches if ("fastnn", b) in by and ("fastnn_stock_libgomp", b) in by]
-        text += ("\nIdle speed of fastnn's settings vs libgomp's stock settings: "
-                 + ", ".join(f"batch {b}: {_fmt_ratio(x)}" for b, x in zip(batches, ratios)))
+        ratios = [
+            by[("fastnn", b)]["idle_samples_per_s"]
+            / by[("fastnn_stock_libgomp", b)]["idle_samples_per_s"]
+            for b in batches
+            if ("fastnn", b) in by and ("fastnn_stock_libgomp", b) in by
+        ]
+        text += "\nIdle speed of fastnn's settings vs libgomp's stock settings: " + ", ".join(
+            f"batch {b}: {_fmt_ratio(x)}" for b, x in zip(batches, ratios)
+        )
     return text
 
 
@@ -157,14 +185,24 @@ def contention_targets(rows, batches):
         f = by.get(("fastnn", b))
         if f is None:
             continue
-        out.append({"name": f"contention: fastnn keeps >= {RETENTION_TARGET:.0%} at batch {b}",
-                    "value": f["retention"], "threshold": RETENTION_TARGET,
-                    "met": f["retention"] >= RETENTION_TARGET})
+        out.append(
+            {
+                "name": f"contention: fastnn keeps >= {RETENTION_TARGET:.0%} at batch {b}",
+                "value": f["retention"],
+                "threshold": RETENTION_TARGET,
+                "met": f["retention"] >= RETENTION_TARGET,
+            }
+        )
         t = by.get(("torch", b))
         if t is not None:
-            out.append({"name": f"contention: fastnn retention >= PyTorch's at batch {b}",
-                        "value": f["retention"] / t["retention"], "threshold": 1.0,
-                        "met": f["retention"] >= t["retention"]})
+            out.append(
+                {
+                    "name": f"contention: fastnn retention >= PyTorch's at batch {b}",
+                    "value": f["retention"] / t["retention"],
+                    "threshold": 1.0,
+                    "met": f["retention"] >= t["retention"],
+                }
+            )
     return out
 
 
@@ -177,7 +215,9 @@ def run_command(args, out=sys.stdout):
     opts = argparse.Namespace(
         repeats=(3 if quick else 5) if args.repeats is None else args.repeats,
         min_time=(0.02 if quick else 0.3) if args.min_time is None else args.min_time,
-        warmup=0.02 if quick else 0.1, pause=0.02 if quick else 0.15)
+        warmup=0.02 if quick else 0.1,
+        pause=0.02 if quick else 0.15,
+    )
     if opts.repeats < 1 or opts.min_time <= 0:
         print("fastnn bench: --repeats must be >= 1 and --min-time > 0", file=sys.stderr)
         return 2
@@ -188,12 +228,27 @@ def run_command(args, out=sys.stdout):
 
     rows, targets = run(args, opts, batches, out, log)
     if not args.no_json:
-        path = Path(args.json) if args.json else Path("bench") / "results" / (
-            "contention-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+        path = (
+            Path(args.json)
+            if args.json
+            else Path("bench")
+            / "results"
+            / ("contention-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".json")
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"machine": machine_info(), "command": sys.argv,
-                                    "measurements": rows, "targets": targets,
-                                    "config": vars(opts)}, indent=1, default=_json_default))
+        path.write_text(
+            json.dumps(
+                {
+                    "machine": machine_info(),
+                    "command": sys.argv,
+                    "measurements": rows,
+                    "targets": targets,
+                    "config": vars(opts),
+                },
+                indent=1,
+                default=_json_default,
+            )
+        )
         print(f"Results written to {path}", file=out)
     return 0
 
@@ -211,13 +266,19 @@ def run(args, opts, batches, out, log):
         for w in workers.values():
             w.close()
     targets = contention_targets(rows, batches)
-    print(f"\nTraining step with one competing busy process, samples/s, {t} threads "
-          f"(median of {opts.repeats} idle and {opts.repeats} loaded blocks, alternating; "
-          "each implementation in its own process):", file=out)
+    print(
+        f"\nTraining step with one competing busy process, samples/s, {t} threads "
+        f"(median of {opts.repeats} idle and {opts.repeats} loaded blocks, alternating; "
+        "each implementation in its own process):",
+        file=out,
+    )
     print(contention_table(rows, batches), file=out)
     for tg in targets:
-        print(f"  [{'met' if tg['met'] else 'MISSED'}] {tg['name']}: {tg['value']:.2f} "
-              f"(threshold {tg['threshold']:.2f})", file=out)
+        print(
+            f"  [{'met' if tg['met'] else 'MISSED'}] {tg['name']}: {tg['value']:.2f} "
+            f"(threshold {tg['threshold']:.2f})",
+            file=out,
+        )
     return rows, targets
 
 
@@ -239,5 +300,8 @@ def worker_main():
             raise ValueError(f"unsupported kind {msg['kind']!r}")
         return Case("train", fastnn_train_step(X, y, msg["batch"]), msg["batch"])
 
-    serve(lambda: {"fastnn": fastnn.__version__, "openmp": openmp_settings()},
-          fastnn.set_num_threads, build)
+    serve(
+        lambda: {"fastnn": fastnn.__version__, "openmp": openmp_settings()},
+        fastnn.set_num_threads,
+        build,
+    )

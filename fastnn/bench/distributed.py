@@ -13,6 +13,7 @@ of one machine at the per-machine batch and a ring all-reduce of the gradient:
     t_step(N) = t_compute(G / N) + 2 (N - 1) / N * bytes / bandwidth + 2 (N - 1) * latency
 (no overlap of communication with the backward pass: an upper bound on the step time).
 """
+
 import argparse
 import json
 import math
@@ -28,14 +29,18 @@ import numpy as np
 # CNN: 3x32x32 input, 3x3 convolutions 32-32-pool-64-64-pool-128-128-pool, Dense 2048 ->
 # 256 -> 10 (a CIFAR-10 VGG-style network).
 MLP_PARAMS = (784 * 512 + 512) + (512 * 512 + 512) + (512 * 10 + 10) + 2 * 2 * 512
-CNN_CONVS = [(3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16), (64, 128, 8),
-             (128, 128, 8)]  # (in channels, out channels, output side)
-CNN_PARAMS = (sum(ci * co * 9 + co for ci, co, _ in CNN_CONVS) + (2048 * 256 + 256)
-              + (256 * 10 + 10))
+CNN_CONVS = [
+    (3, 32, 32),
+    (32, 32, 32),
+    (32, 64, 16),
+    (64, 64, 16),
+    (64, 128, 8),
+    (128, 128, 8),
+]  # (in channels, out channels, output side)
+CNN_PARAMS = sum(ci * co * 9 + co for ci, co, _ in CNN_CONVS) + (2048 * 256 + 256) + (256 * 10 + 10)
 # Multiply-adds of forward + backward (input and weight gradients): 3 x forward.
 MLP_FLOPS = 3 * 2 * (784 * 512 + 512 * 512 + 512 * 10)
-CNN_FLOPS = 3 * 2 * (sum(ci * co * 9 * s * s for ci, co, s in CNN_CONVS)
-                     + 2048 * 256 + 256 * 10)
+CNN_FLOPS = 3 * 2 * (sum(ci * co * 9 * s * s for ci, co, s in CNN_CONVS) + 2048 * 256 + 256 * 10)
 GBITS = (10, 25, 100)
 LATENCY_S = 20e-6  # per message hop over TCP/Ethernet (an assumption, not measured)
 
@@ -80,25 +85,35 @@ def scaling_table(name, global_batch, rate, nbytes, machines=(1, 2, 4, 8, 16, 32
             if speedup / n >= 0.5:
                 limits[gbit] = n
         rows.append(row)
-    return {"model": name, "global_batch": global_batch, "bytes": nbytes, "rows": rows,
-            "limits": limits}
+    return {
+        "model": name,
+        "global_batch": global_batch,
+        "bytes": nbytes,
+        "rows": rows,
+        "limits": limits,
+    }
 
 
 def format_scaling(table):
     head = ["N", "batch/N", "compute ms"]
     for g in GBITS:
         head += [f"AR ms {g}G", f"speed-up {g}G", f"eff. {g}G"]
-    lines = [f"{table['model']}: global batch {table['global_batch']}, "
-             f"{table['bytes'] / 1e6:.2f} MB all-reduced per step",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"{table['model']}: global batch {table['global_batch']}, "
+        f"{table['bytes'] / 1e6:.2f} MB all-reduced per step",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in table["rows"]:
         cells = [str(r[0]), f"{r[1]:g}", f"{r[2]:.2f}"]
         for k in range(len(GBITS)):
-            ar, s, e = r[3 + 3 * k: 6 + 3 * k]
+            ar, s, e = r[3 + 3 * k : 6 + 3 * k]
             cells += [f"{ar:.2f}", f"{s:.1f}", f"{100 * e:.0f}%"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("largest N at >= 50% efficiency: " + ", ".join(
-        f"{g} Gbit/s: {table['limits'].get(g, 1)}" for g in GBITS))
+    lines.append(
+        "largest N at >= 50% efficiency: "
+        + ", ".join(f"{g} Gbit/s: {table['limits'].get(g, 1)}" for g in GBITS)
+    )
     return "\n".join(lines)
 
 
@@ -116,9 +131,11 @@ def cost_model_text(mlp_rate=REFERENCE_MLP_RATE, gemm_flops=REFERENCE_GEMM_FLOPS
     global batch 256."""
     mlp = interpolated_rate(mlp_rate)
     cnn_rate = CNN_EFFICIENCY * gemm_flops / CNN_FLOPS
-    tables = [scaling_table("MLP-BN", 2048, mlp, 4 * MLP_PARAMS),
-              scaling_table("MLP-BN", 256, mlp, 4 * MLP_PARAMS),
-              scaling_table("CNN", 256, lambda b: cnn_rate, 4 * CNN_PARAMS)]
+    tables = [
+        scaling_table("MLP-BN", 2048, mlp, 4 * MLP_PARAMS),
+        scaling_table("MLP-BN", 256, mlp, 4 * MLP_PARAMS),
+        scaling_table("CNN", 256, lambda b: cnn_rate, 4 * CNN_PARAMS),
+    ]
     return "\n\n".join(format_scaling(t) for t in tables)
 
 
@@ -170,8 +187,9 @@ def worker_step(global_batch, repeats, min_time):
     fastnn.seed(0)
     X, y = make_data(n=global_batch)
     model = fastnn_mlp_bn()
-    trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                             fastnn.optim.Adam(model.parameters(), lr=1e-3))
+    trainer = fastnn.Trainer(
+        model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.Adam(model.parameters(), lr=1e-3)
+    )
     if world is not None:  # what fit sets up: the all-reduce hook, this rank's shard
         trainer._dp = distributed.DataParallel(world)
         trainer._dp.start(model, trainer._parameter_store())
@@ -193,8 +211,7 @@ def _worker_main(argv):
         print(cost_model_text())
         return
     if a.what == "allreduce":
-        result = worker_allreduce([int(s) for s in a.sizes.split(",")], a.repeats,
-                                  a.min_time)
+        result = worker_allreduce([int(s) for s in a.sizes.split(",")], a.repeats, a.min_time)
     else:
         result = worker_step(a.batch, a.repeats, a.min_time)
     from fastnn import distributed
@@ -214,7 +231,11 @@ def _mpiexec():
 def _launch(n, threads, args):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     cmd = ([_mpiexec(), "-n", str(n)] if n > 1 else []) + [
-        sys.executable, "-m", "fastnn.bench.distributed", *args]
+        sys.executable,
+        "-m",
+        "fastnn.bench.distributed",
+        *args,
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
@@ -229,23 +250,31 @@ def run(batch=2048, repeats=5, min_time=0.2, out=None):
     for _ in range(2):  # interleave the two configurations twice
         for procs, threads in ((1, 2), (2, 1)):
             steps.setdefault((procs, threads), []).append(
-                _launch(procs, threads, ["step", "--batch", str(batch), *common]))
-    sizes = [2 ** k for k in range(10, 25, 2)] + [MLP_PARAMS, CNN_PARAMS]
-    allreduce = _launch(2, 1, ["allreduce", "--sizes", ",".join(map(str, sorted(sizes))),
-                               *common])
-    step_rows = {f"{p} process{'es' if p > 1 else ''} x {t} thread{'s' if t > 1 else ''}":
-                 min(v) for (p, t), v in steps.items()}
+                _launch(procs, threads, ["step", "--batch", str(batch), *common])
+            )
+    sizes = [2**k for k in range(10, 25, 2)] + [MLP_PARAMS, CNN_PARAMS]
+    allreduce = _launch(2, 1, ["allreduce", "--sizes", ",".join(map(str, sorted(sizes))), *common])
+    step_rows = {
+        f"{p} process{'es' if p > 1 else ''} x {t} thread{'s' if t > 1 else ''}": min(v)
+        for (p, t), v in steps.items()
+    }
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"MLP-BN training step, global batch {batch} ({os.cpu_count()} CPUs, load "
-          f"average {load:.1f} during the run):", file=out)
+    print(
+        f"MLP-BN training step, global batch {batch} ({os.cpu_count()} CPUs, load "
+        f"average {load:.1f} during the run):",
+        file=out,
+    )
     base = step_rows["1 process x 2 threads"]
     for name, sec in step_rows.items():
         print(f"  {name:>24}: {1e3 * sec:8.2f} ms/step  ({base / sec:.2f}x)", file=out)
     print("All-reduce of a float32 gradient between 2 processes (shared memory):", file=out)
     print("| floats | MB | ms | GB/s (algorithm bandwidth) |\n|---|---|---|---|", file=out)
     for r in allreduce:
-        print(f"| {r['floats']:,} | {r['bytes'] / 1e6:.2f} | {1e3 * r['seconds']:.3f} | "
-              f"{r['bytes'] / r['seconds'] / 1e9:.2f} |", file=out)
+        print(
+            f"| {r['floats']:,} | {r['bytes'] / 1e6:.2f} | {1e3 * r['seconds']:.3f} | "
+            f"{r['bytes'] / r['seconds'] / 1e9:.2f} |",
+            file=out,
+        )
     return {"steps": step_rows, "allreduce": allreduce, "load_average": load}
 
 

@@ -2,6 +2,7 @@
 measurement of cases (median of repeats, rotating order, a pause that lets thread
 pools park), the CPU other processes take meanwhile, the PyTorch worker process and
 the thread settings of a measurement."""
+
 import json
 import math
 import os
@@ -50,10 +51,22 @@ def machine_info(worker=None):
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count()
-    libs = [{k: lib.get(k) for k in ("user_api", "internal_api", "prefix", "version",
-                                     "architecture", "threading_layer", "num_threads",
-                                     "filepath")}
-            for lib in threadpool_info()]
+    libs = [
+        {
+            k: lib.get(k)
+            for k in (
+                "user_api",
+                "internal_api",
+                "prefix",
+                "version",
+                "architecture",
+                "threading_layer",
+                "num_threads",
+                "filepath",
+            )
+        }
+        for lib in threadpool_info()
+    ]
     info = {
         "cpu": _cpu_model(),
         "cores_available": cores,
@@ -66,9 +79,17 @@ def machine_info(worker=None):
         "fastnn_parallel_min_elements": _kernels.PARALLEL_MIN_ELEMENTS,
         "torch": worker.info["torch"] if worker is not None else None,
         "threadpools": libs,
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY",
-                                           "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS",
-                                           "MKL_NUM_THREADS") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in (
+                "OMP_NUM_THREADS",
+                "OMP_WAIT_POLICY",
+                "GOMP_SPINCOUNT",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+            )
+            if k in os.environ
+        },
     }
     if worker is not None:
         info["torch_config"] = {k: v for k, v in worker.info.items() if k != "torch"}
@@ -80,10 +101,17 @@ def blas_summary(info):
     for lib in info["threadpools"]:
         if lib["user_api"] != "blas":
             continue
-        who = "fastnn/scipy" if "scipy.libs" in (lib["filepath"] or "") else (
-            "numpy" if "numpy" in (lib["filepath"] or "") else Path(lib["filepath"] or "?").name)
-        parts.append(f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
-                     f"{lib['threading_layer']}) for {who}")
+        who = (
+            "fastnn/scipy"
+            if "scipy.libs" in (lib["filepath"] or "")
+            else (
+                "numpy" if "numpy" in (lib["filepath"] or "") else Path(lib["filepath"] or "?").name
+            )
+        )
+        parts.append(
+            f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
+            f"{lib['threading_layer']}) for {who}"
+        )
     return "; ".join(parts) or "none found by threadpoolctl"
 
 
@@ -167,13 +195,19 @@ class TorchWorker:
         # directory first, which from a source tree would be an unbuilt fastnn.
         env = dict(os.environ, **(env or {}))
         env["PYTHONPATH"] = os.pathsep.join(
-            [p for p in [os.environ.get("PYTHONPATH")] if p]
-            + [p or os.getcwd() for p in sys.path])
+            [p for p in [os.environ.get("PYTHONPATH")] if p] + [p or os.getcwd() for p in sys.path]
+        )
         module, function = entry.split(":")
         code = f"import sys; del sys.path[0]; from {module} import {function}; {function}()"
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         worker = cls(proc)
         try:
             worker.info = worker.ask(cmd="info")
@@ -194,8 +228,12 @@ class TorchWorker:
         return reply
 
     def case(self, name, kind, batch, threads, fused=False):
-        return RemoteCase(self, name, batch, dict(cmd="setup", kind=kind, batch=batch,
-                                                  threads=threads, fused=fused))
+        return RemoteCase(
+            self,
+            name,
+            batch,
+            dict(cmd="setup", kind=kind, batch=batch, threads=threads, fused=fused),
+        )
 
     def close(self):
         try:
@@ -256,9 +294,13 @@ def measure(cases, repeats=7, min_time=0.2, warmup_time=0.1, pause=0.0):
     out = {}
     for c in cases:
         med = statistics.median(per_call[c.name])
-        out[c.name] = {"per_call_s": per_call[c.name], "median_s": med,
-                       "calls_per_repeat": calls[c.name], "items_per_s": c.items / med,
-                       "background_cpu": background}
+        out[c.name] = {
+            "per_call_s": per_call[c.name],
+            "median_s": med,
+            "calls_per_repeat": calls[c.name],
+            "items_per_s": c.items / med,
+            "background_cpu": background,
+        }
     return out
 
 

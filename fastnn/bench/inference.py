@@ -20,6 +20,7 @@ through a compiled predictor called directly (`fastnn.inference.compile(model)(x
 and uncompiled (the evaluation forward of the model's own plan, layer by layer with
 the Dense + activation epilogues fused: the path before compilation, for reference).
 """
+
 import argparse
 import json
 import os
@@ -92,8 +93,12 @@ def _fastnn_cases(weights_path):
             x = out
         return x
 
-    return {"fastnn predict": predict, "fastnn compiled": predictor,
-            "fastnn uncompiled": uncompiled, "fastnn GEMMs alone": gemms}
+    return {
+        "fastnn predict": predict,
+        "fastnn compiled": predictor,
+        "fastnn uncompiled": uncompiled,
+        "fastnn GEMMs alone": gemms,
+    }
 
 
 def _torch_cases(weights_path, threads):
@@ -180,8 +185,9 @@ def worker_main(kind, path, threads):
                 _torch_onnx_export(extra, msg["path"])
                 out = {"ok": True}
             elif cmd == "time":
-                n, result = _time_calls(cases[msg["case"]], X, msg["batch"], msg["seconds"],
-                                        msg["per_call"])
+                n, result = _time_calls(
+                    cases[msg["case"]], X, msg["batch"], msg["seconds"], msg["per_call"]
+                )
                 out = {"calls": n, "result": result}
             else:
                 out = {"error": f"unknown command {cmd!r}"}
@@ -199,9 +205,15 @@ def _torch_onnx_export(model, path):
     x = torch.zeros(1, N_FEATURES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, x, path, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            x,
+            path,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
 
 
 class Worker:
@@ -213,11 +225,19 @@ class Worker:
         # The worker imports this process's fastnn: its sys.path, not the working
         # directory first (from a source tree that would be an unbuilt fastnn).
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
-        code = ("import sys; del sys.path[0]; from fastnn.bench.inference import worker_main; "
-                f"worker_main({kind!r}, {path!r}, {int(threads)})")
+        code = (
+            "import sys; del sys.path[0]; from fastnn.bench.inference import worker_main; "
+            f"worker_main({kind!r}, {path!r}, {int(threads)})"
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
         self.info = self.ask(cmd="info")
         self.cases = self.ask(cmd="cases")["cases"]
 
@@ -228,8 +248,9 @@ class Worker:
         if not line:
             self.proc.wait(timeout=30)
             self.stderr.seek(0)
-            raise RuntimeError(f"the {self.kind} worker stopped: "
-                               f"{self.stderr.read().strip()[-2000:]}")
+            raise RuntimeError(
+                f"the {self.kind} worker stopped: {self.stderr.read().strip()[-2000:]}"
+            )
         reply = json.loads(line)
         if "error" in reply:
             raise RuntimeError(f"the {self.kind} worker: {reply['error']}")
@@ -333,8 +354,10 @@ def run(args, out=sys.stdout):
             ow = _start("ort", onnx_path, threads, log) if onnx_path else None
             workers += [ow] if ow else []
             cases = [(w, c) for w in workers for c in w.cases]
-            log(f"fastnn bench --inference: {len(cases)} cases, batches {list(batches)}, "
-                f"{threads} threads, {rounds} rounds x {min_time:g} s")
+            log(
+                f"fastnn bench --inference: {len(cases)} cases, batches {list(batches)}, "
+                f"{threads} threads, {rounds} rounds x {min_time:g} s"
+            )
             results = {}
             for b in batches:
                 results[b] = measure_batch(cases, b, rounds, min_time, pause)
@@ -348,9 +371,17 @@ def run(args, out=sys.stdout):
     print(f"\nTotal time {time.perf_counter() - t_start:.1f} s", file=out)
     if getattr(args, "json", None) and not getattr(args, "no_json", False):
         with open(args.json, "w") as f:
-            json.dump({"threads": threads, "info": info, "onnx_exporter": exporter,
-                       "results": {str(b): r for b, r in results.items()},
-                       "targets": targets(results)}, f, indent=1)
+            json.dump(
+                {
+                    "threads": threads,
+                    "info": info,
+                    "onnx_exporter": exporter,
+                    "results": {str(b): r for b, r in results.items()},
+                    "targets": targets(results),
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 
@@ -369,27 +400,58 @@ def targets(results):
         if num is None or den is None:
             return
         v = num / den
-        res.append({"target": name, "value": v, "threshold": threshold,
-                    "higher_is_better": higher,
-                    "met": bool(v >= threshold if higher else v <= threshold)})
+        res.append(
+            {
+                "target": name,
+                "value": v,
+                "threshold": threshold,
+                "higher_is_better": higher,
+                "met": bool(v >= threshold if higher else v <= threshold),
+            }
+        )
 
     f = "fastnn predict"
-    check("batch 1 latency: PyTorch / fastnn (median)", _get(results, 1, "PyTorch"),
-          _get(results, 1, f), LATENCY_VS_TORCH)
-    check("batch 1 latency: onnxruntime / fastnn (median)", _get(results, 1, "onnxruntime"),
-          _get(results, 1, f), LATENCY_VS_ORT)
-    check("batch 1 latency: fastnn p99 / median", _get(results, 1, f, "p99_s"),
-          _get(results, 1, f), P99_OVER_MEDIAN, higher=False)
+    check(
+        "batch 1 latency: PyTorch / fastnn (median)",
+        _get(results, 1, "PyTorch"),
+        _get(results, 1, f),
+        LATENCY_VS_TORCH,
+    )
+    check(
+        "batch 1 latency: onnxruntime / fastnn (median)",
+        _get(results, 1, "onnxruntime"),
+        _get(results, 1, f),
+        LATENCY_VS_ORT,
+    )
+    check(
+        "batch 1 latency: fastnn p99 / median",
+        _get(results, 1, f, "p99_s"),
+        _get(results, 1, f),
+        P99_OVER_MEDIAN,
+        higher=False,
+    )
     for b in (256, 4096):
-        check(f"batch {b} throughput: fastnn / PyTorch", _get(results, b, "PyTorch"),
-              _get(results, b, f), THROUGHPUT_VS_TORCH)
-        check(f"batch {b} throughput: fastnn / onnxruntime", _get(results, b, "onnxruntime"),
-              _get(results, b, f), THROUGHPUT_VS_ORT)
+        check(
+            f"batch {b} throughput: fastnn / PyTorch",
+            _get(results, b, "PyTorch"),
+            _get(results, b, f),
+            THROUGHPUT_VS_TORCH,
+        )
+        check(
+            f"batch {b} throughput: fastnn / onnxruntime",
+            _get(results, b, "onnxruntime"),
+            _get(results, b, f),
+            THROUGHPUT_VS_ORT,
+        )
     for b in sorted(results):
         if b >= 256:
-            check(f"batch {b}: compiled predictor / its GEMMs alone",
-                  _get(results, b, "fastnn compiled"), _get(results, b, "fastnn GEMMs alone"),
-                  EVAL_OVER_GEMM, higher=False)
+            check(
+                f"batch {b}: compiled predictor / its GEMMs alone",
+                _get(results, b, "fastnn compiled"),
+                _get(results, b, "fastnn GEMMs alone"),
+                EVAL_OVER_GEMM,
+                higher=False,
+            )
     return res
 
 
@@ -397,13 +459,19 @@ def report(results, threads, info, exporter, rounds, min_time):
     cases = []
     for b in results:
         cases += [c for c in results[b] if c not in cases]
-    lines = [(f"Inference, MLP-BN (784 -> 512 -> 512 -> 10, BatchNorm + ReLU + Dropout), "
-              f"float32, {threads} thread{'s' if threads > 1 else ''}; each library in its "
-              f"own process, {rounds} interleaved rounds of ~{min_time:g} s per case."),
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in info.items())
-             + (f"; ONNX model from {exporter}" if exporter else "")]
+    lines = [
+        (
+            f"Inference, MLP-BN (784 -> 512 -> 512 -> 10, BatchNorm + ReLU + Dropout), "
+            f"float32, {threads} thread{'s' if threads > 1 else ''}; each library in its "
+            f"own process, {rounds} interleaved rounds of ~{min_time:g} s per case."
+        ),
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in info.items())
+        + (f"; ONNX model from {exporter}" if exporter else ""),
+    ]
     head = ["case", "batch 1 median us", "p99 us"] + [
-        f"batch {b} samples/s" for b in sorted(results) if b > 1]
+        f"batch {b} samples/s" for b in sorted(results) if b > 1
+    ]
     rows = []
     for c in cases:
         row = [c]
@@ -417,15 +485,19 @@ def report(results, threads, info, exporter, rounds, min_time):
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 
     def fmt(r):
-        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                         for i, (v, w) in enumerate(zip(r, widths)))
+        return "  ".join(
+            str(v).ljust(w) if i == 0 else str(v).rjust(w)
+            for i, (v, w) in enumerate(zip(r, widths))
+        )
 
     lines += ["", fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     lines.append("\nTargets (fastnn = model.predict):")
     for t in targets(results):
         op = ">=" if t["higher_is_better"] else "<="
-        lines.append(f"  [{'met' if t['met'] else 'NOT MET':>7}] {t['target']}: "
-                     f"{t['value']:.2f}x ({op} {t['threshold']:.3g}x)")
+        lines.append(
+            f"  [{'met' if t['met'] else 'NOT MET':>7}] {t['target']}: "
+            f"{t['value']:.2f}x ({op} {t['threshold']:.3g}x)"
+        )
     return "\n".join(lines)
 
 

@@ -30,20 +30,28 @@ As an oracle: `load_state_dict` takes a fastnn (or torch) state_dict, and
 `train_step(x, y, masks=...)` takes the dropout keep-masks to use, so that fastnn's
 masks can be replayed exactly.
 """
+
 import math
 import time
 
 import numpy as np
 
-__all__ = ["NumpyMLPBN", "adam_step", "batchnorm_backward", "batchnorm_forward_train",
-           "softmax_cross_entropy", "main"]
+__all__ = [
+    "NumpyMLPBN",
+    "adam_step",
+    "batchnorm_backward",
+    "batchnorm_forward_train",
+    "softmax_cross_entropy",
+    "main",
+]
 
 
 # --------------------------------------------------------------------------------------
 # Building blocks (also used by the kernel benchmarks as the NumPy counterparts).
 # --------------------------------------------------------------------------------------
-def batchnorm_forward_train(z, gamma, beta, eps, momentum, running_mean, running_var,
-                            xhat, y, mean, var, invstd, tmp):
+def batchnorm_forward_train(
+    z, gamma, beta, eps, momentum, running_mean, running_var, xhat, y, mean, var, invstd, tmp
+):
     """Training-mode batch norm of z (m, n) into y; keeps xhat and invstd for backward.
 
     mean, var, invstd: (n,) outputs; tmp: (m, n) scratch. running_mean/var are updated
@@ -112,8 +120,9 @@ def softmax_cross_entropy(logits, flat_index, grad, rowmax, rowsum, rowlog, pick
     return loss
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, tmp, step, lr=1e-3, beta1=0.9,
-              beta2=0.999, eps=1e-8):
+def adam_step(
+    param, grad, exp_avg, exp_avg_sq, tmp, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
+):
     """One torch.optim.Adam update (step >= 1) over flat buffers; tmp is scratch of
     the same size. Scalars are rounded to the buffers' dtype, as fastnn's kernel does."""
     dt = param.dtype.type
@@ -145,11 +154,11 @@ class _Workspace:
 
     def __init__(self, m, in_features, widths, classes, dtype):
         e = lambda *shape: np.empty(shape, dtype)  # noqa: E731
-        self.z = [e(m, h) for h in widths]        # GEMM + bias (BN input)
-        self.xhat = [e(m, h) for h in widths]     # normalised z
-        self.y = [e(m, h) for h in widths]        # BN output
-        self.mul = [e(m, h) for h in widths]      # keep * scale * [y > 0]
-        self.a = [e(m, h) for h in widths]        # block output (dropout(relu(y)))
+        self.z = [e(m, h) for h in widths]  # GEMM + bias (BN input)
+        self.xhat = [e(m, h) for h in widths]  # normalised z
+        self.y = [e(m, h) for h in widths]  # BN output
+        self.mul = [e(m, h) for h in widths]  # keep * scale * [y > 0]
+        self.a = [e(m, h) for h in widths]  # block output (dropout(relu(y)))
         self.mean = [e(h) for h in widths]
         self.var = [e(h) for h in widths]
         self.invstd = [e(h) for h in widths]
@@ -158,9 +167,9 @@ class _Workspace:
         self.uniform = [e(m, h) for h in widths]  # dropout draws
         self.keep = [np.empty((m, h), np.bool_) for h in widths]
         self.pos = [np.empty((m, h), np.bool_) for h in widths]
-        self.ga = [e(m, h) for h in widths]       # dL/d(block output)
-        self.gy = [e(m, h) for h in widths]       # dL/d(BN output)
-        self.gz = [e(m, h) for h in widths]       # dL/d(GEMM output)
+        self.ga = [e(m, h) for h in widths]  # dL/d(block output)
+        self.gy = [e(m, h) for h in widths]  # dL/d(BN output)
+        self.gz = [e(m, h) for h in widths]  # dL/d(GEMM output)
         self.tmp = [e(m, h) for h in widths]
         self.logits = e(m, classes)
         self.glogits = e(m, classes)
@@ -181,9 +190,20 @@ class NumpyMLPBN:
     gamma 1, beta 0, running_mean 0, running_var 1; `load_state_dict` overwrites them.
     """
 
-    def __init__(self, in_features=784, hidden=(512, 512), classes=10, p=0.5, lr=1e-3,
-                 betas=(0.9, 0.999), eps=1e-8, bn_eps=1e-5, momentum=0.1,
-                 dtype=np.float32, seed=0):
+    def __init__(
+        self,
+        in_features=784,
+        hidden=(512, 512),
+        classes=10,
+        p=0.5,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        bn_eps=1e-5,
+        momentum=0.1,
+        dtype=np.float32,
+        seed=0,
+    ):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -201,8 +221,12 @@ class NumpyMLPBN:
         shapes, fan_in = [], in_features
         for i, h in enumerate(self.widths):
             d, b = 4 * i, 4 * i + 1
-            shapes += [(f"{d}.weight", (h, fan_in)), (f"{d}.bias", (h,)),
-                       (f"{b}.weight", (h,)), (f"{b}.bias", (h,))]
+            shapes += [
+                (f"{d}.weight", (h, fan_in)),
+                (f"{d}.bias", (h,)),
+                (f"{b}.weight", (h,)),
+                (f"{b}.bias", (h,)),
+            ]
             fan_in = h
         out = 4 * len(self.widths)
         shapes += [(f"{out}.weight", (classes, fan_in)), (f"{out}.bias", (classes,))]
@@ -215,8 +239,8 @@ class NumpyMLPBN:
         self.params, self.grads, offset = {}, {}, 0
         for name, shape in shapes:
             n = math.prod(shape)
-            self.params[name] = self.flat_params[offset:offset + n].reshape(shape)
-            self.grads[name] = self.flat_grads[offset:offset + n].reshape(shape)
+            self.params[name] = self.flat_params[offset : offset + n].reshape(shape)
+            self.grads[name] = self.flat_grads[offset : offset + n].reshape(shape)
             offset += n
         self.running_mean = [np.zeros(h, self.dtype) for h in self.widths]
         self.running_var = [np.ones(h, self.dtype) for h in self.widths]
@@ -233,14 +257,30 @@ class NumpyMLPBN:
                 arr[...] = init.uniform(-bound, bound, arr.shape)
 
         # Per-layer views used by the step.
-        self._dense = [(self.params[f"{4 * i}.weight"], self.params[f"{4 * i}.bias"],
-                        self.grads[f"{4 * i}.weight"], self.grads[f"{4 * i}.bias"])
-                       for i in range(len(self.widths))]
-        self._bn = [(self.params[f"{4 * i + 1}.weight"], self.params[f"{4 * i + 1}.bias"],
-                     self.grads[f"{4 * i + 1}.weight"], self.grads[f"{4 * i + 1}.bias"])
-                    for i in range(len(self.widths))]
-        self._out = (self.params[f"{out}.weight"], self.params[f"{out}.bias"],
-                     self.grads[f"{out}.weight"], self.grads[f"{out}.bias"])
+        self._dense = [
+            (
+                self.params[f"{4 * i}.weight"],
+                self.params[f"{4 * i}.bias"],
+                self.grads[f"{4 * i}.weight"],
+                self.grads[f"{4 * i}.bias"],
+            )
+            for i in range(len(self.widths))
+        ]
+        self._bn = [
+            (
+                self.params[f"{4 * i + 1}.weight"],
+                self.params[f"{4 * i + 1}.bias"],
+                self.grads[f"{4 * i + 1}.weight"],
+                self.grads[f"{4 * i + 1}.bias"],
+            )
+            for i in range(len(self.widths))
+        ]
+        self._out = (
+            self.params[f"{out}.weight"],
+            self.params[f"{out}.bias"],
+            self.grads[f"{out}.weight"],
+            self.grads[f"{out}.bias"],
+        )
 
     @property
     def n_params(self):
@@ -265,13 +305,15 @@ class NumpyMLPBN:
         own = set(self.state_dict())
         missing, unexpected = own - set(state), set(state) - own
         if missing or unexpected:
-            raise KeyError(f"state_dict mismatch: missing {sorted(missing)}, "
-                           f"unexpected {sorted(unexpected)}")
+            raise KeyError(
+                f"state_dict mismatch: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         for name, arr in self.params.items():
             src = np.asarray(state[name])
             if src.shape != arr.shape:
-                raise ValueError(f"state_dict[{name!r}]: expected shape {arr.shape}, "
-                                 f"got {src.shape}")
+                raise ValueError(
+                    f"state_dict[{name!r}]: expected shape {arr.shape}, got {src.shape}"
+                )
             np.copyto(arr, src, casting="unsafe")
         for i in range(len(self.widths)):
             b = 4 * i + 1
@@ -282,15 +324,19 @@ class NumpyMLPBN:
 
     def optimizer_state(self):
         """Adam's state as fastnn's optimizer keeps it: flat exp_avg, exp_avg_sq, step."""
-        return {"exp_avg": self.exp_avg.copy(), "exp_avg_sq": self.exp_avg_sq.copy(),
-                "step": self.step_count}
+        return {
+            "exp_avg": self.exp_avg.copy(),
+            "exp_avg_sq": self.exp_avg_sq.copy(),
+            "step": self.step_count,
+        }
 
     # -- computation --------------------------------------------------------------------
     def _workspace(self, m):
         ws = self._ws.get(m)
         if ws is None:
-            ws = self._ws[m] = _Workspace(m, self.in_features, self.widths, self.classes,
-                                          self.dtype)
+            ws = self._ws[m] = _Workspace(
+                m, self.in_features, self.widths, self.classes, self.dtype
+            )
         return ws
 
     def _check_input(self, x):
@@ -312,10 +358,21 @@ class NumpyMLPBN:
             np.add(z, b, out=z)
             if training:
                 self.num_batches_tracked[i] += 1
-                batchnorm_forward_train(z, gamma, beta, self.bn_eps, self.momentum,
-                                        self.running_mean[i], self.running_var[i],
-                                        ws.xhat[i], y, ws.mean[i], ws.var[i], ws.invstd[i],
-                                        ws.tmp[i])
+                batchnorm_forward_train(
+                    z,
+                    gamma,
+                    beta,
+                    self.bn_eps,
+                    self.momentum,
+                    self.running_mean[i],
+                    self.running_var[i],
+                    ws.xhat[i],
+                    y,
+                    ws.mean[i],
+                    ws.var[i],
+                    ws.invstd[i],
+                    ws.tmp[i],
+                )
                 keep, pos, mul = ws.keep[i], ws.pos[i], ws.mul[i]
                 if self.p > 0:
                     if masks is not None:
@@ -372,8 +429,9 @@ class NumpyMLPBN:
         np.add(ws.row_offset, ws.labels, out=ws.flat_index)
 
         logits = self._forward(x, ws, True, masks)
-        loss = softmax_cross_entropy(logits, ws.flat_index, ws.glogits, ws.rowmax,
-                                     ws.rowsum, ws.rowlog, ws.picked)
+        loss = softmax_cross_entropy(
+            logits, ws.flat_index, ws.glogits, ws.rowmax, ws.rowsum, ws.rowlog, ws.picked
+        )
 
         # Output layer.
         W, _, gW, gb = self._out
@@ -389,8 +447,18 @@ class NumpyMLPBN:
             W, _, gW, gb = self._dense[i]
             gy, gz = ws.gy[i], ws.gz[i]
             np.multiply(ws.ga[i], ws.mul[i], out=gy)  # dropout and relu backward
-            batchnorm_backward(gy, ws.xhat[i], gamma, ws.invstd[i], gz, ggamma, gbeta,
-                               ws.tmp[i], ws.c0[i], ws.c1[i])
+            batchnorm_backward(
+                gy,
+                ws.xhat[i],
+                gamma,
+                ws.invstd[i],
+                gz,
+                ggamma,
+                gbeta,
+                ws.tmp[i],
+                ws.c0[i],
+                ws.c1[i],
+            )
             np.sum(gz, axis=0, out=gb)
             a_in = x if i == 0 else ws.a[i - 1]
             np.matmul(gz.T, a_in, out=gW)
@@ -399,8 +467,18 @@ class NumpyMLPBN:
 
         self.step_count += 1
         b1, b2 = self.betas
-        adam_step(self.flat_params, self.flat_grads, self.exp_avg, self.exp_avg_sq,
-                  self._adam_tmp, self.step_count, self.lr, b1, b2, self.eps)
+        adam_step(
+            self.flat_params,
+            self.flat_grads,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self._adam_tmp,
+            self.step_count,
+            self.lr,
+            b1,
+            b2,
+            self.eps,
+        )
         self.last_keep = ws.keep if self.p > 0 else None
         return loss
 
@@ -420,14 +498,15 @@ def main(argv=None):
     print(f"NumPy {np.__version__}, MLP-BN, {net.n_params:,} parameters, float32")
     for m in (int(b) for b in args.batches.split(",")):
         for s in range(3):  # warm-up
-            net.train_step(X[s * m:(s + 1) * m], y[s * m:(s + 1) * m])
+            net.train_step(X[s * m : (s + 1) * m], y[s * m : (s + 1) * m])
         t0 = time.perf_counter()
         for s in range(args.steps):
             lo = (s * m) % (X.shape[0] - m + 1)
-            loss = net.train_step(X[lo:lo + m], y[lo:lo + m])
+            loss = net.train_step(X[lo : lo + m], y[lo : lo + m])
         dt = (time.perf_counter() - t0) / args.steps
-        print(f"batch {m:5d}: {dt * 1e3:8.3f} ms/step  {m / dt:10,.0f} samples/s  "
-              f"(loss {loss:.4f})")
+        print(
+            f"batch {m:5d}: {dt * 1e3:8.3f} ms/step  {m / dt:10,.0f} samples/s  (loss {loss:.4f})"
+        )
     return 0
 
 

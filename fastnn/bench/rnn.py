@@ -15,13 +15,19 @@ Timing as in the rest of `fastnn bench`: interleaved repeats (the order rotates)
 median after a warm-up; only ratios from the same run are compared with the targets
 (GRU >= 2x PyTorch's samples/s; LSTM step within 1.15x of its GEMM bound).
 """
+
 import sys
 
 import numpy as np
 
 import fastnn
 from fastnn.bench.harness import (
-    Case, CpuMeter, RemoteCase, TorchWorker, measure, set_threads,
+    Case,
+    CpuMeter,
+    RemoteCase,
+    TorchWorker,
+    measure,
+    set_threads,
 )
 from fastnn.bench.report import _fmt_rate, _fmt_ratio, _table
 
@@ -34,8 +40,10 @@ _BLOCKS = {"lstm": 4, "gru": 3}
 def make_data(batch, seed=0):
     """x (batch, T, INPUT) and the output gradient (batch, T, HIDDEN), float32."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((batch, STEPS, INPUT), dtype=np.float32),
-            rng.standard_normal((batch, STEPS, HIDDEN), dtype=np.float32))
+    return (
+        rng.standard_normal((batch, STEPS, INPUT), dtype=np.float32),
+        rng.standard_normal((batch, STEPS, HIDDEN), dtype=np.float32),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -131,16 +139,19 @@ def worker_main():
 
     from fastnn.bench.torch_worker import serve
 
-    serve(lambda: {"torch": torch.__version__}, torch.set_num_threads,
-          lambda msg: Case("torch", torch_case(torch, msg["kind"], msg["layers"], msg["batch"],
-                                               msg["train"])))
+    serve(
+        lambda: {"torch": torch.__version__},
+        torch.set_num_threads,
+        lambda msg: Case(
+            "torch", torch_case(torch, msg["kind"], msg["layers"], msg["batch"], msg["train"])
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Sections and report
 # --------------------------------------------------------------------------------------
-def bench_rnn(worker, opts, threads=2, batches=BATCHES, layers=LAYERS, kinds=KINDS,
-              log=print):
+def bench_rnn(worker, opts, threads=2, batches=BATCHES, layers=LAYERS, kinds=KINDS, log=print):
     """One row per (kind, layers, batch, mode): samples/s of fastnn, torch and the GEMM
     bound, measured side by side."""
     set_threads(threads)
@@ -150,21 +161,41 @@ def bench_rnn(worker, opts, threads=2, batches=BATCHES, layers=LAYERS, kinds=KIN
             for batch in batches:
                 ours, bound = FastnnRNN(kind, n_layers, batch), GemmBound(kind, n_layers, batch)
                 for mode, train in (("train", True), ("infer", False)):
-                    cases = [Case("fastnn", ours.train_step if train else ours.infer, batch),
-                             Case("gemm_bound", bound.train_step if train else bound.infer,
-                                  batch)]
+                    cases = [
+                        Case("fastnn", ours.train_step if train else ours.infer, batch),
+                        Case("gemm_bound", bound.train_step if train else bound.infer, batch),
+                    ]
                     if worker is not None:
-                        cases.append(RemoteCase(worker, "torch", batch, dict(
-                            cmd="setup", kind=kind, layers=n_layers, batch=batch,
-                            threads=threads, train=train)))
+                        cases.append(
+                            RemoteCase(
+                                worker,
+                                "torch",
+                                batch,
+                                dict(
+                                    cmd="setup",
+                                    kind=kind,
+                                    layers=n_layers,
+                                    batch=batch,
+                                    threads=threads,
+                                    train=train,
+                                ),
+                            )
+                        )
                     res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
-                    row = {"kind": kind, "layers": n_layers, "batch": batch, "mode": mode,
-                           "threads": threads,
-                           **{f"{k}_per_s": r["items_per_s"] for k, r in res.items()},
-                           "background_cpu": res["fastnn"]["background_cpu"]}
+                    row = {
+                        "kind": kind,
+                        "layers": n_layers,
+                        "batch": batch,
+                        "mode": mode,
+                        "threads": threads,
+                        **{f"{k}_per_s": r["items_per_s"] for k, r in res.items()},
+                        "background_cpu": res["fastnn"]["background_cpu"],
+                    }
                     rows.append(row)
-                    log(f"  rnn {kind} L={n_layers} batch={batch} {mode}: " + ", ".join(
-                        f"{k} {r['items_per_s']:,.0f}/s" for k, r in res.items()))
+                    log(
+                        f"  rnn {kind} L={n_layers} batch={batch} {mode}: "
+                        + ", ".join(f"{k} {r['items_per_s']:,.0f}/s" for k, r in res.items())
+                    )
     return rows
 
 
@@ -173,43 +204,84 @@ def profile_rnn(kind, layers, batch, opts, threads=2):
     set_threads(threads)
     ours, bound = FastnnRNN(kind, layers, batch), GemmBound(kind, layers, batch)
     ours.forward()  # the backward phase needs a forward's context
-    cases = [Case("forward", ours.forward), Case("backward", ours.backward),
-             Case("adam", ours.update), Case("gemm forward", bound.forward),
-             Case("gemm backward", bound.backward)]
+    cases = [
+        Case("forward", ours.forward),
+        Case("backward", ours.backward),
+        Case("adam", ours.update),
+        Case("gemm forward", bound.forward),
+        Case("gemm backward", bound.backward),
+    ]
     res = measure(cases, opts.repeats, opts.min_time, opts.warmup, opts.pause)
     return {k: r["median_s"] for k, r in res.items()}
 
 
 def rnn_table(rows, mode):
-    headers = ["model", "layers", "batch", "fastnn", "PyTorch", "vs PyTorch", "GEMM bound",
-               "time / bound", "target"]
+    headers = [
+        "model",
+        "layers",
+        "batch",
+        "fastnn",
+        "PyTorch",
+        "vs PyTorch",
+        "GEMM bound",
+        "time / bound",
+        "target",
+    ]
     body = []
     for r in (r for r in rows if r["mode"] == mode):
         torch_rate = r.get("torch_per_s")
         vs_torch = r["fastnn_per_s"] / torch_rate if torch_rate else None
         vs_bound = r["gemm_bound_per_s"] / r["fastnn_per_s"]
         if r["kind"] == "gru":
-            target = "-" if vs_torch is None else (
-                f">= {GRU_VS_TORCH:g}x PyTorch: " + ("met" if vs_torch >= GRU_VS_TORCH else "NOT met"))
+            target = (
+                "-"
+                if vs_torch is None
+                else (
+                    f">= {GRU_VS_TORCH:g}x PyTorch: "
+                    + ("met" if vs_torch >= GRU_VS_TORCH else "NOT met")
+                )
+            )
         else:
             target = f"<= {LSTM_VS_BOUND:g}x bound: " + (
-                "met" if vs_bound <= LSTM_VS_BOUND else "NOT met")
-        body.append([r["kind"].upper(), r["layers"], r["batch"], _fmt_rate(r["fastnn_per_s"]),
-                     _fmt_rate(torch_rate), _fmt_ratio(vs_torch),
-                     _fmt_rate(r["gemm_bound_per_s"]), _fmt_ratio(vs_bound), target])
+                "met" if vs_bound <= LSTM_VS_BOUND else "NOT met"
+            )
+        body.append(
+            [
+                r["kind"].upper(),
+                r["layers"],
+                r["batch"],
+                _fmt_rate(r["fastnn_per_s"]),
+                _fmt_rate(torch_rate),
+                _fmt_ratio(vs_torch),
+                _fmt_rate(r["gemm_bound_per_s"]),
+                _fmt_ratio(vs_bound),
+                target,
+            ]
+        )
     return _table(headers, body, ["l", "r", "r", "r", "r", "r", "r", "r", "l"])
 
 
 def profile_table(prof, kind, layers, batch):
     ms = lambda s: f"{1e3 * s:.2f}"  # noqa: E731
-    body = [["forward", ms(prof["forward"]), ms(prof["gemm forward"]),
-             _fmt_ratio(prof["forward"] / prof["gemm forward"])],
-            ["backward", ms(prof["backward"]), ms(prof["gemm backward"]),
-             _fmt_ratio(prof["backward"] / prof["gemm backward"])],
-            ["Adam + zero_grad", ms(prof["adam"]), "-", "-"]]
+    body = [
+        [
+            "forward",
+            ms(prof["forward"]),
+            ms(prof["gemm forward"]),
+            _fmt_ratio(prof["forward"] / prof["gemm forward"]),
+        ],
+        [
+            "backward",
+            ms(prof["backward"]),
+            ms(prof["gemm backward"]),
+            _fmt_ratio(prof["backward"] / prof["gemm backward"]),
+        ],
+        ["Adam + zero_grad", ms(prof["adam"]), "-", "-"],
+    ]
     head = f"Per-phase profile, {kind.upper()} {layers} layer(s), batch {batch} (ms per call):\n"
-    return head + _table(["phase", "fastnn", "its GEMMs alone", "ratio"], body,
-                         ["l", "r", "r", "r"])
+    return head + _table(
+        ["phase", "fastnn", "its GEMMs alone", "ratio"], body, ["l", "r", "r", "r"]
+    )
 
 
 def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
@@ -225,10 +297,15 @@ def run_rnn(opts, out=sys.stdout, threads=2, log=None, torch=True):
             worker.close()
     profiles = [(k, 1, 64, profile_rnn(k, 1, 64, opts, threads)) for k in KINDS]
     p = lambda *a: print(*a, file=out)  # noqa: E731
-    p(f"\nRecurrent layers (input {INPUT}, hidden {HIDDEN}, T {STEPS}, float32, "
-      f"batch_first), samples/s, {threads} thread{'s' if threads > 1 else ''}; "
-      + (f"PyTorch {worker.info['torch']} in its own process:" if worker
-         else "PyTorch not measured:"))
+    p(
+        f"\nRecurrent layers (input {INPUT}, hidden {HIDDEN}, T {STEPS}, float32, "
+        f"batch_first), samples/s, {threads} thread{'s' if threads > 1 else ''}; "
+        + (
+            f"PyTorch {worker.info['torch']} in its own process:"
+            if worker
+            else "PyTorch not measured:"
+        )
+    )
     p("\nTraining step (forward, backward through time, Adam):")
     p(rnn_table(rows, "train"))
     p("\nInference (eval-mode forward):")
@@ -256,14 +333,14 @@ def run_from_args(args):
 def main(argv=None):
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m fastnn.bench.rnn",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fastnn.bench.rnn", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    opts = argparse.Namespace(repeats=args.repeats, min_time=args.min_time, warmup=0.1,
-                              pause=0.15)
+    opts = argparse.Namespace(repeats=args.repeats, min_time=args.min_time, warmup=0.1, pause=0.15)
     run_rnn(opts, threads=args.threads)
     return 0
 

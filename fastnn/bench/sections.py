@@ -1,6 +1,7 @@
 """The sections of `fastnn bench`: training steps and predict side by side, kernels
 against the streaming bandwidth, memory of training, epoch scaling, and the per-phase
 breakdown of fastnn's step. Each returns rows (dicts) for the report and the JSON."""
+
 import statistics
 import time
 import tracemalloc
@@ -12,8 +13,17 @@ from fastnn import _kernels
 from fastnn.bench.harness import Case, measure, set_threads
 from fastnn.bench.numpy_baseline import adam_step as numpy_adam_step
 from fastnn.bench.workloads import (
-    N_CLASSES, _batches, fastnn_mlp_bn, fastnn_predict, fastnn_train_step, gemm_calls,
-    gemm_only_step, make_data, numpy_predict, numpy_train_step)
+    N_CLASSES,
+    _batches,
+    fastnn_mlp_bn,
+    fastnn_predict,
+    fastnn_train_step,
+    gemm_calls,
+    gemm_only_step,
+    make_data,
+    numpy_predict,
+    numpy_train_step,
+)
 from fastnn.module import Context
 
 
@@ -24,23 +34,36 @@ def _bench_sizes(kind, batches, threads, make_cases, opts, log):
     for t in threads:
         set_threads(t)
         for b in batches:
-            res = measure(make_cases(b, t), opts.repeats, opts.min_time, opts.warmup,
-                          opts.pause)
+            res = measure(make_cases(b, t), opts.repeats, opts.min_time, opts.warmup, opts.pause)
             for name, r in res.items():
-                rows.append({"kind": kind, "impl": name, "batch": b, "threads": t, **r,
-                             "samples_per_s": r["items_per_s"]})
-            log(f"  {kind} threads={t} batch={b:5d}: " + ", ".join(
-                f"{n} {r['items_per_s']:,.0f}/s" for n, r in res.items()))
+                rows.append(
+                    {
+                        "kind": kind,
+                        "impl": name,
+                        "batch": b,
+                        "threads": t,
+                        **r,
+                        "samples_per_s": r["items_per_s"],
+                    }
+                )
+            log(
+                f"  {kind} threads={t} batch={b:5d}: "
+                + ", ".join(f"{n} {r['items_per_s']:,.0f}/s" for n, r in res.items())
+            )
     return rows
 
 
 def bench_train(X, y, batches, threads, worker, opts, log):
     def cases(b, t):
-        out = [Case("fastnn", fastnn_train_step(X, y, b), b),
-               Case("numpy", numpy_train_step(X, y, b), b)]
+        out = [
+            Case("fastnn", fastnn_train_step(X, y, b), b),
+            Case("numpy", numpy_train_step(X, y, b), b),
+        ]
         if worker is not None:
-            out += [worker.case("torch", "train", b, t),
-                    worker.case("torch_fused", "train", b, t, fused=True)]
+            out += [
+                worker.case("torch", "train", b, t),
+                worker.case("torch_fused", "train", b, t, fused=True),
+            ]
         return out + [Case("gemm_only", gemm_only_step(b), b)]
 
     return _bench_sizes("train_step", batches, threads, cases, opts, log)
@@ -102,36 +125,68 @@ def bench_kernels(threads, opts, log):
     ACT = _kernels
     cases = [
         # name, fn, bytes moved per call
-        ("stream copy (fastnn identity kernel)",
-         lambda: _kernels.bias_act(ACT.ACT_IDENTITY, 0.0, 0.0, None, x, y), 8 * n),
+        (
+            "stream copy (fastnn identity kernel)",
+            lambda: _kernels.bias_act(ACT.ACT_IDENTITY, 0.0, 0.0, None, x, y),
+            8 * n,
+        ),
         ("stream copy (np.copyto, 1 thread)", lambda: np.copyto(flat_dst, flat_src), 8 * n),
-        ("dense fwd: bias + ReLU in place",
-         lambda: _kernels.bias_act(ACT.ACT_RELU, 0.0, 0.0, bias, z, z), 8 * n),
-        ("dense bwd: ReLU' + bias grad",
-         lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, 0.0, None, x, g, gx, gbias, scratch),
-         12 * n),
+        (
+            "dense fwd: bias + ReLU in place",
+            lambda: _kernels.bias_act(ACT.ACT_RELU, 0.0, 0.0, bias, z, z),
+            8 * n,
+        ),
+        (
+            "dense bwd: ReLU' + bias grad",
+            lambda: _kernels.act_backward(ACT.ACT_RELU, 0.0, 0.0, None, x, g, gx, gbias, scratch),
+            12 * n,
+        ),
         ("dropout fwd", lambda: _kernels.dropout_forward(x, y, mask, 0.5, 2.0, 1, 2), 9 * n),
         ("dropout bwd", lambda: _kernels.dropout_backward(g, mask, 2.0, gx), 9 * n),
-        ("batchnorm train fwd",
-         lambda: _kernels.bn_forward_train(x, gamma, beta, 1e-5, 0.1, rmean, rvar, y,
-                                           mean, invstd, scratch), 8 * n),
-        ("batchnorm bwd",
-         lambda: _kernels.bn_backward(True, x, g, gamma, mean, invstd, gx, gbias, gbias, scratch),
-         12 * n),
-        ("softmax-CE fwd+grad",
-         lambda: _kernels.softmax_xent(logits, labels, 0.0, lgrad, row_loss), 8 * n),
+        (
+            "batchnorm train fwd",
+            lambda: _kernels.bn_forward_train(
+                x, gamma, beta, 1e-5, 0.1, rmean, rvar, y, mean, invstd, scratch
+            ),
+            8 * n,
+        ),
+        (
+            "batchnorm bwd",
+            lambda: _kernels.bn_backward(
+                True, x, g, gamma, mean, invstd, gx, gbias, gbias, scratch
+            ),
+            12 * n,
+        ),
+        (
+            "softmax-CE fwd+grad",
+            lambda: _kernels.softmax_xent(logits, labels, 0.0, lgrad, row_loss),
+            8 * n,
+        ),
         (f"Adam step, {n_adam / 1e6:g}M params (fastnn)", opt.step, 28 * n_adam),
         (f"Adam step, {n_adam / 1e6:g}M params (NumPy flat buffer)", np_adam, 28 * n_adam),
     ]
-    res = measure([Case(name, fn, nbytes) for name, fn, nbytes in cases],
-                  opts.repeats, opts.min_time, opts.warmup, opts.pause)
+    res = measure(
+        [Case(name, fn, nbytes) for name, fn, nbytes in cases],
+        opts.repeats,
+        opts.min_time,
+        opts.warmup,
+        opts.pause,
+    )
     stream = max(res[cases[0][0]]["items_per_s"], res[cases[1][0]]["items_per_s"])
     rows = []
     for name, _, nbytes in cases:
         r = res[name]
-        rows.append({"kind": "kernel", "impl": name, "threads": threads, "bytes": nbytes,
-                     **r, "GB_per_s": r["items_per_s"] / 1e9,
-                     "fraction_of_stream": r["items_per_s"] / stream})
+        rows.append(
+            {
+                "kind": "kernel",
+                "impl": name,
+                "threads": threads,
+                "bytes": nbytes,
+                **r,
+                "GB_per_s": r["items_per_s"] / 1e9,
+                "fraction_of_stream": r["items_per_s"] / stream,
+            }
+        )
         log(f"  kernel threads={threads} {name}: {r['items_per_s'] / 1e9:.1f} GB/s")
 
     # Thread-team overhead on a small array (< 32K elements): 1 vs `threads` threads.
@@ -144,14 +199,27 @@ def bench_kernels(threads, opts, log):
 
     set_one = lambda: _kernels.set_num_threads(1)  # noqa: E731
     set_many = lambda: _kernels.set_num_threads(threads)  # noqa: E731
-    res = measure([Case("1 thread", small_relu, 100, set_one),
-                   Case(f"{threads} threads", small_relu, 100, set_many)],
-                  opts.repeats, opts.min_time / 2, opts.warmup, opts.pause)
+    res = measure(
+        [
+            Case("1 thread", small_relu, 100, set_one),
+            Case(f"{threads} threads", small_relu, 100, set_many),
+        ],
+        opts.repeats,
+        opts.min_time / 2,
+        opts.warmup,
+        opts.pause,
+    )
     set_threads(threads)
     for name, r in res.items():
-        rows.append({"kind": "small_kernel", "impl": f"bias+ReLU (16, 512), {name}",
-                     "threads": 1 if name == "1 thread" else threads, **r,
-                     "us_per_call": r["median_s"] / 100 * 1e6})
+        rows.append(
+            {
+                "kind": "small_kernel",
+                "impl": f"bias+ReLU (16, 512), {name}",
+                "threads": 1 if name == "1 thread" else threads,
+                **r,
+                "us_per_call": r["median_s"] / 100 * 1e6,
+            }
+        )
     return rows, stream
 
 
@@ -208,12 +276,17 @@ def bench_memory(X, y, batch, threads):
     finally:
         tracemalloc.stop()
     params = step.trainer.model.parameters()
-    return {"kind": "memory", "batch": batch, "threads": threads,
-            "peak_bytes": peak - base, "retained_bytes": cur - base,
-            "smallest_step_array_bytes": batch * N_CLASSES * 4,
-            "step_peak_bytes": max(warm_peak, peak - start),
-            "held_bytes": held_bytes(step.trainer, exclude=(X, y)),
-            "parameter_bytes": sum(p.data.nbytes for p in params)}
+    return {
+        "kind": "memory",
+        "batch": batch,
+        "threads": threads,
+        "peak_bytes": peak - base,
+        "retained_bytes": cur - base,
+        "smallest_step_array_bytes": batch * N_CLASSES * 4,
+        "step_peak_bytes": max(warm_peak, peak - start),
+        "held_bytes": held_bytes(step.trainer, exclude=(X, y)),
+        "parameter_bytes": sum(p.data.nbytes for p in params),
+    }
 
 
 def bench_scaling(sizes, batch, threads, log):
@@ -230,10 +303,12 @@ def bench_scaling(sizes, batch, threads, log):
     for n in sizes:
         fastnn.seed(0)
         model = fastnn_mlp_bn()
-        trainer = fastnn.Trainer(model, CrossEntropyLoss(),
-                                 Adam(model.parameters(), lr=1e-3), metrics=())
-        trainer.fit(X[:4 * batch], y[:4 * batch], epochs=1, batch_size=batch,
-                    verbose=0)  # warm-up
+        trainer = fastnn.Trainer(
+            model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
+        )
+        trainer.fit(
+            X[: 4 * batch], y[: 4 * batch], epochs=1, batch_size=batch, verbose=0
+        )  # warm-up
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]
@@ -243,11 +318,22 @@ def bench_scaling(sizes, batch, threads, log):
             peak = tracemalloc.get_traced_memory()[1] - base
         finally:
             tracemalloc.stop()
-        rows.append({"kind": "scaling", "n": n, "batch": batch, "threads": threads,
-                     "epoch_s": seconds, "us_per_sample": 1e6 * seconds / n,
-                     "fit_peak_bytes": peak, "data_bytes": X[:n].nbytes})
-        log(f"  scaling threads={threads} N={n}: epoch {seconds:.2f} s, "
-            f"{rows[-1]['us_per_sample']:.2f} us/sample, fit peak {peak / 1e6:.0f} MB")
+        rows.append(
+            {
+                "kind": "scaling",
+                "n": n,
+                "batch": batch,
+                "threads": threads,
+                "epoch_s": seconds,
+                "us_per_sample": 1e6 * seconds / n,
+                "fit_peak_bytes": peak,
+                "data_bytes": X[:n].nbytes,
+            }
+        )
+        log(
+            f"  scaling threads={threads} N={n}: epoch {seconds:.2f} s, "
+            f"{rows[-1]['us_per_sample']:.2f} us/sample, fit peak {peak / 1e6:.0f} MB"
+        )
     return rows
 
 
@@ -262,8 +348,11 @@ def bench_breakdown(X, y, batch, threads, opts):
     trainer = step.trainer
     model, loss, opt = trainer.model, trainer.loss, trainer.optimizer
     plan = [st.run for st in model.steps]
-    names = [f"{model.layers.index(st.layers[0])} "
-             + "+".join(type(layer).__name__ for layer in st.layers) for st in model.steps]
+    names = [
+        f"{model.layers.index(st.layers[0])} "
+        + "+".join(type(layer).__name__ for layer in st.layers)
+        for st in model.steps
+    ]
     ctxs = [Context() for _ in plan]
     acc, calls = {}, [0]
 
@@ -275,7 +364,7 @@ def bench_breakdown(X, y, batch, threads, opts):
 
     def instrumented():
         s = next(starts)
-        xb, yb = X[s:s + batch], y[s:s + batch]
+        xb, yb = X[s : s + batch], y[s : s + batch]
         t0 = pc()
         model.train()
         t1 = pc()
@@ -310,13 +399,20 @@ def bench_breakdown(X, y, batch, threads, opts):
         last[0] = (dict(acc), calls[0])
 
     gcalls = gemm_calls(batch)
-    cases = ([Case("instrumented", instrumented, setup=block_start), Case("train_step", step)]
-             + [Case(label, fn) for label, fn in gcalls])
+    cases = [Case("instrumented", instrumented, setup=block_start), Case("train_step", step)] + [
+        Case(label, fn) for label, fn in gcalls
+    ]
     res = measure(cases, opts.repeats, opts.min_time / 2, opts.warmup, opts.pause)
     block_start()
     phases = {k: statistics.median(b[k] for b in blocks) for k in blocks[0]}
     gemms = {label: res[label]["median_s"] for label, _ in gcalls}
-    return {"kind": "breakdown", "batch": batch, "threads": threads, "blocks": len(blocks),
-            "phases_s": phases, "gemms_s": gemms,
-            "train_step_s": res["train_step"]["median_s"],
-            "background_cpu": res["train_step"]["background_cpu"]}
+    return {
+        "kind": "breakdown",
+        "batch": batch,
+        "threads": threads,
+        "blocks": len(blocks),
+        "phases_s": phases,
+        "gemms_s": gemms,
+        "train_step_s": res["train_step"]["median_s"],
+        "background_cpu": res["train_step"]["background_cpu"],
+    }

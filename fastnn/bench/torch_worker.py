@@ -13,6 +13,7 @@ selects it after); {"cmd":
 "calibrate", "warmup": seconds} (the best single call); {"cmd": "time", "n": calls}
 (seconds for n calls, after one settling call); {"cmd": "quit"}.
 """
+
 import json
 import sys
 
@@ -73,12 +74,16 @@ def main():
 
     X, y = make_data()
     data = torch.from_numpy(X), torch.from_numpy(y)
-    serve(lambda: {"torch": torch.__version__,
-                   "mkldnn": bool(torch.backends.mkldnn.is_available()),
-                   "mkl": bool(torch.backends.mkl.is_available()),
-                   "interop_threads": torch.get_num_interop_threads()},
-          torch.set_num_threads,
-          lambda msg: _case(torch, data, msg["kind"], msg["batch"], msg.get("fused", False)))
+    serve(
+        lambda: {
+            "torch": torch.__version__,
+            "mkldnn": bool(torch.backends.mkldnn.is_available()),
+            "mkl": bool(torch.backends.mkl.is_available()),
+            "interop_threads": torch.get_num_interop_threads(),
+        },
+        torch.set_num_threads,
+        lambda msg: _case(torch, data, msg["kind"], msg["batch"], msg.get("fused", False)),
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The MLP-BN workload of `fastnn bench` in each implementation: the preloaded data,
 fastnn's, the NumPy baseline's and PyTorch's training step and predict, and the
 step's GEMMs alone at the same shapes."""
+
 import numpy as np
 
 import fastnn
@@ -32,8 +33,12 @@ def _batches(n, batch):
 def fastnn_mlp_bn(dtype=np.float32, hidden=(HIDDEN, HIDDEN), p=0.5):
     layers, fan = [], N_FEATURES
     for h in hidden:
-        layers += [fastnn.Dense(fan, h, dtype=dtype), fastnn.BatchNorm1d(h, dtype=dtype),
-                   fastnn.ReLU(), fastnn.Dropout(p)]
+        layers += [
+            fastnn.Dense(fan, h, dtype=dtype),
+            fastnn.BatchNorm1d(h, dtype=dtype),
+            fastnn.ReLU(),
+            fastnn.Dropout(p),
+        ]
         fan = h
     layers.append(fastnn.Dense(fan, N_CLASSES, dtype=dtype))
     return fastnn.Sequential(*layers)
@@ -46,14 +51,15 @@ def fastnn_train_step(X, y, batch, seed=0):
 
     fastnn.seed(seed)
     model = fastnn_mlp_bn()
-    trainer = fastnn.Trainer(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3),
-                             metrics=())
+    trainer = fastnn.Trainer(
+        model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
+    )
     starts = _batches(X.shape[0], batch)
     train_step = trainer.train_step
 
     def step():
         s = next(starts)
-        return train_step(X[s:s + batch], y[s:s + batch])
+        return train_step(X[s : s + batch], y[s : s + batch])
 
     step.trainer = trainer
     return step
@@ -66,16 +72,24 @@ def numpy_train_step(X, y, batch, seed=0):
 
     def step():
         s = next(starts)
-        return train_step(X[s:s + batch], y[s:s + batch])
+        return train_step(X[s : s + batch], y[s : s + batch])
 
     return step
 
 
 def torch_mlp_bn(torch, p=0.5):
     nn = torch.nn
-    return nn.Sequential(nn.Linear(N_FEATURES, HIDDEN), nn.BatchNorm1d(HIDDEN), nn.ReLU(),
-                         nn.Dropout(p), nn.Linear(HIDDEN, HIDDEN), nn.BatchNorm1d(HIDDEN),
-                         nn.ReLU(), nn.Dropout(p), nn.Linear(HIDDEN, N_CLASSES))
+    return nn.Sequential(
+        nn.Linear(N_FEATURES, HIDDEN),
+        nn.BatchNorm1d(HIDDEN),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.BatchNorm1d(HIDDEN),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(HIDDEN, N_CLASSES),
+    )
 
 
 def torch_train_step(torch, Xt, yt, batch, fused=False, seed=0):
@@ -89,7 +103,7 @@ def torch_train_step(torch, Xt, yt, batch, fused=False, seed=0):
     def step():
         s = next(starts)
         opt.zero_grad()
-        loss = loss_fn(model(Xt[s:s + batch]), yt[s:s + batch])
+        loss = loss_fn(model(Xt[s : s + batch]), yt[s : s + batch])
         loss.backward()
         opt.step()
 
@@ -102,14 +116,41 @@ def gemm_shapes(batch, widths=(HIDDEN, HIDDEN), features=N_FEATURES, classes=N_C
     dims = (features,) + tuple(widths) + (classes,)
     out = []
     for i in range(len(dims) - 1):
-        out.append((f"fwd {i}: x{i} @ W{i}.T", (batch, dims[i]), (dims[i + 1], dims[i]),
-                    (batch, dims[i + 1]), False, True, 0.0))
+        out.append(
+            (
+                f"fwd {i}: x{i} @ W{i}.T",
+                (batch, dims[i]),
+                (dims[i + 1], dims[i]),
+                (batch, dims[i + 1]),
+                False,
+                True,
+                0.0,
+            )
+        )
     for i in range(len(dims) - 2, -1, -1):
-        out.append((f"bwd {i}: gW{i} += gz.T @ x{i}", (batch, dims[i + 1]), (batch, dims[i]),
-                    (dims[i + 1], dims[i]), True, False, 1.0))
+        out.append(
+            (
+                f"bwd {i}: gW{i} += gz.T @ x{i}",
+                (batch, dims[i + 1]),
+                (batch, dims[i]),
+                (dims[i + 1], dims[i]),
+                True,
+                False,
+                1.0,
+            )
+        )
         if i > 0:
-            out.append((f"bwd {i}: gx{i} = gz @ W{i}", (batch, dims[i + 1]),
-                        (dims[i + 1], dims[i]), (batch, dims[i]), False, False, 0.0))
+            out.append(
+                (
+                    f"bwd {i}: gx{i} = gz @ W{i}",
+                    (batch, dims[i + 1]),
+                    (dims[i + 1], dims[i]),
+                    (batch, dims[i]),
+                    False,
+                    False,
+                    0.0,
+                )
+            )
     return out
 
 
@@ -122,8 +163,14 @@ def gemm_calls(batch, dtype=np.float32, seed=0):
         a = rng.standard_normal(sa, dtype=dtype)
         b = rng.standard_normal(sb, dtype=dtype)
         c = np.zeros(sc, dtype)
-        calls.append((label, lambda a=a, b=b, c=c, ta=ta, tb=tb, beta=beta:
-                       _kernels.gemm(a, b, c, ta, tb, 1.0, beta)))
+        calls.append(
+            (
+                label,
+                lambda a=a, b=b, c=c, ta=ta, tb=tb, beta=beta: _kernels.gemm(
+                    a, b, c, ta, tb, 1.0, beta
+                ),
+            )
+        )
     return calls
 
 
@@ -145,7 +192,7 @@ def fastnn_predict(X, batch, seed=0):
 
     def run():
         s = next(starts)
-        return predict(X[s:s + batch], batch_size=batch)
+        return predict(X[s : s + batch], batch_size=batch)
 
     return run
 
@@ -156,7 +203,7 @@ def numpy_predict(X, batch, seed=0):
 
     def run():
         s = next(starts)
-        return net.predict(X[s:s + batch])
+        return net.predict(X[s : s + batch])
 
     return run
 
@@ -169,7 +216,7 @@ def torch_predict(torch, Xt, batch, seed=0):
     def run():
         s = next(starts)
         with torch.inference_mode():
-            return model(Xt[s:s + batch])
+            return model(Xt[s : s + batch])
 
     return run
 

@@ -1,4 +1,5 @@
 """What the sub-commands share: one-line errors, option parsing helpers."""
+
 import argparse
 import sys
 
@@ -21,8 +22,9 @@ def positive_ints(text):
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values

@@ -1,5 +1,6 @@
 """The image side of `fastnn train`: a small CNN for (N, C, H, W) data and the
 per-channel standardisation that goes with it."""
+
 import numpy as np
 
 from .common import CommandError
@@ -46,8 +47,10 @@ def as_images(X, arch, source):
     side = int(round(np.sqrt(X.shape[1])))
     if side * side == X.shape[1] and source.startswith("embedded"):
         return X.reshape(-1, 1, side, side)
-    raise CommandError(f"--arch {arch} needs images: an NPZ file with X of shape (N, C, H, W) "
-                       f"or (N, H, W); {source} has X of shape {X.shape}")
+    raise CommandError(
+        f"--arch {arch} needs images: an NPZ file with X of shape (N, C, H, W) "
+        f"or (N, H, W); {source} has X of shape {X.shape}"
+    )
 
 
 def small_cnn(fastnn, shape, n_out, args):
@@ -57,8 +60,7 @@ def small_cnn(fastnn, shape, n_out, args):
     L = fastnn.layers
     layers, c, (h, w) = [], shape[0], shape[1:]
     for width in (32, 64):
-        layers += [L.Conv2d(c, width, 3, padding=1, bias=False), L.BatchNorm2d(width),
-                   L.ReLU()]
+        layers += [L.Conv2d(c, width, 3, padding=1, bias=False), L.BatchNorm2d(width), L.ReLU()]
         if min(h, w) >= 4:
             layers.append(L.MaxPool2d(2))
             h, w = h // 2, w // 2

@@ -1,5 +1,6 @@
 """`fastnn predict MODEL --data FILE`: predictions of a model written by `fastnn train`
 (or fastnn.save) for the samples of a CSV or NPZ file, as CSV."""
+
 import csv
 import os
 import sys
@@ -12,13 +13,21 @@ from .common import CommandError
 def add_arguments(p):
     """Add fastnn predict's options to the argparse parser p."""
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train --out")
-    p.add_argument("--data", metavar="FILE", required=True,
-                   help="CSV with a header (the model's feature columns; other columns, "
-                        "such as the target, are ignored) or NPZ with an array X")
-    p.add_argument("--output", metavar="FILE.csv",
-                   help="where to write the predictions (default: standard output)")
-    p.add_argument("--proba", action="store_true",
-                   help="for classifiers, also write each class's probability")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        required=True,
+        help="CSV with a header (the model's feature columns; other columns, "
+        "such as the target, are ignored) or NPZ with an array X",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE.csv",
+        help="where to write the predictions (default: standard output)",
+    )
+    p.add_argument(
+        "--proba", action="store_true", help="for classifiers, also write each class's probability"
+    )
 
 
 def run(args):
@@ -44,8 +53,11 @@ def run(args):
     if meta.get("task") == "classification" and classes:
         header, rows = _classification_rows(out, classes, args.proba)
     else:
-        names = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in
-                                                           range(out.shape[1])]
+        names = (
+            ["prediction"]
+            if out.shape[1] == 1
+            else [f"prediction_{j}" for j in range(out.shape[1])]
+        )
         header, rows = names, out.tolist()
     try:
         f = open(args.output, "w", newline="") if args.output else sys.stdout
@@ -89,8 +101,10 @@ def _features(path, meta, n_in):
         names = meta.get("feature_names") or header[:n_in]
         missing = [n for n in names if n not in header]
         if missing:
-            raise CommandError(f"{path}: missing feature columns {missing[:5]}"
-                               + (" ..." if len(missing) > 5 else ""))
+            raise CommandError(
+                f"{path}: missing feature columns {missing[:5]}"
+                + (" ..." if len(missing) > 5 else "")
+            )
         idx = [header.index(n) for n in names]
         X = np.empty((len(rows) - 1, len(idx)))
         for i, r in enumerate(rows[1:]):
@@ -98,11 +112,14 @@ def _features(path, meta, n_in):
                 try:
                     X[i, j] = float(r[c])
                 except (ValueError, IndexError):
-                    raise CommandError(f"{path}: line {i + 2}, column {names[j]!r}: not a "
-                                       f"number") from None
+                    raise CommandError(
+                        f"{path}: line {i + 2}, column {names[j]!r}: not a number"
+                    ) from None
     if X.ndim not in (2, 3, 4) or X.dtype.kind not in "biuf":
-        raise CommandError(f"{path}: expected a 2-D numeric array or images (N, [C,] H, W), "
-                           f"got {X.dtype} {X.shape}")
+        raise CommandError(
+            f"{path}: expected a 2-D numeric array or images (N, [C,] H, W), "
+            f"got {X.dtype} {X.shape}"
+        )
     if not np.isfinite(X).all():
         raise CommandError(f"{path}: NaN or infinite values in the features")
     return X

@@ -1,4 +1,5 @@
 """Real data shipped inside the package (no network access, ever)."""
+
 from importlib import resources
 
 import numpy as np

@@ -6,6 +6,7 @@ Parquet), CSV files are parsed by pandas' C engine; without it, by Python's csv 
 file (a ragged row, a non-numeric or empty cell, NaN or infinity), the csv module
 reads it again to name the offending line and column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,12 +57,20 @@ def read_npz(path, names, error=DataError):
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in names if k not in npz.files]
             if missing:
-                raise error(f"{path}: the NPZ file needs arrays "
-                            f"{' and '.join(repr(k) for k in names)}; it has "
-                            f"{sorted(npz.files)}")
+                raise error(
+                    f"{path}: the NPZ file needs arrays "
+                    f"{' and '.join(repr(k) for k in names)}; it has "
+                    f"{sorted(npz.files)}"
+                )
             return [npz[k] for k in names]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError) as e:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+    ) as e:
         if isinstance(e, error):
             raise
         raise error(f"{path}: not a readable NPZ file ({type(e).__name__}: {e})") from None
@@ -70,8 +79,10 @@ def read_npz(path, names, error=DataError):
 def _load_npz(path):
     X, y = read_npz(path, ["X", "y"])
     if X.ndim not in (2, 3, 4):
-        raise DataError(f"{path}: X must be 2-D (samples, features) or images (samples, "
-                        f"[channels,] height, width), got shape {X.shape}")
+        raise DataError(
+            f"{path}: X must be 2-D (samples, features) or images (samples, "
+            f"[channels,] height, width), got shape {X.shape}"
+        )
     if y.shape[:1] != X.shape[:1]:
         raise DataError(f"{path}: X has {X.shape[0]} samples but y has {y.shape[0]}")
     if X.dtype.kind not in "biuf":
@@ -80,8 +91,7 @@ def _load_npz(path):
         i = int(np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).any(axis=1))[0])
         raise DataError(f"{path}: NaN or infinite target in row {i} of y")
     names = [f"x{i}" for i in range(int(np.prod(X.shape[1:])))]
-    _check_finite(X.reshape(len(X), -1).astype(np.float64), path, names,
-                  lambda i: f"row {i} of X")
+    _check_finite(X.reshape(len(X), -1).astype(np.float64), path, names, lambda i: f"row {i} of X")
     return X, y, names, "y"
 
 
@@ -96,11 +106,22 @@ def _load_csv(path, target):
             # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark, which
             # would otherwise become part of the first column's name. Only empty cells are
             # missing values; the words 'NA', 'null', ... are not numbers.
-            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True,
-                                keep_default_na=False, na_values=[""], low_memory=False,
-                                index_col=False)
-    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.ParserWarning,
-            pd.errors.EmptyDataError, ValueError):
+            frame = pd.read_csv(
+                path,
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+                keep_default_na=False,
+                na_values=[""],
+                low_memory=False,
+                index_col=False,
+            )
+    except (
+        UnicodeDecodeError,
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+        pd.errors.EmptyDataError,
+        ValueError,
+    ):
         return _read_csv_python(path, target)  # raises, naming the line and column
     try:
         return _from_frame(frame, path, target)
@@ -114,8 +135,9 @@ def _load_parquet(path, target):
 
         frame = pd.read_parquet(path)
     except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pandas and pyarrow: pip install "
-                        "'fastnn[tables]'") from None
+        raise DataError(
+            f"{path}: reading Parquet needs pandas and pyarrow: pip install 'fastnn[tables]'"
+        ) from None
     except Exception as e:  # pyarrow's errors for corrupt files have no common base
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
     return _from_frame(frame, path, target, rows=lambda i: f"row {i}")
@@ -143,8 +165,9 @@ def _from_frame(frame, path, target, rows=None):
         if not np.isfinite(y).all():
             i = int(np.flatnonzero(~np.isfinite(y))[0])
             where = rows(i) if rows else f"data row {i + 1}"
-            raise DataError(f"{path}: NaN, empty or infinite target in column {header[t]!r}, "
-                            f"{where}")
+            raise DataError(
+                f"{path}: NaN, empty or infinite target in column {header[t]!r}, {where}"
+            )
     else:
         try:  # numbers, some spelt 'nan' or 'inf' (which pandas leaves as text)
             [float(v) for v in col.tolist()]
@@ -154,8 +177,10 @@ def _from_frame(frame, path, target, rows=None):
             raise DataError(f"{path}: NaN or infinite target in column {header[t]!r}")
         if col.isna().any():
             i = int(np.flatnonzero(col.isna().to_numpy())[0])
-            raise DataError(f"{path}: empty target value in column {header[t]!r}, "
-                            f"{rows(i) if rows else f'data row {i + 1}'}")
+            raise DataError(
+                f"{path}: empty target value in column {header[t]!r}, "
+                f"{rows(i) if rows else f'data row {i + 1}'}"
+            )
         y = np.array([str(v).strip() for v in col.tolist()])
     return X, y, names, header[t]
 
@@ -199,8 +224,9 @@ def _target_index(header, target, path):
     elif target in header:
         t = header.index(target)
     else:
-        shown = ", ".join(header[:8]) + (f", ... ({len(header)} columns)"
-                                         if len(header) > 8 else "")
+        shown = ", ".join(header[:8]) + (
+            f", ... ({len(header)} columns)" if len(header) > 8 else ""
+        )
         raise DataError(f"{path}: target column {target!r} not found; columns are {shown}")
     if len(header) < 2:
         raise DataError(f"{path}: needs at least one feature column besides the target")
@@ -216,8 +242,9 @@ def _numeric(values, name, path, lines):
         try:
             out[i] = float(v)
         except ValueError:
-            raise DataError(f"{path}: column {name!r} is not numeric (line {lines[i]}: {v!r})") \
-                from None
+            raise DataError(
+                f"{path}: column {name!r} is not numeric (line {lines[i]}: {v!r})"
+            ) from None
     return out
 
 
@@ -247,8 +274,10 @@ def _check_finite(X, path, names, row_name):
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataError(f"{path}: NaN or infinite value in column {names[j]!r}, {row_name(i)} "
-                        f"({int(bad.sum())} such values in all); clean or impute the data first")
+        raise DataError(
+            f"{path}: NaN or infinite value in column {names[j]!r}, {row_name(i)} "
+            f"({int(bad.sum())} such values in all); clean or impute the data first"
+        )
 
 
 def infer_task(y):

@@ -21,6 +21,7 @@ verdict, with `passed` (or `kind`) where it judges:
 - run_doctor(X, y, model=None, out=None): all of the above in one report
   (`fastnn doctor` on the command line).
 """
+
 from ._result import Issue
 from .data_checks import DataReport, check_data
 from .depth import DepthExperiment, init_depth_experiment
@@ -33,9 +34,26 @@ from .overfit import OverfitResult, overfit_small_batch
 from .triage import TriageResult, triage
 
 __all__ = [
-    "ActivationStats", "DataReport", "DepthExperiment", "DoctorReport", "EscapePath",
-    "GradientCheckResult", "GradientStats", "HessianResult", "InitLossResult", "Issue",
-    "OverfitResult", "TriageResult", "activation_stats", "check_data", "gradient_check",
-    "gradient_stats", "hessian_spectrum", "init_depth_experiment", "loss_at_init",
-    "overfit_small_batch", "run_doctor", "triage",
+    "ActivationStats",
+    "DataReport",
+    "DepthExperiment",
+    "DoctorReport",
+    "EscapePath",
+    "GradientCheckResult",
+    "GradientStats",
+    "HessianResult",
+    "InitLossResult",
+    "Issue",
+    "OverfitResult",
+    "TriageResult",
+    "activation_stats",
+    "check_data",
+    "gradient_check",
+    "gradient_stats",
+    "hessian_spectrum",
+    "init_depth_experiment",
+    "loss_at_init",
+    "overfit_small_batch",
+    "run_doctor",
+    "triage",
 ]

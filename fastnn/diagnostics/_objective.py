@@ -6,6 +6,7 @@ optionally converted to float64 - so the user's model, its optimizer buffers and
 running statistics are never touched. Only the public Module API is used (forward,
 backward, parameters, named_parameters, modules, astype, train), so user-written
 modules work as long as they implement forward and backward."""
+
 import contextlib
 import copy
 
@@ -106,20 +107,32 @@ class Objective:
     before every forward pass, so every evaluation draws the same masks (the masks come
     from a counter-based generator); dropout='off' disables them."""
 
-    def __init__(self, model, loss, X, y, dtype=np.float64, dropout="off", train=True,
-                 penalties=True, where="diagnostics"):
+    def __init__(
+        self,
+        model,
+        loss,
+        X,
+        y,
+        dtype=np.float64,
+        dropout="off",
+        train=True,
+        penalties=True,
+        where="diagnostics",
+    ):
         check_model(model, where)
         if dropout not in ("off", "fixed"):
             raise ValueError(f"{where}: dropout must be 'off' or 'fixed', got {dropout!r}")
-        self.model = working_copy(model, dtype, train=train, dropout=(dropout == "fixed"),
-                                  penalties=penalties)
+        self.model = working_copy(
+            model, dtype, train=train, dropout=(dropout == "fixed"), penalties=penalties
+        )
         self.dtype = np.dtype(dtype)
         self.loss = copy.deepcopy(loss)
         self.X = as_float(X, self.dtype, where)
         self.y = as_target(y, self.dtype)
         if self.X.shape[0] != self.y.shape[0]:
-            raise ValueError(f"{where}: X has {self.X.shape[0]} samples but y has "
-                             f"{self.y.shape[0]}")
+            raise ValueError(
+                f"{where}: X has {self.X.shape[0]} samples but y has {self.y.shape[0]}"
+            )
         self.params = trainable(self.model)
         if not self.params:
             raise ValueError(f"{where}: the model has no trainable parameters")
@@ -135,7 +148,8 @@ class Objective:
     def get(self):
         """theta as a new flat array."""
         return np.concatenate([p.data.reshape(-1) for _, p in self.params]).astype(
-            self.dtype, copy=False)
+            self.dtype, copy=False
+        )
 
     def set(self, theta):
         for (_, p), lo, hi in zip(self.params, self.offsets[:-1], self.offsets[1:]):
@@ -143,12 +157,15 @@ class Objective:
 
     def flat_grad(self):
         return np.concatenate([p.grad.reshape(-1) for _, p in self.params]).astype(
-            self.dtype, copy=False)
+            self.dtype, copy=False
+        )
 
     def split(self, vector):
         """{parameter name: the slice of a flat vector, in the parameter's shape}."""
-        return {n: np.asarray(vector[lo:hi]).reshape(s) for n, s, lo, hi in
-                zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])}
+        return {
+            n: np.asarray(vector[lo:hi]).reshape(s)
+            for n, s, lo, hi in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])
+        }
 
     # -- evaluation -------------------------------------------------------------------
     def _forward(self, X):

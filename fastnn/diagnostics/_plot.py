@@ -1,4 +1,5 @@
 """matplotlib access for the diagnostics' `.plot(path)` methods (optional dependency)."""
+
 from ..plots import PlotsUnavailable, _pyplot
 
 
@@ -7,9 +8,10 @@ def pyplot(what):
     try:
         return _pyplot()
     except PlotsUnavailable:
-        raise PlotsUnavailable(f"{what}.plot needs matplotlib, which is not installed: "
-                               "pip install matplotlib (or pip install 'fastnn[plot]')") \
-            from None
+        raise PlotsUnavailable(
+            f"{what}.plot needs matplotlib, which is not installed: "
+            "pip install matplotlib (or pip install 'fastnn[plot]')"
+        ) from None
 
 
 def save(fig, path):

@@ -1,5 +1,6 @@
 """What every diagnostic returns: a small result object whose repr is a short table
 and a verdict, and the Issue record used by the checks that list problems."""
+
 import math
 
 
@@ -31,8 +32,9 @@ def table(headers, rows, indent="  "):
     for row in cells:
         for j, c in enumerate(row):
             widths[j] = max(widths[j], len(c))
-    numeric = [all(not isinstance(r[j], str) for r in rows) if rows else False
-               for j in range(len(headers))]
+    numeric = [
+        all(not isinstance(r[j], str) for r in rows) if rows else False for j in range(len(headers))
+    ]
 
     def line(row):
         parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)]
@@ -98,5 +100,7 @@ def issue_lines(issues, empty="no issues found"):
     if not issues:
         return [f"  {empty}"]
     order = {s: i for i, s in enumerate(Issue.SEVERITIES)}
-    return ["  " + i.format().replace("\n", "\n  ")
-            for i in sorted(issues, key=lambda i: order[i.severity])]
+    return [
+        "  " + i.format().replace("\n", "\n  ")
+        for i in sorted(issues, key=lambda i: order[i.severity])
+    ]

@@ -2,6 +2,7 @@
 labels right and still attached to their samples after shuffling, are training and
 test data preprocessed the same way and drawn from the same distribution, and does
 the test set leak into the training set."""
+
 import numpy as np
 
 from ..batching import Batches
@@ -39,9 +40,11 @@ class DataReport(Result):
     def _lines(self):
         counts = {s: sum(i.severity == s for i in self.issues) for s in Issue.SEVERITIES}
         test = f", {self.n_test} test samples" if self.n_test else ""
-        lines = [f"  {verdict(self.passed)}: {self.n_train} training samples{test}, "
-                 f"{self.n_features} features, {self.task}; {counts['error']} errors, "
-                 f"{counts['warning']} warnings, {counts['info']} notes"]
+        lines = [
+            f"  {verdict(self.passed)}: {self.n_train} training samples{test}, "
+            f"{self.n_features} features, {self.task}; {counts['error']} errors, "
+            f"{counts['warning']} warnings, {counts['info']} notes"
+        ]
         if self.class_counts:
             items = list(self.class_counts.items())
             shown = ", ".join(f"{k}: {v}" for k, v in items[:12])
@@ -158,45 +161,63 @@ def _check_finite(A, name, issues):
                 where += [(int(r) + i, int(c)) for r, c in np.argwhere(bad)[:_MAX_LOCATIONS]]
     if n_nan or n_inf:
         where = where[:_MAX_LOCATIONS]
-        issues.append(Issue(
-            "nonfinite", "error",
-            f"{name} has {n_nan} NaN and {n_inf} infinite values in {rows} rows; first at "
-            f"(row, column) {', '.join(map(str, where))}",
-            "impute or drop those rows/columns before training (a single NaN turns every "
-            "weight into NaN after one step)", where=where))
+        issues.append(
+            Issue(
+                "nonfinite",
+                "error",
+                f"{name} has {n_nan} NaN and {n_inf} infinite values in {rows} rows; first at "
+                f"(row, column) {', '.join(map(str, where))}",
+                "impute or drop those rows/columns before training (a single NaN turns every "
+                "weight into NaN after one step)",
+                where=where,
+            )
+        )
 
 
 def _check_features(Xtr, issues):
     mean, std = _finite_stats(Xtr)
     const = np.flatnonzero(~(std > 0))
     if const.size:
-        issues.append(Issue(
-            "constant_feature", "warning",
-            f"{const.size} of {Xtr.shape[1]} features are constant in the training data "
-            f"(columns {_listing(const)})",
-            "they carry no information: drop them (after standardising they are all 0)",
-            where=const.tolist()))
+        issues.append(
+            Issue(
+                "constant_feature",
+                "warning",
+                f"{const.size} of {Xtr.shape[1]} features are constant in the training data "
+                f"(columns {_listing(const)})",
+                "they carry no information: drop them (after standardising they are all 0)",
+                where=const.tolist(),
+            )
+        )
     live = np.flatnonzero(std > 0)
     if live.size >= 2:
         s = std[live]
         ratio = float(s.max() / s.min())
         if ratio > 100:
-            issues.append(Issue(
-                "scale_spread", "warning",
-                f"feature scales differ by a factor {fmt(ratio)} (std from {fmt(s.min())} in "
-                f"column {live[s.argmin()]} to {fmt(s.max())} in column {live[s.argmax()]})",
-                "standardise the inputs: fastnn.preprocessing.Standardizer fitted on the "
-                "training data and applied unchanged to the test data",
-                where=[int(live[s.argmin()]), int(live[s.argmax()])]))
+            issues.append(
+                Issue(
+                    "scale_spread",
+                    "warning",
+                    f"feature scales differ by a factor {fmt(ratio)} (std from {fmt(s.min())} in "
+                    f"column {live[s.argmin()]} to {fmt(s.max())} in column {live[s.argmax()]})",
+                    "standardise the inputs: fastnn.preprocessing.Standardizer fitted on the "
+                    "training data and applied unchanged to the test data",
+                    where=[int(live[s.argmin()]), int(live[s.argmax()])],
+                )
+            )
     if live.size:
         big = live[(std[live] > 100) | (np.abs(mean[live]) > 100)]
         if big.size:
-            issues.append(Issue(
-                "large_scale", "warning",
-                f"{big.size} features have large values (|mean| or std > 100; columns "
-                f"{_listing(big)})",
-                "large inputs saturate sigmoid/tanh units and make the first layer's "
-                "gradients huge: standardise the inputs (Standardizer)", where=big.tolist()))
+            issues.append(
+                Issue(
+                    "large_scale",
+                    "warning",
+                    f"{big.size} features have large values (|mean| or std > 100; columns "
+                    f"{_listing(big)})",
+                    "large inputs saturate sigmoid/tanh units and make the first layer's "
+                    "gradients huge: standardise the inputs (Standardizer)",
+                    where=big.tolist(),
+                )
+            )
     return mean, std
 
 
@@ -215,19 +236,28 @@ def _check_preprocessing(mtr, str_, Xte, issues):
     ratio = float(np.median(ste[live] / str_[live]))
     offset = float(np.median(np.abs(mte[live] - mtr[live]) / str_[live]))
     train_std, test_std = _standardised(mtr, str_), _standardised(mte, ste)
-    if (train_std != test_std and (ratio > 2 or ratio < 0.5 or offset > 1)) or \
-            ratio > 5 or ratio < 0.2:
-        which = ("the training data is standardised but the test data is not"
-                 if train_std and not test_std else
-                 "the test data is standardised but the training data is not"
-                 if test_std and not train_std else
-                 "training and test data have very different scales")
-        issues.append(Issue(
-            "preprocessing_mismatch", "error",
-            f"{which} (median test/train std ratio {fmt(ratio)}, median mean offset "
-            f"{fmt(offset)} training stds)",
-            "apply the same preprocessing to both: fit the Standardizer on the training "
-            "data, then transform training and test data with it"))
+    if (
+        (train_std != test_std and (ratio > 2 or ratio < 0.5 or offset > 1))
+        or ratio > 5
+        or ratio < 0.2
+    ):
+        which = (
+            "the training data is standardised but the test data is not"
+            if train_std and not test_std
+            else "the test data is standardised but the training data is not"
+            if test_std and not train_std
+            else "training and test data have very different scales"
+        )
+        issues.append(
+            Issue(
+                "preprocessing_mismatch",
+                "error",
+                f"{which} (median test/train std ratio {fmt(ratio)}, median mean offset "
+                f"{fmt(offset)} training stds)",
+                "apply the same preprocessing to both: fit the Standardizer on the training "
+                "data, then transform training and test data with it",
+            )
+        )
 
 
 def _check_shift(Xtr, Xte, str_, issues, max_rows, gen):
@@ -255,38 +285,61 @@ def _check_shift(Xtr, Xte, str_, issues, max_rows, gen):
     shifted = np.flatnonzero((ks.pvalue < alpha) & ((np.abs(smd) > 0.25) | (ks.statistic > 0.2)))
     if shifted.size:
         worst = shifted[np.argsort(-np.abs(smd[shifted]))]
-        rows = [(int(live[j]), float(smd[j]), float(ks.statistic[j]), float(ks.pvalue[j]))
-                for j in worst[:5]]
-        desc = "; ".join(f"column {c}: SMD {fmt(s)}, KS {fmt(k)} (p={fmt(p)})"
-                         for c, s, k, p in rows)
-        issues.append(Issue(
-            "distribution_shift", "warning",
-            f"{shifted.size} features are distributed differently in training and test "
-            f"data ({desc})",
-            "a train/test mismatch: check that both splits come from the "
-            "same source and preprocessing; a shifted test set cannot be fixed by more "
-            "training data", where=[int(live[j]) for j in worst]))
+        rows = [
+            (int(live[j]), float(smd[j]), float(ks.statistic[j]), float(ks.pvalue[j]))
+            for j in worst[:5]
+        ]
+        desc = "; ".join(
+            f"column {c}: SMD {fmt(s)}, KS {fmt(k)} (p={fmt(p)})" for c, s, k, p in rows
+        )
+        issues.append(
+            Issue(
+                "distribution_shift",
+                "warning",
+                f"{shifted.size} features are distributed differently in training and test "
+                f"data ({desc})",
+                "a train/test mismatch: check that both splits come from the "
+                "same source and preprocessing; a shifted test set cannot be fixed by more "
+                "training data",
+                where=[int(live[j]) for j in worst],
+            )
+        )
 
 
 def _classification_labels(y, name, issues, n_classes):
     """Labels as an int64 array (or None when they cannot be read as classes)."""
     if y.dtype.kind in "USO":
-        issues.append(Issue(
-            "string_labels", "info", f"{name} labels are class names ({y.dtype})",
-            "encode them as 0..K-1: fastnn.datasets.encode_labels(y)"))
+        issues.append(
+            Issue(
+                "string_labels",
+                "info",
+                f"{name} labels are class names ({y.dtype})",
+                "encode them as 0..K-1: fastnn.datasets.encode_labels(y)",
+            )
+        )
         return None
     if y.dtype.kind == "b":
         y = y.astype(np.int64)
     if y.dtype.kind == "f":
         finite = y[np.isfinite(y)]
         if finite.size and np.any(np.mod(finite, 1) != 0):
-            issues.append(Issue(
-                "label_dtype", "error", f"{name} labels are non-integer floats",
-                "class labels must be integers 0..K-1; for regression use MSELoss"))
+            issues.append(
+                Issue(
+                    "label_dtype",
+                    "error",
+                    f"{name} labels are non-integer floats",
+                    "class labels must be integers 0..K-1; for regression use MSELoss",
+                )
+            )
             return None
-        issues.append(Issue(
-            "label_dtype", "info", f"{name} labels are floats holding integers",
-            "CrossEntropyLoss takes integer labels: y.astype(np.int64)"))
+        issues.append(
+            Issue(
+                "label_dtype",
+                "info",
+                f"{name} labels are floats holding integers",
+                "CrossEntropyLoss takes integer labels: y.astype(np.int64)",
+            )
+        )
         y = np.where(np.isfinite(y), y, -1).astype(np.int64)
     y = y.astype(np.int64, copy=False)
     if y.size == 0:
@@ -294,19 +347,28 @@ def _classification_labels(y, name, issues, n_classes):
     lo, hi = int(y.min()), int(y.max())
     if lo < 0:
         bad = np.flatnonzero(y < 0)
-        issues.append(Issue(
-            "label_range", "error",
-            f"{name} has {bad.size} negative labels (min {lo}; rows {_listing(bad)})",
-            "class labels must be 0..K-1", where=bad[:_MAX_LOCATIONS].tolist()))
+        issues.append(
+            Issue(
+                "label_range",
+                "error",
+                f"{name} has {bad.size} negative labels (min {lo}; rows {_listing(bad)})",
+                "class labels must be 0..K-1",
+                where=bad[:_MAX_LOCATIONS].tolist(),
+            )
+        )
     if n_classes is not None and hi >= n_classes:
         bad = np.flatnonzero(y >= n_classes)
-        issues.append(Issue(
-            "label_range", "error",
-            f"{name} has {bad.size} labels >= n_classes={n_classes} (max {hi}; rows "
-            f"{_listing(bad)})",
-            f"labels must be 0..{n_classes - 1}: re-encode them "
-            "(fastnn.datasets.encode_labels) or give the model more outputs",
-            where=bad[:_MAX_LOCATIONS].tolist()))
+        issues.append(
+            Issue(
+                "label_range",
+                "error",
+                f"{name} has {bad.size} labels >= n_classes={n_classes} (max {hi}; rows "
+                f"{_listing(bad)})",
+                f"labels must be 0..{n_classes - 1}: re-encode them "
+                "(fastnn.datasets.encode_labels) or give the model more outputs",
+                where=bad[:_MAX_LOCATIONS].tolist(),
+            )
+        )
     return y
 
 
@@ -318,37 +380,59 @@ def _check_label_set(ytr, issues, n_classes):
     missing = sorted(set(range(k)) - set(values.tolist()))
     if missing:
         one_based = values.min() == 1 and (n_classes is None or values.max() == n_classes)
-        advice = ("labels look 1-based: subtract 1 (CrossEntropyLoss wants 0..K-1)"
-                  if one_based else
-                  "re-encode the labels to 0..K-1 (fastnn.datasets.encode_labels), or check "
-                  "that no class was lost when splitting")
-        issues.append(Issue(
-            "label_gaps", "warning",
-            f"the training labels do not cover 0..{k - 1}: classes {_listing(missing)} have "
-            "no samples", advice, where=missing))
+        advice = (
+            "labels look 1-based: subtract 1 (CrossEntropyLoss wants 0..K-1)"
+            if one_based
+            else "re-encode the labels to 0..K-1 (fastnn.datasets.encode_labels), or check "
+            "that no class was lost when splitting"
+        )
+        issues.append(
+            Issue(
+                "label_gaps",
+                "warning",
+                f"the training labels do not cover 0..{k - 1}: classes {_listing(missing)} have "
+                "no samples",
+                advice,
+                where=missing,
+            )
+        )
     if values.size >= 2:
         ratio = counts.max() / counts.min()
         if ratio > 10:
-            issues.append(Issue(
-                "class_imbalance", "warning",
-                f"classes are imbalanced: the largest has {counts.max()} samples, the "
-                f"smallest {counts.min()} (ratio {fmt(ratio)})",
-                "watch per-class metrics, not only accuracy; consider a stratified split, "
-                "class weights or resampling"))
+            issues.append(
+                Issue(
+                    "class_imbalance",
+                    "warning",
+                    f"classes are imbalanced: the largest has {counts.max()} samples, the "
+                    f"smallest {counts.min()} (ratio {fmt(ratio)})",
+                    "watch per-class metrics, not only accuracy; consider a stratified split, "
+                    "class weights or resampling",
+                )
+            )
     if values.size == 1:
-        issues.append(Issue(
-            "single_class", "error", f"every training label is {values[0]}",
-            "a classifier needs at least two classes; check how the labels were read"))
+        issues.append(
+            Issue(
+                "single_class",
+                "error",
+                f"every training label is {values[0]}",
+                "a classifier needs at least two classes; check how the labels were read",
+            )
+        )
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
 def _check_test_labels(ytr, yte, issues):
     unseen = sorted(set(np.unique(yte).tolist()) - set(np.unique(ytr).tolist()))
     if unseen:
-        issues.append(Issue(
-            "unseen_test_labels", "warning",
-            f"the test labels contain classes never seen in training: {_listing(unseen)}",
-            "split with stratification (train_test_split(..., stratify=y))", where=unseen))
+        issues.append(
+            Issue(
+                "unseen_test_labels",
+                "warning",
+                f"the test labels contain classes never seen in training: {_listing(unseen)}",
+                "split with stratification (train_test_split(..., stratify=y))",
+                where=unseen,
+            )
+        )
     from scipy import stats
 
     classes = np.union1d(ytr, yte)
@@ -359,12 +443,16 @@ def _check_test_labels(ytr, yte, issues):
         keep = (ctr + cte) > 0
         p = stats.chi2_contingency(np.stack([ctr[keep], cte[keep]]))[1]
         if tv > 0.1 and p < 1e-3:
-            issues.append(Issue(
-                "label_shift", "warning",
-                f"class proportions differ between training and test data (total variation "
-                f"{fmt(tv)}, chi-square p={fmt(p)})",
-                "split with stratification, or check that both splits come from the same "
-                "population"))
+            issues.append(
+                Issue(
+                    "label_shift",
+                    "warning",
+                    f"class proportions differ between training and test data (total variation "
+                    f"{fmt(tv)}, chi-square p={fmt(p)})",
+                    "split with stratification, or check that both splits come from the same "
+                    "population",
+                )
+            )
 
 
 def _check_duplicates(Xtr, ytr, Xte, task, issues):
@@ -373,11 +461,15 @@ def _check_duplicates(Xtr, ytr, Xte, task, issues):
     uniq, ids, counts = np.unique(fp, return_inverse=True, return_counts=True)
     dup_rows = n - uniq.size
     if dup_rows:
-        issues.append(Issue(
-            "duplicate_rows", "warning" if dup_rows > 0.01 * n else "info",
-            f"{dup_rows} training rows repeat an earlier row ({fmt(100 * dup_rows / n)}%)",
-            "duplicates weigh those samples more and inflate validation scores when they "
-            "land on both sides of a split; drop them unless they are real repeats"))
+        issues.append(
+            Issue(
+                "duplicate_rows",
+                "warning" if dup_rows > 0.01 * n else "info",
+                f"{dup_rows} training rows repeat an earlier row ({fmt(100 * dup_rows / n)}%)",
+                "duplicates weigh those samples more and inflate validation scores when they "
+                "land on both sides of a split; drop them unless they are real repeats",
+            )
+        )
         if task == "classification" and ytr is not None and ytr.ndim == 1:
             # distinct (row group, label) pairs; a group with two labels conflicts
             pairs = np.unique(np.stack([ids, ytr.astype(np.int64)]), axis=1)
@@ -385,21 +477,31 @@ def _check_duplicates(Xtr, ytr, Xte, task, issues):
             conflict_groups = groups[per_group > 1]
             if conflict_groups.size:
                 rows = np.flatnonzero(np.isin(ids, conflict_groups))
-                issues.append(Issue(
-                    "conflicting_labels", "warning",
-                    f"{conflict_groups.size} groups of identical inputs have different "
-                    f"labels ({rows.size} rows, e.g. rows {_listing(rows, 6)})",
-                    "no model can fit both; check the labelling, and whether labels were "
-                    "shuffled separately from the samples", where=rows[:20].tolist()))
+                issues.append(
+                    Issue(
+                        "conflicting_labels",
+                        "warning",
+                        f"{conflict_groups.size} groups of identical inputs have different "
+                        f"labels ({rows.size} rows, e.g. rows {_listing(rows, 6)})",
+                        "no model can fit both; check the labelling, and whether labels were "
+                        "shuffled separately from the samples",
+                        where=rows[:20].tolist(),
+                    )
+                )
     if Xte is not None and Xte.shape[1] == Xtr.shape[1]:
         hits = np.flatnonzero(np.isin(_fingerprints(Xte), uniq)).tolist()
         if hits:
-            issues.append(Issue(
-                "train_test_duplicates", "error",
-                f"{len(hits)} test rows ({fmt(100 * len(hits) / Xte.shape[0])}% of the test "
-                f"set) also appear in the training data (test rows {_listing(hits)})",
-                "leakage: the test score overstates generalisation; remove them from the "
-                "test set (or de-duplicate before splitting)", where=hits[:20]))
+            issues.append(
+                Issue(
+                    "train_test_duplicates",
+                    "error",
+                    f"{len(hits)} test rows ({fmt(100 * len(hits) / Xte.shape[0])}% of the test "
+                    f"set) also appear in the training data (test rows {_listing(hits)})",
+                    "leakage: the test score overstates generalisation; remove them from the "
+                    "test set (or de-duplicate before splitting)",
+                    where=hits[:20],
+                )
+            )
 
 
 def _label_signal(Xtr, ytr, task, gen, max_rows=2000, k=5, permutations=200):
@@ -452,8 +554,11 @@ def _label_signal(Xtr, ytr, task, gen, max_rows=2000, k=5, permutations=200):
 
     def stat(targets):
         pred = targets[nbrs].mean(axis=1)
-        c = [np.corrcoef(pred[:, j], targets[:, j])[0, 1] for j in range(targets.shape[1])
-             if targets[:, j].std() > 0]
+        c = [
+            np.corrcoef(pred[:, j], targets[:, j])[0, 1]
+            for j in range(targets.shape[1])
+            if targets[:, j].std() > 0
+        ]
         return float(np.nanmean(c))
 
     observed = stat(y)
@@ -468,13 +573,17 @@ def _check_label_signal(Xtr, ytr, task, gen, issues):
     observed, mu, sd, name = res
     z = (observed - mu) / max(sd, 1e-12)
     if z < 3:
-        issues.append(Issue(
-            "labels_unrelated", "warning",
-            f"the labels look unrelated to the features: a 5-nearest-neighbour predictor "
-            f"scores {name} {fmt(observed)}, the same as with randomly permuted labels "
-            f"({fmt(mu)} +- {fmt(sd)})",
-            "check that X and y were shuffled with ONE permutation (X[p], y[p]) and that "
-            "the label column is the right one; if the signal is genuinely weak, ignore this"))
+        issues.append(
+            Issue(
+                "labels_unrelated",
+                "warning",
+                f"the labels look unrelated to the features: a 5-nearest-neighbour predictor "
+                f"scores {name} {fmt(observed)}, the same as with randomly permuted labels "
+                f"({fmt(mu)} +- {fmt(sd)})",
+                "check that X and y were shuffled with ONE permutation (X[p], y[p]) and that "
+                "the label column is the right one; if the signal is genuinely weak, ignore this",
+            )
+        )
 
 
 def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
@@ -485,8 +594,9 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
     Xs, ys = X[:m], y[:m]
     if batches is None:
         x_dtype = np.float64 if X.dtype == np.float64 else np.float32
-        loader = Batches(np.ascontiguousarray(Xs), np.ascontiguousarray(ys), batch_size,
-                         x_dtype, ys.dtype)
+        loader = Batches(
+            np.ascontiguousarray(Xs), np.ascontiguousarray(ys), batch_size, x_dtype, ys.dtype
+        )
         order = gen.permutation(m)
         seen = np.zeros(m, np.int64)
         bad = 0
@@ -498,16 +608,19 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
             a = xb.reshape(xb.shape[0], -1)
             b = Xs[idx].astype(x_dtype).reshape(xb.shape[0], -1)
             same_x = np.all((a == b) | (np.isnan(a) & np.isnan(b)), axis=1)
-            same_y = np.all(yb.reshape(yb.shape[0], -1) == ys[idx].reshape(yb.shape[0], -1),
-                            axis=1)
+            same_y = np.all(yb.reshape(yb.shape[0], -1) == ys[idx].reshape(yb.shape[0], -1), axis=1)
             bad += int(np.sum(~(same_x & same_y)))
         if bad or np.any(seen != 1):
-            issues.append(Issue(
-                "batching_misaligned", "error",
-                f"fastnn's mini-batching returned {bad} samples whose input or label is not "
-                f"the one at its index ({int(np.sum(seen != 1))} samples not seen exactly "
-                "once per epoch)",
-                "this is a bug in fastnn.batching; please report it"))
+            issues.append(
+                Issue(
+                    "batching_misaligned",
+                    "error",
+                    f"fastnn's mini-batching returned {bad} samples whose input or label is not "
+                    f"the one at its index ({int(np.sum(seen != 1))} samples not seen exactly "
+                    "once per epoch)",
+                    "this is a bug in fastnn.batching; please report it",
+                )
+            )
         return
     lookup = {}
     x_dtype = None
@@ -516,8 +629,9 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
         xb, yb = np.asarray(xb), np.asarray(yb)
         if x_dtype is None:
             x_dtype = xb.dtype
-            for key, label in zip(_row_keys(Xs.astype(x_dtype)),
-                                  _row_keys(np.asarray(ys).reshape(m, -1))):
+            for key, label in zip(
+                _row_keys(Xs.astype(x_dtype)), _row_keys(np.asarray(ys).reshape(m, -1))
+            ):
                 lookup.setdefault(key, set()).add(label)
         ykeys = _row_keys(yb.astype(ys.dtype).reshape(yb.shape[0], -1))
         for key, label in zip(_row_keys(xb.astype(x_dtype)), ykeys):
@@ -528,24 +642,48 @@ def _check_batching(X, y, issues, batch_size, batches, gen, max_rows):
             elif label not in labels:
                 bad += 1
     if total == 0:
-        issues.append(Issue("batching_empty", "error", "the batch iterator yielded no samples",
-                            "check the data loader"))
+        issues.append(
+            Issue(
+                "batching_empty",
+                "error",
+                "the batch iterator yielded no samples",
+                "check the data loader",
+            )
+        )
         return
     if bad:
-        issues.append(Issue(
-            "batching_misaligned", "error",
-            f"{bad} of {total} samples from the batch iterator carry a label that is not "
-            "their own: inputs and labels were shuffled separately",
-            "index X and y with the same permutation: p = rng.permutation(n); X[p], y[p]"))
+        issues.append(
+            Issue(
+                "batching_misaligned",
+                "error",
+                f"{bad} of {total} samples from the batch iterator carry a label that is not "
+                "their own: inputs and labels were shuffled separately",
+                "index X and y with the same permutation: p = rng.permutation(n); X[p], y[p]",
+            )
+        )
     if unknown:
-        issues.append(Issue(
-            "batching_unknown_rows", "info",
-            f"{unknown} of {total} batch inputs are not rows of X (augmented or "
-            "preprocessed inside the loader?); their labels could not be checked"))
+        issues.append(
+            Issue(
+                "batching_unknown_rows",
+                "info",
+                f"{unknown} of {total} batch inputs are not rows of X (augmented or "
+                "preprocessed inside the loader?); their labels could not be checked",
+            )
+        )
 
 
-def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batches=None,
-               batch_size=32, max_rows=20000, seed=0):
+def check_data(
+    X,
+    y,
+    X_test=None,
+    y_test=None,
+    n_classes=None,
+    task=None,
+    batches=None,
+    batch_size=32,
+    max_rows=20000,
+    seed=0,
+):
     """Check a data set for the common data bugs before training on it.
 
     X: (samples, features...) numeric; y: labels (classification) or targets
@@ -575,42 +713,67 @@ def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batche
     y = np.asarray(y)
     n = X.shape[0] if X.ndim else 0
     if X.dtype.kind not in "biuf":
-        issues.append(Issue("feature_dtype", "error", f"X is not numeric (dtype {X.dtype})",
-                            "convert or encode the features as numbers"))
+        issues.append(
+            Issue(
+                "feature_dtype",
+                "error",
+                f"X is not numeric (dtype {X.dtype})",
+                "convert or encode the features as numbers",
+            )
+        )
         return DataReport(issues, task or "unknown", n, 0, 0, {})
     if X.ndim < 2 or n == 0:
-        issues.append(Issue("shape", "error",
-                            f"X must be a non-empty array (samples, features), got shape "
-                            f"{X.shape}", "reshape a single feature as X.reshape(-1, 1)"))
+        issues.append(
+            Issue(
+                "shape",
+                "error",
+                f"X must be a non-empty array (samples, features), got shape {X.shape}",
+                "reshape a single feature as X.reshape(-1, 1)",
+            )
+        )
         return DataReport(issues, task or "unknown", n, 0, 0, {})
     if y.shape[:1] != (n,):
-        issues.append(Issue("length_mismatch", "error",
-                            f"X has {n} samples but y has {y.shape[0] if y.ndim else 0}",
-                            "X and y must have one row per sample, in the same order"))
+        issues.append(
+            Issue(
+                "length_mismatch",
+                "error",
+                f"X has {n} samples but y has {y.shape[0] if y.ndim else 0}",
+                "X and y must have one row per sample, in the same order",
+            )
+        )
         return DataReport(issues, task or "unknown", n, 0, int(np.prod(X.shape[1:])), {})
     Xtr = _rows(X)
     Xte = None
     if X_test is not None:
         X_test = np.asarray(X_test)
-        if X_test.dtype.kind not in "biuf" or X_test.ndim < 2 or \
-                X_test.shape[1:] != X.shape[1:]:
-            issues.append(Issue("test_shape", "error",
-                                f"X_test has shape {X_test.shape} (dtype {X_test.dtype}), X has "
-                                f"{X.shape}", "the test data must have the training data's "
-                                "features, in the same order"))
+        if X_test.dtype.kind not in "biuf" or X_test.ndim < 2 or X_test.shape[1:] != X.shape[1:]:
+            issues.append(
+                Issue(
+                    "test_shape",
+                    "error",
+                    f"X_test has shape {X_test.shape} (dtype {X_test.dtype}), X has {X.shape}",
+                    "the test data must have the training data's features, in the same order",
+                )
+            )
         else:
             Xte = _rows(X_test)
     y_test = None if y_test is None or Xte is None else np.asarray(y_test)
     if y_test is not None and y_test.shape[:1] != (Xte.shape[0],):
-        issues.append(Issue("length_mismatch", "error",
-                            f"X_test has {Xte.shape[0]} samples but y_test has "
-                            f"{y_test.shape[0] if y_test.ndim else 0}",
-                            "X_test and y_test must have one row per sample"))
+        issues.append(
+            Issue(
+                "length_mismatch",
+                "error",
+                f"X_test has {Xte.shape[0]} samples but y_test has "
+                f"{y_test.shape[0] if y_test.ndim else 0}",
+                "X_test and y_test must have one row per sample",
+            )
+        )
         y_test = None
 
     # task and labels
-    one_hot = (y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all()
-               and np.all(y.sum(axis=1) == 1))
+    one_hot = (
+        y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)
+    )
     if task is None:
         if one_hot or y.dtype.kind in "USOb":
             task = "classification"
@@ -635,13 +798,24 @@ def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batche
     ylab = yte_lab = None
     if task == "classification":
         if one_hot:
-            issues.append(Issue("one_hot_labels", "info", "y holds one-hot rows",
-                                "CrossEntropyLoss takes integer labels: y.argmax(axis=1)"))
+            issues.append(
+                Issue(
+                    "one_hot_labels",
+                    "info",
+                    "y holds one-hot rows",
+                    "CrossEntropyLoss takes integer labels: y.argmax(axis=1)",
+                )
+            )
             ylab = y.argmax(axis=1).astype(np.int64)
         elif y.ndim != 1:
-            issues.append(Issue("label_shape", "error",
-                                f"class labels must be a vector, got shape {y.shape}",
-                                "pass y as (samples,) integers 0..K-1"))
+            issues.append(
+                Issue(
+                    "label_shape",
+                    "error",
+                    f"class labels must be a vector, got shape {y.shape}",
+                    "pass y as (samples,) integers 0..K-1",
+                )
+            )
         else:
             ylab = _classification_labels(y, "y", issues, n_classes)
         if y_test is not None and y_test.ndim == 1 and ylab is not None:
@@ -653,17 +827,27 @@ def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batche
     else:
         yr = y.reshape(n, -1).astype(np.float64) if y.dtype.kind in "biuf" else None
         if yr is None:
-            issues.append(Issue("target_dtype", "error", f"regression targets are not numeric "
-                                f"({y.dtype})", "pass numeric targets"))
+            issues.append(
+                Issue(
+                    "target_dtype",
+                    "error",
+                    f"regression targets are not numeric ({y.dtype})",
+                    "pass numeric targets",
+                )
+            )
         else:
             m, s = _finite_stats(yr)
             if np.nanmax(s) > 100 or np.nanmax(np.abs(m)) > 10 * max(np.nanmax(s), 1e-12):
-                issues.append(Issue(
-                    "target_scale", "warning",
-                    f"targets have mean {fmt(float(np.nanmean(m)))} and std "
-                    f"{fmt(float(np.nanmean(s)))}",
-                    "standardise the targets (and un-scale predictions) so the last layer "
-                    "starts near the right range and the MSE gradients are not huge"))
+                issues.append(
+                    Issue(
+                        "target_scale",
+                        "warning",
+                        f"targets have mean {fmt(float(np.nanmean(m)))} and std "
+                        f"{fmt(float(np.nanmean(s)))}",
+                        "standardise the targets (and un-scale predictions) so the last layer "
+                        "starts near the right range and the MSE gradients are not huge",
+                    )
+                )
             ylab = yr
 
     mean, std = _check_features(Xtr, issues)
@@ -677,5 +861,6 @@ def check_data(X, y, X_test=None, y_test=None, n_classes=None, task=None, batche
         ycheck = y if y.dtype.kind in "biuf" else ylab
         if ycheck is not None:
             _check_batching(X, ycheck, issues, int(batch_size), batches, gen, max_rows)
-    return DataReport(issues, task, n, 0 if Xte is None else Xte.shape[0], Xtr.shape[1],
-                      class_counts)
+    return DataReport(
+        issues, task, n, 0 if Xte is None else Xte.shape[0], Xtr.shape[1], class_counts
+    )

@@ -2,6 +2,7 @@
 layers and watch the spread of the activations layer by layer for each weight
 initialisation. Zeros kill everything, N(0, 1) explodes (or saturates tanh), a small
 N(0, 0.01^2) vanishes, Xavier keeps tanh healthy and Kaiming keeps ReLU healthy."""
+
 import math
 import warnings
 
@@ -42,8 +43,7 @@ class DepthExperiment(Result):
 
     title = "activation std by depth for each initialisation"
 
-    def __init__(self, activation, depth, width, inits, std, mean, saturation, samples,
-                 input_std):
+    def __init__(self, activation, depth, width, inits, std, mean, saturation, samples, input_std):
         self.activation, self.depth, self.width = activation, depth, width
         self.inits = list(inits)
         self.std, self.mean, self.saturation = std, mean, saturation
@@ -69,14 +69,19 @@ class DepthExperiment(Result):
         return "stable"
 
     def _lines(self):
-        cols = sorted({0, 1, self.depth // 2 - 1, self.depth - 2, self.depth - 1} &
-                      set(range(self.depth)))
+        cols = sorted(
+            {0, 1, self.depth // 2 - 1, self.depth - 2, self.depth - 1} & set(range(self.depth))
+        )
         headers = ("init",) + tuple(f"layer {c + 1}" for c in cols) + ("verdict",)
-        rows = [(name,) + tuple(float(self.std[name][c]) for c in cols) +
-                (self.verdicts[name],) for name in self.inits]
-        return [f"  {self.depth} x Dense({self.width}, {self.width}) + {self.activation}, "
-                f"zero biases, input N(0, 1); std of the activations:",
-                table(headers, rows)]
+        rows = [
+            (name,) + tuple(float(self.std[name][c]) for c in cols) + (self.verdicts[name],)
+            for name in self.inits
+        ]
+        return [
+            f"  {self.depth} x Dense({self.width}, {self.width}) + {self.activation}, "
+            f"zero biases, input N(0, 1); std of the activations:",
+            table(headers, rows),
+        ]
 
     def plot(self, path):
         """Left: std of the activations by layer for each initialisation (log scale).
@@ -112,8 +117,9 @@ class DepthExperiment(Result):
         return save(fig, path)
 
 
-def init_depth_experiment(depth=10, width=256, activation="tanh", inits=tuple(INITS), n=1000,
-                          seed=0):
+def init_depth_experiment(
+    depth=10, width=256, activation="tanh", inits=tuple(INITS), n=1000, seed=0
+):
     """Reproduce the classic initialisation experiment: X ~ N(0, 1) of shape (n, width) through
     `depth` layers of Dense(width, width, bias 0) + activation ('tanh' or 'relu'),
     weights drawn with each initialisation in `inits` (names of INITS: 'zeros',
@@ -125,8 +131,10 @@ def init_depth_experiment(depth=10, width=256, activation="tanh", inits=tuple(IN
     inside and fastnn's random state is restored afterwards. Returns a DepthExperiment
     (table in its repr, `.plot(path)`)."""
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"init_depth_experiment: activation must be one of "
-                         f"{sorted(_ACTIVATIONS)}, got {activation!r}")
+        raise ValueError(
+            f"init_depth_experiment: activation must be one of "
+            f"{sorted(_ACTIVATIONS)}, got {activation!r}"
+        )
     depth, width, n = int(depth), int(width), int(n)
     if depth < 1 or width < 1 or n < 2:
         raise ValueError("init_depth_experiment: depth, width must be >= 1 and n >= 2")
@@ -137,8 +145,10 @@ def init_depth_experiment(depth=10, width=256, activation="tanh", inits=tuple(IN
         elif item in INITS:
             fns[item] = INITS[item]
         else:
-            raise ValueError(f"init_depth_experiment: unknown init {item!r}; expected one of "
-                             f"{sorted(INITS)} or a callable")
+            raise ValueError(
+                f"init_depth_experiment: unknown init {item!r}; expected one of "
+                f"{sorted(INITS)} or a callable"
+            )
     std, mean, sat, samples = {}, {}, {}, {}
     with preserved_rng():
         rng.seed(seed)
@@ -159,11 +169,15 @@ def init_depth_experiment(depth=10, width=256, activation="tanh", inits=tuple(IN
                     h = act.forward(layer.forward(h))
                 stds.append(float(np.std(h)) if np.isfinite(h).all() else math.inf)
                 means.append(float(np.mean(h)) if np.isfinite(h).all() else math.nan)
-                sats.append(float(np.mean(np.abs(h) > 0.99)) if activation == "tanh" else
-                            float(np.mean(h == 0)))
+                sats.append(
+                    float(np.mean(np.abs(h) > 0.99))
+                    if activation == "tanh"
+                    else float(np.mean(h == 0))
+                )
                 flat = h.reshape(-1)
                 hists.append(sample_gen.choice(flat, min(flat.size, 5000), replace=False))
             std[name], mean[name] = np.array(stds), np.array(means)
             sat[name], samples[name] = np.array(sats), hists
-    return DepthExperiment(activation, depth, width, list(fns), std, mean, sat, samples,
-                           float(X.std()))
+    return DepthExperiment(
+        activation, depth, width, list(fns), std, mean, sat, samples, float(X.std())
+    )

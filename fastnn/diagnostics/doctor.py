@@ -13,6 +13,7 @@ FILE is a CSV (header row; the target column named by --target, default the last
 an NPZ with arrays X and y (fastnn.datasets.load_table). Exit status: 0 when every
 check passes, 1 when a check fails, 2 when the input cannot be used (one line on
 stderr says why)."""
+
 import os
 import sys
 
@@ -35,8 +36,14 @@ from .init_loss import loss_at_init
 from .layer_stats import activation_stats, gradient_stats
 from .overfit import overfit_small_batch
 
-_ORDER = ("data", "loss_at_init", "gradient_check", "overfit_small_batch", "gradient_stats",
-          "activation_stats")
+_ORDER = (
+    "data",
+    "loss_at_init",
+    "gradient_check",
+    "overfit_small_batch",
+    "gradient_stats",
+    "activation_stats",
+)
 
 
 class DoctorReport(Result):
@@ -70,8 +77,9 @@ class DoctorReport(Result):
         return lines
 
     def _lines(self):
-        return ([f"  {verdict(self.passed)} - model: {self.model_description}"]
-                + self.summary_lines())
+        return [
+            f"  {verdict(self.passed)} - model: {self.model_description}"
+        ] + self.summary_lines()
 
 
 def _passed(result):
@@ -110,8 +118,20 @@ def _targets(y, task, model_given):
     return t, t.shape[1]
 
 
-def run_doctor(X, y, model=None, loss=None, out=None, X_test=None, y_test=None, task=None,
-               hidden=(64, 64), standardize=None, seed=0, print_fn=print):
+def run_doctor(
+    X,
+    y,
+    model=None,
+    loss=None,
+    out=None,
+    X_test=None,
+    y_test=None,
+    task=None,
+    hidden=(64, 64),
+    standardize=None,
+    seed=0,
+    print_fn=print,
+):
     """Run the checklist and print a readable report; returns a DoctorReport.
 
     X, y: the training data (y: class labels or regression targets). model: a fastnn
@@ -135,8 +155,16 @@ def run_doctor(X, y, model=None, loss=None, out=None, X_test=None, y_test=None, 
         raise TypeError(f"run_doctor: model must be a fastnn Module, got {type(model).__name__}")
     data = check_data(X, y, X_test, y_test, task=task, seed=seed)
     results["data"] = data
-    blocking = {"nonfinite", "shape", "length_mismatch", "feature_dtype", "label_dtype",
-                "label_shape", "target_dtype", "single_class"}
+    blocking = {
+        "nonfinite",
+        "shape",
+        "length_mismatch",
+        "feature_dtype",
+        "label_dtype",
+        "label_shape",
+        "target_dtype",
+        "single_class",
+    }
     blockers = [i.code for i in data.issues if i.code in blocking and i.severity == "error"]
     model_desc = "none"
     if blockers:
@@ -156,17 +184,20 @@ def run_doctor(X, y, model=None, loss=None, out=None, X_test=None, y_test=None, 
             notes.append("inputs standardised (Standardizer fitted on X) for the model checks")
         if model is None:
             model = default_model(Xm.shape[1], n_out, hidden, seed)
-            model_desc = (f"default MLP {Xm.shape[1]} -> "
-                          f"{' -> '.join(str(h) for h in hidden)} -> {n_out} (ReLU)")
+            model_desc = (
+                f"default MLP {Xm.shape[1]} -> "
+                f"{' -> '.join(str(h) for h in hidden)} -> {n_out} (ReLU)"
+            )
         else:
-            model_desc = f"{type(model).__name__} with " \
-                         f"{sum(p.size for p in model.parameters()):,} parameters"
+            model_desc = (
+                f"{type(model).__name__} with "
+                f"{sum(p.size for p in model.parameters()):,} parameters"
+            )
         order = np.random.default_rng(seed).permutation(Xm.shape[0])
         Xs, ys = Xm[order[:1024]], targets[order[:1024]]
         checks = {
             "loss_at_init": lambda: loss_at_init(model, loss, Xs, ys),
-            "gradient_check": lambda: gradient_check(model, loss, Xs[:8], ys[:8],
-                                                     max_entries=16),
+            "gradient_check": lambda: gradient_check(model, loss, Xs[:8], ys[:8], max_entries=16),
             "overfit_small_batch": lambda: overfit_small_batch(model, loss, Xs, ys),
             "gradient_stats": lambda: gradient_stats(model, loss, Xs, ys),
             "activation_stats": lambda: activation_stats(model, Xs),
@@ -190,8 +221,11 @@ def run_doctor(X, y, model=None, loss=None, out=None, X_test=None, y_test=None, 
 
 
 def _plots(report, out):
-    names = {"activation_stats": "activations.png", "gradient_stats": "gradients.png",
-             "overfit_small_batch": "overfit.png"}
+    names = {
+        "activation_stats": "activations.png",
+        "gradient_stats": "gradients.png",
+        "overfit_small_batch": "overfit.png",
+    }
     for check, filename in names.items():
         r = report.results.get(check)
         if r is None or isinstance(r, str):
@@ -224,28 +258,41 @@ def _render(report):
 
 # -- command line -------------------------------------------------------------------------
 HELP = "run the debugging checklist on a data set (and a model)"
-DESCRIPTION = ("Check a data set and a model before training: NaN/inf, constant and badly "
-               "scaled features, label range and balance, duplicates and train/test leakage, "
-               "shuffling; then the loss at initialisation, a gradient check, overfitting a "
-               "tiny batch, and per-layer activation and gradient statistics (on a default "
-               "MLP unless --model is given). Exit status: 0 all checks pass, 1 a check "
-               "fails, 2 unusable input.")
+DESCRIPTION = (
+    "Check a data set and a model before training: NaN/inf, constant and badly "
+    "scaled features, label range and balance, duplicates and train/test leakage, "
+    "shuffling; then the loss at initialisation, a gradient check, overfitting a "
+    "tiny batch, and per-layer activation and gradient statistics (on a default "
+    "MLP unless --model is given). Exit status: 0 all checks pass, 1 a check "
+    "fails, 2 unusable input."
+)
 
 
 def add_arguments(parser):
     """Declare the options of `fastnn doctor` on an argparse parser."""
-    parser.add_argument("--data", required=True, metavar="FILE",
-                        help="training data: a CSV with a header row, or an NPZ with arrays "
-                             "X, y")
-    parser.add_argument("--target", metavar="COLUMN",
-                        help="CSV target column (default: the last column)")
-    parser.add_argument("--test-data", metavar="FILE",
-                        help="held-out data in the same format, for leakage and shift checks")
-    parser.add_argument("--model", metavar="MODEL.safetensors",
-                        help="a model saved with fastnn.save (default: a small MLP)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="FILE",
+        help="training data: a CSV with a header row, or an NPZ with arrays X, y",
+    )
+    parser.add_argument(
+        "--target", metavar="COLUMN", help="CSV target column (default: the last column)"
+    )
+    parser.add_argument(
+        "--test-data",
+        metavar="FILE",
+        help="held-out data in the same format, for leakage and shift checks",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="MODEL.safetensors",
+        help="a model saved with fastnn.save (default: a small MLP)",
+    )
     parser.add_argument("--out", metavar="DIR", help="write report.txt and plots to DIR")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed for sampling and the default model")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for sampling and the default model"
+    )
 
 
 def add_parser(subparsers):
@@ -286,8 +333,9 @@ def run(args):
         if getattr(args, "test_data", None):
             X_test, y_test, _, _ = load_table(args.test_data, getattr(args, "target", None))
             if X_test.shape[1] != X.shape[1]:
-                return _fail(f"{args.test_data} has {X_test.shape[1]} features, {args.data} "
-                             f"has {X.shape[1]}")
+                return _fail(
+                    f"{args.test_data} has {X_test.shape[1]} features, {args.data} has {X.shape[1]}"
+                )
     except DataError as e:
         return _fail(str(e).splitlines()[0])
     model = None
@@ -298,12 +346,15 @@ def run(args):
             return _fail(str(e).splitlines()[0])
         problem = _accepts(model, X)
         if problem is not None:
-            return _fail(f"the model in {args.model} does not accept the {X.shape[1]} "
-                         f"features of {args.data}: {problem}")
+            return _fail(
+                f"the model in {args.model} does not accept the {X.shape[1]} "
+                f"features of {args.data}: {problem}"
+            )
     out = getattr(args, "out", None)
     try:
-        report = run_doctor(X, y, model=model, out=out, X_test=X_test, y_test=y_test,
-                            seed=getattr(args, "seed", 0))
+        report = run_doctor(
+            X, y, model=model, out=out, X_test=X_test, y_test=y_test, seed=getattr(args, "seed", 0)
+        )
     except OSError as e:  # e.g. --out not writable
         return _fail(str(e).splitlines()[0])
     return 0 if report.passed else 1

@@ -1,5 +1,6 @@
 """Finite-difference gradient check of a whole model ("if you wrote
 special layers or operations by hand, they may be wrong")."""
+
 import numpy as np
 
 from ._objective import Objective, preserved_rng
@@ -20,8 +21,19 @@ class GradientCheckResult(Result):
 
     title = "gradient check"
 
-    def __init__(self, per_parameter, max_abs_error, n_checked, n_entries, input_rel_error,
-                 input_abs_error, tolerance, eps, loss_value, floor):
+    def __init__(
+        self,
+        per_parameter,
+        max_abs_error,
+        n_checked,
+        n_entries,
+        input_rel_error,
+        input_abs_error,
+        tolerance,
+        eps,
+        loss_value,
+        floor,
+    ):
         self.per_parameter = per_parameter
         self.max_abs_error = max_abs_error
         self.n_checked = n_checked
@@ -47,22 +59,41 @@ class GradientCheckResult(Result):
         return bad
 
     def _lines(self):
-        rows = [(n, self.n_checked[n], self.n_entries[n], e, self.max_abs_error[n],
-                 "ok" if e <= self.tolerance else "WRONG")
-                for n, e in self.per_parameter.items()]
+        rows = [
+            (
+                n,
+                self.n_checked[n],
+                self.n_entries[n],
+                e,
+                self.max_abs_error[n],
+                "ok" if e <= self.tolerance else "WRONG",
+            )
+            for n, e in self.per_parameter.items()
+        ]
         if self.input_rel_error is not None:
-            rows.append(("input (dL/dX)", self.n_checked["input"], self.n_entries["input"],
-                         self.input_rel_error, self.input_abs_error,
-                         "ok" if self.input_rel_error <= self.tolerance else "WRONG"))
-        lines = [table(("gradient of", "checked", "entries", "rel. error", "max abs err",
-                        ""), rows)]
-        lines.append(f"  central differences in float64, eps={self.eps:g}; "
-                     f"tolerance {self.tolerance:g}")
+            rows.append(
+                (
+                    "input (dL/dX)",
+                    self.n_checked["input"],
+                    self.n_entries["input"],
+                    self.input_rel_error,
+                    self.input_abs_error,
+                    "ok" if self.input_rel_error <= self.tolerance else "WRONG",
+                )
+            )
+        lines = [
+            table(("gradient of", "checked", "entries", "rel. error", "max abs err", ""), rows)
+        ]
+        lines.append(
+            f"  central differences in float64, eps={self.eps:g}; tolerance {self.tolerance:g}"
+        )
         head = f"  {verdict(self.passed)}: max relative error {fmt(self.max_rel_error)}"
         if not self.passed:
-            head += (f" - the analytic gradient of {', '.join(self.failures)} disagrees with "
-                     "the numerical one; check that layer's backward (a missing factor, "
-                     "a transposed product, a gradient not accumulated with +=).")
+            head += (
+                f" - the analytic gradient of {', '.join(self.failures)} disagrees with "
+                "the numerical one; check that layer's backward (a missing factor, "
+                "a transposed product, a gradient not accumulated with +=)."
+            )
         return [head] + lines
 
 
@@ -81,8 +112,18 @@ def _entries(size, max_entries, gen):
     return np.sort(gen.choice(size, max_entries, replace=False))
 
 
-def gradient_check(model, loss, X, y, eps=1e-6, max_entries=64, tolerance=1e-6,
-                   check_input=True, train=True, seed=0):
+def gradient_check(
+    model,
+    loss,
+    X,
+    y,
+    eps=1e-6,
+    max_entries=64,
+    tolerance=1e-6,
+    check_input=True,
+    train=True,
+    seed=0,
+):
     """Compare the model's backward with central finite differences of its loss.
 
     Works on a deep copy converted to float64 (model.astype(np.float64)), in training
@@ -113,12 +154,15 @@ def gradient_check(model, loss, X, y, eps=1e-6, max_entries=64, tolerance=1e-6,
     if max_entries is not None and int(max_entries) < 1:
         raise ValueError(f"gradient_check: max_entries must be >= 1 or None, got {max_entries}")
     with preserved_rng():
-        obj = Objective(model, loss, X, y, np.float64, dropout="fixed", train=train,
-                        where="gradient_check")
+        obj = Objective(
+            model, loss, X, y, np.float64, dropout="fixed", train=train, where="gradient_check"
+        )
         value, gx, grad = obj.value_and_grads()
         if not np.isfinite(value):
-            raise ValueError(f"gradient_check: the loss is not finite ({value}); run "
-                             "check_data and loss_at_init first")
+            raise ValueError(
+                f"gradient_check: the loss is not finite ({value}); run "
+                "check_data and loss_at_init first"
+            )
         gen = np.random.default_rng(seed)
         floor_unit = _LOSS_ROUNDOFF * max(1.0, abs(value)) / eps / tolerance
         per, abs_err, checked, entries = {}, {}, {}, {}
@@ -135,13 +179,14 @@ def gradient_check(model, loss, X, y, eps=1e-6, max_entries=64, tolerance=1e-6,
                 flat[i] = old
                 numeric[j] = (fp - fm) / (2 * eps)
             analytic = grad[lo + idx]
-            per[name], abs_err[name] = _rel_error(analytic, numeric,
-                                                  np.sqrt(idx.size) * floor_unit)
+            per[name], abs_err[name] = _rel_error(analytic, numeric, np.sqrt(idx.size) * floor_unit)
             checked[name], entries[name] = int(idx.size), int(flat.size)
         in_rel = in_abs = None
         if gx is not None and gx.shape != obj.X.shape:
-            raise ValueError(f"gradient_check: the model's backward returned a gradient of "
-                             f"shape {gx.shape} for an input of shape {obj.X.shape}")
+            raise ValueError(
+                f"gradient_check: the model's backward returned a gradient of "
+                f"shape {gx.shape} for an input of shape {obj.X.shape}"
+            )
         if check_input and gx is not None:
             Xw = obj.X.copy()
             flat = Xw.reshape(-1)
@@ -158,5 +203,6 @@ def gradient_check(model, loss, X, y, eps=1e-6, max_entries=64, tolerance=1e-6,
             analytic = np.asarray(gx, np.float64).reshape(-1)[idx]
             in_rel, in_abs = _rel_error(analytic, numeric, np.sqrt(idx.size) * floor_unit)
             checked["input"], entries["input"] = int(idx.size), int(flat.size)
-    return GradientCheckResult(per, abs_err, checked, entries, in_rel, in_abs, tolerance, eps,
-                               value, floor_unit)
+    return GradientCheckResult(
+        per, abs_err, checked, entries, in_rel, in_abs, tolerance, eps, value, floor_unit
+    )

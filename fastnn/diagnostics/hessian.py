@@ -24,6 +24,7 @@ unit vector, symmetrised and diagonalised by numpy.linalg.eigh. Larger ones neve
 it: scipy.sparse.linalg.eigsh runs Lanczos (ARPACK) on a LinearOperator whose matvec
 is the HVP, asking for both ends of the spectrum (which='BE'), so the cost is two
 forward/backward passes per Lanczos step and the memory a few vectors of n_params."""
+
 import math
 import time
 import warnings
@@ -51,12 +52,15 @@ class EscapePath(Result):
         self.decreased = bool(self.losses[-1] < self.losses[0])
 
     def _lines(self):
-        rows = [(float(s), float(v), float(v - self.losses[0]))
-                for s, v in zip(self.steps, self.losses)]
-        return [f"  moved {fmt(abs(float(self.steps[-1])))} along {'+' if self.sign > 0 else '-'}"
-                f"escape direction (curvature {fmt(self.curvature)}): loss "
-                f"{fmt(float(self.losses[0]))} -> {fmt(float(self.losses[-1]))}",
-                table(("step", "loss", "change"), rows)]
+        rows = [
+            (float(s), float(v), float(v - self.losses[0])) for s, v in zip(self.steps, self.losses)
+        ]
+        return [
+            f"  moved {fmt(abs(float(self.steps[-1])))} along {'+' if self.sign > 0 else '-'}"
+            f"escape direction (curvature {fmt(self.curvature)}): loss "
+            f"{fmt(float(self.losses[0]))} -> {fmt(float(self.losses[-1]))}",
+            table(("step", "loss", "change"), rows),
+        ]
 
 
 class HessianResult(Result):
@@ -77,8 +81,22 @@ class HessianResult(Result):
 
     title = "Hessian spectrum"
 
-    def __init__(self, objective, theta0, eigenvalues, eigenvectors, rtol, atol, gradient_norm,
-                 loss, method, n_hvp, seconds, all_eigenvalues=None, residuals=None):
+    def __init__(
+        self,
+        objective,
+        theta0,
+        eigenvalues,
+        eigenvectors,
+        rtol,
+        atol,
+        gradient_norm,
+        loss,
+        method,
+        n_hvp,
+        seconds,
+        all_eigenvalues=None,
+        residuals=None,
+    ):
         self._objective = objective
         self._theta0 = theta0
         self.eigenvalues = eigenvalues
@@ -94,8 +112,7 @@ class HessianResult(Result):
         self.tolerance = max(rtol * scale, atol)
         lo, hi = float(eigenvalues[0]), float(eigenvalues[-1])
         neg, pos = lo < -self.tolerance, hi > self.tolerance
-        self.kind = ("saddle" if neg and pos else "maximum" if neg else
-                     "minimum" if pos else "flat")
+        self.kind = "saddle" if neg and pos else "maximum" if neg else "minimum" if pos else "flat"
         if neg:
             d = eigenvectors[:, 0].astype(np.float64)
             self.escape_direction = d / np.linalg.norm(d)
@@ -115,19 +132,23 @@ class HessianResult(Result):
 
     def _lines(self):
         ev = ", ".join(fmt(float(v)) for v in self.eigenvalues)
-        how = {"minimum": "no negative curvature: a local minimum (if the gradient is ~0)",
-               "saddle": "negative and positive curvature: a saddle point; the loss falls "
-                         "along escape_direction",
-               "maximum": "only negative curvature: a local maximum",
-               "flat": "no curvature above the tolerance: flat here"}[self.kind]
-        lines = [f"  kind: {self.kind} - {how}",
-                 f"  eigenvalues (extremes, ascending): {ev}",
-                 f"  tolerance {fmt(self.tolerance)}; loss {fmt(self.loss)}, gradient norm "
-                 f"{fmt(self.gradient_norm)}"
-                 + ("" if self.critical else " (not a critical point: the gradient is not ~0)"),
-                 f"  {self.n_params:,} parameters; {self.method}, {self.n_hvp} Hessian-vector "
-                 f"products, {self.seconds:.2f} s; max eigenpair residual "
-                 f"{fmt(float(np.max(self.residuals))) if self.residuals is not None else '-'}"]
+        how = {
+            "minimum": "no negative curvature: a local minimum (if the gradient is ~0)",
+            "saddle": "negative and positive curvature: a saddle point; the loss falls "
+            "along escape_direction",
+            "maximum": "only negative curvature: a local maximum",
+            "flat": "no curvature above the tolerance: flat here",
+        }[self.kind]
+        lines = [
+            f"  kind: {self.kind} - {how}",
+            f"  eigenvalues (extremes, ascending): {ev}",
+            f"  tolerance {fmt(self.tolerance)}; loss {fmt(self.loss)}, gradient norm "
+            f"{fmt(self.gradient_norm)}"
+            + ("" if self.critical else " (not a critical point: the gradient is not ~0)"),
+            f"  {self.n_params:,} parameters; {self.method}, {self.n_hvp} Hessian-vector "
+            f"products, {self.seconds:.2f} s; max eigenpair residual "
+            f"{fmt(float(np.max(self.residuals))) if self.residuals is not None else '-'}",
+        ]
         return lines
 
     def escape(self, model, step=None, n_points=11):
@@ -138,18 +159,24 @@ class HessianResult(Result):
         for. Returns an EscapePath with the loss at n_points distances from 0 to step;
         the model ends at the last of them."""
         if self.escape_direction is None:
-            raise ValueError(f"escape: no direction of negative curvature (kind "
-                             f"{self.kind!r}); escaping needs a saddle point")
+            raise ValueError(
+                f"escape: no direction of negative curvature (kind "
+                f"{self.kind!r}); escaping needs a saddle point"
+            )
         params = trainable(model)
         names = [n for n, _ in params]
         if names != self.parameter_names:
-            raise ValueError("escape: the model's trainable parameters are not those the "
-                             "spectrum was computed for")
+            raise ValueError(
+                "escape: the model's trainable parameters are not those the "
+                "spectrum was computed for"
+            )
         current = np.concatenate([p.data.reshape(-1).astype(np.float64) for _, p in params])
         scale = max(1.0, float(np.linalg.norm(self._theta0)))
         if not np.allclose(current, self._theta0, rtol=1e-5, atol=1e-6 * scale):
-            raise ValueError("escape: the model's parameters changed since hessian_spectrum "
-                             "was computed; compute the spectrum again")
+            raise ValueError(
+                "escape: the model's parameters changed since hessian_spectrum "
+                "was computed; compute the spectrum again"
+            )
         lam = float(self.eigenvalues[0])
         if step is None:
             step = math.sqrt(0.2 * max(abs(self.loss), 1e-12) / abs(lam))
@@ -168,8 +195,21 @@ class HessianResult(Result):
         return EscapePath(ts, losses, sign, lam)
 
 
-def hessian_spectrum(model, loss, X, y, k=6, dense_max=200, hvp_eps=None, tol=1e-6,
-                     maxiter=None, ncv=None, rtol=1e-4, atol=1e-8, seed=0):
+def hessian_spectrum(
+    model,
+    loss,
+    X,
+    y,
+    k=6,
+    dense_max=200,
+    hvp_eps=None,
+    tol=1e-6,
+    maxiter=None,
+    ncv=None,
+    rtol=1e-4,
+    atol=1e-8,
+    seed=0,
+):
     """Extreme eigenvalues and eigenvectors of the Hessian of the mean loss on (X, y)
     with respect to all trainable parameters, at the model's current parameters.
 
@@ -238,32 +278,55 @@ def hessian_spectrum(model, loss, X, y, k=6, dense_max=200, hvp_eps=None, tol=1e
                 ncv = min(n, max(2 * k + 1, 20))
             try:
                 if k == 1:
-                    evals, evecs = eigsh(op, k=1, which="LM", v0=v0, tol=tol,
-                                         maxiter=maxiter, ncv=ncv)
+                    evals, evecs = eigsh(
+                        op, k=1, which="LM", v0=v0, tol=tol, maxiter=maxiter, ncv=ncv
+                    )
                 else:
-                    evals, evecs = eigsh(op, k=k, which="BE", v0=v0, tol=tol,
-                                         maxiter=maxiter, ncv=ncv)
+                    evals, evecs = eigsh(
+                        op, k=k, which="BE", v0=v0, tol=tol, maxiter=maxiter, ncv=ncv
+                    )
             except ArpackNoConvergence as e:
                 if len(e.eigenvalues) < min(2, k):
                     raise RuntimeError(
                         f"hessian_spectrum: Lanczos did not converge after {count[0]} "
                         "Hessian-vector products; raise maxiter or tol, or use a smaller "
-                        "batch") from None
+                        "batch"
+                    ) from None
                 evals, evecs = e.eigenvalues, e.eigenvectors
             order = np.argsort(evals)
             evals, evecs, method = evals[order], evecs[:, order], "lanczos"
         # Check each eigenpair with HVPs at a 4x smaller step: kink crossings or a
         # non-converged Lanczos show up as large residuals.
         scale = max(float(np.max(np.abs(evals))), atol)
-        residuals = np.array([np.linalg.norm(hvp(evecs[:, i], h / 4) - evals[i] * evecs[:, i])
-                              / scale for i in range(evals.size)])
+        residuals = np.array(
+            [
+                np.linalg.norm(hvp(evecs[:, i], h / 4) - evals[i] * evecs[:, i]) / scale
+                for i in range(evals.size)
+            ]
+        )
         obj.set(theta0)
     if np.any(residuals > 1e-3):
-        warnings.warn(f"hessian_spectrum: eigenpair residuals up to {residuals.max():.2g} "
-                      "(relative to the largest eigenvalue): the Hessian-vector products are "
-                      "unreliable here (kinks crossed by the finite-difference step?); try a "
-                      "smaller hvp_eps or a smaller tol", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"hessian_spectrum: eigenpair residuals up to {residuals.max():.2g} "
+            "(relative to the largest eigenvalue): the Hessian-vector products are "
+            "unreliable here (kinks crossed by the finite-difference step?); try a "
+            "smaller hvp_eps or a smaller tol",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     seconds = time.perf_counter() - start
-    return HessianResult(obj, theta0, np.asarray(evals, np.float64), np.asarray(evecs),
-                         rtol, atol, float(np.linalg.norm(g0)), value, method, count[0], seconds,
-                         all_ev, residuals)
+    return HessianResult(
+        obj,
+        theta0,
+        np.asarray(evals, np.float64),
+        np.asarray(evecs),
+        rtol,
+        atol,
+        float(np.linalg.norm(g0)),
+        value,
+        method,
+        count[0],
+        seconds,
+        all_ev,
+        residuals,
+    )

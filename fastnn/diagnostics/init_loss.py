@@ -2,6 +2,7 @@
 should be unsure (softmax cross-entropy ~ ln K) and a regressor should predict small
 values (MSE ~ the mean squared target). A much larger loss means the last layer
 starts over-confident or the targets are on a scale the outputs cannot reach."""
+
 import copy
 import math
 
@@ -19,8 +20,18 @@ class InitLossResult(Result):
 
     title = "loss at initialisation"
 
-    def __init__(self, loss_name, loss, expected, expected_desc, baselines, output_std,
-                 passed, advice, tolerance):
+    def __init__(
+        self,
+        loss_name,
+        loss,
+        expected,
+        expected_desc,
+        baselines,
+        output_std,
+        passed,
+        advice,
+        tolerance,
+    ):
         self.loss_name = loss_name
         self.loss = loss
         self.expected = expected
@@ -34,8 +45,10 @@ class InitLossResult(Result):
         self.tolerance = tolerance
 
     def _lines(self):
-        lines = [f"  {verdict(self.passed)}: {self.loss_name} at init {fmt(self.loss)}, "
-                 f"expected about {fmt(self.expected)} ({self.expected_desc})"]
+        lines = [
+            f"  {verdict(self.passed)}: {self.loss_name} at init {fmt(self.loss)}, "
+            f"expected about {fmt(self.expected)} ({self.expected_desc})"
+        ]
         rows = [("measured", self.loss)] + [(k, v) for k, v in self.baselines.items()]
         lines.append(table(("", "loss"), rows))
         if self.output_std is not None:
@@ -82,14 +95,33 @@ def loss_at_init(model, loss, X, y, max_samples=1024, tolerance=0.5):
         expected = math.log(2.0)
         passed = math.isfinite(value) and value <= (1 + tolerance) * expected
         if not passed:
-            advice.append(f"the initial loss is {fmt(value / expected)}x ln 2: the last layer "
-                          "is over-confident; initialise it smaller")
-        return InitLossResult(loss_name, value, expected, "logits ~ 0: ln 2",
-                              {"logit 0, ln 2": expected}, out_std, passed, advice, tolerance)
+            advice.append(
+                f"the initial loss is {fmt(value / expected)}x ln 2: the last layer "
+                "is over-confident; initialise it smaller"
+            )
+        return InitLossResult(
+            loss_name,
+            value,
+            expected,
+            "logits ~ 0: ln 2",
+            {"logit 0, ln 2": expected},
+            out_std,
+            passed,
+            advice,
+            tolerance,
+        )
     value = float(loss(out, y))
-    return InitLossResult(loss_name, value, value, "no reference for this loss", {}, out_std,
-                          math.isfinite(value), advice if math.isfinite(value) else
-                          ["the loss is not finite at initialisation"], tolerance)
+    return InitLossResult(
+        loss_name,
+        value,
+        value,
+        "no reference for this loss",
+        {},
+        out_std,
+        math.isfinite(value),
+        advice if math.isfinite(value) else ["the loss is not finite at initialisation"],
+        tolerance,
+    )
 
 
 def _cross_entropy(loss, out, y, out_std, tolerance):
@@ -100,9 +132,17 @@ def _cross_entropy(loss, out, y, out_std, tolerance):
     if y.dtype.kind not in "iu":
         yi = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else None
         if yi is None:
-            return InitLossResult("CrossEntropyLoss", math.nan, expected, f"ln {K}", baselines,
-                                  out_std, False, ["class labels must be integers 0..K-1"],
-                                  tolerance)
+            return InitLossResult(
+                "CrossEntropyLoss",
+                math.nan,
+                expected,
+                f"ln {K}",
+                baselines,
+                out_std,
+                False,
+                ["class labels must be integers 0..K-1"],
+                tolerance,
+            )
         advice.append("labels are floats: pass integer labels (y.astype(np.int64))")
         y = yi
     lo, hi = int(y.min()), int(y.max())
@@ -112,18 +152,38 @@ def _cross_entropy(loss, out, y, out_std, tolerance):
         baselines["best constant prediction (label entropy)"] = float(-(p * np.log(p)).sum())
     if K == 1:
         return InitLossResult(
-            "CrossEntropyLoss", 0.0, expected, "a single output", baselines, out_std, False,
-            ["the model has a single output: softmax cross-entropy over one class is always "
-             "0 and nothing is learnt; give the last layer K outputs (one per class)"],
-            tolerance)
+            "CrossEntropyLoss",
+            0.0,
+            expected,
+            "a single output",
+            baselines,
+            out_std,
+            False,
+            [
+                "the model has a single output: softmax cross-entropy over one class is always "
+                "0 and nothing is learnt; give the last layer K outputs (one per class)"
+            ],
+            tolerance,
+        )
     if lo < 0 or hi >= K:
         one_based = lo == 1 and hi == K
-        why = (f"labels run 1..{K} (1-based) but CrossEntropyLoss wants 0..{K - 1}: "
-               "subtract 1" if one_based else
-               f"labels span {lo}..{hi} but the model has {K} outputs: labels must be "
-               f"0..{K - 1} - re-encode them or give the last layer {hi + 1} outputs")
-        return InitLossResult("CrossEntropyLoss", math.nan, expected, f"ln {K}", baselines,
-                              out_std, False, [why], tolerance)
+        why = (
+            f"labels run 1..{K} (1-based) but CrossEntropyLoss wants 0..{K - 1}: subtract 1"
+            if one_based
+            else f"labels span {lo}..{hi} but the model has {K} outputs: labels must be "
+            f"0..{K - 1} - re-encode them or give the last layer {hi + 1} outputs"
+        )
+        return InitLossResult(
+            "CrossEntropyLoss",
+            math.nan,
+            expected,
+            f"ln {K}",
+            baselines,
+            out_std,
+            False,
+            [why],
+            tolerance,
+        )
     value = float(loss(out, y))
     z = out - out.mean(axis=1, keepdims=True)
     logit_std = float(z.std())
@@ -136,15 +196,25 @@ def _cross_entropy(loss, out, y, out_std, tolerance):
             f"over-confident (logits vary with std {fmt(logit_std)}; ~1 or less is healthy). "
             "Initialise the last layer smaller (e.g. scale its weights by 0.01, or zero "
             "them), check the input scale (standardise), and that no layer multiplies its "
-            "output by a large factor")
+            "output by a large factor"
+        )
     elif value < (1 - tolerance) * expected:
         advice.append(
             f"note: the loss is well below ln {K}: the model is already confident and right "
             "- fine for a trained model; for a fresh one, suspect labels derived from the "
-            "inputs (leakage) or nearly all labels in one class")
-    return InitLossResult("CrossEntropyLoss", value, expected,
-                          f"uniform prediction over {K} classes", baselines,
-                          logit_std, passed, advice, tolerance)
+            "inputs (leakage) or nearly all labels in one class"
+        )
+    return InitLossResult(
+        "CrossEntropyLoss",
+        value,
+        expected,
+        f"uniform prediction over {K} classes",
+        baselines,
+        logit_std,
+        passed,
+        advice,
+        tolerance,
+    )
 
 
 def _regression(loss, out, y, out_std, tolerance, squared):
@@ -154,7 +224,7 @@ def _regression(loss, out, y, out_std, tolerance, squared):
         t = t.reshape(-1, 1)
     value = float(loss(out, t))
     if squared:
-        zero = float(np.mean(t ** 2))
+        zero = float(np.mean(t**2))
         mean = float(np.mean((t - t.mean(axis=0)) ** 2))
         baselines = {"predict 0: mean(y^2)": zero, "predict the mean: var(y)": mean}
     else:
@@ -174,10 +244,22 @@ def _regression(loss, out, y, out_std, tolerance, squared):
         advice.append(
             f"the initial loss {fmt(value)} is far above that of predicting 0 "
             f"({fmt(zero)}): the outputs start too large (std {fmt(out_std)}). Initialise "
-            "the last layer smaller and standardise the inputs")
+            "the last layer smaller and standardise the inputs"
+        )
     ystd = float(t.std())
     if math.isfinite(value) and (ystd > 10 or abs(float(t.mean())) > 10):
-        advice.append(f"the targets are on a large scale (mean {fmt(float(t.mean()))}, std "
-                      f"{fmt(ystd)}): standardise them so the outputs start in range")
-    return InitLossResult(name, value, expected, "small initial outputs: predicting 0",
-                          baselines, out_std, passed, advice, tolerance)
+        advice.append(
+            f"the targets are on a large scale (mean {fmt(float(t.mean()))}, std "
+            f"{fmt(ystd)}): standardise them so the outputs start in range"
+        )
+    return InitLossResult(
+        name,
+        value,
+        expected,
+        "small initial outputs: predicting 0",
+        baselines,
+        out_std,
+        passed,
+        advice,
+        tolerance,
+    )

@@ -1,15 +1,23 @@
 """Per-layer activation and gradient statistics: saturated
 sigmoid/tanh units, dead ReLUs, activations that shrink or grow with depth, and
 gradients that vanish or explode on their way back to the first layers."""
+
 import math
 
 import numpy as np
 
 from ..layers.activations import (
-    ELU, GELU, HardTanh, LeakyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh,
+    ELU,
+    GELU,
+    HardTanh,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
 )
-from ._objective import as_float, as_target, check_model, leaf_modules, preserved_rng, \
-    working_copy
+from ._objective import as_float, as_target, check_model, leaf_modules, preserved_rng, working_copy
 from ._plot import pyplot, save
 from ._result import Issue, Result, fmt, issue_lines, table, verdict
 
@@ -36,11 +44,13 @@ class _Recorder:
     def _on_forward(self, name):
         def hook(module, inputs, output):
             self.outputs[name] = np.array(output, copy=True)
+
         return hook
 
     def _on_backward(self, name):
         def hook(module, grad_input, grad_output):
             self.grads[name] = np.array(grad_output, copy=True)
+
         return hook
 
     def layer_type(self, name):
@@ -86,8 +96,18 @@ def _sample(values, gen):
 class LayerActivation:
     """Statistics of one layer's output on the batch."""
 
-    __slots__ = ("name", "type", "shape", "mean", "std", "saturation", "dead", "zero",
-                 "finite", "sample")
+    __slots__ = (
+        "name",
+        "type",
+        "shape",
+        "mean",
+        "std",
+        "saturation",
+        "dead",
+        "zero",
+        "finite",
+        "sample",
+    )
 
     def __init__(self, name, module, y, gen):
         self.name, self.type = name, type(module).__name__
@@ -122,13 +142,21 @@ class ActivationStats(Result):
         return next(layer for layer in self.layers if layer.name == name)
 
     def _lines(self):
-        rows = [(a.name, a.type, a.mean, a.std,
-                 "-" if a.saturation is None else f"{a.saturation:.1%}",
-                 "-" if a.dead is None else f"{a.dead:.1%}") for a in self.layers]
-        return ([f"  {verdict(self.passed)}: {len(self.layers)} layers, input std "
-                 f"{fmt(self.input_std)}",
-                 table(("layer", "type", "mean", "std", "saturated", "dead units"), rows)]
-                + issue_lines(self.issues))
+        rows = [
+            (
+                a.name,
+                a.type,
+                a.mean,
+                a.std,
+                "-" if a.saturation is None else f"{a.saturation:.1%}",
+                "-" if a.dead is None else f"{a.dead:.1%}",
+            )
+            for a in self.layers
+        ]
+        return [
+            f"  {verdict(self.passed)}: {len(self.layers)} layers, input std {fmt(self.input_std)}",
+            table(("layer", "type", "mean", "std", "saturated", "dead units"), rows),
+        ] + issue_lines(self.issues)
 
     def plot(self, path):
         """Per-layer histograms of the outputs and their std by depth, saved at path."""
@@ -148,8 +176,7 @@ class ActivationStats(Result):
             ax = axes[k // cols, k % cols]
             if a.sample.size:
                 ax.hist(a.sample, bins=50, color="tab:blue")
-            ax.set_title(f"{a.name} {a.type}\nmean {fmt(a.mean)} std {fmt(a.std)}",
-                         fontsize=8)
+            ax.set_title(f"{a.name} {a.type}\nmean {fmt(a.mean)} std {fmt(a.std)}", fontsize=8)
             ax.tick_params(labelsize=7)
         for k in range(n, rows * cols):
             axes[k // cols, k % cols].axis("off")
@@ -172,8 +199,11 @@ def activation_stats(model, X, max_samples=1024, seed=0):
         X = as_float(np.asarray(X)[:max_samples], work.dtype or np.float32, "activation_stats")
         work.forward(X)
     input_std = float(np.asarray(X, np.float64).std())
-    layers = [LayerActivation(name, m, rec.outputs[name], gen) for name, m in rec.leaves
-              if name in rec.outputs]
+    layers = [
+        LayerActivation(name, m, rec.outputs[name], gen)
+        for name, m in rec.leaves
+        if name in rec.outputs
+    ]
     issues = _activation_issues(layers, input_std)
     return ActivationStats(layers, input_std, issues)
 
@@ -182,44 +212,69 @@ def _activation_issues(layers, input_std):
     issues = []
     bad = [a.name for a in layers if not a.finite]
     if bad:
-        issues.append(Issue("nonfinite_activations", "error",
-                            f"non-finite outputs in {', '.join(bad)}",
-                            "check the inputs (check_data) and the initialisation; lower the "
-                            "learning rate if this happens during training"))
+        issues.append(
+            Issue(
+                "nonfinite_activations",
+                "error",
+                f"non-finite outputs in {', '.join(bad)}",
+                "check the inputs (check_data) and the initialisation; lower the "
+                "learning rate if this happens during training",
+            )
+        )
     sat = [a for a in layers if a.saturation is not None and a.saturation > SATURATION_LIMIT]
     if sat:
         desc = ", ".join(f"{a.name} {a.saturation:.0%}" for a in sat)
-        issues.append(Issue(
-            "saturation", "warning", f"saturated sigmoid/tanh units: {desc}",
-            "saturated units pass almost no gradient: standardise the inputs, use a smaller "
-            "(Xavier) initialisation, add BatchNorm before the activation, or use ReLU",
-            where=[a.name for a in sat]))
+        issues.append(
+            Issue(
+                "saturation",
+                "warning",
+                f"saturated sigmoid/tanh units: {desc}",
+                "saturated units pass almost no gradient: standardise the inputs, use a smaller "
+                "(Xavier) initialisation, add BatchNorm before the activation, or use ReLU",
+                where=[a.name for a in sat],
+            )
+        )
     dead = [a for a in layers if a.dead is not None and a.dead > DEAD_LIMIT]
     if dead:
         desc = ", ".join(f"{a.name} {a.dead:.0%}" for a in dead)
-        issues.append(Issue(
-            "dead_units", "warning", f"ReLU units never active on this batch: {desc}",
-            "dead units get no gradient and never recover: check for large negative biases "
-            "or a too-high learning rate, use Kaiming initialisation, LeakyReLU/ELU, or "
-            "BatchNorm", where=[a.name for a in dead]))
+        issues.append(
+            Issue(
+                "dead_units",
+                "warning",
+                f"ReLU units never active on this batch: {desc}",
+                "dead units get no gradient and never recover: check for large negative biases "
+                "or a too-high learning rate, use Kaiming initialisation, LeakyReLU/ELU, or "
+                "BatchNorm",
+                where=[a.name for a in dead],
+            )
+        )
     if input_std > 0:
         small = [a for a in layers if a.finite and a.std < VANISH * input_std]
         large = [a for a in layers if a.finite and a.std > EXPLODE * input_std]
         if small:
-            issues.append(Issue(
-                "vanishing_activations", "warning",
-                f"activations shrink with depth: std {fmt(small[0].std)} at {small[0].name} "
-                f"(input std {fmt(input_std)})",
-                "the initialisation is too small for the depth: use Xavier (tanh/sigmoid) or "
-                "Kaiming (ReLU) initialisation, or add normalisation layers",
-                where=[a.name for a in small]))
+            issues.append(
+                Issue(
+                    "vanishing_activations",
+                    "warning",
+                    f"activations shrink with depth: std {fmt(small[0].std)} at {small[0].name} "
+                    f"(input std {fmt(input_std)})",
+                    "the initialisation is too small for the depth: use Xavier (tanh/sigmoid) or "
+                    "Kaiming (ReLU) initialisation, or add normalisation layers",
+                    where=[a.name for a in small],
+                )
+            )
         if large:
-            issues.append(Issue(
-                "exploding_activations", "warning",
-                f"activations grow with depth: std {fmt(large[0].std)} at {large[0].name} "
-                f"(input std {fmt(input_std)})",
-                "the initialisation is too large for the depth: use Xavier/Kaiming "
-                "initialisation, or add normalisation layers", where=[a.name for a in large]))
+            issues.append(
+                Issue(
+                    "exploding_activations",
+                    "warning",
+                    f"activations grow with depth: std {fmt(large[0].std)} at {large[0].name} "
+                    f"(input std {fmt(input_std)})",
+                    "the initialisation is too large for the depth: use Xavier/Kaiming "
+                    "initialisation, or add normalisation layers",
+                    where=[a.name for a in large],
+                )
+            )
     return issues
 
 
@@ -262,13 +317,16 @@ class GradientStats(Result):
         return next(p for p in self.parameters if p.name == name)
 
     def _lines(self):
-        rows = [(p.name, "x".join(map(str, p.shape)), p.grad_norm, p.weight_norm, p.ratio)
-                for p in self.parameters]
+        rows = [
+            (p.name, "x".join(map(str, p.shape)), p.grad_norm, p.weight_norm, p.ratio)
+            for p in self.parameters
+        ]
         ratio = "-" if self.depth_ratio is None else fmt(self.depth_ratio)
-        return ([f"  {verdict(self.passed)} ({self.kind}): loss {fmt(self.loss)}; RMS gradient "
-                 f"first/last weight layer {ratio}",
-                 table(("parameter", "shape", "|grad|", "|weight|", "|grad|/|weight|"), rows)]
-                + issue_lines(self.issues))
+        return [
+            f"  {verdict(self.passed)} ({self.kind}): loss {fmt(self.loss)}; RMS gradient "
+            f"first/last weight layer {ratio}",
+            table(("parameter", "shape", "|grad|", "|weight|", "|grad|/|weight|"), rows),
+        ] + issue_lines(self.issues)
 
     def plot(self, path):
         """Gradient norm, weight norm and their ratio per parameter (log scale), and the
@@ -279,20 +337,25 @@ class GradientStats(Result):
         x = np.arange(len(names))
         tiny = 1e-30
         ax1.bar(x - 0.2, [max(p.grad_norm, tiny) for p in self.parameters], 0.4, label="|grad|")
-        ax1.bar(x + 0.2, [max(p.weight_norm, tiny) for p in self.parameters], 0.4,
-                label="|weight|")
-        ax1.plot(x, [max(p.ratio, tiny) if math.isfinite(p.ratio) else np.nan
-                     for p in self.parameters], "k.-", label="|grad|/|weight|")
+        ax1.bar(x + 0.2, [max(p.weight_norm, tiny) for p in self.parameters], 0.4, label="|weight|")
+        ax1.plot(
+            x,
+            [max(p.ratio, tiny) if math.isfinite(p.ratio) else np.nan for p in self.parameters],
+            "k.-",
+            label="|grad|/|weight|",
+        )
         ax1.set_yscale("log")
         ax1.set_xticks(x, names, rotation=60, fontsize=7, ha="right")
         ax1.set_title("parameters")
         ax1.legend(fontsize=8)
         layers = list(self.layer_grad_norms)
-        ax2.plot(np.arange(1, len(layers) + 1),
-                 [max(v, tiny) for v in self.layer_grad_norms.values()], marker="o")
+        ax2.plot(
+            np.arange(1, len(layers) + 1),
+            [max(v, tiny) for v in self.layer_grad_norms.values()],
+            marker="o",
+        )
         ax2.set_yscale("log")
-        ax2.set_xticks(np.arange(1, len(layers) + 1), layers, rotation=60, fontsize=7,
-                       ha="right")
+        ax2.set_xticks(np.arange(1, len(layers) + 1), layers, rotation=60, fontsize=7, ha="right")
         ax2.set_title("|dL/d(layer output)| (backpropagated signal)")
         return save(fig, path)
 
@@ -339,57 +402,80 @@ def _gradient_issues(params, value, signal):
     kind = "healthy"
     bad = [p.name for p in params if not p.finite]
     if bad or not math.isfinite(value):
-        issues.append(Issue("nonfinite_gradients", "error",
-                            f"non-finite loss or gradients ({', '.join(bad) or 'loss'})",
-                            "check the data for NaN/inf, lower the learning rate, clip the "
-                            "gradients (Trainer(clip_grad_norm=1.0))"))
+        issues.append(
+            Issue(
+                "nonfinite_gradients",
+                "error",
+                f"non-finite loss or gradients ({', '.join(bad) or 'loss'})",
+                "check the data for NaN/inf, lower the learning rate, clip the "
+                "gradients (Trainer(clip_grad_norm=1.0))",
+            )
+        )
         return issues, "nonfinite", None
     zero = [p.name for p in params if p.grad_norm == 0]
     if zero:
-        issues.append(Issue(
-            "zero_gradient", "warning",
-            f"parameters with an exactly zero gradient: {', '.join(zero)}",
-            "they will never change: unused parameters, units that are all dead, a "
-            "gradient that a custom layer does not pass on, or all-zero (symmetric) weights",
-            where=zero))
+        issues.append(
+            Issue(
+                "zero_gradient",
+                "warning",
+                f"parameters with an exactly zero gradient: {', '.join(zero)}",
+                "they will never change: unused parameters, units that are all dead, a "
+                "gradient that a custom layer does not pass on, or all-zero (symmetric) weights",
+                where=zero,
+            )
+        )
     weights = [p for p in params if len(p.shape) >= 2]
     ratio = None
     evidence_small, evidence_large = [], []
     if len(weights) >= 2 and weights[-1].grad_rms > 0:
         ratio = weights[0].grad_rms / weights[-1].grad_rms
-        text = (f"the first weight matrix ({weights[0].name}) gets {fmt(ratio)} times the RMS "
-                f"gradient of the last ({weights[-1].name})")
+        text = (
+            f"the first weight matrix ({weights[0].name}) gets {fmt(ratio)} times the RMS "
+            f"gradient of the last ({weights[-1].name})"
+        )
         if ratio < VANISH:
             evidence_small.append(text)
         elif ratio > EXPLODE:
             evidence_large.append(text)
     if len(signal) >= 2 and signal[-1][1] > 0:
         s_ratio = signal[0][1] / signal[-1][1]
-        text = (f"the gradient reaching the output of {signal[0][0]} has {fmt(s_ratio)} times "
-                f"the RMS of the one at {signal[-1][0]}")
+        text = (
+            f"the gradient reaching the output of {signal[0][0]} has {fmt(s_ratio)} times "
+            f"the RMS of the one at {signal[-1][0]}"
+        )
         if s_ratio < VANISH:
             evidence_small.append(text)
         elif s_ratio > EXPLODE:
             evidence_large.append(text)
     steep = [p for p in weights if math.isfinite(p.ratio) and p.ratio > 100]
     if steep:
-        evidence_large.append(f"|grad|/|weight| reaches {fmt(max(p.ratio for p in steep))} "
-                              f"({steep[0].name}): one step of lr=0.01 would change the "
-                              "weights by more than their own size")
+        evidence_large.append(
+            f"|grad|/|weight| reaches {fmt(max(p.ratio for p in steep))} "
+            f"({steep[0].name}): one step of lr=0.01 would change the "
+            "weights by more than their own size"
+        )
     if evidence_small:
         kind = "vanishing"
-        issues.append(Issue(
-            "vanishing_gradients", "warning",
-            "gradients vanish towards the input: " + "; ".join(evidence_small),
-            "the first layers will barely learn: use ReLU-family activations instead of "
-            "sigmoid/tanh, Kaiming (ReLU) or Xavier (tanh) initialisation, BatchNorm or "
-            "LayerNorm between layers, residual connections, or a shallower network"))
+        issues.append(
+            Issue(
+                "vanishing_gradients",
+                "warning",
+                "gradients vanish towards the input: " + "; ".join(evidence_small),
+                "the first layers will barely learn: use ReLU-family activations instead of "
+                "sigmoid/tanh, Kaiming (ReLU) or Xavier (tanh) initialisation, BatchNorm or "
+                "LayerNorm between layers, residual connections, or a shallower network",
+            )
+        )
     elif evidence_large:
         kind = "exploding"
-        issues.append(Issue(
-            "exploding_gradients", "warning",
-            "gradients explode: " + "; ".join(evidence_large),
-            "clip the gradient norm (Trainer(clip_grad_norm=1.0)), use a smaller "
-            "initialisation (Xavier/Kaiming rather than N(0, 1)), add normalisation "
-            "layers, standardise inputs and targets, lower the learning rate"))
+        issues.append(
+            Issue(
+                "exploding_gradients",
+                "warning",
+                "gradients explode: " + "; ".join(evidence_large),
+                "clip the gradient norm (Trainer(clip_grad_norm=1.0)), use a smaller "
+                "initialisation (Xavier/Kaiming rather than N(0, 1)), add normalisation "
+                "layers, standardise inputs and targets, lower the learning rate",
+            )
+        )
     return issues, kind, ratio

@@ -1,6 +1,7 @@
 """Overfit a tiny batch ("check that the model can fit a very small
 training set completely"). A model that cannot drive the loss of 16-32 samples to
 about zero has a bug, too little capacity, a bad learning rate or bad labels."""
+
 import copy
 import math
 
@@ -20,8 +21,7 @@ class OverfitResult(Result):
 
     title = "overfit a small batch"
 
-    def __init__(self, losses, n_samples, steps, lr, threshold, relative, accuracy, advice,
-                 passed):
+    def __init__(self, losses, n_samples, steps, lr, threshold, relative, accuracy, advice, passed):
         self.losses = np.asarray(losses, dtype=np.float64)
         self.initial_loss = float(self.losses[0])
         self.final_loss = float(self.losses[-1])
@@ -33,11 +33,20 @@ class OverfitResult(Result):
 
     def _lines(self):
         goal = f"< {fmt(self.threshold)} or < {fmt(self.relative * 100)}% of the initial loss"
-        lines = [f"  {verdict(self.passed)}: loss {fmt(self.initial_loss)} -> "
-                 f"{fmt(self.final_loss)} in {len(self.losses) - 1} steps on {self.n_samples} "
-                 f"samples (goal {goal})"]
-        marks = sorted({0, len(self.losses) // 4, len(self.losses) // 2,
-                        3 * len(self.losses) // 4, len(self.losses) - 1})
+        lines = [
+            f"  {verdict(self.passed)}: loss {fmt(self.initial_loss)} -> "
+            f"{fmt(self.final_loss)} in {len(self.losses) - 1} steps on {self.n_samples} "
+            f"samples (goal {goal})"
+        ]
+        marks = sorted(
+            {
+                0,
+                len(self.losses) // 4,
+                len(self.losses) // 2,
+                3 * len(self.losses) // 4,
+                len(self.losses) - 1,
+            }
+        )
         lines.append("  curve: " + ", ".join(f"step {i}: {fmt(self.losses[i])}" for i in marks))
         if self.accuracy is not None:
             lines.append(f"  accuracy on the batch: {self.accuracy:.1%}")
@@ -75,8 +84,18 @@ def _conflicting_rows(X, y):
     return bad
 
 
-def overfit_small_batch(model, loss, X, y, steps=200, n_samples=16, lr=1e-2, optimizer=None,
-                        threshold=1e-2, relative=1e-2):
+def overfit_small_batch(
+    model,
+    loss,
+    X,
+    y,
+    steps=200,
+    n_samples=16,
+    lr=1e-2,
+    optimizer=None,
+    threshold=1e-2,
+    relative=1e-2,
+):
     """Train a copy of the model on its first `n_samples` samples for `steps` Adam steps
     and check that the training loss goes to about zero.
 
@@ -122,13 +141,23 @@ def overfit_small_batch(model, loss, X, y, steps=200, n_samples=16, lr=1e-2, opt
             out = work.forward(Xb)
             losses.append(float(loss(out, yb)))
     classification = isinstance(loss, CrossEntropyLoss)
-    accuracy = (float(np.mean(out.argmax(axis=1) == yb))
-                if classification and out is not None else None)
+    accuracy = (
+        float(np.mean(out.argmax(axis=1) == yb)) if classification and out is not None else None
+    )
     initial, final = losses[0], losses[-1]
     passed = bool(math.isfinite(final) and (final < threshold or final < relative * initial))
     advice = [] if passed else _advice(losses, Xb, yb, opt, classification, params)
-    return OverfitResult(losses, Xb.shape[0], steps, getattr(opt, "lr", lr), threshold,
-                         relative, accuracy, advice, passed)
+    return OverfitResult(
+        losses,
+        Xb.shape[0],
+        steps,
+        getattr(opt, "lr", lr),
+        threshold,
+        relative,
+        accuracy,
+        advice,
+        passed,
+    )
 
 
 def _advice(losses, Xb, yb, opt, classification, params):
@@ -136,30 +165,42 @@ def _advice(losses, Xb, yb, opt, classification, params):
     advice = []
     lr = getattr(opt, "lr", None)
     if not math.isfinite(final) or final > 1.5 * initial:
-        advice.append(f"the loss diverged ({fmt(initial)} -> {fmt(final)}): lower the "
-                      f"learning rate (now {lr}) by 10x, clip gradients, check the input "
-                      "scale (check_data)")
+        advice.append(
+            f"the loss diverged ({fmt(initial)} -> {fmt(final)}): lower the "
+            f"learning rate (now {lr}) by 10x, clip gradients, check the input "
+            "scale (check_data)"
+        )
     elif final > 0.99 * initial:
         if lr == 0:
             advice.append("the learning rate is 0: nothing can change")
-        advice.append(f"the loss did not move ({fmt(initial)} -> {fmt(final)}): the "
-                      f"learning rate (now {lr}) is zero or far too small, the parameters "
-                      "are frozen, or backward does not deliver gradients to them - run "
-                      "gradient_check and gradient_stats")
+        advice.append(
+            f"the loss did not move ({fmt(initial)} -> {fmt(final)}): the "
+            f"learning rate (now {lr}) is zero or far too small, the parameters "
+            "are frozen, or backward does not deliver gradients to them - run "
+            "gradient_check and gradient_stats"
+        )
         if all(not np.any(p.grad) for p in params):
-            advice.append("every parameter gradient is exactly zero: no gradient reaches "
-                          "the parameters (dead ReLUs, a detached custom layer)")
+            advice.append(
+                "every parameter gradient is exactly zero: no gradient reaches "
+                "the parameters (dead ReLUs, a detached custom layer)"
+            )
     else:
-        advice.append(f"the loss fell ({fmt(initial)} -> {fmt(final)}) but not to ~0: try "
-                      "more steps or a larger learning rate; if it plateaus, the model lacks "
-                      "capacity (more units or layers) or a custom layer's backward is wrong "
-                      "(run gradient_check)")
+        advice.append(
+            f"the loss fell ({fmt(initial)} -> {fmt(final)}) but not to ~0: try "
+            "more steps or a larger learning rate; if it plateaus, the model lacks "
+            "capacity (more units or layers) or a custom layer's backward is wrong "
+            "(run gradient_check)"
+        )
     conflicts = _conflicting_rows(Xb, yb) if classification else 0
     if conflicts:
-        advice.append(f"{conflicts} samples of the batch share an identical input with a "
-                      "different label: the loss cannot reach 0; check the labels "
-                      "(check_data)")
+        advice.append(
+            f"{conflicts} samples of the batch share an identical input with a "
+            "different label: the loss cannot reach 0; check the labels "
+            "(check_data)"
+        )
     elif classification:
-        advice.append("check that the labels belong to their samples (shuffled together, "
-                      "0-based); check_data tests this")
+        advice.append(
+            "check that the labels belong to their samples (shuffled together, "
+            "0-based); check_data tests this"
+        )
     return advice

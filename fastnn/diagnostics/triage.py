@@ -3,6 +3,7 @@ high, train a shallower, easier-to-optimise model with the same settings: if the
 deeper model cannot reach a training loss at least as low as the shallow one - though
 it could represent everything the shallow one does - the optimisation is failing,
 not the model's capacity."""
+
 import math
 
 import numpy as np
@@ -27,8 +28,9 @@ class TriageResult(Result):
 
     title = "model bias vs optimisation"
 
-    def __init__(self, kind, shallow, deep, shallow_loss, deep_loss, baseline, target, advice,
-                 params):
+    def __init__(
+        self, kind, shallow, deep, shallow_loss, deep_loss, baseline, target, advice, params
+    ):
         self.kind = kind
         self.shallow, self.deep = np.asarray(shallow), np.asarray(deep)
         self.shallow_loss, self.deep_loss = shallow_loss, deep_loss
@@ -37,15 +39,30 @@ class TriageResult(Result):
         self.params = params
 
     def _lines(self):
-        rows = [("shallow", self.params[0], len(self.shallow),
-                 float(self.shallow[0]) if len(self.shallow) else None, self.shallow_loss),
-                ("deep", self.params[1], len(self.deep),
-                 float(self.deep[0]) if len(self.deep) else None, self.deep_loss)]
-        return [f"  verdict: {self.kind}",
-                table(("model", "parameters", "epochs", "first epoch loss",
-                       "final training loss"), rows),
-                f"  best constant prediction: {fmt(self.baseline)}; 'low' means below "
-                f"{fmt(self.target)}"] + [f"  -> {a}" for a in self.advice]
+        rows = [
+            (
+                "shallow",
+                self.params[0],
+                len(self.shallow),
+                float(self.shallow[0]) if len(self.shallow) else None,
+                self.shallow_loss,
+            ),
+            (
+                "deep",
+                self.params[1],
+                len(self.deep),
+                float(self.deep[0]) if len(self.deep) else None,
+                self.deep_loss,
+            ),
+        ]
+        return [
+            f"  verdict: {self.kind}",
+            table(
+                ("model", "parameters", "epochs", "first epoch loss", "final training loss"), rows
+            ),
+            f"  best constant prediction: {fmt(self.baseline)}; 'low' means below "
+            f"{fmt(self.target)}",
+        ] + [f"  -> {a}" for a in self.advice]
 
     def plot(self, path):
         """Both training-loss curves by epoch, saved at path."""
@@ -83,8 +100,20 @@ def _train(factory, loss, optimizer, X, y, epochs, batch_size, seed):
     return list(history.history.get("loss", [])), float(final), params
 
 
-def triage(model_factory_shallow, model_factory_deep, X, y, loss=None, epochs=20,
-           batch_size=32, optimizer=None, lr=1e-3, seed=0, margin=0.05, low=0.1):
+def triage(
+    model_factory_shallow,
+    model_factory_deep,
+    X,
+    y,
+    loss=None,
+    epochs=20,
+    batch_size=32,
+    optimizer=None,
+    lr=1e-3,
+    seed=0,
+    margin=0.05,
+    low=0.1,
+):
     """Train a shallow and a deep model with the same optimiser settings, batches and
     seed, and compare their *training* losses (the standard test).
 
@@ -107,13 +136,17 @@ def triage(model_factory_shallow, model_factory_deep, X, y, loss=None, epochs=20
     if loss is None:
         loss = CrossEntropyLoss() if y.dtype.kind in "iu" else MSELoss()
     if optimizer is None:
+
         def optimizer(params):
             return Adam(params, lr=lr)
+
     with preserved_rng():
-        shallow, s_final, s_params = _train(model_factory_shallow, loss, optimizer, X, y,
-                                            epochs, batch_size, seed)
-        deep, d_final, d_params = _train(model_factory_deep, loss, optimizer, X, y, epochs,
-                                         batch_size, seed)
+        shallow, s_final, s_params = _train(
+            model_factory_shallow, loss, optimizer, X, y, epochs, batch_size, seed
+        )
+        deep, d_final, d_params = _train(
+            model_factory_deep, loss, optimizer, X, y, epochs, batch_size, seed
+        )
     baseline = _baseline(loss, y)
     target = low * baseline
     advice = []
@@ -125,19 +158,23 @@ def triage(model_factory_shallow, model_factory_deep, X, y, loss=None, epochs=20
             "problem. Try a better optimiser or learning rate (Adam, a learning-rate "
             "schedule), BatchNorm between layers, residual connections, ReLU instead of "
             "sigmoid/tanh, Kaiming/Xavier initialisation; check gradient_stats for "
-            "vanishing gradients")
+            "vanishing gradients"
+        )
     elif min(s_final, d_final) > target:
         kind = "model bias"
         advice.append(
             f"both models keep a high training loss (best {fmt(min(s_final, d_final))}, "
             f"constant prediction {fmt(baseline)}): the model family cannot fit the data - "
             "use a bigger model (more units or layers) or better features; also train "
-            "longer and check the labels (check_data)")
+            "longer and check the labels (check_data)"
+        )
     else:
         kind = "ok"
         advice.append(
             f"the training loss is low ({fmt(min(s_final, d_final))}): if the test loss is "
             "high, it is overfitting (more data, augmentation, regularisation) or a "
-            "train/test mismatch (check_data with X_test)")
-    return TriageResult(kind, shallow, deep, s_final, d_final, baseline, target, advice,
-                        (s_params, d_params))
+            "train/test mismatch (check_data with X_test)"
+        )
+    return TriageResult(
+        kind, shallow, deep, s_final, d_final, baseline, target, advice, (s_params, d_params)
+    )

@@ -8,6 +8,7 @@ a Dense layer inside a Sequential they are fused into the Dense layer's epilogue
 Derivative conventions at kinks, as torch: ReLU'(0) = 0 (one-sided), LeakyReLU'(0) =
 negative_slope, AbsReLU'(0) = 0, HardTanh' = 0 at and beyond its bounds, ELU'(0) =
 alpha, PReLU'(0) = a. NaN propagates through every activation."""
+
 import math
 
 import numpy as np
@@ -15,7 +16,12 @@ import numpy as np
 from .. import _kernels, init as _init
 from ..module import Layer, Parameter
 from ..validation import (
-    as_float_input, choice, float_dtype, follow_dtype, positive_int, real_number,
+    as_float_input,
+    choice,
+    float_dtype,
+    follow_dtype,
+    positive_int,
+    real_number,
 )
 from .dense import linear_backward
 
@@ -53,8 +59,9 @@ def _check_grad(grad_out, like, where):
     """grad_out as an array of like's dtype and shape, else ValueError."""
     g = as_float_input(grad_out, like.dtype, f"{where}.backward")
     if g.shape != like.shape:
-        raise ValueError(f"{where}.backward: expected gradient of shape {like.shape}, "
-                         f"got {g.shape}")
+        raise ValueError(
+            f"{where}.backward: expected gradient of shape {like.shape}, got {g.shape}"
+        )
     return g
 
 
@@ -222,16 +229,17 @@ class PReLU(Layer):
         super().__init__(name=name)
         self.num_parameters = positive_int(num_parameters, "PReLU: num_parameters")
         init = real_number(init, "PReLU: init")
-        self.weight = Parameter(np.full(self.num_parameters, init, float_dtype(dtype)),
-                                "weight")
+        self.weight = Parameter(np.full(self.num_parameters, init, float_dtype(dtype)), "weight")
 
     def _forward(self, ctx, x):
         a = self.weight.data
         x = as_float_input(x, a.dtype, "PReLU")
         channels = x.shape[1] if x.ndim > 1 else 1
         if self.num_parameters != 1 and channels != self.num_parameters:
-            raise ValueError(f"PReLU: {self.num_parameters} slopes for an input with "
-                             f"{channels} channels (axis 1), shape {x.shape}")
+            raise ValueError(
+                f"PReLU: {self.num_parameters} slopes for an input with "
+                f"{channels} channels (axis 1), shape {x.shape}"
+            )
         y = ctx.workspace("y", x.shape, x.dtype)
         _kernels.prelu_forward(x, a, y)
         ctx.x = x
@@ -242,8 +250,14 @@ class PReLU(Layer):
         gx = ctx.workspace("gx", g.shape, g.dtype)
         w = self.weight
         channels = ctx.x.shape[1] if ctx.x.ndim > 1 else 1
-        _kernels.prelu_backward(ctx.x, g, w.data, gx, w.grad if w.requires_grad else None,
-                                self._colsum_scratch(channels))
+        _kernels.prelu_backward(
+            ctx.x,
+            g,
+            w.data,
+            gx,
+            w.grad if w.requires_grad else None,
+            self._colsum_scratch(channels),
+        )
         return gx
 
     def get_config(self):
@@ -261,8 +275,7 @@ class Maxout(Layer):
     consecutive rows (bias likewise), so one GEMM computes every piece. The gradient
     flows through the winning piece only (the first, on ties)."""
 
-    def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32,
-                 name=None):
+    def __init__(self, in_features, out_features, pieces, bias=True, dtype=np.float32, name=None):
         super().__init__(name=name)
         self.in_features = positive_int(in_features, "Maxout: in_features")
         self.out_features = positive_int(out_features, "Maxout: out_features")
@@ -299,17 +312,32 @@ class Maxout(Layer):
         gz = ctx.workspace("gz", (x.shape[0], self.weight.shape[0]), x.dtype)
         _kernels.maxout_backward(g, idx, self.pieces, gz)
         if self.bias is not None and self.bias.requires_grad:
-            _kernels.act_backward(_kernels.ACT_IDENTITY, 0.0, 0.0, None, None, gz, None,
-                                  self.bias.grad, self._colsum_scratch(gz.shape[1]))
+            _kernels.act_backward(
+                _kernels.ACT_IDENTITY,
+                0.0,
+                0.0,
+                None,
+                None,
+                gz,
+                None,
+                self.bias.grad,
+                self._colsum_scratch(gz.shape[1]),
+            )
         return linear_backward(self, ctx, gz, x, need_input_grad)
 
     def get_config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "pieces": self.pieces, "bias": self.bias is not None}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "pieces": self.pieces,
+            "bias": self.bias is not None,
+        }
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"pieces={self.pieces}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"pieces={self.pieces}"
+        )
 
 
 class Softmax(Layer):
@@ -390,8 +418,9 @@ class RBF(Layer):
         gsum = np.empty(self.n_centers, y.dtype)
         grow = np.empty(x.shape[0], y.dtype)
         w = self.widths
-        _kernels.rbf_backward(ctx.d2, y, g, w.data, gd2, gsum, grow,
-                              w.grad if w.requires_grad else None)
+        _kernels.rbf_backward(
+            ctx.d2, y, g, w.data, gd2, gsum, grow, w.grad if w.requires_grad else None
+        )
         # d2 = |x|^2 - 2 x.c + |c|^2:  dL/dc_j = 2 (c_j sum_i g_ij - sum_i g_ij x_i)
         if self.centers.requires_grad:
             self.centers.grad += 2.0 * C * gsum[:, None]

@@ -1,4 +1,5 @@
 """Attention pooling: a learned weighted average over the steps of a sequence."""
+
 import math
 
 import numpy as np
@@ -41,12 +42,16 @@ class AttentionPooling(Layer):
             m = m[:, 0]
         if m.shape == (N,):
             if m.min() < 1 or m.max() > T:
-                raise ValueError(f"{self._where}: lengths must be in [1, {T}], got values in "
-                                 f"[{m.min()}, {m.max()}]")
+                raise ValueError(
+                    f"{self._where}: lengths must be in [1, {T}], got values in "
+                    f"[{m.min()}, {m.max()}]"
+                )
             return np.arange(T) < m[:, None]
         if m.shape != (N, T):
-            raise ValueError(f"{self._where}: the second input must be lengths ({N},) or a "
-                             f"mask ({N}, {T}), got shape {m.shape}")
+            raise ValueError(
+                f"{self._where}: the second input must be lengths ({N},) or a "
+                f"mask ({N}, {T}), got shape {m.shape}"
+            )
         valid = m != 0
         if not valid.any(axis=1).all():
             raise ValueError(f"{self._where}: every sequence needs at least one unmasked step")
@@ -55,8 +60,9 @@ class AttentionPooling(Layer):
     def _forward(self, ctx, inputs):
         parts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if len(parts) > 2:
-            raise ValueError(f"{self._where}: expected x or [x, lengths or mask], got "
-                             f"{len(parts)} inputs")
+            raise ValueError(
+                f"{self._where}: expected x or [x, lengths or mask], got {len(parts)} inputs"
+            )
         q = self.query.data
         x = as_float_input(parts[0], q.dtype, self._where, ndim=3, features=self.in_features)
         N, T, F = x.shape
@@ -87,8 +93,9 @@ class AttentionPooling(Layer):
         N, T, F = x.shape
         g = as_float_input(grad_out, x.dtype, f"{self._where}.backward")
         if g.shape != (N, F):
-            raise ValueError(f"{self._where}.backward: expected gradient of shape {(N, F)}, "
-                             f"got {g.shape}")
+            raise ValueError(
+                f"{self._where}.backward: expected gradient of shape {(N, F)}, got {g.shape}"
+            )
         s = np.matmul(x, g[:, :, None])[:, :, 0]  # dL/da_t = g . x_t
         de = a * (s - np.sum(a * s, axis=1, keepdims=True))  # through the softmax
         if self.query.requires_grad:

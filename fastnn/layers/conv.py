@@ -5,6 +5,7 @@ The C kernels (csrc/conv.c) lay each chunk of samples out as im2col columns and 
 one BLAS GEMM per group; bias and a following elementwise activation are applied in
 the same pass that writes the NCHW output (the layer's `fuse`), and their derivative
 in the pass that feeds the backward GEMMs."""
+
 import math
 
 import numpy as np
@@ -17,8 +18,9 @@ from ..validation import as_float_input, float_dtype, positive_int
 def spatial_tuple(value, n, name, where, minimum=1):
     """value (an int or a sequence of n ints) as a tuple of n ints >= minimum."""
     items = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(items) != n or any(isinstance(v, (bool, np.bool_)) or not isinstance(
-            v, (int, np.integer)) for v in items):
+    if len(items) != n or any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in items
+    ):
         raise TypeError(f"{where}: {name} must be an int or a tuple of {n} ints, got {value!r}")
     if any(v < minimum for v in items):
         raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
@@ -40,8 +42,9 @@ def check_grad(grad_out, shape, dtype, where):
     """grad_out as a C-contiguous array of dtype and the output's shape."""
     g = as_float_input(grad_out, dtype, f"{where}.backward")
     if g.shape != tuple(shape):
-        raise ValueError(f"{where}.backward: expected gradient of shape {tuple(shape)}, got "
-                         f"{g.shape}")
+        raise ValueError(
+            f"{where}.backward: expected gradient of shape {tuple(shape)}, got {g.shape}"
+        )
     return g
 
 
@@ -55,28 +58,46 @@ class _ConvNd(Layer):
 
     _dims = 2
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32,
-                 name=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        dtype=np.float32,
+        name=None,
+    ):
         super().__init__(name=name)
         cls, n = type(self).__name__, self._dims
         self.in_channels = positive_int(in_channels, f"{cls} in_channels")
         self.out_channels = positive_int(out_channels, f"{cls} out_channels")
         self.kernel_size = spatial_tuple(kernel_size, n, "kernel_size", cls)
-        self._where = (f"{cls}({self.in_channels}, {self.out_channels}, "
-                       f"kernel_size={self.kernel_size})")
+        self._where = (
+            f"{cls}({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
+        )
         self.stride = spatial_tuple(stride, n, "stride", self._where)
         self.dilation = spatial_tuple(dilation, n, "dilation", self._where)
         self.groups = positive_int(groups, f"{self._where} groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{self._where}: groups={self.groups} must divide in_channels "
-                             f"({self.in_channels}) and out_channels ({self.out_channels})")
+            raise ValueError(
+                f"{self._where}: groups={self.groups} must divide in_channels "
+                f"({self.in_channels}) and out_channels ({self.out_channels})"
+            )
         if padding_mode != "zeros":
             if padding_mode in ("reflect", "replicate", "circular"):
-                raise NotImplementedError(f"{self._where}: padding_mode={padding_mode!r} is not "
-                                          f"implemented; only 'zeros' is")
-            raise ValueError(f"{self._where}: padding_mode must be one of 'zeros', 'reflect', "
-                             f"'replicate', 'circular', got {padding_mode!r}")
+                raise NotImplementedError(
+                    f"{self._where}: padding_mode={padding_mode!r} is not "
+                    f"implemented; only 'zeros' is"
+                )
+            raise ValueError(
+                f"{self._where}: padding_mode must be one of 'zeros', 'reflect', "
+                f"'replicate', 'circular', got {padding_mode!r}"
+            )
         self.padding_mode = padding_mode
         self.padding = self._resolve_padding(padding)
         dt = float_dtype(dtype)
@@ -95,11 +116,14 @@ class _ConvNd(Layer):
             if padding == "valid":
                 return (0,) * n
             if padding != "same":
-                raise ValueError(f"{self._where}: padding must be 'same', 'valid', an int or a "
-                                 f"tuple, got {padding!r}")
+                raise ValueError(
+                    f"{self._where}: padding must be 'same', 'valid', an int or a "
+                    f"tuple, got {padding!r}"
+                )
             if any(s != 1 for s in self.stride):
-                raise ValueError(f"{self._where}: padding='same' needs stride 1, got "
-                                 f"stride={self.stride}")
+                raise ValueError(
+                    f"{self._where}: padding='same' needs stride 1, got stride={self.stride}"
+                )
             total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
             self._extra = tuple(t % 2 for t in total)
             return tuple(t // 2 for t in total)
@@ -123,15 +147,16 @@ class _ConvNd(Layer):
         return (1,) + self.stride, (0,) + self.padding, (1,) + self.dilation
 
     def _weight4(self, arr):
-        return arr if self._dims == 2 else arr.reshape(arr.shape[0], arr.shape[1], 1,
-                                                       arr.shape[2])
+        return arr if self._dims == 2 else arr.reshape(arr.shape[0], arr.shape[1], 1, arr.shape[2])
 
     def output_shape(self, spatial):
         """The output's spatial sizes for input spatial sizes (padding='same' included)."""
         return tuple(
             _kernels.conv_output_size(n + e, k, s, p, d)
-            for n, e, k, s, p, d in zip(spatial, self._extra, self.kernel_size, self.stride,
-                                        self.padding, self.dilation))
+            for n, e, k, s, p, d in zip(
+                spatial, self._extra, self.kernel_size, self.stride, self.padding, self.dilation
+            )
+        )
 
     def compute_output_shape(self, input_shape):
         return (self.out_channels,) + self.output_shape(tuple(input_shape[1:]))
@@ -141,8 +166,10 @@ class _ConvNd(Layer):
         out = self.output_shape(x.shape[2:])
         if min(out) < 1:
             eff = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-            raise ValueError(f"{self._where}: kernel (dilated: {eff}) is larger than the padded "
-                             f"input {x.shape[2:]} + 2 * padding {self.padding}")
+            raise ValueError(
+                f"{self._where}: kernel (dilated: {eff}) is larger than the padded "
+                f"input {x.shape[2:]} + 2 * padding {self.padding}"
+            )
         return x
 
     def _pad_extra(self, ctx, x):
@@ -161,18 +188,29 @@ class _ConvNd(Layer):
         ctx.in_shape = x.shape
         x = as_4d(self._pad_extra(ctx, x))
         w = self._weight4(self.weight.data)
-        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY,
-                                                                     0.0, 0.0)
+        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY, 0.0, 0.0)
         geo = self._geometry()
         out = (x.shape[0], self.out_channels) + tuple(
             _kernels.conv_output_size(n, k, s, p, d)
-            for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], *geo))
+            for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], *geo)
+        )
         y = ctx.workspace("y", out, x.dtype)
         z = ctx.workspace("z", out, x.dtype) if _kernels.act_needs_input(code) else None
         ctx.scratch = (_kernels.conv_scratch_size(x.shape, w.shape, *geo, self.groups),)
         scratch = self._scratch("conv", ctx.scratch, x.dtype)
-        _kernels.conv_forward(x, w, None if self.bias is None else self.bias.data, code,
-                              alpha, beta, z, y, scratch, *geo, self.groups)
+        _kernels.conv_forward(
+            x,
+            w,
+            None if self.bias is None else self.bias.data,
+            code,
+            alpha,
+            beta,
+            z,
+            y,
+            scratch,
+            *geo,
+            self.groups,
+        )
         ctx.x, ctx.z, ctx.y, ctx.act = x, z, y, (code, alpha, beta)
         return y if self._dims == 2 else y.reshape(out[0], out[1], out[3])
 
@@ -188,9 +226,23 @@ class _ConvNd(Layer):
             geo = self._geometry()
             code, alpha, beta = ctx.act
             bsum = self._scratch("bsum", (y.shape[1],), np.float64)
-            _kernels.conv_backward(x, self._weight4(w.data), code, alpha, beta, ctx.z, y, g,
-                                   gw, gb, gx, self._scratch("conv", ctx.scratch, x.dtype), bsum,
-                                   *geo, self.groups)
+            _kernels.conv_backward(
+                x,
+                self._weight4(w.data),
+                code,
+                alpha,
+                beta,
+                ctx.z,
+                y,
+                g,
+                gw,
+                gb,
+                gx,
+                self._scratch("conv", ctx.scratch, x.dtype),
+                bsum,
+                *geo,
+                self.groups,
+            )
         if gx is None:
             return None
         gx = gx if self._dims == 2 else gx.reshape(x.shape[0], x.shape[1], x.shape[3])
@@ -206,11 +258,17 @@ class _ConvNd(Layer):
         return ConvActivation(self, following[0]), 1
 
     def get_config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": self._padding_arg, "dilation": list(self.dilation),
-                "groups": self.groups, "bias": self.bias is not None,
-                "padding_mode": self.padding_mode}
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": self._padding_arg,
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "padding_mode": self.padding_mode,
+        }
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

@@ -1,4 +1,5 @@
 """Fully connected layer: y = x @ W.T + b, W of shape (out_features, in_features)."""
+
 import math
 
 import numpy as np
@@ -24,14 +25,23 @@ class Dense(Layer):
     over the GEMM output, and their backward one fused pass before the backward GEMMs.
     """
 
-    def __init__(self, in_features, out_features, bias=True, init=None, dtype=np.float32,
-                 regularizer=None, name=None):
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        bias=True,
+        init=None,
+        dtype=np.float32,
+        regularizer=None,
+        name=None,
+    ):
         super().__init__(name=name)
         if isinstance(regularizer, dict):  # from get_config
             regularizer = L1L2(**regularizer)
         if regularizer is not None and not isinstance(regularizer, Regularizer):
-            raise TypeError(f"Dense: regularizer must be a fastnn.regularizers object, "
-                            f"got {regularizer!r}")
+            raise TypeError(
+                f"Dense: regularizer must be a fastnn.regularizers object, got {regularizer!r}"
+            )
         self.regularizer = regularizer
         self.in_features = positive_int(in_features, "Dense: in_features")
         self.out_features = positive_int(out_features, "Dense: out_features")
@@ -66,8 +76,7 @@ class Dense(Layer):
         W = self.weight.data
         x = as_float_input(x, W.dtype, self._where, ndim=2, features=self.in_features)
         rows = x.shape[0]
-        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY,
-                                                                     0.0, 0.0)
+        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY, 0.0, 0.0)
         z = ctx.workspace("z", (rows, self.out_features), W.dtype)
         _kernels.gemm(x, W, z, False, True, 1.0, 0.0)
         # Activations differentiable from their output are applied in place; the
@@ -108,13 +117,18 @@ class Dense(Layer):
 
     def get_config(self):
         reg = self.regularizer
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None,
-                "regularizer": None if reg is None else {"l1": reg.l1, "l2": reg.l2}}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "regularizer": None if reg is None else {"l1": reg.l1, "l2": reg.l2},
+        }
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 Linear = Dense

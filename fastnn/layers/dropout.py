@@ -3,6 +3,7 @@ from fastnn's counter-based generator: each training forward takes the next coun
 of the generator seeded by fastnn.seed, and a mask is a pure function of (key,
 counter, element index) - reproducible, and the same for any thread count. Masks are
 kept as one byte per element and reused by backward."""
+
 import numpy as np
 
 from .. import _kernels, rng
@@ -14,8 +15,10 @@ def _draw_mask(x, y, mask, p, scale, offset=0):
     """y = x * mask * scale with a fresh mask whose element i is generator index
     offset + i (offset + x.size <= 2**32)."""
     if offset + x.size > 1 << 32:
-        raise ValueError(f"dropout masks cover at most 2**32 elements, got {x.size}"
-                         + (f" after {offset}" if offset else ""))
+        raise ValueError(
+            f"dropout masks cover at most 2**32 elements, got {x.size}"
+            + (f" after {offset}" if offset else "")
+        )
     key, counter = rng.next_dropout_stream()
     _kernels.dropout_forward(x, y, mask, p, scale, key, counter, offset)
 

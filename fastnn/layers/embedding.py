@@ -1,4 +1,5 @@
 """Embedding: a lookup table of learned vectors, as torch.nn.Embedding."""
+
 import numpy as np
 from numpy.typing import DTypeLike
 
@@ -18,21 +19,29 @@ class Embedding(Layer):
     float dtype); ids out of [0, num_embeddings) raise IndexError. The input gets no
     gradient."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype: DTypeLike = np.float32, name: str | None = None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        dtype: DTypeLike = np.float32,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.num_embeddings = positive_int(num_embeddings, "Embedding num_embeddings")
         self.embedding_dim = positive_int(embedding_dim, "Embedding embedding_dim")
         if padding_idx is not None:
             V = self.num_embeddings
             if not isinstance(padding_idx, (int, np.integer)) or not -V <= padding_idx < V:
-                raise ValueError(f"Embedding: padding_idx must be an integer in [{-V}, {V}), "
-                                 f"got {padding_idx!r}")
+                raise ValueError(
+                    f"Embedding: padding_idx must be an integer in [{-V}, {V}), got {padding_idx!r}"
+                )
             padding_idx = int(padding_idx) % V
         self.padding_idx = padding_idx
         self._where = f"Embedding({self.num_embeddings}, {self.embedding_dim})"
         self.weight = Parameter(
-            np.empty((self.num_embeddings, self.embedding_dim), float_dtype(dtype)), "weight")
+            np.empty((self.num_embeddings, self.embedding_dim), float_dtype(dtype)), "weight"
+        )
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -65,8 +74,9 @@ class Embedding(Layer):
         W = self.weight
         g = np.asarray(grad_out)
         if g.shape != ctx.out_shape:
-            raise ValueError(f"{self._where}.backward: expected gradient of shape "
-                             f"{ctx.out_shape}, got {g.shape}")
+            raise ValueError(
+                f"{self._where}.backward: expected gradient of shape {ctx.out_shape}, got {g.shape}"
+            )
         if W.requires_grad:
             g = np.ascontiguousarray(g, dtype=W.dtype).reshape(-1, self.embedding_dim)
             pad = -1 if self.padding_idx is None else self.padding_idx
@@ -77,8 +87,11 @@ class Embedding(Layer):
         return tuple(input_shape) + (self.embedding_dim,)
 
     def get_config(self):
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
-                "padding_idx": self.padding_idx}
+        return {
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "padding_idx": self.padding_idx,
+        }
 
     def extra_repr(self):
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"

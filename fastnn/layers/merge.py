@@ -1,5 +1,6 @@
 """Merge layers of the functional API - called on a list of tensors, as in Keras - and
 the residual block x + f(x)."""
+
 import numpy as np
 
 from ..module import Layer
@@ -13,29 +14,35 @@ class _Merge(Layer):
     def _inputs(self, x):
         where = type(self).__name__
         if not isinstance(x, (list, tuple)) or len(x) < 2:
-            raise ValueError(f"{where}: expected a list of at least 2 inputs, got "
-                             f"{type(x).__name__}")
+            raise ValueError(
+                f"{where}: expected a list of at least 2 inputs, got {type(x).__name__}"
+            )
         dt = follow_dtype(x[0])
         return [as_float_input(v, dt, f"{where} input {i}") for i, v in enumerate(x)]
 
     def _same_shapes(self, xs):
         if any(v.shape != xs[0].shape for v in xs):
-            raise ValueError(f"{type(self).__name__}: inputs must have the same shape, got "
-                             f"{[v.shape for v in xs]}")
+            raise ValueError(
+                f"{type(self).__name__}: inputs must have the same shape, got "
+                f"{[v.shape for v in xs]}"
+            )
 
     def compute_output_shape(self, input_shape):
         if not isinstance(input_shape, list) or len(input_shape) < 2:
             raise ValueError(f"{type(self).__name__}: expected a list of at least 2 inputs")
         if any(tuple(s) != tuple(input_shape[0]) for s in input_shape):
-            raise ValueError(f"{type(self).__name__}: inputs must have the same shape, got "
-                             f"{input_shape}")
+            raise ValueError(
+                f"{type(self).__name__}: inputs must have the same shape, got {input_shape}"
+            )
         return tuple(input_shape[0])
 
     def _grad(self, ctx, grad_out):
         g = as_float_input(grad_out, ctx.dtype, f"{type(self).__name__}.backward")
         if g.shape != ctx.shape:
-            raise ValueError(f"{type(self).__name__}.backward: expected gradient of shape "
-                             f"{ctx.shape}, got {g.shape}")
+            raise ValueError(
+                f"{type(self).__name__}.backward: expected gradient of shape "
+                f"{ctx.shape}, got {g.shape}"
+            )
         return g
 
 
@@ -100,8 +107,10 @@ class Concatenate(_Merge):
     def _axis(self, ndim):
         axis = self.axis + ndim if self.axis < 0 else self.axis
         if not 1 <= axis < ndim:
-            raise ValueError(f"Concatenate: axis {self.axis} is out of range for "
-                             f"{ndim}-D inputs (the batch axis 0 cannot be joined)")
+            raise ValueError(
+                f"Concatenate: axis {self.axis} is out of range for "
+                f"{ndim}-D inputs (the batch axis 0 cannot be joined)"
+            )
         return axis
 
     def compute_output_shape(self, input_shape):
@@ -115,10 +124,12 @@ class Concatenate(_Merge):
         return tuple(out)
 
     def _check_shapes(self, shapes, axis):
-        rest = [s[:axis] + s[axis + 1:] for s in shapes]
+        rest = [s[:axis] + s[axis + 1 :] for s in shapes]
         if any(len(s) != len(shapes[0]) for s in shapes) or any(r != rest[0] for r in rest):
-            raise ValueError(f"Concatenate(axis={self.axis}): inputs must agree on every "
-                             f"axis but the joined one, got {[tuple(s) for s in shapes]}")
+            raise ValueError(
+                f"Concatenate(axis={self.axis}): inputs must agree on every "
+                f"axis but the joined one, got {[tuple(s) for s in shapes]}"
+            )
 
     def _forward(self, ctx, x):
         xs = self._inputs(x)
@@ -164,8 +175,9 @@ class Residual(Sequential):
         fx = super()._forward(ctx, x)
         x = np.asarray(x)
         if fx.shape != x.shape:
-            raise ValueError(f"Residual: the block maps shape {x.shape} to {fx.shape}; "
-                             "x + f(x) needs them equal")
+            raise ValueError(
+                f"Residual: the block maps shape {x.shape} to {fx.shape}; x + f(x) needs them equal"
+            )
         y = ctx.workspace("sum", fx.shape, fx.dtype)
         np.add(fx, x, out=y)
         ctx.shape, ctx.dtype = y.shape, y.dtype
@@ -174,8 +186,9 @@ class Residual(Sequential):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         g = as_float_input(grad_out, ctx.dtype, "Residual.backward")
         if g.shape != ctx.shape:
-            raise ValueError(f"Residual.backward: expected gradient of shape {ctx.shape}, "
-                             f"got {g.shape}")
+            raise ValueError(
+                f"Residual.backward: expected gradient of shape {ctx.shape}, got {g.shape}"
+            )
         gf = super()._backward(ctx, g, need_input_grad)
         if not need_input_grad:
             return None

@@ -2,6 +2,7 @@
 BatchNorm1d/2d (Ioffe & Szegedy, 2015), LayerNorm (Ba et al., 2016), GroupNorm (Wu &
 He, 2018), InstanceNorm1d/2d (Ulyanov et al., 2016) and weight normalisation
 (Salimans & Kingma, 2016)."""
+
 import math
 
 import numpy as np
@@ -35,8 +36,7 @@ class _ChannelNorm(Layer):
 
     _buffers = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype,
-                 name=None):
+    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype, name=None):
         super().__init__(name=name)
         name = type(self).__name__
         self.num_features = positive_int(num_features, f"{name}: num_features")
@@ -73,8 +73,10 @@ class _ChannelNorm(Layer):
         x = as_float_input(x, self._dt, self._where)
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
             want = " or ".join(f"{d}-D" for d in self._ndims)
-            raise ValueError(f"{self._where}: expected a {want} input with "
-                             f"{self.num_features} channels on axis 1, got shape {x.shape}")
+            raise ValueError(
+                f"{self._where}: expected a {want} input with "
+                f"{self.num_features} channels on axis 1, got shape {x.shape}"
+            )
         return x
 
     def _momentum_factor(self):
@@ -90,20 +92,28 @@ class _ChannelNorm(Layer):
 
     def _param_grads(self):
         w, b = self.weight, self.bias
-        return (w.grad if w is not None and w.requires_grad else None,
-                b.grad if b is not None and b.requires_grad else None)
+        return (
+            w.grad if w is not None and w.requires_grad else None,
+            b.grad if b is not None and b.requires_grad else None,
+        )
 
     def _running_invstd(self, dtype):
         return (1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)).astype(dtype)
 
     def get_config(self):
-        return {"num_features": self.num_features, "eps": self.eps,
-                "momentum": self.momentum, "affine": self.affine,
-                "track_running_stats": self.track_running_stats}
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
+        }
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class _BatchNorm(_ChannelNorm):
@@ -113,10 +123,17 @@ class _BatchNorm(_ChannelNorm):
 
     """Batch normalisation: each channel normalised over the batch (and positions)."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32, name=None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
-                         name)
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        dtype=np.float32,
+        name=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype, name)
 
     def _forward(self, ctx, x):
         x = self._check_input(x)
@@ -125,19 +142,31 @@ class _BatchNorm(_ChannelNorm):
         ctx.batch_stats = self.training or not self.track_running_stats
         if ctx.batch_stats:
             if self.training and x.size // x.shape[1] < 2:
-                raise ValueError(f"{self._where}: expected more than 1 value per channel "
-                                 f"when training, got input of shape {x.shape}")
+                raise ValueError(
+                    f"{self._where}: expected more than 1 value per channel "
+                    f"when training, got input of shape {x.shape}"
+                )
             mean = ctx.workspace("mean", (1, self.num_features), x.dtype)[0]
             invstd = ctx.workspace("invstd", (1, self.num_features), x.dtype)[0]
             update = self.training and self.track_running_stats
             factor = self._momentum_factor() if update else 0.0
-            _kernels.bn_forward_train(x, gamma, beta, self.eps, factor,
-                                      self.running_mean if update else None,
-                                      self.running_var if update else None, y, mean, invstd,
-                                      self._colsum_scratch(2 * self.num_features))
+            _kernels.bn_forward_train(
+                x,
+                gamma,
+                beta,
+                self.eps,
+                factor,
+                self.running_mean if update else None,
+                self.running_var if update else None,
+                y,
+                mean,
+                invstd,
+                self._colsum_scratch(2 * self.num_features),
+            )
         else:
-            _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
-                                     self.eps, y)
+            _kernels.bn_forward_eval(
+                x, gamma, beta, self.running_mean, self.running_var, self.eps, y
+            )
             mean, invstd = self.running_mean, None  # computed by backward if it comes
         ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
@@ -148,8 +177,18 @@ class _BatchNorm(_ChannelNorm):
         gx = ctx.workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
         invstd = ctx.invstd if ctx.batch_stats else self._running_invstd(x.dtype)
-        _kernels.bn_backward(ctx.batch_stats, x, g, self._affine()[0], ctx.mean, invstd,
-                             gx, gw, gb, self._colsum_scratch(2 * self.num_features))
+        _kernels.bn_backward(
+            ctx.batch_stats,
+            x,
+            g,
+            self._affine()[0],
+            ctx.mean,
+            invstd,
+            gx,
+            gw,
+            gb,
+            self._colsum_scratch(2 * self.num_features),
+        )
         return gx
 
 
@@ -202,9 +241,17 @@ class _BatchNormReLU:
 
     def _fusable(self, x, p):
         bn = self.bn
-        return (bn.training and type(x) is np.ndarray and x.ndim == 2 and x.dtype == bn._dt
-                and x.flags.c_contiguous and x.shape[1] == bn.num_features
-                and x.shape[0] > 1 and x.size < 1 << 32 and p is not None)
+        return (
+            bn.training
+            and type(x) is np.ndarray
+            and x.ndim == 2
+            and x.dtype == bn._dt
+            and x.flags.c_contiguous
+            and x.shape[1] == bn.num_features
+            and x.shape[0] > 1
+            and x.size < 1 << 32
+            and p is not None
+        )
 
     def _forward(self, ctx, x):
         p = self._drop_p()
@@ -222,10 +269,26 @@ class _BatchNormReLU:
         track = bn.track_running_stats
         gamma, beta = bn._affine()
         _kernels.bn_relu_dropout_train(
-            x, gamma, beta, bn.eps, bn._momentum_factor() if track else 0.0,
-            bn.running_mean if track else None, bn.running_var if track else None, y,
-            stats[0], stats[1], stats[2], stats[3], mask, p, 1.0 / (1.0 - p), key, counter,
-            bn._colsum_scratch(2 * c), rng.dropout_offset(x) if p > 0.0 else 0)
+            x,
+            gamma,
+            beta,
+            bn.eps,
+            bn._momentum_factor() if track else 0.0,
+            bn.running_mean if track else None,
+            bn.running_var if track else None,
+            y,
+            stats[0],
+            stats[1],
+            stats[2],
+            stats[3],
+            mask,
+            p,
+            1.0 / (1.0 - p),
+            key,
+            counter,
+            bn._colsum_scratch(2 * c),
+            rng.dropout_offset(x) if p > 0.0 else 0,
+        )
         ctx.x, ctx.stats, ctx.mask, ctx.p = x, stats, mask, p
         return y
 
@@ -237,15 +300,31 @@ class _BatchNormReLU:
             return g
         bn, x = self.bn, ctx.x
         g = grad_out
-        if type(g) is not np.ndarray or g.dtype != x.dtype or g.shape != x.shape \
-                or not g.flags.c_contiguous:
+        if (
+            type(g) is not np.ndarray
+            or g.dtype != x.dtype
+            or g.shape != x.shape
+            or not g.flags.c_contiguous
+        ):
             g = _check_grad(g, x, "BatchNorm1d+ReLU")
         gx = ctx.workspace("gx", x.shape, x.dtype)
         gw, gb = bn._param_grads()
         s = ctx.stats
         _kernels.bn_relu_dropout_backward(
-            x, g, bn._affine()[0], s[0], s[1], s[2], s[3], ctx.mask,
-            1.0 / (1.0 - ctx.p), gx, gw, gb, bn._colsum_scratch(2 * x.shape[1]))
+            x,
+            g,
+            bn._affine()[0],
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            ctx.mask,
+            1.0 / (1.0 - ctx.p),
+            gx,
+            gw,
+            gb,
+            bn._colsum_scratch(2 * x.shape[1]),
+        )
         return gx
 
 
@@ -259,10 +338,17 @@ class BatchNorm2d(_BatchNorm):
 class _InstanceNorm(_ChannelNorm):
     """Instance norm: each (sample, channel) normalised over its positions."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, dtype=np.float32, name=None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype,
-                         name)
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        dtype=np.float32,
+        name=None,
+    ):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype, name)
 
     def _forward(self, ctx, x):
         x = self._check_input(x)
@@ -273,16 +359,19 @@ class _InstanceNorm(_ChannelNorm):
         ctx.instance_stats = self.training or not self.track_running_stats
         if ctx.instance_stats:
             if self.training and inner < 2:
-                raise ValueError(f"{self._where}: expected more than 1 spatial element when "
-                                 f"training, got input of shape {x.shape}")
+                raise ValueError(
+                    f"{self._where}: expected more than 1 spatial element when "
+                    f"training, got input of shape {x.shape}"
+                )
             mean = ctx.workspace("mean", (n * c,), x.dtype)
             invstd = ctx.workspace("invstd", (n * c,), x.dtype)
             _kernels.rownorm_forward(x, inner, c, inner, gamma, beta, self.eps, y, mean, invstd)
             if self.training and self.track_running_stats:
                 self._update_running(mean, invstd, n, c, inner)
         else:
-            _kernels.bn_forward_eval(x, gamma, beta, self.running_mean, self.running_var,
-                                     self.eps, y)
+            _kernels.bn_forward_eval(
+                x, gamma, beta, self.running_mean, self.running_var, self.eps, y
+            )
             mean, invstd = self.running_mean, None  # computed by backward if it comes
         ctx.x, ctx.mean, ctx.invstd, ctx.inner = x, mean, invstd, inner
         return y
@@ -292,10 +381,12 @@ class _InstanceNorm(_ChannelNorm):
         with each instance's unbiased variance."""
         factor = self._momentum_factor()
         var = (1.0 / invstd.astype(np.float64) ** 2 - self.eps) * inner / (inner - 1)
-        self.running_mean[...] = ((1 - factor) * self.running_mean
-                                  + factor * mean.reshape(n, c).mean(axis=0))
-        self.running_var[...] = ((1 - factor) * self.running_var
-                                 + factor * var.reshape(n, c).mean(axis=0))
+        self.running_mean[...] = (1 - factor) * self.running_mean + factor * mean.reshape(
+            n, c
+        ).mean(axis=0)
+        self.running_var[...] = (1 - factor) * self.running_var + factor * var.reshape(n, c).mean(
+            axis=0
+        )
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         x = ctx.x
@@ -304,11 +395,22 @@ class _InstanceNorm(_ChannelNorm):
         gw, gb = self._param_grads()
         gamma = self._affine()[0]
         if ctx.instance_stats:
-            _kernels.rownorm_backward(x, ctx.inner, x.shape[1], ctx.inner, g, gamma,
-                                      ctx.mean, ctx.invstd, gx, gw, gb)
+            _kernels.rownorm_backward(
+                x, ctx.inner, x.shape[1], ctx.inner, g, gamma, ctx.mean, ctx.invstd, gx, gw, gb
+            )
         else:
-            _kernels.bn_backward(False, x, g, gamma, ctx.mean, self._running_invstd(x.dtype),
-                                 gx, gw, gb, self._colsum_scratch(2 * self.num_features))
+            _kernels.bn_backward(
+                False,
+                x,
+                g,
+                gamma,
+                ctx.mean,
+                self._running_invstd(x.dtype),
+                gx,
+                gw,
+                gb,
+                self._colsum_scratch(2 * self.num_features),
+            )
         return gx
 
 
@@ -332,13 +434,19 @@ class LayerNorm(Layer):
     (biased variance; weight and bias have shape normalized_shape and exist when
     elementwise_affine=True; bias=False drops the bias). Same in training and eval."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
-                 dtype=np.float32, name=None):
+    def __init__(
+        self,
+        normalized_shape,
+        eps=1e-5,
+        elementwise_affine=True,
+        bias=True,
+        dtype=np.float32,
+        name=None,
+    ):
         super().__init__(name=name)
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in
-                                      normalized_shape)
+        self.normalized_shape = tuple(positive_int(d, "normalized_shape") for d in normalized_shape)
         if not self.normalized_shape:
             raise ValueError("LayerNorm: normalized_shape must not be empty")
         eps = real_number(eps, "LayerNorm: eps")
@@ -349,8 +457,7 @@ class LayerNorm(Layer):
         dt = float_dtype(dtype)
         shape = self.normalized_shape
         self.weight = Parameter(np.ones(shape, dt), "weight") if elementwise_affine else None
-        self.bias = (Parameter(np.zeros(shape, dt), "bias")
-                     if elementwise_affine and bias else None)
+        self.bias = Parameter(np.zeros(shape, dt), "bias") if elementwise_affine and bias else None
         self._D = math.prod(shape)
         self._dt = dt
         self._where = f"LayerNorm({self.normalized_shape})"
@@ -362,9 +469,11 @@ class LayerNorm(Layer):
     def _forward(self, ctx, x):
         x = as_float_input(x, self._dt, self._where)
         k = len(self.normalized_shape)
-        if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim <= k - 1:
-            raise ValueError(f"{self._where}: input's trailing axes must be "
-                             f"{self.normalized_shape}, got shape {x.shape}")
+        if x.shape[x.ndim - k :] != self.normalized_shape or x.ndim <= k - 1:
+            raise ValueError(
+                f"{self._where}: input's trailing axes must be "
+                f"{self.normalized_shape}, got shape {x.shape}"
+            )
         rows = x.size // self._D
         y = ctx.workspace("y", x.shape, x.dtype)
         mean = ctx.workspace("mean", (rows,), x.dtype)
@@ -392,17 +501,23 @@ class LayerNorm(Layer):
         w, b = self.weight, self.bias
         gw = w.grad if w is not None and w.requires_grad else None
         gb = b.grad if b is not None and b.requires_grad else None
-        _kernels.rownorm_backward(x, self._D, 1, 1, g, None if w is None else w.data,
-                                  ctx.mean, ctx.invstd, gx, gw, gb)
+        _kernels.rownorm_backward(
+            x, self._D, 1, 1, g, None if w is None else w.data, ctx.mean, ctx.invstd, gx, gw, gb
+        )
         return gx
 
     def get_config(self):
-        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
-                "elementwise_affine": self.elementwise_affine, "bias": self.bias is not None}
+        return {
+            "normalized_shape": list(self.normalized_shape),
+            "eps": self.eps,
+            "elementwise_affine": self.elementwise_affine,
+            "bias": self.bias is not None,
+        }
 
     def extra_repr(self):
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
 
 
 class GroupNorm(Layer):
@@ -410,14 +525,17 @@ class GroupNorm(Layer):
     each sample's group over its channels and positions; then a per-channel affine
     (weight, bias of shape (C,), when affine=True). Same in training and eval."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32,
-                 name=None):
+    def __init__(
+        self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32, name=None
+    ):
         super().__init__(name=name)
         self.num_groups = positive_int(num_groups, "num_groups")
         self.num_channels = positive_int(num_channels, "num_channels")
         if self.num_channels % self.num_groups:
-            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
-                             f"num_groups ({num_groups})")
+            raise ValueError(
+                f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                f"num_groups ({num_groups})"
+            )
         eps = real_number(eps, "GroupNorm: eps")
         if not eps > 0:
             raise ValueError(f"GroupNorm: eps must be positive, got {eps}")
@@ -436,8 +554,10 @@ class GroupNorm(Layer):
     def _forward(self, ctx, x):
         x = as_float_input(x, self._dt, self._where)
         if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"{self._where}: expected an (N, {self.num_channels}, ...) "
-                             f"input, got shape {x.shape}")
+            raise ValueError(
+                f"{self._where}: expected an (N, {self.num_channels}, ...) "
+                f"input, got shape {x.shape}"
+            )
         n, g = x.shape[0], self.num_groups
         inner = x.size // (n * self.num_channels) if n else 1
         D = self.num_channels // g * inner
@@ -456,15 +576,27 @@ class GroupNorm(Layer):
         gx = ctx.workspace("gx", x.shape, x.dtype)
         w, b = self.weight, self.bias
         _kernels.rownorm_backward(
-            x, ctx.d, self.num_groups, ctx.inner, g, None if w is None else w.data,
-            ctx.mean, ctx.invstd, gx,
+            x,
+            ctx.d,
+            self.num_groups,
+            ctx.inner,
+            g,
+            None if w is None else w.data,
+            ctx.mean,
+            ctx.invstd,
+            gx,
             w.grad if w is not None and w.requires_grad else None,
-            b.grad if b is not None and b.requires_grad else None)
+            b.grad if b is not None and b.requires_grad else None,
+        )
         return gx
 
     def get_config(self):
-        return {"num_groups": self.num_groups, "num_channels": self.num_channels,
-                "eps": self.eps, "affine": self.affine}
+        return {
+            "num_groups": self.num_groups,
+            "num_channels": self.num_channels,
+            "eps": self.eps,
+            "affine": self.affine,
+        }
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
@@ -494,8 +626,9 @@ class _WeightNormed:
         norms = self._scratch_ws.get("wn_norms")
         if norms is None or norms.shape[0] != rows or norms.dtype != v.dtype:
             norms = self._scratch_ws["wn_norms"] = np.empty(rows, v.dtype)
-        _kernels.weight_norm_forward(v.reshape(rows, -1), g.reshape(rows),
-                                     w.reshape(rows, -1), norms)
+        _kernels.weight_norm_forward(
+            v.reshape(rows, -1), g.reshape(rows), w.reshape(rows, -1), norms
+        )
         return norms
 
     def _forward(self, ctx, x, *args):
@@ -513,10 +646,14 @@ class _WeightNormed:
         gw = np.zeros_like(w.data)
         value = _kernels.penalty(w.data, gw, reg.l1, reg.l2)
         rows = norms.shape[0]
-        _kernels.weight_norm_backward(v.data.reshape(rows, -1), g.data.reshape(rows), norms,
-                                      gw.reshape(rows, -1),
-                                      v.grad.reshape(rows, -1) if v.requires_grad else None,
-                                      g.grad.reshape(rows) if g.requires_grad else None)
+        _kernels.weight_norm_backward(
+            v.data.reshape(rows, -1),
+            g.data.reshape(rows),
+            norms,
+            gw.reshape(rows, -1),
+            v.grad.reshape(rows, -1) if v.requires_grad else None,
+            g.grad.reshape(rows) if g.requires_grad else None,
+        )
         return value
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
@@ -525,10 +662,14 @@ class _WeightNormed:
         w.requires_grad = v.requires_grad or g.requires_grad
         gx = super()._backward(ctx, grad_out, need_input_grad)
         rows = ctx.wn_norms.shape[0]
-        _kernels.weight_norm_backward(v.data.reshape(rows, -1), g.data.reshape(rows),
-                                      ctx.wn_norms, w.grad.reshape(rows, -1),
-                                      v.grad.reshape(rows, -1) if v.requires_grad else None,
-                                      g.grad.reshape(rows) if g.requires_grad else None)
+        _kernels.weight_norm_backward(
+            v.data.reshape(rows, -1),
+            g.data.reshape(rows),
+            ctx.wn_norms,
+            w.grad.reshape(rows, -1),
+            v.grad.reshape(rows, -1) if v.requires_grad else None,
+            g.grad.reshape(rows) if g.requires_grad else None,
+        )
         return gx
 
 
@@ -606,8 +747,9 @@ class Standardize(Layer):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         g = as_float_input(grad_out, self.mean.dtype, f"{self._where}.backward")
         if g.shape != ctx.shape:
-            raise ValueError(f"{self._where}.backward: expected gradient of shape "
-                             f"{ctx.shape}, got {g.shape}")
+            raise ValueError(
+                f"{self._where}.backward: expected gradient of shape {ctx.shape}, got {g.shape}"
+            )
         gx = ctx.workspace("gx", g.shape, g.dtype)
         (np.multiply if self.inverse else np.divide)(g, self.scale, out=gx)
         return gx

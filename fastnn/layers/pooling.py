@@ -1,6 +1,7 @@
 """Pooling layers with torch.nn's names, arguments and semantics: MaxPool1d/2d,
 AvgPool1d/2d, AdaptiveAvgPool1d/2d (global average pooling with output size 1), and
 Flatten. Kernels in csrc/pool.c, one (sample, channel) plane per thread."""
+
 import numpy as np
 
 from .. import _kernels
@@ -21,8 +22,7 @@ class _Pool(Layer):
         x = check_spatial_input(x, follow_dtype(x), self._where, self._dims, None)
         spatial = self._out_spatial(x.shape[2:])
         if min(spatial) < 1:
-            raise ValueError(f"{self._where}: window larger than the padded input "
-                             f"{x.shape[2:]}")
+            raise ValueError(f"{self._where}: window larger than the padded input {x.shape[2:]}")
         ctx.in_shape = x.shape
         y = ctx.workspace("y", x.shape[:2] + spatial, x.dtype)
         return as_4d(x), y, as_4d(y)
@@ -46,39 +46,61 @@ class _WindowPool(_Pool):
         n, cls = self._dims, type(self).__name__
         self.kernel_size = spatial_tuple(kernel_size, n, "kernel_size", cls)
         self._where = f"{cls}(kernel_size={self.kernel_size})"
-        self.stride = (self.kernel_size if stride is None
-                       else spatial_tuple(stride, n, "stride", self._where))
+        self.stride = (
+            self.kernel_size if stride is None else spatial_tuple(stride, n, "stride", self._where)
+        )
         self.padding = spatial_tuple(padding, n, "padding", self._where, minimum=0)
         self.dilation = spatial_tuple(dilation, n, "dilation", self._where)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"{self._where}: padding {self.padding} must be at most half the "
-                             f"kernel size")
+            raise ValueError(
+                f"{self._where}: padding {self.padding} must be at most half the kernel size"
+            )
         self.ceil_mode = bool(ceil_mode)
 
     def _out_spatial(self, spatial):
-        return tuple(_kernels.conv_output_size(n, k, s, p, d, self.ceil_mode)
-                     for n, k, s, p, d in zip(spatial, self.kernel_size, self.stride,
-                                              self.padding, self.dilation))
+        return tuple(
+            _kernels.conv_output_size(n, k, s, p, d, self.ceil_mode)
+            for n, k, s, p, d in zip(
+                spatial, self.kernel_size, self.stride, self.padding, self.dilation
+            )
+        )
 
     def _geometry(self):
         """(kernel, stride, padding, dilation) as the 2-D tuples the kernels take."""
         if self._dims == 2:
             return self.kernel_size, self.stride, self.padding, self.dilation
-        return ((1,) + self.kernel_size, (1,) + self.stride, (0,) + self.padding,
-                (1,) + self.dilation)
+        return (
+            (1,) + self.kernel_size,
+            (1,) + self.stride,
+            (0,) + self.padding,
+            (1,) + self.dilation,
+        )
 
     def _config(self):
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "ceil_mode": self.ceil_mode}
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "ceil_mode": self.ceil_mode,
+        }
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}" + (", ceil_mode=True" if self.ceil_mode else ""))
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}" + (
+            ", ceil_mode=True" if self.ceil_mode else ""
+        )
 
 
 class _MaxPool(_WindowPool):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-                 ceil_mode=False, name=None):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        return_indices=False,
+        ceil_mode=False,
+        name=None,
+    ):
         super().__init__(kernel_size, stride, padding, ceil_mode, name, dilation)
         if return_indices:
             raise NotImplementedError(f"{self._where}: return_indices=True is not supported")
@@ -119,15 +141,28 @@ class MaxPool2d(_MaxPool):
 
 
 class _AvgPool(_WindowPool):
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None, name=None):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+        name=None,
+    ):
         super().__init__(kernel_size, stride, padding, ceil_mode, name)
         self.count_include_pad = bool(count_include_pad)
         if divisor_override is not None:
-            if isinstance(divisor_override, bool) or int(divisor_override) != divisor_override \
-                    or divisor_override < 1:
-                raise ValueError(f"{self._where}: divisor_override must be a positive int, "
-                                 f"got {divisor_override!r}")
+            if (
+                isinstance(divisor_override, bool)
+                or int(divisor_override) != divisor_override
+                or divisor_override < 1
+            ):
+                raise ValueError(
+                    f"{self._where}: divisor_override must be a positive int, "
+                    f"got {divisor_override!r}"
+                )
             divisor_override = int(divisor_override)
         self.divisor_override = divisor_override
 
@@ -150,8 +185,11 @@ class _AvgPool(_WindowPool):
         return gx
 
     def get_config(self):
-        return dict(self._config(), count_include_pad=self.count_include_pad,
-                    divisor_override=self.divisor_override)
+        return dict(
+            self._config(),
+            count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override,
+        )
 
 
 class AvgPool1d(_AvgPool):
@@ -161,8 +199,15 @@ class AvgPool1d(_AvgPool):
 
     _dims = 1
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, name=None):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        name=None,
+    ):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad, None, name)
 
     def get_config(self):
@@ -180,13 +225,16 @@ class _AdaptiveAvgPool(_Pool):
     def __init__(self, output_size, name=None):
         super().__init__(name=name)
         n, cls = self._dims, type(self).__name__
-        items = (output_size,) * n if not isinstance(output_size, (tuple, list)) \
-            else tuple(output_size)
+        items = (
+            (output_size,) * n if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+        )
         if len(items) != n:
-            raise ValueError(f"{cls}: output_size must be an int or a tuple of {n}, got "
-                             f"{output_size!r}")
-        self.output_size = tuple(None if v is None else spatial_tuple(v, 1, "output_size",
-                                                                       cls)[0] for v in items)
+            raise ValueError(
+                f"{cls}: output_size must be an int or a tuple of {n}, got {output_size!r}"
+            )
+        self.output_size = tuple(
+            None if v is None else spatial_tuple(v, 1, "output_size", cls)[0] for v in items
+        )
         self._where = f"{cls}({output_size!r})"
 
     def _out_spatial(self, spatial):
@@ -239,13 +287,15 @@ class Flatten(Layer):
         s = self.start_dim + ndim if self.start_dim < 0 else self.start_dim
         e = self.end_dim + ndim if self.end_dim < 0 else self.end_dim
         if not 0 <= s <= e < ndim:
-            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
-                             f"does not fit a {ndim}-D input")
+            raise ValueError(
+                f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
+                f"does not fit a {ndim}-D input"
+            )
         return s, e
 
     def _out_shape(self, shape):
         s, e = self._axes(len(shape))
-        return shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+        return shape[:s] + (int(np.prod(shape[s : e + 1])),) + shape[e + 1 :]
 
     def compute_output_shape(self, input_shape):
         return self._out_shape((1,) + tuple(input_shape))[1:]
@@ -259,8 +309,9 @@ class Flatten(Layer):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         want = self._out_shape(ctx.in_shape)
         if grad_out.shape != want:
-            raise ValueError(f"Flatten.backward: expected gradient of shape {want}, got "
-                             f"{grad_out.shape}")
+            raise ValueError(
+                f"Flatten.backward: expected gradient of shape {want}, got {grad_out.shape}"
+            )
         return np.ascontiguousarray(grad_out).reshape(ctx.in_shape) if need_input_grad else None
 
     def get_config(self):

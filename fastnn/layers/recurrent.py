@@ -30,6 +30,7 @@ hidden_size) as torch returns them.
 In a Sequential or a Model trained by the Trainer (which batches along axis 0) use
 `batch_first=True`.
 """
+
 import math
 
 import numpy as np
@@ -38,7 +39,12 @@ from numpy.typing import ArrayLike, DTypeLike
 from .. import _kernels, init as _init, rng
 from ..module import Layer, Parameter
 from ..validation import (
-    as_array, as_float_input, choice, float_dtype, positive_int, probability,
+    as_array,
+    as_float_input,
+    choice,
+    float_dtype,
+    positive_int,
+    probability,
 )
 
 
@@ -51,10 +57,19 @@ class _Recurrent(Layer):
     # to time them alone; the outputs are then meaningless.
     _gemm_only = False
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, return_sequences: bool = True,
-                 dtype: DTypeLike = np.float32, name: str | None = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        return_sequences: bool = True,
+        dtype: DTypeLike = np.float32,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.input_size = positive_int(input_size, f"{type(self).__name__} input_size")
         self.hidden_size = positive_int(hidden_size, f"{type(self).__name__} hidden_size")
@@ -119,8 +134,12 @@ class _Recurrent(Layer):
                 b.grad += dbias
 
     # -- inputs ---------------------------------------------------------------------------
-    def forward(self, x: ArrayLike | list, hx: ArrayLike | tuple | None = None,
-                lengths: ArrayLike | None = None) -> np.ndarray:
+    def forward(
+        self,
+        x: ArrayLike | list,
+        hx: ArrayLike | tuple | None = None,
+        lengths: ArrayLike | None = None,
+    ) -> np.ndarray:
         """Output for x (see the module docstring); hx the initial state (h0, or (h0, c0)
         for an LSTM), lengths the valid steps of each sequence."""
         if hx is None and lengths is None:
@@ -134,14 +153,17 @@ class _Recurrent(Layer):
         parts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         n_states = 2 if self._mode == _kernels.RNN_LSTM else 1
         if not 1 <= len(parts) <= 2 + n_states:
-            raise ValueError(f"{where}: expected x, [x, lengths] or [x, lengths, initial "
-                             f"states ({n_states})], got {len(parts)} inputs")
+            raise ValueError(
+                f"{where}: expected x, [x, lengths] or [x, lengths, initial "
+                f"states ({n_states})], got {len(parts)} inputs"
+            )
         dt = self.weight_ih_l0.dtype
         x = as_float_input(parts[0], dt, where, ndim=3, features=self.input_size)
         N, T = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
         if N == 0 or T == 0:
-            raise ValueError(f"{where}: expected at least one sequence and one step, got "
-                             f"shape {x.shape}")
+            raise ValueError(
+                f"{where}: expected at least one sequence and one step, got shape {x.shape}"
+            )
         lengths = parts[1] if len(parts) > 1 else None
         if lengths is not None:
             lengths = self._lengths(lengths, N, T)
@@ -154,14 +176,15 @@ class _Recurrent(Layer):
         if a.shape == (N, 1):  # a model input: one column per sample
             a = a[:, 0]
         if a.shape != (N,):
-            raise ValueError(f"{where}: lengths must have shape ({N},) or ({N}, 1), got "
-                             f"{a.shape}")
+            raise ValueError(f"{where}: lengths must have shape ({N},) or ({N}, 1), got {a.shape}")
         if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
             raise ValueError(f"{where}: lengths must be whole numbers")
         a = a.astype(np.int64)
         if a.min() < 1 or a.max() > T:
-            raise ValueError(f"{where}: lengths must be in [1, {T}] (the number of steps), "
-                             f"got values in [{a.min()}, {a.max()}]")
+            raise ValueError(
+                f"{where}: lengths must be in [1, {T}] (the number of steps), "
+                f"got values in [{a.min()}, {a.max()}]"
+            )
         return None if a.min() == T else np.ascontiguousarray(a)
 
     def _state(self, s, N, dtype, name):
@@ -197,16 +220,33 @@ class _Recurrent(Layer):
                 bias = ws(f"bias{k}_{d}", (G,), dt)
                 self._combine_bias(b_ih, b_hh, bias)
                 cell = dict(
-                    gates=ws(f"gates{k}_{d}", (R, G), dt), hprev=ws(f"hprev{k}_{d}", (R, H), dt),
+                    gates=ws(f"gates{k}_{d}", (R, G), dt),
+                    hprev=ws(f"hprev{k}_{d}", (R, H), dt),
                     cprev=ws(f"cprev{k}_{d}", (R, H), dt) if lstm else None,
-                    hn=ws(f"hn{k}_{d}", (N, H), dt), cn=ws(f"cn{k}_{d}", (N, H), dt) if lstm else None)
+                    hn=ws(f"hn{k}_{d}", (N, H), dt),
+                    cn=ws(f"cn{k}_{d}", (N, H), dt) if lstm else None,
+                )
                 _kernels.rnn_forward(
-                    mode, self.batch_first, d == 1, D == 2, xin, w_ih.data, w_hh.data, bias,
-                    None if h0 is None else h0[k * D + d], None if c0 is None else c0[k * D + d],
-                    lengths, cell["gates"], cell["hprev"], cell["cprev"],
+                    mode,
+                    self.batch_first,
+                    d == 1,
+                    D == 2,
+                    xin,
+                    w_ih.data,
+                    w_hh.data,
+                    bias,
+                    None if h0 is None else h0[k * D + d],
+                    None if c0 is None else c0[k * D + d],
+                    lengths,
+                    cell["gates"],
+                    cell["hprev"],
+                    cell["cprev"],
                     ws(f"gh{k}_{d}", (N, 3 * H), dt) if gru else None,
-                    y, cell["hn"], cell["cn"],
-                    self._gemm_only)
+                    y,
+                    cell["hn"],
+                    cell["cn"],
+                    self._gemm_only,
+                )
                 ctx.cells.append(cell)
             ctx.inputs.append(xin)
             if last:
@@ -215,8 +255,9 @@ class _Recurrent(Layer):
                 xin = ws(f"drop{k}", (R, D * H), dt)
                 mask = ws(f"mask{k}", (R, D * H), np.uint8)
                 key, counter = rng.next_dropout_stream()
-                _kernels.dropout_forward(y, xin, mask, self.dropout, 1 / (1 - self.dropout),
-                                         key, counter)
+                _kernels.dropout_forward(
+                    y, xin, mask, self.dropout, 1 / (1 - self.dropout), key, counter
+                )
                 ctx.masks.append(mask)
             else:
                 xin = y
@@ -227,7 +268,7 @@ class _Recurrent(Layer):
             return y.reshape(ctx.out_shape)
         out = ws("last", (N, D * H), dt)
         for d in range(D):
-            out[:, d * H:(d + 1) * H] = ctx.cells[(L - 1) * D + d]["hn"]
+            out[:, d * H : (d + 1) * H] = ctx.cells[(L - 1) * D + d]["hn"]
         ctx.out_shape = out.shape
         return out
 
@@ -256,17 +297,37 @@ class _Recurrent(Layer):
                 dhn = None
                 if dy is None:  # return_sequences=False: the gradient reaches h_n only
                     dhn = ws(f"dhn{d}", (N, H), dt)
-                    dhn[...] = g[:, d * H:(d + 1) * H]
+                    dhn[...] = g[:, d * H : (d + 1) * H]
                 dh0 = ws(f"dh0{k}_{d}", (N, H), dt)
                 dc0 = ws(f"dc0{k}_{d}", (N, H), dt) if lstm else None
                 want_bias = b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad)
                 _kernels.rnn_backward(
-                    mode, self.batch_first, d == 1, D == 2, xin, w_ih.data, w_hh.data,
-                    ctx.lengths, cell["gates"], cell["hprev"], cell["cprev"], dy, dhn, None,
-                    dgates, dh0,
-                    dc0, ctx.has_h0, dx, d == 1, w_ih.grad if w_ih.requires_grad else None,
-                    w_hh.grad if w_hh.requires_grad else None, dbias if want_bias else None,
-                    scratch, self._gemm_only)
+                    mode,
+                    self.batch_first,
+                    d == 1,
+                    D == 2,
+                    xin,
+                    w_ih.data,
+                    w_hh.data,
+                    ctx.lengths,
+                    cell["gates"],
+                    cell["hprev"],
+                    cell["cprev"],
+                    dy,
+                    dhn,
+                    None,
+                    dgates,
+                    dh0,
+                    dc0,
+                    ctx.has_h0,
+                    dx,
+                    d == 1,
+                    w_ih.grad if w_ih.requires_grad else None,
+                    w_hh.grad if w_hh.requires_grad else None,
+                    dbias if want_bias else None,
+                    scratch,
+                    self._gemm_only,
+                )
                 if want_bias:
                     self._add_bias_grad(dbias, b_ih, b_hh)
                 dstates[k * D + d] = (dh0, dc0)
@@ -308,17 +369,27 @@ class _Recurrent(Layer):
         return tuple(input_shape[:-1]) + (width,)
 
     def get_config(self):
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "bias": self.bias,
-                "batch_first": self.batch_first, "dropout": self.dropout,
-                "bidirectional": self.bidirectional,
-                "return_sequences": self.return_sequences}
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "return_sequences": self.return_sequences,
+        }
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
-        for key, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
-                             ("dropout", 0.0), ("bidirectional", False),
-                             ("return_sequences", True)):
+        for key, default in (
+            ("num_layers", 1),
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+            ("return_sequences", True),
+        ):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
         return s
@@ -329,14 +400,33 @@ class RNN(_Recurrent):
     torch.nn.RNN; weights `weight_ih_l{k}` (H, in), `weight_hh_l{k}` (H, H). Inputs,
     outputs and options: see fastnn.layers.recurrent."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False,
-                 return_sequences: bool = True, dtype: DTypeLike = np.float32,
-                 name: str | None = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        return_sequences: bool = True,
+        dtype: DTypeLike = np.float32,
+        name: str | None = None,
+    ):
         self.nonlinearity = choice(nonlinearity, {"tanh", "relu"}, "RNN nonlinearity")
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, return_sequences, dtype, name)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            return_sequences,
+            dtype,
+            name,
+        )
 
     @property
     def _mode(self):
@@ -389,13 +479,13 @@ class GRU(_Recurrent):
             return
         H2 = 2 * self.hidden_size
         np.add(b_ih.data[:H2], b_hh.data[:H2], out=out[:H2])
-        out[H2:H2 + self.hidden_size] = b_ih.data[H2:]
-        out[H2 + self.hidden_size:] = b_hh.data[H2:]
+        out[H2 : H2 + self.hidden_size] = b_ih.data[H2:]
+        out[H2 + self.hidden_size :] = b_hh.data[H2:]
 
     def _add_bias_grad(self, dbias, b_ih, b_hh):
         H, H2 = self.hidden_size, 2 * self.hidden_size
         if b_ih.requires_grad:
             b_ih.grad[:H2] += dbias[:H2]
-            b_ih.grad[H2:] += dbias[3 * H:]
+            b_ih.grad[H2:] += dbias[3 * H :]
         if b_hh.requires_grad:
-            b_hh.grad += dbias[:3 * H]
+            b_hh.grad += dbias[: 3 * H]

@@ -15,6 +15,7 @@ weight * r and bias + weight * d, which is exactly the layer above:
 y = x_hat_BN * (weight * r) + (bias + weight * d), dL/dweight = r * sum(g * x_hat_BN)
 + d * sum(g), dL/dbias = sum(g), and the input gradient is batch norm's with weight * r.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,7 @@ def _check_ramp(ramp, where):
     try:
         begin, end = (int(v) for v in ramp)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a pair (begin_step, end_step), got {ramp!r}") \
-            from None
+        raise ValueError(f"{where}: expected a pair (begin_step, end_step), got {ramp!r}") from None
     if not 0 <= begin <= end:
         raise ValueError(f"{where}: expected 0 <= begin_step <= end_step, got {ramp!r}")
     return begin, end
@@ -52,8 +52,9 @@ def renorm_factors(batch_mean, batch_invstd, running_mean, running_var, eps, rma
     return r, d
 
 
-def renorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var, rmax,
-                         dmax, y, mean, invstd, scratch):
+def renorm_forward_train(
+    x, gamma, beta, eps, momentum, running_mean, running_var, rmax, dmax, y, mean, invstd, scratch
+):
     """Training forward of Batch Renormalization into y (shape of x), updating the running
     statistics in place with `momentum` as batch norm does; the batch mean and
     1/sqrt(var_B + eps) go to mean and invstd (C each). gamma/beta None: no affine.
@@ -61,8 +62,9 @@ def renorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running_va
     the backward, r and d (float64) the corrections."""
     c = x.shape[1]
     old_mean, old_var = running_mean.copy(), running_var.copy()
-    _kernels.bn_forward_train(x, None, None, eps, momentum, running_mean, running_var, y,
-                              mean, invstd, scratch)
+    _kernels.bn_forward_train(
+        x, None, None, eps, momentum, running_mean, running_var, y, mean, invstd, scratch
+    )
     r, d = renorm_factors(mean, invstd, old_mean, old_var, eps, rmax, dmax)
     g = np.ones(c) if gamma is None else gamma.astype(np.float64)
     scale = (g * r).astype(x.dtype)
@@ -73,14 +75,12 @@ def renorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running_va
     return scale, r, d
 
 
-def renorm_backward(x, grad_out, scale, r, d, mean, invstd, gx, gweight, gbias, sums,
-                    scratch):
+def renorm_backward(x, grad_out, scale, r, d, mean, invstd, gx, gweight, gbias, sums, scratch):
     """Backward of renorm_forward_train: the input gradient into gx; the weight and bias
     gradients ADDED into gweight/gbias (None: not wanted). sums is (2, C) scratch of x's
     dtype for sum(g * x_hat_BN) and sum(g)."""
     sums.fill(0)
-    _kernels.bn_backward(True, x, grad_out, scale, mean, invstd, gx, sums[0], sums[1],
-                         scratch)
+    _kernels.bn_backward(True, x, grad_out, scale, mean, invstd, gx, sums[0], sums[1], scratch)
     if gweight is not None:
         gweight += (r * sums[0] + d * sums[1]).astype(x.dtype)
     if gbias is not None:
@@ -105,10 +105,19 @@ class BatchRenorm1d(_BatchNorm):
 
     _ndims = (2, 3)
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.01,
-                 affine: bool = True, rmax: float = 3.0, dmax: float = 5.0,
-                 rmax_ramp: tuple[int, int] = (0, 0), dmax_ramp: tuple[int, int] = (0, 0),
-                 dtype=np.float32, name: str | None = None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.01,
+        affine: bool = True,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        rmax_ramp: tuple[int, int] = (0, 0),
+        dmax_ramp: tuple[int, int] = (0, 0),
+        dtype=np.float32,
+        name: str | None = None,
+    ):
         super().__init__(num_features, eps, momentum, affine, True, dtype, name=name)
         rmax, dmax = float(rmax), float(dmax)
         if not 1.0 <= rmax < np.inf:
@@ -131,8 +140,10 @@ class BatchRenorm1d(_BatchNorm):
             return super()._forward(ctx, x)
         x = self._check_input(x)
         if x.size // x.shape[1] < 2:
-            raise ValueError(f"{self._where}: expected more than 1 value per channel when "
-                             f"training, got input of shape {x.shape}")
+            raise ValueError(
+                f"{self._where}: expected more than 1 value per channel when "
+                f"training, got input of shape {x.shape}"
+            )
         c = self.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
         mean = ctx.workspace("mean", (1, c), x.dtype)[0]
@@ -140,8 +151,20 @@ class BatchRenorm1d(_BatchNorm):
         rmax, dmax = self.clipping()
         gamma, beta = self._affine()
         ctx.scale, ctx.r, ctx.d = renorm_forward_train(
-            x, gamma, beta, self.eps, self._momentum_factor(), self.running_mean,
-            self.running_var, rmax, dmax, y, mean, invstd, self._colsum_scratch(2 * c))
+            x,
+            gamma,
+            beta,
+            self.eps,
+            self._momentum_factor(),
+            self.running_mean,
+            self.running_var,
+            rmax,
+            dmax,
+            y,
+            mean,
+            invstd,
+            self._colsum_scratch(2 * c),
+        )
         ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
 
@@ -153,19 +176,36 @@ class BatchRenorm1d(_BatchNorm):
         gx = ctx.workspace("gx", x.shape, x.dtype)
         gw, gb = self._param_grads()
         c = self.num_features
-        renorm_backward(x, g, ctx.scale, ctx.r, ctx.d, ctx.mean, ctx.invstd, gx, gw, gb,
-                        self._scratch("renorm_sums", (2, c), x.dtype),
-                        self._colsum_scratch(2 * c))
+        renorm_backward(
+            x,
+            g,
+            ctx.scale,
+            ctx.r,
+            ctx.d,
+            ctx.mean,
+            ctx.invstd,
+            gx,
+            gw,
+            gb,
+            self._scratch("renorm_sums", (2, c), x.dtype),
+            self._colsum_scratch(2 * c),
+        )
         return gx
 
     def get_config(self):
         config = super().get_config()
         del config["track_running_stats"]
-        config.update(rmax=self.rmax, dmax=self.dmax, rmax_ramp=list(self.rmax_ramp),
-                      dmax_ramp=list(self.dmax_ramp))
+        config.update(
+            rmax=self.rmax,
+            dmax=self.dmax,
+            rmax_ramp=list(self.rmax_ramp),
+            dmax_ramp=list(self.dmax_ramp),
+        )
         return config
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, rmax={self.rmax}, dmax={self.dmax}, "
-                f"rmax_ramp={self.rmax_ramp}, dmax_ramp={self.dmax_ramp}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, rmax={self.rmax}, dmax={self.dmax}, "
+            f"rmax_ramp={self.rmax_ramp}, dmax_ramp={self.dmax_ramp}"
+        )

@@ -5,6 +5,7 @@ torchvision.ops defines them, and Cutout (DeVries & Taylor, 2017).
 
 Every random draw comes from fastnn's counter-based generator (fastnn.rng): a mask is
 a pure function of (seed, counter, index), the same for any thread count."""
+
 import numpy as np
 
 from .. import _kernels, rng
@@ -20,7 +21,7 @@ def random_uniform(ctx, n):
     key, counter = rng.next_dropout_stream()
     _kernels.random_bits(key, counter, bits)
     u = ctx.workspace("uniform", (n,), np.float64)
-    np.multiply(bits, 2.0 ** -32, out=u)
+    np.multiply(bits, 2.0**-32, out=u)
     return u
 
 
@@ -125,15 +126,17 @@ class DropBlock2d(_MaskLayer):
         n, c, h, w = x.shape
         b = min(self.block_size, h, w)
         if b % 2 == 0:
-            raise ValueError(f"{self._where}: the block size in use, min(block_size, H, W) = "
-                             f"{b}, must be odd (torchvision's masks do not fit even blocks)")
+            raise ValueError(
+                f"{self._where}: the block size in use, min(block_size, H, W) = "
+                f"{b}, must be odd (torchvision's masks do not fit even blocks)"
+            )
         gamma = self.p * h * w / (b * b * (h - b + 1) * (w - b + 1))
         hn, wn = h - b + 1, w - b + 1
         r = b // 2
         seeds = ctx.workspace("seeds", (n, c, hn + 2 * r, wn + 2 * r), x.dtype)
         seeds.fill(0)
         u = random_uniform(ctx, n * c * hn * wn).reshape(n, c, hn, wn)
-        np.less(u, gamma, out=seeds[:, :, r:r + hn, r:r + wn], casting="unsafe")
+        np.less(u, gamma, out=seeds[:, :, r : r + hn, r : r + wn], casting="unsafe")
         # A position is dropped when a seed lies within the block around it: a max pool.
         mask = ctx.workspace("mask", x.shape, x.dtype)
         idx = ctx.workspace("idx", x.shape, np.int32)

@@ -5,6 +5,7 @@ normalises each shard with its own statistics (as torch DistributedDataParallel 
 SyncBatchNorm all-reduces the per-channel sums so that every rank normalises with the
 statistics of the whole global batch and the running statistics are those of one
 process training on it. Without a distributed world it is BatchNorm1d."""
+
 import numpy as np
 
 from .. import _kernels
@@ -38,8 +39,10 @@ class SyncBatchNorm(_BatchNorm):
         total = world.allreduce_(local)
         count = total[c]
         if count < 2:
-            raise ValueError(f"{self._where}: expected more than 1 value per channel in "
-                             f"the global batch, got {int(count)}")
+            raise ValueError(
+                f"{self._where}: expected more than 1 value per channel in "
+                f"the global batch, got {int(count)}"
+            )
         mean64 = total[:c] / count
         sq = np.square(x - mean64.astype(x.dtype).reshape(bshape), dtype=np.float64)
         var64 = world.allreduce_(sq.sum(axis=axes)) / count
@@ -50,8 +53,9 @@ class SyncBatchNorm(_BatchNorm):
         if self.track_running_stats:
             factor = self._momentum_factor()
             self.running_mean[...] = (1 - factor) * self.running_mean + factor * mean64
-            self.running_var[...] = ((1 - factor) * self.running_var
-                                     + factor * var64 * count / (count - 1))
+            self.running_var[...] = (1 - factor) * self.running_var + factor * var64 * count / (
+                count - 1
+            )
         ctx.x, ctx.mean, ctx.count, ctx.world = x, mean, count, world
         ctx.invstd = (1.0 / np.sqrt(var64 + self.eps)).astype(x.dtype)
         return y
@@ -67,8 +71,18 @@ class SyncBatchNorm(_BatchNorm):
         sums = self._scratch("sync_sums", (2, c), x.dtype)
         sums.fill(0)
         gamma = self._affine()[0]
-        _kernels.bn_backward(False, x, g, gamma, ctx.mean, ctx.invstd, gx, sums[0], sums[1],
-                             self._colsum_scratch(2 * c))
+        _kernels.bn_backward(
+            False,
+            x,
+            g,
+            gamma,
+            ctx.mean,
+            ctx.invstd,
+            gx,
+            sums[0],
+            sums[1],
+            self._colsum_scratch(2 * c),
+        )
         gw, gb = self._param_grads()
         if gw is not None:
             gw += sums[0]
@@ -81,6 +95,7 @@ class SyncBatchNorm(_BatchNorm):
         k = (1.0 if gamma is None else gamma.astype(np.float64)) * ctx.invstd / (w * ctx.count)
         axes_shape = (1, c) + (1,) * (x.ndim - 2)
         xhat = (x - ctx.mean.reshape(axes_shape)) * ctx.invstd.reshape(axes_shape)
-        gx -= ((k * glob[0]).astype(x.dtype).reshape(axes_shape) * xhat
-               + (k * glob[1]).astype(x.dtype).reshape(axes_shape))
+        gx -= (k * glob[0]).astype(x.dtype).reshape(axes_shape) * xhat + (k * glob[1]).astype(
+            x.dtype
+        ).reshape(axes_shape)
         return gx

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under mpiexec: train on a memory-mapped file whose
 row reads are recorded; every rank writes the rows it read, per epoch, to
 <out>.rank<r>.json."""
+
 import json
 import sys
 
@@ -26,8 +27,9 @@ X = RecordingMemmap(path, dtype=X.dtype, mode="r", offset=X.offset, shape=X.shap
 y = (np.asarray(X[:, 0]) > 0).astype(np.int64)
 fastnn.seed(0)
 model = fastnn.Sequential(fastnn.Dense(X.shape[1], 8), fastnn.ReLU(), fastnn.Dense(8, 2))
-trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
-                         fastnn.optim.SGD(model.parameters(), lr=0.1))
+trainer = fastnn.Trainer(
+    model, fastnn.losses.CrossEntropyLoss(), fastnn.optim.SGD(model.parameters(), lr=0.1)
+)
 epochs = []
 
 

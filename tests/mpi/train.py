@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py, on one process (imported) and under mpiexec: train a
 small model on the digits with a given optimizer and layer mix; under mpiexec every rank
 writes its final state to <out>.rank<r>.npz and rank 0 writes the History."""
+
 import json
 import sys
 
@@ -34,13 +35,23 @@ def train(kind, opt, epochs, batch, dtype, checkpoint=None, resume=None):
     fastnn.seed(0)
     X, y, Xv, yv = data(dtype)
     model = model_for(kind, dtype)
-    optimizer = (fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if opt == "sgd"
-                 else fastnn.optim.Adam(model.parameters(), lr=1e-2))
+    optimizer = (
+        fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if opt == "sgd"
+        else fastnn.optim.Adam(model.parameters(), lr=1e-2)
+    )
     trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(), optimizer)
     if resume:
         trainer.load_checkpoint(resume)
-    trainer.fit(X, y, epochs=epochs, batch_size=batch, validation_data=(Xv, yv), verbose=0,
-                initial_epoch=trainer.epoch if resume else None)
+    trainer.fit(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=batch,
+        validation_data=(Xv, yv),
+        verbose=0,
+        initial_epoch=trainer.epoch if resume else None,
+    )
     if checkpoint:
         trainer.save_checkpoint(checkpoint)
     return trainer
