@@ -271,7 +271,10 @@ def test_sigkilled_saves_leave_nothing_after_the_next_save(tmp_path):
     )
     for _ in range(5):
         proc = subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path / "m")], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, str(tmp_path / "m")],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,  # not the source tree, which python -c would import
         )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.05)

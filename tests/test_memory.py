@@ -3,6 +3,7 @@ and an impossible size raises MemoryError before anything is allocated. Each cas
 in a subprocess (peak RSS and resource limits are per process)."""
 
 import subprocess
+import tempfile
 import sys
 import textwrap
 
@@ -19,6 +20,7 @@ def _run(code, timeout=120):
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=tempfile.gettempdir(),  # not the source tree, which python -c would import
     )
     return proc.returncode, proc.stdout, proc.stderr
 

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -22,7 +23,12 @@ def _settings(env_extra):
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra)
     out = subprocess.run(
-        [sys.executable, "-c", _REPORT], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _REPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),  # not the source tree, which python -c would import
     ).stdout
     return json.loads(out)
 
