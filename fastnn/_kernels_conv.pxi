@@ -261,7 +261,8 @@ def maxpool_forward(const floating[:, :, :, ::1] x not None, floating[:, :, :, :
     """y = max over each window; idx = flat index (h W + w) of the maximum in its plane."""
     cdef fnn_pool_geom g = _pool_geom("maxpool_forward", _cshape(x), _shape(y), kernel,
                                       stride, padding, dilation, ceil_mode)
-    _check_shape("maxpool_forward", "idx", (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _shape(y))
+    _check_shape("maxpool_forward", "idx",
+                 (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _shape(y))
     if g.planes == 0:
         return
     if floating is float:
@@ -279,7 +280,8 @@ def maxpool_backward(const floating[:, :, :, ::1] gy not None,
     """gx = gy scattered to the maxima recorded in idx (gx is overwritten)."""
     cdef fnn_pool_geom g = _pool_geom("maxpool_backward", _shape(gx), _cshape(gy), kernel,
                                       stride, padding, dilation, ceil_mode)
-    _check_shape("maxpool_backward", "idx", (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _cshape(gy))
+    _check_shape("maxpool_backward", "idx",
+                 (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _cshape(gy))
     if g.planes == 0:
         return
     if floating is float:
