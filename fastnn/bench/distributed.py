@@ -236,7 +236,13 @@ def _launch(n, threads, args):
         "fastnn.bench.distributed",
         *args,
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    # Run from the directory this process imported fastnn from: `python -m` puts the
+    # working directory first on sys.path, and from a source tree whose extension is not
+    # built (fastnn installed elsewhere) it would import that tree.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=1800, cwd=os.path.dirname(here)
+    )
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
