@@ -67,6 +67,10 @@ int fnn_act_needs_input(int act);
 void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
 extern int fnn_num_threads;
+/* Run one empty parallel region of fnn_num_threads threads, which creates the OpenMP
+ * team now (runtime.c): libgomp ends the process when it cannot create a thread, so
+ * fastnn checks the address space for their stacks first and then starts them here. */
+void fnn_start_team(void);
 
 /* GEMMs are cut into at most this many blocks (a power of two >= n); set once from the
  * machine's CPU count so that the cut, and the results, never depend on the thread

@@ -12,6 +12,15 @@ void fnn_set_num_threads(int n) { fnn_num_threads = n < 1 ? 1 : n; }
 
 int fnn_get_num_threads(void) { return fnn_num_threads; }
 
+void fnn_start_team(void)
+{
+    int n = fnn_num_threads;
+#pragma omp parallel num_threads(n)
+    {
+        (void)n;
+    }
+}
+
 void fnn_set_gemm_blocks(int n)
 {
     int p = 1;

@@ -7,6 +7,7 @@ cdef extern from "binding.h" nogil:
     int FNN_ACT_COUNT
     void fnn_set_num_threads(int n)
     int fnn_get_num_threads()
+    void fnn_start_team()
     void fnn_set_gemm_blocks(int n)
     void fnn_set_blas_thread_hooks(void *get, void *set)
     uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index)
@@ -32,6 +33,13 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return fnn_get_num_threads()
+
+
+def start_team():
+    """Create the OpenMP team of get_num_threads() threads for the calling thread now
+    (fastnn.memory checks the address space for their stacks first)."""
+    with nogil:
+        fnn_start_team()
 
 
 def set_gemm_blocks(int n):

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .memory import ensure_compute_ready
+
 
 class Context:
     """The state of one call of a layer: what its backward needs (attributes the layer
@@ -23,6 +25,7 @@ class Context:
             or buf.shape[1:] != shape[1:]
             or buf.shape[0] < shape[0]
         ):
+            ensure_compute_ready()  # before the kernels that will use it can hang
             buf = np.empty(shape, dtype)
             self._ws[key] = buf
         return buf if buf.shape[0] == shape[0] else buf[: shape[0]]

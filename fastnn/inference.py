@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels, state_version
+from .memory import ensure_compute_ready
 from .graph import Model
 from .layers.activations import Softmax
 from .layers.dense import Dense
@@ -250,6 +251,7 @@ class Predictor:
             x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
         if out is None:
             out = np.empty((x.shape[0], chain.out_features), chain.dtype)
+        ensure_compute_ready()  # (its threads and BLAS buffers, once per thread)
         chain.forward(x, out)
         if self._softmax:
             _kernels.softmax_forward(out, out)

@@ -74,3 +74,40 @@ def test_an_impossible_parameter_is_a_memory_error_before_it_is_allocated():
     assert "MemoryError: parameter 'weight' of shape (1, 1073741824)" in out
     with pytest.raises(MemoryError, match="only"):
         memory.check(1 << 62, "a test allocation")
+
+
+def test_fit_with_the_address_space_nearly_exhausted_is_a_memory_error_not_a_hang():
+    # Was: OpenBLAS's first GEMM retried its failed 32 MiB buffer allocation forever at
+    # 100% CPU (and libgomp ends the process when it cannot create a thread). Now fit
+    # raises before starting either; with the limit raised the same process trains.
+    code, out, err = _run(
+        """
+        import resource, sys, numpy as np, fastnn
+        def vm_size():
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((512, 20)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(np.int64)
+        def fit():
+            fastnn.seed(0)
+            model = fastnn.Sequential(fastnn.Dense(20, 32), fastnn.ReLU(), fastnn.Dense(32, 2))
+            trainer = fastnn.Trainer(model, fastnn.losses.CrossEntropyLoss(),
+                                     fastnn.optim.Adam(model.parameters(), lr=1e-2))
+            trainer.fit(X, y, epochs=3, batch_size=64, verbose=0)
+            return trainer.evaluate(X, y)["accuracy"]
+        resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (8 << 20), resource.RLIM_INFINITY))
+        try:
+            fit()
+        except MemoryError as e:
+            print("MemoryError:", e)
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        print("accuracy", fit())
+        """,
+        timeout=60,
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("MemoryError: fastnn's"), out
+    assert "address space" in lines[0] and "RLIMIT_AS" in lines[0], out
+    assert float(lines[1].split()[1]) > 0.9
