@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from . import _kernels, rng, state_version
-from .validation import choice
+from .validation import choice, real_number
 
 _local = threading.local()
 
@@ -102,48 +102,55 @@ def _in_place(arr):
     return arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and arr.flags.writeable
 
 
+def _draw(tensor, kernel, *args):
+    """Fill tensor by `kernel(array, key, *args)` (a C kernel of csrc/init.c) under a
+    key drawn from the generator seeded by fastnn.seed: in place when it can be (values
+    that do not depend on the thread count), else through a float64 temporary."""
+    arr = _array(tensor)
+    key = int(rng.generator().integers(0, 2**63, dtype=np.int64))
+    if _in_place(arr):
+        kernel(arr, key, *args)
+        return tensor
+    tmp = np.empty(arr.shape, arr.dtype if arr.dtype == np.float32 else np.float64)
+    kernel(tmp, key, *args)
+    return _fill(tensor, tmp)
+
+
+def _mean_std(mean, std, where):
+    mean = real_number(mean, f"{where}: mean")
+    std = real_number(std, f"{where}: std")
+    if std < 0:
+        raise ValueError(f"{where}: std must be >= 0, got {std}")
+    return mean, std
+
+
 @_initialiser
 def uniform_(tensor, a=0.0, b=1.0):
     """U(a, b). Filled in place by a C kernel at memory speed, from a key drawn from
     the generator seeded by fastnn.seed (the values do not depend on the thread count)."""
-    arr = _array(tensor)
-    if _in_place(arr):
-        key = int(rng.generator().integers(0, 2**63, dtype=np.int64))
-        _kernels.init_uniform(arr, key, float(a), float(b))
-        return tensor
-    return _fill(tensor, rng.generator().uniform(a, b, arr.shape))
-
-
-def _standard_normal_into(arr):
-    """N(0, 1) into arr in place when possible; returns the filled array."""
-    if _in_place(arr):
-        rng.generator().standard_normal(out=arr, dtype=arr.dtype)
-        return arr
-    arr[...] = rng.generator().standard_normal(arr.shape)
-    return arr
+    return _draw(tensor, _kernels.init_uniform, float(a), float(b))
 
 
 @_initialiser
 def normal_(tensor, mean=0.0, std=1.0):
-    """N(mean, std^2), drawn in place (NumPy's generator, no temporary copy)."""
-    arr = _standard_normal_into(_array(tensor))
-    arr *= std
-    arr += mean
-    return tensor
+    """N(mean, std^2). Filled in place by a C kernel (the inverse normal CDF of uniform
+    draws) at memory speed; the values do not depend on the thread count."""
+    mean, std = _mean_std(mean, std, "normal_")
+    return _draw(tensor, _kernels.init_normal, mean, std)
 
 
 @_initialiser
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
-    """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch), by resampling."""
+    """N(mean, std^2) restricted to [a, b] (absolute bounds, as torch). Each value is
+    the inverse normal CDF of a uniform draw over the interval's share of the CDF (no
+    rejection, so any interval works), filled in place by a C kernel."""
+    mean, std = _mean_std(mean, std, "trunc_normal_")
+    a, b = real_number(a, "trunc_normal_: a"), real_number(b, "trunc_normal_: b")
     if not a < b:
         raise ValueError(f"trunc_normal_: need a < b, got a={a}, b={b}")
-    gen, out = rng.generator(), _array(tensor)
-    normal_(out, mean, std)
-    bad = (out < a) | (out > b)
-    while bad.any():
-        out[bad] = gen.normal(mean, std, int(bad.sum()))
-        bad = (out < a) | (out > b)
-    return tensor
+    if std == 0:
+        raise ValueError("trunc_normal_: std must be > 0, got 0.0")
+    return _draw(tensor, _kernels.init_trunc_normal, mean, std, a, b)
 
 
 @_initialiser
@@ -214,7 +221,7 @@ def orthogonal_(tensor, gain=1.0):
     if arr.ndim < 2:
         raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {arr.shape}")
     rows, cols = arr.shape[0], arr.size // arr.shape[0]
-    flat = rng.generator().normal(0.0, 1.0, (rows, cols))
+    flat = _draw(np.empty((rows, cols)), _kernels.init_normal, 0.0, 1.0)
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)
