@@ -597,9 +597,9 @@ def _flatten(layer, graph, x):
     s, e = layer._axes(len(full))
     if s == 1 and e == len(full) - 1:
         return graph.node("Flatten", [x], axis=1)
-    # Reshape: 0 keeps the batch axis, -1 is the merged block when it holds the batch.
-    merged = -1 if s == 0 else math.prod(full[s : e + 1])
-    target = [0 if d is None else d for d in full[:s]] + [merged] + list(full[e + 1 :])
+    # Reshape to the fixed sizes, 0 keeping the batch axis (start_dim 0 would merge the
+    # batch axis, which predict refuses).
+    target = [0, *full[1:s], math.prod(full[s : e + 1]), *full[e + 1 :]]
     return graph.node("Reshape", [x, graph.ints(target)])
 
 
@@ -627,7 +627,7 @@ def _embedding(layer, graph, ids):
 def _valid_steps(graph, m, m_shape, steps):
     """A (N, T) bool tensor of the steps that count, from lengths ((N,) or (N, 1)) or a
     (N, T) mask."""
-    if tuple(m_shape) == (steps,):
+    if tuple(m_shape) not in ((), (1,)):
         return graph.node("Not", [graph.node("Equal", [m, graph.const(0.0, "zero")])])
     lengths = graph.node("Reshape", [m, graph.ints([-1, 1])], "lengths")
     return graph.node("Less", [graph.const(np.arange(steps), "steps"), lengths])
