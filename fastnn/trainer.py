@@ -117,7 +117,9 @@ class Trainer:
         self.rng = rng.Stream(rng.check_seed(seed)) if seed is not None else rng.spawn()
         self._augment = None  # fit's augment (a transform of each training batch)
         self.scheduler = scheduler
-        self.classes_ = None  # the class names fit encoded (None: integer labels)
+        # The labels fit encodes (None: integer labels are class indices); a loaded
+        # classifier brings those it was trained on (fastnn.load sets model.classes_).
+        self.classes_ = getattr(model, "classes_", None)
         classification = isinstance(loss, _LABEL_LOSSES)
         if metrics is _DEFAULT_METRICS and not classification:
             metrics = ()
@@ -303,9 +305,9 @@ class Trainer:
     def _encode_labels(self, y, where):
         """Class labels as integers: integer-valued floats become int64; class names
         (strings, booleans, ...) become indices into the classes found by the first fit
-        (self.classes_, sorted), which every later call reuses."""
-        if y.dtype.kind in "iu":
-            return y
+        (self.classes_, sorted), which every later call reuses. Integers are class
+        indices, unless the classes are integers themselves (a loaded classifier trained
+        on labels such as 3, 5, 7): then they are encoded as names."""
         if y.dtype.kind == "f":
             if not (np.isfinite(y).all() and (y == np.round(y)).all()):
                 bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
@@ -313,7 +315,9 @@ class Trainer:
                     f"{where}: class labels must be integers or class names, "
                     f"got the float {float(bad)}"
                 )
-            return y.astype(np.int64)
+            y = y.astype(np.int64)
+        if y.dtype.kind in "iu" and (self.classes_ is None or self.classes_.dtype.kind not in "iu"):
+            return y
         if self.classes_ is None:
             if where != "fit":
                 raise ValueError(f"{where}: class names need a fit first (it encodes them)")
