@@ -345,8 +345,7 @@ def classes_from_metadata(user, path):
         return np.array([_parse_class(c, dtype.kind) for c in classes], dtype=dtype)
     except (TypeError, ValueError, OverflowError) as e:
         raise ValueError(
-            f"{path}: the 'classes' metadata does not read as "
-            f"{user.get('classes_dtype')!r} ({e})"
+            f"{path}: the 'classes' metadata does not read as {user.get('classes_dtype')!r} ({e})"
         ) from None
 
 
