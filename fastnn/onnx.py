@@ -8,6 +8,8 @@ brings onnxruntime, to run the exported file).
 
     >>> import fastnn.onnx
     >>> fastnn.onnx.export(model, "model.onnx")          # input (batch, n_features)
+    >>> fastnn.onnx.export(cnn, "cnn.onnx", input_shape=(None, 3, 32, 32))
+    >>> fastnn.onnx.export(rnn, "rnn.onnx", input_shape=(None, 50, 16))  # (N, T, F)
     >>> fastnn.onnx.export(graph_model, "model.onnx")    # a fastnn.Model: its Inputs
     >>> import onnxruntime as ort
     >>> sess = ort.InferenceSession("model.onnx")
@@ -777,8 +779,9 @@ def export(
     model: a Sequential, a fastnn.Model (its graph inputs are its Inputs, with their
     names and shapes) or any built-in layer. input_shape: for a model that is not a
     fastnn.Model, the input's shape with None for the dynamic batch axis, e.g.
-    (None, n_features) (the default, n_features read from the first layer), named
-    input_name. opset: the ONNX opset (17 or later). The outputs are named
+    (None, n_features) (the default, n_features read from the first layer),
+    (None, C, H, W) for images or (None, T, features) for sequences (required then:
+    image sizes and sequence lengths are fixed in the graph), named input_name. opset: the ONNX opset (17 or later). The outputs are named
     output_name (then output_name_1, ... for several); tensor types follow the
     model's dtype (float32 -> FLOAT, float64 -> DOUBLE). Raises ExportError for a
     layer without an ONNX form.
