@@ -485,6 +485,11 @@ def _pads(begin, end):
 
 @register(_ConvNd)
 def _conv(layer, graph, x):
+    if layer.padding_mode != "zeros":  # ONNX's Conv pads with zeros only
+        raise ExportError(
+            f"fastnn.onnx: {layer._where} with padding_mode={layer.padding_mode!r} is "
+            "not exported (only 'zeros')"
+        )
     inputs = [x, graph.const(layer.weight.data, "weight")]
     if layer.bias is not None:
         inputs.append(graph.const(layer.bias.data, "bias"))
@@ -516,6 +521,8 @@ def _ceil_overflow(layer, spatial):
 
 def _pad(graph, x, begin, end, value):
     """x padded on its spatial axes with the constant value."""
+    if not any(begin) and not any(end):
+        return x
     zeros = [0, 0]
     pads = graph.ints(zeros + list(begin) + zeros + list(end), "pads")
     return graph.node("Pad", [x, pads, graph.const(value, "pad_value")], mode="constant")
@@ -621,7 +628,8 @@ register(
 @register(_layers.Embedding)
 def _embedding(layer, graph, ids):
     """Gather rows of the table; ids arrive in the model's float type, as predict takes
-    them, and are cast to int64 (ids out of range make onnxruntime fail)."""
+    them, and are cast to int64 (ONNX's Gather reads a negative id from the end, where
+    fastnn refuses it)."""
     ids = graph.node("Cast", [ids], "ids", to=TensorProto.INT64)
     return graph.node("Gather", [graph.const(layer.weight.data, "weight"), ids], axis=0)
 
@@ -717,27 +725,42 @@ def _recurrent(layer, graph, x):
 # ----------------------------------------------------------------------------- export
 
 
-def _first_layer(model):
-    """The layer that first sees a Sequential's input (through nested Sequentials)."""
-    while isinstance(model, Sequential) and len(model):
-        model = model[0]
-    return model
-
-
-_SHAPED_INPUT = (_layers.AttentionPooling, _layers.BatchNorm2d, _layers.InstanceNorm2d)
+# Layers whose input is not a feature vector: a model reaching one of them before any
+# layer that names its input size needs an explicit input_shape.
+_SHAPED_INPUT = (
+    _ConvNd,
+    _MaxPool,
+    _AvgPool,
+    _AdaptiveAvgPool,
+    _Recurrent,
+    _layers.Flatten,
+    _layers.Embedding,
+    _layers.AttentionPooling,
+    _layers.BatchNorm2d,
+    _layers.InstanceNorm2d,
+    _layers.Dropout1d,
+    _layers.Dropout2d,
+    _layers.DropBlock2d,
+    _layers.Cutout,
+)
 
 
 def _infer_features(model):
-    """(n_features,) for a model whose first layer reads feature vectors."""
-    first = _first_layer(model)
-    for attr in ("in_features", "num_features", "normalized_shape"):
-        v = getattr(first, attr, None)
-        if v is not None and not isinstance(first, _SHAPED_INPUT):
-            return (v,) if isinstance(v, int) else tuple(v)
+    """(n_features,) from the first layer that names its input size, for a model whose
+    input is a feature vector."""
+    for m in model.modules():
+        if isinstance(m, _SHAPED_INPUT):
+            raise ExportError(
+                f"fastnn.onnx: cannot tell the input shape of a model starting with "
+                f"{type(m).__name__}; pass input_shape=(None, ...), e.g. (None, C, H, W) "
+                "for images or (None, T, features) for sequences"
+            )
+        for attr in ("in_features", "num_features", "normalized_shape"):
+            v = getattr(m, attr, None)
+            if v is not None:
+                return (v,) if isinstance(v, int) else tuple(v)
     raise ExportError(
-        f"fastnn.onnx: cannot tell the input shape of a model starting with "
-        f"{type(first).__name__}; pass input_shape=(None, ...), e.g. (None, C, H, W) "
-        "for images or (None, T, features) for sequences"
+        "fastnn.onnx: cannot tell the model's input size; pass input_shape=(None, n_features)"
     )
 
 

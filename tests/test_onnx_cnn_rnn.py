@@ -357,6 +357,15 @@ def test_adaptive_pool_with_unequal_cells_is_refused():
     fastnn.onnx.export(model, input_shape=(None, 1, 12, 8))  # 4 divides both: fine
 
 
+def test_padding_modes_other_than_zeros_are_refused():
+    """fastnn's convolutions pad with zeros only today; a layer that says otherwise must
+    not be exported as zero padding."""
+    conv = L.Conv2d(1, 2, 3, padding=1)
+    conv.padding_mode = "reflect"
+    with pytest.raises(fastnn.onnx.ExportError, match=r"Conv2d\(1, 2.*padding_mode='reflect'"):
+        fastnn.onnx.export(fastnn.Sequential(conv), input_shape=(None, 1, 5, 5))
+
+
 def test_initial_states_are_refused():
     """A recurrent layer given [x, lengths, h0]: the states' batch axis is axis 1."""
     layer = L.GRU(3, 4, batch_first=True)
@@ -370,3 +379,8 @@ def test_image_models_need_an_input_shape():
         fastnn.onnx.export(lenet())
     with pytest.raises(fastnn.onnx.ExportError, match="Embedding"):
         fastnn.onnx.export(embedding_model())
+    with pytest.raises(fastnn.onnx.ExportError, match="starting with LSTM"):
+        fastnn.onnx.export(fastnn.Sequential(L.Dropout(0.1), rnn_classifier(L.LSTM, False)))
+    # layers before the first one that names its input size: that size is the input's
+    mlp = fastnn.Sequential(L.Dropout(0.1), L.ReLU(), L.Dense(5, 2))
+    assert fastnn.onnx.export(mlp).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 5
