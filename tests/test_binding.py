@@ -454,6 +454,16 @@ def _init_uniform(dt):
     return dict(x=_arrays(dt)(N, C), seed=7, lo=-1.0, hi=1.0)
 
 
+@call("init_normal", written={"x"})
+def _init_normal(dt):
+    return dict(x=_arrays(dt)(N, C), seed=7, mean=0.0, std=1.0)
+
+
+@call("init_trunc_normal", written={"x"})
+def _init_trunc_normal(dt):
+    return dict(x=_arrays(dt)(N, C), seed=7, mean=0.0, std=1.0, a=-2.0, b=2.0)
+
+
 @call("penalty", written={"grad"})
 def _penalty(dt):
     f = _arrays(dt)
@@ -595,6 +605,7 @@ def test_every_kernel_wrapper_is_covered():
         "act_needs_input",
         "set_num_threads",
         "get_num_threads",
+        "start_team",
         "set_gemm_blocks",
         "set_blas_thread_hooks",
         "random_bits",
