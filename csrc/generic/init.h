@@ -59,17 +59,18 @@ static FNN_CLONES void S(normal_run)(T *x, ptrdiff_t n, uint64_t i0, uint64_t se
     }
 }
 
-/* Truncated normal: u mapped onto [p0, p1] of the CDF (in double), its quantile times
- * `sign` (the interval is drawn mirrored into the lower half, where p has its full
- * relative precision), kept within [a, b] against rounding. */
+/* Truncated normal: u mapped onto [p0, p1] of the CDF (in double), its quantile (refined
+ * for double only) times `sign` (the interval is drawn mirrored into the lower half,
+ * where p has its full relative precision), kept within [a, b] against rounding. */
 static void S(trunc_run)(T *x, ptrdiff_t n, uint64_t i0, uint64_t seed, double mean,
                          double std, double p0, double p1, double sign, double a, double b)
 {
     uint64_t key1 = fnn_init_key(seed, i0 >> 32, 0), key2 = fnn_init_key(seed, i0 >> 32, 1);
     uint32_t base = (uint32_t)i0;
     for (ptrdiff_t i = 0; i < n; i++) {
-        double u = fnn_open_uniform(key1, key2, base + (uint32_t)i);
-        double v = mean + std * sign * fnn_ndtri(p0 + (p1 - p0) * u);
+        double u = p0 + (p1 - p0) * fnn_open_uniform(key1, key2, base + (uint32_t)i);
+        double v = mean + std * sign *
+                              (sizeof(T) == sizeof(float) ? fnn_ndtri_approx(u) : fnn_ndtri(u));
         T t = (T)(v < a ? a : v > b ? b : v);
         x[i] = t < (T)a ? (T)a : t > (T)b ? (T)b : t; /* (a, b rounded to T inwards) */
     }
