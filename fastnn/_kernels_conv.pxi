@@ -14,23 +14,20 @@ cdef extern from "conv.h" nogil:
     Py_ssize_t fnn_conv_chunk(const fnn_conv_geom *g)
     Py_ssize_t fnn_conv_scratch(const fnn_conv_geom *g)
 
-    void fnn_conv_forward_f32(fnn_blas_gemm_f32 blas, const fnn_conv_geom *g, const float *x,
-                              const float *w, const float *bias, int act, float alpha,
-                              float beta, float *z, float *y, float *scratch)
-    void fnn_conv_forward_f64(fnn_blas_gemm_f64 blas, const fnn_conv_geom *g,
-                              const double *x, const double *w, const double *bias, int act,
-                              double alpha, double beta, double *z, double *y,
-                              double *scratch)
-    void fnn_conv_backward_f32(fnn_blas_gemm_f32 blas, const fnn_conv_geom *g,
-                               const float *x, const float *w, int act, float alpha,
-                               float beta, const float *z, const float *y, const float *gy,
-                               float *gw, float *gbias, float *gx, float *scratch,
-                               double *bsum)
-    void fnn_conv_backward_f64(fnn_blas_gemm_f64 blas, const fnn_conv_geom *g,
-                               const double *x, const double *w, int act, double alpha,
-                               double beta, const double *z, const double *y,
-                               const double *gy, double *gw, double *gbias, double *gx,
-                               double *scratch, double *bsum)
+    void fnn_conv_forward_f32(const fnn_conv_geom *g, const float *x, const float *w,
+                              const float *bias, int act, float alpha, float beta, float *z,
+                              float *y, float *scratch)
+    void fnn_conv_forward_f64(const fnn_conv_geom *g, const double *x, const double *w,
+                              const double *bias, int act, double alpha, double beta,
+                              double *z, double *y, double *scratch)
+    void fnn_conv_backward_f32(const fnn_conv_geom *g, const float *x, const float *w,
+                               int act, float alpha, float beta, const float *z,
+                               const float *y, const float *gy, float *gw, float *gbias,
+                               float *gx, float *scratch, double *bsum)
+    void fnn_conv_backward_f64(const fnn_conv_geom *g, const double *x, const double *w,
+                               int act, double alpha, double beta, const double *z,
+                               const double *y, const double *gy, double *gw, double *gbias,
+                               double *gx, double *scratch, double *bsum)
 
     void fnn_maxpool_forward_f32(const fnn_pool_geom *g, const float *x, float *y,
                                  int32_t *idx)
@@ -145,13 +142,12 @@ def conv_forward(const floating[:, :, :, ::1] x not None,
     cdef floating *p_z = NULL if z is None else &z[0, 0, 0, 0]
     if floating is float:
         with nogil:
-            fnn_conv_forward_f32(<fnn_blas_gemm_f32>sgemm, &g, &x[0, 0, 0, 0], &w[0, 0, 0, 0],
-                                 p_bias, act, <float>alpha, <float>beta, p_z, &y[0, 0, 0, 0],
-                                 &scratch[0])
+            fnn_conv_forward_f32(&g, &x[0, 0, 0, 0], &w[0, 0, 0, 0], p_bias, act,
+                                 <float>alpha, <float>beta, p_z, &y[0, 0, 0, 0], &scratch[0])
     else:
         with nogil:
-            fnn_conv_forward_f64(<fnn_blas_gemm_f64>dgemm, &g, &x[0, 0, 0, 0], &w[0, 0, 0, 0],
-                                 p_bias, act, alpha, beta, p_z, &y[0, 0, 0, 0], &scratch[0])
+            fnn_conv_forward_f64(&g, &x[0, 0, 0, 0], &w[0, 0, 0, 0], p_bias, act, alpha,
+                                 beta, p_z, &y[0, 0, 0, 0], &scratch[0])
 
 
 def conv_backward(const floating[:, :, :, ::1] x not None,
@@ -204,13 +200,11 @@ def conv_backward(const floating[:, :, :, ::1] x not None,
     cdef double *p_bsum = NULL if gbias is None else &bsum[0]
     if floating is float:
         with nogil:
-            fnn_conv_backward_f32(<fnn_blas_gemm_f32>sgemm, &g, &x[0, 0, 0, 0],
-                                  &w[0, 0, 0, 0], act, <float>alpha, <float>beta, p_z, p_y,
+            fnn_conv_backward_f32(&g, &x[0, 0, 0, 0], &w[0, 0, 0, 0], act, <float>alpha, <float>beta, p_z, p_y,
                                   &gy[0, 0, 0, 0], p_gw, p_gb, p_gx, &scratch[0], p_bsum)
     else:
         with nogil:
-            fnn_conv_backward_f64(<fnn_blas_gemm_f64>dgemm, &g, &x[0, 0, 0, 0],
-                                  &w[0, 0, 0, 0], act, alpha, beta, p_z, p_y,
+            fnn_conv_backward_f64(&g, &x[0, 0, 0, 0], &w[0, 0, 0, 0], act, alpha, beta, p_z, p_y,
                                   &gy[0, 0, 0, 0], p_gw, p_gb, p_gx, &scratch[0], p_bsum)
 
 
