@@ -18,13 +18,9 @@ typedef struct {
     ptrdiff_t Ho, Wo;
 } fnn_conv_geom;
 
-/* The convolution runs on chunks of this many samples: the batch's columns
- * (im2col) are built one chunk at a time, so the scratch stays small and in cache.
- * Depends on the shape only, so the results do not depend on the thread count. */
-ptrdiff_t fnn_conv_chunk(const fnn_conv_geom *g);
-/* Scratch elements (of the data type) the forward and backward take: the chunk's
- * columns (chunk, C kh kw, Ho Wo padded), its dL/dz (chunk, K, Ho Wo padded) and the
- * transposed weights. */
+/* Scratch elements (of the data type) the forward and backward take: a chunk of
+ * samples' columns or padded input, output rows and dL/dz (conv.c), and the
+ * transposed weights. Depends on the shape only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */

@@ -11,7 +11,6 @@ cdef extern from "conv.h" nogil:
         Py_ssize_t N, C, H, W, K, groups, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo
     ctypedef struct fnn_pool_geom:
         Py_ssize_t planes, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo
-    Py_ssize_t fnn_conv_chunk(const fnn_conv_geom *g)
     Py_ssize_t fnn_conv_scratch(const fnn_conv_geom *g)
 
     void fnn_conv_forward_f32(const fnn_conv_geom *g, const float *x, const float *w,
