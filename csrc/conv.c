@@ -50,7 +50,7 @@ static inline ptrdiff_t fnn_row_offset(const fnn_rows *r, ptrdiff_t p)
  * taps' windows in place, the output computed on "wide" rows of Wp columns whose last
  * Wp - Wo are dropped. Its dL/dx is the stride-1 convolution of dL/dz padded by
  * (qh, qw) with the flipped weights, run the same way. That saves building kh kw
- * copies of the input (im2col) where the wide rows waste at most a quarter of the
+ * copies of the input (im2col) where the wide rows waste at most half of the
  * work; every other convolution builds im2col columns.
  *
  * Per sample: r1 elements for the columns or the padded input (and, direct, the wide
@@ -80,7 +80,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     memset(&p, 0, sizeof p);
     ptrdiff_t Wp = g->W + 2 * g->pw, C = g->C, K = g->K;
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&
-               g->pw <= g->dw * (g->kw - 1) && 4 * (Wp - g->Wo) <= Wp;
+               g->pw <= g->dw * (g->kw - 1) && 2 * (Wp - g->Wo) <= Wp;
     if (p.direct) {
         p.Hp = g->H + 2 * g->ph;
         p.Wp = Wp;

@@ -54,30 +54,36 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (cnt, C kh kw, ld) of samples x[0 .. cnt): one row (sample, channel, tap) per task. */
+/* col (cnt, C kh kw, ld) of samples x[0 .. cnt): one row (channel, tap) per task, for
+ * every sample (the tap's range computed once). */
 static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, rows = g->C * kk, plane = g->H * g->W;
-    FNN_PARALLEL_SPLIT(cnt * rows, cnt * rows * ld, lo, hi,
+    FNN_PARALLEL_SPLIT(rows, cnt * rows * ld, lo, hi,
                        for (ptrdiff_t r = lo; r < hi; r++) {
-                           ptrdiff_t j = r / rows, c = r % rows / kk, k = r % kk;
-                           S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
-                                         x + (j * g->C + c) * plane, ld, col + r * ld);
+                           ptrdiff_t c = r / kk, k = r % kk;
+                           struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+                           for (ptrdiff_t j = 0; j < cnt; j++)
+                               S(im2col_row)(g, t, x + (j * g->C + c) * plane, ld,
+                                             col + (j * rows + r) * ld);
                        });
 }
 
-/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld)): each (sample, channel) plane by one
- * thread, taps in order. */
+/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld)): each channel by one thread, its taps'
+ * ranges computed once, samples and taps in order. */
 static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld, T *gx)
 {
-    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
-    FNN_PARALLEL_SPLIT(cnt * g->C, cnt * g->C * (plane + kk * ld), lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           T *xc = gx + t * plane;
-                           memset(xc, 0, (size_t)plane * sizeof(T));
-                           for (ptrdiff_t k = 0; k < kk; k++)
-                               S(col2im_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
-                                             col + (t * kk + k) * ld, xc);
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W, rows = g->C * kk;
+    FNN_PARALLEL_SPLIT(g->C, cnt * g->C * (plane + kk * ld), lo, hi,
+                       for (ptrdiff_t c = lo; c < hi; c++) {
+                           for (ptrdiff_t j = 0; j < cnt; j++)
+                               memset(gx + (j * g->C + c) * plane, 0, (size_t)plane * sizeof(T));
+                           for (ptrdiff_t k = 0; k < kk; k++) {
+                               struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+                               for (ptrdiff_t j = 0; j < cnt; j++)
+                                   S(col2im_row)(g, t, col + (j * rows + c * kk + k) * ld,
+                                                 gx + (j * g->C + c) * plane);
+                           }
                        });
 }
 
