@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 
 from . import _kernels, state_version
@@ -331,10 +333,10 @@ class Module:
         norm folded into the Dense weights; the same outputs to round-off)."""
         batch_size = positive_int(batch_size, "batch_size")
         compiled = compiled_predictor[0]
-        if compiled and type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
+        if compiled and isinstance(X, (np.ndarray, list, tuple)):
             predictor = compiled(self)
-            if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
-                return predictor._predict(X, batch_size)
+            if predictor is not None and predictor._accepts(X):
+                return predictor._predict(X, batch_size)  # fastnn.inference
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
@@ -500,10 +502,16 @@ class Layer(Module):
 
     # -- helpers for subclasses -------------------------------------------------------
     def _scratch(self, key, shape, dtype):
-        """Per-layer scratch valid during one kernel call only (never state)."""
+        """Per-layer scratch valid during one kernel call only (never state). Grown for
+        the largest size asked for: calls alternating between sizes (batches of
+        different sizes) reuse one buffer."""
         buf = self._scratch_ws.get(key)
         if buf is None or buf.dtype != dtype or buf.shape != shape:
-            buf = self._scratch_ws[key] = np.empty(shape, dtype)
+            n = math.prod(shape)
+            flat = self._scratch_ws.get((key, "grown"))
+            if flat is None or flat.dtype != dtype or flat.size < n:
+                flat = self._scratch_ws[key, "grown"] = np.empty(n, dtype)
+            buf = self._scratch_ws[key] = flat[:n].reshape(shape)
         return buf
 
     def _colsum_scratch(self, width):
