@@ -289,17 +289,6 @@ class GraphPredictor:
         self._version = version
         return self
 
-    def _accepts(self, X):
-        """Whether X is what _predict takes: non-empty arrays, one per input, with the
-        same number of rows (anything else goes to Module.predict's own checks)."""
-        xs = X if isinstance(X, (list, tuple)) else [X]
-        return (
-            len(xs) == self._n_inputs
-            and all(type(x) is np.ndarray and x.ndim > 0 for x in xs)
-            and xs[0].shape[0] > 0
-            and all(x.shape[0] == xs[0].shape[0] for x in xs)
-        )
-
     def _run(self, xs):
         """The outputs (workspace views, a list) for inputs xs (a list)."""
         if self._version != state_version.value:
@@ -344,10 +333,22 @@ class GraphPredictor:
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray | list[np.ndarray]:
         """The outputs for every sample of X, batch_size samples at a time."""
-        return self._predict(X, positive_int(batch_size, "batch_size"))
+        return self._predict(self._inputs(X), positive_int(batch_size, "batch_size"))
 
     def _predict(self, X, batch_size):
-        xs = self._inputs(X)
+        """predict() for X of non-empty arrays, one per input, with the same number of
+        rows; None for any other X (Module.predict then takes its own path, whose
+        checks say what is wrong)."""
+        xs = X if isinstance(X, (list, tuple)) else [X]
+        if not (
+            len(xs) == self._n_inputs
+            and all(type(x) is np.ndarray and x.ndim > 0 for x in xs)
+            and xs[0].shape[0] > 0
+            and all(x.shape[0] == xs[0].shape[0] for x in xs)
+        ):
+            return None
+        if type(batch_size) is not int or batch_size <= 0:
+            batch_size = positive_int(batch_size, "batch_size")
         n, outs = xs[0].shape[0], None
         for start in range(0, n, batch_size):
             ys = self._run([x[start : start + batch_size] for x in xs])

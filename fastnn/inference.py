@@ -26,7 +26,6 @@ fastnn.state_version) and refolds on its next call.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
@@ -117,20 +116,22 @@ class Predictor:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
-        if (
-            type(x) is not np.ndarray
-            or x.dtype != chain.dtype
-            or x.ndim != 2
-            or x.shape[1] != chain.in_features
-            or not x.flags.c_contiguous
-        ):
-            x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
-        if out is None:
-            out = np.empty((x.shape[0], chain.out_features), chain.dtype)
-        chain.forward(x, out)
+        y = chain.run(x) if out is None else None  # None: x needs converting or checking
+        if y is None:
+            if (
+                type(x) is not np.ndarray
+                or x.dtype != chain.dtype
+                or x.ndim != 2
+                or x.shape[1] != chain.in_features
+                or not x.flags.c_contiguous
+            ):
+                x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
+            if out is None:
+                out = np.empty((x.shape[0], chain.out_features), chain.dtype)
+            y = chain.forward(x, out)
         if self._softmax:
-            _kernels.softmax_forward(out, out)
-        return out
+            _kernels.softmax_forward(y, y)
+        return y
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The outputs for every row of X, computed batch_size rows at a time (bounding
@@ -141,12 +142,13 @@ class Predictor:
             raise ValueError(f"predict: expected a non-empty 2-D array, got shape {X.shape}")
         return self._predict(X, batch_size)
 
-    def _accepts(self, X):
-        """Whether _predict takes X: a non-empty 2-D array."""
-        return type(X) is np.ndarray and X.ndim == 2 and X.shape[0] > 0
-
     def _predict(self, X, batch_size):
-        """predict() for a checked non-empty 2-D ndarray X and an int batch_size > 0."""
+        """predict() for a non-empty 2-D ndarray X; None for any other X (Module.predict
+        then takes its own path)."""
+        if type(X) is not np.ndarray or X.ndim != 2 or not X.shape[0]:
+            return None
+        if type(batch_size) is not int or batch_size <= 0:
+            batch_size = positive_int(batch_size, "batch_size")
         if X.shape[0] <= batch_size:
             return self(X)
         if self._version != state_version.value:
@@ -177,30 +179,29 @@ def compile(model: Module) -> Predictor | GraphPredictor:
         return GraphPredictor(model)
 
 
-_cache = weakref.WeakKeyDictionary()  # model -> (predictor or failed state version, hooks)
 _COMPILED = (Predictor, GraphPredictor)
 
 
 def cached_predictor(model: Module) -> Predictor | GraphPredictor | None:
     """The model's compiled predictor (built on first use, reused and refolded after),
     or None when the model cannot be compiled (retried after the next change of model
-    state or of its hooks)."""
-    entry, hooks = _cache.get(model, (None, None))
-    if hooks == _hook_epoch[0]:
-        if isinstance(entry, _COMPILED):
-            if entry._version == state_version.value:
-                return entry
-        elif entry == state_version.value:
-            return None
+    state or of its hooks). Kept on the model (not pickled or copied with it)."""
+    entry = model.__dict__.get("_compiled")  # (predictor or None, hook epoch, version)
+    if entry is not None and entry[1] == _hook_epoch[0]:
+        if entry[2] == state_version.value:
+            return entry[0]
+        predictor = entry[0]
+    else:
+        predictor = None
     try:
-        if isinstance(entry, _COMPILED) and hooks == _hook_epoch[0]:
-            entry = entry.refresh()
-        else:
-            entry = compile(model)
+        if predictor is None:
+            predictor = compile(model)
+        elif predictor._version != state_version.value:
+            predictor.refresh()
     except NotCompilable:  # e.g. a layer's configuration changed since the last fold
-        entry = state_version.value
-    _cache[model] = (entry, _hook_epoch[0])
-    return entry if isinstance(entry, _COMPILED) else None
+        predictor = None
+    model._compiled = (predictor, _hook_epoch[0], state_version.value)
+    return predictor
 
 
 compiled_predictor[0] = cached_predictor  # Module.predict's compiled path

@@ -85,7 +85,7 @@ class Module:
         self.name = _check_name(name, type(self).__name__)
 
     # Caches and per-call workspaces: rebuilt on demand, never copied or pickled.
-    _transient = ("_predict_ctx",)
+    _transient = ("_predict_ctx", "_compiled")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -331,12 +331,14 @@ class Module:
         arrays. Every module's train/eval mode is restored afterwards. A model that
         fastnn.inference compiles runs its compiled evaluation forward instead (batch
         norm folded into the Dense weights; the same outputs to round-off)."""
-        batch_size = positive_int(batch_size, "batch_size")
         compiled = compiled_predictor[0]
-        if compiled and isinstance(X, (np.ndarray, list, tuple)):
+        if compiled is not None:
             predictor = compiled(self)
-            if predictor is not None and predictor._accepts(X):
-                return predictor._predict(X, batch_size)  # fastnn.inference
+            if predictor is not None:  # fastnn.inference; None: an X it does not take
+                y = predictor._predict(X, batch_size)
+                if y is not None:
+                    return y
+        batch_size = positive_int(batch_size, "batch_size")
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
