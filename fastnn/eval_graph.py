@@ -272,7 +272,7 @@ class GraphPredictor:
     def __init__(self, model: Module) -> None:
         self._model = model
         self._nodes, self._n_inputs, self._outputs = graph_nodes(model)
-        self._version = None
+        self._version: int | None = None
         self.refresh()
 
     def refresh(self) -> GraphPredictor:

@@ -59,11 +59,7 @@ def channel_affine(norm):
 def running_norm(layer, ndim):
     """Whether `layer` normalises (ndim)-D input with running statistics in evaluation
     (a per-channel affine map there)."""
-    return (
-        type(layer) in RUNNING_NORMS
-        and layer.track_running_stats
-        and ndim in type(layer)._ndims
-    )
+    return type(layer) in RUNNING_NORMS and layer.track_running_stats and ndim in type(layer)._ndims
 
 
 def _affine_of(layer):

@@ -200,7 +200,7 @@ def cached_predictor(model: Module) -> Predictor | GraphPredictor | None:
             predictor.refresh()
     except NotCompilable:  # e.g. a layer's configuration changed since the last fold
         predictor = None
-    model._compiled = (predictor, _hook_epoch[0], state_version.value)
+    model.__dict__["_compiled"] = (predictor, _hook_epoch[0], state_version.value)
     return predictor
 
 

@@ -94,7 +94,9 @@ def conv1d_norm(norm, dt):
 
 
 def dense_norm(norm, dt):
-    return fastnn.Sequential(Dense(5, 6, dtype=dt), norm(6, dtype=dt), ReLU(), Dense(6, 2, dtype=dt))
+    return fastnn.Sequential(
+        Dense(5, 6, dtype=dt), norm(6, dtype=dt), ReLU(), Dense(6, 2, dtype=dt)
+    )
 
 
 def tracked(cls):
@@ -189,7 +191,15 @@ def test_resnet_basic_block_with_projection(dtype, rng):
         model,
         X,
         dtype,
-        ["_ConvStep", "_ConvStep", "_ConvStep", "_AddActStep", "_LayerStep", "_LayerStep", "_ChainStep"],
+        [
+            "_ConvStep",
+            "_ConvStep",
+            "_ConvStep",
+            "_AddActStep",
+            "_LayerStep",
+            "_LayerStep",
+            "_ChainStep",
+        ],
     )
 
 

@@ -172,7 +172,9 @@ def _ort_cases(onnx_path, threads):
     name = sess.get_inputs()[0].name
     cases = {"onnxruntime": lambda x: sess.run(None, {name: x})}
     if os.path.exists(_lenet_path(onnx_path)):
-        lenet = ort.InferenceSession(_lenet_path(onnx_path), opts, providers=["CPUExecutionProvider"])
+        lenet = ort.InferenceSession(
+            _lenet_path(onnx_path), opts, providers=["CPUExecutionProvider"]
+        )
         lname = lenet.get_inputs()[0].name
         cases[LENET + "onnxruntime"] = lambda x: lenet.run(None, {lname: _images(x)})
     return cases
