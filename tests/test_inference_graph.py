@@ -306,3 +306,33 @@ def test_hooks_keep_the_uncompiled_path(rng):
     model.predict(rng.standard_normal((2, 1, 28, 28)).astype(np.float32))
     assert seen == [(2, 6, 28, 28)]
     handle.remove()
+
+
+def test_lenet_against_torch_eval(rng):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    model = randomize_stats(lenet(np.float32))
+    tm = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Dropout2d(0.2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.BatchNorm1d(120),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    ).eval()
+    tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    X = rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+    with torch.inference_mode():
+        ref = tm(torch.from_numpy(X)).numpy()
+    assert_close_to(model.predict(X), ref, np.float32)
