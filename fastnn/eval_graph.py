@@ -28,9 +28,7 @@ import numpy as np
 from . import _kernels, state_version
 from .folding import NotCompilable, dense_run, fold, fold_conv, identity_in_eval, running_norm
 from .graph import Model
-from .layers.activations import Softmax
 from .layers.conv import Conv1d, Conv2d
-from .layers.dense import Dense
 from .layers.merge import Add, Residual
 from .module import Context, Layer, Module
 from .sequential import Sequential
@@ -118,22 +116,15 @@ class _LayerStep(_Step):
 
 
 class _ChainStep(_Step):
-    """Dense layers (with what folds into them) as one DenseChain call on 2-D input;
-    on input with more axes the rows of the last axis when every layer acts on rows
-    (no normalisation, a softmax over the last axis), else the layers one by one."""
+    """Dense layers (with what folds into them) as one DenseChain call on (rows,
+    in_features) input; any other input goes through the layers one by one, whose
+    checks say what is wrong with it."""
 
     def __init__(self, nodes):
         super().__init__(nodes)
         weights, biases, acts, self.softmax = fold(self.layers)
         self.chain = _kernels.DenseChain(weights, biases, acts)
         self.ctx = Context()
-        self.rowwise = all(
-            type(m) is Dense
-            or identity_in_eval(m)
-            or m.epilogue() is not None
-            or (type(m) is Softmax and m.axis == -1)
-            for m in self.layers
-        )
         self.one_by_one = [_LayerStep([(m, (0,), False, (0,))]) for m in self.layers]
         self.eval_modules = tuple(m for s in self.one_by_one for m in s.eval_modules)
 
@@ -142,13 +133,9 @@ class _ChainStep(_Step):
         if type(x) is not np.ndarray or x.dtype != chain.dtype or not x.flags.c_contiguous:
             x = as_float_input(x, chain.dtype, type(self.layers[0]).__name__)
         if x.ndim != 2 or x.shape[1] != chain.in_features:
-            # a wrong width (the first layer's own check raises), or more axes
-            if x.ndim == 2 or not self.rowwise or x.ndim < 2:
-                for step in self.one_by_one:
-                    x = step.forward(x)
-                return x
-            lead = x.shape[:-1]
-            return self.forward(x.reshape(-1, x.shape[-1])).reshape(lead + (-1,))
+            for step in self.one_by_one:  # the layers' own forward: their checks raise
+                x = step.forward(x)
+            return x
         y = self.ctx.workspace("y", (x.shape[0], chain.out_features), chain.dtype)
         chain.forward(x, y)
         if self.softmax:

@@ -233,6 +233,15 @@ def test_recurrent_classifier(cell, dtype, rng):
     check(model, ids, dtype, ["_LayerStep", "_LayerStep", "_LayerStep", "_ChainStep"])
 
 
+def test_input_of_the_wrong_shape_meets_the_layers_own_checks(rng):
+    model = fastnn.Sequential(GRU(4, 6, batch_first=True), Dense(6, 3))
+    with pytest.raises(ValueError, match=r"Dense\(6, 3\): expected a 2-D array"):
+        model.predict(rng.standard_normal((3, 7, 4)).astype(np.float32))
+    model = fastnn.Sequential(Conv1d(2, 3, 3), Flatten(), Dense(9, 2))
+    with pytest.raises(ValueError, match=r"Dense\(9, 2\): expected 9 features"):
+        model.predict(rng.standard_normal((3, 2, 6)).astype(np.float32))
+
+
 def test_conv1d_sequence_model(dtype, rng):
     model = randomize_stats(
         fastnn.Sequential(
