@@ -257,7 +257,6 @@ class GraphPredictor:
     arrays call `refresh()`."""
 
     def __init__(self, model: Module) -> None:
-        self._model = model
         self._nodes, self._n_inputs, self._outputs = graph_nodes(model)
         self._version: int | None = None
         self.refresh()
