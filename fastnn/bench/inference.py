@@ -17,8 +17,8 @@ every library alike):
 
 A second model, the LeNet-5 of fastnn/bench/cnn.py (1x28x28 images: the same data
 reshaped), is timed the same way in the rows "LeNet-5: ...": fastnn's predict (a
-compiled GraphPredictor) and uncompiled forward, PyTorch, and onnxruntime on PyTorch's
-ONNX export of the same weights (fastnn.onnx has no convolutions).
+compiled GraphPredictor) and uncompiled forward, PyTorch, and onnxruntime on an ONNX
+export of the same weights.
 
 fastnn is measured through `model.predict(x, batch_size=len(x))` (the compiled path),
 through a compiled predictor called directly (`fastnn.inference.compile(model)(x)`)
@@ -356,22 +356,23 @@ def measure_batch(cases, batch, rounds, min_time, pause):
     return out
 
 
-def _onnx_file(tmp, model_path, torch_worker, log):
-    """An ONNX file of the model: fastnn's own export (fastnn.onnx) when it is there,
-    else PyTorch's of the same weights. Returns (path, exporter) or (None, None)."""
-    path = os.path.join(tmp, "mlp_bn.onnx")
+def _onnx_file(path, model, input_shape, torch_worker, log):
+    """An ONNX file at `path` of `model` ("mlp" or "lenet5", with the weights of the
+    run): fastnn's own export (fastnn.onnx) when it is there, else PyTorch's of the
+    same weights. Returns the exporter's name, or None when there is none."""
     try:
         from fastnn import onnx as fastnn_onnx
 
-        fastnn_onnx.export(build_model_from(model_path), path, input_shape=(None, N_FEATURES))
-        return path, "fastnn.onnx.export"
+        fastnn_onnx.export(model, path, input_shape=input_shape)
+        return "fastnn.onnx.export"
     except ImportError:  # no fastnn.onnx, or no onnx package behind it
         pass
     if torch_worker is None:
         log("fastnn bench: no ONNX exporter (neither fastnn.onnx nor PyTorch)")
-        return None, None
-    torch_worker.ask(cmd="export_onnx", path=path)
-    return path, "torch.onnx.export (same weights)"
+        return None
+    kind = "lenet5" if len(input_shape) > 2 else "mlp"
+    torch_worker.ask(cmd="export_onnx", path=path, model=kind)
+    return "torch.onnx.export (same weights)"
 
 
 def build_model_from(weights_path):
@@ -404,9 +405,14 @@ def run(args, out=sys.stdout):
             workers.append(fw)
             tw = None if args.no_torch else _start("torch", weights, threads, log)
             workers += [tw] if tw else []
-            onnx_path, exporter = _onnx_file(tmp, weights, tw, log)
-            if onnx_path and tw:
-                tw.ask(cmd="export_onnx", path=_lenet_path(onnx_path), model="lenet5")
+            onnx_path = os.path.join(tmp, "mlp_bn.onnx")
+            exporter = _onnx_file(onnx_path, build_model_from(weights), (None, N_FEATURES), tw, log)
+            lenet = build_lenet()
+            lenet.load_state_dict(dict(np.load(_lenet_path(weights))))
+            lenet_exporter = exporter and _onnx_file(
+                _lenet_path(onnx_path), lenet, (None,) + IMAGE, tw, log
+            )
+            onnx_path = onnx_path if exporter else None
             ow = _start("ort", onnx_path, threads, log) if onnx_path else None
             workers += [ow] if ow else []
             cases = [(w, c) for w in workers for c in w.cases]
@@ -422,7 +428,7 @@ def run(args, out=sys.stdout):
         finally:
             for w in workers:
                 w.close()
-    text = report(results, threads, info, exporter, rounds, min_time)
+    text = report(results, threads, info, (exporter, lenet_exporter), rounds, min_time)
     print(text, file=out)
     print(f"\nTotal time {time.perf_counter() - t_start:.1f} s", file=out)
     if getattr(args, "json", None) and not getattr(args, "no_json", False):
@@ -511,7 +517,10 @@ def targets(results):
     return res
 
 
-def report(results, threads, info, exporter, rounds, min_time):
+def report(results, threads, info, exporters, rounds, min_time):
+    """The table and the targets; exporters: the names of the exporters of the ONNX
+    files of the MLP and the LeNet-5 (None where there was none), or None."""
+    exporter, lenet_exporter = exporters or (None, None)
     cases = []
     for b in results:
         cases += [c for c in results[b] if c not in cases]
@@ -526,8 +535,8 @@ def report(results, threads, info, exporter, rounds, min_time):
         + ", ".join(f"{k} {v}" for k, v in info.items())
         + (f"; ONNX model from {exporter}" if exporter else ""),
         "LeNet-5 rows: the LeNet-5 of fastnn/bench/cnn.py (conv 5x5, ReLU, max pool, twice; "
-        "Dense 256 -> 120 -> 84 -> 10) on the same data as 1x28x28 images; onnxruntime "
-        "runs PyTorch's ONNX export of its weights.",
+        "Dense 256 -> 120 -> 84 -> 10) on the same data as 1x28x28 images"
+        + (f"; ONNX model from {lenet_exporter}." if lenet_exporter else "."),
     ]
     head = ["case", "batch 1 median us", "p99 us"] + [
         f"batch {b} samples/s" for b in sorted(results) if b > 1
