@@ -330,9 +330,77 @@ class _BatchNormReLU:
 
 class BatchNorm2d(_BatchNorm):
     """Batch norm of (N, C, H, W) input, each channel over N, H and W; otherwise as
-    BatchNorm1d."""
+    BatchNorm1d. Followed by ReLU in a container, it runs fused in training: one
+    statistics pass and one pass that normalises and rectifies forward, the ReLU's
+    derivative taken inside the batch norm's backward (see `fuse`)."""
 
     _ndims = (4,)
+
+    def fuse(self, following):
+        """BatchNorm2d -> ReLU as one step (_BatchNorm2dReLU)."""
+        ep = following[0].epilogue()
+        if ep is None or ep[0] != _kernels.ACT_RELU:
+            return None
+        return _BatchNorm2dReLU(self, following[0]), 1
+
+
+class _BatchNorm2dReLU:
+    """The fused step BatchNorm2d -> ReLU: in training mode with batch statistics
+    (fastnn._kernels.bn_relu_forward_train), the batch norm's output is never stored,
+    only the ReLU's, from which the backward takes the ReLU's derivative. In eval mode
+    its layers run one after another, each in its own child context."""
+
+    def __init__(self, bn, relu):
+        self.bn, self.relu = bn, relu
+        self.layers = (bn, relu)
+
+    def _forward(self, ctx, x):
+        bn = self.bn
+        ctx.fused = bn.training
+        if not ctx.fused:
+            for k, layer in enumerate(self.layers):
+                x = layer._forward(ctx.child(k), x)
+            return x
+        x = bn._check_input(x)
+        if x.size // x.shape[1] < 2:
+            raise ValueError(
+                f"{bn._where}: expected more than 1 value per channel when training, "
+                f"got input of shape {x.shape}"
+            )
+        c = bn.num_features
+        y = ctx.workspace("y", x.shape, x.dtype)
+        stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
+        track = bn.track_running_stats
+        gamma, beta = bn._affine()
+        _kernels.bn_relu_forward_train(
+            x,
+            gamma,
+            beta,
+            bn.eps,
+            bn._momentum_factor() if track else 0.0,
+            bn.running_mean if track else None,
+            bn.running_var if track else None,
+            y,
+            stats[0],
+            stats[1],
+        )
+        ctx.x, ctx.y, ctx.stats = x, y, stats
+        return y
+
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        if not ctx.fused:
+            g = grad_out
+            for k in range(len(self.layers) - 1, -1, -1):
+                g = self.layers[k]._backward(ctx.child(k), g)
+            return g
+        bn, x = self.bn, ctx.x
+        g = _check_grad(grad_out, x, "BatchNorm2d+ReLU")
+        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gw, gb = bn._param_grads()
+        _kernels.bn_relu_backward(
+            x, ctx.y, g, bn._affine()[0], ctx.stats[0], ctx.stats[1], gx, gw, gb
+        )
+        return gx
 
 
 class _InstanceNorm(_ChannelNorm):
