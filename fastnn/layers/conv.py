@@ -255,7 +255,14 @@ class _ConvNd(Layer):
         w, b = self.weight, self.bias
         gw = self._weight4(w.grad) if w.requires_grad else None
         gb = b.grad if b is not None and b.requires_grad else None
-        gx = ctx.workspace("gx", x.shape, x.dtype) if need_input_grad else None
+        gx = None
+        if need_input_grad:  # the padding's adjoint takes the gradient in a mode but 'zeros'
+            zeros = self.padding_mode == "zeros"
+            gx = (
+                ctx.grad_workspace(x.shape, x.dtype)
+                if zeros
+                else ctx.workspace("gx", x.shape, x.dtype)
+            )
         if gw is not None or gb is not None or gx is not None:
             geo = self._geometry()
             code, alpha, beta = ctx.act
@@ -281,7 +288,7 @@ class _ConvNd(Layer):
             return None
         if self.padding_mode != "zeros":  # the padding's adjoint
             shape = ctx.in_shape
-            g_in = ctx.workspace("gx_in", shape[:2] + (1,) * (4 - len(shape)) + shape[2:], x.dtype)
+            g_in = ctx.grad_workspace(shape[:2] + (1,) * (4 - len(shape)) + shape[2:], x.dtype)
             _kernels.pad_backward(gx, g_in, self._pads(), self.padding_mode)
             return g_in.reshape(ctx.in_shape)
         gx = gx if self._dims == 2 else gx.reshape(x.shape[0], x.shape[1], x.shape[3])

@@ -174,7 +174,7 @@ class _BatchNorm(_ChannelNorm):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = self._param_grads()
         invstd = ctx.invstd if ctx.batch_stats else self._running_invstd(x.dtype)
         _kernels.bn_backward(
@@ -307,7 +307,7 @@ class _BatchNormReLU:
             or not g.flags.c_contiguous
         ):
             g = _check_grad(g, x, "BatchNorm1d+ReLU")
-        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = bn._param_grads()
         s = ctx.stats
         _kernels.bn_relu_dropout_backward(
@@ -395,7 +395,7 @@ class _BatchNorm2dReLU:
             return g
         bn, x = self.bn, ctx.x
         g = _check_grad(grad_out, x, "BatchNorm2d+ReLU")
-        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = bn._param_grads()
         _kernels.bn_relu_backward(
             x, ctx.y, g, bn._affine()[0], ctx.stats[0], ctx.stats[1], gx, gw, gb
