@@ -59,12 +59,14 @@ def pad_forward(x, y, tuple pads, str mode):
 
 cdef Py_ssize_t _padded_size(str fn, str name, object a, cnp.ndarray X,
                              fnn_pad_geom *g) except -1:
-    """The size of `a` after checking it has the shape of X padded by g."""
+    """The element count of X padded by g, after checking that `a` (if an array; _buf
+    names anything else) has that shape."""
     cdef tuple shape = (<object>X).shape
-    want = shape[:X.ndim - 2] + (g.H + g.top + g.bottom, g.W + g.left + g.right)
-    if not cnp.PyArray_Check(a) or a.shape != want:
-        raise ValueError(f"{fn}: {name} must have shape {want}, got {_describe(a)}")
-    return cnp.PyArray_SIZE(<cnp.ndarray>a)
+    cdef Py_ssize_t ho = g.H + g.top + g.bottom, wo = g.W + g.left + g.right
+    want = shape[:X.ndim - 2] + (ho, wo)
+    if cnp.PyArray_Check(a) and a.shape != want:
+        raise ValueError(f"{fn}: {name} must have shape {want}, got {a.shape}")
+    return g.planes * ho * wo
 
 
 cdef int _pad_forward(floating *t, x, y, tuple pads, str mode) except -1:
