@@ -30,6 +30,7 @@ def th():
 def torch_check(th, ours, theirs, x, rng, grads_of=("weight", "bias")):
     """Forward and backward of `ours` and `theirs` (a torch module with the same
     parameters) agree in float64 on x; returns our output."""
+    theirs.zero_grad()
     tx = th.tensor(x, requires_grad=True)
     ty = theirs(tx)
     gy = rng.standard_normal(tuple(ty.shape))

@@ -5,6 +5,7 @@ input, weight and bias gradients) and central finite differences, and torch's er
 import numpy as np
 import pytest
 from helpers import fd_check
+from test_conv_layers import torch_check
 
 from fastnn import _kernels
 from fastnn.layers import Conv1d, Conv2d
@@ -75,22 +76,6 @@ def _torch_pair(th, ours, cls, args, kwargs):
     return theirs
 
 
-def _compare(th, ours, theirs, x, rng):
-    theirs.zero_grad()
-    tx = th.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    gy = rng.standard_normal(tuple(ty.shape))
-    ty.backward(th.tensor(gy))
-    ours.zero_grad()
-    y = ours.forward(x)
-    gx = ours.backward(gy)
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-11, atol=1e-12)
-    tparams = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-10, atol=1e-11)
-
-
 CONV2D = [  # in, out, kernel, stride, padding, dilation, groups, bias, (H, W), N
     (3, 4, 3, 1, 1, 1, 1, True, (7, 9), 2),
     (4, 6, (3, 2), (2, 1), (2, 1), (2, 1), 2, True, (9, 8), 3),
@@ -109,8 +94,8 @@ def test_conv2d_padding_mode_matches_torch(th, mode, case, rng):
     ours = Conv2d(*args, **kwargs, dtype=np.float64)
     theirs = _torch_pair(th, ours, th.nn.Conv2d, args, kwargs)
     x = rng.standard_normal((n, cin) + hw)
-    _compare(th, ours, theirs, np.ascontiguousarray(x[:, :, ::1]), rng)
-    _compare(th, ours, theirs, np.swapaxes(np.swapaxes(x, 2, 3).copy(), 2, 3), rng)
+    torch_check(th, ours, theirs, np.ascontiguousarray(x[:, :, ::1]), rng)
+    torch_check(th, ours, theirs, np.swapaxes(np.swapaxes(x, 2, 3).copy(), 2, 3), rng)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -124,7 +109,7 @@ def test_conv1d_padding_mode_matches_torch(th, mode, case, rng):
     kwargs = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode)
     ours = Conv1d(*args, **kwargs, dtype=np.float64)
     theirs = _torch_pair(th, ours, th.nn.Conv1d, args, kwargs)
-    _compare(th, ours, theirs, rng.standard_normal((n, cin, length)), rng)
+    torch_check(th, ours, theirs, rng.standard_normal((n, cin, length)), rng)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -22,6 +22,30 @@ def layer_by_layer(layers, x, g):
     return y, g
 
 
+def fused_and_layered(make_layers, step_type, x, g, use_threads):
+    """(output, input gradient, parameter gradients, buffers) of the layers make_layers()
+    builds, once as the fused step of a Sequential (asserted to be a step_type) and once
+    layer by layer, each on 2 threads from the same random state."""
+    results = []
+    for fused in (True, False):
+        layers = make_layers()
+        model = fastnn.Sequential(*layers)
+        assert isinstance(model.steps[0].run, step_type)
+        state = rng.get_state()
+        with use_threads(2):
+            if fused:
+                ctx = fastnn.Context()
+                y = model._forward(ctx, x).copy()
+                gx = model._backward(ctx, g).copy()
+            else:
+                y, gx = layer_by_layer(layers, x, g)
+        rng.set_state(state)
+        grads = [p.grad.copy() for p in model.parameters()]
+        bufs = [b.copy() for _, b in model.named_buffers()]
+        results.append((y, gx, grads, bufs))
+    return results
+
+
 def make(dtype, dropout, affine=True, track=True):
     fastnn.seed(3)
     layers = [
@@ -46,24 +70,9 @@ def test_batchnorm_relu_dropout_matches_layers(dtype, dropout, affine, track, ro
     x = (r.standard_normal((rows, 70)) * 2 + 0.5).astype(dtype)
     g = r.standard_normal((rows, 70)).astype(dtype)
     tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    results = []
-    for fused in (True, False):
-        layers = make(dtype, dropout, affine, track)
-        model = fastnn.Sequential(*layers)
-        assert isinstance(model.steps[0].run, _BatchNormReLU)
-        state = rng.get_state()
-        with use_threads(2):
-            if fused:
-                ctx = fastnn.Context()
-                y = model._forward(ctx, x).copy()
-                gx = model._backward(ctx, g).copy()
-            else:
-                y, gx = layer_by_layer(layers, x, g)
-        rng.set_state(state)
-        grads = [p.grad.copy() for p in model.parameters()]
-        bufs = [b.copy() for _, b in model.named_buffers()]
-        results.append((y, gx, grads, bufs))
-    (y1, gx1, gr1, b1), (y2, gx2, gr2, b2) = results
+    (y1, gx1, gr1, b1), (y2, gx2, gr2, b2) = fused_and_layered(
+        lambda: make(dtype, dropout, affine, track), _BatchNormReLU, x, g, use_threads
+    )
     np.testing.assert_array_equal(y1, y2)  # same ops, same masks: same bits
     np.testing.assert_allclose(gx1, gx2, **tol)
     for a, b in zip(gr1, gr2):
@@ -167,22 +176,9 @@ def test_batchnorm2d_relu_matches_layers(dtype, affine, track, shape, use_thread
     x = (r.standard_normal(shape) * 2 + 0.5).astype(dtype)
     g = r.standard_normal(shape).astype(dtype)
     tol = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    results = []
-    for fused in (True, False):
-        layers = make_bn2d_relu(dtype, affine, track, c)
-        model = fastnn.Sequential(*layers)
-        assert isinstance(model.steps[0].run, _BatchNorm2dReLU)
-        with use_threads(2):
-            if fused:
-                ctx = fastnn.Context()
-                y = model._forward(ctx, x).copy()
-                gx = model._backward(ctx, g).copy()
-            else:
-                y, gx = layer_by_layer(layers, x, g)
-        grads = [p.grad.copy() for p in model.parameters()]
-        bufs = [b.copy() for _, b in model.named_buffers()]
-        results.append((y, gx, grads, bufs))
-    (y1, gx1, gr1, b1), (y2, gx2, gr2, b2) = results
+    (y1, gx1, gr1, b1), (y2, gx2, gr2, b2) = fused_and_layered(
+        lambda: make_bn2d_relu(dtype, affine, track, c), _BatchNorm2dReLU, x, g, use_threads
+    )
     np.testing.assert_allclose(y1, y2, **tol)
     assert (y1 == 0).any() and (y1 > 0).any()  # the ReLU cuts somewhere
     np.testing.assert_allclose(gx1, gx2, **tol)

@@ -76,7 +76,8 @@ static FNN_CLONES void S(bn_affine_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_
                 T *yc = yn + c * inner;
                 if (relu) {
 #pragma omp simd
-                    for (ptrdiff_t k = 0; k < inner; k++) yc[k] = FNN_F_RELU(xc[k] * sc + sh, 0, 0);
+                    for (ptrdiff_t k = 0; k < inner; k++)
+                        yc[k] = FNN_F_RELU(xc[k] * sc + sh, 0, 0);
                 } else {
 #pragma omp simd
                     for (ptrdiff_t k = 0; k < inner; k++) yc[k] = xc[k] * sc + sh;
@@ -376,20 +377,40 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                        S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
 }
 
+/* The channel-block passes of training (relu: rectify the output) and of backward
+ * (relu_y: the ReLU's output, NULL without one). */
+static void S(bn_train_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                               const T *gamma, const T *beta, double eps, double momentum,
+                               T *running_mean, T *running_var, int relu, T *y, T *save_mean,
+                               T *save_invstd)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
+                                         momentum, running_mean, running_var, relu, y,
+                                         save_mean, save_invstd));
+}
+
+static void S(bn_backward_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                  int batch_stats, const T *x, const T *gy, const T *gamma,
+                                  const T *mean, const T *invstd, const T *relu_y, T *gx,
+                                  T *ggamma, T *gbeta)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
+                                            gamma, mean, invstd, relu_y, gx, ggamma, gbeta));
+}
+
 void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *gamma, const T *beta, double eps, double momentum,
                              T *running_mean, T *running_var, T *y, T *save_mean,
                              T *save_invstd, double *scratch)
 {
-    if (inner == 1) {
+    if (inner == 1)
         S(bn_train_rows)(outer, C, x, gamma, beta, eps, momentum, running_mean, running_var,
                          y, save_mean, save_invstd, scratch);
-        return;
-    }
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
-                                         momentum, running_mean, running_var, 0, y, save_mean,
-                                         save_invstd));
+    else
+        S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                           running_var, 0, y, save_mean, save_invstd);
 }
 
 void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
@@ -405,14 +426,12 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
                         const T *x, const T *gy, const T *gamma, const T *mean,
                         const T *invstd, T *gx, T *ggamma, T *gbeta, double *scratch)
 {
-    if (inner == 1) {
+    if (inner == 1)
         S(bn_backward_rows)(outer, C, batch_stats, x, gy, gamma, mean, invstd, gx, ggamma,
                             gbeta, scratch);
-        return;
-    }
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
-                                            gamma, mean, invstd, NULL, gx, ggamma, gbeta));
+    else
+        S(bn_backward_blocks)(outer, C, inner, batch_stats, x, gy, gamma, mean, invstd, NULL,
+                              gx, ggamma, gbeta);
 }
 
 /* Batch norm (batch statistics) -> ReLU on (outer, C, inner) input, fused: the
@@ -423,17 +442,14 @@ void S(fnn_bn_relu_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                   double momentum, T *running_mean, T *running_var, T *y,
                                   T *save_mean, T *save_invstd)
 {
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
-                                         momentum, running_mean, running_var, 1, y, save_mean,
-                                         save_invstd));
+    S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                       running_var, 1, y, save_mean, save_invstd);
 }
 
 void S(fnn_bn_relu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *y, const T *gy, const T *gamma, const T *mean,
                              const T *invstd, T *gx, T *ggamma, T *gbeta)
 {
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_backward_block)(outer, C, inner, j0, j1, 1, x, gy, gamma, mean,
-                                            invstd, y, gx, ggamma, gbeta));
+    S(bn_backward_blocks)(outer, C, inner, 1, x, gy, gamma, mean, invstd, y, gx, ggamma,
+                          gbeta);
 }

@@ -7,7 +7,7 @@ speed does not depend on what the pixels show."""
 import numpy as np
 
 import fastnn
-from fastnn.bench.workloads import _batches
+from fastnn.bench.workloads import _batches, trainer_step
 
 N_IMAGES = 2048
 N_CLASSES = 10
@@ -113,23 +113,7 @@ def torch_resnet(torch, widths=(16, 32, 64)):
 
 def fastnn_cnn_step(name, X, y, batch, seed=0):
     """fastnn through its public API: Trainer.train_step on successive slices of X."""
-    from fastnn.losses import CrossEntropyLoss
-    from fastnn.optim import Adam
-
-    fastnn.seed(seed)
-    model = fastnn_lenet5() if name == "lenet5" else fastnn_resnet()
-    trainer = fastnn.Trainer(
-        model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
-    )
-    starts = _batches(X.shape[0], batch)
-    train_step = trainer.train_step
-
-    def step():
-        s = next(starts)
-        return train_step(X[s : s + batch], y[s : s + batch])
-
-    step.trainer = trainer
-    return step
+    return trainer_step(fastnn_lenet5 if name == "lenet5" else fastnn_resnet, X, y, batch, seed)
 
 
 def torch_cnn_step(torch, name, Xt, yt, batch, seed=0):

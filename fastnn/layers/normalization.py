@@ -141,11 +141,8 @@ class _BatchNorm(_ChannelNorm):
         gamma, beta = self._affine()
         ctx.batch_stats = self.training or not self.track_running_stats
         if ctx.batch_stats:
-            if self.training and x.size // x.shape[1] < 2:
-                raise ValueError(
-                    f"{self._where}: expected more than 1 value per channel "
-                    f"when training, got input of shape {x.shape}"
-                )
+            if self.training:
+                self._check_batch(x)
             mean = ctx.workspace("mean", (1, self.num_features), x.dtype)[0]
             invstd = ctx.workspace("invstd", (1, self.num_features), x.dtype)[0]
             update = self.training and self.track_running_stats
@@ -170,6 +167,14 @@ class _BatchNorm(_ChannelNorm):
             mean, invstd = self.running_mean, None  # computed by backward if it comes
         ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
+
+    def _check_batch(self, x):
+        """Batch statistics in training need two values per channel (as torch)."""
+        if x.size // x.shape[1] < 2:
+            raise ValueError(
+                f"{self._where}: expected more than 1 value per channel "
+                f"when training, got input of shape {x.shape}"
+            )
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         x = ctx.x
@@ -223,6 +228,20 @@ class BatchNorm1d(_BatchNorm):
         return _BatchNormReLU(self, following[0]), 1
 
 
+def forward_one_by_one(layers, ctx, x):
+    """A fused step's layers run one after another, each in a child context of ctx."""
+    for k, layer in enumerate(layers):
+        x = layer._forward(ctx.child(k), x)
+    return x
+
+
+def backward_one_by_one(layers, ctx, g):
+    """The backward of forward_one_by_one."""
+    for k in range(len(layers) - 1, -1, -1):
+        g = layers[k]._backward(ctx.child(k), g)
+    return g
+
+
 class _BatchNormReLU:
     """The fused step BatchNorm1d -> ReLU (-> Dropout): in training mode, on C-contiguous
     (N, C) input of the layer's dtype, one statistics pass and one pass that normalises,
@@ -257,9 +276,7 @@ class _BatchNormReLU:
         p = self._drop_p()
         ctx.fused = self._fusable(x, p)
         if not ctx.fused:
-            for k, layer in enumerate(self.layers):
-                x = layer._forward(ctx.child(k), x)
-            return x
+            return forward_one_by_one(self.layers, ctx, x)
         bn = self.bn
         n, c = x.shape
         y = ctx.workspace("y", x.shape, x.dtype)
@@ -294,10 +311,7 @@ class _BatchNormReLU:
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         if not ctx.fused:
-            g = grad_out
-            for k in range(len(self.layers) - 1, -1, -1):
-                g = self.layers[k]._backward(ctx.child(k), g)
-            return g
+            return backward_one_by_one(self.layers, ctx, grad_out)
         bn, x = self.bn, ctx.x
         g = grad_out
         if (
@@ -358,15 +372,9 @@ class _BatchNorm2dReLU:
         bn = self.bn
         ctx.fused = bn.training
         if not ctx.fused:
-            for k, layer in enumerate(self.layers):
-                x = layer._forward(ctx.child(k), x)
-            return x
+            return forward_one_by_one(self.layers, ctx, x)
         x = bn._check_input(x)
-        if x.size // x.shape[1] < 2:
-            raise ValueError(
-                f"{bn._where}: expected more than 1 value per channel when training, "
-                f"got input of shape {x.shape}"
-            )
+        bn._check_batch(x)
         c = bn.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
         stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
@@ -389,10 +397,7 @@ class _BatchNorm2dReLU:
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         if not ctx.fused:
-            g = grad_out
-            for k in range(len(self.layers) - 1, -1, -1):
-                g = self.layers[k]._backward(ctx.child(k), g)
-            return g
+            return backward_one_by_one(self.layers, ctx, grad_out)
         bn, x = self.bn, ctx.x
         g = _check_grad(grad_out, x, "BatchNorm2d+ReLU")
         gx = ctx.grad_workspace(x.shape, x.dtype)
