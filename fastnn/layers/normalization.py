@@ -168,6 +168,18 @@ class _BatchNorm(_ChannelNorm):
         ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
 
+    def _train_args(self):
+        """(gamma, beta, eps, momentum factor, running_mean, running_var) of a training
+        forward of the fused kernels (running statistics None when not tracked)."""
+        track = self.track_running_stats
+        return (
+            *self._affine(),
+            self.eps,
+            self._momentum_factor() if track else 0.0,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+        )
+
     def _check_batch(self, x):
         """Batch statistics in training need two values per channel (as torch)."""
         if x.size // x.shape[1] < 2:
@@ -283,16 +295,9 @@ class _BatchNormReLU:
         stats = ctx.workspace("stats", (4, c), x.dtype)  # mean, invstd, scale, shift
         mask = ctx.workspace("mask", x.shape, np.uint8) if p > 0.0 else None
         key, counter = rng.next_dropout_stream() if p > 0.0 else (0, 0)
-        track = bn.track_running_stats
-        gamma, beta = bn._affine()
         _kernels.bn_relu_dropout_train(
             x,
-            gamma,
-            beta,
-            bn.eps,
-            bn._momentum_factor() if track else 0.0,
-            bn.running_mean if track else None,
-            bn.running_var if track else None,
+            *bn._train_args(),
             y,
             stats[0],
             stats[1],
@@ -378,20 +383,7 @@ class _BatchNorm2dReLU:
         c = bn.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
         stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
-        track = bn.track_running_stats
-        gamma, beta = bn._affine()
-        _kernels.bn_relu_forward_train(
-            x,
-            gamma,
-            beta,
-            bn.eps,
-            bn._momentum_factor() if track else 0.0,
-            bn.running_mean if track else None,
-            bn.running_var if track else None,
-            y,
-            stats[0],
-            stats[1],
-        )
+        _kernels.bn_relu_forward_train(x, *bn._train_args(), y, stats[0], stats[1])
         ctx.x, ctx.y, ctx.stats = x, y, stats
         return y
 
