@@ -1,10 +1,24 @@
-"""Metrics reported by the Trainer: functions metric(y_true, y_pred) -> float (the mean
-over the batch), looked up by name or passed as callables."""
+"""Metrics reported by the Trainer: functions metric(y_true, y_pred, sample_weight=None)
+-> float (the mean over the batch, weighted by sample_weight (N,) when given), looked up
+by name or passed as callables (which need the sample_weight argument only to be
+evaluated with sample weights)."""
+
+import inspect
 
 import numpy as np
 
 
-def accuracy(y_true, y_pred):
+def _mean(values, sample_weight):
+    """Mean of per-sample values ((N, ...): a sample's own values count equally), each
+    sample weighted by sample_weight when given."""
+    if sample_weight is None:
+        return float(np.mean(values))
+    w = np.asarray(sample_weight, dtype=np.float64)
+    per_sample = np.asarray(values, dtype=np.float64).reshape(len(w), -1).mean(axis=1)
+    return float(per_sample @ w / w.sum())
+
+
+def accuracy(y_true, y_pred, sample_weight=None):
     """Fraction of rows (or positions, for (N, C, *) scores and (N, *) labels) whose
     highest score on the class axis 1 is the true class; for a single output column,
     the sign of the score is the prediction (0 vs 1)."""
@@ -13,7 +27,7 @@ def accuracy(y_true, y_pred):
         pred = y_pred.argmax(axis=1)
     else:
         pred = (y_pred.reshape(-1) > 0).astype(np.int64)
-    return float(np.mean(pred == y_true.reshape(-1)))
+    return _mean(pred.reshape(-1) == y_true.reshape(-1), sample_weight)
 
 
 def top_k_accuracy(k):
@@ -22,23 +36,23 @@ def top_k_accuracy(k):
         raise ValueError(f"top_k_accuracy: k must be >= 1, got {k}")
     k = int(k)
 
-    def top_k(y_true, y_pred):
+    def top_k(y_true, y_pred, sample_weight=None):
         kk = min(k, y_pred.shape[1])
         top = np.argpartition(y_pred, -kk, axis=1)[:, -kk:]
-        return float(np.mean((top == np.asarray(y_true).reshape(-1, 1)).any(axis=1)))
+        return _mean((top == np.asarray(y_true).reshape(-1, 1)).any(axis=1), sample_weight)
 
     top_k.__name__ = f"top_{k}_accuracy"
     return top_k
 
 
-def mse(y_true, y_pred):
+def mse(y_true, y_pred, sample_weight=None):
     """Mean squared error."""
-    return float(np.mean((y_pred - np.asarray(y_true).reshape(y_pred.shape)) ** 2))
+    return _mean((y_pred - np.asarray(y_true).reshape(y_pred.shape)) ** 2, sample_weight)
 
 
-def mae(y_true, y_pred):
+def mae(y_true, y_pred, sample_weight=None):
     """Mean absolute error."""
-    return float(np.mean(np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape))))
+    return _mean(np.abs(y_pred - np.asarray(y_true).reshape(y_pred.shape)), sample_weight)
 
 
 BY_NAME = {
@@ -74,3 +88,20 @@ def resolve(metric):
             "'top_<k>_accuracy' or a callable metric(y_true, y_pred)"
         )
     return metric, BY_NAME[metric]
+
+
+def call(name, fn, y_true, y_pred, sample_weight=None):
+    """fn(y_true, y_pred), passing sample_weight when given: a metric function must then
+    take it (a TypeError naming the metric otherwise, rather than an unweighted value)."""
+    if sample_weight is None:
+        return fn(y_true, y_pred)
+    params = inspect.signature(fn).parameters
+    takes = "sample_weight" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+    if not takes:
+        raise TypeError(
+            f"metric {name!r} does not take sample_weight; define it as "
+            f"{name}(y_true, y_pred, sample_weight=None) to evaluate with sample weights"
+        )
+    return fn(y_true, y_pred, sample_weight=sample_weight)
