@@ -11,6 +11,8 @@ cdef extern from "pad.h" nogil:
     ctypedef struct fnn_pad_geom:
         Py_ssize_t planes, H, W, top, bottom, left, right
         int mode
+
+cdef extern from "binding.h" nogil:
     void fnn_pad_forward "FNN_FUSED(fnn_pad_forward)"(const fnn_pad_geom *g,
                                                       const floating *x, floating *y)
     void fnn_pad_backward "FNN_FUSED(fnn_pad_backward)"(const fnn_pad_geom *g,

@@ -148,3 +148,14 @@ def test_padding_mode_is_kept_by_config_and_repr():
     assert "padding_mode='circular'" in repr(conv)
     with pytest.raises(ValueError, match="padding_mode must be one of"):
         Conv2d(2, 3, 3, padding_mode="mirror")
+
+
+def test_padding_mode_survives_save_and_load(tmp_path, rng):
+    import fastnn
+
+    model = fastnn.Sequential(Conv2d(2, 3, 3, padding=1, padding_mode="reflect"))
+    x = rng.standard_normal((2, 2, 5, 4)).astype(np.float32)
+    fastnn.save(model, tmp_path / "m.safetensors")
+    loaded = fastnn.load(tmp_path / "m.safetensors")
+    assert loaded[0].padding_mode == "reflect"
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
