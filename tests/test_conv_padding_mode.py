@@ -159,3 +159,18 @@ def test_padding_mode_survives_save_and_load(tmp_path, rng):
     loaded = fastnn.load(tmp_path / "m.safetensors")
     assert loaded[0].padding_mode == "reflect"
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_kernels_do_not_depend_on_the_thread_count(mode, rng, use_threads):
+    x = rng.standard_normal((64, 3, 9, 7)).astype(np.float32)
+    gy = rng.standard_normal((64, 3, 13, 11)).astype(np.float32)
+    out = []
+    for n in (1, 2):
+        y, gx = np.empty_like(gy), np.empty_like(x)
+        with use_threads(n):
+            _kernels.pad_forward(x, y, (2, 2, 3, 1), mode)
+            _kernels.pad_backward(gy, gx, (2, 2, 3, 1), mode)
+        out.append((y, gx))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
