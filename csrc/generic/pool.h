@@ -104,6 +104,24 @@ void S(fnn_maxpool_backward)(const fnn_pool_geom *g, const T *gy, const int32_t 
     });
 }
 
+/* Sum of the plane x (width W) over the window [h0, h1) x [w0, w1). */
+static inline T S(window_sum)(const T *x, ptrdiff_t W, ptrdiff_t h0, ptrdiff_t h1,
+                              ptrdiff_t w0, ptrdiff_t w1)
+{
+    T s = 0;
+    for (ptrdiff_t ih = h0; ih < h1; ih++)
+        for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * W + iw];
+    return s;
+}
+
+/* The adjoint of window_sum: v added to every element of the window of gx. */
+static inline void S(window_add)(T *gx, ptrdiff_t W, ptrdiff_t h0, ptrdiff_t h1,
+                                 ptrdiff_t w0, ptrdiff_t w1, T v)
+{
+    for (ptrdiff_t ih = h0; ih < h1; ih++)
+        for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * W + iw] += v;
+}
+
 /* Window [h0, h1) x [w0, w1) of output (oh, ow) clipped to the input, and its divisor
  * (torch's avg_pool2d rule). Returns 0 for a window wholly in the padding. */
 static inline int S(avg_window)(const fnn_pool_geom *g, int count_include_pad,
@@ -133,11 +151,8 @@ static void S(avgpool_plane)(const fnn_pool_geom *g, int cip, ptrdiff_t divisor,
         for (ptrdiff_t ow = 0; ow < g->Wo; ow++) {
             ptrdiff_t h0, h1, w0, w1;
             T scale, s = 0;
-            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale)) {
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * g->W + iw];
-                s *= scale;
-            }
+            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale))
+                s = S(window_sum)(x, g->W, h0, h1, w0, w1) * scale;
             y[oh * g->Wo + ow] = s;
         }
 }
@@ -150,10 +165,8 @@ static void S(avgpool_grad_plane)(const fnn_pool_geom *g, int cip, ptrdiff_t div
         for (ptrdiff_t ow = 0; ow < g->Wo; ow++) {
             ptrdiff_t h0, h1, w0, w1;
             T scale;
-            if (!S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale)) continue;
-            T v = gy[oh * g->Wo + ow] * scale;
-            for (ptrdiff_t ih = h0; ih < h1; ih++)
-                for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * g->W + iw] += v;
+            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale))
+                S(window_add)(gx, g->W, h0, h1, w0, w1, gy[oh * g->Wo + ow] * scale);
         }
 }
 
@@ -184,16 +197,10 @@ static void S(adaptive_plane)(const fnn_pool_geom *g, const T *x, T *y, T *gx, c
             ptrdiff_t w0, w1;
             fnn_adaptive_cell(ow, g->Wo, g->W, &w0, &w1);
             T scale = (T)1 / (T)((h1 - h0) * (w1 - w0));
-            if (gx) {
-                T v = gy[oh * g->Wo + ow] * scale;
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * g->W + iw] += v;
-            } else {
-                T s = 0;
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * g->W + iw];
-                y[oh * g->Wo + ow] = s * scale;
-            }
+            if (gx)
+                S(window_add)(gx, g->W, h0, h1, w0, w1, gy[oh * g->Wo + ow] * scale);
+            else
+                y[oh * g->Wo + ow] = S(window_sum)(x, g->W, h0, h1, w0, w1) * scale;
         }
     }
 }
