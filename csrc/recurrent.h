@@ -54,11 +54,11 @@ static inline ptrdiff_t fnn_rnn_weight_rows(const fnn_rnn_dims *d)
      * h0, c0 (N, H) or NULL (zeros); lengths (N) in [1, T] or NULL (all T).            \
      * Out: gates (rows, G), hprev (rows, H) the state each step started from, cprev   \
      * (LSTM, rows, H), y (rows, ldy; may be NULL), hn and cn (LSTM) (N, H) the final  \
-     * states. gh: GRU scratch (N, 3H); w_hh_t: scratch (H, W) for W_hh^T. */         \
+     * states. gh: GRU scratch (N, 3H); w_t: scratch (I + H, W). */                      \
     void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,    \
                             ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,  \
                             const T *h0, const T *c0, const int64_t *lengths,           \
-                            T *w_hh_t, T *gates, T *hprev, T *cprev, T *gh, T *y,       \
+                            T *w_t, T *gates, T *hprev, T *cprev, T *gh, T *y,           \
                             ptrdiff_t ldy, T *hn, T *cn);                                \
     /* Backward of one direction from the forward's gates, hprev, cprev. dy (rows,     \
      * lddy), dhn, dcn (N, H): gradients of y, hn, cn (each may be NULL: zero). Out:    \

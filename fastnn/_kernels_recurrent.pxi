@@ -16,13 +16,13 @@ cdef extern from "recurrent.h" nogil:
     void fnn_rnn_forward_f32(fnn_blas_gemm_f32 blas, const fnn_rnn_dims *d, const float *x,
                              Py_ssize_t ldx, const float *w_ih, const float *w_hh,
                              const float *bias, const float *h0, const float *c0,
-                             const int64_t *lengths, float *w_hh_t, float *gates,
+                             const int64_t *lengths, float *w_t, float *gates,
                              float *hprev, float *cprev, float *gh, float *y, Py_ssize_t ldy,
                              float *hn, float *cn)
     void fnn_rnn_forward_f64(fnn_blas_gemm_f64 blas, const fnn_rnn_dims *d,
                              const double *x, Py_ssize_t ldx, const double *w_ih,
                              const double *w_hh, const double *bias, const double *h0,
-                             const double *c0, const int64_t *lengths, double *w_hh_t,
+                             const double *c0, const int64_t *lengths, double *w_t,
                              double *gates, double *hprev, double *cprev, double *gh,
                              double *y, Py_ssize_t ldy, double *hn, double *cn)
     void fnn_rnn_backward_f32(fnn_blas_gemm_f32 blas, const fnn_rnn_dims *d, const float *x,
@@ -95,13 +95,13 @@ cdef Py_ssize_t _col(bint bidirectional, bint reverse, Py_ssize_t H) noexcept:
 
 
 def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x, w_ih, w_hh,
-                bias, h0, c0, lengths, w_hh_t, gates, hprev, cprev, gh, y, hn, cn,
+                bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
                 bint gemm_only=False):
     """One direction of a recurrent layer over all time steps (csrc/recurrent.h).
 
     x (N*T, I) rows in the layout of `batch_first`; w_ih (W, I), w_hh (W, H); bias (G)
-    the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. w_hh_t: scratch
-    (H, W) (the kernel's transposed copy of w_hh). Out: gates
+    the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. w_t: scratch
+    (I + H, W) (the kernel's transposed copies of w_ih and w_hh). Out: gates
     (N*T, G), hprev (N*T, H), cprev (N*T, H) for LSTM, gh (N, 3H) for GRU (each None
     otherwise), y (N*T, D*H) or None (this direction writes its half: the second of a
     bidirectional layer's when reverse), hn (N, H), cn (N, H) for LSTM. G is 4H for
@@ -109,16 +109,16 @@ def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x,
     the outputs are then meaningless)."""
     if _is_f32(x, "rnn_forward", "x"):
         _rnn_forward(<float *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
-                     bias, h0, c0, lengths, w_hh_t, gates, hprev, cprev, gh, y, hn, cn,
+                     bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
                      gemm_only)
     else:
         _rnn_forward(<double *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
-                     bias, h0, c0, lengths, w_hh_t, gates, hprev, cprev, gh, y, hn, cn,
+                     bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
                      gemm_only)
 
 
 cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
-                      bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, w_hh_t,
+                      bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, w_t,
                       gates, hprev, cprev, gh, y, hn, cn, bint gemm_only) except -1:
     cdef str fn = "rnn_forward"
     cdef fnn_rnn_dims d
@@ -135,7 +135,7 @@ cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
     cdef floating *ph0 = _flt(t, h0, fn, "h0", N * H, _OPT)
     cdef floating *pc0 = _flt(t, c0, fn, "c0", N * H, _OPT) if lstm else NULL
     cdef const int64_t *plen = _lengths(lengths, fn, N, d.steps)
-    cdef floating *pwt = _flt(t, w_hh_t, fn, "w_hh_t", H * W, _W)
+    cdef floating *pwt = _flt(t, w_t, fn, "w_t", (I + H) * W, _W)
     cdef floating *pg = _flt(t, gates, fn, "gates", R * G, _W)
     cdef floating *php = _flt(t, hprev, fn, "hprev", R * H, _W)
     cdef floating *pcp = _flt(t, cprev, fn, "cprev", R * H, _W) if lstm else NULL

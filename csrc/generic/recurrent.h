@@ -159,11 +159,13 @@ static void S(rnn_gemm)(S(fnn_blas_gemm) blas, ptrdiff_t m, ptrdiff_t n, ptrdiff
  * product, then its gate pass while the product is in cache. */
 
 static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, ptrdiff_t lo,
-                                ptrdiff_t hi, const T *w_hh_t, const T *bias, const T *h0,
-                                const T *c0, const int64_t *lengths, T *gates, T *hprev,
-                                T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn, T *cn)
+                                ptrdiff_t hi, const T *x, ptrdiff_t ldx, const T *w_t,
+                                const T *bias, const T *h0, const T *c0,
+                                const int64_t *lengths, T *gates, T *hprev, T *cprev, T *gh,
+                                T *y, ptrdiff_t ldy, T *hn, T *cn)
 {
     ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    const T *w_hh_t = w_t + d->inputs * W;
     ptrdiff_t rs = fnn_rnn_row_stride(d);
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
@@ -180,13 +182,18 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
         int last = s == Tn - 1;
         for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
             ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
-            const T *hp = hprev + fnn_rnn_row(d, t, b0) * H;
-            if (s > 0 || h0) { /* the recurrent product (zero from a zero state) */
+            ptrdiff_t r0 = fnn_rnn_row(d, t, b0);
+            /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
+             * (zero from a zero state; GRU: apart, in gh) */
+            S(rnn_gemm)(blas, b1 - b0, W, d->inputs, x + r0 * ldx, rs * ldx, w_t, W, 0.0,
+                        gates + r0 * G, rs * G);
+            if (s > 0 || h0) {
                 if (gru)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hp, rs * H, w_hh_t, W, 0.0, gh + b0 * W, W);
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 0.0,
+                                gh + b0 * W, W);
                 else
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hp, rs * H, w_hh_t, W, 1.0,
-                                gates + fnn_rnn_row(d, t, b0) * G, rs * G);
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 1.0,
+                                gates + r0 * G, rs * G);
             } else if (gru) {
                 memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
             }
@@ -253,18 +260,20 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
 
 void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,
                         ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,
-                        const T *h0, const T *c0, const int64_t *lengths, T *w_hh_t,
+                        const T *h0, const T *c0, const int64_t *lengths, T *w_t,
                         T *gates, T *hprev, T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn,
                         T *cn)
 {
-    ptrdiff_t G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d), H = d->hidden;
-    if (!d->gemm_only) /* W_hh^T, the recurrent products' untransposed operand */
-        for (ptrdiff_t i = 0; i < W; i++)
-            for (ptrdiff_t j = 0; j < H; j++) w_hh_t[j * W + i] = w_hh[i * H + j];
-    /* the input products of every step in one GEMM (GRU: gate columns [0, 3H)) */
-    S(fnn_gemm)(blas, 0, 1, d->batch * d->steps, W, d->inputs, 1.0, x, ldx, w_ih, d->inputs, 0.0, gates, G);
-    FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, w_hh_t, bias, h0, c0, lengths,
-                                               gates, hprev, cprev, gh, y, ldy, hn, cn));
+    ptrdiff_t W = fnn_rnn_weight_rows(d), H = d->hidden, I = d->inputs;
+    if (!d->gemm_only) { /* W_ih^T over W_hh^T: the products' untransposed operands */
+        for (ptrdiff_t i = 0; i < W; i++) {
+            for (ptrdiff_t j = 0; j < I; j++) w_t[j * W + i] = w_ih[i * I + j];
+            for (ptrdiff_t j = 0; j < H; j++) w_t[(I + j) * W + i] = w_hh[i * H + j];
+        }
+    }
+    FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, x, ldx, w_t, bias, h0, c0,
+                                               lengths, gates, hprev, cprev, gh, y, ldy, hn,
+                                               cn));
 }
 
 struct S(colsum_ctx) {

@@ -238,7 +238,7 @@ class _Recurrent(Layer):
                     None if h0 is None else h0[k * D + d],
                     None if c0 is None else c0[k * D + d],
                     lengths,
-                    self._scratch("w_hh_t", w_hh.data.shape[::-1], dt),
+                    self._scratch(f"w_t{k}", (w_ih.data.shape[1] + H, w_hh.data.shape[0]), dt),
                     cell["gates"],
                     cell["hprev"],
                     cell["cprev"],
