@@ -312,13 +312,51 @@ def _depth(spec, limit):
     return deepest
 
 
+def class_metadata(classes):
+    """The metadata recording a classifier's labels: {'task': 'classification',
+    'classes': their text (what `fastnn predict` prints), 'classes_dtype': the numpy
+    type to restore them in}."""
+    classes = np.asarray(classes)
+    return {
+        "task": "classification",
+        "classes": [str(c) for c in classes.tolist()],
+        "classes_dtype": classes.dtype.str if classes.dtype.kind in "biufU" else "str",
+    }
+
+
+def _parse_class(text, kind):
+    if kind == "b":
+        if text not in ("True", "False"):
+            raise ValueError(f"{text!r} is not a boolean")
+        return text == "True"
+    return int(text) if kind in "iu" else float(text) if kind == "f" else text
+
+
+def classes_from_metadata(user, path):
+    """The labels `class_metadata` recorded, as a numpy array of their type (strings
+    when no type was recorded, as in older files), or None."""
+    classes = user.get("classes")
+    if user.get("task") != "classification" or not classes:
+        return None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{path}: the 'classes' metadata is not a list of strings")
+    try:
+        dtype = np.dtype(user.get("classes_dtype", "str"))
+        return np.array([_parse_class(c, dtype.kind) for c in classes], dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(
+            f"{path}: the 'classes' metadata does not read as {user.get('classes_dtype')!r} ({e})"
+        ) from None
+
+
 def save(model, path, metadata=None):
     """Write `model` to a safetensors file at path (atomically): its state_dict under
     torch-style keys, plus metadata {'format': 'fastnn', 'format_version', 'version',
     'dtype', 'architecture'} and, if given, `metadata` (a JSON-serialisable dict of
-    your own, e.g. class names; read back with read_metadata); the class names a
-    Trainer encoded (model.classes_) are recorded as {'task': 'classification',
-    'classes': [...]}, which `fastnn predict` answers in. A model with
+    your own, e.g. class names; read back with read_metadata); the labels a
+    classifier was trained on (model.classes_, set by Trainer.fit for class names and by
+    the scikit-learn estimators) are recorded with their type (see class_metadata), so
+    that load restores model.classes_ and `fastnn predict` answers in them. A model with
     user-defined modules is saved without an architecture (load it into an instance
     with load(path, model=...))."""
     if not isinstance(model, Module):
@@ -328,9 +366,9 @@ def save(model, path, metadata=None):
     except NotImplementedError:
         architecture = None
     user = dict(metadata or {})
-    classes = getattr(model, "classes_", None)  # set by Trainer.fit for class names
+    classes = getattr(model, "classes_", None)
     if classes is not None and "classes" not in user:
-        user.update(task="classification", classes=[str(c) for c in classes])
+        user.update(class_metadata(classes))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -425,7 +463,8 @@ def load(path, model=None):
     corrupt data, a foreign format, tensors of other types (complex, int where a float
     is expected), NaN or infinite values, an architecture that declares more parameters
     than the file holds (checked before anything is allocated) or nests too deeply.
-    Nothing is unpickled."""
+    Nothing is unpickled. A classifier's labels saved with it come back as
+    model.classes_ (a Trainer built on the model then predicts classes in them)."""
     table, meta = read_header(path)
     if model is None:
         model = _rebuild_from_file(path, meta, table)
@@ -441,4 +480,8 @@ def load(path, model=None):
         model.load_state_dict(tensors)
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: tensors do not fit the model: {e}") from None
+    user = _json_field(meta, "user", {}, path)
+    classes = classes_from_metadata(user, path) if isinstance(user, dict) else None
+    if classes is not None:
+        model.classes_ = classes
     return model

@@ -409,6 +409,7 @@ class _BaseMLP(BaseEstimator):
             self._trainer = Trainer(
                 self.model_, loss, self._optimizer(self.model_), metrics=(), callbacks=()
             )
+            self._trainer.classes_ = None  # the targets arrive encoded
         trainer = self._trainer
         trainer.loss = loss
         self._converged, self._stop_allowed = False, not incremental
@@ -533,6 +534,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             )
         self.out_activation_ = "softmax"
         return np.searchsorted(self.classes_, y).astype(np.int64), max(len(self.classes_), 2)
+
+    def _initialize(self, n_in, n_out, n, dtype):
+        super()._initialize(n_in, n_out, n, dtype)
+        if not self._multilabel and len(self.classes_) == n_out:
+            # fastnn.save(clf.model_) records them; fastnn.load and `fastnn predict`
+            # then answer in these labels
+            self.model_.classes_ = self.classes_
 
     def _decode_for_score(self, targets):
         return targets if self._multilabel else self.classes_[targets]

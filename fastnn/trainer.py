@@ -117,7 +117,9 @@ class Trainer:
         self.rng = rng.Stream(rng.check_seed(seed)) if seed is not None else rng.spawn()
         self._augment = None  # fit's augment (a transform of each training batch)
         self.scheduler = scheduler
-        self.classes_ = None  # the class names fit encoded (None: integer labels)
+        # The labels fit encodes (None: integer labels are class indices); a loaded
+        # classifier brings those it was trained on (fastnn.load sets model.classes_).
+        self.classes_ = getattr(model, "classes_", None)
         classification = isinstance(loss, _LABEL_LOSSES)
         if metrics is _DEFAULT_METRICS and not classification:
             metrics = ()
@@ -275,8 +277,10 @@ class Trainer:
         X = inputs if isinstance(X, (list, tuple)) else inputs[0]
         return X, y
 
-    def _split(self, X, y, validation_data, validation_split):
-        """(X, y, validation pair or None)."""
+    def _split(self, X, y, weights, validation_data, validation_split):
+        """(X, y, weights, validation triple (X_val, y_val, weights or None) or None):
+        validation_split takes the samples and their weights from the end;
+        validation_data is (X_val, y_val) or (X_val, y_val, sample_weight_val)."""
         if validation_data is not None and validation_split:
             raise ValueError("fit: give validation_data or validation_split, not both")
         if not 0.0 <= validation_split < 1.0:
@@ -289,24 +293,29 @@ class Trainer:
                     f"fit: validation_split={validation_split} leaves no "
                     f"training or validation samples out of {n}"
                 )
-            return (
-                _rows(X, slice(None, -n_val)),
-                y[:-n_val],
-                (_rows(X, slice(-n_val, None)), y[-n_val:]),
-            )
+            head, tail = slice(None, -n_val), slice(-n_val, None)
+            w, w_val = (None, None) if weights is None else (weights[head], weights[tail])
+            return _rows(X, head), y[head], w, (_rows(X, tail), y[tail], w_val)
         if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("fit: validation_data must be a pair (X_val, y_val)")
-            return X, y, self._prepare(*validation_data, "fit validation_data")
-        return X, y, None
+            if len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "fit: validation_data must be (X_val, y_val) or "
+                    "(X_val, y_val, sample_weight_val)"
+                )
+            X_val, y_val = self._prepare(*validation_data[:2], "fit validation_data")
+            w_val = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                w_val = self._check_weights(validation_data[2], y_val, "fit validation_data")
+            return X, y, weights, (X_val, y_val, w_val)
+        return X, y, weights, None
 
     # -- fit ----------------------------------------------------------------------------
     def _encode_labels(self, y, where):
         """Class labels as integers: integer-valued floats become int64; class names
         (strings, booleans, ...) become indices into the classes found by the first fit
-        (self.classes_, sorted), which every later call reuses."""
-        if y.dtype.kind in "iu":
-            return y
+        (self.classes_, sorted), which every later call reuses. Integers are class
+        indices, unless the classes are integers themselves (a loaded classifier trained
+        on labels such as 3, 5, 7): then they are encoded as names."""
         if y.dtype.kind == "f":
             if not (np.isfinite(y).all() and (y == np.round(y)).all()):
                 bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
@@ -314,7 +323,9 @@ class Trainer:
                     f"{where}: class labels must be integers or class names, "
                     f"got the float {float(bad)}"
                 )
-            return y.astype(np.int64)
+            y = y.astype(np.int64)
+        if y.dtype.kind in "iu" and (self.classes_ is None or self.classes_.dtype.kind not in "iu"):
+            return y
         if self.classes_ is None:
             if where != "fit":
                 raise ValueError(f"{where}: class names need a fit first (it encodes them)")
@@ -329,19 +340,23 @@ class Trainer:
             )
         return idx.astype(np.int64)
 
+    @staticmethod
+    def _check_weights(sample_weight, y, where):
+        """sample_weight as a float64 (N,) array of finite weights >= 0."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != y.shape[:1]:
+            raise ValueError(
+                f"{where}: sample_weight must have shape ({y.shape[0]},), got {w.shape}"
+            )
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"{where}: sample_weight must be finite and >= 0")
+        return w
+
     def _sample_weights(self, y, sample_weight, class_weight):
         """Per-sample weights (N,) float64 from sample_weight and class_weight (a dict
         {label: weight} in the labels given to fit, or 'balanced': n / (K * count)), or
         None when neither is given."""
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != y.shape[:1]:
-                raise ValueError(
-                    f"fit: sample_weight must have shape ({y.shape[0]},), got {w.shape}"
-                )
-            if not np.isfinite(w).all() or (w < 0).any():
-                raise ValueError("fit: sample_weight must be finite and >= 0")
+        w = None if sample_weight is None else self._check_weights(sample_weight, y, "fit")
         if class_weight is not None:
             if not self._classification:
                 raise ValueError(
@@ -459,9 +474,7 @@ class Trainer:
             raise ValueError("fit: epochs must be a non-negative integer, got None")
         X, y = self._prepare(X, y, "fit")
         weights = self._sample_weights(y, sample_weight, class_weight)
-        X, y, val = self._split(X, y, validation_data, validation_split)
-        if weights is not None:
-            weights = weights[: y.shape[0]]  # validation_split takes the tail
+        X, y, weights, val = self._split(X, y, weights, validation_data, validation_split)
         dtype = self.model.dtype or np.float32
         world = distributed.world()
         if world is not None:
@@ -585,7 +598,7 @@ class Trainer:
             cb.on_epoch_begin(self, epoch)
         order = rng.generator().permutation(n) if shuffle else np.arange(n)
         total = mass = count = 0
-        sums, weights = [0.0] * len(self.metrics), [0] * len(self.metrics)
+        sums, counts = [0.0] * len(self.metrics), [0.0] * len(self.metrics)
         norms = []
         for i, (xb, yb, wb) in enumerate(batches.epoch(order)):
             for cb in callbacks:
@@ -602,7 +615,7 @@ class Trainer:
             total += value * w
             mass += w
             count += m
-            self._add_metrics(sums, weights, yb, out)
+            self._add_metrics(sums, counts, yb, out)
             if norm is not None:
                 norms.append(norm)
             batch_logs = {"loss": value, "size": m}
@@ -611,12 +624,15 @@ class Trainer:
             if self.interrupted or self.diverged:
                 return  # (a diverged epoch is rolled back, not recorded)
         if self._dp is not None:  # metrics over every rank's rows; rank 0's BN statistics
-            sums, weights = self._unpack_sums(self._dp.sum([*sums, *weights]))
+            sums, counts = self._unpack_sums(self._dp.sum([*sums, *counts]))
             self._dp.sync_state(self.model)
         logs = {"loss": total / mass}
-        logs.update(self._metric_logs(sums, weights))
+        logs.update(self._metric_logs(sums, counts))
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in self._evaluate(*val, 256).items()})
+            X_val, y_val, w_val = val
+            logs.update(
+                {f"val_{k}": v for k, v in self._evaluate(X_val, y_val, 256, w_val).items()}
+            )
         logs["lr"] = self.optimizer.lr
         logs["epoch_time"] = time.perf_counter() - start
         if self.batch_size_schedule is not None:
@@ -640,56 +656,67 @@ class Trainer:
             s.step()
 
     # -- evaluation -------------------------------------------------------------------
-    def evaluate(self, X, y, batch_size=256):
+    def evaluate(self, X, y, batch_size=256, sample_weight=None):
         """Loss (with weight penalties) and metrics of the model in eval mode over
-        (X, y): a dict."""
+        (X, y): a dict. sample_weight (N,): each sample's weight, as in fit; the loss and
+        every metric are then weighted means over the samples (Keras' evaluate), and a
+        metric function of your own must take `sample_weight=` too."""
         X, y = self._prepare(X, y, "evaluate")
-        return self._evaluate(X, y, positive_int(batch_size, "batch_size"))
+        w = None if sample_weight is None else self._check_weights(sample_weight, y, "evaluate")
+        return self._evaluate(X, y, positive_int(batch_size, "batch_size"), w)
 
-    def _evaluate(self, X, y, batch_size):
+    def _evaluate(self, X, y, batch_size, weights=None):
         """Under MPI each rank evaluates a contiguous shard; the sums are all-reduced."""
         world = distributed.world()
-        n = y.shape[0]
         if world is not None:
-            part = world.shard(n)
+            part = world.shard(y.shape[0])
             X, y = _rows(X, part), y[part]
+            weights = None if weights is None else weights[part]
         model = self.model
         was_training = model.training
         model.eval()
         try:
-            total = 0.0
-            sums, weights = [0.0] * len(self.metrics), [0] * len(self.metrics)
+            total = mass = 0.0
+            sums, counts = [0.0] * len(self.metrics), [0.0] * len(self.metrics)
             for start in range(0, y.shape[0], batch_size):
                 rows = slice(start, start + batch_size)
                 xb, yb = _rows(X, rows), y[rows]
+                wb = None if weights is None else weights[rows]
+                # each batch's means count with the batch's weight
+                m = yb.shape[0] if wb is None else float(wb.sum())
+                if m == 0:
+                    continue  # samples of weight 0 count for nothing
                 out = model._forward(self._eval_ctx, xb)
-                total += self.loss(out, yb) * yb.shape[0]
-                self._add_metrics(sums, weights, yb, out)
+                total += self.loss(out, yb, sample_weight=wb) * m
+                mass += m
+                self._add_metrics(sums, counts, yb, out, wb)
         finally:
             model.train(was_training)
         if world is not None:
-            total, *rest = world.sum([total, *sums, *weights])
-            sums, weights = self._unpack_sums(rest)
-        result = {"loss": total / n + model.penalty()}
-        result.update(self._metric_logs(sums, weights))
+            total, mass, *rest = world.sum([total, mass, *sums, *counts])
+            sums, counts = self._unpack_sums(rest)
+        if mass == 0:
+            raise ValueError("evaluate: sample_weight is 0 for every sample")
+        result = {"loss": total / mass + model.penalty()}
+        result.update(self._metric_logs(sums, counts))
         return result
 
-    def _add_metrics(self, sums, weights, yb, out):
-        """Add one batch's metric sums and weights (metrics.batch_sums)."""
-        for j, (_, fn) in enumerate(self.metrics):
-            s, w = _metrics.batch_sums(fn, yb, out, self._ignore_index)
+    def _add_metrics(self, sums, counts, yb, out, wb=None):
+        """Add one batch's metric sums and their weights (metrics.batch_sums)."""
+        for j, (name, fn) in enumerate(self.metrics):
+            s, w = _metrics.batch_sums(name, fn, yb, out, wb, self._ignore_index)
             sums[j] += s
-            weights[j] += w
+            counts[j] += w
 
     def _unpack_sums(self, values):
-        """[*sums, *weights] back into the two lists."""
+        """[*sums, *counts] back into the two lists."""
         k = len(self.metrics)
         return list(values[:k]), list(values[k:])
 
-    def _metric_logs(self, sums, weights):
+    def _metric_logs(self, sums, counts):
         return {
-            name: s / w if w else float("nan")
-            for (name, _), s, w in zip(self.metrics, sums, weights)
+            name: s / c if c else float("nan")
+            for (name, _), s, c in zip(self.metrics, sums, counts)
         }
 
     # -- checkpoints --------------------------------------------------------------------

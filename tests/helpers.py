@@ -59,3 +59,13 @@ def grad_stream(shapes, steps, seed=1, dtype=np.float64):
 def tols(dtype):
     """Tolerances of an optimizer against its reference rule in the same dtype."""
     return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
+
+
+def run_onnx(proto, X, outputs=False):
+    """onnxruntime's first output (all outputs with outputs=True) of an ONNX ModelProto
+    for input X (the graph input named "input"), or several inputs as {name: array}."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    ys = sess.run(None, X if isinstance(X, dict) else {"input": X})
+    return ys if outputs else ys[0]

@@ -12,14 +12,7 @@ import fastnn  # noqa: E402
 import fastnn.onnx  # noqa: E402
 from fastnn import layers as L  # noqa: E402
 from fastnn.module import Layer  # noqa: E402
-
-
-def run_onnx(proto, X, outputs=False):
-    """The first output (all outputs with outputs=True) for input X, or several inputs
-    given as a dict {name: array}."""
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    ys = sess.run(None, X if isinstance(X, dict) else {"input": X})
-    return ys if outputs else ys[0]
+from helpers import run_onnx  # noqa: E402
 
 
 def trained(model, n_in, rng, steps=3):

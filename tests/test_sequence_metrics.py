@@ -37,7 +37,7 @@ def test_accuracy_over_positions_leaves_out_ignore_index():
     assert metrics.accuracy(labels, scores, ignore_index=PAD) == pytest.approx(want)
     # without ignore_index every position counts (padded ones are never right)
     assert metrics.accuracy(labels, scores) < want
-    hits, n = metrics.batch_sums(metrics.accuracy, labels, scores, PAD)
+    hits, n = metrics.batch_sums("accuracy", metrics.accuracy, labels, scores, ignore_index=PAD)
     assert n == np.sum(labels != PAD) and hits / n == pytest.approx(want)
 
 
@@ -62,7 +62,19 @@ def test_all_positions_ignored_gives_nan():
 
 def test_callable_metric_weighs_by_rows():
     labels, scores = np.zeros(5), np.ones((5, 1))
-    assert metrics.batch_sums(metrics.mse, labels, scores, PAD) == (5.0, 5)
+    assert metrics.batch_sums("mse", metrics.mse, labels, scores, ignore_index=PAD) == (5.0, 5)
+    w = np.arange(5.0)
+    assert metrics.batch_sums("mse", metrics.mse, labels, scores, w) == (10.0, 10.0)
+
+
+def test_sample_weights_weigh_each_counted_position():
+    scores, labels = _scores_labels(seed=5)
+    w = np.random.default_rng(5).uniform(0, 2, labels.shape[0])
+    hit = scores.argmax(axis=1) == labels
+    keep = labels != PAD
+    want = np.sum(w[:, None] * hit * keep) / np.sum(w[:, None] * keep)
+    got = metrics.accuracy(labels, scores, sample_weight=w, ignore_index=PAD)
+    assert got == pytest.approx(want)
 
 
 def _tagging_data(N=96, T=12, seed=0):

@@ -392,8 +392,10 @@ def _write_outputs(out, model, history, test, data, pred, y_te, seconds):
         "task": data["task"],
         "feature_names": data["feature_names"],
         "target": data["target"],
-        "classes": None if data["classes"] is None else [str(c) for c in data["classes"]],
+        "classes": None,
     }
+    if data["classes"] is not None:
+        meta.update(fastnn.io.class_metadata(data["classes"]))
     path = os.path.join(out, "model.safetensors")
     fastnn.save(model, path, metadata=meta)
     written = [path, os.path.join(out, "history.csv")]
