@@ -130,7 +130,31 @@ cdef class DenseChain:
             raise ValueError("DenseChain.forward: out overlaps x")
         if rows == 0:
             return out
-        if self._buf.shape[0] < 2 * rows * self.wmax:
+        self._run(px, po, rows)
+        return out
+
+    def run(self, x):
+        """The chain applied to x in a new (rows, out_features) array when x is a
+        non-empty C-contiguous (rows, in_features) array of the chain's dtype; None for
+        anything else (the caller converts x, or says what is wrong with it). The lean
+        path of a compiled predictor's call."""
+        if not cnp.PyArray_Check(x):
+            return None
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        if (cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_TYPE(a) != self.typenum
+                or not cnp.PyArray_CHKFLAGS(a, cnp.NPY_ARRAY_CARRAY_RO)
+                or not cnp.PyArray_ISNOTSWAPPED(a)
+                or cnp.PyArray_DIMS(a)[1] != self.dims[0] or cnp.PyArray_DIMS(a)[0] == 0):
+            return None
+        cdef cnp.npy_intp shape[2]
+        shape[0], shape[1] = cnp.PyArray_DIMS(a)[0], self.dims[self.n]
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, shape, self.typenum, 0)
+        self._run(<char *>cnp.PyArray_DATA(a), <char *>cnp.PyArray_DATA(out), shape[0])
+        return out
+
+    cdef int _run(self, char *px, char *po, Py_ssize_t rows) except -1:
+        """The kernel call on checked arguments; grows the scratch for `rows` rows."""
+        if cnp.PyArray_DIMS(self._buf)[0] < 2 * rows * self.wmax:
             self._buf = np.empty(2 * rows * self.wmax, self.dtype)
         cdef void *pbuf = cnp.PyArray_DATA(self._buf)
         if self.f32:
@@ -147,4 +171,4 @@ cdef class DenseChain:
                                     <const double * const *>self.b, self.act, self.alpha,
                                     self.beta, rows, <double *>px, <double *>po,
                                     <double *>pbuf)
-        return out
+        return 0

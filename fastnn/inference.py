@@ -3,16 +3,20 @@ kernel calls as it allows.
 
 `compile(model)` turns a model made of Dense layers, elementwise activations,
 BatchNorm1d, Standardize, Dropout and a final Softmax into a `Predictor`:
-- BatchNorm1d (running statistics) and Standardize are per-feature affine maps in
+- batch norm with running statistics and Standardize are per-feature affine maps in
   evaluation; each is folded into the weights and bias of the Dense layer before it
   (scaling its rows) or, when an activation separates them, of the Dense layer after
-  it (scaling its columns);
+  it (scaling its columns) (fastnn.folding);
 - Dropout is the identity in evaluation and disappears (weight-scaling dropout
   multiplies by 1 - p and is folded like a normalisation);
 - each Dense layer and the elementwise activation after it are one GEMM and one fused
   bias + activation pass, and the whole chain is one kernel call (no Python between
   layers, no thread team for a few rows, no allocation after the first call at a
   batch size except the returned array).
+Any other model (convolutions, pooling, residual blocks, recurrent layers, embeddings,
+branching graphs) becomes a `GraphPredictor` (fastnn.eval_graph): the same folding
+per step, convolutions with their batch norm folded in and activation fused, and the
+other layers' own evaluation forward.
 
 The folded weights are computed in float64 and rounded once to the model's dtype, so
 a predictor agrees with the layer-by-layer evaluation forward to that dtype's
@@ -22,26 +26,19 @@ fastnn.state_version) and refolds on its next call.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 
 from . import _kernels, state_version
+from .eval_graph import GraphPredictor
+from .folding import NotCompilable, fold
 from .graph import Model
-from .layers.activations import Softmax
-from .layers.dense import Dense
-from .layers.dropout import Dropout
-from .layers.normalization import BatchNorm1d, Standardize
 from .module import Module, _hook_epoch, compiled_predictor
 from .sequential import Sequential
 from .validation import as_array, as_float_input, positive_int
 
-__all__ = ["NotCompilable", "Predictor", "compile"]
-
-
-class NotCompilable(ValueError):
-    """The model has a layer, or an arrangement of layers, with no compiled form."""
+__all__ = ["GraphPredictor", "NotCompilable", "Predictor", "compile", "fold"]
 
 
 def _layers_of(model):
@@ -72,127 +69,6 @@ def _layers_of(model):
             raise NotCompilable(f"the graph of Model {model.name!r} is not a chain of layers")
         return out
     return [model]
-
-
-def _affine_of(layer):
-    """(scale, shift) in float64 when `layer` evaluates as y = x * scale + shift per
-    feature, else None."""
-    if type(layer) is BatchNorm1d:
-        if not layer.track_running_stats:
-            raise NotCompilable(
-                f"{layer._where}: track_running_stats=False normalises with "
-                "the statistics of each batch, also in evaluation"
-            )
-        scale = 1.0 / np.sqrt(layer.running_var.astype(np.float64) + layer.eps)
-        shift = -layer.running_mean.astype(np.float64) * scale
-        if layer.affine:
-            gamma = layer.weight.data.astype(np.float64)
-            scale, shift = scale * gamma, shift * gamma + layer.bias.data
-        return scale, shift
-    if type(layer) is Standardize:
-        mean, scale = layer.mean.astype(np.float64), layer.scale.astype(np.float64)
-        return (scale, mean) if layer.inverse else (1.0 / scale, -mean / scale)
-    if type(layer) is Dropout and layer.mode == "weight_scaling" and layer.p > 0.0:
-        return np.float64(1.0 - layer.p), np.float64(0.0)
-    return None
-
-
-class _Stage:
-    """One Dense layer of the chain: weight (out, in), bias (out,) or None, activation
-    (code, alpha, beta). weight/bias are the layer's own arrays until a fold replaces
-    them with float64 copies."""
-
-    def __init__(self, dense):
-        self.weight = dense.weight.data
-        self.bias = None if dense.bias is None else dense.bias.data
-        self.act = (_kernels.ACT_IDENTITY, 0.0, 0.0)
-        self.open = True  # the output is still linear: an affine map folds into rows
-
-    def fold_output(self, scale, shift):
-        """This stage followed by y = z * scale + shift (per output feature)."""
-        scale = np.broadcast_to(scale, self.weight.shape[:1])
-        bias = 0.0 if self.bias is None else self.bias.astype(np.float64)
-        self.weight = self.weight.astype(np.float64) * scale[:, None]
-        self.bias = bias * scale + shift
-
-    def fold_input(self, scale, shift):
-        """This stage preceded by x -> x * scale + shift (per input feature)."""
-        w = self.weight.astype(np.float64)
-        bias = 0.0 if self.bias is None else self.bias.astype(np.float64)
-        self.bias = bias + w @ np.broadcast_to(shift, w.shape[1:])
-        self.weight = w * np.broadcast_to(scale, w.shape[1:])
-
-
-def fold(layers):
-    """The eval-mode computation of `layers` (applied in order) as a chain of Dense
-    stages: (weights, biases, activations, softmax) with every array of the dtype of the
-    first Dense layer, ready for fastnn._kernels.DenseChain; softmax: whether a softmax
-    over the features follows the chain. Raises NotCompilable."""
-    stages, pending, softmax = [], None, False
-    for i, layer in enumerate(layers):
-        where = f"layer {i} ({type(layer).__name__})"
-        if softmax:
-            raise NotCompilable(f"{where}: only a final Softmax is compiled")
-        if type(layer) is Dense:
-            if stages and stages[-1].weight.shape[0] != layer.in_features:
-                raise NotCompilable(
-                    f"{where} takes {layer.in_features} features, the Dense "
-                    f"layer before gives {stages[-1].weight.shape[0]}"
-                )
-            stages.append(_Stage(layer))
-            if pending is not None:
-                if np.shape(pending[0]) not in ((), (layer.in_features,)):
-                    raise NotCompilable(
-                        f"{where} takes {layer.in_features} features, the "
-                        f"layers before give {np.shape(pending[0])[0]}"
-                    )
-                stages[-1].fold_input(*pending)
-                pending = None
-        elif layer.epilogue() is not None:  # an elementwise activation
-            act = layer.epilogue()
-            if act[0] == _kernels.ACT_IDENTITY:
-                continue
-            if not stages or not stages[-1].open or pending is not None:
-                raise NotCompilable(
-                    f"{where}: an activation is compiled only right after a "
-                    "Dense layer (and the normalisations folded into it)"
-                )
-            stages[-1].act = act
-            stages[-1].open = False
-        elif type(layer) is Dropout and (layer.mode == "inverted" or layer.p == 0.0):
-            continue  # the identity in evaluation
-        elif type(layer) is Softmax and layer.axis in (-1, 1):
-            softmax = True
-        else:
-            affine = _affine_of(layer)
-            if affine is None:
-                raise NotCompilable(f"{where} has no compiled evaluation form")
-            width = np.shape(affine[0])
-            if stages and width not in ((), stages[-1].weight.shape[:1]):
-                raise NotCompilable(
-                    f"{where} has {width[0]} features, the Dense layer "
-                    f"before gives {stages[-1].weight.shape[0]}"
-                )
-            if stages and stages[-1].open:
-                stages[-1].fold_output(*affine)
-            elif pending is None:
-                pending = affine
-            else:  # two maps in a row: x * s1 + t1, then * s2 + t2
-                pending = (pending[0] * affine[0], pending[1] * affine[0] + affine[1])
-    if not stages:
-        raise NotCompilable("the model has no Dense layer")
-    if pending is not None:
-        raise NotCompilable(
-            "a normalisation after the last Dense layer's activation has "
-            "no Dense layer to fold into"
-        )
-    dtypes = {m.weight.dtype for m in layers if type(m) is Dense}
-    if len(dtypes) > 1:
-        raise NotCompilable(f"the Dense layers have different dtypes: {sorted(map(str, dtypes))}")
-    dtype = dtypes.pop()
-    weights = [np.ascontiguousarray(s.weight, dtype) for s in stages]
-    biases = [None if s.bias is None else np.ascontiguousarray(s.bias, dtype) for s in stages]
-    return weights, biases, [s.act for s in stages], softmax
 
 
 class Predictor:
@@ -240,20 +116,22 @@ class Predictor:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
-        if (
-            type(x) is not np.ndarray
-            or x.dtype != chain.dtype
-            or x.ndim != 2
-            or x.shape[1] != chain.in_features
-            or not x.flags.c_contiguous
-        ):
-            x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
-        if out is None:
-            out = np.empty((x.shape[0], chain.out_features), chain.dtype)
-        chain.forward(x, out)
+        y = chain.run(x) if out is None else None  # None: x needs converting or checking
+        if y is None:
+            if (
+                type(x) is not np.ndarray
+                or x.dtype != chain.dtype
+                or x.ndim != 2
+                or x.shape[1] != chain.in_features
+                or not x.flags.c_contiguous
+            ):
+                x = as_float_input(x, chain.dtype, "Predictor", ndim=2, features=chain.in_features)
+            if out is None:
+                out = np.empty((x.shape[0], chain.out_features), chain.dtype)
+            y = chain.forward(x, out)
         if self._softmax:
-            _kernels.softmax_forward(out, out)
-        return out
+            _kernels.softmax_forward(y, y)
+        return y
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The outputs for every row of X, computed batch_size rows at a time (bounding
@@ -265,7 +143,12 @@ class Predictor:
         return self._predict(X, batch_size)
 
     def _predict(self, X, batch_size):
-        """predict() for a checked non-empty 2-D ndarray X and an int batch_size > 0."""
+        """predict() for a non-empty 2-D ndarray X; None for any other X (Module.predict
+        then takes its own path)."""
+        if type(X) is not np.ndarray or X.ndim != 2 or not X.shape[0]:
+            return None
+        if type(batch_size) is not int or batch_size <= 0:
+            batch_size = positive_int(batch_size, "batch_size")
         if X.shape[0] <= batch_size:
             return self(X)
         if self._version != state_version.value:
@@ -283,36 +166,42 @@ class Predictor:
         )
 
 
-def compile(model: Module) -> Predictor:
-    """A Predictor running `model`'s evaluation forward with batch norm folded into the
-    Dense weights, dropout dropped and each Dense + activation one fused GEMM; raises
-    NotCompilable when a layer has no compiled form."""
-    return Predictor(model)
-
-
-_cache = weakref.WeakKeyDictionary()  # model -> (Predictor or failed state version, hooks)
-
-
-def cached_predictor(model: Module) -> Predictor | None:
-    """The model's compiled Predictor (built on first use, reused and refolded after),
-    or None when the model cannot be compiled (retried after the next change of model
-    state or of its hooks)."""
-    entry, hooks = _cache.get(model, (None, None))
-    if hooks == _hook_epoch[0]:
-        if isinstance(entry, Predictor):
-            if entry._version == state_version.value:
-                return entry
-        elif entry == state_version.value:
-            return None
+def compile(model: Module) -> Predictor | GraphPredictor:
+    """The compiled evaluation forward of `model`: a Predictor (one DenseChain call)
+    when the model is a chain of Dense layers and what folds into them, else a
+    GraphPredictor (fastnn.eval_graph: convolutions with batch norm folded in and
+    their activation fused, residual sums, and every other layer's own evaluation
+    forward). Raises NotCompilable for a model with hooks or layers that cannot be
+    folded as they stand (e.g. mismatched widths or dtypes)."""
     try:
-        if isinstance(entry, Predictor) and hooks == _hook_epoch[0]:
-            entry = entry.refresh()
-        else:
-            entry = Predictor(model)
+        return Predictor(model)
+    except NotCompilable:
+        return GraphPredictor(model)
+
+
+_COMPILED = (Predictor, GraphPredictor)
+
+
+def cached_predictor(model: Module) -> Predictor | GraphPredictor | None:
+    """The model's compiled predictor (built on first use, reused and refolded after),
+    or None when the model cannot be compiled (retried after the next change of model
+    state or of its hooks). Kept on the model (not pickled or copied with it)."""
+    entry = model.__dict__.get("_compiled")  # (predictor or None, hook epoch, version)
+    if entry is not None and entry[1] == _hook_epoch[0]:
+        if entry[2] == state_version.value:
+            return entry[0]
+        predictor = entry[0]
+    else:
+        predictor = None
+    try:
+        if predictor is None:
+            predictor = compile(model)
+        elif predictor._version != state_version.value:
+            predictor.refresh()
     except NotCompilable:  # e.g. a layer's configuration changed since the last fold
-        entry = state_version.value
-    _cache[model] = (entry, _hook_epoch[0])
-    return entry if isinstance(entry, Predictor) else None
+        predictor = None
+    model.__dict__["_compiled"] = (predictor, _hook_epoch[0], state_version.value)
+    return predictor
 
 
 compiled_predictor[0] = cached_predictor  # Module.predict's compiled path

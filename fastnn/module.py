@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 
 from . import _kernels, state_version
@@ -83,7 +85,7 @@ class Module:
         self.name = _check_name(name, type(self).__name__)
 
     # Caches and per-call workspaces: rebuilt on demand, never copied or pickled.
-    _transient = ("_predict_ctx",)
+    _transient = ("_predict_ctx", "_compiled")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -329,12 +331,14 @@ class Module:
         arrays. Every module's train/eval mode is restored afterwards. A model that
         fastnn.inference compiles runs its compiled evaluation forward instead (batch
         norm folded into the Dense weights; the same outputs to round-off)."""
-        batch_size = positive_int(batch_size, "batch_size")
         compiled = compiled_predictor[0]
-        if compiled and type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
+        if compiled is not None:
             predictor = compiled(self)
-            if predictor is not None:  # the compiled evaluation forward (fastnn.inference)
-                return predictor._predict(X, batch_size)
+            if predictor is not None:  # fastnn.inference; None: an X it does not take
+                y = predictor._predict(X, batch_size)
+                if y is not None:
+                    return y
+        batch_size = positive_int(batch_size, "batch_size")
         inputs = as_inputs(X, "predict")
         n = inputs[0].shape[0]
         single = not isinstance(X, (list, tuple))
@@ -500,10 +504,16 @@ class Layer(Module):
 
     # -- helpers for subclasses -------------------------------------------------------
     def _scratch(self, key, shape, dtype):
-        """Per-layer scratch valid during one kernel call only (never state)."""
+        """Per-layer scratch valid during one kernel call only (never state). Grown for
+        the largest size asked for: calls alternating between sizes (batches of
+        different sizes) reuse one buffer."""
         buf = self._scratch_ws.get(key)
         if buf is None or buf.dtype != dtype or buf.shape != shape:
-            buf = self._scratch_ws[key] = np.empty(shape, dtype)
+            n = math.prod(shape)
+            flat = self._scratch_ws.get((key, "grown"))
+            if flat is None or flat.dtype != dtype or flat.size < n:
+                flat = self._scratch_ws[key, "grown"] = np.empty(n, dtype)
+            buf = self._scratch_ws[key] = flat[:n].reshape(shape)
         return buf
 
     def _colsum_scratch(self, width):

@@ -10,6 +10,7 @@ from fastnn.bench import inference as bench
 def test_fastnn_worker_times_its_cases(tmp_path):
     weights = tmp_path / "w.npz"
     np.savez(weights, **bench.build_model().state_dict())
+    np.savez(bench._lenet_path(str(weights)), **bench.build_lenet().state_dict())
     worker = bench.Worker("fastnn", str(weights), 1)
     try:
         assert worker.cases == [
@@ -17,6 +18,8 @@ def test_fastnn_worker_times_its_cases(tmp_path):
             "fastnn compiled",
             "fastnn uncompiled",
             "fastnn GEMMs alone",
+            "LeNet-5: fastnn predict",
+            "LeNet-5: fastnn uncompiled",
         ]
         per_call = worker.ask(
             cmd="time", case="fastnn predict", batch=1, seconds=0.01, per_call=True
@@ -27,6 +30,10 @@ def test_fastnn_worker_times_its_cases(tmp_path):
             cmd="time", case="fastnn GEMMs alone", batch=16, seconds=0.01, per_call=False
         )
         assert total["calls"] >= 1 and total["result"] >= 0.01
+        lenet = worker.ask(
+            cmd="time", case="LeNet-5: fastnn predict", batch=4, seconds=0.01, per_call=False
+        )
+        assert lenet["calls"] >= 1
         with pytest.raises(RuntimeError, match="unknown command"):
             worker.ask(cmd="nonsense")
         with pytest.raises(RuntimeError, match="KeyError"):

@@ -308,15 +308,23 @@ def test_predict_against_torch_eval(data):
             "only a final Softmax",
         ),
         (lambda: fastnn.Sequential(fastnn.BatchNorm1d(4)), "no Dense layer"),
-        (
-            lambda: fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Dense(4, 2, dtype=np.float64)),
-            "different dtypes",
-        ),
     ],
 )
-def test_not_compilable_and_predict_falls_back(make, reason, rng):
+def test_not_a_dense_chain_compiles_as_a_graph(make, reason, rng):
+    """Layers with no place in a Dense chain run their own evaluation forward as steps
+    of a GraphPredictor; the Dense layers around them still fold."""
     model = make()
     with pytest.raises(NotCompilable, match=reason):
+        inference.Predictor(model)
+    assert isinstance(inference.compile(model), inference.GraphPredictor)
+    assert isinstance(inference.cached_predictor(model), inference.GraphPredictor)
+    X = rng.standard_normal((5, 4)).astype(np.float32)
+    assert_close_to(model.predict(X), eval_forward(model, X), np.float32)
+
+
+def test_not_compilable_and_predict_falls_back(rng):
+    model = fastnn.Sequential(fastnn.Dense(4, 4), fastnn.Dense(4, 2, dtype=np.float64))
+    with pytest.raises(NotCompilable, match="different dtypes"):
         inference.compile(model)
     assert inference.cached_predictor(model) is None
     X = rng.standard_normal((5, 4)).astype(np.float32)
@@ -519,18 +527,20 @@ def eval_forward_plan(model, X):
     return model.forward(X)
 
 
-def test_branching_model_is_not_compiled_and_predicts_as_before(data):
+def test_branching_model_compiles_as_a_graph(data):
     X = data.astype(np.float32)
     inp = fastnn.Input((12,))
     a = fastnn.Dense(12, 4)(inp)
     b = fastnn.Dense(12, 4)(inp)
     model = fastnn.Model(inp, fastnn.layers.Add()([a, b]))
     with pytest.raises(NotCompilable, match="not a chain"):
-        inference.compile(model)
-    np.testing.assert_array_equal(model.predict(X), eval_forward_plan(model, X))
+        inference.Predictor(model)
+    assert isinstance(inference.compile(model), inference.GraphPredictor)
+    assert_close_to(model.predict(X), eval_forward_plan(model, X), np.float32)
     residual = fastnn.Sequential(fastnn.Dense(12, 12), fastnn.layers.Residual(fastnn.Dense(12, 12)))
     with pytest.raises(NotCompilable, match="Residual"):
-        inference.compile(residual)
+        inference.Predictor(residual)
+    assert_close_to(residual.predict(X), eval_forward_plan(residual, X), np.float32)
 
 
 def test_hooked_model_predicts_through_its_layers(data):

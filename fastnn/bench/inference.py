@@ -15,6 +15,11 @@ every library alike):
 - fastnn's eval GEMMs alone (the three products at the same shapes, through the same
   BLAS), the bound its compiled predictor is compared with.
 
+A second model, the LeNet-5 of fastnn/bench/cnn.py (1x28x28 images: the same data
+reshaped), is timed the same way in the rows "LeNet-5: ...": fastnn's predict (a
+compiled GraphPredictor) and uncompiled forward, PyTorch, and onnxruntime on an ONNX
+export of the same weights.
+
 fastnn is measured through `model.predict(x, batch_size=len(x))` (the compiled path),
 through a compiled predictor called directly (`fastnn.inference.compile(model)(x)`)
 and uncompiled (the evaluation forward of the model's own plan, layer by layer with
@@ -44,11 +49,34 @@ THROUGHPUT_VS_ORT = 1.0
 EVAL_OVER_GEMM = 1.15  # compiled predictor time / its GEMMs alone, at most
 
 
+LENET = "LeNet-5: "  # the prefix of the CNN's cases
+IMAGE = (1, 28, 28)  # its input: the reference data's 784 features as an image
+
+
 # --------------------------------------------------------------------------------------
 # The workers (one process per library)
 # --------------------------------------------------------------------------------------
 def _data():
     return make_data()[0]
+
+
+def _lenet_path(path):
+    """Where the LeNet-5's weights (or ONNX file) are kept next to the MLP's."""
+    root, ext = os.path.splitext(path)
+    return f"{root}_lenet5{ext}"
+
+
+def _images(x):
+    return x.reshape((x.shape[0],) + IMAGE)
+
+
+def build_lenet(seed=0):
+    """The LeNet-5 of fastnn/bench/cnn.py in evaluation mode."""
+    import fastnn
+    from fastnn.bench.cnn import fastnn_lenet5
+
+    fastnn.seed(seed)
+    return fastnn_lenet5().eval()
 
 
 def build_model(seed=0):
@@ -81,6 +109,10 @@ def _fastnn_cases(weights_path):
     def uncompiled(x):  # the evaluation forward of the model's own plan
         return model._forward(ctx, x)
 
+    lenet = build_lenet()
+    lenet.load_state_dict(dict(np.load(_lenet_path(weights_path))))
+    lenet_ctx = Context()
+
     outs = {}
 
     def gemms(x):  # the products of the compiled chain, at the same shapes
@@ -98,6 +130,8 @@ def _fastnn_cases(weights_path):
         "fastnn compiled": predictor,
         "fastnn uncompiled": uncompiled,
         "fastnn GEMMs alone": gemms,
+        LENET + "fastnn predict": lambda x: lenet.predict(_images(x), batch_size=len(x)),
+        LENET + "fastnn uncompiled": lambda x: lenet._forward(lenet_ctx, _images(x)),
     }
 
 
@@ -110,11 +144,22 @@ def _torch_cases(weights_path, threads):
     model = torch_mlp_bn(torch).eval()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(weights_path).items()})
 
+    from fastnn.bench.cnn import torch_lenet5
+
+    lenet = torch_lenet5(torch).eval()
+    lenet.load_state_dict(
+        {k: torch.from_numpy(v) for k, v in np.load(_lenet_path(weights_path)).items()}
+    )
+
     def run(x):
         with torch.inference_mode():
             return model(torch.from_numpy(x))
 
-    return {"PyTorch": run}, model
+    def run_lenet(x):
+        with torch.inference_mode():
+            return lenet(torch.from_numpy(_images(x)))
+
+    return {"PyTorch": run, LENET + "PyTorch": run_lenet}, {"mlp": model, "lenet5": lenet}
 
 
 def _ort_cases(onnx_path, threads):
@@ -125,7 +170,14 @@ def _ort_cases(onnx_path, threads):
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return {"onnxruntime": lambda x: sess.run(None, {name: x})}
+    cases = {"onnxruntime": lambda x: sess.run(None, {name: x})}
+    if os.path.exists(_lenet_path(onnx_path)):
+        lenet = ort.InferenceSession(
+            _lenet_path(onnx_path), opts, providers=["CPUExecutionProvider"]
+        )
+        lname = lenet.get_inputs()[0].name
+        cases[LENET + "onnxruntime"] = lambda x: lenet.run(None, {lname: _images(x)})
+    return cases
 
 
 def _time_calls(fn, X, batch, seconds, per_call):
@@ -153,8 +205,8 @@ def _time_calls(fn, X, batch, seconds, per_call):
 
 def worker_main(kind, path, threads):
     """Serve one library's cases: one JSON command per line on stdin, one JSON answer per
-    line on stdout. Commands: info; cases; export_onnx (PyTorch: write the model as
-    ONNX to "path"); time (case, batch, seconds, per_call); quit."""
+    line on stdout. Commands: info; cases; export_onnx (PyTorch: write "model", "mlp"
+    or "lenet5", as ONNX to "path"); time (case, batch, seconds, per_call); quit."""
     import fastnn
 
     fastnn.set_num_threads(threads)
@@ -182,7 +234,8 @@ def worker_main(kind, path, threads):
             elif cmd == "cases":
                 out = {"cases": list(cases)}
             elif cmd == "export_onnx":
-                _torch_onnx_export(extra, msg["path"])
+                model = msg.get("model", "mlp")
+                _torch_onnx_export(extra[model], msg["path"], model == "lenet5")
                 out = {"ok": True}
             elif cmd == "time":
                 n, result = _time_calls(
@@ -197,12 +250,12 @@ def worker_main(kind, path, threads):
         sys.stdout.flush()
 
 
-def _torch_onnx_export(model, path):
+def _torch_onnx_export(model, path, images=False):
     import warnings
 
     import torch
 
-    x = torch.zeros(1, N_FEATURES)
+    x = torch.zeros((1,) + IMAGE if images else (1, N_FEATURES))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -303,22 +356,23 @@ def measure_batch(cases, batch, rounds, min_time, pause):
     return out
 
 
-def _onnx_file(tmp, model_path, torch_worker, log):
-    """An ONNX file of the model: fastnn's own export (fastnn.onnx) when it is there,
-    else PyTorch's of the same weights. Returns (path, exporter) or (None, None)."""
-    path = os.path.join(tmp, "mlp_bn.onnx")
+def _onnx_file(path, model, input_shape, torch_worker, log):
+    """An ONNX file at `path` of `model` ("mlp" or "lenet5", with the weights of the
+    run): fastnn's own export (fastnn.onnx) when it is there, else PyTorch's of the
+    same weights. Returns the exporter's name, or None when there is none."""
     try:
         from fastnn import onnx as fastnn_onnx
 
-        fastnn_onnx.export(build_model_from(model_path), path, input_shape=(None, N_FEATURES))
-        return path, "fastnn.onnx.export"
+        fastnn_onnx.export(model, path, input_shape=input_shape)
+        return "fastnn.onnx.export"
     except ImportError:  # no fastnn.onnx, or no onnx package behind it
         pass
     if torch_worker is None:
         log("fastnn bench: no ONNX exporter (neither fastnn.onnx nor PyTorch)")
-        return None, None
-    torch_worker.ask(cmd="export_onnx", path=path)
-    return path, "torch.onnx.export (same weights)"
+        return None
+    kind = "lenet5" if len(input_shape) > 2 else "mlp"
+    torch_worker.ask(cmd="export_onnx", path=path, model=kind)
+    return "torch.onnx.export (same weights)"
 
 
 def build_model_from(weights_path):
@@ -345,12 +399,20 @@ def run(args, out=sys.stdout):
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "mlp_bn.npz")
         np.savez(weights, **build_model().state_dict())
+        np.savez(_lenet_path(weights), **build_lenet().state_dict())
         try:
             fw = Worker("fastnn", weights, threads)
             workers.append(fw)
             tw = None if args.no_torch else _start("torch", weights, threads, log)
             workers += [tw] if tw else []
-            onnx_path, exporter = _onnx_file(tmp, weights, tw, log)
+            onnx_path = os.path.join(tmp, "mlp_bn.onnx")
+            exporter = _onnx_file(onnx_path, build_model_from(weights), (None, N_FEATURES), tw, log)
+            lenet = build_lenet()
+            lenet.load_state_dict(dict(np.load(_lenet_path(weights))))
+            lenet_exporter = exporter and _onnx_file(
+                _lenet_path(onnx_path), lenet, (None,) + IMAGE, tw, log
+            )
+            onnx_path = onnx_path if exporter else None
             ow = _start("ort", onnx_path, threads, log) if onnx_path else None
             workers += [ow] if ow else []
             cases = [(w, c) for w in workers for c in w.cases]
@@ -366,7 +428,7 @@ def run(args, out=sys.stdout):
         finally:
             for w in workers:
                 w.close()
-    text = report(results, threads, info, exporter, rounds, min_time)
+    text = report(results, threads, info, (exporter, lenet_exporter), rounds, min_time)
     print(text, file=out)
     print(f"\nTotal time {time.perf_counter() - t_start:.1f} s", file=out)
     if getattr(args, "json", None) and not getattr(args, "no_json", False):
@@ -455,10 +517,14 @@ def targets(results):
     return res
 
 
-def report(results, threads, info, exporter, rounds, min_time):
+def report(results, threads, info, exporters, rounds, min_time):
+    """The table and the targets; exporters: the names of the exporters of the ONNX
+    files of the MLP and the LeNet-5 (None where there was none), or None."""
+    exporter, lenet_exporter = exporters or (None, None)
     cases = []
     for b in results:
         cases += [c for c in results[b] if c not in cases]
+    cases.sort(key=lambda c: c.startswith(LENET))  # the MLP's rows, then the CNN's
     lines = [
         (
             f"Inference, MLP-BN (784 -> 512 -> 512 -> 10, BatchNorm + ReLU + Dropout), "
@@ -468,6 +534,9 @@ def report(results, threads, info, exporter, rounds, min_time):
         "Versions: "
         + ", ".join(f"{k} {v}" for k, v in info.items())
         + (f"; ONNX model from {exporter}" if exporter else ""),
+        "LeNet-5 rows: the LeNet-5 of fastnn/bench/cnn.py (conv 5x5, ReLU, max pool, twice; "
+        "Dense 256 -> 120 -> 84 -> 10) on the same data as 1x28x28 images"
+        + (f"; ONNX model from {lenet_exporter}." if lenet_exporter else "."),
     ]
     head = ["case", "batch 1 median us", "p99 us"] + [
         f"batch {b} samples/s" for b in sorted(results) if b > 1

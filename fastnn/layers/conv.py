@@ -184,24 +184,33 @@ class _ConvNd(Layer):
 
     def _forward(self, ctx, x, act=None):
         """act: an elementwise activation applied in the epilogue (see `fuse`)."""
+        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY, 0.0, 0.0)
+        bias = None if self.bias is None else self.bias.data
+        return self.convolve(ctx, x, self.weight.data, bias, (code, alpha, beta))
+
+    def convolve(self, ctx, x, weight, bias, act, keep=True):
+        """act((x * weight) + bias) with this layer's geometry: weight of the layer's
+        weight shape, bias (out_channels,) or None, act an epilogue (code, alpha,
+        beta). keep=False (evaluation only) keeps nothing for a backward. The compiled
+        evaluation forward (fastnn.inference) passes weights with batch norm folded in."""
         x = self._check_input(x)
         ctx.in_shape = x.shape
         x = as_4d(self._pad_extra(ctx, x))
-        w = self._weight4(self.weight.data)
-        code, alpha, beta = act.epilogue() if act is not None else (_kernels.ACT_IDENTITY, 0.0, 0.0)
+        w = self._weight4(weight)
+        code, alpha, beta = act
         geo = self._geometry()
         out = (x.shape[0], self.out_channels) + tuple(
             _kernels.conv_output_size(n, k, s, p, d)
             for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], *geo)
         )
         y = ctx.workspace("y", out, x.dtype)
-        z = ctx.workspace("z", out, x.dtype) if _kernels.act_needs_input(code) else None
+        z = ctx.workspace("z", out, x.dtype) if keep and _kernels.act_needs_input(code) else None
         ctx.scratch = (_kernels.conv_scratch_size(x.shape, w.shape, *geo, self.groups),)
         scratch = self._scratch("conv", ctx.scratch, x.dtype)
         _kernels.conv_forward(
             x,
             w,
-            None if self.bias is None else self.bias.data,
+            bias,
             code,
             alpha,
             beta,
