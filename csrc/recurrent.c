@@ -29,6 +29,7 @@ static void fnn_rnn_chunks(ptrdiff_t N, ptrdiff_t *len, ptrdiff_t *count)
  * a column block packs its own part of the weights). */
 #define FNN_RNN_BLOCK_ROWS 32
 #define FNN_RNN_BLOCK_MACS 1000000
+#define FNN_RNN_BLOCK_PARTS 4
 
 /* The length of each of `parts` even pieces of n, a multiple of 16. */
 static inline ptrdiff_t fnn_rnn_cut(ptrdiff_t n, ptrdiff_t parts)

@@ -1,11 +1,12 @@
 /* Recurrent layers (RNN tanh/relu, LSTM, GRU) and embeddings: declarations.
  *
  * One call runs one direction of one layer over a whole batch of sequences:
- * - the input projection of every time step is one GEMM,
- * - then, per time step, one recurrent GEMM and one fused pass for the gate
- *   nonlinearities and the state update (forward), or for the gate derivatives
+ * - per time step and block of sequences, the input and recurrent products (cut small
+ *   enough for BLAS's unpacked small-matrix kernels, recurrent.c) and one fused pass
+ *   for the gate nonlinearities and the state update while they are in cache
+ *   (forward), or the fused pass for the gate derivatives and the recurrent product
  *   (backward, through time over the gate activations the forward pass stored),
- * - the weight gradients are one GEMM each over all time steps.
+ * - the weight gradients and the input gradient are one GEMM each over all steps.
  * Sequences are independent, so the batch is cut into row chunks whose size depends on
  * the shape only; each chunk runs all its time steps on one thread with no
  * synchronisation, and any thread count gives the same bits. Nothing is allocated.

@@ -133,13 +133,16 @@ static void S(add_row)(ptrdiff_t n, T *restrict y, const T *restrict x)
 
 /* C (m, n) = A (m, k) B (k, n) + beta C, row-major, as products of at most
  * FNN_RNN_BLOCK_MACS multiply-adds (recurrent.c): rows in blocks of FNN_RNN_BLOCK_ROWS,
- * then the longer of n and k cut evenly. The cut depends on the shape only. */
+ * then the longer of n and k cut evenly into at most FNN_RNN_BLOCK_PARTS parts (a
+ * product that needs more runs whole: at that size the packed path is efficient and
+ * thin blocks would repack A). The cut depends on the shape only. */
 static void S(rnn_gemm)(S(fnn_blas_gemm) blas, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                         const T *a, ptrdiff_t lda, const T *b, ptrdiff_t ldb, double beta,
                         T *c, ptrdiff_t ldc)
 {
     ptrdiff_t mb = m < FNN_RNN_BLOCK_ROWS ? m : FNN_RNN_BLOCK_ROWS;
     ptrdiff_t parts = (mb * n * k + FNN_RNN_BLOCK_MACS - 1) / FNN_RNN_BLOCK_MACS;
+    if (parts > FNN_RNN_BLOCK_PARTS) parts = 1;
     ptrdiff_t nb = n >= k ? fnn_rnn_cut(n, parts) : n, kb = n >= k ? k : fnn_rnn_cut(k, parts);
     for (ptrdiff_t i = 0; i < m; i += mb) {
         ptrdiff_t mi = m - i < mb ? m - i : mb;
