@@ -18,12 +18,9 @@ typedef struct {
     ptrdiff_t Ho, Wo;
 } fnn_conv_geom;
 
-/* The convolution runs on chunks of this many samples: the batch's columns
- * (im2col) are built one chunk at a time, so the scratch stays small and in cache.
- * Depends on the shape only, so the results do not depend on the thread count. */
-ptrdiff_t fnn_conv_chunk(const fnn_conv_geom *g);
-/* Scratch elements (of the data type) the forward and backward take: the chunk's
- * columns (C kh kw, chunk Ho Wo) followed by its GEMM output (K, chunk Ho Wo). */
+/* Scratch elements (of the data type) the forward and backward take: a chunk of
+ * samples' columns or padded input, output rows and dL/dz (conv.c), and the
+ * transposed weights. Depends on the shape only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */
@@ -36,16 +33,14 @@ typedef struct {
 #define FNN_DECLARE_CONV(T, S)                                                              \
     /* y = act(conv(x, w) + bias); z (may be NULL) keeps the pre-activation. bias may be  \
      * NULL. scratch: fnn_conv_scratch(g) elements. */                                      \
-    void S(fnn_conv_forward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,   \
-                             const T *w, const T *bias, int act, T alpha, T beta, T *z,   \
-                             T *y, T *scratch);                                            \
+    void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias, \
+                             int act, T alpha, T beta, T *z, T *y, T *scratch);            \
     /* From gy = dL/dy: gz = gy act'(z, y) (z or y may be NULL when act' ignores it);     \
      * gw += dL/dw, gbias += dL/dbias, gx = dL/dx; each of gw, gbias, gx may be NULL.     \
      * bsum: K doubles of scratch for the bias sums (may be NULL without gbias). */        \
-    void S(fnn_conv_backward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,  \
-                              const T *w, int act, T alpha, T beta, const T *z,           \
-                              const T *y, const T *gy, T *gw, T *gbias, T *gx,            \
-                              T *scratch, double *bsum);                                   \
+    void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int act,      \
+                              T alpha, T beta, const T *z, const T *y, const T *gy, T *gw, \
+                              T *gbias, T *gx, T *scratch, double *bsum);                  \
     /* Max pooling; idx gets the flat index (h W + w) of each maximum in its plane. */    \
     void S(fnn_maxpool_forward)(const fnn_pool_geom *g, const T *x, T *y, int32_t *idx);  \
     void S(fnn_maxpool_backward)(const fnn_pool_geom *g, const T *gy, const int32_t *idx, \

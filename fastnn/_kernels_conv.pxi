@@ -1,9 +1,10 @@
 # Convolution and pooling kernels (csrc/conv.h): declarations and checked wrappers.
 #
-# Included by _kernels.pyx. Arrays come in as typed memoryviews of one float type (a
-# mix of float32 and float64 raises TypeError) and every shape is checked against the
-# geometry before a kernel runs, so a wrong shape or a missing buffer raises ValueError
-# instead of reaching memory it should not. 1-D layers pass (N, C, 1, L) views.
+# Included by _kernels.pyx. Every array goes through the shared checks of _check.pxi
+# (dtype of the call, native byte order, C-contiguous, writeable where written, exact
+# element counts) after its shape has been checked against the geometry, so a wrong
+# shape, dtype or layout or a missing buffer raises before a kernel runs. 1-D layers
+# pass (N, C, 1, L) views.
 from libc.stdint cimport int32_t
 
 cdef extern from "conv.h" nogil:
@@ -11,50 +12,32 @@ cdef extern from "conv.h" nogil:
         Py_ssize_t N, C, H, W, K, groups, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo
     ctypedef struct fnn_pool_geom:
         Py_ssize_t planes, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo
-    Py_ssize_t fnn_conv_chunk(const fnn_conv_geom *g)
     Py_ssize_t fnn_conv_scratch(const fnn_conv_geom *g)
 
-    void fnn_conv_forward_f32(fnn_blas_gemm_f32 blas, const fnn_conv_geom *g, const float *x,
-                              const float *w, const float *bias, int act, float alpha,
-                              float beta, float *z, float *y, float *scratch)
-    void fnn_conv_forward_f64(fnn_blas_gemm_f64 blas, const fnn_conv_geom *g,
-                              const double *x, const double *w, const double *bias, int act,
-                              double alpha, double beta, double *z, double *y,
-                              double *scratch)
-    void fnn_conv_backward_f32(fnn_blas_gemm_f32 blas, const fnn_conv_geom *g,
-                               const float *x, const float *w, int act, float alpha,
-                               float beta, const float *z, const float *y, const float *gy,
-                               float *gw, float *gbias, float *gx, float *scratch,
-                               double *bsum)
-    void fnn_conv_backward_f64(fnn_blas_gemm_f64 blas, const fnn_conv_geom *g,
-                               const double *x, const double *w, int act, double alpha,
-                               double beta, const double *z, const double *y,
-                               const double *gy, double *gw, double *gbias, double *gx,
-                               double *scratch, double *bsum)
-
-    void fnn_maxpool_forward_f32(const fnn_pool_geom *g, const float *x, float *y,
-                                 int32_t *idx)
-    void fnn_maxpool_forward_f64(const fnn_pool_geom *g, const double *x, double *y,
-                                 int32_t *idx)
-    void fnn_maxpool_backward_f32(const fnn_pool_geom *g, const float *gy,
-                                  const int32_t *idx, float *gx)
-    void fnn_maxpool_backward_f64(const fnn_pool_geom *g, const double *gy,
-                                  const int32_t *idx, double *gx)
-    void fnn_avgpool_forward_f32(const fnn_pool_geom *g, int count_include_pad,
-                                 Py_ssize_t divisor, const float *x, float *y)
-    void fnn_avgpool_forward_f64(const fnn_pool_geom *g, int count_include_pad,
-                                 Py_ssize_t divisor, const double *x, double *y)
-    void fnn_avgpool_backward_f32(const fnn_pool_geom *g, int count_include_pad,
-                                  Py_ssize_t divisor, const float *gy, float *gx)
-    void fnn_avgpool_backward_f64(const fnn_pool_geom *g, int count_include_pad,
-                                  Py_ssize_t divisor, const double *gy, double *gx)
-    void fnn_adaptive_avgpool_forward_f32(const fnn_pool_geom *g, const float *x, float *y)
-    void fnn_adaptive_avgpool_forward_f64(const fnn_pool_geom *g, const double *x,
-                                          double *y)
-    void fnn_adaptive_avgpool_backward_f32(const fnn_pool_geom *g, const float *gy,
-                                           float *gx)
-    void fnn_adaptive_avgpool_backward_f64(const fnn_pool_geom *g, const double *gy,
-                                           double *gx)
+    # Convolution and pooling, declared once with the fused type (binding.h's FNN_FUSED
+    # names).
+    void fnn_conv_forward "FNN_FUSED(fnn_conv_forward)"(
+        const fnn_conv_geom *g, const floating *x, const floating *w, const floating *bias,
+        int act, floating alpha, floating beta, floating *z, floating *y, floating *scratch)
+    void fnn_conv_backward "FNN_FUSED(fnn_conv_backward)"(
+        const fnn_conv_geom *g, const floating *x, const floating *w, int act,
+        floating alpha, floating beta, const floating *z, const floating *y,
+        const floating *gy, floating *gw, floating *gbias, floating *gx, floating *scratch,
+        double *bsum)
+    void fnn_maxpool_forward "FNN_FUSED(fnn_maxpool_forward)"(
+        const fnn_pool_geom *g, const floating *x, floating *y, int32_t *idx)
+    void fnn_maxpool_backward "FNN_FUSED(fnn_maxpool_backward)"(
+        const fnn_pool_geom *g, const floating *gy, const int32_t *idx, floating *gx)
+    void fnn_avgpool_forward "FNN_FUSED(fnn_avgpool_forward)"(
+        const fnn_pool_geom *g, int count_include_pad, Py_ssize_t divisor,
+        const floating *x, floating *y)
+    void fnn_avgpool_backward "FNN_FUSED(fnn_avgpool_backward)"(
+        const fnn_pool_geom *g, int count_include_pad, Py_ssize_t divisor,
+        const floating *gy, floating *gx)
+    void fnn_adaptive_avgpool_forward "FNN_FUSED(fnn_adaptive_avgpool_forward)"(
+        const fnn_pool_geom *g, const floating *x, floating *y)
+    void fnn_adaptive_avgpool_backward "FNN_FUSED(fnn_adaptive_avgpool_backward)"(
+        const fnn_pool_geom *g, const floating *gy, floating *gx)
 
 
 def conv_output_size(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_ssize_t d,
@@ -69,19 +52,6 @@ def conv_output_size(Py_ssize_t n, Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_
     if ceil_mode and (out - 1) * s >= n + p:
         out -= 1
     return out
-
-
-cdef inline void _check_shape(str where, str what, tuple got, tuple want) except *:
-    if got != want:
-        raise ValueError(f"{where}: {what} must have shape {want}, got {got}")
-
-
-cdef inline tuple _shape(floating[:, :, :, ::1] a):
-    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
-
-
-cdef inline tuple _cshape(const floating[:, :, :, ::1] a):
-    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
 
 
 cdef fnn_conv_geom _conv_geom(str where, tuple x_shape, tuple w_shape, tuple stride,
@@ -118,100 +88,127 @@ def conv_scratch_size(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
     return fnn_conv_scratch(&g)
 
 
-def conv_forward(const floating[:, :, :, ::1] x not None,
-                 const floating[:, :, :, ::1] w not None, const floating[::1] bias,
-                 int act, double alpha, double beta, floating[:, :, :, ::1] z,
-                 floating[:, :, :, ::1] y not None, floating[::1] scratch not None,
+cdef cnp.ndarray _arr4(object a, str fn, str name):
+    """`a` as a 4-D (N, C, H, W) array (TypeError if not an array, ValueError if not 4-D)."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{fn}: {name} must be a float32 or float64 array, got {_describe(a)}")
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != 4:
+        raise ValueError(f"{fn}: {name} must be 4-D (N, C, H, W), got shape {a.shape}")
+    return <cnp.ndarray>a
+
+
+cdef tuple _dims4(cnp.ndarray a):
+    return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
+
+
+cdef int _shape_is(object a, tuple want, str fn, str name) except -1:
+    """ValueError if `a` is an array whose shape is not `want` (None and non-arrays are
+    left to _buf, which names what they are)."""
+    if cnp.PyArray_Check(a) and (<object>a).shape != want:
+        raise ValueError(f"{fn}: {name} must have shape {want}, got {(<object>a).shape}")
+    return 0
+
+
+cdef inline floating *_flt_shaped(floating *like, object a, tuple want, str fn, str name,
+                                  int flags=0) except? NULL:
+    """A float array of the call's dtype and shape `want`."""
+    _shape_is(a, want, fn, name)
+    cdef Py_ssize_t n = 1
+    for d in want:
+        n *= <Py_ssize_t>d
+    return _flt(like, a, fn, name, n, flags)
+
+
+cdef int32_t *_idx_shaped(object a, tuple want, str fn, int flags=0) except? NULL:
+    """The int32 argmax array of max pooling, of shape `want`."""
+    _shape_is(a, want, fn, "idx")
+    cdef Py_ssize_t n = want[0] * want[1] * want[2] * want[3]
+    return <int32_t *>_buf(a, fn, "idx", cnp.NPY_INT32, n, flags)
+
+
+def conv_forward(x, w, bias, int act, double alpha, double beta, z, y, scratch,
                  tuple stride, tuple padding, tuple dilation, Py_ssize_t groups):
-    """y = act(conv(x, w) + bias) in NCHW; z (or None) receives conv(x, w) + bias.
-    scratch: conv_scratch_size(...) elements."""
-    cdef str where = "conv_forward"
-    cdef fnn_conv_geom g = _conv_geom(where, _cshape(x), _cshape(w), stride, padding,
+    """y = act(conv(x, w) + bias) in NCHW; z (or None) receives conv(x, w) + bias;
+    bias may be None. scratch: at least conv_scratch_size(...) elements."""
+    if _is_f32(x, "conv_forward", "x"):
+        _conv_forward(<float *>NULL, x, w, bias, act, alpha, beta, z, y, scratch, stride,
+                      padding, dilation, groups)
+    else:
+        _conv_forward(<double *>NULL, x, w, bias, act, alpha, beta, z, y, scratch, stride,
+                      padding, dilation, groups)
+
+
+cdef int _conv_forward(floating *t, x, w, bias, int act, double alpha, double beta, z, y,
+                       scratch, tuple stride, tuple padding, tuple dilation,
+                       Py_ssize_t groups) except -1:
+    cdef str fn = "conv_forward"
+    cdef cnp.ndarray X = _arr4(x, fn, "x"), Wt = _arr4(w, fn, "w")
+    cdef fnn_conv_geom g = _conv_geom(fn, _dims4(X), _dims4(Wt), stride, padding,
                                       dilation, groups)
     cdef tuple out = (g.N, g.K, g.Ho, g.Wo)
-    _check_shape(where, "y", _shape(y), out)
-    if z is not None:
-        _check_shape(where, "z", _shape(z), out)
-    if bias is not None and bias.shape[0] != g.K:
-        raise ValueError(f"{where}: bias must have {g.K} elements, got {bias.shape[0]}")
-    if not 0 <= act < FNN_ACT_COUNT:
-        raise ValueError(f"{where}: unknown activation code {act}")
-    if scratch.shape[0] < fnn_conv_scratch(&g):
-        raise ValueError(f"{where}: scratch needs {fnn_conv_scratch(&g)} elements, got "
-                         f"{scratch.shape[0]}")
+    _check_act(act, fn)
+    cdef floating *px = _flt(t, x, fn, "x", X.size)
+    cdef floating *pw = _flt(t, w, fn, "w", Wt.size)
+    cdef floating *pbias = _flt(t, bias, fn, "bias", g.K, _OPT)
+    cdef floating *pz = _flt_shaped(t, z, out, fn, "z", _W | _OPT)
+    cdef floating *py = _flt_shaped(t, y, out, fn, "y", _W)
+    cdef floating *pscratch = _flt(t, scratch, fn, "scratch", fnn_conv_scratch(&g), _W | _MIN)
     if g.N == 0:
-        return
-    cdef const floating *p_bias = NULL if bias is None else &bias[0]
-    cdef floating *p_z = NULL if z is None else &z[0, 0, 0, 0]
-    if floating is float:
-        with nogil:
-            fnn_conv_forward_f32(<fnn_blas_gemm_f32>sgemm, &g, &x[0, 0, 0, 0], &w[0, 0, 0, 0],
-                                 p_bias, act, <float>alpha, <float>beta, p_z, &y[0, 0, 0, 0],
-                                 &scratch[0])
-    else:
-        with nogil:
-            fnn_conv_forward_f64(<fnn_blas_gemm_f64>dgemm, &g, &x[0, 0, 0, 0], &w[0, 0, 0, 0],
-                                 p_bias, act, alpha, beta, p_z, &y[0, 0, 0, 0], &scratch[0])
+        return 0
+    with nogil:
+        fnn_conv_forward(&g, px, pw, pbias, act, <floating>alpha, <floating>beta, pz, py,
+                         pscratch)
+    return 0
 
 
-def conv_backward(const floating[:, :, :, ::1] x not None,
-                  const floating[:, :, :, ::1] w not None, int act, double alpha,
-                  double beta, const floating[:, :, :, ::1] z, const floating[:, :, :, ::1] y,
-                  const floating[:, :, :, ::1] gy not None, floating[:, :, :, ::1] gw,
-                  floating[::1] gbias, floating[:, :, :, ::1] gx,
-                  floating[::1] scratch not None, double[::1] bsum, tuple stride,
-                  tuple padding, tuple dilation, Py_ssize_t groups):
+def conv_backward(x, w, int act, double alpha, double beta, z, y, gy, gw, gbias, gx,
+                  scratch, bsum, tuple stride, tuple padding, tuple dilation,
+                  Py_ssize_t groups):
     """From gy = dL/dy of conv_forward: gw += dL/dw, gbias += dL/dbias, gx = dL/dx
     (each may be None). z is needed for activations whose derivative reads the input,
-    y for the others (but the identity). bsum: K float64 scratch (with gbias)."""
-    cdef str where = "conv_backward"
-    cdef fnn_conv_geom g = _conv_geom(where, _cshape(x), _cshape(w), stride, padding,
+    y for the others (but the identity); either may be None where not needed. bsum:
+    K float64 scratch (None without gbias)."""
+    if _is_f32(x, "conv_backward", "x"):
+        _conv_backward(<float *>NULL, x, w, act, alpha, beta, z, y, gy, gw, gbias, gx,
+                       scratch, bsum, stride, padding, dilation, groups)
+    else:
+        _conv_backward(<double *>NULL, x, w, act, alpha, beta, z, y, gy, gw, gbias, gx,
+                       scratch, bsum, stride, padding, dilation, groups)
+
+
+cdef int _conv_backward(floating *t, x, w, int act, double alpha, double beta, z, y, gy,
+                        gw, gbias, gx, scratch, bsum, tuple stride, tuple padding,
+                        tuple dilation, Py_ssize_t groups) except -1:
+    cdef str fn = "conv_backward"
+    cdef cnp.ndarray X = _arr4(x, fn, "x"), Wt = _arr4(w, fn, "w")
+    cdef fnn_conv_geom g = _conv_geom(fn, _dims4(X), _dims4(Wt), stride, padding,
                                       dilation, groups)
     cdef tuple out = (g.N, g.K, g.Ho, g.Wo)
-    _check_shape(where, "gy", _cshape(gy), out)
-    if not 0 <= act < FNN_ACT_COUNT:
-        raise ValueError(f"{where}: unknown activation code {act}")
-    if act != FNN_ACT_IDENTITY:
-        if fnn_act_needs_input(act):
-            if z is None:
-                raise ValueError(f"{where}: activation {act} needs z")
-            _check_shape(where, "z", _cshape(z), out)
-        else:
-            if y is None:
-                raise ValueError(f"{where}: activation {act} needs y")
-            _check_shape(where, "y", _cshape(y), out)
-    if gw is not None:
-        _check_shape(where, "gw", _shape(gw), _cshape(w))
-    if gx is not None:
-        _check_shape(where, "gx", _shape(gx), _cshape(x))
-    if gbias is not None:
-        if gbias.shape[0] != g.K:
-            raise ValueError(f"{where}: gbias must have {g.K} elements, got {gbias.shape[0]}")
-        if bsum is None or bsum.shape[0] < g.K:
-            raise ValueError(f"{where}: bsum must have {g.K} elements")
-    if scratch.shape[0] < fnn_conv_scratch(&g):
-        raise ValueError(f"{where}: scratch needs {fnn_conv_scratch(&g)} elements, got "
-                         f"{scratch.shape[0]}")
+    _check_act(act, fn)
+    cdef bint needs_z = fnn_act_needs_input(act)
+    cdef bint needs_y = act != FNN_ACT_IDENTITY and not needs_z
+    cdef floating *px = _flt(t, x, fn, "x", X.size)
+    cdef floating *pw = _flt(t, w, fn, "w", Wt.size)
+    cdef floating *pz = _flt_shaped(t, z, out, fn, "z", 0 if needs_z else _OPT)
+    cdef floating *py = _flt_shaped(t, y, out, fn, "y", 0 if needs_y else _OPT)
+    cdef floating *pgy = _flt_shaped(t, gy, out, fn, "gy")
+    cdef floating *pgw = _flt_shaped(t, gw, _dims4(Wt), fn, "gw", _W | _OPT)
+    cdef floating *pgb = _flt(t, gbias, fn, "gbias", g.K, _W | _OPT)
+    cdef floating *pgx = _flt_shaped(t, gx, _dims4(X), fn, "gx", _W | _OPT)
+    cdef floating *pscratch = _flt(t, scratch, fn, "scratch", fnn_conv_scratch(&g), _W | _MIN)
+    cdef double *pbsum = _f64(bsum, fn, "bsum", g.K, _W | (0 if pgb != NULL else _OPT))
     if g.N == 0:
-        return
-    cdef const floating *p_z = NULL if z is None or not fnn_act_needs_input(act) \
-        else &z[0, 0, 0, 0]
-    cdef const floating *p_y = NULL if y is None or act == FNN_ACT_IDENTITY \
-        else &y[0, 0, 0, 0]
-    cdef floating *p_gw = NULL if gw is None else &gw[0, 0, 0, 0]
-    cdef floating *p_gb = NULL if gbias is None else &gbias[0]
-    cdef floating *p_gx = NULL if gx is None else &gx[0, 0, 0, 0]
-    cdef double *p_bsum = NULL if gbias is None else &bsum[0]
-    if floating is float:
-        with nogil:
-            fnn_conv_backward_f32(<fnn_blas_gemm_f32>sgemm, &g, &x[0, 0, 0, 0],
-                                  &w[0, 0, 0, 0], act, <float>alpha, <float>beta, p_z, p_y,
-                                  &gy[0, 0, 0, 0], p_gw, p_gb, p_gx, &scratch[0], p_bsum)
-    else:
-        with nogil:
-            fnn_conv_backward_f64(<fnn_blas_gemm_f64>dgemm, &g, &x[0, 0, 0, 0],
-                                  &w[0, 0, 0, 0], act, alpha, beta, p_z, p_y,
-                                  &gy[0, 0, 0, 0], p_gw, p_gb, p_gx, &scratch[0], p_bsum)
+        return 0
+    if not needs_z:
+        pz = NULL
+    if not needs_y:
+        py = NULL
+    if pgb == NULL:
+        pbsum = NULL
+    with nogil:
+        fnn_conv_backward(&g, px, pw, act, <floating>alpha, <floating>beta, pz, py, pgy, pgw,
+                          pgb, pgx, pscratch, pbsum)
+    return 0
 
 
 cdef fnn_pool_geom _pool_geom(str where, tuple x_shape, tuple y_shape, tuple kernel,
@@ -255,105 +252,152 @@ cdef fnn_pool_geom _pool_geom(str where, tuple x_shape, tuple y_shape, tuple ker
     return g
 
 
-def maxpool_forward(const floating[:, :, :, ::1] x not None, floating[:, :, :, ::1] y not None,
-                    int32_t[:, :, :, ::1] idx not None, tuple kernel, tuple stride,
-                    tuple padding, tuple dilation, bint ceil_mode):
-    """y = max over each window; idx = flat index (h W + w) of the maximum in its plane."""
-    cdef fnn_pool_geom g = _pool_geom("maxpool_forward", _cshape(x), _shape(y), kernel,
-                                      stride, padding, dilation, ceil_mode)
-    _check_shape("maxpool_forward", "idx",
-                 (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _shape(y))
-    if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_maxpool_forward_f32(&g, &x[0, 0, 0, 0], &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
+cdef tuple _pooled(str fn, cnp.ndarray X, fnn_pool_geom *g):
+    return (X.shape[0], X.shape[1], g.Ho, g.Wo)
+
+
+cdef fnn_pool_geom _window_geom(str fn, cnp.ndarray X, tuple kernel, tuple stride,
+                                tuple padding, tuple dilation, bint ceil_mode) except *:
+    """The geometry of a windowed pooling of X, its output size from the windows."""
+    dims = _dims4(X)
+    if len(kernel) != 2:
+        raise ValueError(f"{fn}: kernel must be a pair, got {kernel!r}")
+    out = dims[:2] + tuple(
+        conv_output_size(n, k, s, p, d, ceil_mode) if k >= 1 and s >= 1 and d >= 1 else 0
+        for n, k, s, p, d in zip(dims[2:], kernel, stride, padding, dilation))
+    return _pool_geom(fn, dims, out, kernel, stride, padding, dilation, ceil_mode)
+
+
+def maxpool_forward(x, y, idx, tuple kernel, tuple stride, tuple padding, tuple dilation,
+                    bint ceil_mode):
+    """y = max over each window; idx (int32, y's shape) = flat index (h W + w) of the
+    maximum in its plane."""
+    if _is_f32(x, "maxpool_forward", "x"):
+        _maxpool_forward(<float *>NULL, x, y, idx, kernel, stride, padding, dilation,
+                         ceil_mode)
     else:
-        with nogil:
-            fnn_maxpool_forward_f64(&g, &x[0, 0, 0, 0], &y[0, 0, 0, 0], &idx[0, 0, 0, 0])
+        _maxpool_forward(<double *>NULL, x, y, idx, kernel, stride, padding, dilation,
+                         ceil_mode)
 
 
-def maxpool_backward(const floating[:, :, :, ::1] gy not None,
-                     const int32_t[:, :, :, ::1] idx not None,
-                     floating[:, :, :, ::1] gx not None, tuple kernel, tuple stride,
-                     tuple padding, tuple dilation, bint ceil_mode):
-    """gx = gy scattered to the maxima recorded in idx (gx is overwritten)."""
-    cdef fnn_pool_geom g = _pool_geom("maxpool_backward", _shape(gx), _cshape(gy), kernel,
-                                      stride, padding, dilation, ceil_mode)
-    _check_shape("maxpool_backward", "idx",
-                 (idx.shape[0], idx.shape[1], idx.shape[2], idx.shape[3]), _cshape(gy))
+cdef int _maxpool_forward(floating *t, x, y, idx, tuple kernel, tuple stride, tuple padding,
+                          tuple dilation, bint ceil_mode) except -1:
+    cdef str fn = "maxpool_forward"
+    cdef cnp.ndarray X = _arr4(x, fn, "x")
+    cdef fnn_pool_geom g = _window_geom(fn, X, kernel, stride, padding, dilation, ceil_mode)
+    cdef tuple out = _pooled(fn, X, &g)
+    cdef floating *px = _flt(t, x, fn, "x", X.size)
+    cdef floating *py = _flt_shaped(t, y, out, fn, "y", _W)
+    cdef int32_t *pidx = _idx_shaped(idx, out, fn, _W)
     if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_maxpool_backward_f32(&g, &gy[0, 0, 0, 0], &idx[0, 0, 0, 0], &gx[0, 0, 0, 0])
+        return 0
+    with nogil:
+        fnn_maxpool_forward(&g, px, py, pidx)
+    return 0
+
+
+def maxpool_backward(gy, idx, gx, tuple kernel, tuple stride, tuple padding,
+                     tuple dilation, bint ceil_mode):
+    """gx = gy scattered to the maxima recorded in idx (gx, the input's shape, is
+    overwritten)."""
+    if _is_f32(gx, "maxpool_backward", "gx"):
+        _maxpool_backward(<float *>NULL, gy, idx, gx, kernel, stride, padding, dilation,
+                          ceil_mode)
     else:
-        with nogil:
-            fnn_maxpool_backward_f64(&g, &gy[0, 0, 0, 0], &idx[0, 0, 0, 0], &gx[0, 0, 0, 0])
+        _maxpool_backward(<double *>NULL, gy, idx, gx, kernel, stride, padding, dilation,
+                          ceil_mode)
 
 
-def avgpool_forward(const floating[:, :, :, ::1] x not None, floating[:, :, :, ::1] y not None,
-                    tuple kernel, tuple stride, tuple padding, bint ceil_mode,
+cdef int _maxpool_backward(floating *t, gy, idx, gx, tuple kernel, tuple stride,
+                           tuple padding, tuple dilation, bint ceil_mode) except -1:
+    cdef str fn = "maxpool_backward"
+    cdef cnp.ndarray GX = _arr4(gx, fn, "gx")
+    cdef fnn_pool_geom g = _window_geom(fn, GX, kernel, stride, padding, dilation,
+                                        ceil_mode)
+    cdef tuple out = _pooled(fn, GX, &g)
+    cdef floating *pgy = _flt_shaped(t, gy, out, fn, "gy")
+    cdef int32_t *pidx = _idx_shaped(idx, out, fn)
+    cdef floating *pgx = _flt(t, gx, fn, "gx", GX.size, _W)
+    if g.planes == 0:
+        return 0
+    with nogil:
+        fnn_maxpool_backward(&g, pgy, pidx, pgx)
+    return 0
+
+
+def avgpool_forward(x, y, tuple kernel, tuple stride, tuple padding, bint ceil_mode,
                     bint count_include_pad, Py_ssize_t divisor=0):
     """y = mean over each window (torch's avg_pool2d; divisor > 0 overrides the count)."""
-    cdef fnn_pool_geom g = _pool_geom("avgpool_forward", _cshape(x), _shape(y), kernel,
-                                      stride, padding, (1, 1), ceil_mode)
-    if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_avgpool_forward_f32(&g, count_include_pad, divisor, &x[0, 0, 0, 0],
-                                    &y[0, 0, 0, 0])
+    if _is_f32(x, "avgpool_forward", "x"):
+        _avgpool(<float *>NULL, True, x, y, kernel, stride, padding, ceil_mode,
+                 count_include_pad, divisor)
     else:
-        with nogil:
-            fnn_avgpool_forward_f64(&g, count_include_pad, divisor, &x[0, 0, 0, 0],
-                                    &y[0, 0, 0, 0])
+        _avgpool(<double *>NULL, True, x, y, kernel, stride, padding, ceil_mode,
+                 count_include_pad, divisor)
 
 
-def avgpool_backward(const floating[:, :, :, ::1] gy not None,
-                     floating[:, :, :, ::1] gx not None, tuple kernel, tuple stride,
-                     tuple padding, bint ceil_mode, bint count_include_pad,
-                     Py_ssize_t divisor=0):
+def avgpool_backward(gy, gx, tuple kernel, tuple stride, tuple padding, bint ceil_mode,
+                     bint count_include_pad, Py_ssize_t divisor=0):
     """gx = dL/dx of avgpool_forward (overwritten)."""
-    cdef fnn_pool_geom g = _pool_geom("avgpool_backward", _shape(gx), _cshape(gy), kernel,
-                                      stride, padding, (1, 1), ceil_mode)
-    if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_avgpool_backward_f32(&g, count_include_pad, divisor, &gy[0, 0, 0, 0],
-                                     &gx[0, 0, 0, 0])
+    if _is_f32(gx, "avgpool_backward", "gx"):
+        _avgpool(<float *>NULL, False, gx, gy, kernel, stride, padding, ceil_mode,
+                 count_include_pad, divisor)
     else:
-        with nogil:
-            fnn_avgpool_backward_f64(&g, count_include_pad, divisor, &gy[0, 0, 0, 0],
-                                     &gx[0, 0, 0, 0])
+        _avgpool(<double *>NULL, False, gx, gy, kernel, stride, padding, ceil_mode,
+                 count_include_pad, divisor)
 
 
-def adaptive_avgpool_forward(const floating[:, :, :, ::1] x not None,
-                             floating[:, :, :, ::1] y not None):
+cdef int _avgpool(floating *t, bint forward, inp, outp, tuple kernel, tuple stride,
+                  tuple padding, bint ceil_mode, bint count_include_pad,
+                  Py_ssize_t divisor) except -1:
+    """Forward (inp = x, outp = y) or backward (inp = gx, outp = gy) of average pooling."""
+    cdef str fn = "avgpool_forward" if forward else "avgpool_backward"
+    cdef str iname = "x" if forward else "gx", oname = "y" if forward else "gy"
+    cdef cnp.ndarray X = _arr4(inp, fn, iname)
+    cdef fnn_pool_geom g = _window_geom(fn, X, kernel, stride, padding, (1, 1), ceil_mode)
+    cdef tuple out = _pooled(fn, X, &g)
+    cdef floating *pin = _flt(t, inp, fn, iname, X.size, 0 if forward else _W)
+    cdef floating *pout = _flt_shaped(t, outp, out, fn, oname, _W if forward else 0)
+    if g.planes == 0:
+        return 0
+    with nogil:
+        if forward:
+            fnn_avgpool_forward(&g, count_include_pad, divisor, pin, pout)
+        else:
+            fnn_avgpool_backward(&g, count_include_pad, divisor, pout, pin)
+    return 0
+
+
+def adaptive_avgpool_forward(x, y):
     """y (N, C, Ho, Wo) = torch's adaptive_avg_pool2d of x (N, C, H, W)."""
-    cdef fnn_pool_geom g = _pool_geom("adaptive_avgpool_forward", _cshape(x), _shape(y), (),
-                                      (), (), (), False)
-    if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_adaptive_avgpool_forward_f32(&g, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+    if _is_f32(x, "adaptive_avgpool_forward", "x"):
+        _adaptive_avgpool(<float *>NULL, True, x, y)
     else:
-        with nogil:
-            fnn_adaptive_avgpool_forward_f64(&g, &x[0, 0, 0, 0], &y[0, 0, 0, 0])
+        _adaptive_avgpool(<double *>NULL, True, x, y)
 
 
-def adaptive_avgpool_backward(const floating[:, :, :, ::1] gy not None,
-                              floating[:, :, :, ::1] gx not None):
+def adaptive_avgpool_backward(gy, gx):
     """gx = dL/dx of adaptive_avgpool_forward (overwritten)."""
-    cdef fnn_pool_geom g = _pool_geom("adaptive_avgpool_backward", _shape(gx), _cshape(gy),
-                                      (), (), (), (), False)
-    if g.planes == 0:
-        return
-    if floating is float:
-        with nogil:
-            fnn_adaptive_avgpool_backward_f32(&g, &gy[0, 0, 0, 0], &gx[0, 0, 0, 0])
+    if _is_f32(gx, "adaptive_avgpool_backward", "gx"):
+        _adaptive_avgpool(<float *>NULL, False, gx, gy)
     else:
-        with nogil:
-            fnn_adaptive_avgpool_backward_f64(&g, &gy[0, 0, 0, 0], &gx[0, 0, 0, 0])
+        _adaptive_avgpool(<double *>NULL, False, gx, gy)
+
+
+cdef int _adaptive_avgpool(floating *t, bint forward, inp, outp) except -1:
+    """Forward (inp = x, outp = y) or backward (inp = gx, outp = gy); the output's shape
+    gives the output size."""
+    cdef str fn = "adaptive_avgpool_forward" if forward else "adaptive_avgpool_backward"
+    cdef str iname = "x" if forward else "gx", oname = "y" if forward else "gy"
+    cdef cnp.ndarray X = _arr4(inp, fn, iname), Y = _arr4(outp, fn, oname)
+    cdef fnn_pool_geom g = _pool_geom(fn, _dims4(X), _dims4(Y), (), (), (), (), False)
+    cdef floating *pin = _flt(t, inp, fn, iname, X.size, 0 if forward else _W)
+    cdef floating *pout = _flt(t, outp, fn, oname, Y.size, _W if forward else 0)
+    if g.planes == 0:
+        return 0
+    with nogil:
+        if forward:
+            fnn_adaptive_avgpool_forward(&g, pin, pout)
+        else:
+            fnn_adaptive_avgpool_backward(&g, pout, pin)
+    return 0

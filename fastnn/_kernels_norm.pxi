@@ -361,3 +361,80 @@ cdef int _weight_norm_backward(floating *t, v, g, norms, gw, gv, gg) except -1:
     with nogil:
         fnn_weight_norm_backward(rows, cols, pv, pg, pn, pgw, pgv, pgg)
     return 0
+
+
+cdef extern from "binding.h" nogil:
+    void fnn_bn_relu_forward_train "FNN_FUSED(fnn_bn_relu_forward_train)"(
+        Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, const floating *x,
+        const floating *gamma, const floating *beta, double eps, double momentum,
+        floating *running_mean, floating *running_var, floating *y, floating *save_mean,
+        floating *save_invstd)
+    void fnn_bn_relu_backward "FNN_FUSED(fnn_bn_relu_backward)"(
+        Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, const floating *x,
+        const floating *y, const floating *gy, const floating *gamma,
+        const floating *mean, const floating *invstd, floating *gx, floating *ggamma,
+        floating *gbeta)
+
+
+def bn_relu_forward_train(x, gamma, beta, double eps, double momentum, running_mean,
+                          running_var, y, save_mean, save_invstd):
+    """y = relu(batch norm of x) with batch statistics, for x (N, C, ...) (BatchNorm2d ->
+    ReLU in training, one statistics pass and one pass that normalises and rectifies);
+    the arguments as for bn_forward_train (no scratch)."""
+    if _is_f32(x, "bn_relu_forward_train", "x"):
+        _bn_relu_forward_train(<float *>NULL, x, gamma, beta, eps, momentum, running_mean,
+                               running_var, y, save_mean, save_invstd)
+    else:
+        _bn_relu_forward_train(<double *>NULL, x, gamma, beta, eps, momentum, running_mean,
+                               running_var, y, save_mean, save_invstd)
+
+
+cdef int _bn_relu_forward_train(floating *t, x, gamma, beta, double eps, double momentum,
+                                running_mean, running_var, y, save_mean,
+                                save_invstd) except -1:
+    cdef str fn = "bn_relu_forward_train"
+    cdef cnp.ndarray X = _arr(x, fn, "x", 2)
+    cdef Py_ssize_t outer = X.shape[0], C = X.shape[1], inner = _trailing(X, 2)
+    _some_samples(outer * inner, fn)
+    _both_or_neither(running_mean, running_var, fn, "running_mean and running_var")
+    cdef floating *px = _flt(t, x, fn, "x", X.size)
+    cdef floating *pgamma = _flt(t, gamma, fn, "gamma", C, _OPT)
+    cdef floating *pbeta = _flt(t, beta, fn, "beta", C, _OPT)
+    cdef floating *prm = _flt(t, running_mean, fn, "running_mean", C, _W | _OPT)
+    cdef floating *prv = _flt(t, running_var, fn, "running_var", C, _W | _OPT)
+    cdef floating *py = _flt_like(t, y, fn, "y", X, "x", _W)
+    cdef floating *psm = _flt(t, save_mean, fn, "save_mean", C, _W)
+    cdef floating *psi = _flt(t, save_invstd, fn, "save_invstd", C, _W)
+    with nogil:
+        fnn_bn_relu_forward_train(outer, C, inner, px, pgamma, pbeta, eps, momentum, prm,
+                                  prv, py, psm, psi)
+    return 0
+
+
+def bn_relu_backward(x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta):
+    """Backward of bn_relu_forward_train: gx = dL/dx from gy = dL/dy (y: its output);
+    gamma/beta gradients accumulated (if given); y, gy, gx: x's shape."""
+    if _is_f32(x, "bn_relu_backward", "x"):
+        _bn_relu_backward(<float *>NULL, x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta)
+    else:
+        _bn_relu_backward(<double *>NULL, x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta)
+
+
+cdef int _bn_relu_backward(floating *t, x, y, gy, gamma, mean, invstd, gx, ggamma,
+                           gbeta) except -1:
+    cdef str fn = "bn_relu_backward"
+    cdef cnp.ndarray X = _arr(x, fn, "x", 2)
+    cdef Py_ssize_t outer = X.shape[0], C = X.shape[1], inner = _trailing(X, 2)
+    cdef floating *px = _flt(t, x, fn, "x", X.size)
+    cdef floating *py = _flt_like(t, y, fn, "y", X, "x")
+    cdef floating *pgy = _flt_like(t, gy, fn, "gy", X, "x")
+    cdef floating *pgamma = _flt(t, gamma, fn, "gamma", C, _OPT)
+    cdef floating *pmean = _flt(t, mean, fn, "mean", C)
+    cdef floating *pinvstd = _flt(t, invstd, fn, "invstd", C)
+    cdef floating *pgx = _flt_like(t, gx, fn, "gx", X, "x", _W)
+    cdef floating *pgg = _flt(t, ggamma, fn, "ggamma", C, _W | _OPT)
+    cdef floating *pgb = _flt(t, gbeta, fn, "gbeta", C, _W | _OPT)
+    with nogil:
+        fnn_bn_relu_backward(outer, C, inner, px, py, pgy, pgamma, pmean, pinvstd, pgx, pgg,
+                             pgb)
+    return 0

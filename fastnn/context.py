@@ -27,6 +27,15 @@ class Context:
             self._ws[key] = buf
         return buf if buf.shape[0] == shape[0] else buf[: shape[0]]
 
+    def grad_workspace(self, shape, dtype):
+        """The array a layer's backward returns its input gradient in: lent by the
+        gradient pool of the container running the call (fastnn.plan.GradientPool,
+        taken back once the gradient has been consumed), else the workspace "gx"."""
+        pool = self.__dict__.get("grad_pool")
+        if pool is None:
+            return self.workspace("gx", shape, dtype)
+        return pool.take(shape, dtype)
+
     def child(self, index):
         """The context of a container's index-th call site (created on first use)."""
         kids = self.__dict__.get("_children")

@@ -15,6 +15,7 @@ outputs, so nothing a user holds is overwritten later."""
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+import threading
 from typing import Any, Callable
 
 import math
@@ -516,6 +517,14 @@ class Layer(Module):
             buf = self._scratch_ws[key] = flat[:n].reshape(shape)
         return buf
 
+    @staticmethod
+    def _shared_scratch(key, size, dtype):
+        """Scratch of `size` elements valid during one kernel call only, shared by every
+        layer of the calling thread (one buffer per key and dtype, grown to the largest
+        request): large transient buffers, such as a convolution's im2col columns, then
+        cost the largest layer's need once, not every layer's."""
+        return _shared_scratch(key, size, dtype)
+
     def _colsum_scratch(self, width):
         """The float64 scratch of the column-sum kernels (bias gradients, batch norm)."""
         return self._scratch("colsum", (_kernels.COLSUM_SCRATCH_ROWS * width,), np.float64)
@@ -524,6 +533,18 @@ class Layer(Module):
         self._scratch_ws.clear()
         self._pending.clear()
         self._free.clear()
+
+
+_scratch_pool = threading.local()
+
+
+def _shared_scratch(key, size, dtype):
+    pool = _scratch_pool.__dict__.setdefault("bufs", {})
+    dtype = np.dtype(dtype)
+    buf = pool.get((key, dtype))
+    if buf is None or buf.size < size:
+        buf = pool[(key, dtype)] = np.empty(size, dtype)
+    return buf[:size]
 
 
 def _own_copy(ctx, x):

@@ -15,12 +15,66 @@ into its GEMM epilogue, BatchNorm1d takes ReLU and Dropout). Fused steps compute
 their layers compute one by one.
 
 Backward walks the steps in reverse. A slot read by several steps (a residual
-connection, a shared input) sums its gradients in a workspace of its own, never in
-an array another step handed over."""
+connection, a shared input) sums its gradients in a buffer of its own, never in an
+array another step handed over. The input gradients the steps return live in buffers
+lent by the plan's GradientPool (Context.grad_workspace) and are taken back as soon as
+the step that reads them has run, so a backward holds only the gradients alive at
+once, not one per layer. A plan with a hooked step lends none: a hook may keep the
+arrays it is shown."""
+
+import math
 
 import numpy as np
 
 _MAX_CHAIN = 4  # the longest run a layer is offered for fusion
+
+
+class GradientPool:
+    """Flat buffers lent for the gradients of one container's backward, each counted
+    by the slots that refer to it (or to a view of it) and free again at zero. Every
+    buffer is free again when the next backward starts: the gradients a backward
+    returns stay valid until then, as workspaces do. Buffers are kept across calls,
+    so after the first steps a backward allocates nothing."""
+
+    def __init__(self):
+        self.free = []  # flat arrays
+        self.lent = {}  # id(buffer) -> [buffer, references]
+
+    def start(self):
+        self.free.extend(buf for buf, _ in self.lent.values())
+        self.lent.clear()
+
+    def take(self, shape, dtype):
+        """A buffer of `shape`: the smallest free one that holds it, or a new one."""
+        n, dtype = math.prod(shape), np.dtype(dtype)
+        best = None
+        for i, buf in enumerate(self.free):
+            if (
+                buf.dtype == dtype
+                and buf.size >= n
+                and (best is None or buf.size < self.free[best].size)
+            ):
+                best = i
+        buf = self.free.pop(best) if best is not None else np.empty(n, dtype)
+        self.lent[id(buf)] = [buf, 0]
+        return buf[:n].reshape(shape)
+
+    def _entry(self, a):
+        while isinstance(a, np.ndarray):
+            entry = self.lent.get(id(a))
+            if entry is not None:
+                return entry
+            a = a.base
+        return None
+
+    def refer(self, a, k):
+        """Count k more (or fewer) references to the buffer behind `a`, if lent."""
+        entry = self._entry(a)
+        if entry is not None:
+            entry[1] += k
+            if entry[1] <= 0:
+                del self.lent[id(entry[0])]
+                self.free.append(entry[0])
 
 
 class Step:
@@ -110,9 +164,10 @@ class Plan:
         not reached) given those of its outputs (None for an output without one)."""
         grads = [None] * self.n_slots
         kids = self._contexts(ctx)
+        pool = self._pool(ctx, kids)
         for s, g in zip(self.outputs, grads_out):
             if g is not None:
-                self._accumulate(ctx, grads, s, g, shared=self.readers[s] > 1)
+                self._accumulate(ctx, pool, grads, s, g, shared=self.readers[s] > 1)
         steps = self.steps
         for k in range(len(steps) - 1, -1, -1):
             step = steps[k]
@@ -126,6 +181,13 @@ class Plan:
                     step.layers[0]._run_backward_hooks(gin, g)
                 if need:
                     grads[step.inp] = gin
+                if pool is not None:  # g is consumed; gin is referred to or unused
+                    if need:
+                        pool.refer(gin, 1)
+                    grads[step.out] = None
+                    pool.refer(g, -1)
+                    if not need and gin is not None:
+                        pool.refer(gin, 0)
                 continue
             if len(step.outputs) == 1:
                 g = grads[step.outputs[0]]
@@ -139,13 +201,33 @@ class Plan:
             gin = step.run._backward(kids[k], g, need)
             if step.hooked:
                 step.layers[0]._run_backward_hooks(gin, g)
-            if not need or gin is None:
-                continue
-            gins = gin if step.multi else (gin,)
-            for s, gi, from_node in zip(step.inputs, gins, step.grad_from):
-                if gi is not None and (from_node or need_input_grad):
-                    self._accumulate(ctx, grads, s, gi, shared=self.readers[s] > 1)
+            gins = () if gin is None else gin if step.multi else (gin,)
+            if need:
+                for s, gi, from_node in zip(step.inputs, gins, step.grad_from):
+                    if gi is not None and (from_node or need_input_grad):
+                        self._accumulate(ctx, pool, grads, s, gi, shared=self.readers[s] > 1)
+            if pool is not None:  # the outputs' gradients are consumed
+                for s in step.outputs:
+                    if grads[s] is not None:
+                        pool.refer(grads[s], -1)
+                        grads[s] = None
+                for gi in gins:
+                    if gi is not None:
+                        pool.refer(gi, 0)
         return [grads[s] for s in range(self.n_inputs)]
+
+    def _pool(self, ctx, kids):
+        """The container's gradient pool, its buffers all free again; lent to the
+        steps' contexts. None (no lending) when a step is hooked."""
+        if any(step.hooked for step in self.steps):
+            return None
+        pool = ctx.__dict__.get("own_grad_pool")
+        if pool is None:
+            pool = ctx.own_grad_pool = GradientPool()
+            for kid in kids:
+                kid.grad_pool = pool
+        pool.start()
+        return pool
 
     def _contexts(self, ctx):
         """The contexts of the steps' calls, children of the container's ctx."""
@@ -155,13 +237,19 @@ class Plan:
         return kids
 
     @staticmethod
-    def _accumulate(ctx, grads, slot, g, shared):
+    def _accumulate(ctx, pool, grads, slot, g, shared):
         if not shared:
             grads[slot] = g
+            if pool is not None:
+                pool.refer(g, 1)
             return
         acc = grads[slot]
         if acc is None:
-            buf = ctx.workspace(f"grad{slot}", g.shape, g.dtype)
+            if pool is None:
+                buf = ctx.workspace(f"grad{slot}", g.shape, g.dtype)
+            else:
+                buf = pool.take(g.shape, g.dtype)
+                pool.refer(buf, 1)
             np.copyto(buf, g)
             grads[slot] = buf
         else:

@@ -30,6 +30,7 @@ def th():
 def torch_check(th, ours, theirs, x, rng, grads_of=("weight", "bias")):
     """Forward and backward of `ours` and `theirs` (a torch module with the same
     parameters) agree in float64 on x; returns our output."""
+    theirs.zero_grad()
     tx = th.tensor(x, requires_grad=True)
     ty = theirs(tx)
     gy = rng.standard_normal(tuple(ty.shape))
@@ -293,7 +294,7 @@ def test_bad_input_names_the_layer(make, x, match):
         (lambda: Conv2d(3, 4, 3, padding="full"), ValueError, r"padding must be 'same'"),
         (lambda: Conv2d(3, 4, 0), ValueError, r"kernel_size must be >= 1"),
         (lambda: Conv2d(3, 4, (3, 3, 3)), TypeError, r"tuple of 2 ints"),
-        (lambda: Conv2d(3, 4, 3, padding_mode="reflect"), NotImplementedError, r"only 'zeros'"),
+        (lambda: Conv2d(3, 4, 3, padding_mode="mirror"), ValueError, r"padding_mode must be"),
         (lambda: MaxPool2d(2, padding=2), ValueError, r"at most half the kernel"),
         (lambda: AvgPool2d(2, divisor_override=0), ValueError, r"divisor_override"),
     ],
@@ -310,21 +311,81 @@ def test_bad_gradient_shape_raises():
         c.backward(np.zeros(y.shape[:3] + (2,), np.float32))
 
 
-def test_conv_scratch_is_reused_across_steps(rng):
-    """im2col scratch and outputs are allocated in the first step only."""
+def test_conv_scratch_is_shared_and_reused_across_steps(rng):
+    """The im2col scratch is one buffer for all convolutions of the thread, grown to
+    the largest need in the first step and reused after."""
+    from fastnn.module import _shared_scratch
+
     model = fastnn.Sequential(
         Conv2d(3, 8, 3, padding=1),
         ReLU(),
+        Conv2d(8, 8, 3, padding=1),
         MaxPool2d(2),
         Flatten(),
         fastnn.layers.Dense(8 * 4 * 4, 2),
     )
     x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
-    conv = model[0]
     model.forward(x)
     model.backward(np.ones((16, 2), np.float32))
-    scratch = conv._scratch("conv", (1,), np.float32).base
+    scratch = _shared_scratch("conv", 1, np.float32).base
+    assert scratch.size >= max(
+        fastnn._kernels.conv_scratch_size(s, c.weight.shape, c.stride, c.padding, (1, 1), 1)
+        for s, c in (((16, 3, 8, 8), model[0]), ((16, 8, 8, 8), model[2]))
+    )
     for _ in range(2):
         model.forward(x)
         model.backward(np.ones((16, 2), np.float32))
-    assert conv._scratch("conv", (1,), np.float32).base is scratch
+    assert _shared_scratch("conv", 1, np.float32).base is scratch
+    assert not any("conv" in c._scratch_ws for c in (model[0], model[2]))
+
+
+def small_resnet(seed=0):
+    """Stem, a basic block and a projected one, global pooling, Dense: float64."""
+    from fastnn.bench.cnn import basic_block
+
+    fastnn.seed(seed)
+    L = fastnn.layers
+    x = fastnn.Input((3, 8, 8))
+    h = L.ReLU()(L.BatchNorm2d(4)(Conv2d(3, 4, 3, 1, 1)(x)))
+    h = basic_block(basic_block(h, 4, 4, 1), 4, 6, 2)
+    h = Flatten()(AdaptiveAvgPool2d(1)(h))
+    return fastnn.Model(x, L.Dense(6, 3)(h)).astype(np.float64)
+
+
+def test_pooled_gradients_equal_unpooled_ones(rng):
+    """Backward with the plan's gradient pool (buffers lent and taken back) gives the
+    gradients of a backward without it (a hook on a layer turns lending off)."""
+    x = rng.standard_normal((5, 3, 8, 8))
+    g = rng.standard_normal((5, 3))
+    results = []
+    for hooked in (False, True):
+        model = small_resnet()
+        if hooked:
+            model.layers[-1].register_forward_hook(lambda *a: None)
+        ctx = fastnn.Context()
+        model._forward(ctx, x)
+        gx = model._backward(ctx, g).copy()
+        assert (ctx.__dict__.get("own_grad_pool") is None) == hooked
+        results.append((gx, [p.grad.copy() for p in model.parameters()]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resnet_training_steps_allocate_nothing_after_the_first():
+    import tracemalloc
+
+    from fastnn.bench.cnn import fastnn_cnn_step, make_images
+
+    X, y = make_images("resnet", n=64)
+    step = fastnn_cnn_step("resnet", X, y, 16)
+    step(), step()  # warm: workspaces, gradient pool and scratch exist
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            step()
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 256 * 1024, f"steady-state steps allocated {grown} bytes"

@@ -358,10 +358,9 @@ def test_adaptive_pool_with_unequal_cells_is_refused():
 
 
 def test_padding_modes_other_than_zeros_are_refused():
-    """fastnn's convolutions pad with zeros only today; a layer that says otherwise must
-    not be exported as zero padding."""
-    conv = L.Conv2d(1, 2, 3, padding=1)
-    conv.padding_mode = "reflect"
+    """The export writes ONNX Conv, which pads with zeros only; a reflect-padded layer
+    must not be exported as zero padding."""
+    conv = L.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")
     with pytest.raises(fastnn.onnx.ExportError, match=r"Conv2d\(1, 2.*padding_mode='reflect'"):
         fastnn.onnx.export(fastnn.Sequential(conv), input_shape=(None, 1, 5, 5))
 

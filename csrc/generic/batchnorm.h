@@ -51,17 +51,22 @@ static FNN_CLONES void S(bn_stats_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t
     }
 }
 
-/* y = x * scale + shift on channels [c0, c1) (scale and shift indexed from c0). */
+/* y = x * scale + shift on channels [c0, c1) (scale and shift indexed from c0), then
+ * max(y, 0) with relu (FNN_F_RELU: NaN passes). */
 static FNN_CLONES void S(bn_affine_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                           ptrdiff_t c0, ptrdiff_t c1, const T *x,
-                                          const T *scale, const T *shift, T *y)
+                                          const T *scale, const T *shift, int relu, T *y)
 {
     ptrdiff_t w = c1 - c0;
     for (ptrdiff_t n = 0; n < outer; n++) {
         ptrdiff_t off = (n * C + c0) * inner;
         const T *xn = x + off;
         T *yn = y + off;
-        if (inner == 1) {
+        if (inner == 1 && relu) {
+#pragma omp simd
+            for (ptrdiff_t c = 0; c < w; c++)
+                yn[c] = FNN_F_RELU(xn[c] * scale[c] + shift[c], 0, 0);
+        } else if (inner == 1) {
 #pragma omp simd
             for (ptrdiff_t c = 0; c < w; c++) yn[c] = xn[c] * scale[c] + shift[c];
         } else {
@@ -69,8 +74,14 @@ static FNN_CLONES void S(bn_affine_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_
                 T sc = scale[c], sh = shift[c];
                 const T *xc = xn + c * inner;
                 T *yc = yn + c * inner;
+                if (relu) {
 #pragma omp simd
-                for (ptrdiff_t k = 0; k < inner; k++) yc[k] = xc[k] * sc + sh;
+                    for (ptrdiff_t k = 0; k < inner; k++)
+                        yc[k] = FNN_F_RELU(xc[k] * sc + sh, 0, 0);
+                } else {
+#pragma omp simd
+                    for (ptrdiff_t k = 0; k < inner; k++) yc[k] = xc[k] * sc + sh;
+                }
             }
         }
     }
@@ -92,7 +103,7 @@ static void S(bn_scale_shift)(ptrdiff_t c0, ptrdiff_t c1, const double *mean,
 static void S(bn_train_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
                               ptrdiff_t c1, const T *x, const T *gamma, const T *beta,
                               double eps, double momentum, T *running_mean, T *running_var,
-                              T *y, T *save_mean, T *save_invstd)
+                              int relu, T *y, T *save_mean, T *save_invstd)
 {
     double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
     T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
@@ -111,7 +122,7 @@ static void S(bn_train_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptr
         }
     }
     S(bn_scale_shift)(c0, c1, mean, invstd, gamma, beta, scale, shift);
-    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, y);
+    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, relu, y);
 }
 
 static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
@@ -125,19 +136,22 @@ static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrd
         invstd[c] = 1.0 / sqrt((double)var[c0 + c] + eps);
     }
     S(bn_scale_shift)(c0, c1, mean, invstd, gamma, beta, scale, shift);
-    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, y);
+    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, 0, y);
 }
 
 /* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd, channels [c0, c1).
  * With batch statistics (training), mean and invstd depend on x:
  *   gx = gamma * invstd * (gy - mean(gy) - xhat * mean(gy * xhat))
  * with fixed (running) statistics: gx = gamma * invstd * gy.
- * ggamma += sum gy * xhat, gbeta += sum gy (each skipped when NULL). */
+ * ggamma += sum gy * xhat, gbeta += sum gy (each skipped when NULL). With a ReLU after
+ * the batch norm, y is its output and gy the gradient of y: gy counts where y > 0 only
+ * (relu_y NULL: no ReLU). */
+#define FNN_BN_GY(g, y, i) ((y) ? ((y)[i] > 0 ? (g)[i] : (T)0) : (g)[i])
 static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                             ptrdiff_t c0, ptrdiff_t c1, int batch_stats,
                                             const T *x, const T *gy, const T *gamma,
-                                            const T *mean, const T *invstd, T *gx,
-                                            T *ggamma, T *gbeta)
+                                            const T *mean, const T *invstd,
+                                            const T *relu_y, T *gx, T *ggamma, T *gbeta)
 {
     ptrdiff_t w = c1 - c0;
     double sg[FNN_COL_BLOCK] = {0}, sgx[FNN_COL_BLOCK] = {0};
@@ -149,23 +163,26 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdif
     }
     for (ptrdiff_t n = 0; n < outer; n++) {
         ptrdiff_t off = (n * C + c0) * inner;
-        const T *xn = x + off, *gn = gy + off;
+        const T *xn = x + off, *gn = gy + off, *yn = relu_y ? relu_y + off : NULL;
         if (inner == 1) {
 #pragma omp simd
             for (ptrdiff_t c = 0; c < w; c++) {
                 double xh = (double)((xn[c] - mu[c]) * is[c]);
-                sg[c] += gn[c];
-                sgx[c] += gn[c] * xh;
+                T g = FNN_BN_GY(gn, yn, c);
+                sg[c] += g;
+                sgx[c] += g * xh;
             }
         } else {
             for (ptrdiff_t c = 0; c < w; c++) {
                 const T *xc = xn + c * inner, *gc = gn + c * inner;
+                const T *yc = yn ? yn + c * inner : NULL;
                 T m_ = mu[c], i_ = is[c];
                 double a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
                 for (ptrdiff_t q = 0; q < inner; q++) {
-                    a += gc[q];
-                    b += gc[q] * (double)((xc[q] - m_) * i_);
+                    T g = FNN_BN_GY(gc, yc, q);
+                    a += g;
+                    b += g * (double)((xc[q] - m_) * i_);
                 }
                 sg[c] += a;
                 sgx[c] += b;
@@ -184,22 +201,23 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdif
     }
     for (ptrdiff_t n = 0; n < outer; n++) {
         ptrdiff_t off = (n * C + c0) * inner;
-        const T *xn = x + off, *gn = gy + off;
+        const T *xn = x + off, *gn = gy + off, *yn = relu_y ? relu_y + off : NULL;
         T *on = gx + off;
         if (inner == 1) {
 #pragma omp simd
             for (ptrdiff_t c = 0; c < w; c++) {
                 T xh = (xn[c] - mu[c]) * is[c];
-                on[c] = k[c] * (gn[c] - a0[c] - xh * a1[c]);
+                on[c] = k[c] * (FNN_BN_GY(gn, yn, c) - a0[c] - xh * a1[c]);
             }
         } else {
             for (ptrdiff_t c = 0; c < w; c++) {
                 const T *xc = xn + c * inner, *gc = gn + c * inner;
+                const T *yc = yn ? yn + c * inner : NULL;
                 T *oc = on + c * inner;
                 T m_ = mu[c], i_ = is[c], k_ = k[c], b0 = a0[c], b1 = a1[c];
 #pragma omp simd
                 for (ptrdiff_t q = 0; q < inner; q++)
-                    oc[q] = k_ * (gc[q] - b0 - (xc[q] - m_) * i_ * b1);
+                    oc[q] = k_ * (FNN_BN_GY(gc, yc, q) - b0 - (xc[q] - m_) * i_ * b1);
             }
         }
     }
@@ -359,20 +377,40 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                        S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
 }
 
+/* The channel-block passes of training (relu: rectify the output) and of backward
+ * (relu_y: the ReLU's output, NULL without one). */
+static void S(bn_train_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                               const T *gamma, const T *beta, double eps, double momentum,
+                               T *running_mean, T *running_var, int relu, T *y, T *save_mean,
+                               T *save_invstd)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
+                                         momentum, running_mean, running_var, relu, y,
+                                         save_mean, save_invstd));
+}
+
+static void S(bn_backward_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                  int batch_stats, const T *x, const T *gy, const T *gamma,
+                                  const T *mean, const T *invstd, const T *relu_y, T *gx,
+                                  T *ggamma, T *gbeta)
+{
+    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
+                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
+                                            gamma, mean, invstd, relu_y, gx, ggamma, gbeta));
+}
+
 void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *gamma, const T *beta, double eps, double momentum,
                              T *running_mean, T *running_var, T *y, T *save_mean,
                              T *save_invstd, double *scratch)
 {
-    if (inner == 1) {
+    if (inner == 1)
         S(bn_train_rows)(outer, C, x, gamma, beta, eps, momentum, running_mean, running_var,
                          y, save_mean, save_invstd, scratch);
-        return;
-    }
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
-                                         momentum, running_mean, running_var, y, save_mean,
-                                         save_invstd));
+    else
+        S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                           running_var, 0, y, save_mean, save_invstd);
 }
 
 void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
@@ -388,12 +426,30 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
                         const T *x, const T *gy, const T *gamma, const T *mean,
                         const T *invstd, T *gx, T *ggamma, T *gbeta, double *scratch)
 {
-    if (inner == 1) {
+    if (inner == 1)
         S(bn_backward_rows)(outer, C, batch_stats, x, gy, gamma, mean, invstd, gx, ggamma,
                             gbeta, scratch);
-        return;
-    }
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
-                                            gamma, mean, invstd, gx, ggamma, gbeta));
+    else
+        S(bn_backward_blocks)(outer, C, inner, batch_stats, x, gy, gamma, mean, invstd, NULL,
+                              gx, ggamma, gbeta);
+}
+
+/* Batch norm (batch statistics) -> ReLU on (outer, C, inner) input, fused: the
+ * normalising pass also rectifies, and the backward takes the ReLU's derivative from
+ * its output y in the passes of the batch norm's backward. */
+void S(fnn_bn_relu_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                  const T *x, const T *gamma, const T *beta, double eps,
+                                  double momentum, T *running_mean, T *running_var, T *y,
+                                  T *save_mean, T *save_invstd)
+{
+    S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                       running_var, 1, y, save_mean, save_invstd);
+}
+
+void S(fnn_bn_relu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                             const T *y, const T *gy, const T *gamma, const T *mean,
+                             const T *invstd, T *gx, T *ggamma, T *gbeta)
+{
+    S(bn_backward_blocks)(outer, C, inner, 1, x, gy, gamma, mean, invstd, y, gx, ggamma,
+                          gbeta);
 }

@@ -16,33 +16,32 @@ static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, p
     return t;
 }
 
-/* One row of the columns for `cnt` samples: dst (cnt, Ho, Wo) gets, for each output,
- * the input plane xc (sample stride `plane`) at the tap's position, 0 in the padding. */
+/* One row of the columns of one sample: dst (Ho, Wo) gets the input plane xc at the
+ * tap's position, 0 in the padding; dst[hw .. ld) is zeroed (the tiles read whole
+ * vectors and the weight-gradient dot products sum over the padded width). */
 static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, struct S(tap) t, const T *xc,
-                                     ptrdiff_t plane, ptrdiff_t cnt, T *dst)
+                                     ptrdiff_t ld, T *dst)
 {
     ptrdiff_t Ho = g->Ho, Wo = g->Wo, sh = g->sh, sw = g->sw, W = g->W;
     ptrdiff_t n = t.ow1 - t.ow0;
-    for (ptrdiff_t j = 0; j < cnt; j++, xc += plane, dst += Ho * Wo) {
-        memset(dst, 0, (size_t)(t.oh0 * Wo) * sizeof(T));
-        for (ptrdiff_t oh = t.oh0; oh < t.oh1; oh++) {
-            const T *xr = xc + oh * sh * W + t.ow0 * sw + t.off;
-            T *d = dst + oh * Wo;
-            for (ptrdiff_t ow = 0; ow < t.ow0; ow++) d[ow] = 0;
-            if (sw == 1) {
+    memset(dst, 0, (size_t)(t.oh0 * Wo) * sizeof(T));
+    for (ptrdiff_t oh = t.oh0; oh < t.oh1; oh++) {
+        const T *xr = xc + oh * sh * W + t.ow0 * sw + t.off;
+        T *d = dst + oh * Wo;
+        for (ptrdiff_t ow = 0; ow < t.ow0; ow++) d[ow] = 0;
+        if (sw == 1) {
 #pragma omp simd
-                for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o];
-            } else {
+            for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o];
+        } else {
 #pragma omp simd
-                for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o * sw];
-            }
-            for (ptrdiff_t ow = t.ow1; ow < Wo; ow++) d[ow] = 0;
+            for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o * sw];
         }
-        memset(dst + t.oh1 * Wo, 0, (size_t)((Ho - t.oh1) * Wo) * sizeof(T));
+        for (ptrdiff_t ow = t.ow1; ow < Wo; ow++) d[ow] = 0;
     }
+    memset(dst + t.oh1 * Wo, 0, (size_t)(ld - t.oh1 * Wo) * sizeof(T));
 }
 
-/* The adjoint of im2col_row for one sample: adds src (Ho, Wo) into the plane xc. */
+/* The adjoint of im2col_row: adds src (Ho, Wo) into the plane xc. */
 static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, const T *src,
                                      T *xc)
 {
@@ -55,32 +54,199 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (C kh kw, cnt Ho Wo) of samples x[0 .. cnt): one row (channel, tap) per task. */
-static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, T *col)
+/* col (cnt, C kh kw, ld) of samples x[0 .. cnt): one row (channel, tap) per task, for
+ * every sample (the tap's range computed once). */
+static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld, T *col)
 {
-    ptrdiff_t kk = g->kh * g->kw, hw = g->Ho * g->Wo, rows = g->C * kk;
-    ptrdiff_t plane = g->H * g->W, in_sample = g->C * plane;
-    FNN_PARALLEL_SPLIT(rows, rows * cnt * hw, lo, hi,
+    ptrdiff_t kk = g->kh * g->kw, rows = g->C * kk, plane = g->H * g->W;
+    FNN_PARALLEL_SPLIT(rows, cnt * rows * ld, lo, hi,
                        for (ptrdiff_t r = lo; r < hi; r++) {
                            ptrdiff_t c = r / kk, k = r % kk;
-                           S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
-                                         x + c * plane, in_sample, cnt, col + r * cnt * hw);
+                           struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+                           for (ptrdiff_t j = 0; j < cnt; j++)
+                               S(im2col_row)(g, t, x + (j * g->C + c) * plane, ld,
+                                             col + (j * rows + r) * ld);
                        });
 }
 
-/* gx[0 .. cnt) = col2im(col): each (sample, channel) plane by one thread, taps in order. */
-static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, T *gx)
+/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld)): each channel by one thread, its taps'
+ * ranges computed once, samples and taps in order. */
+static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld, T *gx)
 {
-    ptrdiff_t kk = g->kh * g->kw, hw = g->Ho * g->Wo, plane = g->H * g->W;
-    FNN_PARALLEL_SPLIT(cnt * g->C, cnt * g->C * (plane + kk * hw), lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t j = t / g->C, c = t % g->C;
-                           T *xc = gx + t * plane;
-                           memset(xc, 0, (size_t)plane * sizeof(T));
-                           for (ptrdiff_t k = 0; k < kk; k++)
-                               S(col2im_row)(g, S(tap_range)(g, k / g->kw, k % g->kw),
-                                             col + ((c * kk + k) * cnt + j) * hw, xc);
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W, rows = g->C * kk;
+    FNN_PARALLEL_SPLIT(g->C, cnt * g->C * (plane + kk * ld), lo, hi,
+                       for (ptrdiff_t c = lo; c < hi; c++) {
+                           for (ptrdiff_t j = 0; j < cnt; j++)
+                               memset(gx + (j * g->C + c) * plane, 0, (size_t)plane * sizeof(T));
+                           for (ptrdiff_t k = 0; k < kk; k++) {
+                               struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+                               for (ptrdiff_t j = 0; j < cnt; j++)
+                                   S(col2im_row)(g, t, col + (j * rows + c * kk + k) * ld,
+                                                 gx + (j * g->C + c) * plane);
+                           }
                        });
+}
+
+/* ---- Register tiles: the products of the convolution ----
+ * BLAS packs its operands on every call; for the short, wide products of a
+ * convolution (few output channels, one sample's columns) the packing costs as much as
+ * the arithmetic. These tiles read their b operand in place, row p where `fnn_rows`
+ * puts it (im2col columns, or the shifted windows of a padded plane), and keep a block
+ * of results in registers: up to 4 rows by 3 vectors. */
+typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+#define FNN_VL ((ptrdiff_t)(32 / sizeof(T)))
+
+/* c[i ldc + 0 .. NV VL) = sum_p a[i lda + p] (row p of b)[0 .. NV VL), i < MB. */
+#define FNN_GEMM_TILE(MB, NV)                                                                 \
+    static inline __attribute__((always_inline)) void S(gemm_tile_##MB##_##NV)(              \
+        ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_rows r, T *c, ptrdiff_t ldc)  \
+    {                                                                                         \
+        S(vec) acc[MB][NV];                                                                   \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
+        ptrdiff_t p = 0;                                                                      \
+        for (const T *bc = b; p < P; bc += r.sc)                                              \
+            for (ptrdiff_t ki = 0; ki < r.kh; ki++)                                           \
+                for (ptrdiff_t kj = 0; kj < r.kw; kj++, p++) {                                \
+                    const T *bp = bc + ki * r.si + kj * r.sj;                                 \
+                    S(vec) bv[NV];                                                            \
+                    for (int v = 0; v < NV; v++) bv[v] = *(const S(vec) *)(bp + v * FNN_VL);  \
+                    for (int i = 0; i < MB; i++) {                                            \
+                        T av = a[i * lda + p];                                                \
+                        for (int v = 0; v < NV; v++) acc[i][v] += av * bv[v];                 \
+                    }                                                                         \
+                }                                                                             \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v];   \
+    }
+
+/* acc[i QB + q] += sum over columns j < n (a multiple of FNN_VL) of a[i lda + j] bq[q][j],
+ * i < MB, q < QB, in vector lanes. */
+#define FNN_DOT_TILE(MB, QB)                                                                  \
+    static inline __attribute__((always_inline)) void S(dot_tile_##MB##_##QB)(               \
+        ptrdiff_t n, const T *a, ptrdiff_t lda, const T *const *bq, S(vec) *acc)             \
+    {                                                                                         \
+        S(vec) r[MB][QB];                                                                     \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int q = 0; q < QB; q++) r[i][q] = acc[i * QB + q];                           \
+        for (ptrdiff_t j = 0; j < n; j += FNN_VL) {                                           \
+            S(vec) av[MB], bv[QB];                                                            \
+            for (int i = 0; i < MB; i++) av[i] = *(const S(vec) *)(a + i * lda + j);          \
+            for (int q = 0; q < QB; q++) bv[q] = *(const S(vec) *)(bq[q] + j);                \
+            for (int i = 0; i < MB; i++)                                                      \
+                for (int q = 0; q < QB; q++) r[i][q] += av[i] * bv[q];                        \
+        }                                                                                     \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int q = 0; q < QB; q++) acc[i * QB + q] = r[i][q];                           \
+    }
+
+#define FNN_TILES(X) X(1, 1) X(1, 2) X(1, 3) X(2, 1) X(2, 2) X(2, 3) X(3, 1) X(3, 2) X(3, 3) \
+    X(4, 1) X(4, 2) X(4, 3)
+FNN_TILES(FNN_GEMM_TILE)
+FNN_TILES(FNN_DOT_TILE)
+#undef FNN_GEMM_TILE
+#undef FNN_DOT_TILE
+
+/* c (m, n) = a (m, P) b (P, n), b's rows read from `r` in whole vectors (the rows
+ * have room for them): column tiles of 3 vectors outside, row blocks of 4 inside, so a
+ * tile of b stays in L1 while it meets every row of a. The last partial tile goes
+ * through a buffer so that c gets exactly n columns. */
+static FNN_CLONES void S(tiled_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, const T *a,
+                                     ptrdiff_t lda, const T *b, fnn_rows r, T *c,
+                                     ptrdiff_t ldc)
+{
+    T buf[4 * 3 * FNN_VL];
+    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
+        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
+        for (ptrdiff_t i = 0; i < m; i += 4) {
+            ptrdiff_t mb = m - i < 4 ? m - i : 4;
+            int whole = w == nv * FNN_VL;
+            T *dst = whole ? c + i * ldc + j : buf;
+            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;
+            switch (mb * 4 + nv) {
+#define FNN_CASE(MB, NV)                                                               \
+    case MB * 4 + NV:                                                                  \
+        S(gemm_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);             \
+        break;
+                FNN_TILES(FNN_CASE)
+#undef FNN_CASE
+            }
+            if (!whole)
+                for (ptrdiff_t k = 0; k < mb; k++)
+                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
+        }
+    }
+}
+
+/* Columns of the weight-gradient products per pass, and output columns per task. */
+#define FNN_DOT_COLS (32 * FNN_VL)
+#define FNN_DOT_MAXQ 48
+
+/* The rows [i0, i0 + mb) (mb <= 4) and columns [q0, q1) (at most FNN_DOT_MAXQ) of
+ * g (m, ldg) += sum over cnt samples of a_s (m, n) b_s (., n)^T, column q of g meeting
+ * row q of b_s (b + s sb, rows `r`). The columns are taken FNN_DOT_COLS at a time,
+ * meeting every q there, so the rows of a and the windows of b that a pass reads stay
+ * in L1; the sums wait in vector lanes between passes and are added up in a fixed
+ * order at the end. */
+static FNN_CLONES void S(tiled_dot)(ptrdiff_t i0, ptrdiff_t mb, ptrdiff_t q0, ptrdiff_t q1,
+                                    ptrdiff_t cnt, ptrdiff_t n, const T *a, ptrdiff_t lda,
+                                    ptrdiff_t sa, const T *b, fnn_rows r, ptrdiff_t sb, T *g,
+                                    ptrdiff_t ldg)
+{
+    S(vec) acc[4 * FNN_DOT_MAXQ];
+    ptrdiff_t off[FNN_DOT_MAXQ];
+    const T *bq[FNN_DOT_MAXQ];
+    ptrdiff_t nq = q1 - q0;
+    for (ptrdiff_t k = 0; k < mb * nq; k++) acc[k] = (S(vec)){0};
+    for (ptrdiff_t k = 0; k < nq; k++) off[k] = fnn_row_offset(&r, q0 + k);
+    for (ptrdiff_t s = 0; s < cnt; s++) {
+        for (ptrdiff_t k = 0; k < nq; k++) bq[k] = b + s * sb + off[k];
+        const T *as = a + s * sa + i0 * lda;
+        for (ptrdiff_t j = 0; j < n; j += FNN_DOT_COLS) {
+            ptrdiff_t w = n - j < FNN_DOT_COLS ? n - j : FNN_DOT_COLS;
+            for (ptrdiff_t q = 0; q < nq; q += 3) {
+                ptrdiff_t qb = nq - q < 3 ? nq - q : 3;
+                const T *bj[3];
+                for (ptrdiff_t k = 0; k < qb; k++) bj[k] = bq[q + k] + j;
+                switch (mb * 4 + qb) {
+#define FNN_CASE(MB, QB)                                                                   \
+    case MB * 4 + QB:                                                                      \
+        S(dot_tile_##MB##_##QB)(w, as + j, lda, bj, acc + q * mb);                         \
+        break;
+                    FNN_TILES(FNN_CASE)
+#undef FNN_CASE
+                }
+            }
+        }
+    }
+    for (ptrdiff_t q = 0; q < nq; q += 3) {
+        ptrdiff_t qb = nq - q < 3 ? nq - q : 3;
+        for (ptrdiff_t i = 0; i < mb; i++)
+            for (ptrdiff_t k = 0; k < qb; k++) {
+                T sum = 0;
+                for (int l = 0; l < FNN_VL; l++) sum += acc[q * mb + i * qb + k][l];
+                g[(i0 + i) * ldg + q0 + q + k] += sum;
+            }
+    }
+}
+
+/* dst (C, H + 2 ph, W + 2 pw) = the planes src (C, H, W; rows `srow` apart, planes
+ * `splane` apart) with zeros around, then `slack` zeros (room for whole-vector reads). */
+static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane,
+                                     ptrdiff_t srow, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
+                                     ptrdiff_t pw, ptrdiff_t slack, T *dst)
+{
+    ptrdiff_t Wp = W + 2 * pw, plane = (H + 2 * ph) * Wp;
+    for (ptrdiff_t c = 0; c < C; c++, src += splane, dst += plane) {
+        memset(dst, 0, (size_t)(ph * Wp + pw) * sizeof(T));
+        for (ptrdiff_t h = 0; h < H; h++) {
+            T *d = dst + (ph + h) * Wp + pw;
+            memcpy(d, src + h * srow, (size_t)W * sizeof(T));
+            if (h + 1 < H) memset(d + W, 0, (size_t)(2 * pw) * sizeof(T));
+        }
+        memset(dst + (ph + H) * Wp - pw, 0, (size_t)(ph * Wp + pw) * sizeof(T));
+    }
+    memset(dst, 0, (size_t)slack * sizeof(T));
 }
 
 /* Per activation: the forward epilogue over n values of one (sample, channel),
@@ -153,85 +319,231 @@ static inline double S(conv_bwd)(int act, T a, T b, ptrdiff_t n, const T *z, con
     return 0;
 }
 
-/* out (K, cnt hw) -> y (cnt, K, hw) with bias and activation. */
-static void S(conv_epilogue)(const fnn_conv_geom *g, int act, T a, T b, const T *bias,
-                             const T *out, ptrdiff_t cnt, T *z, T *y)
+
+/* The output planes of a product as `rows` rows of `width` values, `stride` apart in
+ * the product (im2col: the NCHW planes themselves; direct: the wide rows of the
+ * padded width, whose last columns are not outputs). */
+struct S(rowmap) {
+    ptrdiff_t rows, width, stride;
+};
+
+/* Output rows per task of a product: about FNN_CONV_TASK_COLS columns. */
+#define FNN_CONV_TASK_COLS (12 * FNN_VL)
+static inline ptrdiff_t S(rows_per_task)(struct S(rowmap) m)
 {
-    ptrdiff_t K = g->K, hw = g->Ho * g->Wo, cols = cnt * hw;
-    FNN_PARALLEL_SPLIT(cnt * K, cnt * K * hw, lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t j = t / K, c = t % K;
-                           S(conv_fwd)(act, a, b, hw, out + c * cols + j * hw,
-                                       bias ? bias[c] : (T)0, z ? z + t * hw : NULL,
-                                       y + t * hw);
-                       });
+    ptrdiff_t r = FNN_CONV_TASK_COLS / m.stride;
+    return r < 1 ? 1 : r > m.rows ? m.rows : r;
 }
 
-/* gz (K, cnt hw) = gy (cnt, K, hw) act'(z, y); bsum[c] += the channel's sum. One
- * channel per thread at a time, samples in order: the sums do not depend on threads. */
-static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T *z,
-                             const T *y, const T *gy, ptrdiff_t cnt, T *gz, double *bsum)
+/* One forward task: group q of one sample, output rows [r0, r1): the product
+ * w_q b (b: that sample's columns or padded input, rows `rr`) into prod (K, ldp), then
+ * z = prod + bias, y = act(z) into the NCHW planes while the rows are in cache (in
+ * place where prod is y). */
+static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, int act, T a, T b,
+                                            const T *w, const T *bias, const T *bq,
+                                            fnn_rows rr, ptrdiff_t q, ptrdiff_t r0,
+                                            ptrdiff_t r1, struct S(rowmap) m, T *prod,
+                                            ptrdiff_t ldp, T *z, T *y)
 {
-    ptrdiff_t K = g->K, hw = g->Ho * g->Wo, cols = cnt * hw;
+    ptrdiff_t Kg = g->K / g->groups, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t hw = g->Ho * g->Wo, j0 = r0 * m.stride;
+    T *pq = prod + q * Kg * ldp;
+    S(tiled_gemm)(Kg, (r1 - r0) * m.stride - (r1 == m.rows ? m.stride - m.width : 0), ckk,
+                  w + q * Kg * ckk, ckk, bq + j0, rr, pq + j0, ldp);
+    if (act == FNN_ACT_IDENTITY && !bias && !z && pq == y + q * Kg * hw) return;
+    for (ptrdiff_t k = 0; k < Kg; k++) {
+        ptrdiff_t c = q * Kg + k;
+        for (ptrdiff_t r = r0; r < r1; r++) {
+            ptrdiff_t o = c * hw + r * m.width;
+            S(conv_fwd)(act, a, b, m.width, pq + k * ldp + r * m.stride,
+                        bias ? bias[c] : (T)0, z ? z + o : NULL, y + o);
+        }
+    }
+}
+
+/* gz (cnt, K, ld) = gy act'(z, y) laid out as the rows of m, every other column 0;
+ * bsum[c] += the channel's sum. One channel per thread at a time, samples in order:
+ * the sums do not depend on the thread count. */
+static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T *z,
+                             const T *y, const T *gy, ptrdiff_t cnt, struct S(rowmap) m,
+                             ptrdiff_t ld, T *gz, double *bsum)
+{
+    ptrdiff_t K = g->K, hw = g->Ho * g->Wo;
     FNN_PARALLEL_SPLIT(K, cnt * K * hw, lo, hi,
                        for (ptrdiff_t c = lo; c < hi; c++) {
                            double s = 0;
                            for (ptrdiff_t j = 0; j < cnt; j++) {
-                               ptrdiff_t off = (j * K + c) * hw;
-                               s += S(conv_bwd)(act, a, b, hw, z ? z + off : NULL,
-                                                y ? y + off : NULL, gy + off,
-                                                gz + c * cols + j * hw);
+                               T *dst = gz + (j * K + c) * ld;
+                               memset(dst, 0, (size_t)ld * sizeof(T));
+                               for (ptrdiff_t r = 0; r < m.rows; r++) {
+                                   ptrdiff_t o = (j * K + c) * hw + r * m.width;
+                                   s += S(conv_bwd)(act, a, b, m.width, z ? z + o : NULL,
+                                                    y ? y + o : NULL, gy + o,
+                                                    dst + r * m.stride);
+                               }
                            }
                            if (bsum) bsum[c] += s;
                        });
 }
 
-void S(fnn_conv_forward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,
-                         const T *w, const T *bias, int act, T alpha, T beta, T *z, T *y,
-                         T *scratch)
+/* xp (cnt, C, Hp, Wp) = x padded, each sample `per_sample` apart and followed by
+ * `slack` zeros: one (sample, channel) per task. The planes of x are `in_plane` apart
+ * and their rows `in_row`. */
+static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_plane,
+                         ptrdiff_t in_row, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
+                         ptrdiff_t per_sample, ptrdiff_t slack, T *xp)
 {
-    ptrdiff_t nb = fnn_conv_chunk(g), hw = g->Ho * g->Wo;
-    ptrdiff_t Kg = g->K / g->groups, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t plane = (H + 2 * ph) * (W + 2 * pw);
+    FNN_PARALLEL_SPLIT(cnt * C, cnt * C * plane, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t j = t / C, c = t % C;
+                           S(pad_planes)(x + t * in_plane, 1, in_plane, in_row, H, W, ph, pw,
+                                         c == C - 1 ? slack : 0,
+                                         xp + j * per_sample + c * plane);
+                       });
+}
+
+void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias,
+                         int act, T alpha, T beta, T *z, T *y, T *scratch)
+{
+    fnn_conv_plan pl = fnn_conv_plan_of(g);
+    ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Cg = g->C / G;
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
-    T *col = scratch, *out = scratch + g->C * g->kh * g->kw * nb * hw;
-    for (ptrdiff_t n0 = 0; n0 < g->N; n0 += nb) {
-        ptrdiff_t cnt = g->N - n0 < nb ? g->N - n0 : nb, cols = cnt * hw;
-        S(im2col)(g, x + n0 * in_sample, cnt, col);
-        for (ptrdiff_t q = 0; q < g->groups; q++)
-            S(fnn_gemm)(blas, 0, 0, Kg, cols, ckk, 1.0, w + q * Kg * ckk, ckk,
-                        col + q * ckk * cols, cols, 0.0, out + q * Kg * cols, cols);
-        S(conv_epilogue)(g, act, alpha, beta, bias, out, cnt, z ? z + n0 * out_sample : NULL,
-                         y + n0 * out_sample);
+    T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
+    ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : g->kh * g->kw * pl.ld);
+    struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
+    ptrdiff_t rpt = S(rows_per_task)(m), blocks = (m.rows + rpt - 1) / rpt;
+    for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
+        ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb;
+        if (pl.direct)
+            S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W, g->ph,
+                         g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
+        else
+            S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+        FNN_PARALLEL_SPLIT(cnt * G * blocks, cnt * out_sample * Cg * g->kh * g->kw, lo, hi,
+                           for (ptrdiff_t t = lo; t < hi; t++) {
+                               ptrdiff_t j = t / (G * blocks), q = t / blocks % G;
+                               ptrdiff_t b0 = t % blocks * rpt;
+                               ptrdiff_t o = (n0 + j) * out_sample;
+                               S(conv_forward_task)(
+                                   g, act, alpha, beta, w, bias, r1 + j * pl.r1 + q * gstep,
+                                   pl.in_rows, q, b0, b0 + rpt < m.rows ? b0 + rpt : m.rows,
+                                   m, pl.direct ? r2 + j * pl.r2 : y + o,
+                                   pl.direct ? pl.ld : hw, z ? z + o : NULL, y + o);
+                           });
     }
 }
 
-void S(fnn_conv_backward)(S(fnn_blas_gemm) blas, const fnn_conv_geom *g, const T *x,
-                          const T *w, int act, T alpha, T beta, const T *z, const T *y,
-                          const T *gy, T *gw, T *gbias, T *gx, T *scratch, double *bsum)
+/* dL/dx of one sample's group q, rows [r0, r1) of its planes, for a direct
+ * convolution: the product of the flipped weights wf_q with the padded dL/dz, into
+ * the wide rows of wide (C, H Wq), copied into gx. */
+static FNN_CLONES void S(conv_input_grad_task)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
+                                               const T *wf, const T *gzp, ptrdiff_t q,
+                                               ptrdiff_t r0, ptrdiff_t r1, T *wide, T *gx)
 {
-    ptrdiff_t nb = fnn_conv_chunk(g), hw = g->Ho * g->Wo;
-    ptrdiff_t Kg = g->K / g->groups, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, P = Kg * g->kh * g->kw;
+    ptrdiff_t ldw = g->H * pl->Wq, j0 = r0 * pl->Wq;
+    T *wq = wide + q * Cg * ldw;
+    S(tiled_gemm)(Cg, (r1 - r0) * pl->Wq - (r1 == g->H ? pl->Wq - g->W : 0), P,
+                  wf + q * Cg * P, P, gzp + q * Kg * pl->Hq * pl->Wq + j0, pl->gz_rows,
+                  wq + j0, ldw);
+    for (ptrdiff_t c = 0; c < Cg; c++)
+        for (ptrdiff_t r = r0; r < r1; r++)
+            memcpy(gx + ((q * Cg + c) * g->H + r) * g->W, wq + c * ldw + r * pl->Wq,
+                   (size_t)g->W * sizeof(T));
+}
+
+void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int act, T alpha,
+                          T beta, const T *z, const T *y, const T *gy, T *gw, T *gbias, T *gx,
+                          T *scratch, double *bsum)
+{
+    fnn_conv_plan pl = fnn_conv_plan_of(g);
+    ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
+    ptrdiff_t kk = g->kh * g->kw, ckk = Cg * kk;
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
-    T *col = scratch, *gz = scratch + g->C * g->kh * g->kw * nb * hw;
+    ptrdiff_t rblocks = (Kg + 3) / 4, cblocks = (ckk + FNN_DOT_MAXQ - 1) / FNN_DOT_MAXQ;
+    T *r1 = scratch, *gz = r1 + pl.nb * pl.r1, *r3 = gz + pl.nb * pl.r2;
+    T *wt = r3 + pl.nb * pl.r3;
+    ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
+    struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
+    if (gx) {
+        if (pl.direct) /* wt (C, Kg kh kw) per group: w transposed, taps flipped */
+            for (ptrdiff_t q = 0; q < G; q++)
+                for (ptrdiff_t c = 0; c < Cg; c++)
+                    for (ptrdiff_t k = 0; k < Kg; k++)
+                        for (ptrdiff_t t = 0; t < kk; t++)
+                            wt[((q * Cg + c) * Kg + k) * kk + t] =
+                                w[((q * Kg + k) * Cg + c) * kk + kk - 1 - t];
+        else /* wt (ckk, Kg) per group: w transposed */
+            for (ptrdiff_t q = 0; q < G; q++)
+                for (ptrdiff_t k = 0; k < Kg; k++)
+                    for (ptrdiff_t p = 0; p < ckk; p++)
+                        wt[(q * ckk + p) * Kg + k] = w[(q * Kg + k) * ckk + p];
+    }
     if (gbias)
         for (ptrdiff_t c = 0; c < g->K; c++) bsum[c] = 0;
-    for (ptrdiff_t n0 = 0; n0 < g->N; n0 += nb) {
-        ptrdiff_t cnt = g->N - n0 < nb ? g->N - n0 : nb, cols = cnt * hw, o = n0 * out_sample;
+    for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
+        ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb, o = n0 * out_sample;
         S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o, cnt,
-                         gz, gbias ? bsum : NULL);
-        if (gw) {
-            S(im2col)(g, x + n0 * in_sample, cnt, col);
-            for (ptrdiff_t q = 0; q < g->groups; q++)
-                S(fnn_gemm)(blas, 0, 1, Kg, ckk, cols, 1.0, gz + q * Kg * cols, cols,
-                            col + q * ckk * cols, cols, 1.0, gw + q * Kg * ckk, ckk);
+                         m, pl.ld, gz, gbias ? bsum : NULL);
+        if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ outputs by one thread */
+            if (pl.direct)
+                S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
+                             g->ph, g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
+            else
+                S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+            FNN_PARALLEL_SPLIT(G * rblocks * cblocks, cnt * out_sample * ckk, lo, hi,
+                               for (ptrdiff_t t = lo; t < hi; t++) {
+                                   ptrdiff_t q = t / (rblocks * cblocks);
+                                   ptrdiff_t i0 = t / cblocks % rblocks * 4;
+                                   ptrdiff_t p0 = t % cblocks * FNN_DOT_MAXQ;
+                                   S(tiled_dot)(i0, Kg - i0 < 4 ? Kg - i0 : 4, p0,
+                                                p0 + FNN_DOT_MAXQ < ckk ? p0 + FNN_DOT_MAXQ
+                                                                        : ckk,
+                                                cnt, pl.ld, gz + q * Kg * pl.ld, pl.ld, pl.r2,
+                                                r1 + q * gstep, pl.in_rows, pl.r1,
+                                                gw + q * Kg * ckk, ckk);
+                               });
         }
-        if (gx) {
-            for (ptrdiff_t q = 0; q < g->groups; q++)
-                S(fnn_gemm)(blas, 1, 0, ckk, cols, Kg, 1.0, w + q * Kg * ckk, ckk,
-                            gz + q * Kg * cols, cols, 0.0, col + q * ckk * cols, cols);
-            S(col2im)(g, col, cnt, gx + n0 * in_sample);
+        if (!gx) continue;
+        if (pl.direct) { /* dL/dx: the flipped convolution of the padded dL/dz */
+            struct S(rowmap) mx = {g->H, g->W, pl.Wq};
+            ptrdiff_t rpt = S(rows_per_task)(mx), blocks = (g->H + rpt - 1) / rpt;
+            S(pad_chunk)(gz, cnt, g->K, pl.ld, pl.Wp, g->Ho, g->Wo, pl.qh, pl.qw, pl.r3,
+                         pl.r3 - g->K * pl.Hq * pl.Wq, r3);
+            FNN_PARALLEL_SPLIT(cnt * G * blocks, cnt * in_sample * Kg * kk, lo, hi,
+                               for (ptrdiff_t t = lo; t < hi; t++) {
+                                   ptrdiff_t j = t / (G * blocks), q = t / blocks % G;
+                                   ptrdiff_t b0 = t % blocks * rpt;
+                                   S(conv_input_grad_task)(
+                                       g, &pl, wt, r3 + j * pl.r3, q, b0,
+                                       b0 + rpt < g->H ? b0 + rpt : g->H, r1 + j * pl.r1,
+                                       gx + (n0 + j) * in_sample);
+                               });
+        } else { /* dL/dcol = w^T gz into the columns (no longer needed), then col2im */
+            ptrdiff_t blocks = (hw + FNN_CONV_TASK_COLS - 1) / FNN_CONV_TASK_COLS;
+            fnn_rows gr = {1, 1, pl.ld, 0, 0};
+            FNN_PARALLEL_SPLIT(cnt * G * blocks, cnt * out_sample * ckk, lo, hi,
+                               for (ptrdiff_t t = lo; t < hi; t++) {
+                                   ptrdiff_t j = t / (G * blocks), q = t / blocks % G;
+                                   ptrdiff_t j0 = t % blocks * FNN_CONV_TASK_COLS;
+                                   S(tiled_gemm)(ckk,
+                                                 hw - j0 < FNN_CONV_TASK_COLS ? hw - j0
+                                                                              : FNN_CONV_TASK_COLS,
+                                                 Kg, wt + q * ckk * Kg, Kg,
+                                                 gz + (j * g->K + q * Kg) * pl.ld + j0, gr,
+                                                 r1 + (j * g->C * kk + q * ckk) * pl.ld + j0,
+                                                 pl.ld);
+                               });
+            S(col2im)(g, r1, cnt, pl.ld, gx + n0 * in_sample);
         }
     }
     if (gbias)
         for (ptrdiff_t c = 0; c < g->K; c++) gbias[c] += (T)bsum[c];
 }
+
+#undef FNN_CONV_TASK_COLS
+#undef FNN_DOT_COLS
+#undef FNN_DOT_MAXQ
+#undef FNN_TILES
+#undef FNN_VL

@@ -6,32 +6,82 @@
     FNN_PARALLEL_SPLIT((g)->planes, (g)->planes * ((g)->H * (g)->W + (g)->Ho * (g)->Wo), \
                        lo_, hi_, for (ptrdiff_t p = lo_; p < hi_; p++) { __VA_ARGS__; })
 
-/* torch's max_pool2d: the first maximum of the window (NaN counts as a maximum and the
- * last NaN wins). A window with no input element (the binding's checks exclude it)
- * gets -inf and index -1, which backward skips. */
-static void S(maxpool_plane)(const fnn_pool_geom *g, const T *x, T *y, int32_t *idx)
+/* torch's max_pool2d at output (oh, ow): the first maximum of the window (NaN counts
+ * as a maximum and the last NaN wins). A window with no input element (the binding's
+ * checks exclude it) gets -inf and index -1, which backward skips. */
+static inline void S(maxpool_at)(const fnn_pool_geom *g, const T *x, ptrdiff_t oh,
+                                 ptrdiff_t ow, T *y, int32_t *idx)
 {
-    for (ptrdiff_t oh = 0; oh < g->Ho; oh++) {
-        ptrdiff_t h0 = oh * g->sh - g->ph, h1 = h0 + (g->kh - 1) * g->dh + 1;
-        if (h1 > g->H) h1 = g->H;
-        while (h0 < 0) h0 += g->dh;
-        for (ptrdiff_t ow = 0; ow < g->Wo; ow++) {
-            ptrdiff_t w0 = ow * g->sw - g->pw, w1 = w0 + (g->kw - 1) * g->dw + 1;
-            if (w1 > g->W) w1 = g->W;
-            while (w0 < 0) w0 += g->dw;
-            ptrdiff_t best_i = -1;
-            T best = -INFINITY;
-            for (ptrdiff_t ih = h0; ih < h1; ih += g->dh)
-                for (ptrdiff_t iw = w0; iw < w1; iw += g->dw) {
-                    T v = x[ih * g->W + iw];
-                    if (best_i < 0 || v > best || isnan(v)) {
-                        best = v;
-                        best_i = ih * g->W + iw;
-                    }
-                }
-            y[oh * g->Wo + ow] = best;
-            idx[oh * g->Wo + ow] = (int32_t)best_i;
+    ptrdiff_t h0 = oh * g->sh - g->ph, h1 = h0 + (g->kh - 1) * g->dh + 1;
+    ptrdiff_t w0 = ow * g->sw - g->pw, w1 = w0 + (g->kw - 1) * g->dw + 1;
+    if (h1 > g->H) h1 = g->H;
+    if (w1 > g->W) w1 = g->W;
+    while (h0 < 0) h0 += g->dh;
+    while (w0 < 0) w0 += g->dw;
+    ptrdiff_t best_i = -1;
+    T best = -INFINITY;
+    for (ptrdiff_t ih = h0; ih < h1; ih += g->dh)
+        for (ptrdiff_t iw = w0; iw < w1; iw += g->dw) {
+            T v = x[ih * g->W + iw];
+            if (best_i < 0 || v > best || isnan(v)) {
+                best = v;
+                best_i = ih * g->W + iw;
+            }
         }
+    *y = best;
+    *idx = (int32_t)best_i;
+}
+
+/* The outputs o in [0, n) whose window [o s - p, o s - p + (k - 1) d] lies inside [0, len):
+ * [*lo, *hi). */
+static inline void S(inner_range)(ptrdiff_t len, ptrdiff_t n, ptrdiff_t k, ptrdiff_t s,
+                                  ptrdiff_t p, ptrdiff_t d, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t l = (p + s - 1) / s, top = len - 1 - (k - 1) * d + p;
+    ptrdiff_t h = top < 0 ? 0 : top / s + 1;
+    if (h > n) h = n;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* One plane. Outputs whose window lies inside the input (all but a border) take the
+ * taps in window order, each tap as one vectorised pass over the row, with the same
+ * comparisons as maxpool_at. */
+static FNN_CLONES void S(maxpool_plane)(const fnn_pool_geom *g, const T *x, T *y, int32_t *idx)
+{
+    ptrdiff_t oh0, oh1, ow0, ow1, W = g->W, Wo = g->Wo, sw = g->sw;
+    S(inner_range)(g->H, g->Ho, g->kh, g->sh, g->ph, g->dh, &oh0, &oh1);
+    S(inner_range)(W, Wo, g->kw, sw, g->pw, g->dw, &ow0, &ow1);
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++) {
+        T *yr = y + oh * Wo;
+        int32_t *ir = idx + oh * Wo;
+        int inner = oh >= oh0 && oh < oh1;
+        for (ptrdiff_t ow = 0; ow < Wo; ow++) {
+            if (inner && ow == ow0) ow = ow1;
+            if (ow < Wo) S(maxpool_at)(g, x, oh, ow, yr + ow, ir + ow);
+        }
+        if (!inner || ow0 >= ow1) continue;
+        for (ptrdiff_t ki = 0; ki < g->kh; ki++)
+            for (ptrdiff_t kj = 0; kj < g->kw; kj++) {
+                ptrdiff_t base = (oh * g->sh - g->ph + ki * g->dh) * W + kj * g->dw - g->pw;
+                const T *xr = x + base;
+                if (ki == 0 && kj == 0) {
+#pragma omp simd
+                    for (ptrdiff_t ow = ow0; ow < ow1; ow++) {
+                        yr[ow] = xr[ow * sw];
+                        ir[ow] = (int32_t)(base + ow * sw);
+                    }
+                    continue;
+                }
+#pragma omp simd
+                for (ptrdiff_t ow = ow0; ow < ow1; ow++) {
+                    T v = xr[ow * sw];
+                    int take = v > yr[ow] || v != v;
+                    yr[ow] = take ? v : yr[ow];
+                    ir[ow] = take ? (int32_t)(base + ow * sw) : ir[ow];
+                }
+            }
     }
 }
 
@@ -52,6 +102,24 @@ void S(fnn_maxpool_backward)(const fnn_pool_geom *g, const T *gy, const int32_t 
         for (ptrdiff_t k = 0; k < out; k++)
             if (ip[k] >= 0) gxp[ip[k]] += gyp[k];
     });
+}
+
+/* Sum of the plane x (width W) over the window [h0, h1) x [w0, w1). */
+static inline T S(window_sum)(const T *x, ptrdiff_t W, ptrdiff_t h0, ptrdiff_t h1,
+                              ptrdiff_t w0, ptrdiff_t w1)
+{
+    T s = 0;
+    for (ptrdiff_t ih = h0; ih < h1; ih++)
+        for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * W + iw];
+    return s;
+}
+
+/* The adjoint of window_sum: v added to every element of the window of gx. */
+static inline void S(window_add)(T *gx, ptrdiff_t W, ptrdiff_t h0, ptrdiff_t h1,
+                                 ptrdiff_t w0, ptrdiff_t w1, T v)
+{
+    for (ptrdiff_t ih = h0; ih < h1; ih++)
+        for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * W + iw] += v;
 }
 
 /* Window [h0, h1) x [w0, w1) of output (oh, ow) clipped to the input, and its divisor
@@ -83,11 +151,8 @@ static void S(avgpool_plane)(const fnn_pool_geom *g, int cip, ptrdiff_t divisor,
         for (ptrdiff_t ow = 0; ow < g->Wo; ow++) {
             ptrdiff_t h0, h1, w0, w1;
             T scale, s = 0;
-            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale)) {
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * g->W + iw];
-                s *= scale;
-            }
+            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale))
+                s = S(window_sum)(x, g->W, h0, h1, w0, w1) * scale;
             y[oh * g->Wo + ow] = s;
         }
 }
@@ -100,10 +165,8 @@ static void S(avgpool_grad_plane)(const fnn_pool_geom *g, int cip, ptrdiff_t div
         for (ptrdiff_t ow = 0; ow < g->Wo; ow++) {
             ptrdiff_t h0, h1, w0, w1;
             T scale;
-            if (!S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale)) continue;
-            T v = gy[oh * g->Wo + ow] * scale;
-            for (ptrdiff_t ih = h0; ih < h1; ih++)
-                for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * g->W + iw] += v;
+            if (S(avg_window)(g, cip, divisor, oh, ow, &h0, &h1, &w0, &w1, &scale))
+                S(window_add)(gx, g->W, h0, h1, w0, w1, gy[oh * g->Wo + ow] * scale);
         }
 }
 
@@ -134,16 +197,10 @@ static void S(adaptive_plane)(const fnn_pool_geom *g, const T *x, T *y, T *gx, c
             ptrdiff_t w0, w1;
             fnn_adaptive_cell(ow, g->Wo, g->W, &w0, &w1);
             T scale = (T)1 / (T)((h1 - h0) * (w1 - w0));
-            if (gx) {
-                T v = gy[oh * g->Wo + ow] * scale;
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) gx[ih * g->W + iw] += v;
-            } else {
-                T s = 0;
-                for (ptrdiff_t ih = h0; ih < h1; ih++)
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) s += x[ih * g->W + iw];
-                y[oh * g->Wo + ow] = s * scale;
-            }
+            if (gx)
+                S(window_add)(gx, g->W, h0, h1, w0, w1, gy[oh * g->Wo + ow] * scale);
+            else
+                y[oh * g->Wo + ow] = S(window_sum)(x, g->W, h0, h1, w0, w1) * scale;
         }
     }
 }

@@ -4,10 +4,12 @@ global average pooling) on 3x32x32, each as one training step (forward, cross-en
 backward, Adam) in fastnn and in PyTorch, built with the same layers. Random data:
 speed does not depend on what the pixels show."""
 
+import time
+
 import numpy as np
 
 import fastnn
-from fastnn.bench.workloads import _batches
+from fastnn.bench.workloads import _batches, trainer_step
 
 N_IMAGES = 2048
 N_CLASSES = 10
@@ -113,23 +115,7 @@ def torch_resnet(torch, widths=(16, 32, 64)):
 
 def fastnn_cnn_step(name, X, y, batch, seed=0):
     """fastnn through its public API: Trainer.train_step on successive slices of X."""
-    from fastnn.losses import CrossEntropyLoss
-    from fastnn.optim import Adam
-
-    fastnn.seed(seed)
-    model = fastnn_lenet5() if name == "lenet5" else fastnn_resnet()
-    trainer = fastnn.Trainer(
-        model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
-    )
-    starts = _batches(X.shape[0], batch)
-    train_step = trainer.train_step
-
-    def step():
-        s = next(starts)
-        return train_step(X[s : s + batch], y[s : s + batch])
-
-    step.trainer = trainer
-    return step
+    return trainer_step(fastnn_lenet5 if name == "lenet5" else fastnn_resnet, X, y, batch, seed)
 
 
 def torch_cnn_step(torch, name, Xt, yt, batch, seed=0):
@@ -308,6 +294,83 @@ def peak_memory(lib, name, batch):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+class _Timed:
+    """A plan step's run with its forward and backward timed into `acc`."""
+
+    def __init__(self, run, name, acc):
+        self.run, self.name, self.acc = run, name, acc
+        self.layers = run.layers if hasattr(run, "layers") else (run,)
+
+    def _forward(self, ctx, x):
+        t = time.perf_counter()
+        y = self.run._forward(ctx, x)
+        self.acc[self.name][0] += time.perf_counter() - t
+        return y
+
+    def _backward(self, ctx, g, need_input_grad=True):
+        t = time.perf_counter()
+        gx = self.run._backward(ctx, g, need_input_grad)
+        self.acc[self.name][1] += time.perf_counter() - t
+        return gx
+
+
+def profile_cnn(name, batch, repeats=5, min_time=0.3, step=None):
+    """Where a training step of `name` goes: per step of the model's plan (a layer or a
+    fused run of layers, in order) its forward and backward ms per training step, and
+    the rest (loss, optimizer, bookkeeping) as the step's time minus theirs; each the
+    median over `repeats` blocks of steps filling ~min_time. step: the fastnn_cnn_step
+    to profile (default: a new one)."""
+    if step is None:
+        X, y = make_images(name)
+        step = fastnn_cnn_step(name, X, y, batch)
+    step(), step()  # warm: workspaces, gradient pool, scratch
+    plan = step.trainer.model._plan()
+    names = [
+        f"{k:2d} " + "+".join(type(m).__name__ for m in st.layers)
+        for k, st in enumerate(plan.steps)
+    ]
+    acc = {n: [0.0, 0.0] for n in names}
+    runs = [st.run for st in plan.steps]
+    t = time.perf_counter()
+    step()
+    calls = max(1, int(min_time / max(time.perf_counter() - t, 1e-9)))
+    blocks = []
+    for st, n in zip(plan.steps, names):
+        st.run = _Timed(st.run, n, acc)
+    try:
+        for _ in range(repeats):
+            for v in acc.values():
+                v[0] = v[1] = 0.0
+            t = time.perf_counter()
+            for _ in range(calls):
+                step()
+            total = (time.perf_counter() - t) / calls
+            blocks.append((total, {n: (f / calls, b / calls) for n, (f, b) in acc.items()}))
+    finally:
+        for st, r in zip(plan.steps, runs):
+            st.run = r
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    layers = {
+        n: (med([b[1][n][0] for b in blocks]), med([b[1][n][1] for b in blocks])) for n in names
+    }
+    return {"model": name, "batch": batch, "step_s": med([b[0] for b in blocks]), "layers": layers}
+
+
+def profile_table(prof):
+    from fastnn.bench.report import _table
+
+    step = prof["step_s"]
+    rows = [
+        (n, f"{f * 1e3:.2f}", f"{b * 1e3:.2f}", f"{100 * (f + b) / step:.1f}%")
+        for n, (f, b) in prof["layers"].items()
+    ]
+    inside = sum(f + b for f, b in prof["layers"].values())
+    rows.append(("loss, optimizer, bookkeeping", "", "", f"{100 * (step - inside) / step:.1f}%"))
+    rows.append(("training step", "", "", f"{step * 1e3:.2f} ms"))
+    head = f"{prof['model']} batch {prof['batch']}: step (layer or fused run)"
+    return _table([head, "fwd ms", "bwd ms", "of step"], rows, ["l", "r", "r", "r"])
+
+
 def run(args, opts, worker, out, log):
     """`fastnn bench --cnn`: training steps of LeNet-5 and the small ResNet at batch 32
     and 256 against PyTorch (each in its own process), the convolutions' time against
@@ -318,6 +381,13 @@ def run(args, opts, worker, out, log):
     threads = max(args.threads) if args.threads else (1 if args.quick else 2)
     batches = args.batches or [32, 256]
     set_threads(threads)
+    if getattr(args, "profile", False):
+        for name in ("lenet5", "resnet"):
+            for b in batches:
+                log(f"cnn profile: {name} batch {b}, {threads} threads")
+                prof = profile_cnn(name, b, opts.repeats, opts.min_time)
+                print(f"\n{profile_table(prof)}", file=out)
+        return 0
     rows, shares = [], []
     for name in ("lenet5", "resnet"):
         X, y = make_images(name)

@@ -46,11 +46,18 @@ def fastnn_mlp_bn(dtype=np.float32, hidden=(HIDDEN, HIDDEN), p=0.5):
 
 def fastnn_train_step(X, y, batch, seed=0):
     """fastnn through its public API: Trainer.train_step on a slice of X."""
+    return trainer_step(fastnn_mlp_bn, X, y, batch, seed)
+
+
+def trainer_step(build, X, y, batch, seed=0):
+    """A step of the model build() makes (after fastnn.seed(seed)), cross-entropy and
+    Adam through Trainer.train_step on successive slices of X; `step.trainer` is the
+    Trainer."""
     from fastnn.losses import CrossEntropyLoss
     from fastnn.optim import Adam
 
     fastnn.seed(seed)
-    model = fastnn_mlp_bn()
+    model = build()
     trainer = fastnn.Trainer(
         model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3), metrics=()
     )

@@ -49,7 +49,7 @@ class _Elementwise(Layer):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         y = ctx.y
         g = _check_grad(grad_out, y, type(self).__name__)
-        gx = ctx.workspace("gx", y.shape, y.dtype)
+        gx = ctx.grad_workspace(y.shape, y.dtype)
         x = ctx.x if _kernels.act_needs_input(self.code) else None
         _kernels.act_backward(self.code, *self.params, x, y, g, gx, None)
         return gx

@@ -15,6 +15,9 @@ from ..module import Layer, Parameter
 from ..validation import as_float_input, float_dtype, positive_int
 
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
 def spatial_tuple(value, n, name, where, minimum=1):
     """value (an int or a sequence of n ints) as a tuple of n ints >= minimum."""
     items = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
@@ -88,12 +91,7 @@ class _ConvNd(Layer):
                 f"{self._where}: groups={self.groups} must divide in_channels "
                 f"({self.in_channels}) and out_channels ({self.out_channels})"
             )
-        if padding_mode != "zeros":
-            if padding_mode in ("reflect", "replicate", "circular"):
-                raise NotImplementedError(
-                    f"{self._where}: padding_mode={padding_mode!r} is not "
-                    f"implemented; only 'zeros' is"
-                )
+        if padding_mode not in PADDING_MODES:
             raise ValueError(
                 f"{self._where}: padding_mode must be one of 'zeros', 'reflect', "
                 f"'replicate', 'circular', got {padding_mode!r}"
@@ -141,10 +139,20 @@ class _ConvNd(Layer):
             _init.uniform_(self.bias, -bound, bound)
 
     def _geometry(self):
-        """(stride, padding, dilation) as the 2-D tuples the kernels take."""
+        """(stride, padding, dilation) as the 2-D tuples the convolution kernels take
+        (no padding in a mode other than 'zeros': the input comes padded)."""
+        pad = self.padding if self.padding_mode == "zeros" else (0,) * self._dims
         if self._dims == 2:
-            return self.stride, self.padding, self.dilation
-        return (1,) + self.stride, (0,) + self.padding, (1,) + self.dilation
+            return self.stride, pad, self.dilation
+        return (1,) + self.stride, (0,) + pad, (1,) + self.dilation
+
+    def _pads(self):
+        """(top, bottom, left, right) of the padding in padding_mode, as torch pads
+        (for 'same', an odd total puts the extra position after)."""
+        after = tuple(p + e for p, e in zip(self.padding, self._extra))
+        if self._dims == 1:
+            return (0, 0, self.padding[0], after[0])
+        return (self.padding[0], after[0], self.padding[1], after[1])
 
     def _weight4(self, arr):
         return arr if self._dims == 2 else arr.reshape(arr.shape[0], arr.shape[1], 1, arr.shape[2])
@@ -163,6 +171,8 @@ class _ConvNd(Layer):
 
     def _check_input(self, x):
         x = check_spatial_input(x, self.weight.dtype, self._where, self._dims, self.in_channels)
+        if self.padding_mode in ("reflect", "circular"):
+            self._check_wrap(x.shape)
         out = self.output_shape(x.shape[2:])
         if min(out) < 1:
             eff = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
@@ -171,6 +181,30 @@ class _ConvNd(Layer):
                 f"input {x.shape[2:]} + 2 * padding {self.padding}"
             )
         return x
+
+    def _check_wrap(self, shape):
+        """torch's limits: reflect padding < the input's size, circular <= it."""
+        reflect = self.padding_mode == "reflect"
+        for n, p, e in zip(shape[2:], self.padding, self._extra):
+            if (p + e >= n) if reflect else (p + e > n):
+                rule = "less than" if reflect else "at most"
+                raise ValueError(
+                    f"{self._where}: padding_mode={self.padding_mode!r} needs padding "
+                    f"{rule} the input's size on each axis, got padding {self._padding_arg!r}"
+                    f" for input of shape {shape}"
+                )
+
+    def _pad_input(self, ctx, x):
+        """x (4-D) as the convolution reads it: padded in padding_mode, or with the
+        extra zeros of an asymmetric 'same' (zero padding is the kernel's own)."""
+        if self.padding_mode == "zeros":
+            return as_4d(self._pad_extra(ctx, x))
+        x = as_4d(x)
+        t, b, left, r = self._pads()
+        shape = x.shape[:2] + (x.shape[2] + t + b, x.shape[3] + left + r)
+        xp = ctx.workspace("x_pad", shape, x.dtype)
+        _kernels.pad_forward(x, xp, (t, b, left, r), self.padding_mode)
+        return xp
 
     def _pad_extra(self, ctx, x):
         """x with one more zero row/column after where 'same' padding is asymmetric."""
@@ -195,7 +229,7 @@ class _ConvNd(Layer):
         evaluation forward (fastnn.inference) passes weights with batch norm folded in."""
         x = self._check_input(x)
         ctx.in_shape = x.shape
-        x = as_4d(self._pad_extra(ctx, x))
+        x = self._pad_input(ctx, x)
         w = self._weight4(weight)
         code, alpha, beta = act
         geo = self._geometry()
@@ -205,8 +239,8 @@ class _ConvNd(Layer):
         )
         y = ctx.workspace("y", out, x.dtype)
         z = ctx.workspace("z", out, x.dtype) if keep and _kernels.act_needs_input(code) else None
-        ctx.scratch = (_kernels.conv_scratch_size(x.shape, w.shape, *geo, self.groups),)
-        scratch = self._scratch("conv", ctx.scratch, x.dtype)
+        ctx.scratch = _kernels.conv_scratch_size(x.shape, w.shape, *geo, self.groups)
+        scratch = self._shared_scratch("conv", ctx.scratch, x.dtype)
         _kernels.conv_forward(
             x,
             w,
@@ -230,7 +264,14 @@ class _ConvNd(Layer):
         w, b = self.weight, self.bias
         gw = self._weight4(w.grad) if w.requires_grad else None
         gb = b.grad if b is not None and b.requires_grad else None
-        gx = ctx.workspace("gx", x.shape, x.dtype) if need_input_grad else None
+        gx = None
+        if need_input_grad:  # the padding's adjoint takes the gradient in a mode but 'zeros'
+            zeros = self.padding_mode == "zeros"
+            gx = (
+                ctx.grad_workspace(x.shape, x.dtype)
+                if zeros
+                else ctx.workspace("gx", x.shape, x.dtype)
+            )
         if gw is not None or gb is not None or gx is not None:
             geo = self._geometry()
             code, alpha, beta = ctx.act
@@ -247,13 +288,18 @@ class _ConvNd(Layer):
                 gw,
                 gb,
                 gx,
-                self._scratch("conv", ctx.scratch, x.dtype),
+                self._shared_scratch("conv", ctx.scratch, x.dtype),
                 bsum,
                 *geo,
                 self.groups,
             )
         if gx is None:
             return None
+        if self.padding_mode != "zeros":  # the padding's adjoint
+            shape = ctx.in_shape
+            g_in = ctx.grad_workspace(shape[:2] + (1,) * (4 - len(shape)) + shape[2:], x.dtype)
+            _kernels.pad_backward(gx, g_in, self._pads(), self.padding_mode)
+            return g_in.reshape(ctx.in_shape)
         gx = gx if self._dims == 2 else gx.reshape(x.shape[0], x.shape[1], x.shape[3])
         if any(self._extra):  # drop the extra zeros' gradient
             gx = gx[(slice(None), slice(None)) + tuple(slice(0, n) for n in ctx.in_shape[2:])]
@@ -291,6 +337,8 @@ class _ConvNd(Layer):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         return s
 
 
@@ -325,6 +373,8 @@ class Conv2d(_ConvNd):
     (likewise W_out). kernel_size, stride, padding and dilation take an int or a pair;
     padding also 'valid' (0) or 'same' (output H x W, stride 1 only; an odd total pads
     one more zero after, as torch). groups=in_channels gives a depthwise convolution.
-    Only padding_mode='zeros' is implemented. Initialisation as torch."""
+    padding_mode 'reflect', 'replicate' or 'circular' pads as torch's F.pad in that
+    mode (reflect: padding < the input's size, circular: <= it), then convolves
+    without padding. Initialisation as torch."""
 
     _dims = 2

@@ -156,6 +156,6 @@ def linear_backward(layer, ctx, gz, x, need_input_grad):
         _kernels.gemm(gz, x, w.grad, True, False, 1.0, 1.0)
     if not need_input_grad:
         return None
-    gx = ctx.workspace("gx", x.shape, x.dtype)
+    gx = ctx.grad_workspace(x.shape, x.dtype)
     _kernels.gemm(gz, w.data, gx, False, False, 1.0, 0.0)
     return gx

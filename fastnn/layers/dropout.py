@@ -73,7 +73,7 @@ class Dropout(Layer):
             if self.mode == "inverted" or self.p == 0.0:
                 return g
             return np.multiply(g, 1.0 - self.p)
-        gx = ctx.workspace("gx", g.shape, g.dtype)
+        gx = ctx.grad_workspace(g.shape, g.dtype)
         _kernels.dropout_backward(g, ctx.mask, self._train_scale(), gx)
         return gx
 

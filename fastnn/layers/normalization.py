@@ -141,11 +141,8 @@ class _BatchNorm(_ChannelNorm):
         gamma, beta = self._affine()
         ctx.batch_stats = self.training or not self.track_running_stats
         if ctx.batch_stats:
-            if self.training and x.size // x.shape[1] < 2:
-                raise ValueError(
-                    f"{self._where}: expected more than 1 value per channel "
-                    f"when training, got input of shape {x.shape}"
-                )
+            if self.training:
+                self._check_batch(x)
             mean = ctx.workspace("mean", (1, self.num_features), x.dtype)[0]
             invstd = ctx.workspace("invstd", (1, self.num_features), x.dtype)[0]
             update = self.training and self.track_running_stats
@@ -171,10 +168,30 @@ class _BatchNorm(_ChannelNorm):
         ctx.x, ctx.mean, ctx.invstd = x, mean, invstd
         return y
 
+    def _train_args(self):
+        """(gamma, beta, eps, momentum factor, running_mean, running_var) of a training
+        forward of the fused kernels (running statistics None when not tracked)."""
+        track = self.track_running_stats
+        return (
+            *self._affine(),
+            self.eps,
+            self._momentum_factor() if track else 0.0,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+        )
+
+    def _check_batch(self, x):
+        """Batch statistics in training need two values per channel (as torch)."""
+        if x.size // x.shape[1] < 2:
+            raise ValueError(
+                f"{self._where}: expected more than 1 value per channel "
+                f"when training, got input of shape {x.shape}"
+            )
+
     def _backward(self, ctx, grad_out, need_input_grad=True):
         x = ctx.x
         g = _check_grad(grad_out, x, self._where)
-        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = self._param_grads()
         invstd = ctx.invstd if ctx.batch_stats else self._running_invstd(x.dtype)
         _kernels.bn_backward(
@@ -223,6 +240,20 @@ class BatchNorm1d(_BatchNorm):
         return _BatchNormReLU(self, following[0]), 1
 
 
+def forward_one_by_one(layers, ctx, x):
+    """A fused step's layers run one after another, each in a child context of ctx."""
+    for k, layer in enumerate(layers):
+        x = layer._forward(ctx.child(k), x)
+    return x
+
+
+def backward_one_by_one(layers, ctx, g):
+    """The backward of forward_one_by_one."""
+    for k in range(len(layers) - 1, -1, -1):
+        g = layers[k]._backward(ctx.child(k), g)
+    return g
+
+
 class _BatchNormReLU:
     """The fused step BatchNorm1d -> ReLU (-> Dropout): in training mode, on C-contiguous
     (N, C) input of the layer's dtype, one statistics pass and one pass that normalises,
@@ -257,25 +288,16 @@ class _BatchNormReLU:
         p = self._drop_p()
         ctx.fused = self._fusable(x, p)
         if not ctx.fused:
-            for k, layer in enumerate(self.layers):
-                x = layer._forward(ctx.child(k), x)
-            return x
+            return forward_one_by_one(self.layers, ctx, x)
         bn = self.bn
         n, c = x.shape
         y = ctx.workspace("y", x.shape, x.dtype)
         stats = ctx.workspace("stats", (4, c), x.dtype)  # mean, invstd, scale, shift
         mask = ctx.workspace("mask", x.shape, np.uint8) if p > 0.0 else None
         key, counter = rng.next_dropout_stream() if p > 0.0 else (0, 0)
-        track = bn.track_running_stats
-        gamma, beta = bn._affine()
         _kernels.bn_relu_dropout_train(
             x,
-            gamma,
-            beta,
-            bn.eps,
-            bn._momentum_factor() if track else 0.0,
-            bn.running_mean if track else None,
-            bn.running_var if track else None,
+            *bn._train_args(),
             y,
             stats[0],
             stats[1],
@@ -294,10 +316,7 @@ class _BatchNormReLU:
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         if not ctx.fused:
-            g = grad_out
-            for k in range(len(self.layers) - 1, -1, -1):
-                g = self.layers[k]._backward(ctx.child(k), g)
-            return g
+            return backward_one_by_one(self.layers, ctx, grad_out)
         bn, x = self.bn, ctx.x
         g = grad_out
         if (
@@ -307,7 +326,7 @@ class _BatchNormReLU:
             or not g.flags.c_contiguous
         ):
             g = _check_grad(g, x, "BatchNorm1d+ReLU")
-        gx = ctx.workspace("gx", x.shape, x.dtype)
+        gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = bn._param_grads()
         s = ctx.stats
         _kernels.bn_relu_dropout_backward(
@@ -330,9 +349,55 @@ class _BatchNormReLU:
 
 class BatchNorm2d(_BatchNorm):
     """Batch norm of (N, C, H, W) input, each channel over N, H and W; otherwise as
-    BatchNorm1d."""
+    BatchNorm1d. Followed by ReLU in a container, it runs fused in training: one
+    statistics pass and one pass that normalises and rectifies forward, the ReLU's
+    derivative taken inside the batch norm's backward (see `fuse`)."""
 
     _ndims = (4,)
+
+    def fuse(self, following):
+        """BatchNorm2d -> ReLU as one step (_BatchNorm2dReLU)."""
+        ep = following[0].epilogue()
+        if ep is None or ep[0] != _kernels.ACT_RELU:
+            return None
+        return _BatchNorm2dReLU(self, following[0]), 1
+
+
+class _BatchNorm2dReLU:
+    """The fused step BatchNorm2d -> ReLU: in training mode with batch statistics
+    (fastnn._kernels.bn_relu_forward_train), the batch norm's output is never stored,
+    only the ReLU's, from which the backward takes the ReLU's derivative. In eval mode
+    its layers run one after another, each in its own child context."""
+
+    def __init__(self, bn, relu):
+        self.bn, self.relu = bn, relu
+        self.layers = (bn, relu)
+
+    def _forward(self, ctx, x):
+        bn = self.bn
+        ctx.fused = bn.training
+        if not ctx.fused:
+            return forward_one_by_one(self.layers, ctx, x)
+        x = bn._check_input(x)
+        bn._check_batch(x)
+        c = bn.num_features
+        y = ctx.workspace("y", x.shape, x.dtype)
+        stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
+        _kernels.bn_relu_forward_train(x, *bn._train_args(), y, stats[0], stats[1])
+        ctx.x, ctx.y, ctx.stats = x, y, stats
+        return y
+
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        if not ctx.fused:
+            return backward_one_by_one(self.layers, ctx, grad_out)
+        bn, x = self.bn, ctx.x
+        g = _check_grad(grad_out, x, "BatchNorm2d+ReLU")
+        gx = ctx.grad_workspace(x.shape, x.dtype)
+        gw, gb = bn._param_grads()
+        _kernels.bn_relu_backward(
+            x, ctx.y, g, bn._affine()[0], ctx.stats[0], ctx.stats[1], gx, gw, gb
+        )
+        return gx
 
 
 class _InstanceNorm(_ChannelNorm):

@@ -34,7 +34,7 @@ class _Pool(Layer):
         return (input_shape[0],) + self._out_spatial(tuple(input_shape[1:]))
 
     def _gx(self, ctx):
-        return ctx.workspace("gx", ctx.in_shape, ctx.dtype)
+        return ctx.grad_workspace(ctx.in_shape, ctx.dtype)
 
     def _shaped(self, ctx, a4):
         return a4 if self._dims == 2 else a4.reshape(ctx.in_shape[:2] + (a4.shape[3],))

@@ -139,11 +139,7 @@ class BatchRenorm1d(_BatchNorm):
         if not self.training:
             return super()._forward(ctx, x)
         x = self._check_input(x)
-        if x.size // x.shape[1] < 2:
-            raise ValueError(
-                f"{self._where}: expected more than 1 value per channel when "
-                f"training, got input of shape {x.shape}"
-            )
+        self._check_batch(x)
         c = self.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
         mean = ctx.workspace("mean", (1, c), x.dtype)[0]
