@@ -61,7 +61,7 @@ def accuracy(y_true, y_pred, sample_weight=None, ignore_index=None):
     return _ratio(_accuracy_counts(y_true, y_pred, ignore_index, sample_weight))
 
 
-accuracy.counts = _accuracy_counts
+accuracy.counts = _accuracy_counts  # type: ignore[attr-defined]
 
 
 def top_k_accuracy(k):
