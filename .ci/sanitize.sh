@@ -34,4 +34,5 @@ python -c "import fastnn._kernels as k; print('sanitized build:', k.__file__)"
 # pytest must not be capturing that descriptor (the report would be lost with it).
 python -m pytest -q -p no:cacheprovider --capture=sys \
     tests/test_kernels.py tests/test_layers.py tests/test_activations.py \
-    tests/test_normalization.py tests/test_fusion.py tests/test_binding.py tests/test_fuzz.py
+    tests/test_normalization.py tests/test_fusion.py tests/test_binding.py tests/test_fuzz.py \
+    tests/test_conv_kernels.py tests/test_conv_padding_mode.py

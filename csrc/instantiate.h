@@ -4,7 +4,7 @@
  * includes this header. The body is written once in terms of:
  *   T        the element type
  *   S(name)  the name with its type suffix (_f32 / _f64)
- *   EXP, LOG, SQRT, TANH, FABS, ERF, LOG1P, EXPM1   math functions for T (libm's, or
+ *   EXP, LOG, SQRT, TANH, FABS, ERF, LOG1P, EXPM1, SIGMOID   math functions for T (libm's, or
  *            for float the vectorisable ones of vmath.h where libm's would not be)
  */
 #ifndef FNN_GENERIC
@@ -20,6 +20,7 @@
 #define LOG logf
 #define SQRT sqrtf
 #define TANH fnn_tanhf
+#define SIGMOID fnn_sigmoidf
 #define FABS fabsf
 #define ERF erff
 #define LOG1P fnn_log1pf
@@ -31,6 +32,7 @@
 #undef LOG
 #undef SQRT
 #undef TANH
+#undef SIGMOID
 #undef FABS
 #undef ERF
 #undef LOG1P
@@ -42,6 +44,7 @@
 #define LOG log
 #define SQRT sqrt
 #define TANH tanh
+#define SIGMOID fnn_sigmoid
 #define FABS fabs
 #define ERF erf
 #define LOG1P log1p
@@ -53,6 +56,7 @@
 #undef LOG
 #undef SQRT
 #undef TANH
+#undef SIGMOID
 #undef FABS
 #undef ERF
 #undef LOG1P

@@ -1,11 +1,12 @@
 /* Recurrent layers (RNN tanh/relu, LSTM, GRU) and embeddings: declarations.
  *
  * One call runs one direction of one layer over a whole batch of sequences:
- * - the input projection of every time step is one GEMM,
- * - then, per time step, one recurrent GEMM and one fused pass for the gate
- *   nonlinearities and the state update (forward), or for the gate derivatives
+ * - per time step and block of sequences, the input and recurrent products (cut small
+ *   enough for BLAS's unpacked small-matrix kernels, recurrent.c) and one fused pass
+ *   for the gate nonlinearities and the state update while they are in cache
+ *   (forward), or the fused pass for the gate derivatives and the recurrent product
  *   (backward, through time over the gate activations the forward pass stored),
- * - the weight gradients are one GEMM each over all time steps.
+ * - the weight gradients and the input gradient are one GEMM each over all steps.
  * Sequences are independent, so the batch is cut into row chunks whose size depends on
  * the shape only; each chunk runs all its time steps on one thread with no
  * synchronisation, and any thread count gives the same bits. Nothing is allocated.
@@ -54,12 +55,12 @@ static inline ptrdiff_t fnn_rnn_weight_rows(const fnn_rnn_dims *d)
      * h0, c0 (N, H) or NULL (zeros); lengths (N) in [1, T] or NULL (all T).            \
      * Out: gates (rows, G), hprev (rows, H) the state each step started from, cprev   \
      * (LSTM, rows, H), y (rows, ldy; may be NULL), hn and cn (LSTM) (N, H) the final  \
-     * states. gh: GRU scratch (N, 3H). */                                               \
+     * states. gh: GRU scratch (N, 3H); w_t: scratch (I + H, W). */                      \
     void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,    \
                             ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,  \
-                            const T *h0, const T *c0, const int64_t *lengths, T *gates, \
-                            T *hprev, T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn,      \
-                            T *cn);                                                      \
+                            const T *h0, const T *c0, const int64_t *lengths,           \
+                            T *w_t, T *gates, T *hprev, T *cprev, T *gh, T *y,           \
+                            ptrdiff_t ldy, T *hn, T *cn);                                \
     /* Backward of one direction from the forward's gates, hprev, cprev. dy (rows,     \
      * lddy), dhn, dcn (N, H): gradients of y, hn, cn (each may be NULL: zero). Out:    \
      * dgates (rows, G) scratch; dh0, dc0 (LSTM) (N, H) the initial states' gradients   \

@@ -9,8 +9,13 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__) && !defined(FASTNN_NATIVE)
 #define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* Also an AVX-512 clone, for loops bound by instruction count (long chains of
+ * polynomial math per element, such as the recurrent gates: 1.5x on AVX-512 CPUs). */
+#define FNN_CLONES_AVX512 \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FNN_CLONES
+#define FNN_CLONES_AVX512
 #endif
 
 #endif

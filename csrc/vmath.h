@@ -1,4 +1,4 @@
-/* Single-precision exp, tanh, expm1 and log1p that vectorise.
+/* Single-precision exp, sigmoid, tanh, expm1 and log1p that vectorise.
  *
  * libm's expf/tanhf are opaque calls, so a loop calling them runs one element at a
  * time. These are branch-free polynomial versions (Cephes' algorithms and
@@ -9,6 +9,7 @@
 #ifndef FASTNN_VMATH_H
 #define FASTNN_VMATH_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* Always inlined: a call left out of line would keep the caller's loop scalar. */
@@ -32,17 +33,15 @@ FNN_VINLINE int32_t fnn_float_to_bits(float f)
     return u.i;
 }
 
-/* e^x: x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-6 polynomial, times 2^n. */
-FNN_VINLINE float fnn_expf(float x)
+/* e^x for x in [-87.3, 88.7] or NaN (the caller clamps): x = n ln2 + r, |r| <= ln2 / 2,
+ * e^r by a degree-6 polynomial, times 2^n (n in [-126, 128]; 2^128 overflows to inf,
+ * which is e^88.7 rounded). No special cases: the common core of the functions below. */
+FNN_VINLINE float fnn_expf_core(float x)
 {
-    const float hi = 88.7228393f, lo = -87.3365479f;
-    /* Two-way selects and arithmetic only: GCC if-converts and vectorises those. */
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
     /* round to nearest by the 1.5 * 2^23 trick (|t| < 2^22) */
-    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     int32_t n = (int32_t)fn;
-    float r = xc - fn * 0.693359375f - fn * -2.12194440e-4f;
+    float r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
     float z = r * r;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -51,22 +50,40 @@ FNN_VINLINE float fnn_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * z + r + 1.0f;
-    /* 2^n in two factors, so that n = 128 (x near the overflow bound) stays finite;
-     * shifted unsigned: for NaN x, n is garbage (the result is x) and a signed shift of
-     * a negative value would be undefined behaviour */
-    int32_t n1 = n >> 1, n2 = n - n1;
-    y = y * fnn_bits_to_float((int32_t)((uint32_t)(n1 + 127) << 23)) *
-        fnn_bits_to_float((int32_t)((uint32_t)(n2 + 127) << 23));
+    /* shifted unsigned: for NaN x, n is garbage (y is NaN anyway) and a signed shift
+     * of a negative value would be undefined behaviour */
+    return y * fnn_bits_to_float((int32_t)((uint32_t)(n + 127) << 23));
+}
+
+/* e^x over the whole float range. */
+FNN_VINLINE float fnn_expf(float x)
+{
+    const float hi = 88.7228393f, lo = -87.3365479f;
+    /* Two-way selects and arithmetic only: GCC if-converts and vectorises those. */
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    float y = fnn_expf_core(xc);
     y = x > hi ? (float)INFINITY : y;
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;
 }
 
-/* tanh: an odd polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1) beyond (with the sign). */
+/* 1 / (1 + e^-x): the clamped core suffices (e^-x rounds to 0 or to inf beyond it,
+ * and 1 / (1 + inf) = 0); a NaN passes the selects and propagates. */
+FNN_VINLINE float fnn_sigmoidf(float x)
+{
+    float m = -x;
+    m = m > 88.7228393f ? 88.7228393f : m;
+    m = m < -87.3365479f ? -87.3365479f : m;
+    return 1.0f / (1.0f + fnn_expf_core(m));
+}
+
+/* tanh: an odd polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1) beyond (with the sign;
+ * |x| clamped to 20, where tanh is 1 in float). A NaN propagates through both sides. */
 FNN_VINLINE float fnn_tanhf(float x)
 {
     float z = x < 0 ? -x : x;
-    float s = fnn_expf(2.0f * (z < 20.0f ? z : 20.0f));
+    float s = fnn_expf_core(2.0f * (z > 20.0f ? 20.0f : z));
     float big = 1.0f - 2.0f / (s + 1.0f);
     big = x < 0 ? -big : big;
     float x2 = x * x;
@@ -76,8 +93,13 @@ FNN_VINLINE float fnn_tanhf(float x)
     p = p * x2 + 1.33314422036e-1f;
     p = p * x2 - 3.33332819422e-1f;
     float small = p * x2 * x + x;
-    float r = z < 0.625f ? small : big;
-    return x != x ? x : r;
+    return z < 0.625f ? small : big;
+}
+
+/* Double precision: libm's exp (its callers are checks, not speed). */
+FNN_VINLINE double fnn_sigmoid(double x)
+{
+    return 1.0 / (1.0 + exp(-x));
 }
 
 /* e^x - 1: Taylor series to x^9/9! for |x| < 0.5, e^x - 1 beyond. */

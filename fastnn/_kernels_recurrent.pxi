@@ -1,7 +1,9 @@
 # Recurrent layers and embeddings (csrc/recurrent.h): declarations and checked wrappers.
 #
 # Included by _kernels.pyx; arguments checked by _check.pxi's helpers before any
-# pointer reaches C.
+# pointer reaches C. The embedding kernels are declared once over `floating`
+# (binding.h's FNN_FUSED); the recurrent ones take the BLAS routine, whose type differs
+# with the dtype, so they are declared per dtype and called once for each, as gemm is.
 
 cdef extern from "recurrent.h" nogil:
     int FNN_RNN_TANH, FNN_RNN_RELU, FNN_RNN_LSTM, FNN_RNN_GRU
@@ -14,15 +16,15 @@ cdef extern from "recurrent.h" nogil:
     void fnn_rnn_forward_f32(fnn_blas_gemm_f32 blas, const fnn_rnn_dims *d, const float *x,
                              Py_ssize_t ldx, const float *w_ih, const float *w_hh,
                              const float *bias, const float *h0, const float *c0,
-                             const int64_t *lengths, float *gates, float *hprev,
-                             float *cprev, float *gh, float *y, Py_ssize_t ldy, float *hn,
-                             float *cn)
+                             const int64_t *lengths, float *w_t, float *gates,
+                             float *hprev, float *cprev, float *gh, float *y, Py_ssize_t ldy,
+                             float *hn, float *cn)
     void fnn_rnn_forward_f64(fnn_blas_gemm_f64 blas, const fnn_rnn_dims *d,
                              const double *x, Py_ssize_t ldx, const double *w_ih,
                              const double *w_hh, const double *bias, const double *h0,
-                             const double *c0, const int64_t *lengths, double *gates,
-                             double *hprev, double *cprev, double *gh, double *y,
-                             Py_ssize_t ldy, double *hn, double *cn)
+                             const double *c0, const int64_t *lengths, double *w_t,
+                             double *gates, double *hprev, double *cprev, double *gh,
+                             double *y, Py_ssize_t ldy, double *hn, double *cn)
     void fnn_rnn_backward_f32(fnn_blas_gemm_f32 blas, const fnn_rnn_dims *d, const float *x,
                               Py_ssize_t ldx, const float *w_ih, const float *w_hh,
                               const int64_t *lengths, const float *gates,
@@ -40,16 +42,13 @@ cdef extern from "recurrent.h" nogil:
                               double *dh0, double *dc0, int want_dh0, double *dx,
                               Py_ssize_t lddx, int accumulate_dx, double *dw_ih,
                               double *dw_hh, double *dbias, double *scratch)
-    void fnn_embedding_forward_f32(Py_ssize_t n, Py_ssize_t D, const int64_t *idx,
-                                   const float *w, float *y)
-    void fnn_embedding_forward_f64(Py_ssize_t n, Py_ssize_t D, const int64_t *idx,
-                                   const double *w, double *y)
-    void fnn_embedding_backward_f32(Py_ssize_t n, Py_ssize_t V, Py_ssize_t D,
-                                    const int64_t *idx, const float *gy,
-                                    int64_t padding_idx, float *gw)
-    void fnn_embedding_backward_f64(Py_ssize_t n, Py_ssize_t V, Py_ssize_t D,
-                                    const int64_t *idx, const double *gy,
-                                    int64_t padding_idx, double *gw)
+
+cdef extern from "binding.h" nogil:
+    void fnn_embedding_forward "FNN_FUSED(fnn_embedding_forward)"(
+        Py_ssize_t n, Py_ssize_t D, const int64_t *idx, const floating *w, floating *y)
+    void fnn_embedding_backward "FNN_FUSED(fnn_embedding_backward)"(
+        Py_ssize_t n, Py_ssize_t V, Py_ssize_t D, const int64_t *idx, const floating *gy,
+        int64_t padding_idx, floating *gw)
 
 RNN_TANH = FNN_RNN_TANH
 RNN_RELU = FNN_RNN_RELU
@@ -96,12 +95,13 @@ cdef Py_ssize_t _col(bint bidirectional, bint reverse, Py_ssize_t H) noexcept:
 
 
 def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x, w_ih, w_hh,
-                bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn,
+                bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
                 bint gemm_only=False):
     """One direction of a recurrent layer over all time steps (csrc/recurrent.h).
 
     x (N*T, I) rows in the layout of `batch_first`; w_ih (W, I), w_hh (W, H); bias (G)
-    the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. Out: gates
+    the combined bias; h0, c0 (N, H) or None; lengths (N,) int64 or None. w_t: scratch
+    (I + H, W) (the kernel's transposed copies of w_ih and w_hh). Out: gates
     (N*T, G), hprev (N*T, H), cprev (N*T, H) for LSTM, gh (N, 3H) for GRU (each None
     otherwise), y (N*T, D*H) or None (this direction writes its half: the second of a
     bidirectional layer's when reverse), hn (N, H), cn (N, H) for LSTM. G is 4H for
@@ -109,15 +109,17 @@ def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x,
     the outputs are then meaningless)."""
     if _is_f32(x, "rnn_forward", "x"):
         _rnn_forward(<float *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
-                     bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn, gemm_only)
+                     bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
+                     gemm_only)
     else:
         _rnn_forward(<double *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
-                     bias, h0, c0, lengths, gates, hprev, cprev, gh, y, hn, cn, gemm_only)
+                     bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
+                     gemm_only)
 
 
 cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
-                      bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, gates, hprev,
-                      cprev, gh, y, hn, cn, bint gemm_only) except -1:
+                      bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, w_t,
+                      gates, hprev, cprev, gh, y, hn, cn, bint gemm_only) except -1:
     cdef str fn = "rnn_forward"
     cdef fnn_rnn_dims d
     _rnn_dims(&d, fn, mode, batch_first, reverse, gemm_only, _arr(x, fn, "x", 2),
@@ -133,6 +135,7 @@ cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
     cdef floating *ph0 = _flt(t, h0, fn, "h0", N * H, _OPT)
     cdef floating *pc0 = _flt(t, c0, fn, "c0", N * H, _OPT) if lstm else NULL
     cdef const int64_t *plen = _lengths(lengths, fn, N, d.steps)
+    cdef floating *pwt = _flt(t, w_t, fn, "w_t", (I + H) * W, _W)
     cdef floating *pg = _flt(t, gates, fn, "gates", R * G, _W)
     cdef floating *php = _flt(t, hprev, fn, "hprev", R * H, _W)
     cdef floating *pcp = _flt(t, cprev, fn, "cprev", R * H, _W) if lstm else NULL
@@ -145,10 +148,10 @@ cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
     with nogil:
         if floating is float:
             fnn_rnn_forward_f32(<fnn_blas_gemm_f32>sgemm, &d, px, I, pwi, pwh, pb, ph0, pc0,
-                                plen, pg, php, pcp, pgh, py, D * H, phn, pcn)
+                                plen, pwt, pg, php, pcp, pgh, py, D * H, phn, pcn)
         else:
             fnn_rnn_forward_f64(<fnn_blas_gemm_f64>dgemm, &d, px, I, pwi, pwh, pb, ph0, pc0,
-                                plen, pg, php, pcp, pgh, py, D * H, phn, pcn)
+                                plen, pwt, pg, php, pcp, pgh, py, D * H, phn, pcn)
     return 0
 
 
@@ -245,10 +248,7 @@ cdef int _embedding_forward(floating *t, idx, w, y) except -1:
     cdef floating *py = _flt(t, y, fn, "y", n * D, _W)
     _check_ids(pi, n, Wt.shape[0])
     with nogil:
-        if floating is float:
-            fnn_embedding_forward_f32(n, D, pi, pw, py)
-        else:
-            fnn_embedding_forward_f64(n, D, pi, pw, py)
+        fnn_embedding_forward(n, D, pi, pw, py)
     return 0
 
 
@@ -270,8 +270,5 @@ cdef int _embedding_backward(floating *t, idx, gy, int64_t padding_idx, gw) exce
     cdef floating *pgw = _flt(t, gw, fn, "gw", GW.size, _W)
     _check_ids(pi, n, GW.shape[0])
     with nogil:
-        if floating is float:
-            fnn_embedding_backward_f32(n, GW.shape[0], D, pi, pgy, padding_idx, pgw)
-        else:
-            fnn_embedding_backward_f64(n, GW.shape[0], D, pi, pgy, padding_idx, pgw)
+        fnn_embedding_backward(n, GW.shape[0], D, pi, pgy, padding_idx, pgw)
     return 0

@@ -1,7 +1,14 @@
 """Metrics reported by the Trainer: functions metric(y_true, y_pred, sample_weight=None)
 -> float (the mean over the batch, weighted by sample_weight (N,) when given), looked up
 by name or passed as callables (which need the sample_weight argument only to be
-evaluated with sample weights)."""
+evaluated with sample weights).
+
+Sequences: the label metrics (accuracy, top_<k>_accuracy) take (N, C, *) scores with
+(N, *) labels, as the losses do, and count every position (with its sample's weight).
+Given `ignore_index` (the Trainer passes its loss's: cross-entropy's -100 by default, as
+torch's) they leave out the positions labelled with it, such as the padded steps of
+variable-length sequences. The Trainer adds up `batch_sums` over the batches, so an
+epoch's value is the mean over all counted positions, whatever each batch's padding."""
 
 import inspect
 
@@ -18,30 +25,64 @@ def _mean(values, sample_weight):
     return float(per_sample @ w / w.sum())
 
 
-def accuracy(y_true, y_pred, sample_weight=None):
-    """Fraction of rows (or positions, for (N, C, *) scores and (N, *) labels) whose
-    highest score on the class axis 1 is the true class; for a single output column,
-    the sign of the score is the prediction (0 vs 1)."""
-    y_true = np.asarray(y_true)
+def _counted(labels, hits, ignore_index, sample_weight):
+    """(weighted hits, weighted count) over the counted positions. labels, hits:
+    (N, positions); each position has its sample's weight (1 without weights), and
+    those labelled ignore_index have none."""
+    w = (
+        np.ones(hits.shape)
+        if sample_weight is None
+        else np.broadcast_to(np.asarray(sample_weight, dtype=np.float64).reshape(-1, 1), hits.shape)
+    )
+    if ignore_index is not None:
+        w = w * (labels != ignore_index)
+    return float(np.sum(w * hits)), float(np.sum(w))
+
+
+def _ratio(counts):
+    hits, n = counts
+    return hits / n if n else float("nan")
+
+
+def _accuracy_counts(y_true, y_pred, ignore_index=None, sample_weight=None):
+    labels = np.asarray(y_true).reshape(y_pred.shape[0], -1)
     if y_pred.ndim >= 2 and y_pred.shape[1] > 1:
         pred = y_pred.argmax(axis=1)
     else:
         pred = (y_pred.reshape(-1) > 0).astype(np.int64)
-    return _mean(pred.reshape(-1) == y_true.reshape(-1), sample_weight)
+    return _counted(labels, pred.reshape(labels.shape) == labels, ignore_index, sample_weight)
+
+
+def accuracy(y_true, y_pred, sample_weight=None, ignore_index=None):
+    """Fraction of rows (or positions, for (N, C, *) scores and (N, *) labels) whose
+    highest score on the class axis 1 is the true class; for a single output column,
+    the sign of the score is the prediction (0 vs 1). Positions labelled
+    `ignore_index` are left out (nan when none is left)."""
+    return _ratio(_accuracy_counts(y_true, y_pred, ignore_index, sample_weight))
+
+
+accuracy.counts = _accuracy_counts  # type: ignore[attr-defined]
 
 
 def top_k_accuracy(k):
-    """A metric: fraction of rows whose true class is among the k highest scores."""
+    """A metric: fraction of rows (or positions, for (N, C, *) scores) whose true class
+    is among the k highest scores; positions labelled `ignore_index` are left out."""
     if int(k) < 1:
         raise ValueError(f"top_k_accuracy: k must be >= 1, got {k}")
     k = int(k)
 
-    def top_k(y_true, y_pred, sample_weight=None):
+    def counts(y_true, y_pred, ignore_index=None, sample_weight=None):
         kk = min(k, y_pred.shape[1])
-        top = np.argpartition(y_pred, -kk, axis=1)[:, -kk:]
-        return _mean((top == np.asarray(y_true).reshape(-1, 1)).any(axis=1), sample_weight)
+        top = np.argpartition(y_pred, -kk, axis=1)[:, -kk:]  # (N, kk, *)
+        labels = np.asarray(y_true).reshape((top.shape[0], 1) + top.shape[2:])
+        hits = (top == labels).any(axis=1).reshape(top.shape[0], -1)
+        return _counted(labels.reshape(hits.shape), hits, ignore_index, sample_weight)
+
+    def top_k(y_true, y_pred, sample_weight=None, ignore_index=None):
+        return _ratio(counts(y_true, y_pred, ignore_index, sample_weight))
 
     top_k.__name__ = f"top_{k}_accuracy"
+    top_k.counts = counts
     return top_k
 
 
@@ -105,3 +146,15 @@ def call(name, fn, y_true, y_pred, sample_weight=None):
             f"{name}(y_true, y_pred, sample_weight=None) to evaluate with sample weights"
         )
     return fn(y_true, y_pred, sample_weight=sample_weight)
+
+
+def batch_sums(name, fn, y_true, y_pred, sample_weight=None, ignore_index=None):
+    """(value x weight, weight) of one batch: added up over batches, their ratio is the
+    metric over all of them. The label metrics weigh by counted positions (each with
+    its sample's weight; labels equal to ignore_index left out); other metrics by rows
+    (or the batch's total sample weight)."""
+    counts = getattr(fn, "counts", None)
+    if counts is not None:
+        return counts(y_true, y_pred, ignore_index, sample_weight)
+    weight = len(y_true) if sample_weight is None else float(np.sum(sample_weight))
+    return call(name, fn, y_true, y_pred, sample_weight) * weight, weight

@@ -130,6 +130,8 @@ class Trainer:
                     f"metric {name!r} needs a classification loss, got {type(loss).__name__}"
                 )
         self.metrics = resolved
+        # the label metrics leave out what the loss ignores (padded sequence steps)
+        self._ignore_index = getattr(loss, "ignore_index", None)
         self.callbacks = list(callbacks)
         self.terminate_on_nan = True
         if clip_grad_norm is not None:
@@ -260,12 +262,11 @@ class Trainer:
                 f"{where}: the model has {len(out)} outputs; the Trainer "
                 "trains a model with one output"
             )
-        if self._classification:
+        if self._classification:  # (n, *) labels for (N, C, *) scores; ignore_index allowed
             y = self._encode_labels(y, where)
-            if out.ndim == 2:
-                y = check_labels(y, n, out.shape[1], where)
-            else:
-                y = _check_dense_labels(y, out.shape, where)
+            y = check_labels(
+                y, n, out.shape[1], where, (n,) + out.shape[2:], self.loss.ignore_index
+            )[0]
         else:
             if y.ndim == 1 and out.ndim == 2 and out.shape[1] == 1:
                 y = y.reshape(-1, 1)
@@ -596,8 +597,8 @@ class Trainer:
         for cb in callbacks:
             cb.on_epoch_begin(self, epoch)
         order = rng.generator().permutation(n) if shuffle else np.arange(n)
-        total = mass = count = local_count = 0
-        sums = [0.0] * len(self.metrics)
+        total = mass = count = 0
+        sums, counts = [0.0] * len(self.metrics), [0.0] * len(self.metrics)
         norms = []
         for i, (xb, yb, wb) in enumerate(batches.epoch(order)):
             for cb in callbacks:
@@ -607,16 +608,14 @@ class Trainer:
             value, out, norm = self._step(xb, yb, callbacks, wb)
             if self.stop_training and not math.isfinite(value):
                 return  # the bad batch counts for nothing; the epoch is not recorded
-            m = local = yb.shape[0]
+            m = yb.shape[0]
             w = m if wb is None else float(wb.sum())  # the batch loss is a weighted mean
             if self._dp is not None:  # value is the global batch's loss
                 m = w = self._dp.world.batch_rows
             total += value * w
             mass += w
             count += m
-            local_count += local
-            for j, (_, fn) in enumerate(self.metrics):
-                sums[j] += fn(yb, out) * local
+            self._add_metrics(sums, counts, yb, out)
             if norm is not None:
                 norms.append(norm)
             batch_logs = {"loss": value, "size": m}
@@ -625,10 +624,10 @@ class Trainer:
             if self.interrupted or self.diverged:
                 return  # (a diverged epoch is rolled back, not recorded)
         if self._dp is not None:  # metrics over every rank's rows; rank 0's BN statistics
-            local_count, *sums = self._dp.sum([local_count, *sums])
+            sums, counts = self._unpack_sums(self._dp.sum([*sums, *counts]))
             self._dp.sync_state(self.model)
         logs = {"loss": total / mass}
-        logs.update({name: s / local_count for (name, _), s in zip(self.metrics, sums)})
+        logs.update(self._metric_logs(sums, counts))
         if val is not None:
             X_val, y_val, w_val = val
             logs.update(
@@ -678,7 +677,7 @@ class Trainer:
         model.eval()
         try:
             total = mass = 0.0
-            sums = [0.0] * len(self.metrics)
+            sums, counts = [0.0] * len(self.metrics), [0.0] * len(self.metrics)
             for start in range(0, y.shape[0], batch_size):
                 rows = slice(start, start + batch_size)
                 xb, yb = _rows(X, rows), y[rows]
@@ -690,17 +689,35 @@ class Trainer:
                 out = model._forward(self._eval_ctx, xb)
                 total += self.loss(out, yb, sample_weight=wb) * m
                 mass += m
-                for i, (name, fn) in enumerate(self.metrics):
-                    sums[i] += _metrics.call(name, fn, yb, out, wb) * m
+                self._add_metrics(sums, counts, yb, out, wb)
         finally:
             model.train(was_training)
         if world is not None:
-            total, mass, *sums = world.sum([total, mass, *sums])
+            total, mass, *rest = world.sum([total, mass, *sums, *counts])
+            sums, counts = self._unpack_sums(rest)
         if mass == 0:
             raise ValueError("evaluate: sample_weight is 0 for every sample")
         result = {"loss": total / mass + model.penalty()}
-        result.update({name: s / mass for (name, _), s in zip(self.metrics, sums)})
+        result.update(self._metric_logs(sums, counts))
         return result
+
+    def _add_metrics(self, sums, counts, yb, out, wb=None):
+        """Add one batch's metric sums and their weights (metrics.batch_sums)."""
+        for j, (name, fn) in enumerate(self.metrics):
+            s, w = _metrics.batch_sums(name, fn, yb, out, wb, self._ignore_index)
+            sums[j] += s
+            counts[j] += w
+
+    def _unpack_sums(self, values):
+        """[*sums, *counts] back into the two lists."""
+        k = len(self.metrics)
+        return list(values[:k]), list(values[k:])
+
+    def _metric_logs(self, sums, counts):
+        return {
+            name: s / c if c else float("nan")
+            for (name, _), s, c in zip(self.metrics, sums, counts)
+        }
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, path):
@@ -779,25 +796,6 @@ class Trainer:
 def _rows(X, index):
     """Rows `index` of X, or of each input of a list X."""
     return [x[index] for x in X] if isinstance(X, list) else X[index]
-
-
-def _check_dense_labels(y, out_shape, where):
-    """Integer labels of shape (N, *) for (N, C, *) scores, in [0, C)."""
-    want = out_shape[:1] + out_shape[2:]
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"{where}: class labels must be integers, got dtype {y.dtype}")
-    if y.shape != want:
-        raise ValueError(
-            f"{where}: expected labels of shape {want} for outputs of shape "
-            f"{out_shape}, got {y.shape}"
-        )
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= out_shape[1]:
-        raise ValueError(
-            f"{where}: label {lo if lo < 0 else hi} out of range for "
-            f"{out_shape[1]} classes (valid: 0..{out_shape[1] - 1})"
-        )
-    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 class _StopOnInterrupt:

@@ -478,7 +478,7 @@ RN, RT, RI, RH = 2, 3, 3, 2
 @call(
     "rnn_forward",
     optional={"h0", "c0", "lengths", "y"},
-    written={"gates", "hprev", "cprev", "y", "hn", "cn"},
+    written={"w_t", "gates", "hprev", "cprev", "y", "hn", "cn"},
 )
 def _rnn_forward(dt):
     f, R = _arrays(dt), RN * RT
@@ -494,6 +494,7 @@ def _rnn_forward(dt):
         h0=f(RN, RH),
         c0=f(RN, RH),
         lengths=np.array([3, 1], np.int64),
+        w_t=f(RI + RH, 4 * RH),
         gates=f(R, 4 * RH),
         hprev=f(R, RH),
         cprev=f(R, RH),

@@ -1121,3 +1121,39 @@ def test_init_uniform_refuses_what_it_cannot_fill():
     with pytest.raises(ValueError, match="read-only"):
         K.init_uniform(ro, 1, 0.0, 1.0)
     K.init_uniform(np.zeros(0, np.float32), 1, 0.0, 1.0)  # nothing to do
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_float32_sigmoid_and_tanh_within_a_few_ulps(name):
+    """csrc/vmath.h's vectorised sigmoid and tanh against float64 NumPy over the whole
+    float range: a dense grid, the polynomial/exponential switch of tanh (|x| = 0.625),
+    the exponent's clamps (+-87.3, +-88.7) and +-20, -0, +-inf and NaN."""
+    edges = [0.625, 20.0, 87.3365479, 88.7228393]
+    x = np.concatenate(
+        [
+            np.linspace(-100, 100, 200_001),
+            np.geomspace(1e-30, 1e4, 2001),
+            -np.geomspace(1e-30, 1e4, 2001),
+            [e * s for e in edges for s in (1, -1)],
+            [
+                np.nextafter(np.float32(e * s), np.float32(d))
+                for e in edges
+                for s in (1, -1)
+                for d in (-np.inf, np.inf)
+            ],
+            [0.0, -0.0, np.inf, -np.inf, np.nan],
+        ]
+    ).astype(np.float32)
+    act = {"sigmoid": K.ACT_SIGMOID, "tanh": K.ACT_TANH}[name]
+    y = np.empty_like(x)
+    K.bias_act(act, 0.0, 0.0, None, x.copy(), y)
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        ref = 1 / (1 + np.exp(-x64)) if name == "sigmoid" else np.tanh(x64)
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    err = np.abs(y.astype(np.float64) - ref)
+    finite = np.isfinite(ref)
+    # 3 ulps, or below the smallest normal float (sigmoid's tail below e^-87.3 is 0)
+    ok = (err <= 3 * ulp) | (err < 1.2e-38)
+    assert ok[finite].all(), f"x = {x[finite & ~ok][:5]}: {err[finite & ~ok][:5]}"
+    assert np.array_equal(np.isnan(y), np.isnan(ref))

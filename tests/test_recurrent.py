@@ -118,6 +118,25 @@ def test_matches_torch(kind, num_layers, bidirectional, batch_first):
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_blocked_products_match_torch(kind, batch_first):
+    """Shapes whose per-step products the kernels cut into blocks: 70 sequences (two
+    chunks, row blocks of 32 and a remainder), hidden 128 (the gate columns cut forward,
+    the product's depth cut back through time) and input 200 (the input product cut)."""
+    compare(
+        kind,
+        N=70,
+        T=3,
+        I=200,
+        H=128,
+        num_layers=2,
+        bidirectional=True,
+        batch_first=batch_first,
+        with_state=True,
+    )
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("N,T", [(1, 4), (3, 1), (1, 1)])
 def test_batch_one_and_one_step(kind, N, T):
     compare(kind, N=N, T=T, num_layers=2, bidirectional=True, batch_first=True)

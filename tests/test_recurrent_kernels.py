@@ -114,6 +114,7 @@ class Case:
             h0,
             c0,
             lengths,
+            np.empty((self.w_ih.shape[1] + self.w_hh.shape[1], self.w_hh.shape[0]), dt),
             gates,
             hprev,
             cprev,
@@ -241,8 +242,9 @@ def test_padded_steps_have_no_effect():
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_results_do_not_depend_on_thread_count(mode):
-    case = Case(mode, 6, 70, 8, 16, np.float32, False, True, None)
+@pytest.mark.parametrize("I,H", [(8, 16), (40, 128)])  # (40, 128): products cut in blocks
+def test_results_do_not_depend_on_thread_count(mode, I, H):
+    case = Case(mode, 6, 70, I, H, np.float32, False, True, None)
     with _threads(1):
         one = case.run()
     with _threads(2):
@@ -284,6 +286,7 @@ def test_binding_rejects_bad_lengths_and_modes():
             None,
             None,
             lengths,
+            np.empty((3 + H, 3 * H), np.float32),
             np.empty((N * T, 4 * H), np.float32),
             np.empty((N * T, H), np.float32),
             None,

@@ -23,7 +23,7 @@
 #define FNN_F_LEAKY_RELU(v, a, b) ((v) < 0 ? (a) * (v) : (v))
 #define FNN_D_LEAKY_RELU(z, y, a, b) ((z) > 0 ? (T)1 : (a))
 
-#define FNN_F_SIGMOID(v, a, b) ((T)1 / ((T)1 + EXP(-(v))))
+#define FNN_F_SIGMOID(v, a, b) SIGMOID(v)
 #define FNN_D_SIGMOID(z, y, a, b) ((y) * ((T)1 - (y)))
 
 #define FNN_F_TANH(v, a, b) TANH(v)

@@ -9,7 +9,7 @@
 /* ---- one sequence, one step: fused gate nonlinearities and state update ---------- */
 
 /* g: the gates' pre-activations without bias; they become the activations. */
-static FNN_CLONES void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict bias,
+static FNN_CLONES_AVX512 void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict bias,
                                            const T *restrict cp, T *restrict hnext,
                                            T *restrict cnext)
 {
@@ -31,7 +31,7 @@ static FNN_CLONES void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *
 
 /* g: the x products of r, z, n (columns [0, 3H)); gh: the h products W_h* h. g
  * becomes r, z, n, W_hn h + b_hn. */
-static FNN_CLONES void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict gh,
+static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict gh,
                                           const T *restrict bias, const T *restrict hp,
                                           T *restrict hnext)
 {
@@ -50,7 +50,7 @@ static FNN_CLONES void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *r
 }
 
 /* g: the pre-activation without bias; it becomes h. */
-static FNN_CLONES void S(rnn_row_forward)(ptrdiff_t H, int relu, T *restrict g,
+static FNN_CLONES_AVX512 void S(rnn_row_forward)(ptrdiff_t H, int relu, T *restrict g,
                                           const T *restrict bias, T *restrict hnext)
 {
     if (relu) {
@@ -66,7 +66,7 @@ static FNN_CLONES void S(rnn_row_forward)(ptrdiff_t H, int relu, T *restrict g,
  * dh: in, the gradient reaching h' from later steps; out, its part that does not go
  * through the recurrent GEMM (which the caller then adds). dc likewise for the cell. */
 
-static FNN_CLONES void S(lstm_row_backward)(ptrdiff_t H, const T *restrict g,
+static FNN_CLONES_AVX512 void S(lstm_row_backward)(ptrdiff_t H, const T *restrict g,
                                             const T *restrict cp, T *restrict dh,
                                             T *restrict dc, T *restrict dg)
 {
@@ -88,7 +88,7 @@ static FNN_CLONES void S(lstm_row_backward)(ptrdiff_t H, const T *restrict g,
 /* dg: d(r, z pre-activations), d(W_hn h + b_hn), d(n pre-activation) = the gradient of
  * W_in x + b_in: columns [0, 3H) are the hidden side's gate gradients, [0, 2H) and
  * [3H, 4H) the input side's. */
-static FNN_CLONES void S(gru_row_backward)(ptrdiff_t H, const T *restrict g,
+static FNN_CLONES_AVX512 void S(gru_row_backward)(ptrdiff_t H, const T *restrict g,
                                            const T *restrict hp, T *restrict dh,
                                            T *restrict dg)
 {
@@ -107,7 +107,7 @@ static FNN_CLONES void S(gru_row_backward)(ptrdiff_t H, const T *restrict g,
     }
 }
 
-static FNN_CLONES void S(rnn_row_backward)(ptrdiff_t H, int relu, const T *restrict g,
+static FNN_CLONES_AVX512 void S(rnn_row_backward)(ptrdiff_t H, int relu, const T *restrict g,
                                            T *restrict dh, T *restrict dg)
 {
     if (relu) {
@@ -131,15 +131,45 @@ static void S(add_row)(ptrdiff_t n, T *restrict y, const T *restrict x)
     for (ptrdiff_t j = 0; j < n; j++) y[j] += x[j];
 }
 
-/* ---- sequences [lo, hi) over all steps ------------------------------------------- */
+/* C (m, n) = A (m, k) B (k, n) + beta C, row-major, as products of at most
+ * FNN_RNN_BLOCK_MACS multiply-adds (recurrent.c): rows in blocks of FNN_RNN_BLOCK_ROWS,
+ * then the longer of n and k cut evenly into at most FNN_RNN_BLOCK_PARTS parts (a
+ * product that needs more runs whole: at that size the packed path is efficient and
+ * thin blocks would repack A). The cut depends on the shape only. */
+static void S(rnn_gemm)(S(fnn_blas_gemm) blas, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                        const T *a, ptrdiff_t lda, const T *b, ptrdiff_t ldb, double beta,
+                        T *c, ptrdiff_t ldc)
+{
+    ptrdiff_t mb = m < FNN_RNN_BLOCK_ROWS ? m : FNN_RNN_BLOCK_ROWS;
+    ptrdiff_t parts = (mb * n * k + FNN_RNN_BLOCK_MACS - 1) / FNN_RNN_BLOCK_MACS;
+    if (parts > FNN_RNN_BLOCK_PARTS) parts = 1;
+    ptrdiff_t nb = n >= k ? fnn_rnn_cut(n, parts) : n, kb = n >= k ? k : fnn_rnn_cut(k, parts);
+    for (ptrdiff_t i = 0; i < m; i += mb) {
+        ptrdiff_t mi = m - i < mb ? m - i : mb;
+        for (ptrdiff_t j = 0; j < n; j += nb) {
+            ptrdiff_t nj = n - j < nb ? n - j : nb;
+            for (ptrdiff_t l = 0; l < k; l += kb) {
+                ptrdiff_t kl = k - l < kb ? k - l : kb;
+                S(fnn_gemm)(blas, 0, 0, mi, nj, kl, 1.0, a + i * lda + l, lda,
+                            b + l * ldb + j, ldb, l == 0 ? beta : 1.0, c + i * ldc + j, ldc);
+            }
+        }
+    }
+}
+
+/* ---- sequences [lo, hi) over all steps -------------------------------------------
+ * Each step runs block by block of FNN_RNN_BLOCK_ROWS sequences: the block's recurrent
+ * product, then its gate pass while the product is in cache. */
 
 static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, ptrdiff_t lo,
-                                ptrdiff_t hi, const T *w_hh, const T *bias, const T *h0,
-                                const T *c0, const int64_t *lengths, T *gates, T *hprev,
-                                T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn, T *cn)
+                                ptrdiff_t hi, const T *x, ptrdiff_t ldx, const T *w_t,
+                                const T *bias, const T *h0, const T *c0,
+                                const int64_t *lengths, T *gates, T *hprev, T *cprev, T *gh,
+                                T *y, ptrdiff_t ldy, T *hn, T *cn)
 {
     ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
-    ptrdiff_t rs = fnn_rnn_row_stride(d), m = hi - lo;
+    const T *w_hh_t = w_t + d->inputs * W;
+    ptrdiff_t rs = fnn_rnn_row_stride(d);
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
     size_t hbytes = (size_t)H * sizeof(T);
@@ -152,32 +182,40 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     }
     for (ptrdiff_t s = 0; s < Tn; s++) {
         ptrdiff_t t = t0 + s * dt;
-        T *g = gates + fnn_rnn_row(d, t, lo) * G;
-        const T *hp = hprev + fnn_rnn_row(d, t, lo) * H;
-        if (s > 0 || h0) { /* the recurrent product (zero from a zero state) */
-            if (gru)
-                S(fnn_gemm)(blas, 0, 1, m, W, H, 1.0, hp, rs * H, w_hh, H, 0.0, gh + lo * W, W);
-            else
-                S(fnn_gemm)(blas, 0, 1, m, W, H, 1.0, hp, rs * H, w_hh, H, 1.0, g, rs * G);
-        } else if (gru) {
-            memset(gh + lo * W, 0, (size_t)(m * W) * sizeof(T));
-        }
         int last = s == Tn - 1;
-        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
-            ptrdiff_t r = fnn_rnn_row(d, t, n), rn = last ? 0 : fnn_rnn_row(d, t + dt, n);
-            T *hnext = last ? hn + n * H : hprev + rn * H;
-            T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
-            T *yr = y ? y + r * ldy : NULL;
-            if (!fnn_rnn_active(lengths, t, n)) { /* padding: the state passes through */
-                memcpy(hnext, hprev + r * H, hbytes);
-                if (lstm) memcpy(cnext, cprev + r * H, hbytes);
-                if (yr) memset(yr, 0, hbytes);
-                continue;
+        for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
+            ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
+            ptrdiff_t r0 = fnn_rnn_row(d, t, b0);
+            /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
+             * (zero from a zero state; GRU: apart, in gh) */
+            S(rnn_gemm)(blas, b1 - b0, W, d->inputs, x + r0 * ldx, rs * ldx, w_t, W, 0.0,
+                        gates + r0 * G, rs * G);
+            if (s > 0 || h0) {
+                if (gru)
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 0.0,
+                                gh + b0 * W, W);
+                else
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 1.0,
+                                gates + r0 * G, rs * G);
+            } else if (gru) {
+                memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
             }
-            if (lstm) S(lstm_row_forward)(H, gates + r * G, bias, cprev + r * H, hnext, cnext);
-            else if (gru) S(gru_row_forward)(H, gates + r * G, gh + n * W, bias, hprev + r * H, hnext);
-            else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, gates + r * G, bias, hnext);
-            if (yr) memcpy(yr, hnext, hbytes);
+            for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
+                ptrdiff_t r = fnn_rnn_row(d, t, n), rn = last ? 0 : fnn_rnn_row(d, t + dt, n);
+                T *hnext = last ? hn + n * H : hprev + rn * H;
+                T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
+                T *yr = y ? y + r * ldy : NULL;
+                if (!fnn_rnn_active(lengths, t, n)) { /* padding: the state passes through */
+                    memcpy(hnext, hprev + r * H, hbytes);
+                    if (lstm) memcpy(cnext, cprev + r * H, hbytes);
+                    if (yr) memset(yr, 0, hbytes);
+                    continue;
+                }
+                if (lstm) S(lstm_row_forward)(H, gates + r * G, bias, cprev + r * H, hnext, cnext);
+                else if (gru) S(gru_row_forward)(H, gates + r * G, gh + n * W, bias, hprev + r * H, hnext);
+                else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, gates + r * G, bias, hnext);
+                if (yr) memcpy(yr, hnext, hbytes);
+            }
         }
     }
 }
@@ -189,7 +227,7 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
                                  T *dc, int want_dh0)
 {
     ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
-    ptrdiff_t rs = fnn_rnn_row_stride(d), m = hi - lo;
+    ptrdiff_t rs = fnn_rnn_row_stride(d);
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
     size_t hbytes = (size_t)H * sizeof(T);
@@ -201,35 +239,44 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
     }
     for (ptrdiff_t s = Tn - 1; s >= 0; s--) {
         ptrdiff_t t = t0 + s * dt;
-        for (ptrdiff_t n = lo; n < hi && !d->gemm_only; n++) {
-            ptrdiff_t r = fnn_rnn_row(d, t, n);
-            T *dg = dgates + r * G, *dhr = dh + n * H;
-            if (!fnn_rnn_active(lengths, t, n)) { /* padding: the carries pass through */
-                memset(dg, 0, (size_t)G * sizeof(T));
-                continue;
+        for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
+            ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
+            for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
+                ptrdiff_t r = fnn_rnn_row(d, t, n);
+                T *dg = dgates + r * G, *dhr = dh + n * H;
+                if (!fnn_rnn_active(lengths, t, n)) { /* padding: the carries pass through */
+                    memset(dg, 0, (size_t)G * sizeof(T));
+                    continue;
+                }
+                if (dy) S(add_row)(H, dhr, dy + r * lddy);
+                if (lstm) S(lstm_row_backward)(H, gates + r * G, cprev + r * H, dhr, dc + n * H, dg);
+                else if (gru) S(gru_row_backward)(H, gates + r * G, hprev + r * H, dhr, dg);
+                else S(rnn_row_backward)(H, d->mode == FNN_RNN_RELU, gates + r * G, dhr, dg);
             }
-            if (dy) S(add_row)(H, dhr, dy + r * lddy);
-            if (lstm) S(lstm_row_backward)(H, gates + r * G, cprev + r * H, dhr, dc + n * H, dg);
-            else if (gru) S(gru_row_backward)(H, gates + r * G, hprev + r * H, dhr, dg);
-            else S(rnn_row_backward)(H, d->mode == FNN_RNN_RELU, gates + r * G, dhr, dg);
+            /* dh += d(gates) W_hh (padded rows add zeros); GRU: the hidden-side columns */
+            if (s > 0 || want_dh0)
+                S(rnn_gemm)(blas, b1 - b0, H, W, dgates + fnn_rnn_row(d, t, b0) * G, rs * G,
+                            w_hh, H, 1.0, dh + b0 * H, H);
         }
-        /* dh += d(gates) W_hh (padded rows add zeros); GRU: the hidden-side columns */
-        if (s > 0 || want_dh0)
-            S(fnn_gemm)(blas, 0, 0, m, H, W, 1.0, dgates + fnn_rnn_row(d, t, lo) * G, rs * G,
-                        w_hh, H, 1.0, dh + lo * H, H);
     }
 }
 
 void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,
                         ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,
-                        const T *h0, const T *c0, const int64_t *lengths, T *gates,
-                        T *hprev, T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn, T *cn)
+                        const T *h0, const T *c0, const int64_t *lengths, T *w_t,
+                        T *gates, T *hprev, T *cprev, T *gh, T *y, ptrdiff_t ldy, T *hn,
+                        T *cn)
 {
-    ptrdiff_t G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
-    /* the input products of every step in one GEMM (GRU: gate columns [0, 3H)) */
-    S(fnn_gemm)(blas, 0, 1, d->batch * d->steps, W, d->inputs, 1.0, x, ldx, w_ih, d->inputs, 0.0, gates, G);
-    FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, w_hh, bias, h0, c0, lengths,
-                                               gates, hprev, cprev, gh, y, ldy, hn, cn));
+    ptrdiff_t W = fnn_rnn_weight_rows(d), H = d->hidden, I = d->inputs;
+    if (!d->gemm_only) { /* W_ih^T over W_hh^T: the products' untransposed operands */
+        for (ptrdiff_t i = 0; i < W; i++) {
+            for (ptrdiff_t j = 0; j < I; j++) w_t[j * W + i] = w_ih[i * I + j];
+            for (ptrdiff_t j = 0; j < H; j++) w_t[(I + j) * W + i] = w_hh[i * H + j];
+        }
+    }
+    FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, x, ldx, w_t, bias, h0, c0,
+                                               lengths, gates, hprev, cprev, gh, y, ldy, hn,
+                                               cn));
 }
 
 struct S(colsum_ctx) {

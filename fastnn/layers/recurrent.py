@@ -1,11 +1,11 @@
 """Recurrent layers: RNN, LSTM and GRU with torch.nn's arguments, gate order, weight
 names and shapes (a torch state_dict loads unchanged), on fused C kernels.
 
-Each direction of each layer is one kernel call (csrc/recurrent.h): the input
-projection of all time steps is one GEMM, every step one recurrent GEMM and one fused
-pass for the gates and the state update, and backpropagation through time runs over
-the gate activations the forward pass stored. Weight gradients are one GEMM each over
-all steps.
+Each direction of each layer is one kernel call (csrc/recurrent.h): every step, block
+by block of sequences, the input and recurrent products and one fused pass for the
+gates and the state update while they are in cache; backpropagation through time runs
+over the gate activations the forward pass stored. Weight gradients are one GEMM each
+over all steps.
 
 Inputs. `layer(x)` with x of shape (N, T, input_size) when `batch_first=True`, else
 (T, N, input_size) (torch's default). Two optional inputs, by keyword on a direct call
@@ -238,6 +238,7 @@ class _Recurrent(Layer):
                     None if h0 is None else h0[k * D + d],
                     None if c0 is None else c0[k * D + d],
                     lengths,
+                    self._scratch(f"w_t{k}", (w_ih.data.shape[1] + H, w_hh.data.shape[0]), dt),
                     cell["gates"],
                     cell["hprev"],
                     cell["cprev"],
