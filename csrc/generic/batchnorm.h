@@ -377,6 +377,21 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                        S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
 }
 
+/* Channel blocks [j0, j1) of (outer, C, inner) input in parallel: single channels
+ * where each channel has rows of at least FNN_COL_BLOCK positions (BatchNorm2d: its
+ * few dozen channels spread over every thread), else FNN_COL_BLOCK channels. A
+ * channel's sums never depend on the blocks, so neither do the results. */
+#define FNN_FOR_CHANNEL_BLOCKS(work, C, inner, ...)                                       \
+    do {                                                                                  \
+        ptrdiff_t fnn_cb_ = (inner) >= FNN_COL_BLOCK ? 1 : FNN_COL_BLOCK;                 \
+        FNN_PARALLEL_SPLIT(((C) + fnn_cb_ - 1) / fnn_cb_, (work), b0, b1,                 \
+                           for (ptrdiff_t b = b0; b < b1; b++) {                          \
+                               ptrdiff_t j0 = b * fnn_cb_;                                \
+                               ptrdiff_t j1 = j0 + fnn_cb_ < (C) ? j0 + fnn_cb_ : (C);    \
+                               __VA_ARGS__;                                               \
+                           });                                                            \
+    } while (0)
+
 /* The channel-block passes of training (relu: rectify the output) and of backward
  * (relu_y: the ReLU's output, NULL without one). */
 static void S(bn_train_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
@@ -384,8 +399,8 @@ static void S(bn_train_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, co
                                T *running_mean, T *running_var, int relu, T *y, T *save_mean,
                                T *save_invstd)
 {
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
+    FNN_FOR_CHANNEL_BLOCKS(outer * C * inner, C, inner,
+                           S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
                                          momentum, running_mean, running_var, relu, y,
                                          save_mean, save_invstd));
 }
@@ -395,8 +410,8 @@ static void S(bn_backward_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                   const T *mean, const T *invstd, const T *relu_y, T *gx,
                                   T *ggamma, T *gbeta)
 {
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
+    FNN_FOR_CHANNEL_BLOCKS(outer * C * inner, C, inner,
+                           S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
                                             gamma, mean, invstd, relu_y, gx, ggamma, gbeta));
 }
 
@@ -417,8 +432,8 @@ void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const
                             const T *gamma, const T *beta, const T *mean, const T *var,
                             double eps, T *y)
 {
-    FNN_FOR_COL_BLOCKS(outer * C * inner, C,
-                       S(bn_eval_block)(outer, C, inner, j0, j1, x, gamma, beta, mean, var,
+    FNN_FOR_CHANNEL_BLOCKS(outer * C * inner, C, inner,
+                           S(bn_eval_block)(outer, C, inner, j0, j1, x, gamma, beta, mean, var,
                                         eps, y));
 }
 
