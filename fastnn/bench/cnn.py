@@ -136,9 +136,10 @@ def torch_cnn_step(torch, name, Xt, yt, batch, seed=0):
 
 
 def conv_gemm_shapes(model, batch):
-    """(m, n, k) of the GEMMs the convolutions of `model` run in one training step
-    (forward, weight gradient, input gradient but the first layer's), from a forward
-    of one sample recording each convolution's input shape."""
+    """(m, n, k) of the products the convolutions of `model` compute in one training
+    step (forward, weight gradient, input gradient but the first layer's) written as
+    im2col GEMMs, from a forward of one sample recording each convolution's input
+    shape."""
     from fastnn.layers import Conv1d, Conv2d
 
     shapes, seen = [], []
@@ -168,8 +169,8 @@ def conv_gemm_shapes(model, batch):
 
 
 def gemm_only_step(shapes, dtype=np.float32, seed=0):
-    """A step of just the GEMMs in `shapes`, through the same fastnn GEMM the
-    convolutions call (operands preallocated)."""
+    """A step of just the GEMMs in `shapes` through fastnn's BLAS GEMM (operands
+    preallocated): what the convolutions' products cost as GEMMs."""
     from fastnn import _kernels
 
     r = np.random.default_rng(seed)
@@ -374,7 +375,7 @@ def profile_table(prof):
 def run(args, opts, worker, out, log):
     """`fastnn bench --cnn`: training steps of LeNet-5 and the small ResNet at batch 32
     and 256 against PyTorch (each in its own process), the convolutions' time against
-    the GEMMs they perform, and peak memory at batch 256."""
+    the same products as BLAS GEMMs, and peak memory at batch 256."""
     from fastnn.bench.harness import Case, measure, set_threads
     from fastnn.bench.report import _table
 
@@ -440,7 +441,7 @@ def run(args, opts, worker, out, log):
     )
     p(
         "\nWhere fastnn's step goes: its convolutions (forward + backward, each layer alone) "
-        "against the GEMMs they perform (same shapes, through the same BLAS):"
+        "against the same products as GEMMs through BLAS (im2col shapes):"
     )
     p(
         _table(
