@@ -115,18 +115,5 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
     return p.nb * (p.r1 + p.r2 + p.r3) + g->K * ckk;
 }
 
-/* The outputs o in [0, nout) whose input position o s - off lies in [0, n): [*lo, *hi). */
-static inline void fnn_out_range(ptrdiff_t n, ptrdiff_t s, ptrdiff_t off, ptrdiff_t nout,
-                                 ptrdiff_t *lo, ptrdiff_t *hi)
-{
-    ptrdiff_t l = off > 0 ? (off + s - 1) / s : 0;
-    ptrdiff_t top = n - 1 + off;
-    ptrdiff_t h = top < 0 ? 0 : top / s + 1;
-    if (h > nout) h = nout;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 #define FNN_GENERIC "generic/conv.h"
 #include "instantiate.h"

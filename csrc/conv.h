@@ -30,6 +30,20 @@ typedef struct {
     ptrdiff_t Ho, Wo;
 } fnn_pool_geom;
 
+/* Internal to conv.c and pool.c: the outputs o in [0, nout) whose input position
+ * o s - off lies in [0, n), as [*lo, *hi). */
+static inline void fnn_out_range(ptrdiff_t n, ptrdiff_t s, ptrdiff_t off, ptrdiff_t nout,
+                                 ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t l = off > 0 ? (off + s - 1) / s : 0;
+    ptrdiff_t top = n - 1 + off;
+    ptrdiff_t h = top < 0 ? 0 : top / s + 1;
+    if (h > nout) h = nout;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
 #define FNN_DECLARE_CONV(T, S)                                                              \
     /* y = act(conv(x, w) + bias); z (may be NULL) keeps the pre-activation. bias may be  \
      * NULL. scratch: fnn_conv_scratch(g) elements. */                                      \

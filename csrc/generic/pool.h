@@ -32,27 +32,15 @@ static inline void S(maxpool_at)(const fnn_pool_geom *g, const T *x, ptrdiff_t o
     *idx = (int32_t)best_i;
 }
 
-/* The outputs o in [0, n) whose window [o s - p, o s - p + (k - 1) d] lies inside [0, len):
- * [*lo, *hi). */
-static inline void S(inner_range)(ptrdiff_t len, ptrdiff_t n, ptrdiff_t k, ptrdiff_t s,
-                                  ptrdiff_t p, ptrdiff_t d, ptrdiff_t *lo, ptrdiff_t *hi)
-{
-    ptrdiff_t l = (p + s - 1) / s, top = len - 1 - (k - 1) * d + p;
-    ptrdiff_t h = top < 0 ? 0 : top / s + 1;
-    if (h > n) h = n;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 /* One plane. Outputs whose window lies inside the input (all but a border) take the
  * taps in window order, each tap as one vectorised pass over the row, with the same
  * comparisons as maxpool_at. */
 static FNN_CLONES void S(maxpool_plane)(const fnn_pool_geom *g, const T *x, T *y, int32_t *idx)
 {
     ptrdiff_t oh0, oh1, ow0, ow1, W = g->W, Wo = g->Wo, sw = g->sw;
-    S(inner_range)(g->H, g->Ho, g->kh, g->sh, g->ph, g->dh, &oh0, &oh1);
-    S(inner_range)(W, Wo, g->kw, sw, g->pw, g->dw, &ow0, &ow1);
+    /* windows inside the input: their first tap o s - p in [0, len - (k - 1) d) */
+    fnn_out_range(g->H - (g->kh - 1) * g->dh, g->sh, g->ph, g->Ho, &oh0, &oh1);
+    fnn_out_range(W - (g->kw - 1) * g->dw, sw, g->pw, Wo, &ow0, &ow1);
     for (ptrdiff_t oh = 0; oh < g->Ho; oh++) {
         T *yr = y + oh * Wo;
         int32_t *ir = idx + oh * Wo;
