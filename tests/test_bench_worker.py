@@ -1,5 +1,10 @@
 """The PyTorch worker process of `fastnn bench` (fastnn/bench/torch_worker.py)."""
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
 
 from fastnn.bench import harness
@@ -32,3 +37,26 @@ def test_no_worker_when_torch_cannot_be_imported(tmp_path, monkeypatch):
     (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     assert harness.TorchWorker.start() is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc")
+def test_cpu_meter_counts_the_benchmark_workers_as_its_own():
+    # A busy worker process is the measurement, not load from other processes: without
+    # this, `fastnn bench --contention` called an idle machine busy.
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        meter = harness.CpuMeter()
+        time.sleep(0.8)
+        other = meter.background()
+        harness._WORKER_PIDS.add(proc.pid)
+        meter = harness.CpuMeter()
+        time.sleep(0.8)
+        own = meter.background()
+    finally:
+        harness._WORKER_PIDS.discard(proc.pid)
+        proc.kill()
+        proc.wait()
+    # the busy child holds one core of os.cpu_count(): counted as other load only when
+    # it is not registered as a worker
+    assert other - own > 0.5 / (os.cpu_count() or 1)

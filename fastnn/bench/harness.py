@@ -118,11 +118,26 @@ def blas_summary(info):
 # --------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------
+# The benchmark's own worker processes (pids): the CPU they use is the measurement, not
+# load from other processes.
+_WORKER_PIDS: set[int] = set()
+
+
+def _process_cpu(pid):
+    """User + system CPU seconds process `pid` has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class CpuMeter:
     """CPU used by *other* processes while a measurement runs, as a fraction of all the
-    machine's cores (Linux /proc/stat minus this process's own CPU time). On a shared
-    machine, a 2-thread figure taken while another process holds a core is not a
-    measurement of the code, and this says so."""
+    machine's cores (Linux /proc/stat minus the CPU time of this process and of the
+    benchmark's worker processes). On a shared machine, a 2-thread figure taken while
+    another process holds a core is not a measurement of the code, and this says so."""
 
     def __init__(self):
         self.start = self._sample()
@@ -138,7 +153,8 @@ class CpuMeter:
             return None
         busy = sum(fields[:3]) + sum(fields[5:8])  # user nice system, irq softirq steal
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), ru.ru_utime + ru.ru_stime
+        own = ru.ru_utime + ru.ru_stime + sum(_process_cpu(p) for p in tuple(_WORKER_PIDS))
+        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own
 
     def background(self):
         end = self._sample()
@@ -209,6 +225,7 @@ class TorchWorker:
             bufsize=1,
         )
         worker = cls(proc)
+        _WORKER_PIDS.add(proc.pid)
         try:
             worker.info = worker.ask(cmd="info")
         except (OSError, ValueError, json.JSONDecodeError):
@@ -241,6 +258,7 @@ class TorchWorker:
         except (OSError, ValueError):
             pass
         self.proc.wait(timeout=10)
+        _WORKER_PIDS.discard(self.proc.pid)
 
 
 class RemoteCase(Case):
