@@ -45,6 +45,7 @@ from fastnn import (
     Tanh,
 )
 from fastnn.bench import numpy_baseline as nb
+from fastnn.context import Context
 
 F = 512
 SHAPES = [128, 2048]  # rows; every case has 512 features per sample
@@ -481,11 +482,11 @@ def arrays():
 
 class FastnnCase:
     def __init__(self, layer):
-        self.layer = layer
+        self.layer, self.ctx = layer, Context()  # one call site, as in the Trainer
 
     def run(self, x, g):
-        y = self.layer._forward(x)
-        return y, self.layer._backward(g)
+        y = self.layer._forward(self.ctx, x)
+        return y, self.layer._backward(self.ctx, g)
 
 
 @pytest.mark.parametrize("impl", ["fastnn", "numpy"])
