@@ -38,6 +38,9 @@ static inline ptrdiff_t fnn_rnn_cut(ptrdiff_t n, ptrdiff_t parts)
     return (l + 15) / 16 * 16;
 }
 
+/* Rows of dgates per pass of the weight-gradient tiles (generic/recurrent.h). */
+#define FNN_RNN_WG_ROWS 256
+
 /* Row of (t, n) in a per-step array. */
 static inline ptrdiff_t fnn_rnn_row(const fnn_rnn_dims *d, ptrdiff_t t, ptrdiff_t n)
 {

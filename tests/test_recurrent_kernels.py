@@ -166,6 +166,9 @@ class Case:
             b_hh=db_hh,
             h0=dh0,
             c0=dc0,
+            rows_x=x,
+            hprev=hprev,
+            dgates=dgates,
         )
         return out
 
@@ -228,6 +231,25 @@ def test_backward_matches_finite_differences(
     for name in names:
         num = num_grad(lambda _: case.loss(), getattr(case, name))
         np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradients_match_numpy(mode, dtype):
+    """The weight gradients (register tiles over panels of gate columns, whole and
+    narrower, and over columns of x and h, 8 at a time and one by one) against
+    dgates^T x and dgates^T hprev in NumPy, from the kernel's own dgates."""
+    H, I = 20, 11
+    case = Case(mode, 7, 9, I, H, dtype, True, False, [7, 3, 5, 7, 1, 6, 2, 7, 4])
+    out = case.run()
+    dg = out["dgates"].astype(np.float64)
+    x, hprev = out["rows_x"].astype(np.float64), out["hprev"].astype(np.float64)
+    W = GATES[mode] * H
+    hid = np.arange(W)
+    inp = np.r_[0 : 2 * H, 3 * H : 4 * H] if mode == "gru" else hid
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out["w_ih"], dg[:, inp].T @ x, **tol)
+    np.testing.assert_allclose(out["w_hh"], dg[:, hid].T @ hprev, **tol)
 
 
 def test_padded_steps_have_no_effect():

@@ -279,6 +279,99 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
                                                cn));
 }
 
+/* ---- weight gradients: dw += dgates^T b over all rows ---------------------------
+ * BLAS would first copy the transposed dgates (R x G, the largest array of the step)
+ * into packed panels, and for W_ih and W_hh separately; these tiles read each panel of
+ * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while
+ * FNN_RNN_WG_ROWS columns of x or h at a time meet it in registers. */
+typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+#define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
+
+/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < 2 FNN_RNN_VL, j < MB. */
+#define FNN_RNN_WG_TILE(MB)                                                                  \
+    static inline __attribute__((always_inline)) void S(wgrad_tile_##MB)(                   \
+        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw) \
+    {                                                                                        \
+        S(wvec) acc[MB][2];                                                                  \
+        for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            S(wvec) g0 = *(const S(wvec) *)(g + r * ldg);                                    \
+            S(wvec) g1 = *(const S(wvec) *)(g + r * ldg + FNN_RNN_VL);                       \
+            for (int j = 0; j < MB; j++) {                                                   \
+                T bv = b[r * ldb + j];                                                       \
+                acc[j][0] += bv * g0;                                                        \
+                acc[j][1] += bv * g1;                                                        \
+            }                                                                                \
+        }                                                                                    \
+        for (int j = 0; j < MB; j++)                                                         \
+            for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
+                dw[l * ldw + j] += acc[j][0][l];                                             \
+                dw[(FNN_RNN_VL + l) * ldw + j] += acc[j][1][l];                              \
+            }                                                                                \
+    }
+FNN_RNN_WG_TILE(8)
+FNN_RNN_WG_TILE(1)
+#undef FNN_RNN_WG_TILE
+
+/* dw (ni, J) += g (R, ni)^T b (R, J), ni <= 2 FNN_RNN_VL (a narrower panel, at the
+ * end of the gates, goes column by column). */
+static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
+                                            const T *g, ptrdiff_t ldg, const T *b,
+                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw)
+{
+    if (ni < 2 * FNN_RNN_VL) {
+        for (ptrdiff_t i = 0; i < ni; i++)
+            for (ptrdiff_t j = 0; j < J; j++) {
+                T sum = 0;
+                for (ptrdiff_t r = 0; r < R; r++) sum += g[r * ldg + i] * b[r * ldb + j];
+                dw[i * ldw + j] += sum;
+            }
+        return;
+    }
+    ptrdiff_t j = 0;
+    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw);
+    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw);
+}
+
+/* dw_ih += dg[:, in]^T x and dw_hh += dg[:, hid]^T h over all rows. The gate columns
+ * come in segments: [0, W) for both weights (LSTM, RNN); for the GRU [0, 2H) for both,
+ * [2H, 3H) for W_hh only and [3H, 4H) for rows [2H, 3H) of W_ih only. The segments'
+ * panels of gate columns are shared out between threads, and each thread takes the
+ * rows FNN_RNN_WG_ROWS at a time (its panels of those rows, with x and h, stay in L2
+ * while every tile of columns of x and h meets them; dgates streams from memory once).
+ * Each weight entry is a sum in a fixed order, the same for any thread count. */
+static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx,
+                                const T *hprev, const T *dgates, T *dw_ih, T *dw_hh)
+{
+    ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
+    ptrdiff_t R = d->batch * d->steps, P = 2 * FNN_RNN_VL;
+    /* {first gate column, columns, W_ih row of the first column or -1, W_hh row or -1} */
+    ptrdiff_t seg[3][4] = {{0, W, 0, 0}}, nseg = 1;
+    if (d->mode == FNN_RNN_GRU) {
+        ptrdiff_t gru[3][4] = {{0, 2 * H, 0, 0}, {2 * H, H, -1, 2 * H}, {3 * H, H, 2 * H, -1}};
+        memcpy(seg, gru, sizeof seg);
+        nseg = 3;
+    }
+    ptrdiff_t first[4] = {0}; /* the segments' first panel in the task list */
+    for (ptrdiff_t k = 0; k < nseg; k++) first[k + 1] = first[k] + (seg[k][1] + P - 1) / P;
+    FNN_PARALLEL_SPLIT(first[nseg], R * G * (I + H), lo, hi,
+        for (ptrdiff_t r = 0; r < R; r += FNN_RNN_WG_ROWS) {
+            ptrdiff_t nr = R - r < FNN_RNN_WG_ROWS ? R - r : FNN_RNN_WG_ROWS, k = 0;
+            for (ptrdiff_t task = lo; task < hi; task++) {
+                while (task >= first[k + 1]) k++;
+                ptrdiff_t off = (task - first[k]) * P;
+                ptrdiff_t ni = seg[k][1] - off < P ? seg[k][1] - off : P;
+                const T *g = dgates + r * G + seg[k][0] + off;
+                if (dw_hh && seg[k][3] >= 0)
+                    S(wgrad_panel)(nr, ni, H, g, G, hprev + r * H, H,
+                                   dw_hh + (seg[k][3] + off) * H, H);
+                if (dw_ih && seg[k][2] >= 0)
+                    S(wgrad_panel)(nr, ni, I, g, G, x + r * ldx, ldx,
+                                   dw_ih + (seg[k][2] + off) * I, I);
+            }
+        });
+}
+
 struct S(colsum_ctx) {
     const T *a;
     ptrdiff_t width;
@@ -307,11 +400,13 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
     FNN_RNN_OVER_CHUNKS(d, S(rnn_backward_rows)(blas, d, lo, hi, w_hh, lengths, gates, hprev,
                                                 cprev, dy, lddy, dhn, dcn, dgates, dh0, dc0,
                                                 want_dh0));
-    /* Weight and input gradients over all steps at once. */
-    if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
+    /* Weight and input gradients over all steps at once. The weight gradients are
+     * the tiles above; the GEMM-only run times the same products through BLAS. */
+    if (!d->gemm_only) S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh);
+    else if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
     if (d->mode == FNN_RNN_GRU) { /* input side: gate columns [0, 2H) and [3H, 4H) */
         const T *dn = dgates + 3 * H;
-        if (dw_ih) {
+        if (dw_ih && d->gemm_only) {
             S(fnn_gemm)(blas, 1, 0, 2 * H, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
             S(fnn_gemm)(blas, 1, 0, H, I, R, 1.0, dn, G, x, ldx, 1.0, dw_ih + 2 * H * I, I);
         }
@@ -320,7 +415,8 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
             S(fnn_gemm)(blas, 0, 0, R, I, H, 1.0, dn, G, w_ih + 2 * H * I, I, 1.0, dx, lddx);
         }
     } else {
-        if (dw_ih) S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
+        if (dw_ih && d->gemm_only)
+            S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
         if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
     }
     if (dbias && !d->gemm_only) {
