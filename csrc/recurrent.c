@@ -47,6 +47,15 @@ static inline ptrdiff_t fnn_rnn_row(const fnn_rnn_dims *d, ptrdiff_t t, ptrdiff_
     return d->batch_first ? n * d->steps + t : t * d->batch + n;
 }
 
+/* Row of sequence n at step s (the s-th taken, t = its time) in gates (state = 0) or
+ * in hprev and cprev (state = 1): the row of (t, n), or with one_step row n, of the
+ * half for s's parity in hprev, cprev. */
+static inline ptrdiff_t fnn_rnn_srow(const fnn_rnn_dims *d, ptrdiff_t t, ptrdiff_t s, ptrdiff_t n,
+                                     int state)
+{
+    return !d->one_step ? fnn_rnn_row(d, t, n) : state && (s & 1) ? d->batch + n : n;
+}
+
 /* Rows between (t, n) and (t, n + 1). */
 static inline ptrdiff_t fnn_rnn_row_stride(const fnn_rnn_dims *d)
 {

@@ -6,7 +6,8 @@
  *   for the gate nonlinearities and the state update while they are in cache
  *   (forward), or the fused pass for the gate derivatives and the recurrent product
  *   (backward, through time over the gate activations the forward pass stored),
- * - the weight gradients and the input gradient are one GEMM each over all steps.
+ * - the weight gradients over all steps in one pass of register tiles over dgates, and
+ *   the input gradient as one GEMM.
  * Sequences are independent, so the batch is cut into row chunks whose size depends on
  * the shape only; each chunk runs all its time steps on one thread with no
  * synchronisation, and any thread count gives the same bits. Nothing is allocated.
@@ -15,6 +16,11 @@
  * (time-major) or n*T + t (batch_first). Rows of x, y, dy and dx may be wider than the
  * data they hold (ldx, ldy, ...: elements per row), so the two directions of a
  * bidirectional layer read and write their halves of one (rows, 2H) array in place.
+ *
+ * One-step forward (one_step = 1, when no backward follows): gates hold one step, N
+ * rows (row n), and hprev, cprev the states going into and out of a step, 2N rows
+ * (row n of the first or second half, alternately); they stay in cache instead of
+ * streaming every step's values out to memory.
  *
  * Variable lengths: with lengths[n] = L, sequence n is the steps [0, L) of the T = steps. Steps t >= L
  * leave the state unchanged, output zeros and get no gradient (torch's packed
@@ -34,6 +40,7 @@ typedef struct {
     int batch_first;      /* row layout, see above */
     int reverse;          /* 1: the backward direction of a bidirectional layer */
     int gemm_only;        /* 1: only the matrix products, to time them alone */
+    int one_step;         /* forward only: keep one step's gates and states (see below) */
 } fnn_rnn_dims;
 
 /* Gate columns of the rows of `gates`/`dgates`: LSTM i, f, g, o (4H); GRU r, z, n and

@@ -9,7 +9,7 @@ cdef extern from "recurrent.h" nogil:
     int FNN_RNN_TANH, FNN_RNN_RELU, FNN_RNN_LSTM, FNN_RNN_GRU
     ctypedef struct fnn_rnn_dims:
         Py_ssize_t batch, steps, inputs, hidden
-        int mode, batch_first, reverse, gemm_only
+        int mode, batch_first, reverse, gemm_only, one_step
     Py_ssize_t fnn_rnn_gate_width(const fnn_rnn_dims *d)
     Py_ssize_t fnn_rnn_weight_rows(const fnn_rnn_dims *d)
 
@@ -71,6 +71,7 @@ cdef int _rnn_dims(fnn_rnn_dims *d, str fn, int mode, bint batch_first, bint rev
         raise ValueError(f"{fn}: x has {rows} rows, not a positive multiple of the batch {N}")
     d.batch, d.steps, d.inputs, d.hidden = N, rows // N, Wih.shape[1], Whh.shape[1]
     d.mode, d.batch_first, d.reverse, d.gemm_only = mode, batch_first, reverse, gemm_only
+    d.one_step = 0
     if fnn_rnn_weight_rows(d) != Whh.shape[0]:
         raise ValueError(f"{fn}: w_hh must have {fnn_rnn_weight_rows(d)} rows for hidden "
                          f"size {d.hidden}, got {Whh.shape[0]}")
@@ -96,7 +97,7 @@ cdef Py_ssize_t _col(bint bidirectional, bint reverse, Py_ssize_t H) noexcept:
 
 def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x, w_ih, w_hh,
                 bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
-                bint gemm_only=False):
+                bint gemm_only=False, bint one_step=False):
     """One direction of a recurrent layer over all time steps (csrc/recurrent.h).
 
     x (N*T, I) rows in the layout of `batch_first`; w_ih (W, I), w_hh (W, H); bias (G)
@@ -106,20 +107,22 @@ def rnn_forward(int mode, bint batch_first, bint reverse, bint bidirectional, x,
     otherwise), y (N*T, D*H) or None (this direction writes its half: the second of a
     bidirectional layer's when reverse), hn (N, H), cn (N, H) for LSTM. G is 4H for
     LSTM and GRU, H for RNN. gemm_only: only the matrix products (to time them alone;
-    the outputs are then meaningless)."""
+    the outputs are then meaningless). one_step: no backward follows; gates then hold
+    one step (N, G) and hprev, cprev the states into and out of a step (2N, H)."""
     if _is_f32(x, "rnn_forward", "x"):
         _rnn_forward(<float *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
                      bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
-                     gemm_only)
+                     gemm_only, one_step)
     else:
         _rnn_forward(<double *>NULL, mode, batch_first, reverse, bidirectional, x, w_ih, w_hh,
                      bias, h0, c0, lengths, w_t, gates, hprev, cprev, gh, y, hn, cn,
-                     gemm_only)
+                     gemm_only, one_step)
 
 
 cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
                       bint bidirectional, x, w_ih, w_hh, bias, h0, c0, lengths, w_t,
-                      gates, hprev, cprev, gh, y, hn, cn, bint gemm_only) except -1:
+                      gates, hprev, cprev, gh, y, hn, cn, bint gemm_only,
+                      bint one_step) except -1:
     cdef str fn = "rnn_forward"
     cdef fnn_rnn_dims d
     _rnn_dims(&d, fn, mode, batch_first, reverse, gemm_only, _arr(x, fn, "x", 2),
@@ -128,6 +131,8 @@ cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
     cdef Py_ssize_t G = fnn_rnn_gate_width(&d), W = fnn_rnn_weight_rows(&d)
     cdef Py_ssize_t D = 2 if bidirectional else 1
     cdef bint lstm = mode == FNN_RNN_LSTM, gru = mode == FNN_RNN_GRU
+    cdef Py_ssize_t SR = 2 * N if one_step else R  # rows of hprev and cprev
+    d.one_step = one_step
     cdef floating *px = _flt(t, x, fn, "x", R * I)
     cdef floating *pwi = _flt(t, w_ih, fn, "w_ih", W * I)
     cdef floating *pwh = _flt(t, w_hh, fn, "w_hh", W * H)
@@ -136,9 +141,9 @@ cdef int _rnn_forward(floating *t, int mode, bint batch_first, bint reverse,
     cdef floating *pc0 = _flt(t, c0, fn, "c0", N * H, _OPT) if lstm else NULL
     cdef const int64_t *plen = _lengths(lengths, fn, N, d.steps)
     cdef floating *pwt = _flt(t, w_t, fn, "w_t", (I + H) * W, _W)
-    cdef floating *pg = _flt(t, gates, fn, "gates", R * G, _W)
-    cdef floating *php = _flt(t, hprev, fn, "hprev", R * H, _W)
-    cdef floating *pcp = _flt(t, cprev, fn, "cprev", R * H, _W) if lstm else NULL
+    cdef floating *pg = _flt(t, gates, fn, "gates", (N if one_step else R) * G, _W)
+    cdef floating *php = _flt(t, hprev, fn, "hprev", SR * H, _W)
+    cdef floating *pcp = _flt(t, cprev, fn, "cprev", SR * H, _W) if lstm else NULL
     cdef floating *pgh = _flt(t, gh, fn, "gh", N * 3 * H, _W) if gru else NULL
     cdef floating *py = _flt(t, y, fn, "y", R * D * H, _W | _OPT)
     cdef floating *phn = _flt(t, hn, fn, "hn", N * H, _W)

@@ -221,6 +221,28 @@ def test_dropout_between_layers_is_training_only_and_differentiable():
     np.testing.assert_array_equal(ours.forward(x), ours.forward(x))
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_after_an_eval_forward_matches_torch(kind):
+    """An eval-mode call keeps one step's activations, not every step's; a backward
+    after it runs the forward again keeping them, and gets torch's eval-mode gradients."""
+    ours, theirs = make_pair(
+        kind, 5, 6, num_layers=2, bidirectional=True, dropout=0.5, batch_first=True
+    )
+    ours.eval()
+    theirs.eval()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5))
+    xt = torch.tensor(x, requires_grad=True)
+    ref, h_n, _ = torch_run(theirs, xt, True)
+    out = ours.forward(x)
+    np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-12, rtol=1e-10)
+    np.testing.assert_allclose(ours.h_n, h_n.detach().numpy(), atol=1e-12, rtol=1e-10)
+    g = rng.standard_normal(out.shape)
+    (ref * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(ours.backward(g), xt.grad.numpy(), atol=1e-10, rtol=1e-8)
+    check_grads(ours, theirs)
+
+
 @pytest.mark.parametrize(
     "bad,match",
     [

@@ -87,14 +87,16 @@ class Case:
         self.given_lengths = lengths is not None
         self.gy, self.ghn, self.gcn = u(T, N, H), u(N, H), u(N, H)
 
-    def run(self):
+    def run(self, one_step=False):
+        """Forward and backward; with one_step the forward alone, keeping one step."""
         mode, T, N, H = self.mode, self.T, self.N, self.H
         dt = self.x.dtype
         G = 4 * H if mode in ("lstm", "gru") else H
         lstm, gru = mode == "lstm", mode == "gru"
         x = rows(self.x, self.batch_first)
-        gates, hprev = np.empty((N * T, G), dt), np.empty((N * T, H), dt)
-        cprev = np.empty((N * T, H), dt) if lstm else None
+        rows_g, rows_h = (N, 2 * N) if one_step else (N * T, N * T)
+        gates, hprev = np.empty((rows_g, G), dt), np.empty((rows_h, H), dt)
+        cprev = np.empty((rows_h, H), dt) if lstm else None
         gh = np.empty((N, 3 * H), dt) if gru else None
         y = np.full((N * T, H), np.nan, dt)
         hn = np.empty((N, H), dt)
@@ -122,8 +124,11 @@ class Case:
             y,
             hn,
             cn,
+            one_step=one_step,
         )
         out = {"y": unrows(y, T, N, self.batch_first), "hn": hn, "cn": cn}
+        if one_step:
+            return out
         dgates = np.empty_like(gates)
         dh0 = np.empty((N, H), dt)
         dc0 = np.empty((N, H), dt) if lstm else None
@@ -250,6 +255,18 @@ def test_weight_gradients_match_numpy(mode, dtype):
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["w_ih"], dg[:, inp].T @ x, **tol)
     np.testing.assert_allclose(out["w_hh"], dg[:, hid].T @ hprev, **tol)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("batch_first,reverse,lengths", LAYOUTS)
+@pytest.mark.parametrize("with_state", [True, False])
+def test_one_step_forward_equals_the_stored_one(mode, batch_first, reverse, lengths, with_state):
+    """The forward keeping one step's gates and states (no backward follows) gives the
+    outputs and final states of the one keeping every step's, bit for bit."""
+    case = Case(mode, 4, 4, 3, 5, np.float32, batch_first, reverse, lengths, with_state=with_state)
+    stored, one = case.run(), case.run(one_step=True)
+    for name in ("y", "hn", "cn"):
+        np.testing.assert_array_equal(one[name], stored[name], err_msg=name)
 
 
 def test_padded_steps_have_no_effect():

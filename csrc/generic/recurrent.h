@@ -169,12 +169,12 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
 {
     ptrdiff_t Tn = d->steps, H = d->hidden, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
     const T *w_hh_t = w_t + d->inputs * W;
-    ptrdiff_t rs = fnn_rnn_row_stride(d);
+    ptrdiff_t rs = fnn_rnn_row_stride(d), ss = d->one_step ? 1 : rs; /* x, y; the rest */
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
-        ptrdiff_t r = fnn_rnn_row(d, t0, n);
+        ptrdiff_t r = fnn_rnn_srow(d, t0, 0, n, 1);
         if (h0) memcpy(hprev + r * H, h0 + n * H, hbytes);
         else memset(hprev + r * H, 0, hbytes);
         if (lstm && c0) memcpy(cprev + r * H, c0 + n * H, hbytes);
@@ -185,35 +185,36 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
         int last = s == Tn - 1;
         for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
             ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
-            ptrdiff_t r0 = fnn_rnn_row(d, t, b0);
+            T *g0 = gates + fnn_rnn_srow(d, t, s, b0, 0) * G;
+            const T *hb = hprev + fnn_rnn_srow(d, t, s, b0, 1) * H;
             /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
              * (zero from a zero state; GRU: apart, in gh) */
-            S(rnn_gemm)(blas, b1 - b0, W, d->inputs, x + r0 * ldx, rs * ldx, w_t, W, 0.0,
-                        gates + r0 * G, rs * G);
+            S(rnn_gemm)(blas, b1 - b0, W, d->inputs, x + fnn_rnn_row(d, t, b0) * ldx, rs * ldx,
+                        w_t, W, 0.0, g0, ss * G);
             if (s > 0 || h0) {
                 if (gru)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 0.0,
-                                gh + b0 * W, W);
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 0.0, gh + b0 * W, W);
                 else
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hprev + r0 * H, rs * H, w_hh_t, W, 1.0,
-                                gates + r0 * G, rs * G);
+                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
             } else if (gru) {
                 memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
             }
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
-                ptrdiff_t r = fnn_rnn_row(d, t, n), rn = last ? 0 : fnn_rnn_row(d, t + dt, n);
+                ptrdiff_t hr = fnn_rnn_srow(d, t, s, n, 1), rn = 0;
+                if (!last) rn = fnn_rnn_srow(d, t + dt, s + 1, n, 1);
+                T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
                 T *hnext = last ? hn + n * H : hprev + rn * H;
                 T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
-                T *yr = y ? y + r * ldy : NULL;
+                T *yr = y ? y + fnn_rnn_row(d, t, n) * ldy : NULL;
                 if (!fnn_rnn_active(lengths, t, n)) { /* padding: the state passes through */
-                    memcpy(hnext, hprev + r * H, hbytes);
-                    if (lstm) memcpy(cnext, cprev + r * H, hbytes);
+                    memcpy(hnext, hprev + hr * H, hbytes);
+                    if (lstm) memcpy(cnext, cprev + hr * H, hbytes);
                     if (yr) memset(yr, 0, hbytes);
                     continue;
                 }
-                if (lstm) S(lstm_row_forward)(H, gates + r * G, bias, cprev + r * H, hnext, cnext);
-                else if (gru) S(gru_row_forward)(H, gates + r * G, gh + n * W, bias, hprev + r * H, hnext);
-                else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, gates + r * G, bias, hnext);
+                if (lstm) S(lstm_row_forward)(H, g, bias, cprev + hr * H, hnext, cnext);
+                else if (gru) S(gru_row_forward)(H, g, gh + n * W, bias, hprev + hr * H, hnext);
+                else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, g, bias, hnext);
                 if (yr) memcpy(yr, hnext, hbytes);
             }
         }
@@ -261,6 +262,18 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
     }
 }
 
+/* dst[j ldd + i] = src[i cols + j] for i < rows, j < cols, in 16 x 16 blocks (a
+ * column at a time would write a cache line per element). */
+static void S(transpose)(ptrdiff_t rows, ptrdiff_t cols, const T *src, T *dst, ptrdiff_t ldd)
+{
+    for (ptrdiff_t i0 = 0; i0 < rows; i0 += 16)
+        for (ptrdiff_t j0 = 0; j0 < cols; j0 += 16) {
+            ptrdiff_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
+            for (ptrdiff_t j = j0; j < j1; j++)
+                for (ptrdiff_t i = i0; i < i1; i++) dst[j * ldd + i] = src[i * cols + j];
+        }
+}
+
 void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x,
                         ptrdiff_t ldx, const T *w_ih, const T *w_hh, const T *bias,
                         const T *h0, const T *c0, const int64_t *lengths, T *w_t,
@@ -269,10 +282,8 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 {
     ptrdiff_t W = fnn_rnn_weight_rows(d), H = d->hidden, I = d->inputs;
     if (!d->gemm_only) { /* W_ih^T over W_hh^T: the products' untransposed operands */
-        for (ptrdiff_t i = 0; i < W; i++) {
-            for (ptrdiff_t j = 0; j < I; j++) w_t[j * W + i] = w_ih[i * I + j];
-            for (ptrdiff_t j = 0; j < H; j++) w_t[(I + j) * W + i] = w_hh[i * H + j];
-        }
+        S(transpose)(W, I, w_ih, w_t, W);
+        S(transpose)(W, H, w_hh, w_t + I * W, W);
     }
     FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, x, ldx, w_t, bias, h0, c0,
                                                lengths, gates, hprev, cprev, gh, y, ldy, hn,

@@ -4,8 +4,9 @@ names and shapes (a torch state_dict loads unchanged), on fused C kernels.
 Each direction of each layer is one kernel call (csrc/recurrent.h): every step, block
 by block of sequences, the input and recurrent products and one fused pass for the
 gates and the state update while they are in cache; backpropagation through time runs
-over the gate activations the forward pass stored. Weight gradients are one GEMM each
-over all steps.
+over the gate activations the forward pass stored. Weight gradients are one pass over
+all steps. An eval-mode call (inference) keeps only one step's gates and states, which
+stay in cache; a backward after it runs the forward again, keeping every step's.
 
 Inputs. `layer(x)` with x of shape (N, T, input_size) when `batch_first=True`, else
 (T, N, input_size) (torch's default). Two optional inputs, by keyword on a direct call
@@ -198,6 +199,13 @@ class _Recurrent(Layer):
 
     # -- computation ----------------------------------------------------------------------
     def _forward(self, ctx, inputs):
+        return self._run(ctx, inputs, self.training)
+
+    def _run(self, ctx, inputs, training, keep=None):
+        """The forward; `keep`: store every step's activations for a backward (by
+        default only in training: an eval-mode call keeps one step's, and a backward
+        after it runs the forward again keeping them)."""
+        keep = training if keep is None else keep
         x, N, T, lengths, states = self._inputs(inputs)
         mode, H, D, L = self._mode, self.hidden_size, self.num_directions, self.num_layers
         lstm, gru = mode == _kernels.RNN_LSTM, mode == _kernels.RNN_GRU
@@ -211,7 +219,9 @@ class _Recurrent(Layer):
         ctx.n_inputs = len(inputs) if isinstance(inputs, (list, tuple)) else None
         ctx.has_h0 = h0 is not None
         ctx.inputs, ctx.masks, ctx.cells = [], [], []
-        drop = self.training and self.dropout > 0
+        ctx.raw_inputs, ctx.kept = inputs, keep
+        S = R if keep else N  # rows of the gates, twice N for the states when not kept
+        drop = training and self.dropout > 0
         for k in range(L):
             last = k == L - 1
             y = ws(f"y{k}", (R, D * H), dt) if not last or self.return_sequences else None
@@ -220,9 +230,9 @@ class _Recurrent(Layer):
                 bias = ws(f"bias{k}_{d}", (G,), dt)
                 self._combine_bias(b_ih, b_hh, bias)
                 cell = dict(
-                    gates=ws(f"gates{k}_{d}", (R, G), dt),
-                    hprev=ws(f"hprev{k}_{d}", (R, H), dt),
-                    cprev=ws(f"cprev{k}_{d}", (R, H), dt) if lstm else None,
+                    gates=ws(f"gates{k}_{d}", (S, G), dt),
+                    hprev=ws(f"hprev{k}_{d}", (S if keep else 2 * N, H), dt),
+                    cprev=ws(f"cprev{k}_{d}", (S if keep else 2 * N, H), dt) if lstm else None,
                     hn=ws(f"hn{k}_{d}", (N, H), dt),
                     cn=ws(f"cn{k}_{d}", (N, H), dt) if lstm else None,
                 )
@@ -247,6 +257,7 @@ class _Recurrent(Layer):
                     cell["hn"],
                     cell["cn"],
                     self._gemm_only,
+                    not keep,
                 )
                 ctx.cells.append(cell)
             ctx.inputs.append(xin)
@@ -275,6 +286,8 @@ class _Recurrent(Layer):
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
         where = f"{self._where}.backward"
+        if not ctx.kept:  # an eval-mode forward: again, keeping the activations
+            self._run(ctx, ctx.raw_inputs, False, keep=True)
         mode, H, D, L = self._mode, self.hidden_size, self.num_directions, self.num_layers
         lstm = mode == _kernels.RNN_LSTM
         G = 4 * H if mode in (_kernels.RNN_LSTM, _kernels.RNN_GRU) else H
