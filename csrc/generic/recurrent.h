@@ -297,8 +297,9 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
  * FNN_RNN_WG_ROWS columns of x or h at a time meet it in registers. */
 typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
 #define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
+#define FNN_RNN_PANEL (2 * FNN_RNN_VL)
 
-/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < 2 FNN_RNN_VL, j < MB. */
+/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
 #define FNN_RNN_WG_TILE(MB)                                                                  \
     static inline __attribute__((always_inline)) void S(wgrad_tile_##MB)(                   \
         ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw) \
@@ -324,13 +325,13 @@ FNN_RNN_WG_TILE(8)
 FNN_RNN_WG_TILE(1)
 #undef FNN_RNN_WG_TILE
 
-/* dw (ni, J) += g (R, ni)^T b (R, J), ni <= 2 FNN_RNN_VL (a narrower panel, at the
+/* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL (a narrower panel, at the
  * end of the gates, goes column by column). */
 static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
                                             const T *g, ptrdiff_t ldg, const T *b,
                                             ptrdiff_t ldb, T *dw, ptrdiff_t ldw)
 {
-    if (ni < 2 * FNN_RNN_VL) {
+    if (ni < FNN_RNN_PANEL) {
         for (ptrdiff_t i = 0; i < ni; i++)
             for (ptrdiff_t j = 0; j < J; j++) {
                 T sum = 0;
@@ -345,40 +346,40 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
 }
 
 /* dw_ih += dg[:, in]^T x and dw_hh += dg[:, hid]^T h over all rows. The gate columns
- * come in segments: [0, W) for both weights (LSTM, RNN); for the GRU [0, 2H) for both,
- * [2H, 3H) for W_hh only and [3H, 4H) for rows [2H, 3H) of W_ih only. The segments'
- * panels of gate columns are shared out between threads, and each thread takes the
- * rows FNN_RNN_WG_ROWS at a time (its panels of those rows, with x and h, stay in L2
- * while every tile of columns of x and h meets them; dgates streams from memory once).
- * Each weight entry is a sum in a fixed order, the same for any thread count. */
+ * of the two weights, in segments {first column for W_hh, first for W_ih, columns, first
+ * row of both}: LSTM and RNN {0, 0, W, 0}; GRU {0, 0, 2H, 0} (r, z) and {2H, 3H, H, 2H}
+ * (n: W_hn h's gradient is column block 2 of dgates, W_in x's block 3), so that every
+ * panel of FNN_RNN_PANEL columns carries the same work for both weights. The panels are
+ * shared out between threads, and each thread takes the rows FNN_RNN_WG_ROWS at a time
+ * (its panels of those rows, with x and h, stay in L2 while every tile of columns of x
+ * and h meets them; dgates streams from memory once). Each weight entry is a sum in a
+ * fixed order, the same for any thread count. */
 static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx,
                                 const T *hprev, const T *dgates, T *dw_ih, T *dw_hh)
 {
     ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
-    ptrdiff_t R = d->batch * d->steps, P = 2 * FNN_RNN_VL;
-    /* {first gate column, columns, W_ih row of the first column or -1, W_hh row or -1} */
-    ptrdiff_t seg[3][4] = {{0, W, 0, 0}}, nseg = 1;
+    ptrdiff_t R = d->batch * d->steps, P = FNN_RNN_PANEL;
+    ptrdiff_t seg[2][4] = {{0, 0, W, 0}, {2 * H, 3 * H, H, 2 * H}};
+    ptrdiff_t nseg = 1, first[3] = {0}; /* the segments' first panel in the task list */
     if (d->mode == FNN_RNN_GRU) {
-        ptrdiff_t gru[3][4] = {{0, 2 * H, 0, 0}, {2 * H, H, -1, 2 * H}, {3 * H, H, 2 * H, -1}};
-        memcpy(seg, gru, sizeof seg);
-        nseg = 3;
+        seg[0][2] = 2 * H;
+        nseg = 2;
     }
-    ptrdiff_t first[4] = {0}; /* the segments' first panel in the task list */
-    for (ptrdiff_t k = 0; k < nseg; k++) first[k + 1] = first[k] + (seg[k][1] + P - 1) / P;
+    for (ptrdiff_t k = 0; k < nseg; k++) first[k + 1] = first[k] + (seg[k][2] + P - 1) / P;
     FNN_PARALLEL_SPLIT(first[nseg], R * G * (I + H), lo, hi,
         for (ptrdiff_t r = 0; r < R; r += FNN_RNN_WG_ROWS) {
             ptrdiff_t nr = R - r < FNN_RNN_WG_ROWS ? R - r : FNN_RNN_WG_ROWS, k = 0;
+            const T *g = dgates + r * G;
             for (ptrdiff_t task = lo; task < hi; task++) {
                 while (task >= first[k + 1]) k++;
                 ptrdiff_t off = (task - first[k]) * P;
-                ptrdiff_t ni = seg[k][1] - off < P ? seg[k][1] - off : P;
-                const T *g = dgates + r * G + seg[k][0] + off;
-                if (dw_hh && seg[k][3] >= 0)
-                    S(wgrad_panel)(nr, ni, H, g, G, hprev + r * H, H,
-                                   dw_hh + (seg[k][3] + off) * H, H);
-                if (dw_ih && seg[k][2] >= 0)
-                    S(wgrad_panel)(nr, ni, I, g, G, x + r * ldx, ldx,
-                                   dw_ih + (seg[k][2] + off) * I, I);
+                ptrdiff_t ni = seg[k][2] - off < P ? seg[k][2] - off : P, row = seg[k][3] + off;
+                if (dw_hh)
+                    S(wgrad_panel)(nr, ni, H, g + seg[k][0] + off, G, hprev + r * H, H,
+                                   dw_hh + row * H, H);
+                if (dw_ih)
+                    S(wgrad_panel)(nr, ni, I, g + seg[k][1] + off, G, x + r * ldx, ldx,
+                                   dw_ih + row * I, I);
             }
         });
 }
