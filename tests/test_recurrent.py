@@ -121,8 +121,9 @@ def test_matches_torch(kind, num_layers, bidirectional, batch_first):
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_blocked_products_match_torch(kind, batch_first):
     """Shapes whose per-step products the kernels cut into blocks: 70 sequences (two
-    chunks, row blocks of 32 and a remainder), hidden 128 (the gate columns cut forward,
-    the product's depth cut back through time) and input 200 (the input product cut)."""
+    chunks, row blocks of 32 and a remainder, register tiles of 8, 4 and 1 rows), hidden
+    128 (whole panels of gate columns forward, the product's depth cut back through
+    time) and input 200."""
     compare(
         kind,
         N=70,

@@ -157,6 +157,71 @@ static void S(rnn_gemm)(S(fnn_blas_gemm) blas, ptrdiff_t m, ptrdiff_t n, ptrdiff
     }
 }
 
+/* ---- register tiles ----------------------------------------------------------------
+ * Products of fastnn's own (BLAS's are timed in the GEMM-only run): tiles of up to 8
+ * rows by a panel of FNN_RNN_PANEL columns, two 64-byte vectors, held in registers. */
+typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+#define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
+#define FNN_RNN_PANEL (2 * FNN_RNN_VL)
+
+/* c[i ldc + 0 .. FNN_RNN_PANEL) = sum_p a[i lda + p] w[p ldw + ..] over p < k1, plus
+ * sum_p h[i ldh + p] w[(k1 + p) ldw + ..] over p < k2, i < MB. */
+#define FNN_RNN_STEP_TILE(MB)                                                                \
+    static inline __attribute__((always_inline)) void S(step_tile_##MB)(                    \
+        ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h, ptrdiff_t ldh,     \
+        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc)                                       \
+    {                                                                                        \
+        S(wvec) acc[MB][2];                                                                  \
+        for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = (S(wvec)){0};                   \
+        for (ptrdiff_t p = 0; p < k1; p++) {                                                 \
+            S(wvec) w0 = *(const S(wvec) *)(w + p * ldw);                                    \
+            S(wvec) w1 = *(const S(wvec) *)(w + p * ldw + FNN_RNN_VL);                       \
+            for (int i = 0; i < MB; i++) {                                                   \
+                T av = a[i * lda + p];                                                       \
+                acc[i][0] += av * w0;                                                        \
+                acc[i][1] += av * w1;                                                        \
+            }                                                                                \
+        }                                                                                    \
+        w += k1 * ldw;                                                                       \
+        for (ptrdiff_t p = 0; p < k2; p++) {                                                 \
+            S(wvec) w0 = *(const S(wvec) *)(w + p * ldw);                                    \
+            S(wvec) w1 = *(const S(wvec) *)(w + p * ldw + FNN_RNN_VL);                       \
+            for (int i = 0; i < MB; i++) {                                                   \
+                T hv = h[i * ldh + p];                                                       \
+                acc[i][0] += hv * w0;                                                        \
+                acc[i][1] += hv * w1;                                                        \
+            }                                                                                \
+        }                                                                                    \
+        for (int i = 0; i < MB; i++) {                                                       \
+            *(S(wvec) *)(c + i * ldc) = acc[i][0];                                           \
+            *(S(wvec) *)(c + i * ldc + FNN_RNN_VL) = acc[i][1];                              \
+        }                                                                                    \
+    }
+FNN_RNN_STEP_TILE(8)
+FNN_RNN_STEP_TILE(4)
+FNN_RNN_STEP_TILE(1)
+#undef FNN_RNN_STEP_TILE
+
+/* c (m, n) = a (m, k1) w[0, k1) + h (m, k2) w[k1, k1 + k2), rows of w ldw apart, n a
+ * multiple of FNN_RNN_PANEL: one step's input and recurrent products in one pass, with
+ * no copy of either operand. Column panels outside, tiles of 8 rows inside, so a panel
+ * of w stays in L1 while it meets every row. */
+static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a,
+                                          ptrdiff_t lda, ptrdiff_t k2, const T *h,
+                                          ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c,
+                                          ptrdiff_t ldc)
+{
+    for (ptrdiff_t j = 0; j < n; j += FNN_RNN_PANEL) {
+        ptrdiff_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            S(step_tile_8)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+        for (; i + 4 <= m; i += 4)
+            S(step_tile_4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+        for (; i < m; i++)
+            S(step_tile_1)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+    }
+}
+
 /* ---- sequences [lo, hi) over all steps -------------------------------------------
  * Each step runs block by block of FNN_RNN_BLOCK_ROWS sequences: the block's recurrent
  * product, then its gate pass while the product is in cache. */
@@ -172,6 +237,7 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     ptrdiff_t rs = fnn_rnn_row_stride(d), ss = d->one_step ? 1 : rs; /* x, y; the rest */
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
+    int own = !d->gemm_only && W % FNN_RNN_PANEL == 0;
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
         ptrdiff_t r = fnn_rnn_srow(d, t0, 0, n, 1);
@@ -187,17 +253,24 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
             ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
             T *g0 = gates + fnn_rnn_srow(d, t, s, b0, 0) * G;
             const T *hb = hprev + fnn_rnn_srow(d, t, s, b0, 1) * H;
+            const T *xb = x + fnn_rnn_row(d, t, b0) * ldx;
+            ptrdiff_t kh = s > 0 || h0 ? H : 0; /* no recurrent product from a zero state */
             /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
-             * (zero from a zero state; GRU: apart, in gh) */
-            S(rnn_gemm)(blas, b1 - b0, W, d->inputs, x + fnn_rnn_row(d, t, b0) * ldx, rs * ldx,
-                        w_t, W, 0.0, g0, ss * G);
-            if (s > 0 || h0) {
-                if (gru)
+             * (GRU: apart, in gh); own tiles when the gates are whole panels, BLAS (as in
+             * the GEMM-only run) otherwise */
+            if (own && !gru) {
+                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
+            } else if (own) {
+                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G);
+                S(step_gemm)(b1 - b0, W, 0, NULL, 0, kh, hb, ss * H, w_hh_t, W, gh + b0 * W, W);
+            } else {
+                S(rnn_gemm)(blas, b1 - b0, W, d->inputs, xb, rs * ldx, w_t, W, 0.0, g0, ss * G);
+                if (kh && gru)
                     S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 0.0, gh + b0 * W, W);
-                else
+                else if (kh)
                     S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
-            } else if (gru) {
-                memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
+                else if (gru)
+                    memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
             }
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
                 ptrdiff_t hr = fnn_rnn_srow(d, t, s, n, 1), rn = 0;
@@ -295,9 +368,6 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
  * into packed panels, and for W_ih and W_hh separately; these tiles read each panel of
  * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while
  * FNN_RNN_WG_ROWS columns of x or h at a time meet it in registers. */
-typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
-#define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
-#define FNN_RNN_PANEL (2 * FNN_RNN_VL)
 
 /* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
 #define FNN_RNN_WG_TILE(MB)                                                                  \
