@@ -1,8 +1,10 @@
 /* Recurrent layers (RNN tanh/relu, LSTM, GRU) and embeddings: declarations.
  *
  * One call runs one direction of one layer over a whole batch of sequences:
- * - per time step and block of sequences, the input and recurrent products (cut small
- *   enough for BLAS's unpacked small-matrix kernels, recurrent.c) and one fused pass
+ * - per time step and block of sequences, the input and recurrent products (fastnn's
+ *   register tiles when the gate widths are whole panels of 64 bytes x 2; otherwise,
+ *   and in the GEMM-only run, BLAS calls cut small enough for its unpacked
+ *   small-matrix kernels, recurrent.c) and one fused pass
  *   for the gate nonlinearities and the state update while they are in cache
  *   (forward), or the fused pass for the gate derivatives and the recurrent product
  *   (backward, through time over the gate activations the forward pass stored),
