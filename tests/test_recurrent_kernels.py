@@ -211,13 +211,16 @@ LAYOUTS = [
 @pytest.mark.parametrize("batch_first,reverse,lengths", LAYOUTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_matches_numpy(mode, batch_first, reverse, lengths, dtype):
-    case = Case(mode, 4, 4, 3, 5, dtype, batch_first, reverse, lengths)
+    check_forward(Case(mode, 4, 4, 3, 5, dtype, batch_first, reverse, lengths), 1e-5)
+
+
+def check_forward(case, tol32):
     out = case.run()
     y, hn, cn = case.reference()
-    tol = 1e-5 if dtype == np.float32 else 1e-12
+    tol = tol32 if case.x.dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out["y"], y, atol=tol, rtol=tol)
     np.testing.assert_allclose(out["hn"], hn, atol=tol, rtol=tol)
-    if mode == "lstm":
+    if case.mode == "lstm":
         np.testing.assert_allclose(out["cn"], cn, atol=tol, rtol=tol)
 
 
@@ -228,14 +231,7 @@ def test_forward_in_register_tiles_matches_numpy(mode, batch_first, reverse, dty
     """Gate widths in whole panels of 32 columns (float32; 16 in float64) take the
     per-step products through fastnn's register tiles: 13 sequences are tiles of 8, 4
     and 1 rows."""
-    case = Case(mode, 5, 13, 11, 32, dtype, batch_first, reverse, None)
-    out = case.run()
-    y, hn, cn = case.reference()
-    tol = 2e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out["y"], y, atol=tol, rtol=tol)
-    np.testing.assert_allclose(out["hn"], hn, atol=tol, rtol=tol)
-    if mode == "lstm":
-        np.testing.assert_allclose(out["cn"], cn, atol=tol, rtol=tol)
+    check_forward(Case(mode, 5, 13, 11, 32, dtype, batch_first, reverse, None), 2e-5)
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -164,6 +164,19 @@ typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)
 #define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
 #define FNN_RNN_PANEL (2 * FNN_RNN_VL)
 
+/* acc[i] += a[i lda] (w[0 .. FNN_RNN_PANEL)) for i < mb: a rank-one update of a tile
+ * (inlined with a constant mb, so that acc stays in registers). */
+static inline __attribute__((always_inline)) void S(rank1)(int mb, S(wvec) (*acc)[2], const T *a,
+                                                          ptrdiff_t lda, const T *w)
+{
+    S(wvec) w0 = *(const S(wvec) *)w, w1 = *(const S(wvec) *)(w + FNN_RNN_VL);
+    for (int i = 0; i < mb; i++) {
+        T av = a[i * lda];
+        acc[i][0] += av * w0;
+        acc[i][1] += av * w1;
+    }
+}
+
 /* c[i ldc + 0 .. FNN_RNN_PANEL) = sum_p a[i lda + p] w[p ldw + ..] over p < k1, plus
  * sum_p h[i ldh + p] w[(k1 + p) ldw + ..] over p < k2, i < MB. */
 #define FNN_RNN_STEP_TILE(MB)                                                                \
@@ -173,25 +186,8 @@ typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t p = 0; p < k1; p++) {                                                 \
-            S(wvec) w0 = *(const S(wvec) *)(w + p * ldw);                                    \
-            S(wvec) w1 = *(const S(wvec) *)(w + p * ldw + FNN_RNN_VL);                       \
-            for (int i = 0; i < MB; i++) {                                                   \
-                T av = a[i * lda + p];                                                       \
-                acc[i][0] += av * w0;                                                        \
-                acc[i][1] += av * w1;                                                        \
-            }                                                                                \
-        }                                                                                    \
-        w += k1 * ldw;                                                                       \
-        for (ptrdiff_t p = 0; p < k2; p++) {                                                 \
-            S(wvec) w0 = *(const S(wvec) *)(w + p * ldw);                                    \
-            S(wvec) w1 = *(const S(wvec) *)(w + p * ldw + FNN_RNN_VL);                       \
-            for (int i = 0; i < MB; i++) {                                                   \
-                T hv = h[i * ldh + p];                                                       \
-                acc[i][0] += hv * w0;                                                        \
-                acc[i][1] += hv * w1;                                                        \
-            }                                                                                \
-        }                                                                                    \
+        for (ptrdiff_t p = 0; p < k1; p++) S(rank1)(MB, acc, a + p, lda, w + p * ldw);       \
+        for (ptrdiff_t p = 0; p < k2; p++) S(rank1)(MB, acc, h + p, ldh, w + (k1 + p) * ldw); \
         for (int i = 0; i < MB; i++) {                                                       \
             *(S(wvec) *)(c + i * ldc) = acc[i][0];                                           \
             *(S(wvec) *)(c + i * ldc + FNN_RNN_VL) = acc[i][1];                              \
@@ -376,15 +372,7 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
-            S(wvec) g0 = *(const S(wvec) *)(g + r * ldg);                                    \
-            S(wvec) g1 = *(const S(wvec) *)(g + r * ldg + FNN_RNN_VL);                       \
-            for (int j = 0; j < MB; j++) {                                                   \
-                T bv = b[r * ldb + j];                                                       \
-                acc[j][0] += bv * g0;                                                        \
-                acc[j][1] += bv * g1;                                                        \
-            }                                                                                \
-        }                                                                                    \
+        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, acc, b + r * ldb, 1, g + r * ldg);    \
         for (int j = 0; j < MB; j++)                                                         \
             for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
                 dw[l * ldw + j] += acc[j][0][l];                                             \
