@@ -41,6 +41,21 @@ static inline ptrdiff_t fnn_rnn_cut(ptrdiff_t n, ptrdiff_t parts)
 /* Rows of dgates per pass of the weight-gradient tiles (generic/recurrent.h). */
 #define FNN_RNN_WG_ROWS 256
 
+/* fastnn's register tiles (generic/recurrent.h) keep 16 accumulators of 64 bytes:
+ * AVX-512's 32 vector registers hold them (the x86-64-v4 clone); with AVX2's 16 they
+ * would spill, and the BLAS products are faster. */
+static int fnn_rnn_tiles(void)
+{
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(FASTNN_NATIVE) /* the builds with target clones (simd.h) */
+    return __builtin_cpu_supports("x86-64-v4");
+#elif defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* Row of (t, n) in a per-step array. */
 static inline ptrdiff_t fnn_rnn_row(const fnn_rnn_dims *d, ptrdiff_t t, ptrdiff_t n)
 {

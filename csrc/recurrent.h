@@ -2,14 +2,14 @@
  *
  * One call runs one direction of one layer over a whole batch of sequences:
  * - per time step and block of sequences, the input and recurrent products (fastnn's
- *   register tiles when the gate widths are whole panels of 64 bytes x 2; otherwise,
- *   and in the GEMM-only run, BLAS calls cut small enough for its unpacked
+ *   register tiles on AVX-512 when the gate widths are whole panels of 64 bytes x 2;
+ *   otherwise, and in the GEMM-only run, BLAS calls cut small enough for its unpacked
  *   small-matrix kernels, recurrent.c) and one fused pass
  *   for the gate nonlinearities and the state update while they are in cache
  *   (forward), or the fused pass for the gate derivatives and the recurrent product
  *   (backward, through time over the gate activations the forward pass stored),
- * - the weight gradients over all steps in one pass of register tiles over dgates, and
- *   the input gradient as one GEMM.
+ * - the weight gradients over all steps in one pass of register tiles over dgates (on
+ *   AVX-512; BLAS GEMMs elsewhere), and the input gradient as one GEMM.
  * Sequences are independent, so the batch is cut into row chunks whose size depends on
  * the shape only; each chunk runs all its time steps on one thread with no
  * synchronisation, and any thread count gives the same bits. Nothing is allocated.
@@ -42,7 +42,7 @@ typedef struct {
     int batch_first;      /* row layout, see above */
     int reverse;          /* 1: the backward direction of a bidirectional layer */
     int gemm_only;        /* 1: only the matrix products, to time them alone */
-    int one_step;         /* forward only: keep one step's gates and states (see below) */
+    int one_step;         /* forward only: keep one step's gates and states (see above) */
 } fnn_rnn_dims;
 
 /* Gate columns of the rows of `gates`/`dgates`: LSTM i, f, g, o (4H); GRU r, z, n and

@@ -229,8 +229,8 @@ def check_forward(case, tol32):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_in_register_tiles_matches_numpy(mode, batch_first, reverse, dtype):
     """Gate widths in whole panels of 32 columns (float32; 16 in float64) take the
-    per-step products through fastnn's register tiles: 13 sequences are tiles of 8, 4
-    and 1 rows."""
+    per-step products through fastnn's register tiles on AVX-512: 13 sequences are
+    tiles of 8, 4 and 1 rows."""
     check_forward(Case(mode, 5, 13, 11, 32, dtype, batch_first, reverse, None), 2e-5)
 
 
@@ -254,8 +254,8 @@ def test_backward_matches_finite_differences(
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradients_match_numpy(mode, dtype):
-    """The weight gradients (register tiles over panels of gate columns, whole and
-    narrower, and over columns of x and h, 8 at a time and one by one) against
+    """The weight gradients (on AVX-512 register tiles over panels of gate columns, whole
+    and narrower, and over columns of x and h, 8 at a time and one by one) against
     dgates^T x and dgates^T hprev in NumPy, from the kernel's own dgates."""
     H, I = 20, 11
     case = Case(mode, 7, 9, I, H, dtype, True, False, [7, 3, 5, 7, 1, 6, 2, 7, 4])

@@ -233,7 +233,7 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     ptrdiff_t rs = fnn_rnn_row_stride(d), ss = d->one_step ? 1 : rs; /* x, y; the rest */
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
-    int own = !d->gemm_only && W % FNN_RNN_PANEL == 0;
+    int own = !d->gemm_only && W % FNN_RNN_PANEL == 0 && fnn_rnn_tiles();
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
         ptrdiff_t r = fnn_rnn_srow(d, t0, 0, n, 1);
@@ -252,8 +252,8 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
             const T *xb = x + fnn_rnn_row(d, t, b0) * ldx;
             ptrdiff_t kh = s > 0 || h0 ? H : 0; /* no recurrent product from a zero state */
             /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
-             * (GRU: apart, in gh); own tiles when the gates are whole panels, BLAS (as in
-             * the GEMM-only run) otherwise */
+             * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
+             * BLAS (as in the GEMM-only run) otherwise */
             if (own && !gru) {
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
             } else if (own) {
@@ -362,8 +362,9 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 /* ---- weight gradients: dw += dgates^T b over all rows ---------------------------
  * BLAS would first copy the transposed dgates (R x G, the largest array of the step)
  * into packed panels, and for W_ih and W_hh separately; these tiles read each panel of
- * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while
- * FNN_RNN_WG_ROWS columns of x or h at a time meet it in registers. */
+ * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while 8
+ * columns of x or h at a time meet it in registers (on AVX-512; elsewhere, and in the
+ * GEMM-only run, the BLAS products). */
 
 /* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
 #define FNN_RNN_WG_TILE(MB)                                                                  \
@@ -472,11 +473,12 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
                                                 want_dh0));
     /* Weight and input gradients over all steps at once. The weight gradients are
      * the tiles above; the GEMM-only run times the same products through BLAS. */
-    if (!d->gemm_only) S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh);
+    int tiles = !d->gemm_only && fnn_rnn_tiles();
+    if (tiles) S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh);
     else if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
     if (d->mode == FNN_RNN_GRU) { /* input side: gate columns [0, 2H) and [3H, 4H) */
         const T *dn = dgates + 3 * H;
-        if (dw_ih && d->gemm_only) {
+        if (dw_ih && !tiles) {
             S(fnn_gemm)(blas, 1, 0, 2 * H, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
             S(fnn_gemm)(blas, 1, 0, H, I, R, 1.0, dn, G, x, ldx, 1.0, dw_ih + 2 * H * I, I);
         }
@@ -485,7 +487,7 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
             S(fnn_gemm)(blas, 0, 0, R, I, H, 1.0, dn, G, w_ih + 2 * H * I, I, 1.0, dx, lddx);
         }
     } else {
-        if (dw_ih && d->gemm_only)
+        if (dw_ih && !tiles)
             S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
         if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
     }
