@@ -9,8 +9,12 @@
  * loaded machine a team's barrier for one row waits for whichever thread the OS has
  * parked (2-thread row-split GEMV: 10x slower under load). */
 #include "infer.h"
+#include <string.h>
+#include "simd.h"
+#include "team.h"
+#include "tile.h"
 
-/* From FNN_INFER_MIN_ROWS * 2 rows on, the rows are cut into blocks that run through
+/* From FNN_DENSE_CHAIN_ROW_BLOCKS rows on, the rows are cut into blocks that run through
  * every layer one after another, blocks handed out dynamically to the threads: one
  * parallel region per call, the activations of a block stay in its core's cache
  * between layers, and a thread the OS has parked just takes fewer blocks (a thread that
@@ -21,7 +25,7 @@
  * float32) 256 rows took 7% less time as two blocks of 128 than as four of 64, 11% less
  * as one of 256. The cut depends on the shape and the machine only, so results do not
  * depend on the thread count. */
-#define FNN_INFER_MIN_ROWS 64
+#define FNN_INFER_MIN_ROWS (FNN_DENSE_CHAIN_ROW_BLOCKS / 2)
 #define FNN_INFER_MAX_ROWS 256
 
 static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
@@ -31,20 +35,29 @@ static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
                                   : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
 }
 
-/* Fewer rows: per layer, the output features are cut into blocks small enough for the
- * BLAS's small-matrix path (OpenBLAS: up to FNN_INFER_SMALL multiply-adds per call, no
- * packing of the weights; at batch 16 of the reference model a single call spent more
- * time packing the weights than multiplying, and the blocks were 2.5x faster), in
- * multiples of 16 features. The blocks are shared between threads from
- * FNN_INFER_PAR_WORK multiply-adds per layer on; the cut depends on the shape only. */
+/* Fewer rows: per layer, the output features are cut into blocks, each block's product
+ * and epilogue one task, the tasks shared by a light team (team.h) from
+ * FNN_INFER_TEAM_WORK multiply-adds per layer on (a one-sample forward of the reference
+ * model takes about 1/3 less time on two threads: one core's reads of the weights
+ * from the shared cache bound it). A single row goes through gemv_rows in blocks of
+ * about FNN_INFER_GEMV_BLOCK multiply-adds (a multiple of 4 features). More rows go to
+ * the BLAS in blocks small enough for its small-matrix path (OpenBLAS: up to
+ * FNN_INFER_SMALL multiply-adds per call, no packing of the weights; at batch 16 of
+ * the reference model a single call spent more time packing the weights than
+ * multiplying, and the blocks were 2.5x faster), in multiples of 16 features. The cut
+ * depends on the shape only. */
 #define FNN_INFER_SMALL 1000000
-#define FNN_INFER_PAR_WORK (4 << 20)
+#define FNN_INFER_GEMV_BLOCK 32768
+#define FNN_INFER_TEAM_WORK 65536
 
 static ptrdiff_t fnn_infer_col_block(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k)
 {
-    ptrdiff_t c = FNN_INFER_SMALL / (rows * k) / 16 * 16;
-    return c < 16 ? 16 : (c > n ? n : c);
+    ptrdiff_t c = rows == 1 ? FNN_INFER_GEMV_BLOCK / k / 4 * 4 : FNN_INFER_SMALL / (rows * k) / 16 * 16;
+    ptrdiff_t least = rows == 1 ? 4 : 16;
+    return c < least ? least : (c > n ? n : c);
 }
+
+ptrdiff_t fnn_dense_chain_wt_stride(ptrdiff_t n) { return fnn_tile_row_stride(n); }
 
 #define FNN_GENERIC "generic/infer.h"
 #include "instantiate.h"

@@ -4,12 +4,16 @@ import numpy as np
 from libc.stdlib cimport calloc, free
 
 cdef extern from "infer.h" nogil:
+    enum: FNN_DENSE_CHAIN_ROW_BLOCKS
+    Py_ssize_t fnn_dense_chain_wt_stride(Py_ssize_t n)
     void fnn_dense_chain_f32(fnn_blas_gemm_f32 gemm, int nlayers, const Py_ssize_t *dims,
-                             const float * const *w, const float * const *b,
+                             const float * const *w, const float * const *wt,
+                             const Py_ssize_t *ldt, const float * const *b,
                              const int *act, const double *alpha, const double *beta,
                              Py_ssize_t rows, const float *x, float *out, float *buf)
     void fnn_dense_chain_f64(fnn_blas_gemm_f64 gemm, int nlayers, const Py_ssize_t *dims,
-                             const double * const *w, const double * const *b,
+                             const double * const *w, const double * const *wt,
+                             const Py_ssize_t *ldt, const double * const *b,
                              const int *act, const double *alpha, const double *beta,
                              Py_ssize_t rows, const double *x, double *out, double *buf)
 
@@ -31,10 +35,15 @@ cdef class DenseChain:
     weights: C-contiguous (out_l, in_l) arrays of one float dtype with in_l = out_{l-1};
     biases: (out_l,) arrays or None; acts: (code, alpha, beta) per layer (ACT_* codes and
     their parameters). The arrays are referenced, not copied (the chain keeps them
-    alive). The scratch between layers is grown for the largest batch and reused."""
+    alive). The scratch between layers is grown for the largest batch and reused. The
+    first batch of 128 rows or more makes a transposed copy of the weights, which
+    batches that large multiply on fastnn's register tiles (the copy is kept: weights
+    changed in place after that need a new chain)."""
     cdef int n
     cdef Py_ssize_t *dims
     cdef const void **w
+    cdef const void **wt
+    cdef Py_ssize_t *ldt
     cdef const void **b
     cdef int *act
     cdef double *alpha
@@ -44,6 +53,7 @@ cdef class DenseChain:
     cdef Py_ssize_t wmax
     cdef readonly object dtype
     cdef object _keep
+    cdef object _wt
     cdef cnp.ndarray _buf
 
     def __cinit__(self, weights, biases, acts):
@@ -58,11 +68,13 @@ cdef class DenseChain:
                             f"got {dtype}")
         self.dims = <Py_ssize_t *>calloc(n + 1, sizeof(Py_ssize_t))
         self.w = <const void **>calloc(n, sizeof(void *))
+        self.wt = <const void **>calloc(n, sizeof(void *))
+        self.ldt = <Py_ssize_t *>calloc(n, sizeof(Py_ssize_t))
         self.b = <const void **>calloc(n, sizeof(void *))
         self.act = <int *>calloc(n, sizeof(int))
         self.alpha = <double *>calloc(n, sizeof(double))
         self.beta = <double *>calloc(n, sizeof(double))
-        if not (self.dims and self.w and self.b and self.act and self.alpha and self.beta):
+        if not (self.dims and self.w and self.wt and self.ldt and self.b and self.act and self.alpha and self.beta):
             raise MemoryError()
         self.n, self.dtype, self.f32 = n, np.dtype(dtype), dtype == np.float32
         self.typenum = cnp.NPY_FLOAT32 if self.f32 else cnp.NPY_FLOAT64
@@ -91,11 +103,14 @@ cdef class DenseChain:
                 raise ValueError(f"DenseChain: acts[{i}] has unknown activation code {code}")
             self.act[i], self.alpha[i], self.beta[i] = code, a, bb
         self._keep = (list(weights), list(biases))
+        self._wt = None
         self._buf = np.empty(0, self.dtype)
 
     def __dealloc__(self):
         free(self.dims)
         free(<void *>self.w)
+        free(<void *>self.wt)
+        free(self.ldt)
         free(<void *>self.b)
         free(self.act)
         free(self.alpha)
@@ -157,10 +172,14 @@ cdef class DenseChain:
         if cnp.PyArray_DIMS(self._buf)[0] < 2 * rows * self.wmax:
             self._buf = np.empty(2 * rows * self.wmax, self.dtype)
         cdef void *pbuf = cnp.PyArray_DATA(self._buf)
+        if rows >= FNN_DENSE_CHAIN_ROW_BLOCKS and self._wt is None:
+            self._transpose_weights()
+        cdef const void **pwt = self.wt if self._wt is not None else NULL
         if self.f32:
             with nogil:
                 fnn_dense_chain_f32(<fnn_blas_gemm_f32>sgemm, self.n, self.dims,
                                     <const float * const *>self.w,
+                                    <const float * const *>pwt, self.ldt,
                                     <const float * const *>self.b, self.act, self.alpha,
                                     self.beta, rows, <float *>px, <float *>po,
                                     <float *>pbuf)
@@ -168,7 +187,22 @@ cdef class DenseChain:
             with nogil:
                 fnn_dense_chain_f64(<fnn_blas_gemm_f64>dgemm, self.n, self.dims,
                                     <const double * const *>self.w,
+                                    <const double * const *>pwt, self.ldt,
                                     <const double * const *>self.b, self.act, self.alpha,
                                     self.beta, rows, <double *>px, <double *>po,
                                     <double *>pbuf)
+        return 0
+
+    cdef int _transpose_weights(self) except -1:
+        """The weights transposed, (in_l, ldt_l) with zero columns past out_l."""
+        cdef int i
+        wt = []
+        for i in range(self.n):
+            W = self._keep[0][i]
+            self.ldt[i] = fnn_dense_chain_wt_stride(W.shape[0])
+            t = np.zeros((W.shape[1], self.ldt[i]), self.dtype)
+            t[:, : W.shape[0]] = W.T
+            self.wt[i] = cnp.PyArray_DATA(<cnp.ndarray>t)
+            wt.append(t)
+        self._wt = wt
         return 0
