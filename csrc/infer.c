@@ -14,7 +14,7 @@
 #include "team.h"
 #include "tile.h"
 
-/* From FNN_DENSE_CHAIN_ROW_BLOCKS rows on, the rows are cut into blocks that run through
+/* From FNN_INFER_MIN_ROWS * 2 rows on, the rows are cut into blocks that run through
  * every layer one after another, blocks handed out dynamically to the threads: one
  * parallel region per call, the activations of a block stay in its core's cache
  * between layers, and a thread the OS has parked just takes fewer blocks (a thread that
@@ -25,8 +25,8 @@
  * float32) 256 rows took 7% less time as two blocks of 128 than as four of 64, 11% less
  * as one of 256. The cut depends on the shape and the machine only, so results do not
  * depend on the thread count. */
-#define FNN_INFER_MIN_ROWS (FNN_DENSE_CHAIN_ROW_BLOCKS / 2)
-#define FNN_INFER_MAX_ROWS 256
+#define FNN_INFER_MIN_ROWS 64
+#define FNN_INFER_MAX_ROWS 128
 
 static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
 {
@@ -52,8 +52,8 @@ static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
 
 static ptrdiff_t fnn_infer_col_block(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k)
 {
-    ptrdiff_t c = rows == 1 ? FNN_INFER_GEMV_BLOCK / k / 4 * 4 : FNN_INFER_SMALL / (rows * k) / 16 * 16;
-    ptrdiff_t least = rows == 1 ? 4 : 16;
+    ptrdiff_t least = rows == 1 ? 4 : 48;
+    ptrdiff_t c = (rows == 1 ? FNN_INFER_GEMV_BLOCK / k : FNN_INFER_SMALL / (rows * k)) / least * least;
     return c < least ? least : (c > n ? n : c);
 }
 

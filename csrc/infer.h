@@ -10,10 +10,12 @@
  * activation code and parameters of each layer; the last layer writes out
  * (rows, dims[nlayers]). wt: NULL, or per layer W_l^T (dims[l], ldt[l]) with
  * ldt[l] = fnn_dense_chain_wt_stride(dims[l+1]), the columns past dims[l+1] zero
- * (then batches of FNN_DENSE_CHAIN_ROW_BLOCKS rows or more run on register tiles
+ * (then batches of FNN_DENSE_CHAIN_TILE_ROWS rows or more run on register tiles
  * instead of BLAS). buf: 2 * rows * max(dims[1..nlayers-1]) elements of scratch. */
-/* From this many rows on, a batch is cut into blocks of rows (infer.c). */
-#define FNN_DENSE_CHAIN_ROW_BLOCKS 128
+/* From this many rows on, the products run on register tiles when wt is given. */
+#ifndef FNN_DENSE_CHAIN_TILE_ROWS
+#define FNN_DENSE_CHAIN_TILE_ROWS 4
+#endif
 
 #define FNN_DECLARE_INFER(T, S)                                                          \
     void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dims, \

@@ -59,22 +59,26 @@ static FNN_CLONES void S(gemv_rows)(ptrdiff_t c, ptrdiff_t k, const T *w, const 
 /* One layer of a few rows, cut into blocks of `len` output features (team.h jobs). */
 struct S(cols_job) {
     S(fnn_blas_gemm) gemm;
-    ptrdiff_t rows, k, n, len;
-    const T *w, *b, *in;
+    ptrdiff_t rows, k, n, len, ldt;
+    const T *w, *wt, *b, *in;
     T *y;
     int act;
     T alpha, beta;
 };
 
 /* Output features [j0, j0 + c) of every row: the product (one row: gemv_rows; more:
- * BLAS, W's rows j0.. meeting C's columns j0.., stride n), then the epilogue of the
- * block while it is in cache. */
+ * the register tiles on W^T's columns j0.. when wt is given, else BLAS, W's rows j0..
+ * meeting C's columns j0.., stride n), then the epilogue of the block while it is in
+ * cache. */
 static void S(cols_block)(ptrdiff_t blk, void *arg)
 {
     const struct S(cols_job) *J = arg;
     ptrdiff_t j0 = blk * J->len, c = J->n - j0 < J->len ? J->n - j0 : J->len;
     if (J->rows == 1) {
         S(gemv_rows)(c, J->k, J->w + j0 * J->k, J->in, J->y + j0);
+    } else if (J->wt) {
+        S(tiled_gemm)(J->rows, c, J->k, J->in, J->k, J->wt + j0, (fnn_rows){1, 1, J->ldt, 0, 0},
+                      J->y + j0, J->n);
     } else {
         int ic = (int)c, m = (int)J->rows, ik = (int)J->k, in_ = (int)J->n;
         char tw = 'T', tx = 'N';
@@ -95,7 +99,7 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
 {
     ptrdiff_t wmax = 0;
     for (int l = 1; l < nlayers; l++) wmax = dims[l] > wmax ? dims[l] : wmax;
-    if (rows >= FNN_DENSE_CHAIN_ROW_BLOCKS) {
+    if (rows >= 2 * FNN_INFER_MIN_ROWS) {
         ptrdiff_t len = fnn_infer_block_rows(rows), nblocks = (rows + len - 1) / len;
         int nt = fnn_num_threads < nblocks ? fnn_num_threads : (int)nblocks;
         fnn_blas_single_thread();
@@ -111,8 +115,10 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
     fnn_blas_single_thread();
     for (int l = 0; l < nlayers; l++) {
         ptrdiff_t k = dims[l], n = dims[l + 1];
-        struct S(cols_job) J = {gemm, rows, k, n, fnn_infer_col_block(rows, n, k), w[l], b[l],
-                                in, l == nlayers - 1 ? out : buf + (l % 2) * rows * wmax,
+        int tiles = wt && rows >= FNN_DENSE_CHAIN_TILE_ROWS;
+        struct S(cols_job) J = {gemm, rows, k, n, fnn_infer_col_block(rows, n, k),
+                                tiles ? ldt[l] : 0, w[l], tiles ? wt[l] : NULL, b[l], in,
+                                l == nlayers - 1 ? out : buf + (l % 2) * rows * wmax,
                                 act[l], (T)alpha[l], (T)beta[l]};
         ptrdiff_t nblocks = (n + J.len - 1) / J.len;
         int nt = rows * n * k >= FNN_INFER_TEAM_WORK ? fnn_num_threads : 1;

@@ -14,7 +14,21 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
 #define FNN_TILES(X) X(1, 1) X(1, 2) X(1, 3) X(2, 1) X(2, 2) X(2, 3) X(3, 1) X(3, 2) X(3, 3) \
     X(4, 1) X(4, 2) X(4, 3)
 
-/* c[i ldc + 0 .. NV VL) = sum_p a[i lda + p] (row p of b)[0 .. NV VL), i < MB. */
+/* acc[i][.] += a[i lda + p] (row p of b at bp), i < MB (one step of a tile). */
+#define FNN_TILE_STEP(MB, NV, bp)                                                     \
+    do {                                                                              \
+        S(vec) bv[NV];                                                                \
+        for (int v = 0; v < NV; v++) bv[v] = *(const S(vec) *)((bp) + v * FNN_VL);   \
+        for (int i = 0; i < MB; i++) {                                                \
+            T av = a[i * lda + p];                                                    \
+            for (int v = 0; v < NV; v++) acc[i][v] += av * bv[v];                     \
+        }                                                                             \
+    } while (0)
+
+/* c[i ldc + 0 .. NV VL) = sum_p a[i lda + p] (row p of b)[0 .. NV VL), i < MB. Rows
+ * evenly spaced (kh = kw = 1: im2col columns, a transposed weight matrix) take a single
+ * loop: the general walk's nested loops of one trip each cost a third of the speed on
+ * a dense layer's product. */
 #define FNN_GEMM_TILE(MB, NV)                                                                 \
     static inline __attribute__((always_inline)) void S(gemm_tile_##MB##_##NV)(              \
         ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_rows r, T *c, ptrdiff_t ldc)  \
@@ -23,23 +37,20 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
         for (int i = 0; i < MB; i++)                                                          \
             for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
         ptrdiff_t p = 0;                                                                      \
-        for (const T *bc = b; p < P; bc += r.sc)                                              \
-            for (ptrdiff_t ki = 0; ki < r.kh; ki++)                                           \
-                for (ptrdiff_t kj = 0; kj < r.kw; kj++, p++) {                                \
-                    const T *bp = bc + ki * r.si + kj * r.sj;                                 \
-                    S(vec) bv[NV];                                                            \
-                    for (int v = 0; v < NV; v++) bv[v] = *(const S(vec) *)(bp + v * FNN_VL);  \
-                    for (int i = 0; i < MB; i++) {                                            \
-                        T av = a[i * lda + p];                                                \
-                        for (int v = 0; v < NV; v++) acc[i][v] += av * bv[v];                 \
-                    }                                                                         \
-                }                                                                             \
+        if (r.kh == 1 && r.kw == 1)                                                           \
+            for (; p < P; p++) FNN_TILE_STEP(MB, NV, b + p * r.sc);                           \
+        else                                                                                  \
+            for (const T *bc = b; p < P; bc += r.sc)                                          \
+                for (ptrdiff_t ki = 0; ki < r.kh; ki++)                                       \
+                    for (ptrdiff_t kj = 0; kj < r.kw; kj++, p++)                              \
+                        FNN_TILE_STEP(MB, NV, bc + ki * r.si + kj * r.sj);                    \
         for (int i = 0; i < MB; i++)                                                          \
             for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v];   \
     }
 
 FNN_TILES(FNN_GEMM_TILE)
 #undef FNN_GEMM_TILE
+#undef FNN_TILE_STEP
 
 /* c (m, n) = a (m, P) b (P, n), b's rows read from `r` in whole vectors (the rows
  * have room for them): column tiles of 3 vectors outside, row blocks of 4 inside, so a
