@@ -279,9 +279,8 @@ class GraphPredictor:
         """The outputs (workspace views, a list) for inputs xs (a list)."""
         if self._version != state_version.value:
             self.refresh()
-        mods = self._eval_modules
-        modes = [m.training for m in mods]
-        for m in mods:
+        training = [m for m in self._eval_modules if m.training]  # usually none
+        for m in training:
             m.training = False
         try:
             vals = {}
@@ -295,8 +294,8 @@ class GraphPredictor:
                     vals.update(zip(step.outputs, y))
             return [vals[s] for s in self._outputs]
         finally:
-            for m, mode in zip(mods, modes):
-                m.training = mode
+            for m in training:
+                m.training = True
 
     def _inputs(self, X):
         xs = list(X) if isinstance(X, (list, tuple)) else [X]
