@@ -32,6 +32,7 @@ from .layers.conv import Conv1d, Conv2d
 from .layers.merge import Add, Residual
 from .module import Context, Layer, Module
 from .sequential import Sequential
+from .threads import governor
 from .validation import as_array, as_float_input, positive_int
 
 __all__ = ["GraphPredictor", "graph_nodes", "plan_steps"]
@@ -313,6 +314,7 @@ class GraphPredictor:
         return xs
 
     def __call__(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        governor.poll()
         ys = [np.array(y) for y in self._run(self._inputs(X))]
         return ys if len(ys) > 1 else ys[0]
 
