@@ -10,6 +10,9 @@
  * and float64 (where the tiles were no faster), go to BLAS. */
 #include "infer.h"
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "simd.h"
 #include "team.h"
 #include "tile.h"
@@ -56,6 +59,16 @@ static ptrdiff_t fnn_infer_col_block(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k)
     ptrdiff_t work = rows == 1 ? FNN_INFER_GEMV_BLOCK : FNN_INFER_SMALL / rows;
     ptrdiff_t c = work / k / least * least;
     return c < least ? least : (c > n ? n : c);
+}
+
+/* The calling thread's number in its OpenMP team (0 without OpenMP). */
+static int fnn_thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 ptrdiff_t fnn_dense_chain_wt_stride(ptrdiff_t n) { return fnn_tile_row_stride(n); }

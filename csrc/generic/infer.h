@@ -100,14 +100,22 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
     ptrdiff_t wmax = 0;
     for (int l = 1; l < nlayers; l++) wmax = dims[l] > wmax ? dims[l] : wmax;
     if (rows >= 2 * FNN_INFER_MIN_ROWS) {
+        /* Each thread reuses one block's scratch for all its blocks (it stays in the
+         * core's cache; a fresh region per block made every layer's stores miss), so
+         * at most rows / len threads (the scratch holds 2 rows wmax). */
         ptrdiff_t len = fnn_infer_block_rows(rows), nblocks = (rows + len - 1) / len;
-        int nt = fnn_num_threads < nblocks ? fnn_num_threads : (int)nblocks;
+        ptrdiff_t most = rows / len < nblocks ? rows / len : nblocks;
+        int nt = fnn_num_threads < most ? fnn_num_threads : (int)most;
         fnn_blas_single_thread();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
-            ptrdiff_t r0 = blk * len, r1 = r0 + len < rows ? r0 + len : rows;
-            S(chain_block)(gemm, nlayers, dims, w, wt, ldt, b, act, alpha, beta, r0, r1, wmax,
-                           x, out, buf + 2 * r0 * wmax);
+#pragma omp parallel num_threads(nt)
+        {
+            T *mine = buf + 2 * fnn_thread_index() * len * wmax;
+#pragma omp for schedule(dynamic, 1)
+            for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
+                ptrdiff_t r0 = blk * len, r1 = r0 + len < rows ? r0 + len : rows;
+                S(chain_block)(gemm, nlayers, dims, w, wt, ldt, b, act, alpha, beta, r0, r1,
+                               wmax, x, out, mine);
+            }
         }
         return;
     }
