@@ -5,8 +5,9 @@
  * The product depends on the batch: a single row is a GEMV over the weights in place
  * (generic/infer.h: gemv_rows); in float32, 4 rows or more run on the register tiles
  * (generic/tile.h, shared with the convolutions) over a transposed copy of the weights
- * (wt), 102-105 GFLOP/s per core on the reference model (784-512-512-10) against
- * 72-94 for single-threaded OpenBLAS, which packs the weights on every call; 2-3 rows,
+ * (wt): on one core of the reference model (784-512-512-10) 93-97 GFLOP/s at 16-127
+ * rows against 77-88 for single-threaded OpenBLAS, which packs the weights on every
+ * call, 91-100 against 88-93 at 256 rows, level at 4096 (input from memory); 2-3 rows,
  * and float64 (where the tiles were no faster), go to BLAS. */
 #include "infer.h"
 #include <string.h>

@@ -44,10 +44,10 @@ cdef class DenseChain:
     weights: C-contiguous (out_l, in_l) arrays of one float dtype with in_l = out_{l-1};
     biases: (out_l,) arrays or None; acts: (code, alpha, beta) per layer (ACT_* codes and
     their parameters). The arrays are referenced, not copied (the chain keeps them
-    alive). The scratch between layers is grown for the largest batch and reused. The
-    first batch of 128 rows or more makes a transposed copy of the weights, which
-    batches that large multiply on fastnn's register tiles (the copy is kept: weights
-    changed in place after that need a new chain)."""
+    alive). The scratch between layers is grown for the largest batch and reused. In
+    float32 the first batch of 4 rows or more makes a transposed copy of the weights,
+    which batches that large multiply on fastnn's register tiles (the copy is kept:
+    weights changed in place after that need a new chain)."""
     cdef int n
     cdef Py_ssize_t *dims
     cdef const void **w
