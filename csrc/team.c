@@ -70,20 +70,20 @@ static double fnn_now_ns(void)
     return t.tv_sec * 1e9 + t.tv_nsec;
 }
 
-/* Claim and run blocks of the job in word w while there are any; returns how many. A
+/* Claim and run blocks of the job in word w while there are any, adding how many to
+ *ran; returns the job word that ended it (the job exhausted, or not for this id). A
  * helper (id >= 1) takes none unless the job allows id helpers. */
-static ptrdiff_t fnn_team_work(uint64_t w, int id)
+static uint64_t fnn_team_work(uint64_t w, int id, ptrdiff_t *ran)
 {
-    ptrdiff_t ran = 0;
     while (FNN_W_NEXT(w) < FNN_W_BLOCKS(w) && id <= FNN_W_ALLOWED(w)) {
         if (atomic_compare_exchange_weak_explicit(&team.job, &w, w + 1, memory_order_acq_rel,
                                                   memory_order_acquire)) {
             team.fn(FNN_W_NEXT(w), team.ctx);
-            ran++;
+            ++*ran;
             w = atomic_load_explicit(&team.job, memory_order_acquire);
         }
     }
-    return ran;
+    return w;
 }
 
 static void *fnn_helper_main(void *arg)
@@ -92,10 +92,11 @@ static void *fnn_helper_main(void *arg)
     uint64_t seen = atomic_load(&team.job);
     for (;;) {
         uint64_t w = atomic_load_explicit(&team.job, memory_order_acquire);
-        if (w != seen) {
-            ptrdiff_t ran = fnn_team_work(w, id);
+        if (w != seen) { /* a new job (the caller publishes the next one only after
+                            every block of this one is done and counted) */
+            ptrdiff_t ran = 0;
+            seen = fnn_team_work(w, id, &ran);
             if (ran) atomic_fetch_add_explicit(&team.done, ran, memory_order_release);
-            seen = atomic_load_explicit(&team.job, memory_order_acquire);
             continue;
         }
         /* Idle: spin for a while, then sleep until the job word changes. */
@@ -164,7 +165,8 @@ void fnn_team_run(ptrdiff_t nblocks, int nthreads, fnn_team_fn fn, void *ctx)
         pthread_cond_broadcast(&team.cv);
         pthread_mutex_unlock(&team.mu);
     }
-    ptrdiff_t ran = fnn_team_work(w, 0);
+    ptrdiff_t ran = 0;
+    fnn_team_work(w, 0, &ran);
     ptrdiff_t waiting = nblocks - ran;
     for (int k = 1; atomic_load_explicit(&team.done, memory_order_acquire) < waiting; k++) {
         FNN_PAUSE();
