@@ -51,6 +51,16 @@ typedef struct {
     fnn_rows in_rows, gz_rows;
 } fnn_conv_plan;
 
+/* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
+ * the stride would be a multiple of 64 elements: rows a power of two apart map to
+ * the same L1 sets, and a tile reading one vector from each of many rows would evict
+ * itself. */
+static ptrdiff_t fnn_conv_row_stride(ptrdiff_t n)
+{
+    n = (n + 7) / 8 * 8;
+    return n % 64 ? n : n + 8;
+}
+
 static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
 {
     fnn_conv_plan p;
@@ -65,7 +75,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.qw = g->dw * (g->kw - 1) - g->pw;
         p.Hq = g->Ho + 2 * p.qh;
         p.Wq = g->Wo + 2 * p.qw;
-        p.ld = fnn_tile_row_stride(g->Ho * Wp);
+        p.ld = fnn_conv_row_stride(g->Ho * Wp);
         p.r1 = C * p.Hp * Wp + Wp + 16;
         if (p.r1 < C * g->H * p.Wq) p.r1 = C * g->H * p.Wq;
         p.r2 = K * p.ld;
@@ -73,7 +83,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.in_rows = (fnn_rows){g->kh, g->kw, p.Hp * Wp, g->dh * Wp, g->dw};
         p.gz_rows = (fnn_rows){g->kh, g->kw, p.Hq * p.Wq, g->dh * p.Wq, g->dw};
     } else {
-        p.ld = fnn_tile_row_stride(g->Ho * g->Wo);
+        p.ld = fnn_conv_row_stride(g->Ho * g->Wo);
         p.r1 = C * g->kh * g->kw * p.ld;
         p.r2 = K * p.ld;
         p.in_rows = (fnn_rows){1, 1, p.ld, 0, 0};

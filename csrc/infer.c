@@ -4,11 +4,11 @@
  *
  * The product depends on the batch: a single row is a GEMV over the weights in place
  * (generic/infer.h: gemv_rows); in float32, 4 rows or more run on the register tiles
- * (generic/tile.h, shared with the convolutions) over a transposed copy of the weights
- * (wt): on one core of the reference model (784-512-512-10) 93-97 GFLOP/s at 16-127
- * rows against 77-88 for single-threaded OpenBLAS, which packs the weights on every
- * call, 91-100 against 88-93 at 256 rows, level at 4096 (input from memory); 2-3 rows,
- * and float64 (where the tiles were no faster), go to BLAS. */
+ * (generic/tile.h, shared with the convolutions) over a copy of the weights packed in
+ * panels (wt): on one core of the reference model (784-512-512-10) 105-111 GFLOP/s
+ * from 4 rows to 4096, against 27-106 for single-threaded OpenBLAS at 4-127 rows and
+ * 89-97 at 256-4096 (it packs the weights on every call); 2-3 rows, and float64 (where
+ * the tiles were no faster), go to BLAS. */
 #include "infer.h"
 #include <string.h>
 #ifdef _OPENMP
@@ -72,7 +72,7 @@ static int fnn_thread_index(void)
 #endif
 }
 
-ptrdiff_t fnn_dense_chain_wt_stride(ptrdiff_t n) { return fnn_tile_row_stride(n); }
+_Static_assert(3 * 32 / sizeof(float) == FNN_DENSE_CHAIN_PANEL, "panels of 3 vectors");
 
 #define FNN_GENERIC "generic/infer.h"
 #include "instantiate.h"

@@ -19,14 +19,4 @@ static inline ptrdiff_t fnn_row_offset(const fnn_rows *r, ptrdiff_t p)
     return p / kk * r->sc + p % kk / r->kw * r->si + p % r->kw * r->sj;
 }
 
-/* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
- * the stride would be a multiple of 64 elements: rows a power of two apart map to
- * the same L1 sets, and a tile reading one vector from each of many rows would evict
- * itself. */
-static inline ptrdiff_t fnn_tile_row_stride(ptrdiff_t n)
-{
-    n = (n + 7) / 8 * 8;
-    return n % 64 ? n : n + 8;
-}
-
 #endif

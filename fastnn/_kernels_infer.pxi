@@ -5,15 +5,15 @@ from libc.stdlib cimport calloc, free
 
 cdef extern from "infer.h" nogil:
     enum: FNN_DENSE_CHAIN_TILE_ROWS
-    Py_ssize_t fnn_dense_chain_wt_stride(Py_ssize_t n)
+    enum: FNN_DENSE_CHAIN_PANEL
     void fnn_dense_chain_f32(fnn_blas_gemm_f32 gemm, int nlayers, const Py_ssize_t *dims,
                              const float * const *w, const float * const *wt,
-                             const Py_ssize_t *ldt, const float * const *b,
+                             const float * const *b,
                              const int *act, const double *alpha, const double *beta,
                              Py_ssize_t rows, const float *x, float *out, float *buf)
     void fnn_dense_chain_f64(fnn_blas_gemm_f64 gemm, int nlayers, const Py_ssize_t *dims,
                              const double * const *w, const double * const *wt,
-                             const Py_ssize_t *ldt, const double * const *b,
+                             const double * const *b,
                              const int *act, const double *alpha, const double *beta,
                              Py_ssize_t rows, const double *x, double *out, double *buf)
 
@@ -52,7 +52,6 @@ cdef class DenseChain:
     cdef Py_ssize_t *dims
     cdef const void **w
     cdef const void **wt
-    cdef Py_ssize_t *ldt
     cdef const void **b
     cdef int *act
     cdef double *alpha
@@ -78,12 +77,11 @@ cdef class DenseChain:
         self.dims = <Py_ssize_t *>calloc(n + 1, sizeof(Py_ssize_t))
         self.w = <const void **>calloc(n, sizeof(void *))
         self.wt = <const void **>calloc(n, sizeof(void *))
-        self.ldt = <Py_ssize_t *>calloc(n, sizeof(Py_ssize_t))
         self.b = <const void **>calloc(n, sizeof(void *))
         self.act = <int *>calloc(n, sizeof(int))
         self.alpha = <double *>calloc(n, sizeof(double))
         self.beta = <double *>calloc(n, sizeof(double))
-        if not (self.dims and self.w and self.wt and self.ldt and self.b and self.act and self.alpha and self.beta):
+        if not (self.dims and self.w and self.wt and self.b and self.act and self.alpha and self.beta):
             raise MemoryError()
         self.n, self.dtype, self.f32 = n, np.dtype(dtype), dtype == np.float32
         self.typenum = cnp.NPY_FLOAT32 if self.f32 else cnp.NPY_FLOAT64
@@ -119,7 +117,6 @@ cdef class DenseChain:
         free(self.dims)
         free(<void *>self.w)
         free(<void *>self.wt)
-        free(self.ldt)
         free(<void *>self.b)
         free(self.act)
         free(self.alpha)
@@ -188,7 +185,7 @@ cdef class DenseChain:
             with nogil:
                 fnn_dense_chain_f32(<fnn_blas_gemm_f32>sgemm, self.n, self.dims,
                                     <const float * const *>self.w,
-                                    <const float * const *>pwt, self.ldt,
+                                    <const float * const *>pwt,
                                     <const float * const *>self.b, self.act, self.alpha,
                                     self.beta, rows, <float *>px, <float *>po,
                                     <float *>pbuf)
@@ -196,21 +193,26 @@ cdef class DenseChain:
             with nogil:
                 fnn_dense_chain_f64(<fnn_blas_gemm_f64>dgemm, self.n, self.dims,
                                     <const double * const *>self.w,
-                                    <const double * const *>pwt, self.ldt,
+                                    <const double * const *>pwt,
                                     <const double * const *>self.b, self.act, self.alpha,
                                     self.beta, rows, <double *>px, <double *>po,
                                     <double *>pbuf)
         return 0
 
     cdef int _transpose_weights(self) except -1:
-        """The weights transposed, (in_l, ldt_l) with zero columns past out_l."""
+        """W^T of each layer in panels of FNN_DENSE_CHAIN_PANEL columns: (panels, in_l,
+        panel), zero columns past out_l (the tiles read them in whole vectors)."""
         cdef int i
+        cdef Py_ssize_t P = FNN_DENSE_CHAIN_PANEL
         wt = []
         for i in range(self.n):
             W = self._keep[0][i]
-            self.ldt[i] = fnn_dense_chain_wt_stride(W.shape[0])
-            t = _zeros_aligned((W.shape[1], self.ldt[i]), self.dtype)
-            t[:, : W.shape[0]] = W.T
+            n, k = W.shape
+            panels = -(-n // P)
+            padded = np.zeros((panels * P, k), self.dtype)
+            padded[:n] = W
+            t = _zeros_aligned((panels, k, P), self.dtype)
+            t[...] = padded.reshape(panels, P, k).transpose(0, 2, 1)
             self.wt[i] = cnp.PyArray_DATA(<cnp.ndarray>t)
             wt.append(t)
         self._wt = wt

@@ -1,14 +1,27 @@
 /* Generic body of infer.c; see instantiate.h for T and S(). */
 #include "tile.h"
 
+/* Columns [j0, j0 + w) of c (m rows, ldc) = a (m, k) W^T, W^T in the panels of wt
+ * (FNN_PANEL columns each, see infer.h; j0 a multiple of FNN_PANEL): the register tiles
+ * (generic/tile.h) take one panel at a time, which stays in L2 while it meets every
+ * row, reading it front to back. */
+#define FNN_PANEL (3 * FNN_VL)
+static void S(panel_gemm)(ptrdiff_t m, ptrdiff_t j0, ptrdiff_t w, ptrdiff_t k, const T *a,
+                          const T *wt, T *c, ptrdiff_t ldc)
+{
+    for (ptrdiff_t j = j0; j < j0 + w; j += FNN_PANEL)
+        S(tiled_gemm)(m, j0 + w - j < FNN_PANEL ? j0 + w - j : FNN_PANEL, k, a, k,
+                      wt + j / FNN_PANEL * k * FNN_PANEL, (fnn_rows){1, 1, FNN_PANEL, 0, 0},
+                      c + j, ldc);
+}
+
 /* Rows [r0, r1) of the chain, on the calling thread: per layer one product and the
- * epilogue on the same rows while they are in cache. The product is fastnn's register
- * tiles (generic/tile.h) on W^T (wt[l]: (k, ldt[l]), rows padded with zeros to whole
- * vectors) when wt is given, else one single-threaded BLAS call (row-major y = in W^T
- * is the column-major y^T = W in^T, so the operands are swapped, never copied).
+ * epilogue on the same rows while they are in cache. The product is panel_gemm when wt
+ * is given, else one single-threaded BLAS call (row-major y = in W^T is the
+ * column-major y^T = W in^T, so the operands are swapped, never copied).
  * buf: 2 * (r1 - r0) * wmax elements. */
 static void S(chain_block)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dims,
-                           const T *const *w, const T *const *wt, const ptrdiff_t *ldt,
+                           const T *const *w, const T *const *wt,
                            const T *const *b, const int *act, const double *alpha,
                            const double *beta, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t wmax,
                            const T *x, T *out, T *buf)
@@ -19,7 +32,7 @@ static void S(chain_block)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *
         int k = (int)dims[l], n = (int)dims[l + 1];
         T *y = l == nlayers - 1 ? out + r0 * n : buf + (l % 2) * m * wmax;
         if (wt) {
-            S(tiled_gemm)(m, n, k, in, k, wt[l], (fnn_rows){1, 1, ldt[l], 0, 0}, y, n);
+            S(panel_gemm)(m, 0, n, k, in, wt[l], y, n);
         } else {
             char tw = 'T', tx = 'N';
             T one = 1, zero = 0;
@@ -59,7 +72,7 @@ static FNN_CLONES void S(gemv_rows)(ptrdiff_t c, ptrdiff_t k, const T *w, const 
 /* One layer of a few rows, cut into blocks of `len` output features (team.h jobs). */
 struct S(cols_job) {
     S(fnn_blas_gemm) gemm;
-    ptrdiff_t rows, k, n, len, ldt;
+    ptrdiff_t rows, k, n, len;
     const T *w, *wt, *b, *in;
     T *y;
     int act;
@@ -77,8 +90,7 @@ static void S(cols_block)(ptrdiff_t blk, void *arg)
     if (J->rows == 1) {
         S(gemv_rows)(c, J->k, J->w + j0 * J->k, J->in, J->y + j0);
     } else if (J->wt) {
-        S(tiled_gemm)(J->rows, c, J->k, J->in, J->k, J->wt + j0, (fnn_rows){1, 1, J->ldt, 0, 0},
-                      J->y + j0, J->n);
+        S(panel_gemm)(J->rows, j0, c, J->k, J->in, J->wt, J->y, J->n);
     } else {
         int ic = (int)c, m = (int)J->rows, ik = (int)J->k, in_ = (int)J->n;
         char tw = 'T', tx = 'N';
@@ -92,7 +104,7 @@ static void S(cols_block)(ptrdiff_t blk, void *arg)
 }
 
 void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dims,
-                        const T *const *w, const T *const *wt, const ptrdiff_t *ldt,
+                        const T *const *w, const T *const *wt,
                         const T *const *b, const int *act,
                         const double *alpha, const double *beta, ptrdiff_t rows,
                         const T *x, T *out, T *buf)
@@ -113,7 +125,7 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
 #pragma omp for schedule(dynamic, 1)
             for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
                 ptrdiff_t r0 = blk * len, r1 = r0 + len < rows ? r0 + len : rows;
-                S(chain_block)(gemm, nlayers, dims, w, wt, ldt, b, act, alpha, beta, r0, r1,
+                S(chain_block)(gemm, nlayers, dims, w, wt, b, act, alpha, beta, r0, r1,
                                wmax, x, out, mine);
             }
         }
@@ -125,7 +137,7 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
         ptrdiff_t k = dims[l], n = dims[l + 1];
         int tiles = wt && rows >= FNN_DENSE_CHAIN_TILE_ROWS;
         struct S(cols_job) J = {gemm, rows, k, n, fnn_infer_col_block(rows, n, k),
-                                tiles ? ldt[l] : 0, w[l], tiles ? wt[l] : NULL, b[l], in,
+                                w[l], tiles ? wt[l] : NULL, b[l], in,
                                 l == nlayers - 1 ? out : buf + (l % 2) * rows * wmax,
                                 act[l], (T)alpha[l], (T)beta[l]};
         ptrdiff_t nblocks = (n + J.len - 1) / J.len;
@@ -135,5 +147,6 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
     }
 }
 
+#undef FNN_PANEL
 #undef FNN_TILES
 #undef FNN_VL
