@@ -98,6 +98,8 @@ CASES = [  # N, C, H, W, K, groups, kernel, stride, padding, dilation
     (2, 2, 6, 7, 6, 2, (1, 1), (2, 2), (0, 0), (1, 1)),  # 1x1, channel multiplier 3
     (2, 1, 1, 11, 3, 1, (1, 4), (1, 3), (0, 2), (1, 2)),  # 1-D
     (1, 3, 4, 4, 2, 1, (4, 4), (1, 1), (0, 0), (1, 1)),  # kernel = input
+    (2, 4, 7, 9, 16, 2, (3, 3), (2, 1), (1, 1), (1, 1)),  # groups of 8 output channels
+    (3, 5, 6, 11, 20, 1, (2, 3), (1, 2), (1, 0), (1, 2)),  # K = 20: a partial vector
 ]
 
 
@@ -172,19 +174,22 @@ def test_conv_float32_many_chunks_and_no_bias():
     assert gb is None
 
 
-def test_conv_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_results_do_not_depend_on_thread_count(stride):
     from fastnn import threads
 
     x = RNG.standard_normal((64, 8, 12, 12)).astype(np.float32)
-    w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
-    b = RNG.standard_normal(16).astype(np.float32)
-    gy = RNG.standard_normal((64, 16, 12, 12))
+    w = RNG.standard_normal((24, 8, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(24).astype(np.float32)
+    ho = out_size(12, 3, stride, 1, 1)
+    gy = RNG.standard_normal((64, 24, ho, ho))
+    s = (stride, stride)
     before = threads.get_num_threads()
     try:
         outs = []
         for nt in (1, 2, 3):
             threads.set_num_threads(nt)
-            outs.append(run_conv(x, w, b, RELU, (1, 1), (1, 1), (1, 1), 1, gy))
+            outs.append(run_conv(x, w, b, RELU, s, (1, 1), (1, 1), 1, gy))
     finally:
         threads.set_num_threads(before)
     for other in outs[1:]:

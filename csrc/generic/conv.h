@@ -54,9 +54,10 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (cnt, C kh kw, ld) of samples x[0 .. cnt): one row (channel, tap) per task, for
- * every sample (the tap's range computed once). */
-static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld, T *col)
+/* col (cnt, C kh kw, ld) of samples x[0 .. cnt), samples ss apart: one row (channel,
+ * tap) per task, for every sample (the tap's range computed once). */
+static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld,
+                      ptrdiff_t ss, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, rows = g->C * kk, plane = g->H * g->W;
     FNN_PARALLEL_SPLIT(rows, cnt * rows * ld, lo, hi,
@@ -65,15 +66,16 @@ static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff
                            struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
                            for (ptrdiff_t j = 0; j < cnt; j++)
                                S(im2col_row)(g, t, x + (j * g->C + c) * plane, ld,
-                                             col + (j * rows + r) * ld);
+                                             col + j * ss + r * ld);
                        });
 }
 
-/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld)): each channel by one thread, its taps'
- * ranges computed once, samples and taps in order. */
-static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld, T *gx)
+/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld), samples ss apart): each channel by one
+ * thread, its taps' ranges computed once, samples and taps in order. */
+static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld,
+                      ptrdiff_t ss, T *gx)
 {
-    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W, rows = g->C * kk;
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
     FNN_PARALLEL_SPLIT(g->C, cnt * g->C * (plane + kk * ld), lo, hi,
                        for (ptrdiff_t c = lo; c < hi; c++) {
                            for (ptrdiff_t j = 0; j < cnt; j++)
@@ -81,7 +83,7 @@ static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdi
                            for (ptrdiff_t k = 0; k < kk; k++) {
                                struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
                                for (ptrdiff_t j = 0; j < cnt; j++)
-                                   S(col2im_row)(g, t, col + (j * rows + c * kk + k) * ld,
+                                   S(col2im_row)(g, t, col + j * ss + (c * kk + k) * ld,
                                                  gx + (j * g->C + c) * plane);
                            }
                        });
@@ -403,6 +405,34 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
                        });
 }
 
+#include "conv_wgrad.h"
+
+/* gw += the weight gradient of a chunk (generic/conv_wgrad.h): gz (cnt, K, ld), its
+ * planes the rows of m, packed into gzt, then the tiles of every group. xs: the chunk's
+ * input padded to hp x wp planes (or not padded, read in place), samples sa apart. */
+static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const T *xs,
+                          ptrdiff_t sa, ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cnt,
+                          const T *gz, struct S(rowmap) m, T *gzt, T *gw)
+{
+    ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
+    ptrdiff_t Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp;
+    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * g->K * hw, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t j = t / Ho, oh = t % Ho;
+                           S(gz_pack_row)(gz + j * g->K * pl->ld, g->K, pl->ld, oh * m.stride,
+                                          Wo, kp, gzt + (j * hw + oh * Wo) * kp);
+                       });
+    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw, kp,
+                         cnt, Ho, Wo};
+    ptrdiff_t tasks = S(wgrad_tasks)(ckk, (Kg + FNN_VL - 1) / FNN_VL);
+    FNN_PARALLEL_SPLIT(G * tasks, cnt * g->K * hw * ckk, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t q = t / tasks;
+                           S(wgrad_task)(&w, t % tasks, ckk, Kg, xs + q * Cg * hp * wp,
+                                         gzt + q * Kg, gw + q * Kg * ckk);
+                       });
+}
+
 void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias,
                          int act, T alpha, T beta, T *z, T *y, T *scratch)
 {
@@ -419,7 +449,7 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
             S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W, g->ph,
                          g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
         else
-            S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+            S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, pl.r1, r1);
         FNN_PARALLEL_SPLIT(cnt * G * blocks, cnt * out_sample * Cg * g->kh * g->kw, lo, hi,
                            for (ptrdiff_t t = lo; t < hi; t++) {
                                ptrdiff_t j = t / (G * blocks), q = t / blocks % G;
@@ -463,7 +493,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
     ptrdiff_t rblocks = (Kg + 3) / 4, cblocks = (ckk + FNN_DOT_MAXQ - 1) / FNN_DOT_MAXQ;
     T *r1 = scratch, *gz = r1 + pl.nb * pl.r1, *r3 = gz + pl.nb * pl.r2;
-    T *wt = r3 + pl.nb * pl.r3;
+    T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4;
     ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
     if (gx) {
@@ -486,12 +516,19 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
         ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb, o = n0 * out_sample;
         S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o, cnt,
                          m, pl.ld, gz, gbias ? bsum : NULL);
-        if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ outputs by one thread */
+        if (gw && pl.wgrad) { /* dL/dw += gz b^T: the windows of x, padded if need be */
+            int pad = g->ph || g->pw;
+            if (pad)
+                S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
+                             g->ph, g->pw, pl.r1, 0, r1);
+            S(conv_wgrad)(g, &pl, pad ? r1 : x + n0 * in_sample, pad ? pl.r1 : in_sample,
+                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, gz, m, r4, gw);
+        } else if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ by one thread */
             if (pl.direct)
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
                              g->ph, g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
             else
-                S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+                S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, pl.r1, r1);
             FNN_PARALLEL_SPLIT(G * rblocks * cblocks, cnt * out_sample * ckk, lo, hi,
                                for (ptrdiff_t t = lo; t < hi; t++) {
                                    ptrdiff_t q = t / (rblocks * cblocks);
@@ -532,10 +569,10 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                                                                               : FNN_CONV_TASK_COLS,
                                                  Kg, wt + q * ckk * Kg, Kg,
                                                  gz + (j * g->K + q * Kg) * pl.ld + j0, gr,
-                                                 r1 + (j * g->C * kk + q * ckk) * pl.ld + j0,
+                                                 r1 + j * pl.r1 + q * ckk * pl.ld + j0,
                                                  pl.ld);
                                });
-            S(col2im)(g, r1, cnt, pl.ld, gx + n0 * in_sample);
+            S(col2im)(g, r1, cnt, pl.ld, pl.r1, gx + n0 * in_sample);
         }
     }
     if (gbias)
@@ -546,4 +583,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_DOT_COLS
 #undef FNN_DOT_MAXQ
 #undef FNN_TILES
+#undef FNN_WGRAD_TILES
+#undef FNN_WGRAD_MAXMB
+#undef FNN_WGRAD_MAXNV
 #undef FNN_VL

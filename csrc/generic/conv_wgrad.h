@@ -1,0 +1,127 @@
+/* Generic body, included by generic/conv.h: the weight gradient of a convolution as a
+ * register-tiled product.
+ *
+ * dL/dw (K, C kh kw) = sum over samples and output pixels of dL/dz (K, pixel) times the
+ * input's window (C kh kw, pixel). Computed transposed, dL/dw^T = windows gz^T, it is a
+ * product whose long axis (the pixels) is the summed one and whose result is small:
+ * the tiles keep a block of dL/dw^T (up to 8 rows of C kh kw by up to 4 vectors of K)
+ * in registers for the whole chunk, broadcast one input value per row and pixel, and
+ * read dL/dz as gz^T, the pixels' K values side by side (packed once per chunk). The
+ * input is read in place: each row (c, ki, kj) of the windows is the padded input
+ * from that tap's offset, pixel (oh, ow) at oh sh Wp + ow sw, so strided convolutions
+ * need no im2col columns here. Every element of dL/dw is one accumulator summed in
+ * pixel order, samples in order: the result does not depend on the thread count. */
+
+/* One chunk's weight-gradient product: the windows' row p starts at x + offset(p)
+ * (sample s at + s sa), pixel (oh, ow) of a row at + oh ra + ow ca; gz^T (cnt, Ho Wo,
+ * ldb) holds dL/dz with K side by side (zeros past K). */
+struct S(wgrad) {
+    fnn_rows rows;
+    ptrdiff_t sa, ra, ca, ldb, cnt, Ho, Wo;
+};
+
+/* c[i][0 .. NV VL) = sum over the chunk's pixels of a_i(pixel) b(pixel)[0 .. NV VL),
+ * i < MB: a_i the windows' rows (pointers at sample 0, pixel 0), b gz^T from its
+ * vector column. */
+#define FNN_WGRAD_TILE(MB, NV)                                                                \
+    static inline __attribute__((always_inline)) void S(wgrad_tile_##MB##_##NV)(             \
+        const struct S(wgrad) *w, const T *const *a, const T *b, T *c)                        \
+    {                                                                                         \
+        S(vec) acc[MB][NV];                                                                   \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
+        ptrdiff_t Ho = w->Ho, Wo = w->Wo, ra = w->ra, ca = w->ca, ldb = w->ldb;               \
+        for (ptrdiff_t s = 0; s < w->cnt; s++)                                                \
+            for (ptrdiff_t oh = 0; oh < Ho; oh++) {                                           \
+                const T *ar[MB];                                                              \
+                for (int i = 0; i < MB; i++) ar[i] = a[i] + s * w->sa + oh * ra;              \
+                const T *br = b + (s * Ho + oh) * Wo * ldb;                                   \
+                for (ptrdiff_t ow = 0, o = 0; ow < Wo; ow++, o += ca, br += ldb) {            \
+                    S(vec) bv[NV];                                                            \
+                    for (int v = 0; v < NV; v++) bv[v] = *(const S(vec) *)(br + v * FNN_VL);  \
+                    for (int i = 0; i < MB; i++) {                                            \
+                        T av = ar[i][o];                                                      \
+                        for (int v = 0; v < NV; v++) acc[i][v] += av * bv[v];                 \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) *(S(vec) *)(c + (i * NV + v) * FNN_VL) = acc[i][v];  \
+    }
+
+/* Rows per tile for NV vectors: as many accumulators as 16 vector registers hold next
+ * to the NV vectors of b and one broadcast. */
+#define FNN_WGRAD_TILES(X) X(8, 1) X(6, 2) X(4, 3) X(3, 4)
+FNN_WGRAD_TILES(FNN_WGRAD_TILE)
+#undef FNN_WGRAD_TILE
+#define FNN_WGRAD_MAXMB 8
+#define FNN_WGRAD_MAXNV 4
+
+/* The vectors of b a tile takes at column vector v0 of nvt (4s and 3s, then the rest),
+ * and the rows it takes with them. */
+static inline ptrdiff_t S(wgrad_nv)(ptrdiff_t v0, ptrdiff_t nvt)
+{
+    ptrdiff_t rem = nvt - v0;
+    return rem <= FNN_WGRAD_MAXNV ? rem : rem % 4 == 0 ? 4 : 3;
+}
+
+static inline ptrdiff_t S(wgrad_mb)(ptrdiff_t nv)
+{
+    return nv == 1 ? 8 : nv == 2 ? 6 : nv == 3 ? 4 : 3;
+}
+
+/* Tiles of the chunk's product per group: per vector column block, its row blocks. */
+static ptrdiff_t S(wgrad_tasks)(ptrdiff_t ckk, ptrdiff_t nvt)
+{
+    ptrdiff_t n = 0;
+    for (ptrdiff_t v0 = 0; v0 < nvt; v0 += S(wgrad_nv)(v0, nvt)) {
+        ptrdiff_t mb = S(wgrad_mb)(S(wgrad_nv)(v0, nvt));
+        n += (ckk + mb - 1) / mb;
+    }
+    return n;
+}
+
+/* Tile t of group q: rows [i0, i0 + mb) of dL/dw^T against the vector block at v0,
+ * added into gw (Kg rows of ckk for the group, K columns from k0). Rows past the last
+ * are computed on a copy of it and dropped. */
+static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrdiff_t ckk,
+                                     ptrdiff_t Kg, const T *x, const T *gzt, T *gw)
+{
+    ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, v0 = 0, nv, mb;
+    for (;; v0 += nv) { /* find the tile's vector block */
+        nv = S(wgrad_nv)(v0, nvt);
+        mb = S(wgrad_mb)(nv);
+        ptrdiff_t blocks = (ckk + mb - 1) / mb;
+        if (t < blocks) break;
+        t -= blocks;
+    }
+    ptrdiff_t i0 = t * mb, rows = ckk - i0 < mb ? ckk - i0 : mb;
+    const T *a[FNN_WGRAD_MAXMB];
+    for (ptrdiff_t i = 0; i < mb; i++)
+        a[i] = x + fnn_row_offset(&w->rows, i0 + (i < rows ? i : rows - 1));
+    T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL];
+    const T *b = gzt + v0 * FNN_VL;
+    switch (nv) {
+#define FNN_CASE(MB, NV)                             \
+    case NV:                                         \
+        S(wgrad_tile_##MB##_##NV)(w, a, b, c);       \
+        break;
+        FNN_WGRAD_TILES(FNN_CASE)
+#undef FNN_CASE
+    }
+    ptrdiff_t k0 = v0 * FNN_VL, kn = Kg - k0 < nv * FNN_VL ? Kg - k0 : nv * FNN_VL;
+    for (ptrdiff_t i = 0; i < rows; i++)
+        for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nv * FNN_VL + k];
+}
+
+/* gzt (cnt, Ho Wo, ldb) = gz (cnt, K, ld) transposed, its planes read as the rows of m;
+ * columns K .. ldb are zero. One (sample, output row) per task. */
+static FNN_CLONES void S(gz_pack_row)(const T *gz, ptrdiff_t K, ptrdiff_t ld, ptrdiff_t off,
+                                      ptrdiff_t Wo, ptrdiff_t ldb, T *dst)
+{
+    for (ptrdiff_t ow = 0; ow < Wo; ow++) {
+        T *d = dst + ow * ldb;
+        for (ptrdiff_t k = 0; k < K; k++) d[k] = gz[k * ld + off + ow];
+        for (ptrdiff_t k = K; k < ldb; k++) d[k] = 0;
+    }
+}
