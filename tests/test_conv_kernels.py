@@ -141,11 +141,13 @@ def random_geometries(count, seed):
 
 
 @pytest.mark.parametrize("case", list(random_geometries(60, 7)))
-def test_conv_random_geometries_match_numpy(case):
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_random_geometries_match_numpy(case, bias):
+    # without a bias gradient, dL/dz and its transpose come from one fused pass
     n, c, h, w_, k, g, ks, s, p, d = case
     x = RNG.standard_normal((n, c, h, w_))
     w = RNG.standard_normal((k, c // g, *ks))
-    b = RNG.standard_normal(k)
+    b = RNG.standard_normal(k) if bias else None
     zr = conv_ref(x, w, b, s, p, d, g)
     gy = RNG.standard_normal(zr.shape)
     y, z, gx, gw, gb = run_conv(x, w, b, RELU, s, p, d, g, gy)
@@ -153,7 +155,27 @@ def test_conv_random_geometries_match_numpy(case):
     gxr, gwr, gbr = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, g)
     np.testing.assert_allclose(gx, gxr, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
+    else:
+        assert gb is None
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_weight_gradient_alone_matches_numpy(stride):
+    # no input gradient (a network's first layer): dL/dz is only packed for the tiles
+    r = np.random.default_rng(stride)
+    x = r.standard_normal((3, 5, 9, 11))
+    w = r.standard_normal((12, 5, 3, 3))
+    s, p, d = (stride, stride), (1, 1), (1, 1)
+    gy = r.standard_normal(conv_ref(x, w, None, s, p, d, 1).shape)
+    z, y = np.empty_like(gy), np.empty_like(gy)
+    scratch = np.empty(K.conv_scratch_size(x.shape, w.shape, s, p, d, 1))
+    K.conv_forward(x, w, None, RELU, 0.0, 0.0, z, y, scratch, s, p, d, 1)
+    gw = np.zeros_like(w)
+    K.conv_backward(x, w, RELU, 0.0, 0.0, z, y, gy, gw, None, None, scratch, None, s, p, d, 1)
+    _, gwr, _ = conv_grads_ref(x, w, gy * (z > 0), s, p, d, 1)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_float32_many_chunks_and_no_bias():

@@ -407,23 +407,40 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 
 #include "conv_wgrad.h"
 
-/* gw += the weight gradient of a chunk (generic/conv_wgrad.h): gz (cnt, K, ld), its
- * planes the rows of m, packed into gzt, then the tiles of every group. xs: the chunk's
- * input padded to hp x wp planes (or not padded, read in place), samples sa apart. */
+/* gz^T (cnt, Ho Wo, kp) of backward's dL/dz, one (sample, output row) per task: from gz
+ * (cnt, K, ld; its planes the rows of m) or, fused (gz_row_t), from gy itself, writing gz
+ * too when `keep` (the input gradient reads it). */
+static void S(conv_gz_t)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fused, int act,
+                         T a, T b, const T *z, const T *y, const T *gy, ptrdiff_t cnt,
+                         struct S(rowmap) m, int keep, T *gz, T *gzt)
+{
+    ptrdiff_t K = g->K, Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp, ld = pl->ld;
+    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * K * hw, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t j = t / Ho, oh = t % Ho, o = j * K * hw + oh * Wo;
+                           T *row = gz + j * K * ld + oh * m.stride;
+                           T *dst = gzt + (j * hw + oh * Wo) * kp;
+                           if (!fused)
+                               S(gz_pack_row)(row, K, ld, Wo, kp, dst);
+                           else
+                               S(gz_row_t)(act, a, b, K, hw, Wo, z ? z + o : NULL,
+                                           y ? y + o : NULL, gy + o, keep ? row : NULL, ld,
+                                           (oh + 1 < Ho ? m.stride : ld - oh * m.stride) - Wo,
+                                           dst, kp);
+                       });
+}
+
+/* gw += the weight gradient of a chunk (generic/conv_wgrad.h) from gzt (cnt, Ho Wo,
+ * kp): the tiles of every group. xs: the chunk's input padded to hp x wp planes (or not
+ * padded, read in place), samples sa apart. */
 static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const T *xs,
                           ptrdiff_t sa, ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cnt,
-                          const T *gz, struct S(rowmap) m, T *gzt, T *gw)
+                          const T *gzt, T *gw)
 {
     ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
-    ptrdiff_t Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp;
-    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * g->K * hw, lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t j = t / Ho, oh = t % Ho;
-                           S(gz_pack_row)(gz + j * g->K * pl->ld, g->K, pl->ld, oh * m.stride,
-                                          Wo, kp, gzt + (j * hw + oh * Wo) * kp);
-                       });
-    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw, kp,
-                         cnt, Ho, Wo};
+    ptrdiff_t hw = g->Ho * g->Wo;
+    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw,
+                         pl->kp, cnt, g->Ho, g->Wo};
     ptrdiff_t tasks = S(wgrad_tasks)(ckk, (Kg + FNN_VL - 1) / FNN_VL);
     FNN_PARALLEL_SPLIT(G * tasks, cnt * g->K * hw * ckk, lo, hi,
                        for (ptrdiff_t t = lo; t < hi; t++) {
@@ -514,15 +531,22 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
         for (ptrdiff_t c = 0; c < g->K; c++) bsum[c] = 0;
     for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
         ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb, o = n0 * out_sample;
-        S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o, cnt,
-                         m, pl.ld, gz, gbias ? bsum : NULL);
+        /* dL/dz: its transpose too for the weight-gradient tiles, in the same pass
+         * unless the bias sums are wanted */
+        int fused = gw && pl.wgrad && !gbias;
+        if (!fused)
+            S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o,
+                             cnt, m, pl.ld, gz, gbias ? bsum : NULL);
+        if (gw && pl.wgrad)
+            S(conv_gz_t)(g, &pl, fused, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL,
+                         gy + o, cnt, m, gx != NULL, gz, r4);
         if (gw && pl.wgrad) { /* dL/dw += gz b^T: the windows of x, padded if need be */
             int pad = g->ph || g->pw;
             if (pad)
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
                              g->ph, g->pw, pl.r1, 0, r1);
             S(conv_wgrad)(g, &pl, pad ? r1 : x + n0 * in_sample, pad ? pl.r1 : in_sample,
-                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, gz, m, r4, gw);
+                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, r4, gw);
         } else if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ by one thread */
             if (pl.direct)
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
@@ -586,4 +610,5 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_WGRAD_TILES
 #undef FNN_WGRAD_MAXMB
 #undef FNN_WGRAD_MAXNV
+#undef FNN_GZ_SPAN
 #undef FNN_VL

@@ -114,14 +114,42 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
         for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nv * FNN_VL + k];
 }
 
-/* gzt (cnt, Ho Wo, ldb) = gz (cnt, K, ld) transposed, its planes read as the rows of m;
- * columns K .. ldb are zero. One (sample, output row) per task. */
-static FNN_CLONES void S(gz_pack_row)(const T *gz, ptrdiff_t K, ptrdiff_t ld, ptrdiff_t off,
-                                      ptrdiff_t Wo, ptrdiff_t ldb, T *dst)
+/* Row dst (Wo rows of ldb) of gz^T = the rows src (K channels ld apart) transposed,
+ * columns K .. ldb zero. */
+static FNN_CLONES void S(gz_pack_row)(const T *src, ptrdiff_t K, ptrdiff_t ld, ptrdiff_t Wo,
+                                      ptrdiff_t ldb, T *dst)
 {
     for (ptrdiff_t ow = 0; ow < Wo; ow++) {
         T *d = dst + ow * ldb;
-        for (ptrdiff_t k = 0; k < K; k++) d[k] = gz[k * ld + off + ow];
+        for (ptrdiff_t k = 0; k < K; k++) d[k] = src[k * ld + ow];
         for (ptrdiff_t k = K; k < ldb; k++) d[k] = 0;
     }
+}
+
+/* Values of a row per pass of gz_row_t. */
+#define FNN_GZ_SPAN 256
+
+/* Backward's dL/dz = gy act'(z, y) of one output row of one sample, K channels (z, y, gy
+ * at the row of channel 0, planes hw apart), written transposed as Wo rows of gz^T
+ * (ldb apart, columns K .. ldb zero) and, unless gz is NULL, as rows of gz (K planes ld
+ * apart, the row at gz, zeros after it for `zeros` values): the pass of conv_prologue
+ * and the packing of gz^T in one, where no bias gradient is wanted. */
+static FNN_CLONES void S(gz_row_t)(int act, T a, T b, ptrdiff_t K, ptrdiff_t hw, ptrdiff_t Wo,
+                                   const T *z, const T *y, const T *gy, T *gz, ptrdiff_t ld,
+                                   ptrdiff_t zeros, T *gzt, ptrdiff_t ldb)
+{
+    T tmp[FNN_GZ_SPAN];
+    for (ptrdiff_t ow0 = 0; ow0 < Wo; ow0 += FNN_GZ_SPAN) {
+        ptrdiff_t n = Wo - ow0 < FNN_GZ_SPAN ? Wo - ow0 : FNN_GZ_SPAN;
+        for (ptrdiff_t c = 0; c < K; c++) {
+            ptrdiff_t o = c * hw + ow0;
+            T *v = gz ? gz + c * ld + ow0 : tmp, *t = gzt + ow0 * ldb + c;
+            S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, v);
+            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = v[k];
+        }
+        for (ptrdiff_t ow = ow0; ow < ow0 + n; ow++)
+            for (ptrdiff_t k = K; k < ldb; k++) gzt[ow * ldb + k] = 0;
+    }
+    if (gz)
+        for (ptrdiff_t c = 0; c < K; c++) memset(gz + c * ld + Wo, 0, (size_t)zeros * sizeof(T));
 }
