@@ -63,11 +63,14 @@ enum fnn_loss {
  * alone determines it (then the input need not be kept for the backward pass). */
 int fnn_act_needs_input(int act);
 
-/* Thread count used by every parallel region; set from Python (set_num_threads). */
+/* The thread count the user set (set_num_threads), and the count every parallel region
+ * uses now (fnn_num_threads): at most the former, fewer while other processes keep
+ * cores busy (fastnn.threads adjusts it with fnn_use_threads). */
 void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
+void fnn_use_threads(int n);
 extern int fnn_num_threads;
-/* Run one empty parallel region of fnn_num_threads threads, which creates the OpenMP
+/* Run one empty parallel region of fnn_get_num_threads() threads, which creates the OpenMP
  * team now (runtime.c): libgomp ends the process when it cannot create a thread, so
  * fastnn checks the address space for their stacks first and then starts them here. */
 void fnn_start_team(void);

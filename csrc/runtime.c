@@ -7,14 +7,17 @@
 
 int fnn_num_threads = 1;
 int fnn_gemm_blocks = 1;
+static int max_threads = 1;
 
-void fnn_set_num_threads(int n) { fnn_num_threads = n < 1 ? 1 : n; }
+void fnn_set_num_threads(int n) { max_threads = fnn_num_threads = n < 1 ? 1 : n; }
 
-int fnn_get_num_threads(void) { return fnn_num_threads; }
+int fnn_get_num_threads(void) { return max_threads; }
+
+void fnn_use_threads(int n) { fnn_num_threads = n < 1 ? 1 : n > max_threads ? max_threads : n; }
 
 void fnn_start_team(void)
 {
-    int n = fnn_num_threads;
+    int n = max_threads;
 #pragma omp parallel num_threads(n)
     {
         (void)n;

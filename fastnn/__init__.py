@@ -38,7 +38,7 @@ from .module import Context, Layer, Module, Parameter  # noqa: E402
 from .sequential import Sequential  # noqa: E402
 from .store import ParameterStore  # noqa: E402
 from .rng import seed  # noqa: E402
-from .threads import get_num_threads, set_num_threads  # noqa: E402
+from .threads import get_num_threads, set_dynamic_threads, set_num_threads  # noqa: E402
 from .trainer import History, Trainer  # noqa: E402
 
 __all__ = _layer_names + [
@@ -66,5 +66,6 @@ __all__ = _layer_names + [
     "save",
     "schedules",
     "seed",
+    "set_dynamic_threads",
     "set_num_threads",
 ]

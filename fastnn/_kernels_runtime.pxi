@@ -7,6 +7,8 @@ cdef extern from "binding.h" nogil:
     int FNN_ACT_COUNT
     void fnn_set_num_threads(int n)
     int fnn_get_num_threads()
+    void fnn_use_threads(int n)
+    int fnn_num_threads
     void fnn_start_team()
     void fnn_set_gemm_blocks(int n)
     void fnn_set_blas_thread_hooks(void *get, void *set)
@@ -32,7 +34,18 @@ def set_num_threads(int n):
 
 
 def get_num_threads():
+    """The thread count set by set_num_threads."""
     return fnn_get_num_threads()
+
+
+def use_threads(int n):
+    """Run the next parallel regions on n threads, clamped to [1, get_num_threads()]."""
+    fnn_use_threads(n)
+
+
+def threads_in_use():
+    """The thread count parallel regions use now."""
+    return fnn_num_threads
 
 
 def start_team():

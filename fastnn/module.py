@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from . import _kernels, state_version
+from .threads import governor
 from .batching import as_inputs
 from .context import Context
 from .parameter import Parameter
@@ -332,6 +333,7 @@ class Module:
         arrays. Every module's train/eval mode is restored afterwards. A model that
         fastnn.inference compiles runs its compiled evaluation forward instead (batch
         norm folded into the Dense weights; the same outputs to round-off)."""
+        governor.poll()
         compiled = compiled_predictor[0]
         if compiled is not None:
             predictor = compiled(self)
@@ -353,6 +355,7 @@ class Module:
         try:
             outs = None
             for start in range(0, n, batch_size):
+                governor.poll()
                 xb = [x[start : start + batch_size] for x in inputs]
                 yb = self._forward(ctx, xb[0] if single else xb)
                 ys = yb if isinstance(yb, (list, tuple)) else [yb]

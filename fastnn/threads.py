@@ -13,11 +13,22 @@ GOMP_SPINCOUNT to SPIN_COUNT (tens of microseconds: long enough to bridge the ga
 between the kernels of a step, short enough to hand the core over when the wait is a
 preemption) unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, which win.
 `fastnn bench --contention` measures the result against libgomp's stock settings and
-PyTorch."""
+PyTorch.
+
+How many threads work is adjusted while fastnn runs (`ThreadGovernor`): a team of as
+many threads as cores, sharing them with one other busy process, waits at every
+barrier for whichever member was preempted, and a small-batch step kept a fifth of its
+idle speed. Every ~0.1 s the training step and `predict` look at how much CPU other
+processes used on this process's cores (Linux /proc/stat) and run on the cores they
+leave free, never more than `set_num_threads` asked for. Results do not depend on the
+count (see set_num_threads), so the adjustment changes speed only.
+`set_dynamic_threads(False)` or FASTNN_DYNAMIC_THREADS=0 turns it off."""
 
 import ctypes
 import itertools
+import math
 import os
+import time
 
 # Spin iterations of an OpenMP thread waiting for work or for its team before it sleeps.
 SPIN_COUNT = 10000
@@ -45,8 +56,88 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The thread count fastnn's kernels use."""
+    """The thread count set by set_num_threads (the most fastnn's kernels use)."""
     return _kernels.get_num_threads()
+
+
+def threads_in_use():
+    """The thread count fastnn's kernels use now: get_num_threads(), or fewer while
+    other processes keep this process's cores busy (see set_dynamic_threads)."""
+    return _kernels.threads_in_use()
+
+
+def set_dynamic_threads(enabled):
+    """Let fastnn run on fewer than get_num_threads() threads while other processes
+    keep cores busy (the default; FASTNN_DYNAMIC_THREADS=0 in the environment turns it
+    off at start-up). Turning it off goes back to get_num_threads() threads now."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_dynamic_threads: enabled must be True or False, got {enabled!r}")
+    governor.enabled = enabled and governor.available
+    if not governor.enabled:
+        _kernels.use_threads(_kernels.get_num_threads())
+
+
+def get_dynamic_threads():
+    """Whether the thread count follows the load of other processes."""
+    return governor.enabled
+
+
+class ThreadGovernor:
+    """Sizes the team to the cores other processes leave free.
+
+    `poll()` is cheap enough for every step (a clock read); at most every `interval`
+    seconds it reads the busy time of this process's cores from /proc/stat, takes
+    away this process's own CPU time, and runs the next kernels on
+    round(cores - other processes' busy cores) threads, at least 1 and at most
+    get_num_threads(). Counting only other processes' time keeps the decision stable:
+    our own threads, spinning or working, never look like load."""
+
+    interval = 0.1
+
+    def __init__(self, stat_path="/proc/stat", clock=time.monotonic, cpu_time=time.process_time):
+        self.stat_path, self.clock, self.cpu_time = stat_path, clock, cpu_time
+        try:
+            self.cpus = sorted(os.sched_getaffinity(0))
+            self.available = self._busy_seconds() is not None
+        except (AttributeError, OSError):  # not Linux
+            self.cpus, self.available = [], False
+        self.enabled = self.available and os.environ.get("FASTNN_DYNAMIC_THREADS", "1") != "0"
+        self._last = None
+
+    def poll(self):
+        """Adjust the thread count if `interval` has passed since the last look."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        last = self._last
+        if last is not None and now - last[0] < self.interval:
+            return
+        busy, own = self._busy_seconds(), self.cpu_time()
+        self._last = (now, busy, own)
+        if last is None or busy is None:
+            return
+        elapsed = now - last[0]
+        other = max(0.0, (busy - last[1]) - (own - last[2])) / elapsed
+        _kernels.use_threads(math.floor(len(self.cpus) - other + 0.5))
+
+    def _busy_seconds(self):
+        """CPU seconds this process's cores spent busy (not idle or waiting for I/O)
+        since boot, or None when /proc/stat cannot be read."""
+        cpus = {f"cpu{c}" for c in self.cpus}
+        ticks = 0
+        try:
+            with open(self.stat_path) as f:
+                for line in f:
+                    if not line.startswith("cpu"):
+                        break
+                    fields = line.split()
+                    if fields[0] in cpus:
+                        # user nice system idle iowait irq softirq steal (guest is in user)
+                        v = [int(x) for x in fields[1:9]]
+                        ticks += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        except (OSError, ValueError, IndexError):
+            return None
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def openmp_settings():
@@ -115,3 +206,4 @@ def _machine_threads():
 _kernels.set_gemm_blocks(_machine_threads())
 _kernels.set_num_threads(_default_threads())
 _single_threaded_blas()
+governor = ThreadGovernor()

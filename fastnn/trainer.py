@@ -21,6 +21,7 @@ from .losses import BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss, check_labels
 from .module import Context
 from .optim import clip_grad_norm_
 from .schedules import BatchSizeSchedule
+from .threads import governor
 from .validation import check_finite, plain, positive_int
 
 # Losses on class labels (the others take float targets).
@@ -179,6 +180,7 @@ class Trainer:
         """One update; (loss, model output, pre-clip gradient norm or None). With a
         non-finite loss the callbacks decide, before anything is updated. wb: the
         batch's per-sample weights (or None)."""
+        governor.poll()
         model, opt, store = self.model, self.optimizer, self._parameter_store()
         store.zero_grad()
         out = model._forward(self._ctx, xb)

@@ -26,6 +26,10 @@ settings.register_profile("ci", derandomize=True, max_examples=100, deadline=Non
 settings.register_profile("explore", derandomize=False, max_examples=1000, deadline=None)
 settings.load_profile("ci")
 
+# Tests that ask for 2 threads get 2, however busy the machine running them is: the
+# thread governor (tests/test_threads_contention.py tests it) stays off.
+fastnn.set_dynamic_threads(False)
+
 # Tolerances for results that are not bit-exact: a few float32 ulps, and ~1e-10
 # relative in float64 (kernels against NumPy references written in the tests).
 TOLERANCES = {

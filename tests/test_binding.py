@@ -770,6 +770,8 @@ def test_every_kernel_wrapper_is_covered():
         "act_needs_input",
         "set_num_threads",
         "get_num_threads",
+        "use_threads",
+        "threads_in_use",
         "start_team",
         "set_gemm_blocks",
         "set_blas_thread_hooks",

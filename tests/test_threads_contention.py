@@ -100,3 +100,166 @@ def test_the_competitor_is_a_real_busy_process_and_is_stopped():
     assert proc.poll() is None
     comp.set(False)
     assert proc.poll() is not None and comp.proc is None
+
+
+# ------------------------------------------------------------------- the thread governor
+class FakeMachine:
+    """A /proc/stat of two cores and the clocks the governor reads, advanced by hand."""
+
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "stat"
+        self.now, self.own, self.busy = 100.0, 0.0, [0.0, 0.0]
+        self.tck = os.sysconf("SC_CLK_TCK")
+        self.write()
+
+    def write(self):
+        lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+        for c, b in enumerate(self.busy):
+            # user nice system idle iowait irq softirq steal guest guest_nice; the busy
+            # time spread over every busy column, idle and iowait left out
+            t = round(b * self.tck)
+            parts = [t // 6, t // 6, t // 6, 999, 999, t // 6, t // 6, t - 5 * (t // 6), 7, 7]
+            lines.append(f"cpu{c} " + " ".join(map(str, parts)))
+        lines.append("intr 12345")
+        self.path.write_text("\n".join(lines) + "\n")
+
+    def run(self, seconds, own_cores, other_cores):
+        """`seconds` pass with this process using own_cores and others other_cores."""
+        self.now += seconds
+        self.own += own_cores * seconds
+        per_core = (own_cores + other_cores) * seconds / len(self.busy)
+        self.busy = [b + per_core for b in self.busy]
+        self.write()
+
+    def governor(self):
+        from fastnn.threads import ThreadGovernor
+
+        g = ThreadGovernor(str(self.path), clock=lambda: self.now, cpu_time=lambda: self.own)
+        g.cpus, g.enabled = [0, 1], True
+        return g
+
+
+@pytest.fixture
+def two_threads(use_threads):
+    with use_threads(2):
+        yield
+    from fastnn import _kernels
+
+    assert _kernels.threads_in_use() == _kernels.get_num_threads()
+
+
+def test_governor_gives_other_processes_their_cores_and_takes_them_back(tmp_path, two_threads):
+    from fastnn import _kernels
+
+    m = FakeMachine(tmp_path)
+    g = m.governor()
+    g.poll()  # the first look only records
+    assert _kernels.threads_in_use() == 2
+    m.run(0.2, own_cores=1.3, other_cores=0.7)  # a busy process preempts our team
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(0.05, own_cores=1.0, other_cores=2.0)  # too soon to look again
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(0.2, own_cores=1.0, other_cores=1.0)  # still there
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(0.2, own_cores=1.0, other_cores=0.1)  # gone: background noise only
+    g.poll()
+    assert _kernels.threads_in_use() == 2
+    m.run(0.2, own_cores=2.0, other_cores=5.0)  # never fewer than one thread
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+
+
+def test_governor_never_exceeds_the_thread_count_set(tmp_path, use_threads):
+    from fastnn import _kernels
+
+    m = FakeMachine(tmp_path)
+    g = m.governor()
+    with use_threads(1):
+        g.poll()
+        m.run(0.2, own_cores=1.0, other_cores=0.0)
+        g.poll()
+        assert _kernels.threads_in_use() == 1
+
+
+def test_governor_off_or_unreadable_stat_changes_nothing(tmp_path, two_threads):
+    from fastnn import _kernels
+    from fastnn.threads import ThreadGovernor
+
+    m = FakeMachine(tmp_path)
+    g = m.governor()
+    g.enabled = False
+    g.poll()
+    m.run(0.2, own_cores=1.0, other_cores=2.0)
+    g.poll()
+    assert _kernels.threads_in_use() == 2
+    assert not ThreadGovernor(str(tmp_path / "missing")).available
+
+
+def test_set_dynamic_threads_validates_and_restores_the_full_team(two_threads):
+    import fastnn
+    from fastnn import _kernels
+
+    with pytest.raises(TypeError, match="enabled must be True or False"):
+        fastnn.set_dynamic_threads(1)
+    _kernels.use_threads(1)
+    fastnn.set_dynamic_threads(False)
+    assert _kernels.threads_in_use() == 2
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_governor_sees_a_real_busy_process(two_threads):
+    """A process spinning on one of our cores is seen as load by the real /proc/stat."""
+    import time
+
+    from fastnn import _kernels
+    from fastnn.threads import ThreadGovernor
+
+    g = ThreadGovernor()
+    g.cpus = sorted(os.sched_getaffinity(0))[:2]
+    g.enabled = True
+    busy = subprocess.Popen(
+        [sys.executable, "-c", contention._BUSY], preexec_fn=lambda: os.sched_setaffinity(0, g.cpus)
+    )
+    try:
+        seen = []
+        for _ in range(10):
+            time.sleep(0.15)
+            g.poll()
+            seen.append(_kernels.threads_in_use())
+    finally:
+        busy.kill()
+        busy.wait()
+    assert 1 in seen[2:], seen
+
+
+def test_thread_count_changing_between_steps_leaves_training_bit_identical(use_threads):
+    """What the governor does (a different count at any step) never changes results."""
+    import numpy as np
+
+    import fastnn
+    from fastnn import _kernels
+    from fastnn.losses import CrossEntropyLoss
+    from fastnn.optim import Adam
+
+    r = np.random.default_rng(0)
+    X, y = r.normal(size=(1024, 300)).astype(np.float32), r.integers(0, 5, 1024)
+
+    def train(counts):
+        fastnn.seed(0)
+        model = fastnn.Sequential(
+            fastnn.Dense(300, 600), fastnn.BatchNorm1d(600), fastnn.ReLU(),
+            fastnn.Dropout(0.3), fastnn.Dense(600, 5),
+        )  # fmt: skip
+        trainer = fastnn.Trainer(model, CrossEntropyLoss(), Adam(model.parameters()))
+        for i, s in enumerate(range(0, 1024, 128)):
+            _kernels.use_threads(counts[i % len(counts)])
+            trainer.train_step(X[s : s + 128], y[s : s + 128])
+        return [p.copy() for p in model.state_dict().values()]
+
+    with use_threads(2):
+        fixed, changing = train([2]), train([1, 2, 2, 1])
+    for a, b in zip(fixed, changing):
+        np.testing.assert_array_equal(a, b)

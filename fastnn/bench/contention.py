@@ -30,9 +30,11 @@ from .report import _fmt_rate, _fmt_ratio, _table
 from .workloads import TRAIN_BATCHES, make_data
 
 RETENTION_TARGET = 0.40
-# libgomp's own defaults when no OMP_WAIT_POLICY / GOMP_SPINCOUNT is set (what fastnn
-# ran with before it chose its settings).
-STOCK_LIBGOMP = {"GOMP_SPINCOUNT": "300000"}
+# fastnn with a fixed team (no thread-count adjustment), and in addition libgomp's own
+# defaults when no OMP_WAIT_POLICY / GOMP_SPINCOUNT is set (what fastnn ran with before
+# it chose its settings).
+FIXED_TEAM = {"FASTNN_DYNAMIC_THREADS": "0"}
+STOCK_LIBGOMP = {"GOMP_SPINCOUNT": "300000", **FIXED_TEAM}
 # Python that burns one core until killed: the "other busy process".
 _BUSY = "while True: pass"
 
@@ -58,13 +60,17 @@ class Competitor:
 
 
 def start_workers(torch=True, stock=True):
-    """{name: worker process}: fastnn as it configures itself, fastnn under libgomp's stock
-    settings (unless `stock` is False or the user set OpenMP variables, which fastnn
-    honours) and PyTorch (when `torch` and importable)."""
-    from fastnn.threads import openmp_settings
+    """{name: worker process}: fastnn as it configures itself; unless `stock` is False,
+    fastnn with a fixed team (when the user has not turned the adjustment off
+    already) and fastnn with a fixed team under libgomp's stock settings (unless the
+    user set OpenMP variables, which fastnn honours); PyTorch (when `torch` and
+    importable)."""
+    from fastnn.threads import get_dynamic_threads, openmp_settings
 
     entry = f"{__name__}:worker_main"
     workers = {"fastnn": TorchWorker.start(entry)}
+    if stock and get_dynamic_threads():
+        workers["fastnn_fixed_team"] = TorchWorker.start(entry, FIXED_TEAM)
     if stock and openmp_settings()["set_by"] == "fastnn":
         workers["fastnn_stock_libgomp"] = TorchWorker.start(entry, STOCK_LIBGOMP)
     if torch:
