@@ -54,10 +54,10 @@ static inline ptrdiff_t fnn_row_offset(const fnn_rows *r, ptrdiff_t p)
  * work; every other convolution builds im2col columns.
  *
  * The weight gradient is a register-tiled product of the padded input's windows, read in
- * place, with dL/dz transposed (generic/conv_wgrad.h) where each group's output
- * channels fill whole vectors or there is one group ("wgrad"); grouped convolutions
- * with fewer channels per group (depthwise) take dot products of dL/dz with the
- * columns' rows instead (tiled_dot).
+ * place, with dL/dz transposed (generic/conv_wgrad.h) where there are 8 output
+ * channels or more and each group's fill whole vectors ("wgrad"); convolutions with
+ * fewer output channels (per group: depthwise) take dot products of dL/dz with the
+ * columns' rows instead (tiled_dot), whose vectors run along the pixels.
  *
  * Per sample: r1 elements for the columns or the padded input (and, direct, the wide
  * rows of dL/dx), r2 for the wide output and dL/dz (K rows of ld), r3 for the padded
@@ -87,7 +87,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     ptrdiff_t Wp = g->W + 2 * g->pw, C = g->C, K = g->K, G = g->groups > 0 ? g->groups : 1;
     p.Hp = g->H + 2 * g->ph;
     p.Wp = Wp;
-    p.wgrad = G == 1 || K / G % 8 == 0;
+    p.wgrad = K / G >= 8 && (G == 1 || K / G % 8 == 0);
     p.kp = G == 1 ? (K + 7) / 8 * 8 : K;
     p.r4 = p.wgrad ? g->Ho * g->Wo * p.kp : 0;
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&

@@ -121,14 +121,17 @@ def test_conv_forward_backward_match_numpy(case, act):
     np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
 
 
-def random_geometries(count, seed):
+def random_geometries(count, seed, wide=False):
     """Random convolutions, stride 1 with padding within the kernel's reach (the direct
     path: padded planes read in place) and all others (im2col), each with odd sizes,
-    groups, dilation and output widths that leave partial vector tiles."""
+    groups, dilation and output widths that leave partial vector tiles. wide: 8 or more
+    output channels, whole vectors of them per group (the weight gradient's tiles)."""
     r = np.random.default_rng(seed)
     while count:
         g = int(r.choice([1, 1, 2, 3]))
         c, k = g * int(r.integers(1, 5)), g * int(r.integers(1, 7))
+        if wide:
+            k = int(r.integers(8, 27)) if g == 1 else g * 8 * int(r.integers(1, 3))
         ks = (int(r.integers(1, 6)), int(r.integers(1, 6)))
         s = (1, 1) if r.random() < 0.6 else (int(r.integers(1, 3)), int(r.integers(1, 3)))
         d = (1, 1) if r.random() < 0.7 else (int(r.integers(1, 3)), int(r.integers(1, 3)))
@@ -140,7 +143,9 @@ def random_geometries(count, seed):
         yield (int(r.integers(1, 5)), c, h, w, k, g, ks, s, p, d)
 
 
-@pytest.mark.parametrize("case", list(random_geometries(60, 7)))
+@pytest.mark.parametrize(
+    "case", list(random_geometries(60, 7)) + list(random_geometries(40, 8, wide=True))
+)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv_random_geometries_match_numpy(case, bias):
     # without a bias gradient, dL/dz and its transpose come from one fused pass
