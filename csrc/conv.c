@@ -8,6 +8,8 @@
  * applies the activation's derivative to dL/dy and sums the bias gradient per
  * channel, then
  *     dL/dw += gz col^T        dL/dcol = w^T gz  -> col2im -> dL/dx
+ * the first as the product col gz^T, the columns read from the padded input in place
+ * (generic/conv_wgrad.h).
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
