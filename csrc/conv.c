@@ -124,7 +124,7 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
-    return p.nb * (p.r1 + p.r2 + p.r3 + p.r4) + g->K * ckk;
+    return p.nb * (p.r1 + p.r2 + p.r3 + p.r4) + g->K * ckk + (p.wgrad ? ckk * p.kp : 0);
 }
 
 #define FNN_GENERIC "generic/conv.h"

@@ -435,18 +435,22 @@ static void S(conv_gz_t)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fu
  * padded, read in place), samples sa apart. */
 static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const T *xs,
                           ptrdiff_t sa, ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cnt,
-                          const T *gzt, T *gw)
+                          const T *gzt, T *acc, T *gw)
 {
     ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
-    ptrdiff_t hw = g->Ho * g->Wo;
+    ptrdiff_t hw = g->Ho * g->Wo, nvt = (Kg + FNN_VL - 1) / FNN_VL, sb = S(wgrad_block)(hw);
     struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw,
-                         pl->kp, cnt, g->Ho, g->Wo};
-    ptrdiff_t tasks = S(wgrad_tasks)(ckk, (Kg + FNN_VL - 1) / FNN_VL);
+                         pl->kp, cnt, g->Ho, g->Wo, nvt * FNN_VL};
+    ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
     FNN_PARALLEL_SPLIT(G * tasks, cnt * g->K * hw * ckk, lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t q = t / tasks;
-                           S(wgrad_task)(&w, t % tasks, ckk, Kg, xs + q * Cg * hp * wp,
-                                         gzt + q * Kg, gw + q * Kg * ckk);
+                       for (ptrdiff_t s0 = 0; s0 < cnt; s0 += sb) {
+                           ptrdiff_t s1 = s0 + sb < cnt ? s0 + sb : cnt;
+                           for (ptrdiff_t t = lo; t < hi; t++) {
+                               ptrdiff_t q = t / tasks;
+                               S(wgrad_task)(&w, t % tasks, s0, s1, ckk, Kg,
+                                             xs + q * Cg * hp * wp, gzt + q * Kg,
+                                             acc + q * ckk * w.lda, gw + q * Kg * ckk);
+                           }
                        });
 }
 
@@ -510,7 +514,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
     ptrdiff_t rblocks = (Kg + 3) / 4, cblocks = (ckk + FNN_DOT_MAXQ - 1) / FNN_DOT_MAXQ;
     T *r1 = scratch, *gz = r1 + pl.nb * pl.r1, *r3 = gz + pl.nb * pl.r2;
-    T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4;
+    T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4, *wacc = wt + g->K * ckk;
     ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
     if (gx) {
@@ -546,7 +550,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
                              g->ph, g->pw, pl.r1, 0, r1);
             S(conv_wgrad)(g, &pl, pad ? r1 : x + n0 * in_sample, pad ? pl.r1 : in_sample,
-                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, r4, gw);
+                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, r4, wacc, gw);
         } else if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ by one thread */
             if (pl.direct)
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
@@ -611,4 +615,5 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_WGRAD_MAXMB
 #undef FNN_WGRAD_MAXNV
 #undef FNN_GZ_SPAN
+#undef FNN_WGRAD_PIXELS
 #undef FNN_VL

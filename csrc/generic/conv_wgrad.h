@@ -14,24 +14,25 @@
 
 /* One chunk's weight-gradient product: the windows' row p starts at x + offset(p)
  * (sample s at + s sa), pixel (oh, ow) of a row at + oh ra + ow ca; gz^T (cnt, Ho Wo,
- * ldb) holds dL/dz with K side by side (zeros past K). */
+ * ldb) holds dL/dz with K side by side (zeros past K). The sums wait in acc (ckk rows of
+ * lda) between blocks of samples. */
 struct S(wgrad) {
     fnn_rows rows;
-    ptrdiff_t sa, ra, ca, ldb, cnt, Ho, Wo;
+    ptrdiff_t sa, ra, ca, ldb, cnt, Ho, Wo, lda;
 };
 
-/* c[i][0 .. NV VL) = sum over the chunk's pixels of a_i(pixel) b(pixel)[0 .. NV VL),
- * i < MB: a_i the windows' rows (pointers at sample 0, pixel 0), b gz^T from its
- * vector column. */
+/* c[i][0 .. NV VL) += sum over the pixels of cnt samples of a_i(pixel)
+ * b(pixel)[0 .. NV VL), i < MB: a_i the windows' rows (pointers at the first sample's
+ * pixel 0), b gz^T from its vector column. */
 #define FNN_WGRAD_TILE(MB, NV)                                                                \
     static inline __attribute__((always_inline)) void S(wgrad_tile_##MB##_##NV)(             \
-        const struct S(wgrad) *w, const T *const *a, const T *b, T *c)                        \
+        const struct S(wgrad) *w, ptrdiff_t cnt, const T *const *a, const T *b, T *c)         \
     {                                                                                         \
         S(vec) acc[MB][NV];                                                                   \
         for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
+            for (int v = 0; v < NV; v++) acc[i][v] = *(S(vec) *)(c + (i * NV + v) * FNN_VL);  \
         ptrdiff_t Ho = w->Ho, Wo = w->Wo, ra = w->ra, ca = w->ca, ldb = w->ldb;               \
-        for (ptrdiff_t s = 0; s < w->cnt; s++)                                                \
+        for (ptrdiff_t s = 0; s < cnt; s++)                                                   \
             for (ptrdiff_t oh = 0; oh < Ho; oh++) {                                           \
                 const T *ar[MB];                                                              \
                 for (int i = 0; i < MB; i++) ar[i] = a[i] + s * w->sa + oh * ra;              \
@@ -81,11 +82,13 @@ static ptrdiff_t S(wgrad_tasks)(ptrdiff_t ckk, ptrdiff_t nvt)
     return n;
 }
 
-/* Tile t of group q: rows [i0, i0 + mb) of dL/dw^T against the vector block at v0,
- * added into gw (Kg rows of ckk for the group, K columns from k0). Rows past the last
- * are computed on a copy of it and dropped. */
-static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrdiff_t ckk,
-                                     ptrdiff_t Kg, const T *x, const T *gzt, T *gw)
+/* Tile t of group q over samples [s0, s1): rows [i0, i0 + mb) of dL/dw^T against the
+ * vector block at v0, their sums taken from acc (unless s0 = 0) and put back, or after
+ * the chunk's last sample added into gw (Kg rows of ckk for the group, K columns from
+ * k0). Rows past the last are computed on a copy of it and dropped. */
+static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrdiff_t s0,
+                                     ptrdiff_t s1, ptrdiff_t ckk, ptrdiff_t Kg, const T *x,
+                                     const T *gzt, T *acc, T *gw)
 {
     ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, v0 = 0, nv, mb;
     for (;; v0 += nv) { /* find the tile's vector block */
@@ -96,22 +99,36 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
         t -= blocks;
     }
     ptrdiff_t i0 = t * mb, rows = ckk - i0 < mb ? ckk - i0 : mb;
+    ptrdiff_t k0 = v0 * FNN_VL, nk = nv * FNN_VL, kn = Kg - k0 < nk ? Kg - k0 : nk;
     const T *a[FNN_WGRAD_MAXMB];
     for (ptrdiff_t i = 0; i < mb; i++)
-        a[i] = x + fnn_row_offset(&w->rows, i0 + (i < rows ? i : rows - 1));
-    T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL];
-    const T *b = gzt + v0 * FNN_VL;
+        a[i] = x + s0 * w->sa + fnn_row_offset(&w->rows, i0 + (i < rows ? i : rows - 1));
+    T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL] = {0};
+    T *ac = acc + i0 * w->lda + k0;
+    if (s0 > 0)
+        for (ptrdiff_t i = 0; i < rows; i++) memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
+    const T *b = gzt + s0 * w->Ho * w->Wo * w->ldb + k0;
     switch (nv) {
-#define FNN_CASE(MB, NV)                             \
-    case NV:                                         \
-        S(wgrad_tile_##MB##_##NV)(w, a, b, c);       \
+#define FNN_CASE(MB, NV)                                  \
+    case NV:                                              \
+        S(wgrad_tile_##MB##_##NV)(w, s1 - s0, a, b, c);   \
         break;
         FNN_WGRAD_TILES(FNN_CASE)
 #undef FNN_CASE
     }
-    ptrdiff_t k0 = v0 * FNN_VL, kn = Kg - k0 < nv * FNN_VL ? Kg - k0 : nv * FNN_VL;
-    for (ptrdiff_t i = 0; i < rows; i++)
-        for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nv * FNN_VL + k];
+    if (s1 < w->cnt)
+        for (ptrdiff_t i = 0; i < rows; i++) memcpy(ac + i * w->lda, c + i * nk, (size_t)nk * sizeof(T));
+    else
+        for (ptrdiff_t i = 0; i < rows; i++)
+            for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nk + k];
+}
+
+/* Samples per block of the weight-gradient tiles: about FNN_WGRAD_PIXELS output pixels,
+ * so that a block's gz^T stays in L1/L2 while every tile of a thread reads it. */
+#define FNN_WGRAD_PIXELS 2048
+static inline ptrdiff_t S(wgrad_block)(ptrdiff_t hw)
+{
+    return hw >= FNN_WGRAD_PIXELS ? 1 : (FNN_WGRAD_PIXELS + hw - 1) / hw;
 }
 
 /* Row dst (Wo rows of ldb) of gz^T = the rows src (K channels ld apart) transposed,
@@ -144,8 +161,14 @@ static FNN_CLONES void S(gz_row_t)(int act, T a, T b, ptrdiff_t K, ptrdiff_t hw,
         for (ptrdiff_t c = 0; c < K; c++) {
             ptrdiff_t o = c * hw + ow0;
             T *v = gz ? gz + c * ld + ow0 : tmp, *t = gzt + ow0 * ldb + c;
-            S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, v);
-            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = v[k];
+            const T *src = v;
+            if (act != FNN_ACT_IDENTITY)
+                S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, v);
+            else if (gz) /* dL/dz is dL/dy */
+                memcpy(v, gy + o, (size_t)n * sizeof(T));
+            else
+                src = gy + o;
+            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = src[k];
         }
         for (ptrdiff_t ow = ow0; ow < ow0 + n; ow++)
             for (ptrdiff_t k = K; k < ldb; k++) gzt[ow * ldb + k] = 0;
