@@ -253,7 +253,9 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
 
 /* Per activation: the forward epilogue over n values of one (sample, channel),
  * y = F(src + bias) (z = src + bias when z is kept), and the backward prologue,
- * dst = gy D(z, y) returning the sum of dst. */
+ * dst = gy D(z, y) returning the sum of dst (in T's vector lanes for each run of
+ * FNN_CONV_SPAN values, those added up in double). */
+#define FNN_CONV_SPAN 256
 #define FNN_CONV_WORKERS(CODE, name, F, D, NEEDS_INPUT)                                    \
     static FNN_CLONES void S(conv_fwd_##name)(T a, T b, ptrdiff_t n, const T *src, T bias, \
                                               T *z, T *y)                                  \
@@ -283,11 +285,16 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
         (void)z;                                                                           \
         (void)y;                                                                           \
         double s = 0;                                                                      \
-        _Pragma("omp simd reduction(+ : s)") for (ptrdiff_t k = 0; k < n; k++)             \
-        {                                                                                  \
-            T v = gy[k] * D(z[k], y[k], a, b);                                             \
-            dst[k] = v;                                                                    \
-            s += v;                                                                        \
+        for (ptrdiff_t k0 = 0; k0 < n; k0 += FNN_CONV_SPAN) {                              \
+            ptrdiff_t k1 = n - k0 < FNN_CONV_SPAN ? n : k0 + FNN_CONV_SPAN;                \
+            T t = 0;                                                                       \
+            _Pragma("omp simd reduction(+ : t)") for (ptrdiff_t k = k0; k < k1; k++)       \
+            {                                                                              \
+                T v = gy[k] * D(z[k], y[k], a, b);                                         \
+                dst[k] = v;                                                                \
+                t += v;                                                                    \
+            }                                                                              \
+            s += t;                                                                        \
         }                                                                                  \
         return s;                                                                          \
     }
@@ -353,12 +360,14 @@ static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, int act, T a
     S(tiled_gemm)(Kg, (r1 - r0) * m.stride - (r1 == m.rows ? m.stride - m.width : 0), ckk,
                   w + q * Kg * ckk, ckk, bq + j0, rr, pq + j0, ldp);
     if (act == FNN_ACT_IDENTITY && !bias && !z && pq == y + q * Kg * hw) return;
+    int side = m.stride == m.width; /* rows side by side (im2col): one call */
     for (ptrdiff_t k = 0; k < Kg; k++) {
         ptrdiff_t c = q * Kg + k;
-        for (ptrdiff_t r = r0; r < r1; r++) {
+        for (ptrdiff_t r = r0; r < r1; r += side ? r1 - r0 : 1) {
             ptrdiff_t o = c * hw + r * m.width;
-            S(conv_fwd)(act, a, b, m.width, pq + k * ldp + r * m.stride,
-                        bias ? bias[c] : (T)0, z ? z + o : NULL, y + o);
+            S(conv_fwd)(act, a, b, side ? (r1 - r0) * m.width : m.width,
+                        pq + k * ldp + r * m.stride, bias ? bias[c] : (T)0, z ? z + o : NULL,
+                        y + o);
         }
     }
 }
@@ -377,9 +386,12 @@ static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T 
                            for (ptrdiff_t j = 0; j < cnt; j++) {
                                T *dst = gz + (j * K + c) * ld;
                                memset(dst, 0, (size_t)ld * sizeof(T));
-                               for (ptrdiff_t r = 0; r < m.rows; r++) {
+                               /* rows side by side (im2col) in one call */
+                               ptrdiff_t rows = m.stride == m.width ? 1 : m.rows;
+                               ptrdiff_t w = m.stride == m.width ? hw : m.width;
+                               for (ptrdiff_t r = 0; r < rows; r++) {
                                    ptrdiff_t o = (j * K + c) * hw + r * m.width;
-                                   s += S(conv_bwd)(act, a, b, m.width, z ? z + o : NULL,
+                                   s += S(conv_bwd)(act, a, b, w, z ? z + o : NULL,
                                                     y ? y + o : NULL, gy + o,
                                                     dst + r * m.stride);
                                }
@@ -615,5 +627,6 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_WGRAD_MAXMB
 #undef FNN_WGRAD_MAXNV
 #undef FNN_GZ_SPAN
+#undef FNN_CONV_SPAN
 #undef FNN_WGRAD_PIXELS
 #undef FNN_VL
