@@ -25,25 +25,12 @@
 #include "conv.h"
 #include "parallel.h"
 #include "simd.h"
+#include "tile.h"
 #include "generic/act_math.h"
 
 /* Elements of one chunk's buffers at most: 2 MiB of float, so that a chunk's columns
  * stay in the L2 caches between being built and being read by the products. */
 #define FNN_CONV_CHUNK_ELEMS (1 << 19)
-
-/* Where row p = (c kh + i) kw + j of the b operand of a product starts: at
- * c sc + i si + j sj. The rows of im2col columns are {1, 1, row stride, 0, 0}; those
- * of a stride-1 convolution read in place are the shifted windows of padded planes,
- * {kh, kw, plane, dh Wp, dw}. */
-typedef struct {
-    ptrdiff_t kh, kw, sc, si, sj;
-} fnn_rows;
-
-static inline ptrdiff_t fnn_row_offset(const fnn_rows *r, ptrdiff_t p)
-{
-    ptrdiff_t kk = r->kh * r->kw;
-    return p / kk * r->sc + p % kk / r->kw * r->si + p % r->kw * r->sj;
-}
 
 /* How a convolution runs and lays out one sample's buffers in the scratch.
  *

@@ -1,14 +1,22 @@
 /* Inference: a chain of dense layers (batch norm already folded into their weights,
- * dropout dropped) evaluated in one call - per layer one GEMM and one fused
+ * dropout dropped) evaluated in one call - per layer one product and one fused
  * bias + activation pass - with no Python between the layers.
  *
- * Small batches take no thread team: fnn_gemm makes a product below its blocking
- * threshold one single-threaded BLAS call, and the epilogue of a few rows is below
- * FNN_PAR_MIN. A single row uses the same GEMM: against gemv('T') through the same
- * OpenBLAS it was as fast or faster (784-512-512-10, float32 and float64), and on a
- * loaded machine a team's barrier for one row waits for whichever thread the OS has
- * parked (2-thread row-split GEMV: 10x slower under load). */
+ * The product depends on the batch: a single row is a GEMV over the weights in place
+ * (generic/infer.h: gemv_rows); in float32, 4 rows or more run on the register tiles
+ * (generic/tile.h, shared with the convolutions) over a copy of the weights packed in
+ * panels (wt): on one core of the reference model (784-512-512-10) 105-111 GFLOP/s
+ * from 4 rows to 4096, against 27-106 for single-threaded OpenBLAS at 4-127 rows and
+ * 89-97 at 256-4096 (it packs the weights on every call); 2-3 rows, and float64 (where
+ * the tiles were no faster), go to BLAS. */
 #include "infer.h"
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "simd.h"
+#include "team.h"
+#include "tile.h"
 
 /* From FNN_INFER_MIN_ROWS * 2 rows on, the rows are cut into blocks that run through
  * every layer one after another, blocks handed out dynamically to the threads: one
@@ -16,13 +24,13 @@
  * between layers, and a thread the OS has parked just takes fewer blocks (a thread that
  * finishes its block takes the next one not yet started). A block has
  * rows / fnn_gemm_blocks rows (one per thread on a machine of fnn_gemm_blocks CPUs), a
- * multiple of 16 within [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: BLAS packs the
- * weights once per block, and on one thread of the reference model (784-512-512-10,
- * float32) 256 rows took 7% less time as two blocks of 128 than as four of 64, 11% less
- * as one of 256. The cut depends on the shape and the machine only, so results do not
- * depend on the thread count. */
+ * multiple of 16 within [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's input and
+ * its two activation buffers then stay within a core's L2 cache (128 x 784 + 2 x 128 x
+ * 512 floats for the reference model), and BLAS (float64) packs the weights once per
+ * block. The cut depends on the shape and the machine only, so results do not depend
+ * on the thread count. */
 #define FNN_INFER_MIN_ROWS 64
-#define FNN_INFER_MAX_ROWS 256
+#define FNN_INFER_MAX_ROWS 128
 
 static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
 {
@@ -31,20 +39,40 @@ static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
                                   : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
 }
 
-/* Fewer rows: per layer, the output features are cut into blocks small enough for the
- * BLAS's small-matrix path (OpenBLAS: up to FNN_INFER_SMALL multiply-adds per call, no
- * packing of the weights; at batch 16 of the reference model a single call spent more
- * time packing the weights than multiplying, and the blocks were 2.5x faster), in
- * multiples of 16 features. The blocks are shared between threads from
- * FNN_INFER_PAR_WORK multiply-adds per layer on; the cut depends on the shape only. */
+/* Fewer rows: per layer, the output features are cut into blocks, each block's product
+ * and epilogue one task, the tasks shared by a light team (team.h) from
+ * FNN_INFER_TEAM_WORK multiply-adds per layer on (one core's reads of the weights from
+ * the shared cache bound a one-row forward: on two threads the reference model's took
+ * 18 us instead of 34 in a C loop; smaller layers stay on the calling thread). A single
+ * row goes through gemv_rows in blocks of about FNN_INFER_GEMV_BLOCK multiply-adds (a
+ * multiple of 4 features). More rows take blocks of about FNN_INFER_SMALL multiply-adds
+ * in multiples of 48 features (whole tiles of 24 floats, whole BLAS micro-tiles of 16),
+ * small enough for BLAS's small-matrix path (OpenBLAS does not pack the weights there:
+ * at batch 16 of the reference model a single call spent more time packing than
+ * multiplying, and the blocks were 2.5x faster). The cut depends on the shape only. */
 #define FNN_INFER_SMALL 1000000
-#define FNN_INFER_PAR_WORK (4 << 20)
+#define FNN_INFER_GEMV_BLOCK 32768
+#define FNN_INFER_TEAM_WORK 65536
 
 static ptrdiff_t fnn_infer_col_block(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k)
 {
-    ptrdiff_t c = FNN_INFER_SMALL / (rows * k) / 16 * 16;
-    return c < 16 ? 16 : (c > n ? n : c);
+    ptrdiff_t least = rows == 1 ? 4 : 48;
+    ptrdiff_t work = rows == 1 ? FNN_INFER_GEMV_BLOCK : FNN_INFER_SMALL / rows;
+    ptrdiff_t c = work / k / least * least;
+    return c < least ? least : (c > n ? n : c);
 }
+
+/* The calling thread's number in its OpenMP team (0 without OpenMP). */
+static int fnn_thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+_Static_assert(3 * 32 / sizeof(float) == FNN_DENSE_CHAIN_PANEL, "panels of 3 vectors");
 
 #define FNN_GENERIC "generic/infer.h"
 #include "instantiate.h"

@@ -32,6 +32,7 @@ from .layers.conv import Conv1d, Conv2d
 from .layers.merge import Add, Residual
 from .module import Context, Layer, Module
 from .sequential import Sequential
+from .threads import governor
 from .validation import as_array, as_float_input, positive_int
 
 __all__ = ["GraphPredictor", "graph_nodes", "plan_steps"]
@@ -279,9 +280,8 @@ class GraphPredictor:
         """The outputs (workspace views, a list) for inputs xs (a list)."""
         if self._version != state_version.value:
             self.refresh()
-        mods = self._eval_modules
-        modes = [m.training for m in mods]
-        for m in mods:
+        training = [m for m in self._eval_modules if m.training]  # usually none
+        for m in training:
             m.training = False
         try:
             vals = {}
@@ -295,8 +295,8 @@ class GraphPredictor:
                     vals.update(zip(step.outputs, y))
             return [vals[s] for s in self._outputs]
         finally:
-            for m, mode in zip(mods, modes):
-                m.training = mode
+            for m in training:
+                m.training = True
 
     def _inputs(self, X):
         xs = list(X) if isinstance(X, (list, tuple)) else [X]
@@ -314,6 +314,7 @@ class GraphPredictor:
         return xs
 
     def __call__(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        governor.poll()
         ys = [np.array(y) for y in self._run(self._inputs(X))]
         return ys if len(ys) > 1 else ys[0]
 

@@ -37,6 +37,7 @@ from .graph import Model
 from .memory import ensure_compute_ready
 from .module import Module, _hook_epoch, compiled_predictor
 from .sequential import Sequential
+from .threads import governor
 from .validation import as_array, as_float_input, positive_int
 
 __all__ = ["GraphPredictor", "NotCompilable", "Predictor", "compile", "fold"]
@@ -117,6 +118,7 @@ class Predictor:
         if self._version != state_version.value:
             self.refresh()
         chain = self._chain
+        governor.poll()  # (as model.predict: fewer threads while other processes keep cores busy)
         ensure_compute_ready()  # (its threads and BLAS buffers, once per thread)
         y = chain.run(x) if out is None else None  # None: x needs converting or checking
         if y is None:

@@ -58,6 +58,67 @@ def test_dense_chain_matches_numpy(rng, dtype, tol, threads, rows, code):
     np.testing.assert_allclose(out, chain_reference(x, weights, biases, acts), **tol)
 
 
+# Odd widths with at least 65536 multiply-adds per layer: one row takes the GEMV split
+# over the helper team, 2-3 rows BLAS in blocks of features, 4+ rows the register tiles
+# (partial tiles of rows and of features), 130 and 203 rows the row blocks (a partial
+# last block).
+TEAM_DIMS = [300, 257, 259, 7]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 8, 9, 130, 203])
+@pytest.mark.parametrize("code", sorted(ACTS))
+def test_dense_chain_team_and_tiles_match_numpy(rng, dtype, tol, threads, rows, code):
+    weights, biases, acts = random_chain(rng, TEAM_DIMS, dtype, [code, code, code])
+    x = rng.standard_normal((rows, TEAM_DIMS[0])).astype(dtype)
+    out = np.full((rows, TEAM_DIMS[-1]), np.nan, dtype)
+    K.DenseChain(weights, biases, acts).forward(x, out)
+    tol["atol"] *= 10  # three layers of 257-300 terms: values near 0 keep their round-off
+    np.testing.assert_allclose(out, chain_reference(x, weights, biases, acts), **tol)
+
+
+@pytest.mark.parametrize("k, n", [(1, 1), (7, 25), (33, 47), (64, 64), (300, 257)])
+@pytest.mark.parametrize("rows", [4, 5, 9, 130])
+def test_dense_chain_tile_product_matches_numpy(rng, dtype, tol, rows, k, n):
+    """One layer without bias or activation: the bare product, at shapes with partial
+    register tiles on every side."""
+    w = rng.standard_normal((n, k)).astype(dtype)
+    x = rng.standard_normal((rows, k)).astype(dtype)
+    chain = K.DenseChain([w], [None], [(K.ACT_IDENTITY, 0.0, 0.0)])
+    expected = x.astype(np.float64) @ w.T.astype(np.float64)
+    tol["atol"] *= 10 * np.sqrt(k)  # sums of k unit terms
+    for _ in range(2):  # the first call of 4+ rows makes the transposed weights
+        out = chain.forward(x, np.full((rows, n), np.nan, dtype))
+        np.testing.assert_allclose(out, expected, **tol)
+
+
+def test_dense_chain_in_a_forked_child(rng, use_threads):
+    """A child process forked after the helper team started has none of its threads:
+    its chain runs (on the calling thread) and gives the same results."""
+    import os
+    import pickle
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    weights, biases, acts = random_chain(rng, TEAM_DIMS, np.float32, [K.ACT_RELU] * 3)
+    chain = K.DenseChain(weights, biases, acts)
+    x = rng.standard_normal((1, TEAM_DIMS[0])).astype(np.float32)
+    with use_threads(2):
+        expected = chain.forward(x, np.empty((1, TEAM_DIMS[-1]), np.float32))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: answer through the pipe, never return into pytest
+            try:
+                out = chain.forward(x, np.empty((1, TEAM_DIMS[-1]), np.float32))
+                os.write(w, pickle.dumps(out))
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            got = pickle.loads(f.read())
+        os.waitpid(pid, 0)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_dense_chain_without_bias_and_one_layer(rng, dtype, tol):
     weights, biases, acts = random_chain(rng, [9, 4], dtype, [K.ACT_TANH], bias=False)
     x = rng.standard_normal((6, 9)).astype(dtype)
@@ -70,7 +131,7 @@ def test_dense_chain_same_bits_for_any_thread_count(rng, dtype, use_threads):
         rng, [300, 512, 256, 10], dtype, [K.ACT_RELU, K.ACT_RELU, K.ACT_IDENTITY]
     )
     chain = K.DenseChain(weights, biases, acts)
-    for rows in (1, 16, 2048):
+    for rows in (1, 2, 5, 16, 130, 2048):
         x = rng.standard_normal((rows, 300)).astype(dtype)
         results = []
         for n in (1, 2):

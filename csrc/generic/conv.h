@@ -1,5 +1,6 @@
 /* Generic body of conv.c; see instantiate.h for T and S(). */
 #include "act_grad.h"
+#include "tile.h"
 
 /* The rows and columns of the output that tap (ki, kj) reads from inside the input:
  * [oh0, oh1) x [ow0, ow1), and the input offset of output (0, 0) for that tap. */
@@ -89,38 +90,7 @@ static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdi
                        });
 }
 
-/* ---- Register tiles: the products of the convolution ----
- * BLAS packs its operands on every call; for the short, wide products of a
- * convolution (few output channels, one sample's columns) the packing costs as much as
- * the arithmetic. These tiles read their b operand in place, row p where `fnn_rows`
- * puts it (im2col columns, or the shifted windows of a padded plane), and keep a block
- * of results in registers: up to 4 rows by 3 vectors. */
-typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
-#define FNN_VL ((ptrdiff_t)(32 / sizeof(T)))
-
-/* c[i ldc + 0 .. NV VL) = sum_p a[i lda + p] (row p of b)[0 .. NV VL), i < MB. */
-#define FNN_GEMM_TILE(MB, NV)                                                                 \
-    static inline __attribute__((always_inline)) void S(gemm_tile_##MB##_##NV)(              \
-        ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_rows r, T *c, ptrdiff_t ldc)  \
-    {                                                                                         \
-        S(vec) acc[MB][NV];                                                                   \
-        for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
-        ptrdiff_t p = 0;                                                                      \
-        for (const T *bc = b; p < P; bc += r.sc)                                              \
-            for (ptrdiff_t ki = 0; ki < r.kh; ki++)                                           \
-                for (ptrdiff_t kj = 0; kj < r.kw; kj++, p++) {                                \
-                    const T *bp = bc + ki * r.si + kj * r.sj;                                 \
-                    S(vec) bv[NV];                                                            \
-                    for (int v = 0; v < NV; v++) bv[v] = *(const S(vec) *)(bp + v * FNN_VL);  \
-                    for (int i = 0; i < MB; i++) {                                            \
-                        T av = a[i * lda + p];                                                \
-                        for (int v = 0; v < NV; v++) acc[i][v] += av * bv[v];                 \
-                    }                                                                         \
-                }                                                                             \
-        for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v];   \
-    }
+/* ---- Register tiles (generic/tile.h) for the products of the convolution ---- */
 
 /* acc[i QB + q] += sum over columns j < n (a multiple of FNN_VL) of a[i lda + j] bq[q][j],
  * i < MB, q < QB, in vector lanes. */
@@ -142,43 +112,8 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
             for (int q = 0; q < QB; q++) acc[i * QB + q] = r[i][q];                           \
     }
 
-#define FNN_TILES(X) X(1, 1) X(1, 2) X(1, 3) X(2, 1) X(2, 2) X(2, 3) X(3, 1) X(3, 2) X(3, 3) \
-    X(4, 1) X(4, 2) X(4, 3)
-FNN_TILES(FNN_GEMM_TILE)
 FNN_TILES(FNN_DOT_TILE)
-#undef FNN_GEMM_TILE
 #undef FNN_DOT_TILE
-
-/* c (m, n) = a (m, P) b (P, n), b's rows read from `r` in whole vectors (the rows
- * have room for them): column tiles of 3 vectors outside, row blocks of 4 inside, so a
- * tile of b stays in L1 while it meets every row of a. The last partial tile goes
- * through a buffer so that c gets exactly n columns. */
-static FNN_CLONES void S(tiled_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, const T *a,
-                                     ptrdiff_t lda, const T *b, fnn_rows r, T *c,
-                                     ptrdiff_t ldc)
-{
-    T buf[4 * 3 * FNN_VL];
-    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
-        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
-        for (ptrdiff_t i = 0; i < m; i += 4) {
-            ptrdiff_t mb = m - i < 4 ? m - i : 4;
-            int whole = w == nv * FNN_VL;
-            T *dst = whole ? c + i * ldc + j : buf;
-            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;
-            switch (mb * 4 + nv) {
-#define FNN_CASE(MB, NV)                                                               \
-    case MB * 4 + NV:                                                                  \
-        S(gemm_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);             \
-        break;
-                FNN_TILES(FNN_CASE)
-#undef FNN_CASE
-            }
-            if (!whole)
-                for (ptrdiff_t k = 0; k < mb; k++)
-                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
-        }
-    }
-}
 
 /* Columns of the weight-gradient products per pass, and output columns per task. */
 #define FNN_DOT_COLS (32 * FNN_VL)

@@ -2,6 +2,8 @@
 AvgPool1d/2d, AdaptiveAvgPool1d/2d (global average pooling with output size 1), and
 Flatten. Kernels in csrc/pool.c, one (sample, channel) plane per thread."""
 
+import math
+
 import numpy as np
 
 from .. import _kernels
@@ -295,7 +297,7 @@ class Flatten(Layer):
 
     def _out_shape(self, shape):
         s, e = self._axes(len(shape))
-        return shape[:s] + (int(np.prod(shape[s : e + 1])),) + shape[e + 1 :]
+        return shape[:s] + (math.prod(shape[s : e + 1]),) + shape[e + 1 :]
 
     def compute_output_shape(self, input_shape):
         return self._out_shape((1,) + tuple(input_shape))[1:]
