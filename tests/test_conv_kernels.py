@@ -183,6 +183,24 @@ def test_conv_weight_gradient_alone_matches_numpy(stride):
     np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_weight_gradient_over_sample_blocks_matches_numpy(stride):
+    # more output pixels than one block of the weight-gradient tiles (~2048): their sums
+    # wait in scratch between blocks
+    r = np.random.default_rng(10 + stride)
+    x = r.standard_normal((20, 3, 24, 24))
+    w = r.standard_normal((16, 3, 3, 3))
+    b = r.standard_normal(16)
+    s, p, d = (stride, stride), (1, 1), (1, 1)
+    zr = conv_ref(x, w, b, s, p, d, 1)
+    gy = r.standard_normal(zr.shape)
+    y, z, gx, gw, gb = run_conv(x, w, b, RELU, s, p, d, 1, gy)
+    gxr, gwr, gbr = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, 1)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, gxr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_float32_many_chunks_and_no_bias():
     # 600 samples of 1x28x28 with 5x5 taps span several im2col chunks.
     x = RNG.standard_normal((600, 1, 28, 28)).astype(np.float32)
