@@ -355,25 +355,22 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 #include "conv_wgrad.h"
 
 /* gz^T (cnt, Ho Wo, kp) of backward's dL/dz, one (sample, output row) per task: from gz
- * (cnt, K, ld; its planes the rows of m) or, fused (gz_row_t), from gy itself, writing gz
- * too when `keep` (the input gradient reads it). */
+ * (cnt, K, ld; its planes the rows of m) or, fused (gz_row_t), from gy itself. */
 static void S(conv_gz_t)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fused, int act,
                          T a, T b, const T *z, const T *y, const T *gy, ptrdiff_t cnt,
-                         struct S(rowmap) m, int keep, T *gz, T *gzt)
+                         struct S(rowmap) m, const T *gz, T *gzt)
 {
     ptrdiff_t K = g->K, Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp, ld = pl->ld;
     FNN_PARALLEL_SPLIT(cnt * Ho, cnt * K * hw, lo, hi,
                        for (ptrdiff_t t = lo; t < hi; t++) {
                            ptrdiff_t j = t / Ho, oh = t % Ho, o = j * K * hw + oh * Wo;
-                           T *row = gz + j * K * ld + oh * m.stride;
                            T *dst = gzt + (j * hw + oh * Wo) * kp;
                            if (!fused)
-                               S(gz_pack_row)(row, K, ld, Wo, kp, dst);
+                               S(gz_pack_row)(gz + j * K * ld + oh * m.stride, K, ld, Wo, kp,
+                                              dst);
                            else
                                S(gz_row_t)(act, a, b, K, hw, Wo, z ? z + o : NULL,
-                                           y ? y + o : NULL, gy + o, keep ? row : NULL, ld,
-                                           (oh + 1 < Ho ? m.stride : ld - oh * m.stride) - Wo,
-                                           dst, kp);
+                                           y ? y + o : NULL, gy + o, dst, kp);
                        });
 }
 
@@ -482,15 +479,16 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
         for (ptrdiff_t c = 0; c < g->K; c++) bsum[c] = 0;
     for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
         ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb, o = n0 * out_sample;
-        /* dL/dz: its transpose too for the weight-gradient tiles, in the same pass
-         * unless the bias sums are wanted */
-        int fused = gw && pl.wgrad && !gbias;
+        /* dL/dz, and its transpose for the weight-gradient tiles: straight from dL/dy
+         * where neither the bias sums nor dL/dz itself (for dL/dx) are wanted (written
+         * channel by channel, dL/dz streams faster than row by row across channels) */
+        int fused = gw && pl.wgrad && !gbias && !gx;
         if (!fused)
             S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o,
                              cnt, m, pl.ld, gz, gbias ? bsum : NULL);
         if (gw && pl.wgrad)
             S(conv_gz_t)(g, &pl, fused, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL,
-                         gy + o, cnt, m, gx != NULL, gz, r4);
+                         gy + o, cnt, m, gz, r4);
         if (gw && pl.wgrad) { /* dL/dw += gz b^T: the windows of x, padded if need be */
             int pad = g->ph || g->pw;
             if (pad)

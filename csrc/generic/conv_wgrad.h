@@ -147,32 +147,26 @@ static FNN_CLONES void S(gz_pack_row)(const T *src, ptrdiff_t K, ptrdiff_t ld, p
 #define FNN_GZ_SPAN 256
 
 /* Backward's dL/dz = gy act'(z, y) of one output row of one sample, K channels (z, y, gy
- * at the row of channel 0, planes hw apart), written transposed as Wo rows of gz^T
- * (ldb apart, columns K .. ldb zero) and, unless gz is NULL, as rows of gz (K planes ld
- * apart, the row at gz, zeros after it for `zeros` values): the pass of conv_prologue
- * and the packing of gz^T in one, where no bias gradient is wanted. */
+ * at the row of channel 0, planes hw apart), written transposed as Wo rows of gz^T (ldb
+ * apart, columns K .. ldb zero): the pass of conv_prologue and the packing of gz^T in
+ * one, where neither the bias gradient nor gz itself (for dL/dx) is wanted. */
 static FNN_CLONES void S(gz_row_t)(int act, T a, T b, ptrdiff_t K, ptrdiff_t hw, ptrdiff_t Wo,
-                                   const T *z, const T *y, const T *gy, T *gz, ptrdiff_t ld,
-                                   ptrdiff_t zeros, T *gzt, ptrdiff_t ldb)
+                                   const T *z, const T *y, const T *gy, T *gzt, ptrdiff_t ldb)
 {
     T tmp[FNN_GZ_SPAN];
     for (ptrdiff_t ow0 = 0; ow0 < Wo; ow0 += FNN_GZ_SPAN) {
         ptrdiff_t n = Wo - ow0 < FNN_GZ_SPAN ? Wo - ow0 : FNN_GZ_SPAN;
         for (ptrdiff_t c = 0; c < K; c++) {
             ptrdiff_t o = c * hw + ow0;
-            T *v = gz ? gz + c * ld + ow0 : tmp, *t = gzt + ow0 * ldb + c;
-            const T *src = v;
-            if (act != FNN_ACT_IDENTITY)
-                S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, v);
-            else if (gz) /* dL/dz is dL/dy */
-                memcpy(v, gy + o, (size_t)n * sizeof(T));
-            else
-                src = gy + o;
-            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = src[k];
+            const T *v = gy + o; /* an identity's dL/dz is dL/dy */
+            if (act != FNN_ACT_IDENTITY) {
+                S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, tmp);
+                v = tmp;
+            }
+            T *t = gzt + ow0 * ldb + c;
+            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = v[k];
         }
         for (ptrdiff_t ow = ow0; ow < ow0 + n; ow++)
             for (ptrdiff_t k = K; k < ldb; k++) gzt[ow * ldb + k] = 0;
     }
-    if (gz)
-        for (ptrdiff_t c = 0; c < K; c++) memset(gz + c * ld + Wo, 0, (size_t)zeros * sizeof(T));
 }
