@@ -8,6 +8,8 @@
  * applies the activation's derivative to dL/dy and sums the bias gradient per
  * channel, then
  *     dL/dw += gz col^T        dL/dcol = w^T gz  -> col2im -> dL/dx
+ * the first as the product col gz^T, the columns read from the padded input in place
+ * (generic/conv_wgrad.h).
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
@@ -40,14 +42,20 @@
  * copies of the input (im2col) where the wide rows waste at most half of the
  * work; every other convolution builds im2col columns.
  *
+ * The weight gradient is a register-tiled product of the padded input's windows, read in
+ * place, with dL/dz transposed (generic/conv_wgrad.h) where there are 8 output
+ * channels or more and each group's fill whole vectors ("wgrad"); convolutions with
+ * fewer output channels (per group: depthwise) take dot products of dL/dz with the
+ * columns' rows instead (tiled_dot), whose vectors run along the pixels.
+ *
  * Per sample: r1 elements for the columns or the padded input (and, direct, the wide
  * rows of dL/dx), r2 for the wide output and dL/dz (K rows of ld), r3 for the padded
- * dL/dz. The rows are padded to whole vectors, with room after the planes for a
- * vector read past the last window. */
+ * dL/dz, r4 for dL/dz transposed (Ho Wo rows of kp). The rows are padded to whole
+ * vectors, with room after the planes for a vector read past the last window. */
 typedef struct {
-    int direct;
+    int direct, wgrad;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, r1, r2, r3, nb;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, nb;
     fnn_rows in_rows, gz_rows;
 } fnn_conv_plan;
 
@@ -65,12 +73,15 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
 {
     fnn_conv_plan p;
     memset(&p, 0, sizeof p);
-    ptrdiff_t Wp = g->W + 2 * g->pw, C = g->C, K = g->K;
+    ptrdiff_t Wp = g->W + 2 * g->pw, C = g->C, K = g->K, G = g->groups > 0 ? g->groups : 1;
+    p.Hp = g->H + 2 * g->ph;
+    p.Wp = Wp;
+    p.wgrad = K / G >= 8 && (G == 1 || K / G % 8 == 0);
+    p.kp = G == 1 ? (K + 7) / 8 * 8 : K;
+    p.r4 = p.wgrad ? g->Ho * g->Wo * p.kp : 0;
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&
                g->pw <= g->dw * (g->kw - 1) && 2 * (Wp - g->Wo) <= Wp;
     if (p.direct) {
-        p.Hp = g->H + 2 * g->ph;
-        p.Wp = Wp;
         p.qh = g->dh * (g->kh - 1) - g->ph;
         p.qw = g->dw * (g->kw - 1) - g->pw;
         p.Hq = g->Ho + 2 * p.qh;
@@ -85,10 +96,11 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     } else {
         p.ld = fnn_conv_row_stride(g->Ho * g->Wo);
         p.r1 = C * g->kh * g->kw * p.ld;
+        if (p.wgrad && (g->ph || g->pw) && p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
         p.r2 = K * p.ld;
         p.in_rows = (fnn_rows){1, 1, p.ld, 0, 0};
     }
-    ptrdiff_t per = p.r1 + p.r2 + p.r3;
+    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4;
     p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
     if (p.nb < 1) p.nb = 1;
     if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
@@ -99,7 +111,7 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
-    return p.nb * (p.r1 + p.r2 + p.r3) + g->K * ckk;
+    return p.nb * (p.r1 + p.r2 + p.r3 + p.r4) + g->K * ckk + (p.wgrad ? ckk * p.kp : 0);
 }
 
 #define FNN_GENERIC "generic/conv.h"

@@ -19,8 +19,9 @@ typedef struct {
 } fnn_conv_geom;
 
 /* Scratch elements (of the data type) the forward and backward take: a chunk of
- * samples' columns or padded input, output rows and dL/dz (conv.c), and the
- * transposed weights. Depends on the shape only. */
+ * samples' columns or padded input, output rows and dL/dz (conv.c), the transposed
+ * weights and the weight gradient's sums between blocks of samples. Depends on the
+ * shape only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */

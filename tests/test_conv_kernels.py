@@ -98,6 +98,8 @@ CASES = [  # N, C, H, W, K, groups, kernel, stride, padding, dilation
     (2, 2, 6, 7, 6, 2, (1, 1), (2, 2), (0, 0), (1, 1)),  # 1x1, channel multiplier 3
     (2, 1, 1, 11, 3, 1, (1, 4), (1, 3), (0, 2), (1, 2)),  # 1-D
     (1, 3, 4, 4, 2, 1, (4, 4), (1, 1), (0, 0), (1, 1)),  # kernel = input
+    (2, 4, 7, 9, 16, 2, (3, 3), (2, 1), (1, 1), (1, 1)),  # groups of 8 output channels
+    (3, 5, 6, 11, 20, 1, (2, 3), (1, 2), (1, 0), (1, 2)),  # K = 20: a partial vector
 ]
 
 
@@ -119,14 +121,17 @@ def test_conv_forward_backward_match_numpy(case, act):
     np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
 
 
-def random_geometries(count, seed):
+def random_geometries(count, seed, wide=False):
     """Random convolutions, stride 1 with padding within the kernel's reach (the direct
     path: padded planes read in place) and all others (im2col), each with odd sizes,
-    groups, dilation and output widths that leave partial vector tiles."""
+    groups, dilation and output widths that leave partial vector tiles. wide: 8 or more
+    output channels, whole vectors of them per group (the weight gradient's tiles)."""
     r = np.random.default_rng(seed)
     while count:
         g = int(r.choice([1, 1, 2, 3]))
         c, k = g * int(r.integers(1, 5)), g * int(r.integers(1, 7))
+        if wide:
+            k = int(r.integers(8, 27)) if g == 1 else g * 8 * int(r.integers(1, 3))
         ks = (int(r.integers(1, 6)), int(r.integers(1, 6)))
         s = (1, 1) if r.random() < 0.6 else (int(r.integers(1, 3)), int(r.integers(1, 3)))
         d = (1, 1) if r.random() < 0.7 else (int(r.integers(1, 3)), int(r.integers(1, 3)))
@@ -138,12 +143,16 @@ def random_geometries(count, seed):
         yield (int(r.integers(1, 5)), c, h, w, k, g, ks, s, p, d)
 
 
-@pytest.mark.parametrize("case", list(random_geometries(60, 7)))
-def test_conv_random_geometries_match_numpy(case):
+@pytest.mark.parametrize(
+    "case", list(random_geometries(60, 7)) + list(random_geometries(40, 8, wide=True))
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_random_geometries_match_numpy(case, bias):
+    # without a bias gradient, dL/dz and its transpose come from one fused pass
     n, c, h, w_, k, g, ks, s, p, d = case
     x = RNG.standard_normal((n, c, h, w_))
     w = RNG.standard_normal((k, c // g, *ks))
-    b = RNG.standard_normal(k)
+    b = RNG.standard_normal(k) if bias else None
     zr = conv_ref(x, w, b, s, p, d, g)
     gy = RNG.standard_normal(zr.shape)
     y, z, gx, gw, gb = run_conv(x, w, b, RELU, s, p, d, g, gy)
@@ -151,6 +160,44 @@ def test_conv_random_geometries_match_numpy(case):
     gxr, gwr, gbr = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, g)
     np.testing.assert_allclose(gx, gxr, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
+    else:
+        assert gb is None
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_weight_gradient_alone_matches_numpy(stride):
+    # no input gradient (a network's first layer): dL/dz is only packed for the tiles
+    r = np.random.default_rng(stride)
+    x = r.standard_normal((3, 5, 9, 11))
+    w = r.standard_normal((12, 5, 3, 3))
+    s, p, d = (stride, stride), (1, 1), (1, 1)
+    gy = r.standard_normal(conv_ref(x, w, None, s, p, d, 1).shape)
+    z, y = np.empty_like(gy), np.empty_like(gy)
+    scratch = np.empty(K.conv_scratch_size(x.shape, w.shape, s, p, d, 1))
+    K.conv_forward(x, w, None, RELU, 0.0, 0.0, z, y, scratch, s, p, d, 1)
+    gw = np.zeros_like(w)
+    K.conv_backward(x, w, RELU, 0.0, 0.0, z, y, gy, gw, None, None, scratch, None, s, p, d, 1)
+    _, gwr, _ = conv_grads_ref(x, w, gy * (z > 0), s, p, d, 1)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_weight_gradient_over_sample_blocks_matches_numpy(stride):
+    # more output pixels than one block of the weight-gradient tiles (~2048): their sums
+    # wait in scratch between blocks
+    r = np.random.default_rng(10 + stride)
+    x = r.standard_normal((20, 3, 24, 24))
+    w = r.standard_normal((16, 3, 3, 3))
+    b = r.standard_normal(16)
+    s, p, d = (stride, stride), (1, 1), (1, 1)
+    zr = conv_ref(x, w, b, s, p, d, 1)
+    gy = r.standard_normal(zr.shape)
+    y, z, gx, gw, gb = run_conv(x, w, b, RELU, s, p, d, 1, gy)
+    gxr, gwr, gbr = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, 1)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, gxr, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
 
 
@@ -172,19 +219,22 @@ def test_conv_float32_many_chunks_and_no_bias():
     assert gb is None
 
 
-def test_conv_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_results_do_not_depend_on_thread_count(stride):
     from fastnn import threads
 
     x = RNG.standard_normal((64, 8, 12, 12)).astype(np.float32)
-    w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
-    b = RNG.standard_normal(16).astype(np.float32)
-    gy = RNG.standard_normal((64, 16, 12, 12))
+    w = RNG.standard_normal((24, 8, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(24).astype(np.float32)
+    ho = out_size(12, 3, stride, 1, 1)
+    gy = RNG.standard_normal((64, 24, ho, ho))
+    s = (stride, stride)
     before = threads.get_num_threads()
     try:
         outs = []
         for nt in (1, 2, 3):
             threads.set_num_threads(nt)
-            outs.append(run_conv(x, w, b, RELU, (1, 1), (1, 1), (1, 1), 1, gy))
+            outs.append(run_conv(x, w, b, RELU, s, (1, 1), (1, 1), 1, gy))
     finally:
         threads.set_num_threads(before)
     for other in outs[1:]:

@@ -55,9 +55,10 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (cnt, C kh kw, ld) of samples x[0 .. cnt): one row (channel, tap) per task, for
- * every sample (the tap's range computed once). */
-static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld, T *col)
+/* col (cnt, C kh kw, ld) of samples x[0 .. cnt), samples ss apart: one row (channel,
+ * tap) per task, for every sample (the tap's range computed once). */
+static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld,
+                      ptrdiff_t ss, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, rows = g->C * kk, plane = g->H * g->W;
     FNN_PARALLEL_SPLIT(rows, cnt * rows * ld, lo, hi,
@@ -66,15 +67,16 @@ static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff
                            struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
                            for (ptrdiff_t j = 0; j < cnt; j++)
                                S(im2col_row)(g, t, x + (j * g->C + c) * plane, ld,
-                                             col + (j * rows + r) * ld);
+                                             col + j * ss + r * ld);
                        });
 }
 
-/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld)): each channel by one thread, its taps'
- * ranges computed once, samples and taps in order. */
-static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld, T *gx)
+/* gx[0 .. cnt) = col2im(col (cnt, C kh kw, ld), samples ss apart): each channel by one
+ * thread, its taps' ranges computed once, samples and taps in order. */
+static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdiff_t ld,
+                      ptrdiff_t ss, T *gx)
 {
-    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W, rows = g->C * kk;
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
     FNN_PARALLEL_SPLIT(g->C, cnt * g->C * (plane + kk * ld), lo, hi,
                        for (ptrdiff_t c = lo; c < hi; c++) {
                            for (ptrdiff_t j = 0; j < cnt; j++)
@@ -82,7 +84,7 @@ static void S(col2im)(const fnn_conv_geom *g, const T *col, ptrdiff_t cnt, ptrdi
                            for (ptrdiff_t k = 0; k < kk; k++) {
                                struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
                                for (ptrdiff_t j = 0; j < cnt; j++)
-                                   S(col2im_row)(g, t, col + (j * rows + c * kk + k) * ld,
+                                   S(col2im_row)(g, t, col + j * ss + (c * kk + k) * ld,
                                                  gx + (j * g->C + c) * plane);
                            }
                        });
@@ -186,7 +188,9 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
 
 /* Per activation: the forward epilogue over n values of one (sample, channel),
  * y = F(src + bias) (z = src + bias when z is kept), and the backward prologue,
- * dst = gy D(z, y) returning the sum of dst. */
+ * dst = gy D(z, y) returning the sum of dst (in T's vector lanes for each run of
+ * FNN_CONV_SPAN values, those added up in double). */
+#define FNN_CONV_SPAN 256
 #define FNN_CONV_WORKERS(CODE, name, F, D, NEEDS_INPUT)                                    \
     static FNN_CLONES void S(conv_fwd_##name)(T a, T b, ptrdiff_t n, const T *src, T bias, \
                                               T *z, T *y)                                  \
@@ -216,11 +220,16 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
         (void)z;                                                                           \
         (void)y;                                                                           \
         double s = 0;                                                                      \
-        _Pragma("omp simd reduction(+ : s)") for (ptrdiff_t k = 0; k < n; k++)             \
-        {                                                                                  \
-            T v = gy[k] * D(z[k], y[k], a, b);                                             \
-            dst[k] = v;                                                                    \
-            s += v;                                                                        \
+        for (ptrdiff_t k0 = 0; k0 < n; k0 += FNN_CONV_SPAN) {                              \
+            ptrdiff_t k1 = n - k0 < FNN_CONV_SPAN ? n : k0 + FNN_CONV_SPAN;                \
+            T t = 0;                                                                       \
+            _Pragma("omp simd reduction(+ : t)") for (ptrdiff_t k = k0; k < k1; k++)       \
+            {                                                                              \
+                T v = gy[k] * D(z[k], y[k], a, b);                                         \
+                dst[k] = v;                                                                \
+                t += v;                                                                    \
+            }                                                                              \
+            s += t;                                                                        \
         }                                                                                  \
         return s;                                                                          \
     }
@@ -286,12 +295,14 @@ static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, int act, T a
     S(tiled_gemm)(Kg, (r1 - r0) * m.stride - (r1 == m.rows ? m.stride - m.width : 0), ckk,
                   w + q * Kg * ckk, ckk, bq + j0, rr, pq + j0, ldp);
     if (act == FNN_ACT_IDENTITY && !bias && !z && pq == y + q * Kg * hw) return;
+    int side = m.stride == m.width; /* rows side by side (im2col): one call */
     for (ptrdiff_t k = 0; k < Kg; k++) {
         ptrdiff_t c = q * Kg + k;
-        for (ptrdiff_t r = r0; r < r1; r++) {
+        for (ptrdiff_t r = r0; r < r1; r += side ? r1 - r0 : 1) {
             ptrdiff_t o = c * hw + r * m.width;
-            S(conv_fwd)(act, a, b, m.width, pq + k * ldp + r * m.stride,
-                        bias ? bias[c] : (T)0, z ? z + o : NULL, y + o);
+            S(conv_fwd)(act, a, b, side ? (r1 - r0) * m.width : m.width,
+                        pq + k * ldp + r * m.stride, bias ? bias[c] : (T)0, z ? z + o : NULL,
+                        y + o);
         }
     }
 }
@@ -310,9 +321,12 @@ static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T 
                            for (ptrdiff_t j = 0; j < cnt; j++) {
                                T *dst = gz + (j * K + c) * ld;
                                memset(dst, 0, (size_t)ld * sizeof(T));
-                               for (ptrdiff_t r = 0; r < m.rows; r++) {
+                               /* rows side by side (im2col) in one call */
+                               ptrdiff_t rows = m.stride == m.width ? 1 : m.rows;
+                               ptrdiff_t w = m.stride == m.width ? hw : m.width;
+                               for (ptrdiff_t r = 0; r < rows; r++) {
                                    ptrdiff_t o = (j * K + c) * hw + r * m.width;
-                                   s += S(conv_bwd)(act, a, b, m.width, z ? z + o : NULL,
+                                   s += S(conv_bwd)(act, a, b, w, z ? z + o : NULL,
                                                     y ? y + o : NULL, gy + o,
                                                     dst + r * m.stride);
                                }
@@ -338,6 +352,52 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
                        });
 }
 
+#include "conv_wgrad.h"
+
+/* gz^T (cnt, Ho Wo, kp) of backward's dL/dz, one (sample, output row) per task: from gz
+ * (cnt, K, ld; its planes the rows of m) or, fused (gz_row_t), from gy itself. */
+static void S(conv_gz_t)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fused, int act,
+                         T a, T b, const T *z, const T *y, const T *gy, ptrdiff_t cnt,
+                         struct S(rowmap) m, const T *gz, T *gzt)
+{
+    ptrdiff_t K = g->K, Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp, ld = pl->ld;
+    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * K * hw, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t j = t / Ho, oh = t % Ho, o = j * K * hw + oh * Wo;
+                           T *dst = gzt + (j * hw + oh * Wo) * kp;
+                           if (!fused)
+                               S(gz_pack_row)(gz + j * K * ld + oh * m.stride, K, ld, Wo, kp,
+                                              dst);
+                           else
+                               S(gz_row_t)(act, a, b, K, hw, Wo, z ? z + o : NULL,
+                                           y ? y + o : NULL, gy + o, dst, kp);
+                       });
+}
+
+/* gw += the weight gradient of a chunk (generic/conv_wgrad.h) from gzt (cnt, Ho Wo,
+ * kp): the tiles of every group. xs: the chunk's input padded to hp x wp planes (or not
+ * padded, read in place), samples sa apart. */
+static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const T *xs,
+                          ptrdiff_t sa, ptrdiff_t hp, ptrdiff_t wp, ptrdiff_t cnt,
+                          const T *gzt, T *acc, T *gw)
+{
+    ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
+    ptrdiff_t hw = g->Ho * g->Wo, nvt = (Kg + FNN_VL - 1) / FNN_VL, sb = S(wgrad_block)(hw);
+    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw,
+                         pl->kp, cnt, g->Ho, g->Wo, nvt * FNN_VL};
+    ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
+    FNN_PARALLEL_SPLIT(G * tasks, cnt * g->K * hw * ckk, lo, hi,
+                       for (ptrdiff_t s0 = 0; s0 < cnt; s0 += sb) {
+                           ptrdiff_t s1 = s0 + sb < cnt ? s0 + sb : cnt;
+                           for (ptrdiff_t t = lo; t < hi; t++) {
+                               ptrdiff_t q = t / tasks;
+                               S(wgrad_task)(&w, t % tasks, s0, s1, ckk, Kg,
+                                             xs + q * Cg * hp * wp, gzt + q * Kg,
+                                             acc + q * ckk * w.lda, gw + q * Kg * ckk);
+                           }
+                       });
+}
+
 void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias,
                          int act, T alpha, T beta, T *z, T *y, T *scratch)
 {
@@ -354,7 +414,7 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
             S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W, g->ph,
                          g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
         else
-            S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+            S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, pl.r1, r1);
         FNN_PARALLEL_SPLIT(cnt * G * blocks, cnt * out_sample * Cg * g->kh * g->kw, lo, hi,
                            for (ptrdiff_t t = lo; t < hi; t++) {
                                ptrdiff_t j = t / (G * blocks), q = t / blocks % G;
@@ -398,7 +458,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
     ptrdiff_t rblocks = (Kg + 3) / 4, cblocks = (ckk + FNN_DOT_MAXQ - 1) / FNN_DOT_MAXQ;
     T *r1 = scratch, *gz = r1 + pl.nb * pl.r1, *r3 = gz + pl.nb * pl.r2;
-    T *wt = r3 + pl.nb * pl.r3;
+    T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4, *wacc = wt + g->K * ckk;
     ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
     if (gx) {
@@ -419,14 +479,29 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
         for (ptrdiff_t c = 0; c < g->K; c++) bsum[c] = 0;
     for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
         ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb, o = n0 * out_sample;
-        S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o, cnt,
-                         m, pl.ld, gz, gbias ? bsum : NULL);
-        if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ outputs by one thread */
+        /* dL/dz, and its transpose for the weight-gradient tiles: straight from dL/dy
+         * where neither the bias sums nor dL/dz itself (for dL/dx) are wanted (written
+         * channel by channel, dL/dz streams faster than row by row across channels) */
+        int fused = gw && pl.wgrad && !gbias && !gx;
+        if (!fused)
+            S(conv_prologue)(g, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL, gy + o,
+                             cnt, m, pl.ld, gz, gbias ? bsum : NULL);
+        if (gw && pl.wgrad)
+            S(conv_gz_t)(g, &pl, fused, act, alpha, beta, z ? z + o : NULL, y ? y + o : NULL,
+                         gy + o, cnt, m, gz, r4);
+        if (gw && pl.wgrad) { /* dL/dw += gz b^T: the windows of x, padded if need be */
+            int pad = g->ph || g->pw;
+            if (pad)
+                S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
+                             g->ph, g->pw, pl.r1, 0, r1);
+            S(conv_wgrad)(g, &pl, pad ? r1 : x + n0 * in_sample, pad ? pl.r1 : in_sample,
+                          pad ? pl.Hp : g->H, pad ? pl.Wp : g->W, cnt, r4, wacc, gw);
+        } else if (gw) { /* dL/dw += gz b^T: each block of 4 x FNN_DOT_MAXQ by one thread */
             if (pl.direct)
                 S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W,
                              g->ph, g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
             else
-                S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, r1);
+                S(im2col)(g, x + n0 * in_sample, cnt, pl.ld, pl.r1, r1);
             FNN_PARALLEL_SPLIT(G * rblocks * cblocks, cnt * out_sample * ckk, lo, hi,
                                for (ptrdiff_t t = lo; t < hi; t++) {
                                    ptrdiff_t q = t / (rblocks * cblocks);
@@ -467,10 +542,10 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                                                                               : FNN_CONV_TASK_COLS,
                                                  Kg, wt + q * ckk * Kg, Kg,
                                                  gz + (j * g->K + q * Kg) * pl.ld + j0, gr,
-                                                 r1 + (j * g->C * kk + q * ckk) * pl.ld + j0,
+                                                 r1 + j * pl.r1 + q * ckk * pl.ld + j0,
                                                  pl.ld);
                                });
-            S(col2im)(g, r1, cnt, pl.ld, gx + n0 * in_sample);
+            S(col2im)(g, r1, cnt, pl.ld, pl.r1, gx + n0 * in_sample);
         }
     }
     if (gbias)
@@ -481,4 +556,10 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_DOT_COLS
 #undef FNN_DOT_MAXQ
 #undef FNN_TILES
+#undef FNN_WGRAD_TILES
+#undef FNN_WGRAD_MAXMB
+#undef FNN_WGRAD_MAXNV
+#undef FNN_GZ_SPAN
+#undef FNN_CONV_SPAN
+#undef FNN_WGRAD_PIXELS
 #undef FNN_VL
