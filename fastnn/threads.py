@@ -86,13 +86,16 @@ class ThreadGovernor:
     """Sizes the team to the cores other processes leave free.
 
     `poll()` is cheap enough for every step (a clock read); at most every `interval`
-    seconds it reads the busy time of this process's cores from /proc/stat, takes
+    seconds (and only over windows of at most `stale` seconds, so that what ran
+    during a pause between calls is never taken for load now) it reads the busy time of this process's cores from /proc/stat, takes
     away this process's own CPU time, and runs the next kernels on
     round(cores - other processes' busy cores) threads, at least 1 and at most
     get_num_threads(). Counting only other processes' time keeps the decision stable:
     our own threads, spinning or working, never look like load."""
 
     interval = 0.1
+    # Windows longer than this (a pause between calls) are not evidence of load now.
+    stale = 0.25
 
     def __init__(self, stat_path="/proc/stat", clock=time.monotonic, cpu_time=time.process_time):
         self.stat_path, self.clock, self.cpu_time = stat_path, clock, cpu_time
@@ -114,7 +117,11 @@ class ThreadGovernor:
             return
         busy, own = self._busy_seconds(), self.cpu_time()
         self._last = (now, busy, own)
-        if last is None or busy is None:
+        if last is None or busy is None or now - last[0] > self.stale:
+            # No look at the last moments of our own work (the first call, or one after
+            # a pause in which other programs may have run and stopped): the whole
+            # team until a window of this process's work shows otherwise.
+            _kernels.use_threads(_kernels.get_num_threads())
             return
         elapsed = now - last[0]
         other = max(0.0, (busy - last[1]) - (own - last[2])) / elapsed

@@ -263,3 +263,22 @@ def test_thread_count_changing_between_steps_leaves_training_bit_identical(use_t
         fixed, changing = train([2]), train([1, 2, 2, 1])
     for a, b in zip(fixed, changing):
         np.testing.assert_array_equal(a, b)
+
+
+def test_governor_ignores_what_ran_during_a_pause_between_calls(tmp_path, two_threads):
+    """A benchmark alternating libraries, or a server between requests: other programs
+    busy during the pause are gone by the next call, which starts on the whole team."""
+    from fastnn import _kernels
+
+    m = FakeMachine(tmp_path)
+    g = m.governor()
+    g.poll()
+    m.run(0.2, own_cores=1.3, other_cores=0.7)
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(2.0, own_cores=0.0, other_cores=2.0)  # a pause; another program ran meanwhile
+    g.poll()
+    assert _kernels.threads_in_use() == 2
+    m.run(0.1, own_cores=2.0, other_cores=0.0)  # the next window is our own work only
+    g.poll()
+    assert _kernels.threads_in_use() == 2
