@@ -118,10 +118,9 @@ class ThreadGovernor:
         busy, own = self._busy_seconds(), self.cpu_time()
         self._last = (now, busy, own)
         if last is None or busy is None or now - last[0] > self.stale:
-            # No look at the last moments of our own work (the first call, or one after
-            # a pause in which other programs may have run and stopped): the whole
-            # team until a window of this process's work shows otherwise.
-            _kernels.use_threads(_kernels.get_num_threads())
+            # The window would reach back into a pause between calls, in which other
+            # programs may have run and stopped: no evidence either way, so the count
+            # stays as the last window of this process's own work left it.
             return
         elapsed = now - last[0]
         other = max(0.0, (busy - last[1]) - (own - last[2])) / elapsed
