@@ -85,17 +85,20 @@ def get_dynamic_threads():
 class ThreadGovernor:
     """Sizes the team to the cores other processes leave free.
 
-    `poll()` is cheap enough for every step (a clock read); at most every `interval`
-    seconds (and only over windows of at most `stale` seconds, so that what ran
-    during a pause between calls is never taken for load now) it reads the busy time of this process's cores from /proc/stat, takes
-    away this process's own CPU time, and runs the next kernels on
-    round(cores - other processes' busy cores) threads, at least 1 and at most
-    get_num_threads(). Counting only other processes' time keeps the decision stable:
-    our own threads, spinning or working, never look like load."""
+    `poll()` is cheap enough for every step (a clock read). At most every `interval`
+    seconds it reads the busy time of this process's cores from /proc/stat, takes away
+    this process's own CPU time, and runs the next kernels on round(cores - other
+    processes' busy cores) threads, at least 1 and at most get_num_threads(); a thread
+    is added back only for a core at least 3/4 free. Counting only other processes'
+    time keeps the decision stable: our own threads, spinning or working, never look
+    like load. A window longer than `stale` seconds (a pause between calls) decides
+    nothing: what ran during the pause is no evidence about now."""
 
     interval = 0.1
     # Windows longer than this (a pause between calls) are not evidence of load now.
     stale = 0.25
+    # A thread is added only when more than this much of a core is free for it.
+    grow_margin = 0.75
 
     def __init__(self, stat_path="/proc/stat", clock=time.monotonic, cpu_time=time.process_time):
         self.stat_path, self.clock, self.cpu_time = stat_path, clock, cpu_time
@@ -124,7 +127,13 @@ class ThreadGovernor:
             return
         elapsed = now - last[0]
         other = max(0.0, (busy - last[1]) - (own - last[2])) / elapsed
-        _kernels.use_threads(math.floor(len(self.cpus) - other + 0.5))
+        free, current = len(self.cpus) - other, _kernels.threads_in_use()
+        want = math.floor(free + 0.5)
+        if want > current and free < current + self.grow_margin:
+            # Growing takes a clearly free core: our one thread sharing a core with the
+            # other program for a moment looks like half a core free.
+            want = current
+        _kernels.use_threads(want)
 
     def _busy_seconds(self):
         """CPU seconds this process's cores spent busy (not idle or waiting for I/O)

@@ -288,3 +288,22 @@ def test_governor_ignores_what_ran_during_a_pause_between_calls(tmp_path, two_th
     m.run(0.15, own_cores=1.0, other_cores=0.0)  # the next window of our work decides
     g.poll()
     assert _kernels.threads_in_use() == 2
+
+
+def test_governor_adds_a_thread_only_for_a_clearly_free_core(tmp_path, two_threads):
+    """Our one thread sharing a core with the other program for a moment shows half a
+    core free: not enough to add a thread that would be preempted at once."""
+    from fastnn import _kernels
+
+    m = FakeMachine(tmp_path)
+    g = m.governor()
+    g.poll()
+    m.run(0.2, own_cores=1.0, other_cores=1.0)
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(0.2, own_cores=0.5, other_cores=0.5)
+    g.poll()
+    assert _kernels.threads_in_use() == 1
+    m.run(0.2, own_cores=1.0, other_cores=0.2)
+    g.poll()
+    assert _kernels.threads_in_use() == 2
