@@ -221,7 +221,9 @@ def run_command(args, out=sys.stdout):
     opts = argparse.Namespace(
         repeats=(3 if quick else 5) if args.repeats is None else args.repeats,
         min_time=(0.02 if quick else 0.3) if args.min_time is None else args.min_time,
-        warmup=0.02 if quick else 0.1,
+        # Steady state: fastnn's thread governor needs one or two 0.1 s windows of
+        # work to see a new competitor (every implementation gets the same warm-up).
+        warmup=0.02 if quick else 0.3,
         pause=0.02 if quick else 0.15,
     )
     if opts.repeats < 1 or opts.min_time <= 0:
