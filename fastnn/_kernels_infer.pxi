@@ -81,7 +81,8 @@ cdef class DenseChain:
         self.act = <int *>calloc(n, sizeof(int))
         self.alpha = <double *>calloc(n, sizeof(double))
         self.beta = <double *>calloc(n, sizeof(double))
-        if not (self.dims and self.w and self.wt and self.b and self.act and self.alpha and self.beta):
+        if not (self.dims and self.w and self.wt and self.b and self.act and self.alpha
+                and self.beta):
             raise MemoryError()
         self.n, self.dtype, self.f32 = n, np.dtype(dtype), dtype == np.float32
         self.typenum = cnp.NPY_FLOAT32 if self.f32 else cnp.NPY_FLOAT64
