@@ -333,7 +333,6 @@ class Module:
         arrays. Every module's train/eval mode is restored afterwards. A model that
         fastnn.inference compiles runs its compiled evaluation forward instead (batch
         norm folded into the Dense weights; the same outputs to round-off)."""
-        governor.poll()
         compiled = compiled_predictor[0]
         if compiled is not None:
             predictor = compiled(self)
