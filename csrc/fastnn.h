@@ -23,6 +23,11 @@
 /* Columns per block in column-blocked reductions (bias gradient, batch norm). */
 #define FNN_COL_BLOCK 64
 
+/* Values per partial sum in the data type (vectorised) before the partials are added up
+ * in double: short enough that float's precision holds in each (batch norm backward,
+ * convolution prologue). */
+#define FNN_SUM_SPAN 256
+
 /* Column sums over rows use at most this many row chunks. Their scratch, passed in by
  * the caller, holds FNN_COLSUM_SCRATCH(width) doubles: the sums, the chunks' partial
  * sums, and 2 * width more for the kernel's own per-column values. */

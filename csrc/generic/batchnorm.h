@@ -147,9 +147,6 @@ static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrd
  * the batch norm, y is its output and gy the gradient of y: gy counts where y > 0 only
  * (relu_y NULL: no ReLU). */
 #define FNN_BN_GY(g, y, i) ((y) ? ((y)[i] > 0 ? (g)[i] : (T)0) : (g)[i])
-/* Values per partial sum of the backward's channel sums: short enough that T's
- * precision holds in each, added up in double. */
-#define FNN_BN_SPAN 256
 static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                             ptrdiff_t c0, ptrdiff_t c1, int batch_stats,
                                             const T *x, const T *gy, const T *gamma,
@@ -180,9 +177,9 @@ static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdif
                 const T *xc = xn + c * inner, *gc = gn + c * inner;
                 const T *yc = yn ? yn + c * inner : NULL;
                 T m_ = mu[c], i_ = is[c];
-                /* sums of FNN_BN_SPAN values in T's vector lanes, then in double */
-                for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_BN_SPAN) {
-                    ptrdiff_t q1 = q0 + FNN_BN_SPAN < inner ? q0 + FNN_BN_SPAN : inner;
+                /* sums of FNN_SUM_SPAN values in T's vector lanes, then in double */
+                for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
+                    ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
                     T a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
                     for (ptrdiff_t q = q0; q < q1; q++) {

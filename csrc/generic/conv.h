@@ -189,8 +189,7 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
 /* Per activation: the forward epilogue over n values of one (sample, channel),
  * y = F(src + bias) (z = src + bias when z is kept), and the backward prologue,
  * dst = gy D(z, y) returning the sum of dst (in T's vector lanes for each run of
- * FNN_CONV_SPAN values, those added up in double). */
-#define FNN_CONV_SPAN 256
+ * FNN_SUM_SPAN values, those added up in double). */
 #define FNN_CONV_WORKERS(CODE, name, F, D, NEEDS_INPUT)                                    \
     static FNN_CLONES void S(conv_fwd_##name)(T a, T b, ptrdiff_t n, const T *src, T bias, \
                                               T *z, T *y)                                  \
@@ -220,8 +219,8 @@ static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane
         (void)z;                                                                           \
         (void)y;                                                                           \
         double s = 0;                                                                      \
-        for (ptrdiff_t k0 = 0; k0 < n; k0 += FNN_CONV_SPAN) {                              \
-            ptrdiff_t k1 = n - k0 < FNN_CONV_SPAN ? n : k0 + FNN_CONV_SPAN;                \
+        for (ptrdiff_t k0 = 0; k0 < n; k0 += FNN_SUM_SPAN) {                              \
+            ptrdiff_t k1 = n - k0 < FNN_SUM_SPAN ? n : k0 + FNN_SUM_SPAN;                \
             T t = 0;                                                                       \
             _Pragma("omp simd reduction(+ : t)") for (ptrdiff_t k = k0; k < k1; k++)       \
             {                                                                              \
@@ -560,6 +559,5 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
 #undef FNN_WGRAD_MAXMB
 #undef FNN_WGRAD_MAXNV
 #undef FNN_GZ_SPAN
-#undef FNN_CONV_SPAN
 #undef FNN_WGRAD_PIXELS
 #undef FNN_VL
