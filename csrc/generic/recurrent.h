@@ -8,25 +8,37 @@
 
 /* ---- one sequence, one step: fused gate nonlinearities and state update ---------- */
 
-/* g: the gates' pre-activations without bias; they become the activations. */
+/* n units of one sequence: g + k gs holds gate k's pre-activations without bias (gates
+ * i, f, g, o), which become the activations; bias + k H gate k's bias. */
+static inline __attribute__((always_inline)) void S(lstm_cell)(ptrdiff_t n, ptrdiff_t gs,
+                                                             T *restrict g, ptrdiff_t H,
+                                                             const T *restrict bias,
+                                                             const T *restrict cp,
+                                                             T *restrict hnext,
+                                                             T *restrict cnext)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        T i = S(fnn_rnn_sigmoid)(g[j] + bias[j]);
+        T f = S(fnn_rnn_sigmoid)(g[gs + j] + bias[H + j]);
+        T gg = S(fnn_rnn_tanh)(g[2 * gs + j] + bias[2 * H + j]);
+        T o = S(fnn_rnn_sigmoid)(g[3 * gs + j] + bias[3 * H + j]);
+        T c = f * cp[j] + i * gg;
+        g[j] = i;
+        g[gs + j] = f;
+        g[2 * gs + j] = gg;
+        g[3 * gs + j] = o;
+        cnext[j] = c;
+        hnext[j] = o * S(fnn_rnn_tanh)(c);
+    }
+}
+
+/* One row of gates (i, f, g, o side by side). */
 static FNN_CLONES_AVX512 void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict bias,
                                            const T *restrict cp, T *restrict hnext,
                                            T *restrict cnext)
 {
-#pragma omp simd
-    for (ptrdiff_t j = 0; j < H; j++) {
-        T i = FNN_F_SIGMOID(g[j] + bias[j], 0, 0);
-        T f = FNN_F_SIGMOID(g[H + j] + bias[H + j], 0, 0);
-        T gg = TANH(g[2 * H + j] + bias[2 * H + j]);
-        T o = FNN_F_SIGMOID(g[3 * H + j] + bias[3 * H + j], 0, 0);
-        T c = f * cp[j] + i * gg;
-        g[j] = i;
-        g[H + j] = f;
-        g[2 * H + j] = gg;
-        g[3 * H + j] = o;
-        cnext[j] = c;
-        hnext[j] = o * TANH(c);
-    }
+    S(lstm_cell)(H, H, g, H, bias, cp, hnext, cnext);
 }
 
 /* g: the x products of r, z, n (columns [0, 3H)); gh: the h products W_h* h. g
@@ -164,38 +176,40 @@ typedef T S(wvec) __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)
 #define FNN_RNN_VL ((ptrdiff_t)(64 / sizeof(T)))
 #define FNN_RNN_PANEL (2 * FNN_RNN_VL)
 
-/* acc[i] += a[i lda] (w[0 .. FNN_RNN_PANEL)) for i < mb: a rank-one update of a tile
- * (inlined with a constant mb, so that acc stays in registers). */
-static inline __attribute__((always_inline)) void S(rank1)(int mb, S(wvec) (*acc)[2], const T *a,
-                                                          ptrdiff_t lda, const T *w)
+/* acc[i nv + v] += a[i lda] w[v FNN_RNN_VL ..] for i < mb, v < nv: a rank-one update of
+ * a tile of nv vectors by mb rows (inlined with constant mb and nv, so that acc stays
+ * in registers). */
+static inline __attribute__((always_inline)) void S(rank1)(int mb, int nv, S(wvec) *acc,
+                                                          const T *a, ptrdiff_t lda, const T *w)
 {
-    S(wvec) w0 = *(const S(wvec) *)w, w1 = *(const S(wvec) *)(w + FNN_RNN_VL);
+    S(wvec) wv[4];
+    for (int v = 0; v < nv; v++) wv[v] = *(const S(wvec) *)(w + v * FNN_RNN_VL);
     for (int i = 0; i < mb; i++) {
         T av = a[i * lda];
-        acc[i][0] += av * w0;
-        acc[i][1] += av * w1;
+        for (int v = 0; v < nv; v++) acc[i * nv + v] += av * wv[v];
     }
 }
 
-/* c[i ldc + 0 .. FNN_RNN_PANEL) = sum_p a[i lda + p] w[p ldw + ..] over p < k1, plus
+/* c[i ldc + 0 .. NV FNN_RNN_VL) = sum_p a[i lda + p] w[p ldw + ..] over p < k1, plus
  * sum_p h[i ldh + p] w[(k1 + p) ldw + ..] over p < k2, i < MB. */
-#define FNN_RNN_STEP_TILE(MB)                                                                \
-    static inline __attribute__((always_inline)) void S(step_tile_##MB)(                    \
-        ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h, ptrdiff_t ldh,     \
-        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc)                                       \
-    {                                                                                        \
-        S(wvec) acc[MB][2];                                                                  \
-        for (int i = 0; i < MB; i++) acc[i][0] = acc[i][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t p = 0; p < k1; p++) S(rank1)(MB, acc, a + p, lda, w + p * ldw);       \
-        for (ptrdiff_t p = 0; p < k2; p++) S(rank1)(MB, acc, h + p, ldh, w + (k1 + p) * ldw); \
-        for (int i = 0; i < MB; i++) {                                                       \
-            *(S(wvec) *)(c + i * ldc) = acc[i][0];                                           \
-            *(S(wvec) *)(c + i * ldc + FNN_RNN_VL) = acc[i][1];                              \
-        }                                                                                    \
+#define FNN_RNN_STEP_TILE(MB, NV)                                                             \
+    static inline __attribute__((always_inline)) void S(step_tile_##MB##x##NV)(              \
+        ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h, ptrdiff_t ldh,      \
+        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc)                                        \
+    {                                                                                         \
+        S(wvec) acc[MB * NV];                                                                 \
+        for (int i = 0; i < MB * NV; i++) acc[i] = (S(wvec)){0};                              \
+        for (ptrdiff_t p = 0; p < k1; p++) S(rank1)(MB, NV, acc, a + p, lda, w + p * ldw);    \
+        for (ptrdiff_t p = 0; p < k2; p++)                                                    \
+            S(rank1)(MB, NV, acc, h + p, ldh, w + (k1 + p) * ldw);                            \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) *(S(wvec) *)(c + i * ldc + v * FNN_RNN_VL) = acc[i * NV + v]; \
     }
-FNN_RNN_STEP_TILE(8)
-FNN_RNN_STEP_TILE(4)
-FNN_RNN_STEP_TILE(1)
+FNN_RNN_STEP_TILE(8, 2)
+FNN_RNN_STEP_TILE(4, 2)
+FNN_RNN_STEP_TILE(1, 2)
+FNN_RNN_STEP_TILE(4, 4) /* the LSTM's groups of four gates */
+FNN_RNN_STEP_TILE(1, 4)
 #undef FNN_RNN_STEP_TILE
 
 /* c (m, n) = a (m, k1) w[0, k1) + h (m, k2) w[k1, k1 + k2), rows of w ldw apart, n a
@@ -210,11 +224,101 @@ static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
     for (ptrdiff_t j = 0; j < n; j += FNN_RNN_PANEL) {
         ptrdiff_t i = 0;
         for (; i + 8 <= m; i += 8)
-            S(step_tile_8)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_8x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
         for (; i + 4 <= m; i += 4)
-            S(step_tile_4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_4x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
         for (; i < m; i++)
-            S(step_tile_1)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_1x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+    }
+}
+
+/* Fastnn's tiles compute this layer's per-step products (else BLAS does). */
+static int S(rnn_own_tiles)(const fnn_rnn_dims *d)
+{
+    return !d->gemm_only && fnn_rnn_weight_rows(d) % FNN_RNN_PANEL == 0 && fnn_rnn_tiles();
+}
+
+/* ---- LSTM: the cell update in the tiles' epilogue --------------------------------
+ * When the hidden size is a multiple of a vector (FNN_RNN_VL), the LSTM's gate columns
+ * in w_t are interleaved (fnn_rnn_forward): group q of 4 vectors holds the units
+ * [q VL, (q + 1) VL) of the gates i, f, g, o, one vector each. A tile of rows by one
+ * group then ends holding all four gates of its rows' units, and the cell updates c
+ * and h from it while it is in L1, a whole vector at a time: the step's gates go to
+ * memory only for a backward. */
+#define FNN_RNN_GROUP (4 * FNN_RNN_VL)
+
+static int S(lstm_fused)(const fnn_rnn_dims *d)
+{
+    return d->mode == FNN_RNN_LSTM && d->hidden % FNN_RNN_VL == 0 && S(rnn_own_tiles)(d);
+}
+
+/* Column of w_t for row j of an LSTM weight (4H rows, gates stacked) when interleaved. */
+static inline ptrdiff_t S(lstm_column)(ptrdiff_t j, ptrdiff_t H)
+{
+    ptrdiff_t k = j / H, u = j % H;
+    return u / FNN_RNN_VL * FNN_RNN_GROUP + k * FNN_RNN_VL + u % FNN_RNN_VL;
+}
+
+/* What one step of the cell reads and writes besides its products (the arrays of
+ * rnn_forward_rows). */
+struct S(lstm_io) {
+    const fnn_rnn_dims *d;
+    ptrdiff_t t, s; /* time, and the number of the step */
+    const T *bias;
+    const int64_t *lengths;
+    T *gates, *hprev, *cprev, *y, *hn, *cn;
+    ptrdiff_t ldy;
+};
+
+/* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their gates'
+ * products, interleaved. */
+static inline __attribute__((always_inline)) void S(lstm_tile_cells)(const struct S(lstm_io) *io,
+                                                                   ptrdiff_t n0, int mb,
+                                                                   ptrdiff_t u, T *buf)
+{
+    const fnn_rnn_dims *d = io->d;
+    ptrdiff_t H = d->hidden, t = io->t, s = io->s, U = FNN_RNN_VL;
+    ptrdiff_t dt = d->reverse ? -1 : 1;
+    int last = s == d->steps - 1;
+    size_t bytes = (size_t)U * sizeof(T);
+    for (int r = 0; r < mb; r++) {
+        ptrdiff_t n = n0 + r, hr = fnn_rnn_srow(d, t, s, n, 1) * H + u;
+        ptrdiff_t rn = last ? n * H + u : fnn_rnn_srow(d, t + dt, s + 1, n, 1) * H + u;
+        T *hnext = (last ? io->hn : io->hprev) + rn, *cnext = (last ? io->cn : io->cprev) + rn;
+        T *yr = io->y ? io->y + fnn_rnn_row(d, t, n) * io->ldy + u : NULL, *g = buf + r * FNN_RNN_GROUP;
+        if (!fnn_rnn_active(io->lengths, t, n)) { /* padding: the state passes through */
+            memcpy(hnext, io->hprev + hr, bytes);
+            memcpy(cnext, io->cprev + hr, bytes);
+            if (yr) memset(yr, 0, bytes);
+            continue;
+        }
+        S(lstm_cell)(U, U, g, H, io->bias + u, io->cprev + hr, hnext, cnext);
+        if (yr) memcpy(yr, hnext, bytes);
+        if (!d->one_step) /* for the backward, in its layout (gates side by side) */
+            for (int k = 0; k < 4; k++)
+                memcpy(io->gates + fnn_rnn_row(d, t, n) * 4 * H + k * H + u, g + k * U, bytes);
+    }
+}
+
+/* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
+ * interleaved w (k1 + k2, 4H) group by group, each tile's cells updated from it. */
+static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(lstm_io) *io, ptrdiff_t n0, ptrdiff_t m,
+                                          ptrdiff_t k1, const T *a, ptrdiff_t lda,
+                                          ptrdiff_t k2, const T *h, ptrdiff_t ldh,
+                                          const T *w)
+{
+    ptrdiff_t W = 4 * io->d->hidden, P = FNN_RNN_GROUP;
+    T buf[4 * FNN_RNN_GROUP] __attribute__((aligned(64)));
+    for (ptrdiff_t j = 0; j < W; j += P) {
+        ptrdiff_t i = 0, u = j / 4;
+        for (; i + 4 <= m; i += 4) {
+            S(step_tile_4x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
+            S(lstm_tile_cells)(io, n0 + i, 4, u, buf);
+        }
+        for (; i < m; i++) {
+            S(step_tile_1x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
+            S(lstm_tile_cells)(io, n0 + i, 1, u, buf);
+        }
     }
 }
 
@@ -233,7 +337,8 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     ptrdiff_t rs = fnn_rnn_row_stride(d), ss = d->one_step ? 1 : rs; /* x, y; the rest */
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
-    int own = !d->gemm_only && W % FNN_RNN_PANEL == 0 && fnn_rnn_tiles();
+    int own = S(rnn_own_tiles)(d), fused = S(lstm_fused)(d);
+    struct S(lstm_io) io = {d, 0, 0, bias, lengths, gates, hprev, cprev, y, hn, cn, ldy};
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
         ptrdiff_t r = fnn_rnn_srow(d, t0, 0, n, 1);
@@ -251,10 +356,16 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
             const T *hb = hprev + fnn_rnn_srow(d, t, s, b0, 1) * H;
             const T *xb = x + fnn_rnn_row(d, t, b0) * ldx;
             ptrdiff_t kh = s > 0 || h0 ? H : 0; /* no recurrent product from a zero state */
+            if (fused) { /* products and cells in one pass */
+                io.t = t;
+                io.s = s;
+                S(lstm_step)(&io, b0, b1 - b0, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t);
+                continue;
+            }
             /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
              * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
              * BLAS (as in the GEMM-only run) otherwise */
-            if (own && !gru) {
+            if (own && !gru) { /* RNN */
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
             } else if (own) {
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G);
@@ -331,15 +442,19 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
     }
 }
 
-/* dst[j ldd + i] = src[i cols + j] for i < rows, j < cols, in 16 x 16 blocks (a
- * column at a time would write a cache line per element). */
-static void S(transpose)(ptrdiff_t rows, ptrdiff_t cols, const T *src, T *dst, ptrdiff_t ldd)
+/* dst[j ldd + c(i)] = src[i cols + j] for i < rows, j < cols, in 16 x 16 blocks (a
+ * column at a time would write a cache line per element); c(i) = i, or with
+ * `interleave` the LSTM's interleaved column (rows = 4H). */
+static void S(transpose)(ptrdiff_t rows, ptrdiff_t cols, const T *src, T *dst, ptrdiff_t ldd,
+                         int interleave)
 {
     for (ptrdiff_t i0 = 0; i0 < rows; i0 += 16)
         for (ptrdiff_t j0 = 0; j0 < cols; j0 += 16) {
             ptrdiff_t i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < cols ? j0 + 16 : cols;
-            for (ptrdiff_t j = j0; j < j1; j++)
-                for (ptrdiff_t i = i0; i < i1; i++) dst[j * ldd + i] = src[i * cols + j];
+            for (ptrdiff_t i = i0; i < i1; i++) {
+                T *col = dst + (interleave ? S(lstm_column)(i, rows / 4) : i);
+                for (ptrdiff_t j = j0; j < j1; j++) col[j * ldd] = src[i * cols + j];
+            }
         }
 }
 
@@ -351,8 +466,9 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 {
     ptrdiff_t W = fnn_rnn_weight_rows(d), H = d->hidden, I = d->inputs;
     if (!d->gemm_only) { /* W_ih^T over W_hh^T: the products' untransposed operands */
-        S(transpose)(W, I, w_ih, w_t, W);
-        S(transpose)(W, H, w_hh, w_t + I * W, W);
+        int interleave = S(lstm_fused)(d);
+        S(transpose)(W, I, w_ih, w_t, W, interleave);
+        S(transpose)(W, H, w_hh, w_t + I * W, W, interleave);
     }
     FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, x, ldx, w_t, bias, h0, c0,
                                                lengths, gates, hprev, cprev, gh, y, ldy, hn,
@@ -373,7 +489,7 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, acc, b + r * ldb, 1, g + r * ldg);    \
+        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg); \
         for (int j = 0; j < MB; j++)                                                         \
             for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
                 dw[l * ldw + j] += acc[j][0][l];                                             \
