@@ -224,14 +224,72 @@ def check_forward(case, tol32):
         np.testing.assert_allclose(out["cn"], cn, atol=tol, rtol=tol)
 
 
+TILE_LENGTHS = [5, 2, 4, 1, 5, 3, 5, 5, 2, 4, 1, 5, 3]
+
+
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("batch_first,reverse", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize(
+    "batch_first,reverse,lengths",
+    [(False, False, None), (True, False, None), (True, True, None), (False, True, TILE_LENGTHS)],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_in_register_tiles_matches_numpy(mode, batch_first, reverse, dtype):
+@pytest.mark.parametrize("H", [8, 32])
+def test_forward_in_register_tiles_matches_numpy(mode, batch_first, reverse, lengths, dtype, H):
     """Gate widths in whole panels of 32 columns (float32; 16 in float64) take the
     per-step products through fastnn's register tiles on AVX-512: 13 sequences are
-    tiles of 8, 4 and 1 rows."""
-    check_forward(Case(mode, 5, 13, 11, 32, dtype, batch_first, reverse, None), 2e-5)
+    tiles of 8, 4 and 1 rows. An LSTM whose hidden size is a whole vector (16 in
+    float32, 8 in float64: H = 32 in both, H = 8 in float64) runs its cell update in
+    the tiles' epilogue (tiles of 4 and 1 rows); H = 8 in float32 does not."""
+    case = Case(mode, 5, 13, 11, H, dtype, batch_first, reverse, lengths)
+    check_forward(case, 2e-5)
+    one = case.run(one_step=True)  # the same pass keeping one step's states
+    for name, value in case.run().items():
+        if name in one:
+            np.testing.assert_array_equal(one[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "batch_first,reverse,lengths",
+    [(False, False, None), (True, True, [5, 2, 4, 1, 5]), (False, True, [3, 5, 5, 1, 2])],
+)
+def test_lstm_cell_in_the_tiles_matches_finite_differences(
+    batch_first, reverse, lengths, num_grad, fd_tol
+):
+    """H = 8 in float64, a whole vector: the forward's products and cell updates run in
+    one pass of register tiles on AVX-512 (tiles of 4 and 1 sequences), with the gate
+    columns of the weights interleaved; the backward reads the gates it stored."""
+    case = Case("lstm", 5, 5, 3, 8, np.float64, batch_first, reverse, lengths)
+    grads = case.run()
+    for name in ["x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0"]:
+        num = num_grad(lambda _: case.loss(), getattr(case, name))
+        np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
+
+
+def test_lstm_float32_gates_over_the_whole_range():
+    """The float32 LSTM cell's sigmoid and tanh (rational, clamped beyond |x| = 9 where
+    tanh rounds to 1) against float64 for pre-activations over [-40, 40] in one step
+    from a zero state (c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c)), through the
+    tiles' epilogue (H = 16) and the separate pass (H = 8); infinities saturate and a
+    NaN propagates."""
+    rng = np.random.default_rng(3)
+    N = 600
+    x = rng.uniform(-2, 2, (1, N, 1))
+    x[0, :3, 0] = [np.inf, -np.inf, np.nan]
+    for H in (8, 16):
+        case = Case("lstm", 1, N, 1, H, np.float32, False, False, None, with_state=False)
+        w_ih = rng.uniform(-20, 20, (4 * H, 1))
+        case.x, case.w_ih = x.astype(np.float32), w_ih.astype(np.float32)
+        case.b_ih[:] = case.b_hh[:] = 0
+        out = case.run(one_step=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y, hn, cn = reference(
+                "lstm", x, w_ih, case.w_hh * 0.0, np.zeros(4 * H), np.zeros(4 * H),
+                np.zeros((N, H)), np.zeros((N, H)), np.ones(N), False,
+            )
+        assert np.isnan(out["hn"][2]).all() and np.isnan(out["cn"][2]).all()
+        np.testing.assert_allclose(out["cn"][3:], cn[3:], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(out["hn"][3:], hn[3:], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(out["hn"][:2], hn[:2], rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
