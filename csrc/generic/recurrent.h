@@ -259,9 +259,8 @@ static inline ptrdiff_t S(lstm_column)(ptrdiff_t j, ptrdiff_t H)
     return u / FNN_RNN_VL * FNN_RNN_GROUP + k * FNN_RNN_VL + u % FNN_RNN_VL;
 }
 
-/* What one step of the cell reads and writes besides its products (the arrays of
- * rnn_forward_rows). */
-struct S(lstm_io) {
+/* What a step reads and writes besides its products (the arrays of rnn_forward_rows). */
+struct S(step_io) {
     const fnn_rnn_dims *d;
     ptrdiff_t t, s; /* time, and the number of the step */
     const T *bias;
@@ -270,39 +269,62 @@ struct S(lstm_io) {
     ptrdiff_t ldy;
 };
 
+/* Sequence n's rows at the step, from column u: the state h, c (LSTM) it starts from,
+ * where it leaves it (hnext, cnext) and its output (y, or NULL). */
+struct S(step_rows) {
+    T *h, *c, *hnext, *cnext, *y;
+};
+
+/* Fills r; at a padded step (past the sequence's length) passes the state's columns
+ * [u, u + len) through, outputs zeros there and returns 0. */
+static inline __attribute__((always_inline)) int S(step_rows)(const struct S(step_io) *io,
+                                                            ptrdiff_t n, ptrdiff_t u,
+                                                            ptrdiff_t len,
+                                                            struct S(step_rows) *r)
+{
+    const fnn_rnn_dims *d = io->d;
+    ptrdiff_t H = d->hidden, t = io->t, s = io->s, dt = d->reverse ? -1 : 1;
+    int last = s == d->steps - 1, lstm = d->mode == FNN_RNN_LSTM;
+    ptrdiff_t hr = fnn_rnn_srow(d, t, s, n, 1) * H + u;
+    ptrdiff_t rn = last ? n * H + u : fnn_rnn_srow(d, t + dt, s + 1, n, 1) * H + u;
+    size_t bytes = (size_t)len * sizeof(T);
+    r->h = io->hprev + hr;
+    r->c = lstm ? io->cprev + hr : NULL;
+    r->hnext = (last ? io->hn : io->hprev) + rn;
+    r->cnext = !lstm ? NULL : (last ? io->cn : io->cprev) + rn;
+    r->y = io->y ? io->y + fnn_rnn_row(d, t, n) * io->ldy + u : NULL;
+    if (fnn_rnn_active(io->lengths, t, n)) return 1;
+    memcpy(r->hnext, r->h, bytes);
+    if (lstm) memcpy(r->cnext, r->c, bytes);
+    if (r->y) memset(r->y, 0, bytes);
+    return 0;
+}
+
 /* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their gates'
  * products, interleaved. */
-static inline __attribute__((always_inline)) void S(lstm_tile_cells)(const struct S(lstm_io) *io,
+static inline __attribute__((always_inline)) void S(lstm_tile_cells)(const struct S(step_io) *io,
                                                                    ptrdiff_t n0, int mb,
                                                                    ptrdiff_t u, T *buf)
 {
     const fnn_rnn_dims *d = io->d;
-    ptrdiff_t H = d->hidden, t = io->t, s = io->s, U = FNN_RNN_VL;
-    ptrdiff_t dt = d->reverse ? -1 : 1;
-    int last = s == d->steps - 1;
+    ptrdiff_t H = d->hidden, U = FNN_RNN_VL;
     size_t bytes = (size_t)U * sizeof(T);
-    for (int r = 0; r < mb; r++) {
-        ptrdiff_t n = n0 + r, hr = fnn_rnn_srow(d, t, s, n, 1) * H + u;
-        ptrdiff_t rn = last ? n * H + u : fnn_rnn_srow(d, t + dt, s + 1, n, 1) * H + u;
-        T *hnext = (last ? io->hn : io->hprev) + rn, *cnext = (last ? io->cn : io->cprev) + rn;
-        T *yr = io->y ? io->y + fnn_rnn_row(d, t, n) * io->ldy + u : NULL, *g = buf + r * FNN_RNN_GROUP;
-        if (!fnn_rnn_active(io->lengths, t, n)) { /* padding: the state passes through */
-            memcpy(hnext, io->hprev + hr, bytes);
-            memcpy(cnext, io->cprev + hr, bytes);
-            if (yr) memset(yr, 0, bytes);
-            continue;
-        }
-        S(lstm_cell)(U, U, g, H, io->bias + u, io->cprev + hr, hnext, cnext);
-        if (yr) memcpy(yr, hnext, bytes);
+    for (int i = 0; i < mb; i++) {
+        struct S(step_rows) r;
+        T *g = buf + i * FNN_RNN_GROUP;
+        if (!S(step_rows)(io, n0 + i, u, U, &r)) continue;
+        S(lstm_cell)(U, U, g, H, io->bias + u, r.c, r.hnext, r.cnext);
+        if (r.y) memcpy(r.y, r.hnext, bytes);
         if (!d->one_step) /* for the backward, in its layout (gates side by side) */
             for (int k = 0; k < 4; k++)
-                memcpy(io->gates + fnn_rnn_row(d, t, n) * 4 * H + k * H + u, g + k * U, bytes);
+                memcpy(io->gates + fnn_rnn_row(d, io->t, n0 + i) * 4 * H + k * H + u, g + k * U,
+                       bytes);
     }
 }
 
 /* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
  * interleaved w (k1 + k2, 4H) group by group, each tile's cells updated from it. */
-static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(lstm_io) *io, ptrdiff_t n0, ptrdiff_t m,
+static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
                                           ptrdiff_t k1, const T *a, ptrdiff_t lda,
                                           ptrdiff_t k2, const T *h, ptrdiff_t ldh,
                                           const T *w)
@@ -323,8 +345,9 @@ static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(lstm_io) *io, ptrdiff_
 }
 
 /* ---- sequences [lo, hi) over all steps -------------------------------------------
- * Each step runs block by block of FNN_RNN_BLOCK_ROWS sequences: the block's recurrent
- * product, then its gate pass while the product is in cache. */
+ * Each step runs block by block of FNN_RNN_BLOCK_ROWS sequences: the block's products,
+ * then its gate pass while they are in cache (or, for the LSTM on the tiles, both in
+ * one pass: lstm_step). */
 
 static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, ptrdiff_t lo,
                                 ptrdiff_t hi, const T *x, ptrdiff_t ldx, const T *w_t,
@@ -338,7 +361,7 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
     int own = S(rnn_own_tiles)(d), fused = S(lstm_fused)(d);
-    struct S(lstm_io) io = {d, 0, 0, bias, lengths, gates, hprev, cprev, y, hn, cn, ldy};
+    struct S(step_io) io = {d, 0, 0, bias, lengths, gates, hprev, cprev, y, hn, cn, ldy};
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
         ptrdiff_t r = fnn_rnn_srow(d, t0, 0, n, 1);
@@ -349,7 +372,8 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     }
     for (ptrdiff_t s = 0; s < Tn; s++) {
         ptrdiff_t t = t0 + s * dt;
-        int last = s == Tn - 1;
+        io.t = t;
+        io.s = s;
         for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
             ptrdiff_t b1 = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi : b0 + FNN_RNN_BLOCK_ROWS;
             T *g0 = gates + fnn_rnn_srow(d, t, s, b0, 0) * G;
@@ -357,15 +381,13 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
             const T *xb = x + fnn_rnn_row(d, t, b0) * ldx;
             ptrdiff_t kh = s > 0 || h0 ? H : 0; /* no recurrent product from a zero state */
             if (fused) { /* products and cells in one pass */
-                io.t = t;
-                io.s = s;
                 S(lstm_step)(&io, b0, b1 - b0, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t);
                 continue;
             }
             /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
              * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
              * BLAS (as in the GEMM-only run) otherwise */
-            if (own && !gru) { /* RNN */
+            if (own && !gru) { /* RNN, or an LSTM whose H is not whole vectors */
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
             } else if (own) {
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G);
@@ -380,22 +402,13 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
                     memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
             }
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
-                ptrdiff_t hr = fnn_rnn_srow(d, t, s, n, 1), rn = 0;
-                if (!last) rn = fnn_rnn_srow(d, t + dt, s + 1, n, 1);
+                struct S(step_rows) r;
                 T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
-                T *hnext = last ? hn + n * H : hprev + rn * H;
-                T *cnext = !lstm ? NULL : last ? cn + n * H : cprev + rn * H;
-                T *yr = y ? y + fnn_rnn_row(d, t, n) * ldy : NULL;
-                if (!fnn_rnn_active(lengths, t, n)) { /* padding: the state passes through */
-                    memcpy(hnext, hprev + hr * H, hbytes);
-                    if (lstm) memcpy(cnext, cprev + hr * H, hbytes);
-                    if (yr) memset(yr, 0, hbytes);
-                    continue;
-                }
-                if (lstm) S(lstm_row_forward)(H, g, bias, cprev + hr * H, hnext, cnext);
-                else if (gru) S(gru_row_forward)(H, g, gh + n * W, bias, hprev + hr * H, hnext);
-                else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, g, bias, hnext);
-                if (yr) memcpy(yr, hnext, hbytes);
+                if (!S(step_rows)(&io, n, 0, H, &r)) continue;
+                if (lstm) S(lstm_row_forward)(H, g, bias, r.c, r.hnext, r.cnext);
+                else if (gru) S(gru_row_forward)(H, g, gh + n * W, bias, r.h, r.hnext);
+                else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, g, bias, r.hnext);
+                if (r.y) memcpy(r.y, r.hnext, hbytes);
             }
         }
     }
