@@ -38,8 +38,12 @@
 static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
 {
     ptrdiff_t r = rows / (FNN_INFER_BLOCKS_PER_THREAD * fnn_gemm_blocks) / 16 * 16;
-    return r < FNN_INFER_MIN_ROWS ? FNN_INFER_MIN_ROWS
-                                  : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
+    r = r < FNN_INFER_MIN_ROWS ? FNN_INFER_MIN_ROWS
+                               : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
+    /* Past FNN_TEAM_MAX_BLOCKS blocks (over half a million rows) a job would run on
+     * the calling thread alone: longer blocks instead. */
+    ptrdiff_t fewest = (rows + FNN_TEAM_MAX_BLOCKS - 1) / FNN_TEAM_MAX_BLOCKS;
+    return r > fewest ? r : fewest;
 }
 
 /* Fewer rows: per layer, the output features are cut into blocks, each block's product
