@@ -19,9 +19,9 @@
  * every layer one after another, the blocks claimed one at a time by the calling
  * thread and the helper team (team.h): a block's activations stay in its core's cache
  * between layers, the caller starts at once, and a helper the OS has parked or not yet
- * woken just takes fewer blocks; nobody waits at a barrier (an OpenMP region with a
- * block per thread waited at the start for the second thread to wake and at the end
- * for whichever was late). A block has about rows / (FNN_INFER_BLOCKS_PER_THREAD
+ * woken just takes fewer blocks; nobody waits at a barrier (in an OpenMP region with
+ * a block per thread, a second thread starting late delayed the call by as much, and
+ * the closing barrier waited for it even when no block was left for it). A block has about rows / (FNN_INFER_BLOCKS_PER_THREAD
  * fnn_gemm_blocks) rows, several per thread on a machine of fnn_gemm_blocks CPUs, so
  * that a helper starting late costs a fraction of a block; a multiple of 16 within
  * [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's input and its two activation
