@@ -246,7 +246,8 @@ def test_governor_sees_a_real_busy_process(two_threads):
 
     g = ThreadGovernor()
     g.cpus = sorted(os.sched_getaffinity(0))[:2]
-    g.enabled = True
+    # The busy child inherits our priority: under `nice pytest` its time is niced time.
+    g.enabled, g.count_nice = True, True
     busy = subprocess.Popen(
         [sys.executable, "-c", contention._BUSY], preexec_fn=lambda: os.sched_setaffinity(0, g.cpus)
     )
