@@ -107,12 +107,66 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     return p;
 }
 
+/* Blocks of samples of a backward run sample by sample: each block's weight and bias
+ * sums are its own, added up in block order at the end, so that the sums do not depend
+ * on which thread took a block (threads take whole blocks). */
+#define FNN_CONV_SAMPLE_BLOCKS 8
+
+/* Whether a convolution runs sample by sample, each thread taking whole samples (or
+ * blocks of them) through its own buffers in one parallel region, rather than chunk by
+ * chunk with a parallel region per pass: where the scratch holds buffers for two
+ * samples or more and the batch fills the blocks. Depends on the shape only. */
+static int fnn_conv_by_samples(const fnn_conv_geom *g, const fnn_conv_plan *p)
+{
+    return p->nb >= 2 && g->N >= FNN_CONV_SAMPLE_BLOCKS;
+}
+
+/* The scratch's layout: nb samples' buffers (r1 .. r4), the transposed weights, the
+ * weight-gradient sums (one block of them per block of samples), then the blocks' bias
+ * sums in double (`parts` elements of the data type: room for them aligned). */
+static ptrdiff_t fnn_conv_parts_offset(const fnn_conv_geom *g, const fnn_conv_plan *p)
+{
+    ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
+    return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk +
+           (p->wgrad ? FNN_CONV_SAMPLE_BLOCKS * ckk * p->kp : 0);
+}
+
+static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *p,
+                                   void *scratch, size_t elem)
+{
+    size_t off = (size_t)fnn_conv_parts_offset(g, p) * elem;
+    return (double *)((char *)scratch + (off + sizeof(double) - 1) / sizeof(double) *
+                                            sizeof(double));
+}
+
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
-    ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
-    return p.nb * (p.r1 + p.r2 + p.r3 + p.r4) + g->K * ckk + (p.wgrad ? ckk * p.kp : 0);
+    /* the bias sums: two float elements per double, one more to align them */
+    return fnn_conv_parts_offset(g, &p) + 2 * FNN_CONV_SAMPLE_BLOCKS * g->K + 1;
 }
+
+/* Run the statements after (n, slots, work, lo, hi, slot) on near-equal parts [lo, hi)
+ * of [0, n), one part per thread as FNN_PARALLEL_SPLIT does, on at most `slots`
+ * threads; `slot` numbers the part (the thread's own buffers). */
+#define FNN_PARALLEL_SLOTS(n, slots, work, lo, hi, slot, ...)                         \
+    do {                                                                             \
+        ptrdiff_t fnn_n_ = (n);                                                      \
+        int fnn_nt_ = fnn_threads_for(work);                                         \
+        if (fnn_nt_ > (slots)) fnn_nt_ = (int)(slots);                               \
+        if (fnn_nt_ > fnn_n_) fnn_nt_ = fnn_n_ > 0 ? (int)fnn_n_ : 1;                 \
+        if (fnn_nt_ <= 1) {                                                          \
+            ptrdiff_t lo = 0, hi = fnn_n_, slot = 0;                                 \
+            __VA_ARGS__;                                                             \
+        } else {                                                                     \
+            _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")        \
+            for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                       \
+                ptrdiff_t lo, hi, slot = fnn_t_;                                     \
+                fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                        \
+                __VA_ARGS__;                                                         \
+            }                                                                        \
+        }                                                                            \
+    } while (0)
 
 #define FNN_GENERIC "generic/conv.h"
 #include "instantiate.h"
