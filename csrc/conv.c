@@ -146,22 +146,24 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
     return fnn_conv_parts_offset(g, &p) + 2 * FNN_CONV_SAMPLE_BLOCKS * g->K + 1;
 }
 
-/* Run the statements after (n, slots, work, lo, hi, slot) on near-equal parts [lo, hi)
- * of [0, n), one part per thread as FNN_PARALLEL_SPLIT does, on at most `slots`
- * threads; `slot` numbers the part (the thread's own buffers). */
-#define FNN_PARALLEL_SLOTS(n, slots, work, lo, hi, slot, ...)                         \
+/* Run the statements after (n, slots, work, lo, hi, slot, per) on near-equal parts
+ * [lo, hi) of [0, n), one part per thread as FNN_PARALLEL_SPLIT does, on at most `slots`
+ * threads; each thread's buffers are the `per` slots from `slot` on (per >= 1). */
+#define FNN_PARALLEL_SLOTS(n, slots, work, lo, hi, slot, per, ...)                    \
     do {                                                                             \
         ptrdiff_t fnn_n_ = (n);                                                      \
         int fnn_nt_ = fnn_threads_for(work);                                         \
         if (fnn_nt_ > (slots)) fnn_nt_ = (int)(slots);                               \
         if (fnn_nt_ > fnn_n_) fnn_nt_ = fnn_n_ > 0 ? (int)fnn_n_ : 1;                 \
         if (fnn_nt_ <= 1) {                                                          \
-            ptrdiff_t lo = 0, hi = fnn_n_, slot = 0;                                 \
+            ptrdiff_t lo = 0, hi = fnn_n_, slot = 0, per = (slots);                  \
+            (void)per;                                                               \
             __VA_ARGS__;                                                             \
         } else {                                                                     \
             _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")        \
             for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                       \
-                ptrdiff_t lo, hi, slot = fnn_t_;                                     \
+                ptrdiff_t lo, hi, per = (slots) / fnn_nt_, slot = fnn_t_ * per;      \
+                (void)per;                                                           \
                 fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                        \
                 __VA_ARGS__;                                                         \
             }                                                                        \

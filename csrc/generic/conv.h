@@ -473,7 +473,7 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     ptrdiff_t work = g->N * out_sample * Cg * g->kh * g->kw;
     T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
     if (fnn_conv_by_samples(g, &pl)) { /* each thread whole samples, in its own buffers */
-        FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot,
+        FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
                            for (ptrdiff_t j = lo; j < hi; j++)
                                S(conv_forward_sample)(g, &pl, act, alpha, beta, w, bias,
                                                       x + j * in_sample, r1 + slot * pl.r1,
@@ -525,11 +525,14 @@ static FNN_CLONES void S(conv_input_grad_task)(const fnn_conv_geom *g, const fnn
                    (size_t)g->W * sizeof(T));
 }
 
-/* The backward of sample j (of block b: its weight-gradient sums start afresh at the
- * block's first sample j0) in the thread's buffers: r1 (the padded input, then
- * dL/dx's wide rows or columns), gz, r3 (the padded dL/dz) and r4 (gz^T), pl->r1 ..
- * pl->r4 elements. wt: the weights as dL/dx takes them; wpart: the block's sums of
- * dL/dw^T (ckk rows of the tiles' width per group); bpart: its K bias sums. */
+/* The backward sample by sample. A thread takes whole blocks of samples and runs each
+ * in runs of up to `per` samples through its own buffers (r1: the padded input, then
+ * dL/dx's wide rows or columns; gz; r3: the padded dL/dz; r4: gz^T; pl->r1 .. pl->r4
+ * elements per sample): dL/dz and gz^T of the run's samples, the weight-gradient tiles
+ * over the whole run (their sums carried in the block's wpart from run to run, which
+ * leaves them as they would be over the block at once), then dL/dx sample by sample.
+ * wt: the weights as dL/dx takes them; wpart: a block's sums of dL/dw^T (ckk rows of the
+ * tiles' width per group); bpart: its K bias sums. */
 struct S(conv_bwd_job) {
     const fnn_conv_geom *g;
     const fnn_conv_plan *pl;
@@ -540,16 +543,15 @@ struct S(conv_bwd_job) {
     int gw, gbias;
 };
 
-static void S(conv_backward_sample)(const struct S(conv_bwd_job) *J, ptrdiff_t j,
-                                    ptrdiff_t j0, T *r1, T *gz, T *r3, T *r4, T *wpart,
-                                    double *bpart)
+/* dL/dz of sample j into gz (bias sums into bpart) and, for dL/dw, its gz^T into r4 and
+ * its input padded into r1. */
+static void S(bwd_prepare)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1, T *gz, T *r4,
+                           double *bpart)
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
-    ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
-    ptrdiff_t in_sample = g->C * g->H * g->W, o = j * g->K * hw;
+    ptrdiff_t hw = g->Ho * g->Wo, o = j * g->K * hw;
     const T *z = J->z ? J->z + o : NULL, *y = J->y ? J->y + o : NULL, *gy = J->gy + o;
-    const T *x = J->x + j * in_sample;
     struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
     if (!J->fused)
         for (ptrdiff_t c = 0; c < g->K; c++) {
@@ -558,26 +560,45 @@ static void S(conv_backward_sample)(const struct S(conv_bwd_job) *J, ptrdiff_t j
                                          gz + c * pl->ld);
             if (J->gbias) bpart[c] += s;
         }
-    if (J->gw) { /* the block's dL/dw^T += the windows of x (padded if need be) gz^T */
-        for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
-            S(gz_t_row)(g, pl, J->fused, J->act, J->a, J->b, z, y, gy, m, gz, oh, r4);
-        int pad = g->ph || g->pw;
-        ptrdiff_t hp = pad ? pl->Hp : g->H, wp = pad ? pl->Wp : g->W;
-        if (pad) S(pad_planes)(x, g->C, g->H * g->W, g->W, g->H, g->W, g->ph, g->pw, 0, r1);
-        ptrdiff_t ckk = Cg * g->kh * g->kw, nvt = (Kg + FNN_VL - 1) / FNN_VL;
-        struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, 0, g->sh * wp, g->sw,
-                             pl->kp, g->Ho, g->Wo, nvt * FNN_VL};
-        ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
-        for (ptrdiff_t t = 0; t < G * tasks; t++) {
-            ptrdiff_t q = t / tasks;
-            S(wgrad_task)(&w, t % tasks, 0, 1, j > j0, ckk, Kg,
-                          (pad ? r1 : x) + q * Cg * hp * wp, r4 + q * Kg,
-                          wpart + q * ckk * w.lda, NULL);
-        }
+    if (!J->gw) return;
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
+        S(gz_t_row)(g, pl, J->fused, J->act, J->a, J->b, z, y, gy, m, gz, oh, r4);
+    if (g->ph || g->pw)
+        S(pad_planes)(J->x + j * g->C * g->H * g->W, g->C, g->H * g->W, g->W, g->H, g->W,
+                      g->ph, g->pw, 0, r1);
+}
+
+/* wpart (+)= the weight-gradient tiles over the run of cnt samples from j (their
+ * buffers r1, r4 one sample's apart), from zero if the run starts its block. */
+static void S(bwd_wgrad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, ptrdiff_t cnt,
+                         int start, const T *r1, const T *r4, T *wpart)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
+    ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, in_sample = g->C * g->H * g->W;
+    int pad = g->ph || g->pw;
+    ptrdiff_t hp = pad ? pl->Hp : g->H, wp = pad ? pl->Wp : g->W;
+    const T *xs = pad ? r1 : J->x + j * in_sample;
+    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, pad ? pl->r1 : in_sample,
+                         g->sh * wp, g->sw, pl->kp, g->Ho, g->Wo, nvt * FNN_VL};
+    ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
+    for (ptrdiff_t t = 0; t < G * tasks; t++) {
+        ptrdiff_t q = t / tasks;
+        S(wgrad_task)(&w, t % tasks, 0, cnt, !start, ckk, Kg, xs + q * Cg * hp * wp,
+                      r4 + q * Kg, wpart + q * ckk * w.lda, NULL);
     }
-    if (!J->gx) return;
-    T *gx = J->gx + j * in_sample;
-    if (pl->direct) { /* dL/dx: the flipped convolution of the padded dL/dz */
+}
+
+/* dL/dx of sample j from its dL/dz in gz. */
+static void S(bwd_input_grad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1,
+                              const T *gz, T *r3)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
+    T *gx = J->gx + j * g->C * g->H * g->W;
+    if (pl->direct) { /* the flipped convolution of the padded dL/dz */
         struct S(rowmap) mx = {g->H, g->W, pl->Wq};
         ptrdiff_t rpt = S(rows_per_task)(mx);
         S(pad_planes)(gz, g->K, pl->ld, pl->Wp, g->Ho, g->Wo, pl->qh, pl->qw,
@@ -598,42 +619,71 @@ static void S(conv_backward_sample)(const struct S(conv_bwd_job) *J, ptrdiff_t j
     }
 }
 
-/* The backward sample by sample: each thread whole blocks of samples (fixed by the
- * batch size: FNN_CONV_SAMPLE_BLOCKS), one sample at a time in its own buffers; then the
- * blocks' weight and bias sums added up in block order. */
+/* Blocks [lo, hi) of samples on one thread with `per` samples' buffers from slot on. */
+static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t lo,
+                          ptrdiff_t hi, ptrdiff_t slot, ptrdiff_t per, T *wpart,
+                          double *bpart)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t B = FNN_CONV_SAMPLE_BLOCKS;
+    T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
+    T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
+    T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
+    for (ptrdiff_t b = lo; b < hi; b++) {
+        ptrdiff_t j0, j1;
+        fnn_split(N, (int)b, (int)B, &j0, &j1);
+        for (ptrdiff_t s0 = j0; s0 < j1; s0 += per) {
+            ptrdiff_t cnt = j1 - s0 < per ? j1 - s0 : per;
+            for (ptrdiff_t s = 0; s < cnt; s++)
+                S(bwd_prepare)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2, r4 + s * pl->r4,
+                               bpart + b * K);
+            if (J->gw) S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * ckk * pl->kp);
+            if (J->gx)
+                for (ptrdiff_t s = 0; s < cnt; s++)
+                    S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
+                                      r3 + s * pl->r3);
+        }
+    }
+}
+
+/* g[k ldg] += sum over the B parts (part apart) of p[k], k < n, the parts added in order. */
+static void S(sum_parts)(const T *p, ptrdiff_t B, ptrdiff_t part, ptrdiff_t n, T *g,
+                         ptrdiff_t ldg)
+{
+    T acc[64];
+    for (ptrdiff_t k0 = 0; k0 < n; k0 += 64) {
+        ptrdiff_t m = n - k0 < 64 ? n - k0 : 64;
+        memcpy(acc, p + k0, (size_t)m * sizeof(T));
+        for (ptrdiff_t b = 1; b < B; b++)
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < m; k++) acc[k] += p[b * part + k0 + k];
+        for (ptrdiff_t k = 0; k < m; k++) g[(k0 + k) * ldg] += acc[k];
+    }
+}
+
+/* Each thread whole blocks of samples (FNN_CONV_SAMPLE_BLOCKS of them, fixed by the batch
+ * size), then the blocks' weight and bias sums added up in block order. */
 static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scratch, T *gw,
                                         T *gbias, double *bsum)
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
-    ptrdiff_t N = g->N, K = g->K, G = g->groups, Kg = K / G, Cg = g->C / G;
-    ptrdiff_t ckk = Cg * g->kh * g->kw, lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL;
-    ptrdiff_t B = N < FNN_CONV_SAMPLE_BLOCKS ? N : FNN_CONV_SAMPLE_BLOCKS, part = ckk * pl->kp;
-    T *r1 = scratch, *gz = r1 + pl->nb * pl->r1, *r3 = gz + pl->nb * pl->r2;
-    T *r4 = r3 + pl->nb * pl->r3, *wpart = r4 + pl->nb * pl->r4 + K * ckk;
+    ptrdiff_t K = g->K, G = g->groups, Kg = K / G, ckk = g->C / G * g->kh * g->kw;
+    ptrdiff_t lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL, part = ckk * pl->kp;
+    ptrdiff_t B = FNN_CONV_SAMPLE_BLOCKS;
+    T *wpart = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3 + pl->r4) + K * ckk;
     double *bpart = fnn_conv_bias_parts(g, pl, scratch, sizeof(T));
     if (J->gbias)
         for (ptrdiff_t k = 0; k < B * K; k++) bpart[k] = 0;
-    FNN_PARALLEL_SLOTS(B, pl->nb, N * K * g->Ho * g->Wo * ckk, lo, hi, slot,
-                       for (ptrdiff_t b = lo; b < hi; b++) {
-                           ptrdiff_t j0, j1;
-                           fnn_split(N, (int)b, (int)B, &j0, &j1);
-                           for (ptrdiff_t j = j0; j < j1; j++)
-                               S(conv_backward_sample)(J, j, j0, r1 + slot * pl->r1,
-                                                       gz + slot * pl->r2, r3 + slot * pl->r3,
-                                                       r4 + slot * pl->r4, wpart + b * part,
-                                                       bpart + b * K);
-                       });
+    FNN_PARALLEL_SLOTS(B, pl->nb, g->N * K * g->Ho * g->Wo * ckk, lo, hi, slot, per,
+                       S(bwd_blocks)(J, scratch, lo, hi, slot, per, wpart, bpart));
     if (gw) /* gw (Kg, ckk per group) += the blocks' dL/dw^T (ckk, lda per group) */
         FNN_PARALLEL_SPLIT(G * ckk, B * K * ckk, lo, hi,
                            for (ptrdiff_t r = lo; r < hi; r++) {
-                               ptrdiff_t q = r / ckk, p = r % ckk;
-                               for (ptrdiff_t k = 0; k < Kg; k++) {
-                                   T s = 0;
-                                   for (ptrdiff_t b = 0; b < B; b++)
-                                       s += wpart[b * part + (q * ckk + p) * lda + k];
-                                   gw[(q * Kg + k) * ckk + p] += s;
-                               }
+                               S(sum_parts)(wpart + r * lda, B, part, Kg,
+                                            gw + r / ckk * Kg * ckk + r % ckk, ckk);
                            });
     if (gbias)
         for (ptrdiff_t c = 0; c < K; c++) {
