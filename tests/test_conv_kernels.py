@@ -201,7 +201,11 @@ def test_conv_weight_gradient_over_sample_blocks_matches_numpy(stride):
     np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", CASES)
+# K = 512 on 64 x 3 x 3: weight-gradient sums for 7 blocks of samples only
+WIDE = (1, 64, 4, 4, 512, 1, (3, 3), (1, 1), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("case", CASES + [WIDE])
 @pytest.mark.parametrize("wanted", ["all", "weights"])
 def test_conv_sample_by_sample_matches_numpy(case, wanted):
     # From 8 samples up a thread takes whole samples, and the weight and bias sums run

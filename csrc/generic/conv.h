@@ -627,7 +627,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
-    ptrdiff_t B = FNN_CONV_SAMPLE_BLOCKS;
+    ptrdiff_t B = pl->blocks;
     T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
     T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
     T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
@@ -663,8 +663,7 @@ static void S(sum_parts)(const T *p, ptrdiff_t B, ptrdiff_t part, ptrdiff_t n, T
     }
 }
 
-/* Each thread whole blocks of samples (FNN_CONV_SAMPLE_BLOCKS of them, fixed by the batch
- * size), then the blocks' weight and bias sums added up in block order. */
+/* Each thread whole blocks of samples (pl->blocks of them, fixed by the shape), then the blocks' weight and bias sums added up in block order. */
 static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scratch, T *gw,
                                         T *gbias, double *bsum)
 {
@@ -672,7 +671,7 @@ static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scra
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t K = g->K, G = g->groups, Kg = K / G, ckk = g->C / G * g->kh * g->kw;
     ptrdiff_t lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL, part = ckk * pl->kp;
-    ptrdiff_t B = FNN_CONV_SAMPLE_BLOCKS;
+    ptrdiff_t B = pl->blocks;
     T *wpart = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3 + pl->r4) + K * ckk;
     double *bpart = fnn_conv_bias_parts(g, pl, scratch, sizeof(T));
     if (J->gbias)
