@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .module import Layer, _hook_epoch
+from .module import FixedContainer, Layer, _hook_epoch
 from .symbolic import SymbolicTensor
 from .plan import Plan
 from .validation import float_dtype, positive_int
@@ -42,7 +42,7 @@ def _auto_name(module):
     return re.sub(r"[^0-9a-z_]", "", type(module).__name__.lower()) or "layer"
 
 
-class Model(Layer):
+class Model(FixedContainer):
     """A model from symbolic inputs to outputs: `Model(inputs, outputs, name=None)`,
     each a SymbolicTensor or a list of them.
 
@@ -53,13 +53,6 @@ class Model(Layer):
     fastnn.Trainer (several inputs: `fit([X1, X2], y)`) and saved by fastnn.save.
     forward takes an array or, with several inputs, a list; it returns an array or,
     with several outputs, a list."""
-
-    _transient = ("_plan_cache", "_all_modules")
-
-    def _reset_transient(self):
-        super()._reset_transient()
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     def __init__(
         self,
@@ -171,17 +164,6 @@ class Model(Layer):
         """(layer name, layer) pairs, in the order the layers run."""
         for layer in self._layers:
             yield layer.name, layer
-
-    def _modules_cached(self):
-        if self._all_modules is None:
-            self._all_modules = self.modules()
-        return self._all_modules
-
-    def train(self, mode=True):
-        """Set training or evaluation mode on every layer; returns self."""
-        for m in self._modules_cached():
-            m.training = bool(mode)
-        return self
 
     # -- execution ------------------------------------------------------------------------
     def _plan(self):

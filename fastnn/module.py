@@ -250,7 +250,7 @@ class Module:
     # -- modes and gradients ----------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
         """Set training mode (mode=True) or evaluation mode on every submodule; returns self."""
-        for m in self.modules():
+        for m in self._modules_cached():
             m.training = bool(mode)
         return self
 
@@ -368,7 +368,7 @@ class Module:
         return outs if isinstance(yb, (list, tuple)) else outs[0]
 
     def _modules_cached(self):
-        """modules(), cached for containers whose structure is fixed."""
+        """modules(), cached by containers whose structure is fixed (FixedContainer)."""
         return self.modules()
 
     # -- state ------------------------------------------------------------------------
@@ -535,6 +535,24 @@ class Layer(Module):
         self._scratch_ws.clear()
         self._pending.clear()
         self._free.clear()
+
+
+class FixedContainer(Layer):
+    """A layer made of submodules fixed at construction (Sequential, Model): the walk of
+    its module tree is done once, and its execution plan is cached in `_plan_cache`,
+    a (plan, hook epoch) pair that subclasses rebuild when hooks change."""
+
+    _transient = ("_plan_cache", "_all_modules")
+
+    def _reset_transient(self):
+        super()._reset_transient()
+        self._plan_cache = (None, None)
+        self._all_modules = None
+
+    def _modules_cached(self):
+        if self._all_modules is None:
+            self._all_modules = self.modules()
+        return self._all_modules
 
 
 _scratch_pool = threading.local()

@@ -3,11 +3,11 @@
 import numpy as np
 
 from .graph import _table
-from .module import Context, Layer, Module, _hook_epoch
+from .module import Context, FixedContainer, Module, _hook_epoch
 from .plan import Plan
 
 
-class Sequential(Layer):
+class Sequential(FixedContainer):
     """Layers applied in order: `Sequential(Dense(784, 512), ReLU(), Dense(512, 10))`.
 
     state_dict keys are those of torch.nn.Sequential ('0.weight', '1.running_mean').
@@ -17,13 +17,6 @@ class Sequential(Layer):
     training. The results are those of the layers applied one by one. A layer may
     appear several times (its weights are shared and its gradients sum). The list of
     layers is fixed at construction."""
-
-    _transient = ("_plan_cache", "_all_modules")
-
-    def _reset_transient(self):
-        super()._reset_transient()
-        self._plan_cache = (None, None)
-        self._all_modules = None
 
     def __init__(self, *layers, name=None):
         super().__init__(name=name)
@@ -38,18 +31,6 @@ class Sequential(Layer):
         """("0", layer), ("1", layer), ... (torch's keys)."""
         for i, layer in enumerate(self.layers):
             yield str(i), layer
-
-    def _modules_cached(self):
-        if self._all_modules is None:
-            self._all_modules = self.modules()
-        return self._all_modules
-
-    def train(self, mode=True):
-        """Set training or evaluation mode on every layer; returns self."""
-        # The layer list is fixed: the module tree is walked once, not on every call.
-        for m in self._modules_cached():
-            m.training = bool(mode)
-        return self
 
     def get_config(self):
         """The layers (fastnn.save describes them recursively)."""

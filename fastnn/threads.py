@@ -100,8 +100,15 @@ class ThreadGovernor:
     # A thread is added only when more than this much of a core is free for it.
     grow_margin = 0.75
 
-    def __init__(self, stat_path="/proc/stat", clock=time.monotonic, cpu_time=time.process_time):
+    def __init__(
+        self,
+        stat_path="/proc/stat",
+        clock=time.monotonic,
+        cpu_time=time.process_time,
+        autogroup_path="/proc/sys/kernel/sched_autogroup_enabled",
+    ):
         self.stat_path, self.clock, self.cpu_time = stat_path, clock, cpu_time
+        self.count_nice = _nice_competes(autogroup_path)
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
             self.available = self._busy_seconds() is not None
@@ -149,10 +156,24 @@ class ThreadGovernor:
                     if fields[0] in cpus:
                         # user nice system idle iowait irq softirq steal (guest is in user)
                         v = [int(x) for x in fields[1:9]]
-                        ticks += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+                        ticks += v[0] + v[2] + v[5] + v[6] + v[7]
+                        if self.count_nice:
+                            ticks += v[1]
         except (OSError, ValueError, IndexError):
             return None
         return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _nice_competes(autogroup_path):
+    """Whether processes running at a lower priority (nice > 0) take cores from ours.
+    The scheduler runs our threads before them, except between sessions when the
+    kernel groups tasks by session (autogroup): then each session gets an equal share
+    whatever its nice value, and their time is load like any other."""
+    try:
+        with open(autogroup_path) as f:
+            return f.read().strip() != "0"
+    except OSError:  # a kernel without autogroup
+        return False
 
 
 def openmp_settings():

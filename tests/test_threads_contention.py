@@ -108,33 +108,42 @@ class FakeMachine:
 
     def __init__(self, tmp_path):
         self.path = tmp_path / "stat"
-        self.now, self.own, self.busy = 100.0, 0.0, [0.0, 0.0]
+        self.now, self.own, self.busy, self.nice = 100.0, 0.0, [0.0, 0.0], [0.0, 0.0]
         self.tck = os.sysconf("SC_CLK_TCK")
+        self.autogroup = tmp_path / "sched_autogroup_enabled"
+        self.autogroup.write_text("0\n")
         self.write()
 
     def write(self):
         lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
-        for c, b in enumerate(self.busy):
+        for c, (b, n) in enumerate(zip(self.busy, self.nice)):
             # user nice system idle iowait irq softirq steal guest guest_nice; the busy
-            # time spread over every busy column, idle and iowait left out
-            t = round(b * self.tck)
-            parts = [t // 6, t // 6, t // 6, 999, 999, t // 6, t // 6, t - 5 * (t // 6), 7, 7]
+            # time spread over every busy column but nice, idle and iowait left out
+            t, tn = round(b * self.tck), round(n * self.tck)
+            parts = [t // 5, tn, t // 5, 999, 999, t // 5, t // 5, t - 4 * (t // 5), 7, 7]
             lines.append(f"cpu{c} " + " ".join(map(str, parts)))
         lines.append("intr 12345")
         self.path.write_text("\n".join(lines) + "\n")
 
-    def run(self, seconds, own_cores, other_cores):
-        """`seconds` pass with this process using own_cores and others other_cores."""
+    def run(self, seconds, own_cores, other_cores, niced_cores=0.0):
+        """`seconds` pass with this process using own_cores, others other_cores and
+        processes at a lower priority (nice > 0) niced_cores."""
         self.now += seconds
         self.own += own_cores * seconds
         per_core = (own_cores + other_cores) * seconds / len(self.busy)
         self.busy = [b + per_core for b in self.busy]
+        self.nice = [n + niced_cores * seconds / len(self.nice) for n in self.nice]
         self.write()
 
     def governor(self):
         from fastnn.threads import ThreadGovernor
 
-        g = ThreadGovernor(str(self.path), clock=lambda: self.now, cpu_time=lambda: self.own)
+        g = ThreadGovernor(
+            str(self.path),
+            clock=lambda: self.now,
+            cpu_time=lambda: self.own,
+            autogroup_path=str(self.autogroup),
+        )
         g.cpus, g.enabled = [0, 1], True
         return g
 
@@ -170,6 +179,24 @@ def test_governor_gives_other_processes_their_cores_and_takes_them_back(tmp_path
     m.run(0.2, own_cores=2.0, other_cores=5.0)  # never fewer than one thread
     g.poll()
     assert _kernels.threads_in_use() == 1
+
+
+@pytest.mark.parametrize("autogroup", ["0", "1", None])
+def test_governor_counts_niced_processes_only_where_they_compete(tmp_path, two_threads, autogroup):
+    """Processes at a lower priority yield the cores to ours, unless the kernel shares
+    the CPU between sessions (autogroup), where nice does not order them."""
+    from fastnn import _kernels
+
+    m = FakeMachine(tmp_path)
+    if autogroup is None:  # a kernel without autogroup
+        m.autogroup.unlink()
+    else:
+        m.autogroup.write_text(autogroup + "\n")
+    g = m.governor()
+    g.poll()
+    m.run(0.2, own_cores=1.3, other_cores=0.0, niced_cores=0.7)
+    g.poll()
+    assert _kernels.threads_in_use() == (1 if autogroup == "1" else 2)
 
 
 def test_governor_never_exceeds_the_thread_count_set(tmp_path, use_threads):
@@ -219,7 +246,8 @@ def test_governor_sees_a_real_busy_process(two_threads):
 
     g = ThreadGovernor()
     g.cpus = sorted(os.sched_getaffinity(0))[:2]
-    g.enabled = True
+    # The busy child inherits our priority: under `nice pytest` its time is niced time.
+    g.enabled, g.count_nice = True, True
     busy = subprocess.Popen(
         [sys.executable, "-c", contention._BUSY], preexec_fn=lambda: os.sched_setaffinity(0, g.cpus)
     )

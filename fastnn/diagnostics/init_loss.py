@@ -129,20 +129,24 @@ def _cross_entropy(loss, out, y, out_std, tolerance):
     advice = []
     expected = math.log(K) if K > 1 else 0.0
     baselines = {f"uniform prediction, ln {K}": expected}
+
+    def refused(why):  # labels the loss cannot be computed on
+        return InitLossResult(
+            "CrossEntropyLoss",
+            math.nan,
+            expected,
+            f"ln {K}",
+            baselines,
+            out_std,
+            False,
+            [why],
+            tolerance,
+        )
+
     if y.dtype.kind not in "iu":
         yi = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else None
         if yi is None:
-            return InitLossResult(
-                "CrossEntropyLoss",
-                math.nan,
-                expected,
-                f"ln {K}",
-                baselines,
-                out_std,
-                False,
-                ["class labels must be integers 0..K-1"],
-                tolerance,
-            )
+            return refused("class labels must be integers 0..K-1")
         advice.append("labels are floats: pass integer labels (y.astype(np.int64))")
         y = yi
     lo, hi = int(y.min()), int(y.max())
@@ -173,17 +177,7 @@ def _cross_entropy(loss, out, y, out_std, tolerance):
             else f"labels span {lo}..{hi} but the model has {K} outputs: labels must be "
             f"0..{K - 1} - re-encode them or give the last layer {hi + 1} outputs"
         )
-        return InitLossResult(
-            "CrossEntropyLoss",
-            math.nan,
-            expected,
-            f"ln {K}",
-            baselines,
-            out_std,
-            False,
-            [why],
-            tolerance,
-        )
+        return refused(why)
     value = float(loss(out, y))
     z = out - out.mean(axis=1, keepdims=True)
     logit_std = float(z.std())
