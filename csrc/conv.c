@@ -31,6 +31,9 @@
  * channel in a fixed order: the results do not depend on the thread count. */
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "conv.h"
 #include "parallel.h"
 #include "simd.h"
@@ -165,9 +168,16 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
     return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1;
 }
 
-/* Run the statements after (n, slots, work, lo, hi, slot, per) on near-equal parts
- * [lo, hi) of [0, n), one part per thread as FNN_PARALLEL_SPLIT does, on at most `slots`
- * threads; each thread's buffers are the `per` slots from `slot` on (per >= 1). */
+/* Run the statements after (n, slots, work, lo, hi, slot, per) for the units [lo, hi) =
+ * [i, i + 1) of [0, n), handed out one at a time to whichever thread is free (a thread
+ * the OS holds back leaves its share to the others), on at most `slots` threads; each
+ * thread's buffers are the `per` slots from `slot` on (per >= 1). Which thread runs a
+ * unit never changes what the unit computes. */
+#ifdef _OPENMP
+#define FNN_THREAD_NUM() omp_get_thread_num()
+#else
+#define FNN_THREAD_NUM() 0
+#endif
 #define FNN_PARALLEL_SLOTS(n, slots, work, lo, hi, slot, per, ...)                    \
     do {                                                                             \
         ptrdiff_t fnn_n_ = (n);                                                      \
@@ -179,12 +189,15 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
             (void)per;                                                               \
             __VA_ARGS__;                                                             \
         } else {                                                                     \
-            _Pragma("omp parallel for schedule(static) num_threads(fnn_nt_)")        \
-            for (int fnn_t_ = 0; fnn_t_ < fnn_nt_; fnn_t_++) {                       \
-                ptrdiff_t lo, hi, per = (slots) / fnn_nt_, slot = fnn_t_ * per;      \
+            _Pragma("omp parallel num_threads(fnn_nt_)")                             \
+            {                                                                        \
+                ptrdiff_t per = (slots) / fnn_nt_, slot = FNN_THREAD_NUM() * per;    \
                 (void)per;                                                           \
-                fnn_split(fnn_n_, fnn_t_, fnn_nt_, &lo, &hi);                        \
-                __VA_ARGS__;                                                         \
+                _Pragma("omp for schedule(dynamic, 1)")                              \
+                for (ptrdiff_t fnn_i_ = 0; fnn_i_ < fnn_n_; fnn_i_++) {              \
+                    ptrdiff_t lo = fnn_i_, hi = fnn_i_ + 1;                          \
+                    __VA_ARGS__;                                                     \
+                }                                                                    \
             }                                                                        \
         }                                                                            \
     } while (0)
