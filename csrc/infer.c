@@ -16,20 +16,20 @@
 #include "tile.h"
 
 /* From FNN_INFER_ROW_BLOCKS rows on, the rows are cut into blocks that run through
- * every layer one after another, the blocks claimed one at a time by the calling
- * thread and the helper team (team.h): a block's activations stay in its core's cache
- * between layers, the caller starts at once, and a helper the OS has parked or not yet
- * woken just takes fewer blocks; nobody waits at a barrier (in an OpenMP region with
- * a block per thread, a second thread starting late delayed the call by as much, and
- * the closing barrier waited for it even when no block was left for it). A block has about rows / (FNN_INFER_BLOCKS_PER_THREAD
- * fnn_gemm_blocks) rows, several per thread on a machine of fnn_gemm_blocks CPUs, so
- * that a helper starting late costs a fraction of a block; a multiple of 16 within
- * [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's input and its two activation
- * buffers then stay within a core's L2 cache (128 x 784 + 2 x 128 x 512 floats for
- * the reference model), and BLAS (float64) packs the weights once per block. On one
- * core, blocks of 32, 64 and 128 rows took the same CPU time at batch 256 (within the
- * noise of a loaded machine). The cut depends on the shape and the machine only, so
- * results do not depend on the thread count. */
+ * every layer one after another, the blocks claimed one at a time by the calling thread
+ * and the helper team (team.h): a block's activations stay in its core's cache between
+ * layers, the caller starts at once, and a helper the OS has parked or not yet woken
+ * just takes fewer blocks; nobody waits at a barrier (in an OpenMP region with a block
+ * per thread, a second thread starting late delayed the call by as much, and the
+ * closing barrier waited for it even when no block was left for it). A block has about
+ * rows / (FNN_INFER_BLOCKS_PER_THREAD * fnn_gemm_blocks) rows, several per thread on a
+ * machine of fnn_gemm_blocks CPUs, so that a helper starting late costs a fraction of a
+ * block; a multiple of 16 within [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's
+ * input and its two activation buffers then stay within a core's L2 cache (128 x 784 +
+ * 2 x 128 x 512 floats for the reference model), and BLAS (float64) packs the weights
+ * once per block. On one core, blocks of 32, 64 and 128 rows took the same CPU time at
+ * batch 256 (within the noise of a loaded machine). The cut depends on the shape and
+ * the machine only, so results do not depend on the thread count. */
 #define FNN_INFER_ROW_BLOCKS 128
 #define FNN_INFER_MIN_ROWS 32
 #define FNN_INFER_MAX_ROWS 128

@@ -663,7 +663,8 @@ static void S(sum_parts)(const T *p, ptrdiff_t B, ptrdiff_t part, ptrdiff_t n, T
     }
 }
 
-/* Each thread whole blocks of samples (pl->blocks of them, fixed by the shape), then the blocks' weight and bias sums added up in block order. */
+/* Each thread whole blocks of samples (pl->blocks of them, fixed by the shape), then
+ * the blocks' weight and bias sums added up in block order. */
 static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scratch, T *gw,
                                         T *gbias, double *bsum)
 {

@@ -106,7 +106,8 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
     T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL] = {0};
     T *ac = acc + i0 * w->lda + k0;
     if (load)
-        for (ptrdiff_t i = 0; i < rows; i++) memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
+        for (ptrdiff_t i = 0; i < rows; i++)
+            memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
     const T *b = gzt + s0 * w->Ho * w->Wo * w->ldb + k0;
     switch (nv) {
 #define FNN_CASE(MB, NV)                                  \
@@ -117,7 +118,8 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
 #undef FNN_CASE
     }
     if (!gw)
-        for (ptrdiff_t i = 0; i < rows; i++) memcpy(ac + i * w->lda, c + i * nk, (size_t)nk * sizeof(T));
+        for (ptrdiff_t i = 0; i < rows; i++)
+            memcpy(ac + i * w->lda, c + i * nk, (size_t)nk * sizeof(T));
     else
         for (ptrdiff_t i = 0; i < rows; i++)
             for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nk + k];
