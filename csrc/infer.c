@@ -11,32 +11,39 @@
  * the tiles were no faster), go to BLAS. */
 #include "infer.h"
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "simd.h"
 #include "team.h"
 #include "tile.h"
 
-/* From FNN_INFER_MIN_ROWS * 2 rows on, the rows are cut into blocks that run through
- * every layer one after another, blocks handed out dynamically to the threads: one
- * parallel region per call, the activations of a block stay in its core's cache
- * between layers, and a thread the OS has parked just takes fewer blocks (a thread that
- * finishes its block takes the next one not yet started). A block has
- * rows / fnn_gemm_blocks rows (one per thread on a machine of fnn_gemm_blocks CPUs), a
- * multiple of 16 within [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's input and
- * its two activation buffers then stay within a core's L2 cache (128 x 784 + 2 x 128 x
- * 512 floats for the reference model), and BLAS (float64) packs the weights once per
- * block. The cut depends on the shape and the machine only, so results do not depend
- * on the thread count. */
-#define FNN_INFER_MIN_ROWS 64
+/* From FNN_INFER_ROW_BLOCKS rows on, the rows are cut into blocks that run through
+ * every layer one after another, the blocks claimed one at a time by the calling thread
+ * and the helper team (team.h): a block's activations stay in its core's cache between
+ * layers, the caller starts at once, and a helper the OS has parked or not yet woken
+ * just takes fewer blocks; nobody waits at a barrier (in an OpenMP region with a block
+ * per thread, a second thread starting late delayed the call by as much, and the
+ * closing barrier waited for it even when no block was left for it). A block has about
+ * rows / (FNN_INFER_BLOCKS_PER_THREAD * fnn_gemm_blocks) rows, several per thread on a
+ * machine of fnn_gemm_blocks CPUs, so that a helper starting late costs a fraction of a
+ * block; a multiple of 16 within [FNN_INFER_MIN_ROWS, FNN_INFER_MAX_ROWS]: a block's
+ * input and its two activation buffers then stay within a core's L2 cache (128 x 784 +
+ * 2 x 128 x 512 floats for the reference model), and BLAS (float64) packs the weights
+ * once per block. On one core, blocks of 32, 64 and 128 rows took the same CPU time at
+ * batch 256 (within the noise of a loaded machine). The cut depends on the shape and
+ * the machine only, so results do not depend on the thread count. */
+#define FNN_INFER_ROW_BLOCKS 128
+#define FNN_INFER_MIN_ROWS 32
 #define FNN_INFER_MAX_ROWS 128
+#define FNN_INFER_BLOCKS_PER_THREAD 4
 
 static ptrdiff_t fnn_infer_block_rows(ptrdiff_t rows)
 {
-    ptrdiff_t r = rows / fnn_gemm_blocks / 16 * 16;
-    return r < FNN_INFER_MIN_ROWS ? FNN_INFER_MIN_ROWS
-                                  : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
+    ptrdiff_t r = rows / (FNN_INFER_BLOCKS_PER_THREAD * fnn_gemm_blocks) / 16 * 16;
+    r = r < FNN_INFER_MIN_ROWS ? FNN_INFER_MIN_ROWS
+                               : (r > FNN_INFER_MAX_ROWS ? FNN_INFER_MAX_ROWS : r);
+    /* Past FNN_TEAM_MAX_BLOCKS blocks (over half a million rows) a job would run on
+     * the calling thread alone: longer blocks instead. */
+    ptrdiff_t fewest = (rows + FNN_TEAM_MAX_BLOCKS - 1) / FNN_TEAM_MAX_BLOCKS;
+    return r > fewest ? r : fewest;
 }
 
 /* Fewer rows: per layer, the output features are cut into blocks, each block's product
@@ -60,16 +67,6 @@ static ptrdiff_t fnn_infer_col_block(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k)
     ptrdiff_t work = rows == 1 ? FNN_INFER_GEMV_BLOCK : FNN_INFER_SMALL / rows;
     ptrdiff_t c = work / k / least * least;
     return c < least ? least : (c > n ? n : c);
-}
-
-/* The calling thread's number in its OpenMP team (0 without OpenMP). */
-static int fnn_thread_index(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 _Static_assert(3 * 32 / sizeof(float) == FNN_DENSE_CHAIN_PANEL, "panels of 3 vectors");

@@ -21,7 +21,7 @@
 void fnn_team_run(ptrdiff_t nblocks, int nthreads, fnn_team_fn fn, void *ctx)
 {
     (void)nthreads;
-    for (ptrdiff_t b = 0; b < nblocks; b++) fn(b, ctx);
+    for (ptrdiff_t b = 0; b < nblocks; b++) fn(b, 0, ctx);
 }
 
 #else
@@ -78,7 +78,7 @@ static uint64_t fnn_team_work(uint64_t w, int id, ptrdiff_t *ran)
     while (FNN_W_NEXT(w) < FNN_W_BLOCKS(w) && id <= FNN_W_ALLOWED(w)) {
         if (atomic_compare_exchange_weak_explicit(&team.job, &w, w + 1, memory_order_acq_rel,
                                                   memory_order_acquire)) {
-            team.fn(FNN_W_NEXT(w), team.ctx);
+            team.fn(FNN_W_NEXT(w), id, team.ctx);
             ++*ran;
             w = atomic_load_explicit(&team.job, memory_order_acquire);
         }
@@ -149,7 +149,7 @@ void fnn_team_run(ptrdiff_t nblocks, int nthreads, fnn_team_fn fn, void *ctx)
 {
     if (nthreads <= 1 || nblocks <= 1 || nblocks > FNN_TEAM_MAX_BLOCKS ||
         atomic_flag_test_and_set_explicit(&team.busy, memory_order_acquire)) {
-        for (ptrdiff_t b = 0; b < nblocks; b++) fn(b, ctx);
+        for (ptrdiff_t b = 0; b < nblocks; b++) fn(b, 0, ctx);
         return;
     }
     int helpers = nthreads - 1 < FNN_TEAM_MAX_HELPERS ? nthreads - 1 : FNN_TEAM_MAX_HELPERS;

@@ -7,9 +7,11 @@
 /* Blocks of one job at most. */
 #define FNN_TEAM_MAX_BLOCKS 4095
 
-typedef void (*fnn_team_fn)(ptrdiff_t block, void *ctx);
+/* block: the block to run; slot: which of the job's threads runs it (0 the caller,
+ * 1..nthreads - 1 the helpers), for per-thread scratch. */
+typedef void (*fnn_team_fn)(ptrdiff_t block, int slot, void *ctx);
 
-/* fn(b, ctx) for every b in [0, nblocks) (nblocks <= FNN_TEAM_MAX_BLOCKS), on the calling
+/* fn(b, slot, ctx) for every b in [0, nblocks) (nblocks <= FNN_TEAM_MAX_BLOCKS), on the calling
  * thread and up to nthreads - 1 helper threads; returns when every block is done.
  *
  * The blocks are claimed one at a time, the caller taking its share like any helper:

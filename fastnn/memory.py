@@ -11,6 +11,8 @@ import mmap
 import resource
 import threading
 
+from . import _kernels
+
 _local = threading.local()
 
 
@@ -135,8 +137,6 @@ def ensure_compute_ready():
     context's workspaces are allocated and before a parameter large enough for a parallel
     initialisation is created. (Several Python threads training at once make more
     concurrent BLAS calls than one team: OpenBLAS then adds buffers on its own.)"""
-    from . import _kernels
-
     n = _kernels.get_num_threads()
     if getattr(_local, "team", 0) >= n and _blas["buffers"] >= n:
         return
@@ -195,7 +195,5 @@ def charge(shape, itemsize, what):
                 f"{what} of shape {tuple(int(d) for d in shape)} goes beyond the {budget[1]}"
             )
     check(2 * n * itemsize, f"{what} of shape {tuple(int(d) for d in shape)} (with its gradient)")
-    from . import _kernels
-
     if n >= _kernels.PARALLEL_MIN_ELEMENTS:
         ensure_compute_ready()  # its initialisation starts the threads

@@ -201,6 +201,38 @@ def test_conv_weight_gradient_over_sample_blocks_matches_numpy(stride):
     np.testing.assert_allclose(gb, gbr, rtol=1e-12, atol=1e-12)
 
 
+# K = 512 on 64 x 3 x 3: weight-gradient sums for 7 blocks of samples only
+WIDE = (1, 64, 4, 4, 512, 1, (3, 3), (1, 1), (1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("case", CASES + [WIDE])
+@pytest.mark.parametrize("wanted", ["all", "weights"])
+def test_conv_sample_by_sample_matches_numpy(case, wanted):
+    # From 8 samples up a thread takes whole samples, and the weight and bias sums run
+    # over 8 blocks of samples: 11 samples make blocks of 1 and 2. "weights": dL/dw
+    # alone (dL/dz packed straight from dL/dy).
+    _, c, h, w_, k, g, ks, s, p, d = case
+    n = 11
+    x = RNG.standard_normal((n, c, h, w_))
+    w = RNG.standard_normal((k, c // g, *ks))
+    b = RNG.standard_normal(k) if wanted == "all" else None
+    zr = conv_ref(x, w, b, s, p, d, g)
+    gy = RNG.standard_normal(zr.shape)
+    y, z = np.empty(zr.shape), np.empty(zr.shape)
+    scratch = np.empty(K.conv_scratch_size(x.shape, w.shape, s, p, d, g))
+    K.conv_forward(x, w, b, TANH, 0.0, 0.0, z, y, scratch, s, p, d, g)
+    np.testing.assert_allclose(z, zr, rtol=1e-12, atol=1e-12)
+    gw = np.ones_like(w)  # gradients accumulate
+    gb = np.ones(k) if b is not None else None
+    gx = np.empty_like(x) if wanted == "all" else None
+    K.conv_backward(x, w, TANH, 0.0, 0.0, z, y, gy, gw, gb, gx, scratch, np.empty(k), s, p, d, g)
+    gxr, gwr, gbr = conv_grads_ref(x, w, gy * (1 - np.tanh(zr) ** 2), s, p, d, g)
+    np.testing.assert_allclose(gw - 1, gwr, rtol=1e-12, atol=1e-12)
+    if wanted == "all":
+        np.testing.assert_allclose(gx, gxr, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gb - 1, gbr, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_float32_many_chunks_and_no_bias():
     # 600 samples of 1x28x28 with 5x5 taps span several im2col chunks.
     x = RNG.standard_normal((600, 1, 28, 28)).astype(np.float32)

@@ -389,3 +389,29 @@ def test_resnet_training_steps_allocate_nothing_after_the_first():
     finally:
         tracemalloc.stop()
     assert grown < 256 * 1024, f"steady-state steps allocated {grown} bytes"
+
+
+def test_resnet_training_steps_do_not_depend_on_the_thread_count():
+    # A ResNet's convolutions run sample by sample at batch 16 (each thread whole
+    # samples, the weight gradient over fixed blocks of samples): two Adam steps give
+    # the same bits on 1, 2 and 3 threads.
+    from fastnn.bench.workloads import trainer_step
+    from fastnn.bench.cnn import fastnn_resnet, make_images
+
+    X, y = make_images("resnet", 32)
+    before, dynamic = fastnn.get_num_threads(), fastnn.threads.get_dynamic_threads()
+    fastnn.threads.set_dynamic_threads(False)  # exactly nt threads, whatever the load
+    weights = []
+    try:
+        for nt in (1, 2, 3):
+            fastnn.set_num_threads(nt)
+            step = trainer_step(lambda: fastnn_resnet((8, 16, 16)), X, y, 16)
+            step()
+            step()
+            weights.append([p.data.copy() for p in step.trainer.model.parameters()])
+    finally:
+        fastnn.set_num_threads(before)
+        fastnn.threads.set_dynamic_threads(dynamic)
+    for other in weights[1:]:
+        for a, b in zip(weights[0], other):
+            np.testing.assert_array_equal(a, b)

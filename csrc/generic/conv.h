@@ -55,6 +55,29 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
+/* col (C kh kw, ld) = the columns of one sample x. */
+static void S(im2col_sample)(const fnn_conv_geom *g, const T *x, ptrdiff_t ld, T *col)
+{
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
+    for (ptrdiff_t r = 0; r < g->C * kk; r++) {
+        ptrdiff_t k = r % kk;
+        S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw), x + r / kk * plane, ld,
+                      col + r * ld);
+    }
+}
+
+/* gx = col2im(col (C kh kw, ld)) of one sample: channels, then taps, in order. */
+static void S(col2im_sample)(const fnn_conv_geom *g, const T *col, ptrdiff_t ld, T *gx)
+{
+    ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
+    memset(gx, 0, (size_t)(g->C * plane) * sizeof(T));
+    for (ptrdiff_t r = 0; r < g->C * kk; r++) {
+        ptrdiff_t k = r % kk;
+        S(col2im_row)(g, S(tap_range)(g, k / g->kw, k % g->kw), col + r * ld,
+                      gx + r / kk * plane);
+    }
+}
+
 /* col (cnt, C kh kw, ld) of samples x[0 .. cnt), samples ss apart: one row (channel,
  * tap) per task, for every sample (the tap's range computed once). */
 static void S(im2col)(const fnn_conv_geom *g, const T *x, ptrdiff_t cnt, ptrdiff_t ld,
@@ -306,9 +329,25 @@ static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, int act, T a
     }
 }
 
-/* gz (cnt, K, ld) = gy act'(z, y) laid out as the rows of m, every other column 0;
- * bsum[c] += the channel's sum. One channel per thread at a time, samples in order:
- * the sums do not depend on the thread count. */
+/* One plane of backward's dL/dz: dst (ld) = gy act'(z, y) laid out as the rows of m,
+ * every other column 0 (z, y, gy at the plane, hw values); returns the plane's sum. */
+static double S(prologue_plane)(int act, T a, T b, const T *z, const T *y, const T *gy,
+                                ptrdiff_t hw, struct S(rowmap) m, ptrdiff_t ld, T *dst)
+{
+    memset(dst, 0, (size_t)ld * sizeof(T));
+    int side = m.stride == m.width; /* rows side by side (im2col): one call */
+    double s = 0;
+    for (ptrdiff_t r = 0; r < (side ? 1 : m.rows); r++) {
+        ptrdiff_t o = r * m.width;
+        s += S(conv_bwd)(act, a, b, side ? hw : m.width, z ? z + o : NULL, y ? y + o : NULL,
+                         gy + o, dst + r * m.stride);
+    }
+    return s;
+}
+
+/* gz (cnt, K, ld) = gy act'(z, y) laid out as the rows of m; bsum[c] += the channel's
+ * sum. One channel per thread at a time, samples in order: the sums do not depend on
+ * the thread count. */
 static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T *z,
                              const T *y, const T *gy, ptrdiff_t cnt, struct S(rowmap) m,
                              ptrdiff_t ld, T *gz, double *bsum)
@@ -318,17 +357,10 @@ static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T 
                        for (ptrdiff_t c = lo; c < hi; c++) {
                            double s = 0;
                            for (ptrdiff_t j = 0; j < cnt; j++) {
-                               T *dst = gz + (j * K + c) * ld;
-                               memset(dst, 0, (size_t)ld * sizeof(T));
-                               /* rows side by side (im2col) in one call */
-                               ptrdiff_t rows = m.stride == m.width ? 1 : m.rows;
-                               ptrdiff_t w = m.stride == m.width ? hw : m.width;
-                               for (ptrdiff_t r = 0; r < rows; r++) {
-                                   ptrdiff_t o = (j * K + c) * hw + r * m.width;
-                                   s += S(conv_bwd)(act, a, b, w, z ? z + o : NULL,
-                                                    y ? y + o : NULL, gy + o,
-                                                    dst + r * m.stride);
-                               }
+                               ptrdiff_t o = (j * K + c) * hw;
+                               s += S(prologue_plane)(act, a, b, z ? z + o : NULL,
+                                                      y ? y + o : NULL, gy + o, hw, m, ld,
+                                                      gz + (j * K + c) * ld);
                            }
                            if (bsum) bsum[c] += s;
                        });
@@ -353,23 +385,35 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 
 #include "conv_wgrad.h"
 
-/* gz^T (cnt, Ho Wo, kp) of backward's dL/dz, one (sample, output row) per task: from gz
- * (cnt, K, ld; its planes the rows of m) or, fused (gz_row_t), from gy itself. */
+/* Output row oh of one sample's gz^T (Ho Wo, kp): packed from gz (K, ld; its planes the
+ * rows of m) or, fused (gz_row_t), from gy itself (z, y, gy at the sample). */
+static void S(gz_t_row)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fused, int act,
+                        T a, T b, const T *z, const T *y, const T *gy, struct S(rowmap) m,
+                        const T *gz, ptrdiff_t oh, T *gzt)
+{
+    ptrdiff_t Wo = g->Wo, o = oh * Wo;
+    T *dst = gzt + oh * Wo * pl->kp;
+    if (!fused)
+        S(gz_pack_row)(gz + oh * m.stride, g->K, pl->ld, Wo, pl->kp, dst);
+    else
+        S(gz_row_t)(act, a, b, g->K, g->Ho * Wo, Wo, z ? z + o : NULL, y ? y + o : NULL,
+                    gy + o, dst, pl->kp);
+}
+
+/* gz^T (cnt, Ho Wo, kp) of backward's dL/dz from gz (cnt, K, ld) or gy: one (sample,
+ * output row) per task. */
 static void S(conv_gz_t)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int fused, int act,
                          T a, T b, const T *z, const T *y, const T *gy, ptrdiff_t cnt,
                          struct S(rowmap) m, const T *gz, T *gzt)
 {
-    ptrdiff_t K = g->K, Ho = g->Ho, Wo = g->Wo, hw = Ho * Wo, kp = pl->kp, ld = pl->ld;
-    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * K * hw, lo, hi,
+    ptrdiff_t Ho = g->Ho, os = g->K * Ho * g->Wo;
+    FNN_PARALLEL_SPLIT(cnt * Ho, cnt * os, lo, hi,
                        for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t j = t / Ho, oh = t % Ho, o = j * K * hw + oh * Wo;
-                           T *dst = gzt + (j * hw + oh * Wo) * kp;
-                           if (!fused)
-                               S(gz_pack_row)(gz + j * K * ld + oh * m.stride, K, ld, Wo, kp,
-                                              dst);
-                           else
-                               S(gz_row_t)(act, a, b, K, hw, Wo, z ? z + o : NULL,
-                                           y ? y + o : NULL, gy + o, dst, kp);
+                           ptrdiff_t j = t / Ho;
+                           S(gz_t_row)(g, pl, fused, act, a, b, z ? z + j * os : NULL,
+                                       y ? y + j * os : NULL, gy + j * os, m,
+                                       gz + j * g->K * pl->ld, t % Ho,
+                                       gzt + j * Ho * g->Wo * pl->kp);
                        });
 }
 
@@ -383,18 +427,41 @@ static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const
     ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
     ptrdiff_t hw = g->Ho * g->Wo, nvt = (Kg + FNN_VL - 1) / FNN_VL, sb = S(wgrad_block)(hw);
     struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, sa, g->sh * wp, g->sw,
-                         pl->kp, cnt, g->Ho, g->Wo, nvt * FNN_VL};
+                         pl->kp, g->Ho, g->Wo, nvt * FNN_VL};
     ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
     FNN_PARALLEL_SPLIT(G * tasks, cnt * g->K * hw * ckk, lo, hi,
                        for (ptrdiff_t s0 = 0; s0 < cnt; s0 += sb) {
                            ptrdiff_t s1 = s0 + sb < cnt ? s0 + sb : cnt;
                            for (ptrdiff_t t = lo; t < hi; t++) {
                                ptrdiff_t q = t / tasks;
-                               S(wgrad_task)(&w, t % tasks, s0, s1, ckk, Kg,
+                               S(wgrad_task)(&w, t % tasks, s0, s1, s0 > 0, ckk, Kg,
                                              xs + q * Cg * hp * wp, gzt + q * Kg,
-                                             acc + q * ckk * w.lda, gw + q * Kg * ckk);
+                                             acc + q * ckk * w.lda,
+                                             s1 < cnt ? NULL : gw + q * Kg * ckk);
                            }
                        });
+}
+
+/* The forward of one sample: its columns or padded input into col (pl->r1), the
+ * product (direct: through wide, pl->r2) into z and y, the task blocks in order. */
+static void S(conv_forward_sample)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int act,
+                                   T a, T b, const T *w, const T *bias, const T *x, T *col,
+                                   T *wide, T *z, T *y)
+{
+    ptrdiff_t G = g->groups, Cg = g->C / G, hw = g->Ho * g->Wo;
+    ptrdiff_t gstep = Cg * (pl->direct ? pl->Hp * pl->Wp : g->kh * g->kw * pl->ld);
+    struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
+    ptrdiff_t rpt = S(rows_per_task)(m);
+    if (pl->direct)
+        S(pad_planes)(x, g->C, g->H * g->W, g->W, g->H, g->W, g->ph, g->pw,
+                      pl->r1 - g->C * pl->Hp * pl->Wp, col);
+    else
+        S(im2col_sample)(g, x, pl->ld, col);
+    for (ptrdiff_t q = 0; q < G; q++)
+        for (ptrdiff_t r0 = 0; r0 < m.rows; r0 += rpt)
+            S(conv_forward_task)(g, act, a, b, w, bias, col + q * gstep, pl->in_rows, q, r0,
+                                 r0 + rpt < m.rows ? r0 + rpt : m.rows, m,
+                                 pl->direct ? wide : y, pl->direct ? pl->ld : hw, z, y);
 }
 
 void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias,
@@ -403,7 +470,18 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     fnn_conv_plan pl = fnn_conv_plan_of(g);
     ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Cg = g->C / G;
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
+    ptrdiff_t work = g->N * out_sample * Cg * g->kh * g->kw;
     T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
+    if (fnn_conv_by_samples(g, &pl)) { /* each thread whole samples, in its own buffers */
+        FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
+                           for (ptrdiff_t j = lo; j < hi; j++)
+                               S(conv_forward_sample)(g, &pl, act, alpha, beta, w, bias,
+                                                      x + j * in_sample, r1 + slot * pl.r1,
+                                                      r2 + slot * pl.r2,
+                                                      z ? z + j * out_sample : NULL,
+                                                      y + j * out_sample));
+        return;
+    }
     ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : g->kh * g->kw * pl.ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
     ptrdiff_t rpt = S(rows_per_task)(m), blocks = (m.rows + rpt - 1) / rpt;
@@ -447,6 +525,175 @@ static FNN_CLONES void S(conv_input_grad_task)(const fnn_conv_geom *g, const fnn
                    (size_t)g->W * sizeof(T));
 }
 
+/* The backward sample by sample. A thread takes whole blocks of samples and runs each
+ * in runs of up to `per` samples through its own buffers (r1: the padded input, then
+ * dL/dx's wide rows or columns; gz; r3: the padded dL/dz; r4: gz^T; pl->r1 .. pl->r4
+ * elements per sample): dL/dz and gz^T of the run's samples, the weight-gradient tiles
+ * over the whole run (their sums carried in the block's wpart from run to run, which
+ * leaves them as they would be over the block at once), then dL/dx sample by sample.
+ * wt: the weights as dL/dx takes them; wpart: a block's sums of dL/dw^T (ckk rows of the
+ * tiles' width per group); bpart: its K bias sums. */
+struct S(conv_bwd_job) {
+    const fnn_conv_geom *g;
+    const fnn_conv_plan *pl;
+    int act, fused;
+    T a, b;
+    const T *x, *z, *y, *gy, *wt;
+    T *gx;
+    int gw, gbias;
+};
+
+/* dL/dz of sample j into gz (bias sums into bpart) and, for dL/dw, its gz^T into r4 and
+ * its input padded into r1. */
+static void S(bwd_prepare)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1, T *gz, T *r4,
+                           double *bpart)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t hw = g->Ho * g->Wo, o = j * g->K * hw;
+    const T *z = J->z ? J->z + o : NULL, *y = J->y ? J->y + o : NULL, *gy = J->gy + o;
+    struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
+    if (!J->fused)
+        for (ptrdiff_t c = 0; c < g->K; c++) {
+            double s = S(prologue_plane)(J->act, J->a, J->b, z ? z + c * hw : NULL,
+                                         y ? y + c * hw : NULL, gy + c * hw, hw, m, pl->ld,
+                                         gz + c * pl->ld);
+            if (J->gbias) bpart[c] += s;
+        }
+    if (!J->gw) return;
+    for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
+        S(gz_t_row)(g, pl, J->fused, J->act, J->a, J->b, z, y, gy, m, gz, oh, r4);
+    if (g->ph || g->pw)
+        S(pad_planes)(J->x + j * g->C * g->H * g->W, g->C, g->H * g->W, g->W, g->H, g->W,
+                      g->ph, g->pw, 0, r1);
+}
+
+/* wpart (+)= the weight-gradient tiles over the run of cnt samples from j (their
+ * buffers r1, r4 one sample's apart), from zero if the run starts its block. */
+static void S(bwd_wgrad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, ptrdiff_t cnt,
+                         int start, const T *r1, const T *r4, T *wpart)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, ckk = Cg * g->kh * g->kw;
+    ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, in_sample = g->C * g->H * g->W;
+    int pad = g->ph || g->pw;
+    ptrdiff_t hp = pad ? pl->Hp : g->H, wp = pad ? pl->Wp : g->W;
+    const T *xs = pad ? r1 : J->x + j * in_sample;
+    struct S(wgrad) w = {{g->kh, g->kw, hp * wp, g->dh * wp, g->dw}, pad ? pl->r1 : in_sample,
+                         g->sh * wp, g->sw, pl->kp, g->Ho, g->Wo, nvt * FNN_VL};
+    ptrdiff_t tasks = S(wgrad_tasks)(ckk, nvt);
+    for (ptrdiff_t t = 0; t < G * tasks; t++) {
+        ptrdiff_t q = t / tasks;
+        S(wgrad_task)(&w, t % tasks, 0, cnt, !start, ckk, Kg, xs + q * Cg * hp * wp,
+                      r4 + q * Kg, wpart + q * ckk * w.lda, NULL);
+    }
+}
+
+/* dL/dx of sample j from its dL/dz in gz. */
+static void S(bwd_input_grad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1,
+                              const T *gz, T *r3)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
+    T *gx = J->gx + j * g->C * g->H * g->W;
+    if (pl->direct) { /* the flipped convolution of the padded dL/dz */
+        struct S(rowmap) mx = {g->H, g->W, pl->Wq};
+        ptrdiff_t rpt = S(rows_per_task)(mx);
+        S(pad_planes)(gz, g->K, pl->ld, pl->Wp, g->Ho, g->Wo, pl->qh, pl->qw,
+                      pl->r3 - g->K * pl->Hq * pl->Wq, r3);
+        for (ptrdiff_t q = 0; q < G; q++)
+            for (ptrdiff_t r0 = 0; r0 < g->H; r0 += rpt)
+                S(conv_input_grad_task)(g, pl, J->wt, r3, q, r0,
+                                        r0 + rpt < g->H ? r0 + rpt : g->H, r1, gx);
+    } else { /* dL/dcol = w^T gz into the columns, then col2im */
+        ptrdiff_t ckk = Cg * g->kh * g->kw;
+        fnn_rows gr = {1, 1, pl->ld, 0, 0};
+        for (ptrdiff_t q = 0; q < G; q++)
+            for (ptrdiff_t j1 = 0; j1 < hw; j1 += FNN_CONV_TASK_COLS)
+                S(tiled_gemm)(ckk, hw - j1 < FNN_CONV_TASK_COLS ? hw - j1 : FNN_CONV_TASK_COLS,
+                              Kg, J->wt + q * ckk * Kg, Kg, gz + q * Kg * pl->ld + j1, gr,
+                              r1 + q * ckk * pl->ld + j1, pl->ld);
+        S(col2im_sample)(g, r1, pl->ld, gx);
+    }
+}
+
+/* Blocks [lo, hi) of samples on one thread with `per` samples' buffers from slot on. */
+static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t lo,
+                          ptrdiff_t hi, ptrdiff_t slot, ptrdiff_t per, T *wpart,
+                          double *bpart)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t B = pl->blocks;
+    T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
+    T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
+    T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
+    for (ptrdiff_t b = lo; b < hi; b++) {
+        ptrdiff_t j0, j1;
+        fnn_split(N, (int)b, (int)B, &j0, &j1);
+        for (ptrdiff_t s0 = j0; s0 < j1; s0 += per) {
+            ptrdiff_t cnt = j1 - s0 < per ? j1 - s0 : per;
+            for (ptrdiff_t s = 0; s < cnt; s++)
+                S(bwd_prepare)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2, r4 + s * pl->r4,
+                               bpart + b * K);
+            if (J->gw) S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * ckk * pl->kp);
+            if (J->gx)
+                for (ptrdiff_t s = 0; s < cnt; s++)
+                    S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
+                                      r3 + s * pl->r3);
+        }
+    }
+}
+
+/* g[k ldg] += sum over the B parts (part apart) of p[k], k < n, the parts added in order. */
+static void S(sum_parts)(const T *p, ptrdiff_t B, ptrdiff_t part, ptrdiff_t n, T *g,
+                         ptrdiff_t ldg)
+{
+    T acc[64];
+    for (ptrdiff_t k0 = 0; k0 < n; k0 += 64) {
+        ptrdiff_t m = n - k0 < 64 ? n - k0 : 64;
+        memcpy(acc, p + k0, (size_t)m * sizeof(T));
+        for (ptrdiff_t b = 1; b < B; b++)
+#pragma omp simd
+            for (ptrdiff_t k = 0; k < m; k++) acc[k] += p[b * part + k0 + k];
+        for (ptrdiff_t k = 0; k < m; k++) g[(k0 + k) * ldg] += acc[k];
+    }
+}
+
+/* Each thread whole blocks of samples (pl->blocks of them, fixed by the shape), then
+ * the blocks' weight and bias sums added up in block order. */
+static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scratch, T *gw,
+                                        T *gbias, double *bsum)
+{
+    const fnn_conv_geom *g = J->g;
+    const fnn_conv_plan *pl = J->pl;
+    ptrdiff_t K = g->K, G = g->groups, Kg = K / G, ckk = g->C / G * g->kh * g->kw;
+    ptrdiff_t lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL, part = ckk * pl->kp;
+    ptrdiff_t B = pl->blocks;
+    T *wpart = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3 + pl->r4) + K * ckk;
+    double *bpart = fnn_conv_bias_parts(g, pl, scratch, sizeof(T));
+    if (J->gbias)
+        for (ptrdiff_t k = 0; k < B * K; k++) bpart[k] = 0;
+    FNN_PARALLEL_SLOTS(B, pl->nb, g->N * K * g->Ho * g->Wo * ckk, lo, hi, slot, per,
+                       S(bwd_blocks)(J, scratch, lo, hi, slot, per, wpart, bpart));
+    if (gw) /* gw (Kg, ckk per group) += the blocks' dL/dw^T (ckk, lda per group) */
+        FNN_PARALLEL_SPLIT(G * ckk, B * K * ckk, lo, hi,
+                           for (ptrdiff_t r = lo; r < hi; r++) {
+                               S(sum_parts)(wpart + r * lda, B, part, Kg,
+                                            gw + r / ckk * Kg * ckk + r % ckk, ckk);
+                           });
+    if (gbias)
+        for (ptrdiff_t c = 0; c < K; c++) {
+            double s = 0;
+            for (ptrdiff_t b = 0; b < B; b++) s += bpart[b * K + c];
+            bsum[c] = s;
+            gbias[c] += (T)s;
+        }
+}
+
 void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int act, T alpha,
                           T beta, const T *z, const T *y, const T *gy, T *gw, T *gbias, T *gx,
                           T *scratch, double *bsum)
@@ -473,6 +720,12 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                 for (ptrdiff_t k = 0; k < Kg; k++)
                     for (ptrdiff_t p = 0; p < ckk; p++)
                         wt[(q * ckk + p) * Kg + k] = w[(q * Kg + k) * ckk + p];
+    }
+    if (fnn_conv_by_samples(g, &pl) && (pl.wgrad || !gw)) {
+        struct S(conv_bwd_job) J = {g,  &pl, act, gw && !gbias && !gx, alpha, beta, x, z, y,
+                                    gy, wt, gx, gw != NULL, gbias != NULL};
+        S(conv_backward_by_samples)(&J, scratch, gw, gbias, bsum);
+        return;
     }
     if (gbias)
         for (ptrdiff_t c = 0; c < g->K; c++) bsum[c] = 0;

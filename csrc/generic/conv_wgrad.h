@@ -12,13 +12,13 @@
  * need no im2col columns here. Every element of dL/dw is one accumulator summed in
  * pixel order, samples in order: the result does not depend on the thread count. */
 
-/* One chunk's weight-gradient product: the windows' row p starts at x + offset(p)
- * (sample s at + s sa), pixel (oh, ow) of a row at + oh ra + ow ca; gz^T (cnt, Ho Wo,
- * ldb) holds dL/dz with K side by side (zeros past K). The sums wait in acc (ckk rows of
- * lda) between blocks of samples. */
+/* The weight-gradient product of some samples: the windows' row p starts at x +
+ * offset(p) (sample s at + s sa), pixel (oh, ow) of a row at + oh ra + ow ca; gz^T
+ * (samples, Ho Wo, ldb) holds dL/dz with K side by side (zeros past K). The sums wait
+ * in acc (ckk rows of lda) between blocks of samples. */
 struct S(wgrad) {
     fnn_rows rows;
-    ptrdiff_t sa, ra, ca, ldb, cnt, Ho, Wo, lda;
+    ptrdiff_t sa, ra, ca, ldb, Ho, Wo, lda;
 };
 
 /* c[i][0 .. NV VL) += sum over the pixels of cnt samples of a_i(pixel)
@@ -83,12 +83,12 @@ static ptrdiff_t S(wgrad_tasks)(ptrdiff_t ckk, ptrdiff_t nvt)
 }
 
 /* Tile t of group q over samples [s0, s1): rows [i0, i0 + mb) of dL/dw^T against the
- * vector block at v0, their sums taken from acc (unless s0 = 0) and put back, or after
- * the chunk's last sample added into gw (Kg rows of ckk for the group, K columns from
- * k0). Rows past the last are computed on a copy of it and dropped. */
+ * vector block at v0, their sums starting from acc (if load, else from 0) and put back
+ * there, or, given gw, added into gw (Kg rows of ckk for the group, K columns from k0).
+ * Rows past the last are computed on a copy of it and dropped. */
 static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrdiff_t s0,
-                                     ptrdiff_t s1, ptrdiff_t ckk, ptrdiff_t Kg, const T *x,
-                                     const T *gzt, T *acc, T *gw)
+                                     ptrdiff_t s1, int load, ptrdiff_t ckk, ptrdiff_t Kg,
+                                     const T *x, const T *gzt, T *acc, T *gw)
 {
     ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, v0 = 0, nv, mb;
     for (;; v0 += nv) { /* find the tile's vector block */
@@ -105,8 +105,9 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
         a[i] = x + s0 * w->sa + fnn_row_offset(&w->rows, i0 + (i < rows ? i : rows - 1));
     T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL] = {0};
     T *ac = acc + i0 * w->lda + k0;
-    if (s0 > 0)
-        for (ptrdiff_t i = 0; i < rows; i++) memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
+    if (load)
+        for (ptrdiff_t i = 0; i < rows; i++)
+            memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
     const T *b = gzt + s0 * w->Ho * w->Wo * w->ldb + k0;
     switch (nv) {
 #define FNN_CASE(MB, NV)                                  \
@@ -116,8 +117,9 @@ static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrd
         FNN_WGRAD_TILES(FNN_CASE)
 #undef FNN_CASE
     }
-    if (s1 < w->cnt)
-        for (ptrdiff_t i = 0; i < rows; i++) memcpy(ac + i * w->lda, c + i * nk, (size_t)nk * sizeof(T));
+    if (!gw)
+        for (ptrdiff_t i = 0; i < rows; i++)
+            memcpy(ac + i * w->lda, c + i * nk, (size_t)nk * sizeof(T));
     else
         for (ptrdiff_t i = 0; i < rows; i++)
             for (ptrdiff_t k = 0; k < kn; k++) gw[(k0 + k) * ckk + i0 + i] += c[i * nk + k];

@@ -83,9 +83,10 @@ struct S(cols_job) {
  * the register tiles on W^T's columns j0.. when wt is given, else BLAS, W's rows j0..
  * meeting C's columns j0.., stride n), then the epilogue of the block while it is in
  * cache. */
-static void S(cols_block)(ptrdiff_t blk, void *arg)
+static void S(cols_block)(ptrdiff_t blk, int slot, void *arg)
 {
     const struct S(cols_job) *J = arg;
+    (void)slot;
     ptrdiff_t j0 = blk * J->len, c = J->n - j0 < J->len ? J->n - j0 : J->len;
     if (J->rows == 1) {
         S(gemv_rows)(c, J->k, J->w + j0 * J->k, J->in, J->y + j0);
@@ -103,6 +104,29 @@ static void S(cols_block)(ptrdiff_t blk, void *arg)
                         J->y + i * J->n + j0, J->y + i * J->n + j0);
 }
 
+/* A batch of many rows, cut into blocks of `len` rows that each run through every
+ * layer (team.h jobs); slot s's scratch is buf + 2 s len wmax. */
+struct S(rows_job) {
+    S(fnn_blas_gemm) gemm;
+    int nlayers;
+    const ptrdiff_t *dims;
+    const T *const *w, *const *wt, *const *b;
+    const int *act;
+    const double *alpha, *beta;
+    ptrdiff_t rows, len, wmax;
+    const T *x;
+    T *out, *buf;
+};
+
+static void S(rows_block)(ptrdiff_t blk, int slot, void *arg)
+{
+    const struct S(rows_job) *J = arg;
+    ptrdiff_t r0 = blk * J->len, r1 = r0 + J->len < J->rows ? r0 + J->len : J->rows;
+    S(chain_block)(J->gemm, J->nlayers, J->dims, J->w, J->wt, J->b, J->act, J->alpha,
+                   J->beta, r0, r1, J->wmax, J->x, J->out,
+                   J->buf + 2 * (ptrdiff_t)slot * J->len * J->wmax);
+}
+
 void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dims,
                         const T *const *w, const T *const *wt,
                         const T *const *b, const int *act,
@@ -111,28 +135,20 @@ void S(fnn_dense_chain)(S(fnn_blas_gemm) gemm, int nlayers, const ptrdiff_t *dim
 {
     ptrdiff_t wmax = 0;
     for (int l = 1; l < nlayers; l++) wmax = dims[l] > wmax ? dims[l] : wmax;
-    if (rows >= 2 * FNN_INFER_MIN_ROWS) {
+    fnn_blas_single_thread();
+    if (rows >= FNN_INFER_ROW_BLOCKS) {
         /* Each thread reuses one block's scratch for all its blocks (it stays in the
          * core's cache; a fresh region per block made every layer's stores miss), so
          * at most rows / len threads (the scratch holds 2 rows wmax). */
         ptrdiff_t len = fnn_infer_block_rows(rows), nblocks = (rows + len - 1) / len;
         ptrdiff_t most = rows / len < nblocks ? rows / len : nblocks;
-        int nt = fnn_num_threads < most ? fnn_num_threads : (int)most;
-        fnn_blas_single_thread();
-#pragma omp parallel num_threads(nt)
-        {
-            T *mine = buf + 2 * fnn_thread_index() * len * wmax;
-#pragma omp for schedule(dynamic, 1)
-            for (ptrdiff_t blk = 0; blk < nblocks; blk++) {
-                ptrdiff_t r0 = blk * len, r1 = r0 + len < rows ? r0 + len : rows;
-                S(chain_block)(gemm, nlayers, dims, w, wt, b, act, alpha, beta, r0, r1,
-                               wmax, x, out, mine);
-            }
-        }
+        struct S(rows_job) J = {gemm, nlayers, dims, w, wt, b, act, alpha, beta,
+                                rows, len, wmax, x, out, buf};
+        fnn_team_run(nblocks, fnn_num_threads < most ? fnn_num_threads : (int)most,
+                     S(rows_block), &J);
         return;
     }
     const T *in = x;
-    fnn_blas_single_thread();
     for (int l = 0; l < nlayers; l++) {
         ptrdiff_t k = dims[l], n = dims[l + 1];
         int tiles = wt && rows >= FNN_DENSE_CHAIN_TILE_ROWS;
