@@ -24,9 +24,9 @@
  * (row n of the first or second half, alternately); they stay in cache instead of
  * streaming every step's values out to memory.
  *
- * Variable lengths: with lengths[n] = L, sequence n is the steps [0, L) of the T = steps. Steps t >= L
- * leave the state unchanged, output zeros and get no gradient (torch's packed
- * sequences); the reverse direction starts at t = L - 1.
+ * Variable lengths: with lengths[n] = L, sequence n is the steps [0, L) of the T = steps.
+ * Steps t >= L leave the state unchanged, output zeros and get no gradient (torch's
+ * packed sequences); the reverse direction starts at t = L - 1.
  */
 #ifndef FASTNN_RECURRENT_H
 #define FASTNN_RECURRENT_H
@@ -37,7 +37,8 @@
 enum fnn_rnn_mode { FNN_RNN_TANH = 0, FNN_RNN_RELU = 1, FNN_RNN_LSTM = 2, FNN_RNN_GRU = 3 };
 
 typedef struct {
-    ptrdiff_t batch, steps, inputs, hidden; /* sequences N, time steps T, features I, hidden size H */
+    ptrdiff_t batch, steps, inputs, hidden; /* sequences N, time steps T, features I,
+                                                hidden size H */
     int mode;             /* enum fnn_rnn_mode */
     int batch_first;      /* row layout, see above */
     int reverse;          /* 1: the backward direction of a bidirectional layer */
@@ -55,7 +56,9 @@ static inline ptrdiff_t fnn_rnn_gate_width(const fnn_rnn_dims *d)
 /* Rows of W_ih and W_hh: 4H, 3H or H (torch's layout, gates stacked). */
 static inline ptrdiff_t fnn_rnn_weight_rows(const fnn_rnn_dims *d)
 {
-    return d->mode == FNN_RNN_LSTM ? 4 * d->hidden : d->mode == FNN_RNN_GRU ? 3 * d->hidden : d->hidden;
+    return d->mode == FNN_RNN_LSTM  ? 4 * d->hidden
+           : d->mode == FNN_RNN_GRU ? 3 * d->hidden
+                                    : d->hidden;
 }
 
 #define FNN_RECURRENT_DECLARE(T, S)                                                      \

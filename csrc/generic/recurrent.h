@@ -34,9 +34,9 @@ static inline __attribute__((always_inline)) void S(lstm_cell)(ptrdiff_t n, ptrd
 }
 
 /* One row of gates (i, f, g, o side by side). */
-static FNN_CLONES_AVX512 void S(lstm_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict bias,
-                                           const T *restrict cp, T *restrict hnext,
-                                           T *restrict cnext)
+static FNN_CLONES_AVX512 void S(lstm_row_forward)(ptrdiff_t H, T *restrict g,
+                                                  const T *restrict bias, const T *restrict cp,
+                                                  T *restrict hnext, T *restrict cnext)
 {
     S(lstm_cell)(H, H, g, H, bias, cp, hnext, cnext);
 }
@@ -203,7 +203,8 @@ static inline __attribute__((always_inline)) void S(rank1)(int mb, int nv, S(wve
         for (ptrdiff_t p = 0; p < k2; p++)                                                    \
             S(rank1)(MB, NV, acc, h + p, ldh, w + (k1 + p) * ldw);                            \
         for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) *(S(wvec) *)(c + i * ldc + v * FNN_RNN_VL) = acc[i * NV + v]; \
+            for (int v = 0; v < NV; v++)                                                      \
+                *(S(wvec) *)(c + i * ldc + v * FNN_RNN_VL) = acc[i * NV + v];                 \
     }
 FNN_RNN_STEP_TILE(8, 2)
 FNN_RNN_STEP_TILE(4, 2)
@@ -224,11 +225,14 @@ static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
     for (ptrdiff_t j = 0; j < n; j += FNN_RNN_PANEL) {
         ptrdiff_t i = 0;
         for (; i + 8 <= m; i += 8)
-            S(step_tile_8x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_8x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
+                               c + i * ldc + j, ldc);
         for (; i + 4 <= m; i += 4)
-            S(step_tile_4x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_4x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
+                               c + i * ldc + j, ldc);
         for (; i < m; i++)
-            S(step_tile_1x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw, c + i * ldc + j, ldc);
+            S(step_tile_1x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
+                               c + i * ldc + j, ldc);
     }
 }
 
@@ -388,7 +392,8 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
              * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
              * BLAS (as in the GEMM-only run) otherwise */
             if (own && !gru) { /* RNN, or an LSTM whose H is not whole vectors */
-                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
+                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0,
+                             ss * G);
             } else if (own) {
                 S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G);
                 S(step_gemm)(b1 - b0, W, 0, NULL, 0, kh, hb, ss * H, w_hh_t, W, gh + b0 * W, W);
@@ -443,7 +448,8 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
                     continue;
                 }
                 if (dy) S(add_row)(H, dhr, dy + r * lddy);
-                if (lstm) S(lstm_row_backward)(H, gates + r * G, cprev + r * H, dhr, dc + n * H, dg);
+                if (lstm)
+                    S(lstm_row_backward)(H, gates + r * G, cprev + r * H, dhr, dc + n * H, dg);
                 else if (gru) S(gru_row_backward)(H, gates + r * G, hprev + r * H, dhr, dg);
                 else S(rnn_row_backward)(H, d->mode == FNN_RNN_RELU, gates + r * G, dhr, dg);
             }
