@@ -103,33 +103,16 @@ static inline int fnn_rnn_active(const int64_t *lengths, ptrdiff_t t, ptrdiff_t 
         }                                                                             \
     } while (0)
 
-/* The LSTM cell's tanh and sigmoid in float: tanh(x) = x P(x^2) / Q(x^2), a rational
- * fit of degree 4 over 4 in x^2 (minimax relative error 2e-7 on [0, 9], fitted for this
- * kernel; tanh(9) rounds to 1 in float, so x is clamped there), and sigmoid(x) =
- * (1 + tanh(x / 2)) / 2. Within 5e-7 of the exact values, in 13 and 15 vector
- * instructions where the exp-based ones of vmath.h take about 35 and 21: the cell
- * update is the forward pass's largest cost besides its products. */
+/* The LSTM cell's gates (vmath.h's rational tanh in float: the cell update is the
+ * forward pass's largest cost besides its products; the backward uses the same). */
 static inline __attribute__((always_inline)) float fnn_rnn_tanh_f32(float x)
 {
-    float c = x > 9.0f ? 9.0f : x;
-    c = c < -9.0f ? -9.0f : c;
-    float s = c * c;
-    float p = 1.127048854e-08f;
-    p = p * s + 1.886117570e-05f;
-    p = p * s + 3.378345398e-03f;
-    p = p * s + 1.327873319e-01f;
-    p = p * s + 9.999998212e-01f;
-    float q = 6.852768024e-07f;
-    q = q * s + 3.101668844e-04f;
-    q = q * s + 2.541971207e-02f;
-    q = q * s + 4.661194086e-01f;
-    q = q * s + 1.0f;
-    return c * p / q;
+    return fnn_tanhf_rational(x);
 }
 
 static inline __attribute__((always_inline)) float fnn_rnn_sigmoid_f32(float x)
 {
-    return 0.5f * fnn_rnn_tanh_f32(0.5f * x) + 0.5f;
+    return fnn_sigmoidf_rational(x);
 }
 
 /* Double precision (checks, not speed): libm's. */

@@ -96,6 +96,35 @@ FNN_VINLINE float fnn_tanhf(float x)
     return z < 0.625f ? small : big;
 }
 
+/* tanh(x) = x P(x^2) / Q(x^2), a rational fit of degree 4 over 4 in x^2 (minimax
+ * relative error 2e-7 on [0, 9]; tanh(9) rounds to 1 in float, so x is clamped there):
+ * within 5e-7 of the exact value in 13 vector instructions, where fnn_tanhf takes about
+ * 35 for its last-ulp accuracy. A NaN passes the clamps and propagates. */
+FNN_VINLINE float fnn_tanhf_rational(float x)
+{
+    float c = x > 9.0f ? 9.0f : x;
+    c = c < -9.0f ? -9.0f : c;
+    float s = c * c;
+    float p = 1.127048854e-08f;
+    p = p * s + 1.886117570e-05f;
+    p = p * s + 3.378345398e-03f;
+    p = p * s + 1.327873319e-01f;
+    p = p * s + 9.999998212e-01f;
+    float q = 6.852768024e-07f;
+    q = q * s + 3.101668844e-04f;
+    q = q * s + 2.541971207e-02f;
+    q = q * s + 4.661194086e-01f;
+    q = q * s + 1.0f;
+    return c * p / q;
+}
+
+/* sigmoid(x) = (1 + tanh(x / 2)) / 2 by the rational tanh: within 5e-7, 15 instructions
+ * (fnn_sigmoidf: about 21). */
+FNN_VINLINE float fnn_sigmoidf_rational(float x)
+{
+    return 0.5f * fnn_tanhf_rational(0.5f * x) + 0.5f;
+}
+
 /* Double precision: libm's exp (its callers are checks, not speed). */
 FNN_VINLINE double fnn_sigmoid(double x)
 {

@@ -85,7 +85,8 @@ static FNN_CLONES_AVX512 void S(lstm_row_backward)(ptrdiff_t H, const T *restric
 #pragma omp simd
     for (ptrdiff_t j = 0; j < H; j++) {
         T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-        T tc = TANH(f * cp[j] + i * gg); /* tanh(c'), recomputed rather than stored */
+        /* tanh(c'), recomputed rather than stored, by the forward's own function */
+        T tc = S(fnn_rnn_tanh)(f * cp[j] + i * gg);
         T dhj = dh[j];
         T dcj = dc[j] + dhj * o * ((T)1 - tc * tc);
         dg[j] = dcj * gg * i * ((T)1 - i);
