@@ -52,6 +52,59 @@
 #define FNN_CONV_SAMPLE_BLOCKS 8
 #define FNN_CONV_PART_ELEMS (1 << 21)
 
+int fnn_conv_winograd_enabled = 1;
+
+/* Winograd F(2x2, 3x3) of one sample (generic/winograd.h): Ci input planes Hi x Wi
+ * padded by (ph, pw) to Hb x Wb (room for the 4x4 window of every 2x2 tile), Co output
+ * planes Ho x Wo in th x tw tiles, taken rb tile rows at a time (each channel's
+ * transformed windows and products: 16 rows of ldv). */
+typedef struct {
+    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, th, tw, Hb, Wb, rb, ldv;
+} fnn_wino;
+
+/* Tiles per block of tile rows: the block's transformed windows and products of 16
+ * channels (2 x 96 KiB in float) stay in L2 between the transforms and the products. */
+#define FNN_WINO_TILES 96
+
+static ptrdiff_t fnn_conv_row_stride(ptrdiff_t n);
+
+static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t Wi,
+                            ptrdiff_t ph, ptrdiff_t pw)
+{
+    fnn_wino w = {Ci, Co, Hi, Wi, ph, pw, Hi + 2 * ph - 2, Wi + 2 * pw - 2};
+    w.th = (w.Ho + 1) / 2;
+    w.tw = (w.Wo + 1) / 2;
+    w.Hb = 2 * w.th + 2;
+    w.Wb = 2 * w.tw + 2;
+    w.rb = FNN_WINO_TILES / w.tw;
+    if (w.rb < 1) w.rb = 1;
+    if (w.rb > w.th) w.rb = w.th;
+    w.ldv = fnn_conv_row_stride(w.rb * w.tw);
+    return w;
+}
+
+/* Elements of one sample's buffers: padded planes, transformed windows and products
+ * of a block, the transforms' rows. */
+static ptrdiff_t fnn_wino_size(const fnn_wino *w)
+{
+    return w->Ci * w->Hb * w->Wb + 16 * (w->Ci + w->Co) * w->ldv + 4 * w->Wb;
+}
+
+/* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
+ * ungrouped, padding at most 1, 16 channels or more in and out (fewer leave the
+ * transforms too little arithmetic to save). */
+static int fnn_conv_wino_fits(const fnn_conv_geom *g)
+{
+    return fnn_conv_winograd_enabled && g->kh == 3 && g->kw == 3 && g->sh == 1 &&
+           g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 && g->ph <= 1 &&
+           g->pw <= 1 && g->C >= 16 && g->K >= 16;
+}
+
+int fnn_conv_uses_winograd(const fnn_conv_geom *g)
+{
+    return fnn_conv_wino_fits(g);
+}
+
 /* How a convolution runs and lays out one sample's buffers in the scratch.
  *
  * A stride-1 convolution whose padding does not exceed the kernel's reach runs
@@ -73,10 +126,11 @@
  * dL/dz, r4 for dL/dz transposed (Ho Wo rows of kp). The rows are padded to whole
  * vectors, with room after the planes for a vector read past the last window. */
 typedef struct {
-    int direct, wgrad;
+    int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, kp, r1, r2, r3, r4, nb, blocks;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
     fnn_rows in_rows, gz_rows;
+    fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
 } fnn_conv_plan;
 
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
@@ -99,6 +153,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     p.wgrad = K / G >= 8 && (G == 1 || K / G % 8 == 0);
     p.kp = G == 1 ? (K + 7) / 8 * 8 : K;
     p.r4 = p.wgrad ? g->Ho * g->Wo * p.kp : 0;
+    p.wino = fnn_conv_wino_fits(g);
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&
                g->pw <= g->dw * (g->kw - 1) && 2 * (Wp - g->Wo) <= Wp;
     if (p.direct) {
@@ -110,7 +165,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r1 = C * p.Hp * Wp + Wp + 16;
         if (p.r1 < C * g->H * p.Wq) p.r1 = C * g->H * p.Wq;
         p.r2 = K * p.ld;
-        p.r3 = K * p.Hq * p.Wq + p.Wq + 16;
+        p.r3 = p.wino ? 0 : K * p.Hq * p.Wq + p.Wq + 16;
         p.in_rows = (fnn_rows){g->kh, g->kw, p.Hp * Wp, g->dh * Wp, g->dw};
         p.gz_rows = (fnn_rows){g->kh, g->kw, p.Hq * p.Wq, g->dh * p.Wq, g->dw};
     } else {
@@ -120,7 +175,13 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r2 = K * p.ld;
         p.in_rows = (fnn_rows){1, 1, p.ld, 0, 0};
     }
-    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4;
+    if (p.wino) {
+        p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
+        p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
+        p.r5 = fnn_wino_size(&p.wf);
+        if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
+    }
+    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4 + p.r5;
     p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
     if (p.nb < 1) p.nb = 1;
     if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
@@ -164,8 +225,10 @@ static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
-    /* the bias sums: two float elements per double, one more to align them */
-    return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1;
+    /* the bias sums: two float elements per double, one more to align them; then
+     * Winograd's buffers and transformed filters */
+    return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1 +
+           (p.wino ? p.nb * p.r5 + 16 * g->K * g->C : 0);
 }
 
 /* Run the statements after (n, slots, work, lo, hi, slot, per) for the units [lo, hi) =

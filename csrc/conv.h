@@ -24,6 +24,14 @@ typedef struct {
  * shape only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
+/* Whether the convolution runs Winograd's F(2x2, 3x3) (conv.c: the 3x3, stride-1,
+ * undilated, ungrouped convolutions with padding <= 1 and 16 channels or more), and
+ * the switch that turns it off (1 by default; for measurements and tests of the
+ * direct path). Changing the switch changes the scratch size: not between a forward
+ * and its backward. */
+int fnn_conv_uses_winograd(const fnn_conv_geom *g);
+extern int fnn_conv_winograd_enabled;
+
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */
 typedef struct {
     ptrdiff_t planes, H, W;

@@ -384,6 +384,14 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 }
 
 #include "conv_wgrad.h"
+#include "winograd.h"
+
+/* Winograd's buffers in the scratch: nb samples' (pl->r5 each), then the transformed
+ * filters (16 K C). */
+static T *S(wino_area)(const fnn_conv_geom *g, const fnn_conv_plan *pl, T *scratch)
+{
+    return scratch + fnn_conv_parts_offset(g, pl) + 2 * pl->blocks * g->K + 1;
+}
 
 /* Output row oh of one sample's gz^T (Ho Wo, kp): packed from gz (K, ld; its planes the
  * rows of m) or, fused (gz_row_t), from gy itself (z, y, gy at the sample). */
@@ -446,8 +454,12 @@ static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const
  * product (direct: through wide, pl->r2) into z and y, the task blocks in order. */
 static void S(conv_forward_sample)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int act,
                                    T a, T b, const T *w, const T *bias, const T *x, T *col,
-                                   T *wide, T *z, T *y)
+                                   T *wide, T *wbuf, const T *U, T *z, T *y)
 {
+    if (pl->wino) {
+        S(wino_sample)(&pl->wf, x, g->H * g->W, g->W, U, act, a, b, bias, z, y, wbuf);
+        return;
+    }
     ptrdiff_t G = g->groups, Cg = g->C / G, hw = g->Ho * g->Wo;
     ptrdiff_t gstep = Cg * (pl->direct ? pl->Hp * pl->Wp : g->kh * g->kw * pl->ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
@@ -472,13 +484,16 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     ptrdiff_t in_sample = g->C * g->H * g->W, out_sample = g->K * hw;
     ptrdiff_t work = g->N * out_sample * Cg * g->kh * g->kw;
     T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
-    if (fnn_conv_by_samples(g, &pl)) { /* each thread whole samples, in its own buffers */
+    T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
+    if (pl.wino) S(wino_filters)(w, g->K, g->C, 0, U);
+    /* each thread whole samples, in its own buffers (Winograd: whatever the batch) */
+    if (pl.wino || fnn_conv_by_samples(g, &pl)) {
         FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
                            for (ptrdiff_t j = lo; j < hi; j++)
                                S(conv_forward_sample)(g, &pl, act, alpha, beta, w, bias,
                                                       x + j * in_sample, r1 + slot * pl.r1,
-                                                      r2 + slot * pl.r2,
-                                                      z ? z + j * out_sample : NULL,
+                                                      r2 + slot * pl.r2, r5 + slot * pl.r5,
+                                                      U, z ? z + j * out_sample : NULL,
                                                       y + j * out_sample));
         return;
     }
@@ -531,15 +546,15 @@ static FNN_CLONES void S(conv_input_grad_task)(const fnn_conv_geom *g, const fnn
  * elements per sample): dL/dz and gz^T of the run's samples, the weight-gradient tiles
  * over the whole run (their sums carried in the block's wpart from run to run, which
  * leaves them as they would be over the block at once), then dL/dx sample by sample.
- * wt: the weights as dL/dx takes them; wpart: a block's sums of dL/dw^T (ckk rows of the
- * tiles' width per group); bpart: its K bias sums. */
+ * wt: the weights as dL/dx takes them (Winograd: U, transformed); wpart: a block's sums
+ * of dL/dw^T (ckk rows of the tiles' width per group); bpart: its K bias sums. */
 struct S(conv_bwd_job) {
     const fnn_conv_geom *g;
     const fnn_conv_plan *pl;
     int act, fused;
     T a, b;
-    const T *x, *z, *y, *gy, *wt;
-    T *gx;
+    const T *x, *z, *y, *gy, *wt, *U;
+    T *gx, *r5;
     int gw, gbias;
 };
 
@@ -592,13 +607,16 @@ static void S(bwd_wgrad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, ptrdiff_t
 
 /* dL/dx of sample j from its dL/dz in gz. */
 static void S(bwd_input_grad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1,
-                              const T *gz, T *r3)
+                              const T *gz, T *r3, T *r5)
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
     T *gx = J->gx + j * g->C * g->H * g->W;
-    if (pl->direct) { /* the flipped convolution of the padded dL/dz */
+    if (pl->wino) /* Winograd's F(2x2, 3x3) on dL/dz, filters flipped */
+        S(wino_sample)(&pl->wb, gz, pl->ld, pl->direct ? pl->Wp : g->Wo, J->U,
+                       FNN_ACT_IDENTITY, 0, 0, NULL, NULL, gx, r5);
+    else if (pl->direct) { /* the flipped convolution of the padded dL/dz */
         struct S(rowmap) mx = {g->H, g->W, pl->Wq};
         ptrdiff_t rpt = S(rows_per_task)(mx);
         S(pad_planes)(gz, g->K, pl->ld, pl->Wp, g->Ho, g->Wo, pl->qh, pl->qw,
@@ -631,6 +649,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
     T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
     T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
     T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
+    T *r5 = J->r5 + slot * pl->r5;
     for (ptrdiff_t b = lo; b < hi; b++) {
         ptrdiff_t j0, j1;
         fnn_split(N, (int)b, (int)B, &j0, &j1);
@@ -643,7 +662,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
             if (J->gx)
                 for (ptrdiff_t s = 0; s < cnt; s++)
                     S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
-                                      r3 + s * pl->r3);
+                                      r3 + s * pl->r3, r5 + s * pl->r5);
         }
     }
 }
@@ -707,8 +726,11 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4, *wacc = wt + g->K * ckk;
     ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
     struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
+    T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
     if (gx) {
-        if (pl.direct) /* wt (C, Kg kh kw) per group: w transposed, taps flipped */
+        if (pl.wino) /* U (16, C, K): the filters of dL/dx, transformed */
+            S(wino_filters)(w, g->K, g->C, 1, U);
+        else if (pl.direct) /* wt (C, Kg kh kw) per group: w transposed, taps flipped */
             for (ptrdiff_t q = 0; q < G; q++)
                 for (ptrdiff_t c = 0; c < Cg; c++)
                     for (ptrdiff_t k = 0; k < Kg; k++)
@@ -723,7 +745,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     }
     if (fnn_conv_by_samples(g, &pl) && (pl.wgrad || !gw)) {
         struct S(conv_bwd_job) J = {g,  &pl, act, gw && !gbias && !gx, alpha, beta, x, z, y,
-                                    gy, wt, gx, gw != NULL, gbias != NULL};
+                                    gy, wt, U,  gx, r5,  gw != NULL, gbias != NULL};
         S(conv_backward_by_samples)(&J, scratch, gw, gbias, bsum);
         return;
     }
@@ -768,7 +790,14 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                                });
         }
         if (!gx) continue;
-        if (pl.direct) { /* dL/dx: the flipped convolution of the padded dL/dz */
+        if (pl.wino) { /* dL/dx: Winograd on dL/dz, each sample by one thread */
+            FNN_PARALLEL_SLOTS(cnt, pl.nb, cnt * in_sample * g->K * kk, lo, hi, slot, per,
+                               for (ptrdiff_t j = lo; j < hi; j++)
+                                   S(wino_sample)(&pl.wb, gz + j * pl.r2, pl.ld, m.stride, U,
+                                                  FNN_ACT_IDENTITY, 0, 0, NULL, NULL,
+                                                  gx + (n0 + j) * in_sample,
+                                                  r5 + slot * pl.r5));
+        } else if (pl.direct) { /* dL/dx: the flipped convolution of the padded dL/dz */
             struct S(rowmap) mx = {g->H, g->W, pl.Wq};
             ptrdiff_t rpt = S(rows_per_task)(mx), blocks = (g->H + rpt - 1) / rpt;
             S(pad_chunk)(gz, cnt, g->K, pl.ld, pl.Wp, g->Ho, g->Wo, pl.qh, pl.qw, pl.r3,
