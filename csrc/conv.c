@@ -55,11 +55,15 @@
 int fnn_conv_winograd_enabled = 1;
 
 /* Winograd F(2x2, 3x3) of one sample (generic/winograd.h): Ci input planes Hi x Wi
- * padded by (ph, pw) to Hb x Wb (room for the 4x4 window of every 2x2 tile), Co output
- * planes Ho x Wo in th x tw tiles, taken rb tile rows at a time (each channel's
- * transformed windows and products: 16 rows of ldv). */
+ * padded by (ph, pw) to (2 th + 2) x (2 tw + 2) (room for the 4x4 window of every 2x2
+ * tile) and split by the parity of row and column into four sub-planes of th + 1 rows
+ * of tp = tw + 1 values (sp apart), so that tile m = i tp + j reads every value of its
+ * window at a fixed offset from m: the transforms are flat loops over the tiles (the
+ * last of each row of tp, j = tw, is a spare whose results are dropped). Co output
+ * planes Ho x Wo; rb tile rows at a time, each channel's transformed windows and
+ * products 16 rows of ldv. */
 typedef struct {
-    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, th, tw, Hb, Wb, rb, ldv;
+    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, th, tw, tp, sp, rb, ldv;
 } fnn_wino;
 
 /* Tiles per block of tile rows: the block's transformed windows and products of 16
@@ -74,20 +78,22 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
     fnn_wino w = {Ci, Co, Hi, Wi, ph, pw, Hi + 2 * ph - 2, Wi + 2 * pw - 2};
     w.th = (w.Ho + 1) / 2;
     w.tw = (w.Wo + 1) / 2;
-    w.Hb = 2 * w.th + 2;
-    w.Wb = 2 * w.tw + 2;
-    w.rb = FNN_WINO_TILES / w.tw;
+    w.tp = w.tw + 1;
+    w.sp = (w.th + 1) * w.tp + 8; /* room for a read one past the last spare tile */
+    w.rb = FNN_WINO_TILES / w.tp;
     if (w.rb < 1) w.rb = 1;
     if (w.rb > w.th) w.rb = w.th;
-    w.ldv = fnn_conv_row_stride(w.rb * w.tw);
+    w.ldv = fnn_conv_row_stride(w.rb * w.tp);
     return w;
 }
 
-/* Elements of one sample's buffers: padded planes, transformed windows and products
- * of a block, the transforms' rows. */
-static ptrdiff_t fnn_wino_size(const fnn_wino *w)
+/* Elements of one sample's buffers: the sub-planes, a block's transformed windows and
+ * products (or, for the weight gradient, dL/dM^T: 16 blocks of ldv rows of kp), and
+ * the transforms' rows. */
+static ptrdiff_t fnn_wino_size(const fnn_wino *w, ptrdiff_t kp)
 {
-    return w->Ci * w->Hb * w->Wb + 16 * (w->Ci + w->Co) * w->ldv + 4 * w->Wb;
+    ptrdiff_t out = 16 * (kp ? w->ldv * kp : w->Co * w->ldv);
+    return 4 * w->Ci * w->sp + 16 * w->Ci * w->ldv + out + 4 * w->ldv + 2 * w->tp + 8 + kp;
 }
 
 /* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
@@ -128,7 +134,7 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
 typedef struct {
     int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks, wrows;
     fnn_rows in_rows, gz_rows;
     fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
 } fnn_conv_plan;
@@ -178,8 +184,9 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
-        p.r5 = fnn_wino_size(&p.wf);
-        if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
+        p.r5 = fnn_wino_size(&p.wf, 0);
+        if (p.r5 < fnn_wino_size(&p.wb, 0)) p.r5 = fnn_wino_size(&p.wb, 0);
+        if (p.r5 < fnn_wino_size(&p.wf, p.kp)) p.r5 = fnn_wino_size(&p.wf, p.kp);
     }
     ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4 + p.r5;
     p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
@@ -187,7 +194,8 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
-    ptrdiff_t part = C / G * g->kh * g->kw * p.kp;
+    p.wrows = p.wino ? 16 * C : C / G * g->kh * g->kw;
+    ptrdiff_t part = p.wrows * p.kp;
     p.blocks = !p.wgrad || part * FNN_CONV_SAMPLE_BLOCKS <= FNN_CONV_PART_ELEMS
                    ? FNN_CONV_SAMPLE_BLOCKS
                    : FNN_CONV_PART_ELEMS / part;
@@ -211,7 +219,7 @@ static ptrdiff_t fnn_conv_parts_offset(const fnn_conv_geom *g, const fnn_conv_pl
 {
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
     return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk +
-           (p->wgrad ? p->blocks * ckk * p->kp : 0);
+           (p->wgrad ? p->blocks * p->wrows * p->kp : 0);
 }
 
 static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *p,
