@@ -88,12 +88,10 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
 }
 
 /* Elements of one sample's buffers: the sub-planes, a block's transformed windows and
- * products (or, for the weight gradient, dL/dM^T: 16 blocks of ldv rows of kp), and
- * the transforms' rows. */
-static ptrdiff_t fnn_wino_size(const fnn_wino *w, ptrdiff_t kp)
+ * products, the transforms' rows. */
+static ptrdiff_t fnn_wino_size(const fnn_wino *w)
 {
-    ptrdiff_t out = 16 * (kp ? w->ldv * kp : w->Co * w->ldv);
-    return 4 * w->Ci * w->sp + 16 * w->Ci * w->ldv + out + 4 * w->ldv + 2 * w->tp + 8 + kp;
+    return 4 * w->Ci * w->sp + 16 * (w->Ci + w->Co) * w->ldv + 4 * w->ldv;
 }
 
 /* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
@@ -134,7 +132,7 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
 typedef struct {
     int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks, wrows;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
     fnn_rows in_rows, gz_rows;
     fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
 } fnn_conv_plan;
@@ -184,9 +182,8 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
-        p.r5 = fnn_wino_size(&p.wf, 0);
-        if (p.r5 < fnn_wino_size(&p.wb, 0)) p.r5 = fnn_wino_size(&p.wb, 0);
-        if (p.r5 < fnn_wino_size(&p.wf, p.kp)) p.r5 = fnn_wino_size(&p.wf, p.kp);
+        p.r5 = fnn_wino_size(&p.wf);
+        if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
     }
     ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4 + p.r5;
     p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
@@ -194,8 +191,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
-    p.wrows = p.wino ? 16 * C : C / G * g->kh * g->kw;
-    ptrdiff_t part = p.wrows * p.kp;
+    ptrdiff_t part = C / G * g->kh * g->kw * p.kp;
     p.blocks = !p.wgrad || part * FNN_CONV_SAMPLE_BLOCKS <= FNN_CONV_PART_ELEMS
                    ? FNN_CONV_SAMPLE_BLOCKS
                    : FNN_CONV_PART_ELEMS / part;
@@ -219,7 +215,7 @@ static ptrdiff_t fnn_conv_parts_offset(const fnn_conv_geom *g, const fnn_conv_pl
 {
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
     return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk +
-           (p->wgrad ? p->blocks * p->wrows * p->kp : 0);
+           (p->wgrad ? p->blocks * ckk * p->kp : 0);
 }
 
 static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *p,

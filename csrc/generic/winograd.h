@@ -14,9 +14,10 @@
  * transform applies the bias and the activation to each row it yields.
  *
  * dL/dx is the stride-1 3x3 convolution of dL/dz with the filters transposed and
- * flipped, padded by 2 - p: the same routine. The weight gradient is the adjoint of
- * the forward: dL/dM = A dL/dY A^T per tile, dL/dU_e = sum over tiles of dL/dM_e V_e^T
- * (the tiles of generic/conv_wgrad.h, the tiles' axis summed), dL/dg = G^T dL/dU G.
+ * flipped, padded by 2 - p: the same routine. The weight gradient keeps the direct
+ * tiles of generic/conv_wgrad.h: by Winograd (dL/dU_e = sum over tiles of dL/dM_e V_e^T,
+ * dL/dM = A dL/dY A^T, then G^T dL/dU G) it measured 0.5-0.95x their speed on a small
+ * ResNet's 3x3 layers, the transforms costing more than the multiplications saved.
  *
  * A sample goes through in blocks of tile rows (about FNN_WINO_TILES tiles each), so
  * that its transformed windows and products stay in cache between being written and
@@ -24,28 +25,32 @@
 
 /* The sub-planes of one sample (conv.c: fnn_wino): its Ci planes x (rows srow apart,
  * planes splane apart) padded and split by the parity of row and column, each
- * channel's four sub-planes sp apart (xs + (4 c + 2 (row % 2) + col % 2) sp). row: 2 tp
- * values of scratch. */
+ * channel's four sub-planes sp apart (xs + (4 c + 2 (row % 2) + col % 2) sp). */
 static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t splane,
-                                     ptrdiff_t srow, T *row, T *xs)
+                                     ptrdiff_t srow, T *xs)
 {
-    ptrdiff_t tp = wg->tp, sp = wg->sp, pw = wg->pw, Wi = wg->Wi;
+    ptrdiff_t tp = wg->tp, sp = wg->sp, lo[2], hi[2];
+    for (int q = 0; q < 2; q++) { /* sub-plane column j of parity q: input column 2 j + q - pw */
+        ptrdiff_t s0 = q - wg->pw, top = wg->Wi - 1 - s0;
+        lo[q] = s0 >= 0 ? 0 : (1 - s0) / 2;
+        hi[q] = top < 0 ? 0 : top / 2 + 1 < tp ? top / 2 + 1 : tp;
+        if (lo[q] > hi[q]) lo[q] = hi[q];
+    }
     for (ptrdiff_t c = 0; c < wg->Ci; c++)
         for (ptrdiff_t R = 0; R < 2 * wg->th + 2; R++) {
-            T *ev = xs + (4 * c + 2 * (R % 2)) * sp + R / 2 * tp, *od = ev + sp;
+            T *ev = xs + (4 * c + 2 * (R % 2)) * sp + R / 2 * tp;
             ptrdiff_t h = R - wg->ph;
-            if (h < 0 || h >= wg->Hi) {
-                memset(ev, 0, (size_t)tp * sizeof(T));
-                memset(od, 0, (size_t)tp * sizeof(T));
-                continue;
-            }
-            memset(row, 0, (size_t)pw * sizeof(T));
-            memcpy(row + pw, x + c * splane + h * srow, (size_t)Wi * sizeof(T));
-            memset(row + pw + Wi, 0, (size_t)(2 * tp - pw - Wi) * sizeof(T));
+            for (int q = 0; q < 2; q++) {
+                T *d = ev + q * sp;
+                if (h < 0 || h >= wg->Hi) {
+                    memset(d, 0, (size_t)tp * sizeof(T));
+                    continue;
+                }
+                const T *src = x + c * splane + h * srow + q - wg->pw;
+                for (ptrdiff_t j = 0; j < lo[q]; j++) d[j] = 0;
 #pragma omp simd
-            for (ptrdiff_t j = 0; j < tp; j++) {
-                ev[j] = row[2 * j];
-                od[j] = row[2 * j + 1];
+                for (ptrdiff_t j = lo[q]; j < hi[q]; j++) d[j] = src[2 * j];
+                for (ptrdiff_t j = hi[q]; j < tp; j++) d[j] = 0;
             }
         }
 }
@@ -146,39 +151,16 @@ static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, T *U
         }
 }
 
-/* gw (K, C, 3, 3) += G^T dU G for every filter, dU[e] of filter (k, c) at du + k ldk +
- * e C + c. G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]. */
-static void S(wino_filters_grad)(const T *du, ptrdiff_t ldk, ptrdiff_t K, ptrdiff_t C, T *gw)
-{
-    for (ptrdiff_t k = 0; k < K; k++)
-        for (ptrdiff_t c = 0; c < C; c++) {
-            const T *u = du + k * ldk + c;
-            T t[3][4];
-            for (int s = 0; s < 4; s++) { /* G^T dU */
-                T u0 = u[s * C], u1 = u[(4 + s) * C], u2 = u[(8 + s) * C], u3 = u[(12 + s) * C];
-                t[0][s] = u0 + (T)0.5 * (u1 + u2);
-                t[1][s] = (T)0.5 * (u1 - u2);
-                t[2][s] = (T)0.5 * (u1 + u2) + u3;
-            }
-            T *g = gw + (k * C + c) * 9;
-            for (int r = 0; r < 3; r++) { /* (G^T dU) G */
-                g[3 * r] += t[r][0] + (T)0.5 * (t[r][1] + t[r][2]);
-                g[3 * r + 1] += (T)0.5 * (t[r][1] - t[r][2]);
-                g[3 * r + 2] += (T)0.5 * (t[r][1] + t[r][2]) + t[r][3];
-            }
-        }
-}
-
 /* One sample: y (Co, Ho, Wo) = act(conv(x, filters U) + bias), x's Ci planes splane
  * apart with rows srow apart; z (may be NULL) keeps the pre-activation, bias may be
- * NULL. buf: fnn_wino_size(wg, 0) elements. */
+ * NULL. buf: fnn_wino_size(wg) elements. */
 static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptrdiff_t srow,
                            const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
 {
     ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = wg->ldv, plane = wg->Ho * wg->Wo;
     T *xs = buf, *V = xs + 4 * Ci * wg->sp, *M = V + 16 * Ci * ldv, *q = M + 16 * Co * ldv;
     fnn_rows rows = {1, 1, ldv, 0, 0};
-    S(wino_split)(wg, x, splane, srow, q, xs);
+    S(wino_split)(wg, x, splane, srow, xs);
     for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
         ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
         ptrdiff_t nv = (n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
@@ -191,65 +173,5 @@ static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptr
         for (ptrdiff_t k = 0; k < Co; k++)
             S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bias ? bias[k] : (T)0,
                         z ? z + k * plane : NULL, y + k * plane, q, ldv);
-    }
-}
-
-/* dL/dM^T of tile rows [i0, i1): for each tile m of the block, dmt + e estride + m kp
- * (kp values) = (A dY A^T)_e, dY the tile's 2x2 of gz^T (Ho Wo rows of kp: dL/dz, K
- * values side by side), zero past the output's edge and for the spare tiles. */
-static FNN_CLONES void S(wino_dm)(const fnn_wino *wg, const T *gzt, ptrdiff_t kp,
-                                  ptrdiff_t i0, ptrdiff_t i1, const T *zero, ptrdiff_t estride,
-                                  T *dmt)
-{
-    ptrdiff_t Ho = wg->Ho, Wo = wg->Wo, tp = wg->tp;
-    for (ptrdiff_t i = i0; i < i1; i++)
-        for (ptrdiff_t j = 0; j < tp; j++) {
-            T *d = dmt + ((i - i0) * tp + j) * kp;
-            int down = 2 * i + 1 < Ho, right = 2 * j + 1 < Wo, real = j < wg->tw;
-            const T *p00 = real ? gzt + (2 * i * Wo + 2 * j) * kp : zero;
-            const T *p01 = real && right ? p00 + kp : zero;
-            const T *p10 = real && down ? p00 + Wo * kp : zero;
-            const T *p11 = real && down && right ? p10 + kp : zero;
-#pragma omp simd
-            for (ptrdiff_t k = 0; k < kp; k++) {
-                T q0[4], q1[4];
-                q0[0] = p00[k], q0[1] = p00[k] + p01[k], q0[2] = p00[k] - p01[k];
-                q0[3] = -p01[k]; /* dY A^T */
-                q1[0] = p10[k], q1[1] = p10[k] + p11[k], q1[2] = p10[k] - p11[k];
-                q1[3] = -p11[k];
-                for (int s = 0; s < 4; s++) { /* A (dY A^T) */
-                    d[s * estride + k] = q0[s];
-                    d[(4 + s) * estride + k] = q0[s] + q1[s];
-                    d[(8 + s) * estride + k] = q0[s] - q1[s];
-                    d[(12 + s) * estride + k] = -q1[s];
-                }
-            }
-        }
-}
-
-/* The weight gradient of one sample: acc (16 C rows of lda: dL/dU^T, e then c) +=
- * sum over its tiles of V_e dL/dM_e^T, from zero if `start`. x: the sample's input (C
- * planes of Hi x Wi); gzt: its dL/dz transposed (Ho Wo rows of kp). buf:
- * fnn_wino_size(wg, kp) elements. */
-static void S(wino_wgrad_sample)(const fnn_wino *wg, const T *x, const T *gzt, ptrdiff_t kp,
-                                 ptrdiff_t lda, int start, T *acc, T *buf)
-{
-    ptrdiff_t C = wg->Ci, K = wg->Co, ldv = wg->ldv, nvt = (K + FNN_VL - 1) / FNN_VL;
-    T *xs = buf, *V = xs + 4 * C * wg->sp, *dmt = V + 16 * C * ldv;
-    T *q = dmt + 16 * ldv * kp, *zero = q + 2 * wg->tp + 8;
-    ptrdiff_t tasks = S(wgrad_tasks)(C, nvt);
-    memset(zero, 0, (size_t)kp * sizeof(T));
-    S(wino_split)(wg, x, wg->Hi * wg->Wi, wg->Wi, q, xs);
-    for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
-        ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
-        struct S(wgrad) w = {{1, 1, ldv, 0, 0}, 0, 0, 1, kp, 1, n, lda};
-        for (ptrdiff_t c = 0; c < C; c++)
-            S(wino_in)(xs + 4 * c * wg->sp, wg->sp, wg->tp, i0 * wg->tp, n, C * ldv,
-                       V + c * ldv);
-        S(wino_dm)(wg, gzt, kp, i0, i1, zero, ldv * kp, dmt);
-        for (int e = 0; e < 16; e++)
-            for (ptrdiff_t t = 0; t < tasks; t++)
-                S(wgrad_task)(&w, t, 0, 1, !(start && i0 == 0), C, K, V + e * C * ldv,
-                              dmt + e * ldv * kp, acc + e * C * lda, NULL);
     }
 }
