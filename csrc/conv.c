@@ -10,6 +10,8 @@
  *     dL/dw += gz col^T        dL/dcol = w^T gz  -> col2im -> dL/dx
  * the first as the product col gz^T, the columns read from the padded input in place
  * (generic/conv_wgrad.h).
+ * The 3x3 stride-1 convolutions with 16 channels or more run their forward and dL/dx
+ * by Winograd's F(2x2, 3x3) instead (generic/winograd.h), sample by sample.
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
@@ -127,8 +129,9 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
  *
  * Per sample: r1 elements for the columns or the padded input (and, direct, the wide
  * rows of dL/dx), r2 for the wide output and dL/dz (K rows of ld), r3 for the padded
- * dL/dz, r4 for dL/dz transposed (Ho Wo rows of kp). The rows are padded to whole
- * vectors, with room after the planes for a vector read past the last window. */
+ * dL/dz, r4 for dL/dz transposed (Ho Wo rows of kp), r5 for Winograd's buffers (the
+ * larger of the forward's and dL/dx's; dL/dx then needs no r3). The rows are padded to
+ * whole vectors, with room after the planes for a vector read past the last window. */
 typedef struct {
     int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;

@@ -20,8 +20,8 @@ typedef struct {
 
 /* Scratch elements (of the data type) the forward and backward take: a chunk of
  * samples' columns or padded input, output rows and dL/dz (conv.c), the transposed
- * weights and the weight gradient's sums between blocks of samples. Depends on the
- * shape only. */
+ * weights and the weight gradient's sums between blocks of samples, Winograd's buffers
+ * and transformed filters. Depends on the shape (and the Winograd switch) only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
 /* Whether the convolution runs Winograd's F(2x2, 3x3) (conv.c: the 3x3, stride-1,

@@ -1,10 +1,11 @@
 """Convolution layers with torch.nn's signature, weight layout and state_dict keys:
 Conv1d on (N, C, L) and Conv2d on (N, C, H, W) input.
 
-The C kernels (csrc/conv.c) lay each chunk of samples out as im2col columns and run
-one BLAS GEMM per group; bias and a following elementwise activation are applied in
-the same pass that writes the NCHW output (the layer's `fuse`), and their derivative
-in the pass that feeds the backward GEMMs."""
+The C kernels (csrc/conv.c) run the products on register tiles, reading a padded
+input in place (stride 1), through Winograd's F(2x2, 3x3) (3x3, stride 1, 16 channels
+or more) or on im2col columns (the rest); bias and a following elementwise activation
+are applied in the same pass that writes the NCHW output (the layer's `fuse`), and
+their derivative in the pass that feeds the backward products. See docs/cnn.md."""
 
 import math
 
