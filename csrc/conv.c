@@ -11,7 +11,8 @@
  * the first as the product col gz^T, the columns read from the padded input in place
  * (generic/conv_wgrad.h).
  * The 3x3 stride-1 convolutions with 16 channels or more run their forward and dL/dx
- * by Winograd's F(2x2, 3x3) instead (generic/winograd.h), sample by sample.
+ * by Winograd's F(2x2, 3x3) or F(4x4, 3x3) instead (generic/winograd.h), sample by
+ * sample.
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
@@ -56,21 +57,27 @@
 
 int fnn_conv_winograd_enabled = 1;
 
-/* Winograd F(2x2, 3x3) of one sample (generic/winograd.h): Ci input planes Hi x Wi
- * padded by (ph, pw) to (2 th + 2) x (2 tw + 2) (room for the 4x4 window of every 2x2
- * tile) and split by the parity of row and column into four sub-planes of th + 1 rows
- * of tp = tw + 1 values (sp apart), so that tile m = i tp + j reads every value of its
+/* Winograd F(tm x tm, 3x3) of one sample (generic/winograd.h), tm = 2 or 4: Ci input
+ * planes Hi x Wi padded by (ph, pw) (room for the (tm + 2)^2 window of every tm x tm
+ * tile) and split by row and column modulo tm into tm^2 sub-planes of th + 1 rows of
+ * tp = tw + 1 values (sp apart), so that tile m = i tp + j reads every value of its
  * window at a fixed offset from m: the transforms are flat loops over the tiles (the
  * last of each row of tp, j = tw, is a spare whose results are dropped). Co output
  * planes Ho x Wo; rb tile rows at a time, each channel's transformed windows and
- * products 16 rows of ldv. */
+ * products (tm + 2)^2 rows of ldv. */
 typedef struct {
-    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, th, tw, tp, sp, rb, ldv;
+    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, tm, th, tw, tp, sp, rb, ldv;
 } fnn_wino;
 
 /* Tiles per block of tile rows: the block's transformed windows and products of 16
- * channels (2 x 96 KiB in float) stay in L2 between the transforms and the products. */
+ * channels (2 x 96 KiB in float for F(2x2, 3x3)) stay in L2 between the transforms
+ * and the products. */
 #define FNN_WINO_TILES 96
+
+/* F(4x4, 3x3) for outputs of FNN_WINO4_MIN x FNN_WINO4_MIN or more: 2.25 instead of 4
+ * multiplications per output and input channel, and as few transformed values; on
+ * smaller planes its spare tiles and short products cost more than that saves. */
+#define FNN_WINO4_MIN 24
 
 static ptrdiff_t fnn_conv_row_stride(ptrdiff_t n);
 
@@ -78,8 +85,9 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
                             ptrdiff_t ph, ptrdiff_t pw)
 {
     fnn_wino w = {Ci, Co, Hi, Wi, ph, pw, Hi + 2 * ph - 2, Wi + 2 * pw - 2};
-    w.th = (w.Ho + 1) / 2;
-    w.tw = (w.Wo + 1) / 2;
+    w.tm = w.Ho >= FNN_WINO4_MIN && w.Wo >= FNN_WINO4_MIN ? 4 : 2;
+    w.th = (w.Ho + w.tm - 1) / w.tm;
+    w.tw = (w.Wo + w.tm - 1) / w.tm;
     w.tp = w.tw + 1;
     w.sp = (w.th + 1) * w.tp + 8; /* room for a read one past the last spare tile */
     w.rb = FNN_WINO_TILES / w.tp;
@@ -90,10 +98,12 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
 }
 
 /* Elements of one sample's buffers: the sub-planes, a block's transformed windows and
- * products, the transforms' rows. */
+ * products, the output transform's rows (and F(4x4, 3x3)'s passes). */
 static ptrdiff_t fnn_wino_size(const fnn_wino *w)
 {
-    return 4 * w->Ci * w->sp + 16 * (w->Ci + w->Co) * w->ldv + 4 * w->ldv;
+    ptrdiff_t E = (w->tm + 2) * (w->tm + 2);
+    return w->tm * w->tm * (w->Ci * w->sp + w->ldv) + E * (w->Ci + w->Co) * w->ldv +
+           (w->tm == 4 ? 36 * w->ldv : 0);
 }
 
 /* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
@@ -235,7 +245,7 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
     /* the bias sums: two float elements per double, one more to align them; then
      * Winograd's buffers and transformed filters */
     return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1 +
-           (p.wino ? p.nb * p.r5 + 16 * g->K * g->C : 0);
+           (p.wino ? p.nb * p.r5 + 36 * g->K * g->C : 0);
 }
 
 /* Run the statements after (n, slots, work, lo, hi, slot, per) for the units [lo, hi) =

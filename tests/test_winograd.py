@@ -1,5 +1,6 @@
-"""Winograd's F(2x2, 3x3) path of the convolutions (csrc/generic/winograd.h): the 3x3,
-stride-1 convolutions with 16 channels or more in and out, against the plain NumPy
+"""Winograd's F(2x2, 3x3) and F(4x4, 3x3) path of the convolutions
+(csrc/generic/winograd.h): the 3x3, stride-1 convolutions with 16 channels or more in
+and out, against the plain NumPy
 direct convolution, against the direct path in float32, against finite differences,
 and independent of the thread count."""
 
@@ -20,6 +21,10 @@ CASES = [  # N, C, K, H, W, padding: odd sizes (partial edge tiles), padding 0 a
     (3, 20, 16, 6, 11, (1, 0)),
     (1, 17, 33, 3, 4, (0, 1)),
     (2, 32, 16, 16, 13, (1, 1)),  # two blocks of tile rows
+    (2, 16, 24, 19, 22, (1, 0)),
+    (1, 16, 16, 40, 37, (1, 1)),  # F(4x4, 3x3) from 24 x 24 outputs, several blocks
+    (2, 16, 20, 27, 30, (0, 0)),
+    (1, 17, 16, 26, 25, (1, 0)),
     (1, 16, 16, 1, 1, (1, 1)),  # one output pixel: a single partial tile
     (9, 16, 16, 9, 8, (1, 1)),  # a batch that runs sample by sample in backward
 ]
@@ -49,7 +54,11 @@ def test_winograd_matches_numpy_in_float64(case, act):
     n, c, k, h, w_, p = case
     assert K.conv_uses_winograd((n, c, h, w_), (k, c, 3, 3), S1, p, D1, 1)
     r = np.random.default_rng(sum(case[:5]))
-    x, w, b = r.standard_normal((n, c, h, w_)), r.standard_normal((k, c, 3, 3)), r.standard_normal(k)
+    x, w, b = (
+        r.standard_normal((n, c, h, w_)),
+        r.standard_normal((k, c, 3, 3)),
+        r.standard_normal(k),
+    )
     zr = conv_ref(x, w, b, S1, p, D1, 1)
     yr, dact = act_ref(act, zr)
     gy = r.standard_normal(zr.shape)
@@ -63,31 +72,42 @@ def test_winograd_matches_numpy_in_float64(case, act):
 
 @pytest.mark.parametrize("case", CASES)
 def test_winograd_float32_within_round_off_of_direct(case, winograd_switch):
-    # Winograd's transforms add a few roundings per output: float32 results stay
-    # within a small multiple of float32's epsilon times the sums' magnitude of the
-    # direct path's (and of the float64 reference).
+    # Winograd's transforms add roundings to each output: float32 results stay within
+    # a multiple of float32's epsilon times the sums' magnitude of the direct path's
+    # (and of the float64 reference). F(4x4, 3x3) (outputs from 24 x 24 on), whose
+    # transforms have coefficients up to 8 and 1/24, rounds about 8 times as far as
+    # F(2x2, 3x3): ~1e-5 of the magnitude, which training does not notice.
     n, c, k, h, w_, p = case
     r = np.random.default_rng(7)
     x = r.standard_normal((n, c, h, w_)).astype(np.float32)
     w = r.standard_normal((k, c, 3, 3)).astype(np.float32)
     b = r.standard_normal(k).astype(np.float32)
-    gy = r.standard_normal((n, k, h + 2 * p[0] - 2, w_ + 2 * p[1] - 2))
+    ho, wo = h + 2 * p[0] - 2, w_ + 2 * p[1] - 2
+    gy = r.standard_normal((n, k, ho, wo))
     wino = run_conv(x, w, b, K.ACT_IDENTITY, S1, p, D1, 1, gy)
     K.set_conv_winograd(False)
     assert not K.conv_uses_winograd(x.shape, w.shape, S1, p, D1, 1)
     direct = run_conv(x, w, b, K.ACT_IDENTITY, S1, p, D1, 1, gy)
     exact = conv_ref(x.astype(np.float64), w.astype(np.float64), b, S1, p, D1, 1)
     eps = np.finfo(np.float32).eps
+
+    def ulps(out_hw):  # F(4x4, 3x3) or F(2x2, 3x3) for outputs of out_hw
+        return eps * (256 if min(out_hw) >= 24 else 32)
+
     scale = np.sqrt(9 * c)  # the sums' typical magnitude (unit-variance terms)
-    for ours, theirs in zip(wino[2:4] + wino[:1], direct[2:4] + direct[:1]):
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=32 * eps * scale * np.sqrt(n * 4))
-    np.testing.assert_allclose(wino[0], exact, rtol=0, atol=16 * eps * scale)
+    np.testing.assert_allclose(wino[0], exact, rtol=0, atol=ulps((ho, wo)) * scale)
+    np.testing.assert_allclose(wino[0], direct[0], rtol=0, atol=ulps((ho, wo)) * scale)
+    # dL/dx (Winograd, sums over K; its outputs h x w) and dL/dw (the direct tiles on
+    # both sides)
+    gscale = np.sqrt(9 * k)
+    np.testing.assert_allclose(wino[2], direct[2], rtol=0, atol=ulps((h, w_)) * gscale)
+    np.testing.assert_allclose(wino[3], direct[3], rtol=0, atol=32 * eps * np.sqrt(n * ho * wo))
 
 
-@pytest.mark.parametrize("padding", [0, 1])
-def test_winograd_layer_backward_matches_finite_differences(rng, num_grad, fd_tol, padding):
+@pytest.mark.parametrize("padding, hw", [(0, (5, 7)), (1, (5, 7)), (1, (24, 25))])
+def test_winograd_layer_backward_matches_finite_differences(rng, num_grad, fd_tol, padding, hw):
     layer = Conv2d(16, 16, 3, padding=padding, dtype=np.float64)
-    x = rng.standard_normal((1, 16, 5, 7))
+    x = rng.standard_normal((1, 16, *hw))
     assert K.conv_uses_winograd(x.shape, layer.weight.data.shape, S1, (padding,) * 2, D1, 1)
     fd_check(layer, x, num_grad, fd_tol, rng)
 

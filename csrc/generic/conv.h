@@ -387,7 +387,7 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 #include "winograd.h"
 
 /* Winograd's buffers in the scratch: nb samples' (pl->r5 each), then the transformed
- * filters (16 K C). */
+ * filters (at most 36 K C). */
 static T *S(wino_area)(const fnn_conv_geom *g, const fnn_conv_plan *pl, T *scratch)
 {
     return scratch + fnn_conv_parts_offset(g, pl) + 2 * pl->blocks * g->K + 1;
@@ -485,7 +485,7 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     ptrdiff_t work = g->N * out_sample * Cg * g->kh * g->kw;
     T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
     T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
-    if (pl.wino) S(wino_filters)(w, g->K, g->C, 0, U);
+    if (pl.wino) S(wino_filters)(w, g->K, g->C, 0, (int)pl.wf.tm, U);
     /* each thread whole samples, in its own buffers (Winograd: whatever the batch) */
     if (pl.wino || fnn_conv_by_samples(g, &pl)) {
         FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
@@ -729,7 +729,7 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
     if (gx) {
         if (pl.wino) /* U (16, C, K): the filters of dL/dx, transformed */
-            S(wino_filters)(w, g->K, g->C, 1, U);
+            S(wino_filters)(w, g->K, g->C, 1, (int)pl.wb.tm, U);
         else if (pl.direct) /* wt (C, Kg kh kw) per group: w transposed, taps flipped */
             for (ptrdiff_t q = 0; q < G; q++)
                 for (ptrdiff_t c = 0; c < Cg; c++)

@@ -24,33 +24,37 @@
  * read. Every output is summed in a fixed order: nothing depends on the thread. */
 
 /* The sub-planes of one sample (conv.c: fnn_wino): its Ci planes x (rows srow apart,
- * planes splane apart) padded and split by the parity of row and column, each
- * channel's four sub-planes sp apart (xs + (4 c + 2 (row % 2) + col % 2) sp). */
+ * planes splane apart) padded and split by row and column modulo the tile size tm,
+ * each channel's tm^2 sub-planes sp apart (xs + ((c tm + row % tm) tm + col % tm) sp,
+ * row / tm and col / tm within). row: tm tp elements of scratch (a padded row). */
 static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t splane,
-                                     ptrdiff_t srow, T *xs)
+                                     ptrdiff_t srow, T *row, T *xs)
 {
-    ptrdiff_t tp = wg->tp, sp = wg->sp, lo[2], hi[2];
-    for (int q = 0; q < 2; q++) { /* sub-plane column j of parity q: input column 2 j + q - pw */
-        ptrdiff_t s0 = q - wg->pw, top = wg->Wi - 1 - s0;
-        lo[q] = s0 >= 0 ? 0 : (1 - s0) / 2;
-        hi[q] = top < 0 ? 0 : top / 2 + 1 < tp ? top / 2 + 1 : tp;
-        if (lo[q] > hi[q]) lo[q] = hi[q];
-    }
+    ptrdiff_t tm = wg->tm, tp = wg->tp, sp = wg->sp;
+    memset(row, 0, (size_t)(tm * tp) * sizeof(T)); /* the padding around each row */
     for (ptrdiff_t c = 0; c < wg->Ci; c++)
-        for (ptrdiff_t R = 0; R < 2 * wg->th + 2; R++) {
-            T *ev = xs + (4 * c + 2 * (R % 2)) * sp + R / 2 * tp;
+        for (ptrdiff_t R = 0; R < tm * (wg->th + 1); R++) {
+            T *d = xs + (c * tm + R % tm) * tm * sp + R / tm * tp;
             ptrdiff_t h = R - wg->ph;
-            for (int q = 0; q < 2; q++) {
-                T *d = ev + q * sp;
-                if (h < 0 || h >= wg->Hi) {
-                    memset(d, 0, (size_t)tp * sizeof(T));
-                    continue;
-                }
-                const T *src = x + c * splane + h * srow + q - wg->pw;
-                for (ptrdiff_t j = 0; j < lo[q]; j++) d[j] = 0;
+            if (h < 0 || h >= wg->Hi) {
+                for (ptrdiff_t q = 0; q < tm; q++) memset(d + q * sp, 0, (size_t)tp * sizeof(T));
+                continue;
+            }
+            memcpy(row + wg->pw, x + c * splane + h * srow, (size_t)wg->Wi * sizeof(T));
+            if (tm == 2) {
 #pragma omp simd
-                for (ptrdiff_t j = lo[q]; j < hi[q]; j++) d[j] = src[2 * j];
-                for (ptrdiff_t j = hi[q]; j < tp; j++) d[j] = 0;
+                for (ptrdiff_t j = 0; j < tp; j++) {
+                    d[j] = row[2 * j];
+                    d[sp + j] = row[2 * j + 1];
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t j = 0; j < tp; j++) {
+                    d[j] = row[4 * j];
+                    d[sp + j] = row[4 * j + 1];
+                    d[2 * sp + j] = row[4 * j + 2];
+                    d[3 * sp + j] = row[4 * j + 3];
+                }
             }
         }
 }
@@ -85,15 +89,91 @@ static FNN_CLONES void S(wino_in)(const T *xs, ptrdiff_t sp, ptrdiff_t tp, ptrdi
     }
 }
 
-/* The output of tile rows [i0, i1) of one channel from its products (M_e at m + e
- * mstride, the block's tiles from 0): Y = A^T M A into q (the four outputs of each tile
- * as four rows of ldq), then y = act(Y + bias) on the rows within Ho x Wo (z = Y +
+/* F(4x4, 3x3)'s transforms apply a 6-point matrix to each of n tiles in two passes
+ * (columns, then rows), each a vector loop over the tiles with its six inputs at
+ * d0 .. d5 and its outputs os apart from o. */
+
+/* o = B^T d, B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ * 0 2 -1 -2 1 0; 0 4 0 -5 0 1]. */
+static inline __attribute__((always_inline)) void S(wino_bt6)(
+    ptrdiff_t n, const T *d0, const T *d1, const T *d2, const T *d3, const T *d4,
+    const T *d5, T *o, ptrdiff_t os)
+{
+#pragma omp simd
+    for (ptrdiff_t m = 0; m < n; m++) {
+        T a = d0[m], b = d1[m], c = d2[m], d = d3[m], e = d4[m], f = d5[m];
+        o[m] = (T)4 * a - (T)5 * c + e;
+        o[os + m] = d + e - (T)4 * (b + c);
+        o[2 * os + m] = e - d + (T)4 * (b - c);
+        o[3 * os + m] = e - c + (T)2 * (d - b);
+        o[4 * os + m] = e - c + (T)2 * (b - d);
+        o[5 * os + m] = (T)4 * b - (T)5 * d + f;
+    }
+}
+
+/* o = A^T s (4 outputs), A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+ * 0 1 -1 8 -8 1]. */
+static inline __attribute__((always_inline)) void S(wino_at6)(
+    ptrdiff_t n, const T *d0, const T *d1, const T *d2, const T *d3, const T *d4,
+    const T *d5, T *o, ptrdiff_t os)
+{
+#pragma omp simd
+    for (ptrdiff_t m = 0; m < n; m++) {
+        T a = d0[m], b = d1[m], c = d2[m], d = d3[m], e = d4[m], f = d5[m];
+        o[m] = a + b + c + d + e;
+        o[os + m] = b - c + (T)2 * (d - e);
+        o[2 * os + m] = b + c + (T)4 * (d + e);
+        o[3 * os + m] = b - c + (T)8 * (d - e) + f;
+    }
+}
+
+/* The transformed windows V = B^T d B of F(4x4, 3x3) (6x6 windows), as wino_in; t: 36
+ * rows of ldt (>= n) of scratch. */
+static FNN_CLONES void S(wino_in4)(const T *xs, ptrdiff_t sp, ptrdiff_t tp, ptrdiff_t m0,
+                                   ptrdiff_t n, ptrdiff_t vstride, T *v, T *t, ptrdiff_t ldt)
+{
+    for (int r = 0; r < 6; r++) { /* window row r: B^T along it, column c' to t[6 c' + r] */
+        const T *p = xs + r % 4 * 4 * sp + m0 + r / 4 * tp;
+        S(wino_bt6)(n, p, p + sp, p + 2 * sp, p + 3 * sp, p + 1, p + sp + 1, t + r * ldt,
+                    6 * ldt);
+    }
+    for (int c = 0; c < 6; c++) { /* then down each column: V[6 r' + c] */
+        const T *p = t + 6 * c * ldt;
+        S(wino_bt6)(n, p, p + ldt, p + 2 * ldt, p + 3 * ldt, p + 4 * ldt, p + 5 * ldt,
+                    v + c * vstride, 6 * vstride);
+    }
+}
+
+/* The outputs Y (tm x tm per tile, as tm^2 rows of ldq from q, tiles of tile rows
+ * [i0, i1) from 0) written to the rows within Ho x Wo as y = act(Y + bias) (z = Y +
  * bias kept where z is given; Y laid out in z, or in y, first). */
+static inline __attribute__((always_inline)) void S(wino_rows)(
+    const fnn_wino *wg, int tm, const T *q, ptrdiff_t ldq, ptrdiff_t i0, ptrdiff_t i1,
+    int act, T a, T b, T bias, T *z, T *y)
+{
+    ptrdiff_t tp = wg->tp, Ho = wg->Ho, Wo = wg->Wo, full = Wo / tm;
+    int plain = act == FNN_ACT_IDENTITY && bias == 0 && !z;
+    for (ptrdiff_t i = i0; i < i1; i++)
+        for (ptrdiff_t r = 0; r < tm && tm * i + r < Ho; r++) {
+            ptrdiff_t o = (tm * i + r) * Wo;
+            const T *qr = q + r * tm * ldq + (i - i0) * tp;
+            T *dst = z ? z + o : y + o;
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < full; j++)
+                for (int c = 0; c < tm; c++) dst[tm * j + c] = qr[c * ldq + j];
+            for (ptrdiff_t x = full * tm; x < Wo; x++) dst[x] = qr[x % tm * ldq + full];
+            if (!plain) S(conv_fwd)(act, a, b, Wo, dst, bias, z ? z + o : NULL, y + o);
+        }
+}
+
+/* The output of tile rows [i0, i1) of one channel from its products (M_e at m + e
+ * mstride, the block's tiles from 0): Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1], into q
+ * (4 rows of ldq), then wino_rows. */
 static FNN_CLONES void S(wino_out)(const fnn_wino *wg, const T *m, ptrdiff_t mstride,
                                    ptrdiff_t i0, ptrdiff_t i1, int act, T a, T b, T bias,
                                    T *z, T *y, T *q, ptrdiff_t ldq)
 {
-    ptrdiff_t tp = wg->tp, n = (i1 - i0) * tp, Ho = wg->Ho, Wo = wg->Wo;
+    ptrdiff_t n = (i1 - i0) * wg->tp;
 #pragma omp simd
     for (ptrdiff_t k = 0; k < n; k++) {
         T s0[4], s1[4];
@@ -107,47 +187,60 @@ static FNN_CLONES void S(wino_out)(const fnn_wino *wg, const T *m, ptrdiff_t mst
         q[2 * ldq + k] = s1[0] + s1[1] + s1[2];
         q[3 * ldq + k] = s1[1] - s1[2] - s1[3];
     }
-    int plain = act == FNN_ACT_IDENTITY && bias == 0 && !z;
-    for (ptrdiff_t i = i0; i < i1; i++)
-        for (ptrdiff_t r = 0; r < 2 && 2 * i + r < Ho; r++) {
-            ptrdiff_t o = (2 * i + r) * Wo;
-            const T *qe = q + 2 * r * ldq + (i - i0) * tp, *qo = qe + ldq;
-            T *dst = z ? z + o : y + o;
-#pragma omp simd
-            for (ptrdiff_t j = 0; j < Wo / 2; j++) {
-                dst[2 * j] = qe[j];
-                dst[2 * j + 1] = qo[j];
-            }
-            if (Wo % 2) dst[Wo - 1] = qe[Wo / 2];
-            if (!plain) S(conv_fwd)(act, a, b, Wo, dst, bias, z ? z + o : NULL, y + o);
-        }
+    S(wino_rows)(wg, 2, q, ldq, i0, i1, act, a, b, bias, z, y);
 }
 
-/* U (16, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3): g = w[k, c] (Co = K,
- * Ci = C) or, flipped, g = w[k, c] rotated by 180 degrees (Co = C, Ci = K: the filters
- * of dL/dx). */
-static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, T *U)
+/* The same for F(4x4, 3x3) (q: 16 rows of ldq; t: 24 rows of ldq of scratch). */
+static FNN_CLONES void S(wino_out4)(const fnn_wino *wg, const T *m, ptrdiff_t mstride,
+                                    ptrdiff_t i0, ptrdiff_t i1, int act, T a, T b, T bias,
+                                    T *z, T *y, T *q, ptrdiff_t ldq, T *t)
 {
-    ptrdiff_t Co = flip ? C : K, Ci = flip ? K : C, e1 = Co * Ci;
+    ptrdiff_t n = (i1 - i0) * wg->tp, ms = mstride;
+    for (int c = 0; c < 6; c++) { /* A^T down column c: t[6 r' + c] */
+        const T *p = m + c * ms;
+        S(wino_at6)(n, p, p + 6 * ms, p + 12 * ms, p + 18 * ms, p + 24 * ms, p + 30 * ms,
+                    t + c * ldq, 6 * ldq);
+    }
+    for (int r = 0; r < 4; r++) { /* then along row r': q[4 r' + c'] */
+        const T *p = t + 6 * r * ldq;
+        S(wino_at6)(n, p, p + ldq, p + 2 * ldq, p + 3 * ldq, p + 4 * ldq, p + 5 * ldq,
+                    q + 4 * r * ldq, ldq);
+    }
+    S(wino_rows)(wg, 4, q, ldq, i0, i1, act, a, b, bias, z, y);
+}
+
+/* U (E, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3), E = (tm + 2)^2: g =
+ * w[k, c] (Co = K, Ci = C) or, flipped, g = w[k, c] rotated by 180 degrees (Co = C, Ci =
+ * K: the filters of dL/dx). F(2x2, 3x3): G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1];
+ * F(4x4, 3x3): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
+ * 1/24 -1/12 1/6; 0 0 1]. */
+static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int tm, T *U)
+{
+    ptrdiff_t Co = flip ? C : K, Ci = flip ? K : C, e1 = Co * Ci, n = tm + 2;
     for (ptrdiff_t k = 0; k < K; k++)
         for (ptrdiff_t c = 0; c < C; c++) {
             const T *f = w + (k * C + c) * 9;
-            T g[9], h[12];
-            for (int t = 0; t < 9; t++) g[t] = f[flip ? 8 - t : t];
-            for (int s = 0; s < 3; s++) { /* G g: 4 rows of 3 */
-                h[s] = g[s];
-                h[3 + s] = (T)0.5 * (g[s] + g[3 + s] + g[6 + s]);
-                h[6 + s] = (T)0.5 * (g[s] - g[3 + s] + g[6 + s]);
-                h[9 + s] = g[6 + s];
-            }
+            T g[3][3], h[6][3], u[6][6];
+            for (int t = 0; t < 9; t++) g[t / 3][t % 3] = f[flip ? 8 - t : t];
+            for (int pass = 0; pass < 2; pass++) /* G g, then (G g) G^T */
+                for (int j = 0; j < (pass ? n : 3); j++) {
+                    T v0 = pass ? h[j][0] : g[0][j], v1 = pass ? h[j][1] : g[1][j];
+                    T v2 = pass ? h[j][2] : g[2][j], o[6];
+                    if (tm == 2) {
+                        o[0] = v0, o[1] = (T)0.5 * (v0 + v1 + v2);
+                        o[2] = (T)0.5 * (v0 - v1 + v2), o[3] = v2;
+                    } else {
+                        o[0] = v0 / 4, o[1] = -(v0 + v1 + v2) / 6, o[2] = -(v0 - v1 + v2) / 6;
+                        o[3] = v0 / 24 + v1 / 12 + v2 / 6, o[4] = v0 / 24 - v1 / 12 + v2 / 6;
+                        o[5] = v2;
+                    }
+                    for (int r = 0; r < n; r++) {
+                        if (pass) u[j][r] = o[r];
+                        else h[r][j] = o[r];
+                    }
+                }
             T *d = U + (flip ? c * Ci + k : k * Ci + c);
-            for (int r = 0; r < 4; r++, d += 4 * e1) { /* (G g) G^T */
-                const T *u = h + 3 * r;
-                d[0] = u[0];
-                d[e1] = (T)0.5 * (u[0] + u[1] + u[2]);
-                d[2 * e1] = (T)0.5 * (u[0] - u[1] + u[2]);
-                d[3 * e1] = u[2];
-            }
+            for (int e = 0; e < n * n; e++) d[e * e1] = u[e / n][e % n];
         }
 }
 
@@ -158,20 +251,29 @@ static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptr
                            const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
 {
     ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = wg->ldv, plane = wg->Ho * wg->Wo;
-    T *xs = buf, *V = xs + 4 * Ci * wg->sp, *M = V + 16 * Ci * ldv, *q = M + 16 * Co * ldv;
+    ptrdiff_t E = (wg->tm + 2) * (wg->tm + 2), sub = wg->tm * wg->tm * wg->sp;
+    T *xs = buf, *V = xs + Ci * sub, *M = V + E * Ci * ldv, *q = M + E * Co * ldv;
+    T *t = q + wg->tm * wg->tm * ldv; /* F(4x4, 3x3)'s transforms: 36 rows of ldv */
     fnn_rows rows = {1, 1, ldv, 0, 0};
-    S(wino_split)(wg, x, splane, srow, xs);
+    S(wino_split)(wg, x, splane, srow, q, xs);
     for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
         ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
         ptrdiff_t nv = (n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
         for (ptrdiff_t c = 0; c < Ci; c++)
-            S(wino_in)(xs + 4 * c * wg->sp, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv,
-                       V + c * ldv);
-        for (int e = 0; e < 16; e++)
+            if (wg->tm == 4)
+                S(wino_in4)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv,
+                            V + c * ldv, t, ldv);
+            else
+                S(wino_in)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, V + c * ldv);
+        for (ptrdiff_t e = 0; e < E; e++)
             S(tiled_gemm)(Co, nv, Ci, U + e * Co * Ci, Ci, V + e * Ci * ldv, rows,
                           M + e * Co * ldv, ldv);
-        for (ptrdiff_t k = 0; k < Co; k++)
-            S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bias ? bias[k] : (T)0,
-                        z ? z + k * plane : NULL, y + k * plane, q, ldv);
+        for (ptrdiff_t k = 0; k < Co; k++) {
+            T bk = bias ? bias[k] : (T)0, *zk = z ? z + k * plane : NULL, *yk = y + k * plane;
+            if (wg->tm == 4)
+                S(wino_out4)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv, t);
+            else
+                S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
+        }
     }
 }
