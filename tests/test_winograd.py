@@ -117,16 +117,16 @@ def test_winograd_relu_step_matches_finite_differences(rng, num_grad, fd_tol):
     fd_check(model, rng.standard_normal((2, 16, 3, 5)), num_grad, fd_tol, rng)
 
 
-@pytest.mark.parametrize("n", [3, 16])
-def test_winograd_does_not_depend_on_the_thread_count(n):
+@pytest.mark.parametrize("n, hw", [(3, (15, 13)), (16, (15, 13)), (9, (26, 24))])
+def test_winograd_does_not_depend_on_the_thread_count(n, hw):
     # Each sample goes through one thread's buffers whatever the batch: the same bits
     # on 1 and 2 threads, forward and backward (chunk by chunk at batch 3, sample by
-    # sample at 16).
+    # sample from 8; F(4x4, 3x3) on 26 x 24).
     r = np.random.default_rng(3)
-    x = r.standard_normal((n, 16, 15, 13)).astype(np.float32)
+    x = r.standard_normal((n, 16, *hw)).astype(np.float32)
     w = r.standard_normal((32, 16, 3, 3)).astype(np.float32)
     b = r.standard_normal(32).astype(np.float32)
-    gy = r.standard_normal((n, 32, 15, 13))
+    gy = r.standard_normal((n, 32, *hw))
     before, dynamic = fastnn.get_num_threads(), fastnn.threads.get_dynamic_threads()
     fastnn.threads.set_dynamic_threads(False)
     runs = []
