@@ -91,6 +91,11 @@ extern int fnn_gemm_blocks;
 void fnn_set_blas_thread_hooks(void *get, void *set);
 void fnn_blas_single_thread(void);
 
+/* The CPU's peak rate in GFLOP/s (peak.c): float32 fused multiply-adds on the widest
+ * vectors it has, run for `seconds` on each of `nthreads` threads and summed; -1 where
+ * it cannot be measured (no FMA, not x86-64, no OpenMP). */
+double fnn_peak_gflops(int nthreads, double seconds);
+
 /* Chunk length for deterministic chunked sums over n elements: depends on n only. */
 static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
 {

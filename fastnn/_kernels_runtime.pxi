@@ -76,3 +76,22 @@ def random_bits(uint64_t seed, uint64_t counter, out):
     with nogil:
         for k in range(n):
             p[k] = fnn_random_bits(seed, counter, k)
+
+
+cdef extern from "binding.h" nogil:
+    double fnn_peak_gflops(int nthreads, double seconds)
+
+
+def peak_gflops(int threads, double seconds=0.2):
+    """The CPU's peak float32 rate in GFLOP/s on `threads` threads (fused multiply-adds
+    on its widest vectors, each thread for about `seconds`; the sum over the threads),
+    or None where it cannot be measured (no FMA, not x86-64). A benchmark's yardstick:
+    no kernel does more arithmetic per second."""
+    if threads < 1:
+        raise ValueError(f"peak_gflops: threads must be >= 1, got {threads}")
+    if not seconds > 0:
+        raise ValueError(f"peak_gflops: seconds must be > 0, got {seconds}")
+    cdef double r
+    with nogil:
+        r = fnn_peak_gflops(threads, seconds)
+    return None if r < 0 else r

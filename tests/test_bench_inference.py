@@ -68,3 +68,25 @@ def test_targets_from_measurements():
     }
     text = bench.report(results, 2, {"fastnn": "0"}, None, 7, 0.2)
     assert "[NOT MET] batch 256 throughput: fastnn / PyTorch: 1.40x (>= 1.5x)" in text
+
+
+def test_arithmetic_rates_and_the_ceiling_against_pytorch():
+    # 1.34 MFLOP per row; PyTorch at 100,000 rows/s does 134 GFLOP/s of a 226 GFLOP/s
+    # peak, so no library can be more than 226 / 134 = 1.69x faster than it here.
+    def row(samples_per_s):
+        return {"median_s": 256 / samples_per_s, "samples_per_s": samples_per_s}
+
+    results = {256: {"fastnn predict": row(147_000), "PyTorch": row(100_000)}}
+    (vs_torch,) = [t for t in bench.targets(results, 226.0, 1.34e6) if "PyTorch" in t["target"]]
+    assert vs_torch["value"] == pytest.approx(1.47)
+    assert vs_torch["ceiling"] == pytest.approx(226 / 134)
+    assert bench.targets(results)[0]["ceiling"] is None  # no peak measured
+    text = bench.report(results, 2, {}, None, 7, 0.2, (226.0, 1.34e6))
+    assert "peak on 2 threads: 226 GFLOP/s" in text
+    assert "batch 256: fastnn predict 197 GFLOP/s (87%), PyTorch 134 GFLOP/s (59%)" in text
+    assert "(>= 1.5x; at most 1.69x on this CPU)" in text
+
+
+def test_flops_per_row_counts_the_dense_layers():
+    # 784*512 + 512*512 + 512*10 multiply-adds, two operations each
+    assert bench.flops_per_row(bench.build_model()) == 2 * (784 * 512 + 512 * 512 + 512 * 10)

@@ -776,6 +776,7 @@ def test_every_kernel_wrapper_is_covered():
         "set_gemm_blocks",
         "set_blas_thread_hooks",
         "random_bits",
+        "peak_gflops",  # no arrays: tested below
         "DenseChain",
     }  # a class; its misuse is tested in test_inference.py
     sizes = {"conv_output_size", "conv_scratch_size"}  # arithmetic, no arrays
@@ -1052,3 +1053,14 @@ def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, sh
             _run(name, dt, **{arg: new})
         except (TypeError, ValueError):
             pass  # the right size in another shape, or values a kernel refuses
+
+
+def test_peak_gflops_measures_a_positive_rate_or_none():
+    from fastnn import _kernels
+
+    rate = _kernels.peak_gflops(1, 0.01)
+    assert rate is None or rate > 0
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _kernels.peak_gflops(0)
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        _kernels.peak_gflops(1, float("nan"))

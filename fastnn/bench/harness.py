@@ -41,6 +41,15 @@ def _cpu_model():
     return f"{name}{extra}" + (f", {'+'.join(isa)}" if isa else "")
 
 
+def peak_gflops(threads, seconds=0.1, repeats=3):
+    """This CPU's peak float32 rate on `threads` threads (GFLOP/s, the best of `repeats`
+    runs of fused multiply-adds on its widest vectors: a run the OS interrupts comes
+    out low, never high), or None where it cannot be measured. Measure it before the
+    benchmark's worker processes start, on a quiet machine."""
+    runs = [_kernels.peak_gflops(threads, seconds) for _ in range(repeats)]
+    return None if None in runs else max(runs)
+
+
 def machine_info(worker=None):
     """CPU, cores, BLAS libraries and versions: what a figure depends on."""
     from threadpoolctl import threadpool_info

@@ -13,7 +13,11 @@ every library alike):
 - throughput at batch 16, 256 and 4096: samples/s from the median per-call time of
   the rounds;
 - fastnn's eval GEMMs alone (the three products at the same shapes, through the same
-  BLAS), the bound its compiled predictor is compared with.
+  BLAS), the bound its compiled predictor is compared with;
+- the CPU's peak arithmetic rate (fused multiply-adds on its widest vectors, on the
+  same threads, before the workers start): each library's rate at batch 256 and 4096
+  is quoted as a share of it, and the most fastnn could reach against PyTorch on this
+  CPU (peak / PyTorch's rate) is printed beside the throughput targets.
 
 A second model, the LeNet-5 of fastnn/bench/cnn.py (1x28x28 images: the same data
 reshaped), is timed the same way in the rows "LeNet-5: ...": fastnn's predict (a
@@ -37,6 +41,7 @@ import time
 
 import numpy as np
 
+from fastnn.bench.harness import peak_gflops
 from fastnn.bench.workloads import N_FEATURES, _batches, fastnn_mlp_bn, make_data
 
 BATCHES = (1, 16, 256, 4096)
@@ -90,6 +95,14 @@ def build_model(seed=0):
     for i in range(4):
         model.forward(X[i * 256 : (i + 1) * 256] * (1 + 0.1 * i))
     return model.eval()
+
+
+def flops_per_row(model):
+    """Floating-point operations of one row through the model's Dense layers (2 per
+    multiply-add; the biases, batch norm and activations are folded or negligible)."""
+    return sum(
+        2 * w.size for k, w in model.state_dict().items() if k.endswith("weight") and w.ndim == 2
+    )
 
 
 def _fastnn_cases(weights_path):
@@ -395,6 +408,9 @@ def run(args, out=sys.stdout):
         print(msg, file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
+    # The yardstick first, while no worker process is running.
+    peak = peak_gflops(threads, seconds=0.02 if quick else 0.1, repeats=1 if quick else 3)
+    flops = flops_per_row(build_model())
     workers = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "mlp_bn.npz")
@@ -428,7 +444,9 @@ def run(args, out=sys.stdout):
         finally:
             for w in workers:
                 w.close()
-    text = report(results, threads, info, (exporter, lenet_exporter), rounds, min_time)
+    text = report(
+        results, threads, info, (exporter, lenet_exporter), rounds, min_time, (peak, flops)
+    )
     print(text, file=out)
     print(f"\nTotal time {time.perf_counter() - t_start:.1f} s", file=out)
     if getattr(args, "json", None) and not getattr(args, "no_json", False):
@@ -438,8 +456,10 @@ def run(args, out=sys.stdout):
                     "threads": threads,
                     "info": info,
                     "onnx_exporter": exporter,
+                    "peak_gflops": peak,
+                    "flops_per_row": flops,
                     "results": {str(b): r for b, r in results.items()},
-                    "targets": targets(results),
+                    "targets": targets(results, peak, flops),
                 },
                 f,
                 indent=1,
@@ -454,11 +474,19 @@ def _get(results, batch, case, key="median_s"):
     return results.get(batch, {}).get(case, {}).get(key)
 
 
-def targets(results):
-    """[(target, value, threshold, higher_is_better, met)] for what this run covers."""
+def _gflops(results, batch, case, flops):
+    rate = _get(results, batch, case, "samples_per_s")
+    return rate * flops * 1e-9 if rate and flops else None
+
+
+def targets(results, peak=None, flops=None):
+    """[{target, value, threshold, higher_is_better, met, ceiling}] for what this run
+    covers; `ceiling` (throughput against PyTorch, given the CPU's `peak` GFLOP/s and
+    the model's `flops` per row) is the most any library could reach: peak / PyTorch's
+    GFLOP/s."""
     res = []
 
-    def check(name, num, den, threshold, higher=True):
+    def check(name, num, den, threshold, higher=True, ceiling=None):
         if num is None or den is None:
             return
         v = num / den
@@ -469,6 +497,7 @@ def targets(results):
                 "threshold": threshold,
                 "higher_is_better": higher,
                 "met": bool(v >= threshold if higher else v <= threshold),
+                "ceiling": ceiling,
             }
         )
 
@@ -493,11 +522,13 @@ def targets(results):
         higher=False,
     )
     for b in (256, 4096):
+        torch_gflops = _gflops(results, b, "PyTorch", flops)
         check(
             f"batch {b} throughput: fastnn / PyTorch",
             _get(results, b, "PyTorch"),
             _get(results, b, f),
             THROUGHPUT_VS_TORCH,
+            ceiling=peak / torch_gflops if peak and torch_gflops else None,
         )
         check(
             f"batch {b} throughput: fastnn / onnxruntime",
@@ -517,10 +548,12 @@ def targets(results):
     return res
 
 
-def report(results, threads, info, exporters, rounds, min_time):
+def report(results, threads, info, exporters, rounds, min_time, peak_flops=(None, None)):
     """The table and the targets; exporters: the names of the exporters of the ONNX
-    files of the MLP and the LeNet-5 (None where there was none), or None."""
+    files of the MLP and the LeNet-5 (None where there was none), or None; peak_flops:
+    the CPU's peak GFLOP/s on these threads and the MLP's operations per row."""
     exporter, lenet_exporter = exporters or (None, None)
+    peak, flops = peak_flops
     cases = []
     for b in results:
         cases += [c for c in results[b] if c not in cases]
@@ -560,12 +593,26 @@ def report(results, threads, info, exporters, rounds, min_time):
         )
 
     lines += ["", fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    if peak and flops:
+        lines.append(
+            f"\nArithmetic rate (the MLP: {flops / 1e6:.2f} MFLOP per row; this CPU's peak "
+            f"on {threads} thread{'s' if threads > 1 else ''}: {peak:.0f} GFLOP/s, "
+            "float32 fused multiply-adds on its widest vectors):"
+        )
+        for b in (b for b in sorted(results) if b >= 256):
+            rates = [
+                f"{c} {g:.0f} GFLOP/s ({g / peak:.0%})"
+                for c in ("fastnn predict", "PyTorch", "onnxruntime")
+                if (g := _gflops(results, b, c, flops))
+            ]
+            lines.append(f"  batch {b}: " + ", ".join(rates))
     lines.append("\nTargets (fastnn = model.predict):")
-    for t in targets(results):
+    for t in targets(results, peak, flops):
         op = ">=" if t["higher_is_better"] else "<="
+        ceiling = f"; at most {t['ceiling']:.2f}x on this CPU" if t.get("ceiling") else ""
         lines.append(
             f"  [{'met' if t['met'] else 'NOT MET':>7}] {t['target']}: "
-            f"{t['value']:.2f}x ({op} {t['threshold']:.3g}x)"
+            f"{t['value']:.2f}x ({op} {t['threshold']:.3g}x{ceiling})"
         )
     return "\n".join(lines)
 
