@@ -80,6 +80,8 @@ def random_bits(uint64_t seed, uint64_t counter, out):
 
 cdef extern from "binding.h" nogil:
     double fnn_peak_gflops(int nthreads, double seconds)
+    void fnn_interruptions(int nthreads, double seconds, double threshold_us, double *gaps,
+                           Py_ssize_t cap, Py_ssize_t *counts)
 
 
 def peak_gflops(int threads, double seconds=0.2):
@@ -95,3 +97,23 @@ def peak_gflops(int threads, double seconds=0.2):
     with nogil:
         r = fnn_peak_gflops(threads, seconds)
     return None if r < 0 else r
+
+
+def interruptions(int threads, double seconds=0.5, double threshold_us=3.0):
+    """How the machine interrupts running threads: `threads` threads each read the clock
+    for `seconds` and note every gap longer than `threshold_us` (the CPU taken away by
+    a timer tick, the hypervisor or another task). Returns one float64 array of gap
+    lengths in microseconds per thread (at most 65,536 each)."""
+    if threads < 1:
+        raise ValueError(f"interruptions: threads must be >= 1, got {threads}")
+    if not 0 < seconds <= 60:
+        raise ValueError(f"interruptions: seconds must be in (0, 60], got {seconds}")
+    if not threshold_us > 0:
+        raise ValueError(f"interruptions: threshold_us must be > 0, got {threshold_us}")
+    cdef Py_ssize_t cap = 65536
+    gaps, counts = np.empty((threads, cap)), np.zeros(threads, np.intp)
+    cdef double[:, ::1] g = gaps
+    cdef Py_ssize_t[::1] c = counts
+    with nogil:
+        fnn_interruptions(threads, seconds, threshold_us, &g[0, 0], cap, &c[0])
+    return [gaps[t, : min(counts[t], cap)].copy() for t in range(threads)]

@@ -1,10 +1,15 @@
-/* The CPU's peak arithmetic rate: what no kernel can beat.
+/* What the machine allows, measured: the yardsticks of `fastnn bench`.
  *
- * `fastnn bench` quotes its products as a share of this ceiling, so that "2x PyTorch"
- * can be checked against what the machine allows (a library already at 70% of peak
- * leaves at most 1.4x to anyone). Each thread runs independent chains of fused
- * multiply-adds on the widest vectors the CPU has, enough chains to cover the FMA
- * latency on every unit; the rate is the sum over the threads' measured rates. */
+ * - The CPU's peak arithmetic rate, what no kernel can beat: products are quoted as a
+ *   share of it, so that "2x PyTorch" can be checked against what the machine allows
+ *   (a library already at 70% of peak leaves at most 1.4x to anyone). Each thread runs
+ *   independent chains of fused multiply-adds on the widest vectors the CPU has,
+ *   enough chains to cover the FMA latency on every unit.
+ * - The interruptions of a running thread (timer ticks, the hypervisor, other tasks):
+ *   how often and for how long the CPU is taken away sets a floor under the tail
+ *   latency of any short call, whatever runs in it. */
+#define _POSIX_C_SOURCE 199309L
+#include <time.h>
 #include "fastnn.h"
 
 #ifdef _OPENMP
@@ -80,4 +85,31 @@ double fnn_peak_gflops(int nthreads, double seconds)
     (void)seconds;
     return -1;
 #endif
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void fnn_interruptions(int nthreads, double seconds, double threshold_us, double *gaps,
+                       ptrdiff_t cap, ptrdiff_t *counts)
+{
+#pragma omp parallel for schedule(static, 1) num_threads(nthreads)
+    for (int t = 0; t < nthreads; t++) {
+        double *mine = gaps + t * cap;
+        ptrdiff_t n = 0;
+        double start = seconds_now(), prev = start, now;
+        while ((now = seconds_now()) - start < seconds) {
+            double gap_us = (now - prev) * 1e6;
+            if (gap_us > threshold_us) {
+                if (n < cap) mine[n] = gap_us;
+                n++;
+            }
+            prev = now;
+        }
+        counts[t] = n;
+    }
 }
