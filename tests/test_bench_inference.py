@@ -25,6 +25,7 @@ def test_fastnn_worker_times_its_cases(tmp_path):
             cmd="time", case="fastnn predict", batch=1, seconds=0.01, per_call=True
         )
         assert len(per_call["result"]) == per_call["calls"] >= 1
+        assert per_call["threads"] == 1  # the thread count in use, reported by fastnn
         assert sum(per_call["result"]) > 0
         total = worker.ask(
             cmd="time", case="fastnn GEMMs alone", batch=16, seconds=0.01, per_call=False
@@ -95,6 +96,11 @@ def test_what_the_machine_allows_beside_the_targets():
     assert tail["value"] == pytest.approx(2.25)
     assert tail["limit"] == pytest.approx(1.5)
     assert all(t["limit"] is None for t in bench.targets(results))  # nothing measured
+    assert "NOTE: fastnn's thread governor" not in bench.report(results, 2, {}, None, 7, 0.2)
+    results[256]["fastnn predict"]["fewest_threads"] = 1
+    assert "fewer threads (fewest): fastnn predict at batch 256: 1" in bench.report(
+        results, 2, {}, None, 7, 0.2
+    )
     text = bench.report(results, 2, {}, None, 7, 0.2, machine)
     assert "peak on 2 threads: 226 GFLOP/s" in text
     assert "batch 256: fastnn predict 197 GFLOP/s (87%), PyTorch 134 GFLOP/s (59%)" in text

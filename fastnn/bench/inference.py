@@ -258,6 +258,8 @@ def worker_main(kind, path, threads):
                     cases[msg["case"]], X, msg["batch"], msg["seconds"], msg["per_call"]
                 )
                 out = {"calls": n, "result": result}
+                if kind == "fastnn":  # fewer when the governor saw other processes' load
+                    out["threads"] = fastnn.threads.threads_in_use()
             else:
                 out = {"error": f"unknown command {cmd!r}"}
         except Exception as e:  # noqa: BLE001 - reported to the orchestrator, which stops
@@ -348,17 +350,21 @@ def _start(kind, path, threads, log):
 def measure_batch(cases, batch, rounds, min_time, pause):
     """cases: [(worker, case)]. After a warm-up, each round runs every case for
     ~min_time seconds, the order rotating from round to round. Returns {case:
-    {"median_s", "p99_s" (batch 1: over every call), "samples_per_s", "calls"}}."""
+    {"median_s", "p99_s" (batch 1: over every call), "samples_per_s", "calls",
+    "fewest_threads" (fastnn's cases: the fewest threads in use at the end of a round)}}."""
     per_call = batch == 1
     for w, c in cases:
         w.ask(cmd="time", case=c, batch=batch, seconds=min_time / 4, per_call=False)
     samples, calls = {c: [] for _, c in cases}, {c: 0 for _, c in cases}
+    threads = {}
     for r in range(rounds):
         k = r % len(cases)
         for w, c in cases[k:] + cases[:k]:
             time.sleep(pause)  # let the thread pools of the case before park
             res = w.ask(cmd="time", case=c, batch=batch, seconds=min_time, per_call=per_call)
             calls[c] += res["calls"]
+            if "threads" in res:
+                threads[c] = min(threads.get(c, res["threads"]), res["threads"])
             if per_call:
                 samples[c].extend(res["result"])
             else:
@@ -367,6 +373,8 @@ def measure_batch(cases, batch, rounds, min_time, pause):
     for c, s in samples.items():
         med = statistics.median(s)
         out[c] = {"median_s": med, "samples_per_s": batch / med, "calls": calls[c]}
+        if c in threads:
+            out[c]["fewest_threads"] = threads[c]
         if per_call:
             out[c]["p99_s"] = float(np.percentile(s, 99))
     return out
@@ -606,6 +614,17 @@ def report(results, threads, info, exporters, rounds, min_time, machine=None):
         )
 
     lines += ["", fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    fewer = [
+        f"{c} at batch {b}: {r['fewest_threads']}"
+        for b in sorted(results)
+        for c, r in results[b].items()
+        if r.get("fewest_threads", threads) < threads
+    ]
+    if fewer:
+        lines.append(
+            "\nNOTE: fastnn's thread governor saw other processes keep cores busy and ran "
+            "some rounds on fewer threads (fewest): " + "; ".join(fewer)
+        )
     if peak and flops:
         lines.append(
             f"\nArithmetic rate (the MLP: {flops / 1e6:.2f} MFLOP per row; this CPU's peak "
