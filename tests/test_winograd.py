@@ -33,14 +33,14 @@ CASES = [  # N, C, K, H, W, padding: odd sizes (partial edge tiles), padding 0 a
 @pytest.fixture
 def winograd_switch():
     """Restores the Winograd switch after a test that turns it off."""
-    before = K.set_conv_winograd(True)
+    before = K._set_conv_winograd(True)
     yield
-    K.set_conv_winograd(before)
+    K._set_conv_winograd(before)
 
 
 def test_which_convolutions_run_winograd():
     def uses(c, k, ks=(3, 3), s=S1, p=(1, 1), d=D1, g=1):
-        return K.conv_uses_winograd((2, c, 8, 8), (k, c // g, *ks), s, p, d, g)
+        return K._conv_uses_winograd((2, c, 8, 8), (k, c // g, *ks), s, p, d, g)
 
     assert uses(16, 16) and uses(64, 32) and uses(16, 16, p=(0, 1))
     assert not uses(8, 16) and not uses(16, 8)  # too few channels
@@ -52,7 +52,7 @@ def test_which_convolutions_run_winograd():
 @pytest.mark.parametrize("act", [K.ACT_IDENTITY, K.ACT_RELU, K.ACT_TANH])
 def test_winograd_matches_numpy_in_float64(case, act):
     n, c, k, h, w_, p = case
-    assert K.conv_uses_winograd((n, c, h, w_), (k, c, 3, 3), S1, p, D1, 1)
+    assert K._conv_uses_winograd((n, c, h, w_), (k, c, 3, 3), S1, p, D1, 1)
     r = np.random.default_rng(sum(case[:5]))
     x, w, b = (
         r.standard_normal((n, c, h, w_)),
@@ -85,8 +85,8 @@ def test_winograd_float32_within_round_off_of_direct(case, winograd_switch):
     ho, wo = h + 2 * p[0] - 2, w_ + 2 * p[1] - 2
     gy = r.standard_normal((n, k, ho, wo))
     wino = run_conv(x, w, b, K.ACT_IDENTITY, S1, p, D1, 1, gy)
-    K.set_conv_winograd(False)
-    assert not K.conv_uses_winograd(x.shape, w.shape, S1, p, D1, 1)
+    K._set_conv_winograd(False)
+    assert not K._conv_uses_winograd(x.shape, w.shape, S1, p, D1, 1)
     direct = run_conv(x, w, b, K.ACT_IDENTITY, S1, p, D1, 1, gy)
     exact = conv_ref(x.astype(np.float64), w.astype(np.float64), b, S1, p, D1, 1)
     eps = np.finfo(np.float32).eps
@@ -108,7 +108,7 @@ def test_winograd_float32_within_round_off_of_direct(case, winograd_switch):
 def test_winograd_layer_backward_matches_finite_differences(rng, num_grad, fd_tol, padding, hw):
     layer = Conv2d(16, 16, 3, padding=padding, dtype=np.float64)
     x = rng.standard_normal((1, 16, *hw))
-    assert K.conv_uses_winograd(x.shape, layer.weight.data.shape, S1, (padding,) * 2, D1, 1)
+    assert K._conv_uses_winograd(x.shape, layer.weight.data.shape, S1, (padding,) * 2, D1, 1)
     fd_check(layer, x, num_grad, fd_tol, rng)
 
 
