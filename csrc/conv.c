@@ -106,14 +106,6 @@ static ptrdiff_t fnn_wino_size(const fnn_wino *w)
            (w->tm == 4 ? 36 * w->ldv : 0);
 }
 
-/* Elements of one sample's buffers for the weight gradient by F(4x4, 3x3): the
- * sub-planes, a block's transformed windows and dL/dM^T (36 blocks of ldv rows of kp),
- * the transforms' passes, a row of kp zeros, dL/dY A^T of a tile (24 rows of kp). */
-static ptrdiff_t fnn_wino_wgrad_size(const fnn_wino *w, ptrdiff_t kp)
-{
-    return 16 * w->Ci * w->sp + 36 * (w->Ci + kp) * w->ldv + 36 * w->ldv + 25 * kp;
-}
-
 /* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
  * ungrouped, padding at most 1, 16 channels or more in and out (fewer leave the
  * transforms too little arithmetic to save). */
@@ -151,9 +143,9 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
  * larger of the forward's and dL/dx's; dL/dx then needs no r3). The rows are padded to
  * whole vectors, with room after the planes for a vector read past the last window. */
 typedef struct {
-    int direct, wgrad, wino, wino_wgrad;
+    int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks, wrows;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
     fnn_rows in_rows, gz_rows;
     fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
 } fnn_conv_plan;
@@ -205,11 +197,6 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
         p.r5 = fnn_wino_size(&p.wf);
         if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
-        /* the weight gradient by F(4x4, 3x3) too (by F(2x2, 3x3) the transforms cost
-         * more than the multiplications saved) */
-        p.wino_wgrad = p.wf.tm == 4 && p.wgrad;
-        if (p.wino_wgrad && p.r5 < fnn_wino_wgrad_size(&p.wf, p.kp))
-            p.r5 = fnn_wino_wgrad_size(&p.wf, p.kp);
     }
     ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4 + p.r5;
     p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
@@ -217,8 +204,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
-    p.wrows = p.wino_wgrad ? 36 * C : C / G * g->kh * g->kw; /* rows of dL/dw^T's sums */
-    ptrdiff_t part = p.wrows * p.kp;
+    ptrdiff_t part = C / G * g->kh * g->kw * p.kp;
     p.blocks = !p.wgrad || part * FNN_CONV_SAMPLE_BLOCKS <= FNN_CONV_PART_ELEMS
                    ? FNN_CONV_SAMPLE_BLOCKS
                    : FNN_CONV_PART_ELEMS / part;
@@ -242,7 +228,7 @@ static ptrdiff_t fnn_conv_parts_offset(const fnn_conv_geom *g, const fnn_conv_pl
 {
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
     return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk +
-           (p->wgrad ? p->blocks * p->wrows * p->kp : 0);
+           (p->wgrad ? p->blocks * ckk * p->kp : 0);
 }
 
 static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *p,

@@ -92,17 +92,17 @@ def conv_scratch_size(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
 
 def _conv_uses_winograd(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
                        tuple dilation, Py_ssize_t groups):
-    """Whether conv_forward and conv_backward run this convolution by Winograd's
-    F(2x2, 3x3) (3x3, stride 1, undilated, ungrouped, padding <= 1, 16 channels or more
-    in and out, the switch of _set_conv_winograd on)."""
+    """Whether conv_forward and conv_backward run this convolution's forward and dL/dx
+    by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (3x3, stride 1, undilated, ungrouped,
+    padding <= 1, 16 channels or more in and out, the switch of _set_conv_winograd on)."""
     cdef fnn_conv_geom g = _conv_geom("_conv_uses_winograd", x_shape, w_shape, stride,
                                       padding, dilation, groups)
     return bool(fnn_conv_uses_winograd(&g))
 
 
 def _set_conv_winograd(bint enabled):
-    """Turn Winograd's F(2x2, 3x3) on (the default) or off for the convolutions that
-    fit it (off: the direct path; for measurements and tests); returns the previous
+    """Turn Winograd's minimal filtering on (the default) or off for the convolutions
+    that fit it (off: the direct path; for measurements and tests); returns the previous
     setting. Takes effect at the next forward: not between a forward and its backward,
     whose scratch it sizes."""
     global fnn_conv_winograd_enabled

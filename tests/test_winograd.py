@@ -76,7 +76,7 @@ def test_winograd_float32_within_round_off_of_direct(case, winograd_switch):
     # a multiple of float32's epsilon times the sums' magnitude of the direct path's
     # (and of the float64 reference). F(4x4, 3x3) (outputs from 24 x 24 on), whose
     # transforms have coefficients up to 8 and 1/24, rounds about 8 times as far as
-    # F(2x2, 3x3): ~1e-5 of the magnitude, which training does not notice.
+    # F(2x2, 3x3): ~1e-5 of the magnitude.
     n, c, k, h, w_, p = case
     r = np.random.default_rng(7)
     x = r.standard_normal((n, c, h, w_)).astype(np.float32)
@@ -139,3 +139,25 @@ def test_winograd_does_not_depend_on_the_thread_count(n, hw):
         fastnn.threads.set_dynamic_threads(dynamic)
     for a, b_ in zip(*runs):
         np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("hw", [(9, 8), (26, 25)])  # F(2x2, 3x3), F(4x4, 3x3)
+def test_winograd_conv_relu_matches_torch_in_float64(hw):
+    th = pytest.importorskip("torch")
+    r = np.random.default_rng(11)
+    ours = fastnn.Sequential(Conv2d(16, 24, 3, padding=1, dtype=np.float64), ReLU())
+    theirs = th.nn.Sequential(th.nn.Conv2d(16, 24, 3, padding=1).double(), th.nn.ReLU())
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = r.standard_normal((9, 16, *hw))
+    assert K._conv_uses_winograd(x.shape, (24, 16, 3, 3), S1, (1, 1), D1, 1)
+    tx = th.tensor(x, requires_grad=True)
+    ty = theirs(tx)
+    gy = r.standard_normal(tuple(ty.shape))
+    ty.backward(th.tensor(gy))
+    y = ours.forward(x)
+    gx = ours.backward(gy)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-11, atol=1e-12)
+    for name, p in ours.named_parameters():
+        tp = dict(theirs.named_parameters())[name]
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-10, atol=1e-11, err_msg=name)

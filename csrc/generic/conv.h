@@ -578,7 +578,7 @@ static void S(bwd_prepare)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1, 
     if (!J->gw) return;
     for (ptrdiff_t oh = 0; oh < g->Ho; oh++)
         S(gz_t_row)(g, pl, J->fused, J->act, J->a, J->b, z, y, gy, m, gz, oh, r4);
-    if ((g->ph || g->pw) && !pl->wino_wgrad) /* (Winograd splits x its own way) */
+    if (g->ph || g->pw)
         S(pad_planes)(J->x + j * g->C * g->H * g->W, g->C, g->H * g->W, g->W, g->H, g->W,
                       g->ph, g->pw, 0, r1);
 }
@@ -644,8 +644,8 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
-    ptrdiff_t N = g->N, K = g->K, lda = (K / g->groups + FNN_VL - 1) / FNN_VL * FNN_VL;
-    ptrdiff_t B = pl->blocks, part = pl->wrows * pl->kp;
+    ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
+    ptrdiff_t B = pl->blocks;
     T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
     T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
     T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
@@ -658,13 +658,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
             for (ptrdiff_t s = 0; s < cnt; s++)
                 S(bwd_prepare)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2, r4 + s * pl->r4,
                                bpart + b * K);
-            if (J->gw && pl->wino_wgrad)
-                for (ptrdiff_t s = 0; s < cnt; s++)
-                    S(wino_wgrad_sample)(&pl->wf, J->x + (s0 + s) * g->C * g->H * g->W,
-                                         r4 + s * pl->r4, pl->kp, lda, s0 + s == j0,
-                                         wpart + b * part, r5 + s * pl->r5);
-            else if (J->gw)
-                S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * part);
+            if (J->gw) S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * ckk * pl->kp);
             if (J->gx)
                 for (ptrdiff_t s = 0; s < cnt; s++)
                     S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
@@ -696,7 +690,7 @@ static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scra
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t K = g->K, G = g->groups, Kg = K / G, ckk = g->C / G * g->kh * g->kw;
-    ptrdiff_t lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL, part = pl->wrows * pl->kp;
+    ptrdiff_t lda = (Kg + FNN_VL - 1) / FNN_VL * FNN_VL, part = ckk * pl->kp;
     ptrdiff_t B = pl->blocks;
     T *wpart = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3 + pl->r4) + K * ckk;
     double *bpart = fnn_conv_bias_parts(g, pl, scratch, sizeof(T));
@@ -704,16 +698,7 @@ static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scra
         for (ptrdiff_t k = 0; k < B * K; k++) bpart[k] = 0;
     FNN_PARALLEL_SLOTS(B, pl->nb, g->N * K * g->Ho * g->Wo * ckk, lo, hi, slot, per,
                        S(bwd_blocks)(J, scratch, lo, hi, slot, per, wpart, bpart));
-    if (gw && pl->wino_wgrad) { /* dL/dU (K, 36 C) = the blocks' dL/dU^T summed */
-        ptrdiff_t rows = pl->wrows;
-        T *du = S(wino_area)(g, pl, scratch) + pl->nb * pl->r5;
-        memset(du, 0, (size_t)(K * rows) * sizeof(T));
-        FNN_PARALLEL_SPLIT(rows, B * K * rows, lo, hi,
-                           for (ptrdiff_t r = lo; r < hi; r++) {
-                               S(sum_parts)(wpart + r * lda, B, part, K, du + r, rows);
-                           });
-        S(wino_filters_grad4)(du, rows, K, g->C, gw); /* gw += G^T dU G */
-    } else if (gw) /* gw (Kg, ckk per group) += the blocks' dL/dw^T (ckk, lda per group) */
+    if (gw) /* gw (Kg, ckk per group) += the blocks' dL/dw^T (ckk, lda per group) */
         FNN_PARALLEL_SPLIT(G * ckk, B * K * ckk, lo, hi,
                            for (ptrdiff_t r = lo; r < hi; r++) {
                                S(sum_parts)(wpart + r * lda, B, part, Kg,

@@ -16,8 +16,9 @@
  * dL/dx is the stride-1 3x3 convolution of dL/dz with the filters transposed and
  * flipped, padded by 2 - p: the same routine. The weight gradient keeps the direct
  * tiles of generic/conv_wgrad.h: by Winograd (dL/dU_e = sum over tiles of dL/dM_e V_e^T,
- * dL/dM = A dL/dY A^T, then G^T dL/dU G) it measured 0.5-0.95x their speed on a small
- * ResNet's 3x3 layers, the transforms costing more than the multiplications saved.
+ * dL/dM = A dL/dY A^T, then G^T dL/dU G) it measured 0.5-0.95x their speed with
+ * F(2x2, 3x3) and 0.7-0.95x with F(4x4, 3x3) (16 to 64 channels), the transforms and
+ * the short products over a block's tiles costing more than the multiplications saved.
  *
  * A sample goes through in blocks of tile rows (about FNN_WINO_TILES tiles each), so
  * that its transformed windows and products stay in cache between being written and
@@ -276,110 +277,4 @@ static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptr
                 S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
         }
     }
-}
-
-/* ---- The weight gradient by F(4x4, 3x3) ----
- * The adjoint of the forward: dL/dM = A dL/dY A^T per tile, dL/dU_e = sum over tiles of
- * dL/dM_e V_e^T (the tiles of generic/conv_wgrad.h, the tiles' axis summed: V_e's rows
- * broadcast against dL/dM_e^T, K values side by side), dL/dg = G^T dL/dU G. */
-
-/* o = A s (6 outputs from the 4 at d0 .. d3, os apart; A = (A^T)^T: the columns of
- * F(4x4, 3x3)'s A^T), for n values side by side. */
-static inline __attribute__((always_inline)) void S(wino_a6)(ptrdiff_t n, const T *d0,
-                                                             const T *d1, const T *d2,
-                                                             const T *d3, T *o, ptrdiff_t os)
-{
-#pragma omp simd
-    for (ptrdiff_t k = 0; k < n; k++) {
-        T a = d0[k], b = d1[k], c = d2[k], d = d3[k];
-        o[k] = a;
-        o[os + k] = a + b + c + d;
-        o[2 * os + k] = a - b + c - d;
-        o[3 * os + k] = a + (T)2 * b + (T)4 * c + (T)8 * d;
-        o[4 * os + k] = a - (T)2 * b + (T)4 * c - (T)8 * d;
-        o[5 * os + k] = d;
-    }
-}
-
-/* dL/dM^T of tile rows [i0, i1): for each tile m of the block, dmt + e estride + m kp
- * (kp values) = (A dY A^T)_e, dY the tile's 4x4 of gz^T (Ho Wo rows of kp: dL/dz, K
- * values side by side), zero past the output's edge and for the spare tiles. tq: 24 kp
- * values of scratch. */
-static FNN_CLONES void S(wino_dm4)(const fnn_wino *wg, const T *gzt, ptrdiff_t kp,
-                                   ptrdiff_t i0, ptrdiff_t i1, const T *zero, ptrdiff_t estride,
-                                   T *dmt, T *tq)
-{
-    ptrdiff_t Ho = wg->Ho, Wo = wg->Wo, tp = wg->tp;
-    for (ptrdiff_t i = i0; i < i1; i++)
-        for (ptrdiff_t j = 0; j < tp; j++) {
-            const T *p[4];
-            for (int r = 0; r < 4; r++) { /* dY A^T: row r of dY through A, to tq[6 r + b] */
-                for (int s = 0; s < 4; s++) {
-                    ptrdiff_t oh = 4 * i + r, ow = 4 * j + s;
-                    p[s] = j < wg->tw && oh < Ho && ow < Wo ? gzt + (oh * Wo + ow) * kp : zero;
-                }
-                S(wino_a6)(kp, p[0], p[1], p[2], p[3], tq + 6 * r * kp, kp);
-            }
-            T *d = dmt + ((i - i0) * tp + j) * kp;
-            for (int b = 0; b < 6; b++) /* A (dY A^T): column b, to dM[6 a + b] */
-                S(wino_a6)(kp, tq + b * kp, tq + (6 + b) * kp, tq + (12 + b) * kp,
-                           tq + (18 + b) * kp, d + b * estride, 6 * estride);
-        }
-}
-
-/* The weight gradient of one sample: acc (36 C rows of lda: dL/dU^T, e then c) += sum
- * over its tiles of V_e dL/dM_e^T, from zero if `start`. x: the sample's input (C
- * planes of Hi x Wi); gzt: its dL/dz transposed (Ho Wo rows of kp). buf:
- * fnn_wino_wgrad_size(wg, kp) elements. */
-static void S(wino_wgrad_sample)(const fnn_wino *wg, const T *x, const T *gzt, ptrdiff_t kp,
-                                 ptrdiff_t lda, int start, T *acc, T *buf)
-{
-    ptrdiff_t C = wg->Ci, K = wg->Co, ldv = wg->ldv, nvt = (K + FNN_VL - 1) / FNN_VL;
-    ptrdiff_t sub = 16 * wg->sp, tasks = S(wgrad_tasks)(C, nvt);
-    T *xs = buf, *V = xs + C * sub, *dmt = V + 36 * C * ldv, *t = dmt + 36 * ldv * kp;
-    T *zero = t + 36 * ldv, *tq = zero + kp;
-    memset(zero, 0, (size_t)kp * sizeof(T));
-    S(wino_split)(wg, x, wg->Hi * wg->Wi, wg->Wi, t, xs);
-    for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
-        ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
-        struct S(wgrad) w = {{1, 1, ldv, 0, 0}, 0, 0, 1, kp, 1, n, lda};
-        for (ptrdiff_t c = 0; c < C; c++)
-            S(wino_in4)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, C * ldv, V + c * ldv, t,
-                        ldv);
-        S(wino_dm4)(wg, gzt, kp, i0, i1, zero, ldv * kp, dmt, tq);
-        for (ptrdiff_t e = 0; e < 36; e++)
-            for (ptrdiff_t k = 0; k < tasks; k++)
-                S(wgrad_task)(&w, k, 0, 1, !(start && i0 == 0), C, K, V + e * C * ldv,
-                              dmt + e * ldv * kp, acc + e * C * lda, NULL);
-    }
-}
-
-/* gw (K, C, 3, 3) += G^T dU G for every filter, dU[e] of filter (k, c) at du + k ldk +
- * e C + c (F(4x4, 3x3)'s G, see wino_filters). */
-static void S(wino_filters_grad4)(const T *du, ptrdiff_t ldk, ptrdiff_t K, ptrdiff_t C, T *gw)
-{
-    static const double G[6][3] = {{0.25, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
-    for (ptrdiff_t k = 0; k < K; k++)
-        for (ptrdiff_t c = 0; c < C; c++) {
-            const T *u = du + k * ldk + c;
-            T t[3][6];
-            for (int i = 0; i < 3; i++) /* G^T dU */
-                for (int b = 0; b < 6; b++) {
-                    T s = 0;
-                    for (int a = 0; a < 6; a++) s += (T)G[a][i] * u[(6 * a + b) * C];
-                    t[i][b] = s;
-                }
-            T *g = gw + (k * C + c) * 9;
-            for (int i = 0; i < 3; i++) /* (G^T dU) G */
-                for (int j = 0; j < 3; j++) {
-                    T s = 0;
-                    for (int b = 0; b < 6; b++) s += t[i][b] * (T)G[b][j];
-                    g[3 * i + j] += s;
-                }
-        }
 }
