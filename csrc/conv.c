@@ -116,11 +116,6 @@ static int fnn_conv_wino_fits(const fnn_conv_geom *g)
            g->pw <= 1 && g->C >= 16 && g->K >= 16;
 }
 
-int fnn_conv_uses_winograd(const fnn_conv_geom *g)
-{
-    return fnn_conv_wino_fits(g);
-}
-
 /* How a convolution runs and lays out one sample's buffers in the scratch.
  *
  * A stride-1 convolution whose padding does not exceed the kernel's reach runs
@@ -140,8 +135,10 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
  * Per sample: r1 elements for the columns or the padded input (and, direct, the wide
  * rows of dL/dx), r2 for the wide output and dL/dz (K rows of ld), r3 for the padded
  * dL/dz, r4 for dL/dz transposed (Ho Wo rows of kp), r5 for Winograd's buffers (the
- * larger of the forward's and dL/dx's; dL/dx then needs no r3). The rows are padded to
- * whole vectors, with room after the planes for a vector read past the last window. */
+ * larger of the forward's and dL/dx's; not counted in the samples a chunk takes, which
+ * keep the weight gradient's runs of samples as long as without them). The rows are
+ * padded to whole vectors, with room after the planes for a vector read past the last
+ * window. */
 typedef struct {
     int direct, wgrad, wino;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
@@ -182,7 +179,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r1 = C * p.Hp * Wp + Wp + 16;
         if (p.r1 < C * g->H * p.Wq) p.r1 = C * g->H * p.Wq;
         p.r2 = K * p.ld;
-        p.r3 = p.wino ? 0 : K * p.Hq * p.Wq + p.Wq + 16;
+        p.r3 = K * p.Hq * p.Wq + p.Wq + 16;
         p.in_rows = (fnn_rows){g->kh, g->kw, p.Hp * Wp, g->dh * Wp, g->dw};
         p.gz_rows = (fnn_rows){g->kh, g->kw, p.Hq * p.Wq, g->dh * p.Wq, g->dw};
     } else {
@@ -192,16 +189,20 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r2 = K * p.ld;
         p.in_rows = (fnn_rows){1, 1, p.ld, 0, 0};
     }
+    /* the samples' buffers (Winograd's apart: one set per slot as well, but they do not
+     * set how many samples a thread takes at a time) */
+    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4;
+    p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
+    /* Winograd where two samples' buffers fit: else it would run on one thread */
+    p.wino = p.wino && p.nb >= 2;
+    if (p.nb < 1) p.nb = 1;
+    if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
         p.r5 = fnn_wino_size(&p.wf);
         if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
     }
-    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4 + p.r5;
-    p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
-    if (p.nb < 1) p.nb = 1;
-    if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
     ptrdiff_t part = C / G * g->kh * g->kw * p.kp;
@@ -209,6 +210,11 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
                    ? FNN_CONV_SAMPLE_BLOCKS
                    : FNN_CONV_PART_ELEMS / part;
     return p;
+}
+
+int fnn_conv_uses_winograd(const fnn_conv_geom *g)
+{
+    return fnn_conv_plan_of(g).wino;
 }
 
 /* Whether a convolution runs sample by sample, each thread taking whole samples (or

@@ -24,8 +24,9 @@ typedef struct {
  * and transformed filters. Depends on the shape (and the Winograd switch) only. */
 ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 
-/* Whether the convolution runs Winograd's F(2x2, 3x3) (conv.c: the 3x3, stride-1,
- * undilated, ungrouped convolutions with padding <= 1 and 16 channels or more), and
+/* Whether the convolution runs Winograd's F(2x2, 3x3) or F(4x4, 3x3) (conv.c: the 3x3,
+ * stride-1, undilated, ungrouped convolutions with padding <= 1 and 16 channels or
+ * more, whose buffers for two samples fit the scratch's chunk), and
  * the switch that turns it off (1 by default; for measurements and tests of the
  * direct path). Changing the switch changes the scratch size: not between a forward
  * and its backward. */
