@@ -57,17 +57,16 @@ static inline __attribute__((always_inline)) T S(gru_unit)(T ar, T az, T ax, T a
     return n + z * (hp - n);
 }
 
-/* g: the x products of r, z, n (columns [0, 3H)); gh: the h products W_h* h. g
- * becomes r, z, n, W_hn h + b_hn. */
-static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict gh,
-                                          const T *restrict bias, const T *restrict hp,
-                                          T *restrict hnext)
+/* g: the products of r and z (over x and h) and n over x (columns [0, 3H)); ghn: n's
+ * over h, W_hn h. g becomes r, z, n, W_hn h + b_hn. */
+static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g,
+                                                const T *restrict ghn, const T *restrict bias,
+                                                const T *restrict hp, T *restrict hnext)
 {
 #pragma omp simd
     for (ptrdiff_t j = 0; j < H; j++)
-        hnext[j] = S(gru_unit)(g[j] + bias[j] + gh[j], g[H + j] + bias[H + j] + gh[H + j],
-                               g[2 * H + j] + bias[2 * H + j], gh[2 * H + j] + bias[3 * H + j],
-                               hp[j], g + j, H);
+        hnext[j] = S(gru_unit)(g[j] + bias[j], g[H + j] + bias[H + j], g[2 * H + j] + bias[2 * H + j],
+                               ghn[j] + bias[3 * H + j], hp[j], g + j, H);
 }
 
 /* g: the pre-activation without bias; it becomes h. */
@@ -239,11 +238,11 @@ FNN_RNN_STEP_TILE(1, 4)
 /* c (m, n) = (c with add) + a (m, k1) w[0, k1) + h (m, k2) w[k1, k1 + k2), rows of w
  * ldw apart, n a multiple of FNN_RNN_PANEL: one step's input and recurrent products in
  * one pass, with no copy of either operand. Column panels outside, tiles of 8 rows
- * inside, so a panel of w stays in L1 while it meets every row. */
-static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a,
-                                          ptrdiff_t lda, ptrdiff_t k2, const T *h,
-                                          ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c,
-                                          ptrdiff_t ldc, int add)
+ * inside, so a panel of w stays in L1 while it meets every row. Inlined with a
+ * constant add (step_gemm, step_gemm_add): a variable one costs the tiles 10%. */
+static inline __attribute__((always_inline)) void S(step_gemm_body)(
+    ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h,
+    ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc, int add)
 {
     for (ptrdiff_t j = 0; j < n; j += FNN_RNN_PANEL) {
         ptrdiff_t i = 0;
@@ -257,6 +256,22 @@ static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
             S(step_tile_1x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
                                c + i * ldc + j, ldc, add);
     }
+}
+
+static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a,
+                                          ptrdiff_t lda, ptrdiff_t k2, const T *h,
+                                          ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c,
+                                          ptrdiff_t ldc)
+{
+    S(step_gemm_body)(m, n, k1, a, lda, k2, h, ldh, w, ldw, c, ldc, 0);
+}
+
+static FNN_CLONES_AVX512 void S(step_gemm_add)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1,
+                                              const T *a, ptrdiff_t lda, ptrdiff_t k2,
+                                              const T *h, ptrdiff_t ldh, const T *w,
+                                              ptrdiff_t ldw, T *c, ptrdiff_t ldc)
+{
+    S(step_gemm_body)(m, n, k1, a, lda, k2, h, ldh, w, ldw, c, ldc, 1);
 }
 
 /* Fastnn's tiles compute this layer's per-step products (else BLAS does). */
@@ -286,7 +301,8 @@ static int S(lstm_fused)(const fnn_rnn_dims *d)
 
 static int S(gru_fused)(const fnn_rnn_dims *d)
 {
-    return d->mode == FNN_RNN_GRU && d->hidden % FNN_RNN_VL == 0 && S(rnn_own_tiles)(d);
+    return d->mode == FNN_RNN_GRU && d->one_step && d->hidden % FNN_RNN_VL == 0 &&
+           S(rnn_own_tiles)(d);
 }
 
 /* Column of w_t for row j of a weight of `gates` blocks of H rows (gates stacked) when
@@ -503,30 +519,35 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
                 S(gru_step)(&io, b0, b1 - b0, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t);
                 continue;
             }
-            /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
-             * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
-             * BLAS (as in the GEMM-only run) otherwise */
+            /* the input and recurrent products: own tiles when the gates are whole
+             * panels on AVX-512, BLAS (as in the GEMM-only run) otherwise. GRU: r and z
+             * (columns [0, 2H)) summed over x and h, n's products apart (x in the gates,
+             * h in gh), each sum in the order of gru_step's, which gives the same bits */
+            ptrdiff_t m = b1 - b0, I = d->inputs, H2 = 2 * H;
+            T *ghn = gh + b0 * W + H2;
             if (own && !gru) { /* RNN, or an LSTM whose H is not whole vectors */
-                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0,
-                             ss * G, 0);
+                S(step_gemm)(m, W, I, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
             } else if (own) {
-                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G, 0);
-                S(step_gemm)(b1 - b0, W, 0, NULL, 0, kh, hb, ss * H, w_hh_t, W, gh + b0 * W, W, 0);
+                S(step_gemm)(m, H2, I, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
+                S(step_gemm)(m, H, I, xb, rs * ldx, 0, NULL, 0, w_t + H2, W, g0 + H2, ss * G);
+                S(step_gemm)(m, H, 0, NULL, 0, kh, hb, ss * H, w_hh_t + H2, W, ghn, W);
             } else {
-                S(rnn_gemm)(blas, b1 - b0, W, d->inputs, xb, rs * ldx, w_t, W, 0.0, g0, ss * G);
-                if (kh && gru)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 0.0, gh + b0 * W, W);
-                else if (kh)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
-                else if (gru)
-                    memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
+                S(rnn_gemm)(blas, m, W, I, xb, rs * ldx, w_t, W, 0.0, g0, ss * G);
+                if (kh && gru) {
+                    S(rnn_gemm)(blas, m, H2, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
+                    S(rnn_gemm)(blas, m, H, H, hb, ss * H, w_hh_t + H2, W, 0.0, ghn, W);
+                } else if (kh) {
+                    S(rnn_gemm)(blas, m, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
+                } else if (gru) {
+                    for (ptrdiff_t i = 0; i < m; i++) memset(ghn + i * W, 0, hbytes);
+                }
             }
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
                 struct S(step_rows) r;
                 T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
                 if (!S(step_rows)(&io, n, 0, H, &r)) continue;
                 if (lstm) S(lstm_row_forward)(H, g, bias, r.c, r.hnext, r.cnext);
-                else if (gru) S(gru_row_forward)(H, g, gh + n * W, bias, r.h, r.hnext);
+                else if (gru) S(gru_row_forward)(H, g, gh + n * W + 2 * H, bias, r.h, r.hnext);
                 else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, g, bias, r.hnext);
                 if (r.y) memcpy(r.y, r.hnext, hbytes);
             }
@@ -663,12 +684,13 @@ static void S(gru_backward_rows)(const struct S(back_io) *io, ptrdiff_t lo, ptrd
             T *dg = io->dgates + fnn_rnn_row(d, t, b0) * G;
             const T *dgn = s < Tn - 1 ? io->dgates + fnn_rnn_row(d, t + dt, b0) * G : NULL;
             S(gru_step_back)(io, t, b0, m, dgn);
-            if (io->dx) /* input side: gate columns [0, 2H) and [3H, 4H) with W_ih's rows */
-                S(step_gemm)(m, I, 2 * H, dg, lda, H, dg + 3 * H, lda, io->w_ih, I,
-                             io->dx + fnn_rnn_row(d, t, b0) * io->lddx, rs * io->lddx,
-                             io->accumulate_dx);
+            if (io->dx) { /* input side: gate columns [0, 2H) and [3H, 4H), W_ih's rows */
+                T *dx = io->dx + fnn_rnn_row(d, t, b0) * io->lddx;
+                (io->accumulate_dx ? S(step_gemm_add) : S(step_gemm))(
+                    m, I, 2 * H, dg, lda, H, dg + 3 * H, lda, io->w_ih, I, dx, rs * io->lddx);
+            }
             if (s == 0 && want_dh0) /* dh0 = carry + dgates W_hh (hidden side, [0, 3H)) */
-                S(step_gemm)(m, H, 3 * H, dg, lda, 0, NULL, 0, io->w_hh, H, io->dh + b0 * H, H, 1);
+                S(step_gemm_add)(m, H, 3 * H, dg, lda, 0, NULL, 0, io->w_hh, H, io->dh + b0 * H, H);
         }
     }
 }
