@@ -744,28 +744,36 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
  * GEMM-only run, the BLAS products). */
 
 /* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
-#define FNN_RNN_WG_TILE(MB)                                                                  \
-    static inline __attribute__((always_inline)) void S(wgrad_tile_##MB)(                   \
-        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw) \
+#define FNN_RNN_WG_TILE(MB, NAME, PF)                                                        \
+    static inline __attribute__((always_inline)) void S(NAME)(                              \
+        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw, \
+        const T *pf)                                                                         \
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg); \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            if (PF) {                                                                        \
+                __builtin_prefetch(pf + r * ldg);                                            \
+                __builtin_prefetch(pf + r * ldg + FNN_RNN_VL);                               \
+            }                                                                                \
+            S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg);                            \
+        }                                                                                    \
         for (int j = 0; j < MB; j++)                                                         \
             for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
                 dw[l * ldw + j] += acc[j][0][l];                                             \
                 dw[(FNN_RNN_VL + l) * ldw + j] += acc[j][1][l];                              \
             }                                                                                \
     }
-FNN_RNN_WG_TILE(8)
-FNN_RNN_WG_TILE(1)
+FNN_RNN_WG_TILE(8, wgrad_tile_8, 0)
+FNN_RNN_WG_TILE(8, wgrad_tile_8_pf, 1)
+FNN_RNN_WG_TILE(1, wgrad_tile_1, 0)
 #undef FNN_RNN_WG_TILE
 
 /* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL (a narrower panel, at the
  * end of the gates, goes column by column). */
 static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
                                             const T *g, ptrdiff_t ldg, const T *b,
-                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw)
+                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw, const T *pf)
 {
     if (ni < FNN_RNN_PANEL) {
         for (ptrdiff_t i = 0; i < ni; i++)
@@ -777,8 +785,12 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
         return;
     }
     ptrdiff_t j = 0;
-    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw);
-    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw);
+    if (pf && j + 8 <= J) { /* the first tile also fetches the panel's next rows */
+        S(wgrad_tile_8_pf)(R, g, ldg, b, ldb, dw, ldw, pf);
+        j += 8;
+    }
+    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
+    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
 }
 
 /* dw_ih += dg[:, in]^T x and dw_hh += dg[:, hid]^T h over all rows. The gate columns
@@ -810,12 +822,16 @@ static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx
                 while (task >= first[k + 1]) k++;
                 ptrdiff_t off = (task - first[k]) * P;
                 ptrdiff_t ni = seg[k][2] - off < P ? seg[k][2] - off : P, row = seg[k][3] + off;
+                /* the panel's rows of the next pass, fetched while these are used */
+                const T *pf = R - r > FNN_RNN_WG_ROWS ? g + FNN_RNN_WG_ROWS * G : NULL;
                 if (dw_hh)
                     S(wgrad_panel)(nr, ni, H, g + seg[k][0] + off, G, hprev + r * H, H,
-                                   dw_hh + row * H, H);
+                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL);
                 if (dw_ih)
                     S(wgrad_panel)(nr, ni, I, g + seg[k][1] + off, G, x + r * ldx, ldx,
-                                   dw_ih + row * I, I);
+                                   dw_ih + row * I, I,
+                                   pf && (!dw_hh || seg[k][1] != seg[k][0]) ? pf + seg[k][1] + off
+                                                                          : NULL);
             }
         });
 }
