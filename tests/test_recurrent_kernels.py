@@ -381,7 +381,8 @@ def test_padded_steps_have_no_effect():
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-@pytest.mark.parametrize("I,H", [(8, 16), (40, 128)])  # (40, 128): products cut in blocks
+# (40, 128): products cut in blocks; (32, 64): the GRU's input gradient step by step
+@pytest.mark.parametrize("I,H", [(8, 16), (40, 128), (32, 64)])
 def test_results_do_not_depend_on_thread_count(mode, I, H):
     case = Case(mode, 6, 70, I, H, np.float32, False, True, None)
     with _threads(1):

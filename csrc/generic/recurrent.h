@@ -65,8 +65,9 @@ static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g,
 {
 #pragma omp simd
     for (ptrdiff_t j = 0; j < H; j++)
-        hnext[j] = S(gru_unit)(g[j] + bias[j], g[H + j] + bias[H + j], g[2 * H + j] + bias[2 * H + j],
-                               ghn[j] + bias[3 * H + j], hp[j], g + j, H);
+        hnext[j] = S(gru_unit)(g[j] + bias[j], g[H + j] + bias[H + j],
+                               g[2 * H + j] + bias[2 * H + j], ghn[j] + bias[3 * H + j], hp[j],
+                               g + j, H);
 }
 
 /* g: the pre-activation without bias; it becomes h. */
@@ -296,7 +297,10 @@ static int S(lstm_fused)(const fnn_rnn_dims *d)
 
 /* The GRU likewise, on groups of 3 vectors (r, z, n): a tile of rows by one group keeps
  * four sums, r and z over x and h, and n's apart over x and over h (W_hn h is gated by
- * r), and updates h from them. */
+ * r), and updates h from them. In inference only: when a backward follows, storing the
+ * step's gates from the epilogue stalls the tiles (8% of the forward's time here), and
+ * the separate pass, whose products sum in the same order (rnn_forward_rows), is
+ * faster; both give the same bits. */
 #define FNN_RNN_GROUP3 (3 * FNN_RNN_VL)
 
 static int S(gru_fused)(const fnn_rnn_dims *d)
@@ -651,16 +655,17 @@ static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrd
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, G = 4 * H, lda = fnn_rnn_row_stride(d) * G, K = dgn ? 3 * H : 0;
+    const T *a = dgn ? dgn : io->dgates; /* (read nothing from it when K = 0) */
     for (ptrdiff_t u = 0; u < H; u += FNN_RNN_PANEL) {
         const T *w = io->w_hh + u;
         T *c = io->dh + b0 * H + u;
         ptrdiff_t i = 0;
         for (; i + 8 <= m; i += 8)
-            S(step_tile_8x2)(K, dgn + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+            S(step_tile_8x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
         for (; i + 4 <= m; i += 4)
-            S(step_tile_4x2)(K, dgn + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+            S(step_tile_4x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
         for (; i < m; i++)
-            S(step_tile_1x2)(K, dgn + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+            S(step_tile_1x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
         S(gru_tile_back)(io, t, b0, (int)m, u);
     }
 }
@@ -705,10 +710,10 @@ static inline __attribute__((always_inline)) void S(transpose_rows)(ptrdiff_t nv
 }
 
 /* dst[p ldd + c(i)] = src[i cols + p] for i < rows, p < cols, where c(i) = i, or with
- * `gates` > 0 the interleaved column of the LSTM (4) or GRU (3) (rows = gates H). FNN_RNN_VL rows of src at a
- * time, whose columns in dst are consecutive, written a row of dst at a time: 4x
- * faster than 16 x 16 blocks written a column at a time, whose 16 lines 4 W bytes
- * apart fall into two sets of L1. */
+ * `gates` > 0 the interleaved column of the LSTM (4) or GRU (3) (rows = gates H).
+ * FNN_RNN_VL rows of src at a time, whose columns in dst are consecutive, written a row
+ * of dst at a time: 4x faster than 16 x 16 blocks written a column at a time, whose 16
+ * lines 4 W bytes apart fall into two sets of L1. */
 static void S(transpose)(ptrdiff_t rows, ptrdiff_t cols, const T *src, T *dst, ptrdiff_t ldd,
                          int gates)
 {
