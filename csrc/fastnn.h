@@ -91,6 +91,16 @@ extern int fnn_gemm_blocks;
 void fnn_set_blas_thread_hooks(void *get, void *set);
 void fnn_blas_single_thread(void);
 
+/* The machine's yardsticks (machine.c). The CPU's peak rate in GFLOP/s: float32 fused
+ * multiply-adds on the widest vectors it has, run for `seconds` on each of `nthreads`
+ * threads and summed; -1 where it cannot be measured (no FMA, not x86-64, no OpenMP).
+ * Interruptions: each of `nthreads` threads reads the clock for `seconds` and keeps the
+ * gaps longer than threshold_us (the CPU taken away), thread t the first `cap` of them
+ * in gaps[t * cap ..] and their number in counts[t]. */
+double fnn_peak_gflops(int nthreads, double seconds);
+void fnn_interruptions(int nthreads, double seconds, double threshold_us, double *gaps,
+                       ptrdiff_t cap, ptrdiff_t *counts);
+
 /* Chunk length for deterministic chunked sums over n elements: depends on n only. */
 static inline ptrdiff_t fnn_chunk_size(ptrdiff_t n)
 {

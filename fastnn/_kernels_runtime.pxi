@@ -76,3 +76,44 @@ def random_bits(uint64_t seed, uint64_t counter, out):
     with nogil:
         for k in range(n):
             p[k] = fnn_random_bits(seed, counter, k)
+
+
+cdef extern from "binding.h" nogil:
+    double fnn_peak_gflops(int nthreads, double seconds)
+    void fnn_interruptions(int nthreads, double seconds, double threshold_us, double *gaps,
+                           Py_ssize_t cap, Py_ssize_t *counts)
+
+
+def peak_gflops(int threads, double seconds=0.2):
+    """The CPU's peak float32 rate in GFLOP/s on `threads` threads (fused multiply-adds
+    on its widest vectors, each thread for about `seconds`; the sum over the threads),
+    or None where it cannot be measured (no FMA, not x86-64). A benchmark's yardstick:
+    no kernel does more arithmetic per second."""
+    if threads < 1:
+        raise ValueError(f"peak_gflops: threads must be >= 1, got {threads}")
+    if not seconds > 0:
+        raise ValueError(f"peak_gflops: seconds must be > 0, got {seconds}")
+    cdef double r
+    with nogil:
+        r = fnn_peak_gflops(threads, seconds)
+    return None if r < 0 else r
+
+
+def interruptions(int threads, double seconds=0.5, double threshold_us=3.0):
+    """How the machine interrupts running threads: `threads` threads each read the clock
+    for `seconds` and note every gap longer than `threshold_us` (the CPU taken away by
+    a timer tick, the hypervisor or another task). Returns one float64 array of gap
+    lengths in microseconds per thread (at most 65,536 each)."""
+    if threads < 1:
+        raise ValueError(f"interruptions: threads must be >= 1, got {threads}")
+    if not 0 < seconds <= 60:
+        raise ValueError(f"interruptions: seconds must be in (0, 60], got {seconds}")
+    if not threshold_us > 0:
+        raise ValueError(f"interruptions: threshold_us must be > 0, got {threshold_us}")
+    cdef Py_ssize_t cap = 65536
+    gaps, counts = np.empty((threads, cap)), np.zeros(threads, np.intp)
+    cdef double[:, ::1] g = gaps
+    cdef Py_ssize_t[::1] c = counts
+    with nogil:
+        fnn_interruptions(threads, seconds, threshold_us, &g[0, 0], cap, &c[0])
+    return [gaps[t, : min(counts[t], cap)].copy() for t in range(threads)]

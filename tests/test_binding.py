@@ -776,6 +776,8 @@ def test_every_kernel_wrapper_is_covered():
         "set_gemm_blocks",
         "set_blas_thread_hooks",
         "random_bits",
+        "peak_gflops",  # no arrays: tested below
+        "interruptions",
         "DenseChain",
     }  # a class; its misuse is tested in test_inference.py
     sizes = {"conv_output_size", "conv_scratch_size"}  # arithmetic, no arrays
@@ -1052,3 +1054,29 @@ def test_any_replacement_array_runs_correctly_sized_or_is_refused(which, f64, sh
             _run(name, dt, **{arg: new})
         except (TypeError, ValueError):
             pass  # the right size in another shape, or values a kernel refuses
+
+
+def test_peak_gflops_measures_a_positive_rate_or_none():
+    from fastnn import _kernels
+
+    rate = _kernels.peak_gflops(1, 0.01)
+    assert rate is None or rate > 0
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _kernels.peak_gflops(0)
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        _kernels.peak_gflops(1, float("nan"))
+
+
+def test_interruptions_returns_gap_lengths_per_thread():
+    from fastnn import _kernels
+
+    gaps = _kernels.interruptions(2, 0.02, threshold_us=1.0)
+    assert len(gaps) == 2
+    for g in gaps:
+        assert g.dtype == np.float64 and g.ndim == 1 and (g > 1.0).all()
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _kernels.interruptions(0)
+    with pytest.raises(ValueError, match="seconds must be in"):
+        _kernels.interruptions(1, 0.0)
+    with pytest.raises(ValueError, match="threshold_us must be > 0"):
+        _kernels.interruptions(1, 0.01, threshold_us=-1.0)

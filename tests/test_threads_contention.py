@@ -78,7 +78,7 @@ def test_contention_measures_each_worker_idle_and_loaded_alternately():
     comp = FakeCompetitor()
     opts = argparse.Namespace(repeats=2, min_time=0.005, warmup=0.005, pause=0.0)
     try:
-        rows = contention.bench_contention([16], 1, workers, opts, lambda m: None, comp)
+        rows = contention.bench_contention([16], 2, workers, opts, lambda m: None, comp)
     finally:
         for w in workers.values():
             w.close()
@@ -87,8 +87,15 @@ def test_contention_measures_each_worker_idle_and_loaded_alternately():
     for r in rows:
         assert len(r["idle_rates"]) == len(r["busy_rates"]) == 2
         assert r["retention"] == pytest.approx(r["busy_samples_per_s"] / r["idle_samples_per_s"])
+    # fastnn (not the stock-settings variant) is also timed idle on one thread
+    by = {r["impl"]: r for r in rows}
+    one = by["fastnn"]["one_thread_idle_samples_per_s"]
+    assert one > 0
+    assert by["fastnn"]["one_core_share"] == pytest.approx(one / by["fastnn"]["idle_samples_per_s"])
+    assert by["fastnn_stock_libgomp"]["one_core_share"] is None
     text = contention.contention_table(rows, [16])
     assert "fastnn kept" in text and "stock settings" in text
+    assert "fastnn one core" in text and "fastnn_stock_libgomp one core" not in text
     targets = contention.contention_targets(rows, [16])
     assert [t["name"] for t in targets] == ["contention: fastnn keeps >= 40% at batch 16"]
 

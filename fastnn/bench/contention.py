@@ -12,6 +12,11 @@ idle machine and one with a competing busy process (one thread spinning in pure
 Python); the retention of a worker is its median samples/s under load divided by its
 median samples/s without it, measured in the same run.
 
+With more than one thread, the idle blocks also time fastnn and PyTorch on one thread:
+next to one busy process, the scheduler leaves a team of two about one core, so a
+library keeps roughly its one-thread speed over its two-thread speed ("one core"
+below) - less the better it scales - and that is what each retention is set against.
+
 `worker_main()` is the fastnn worker (the same line protocol as
 fastnn.bench.torch_worker)."""
 
@@ -78,9 +83,16 @@ def start_workers(torch=True, stock=True):
     return {k: w for k, w in workers.items() if w is not None}
 
 
+# The workers also timed on one thread in the idle blocks (when `threads` > 1).
+ONE_THREAD = ("fastnn", "torch")
+
+
 def bench_contention(batches, threads, workers, opts, log, competitor=None):
     """Rows {kind: 'contention', impl, batch, threads, idle_samples_per_s,
-    busy_samples_per_s, retention, background_cpu_idle, background_cpu_busy}.
+    busy_samples_per_s, retention, one_thread_idle_samples_per_s, one_core_share,
+    background_cpu_idle, background_cpu_busy}; the one-thread figures (ONE_THREAD
+    workers, `threads` > 1; else None) are the idle speed on one thread and its ratio
+    to the idle speed on `threads`.
 
     For every batch size, `opts.repeats` rounds; each round measures every worker with
     the competitor off and on (the order alternates from round to round), blocks of
@@ -91,14 +103,19 @@ def bench_contention(batches, threads, workers, opts, log, competitor=None):
         for b in batches:
             log(f"  contention: batch {b}, {threads} threads")
             cases = [w.case(name, "train", b, threads) for name, w in workers.items()]
-            rates = {(c.name, busy): [] for c in cases for busy in (False, True)}
+            solo = [
+                workers[name].case(f"{name} on 1 thread", "train", b, 1)
+                for name in ONE_THREAD
+                if name in workers and threads > 1
+            ]
+            rates = {(c.name, busy): [] for c in cases + solo for busy in (False, True)}
             background = {False: [], True: []}
             for r in range(opts.repeats):
                 for busy in (False, True) if r % 2 == 0 else (True, False):
                     competitor.set(busy)
                     meter = CpuMeter()
                     res = measure(
-                        cases,
+                        cases + ([] if busy else solo),
                         repeats=1,
                         min_time=opts.min_time,
                         warmup_time=opts.warmup,
@@ -110,12 +127,14 @@ def bench_contention(batches, threads, workers, opts, log, competitor=None):
                         background[busy].append(
                             max(0.0, bg - (1 / (os.cpu_count() or 1) if busy else 0.0))
                         )
-                    for c in cases:
+                    for c in cases + ([] if busy else solo):
                         rates[(c.name, busy)].append(b / res[c.name]["median_s"])
             competitor.set(False)
             for c in cases:
                 idle = statistics.median(rates[(c.name, False)])
                 loaded = statistics.median(rates[(c.name, True)])
+                one = rates.get((f"{c.name} on 1 thread", False))
+                one = statistics.median(one) if one else None
                 rows.append(
                     {
                         "kind": "contention",
@@ -125,6 +144,8 @@ def bench_contention(batches, threads, workers, opts, log, competitor=None):
                         "idle_samples_per_s": idle,
                         "busy_samples_per_s": loaded,
                         "retention": loaded / idle,
+                        "one_thread_idle_samples_per_s": one,
+                        "one_core_share": one / idle if one else None,
                         "idle_rates": rates[(c.name, False)],
                         "busy_rates": rates[(c.name, True)],
                         "background_cpu_idle": _mean(background[False]),
@@ -144,25 +165,36 @@ def contention_table(rows, batches):
     """Markdown table: idle and loaded samples/s and retention of each worker."""
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     by = {(r["impl"], r["batch"]): r for r in rows}
+    solo = {r["impl"] for r in rows if r.get("one_core_share")}
     headers = ["batch"]
     for impl in impls:
         headers += [f"{impl} idle", f"{impl} loaded", f"{impl} kept"]
+        headers += [f"{impl} one core"] if impl in solo else []
     out = []
     for b in batches:
         line = [b]
         for impl in impls:
             r = by.get((impl, b))
-            line += (
-                [
-                    _fmt_rate(r["idle_samples_per_s"]),
-                    _fmt_rate(r["busy_samples_per_s"]),
-                    f"{100 * r['retention']:.0f}%",
-                ]
-                if r
-                else ["-", "-", "-"]
-            )
+            width = 4 if impl in solo else 3
+            if r is None:
+                line += ["-"] * width
+                continue
+            line += [
+                _fmt_rate(r["idle_samples_per_s"]),
+                _fmt_rate(r["busy_samples_per_s"]),
+                f"{100 * r['retention']:.0f}%",
+            ]
+            if impl in solo:
+                share = r.get("one_core_share")
+                line.append(f"{100 * share:.0f}%" if share else "-")
         out.append(line)
     text = _table(headers, out)
+    if solo:
+        text += (
+            "\n'one core': the implementation's idle speed on one thread over its idle "
+            "speed on all of them - about what it keeps when the competitor leaves its "
+            "team one core."
+        )
     bg = [r["background_cpu_idle"] for r in rows if r["background_cpu_idle"] is not None]
     if bg and max(bg) >= 0.05:
         text += (
@@ -201,12 +233,19 @@ def contention_targets(rows, batches):
         )
         t = by.get(("torch", b))
         if t is not None:
+            shares = f.get("one_core_share"), t.get("one_core_share")
             out.append(
                 {
                     "name": f"contention: fastnn retention >= PyTorch's at batch {b}",
                     "value": f["retention"] / t["retention"],
                     "threshold": 1.0,
                     "met": f["retention"] >= t["retention"],
+                    "note": (
+                        f"kept {f['retention']:.0%} vs {t['retention']:.0%}; one core: "
+                        f"{shares[0]:.0%} vs {shares[1]:.0%}"
+                        if None not in shares
+                        else None
+                    ),
                 }
             )
     return out
@@ -284,7 +323,7 @@ def run(args, opts, batches, out, log):
     for tg in targets:
         print(
             f"  [{'met' if tg['met'] else 'MISSED'}] {tg['name']}: {tg['value']:.2f} "
-            f"(threshold {tg['threshold']:.2f})",
+            f"(threshold {tg['threshold']:.2f})" + (f"; {tg['note']}" if tg.get("note") else ""),
             file=out,
         )
     return rows, targets

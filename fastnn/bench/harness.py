@@ -41,6 +41,39 @@ def _cpu_model():
     return f"{name}{extra}" + (f", {'+'.join(isa)}" if isa else "")
 
 
+def peak_gflops(threads, seconds=0.1, repeats=3):
+    """This CPU's peak float32 rate on `threads` threads (GFLOP/s, the best of `repeats`
+    runs of fused multiply-adds on its widest vectors: a run the OS interrupts comes
+    out low, never high), or None where it cannot be measured. Measure it before the
+    benchmark's worker processes start, on a quiet machine."""
+    runs = [_kernels.peak_gflops(threads, seconds) for _ in range(repeats)]
+    return None if None in runs else max(runs)
+
+
+def interruptions(threads, seconds=0.5):
+    """How often and for how long this machine takes a CPU away from a running thread
+    (timer ticks, the hypervisor, other tasks), on `threads` threads at once for
+    `seconds`: {"per_second": interruptions per second summed over the threads,
+    "gaps_us": their lengths in microseconds}. Measure it on a quiet machine."""
+    gaps = _kernels.interruptions(threads, seconds)
+    return {"per_second": sum(len(g) for g in gaps) / seconds, "gaps_us": np.concatenate(gaps)}
+
+
+def p99_floor(interrupts, duration):
+    """The 99th percentile to expect, from the machine's interruptions alone, of a call
+    that takes `duration` seconds on the threads `interrupts` was measured on (a result
+    of interruptions()): the call waits for any of its threads the machine interrupts,
+    which happens to a share p = duration * per_second of the calls (interruptions
+    taken as random in time); once p > 1%, the 99th percentile is duration + the
+    (1 - 1% / p) quantile of the interruptions' lengths, whatever the code does. An
+    estimate: periodic ticks can fall between a loop's calls more or less often."""
+    hit = duration * interrupts["per_second"]
+    gaps = interrupts["gaps_us"]
+    if hit <= 0.01 or not len(gaps):
+        return duration
+    return duration + float(np.quantile(gaps, 1 - 0.01 / hit)) * 1e-6
+
+
 def machine_info(worker=None):
     """CPU, cores, BLAS libraries and versions: what a figure depends on."""
     from threadpoolctl import threadpool_info
