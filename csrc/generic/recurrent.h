@@ -359,19 +359,29 @@ static inline __attribute__((always_inline)) int S(step_rows)(const struct S(ste
 }
 
 /* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their gates'
- * products, interleaved. */
-static inline __attribute__((always_inline)) void S(lstm_tile_cells)(const struct S(step_io) *io,
-                                                                   ptrdiff_t n0, int mb,
-                                                                   ptrdiff_t u, T *buf)
+ * products, interleaved: LSTM i, f, g, o; GRU (gru) r, z, n over x, n over h (gru_tile).
+ * They become the gates in the backward's order (i, f, g, o or r, z, n, W_hn h + b_hn). */
+static inline __attribute__((always_inline)) void S(tile_cells)(const struct S(step_io) *io,
+                                                              ptrdiff_t n0, int mb, ptrdiff_t u,
+                                                              T *buf, int gru)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, U = FNN_RNN_VL;
+    const T *b = io->bias + u;
     size_t bytes = (size_t)U * sizeof(T);
     for (int i = 0; i < mb; i++) {
         struct S(step_rows) r;
         T *g = buf + i * FNN_RNN_GROUP;
         if (!S(step_rows)(io, n0 + i, u, U, &r)) continue;
-        S(lstm_cell)(U, U, g, H, io->bias + u, r.c, r.hnext, r.cnext);
+        if (gru) {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < U; j++)
+                r.hnext[j] = S(gru_unit)(g[j] + b[j], g[U + j] + b[H + j],
+                                         g[2 * U + j] + b[2 * H + j], g[3 * U + j] + b[3 * H + j],
+                                         r.h[j], g + j, U);
+        } else {
+            S(lstm_cell)(U, U, g, H, b, r.c, r.hnext, r.cnext);
+        }
         if (r.y) memcpy(r.y, r.hnext, bytes);
         if (!d->one_step) /* for the backward, in its layout (gates side by side) */
             for (int k = 0; k < 4; k++)
@@ -393,11 +403,11 @@ static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(step_io) *io, ptrdiff_
         ptrdiff_t i = 0, u = j / 4;
         for (; i + 4 <= m; i += 4) {
             S(step_tile_4x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P, 0);
-            S(lstm_tile_cells)(io, n0 + i, 4, u, buf);
+            S(tile_cells)(io, n0 + i, 4, u, buf, 0);
         }
         for (; i < m; i++) {
             S(step_tile_1x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P, 0);
-            S(lstm_tile_cells)(io, n0 + i, 1, u, buf);
+            S(tile_cells)(io, n0 + i, 1, u, buf, 0);
         }
     }
 }
@@ -432,32 +442,6 @@ FNN_RNN_GRU_TILE(4)
 FNN_RNN_GRU_TILE(1)
 #undef FNN_RNN_GRU_TILE
 
-/* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their sums
- * r, z, n over x, n over h (gru_tile). */
-static inline __attribute__((always_inline)) void S(gru_tile_cells)(const struct S(step_io) *io,
-                                                                  ptrdiff_t n0, int mb,
-                                                                  ptrdiff_t u, T *buf)
-{
-    const fnn_rnn_dims *d = io->d;
-    ptrdiff_t H = d->hidden, U = FNN_RNN_VL;
-    const T *b = io->bias + u;
-    size_t bytes = (size_t)U * sizeof(T);
-    for (int i = 0; i < mb; i++) {
-        struct S(step_rows) r;
-        T *g = buf + i * FNN_RNN_GROUP;
-        if (!S(step_rows)(io, n0 + i, u, U, &r)) continue;
-#pragma omp simd
-        for (ptrdiff_t j = 0; j < U; j++)
-            r.hnext[j] = S(gru_unit)(g[j] + b[j], g[U + j] + b[H + j], g[2 * U + j] + b[2 * H + j],
-                                     g[3 * U + j] + b[3 * H + j], r.h[j], g + j, U);
-        if (r.y) memcpy(r.y, r.hnext, bytes);
-        if (!d->one_step) /* for the backward, in its layout (gates side by side) */
-            for (int k = 0; k < 4; k++)
-                memcpy(io->gates + fnn_rnn_row(d, io->t, n0 + i) * 4 * H + k * H + u, g + k * U,
-                       bytes);
-    }
-}
-
 /* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
  * interleaved w (k1 + k2, 3H) group by group, each tile's units updated from it. */
 static FNN_CLONES_AVX512 void S(gru_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
@@ -470,11 +454,11 @@ static FNN_CLONES_AVX512 void S(gru_step)(const struct S(step_io) *io, ptrdiff_t
         ptrdiff_t i = 0, u = j / 3;
         for (; i + 4 <= m; i += 4) {
             S(gru_tile_4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
-            S(gru_tile_cells)(io, n0 + i, 4, u, buf);
+            S(tile_cells)(io, n0 + i, 4, u, buf, 1);
         }
         for (; i < m; i++) {
             S(gru_tile_1)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
-            S(gru_tile_cells)(io, n0 + i, 1, u, buf);
+            S(tile_cells)(io, n0 + i, 1, u, buf, 1);
         }
     }
 }
