@@ -298,7 +298,7 @@ static int S(lstm_fused)(const fnn_rnn_dims *d)
 /* The GRU likewise, on groups of 3 vectors (r, z, n): a tile of rows by one group keeps
  * four sums, r and z over x and h, and n's apart over x and over h (W_hn h is gated by
  * r), and updates h from them. In inference only: when a backward follows, storing the
- * step's gates from the epilogue stalls the tiles (8% of the forward's time here), and
+ * step's gates from the epilogue stalls the tiles (the forward 7% slower here), and
  * the separate pass, whose products sum in the same order (rnn_forward_rows), is
  * faster; both give the same bits. */
 #define FNN_RNN_GROUP3 (3 * FNN_RNN_VL)
