@@ -7,9 +7,12 @@
  *   small-matrix kernels, recurrent.c) and one fused pass
  *   for the gate nonlinearities and the state update while they are in cache
  *   (forward), or the fused pass for the gate derivatives and the recurrent product
- *   (backward, through time over the gate activations the forward pass stored),
+ *   (backward, through time over the gate activations the forward pass stored; for a
+ *   GRU on the tiles one pass: the gate derivatives in the recurrent tiles' epilogue,
+ *   and the input gradient block by block from them while they are in cache),
  * - the weight gradients over all steps in one pass of register tiles over dgates (on
- *   AVX-512; BLAS GEMMs elsewhere), and the input gradient as one GEMM.
+ *   AVX-512; BLAS GEMMs elsewhere), and the input gradient as one GEMM (but the GRU's
+ *   above).
  * Sequences are independent, so the batch is cut into row chunks whose size depends on
  * the shape only; each chunk runs all its time steps on one thread with no
  * synchronisation, and any thread count gives the same bits. Nothing is allocated.

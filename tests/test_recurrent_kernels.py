@@ -86,6 +86,7 @@ class Case:
         self.lengths = np.full(N, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
         self.given_lengths = lengths is not None
         self.gy, self.ghn, self.gcn = u(T, N, H), u(N, H), u(N, H)
+        self.dx0 = None  # (T, N, I): the backward adds dx to it (accumulate_dx)
 
     def run(self, one_step=False):
         """Forward and backward; with one_step the forward alone, keeping one step."""
@@ -132,7 +133,8 @@ class Case:
         dgates = np.empty_like(gates)
         dh0 = np.empty((N, H), dt)
         dc0 = np.empty((N, H), dt) if lstm else None
-        dx = np.empty_like(x)
+        accumulate = self.dx0 is not None
+        dx = rows(self.dx0.copy(), self.batch_first) if accumulate else np.empty_like(x)
         dw_ih, dw_hh = np.zeros_like(self.w_ih), np.zeros_like(self.w_hh)
         dbias = np.empty(G, dt)
         scratch = np.empty(K.COLSUM_SCRATCH_ROWS * G)
@@ -156,7 +158,7 @@ class Case:
             dc0,
             True,
             dx,
-            False,
+            accumulate,
             dw_ih,
             dw_hh,
             dbias,
@@ -164,7 +166,7 @@ class Case:
         )
         db_ih, db_hh = split_bias_grad(mode, dbias)
         out.update(
-            x=unrows(dx, T, N, self.batch_first),
+            x=unrows(dx, T, N, self.batch_first) - (self.dx0 if accumulate else 0),
             w_ih=dw_ih,
             w_hh=dw_hh,
             b_ih=db_ih,
@@ -265,6 +267,34 @@ def test_lstm_cell_in_the_tiles_matches_finite_differences(
         np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
 
 
+@pytest.mark.parametrize("I", [16, 3])
+@pytest.mark.parametrize(
+    "batch_first,reverse,lengths",
+    [
+        (False, False, None),
+        (True, True, [5, 2, 4, 1, 5, 5, 3, 2, 5, 4, 1, 3, 5]),
+        (False, True, [3, 5, 5, 1, 2, 4, 5, 2, 1, 5, 3, 4, 4]),
+    ],
+)
+@pytest.mark.parametrize("with_state", [True, False])
+def test_gru_backward_in_the_tiles_matches_finite_differences(
+    I, batch_first, reverse, lengths, with_state, num_grad, fd_tol
+):
+    """H = 16 in float64, whole panels: on AVX-512 the backward's recurrent products run
+    on register tiles (13 sequences: tiles of 8, 4 and 1) with the gate derivatives in
+    their epilogue, and with I = 16 the input gradient too, step by step, added to what
+    dx held (accumulate_dx, as the second direction of a bidirectional layer does);
+    I = 3 leaves it to one BLAS product."""
+    case = Case("gru", 5, 13, I, 16, np.float64, batch_first, reverse, lengths,
+                with_state=with_state)
+    case.dx0 = np.random.default_rng(1).standard_normal(case.x.shape)
+    grads = case.run()
+    names = ["x", "w_ih", "w_hh", "b_ih", "b_hh"] + (["h0"] if with_state else [])
+    for name in names:
+        num = num_grad(lambda _: case.loss(), getattr(case, name))
+        np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
+
+
 def test_lstm_float32_gates_over_the_whole_range():
     """The float32 LSTM cell's sigmoid and tanh (rational, clamped beyond |x| = 9 where
     tanh rounds to 1) against float64 for pre-activations over [-40, 40] in one step
@@ -351,7 +381,8 @@ def test_padded_steps_have_no_effect():
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-@pytest.mark.parametrize("I,H", [(8, 16), (40, 128)])  # (40, 128): products cut in blocks
+# (40, 128): products cut in blocks; (32, 64): the GRU's input gradient step by step
+@pytest.mark.parametrize("I,H", [(8, 16), (40, 128), (32, 64)])
 def test_results_do_not_depend_on_thread_count(mode, I, H):
     case = Case(mode, 6, 70, I, H, np.float32, False, True, None)
     with _threads(1):

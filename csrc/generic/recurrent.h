@@ -41,24 +41,33 @@ static FNN_CLONES_AVX512 void S(lstm_row_forward)(ptrdiff_t H, T *restrict g,
     S(lstm_cell)(H, H, g, H, bias, cp, hnext, cnext);
 }
 
-/* g: the x products of r, z, n (columns [0, 3H)); gh: the h products W_h* h. g
- * becomes r, z, n, W_hn h + b_hn. */
-static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g, const T *restrict gh,
-                                          const T *restrict bias, const T *restrict hp,
-                                          T *restrict hnext)
+/* One GRU unit from its pre-activations with biases: ar, az (x and h sides summed), ax
+ * = W_in x + b_in, ah = W_hn h + b_hn; hp the state. Returns h' and sets the gates
+ * r, z, n and ah (what the backward reads). The float32 sigmoid and tanh are the
+ * rational ones (vmath.h), as the LSTM's. */
+static inline __attribute__((always_inline)) T S(gru_unit)(T ar, T az, T ax, T ah, T hp,
+                                                         T *restrict g, ptrdiff_t gs)
+{
+    T r = S(fnn_rnn_sigmoid)(ar), z = S(fnn_rnn_sigmoid)(az);
+    T n = S(fnn_rnn_tanh)(ax + r * ah);
+    g[0] = r;
+    g[gs] = z;
+    g[2 * gs] = n;
+    g[3 * gs] = ah;
+    return n + z * (hp - n);
+}
+
+/* g: the products of r and z (over x and h) and n over x (columns [0, 3H)); ghn: n's
+ * over h, W_hn h. g becomes r, z, n, W_hn h + b_hn. */
+static FNN_CLONES_AVX512 void S(gru_row_forward)(ptrdiff_t H, T *restrict g,
+                                                const T *restrict ghn, const T *restrict bias,
+                                                const T *restrict hp, T *restrict hnext)
 {
 #pragma omp simd
-    for (ptrdiff_t j = 0; j < H; j++) {
-        T r = FNN_F_SIGMOID(g[j] + bias[j] + gh[j], 0, 0);
-        T z = FNN_F_SIGMOID(g[H + j] + bias[H + j] + gh[H + j], 0, 0);
-        T hn = gh[2 * H + j] + bias[3 * H + j];
-        T n = TANH(g[2 * H + j] + bias[2 * H + j] + r * hn);
-        g[j] = r;
-        g[H + j] = z;
-        g[2 * H + j] = n;
-        g[3 * H + j] = hn;
-        hnext[j] = n + z * (hp[j] - n);
-    }
+    for (ptrdiff_t j = 0; j < H; j++)
+        hnext[j] = S(gru_unit)(g[j] + bias[j], g[H + j] + bias[H + j],
+                               g[2 * H + j] + bias[2 * H + j], ghn[j] + bias[3 * H + j], hp[j],
+                               g + j, H);
 }
 
 /* g: the pre-activation without bias; it becomes h. */
@@ -100,24 +109,34 @@ static FNN_CLONES_AVX512 void S(lstm_row_backward)(ptrdiff_t H, const T *restric
 
 /* dg: d(r, z pre-activations), d(W_hn h + b_hn), d(n pre-activation) = the gradient of
  * W_in x + b_in: columns [0, 3H) are the hidden side's gate gradients, [0, 2H) and
- * [3H, 4H) the input side's. */
+ * [3H, 4H) the input side's. n units of one sequence, gate k's columns at g + k gs and
+ * dg + k gs. */
+static inline __attribute__((always_inline)) void S(gru_cell_backward)(ptrdiff_t n, ptrdiff_t gs,
+                                                                     const T *restrict g,
+                                                                     const T *restrict hp,
+                                                                     T *restrict dh,
+                                                                     T *restrict dg)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        T r = g[j], z = g[gs + j], nn = g[2 * gs + j], hn = g[3 * gs + j];
+        T dhj = dh[j];
+        T dn = dhj * ((T)1 - z) * ((T)1 - nn * nn);
+        T dz = dhj * (hp[j] - nn) * z * ((T)1 - z);
+        T dr = dn * hn * r * ((T)1 - r);
+        dg[j] = dr;
+        dg[gs + j] = dz;
+        dg[2 * gs + j] = dn * r;
+        dg[3 * gs + j] = dn;
+        dh[j] = dhj * z;
+    }
+}
+
 static FNN_CLONES_AVX512 void S(gru_row_backward)(ptrdiff_t H, const T *restrict g,
                                            const T *restrict hp, T *restrict dh,
                                            T *restrict dg)
 {
-#pragma omp simd
-    for (ptrdiff_t j = 0; j < H; j++) {
-        T r = g[j], z = g[H + j], n = g[2 * H + j], hn = g[3 * H + j];
-        T dhj = dh[j];
-        T dn = dhj * ((T)1 - z) * ((T)1 - n * n);
-        T dz = dhj * (hp[j] - n) * z * ((T)1 - z);
-        T dr = dn * hn * r * ((T)1 - r);
-        dg[j] = dr;
-        dg[H + j] = dz;
-        dg[2 * H + j] = dn * r;
-        dg[3 * H + j] = dn;
-        dh[j] = dhj * z;
-    }
+    S(gru_cell_backward)(H, H, g, hp, dh, dg);
 }
 
 static FNN_CLONES_AVX512 void S(rnn_row_backward)(ptrdiff_t H, int relu, const T *restrict g,
@@ -191,15 +210,18 @@ static inline __attribute__((always_inline)) void S(rank1)(int mb, int nv, S(wve
     }
 }
 
-/* c[i ldc + 0 .. NV FNN_RNN_VL) = sum_p a[i lda + p] w[p ldw + ..] over p < k1, plus
- * sum_p h[i ldh + p] w[(k1 + p) ldw + ..] over p < k2, i < MB. */
+/* c[i ldc + 0 .. NV FNN_RNN_VL) = (c[..] with add) + sum_p a[i lda + p] w[p ldw + ..]
+ * over p < k1, plus sum_p h[i ldh + p] w[(k1 + p) ldw + ..] over p < k2, i < MB. */
 #define FNN_RNN_STEP_TILE(MB, NV)                                                             \
     static inline __attribute__((always_inline)) void S(step_tile_##MB##x##NV)(              \
         ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h, ptrdiff_t ldh,      \
-        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc)                                        \
+        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc, int add)                               \
     {                                                                                         \
         S(wvec) acc[MB * NV];                                                                 \
-        for (int i = 0; i < MB * NV; i++) acc[i] = (S(wvec)){0};                              \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++)                                                      \
+                acc[i * NV + v] = add ? *(const S(wvec) *)(c + i * ldc + v * FNN_RNN_VL)      \
+                                      : (S(wvec)){0};                                         \
         for (ptrdiff_t p = 0; p < k1; p++) S(rank1)(MB, NV, acc, a + p, lda, w + p * ldw);    \
         for (ptrdiff_t p = 0; p < k2; p++)                                                    \
             S(rank1)(MB, NV, acc, h + p, ldh, w + (k1 + p) * ldw);                            \
@@ -214,27 +236,43 @@ FNN_RNN_STEP_TILE(4, 4) /* the LSTM's groups of four gates */
 FNN_RNN_STEP_TILE(1, 4)
 #undef FNN_RNN_STEP_TILE
 
-/* c (m, n) = a (m, k1) w[0, k1) + h (m, k2) w[k1, k1 + k2), rows of w ldw apart, n a
- * multiple of FNN_RNN_PANEL: one step's input and recurrent products in one pass, with
- * no copy of either operand. Column panels outside, tiles of 8 rows inside, so a panel
- * of w stays in L1 while it meets every row. */
-static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a,
-                                          ptrdiff_t lda, ptrdiff_t k2, const T *h,
-                                          ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c,
-                                          ptrdiff_t ldc)
+/* c (m, n) = (c with add) + a (m, k1) w[0, k1) + h (m, k2) w[k1, k1 + k2), rows of w
+ * ldw apart, n a multiple of FNN_RNN_PANEL: one step's input and recurrent products in
+ * one pass, with no copy of either operand. Column panels outside, tiles of 8 rows
+ * inside, so a panel of w stays in L1 while it meets every row. Inlined with a
+ * constant add (step_gemm, step_gemm_add): a variable one costs the tiles 10%. */
+static inline __attribute__((always_inline)) void S(step_gemm_body)(
+    ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h,
+    ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc, int add)
 {
     for (ptrdiff_t j = 0; j < n; j += FNN_RNN_PANEL) {
         ptrdiff_t i = 0;
         for (; i + 8 <= m; i += 8)
             S(step_tile_8x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
-                               c + i * ldc + j, ldc);
+                               c + i * ldc + j, ldc, add);
         for (; i + 4 <= m; i += 4)
             S(step_tile_4x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
-                               c + i * ldc + j, ldc);
+                               c + i * ldc + j, ldc, add);
         for (; i < m; i++)
             S(step_tile_1x2)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, ldw,
-                               c + i * ldc + j, ldc);
+                               c + i * ldc + j, ldc, add);
     }
+}
+
+static FNN_CLONES_AVX512 void S(step_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1, const T *a,
+                                          ptrdiff_t lda, ptrdiff_t k2, const T *h,
+                                          ptrdiff_t ldh, const T *w, ptrdiff_t ldw, T *c,
+                                          ptrdiff_t ldc)
+{
+    S(step_gemm_body)(m, n, k1, a, lda, k2, h, ldh, w, ldw, c, ldc, 0);
+}
+
+static FNN_CLONES_AVX512 void S(step_gemm_add)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k1,
+                                              const T *a, ptrdiff_t lda, ptrdiff_t k2,
+                                              const T *h, ptrdiff_t ldh, const T *w,
+                                              ptrdiff_t ldw, T *c, ptrdiff_t ldc)
+{
+    S(step_gemm_body)(m, n, k1, a, lda, k2, h, ldh, w, ldw, c, ldc, 1);
 }
 
 /* Fastnn's tiles compute this layer's per-step products (else BLAS does). */
@@ -257,11 +295,26 @@ static int S(lstm_fused)(const fnn_rnn_dims *d)
     return d->mode == FNN_RNN_LSTM && d->hidden % FNN_RNN_VL == 0 && S(rnn_own_tiles)(d);
 }
 
-/* Column of w_t for row j of an LSTM weight (4H rows, gates stacked) when interleaved. */
-static inline ptrdiff_t S(lstm_column)(ptrdiff_t j, ptrdiff_t H)
+/* The GRU likewise, on groups of 3 vectors (r, z, n): a tile of rows by one group keeps
+ * four sums, r and z over x and h, and n's apart over x and over h (W_hn h is gated by
+ * r), and updates h from them. In inference only: when a backward follows, storing the
+ * step's gates from the epilogue stalls the tiles (the forward 7% slower here), and
+ * the separate pass, whose products sum in the same order (rnn_forward_rows), is
+ * faster; both give the same bits. */
+#define FNN_RNN_GROUP3 (3 * FNN_RNN_VL)
+
+static int S(gru_fused)(const fnn_rnn_dims *d)
+{
+    return d->mode == FNN_RNN_GRU && d->one_step && d->hidden % FNN_RNN_VL == 0 &&
+           S(rnn_own_tiles)(d);
+}
+
+/* Column of w_t for row j of a weight of `gates` blocks of H rows (gates stacked) when
+ * interleaved, `gates` vectors a group. */
+static inline ptrdiff_t S(gate_column)(ptrdiff_t j, ptrdiff_t H, int gates)
 {
     ptrdiff_t k = j / H, u = j % H;
-    return u / FNN_RNN_VL * FNN_RNN_GROUP + k * FNN_RNN_VL + u % FNN_RNN_VL;
+    return u / FNN_RNN_VL * gates * FNN_RNN_VL + k * FNN_RNN_VL + u % FNN_RNN_VL;
 }
 
 /* What a step reads and writes besides its products (the arrays of rnn_forward_rows). */
@@ -306,19 +359,29 @@ static inline __attribute__((always_inline)) int S(step_rows)(const struct S(ste
 }
 
 /* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their gates'
- * products, interleaved. */
-static inline __attribute__((always_inline)) void S(lstm_tile_cells)(const struct S(step_io) *io,
-                                                                   ptrdiff_t n0, int mb,
-                                                                   ptrdiff_t u, T *buf)
+ * products, interleaved: LSTM i, f, g, o; GRU (gru) r, z, n over x, n over h (gru_tile).
+ * They become the gates in the backward's order (i, f, g, o or r, z, n, W_hn h + b_hn). */
+static inline __attribute__((always_inline)) void S(tile_cells)(const struct S(step_io) *io,
+                                                              ptrdiff_t n0, int mb, ptrdiff_t u,
+                                                              T *buf, int gru)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, U = FNN_RNN_VL;
+    const T *b = io->bias + u;
     size_t bytes = (size_t)U * sizeof(T);
     for (int i = 0; i < mb; i++) {
         struct S(step_rows) r;
         T *g = buf + i * FNN_RNN_GROUP;
         if (!S(step_rows)(io, n0 + i, u, U, &r)) continue;
-        S(lstm_cell)(U, U, g, H, io->bias + u, r.c, r.hnext, r.cnext);
+        if (gru) {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < U; j++)
+                r.hnext[j] = S(gru_unit)(g[j] + b[j], g[U + j] + b[H + j],
+                                         g[2 * U + j] + b[2 * H + j], g[3 * U + j] + b[3 * H + j],
+                                         r.h[j], g + j, U);
+        } else {
+            S(lstm_cell)(U, U, g, H, b, r.c, r.hnext, r.cnext);
+        }
         if (r.y) memcpy(r.y, r.hnext, bytes);
         if (!d->one_step) /* for the backward, in its layout (gates side by side) */
             for (int k = 0; k < 4; k++)
@@ -339,12 +402,63 @@ static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(step_io) *io, ptrdiff_
     for (ptrdiff_t j = 0; j < W; j += P) {
         ptrdiff_t i = 0, u = j / 4;
         for (; i + 4 <= m; i += 4) {
-            S(step_tile_4x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
-            S(lstm_tile_cells)(io, n0 + i, 4, u, buf);
+            S(step_tile_4x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P, 0);
+            S(tile_cells)(io, n0 + i, 4, u, buf, 0);
         }
         for (; i < m; i++) {
-            S(step_tile_1x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
-            S(lstm_tile_cells)(io, n0 + i, 1, u, buf);
+            S(step_tile_1x4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P, 0);
+            S(tile_cells)(io, n0 + i, 1, u, buf, 0);
+        }
+    }
+}
+
+/* c[i ldc + ..] for i < MB, four vectors: r and z summed over a (k1 columns) and h
+ * (k2), then n's sums over a and over h apart, from the interleaved w (3 vectors a row:
+ * r, z, n). */
+#define FNN_RNN_GRU_TILE(MB)                                                                 \
+    static inline __attribute__((always_inline)) void S(gru_tile_##MB)(                     \
+        ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2, const T *h, ptrdiff_t ldh,     \
+        const T *w, ptrdiff_t ldw, T *c, ptrdiff_t ldc)                                       \
+    {                                                                                        \
+        S(wvec) rz[MB * 2], nx[MB], nh[MB];                                                  \
+        for (int i = 0; i < MB; i++) rz[2 * i] = rz[2 * i + 1] = nx[i] = nh[i] = (S(wvec)){0}; \
+        for (ptrdiff_t p = 0; p < k1; p++) {                                                 \
+            S(rank1)(MB, 2, rz, a + p, lda, w + p * ldw);                                    \
+            S(rank1)(MB, 1, nx, a + p, lda, w + p * ldw + 2 * FNN_RNN_VL);                    \
+        }                                                                                    \
+        for (ptrdiff_t p = 0; p < k2; p++) {                                                 \
+            S(rank1)(MB, 2, rz, h + p, ldh, w + (k1 + p) * ldw);                             \
+            S(rank1)(MB, 1, nh, h + p, ldh, w + (k1 + p) * ldw + 2 * FNN_RNN_VL);             \
+        }                                                                                    \
+        for (int i = 0; i < MB; i++) {                                                       \
+            S(wvec) *ci = (S(wvec) *)(c + i * ldc);                                          \
+            ci[0] = rz[2 * i];                                                               \
+            ci[1] = rz[2 * i + 1];                                                           \
+            ci[2] = nx[i];                                                                   \
+            ci[3] = nh[i];                                                                   \
+        }                                                                                    \
+    }
+FNN_RNN_GRU_TILE(4)
+FNN_RNN_GRU_TILE(1)
+#undef FNN_RNN_GRU_TILE
+
+/* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
+ * interleaved w (k1 + k2, 3H) group by group, each tile's units updated from it. */
+static FNN_CLONES_AVX512 void S(gru_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
+                                         ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2,
+                                         const T *h, ptrdiff_t ldh, const T *w)
+{
+    ptrdiff_t W = 3 * io->d->hidden, P = FNN_RNN_GROUP;
+    T buf[4 * FNN_RNN_GROUP] __attribute__((aligned(64)));
+    for (ptrdiff_t j = 0; j < W; j += FNN_RNN_GROUP3) {
+        ptrdiff_t i = 0, u = j / 3;
+        for (; i + 4 <= m; i += 4) {
+            S(gru_tile_4)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
+            S(tile_cells)(io, n0 + i, 4, u, buf, 1);
+        }
+        for (; i < m; i++) {
+            S(gru_tile_1)(k1, a + i * lda, lda, k2, h + i * ldh, ldh, w + j, W, buf, P);
+            S(tile_cells)(io, n0 + i, 1, u, buf, 1);
         }
     }
 }
@@ -365,7 +479,7 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
     ptrdiff_t rs = fnn_rnn_row_stride(d), ss = d->one_step ? 1 : rs; /* x, y; the rest */
     ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
     int lstm = d->mode == FNN_RNN_LSTM, gru = d->mode == FNN_RNN_GRU;
-    int own = S(rnn_own_tiles)(d), fused = S(lstm_fused)(d);
+    int own = S(rnn_own_tiles)(d), fused = S(lstm_fused)(d), gru_fused = S(gru_fused)(d);
     struct S(step_io) io = {d, 0, 0, bias, lengths, gates, hprev, cprev, y, hn, cn, ldy};
     size_t hbytes = (size_t)H * sizeof(T);
     for (ptrdiff_t n = lo; n < hi; n++) {
@@ -389,30 +503,39 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
                 S(lstm_step)(&io, b0, b1 - b0, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t);
                 continue;
             }
-            /* the input product (GRU: gate columns [0, 3H)), then the recurrent one
-             * (GRU: apart, in gh); own tiles when the gates are whole panels on AVX-512,
-             * BLAS (as in the GEMM-only run) otherwise */
+            if (gru_fused) {
+                S(gru_step)(&io, b0, b1 - b0, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t);
+                continue;
+            }
+            /* the input and recurrent products: own tiles when the gates are whole
+             * panels on AVX-512, BLAS (as in the GEMM-only run) otherwise. GRU: r and z
+             * (columns [0, 2H)) summed over x and h, n's products apart (x in the gates,
+             * h in gh), each sum in the order of gru_step's, which gives the same bits */
+            ptrdiff_t m = b1 - b0, I = d->inputs, H2 = 2 * H;
+            T *ghn = gh + b0 * W + H2;
             if (own && !gru) { /* RNN, or an LSTM whose H is not whole vectors */
-                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0,
-                             ss * G);
+                S(step_gemm)(m, W, I, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
             } else if (own) {
-                S(step_gemm)(b1 - b0, W, d->inputs, xb, rs * ldx, 0, NULL, 0, w_t, W, g0, ss * G);
-                S(step_gemm)(b1 - b0, W, 0, NULL, 0, kh, hb, ss * H, w_hh_t, W, gh + b0 * W, W);
+                S(step_gemm)(m, H2, I, xb, rs * ldx, kh, hb, ss * H, w_t, W, g0, ss * G);
+                S(step_gemm)(m, H, I, xb, rs * ldx, 0, NULL, 0, w_t + H2, W, g0 + H2, ss * G);
+                S(step_gemm)(m, H, 0, NULL, 0, kh, hb, ss * H, w_hh_t + H2, W, ghn, W);
             } else {
-                S(rnn_gemm)(blas, b1 - b0, W, d->inputs, xb, rs * ldx, w_t, W, 0.0, g0, ss * G);
-                if (kh && gru)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 0.0, gh + b0 * W, W);
-                else if (kh)
-                    S(rnn_gemm)(blas, b1 - b0, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
-                else if (gru)
-                    memset(gh + b0 * W, 0, (size_t)((b1 - b0) * W) * sizeof(T));
+                S(rnn_gemm)(blas, m, W, I, xb, rs * ldx, w_t, W, 0.0, g0, ss * G);
+                if (kh && gru) {
+                    S(rnn_gemm)(blas, m, H2, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
+                    S(rnn_gemm)(blas, m, H, H, hb, ss * H, w_hh_t + H2, W, 0.0, ghn, W);
+                } else if (kh) {
+                    S(rnn_gemm)(blas, m, W, H, hb, ss * H, w_hh_t, W, 1.0, g0, ss * G);
+                } else if (gru) {
+                    for (ptrdiff_t i = 0; i < m; i++) memset(ghn + i * W, 0, hbytes);
+                }
             }
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
                 struct S(step_rows) r;
                 T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
                 if (!S(step_rows)(&io, n, 0, H, &r)) continue;
                 if (lstm) S(lstm_row_forward)(H, g, bias, r.c, r.hnext, r.cnext);
-                else if (gru) S(gru_row_forward)(H, g, gh + n * W, bias, r.h, r.hnext);
+                else if (gru) S(gru_row_forward)(H, g, gh + n * W + 2 * H, bias, r.h, r.hnext);
                 else S(rnn_row_forward)(H, d->mode == FNN_RNN_RELU, g, bias, r.hnext);
                 if (r.y) memcpy(r.y, r.hnext, hbytes);
             }
@@ -462,6 +585,105 @@ static void S(rnn_backward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, p
     }
 }
 
+/* ---- GRU: the gate derivatives in the tiles' epilogue ------------------------------
+ * When the hidden size is whole panels (on the tiles), a step back runs block by block
+ * of sequences, panel by panel of FNN_RNN_PANEL units: a tile adds the recurrent part
+ * of the gradient reaching the step's output, dgates (of the step after, in time)
+ * W_hh, to the carry in dh, and its epilogue adds dy and derives the step's gate
+ * gradients of those units while dh is in L1; no separate pass over dh. Then, when the
+ * input size is whole panels too, the block's input gradient dgates W_ih, from the gate
+ * gradients just written and still in cache (one BLAS product over all steps
+ * otherwise). */
+static int S(gru_back_fused)(const fnn_rnn_dims *d)
+{
+    return d->mode == FNN_RNN_GRU && S(rnn_own_tiles)(d);
+}
+
+/* What a step back reads and writes (the arguments of fnn_rnn_backward). */
+struct S(back_io) {
+    const fnn_rnn_dims *d;
+    const T *w_ih, *w_hh;
+    const int64_t *lengths;
+    const T *gates, *hprev, *dy;
+    ptrdiff_t lddy;
+    T *dgates, *dh, *dx;
+    ptrdiff_t lddx;
+    int accumulate_dx;
+};
+
+/* Sequences n0 .. n0 + mb at time t, units [u, u + FNN_RNN_PANEL): dh (the tile's sum)
+ * plus dy gives the gate gradients, and dh becomes the carry. A padded step passes dh
+ * through and has zero gate gradients. */
+static inline __attribute__((always_inline)) void S(gru_tile_back)(const struct S(back_io) *io,
+                                                                 ptrdiff_t t, ptrdiff_t n0,
+                                                                 int mb, ptrdiff_t u)
+{
+    const fnn_rnn_dims *d = io->d;
+    ptrdiff_t H = d->hidden, G = 4 * H, P = FNN_RNN_PANEL;
+    for (int i = 0; i < mb; i++) {
+        ptrdiff_t n = n0 + i, r = fnn_rnn_row(d, t, n);
+        T *dh = io->dh + n * H + u, *dg = io->dgates + r * G + u;
+        if (!fnn_rnn_active(io->lengths, t, n)) {
+            for (int k = 0; k < 4; k++) memset(dg + k * H, 0, (size_t)P * sizeof(T));
+            continue;
+        }
+        if (io->dy) S(add_row)(P, dh, io->dy + r * io->lddy + u);
+        S(gru_cell_backward)(P, H, io->gates + r * G + u, io->hprev + r * H + u, dh, dg);
+    }
+}
+
+/* Sequences [b0, b0 + m) at time t; dgn: the gate gradients of their rows at the step
+ * after (NULL at the last step: no recurrent part). */
+static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrdiff_t t,
+                                              ptrdiff_t b0, ptrdiff_t m, const T *dgn)
+{
+    const fnn_rnn_dims *d = io->d;
+    ptrdiff_t H = d->hidden, G = 4 * H, lda = fnn_rnn_row_stride(d) * G, K = dgn ? 3 * H : 0;
+    const T *a = dgn ? dgn : io->dgates; /* (read nothing from it when K = 0) */
+    for (ptrdiff_t u = 0; u < H; u += FNN_RNN_PANEL) {
+        const T *w = io->w_hh + u;
+        T *c = io->dh + b0 * H + u;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            S(step_tile_8x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+        for (; i + 4 <= m; i += 4)
+            S(step_tile_4x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+        for (; i < m; i++)
+            S(step_tile_1x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
+        S(gru_tile_back)(io, t, b0, (int)m, u);
+    }
+}
+
+/* Backpropagation through time of sequences [lo, hi) (rnn_backward_rows' job, fused). */
+static void S(gru_backward_rows)(const struct S(back_io) *io, ptrdiff_t lo, ptrdiff_t hi,
+                                 const T *dhn, int want_dh0)
+{
+    const fnn_rnn_dims *d = io->d;
+    ptrdiff_t Tn = d->steps, H = d->hidden, I = d->inputs, G = 4 * H;
+    ptrdiff_t rs = fnn_rnn_row_stride(d), lda = rs * G;
+    ptrdiff_t t0 = d->reverse ? Tn - 1 : 0, dt = d->reverse ? -1 : 1;
+    for (ptrdiff_t n = lo; n < hi; n++) {
+        if (dhn) memcpy(io->dh + n * H, dhn + n * H, (size_t)H * sizeof(T));
+        else memset(io->dh + n * H, 0, (size_t)H * sizeof(T));
+    }
+    for (ptrdiff_t s = Tn - 1; s >= 0; s--) {
+        ptrdiff_t t = t0 + s * dt;
+        for (ptrdiff_t b0 = lo; b0 < hi; b0 += FNN_RNN_BLOCK_ROWS) {
+            ptrdiff_t m = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi - b0 : FNN_RNN_BLOCK_ROWS;
+            T *dg = io->dgates + fnn_rnn_row(d, t, b0) * G;
+            const T *dgn = s < Tn - 1 ? io->dgates + fnn_rnn_row(d, t + dt, b0) * G : NULL;
+            S(gru_step_back)(io, t, b0, m, dgn);
+            if (io->dx) { /* input side: gate columns [0, 2H) and [3H, 4H), W_ih's rows */
+                T *dx = io->dx + fnn_rnn_row(d, t, b0) * io->lddx;
+                (io->accumulate_dx ? S(step_gemm_add) : S(step_gemm))(
+                    m, I, 2 * H, dg, lda, H, dg + 3 * H, lda, io->w_ih, I, dx, rs * io->lddx);
+            }
+            if (s == 0 && want_dh0) /* dh0 = carry + dgates W_hh (hidden side, [0, 3H)) */
+                S(step_gemm_add)(m, H, 3 * H, dg, lda, 0, NULL, 0, io->w_hh, H, io->dh + b0 * H, H);
+        }
+    }
+}
+
 /* d[p ldd + v] = s[v cols + p] for v < nv, p < cols (inlined with a constant nv). */
 static inline __attribute__((always_inline)) void S(transpose_rows)(ptrdiff_t nv, ptrdiff_t cols,
                                                                   const T *restrict s,
@@ -472,15 +694,15 @@ static inline __attribute__((always_inline)) void S(transpose_rows)(ptrdiff_t nv
 }
 
 /* dst[p ldd + c(i)] = src[i cols + p] for i < rows, p < cols, where c(i) = i, or with
- * `interleave` the LSTM's interleaved column (rows = 4H). FNN_RNN_VL rows of src at a
- * time, whose columns in dst are consecutive, written a row of dst at a time: 4x
- * faster than 16 x 16 blocks written a column at a time, whose 16 lines 4 W bytes
- * apart fall into two sets of L1. */
+ * `gates` > 0 the interleaved column of the LSTM (4) or GRU (3) (rows = gates H).
+ * FNN_RNN_VL rows of src at a time, whose columns in dst are consecutive, written a row
+ * of dst at a time: 4x faster than 16 x 16 blocks written a column at a time, whose 16
+ * lines 4 W bytes apart fall into two sets of L1. */
 static void S(transpose)(ptrdiff_t rows, ptrdiff_t cols, const T *src, T *dst, ptrdiff_t ldd,
-                         int interleave)
+                         int gates)
 {
     for (ptrdiff_t i0 = 0; i0 < rows; i0 += FNN_RNN_VL) {
-        T *d = dst + (interleave ? S(lstm_column)(i0, rows / 4) : i0);
+        T *d = dst + (gates ? S(gate_column)(i0, rows / gates, gates) : i0);
         if (rows - i0 >= FNN_RNN_VL) S(transpose_rows)(FNN_RNN_VL, cols, src + i0 * cols, d, ldd);
         else S(transpose_rows)(rows - i0, cols, src + i0 * cols, d, ldd);
     }
@@ -494,9 +716,9 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 {
     ptrdiff_t W = fnn_rnn_weight_rows(d), H = d->hidden, I = d->inputs;
     if (!d->gemm_only) { /* W_ih^T over W_hh^T: the products' untransposed operands */
-        int interleave = S(lstm_fused)(d);
-        S(transpose)(W, I, w_ih, w_t, W, interleave);
-        S(transpose)(W, H, w_hh, w_t + I * W, W, interleave);
+        int gates = S(lstm_fused)(d) ? 4 : S(gru_fused)(d) ? 3 : 0;
+        S(transpose)(W, I, w_ih, w_t, W, gates);
+        S(transpose)(W, H, w_hh, w_t + I * W, W, gates);
     }
     FNN_RNN_OVER_CHUNKS(d, S(rnn_forward_rows)(blas, d, lo, hi, x, ldx, w_t, bias, h0, c0,
                                                lengths, gates, hprev, cprev, gh, y, ldy, hn,
@@ -511,28 +733,36 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
  * GEMM-only run, the BLAS products). */
 
 /* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
-#define FNN_RNN_WG_TILE(MB)                                                                  \
-    static inline __attribute__((always_inline)) void S(wgrad_tile_##MB)(                   \
-        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw) \
+#define FNN_RNN_WG_TILE(MB, NAME, PF)                                                        \
+    static inline __attribute__((always_inline)) void S(NAME)(                              \
+        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw, \
+        const T *pf)                                                                         \
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg); \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            if (PF) {                                                                        \
+                __builtin_prefetch(pf + r * ldg);                                            \
+                __builtin_prefetch(pf + r * ldg + FNN_RNN_VL);                               \
+            }                                                                                \
+            S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg);                            \
+        }                                                                                    \
         for (int j = 0; j < MB; j++)                                                         \
             for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
                 dw[l * ldw + j] += acc[j][0][l];                                             \
                 dw[(FNN_RNN_VL + l) * ldw + j] += acc[j][1][l];                              \
             }                                                                                \
     }
-FNN_RNN_WG_TILE(8)
-FNN_RNN_WG_TILE(1)
+FNN_RNN_WG_TILE(8, wgrad_tile_8, 0)
+FNN_RNN_WG_TILE(8, wgrad_tile_8_pf, 1)
+FNN_RNN_WG_TILE(1, wgrad_tile_1, 0)
 #undef FNN_RNN_WG_TILE
 
 /* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL (a narrower panel, at the
  * end of the gates, goes column by column). */
 static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
                                             const T *g, ptrdiff_t ldg, const T *b,
-                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw)
+                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw, const T *pf)
 {
     if (ni < FNN_RNN_PANEL) {
         for (ptrdiff_t i = 0; i < ni; i++)
@@ -544,8 +774,12 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
         return;
     }
     ptrdiff_t j = 0;
-    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw);
-    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw);
+    if (pf && j + 8 <= J) { /* the first tile also fetches the panel's next rows */
+        S(wgrad_tile_8_pf)(R, g, ldg, b, ldb, dw, ldw, pf);
+        j += 8;
+    }
+    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
+    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
 }
 
 /* dw_ih += dg[:, in]^T x and dw_hh += dg[:, hid]^T h over all rows. The gate columns
@@ -577,12 +811,16 @@ static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx
                 while (task >= first[k + 1]) k++;
                 ptrdiff_t off = (task - first[k]) * P;
                 ptrdiff_t ni = seg[k][2] - off < P ? seg[k][2] - off : P, row = seg[k][3] + off;
+                /* the panel's rows of the next pass, fetched while these are used */
+                const T *pf = R - r > FNN_RNN_WG_ROWS ? g + FNN_RNN_WG_ROWS * G : NULL;
                 if (dw_hh)
                     S(wgrad_panel)(nr, ni, H, g + seg[k][0] + off, G, hprev + r * H, H,
-                                   dw_hh + row * H, H);
+                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL);
                 if (dw_ih)
                     S(wgrad_panel)(nr, ni, I, g + seg[k][1] + off, G, x + r * ldx, ldx,
-                                   dw_ih + row * I, I);
+                                   dw_ih + row * I, I,
+                                   pf && (!dw_hh || seg[k][1] != seg[k][0]) ? pf + seg[k][1] + off
+                                                                          : NULL);
             }
         });
 }
@@ -612,9 +850,16 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
     ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
     ptrdiff_t R = d->batch * d->steps;
     double beta_dx = accumulate_dx ? 1.0 : 0.0;
-    FNN_RNN_OVER_CHUNKS(d, S(rnn_backward_rows)(blas, d, lo, hi, w_hh, lengths, gates, hprev,
-                                                cprev, dy, lddy, dhn, dcn, dgates, dh0, dc0,
-                                                want_dh0));
+    int fused = S(gru_back_fused)(d), dx_fused = fused && dx && I % FNN_RNN_PANEL == 0;
+    if (fused) {
+        struct S(back_io) io = {d,      w_ih, w_hh, lengths, gates,          hprev, dy,
+                                lddy,   dgates, dh0, dx_fused ? dx : NULL, lddx, accumulate_dx};
+        FNN_RNN_OVER_CHUNKS(d, S(gru_backward_rows)(&io, lo, hi, dhn, want_dh0));
+    } else {
+        FNN_RNN_OVER_CHUNKS(d, S(rnn_backward_rows)(blas, d, lo, hi, w_hh, lengths, gates, hprev,
+                                                    cprev, dy, lddy, dhn, dcn, dgates, dh0, dc0,
+                                                    want_dh0));
+    }
     /* Weight and input gradients over all steps at once. The weight gradients are
      * the tiles above; the GEMM-only run times the same products through BLAS. */
     int tiles = !d->gemm_only && fnn_rnn_tiles();
@@ -626,7 +871,7 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
             S(fnn_gemm)(blas, 1, 0, 2 * H, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
             S(fnn_gemm)(blas, 1, 0, H, I, R, 1.0, dn, G, x, ldx, 1.0, dw_ih + 2 * H * I, I);
         }
-        if (dx) {
+        if (dx && !dx_fused) {
             S(fnn_gemm)(blas, 0, 0, R, I, 2 * H, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
             S(fnn_gemm)(blas, 0, 0, R, I, H, 1.0, dn, G, w_ih + 2 * H * I, I, 1.0, dx, lddx);
         }
