@@ -91,7 +91,7 @@ def conv_scratch_size(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
 
 
 def _conv_uses_winograd(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
-                       tuple dilation, Py_ssize_t groups):
+                        tuple dilation, Py_ssize_t groups):
     """Whether conv_forward and conv_backward run this convolution's forward and dL/dx
     by Winograd's F(2x2, 3x3) or F(4x4, 3x3) (3x3, stride 1, undilated, ungrouped,
     padding <= 1, 16 channels or more in and out, the switch of _set_conv_winograd on)."""
