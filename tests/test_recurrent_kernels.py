@@ -285,8 +285,9 @@ def test_gru_backward_in_the_tiles_matches_finite_differences(
     their epilogue, and with I = 16 the input gradient too, step by step, added to what
     dx held (accumulate_dx, as the second direction of a bidirectional layer does);
     I = 3 leaves it to one BLAS product."""
-    case = Case("gru", 5, 13, I, 16, np.float64, batch_first, reverse, lengths,
-                with_state=with_state)
+    case = Case(
+        "gru", 5, 13, I, 16, np.float64, batch_first, reverse, lengths, with_state=with_state
+    )
     case.dx0 = np.random.default_rng(1).standard_normal(case.x.shape)
     grads = case.run()
     names = ["x", "w_ih", "w_hh", "b_ih", "b_hh"] + (["h0"] if with_state else [])
