@@ -42,21 +42,29 @@ def test_no_worker_when_torch_cannot_be_imported(tmp_path, monkeypatch):
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc")
 def test_cpu_meter_counts_the_benchmark_workers_as_its_own():
     # A busy worker process is the measurement, not load from other processes: without
-    # this, `fastnn bench --contention` called an idle machine busy.
+    # this, `fastnn bench --contention` called an idle machine busy. The busy child holds
+    # one core of os.cpu_count(): counted as other load only when it is not registered
+    # as a worker. Other programs' bursts on a shared machine can blur one pair of
+    # windows, so up to three pairs are taken; a meter that ignored the registration
+    # would see no difference in any of them.
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    differences = []
     try:
         time.sleep(0.3)
-        meter = harness.CpuMeter()
-        time.sleep(0.8)
-        other = meter.background()
-        harness._WORKER_PIDS.add(proc.pid)
-        meter = harness.CpuMeter()
-        time.sleep(0.8)
-        own = meter.background()
+        for _ in range(3):
+            meter = harness.CpuMeter()
+            time.sleep(0.8)
+            other = meter.background()
+            harness._WORKER_PIDS.add(proc.pid)
+            meter = harness.CpuMeter()
+            time.sleep(0.8)
+            own = meter.background()
+            harness._WORKER_PIDS.discard(proc.pid)
+            differences.append(other - own)
+            if differences[-1] > 0.5 / (os.cpu_count() or 1):
+                break
     finally:
         harness._WORKER_PIDS.discard(proc.pid)
         proc.kill()
         proc.wait()
-    # the busy child holds one core of os.cpu_count(): counted as other load only when
-    # it is not registered as a worker
-    assert other - own > 0.5 / (os.cpu_count() or 1)
+    assert max(differences) > 0.5 / (os.cpu_count() or 1), differences
