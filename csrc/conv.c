@@ -106,9 +106,9 @@ static ptrdiff_t fnn_wino_size(const fnn_wino *w)
            (w->tm == 4 ? 36 * w->ldv : 0);
 }
 
-/* Whether a convolution runs Winograd's F(2x2, 3x3): 3x3, stride 1, undilated,
- * ungrouped, padding at most 1, 16 channels or more in and out (fewer leave the
- * transforms too little arithmetic to save). */
+/* Whether a convolution can run Winograd (F(2x2, 3x3) or F(4x4, 3x3)): 3x3, stride 1,
+ * undilated, ungrouped, padding at most 1, 16 channels or more in and out (fewer leave
+ * the transforms too little arithmetic to save). */
 static int fnn_conv_wino_fits(const fnn_conv_geom *g)
 {
     return fnn_conv_winograd_enabled && g->kh == 3 && g->kw == 3 && g->sh == 1 &&
