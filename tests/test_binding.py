@@ -680,7 +680,7 @@ def _pad_backward(dt):
 @call(
     "bn_relu_forward_train",
     optional={"gamma", "beta"},
-    written={"running_mean", "running_var", "y", "save_mean", "save_invstd"},
+    written={"running_mean", "running_var", "y", "save_mean", "save_invstd", "scratch"},
     pair=("running_mean", "running_var"),
 )
 def _bn_relu_forward_train(dt):
@@ -696,10 +696,15 @@ def _bn_relu_forward_train(dt):
         y=f(N, C, 3),
         save_mean=f(C),
         save_invstd=f(C),
+        scratch=_scratch(2 * C),
     )
 
 
-@call("bn_relu_backward", optional={"gamma", "ggamma", "gbeta"}, written={"gx", "ggamma", "gbeta"})
+@call(
+    "bn_relu_backward",
+    optional={"gamma", "ggamma", "gbeta"},
+    written={"gx", "ggamma", "gbeta", "scratch"},
+)
 def _bn_relu_backward(dt):
     f = _arrays(dt)
     return dict(
@@ -712,6 +717,7 @@ def _bn_relu_backward(dt):
         gx=f(N, C, 3),
         ggamma=f(C),
         gbeta=f(C),
+        scratch=_scratch(2 * C),
     )
 
 

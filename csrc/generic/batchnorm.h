@@ -2,54 +2,13 @@
  *
  * Batch norm: x has layout (outer, C, inner) - (N, C) for BatchNorm1d, (N, C, H*W)
  * for BatchNorm2d - and each channel is normalised over its outer * inner values.
- * For (N, C) input the statistics are column sums over row chunks (fnn_column_sums),
- * then a pass over the rows applies them; memory is read row by row. With positions
- * (inner > 1) channels are processed in blocks of FNN_COL_BLOCK, each block's
- * statistics pass followed at once by its normalisation pass. Statistics accumulate
- * in double and work is split by data layout (never by thread), so results do not
- * depend on the thread count. */
-
-/* Mean and biased variance of channels [c0, c1), one pass of sums shifted by each
- * channel's first value (no cancellation in the sum of squares for data far from 0). */
-static FNN_CLONES void S(bn_stats_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
-                                         ptrdiff_t c0, ptrdiff_t c1, const T *x,
-                                         double *mean, double *var)
-{
-    double shift[FNN_COL_BLOCK], s1[FNN_COL_BLOCK] = {0}, s2[FNN_COL_BLOCK] = {0};
-    ptrdiff_t w = c1 - c0;
-    for (ptrdiff_t c = 0; c < w; c++) shift[c] = x[(c0 + c) * inner];
-    for (ptrdiff_t n = 0; n < outer; n++) {
-        const T *xn = x + (n * C + c0) * inner;
-        if (inner == 1) {
-#pragma omp simd
-            for (ptrdiff_t c = 0; c < w; c++) {
-                double d = (double)xn[c] - shift[c];
-                s1[c] += d;
-                s2[c] += d * d;
-            }
-        } else {
-            for (ptrdiff_t c = 0; c < w; c++) {
-                const T *xc = xn + c * inner;
-                double a = 0, b = 0, sh = shift[c];
-#pragma omp simd reduction(+ : a, b)
-                for (ptrdiff_t k = 0; k < inner; k++) {
-                    double d = (double)xc[k] - sh;
-                    a += d;
-                    b += d * d;
-                }
-                s1[c] += a;
-                s2[c] += b;
-            }
-        }
-    }
-    double m = (double)(outer * inner);
-    for (ptrdiff_t c = 0; c < w; c++) {
-        double mu = s1[c] / m;
-        double v = s2[c] / m - mu * mu;
-        mean[c] = shift[c] + mu;
-        var[c] = v > 0 ? v : 0;
-    }
-}
+ * Training is two passes over memory in its order: the statistics are sums over chunks
+ * of whole samples (rows of an (N, C) x, or the C planes of inner values of each
+ * sample), added chunk by chunk (fnn_column_sums, fnn_chunk_sums); then a pass over
+ * the samples (rows or planes) applies them. Backward is the same: its two sums per
+ * channel in one pass, the input gradient in a second. Statistics accumulate in double
+ * and work is split by data layout (never by thread), so results do not depend on the
+ * thread count. Evaluation (fixed statistics) is one pass over channel blocks. */
 
 /* y = x * scale + shift on channels [c0, c1) (scale and shift indexed from c0), then
  * max(y, 0) with relu (FNN_F_RELU: NaN passes). */
@@ -100,31 +59,6 @@ static void S(bn_scale_shift)(ptrdiff_t c0, ptrdiff_t c1, const double *mean,
     }
 }
 
-static void S(bn_train_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
-                              ptrdiff_t c1, const T *x, const T *gamma, const T *beta,
-                              double eps, double momentum, T *running_mean, T *running_var,
-                              int relu, T *y, T *save_mean, T *save_invstd)
-{
-    double mean[FNN_COL_BLOCK], var[FNN_COL_BLOCK], invstd[FNN_COL_BLOCK];
-    T scale[FNN_COL_BLOCK], shift[FNN_COL_BLOCK];
-    /* Running variance uses the unbiased estimate m/(m-1) * var (as torch does). */
-    double m = (double)(outer * inner);
-    double unbias = m > 1 ? m / (m - 1) : 1.0;
-    S(bn_stats_block)(outer, C, inner, c0, c1, x, mean, var);
-    for (ptrdiff_t c = 0; c < c1 - c0; c++) {
-        invstd[c] = 1.0 / sqrt(var[c] + eps);
-        save_mean[c0 + c] = (T)mean[c];
-        save_invstd[c0 + c] = (T)invstd[c];
-        if (running_mean) {
-            T *rm = running_mean + c0 + c, *rv = running_var + c0 + c;
-            *rm = (T)((1.0 - momentum) * *rm + momentum * mean[c]);
-            *rv = (T)((1.0 - momentum) * *rv + momentum * var[c] * unbias);
-        }
-    }
-    S(bn_scale_shift)(c0, c1, mean, invstd, gamma, beta, scale, shift);
-    S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, relu, y);
-}
-
 static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
                              ptrdiff_t c1, const T *x, const T *gamma, const T *beta,
                              const T *mean_in, const T *var, double eps, T *y)
@@ -139,99 +73,11 @@ static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrd
     S(bn_affine_block)(outer, C, inner, c0, c1, x, scale, shift, 0, y);
 }
 
-/* Backward of y = gamma * xhat + beta, xhat = (x - mean) * invstd, channels [c0, c1).
- * With batch statistics (training), mean and invstd depend on x:
- *   gx = gamma * invstd * (gy - mean(gy) - xhat * mean(gy * xhat))
- * with fixed (running) statistics: gx = gamma * invstd * gy.
- * ggamma += sum gy * xhat, gbeta += sum gy (each skipped when NULL). With a ReLU after
- * the batch norm, y is its output and gy the gradient of y: gy counts where y > 0 only
- * (relu_y NULL: no ReLU). */
-#define FNN_BN_GY(g, y, i) ((y) ? ((y)[i] > 0 ? (g)[i] : (T)0) : (g)[i])
-static FNN_CLONES void S(bn_backward_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
-                                            ptrdiff_t c0, ptrdiff_t c1, int batch_stats,
-                                            const T *x, const T *gy, const T *gamma,
-                                            const T *mean, const T *invstd,
-                                            const T *relu_y, T *gx, T *ggamma, T *gbeta)
-{
-    ptrdiff_t w = c1 - c0;
-    double sg[FNN_COL_BLOCK] = {0}, sgx[FNN_COL_BLOCK] = {0};
-    T mu[FNN_COL_BLOCK], is[FNN_COL_BLOCK], k[FNN_COL_BLOCK], a0[FNN_COL_BLOCK],
-        a1[FNN_COL_BLOCK];
-    for (ptrdiff_t c = 0; c < w; c++) {
-        mu[c] = mean[c0 + c];
-        is[c] = invstd[c0 + c];
-    }
-    for (ptrdiff_t n = 0; n < outer; n++) {
-        ptrdiff_t off = (n * C + c0) * inner;
-        const T *xn = x + off, *gn = gy + off, *yn = relu_y ? relu_y + off : NULL;
-        if (inner == 1) {
-#pragma omp simd
-            for (ptrdiff_t c = 0; c < w; c++) {
-                double xh = (double)((xn[c] - mu[c]) * is[c]);
-                T g = FNN_BN_GY(gn, yn, c);
-                sg[c] += g;
-                sgx[c] += g * xh;
-            }
-        } else {
-            for (ptrdiff_t c = 0; c < w; c++) {
-                const T *xc = xn + c * inner, *gc = gn + c * inner;
-                const T *yc = yn ? yn + c * inner : NULL;
-                T m_ = mu[c], i_ = is[c];
-                /* sums of FNN_SUM_SPAN values in T's vector lanes, then in double */
-                for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
-                    ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
-                    T a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-                    for (ptrdiff_t q = q0; q < q1; q++) {
-                        T g = FNN_BN_GY(gc, yc, q);
-                        a += g;
-                        b += g * ((xc[q] - m_) * i_);
-                    }
-                    sg[c] += a;
-                    sgx[c] += b;
-                }
-            }
-        }
-    }
-    double inv_m = 1.0 / (double)(outer * inner);
-    for (ptrdiff_t c = 0; c < w; c++) {
-        double g = gamma ? (double)gamma[c0 + c] : 1.0;
-        k[c] = (T)(g * is[c]);
-        /* gx = k * (gy - a0 - xhat * a1) */
-        a0[c] = batch_stats ? (T)(sg[c] * inv_m) : (T)0;
-        a1[c] = batch_stats ? (T)(sgx[c] * inv_m) : (T)0;
-        if (ggamma) ggamma[c0 + c] += (T)sgx[c];
-        if (gbeta) gbeta[c0 + c] += (T)sg[c];
-    }
-    for (ptrdiff_t n = 0; n < outer; n++) {
-        ptrdiff_t off = (n * C + c0) * inner;
-        const T *xn = x + off, *gn = gy + off, *yn = relu_y ? relu_y + off : NULL;
-        T *on = gx + off;
-        if (inner == 1) {
-#pragma omp simd
-            for (ptrdiff_t c = 0; c < w; c++) {
-                T xh = (xn[c] - mu[c]) * is[c];
-                on[c] = k[c] * (FNN_BN_GY(gn, yn, c) - a0[c] - xh * a1[c]);
-            }
-        } else {
-            for (ptrdiff_t c = 0; c < w; c++) {
-                const T *xc = xn + c * inner, *gc = gn + c * inner;
-                const T *yc = yn ? yn + c * inner : NULL;
-                T *oc = on + c * inner;
-                T m_ = mu[c], i_ = is[c], k_ = k[c], b0 = a0[c], b1 = a1[c];
-#pragma omp simd
-                for (ptrdiff_t q = 0; q < inner; q++)
-                    oc[q] = k_ * (FNN_BN_GY(gc, yc, q) - b0 - (xc[q] - m_) * i_ * b1);
-            }
-        }
-    }
-}
-
 /* -- (N, C) input: statistics as column sums over row chunks, then row passes ------ */
 
 struct S(bn_rows_ctx) {
-    ptrdiff_t C;
-    const T *x, *gy, *mean, *invstd, *shift;
+    ptrdiff_t C, inner;
+    const T *x, *gy, *mean, *invstd, *shift, *relu_y;
 };
 
 /* acc[0..C) += sum (x - shift), acc[C..2C) += sum (x - shift)^2. Four rows at a time:
@@ -315,23 +161,141 @@ static FNN_CLONES void S(bn_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, co
     }
 }
 
+/* -- (N, C, inner) input: the same passes over the C planes of each sample ----------- */
+
+/* acc[c] += sum (x - shift[c]), acc[C + c] += sum (x - shift[c])^2 over channel c's
+ * planes of samples [n0, n1). Partial sums of FNN_SUM_SPAN values in T (the shift
+ * keeps them small), then in double. */
+static FNN_CLONES void S(bn_stats_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc, void *vctx)
+{
+    struct S(bn_rows_ctx) *cx = vctx;
+    ptrdiff_t C = cx->C, inner = cx->inner;
+    for (ptrdiff_t n = n0; n < n1; n++)
+        for (ptrdiff_t c = 0; c < C; c++) {
+            const T *xc = cx->x + (n * C + c) * inner;
+            T sh = cx->shift[c];
+            double sa = 0, sb = 0;
+            for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
+                ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
+                T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+                for (ptrdiff_t q = q0; q < q1; q++) {
+                    T d = xc[q] - sh;
+                    a += d;
+                    b += d * d;
+                }
+                sa += a;
+                sb += b;
+            }
+            acc[c] += sa;
+            acc[C + c] += sb;
+        }
+}
+
+/* acc[c] += sum g', acc[C + c] += sum g' (x - mean[c]) over channel c's planes of
+ * samples [n0, n1), g' = gy where relu_y > 0 (relu_y: the output of a ReLU after the
+ * batch norm) or gy without one. Partial sums of FNN_SUM_SPAN values in T. */
+static FNN_CLONES void S(bn_grad_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc, void *vctx)
+{
+    struct S(bn_rows_ctx) *cx = vctx;
+    ptrdiff_t C = cx->C, inner = cx->inner;
+    for (ptrdiff_t n = n0; n < n1; n++)
+        for (ptrdiff_t c = 0; c < C; c++) {
+            ptrdiff_t off = (n * C + c) * inner;
+            const T *xc = cx->x + off, *gc = cx->gy + off;
+            const T *yc = cx->relu_y ? cx->relu_y + off : NULL;
+            T mu = cx->mean[c];
+            double sa = 0, sb = 0;
+            for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
+                ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
+                T a = 0, b = 0;
+                if (yc) {
+#pragma omp simd reduction(+ : a, b)
+                    for (ptrdiff_t q = q0; q < q1; q++) {
+                        T gq = gc[q], g = yc[q] > 0 ? gq : (T)0;
+                        a += g;
+                        b += g * (xc[q] - mu);
+                    }
+                } else {
+#pragma omp simd reduction(+ : a, b)
+                    for (ptrdiff_t q = q0; q < q1; q++) {
+                        a += gc[q];
+                        b += gc[q] * (xc[q] - mu);
+                    }
+                }
+                sa += a;
+                sb += b;
+            }
+            acc[c] += sa;
+            acc[C + c] += sb;
+        }
+}
+
+/* y = x * scale[c] + shift[c] (then max(y, 0) with relu; NaN passes) on planes
+ * [p0, p1) of inner values, plane p of channel p % C. */
+static FNN_CLONES void S(bn_affine_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
+                                           ptrdiff_t inner, const T *x, const T *scale,
+                                           const T *shift, int relu, T *y)
+{
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        const T *xp = x + p * inner;
+        T *yp = y + p * inner, sc = scale[p % C], sh = shift[p % C];
+        if (relu) {
+#pragma omp simd
+            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = FNN_F_RELU(xp[q] * sc + sh, 0, 0);
+        } else {
+#pragma omp simd
+            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = xp[q] * sc + sh;
+        }
+    }
+}
+
+/* gx = k g' - b0 - b1 (x - mean) on planes [p0, p1) (g' as in bn_grad_planes). */
+static FNN_CLONES void S(bn_gx_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
+                                       ptrdiff_t inner, const T *x, const T *gy,
+                                       const T *relu_y, const T *mean, const T *k,
+                                       const T *b0, const T *b1, T *gx)
+{
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        ptrdiff_t c = p % C, off = p * inner;
+        const T *xp = x + off, *gp = gy + off;
+        T *o = gx + off, mu = mean[c], k_ = k[c], c0 = b0[c], c1 = b1[c];
+        if (relu_y) {
+            const T *yp = relu_y + off;
+#pragma omp simd
+            for (ptrdiff_t q = 0; q < inner; q++) {
+                T gq = gp[q], g = yp[q] > 0 ? gq : (T)0;
+                o[q] = k_ * g - c0 - c1 * (xp[q] - mu);
+            }
+        } else {
+#pragma omp simd
+            for (ptrdiff_t q = 0; q < inner; q++) o[q] = k_ * gp[q] - c0 - c1 * (xp[q] - mu);
+        }
+    }
+}
+
 /* T arrays of C elements in the free tail of a FNN_COLSUM_SCRATCH(2C) scratch (room
  * for 4C doubles; three arrays are used). */
 #define FNN_SCRATCH_T(scratch, C, i) \
     ((T *)((scratch) + (FNN_ROW_CHUNKS + 1) * 2 * (C)) + (i) * (C))
 
-/* Batch statistics of an (N, C) x: save_mean, save_invstd, the running statistics (if
- * given) and the affine scale/shift that normalise x (y = x * scale + shift). */
-static void S(bn_stats_rows_all)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
-                                 const T *beta, double eps, double momentum,
-                                 T *running_mean, T *running_var, T *save_mean,
-                                 T *save_invstd, T *scale, T *shift, double *scratch)
+/* Batch statistics of an (outer, C, inner) x: save_mean, save_invstd, the running
+ * statistics (if given) and the affine scale/shift that normalise x (y = x * scale +
+ * shift). The sums are shifted by each channel's first value (no cancellation in the
+ * sum of squares for data far from 0). */
+static void S(bn_stats_all)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                            const T *gamma, const T *beta, double eps, double momentum,
+                            T *running_mean, T *running_var, T *save_mean, T *save_invstd,
+                            T *scale, T *shift, double *scratch)
 {
     T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
-    for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j]; /* first row: see bn_stats_block */
-    struct S(bn_rows_ctx) ctx = {C, x, NULL, NULL, NULL, shift0};
-    fnn_column_sums(N, 2 * C, S(bn_stats_rows), &ctx, scratch);
-    double m = (double)N, unbias = N > 1 ? m / (m - 1) : 1.0;
+    for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j * inner];
+    struct S(bn_rows_ctx) ctx = {C, inner, x, NULL, NULL, NULL, shift0, NULL};
+    if (inner == 1)
+        fnn_column_sums(outer, 2 * C, S(bn_stats_rows), &ctx, scratch);
+    else
+        fnn_chunk_sums(outer, 1, outer * C * inner, 2 * C, S(bn_stats_planes), &ctx, scratch);
+    double m = (double)(outer * inner), unbias = m > 1 ? m / (m - 1) : 1.0;
     for (ptrdiff_t j = 0; j < C; j++) {
         double mu = scratch[j] / m, v = scratch[C + j] / m - mu * mu;
         v = v > 0 ? v : 0;
@@ -355,8 +319,8 @@ static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamm
                              double *scratch)
 {
     T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
-    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
-                         save_mean, save_invstd, scale, shift, scratch);
+    S(bn_stats_all)(N, C, 1, x, gamma, beta, eps, momentum, running_mean, running_var,
+                    save_mean, save_invstd, scale, shift, scratch);
     FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(affine_rows)(lo, hi, C, x, scale, shift, y));
 }
 
@@ -366,7 +330,7 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
 {
     T *k = FNN_SCRATCH_T(scratch, C, 0), *a0 = FNN_SCRATCH_T(scratch, C, 1),
       *a1 = FNN_SCRATCH_T(scratch, C, 2);
-    struct S(bn_rows_ctx) ctx = {C, x, gy, mean, invstd, NULL};
+    struct S(bn_rows_ctx) ctx = {C, 1, x, gy, mean, invstd, NULL, NULL};
     fnn_column_sums(N, 2 * C, S(bn_grad_rows), &ctx, scratch);
     double inv_m = 1.0 / (double)N;
     for (ptrdiff_t j = 0; j < C; j++) {
@@ -381,10 +345,49 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                        S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
 }
 
-/* Channel blocks [j0, j1) of (outer, C, inner) input in parallel: single channels
- * where each channel has rows of at least FNN_COL_BLOCK positions (BatchNorm2d: its
- * few dozen channels spread over every thread), else FNN_COL_BLOCK channels. A
- * channel's sums never depend on the blocks, so neither do the results. */
+/* Training forward on (outer, C, inner) input with inner > 1 or a ReLU (relu). */
+static void S(bn_train_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
+                               const T *gamma, const T *beta, double eps, double momentum,
+                               T *running_mean, T *running_var, int relu, T *y, T *save_mean,
+                               T *save_invstd, double *scratch)
+{
+    T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
+    S(bn_stats_all)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                    running_var, save_mean, save_invstd, scale, shift, scratch);
+    FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
+                       S(bn_affine_planes)(lo, hi, C, inner, x, scale, shift, relu, y));
+}
+
+/* Backward on (outer, C, inner) input (relu_y: the ReLU's output, NULL without one):
+ * gx = k * (g' - a0 - xhat * a1) with k = gamma * invstd, a0 = mean(g'), a1 =
+ * mean(g' xhat) under batch statistics (0 with fixed ones), xhat = (x - mean) invstd,
+ * computed as k g' - b0 - b1 (x - mean) with b0 = k a0, b1 = k invstd a1. */
+static void S(bn_backward_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                  int batch_stats, const T *x, const T *gy, const T *relu_y,
+                                  const T *gamma, const T *mean, const T *invstd, T *gx,
+                                  T *ggamma, T *gbeta, double *scratch)
+{
+    T *k = FNN_SCRATCH_T(scratch, C, 0), *b0 = FNN_SCRATCH_T(scratch, C, 1),
+      *b1 = FNN_SCRATCH_T(scratch, C, 2);
+    struct S(bn_rows_ctx) ctx = {C, inner, x, gy, mean, invstd, NULL, relu_y};
+    fnn_chunk_sums(outer, 1, outer * C * inner, 2 * C, S(bn_grad_planes), &ctx, scratch);
+    double inv_m = 1.0 / (double)(outer * inner);
+    for (ptrdiff_t j = 0; j < C; j++) {
+        double is = (double)invstd[j], kj = (gamma ? (double)gamma[j] : 1.0) * is;
+        double sg = scratch[j], sgx = scratch[C + j] * is; /* sum g', sum g' xhat */
+        k[j] = (T)kj;
+        b0[j] = batch_stats ? (T)(kj * sg * inv_m) : (T)0;
+        b1[j] = batch_stats ? (T)(kj * is * sgx * inv_m) : (T)0;
+        if (ggamma) ggamma[j] += (T)sgx;
+        if (gbeta) gbeta[j] += (T)sg;
+    }
+    FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
+                       S(bn_gx_planes)(lo, hi, C, inner, x, gy, relu_y, mean, k, b0, b1, gx));
+}
+
+/* Channel blocks [j0, j1) of (outer, C, inner) input in parallel (evaluation): single
+ * channels where each channel has rows of at least FNN_COL_BLOCK positions, else
+ * FNN_COL_BLOCK channels. */
 #define FNN_FOR_CHANNEL_BLOCKS(work, C, inner, ...)                                       \
     do {                                                                                  \
         ptrdiff_t fnn_cb_ = (inner) >= FNN_COL_BLOCK ? 1 : FNN_COL_BLOCK;                 \
@@ -396,29 +399,6 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                            });                                                            \
     } while (0)
 
-/* The channel-block passes of training (relu: rectify the output) and of backward
- * (relu_y: the ReLU's output, NULL without one). */
-static void S(bn_train_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
-                               const T *gamma, const T *beta, double eps, double momentum,
-                               T *running_mean, T *running_var, int relu, T *y, T *save_mean,
-                               T *save_invstd)
-{
-    FNN_FOR_CHANNEL_BLOCKS(outer * C * inner, C, inner,
-                           S(bn_train_block)(outer, C, inner, j0, j1, x, gamma, beta, eps,
-                                         momentum, running_mean, running_var, relu, y,
-                                         save_mean, save_invstd));
-}
-
-static void S(bn_backward_blocks)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
-                                  int batch_stats, const T *x, const T *gy, const T *gamma,
-                                  const T *mean, const T *invstd, const T *relu_y, T *gx,
-                                  T *ggamma, T *gbeta)
-{
-    FNN_FOR_CHANNEL_BLOCKS(outer * C * inner, C, inner,
-                           S(bn_backward_block)(outer, C, inner, j0, j1, batch_stats, x, gy,
-                                            gamma, mean, invstd, relu_y, gx, ggamma, gbeta));
-}
-
 void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *gamma, const T *beta, double eps, double momentum,
                              T *running_mean, T *running_var, T *y, T *save_mean,
@@ -428,8 +408,8 @@ void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, cons
         S(bn_train_rows)(outer, C, x, gamma, beta, eps, momentum, running_mean, running_var,
                          y, save_mean, save_invstd, scratch);
     else
-        S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
-                           running_var, 0, y, save_mean, save_invstd);
+        S(bn_train_planes)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                           running_var, 0, y, save_mean, save_invstd, scratch);
 }
 
 void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
@@ -449,8 +429,8 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
         S(bn_backward_rows)(outer, C, batch_stats, x, gy, gamma, mean, invstd, gx, ggamma,
                             gbeta, scratch);
     else
-        S(bn_backward_blocks)(outer, C, inner, batch_stats, x, gy, gamma, mean, invstd, NULL,
-                              gx, ggamma, gbeta);
+        S(bn_backward_planes)(outer, C, inner, batch_stats, x, gy, NULL, gamma, mean, invstd,
+                              gx, ggamma, gbeta, scratch);
 }
 
 /* Batch norm (batch statistics) -> ReLU on (outer, C, inner) input, fused: the
@@ -459,16 +439,16 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
 void S(fnn_bn_relu_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                   const T *x, const T *gamma, const T *beta, double eps,
                                   double momentum, T *running_mean, T *running_var, T *y,
-                                  T *save_mean, T *save_invstd)
+                                  T *save_mean, T *save_invstd, double *scratch)
 {
-    S(bn_train_blocks)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
-                       running_var, 1, y, save_mean, save_invstd);
+    S(bn_train_planes)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
+                       running_var, 1, y, save_mean, save_invstd, scratch);
 }
 
 void S(fnn_bn_relu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                              const T *y, const T *gy, const T *gamma, const T *mean,
-                             const T *invstd, T *gx, T *ggamma, T *gbeta)
+                             const T *invstd, T *gx, T *ggamma, T *gbeta, double *scratch)
 {
-    S(bn_backward_blocks)(outer, C, inner, 1, x, gy, gamma, mean, invstd, y, gx, ggamma,
-                          gbeta);
+    S(bn_backward_planes)(outer, C, inner, 1, x, gy, y, gamma, mean, invstd, gx, ggamma,
+                          gbeta, scratch);
 }

@@ -383,7 +383,9 @@ class _BatchNorm2dReLU:
         c = bn.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
         stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
-        _kernels.bn_relu_forward_train(x, *bn._train_args(), y, stats[0], stats[1])
+        _kernels.bn_relu_forward_train(
+            x, *bn._train_args(), y, stats[0], stats[1], bn._colsum_scratch(2 * c)
+        )
         ctx.x, ctx.y, ctx.stats = x, y, stats
         return y
 
@@ -395,7 +397,16 @@ class _BatchNorm2dReLU:
         gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = bn._param_grads()
         _kernels.bn_relu_backward(
-            x, ctx.y, g, bn._affine()[0], ctx.stats[0], ctx.stats[1], gx, gw, gb
+            x,
+            ctx.y,
+            g,
+            bn._affine()[0],
+            ctx.stats[0],
+            ctx.stats[1],
+            gx,
+            gw,
+            gb,
+            bn._colsum_scratch(2 * bn.num_features),
         )
         return gx
 
