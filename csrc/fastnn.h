@@ -188,6 +188,8 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
     void S(fnn_prelu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,           \
                                const T *x, const T *gy, const T *a, ptrdiff_t nparam,   \
                                T *gx, T *ga, double *scratch);                          \
+    /* activations.c: y = max(a + b, 0), n values (y may be a or b) */                  \
+    void S(fnn_add_relu)(ptrdiff_t n, const T *a, const T *b, T *y);                    \
     void S(fnn_maxout_forward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,       \
                                const T *z, T *y, uint8_t *idx);                         \
     void S(fnn_maxout_backward)(ptrdiff_t rows, ptrdiff_t units, ptrdiff_t pieces,      \

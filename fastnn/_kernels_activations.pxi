@@ -1,5 +1,5 @@
 # Activations that are not elementwise maps of one value (csrc/activations.c): PReLU,
-# Maxout, Softmax and Gaussian radial basis units.
+# Maxout, Softmax, Gaussian radial basis units, and Add -> ReLU fused.
 
 cdef extern from "binding.h" nogil:
     void fnn_prelu_forward "FNN_FUSED(fnn_prelu_forward)"(
@@ -9,6 +9,8 @@ cdef extern from "binding.h" nogil:
         Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, const floating *x,
         const floating *gy, const floating *a, Py_ssize_t nparam, floating *gx,
         floating *ga, double *scratch)
+    void fnn_add_relu "FNN_FUSED(fnn_add_relu)"(
+        Py_ssize_t n, const floating *a, const floating *b, floating *y)
     void fnn_maxout_forward "FNN_FUSED(fnn_maxout_forward)"(
         Py_ssize_t rows, Py_ssize_t units, Py_ssize_t pieces, const floating *z,
         floating *y, uint8_t *idx)
@@ -239,4 +241,24 @@ cdef int _rbf_backward(floating *t, d2, y, gy, width, gd2, gsum, grow, gwidth) e
     cdef floating *pgw = _flt(t, gwidth, fn, "gwidth", C, _W | _OPT)
     with nogil:
         fnn_rbf_backward(rows, C, pd2, py, pgy, pw, pgd2, pgsum, pgrow, pgw)
+    return 0
+
+
+def add_relu(a, b, y):
+    """y = max(a + b, 0) elementwise (NaN passes); a, b, y of one shape and dtype, y
+    may be a or b."""
+    if _is_f32(a, "add_relu", "a"):
+        _add_relu(<float *>NULL, a, b, y)
+    else:
+        _add_relu(<double *>NULL, a, b, y)
+
+
+cdef int _add_relu(floating *t, a, b, y) except -1:
+    cdef str fn = "add_relu"
+    cdef cnp.ndarray A = _arr(a, fn, "a", 0)
+    cdef floating *pa = _flt(t, a, fn, "a", A.size)
+    cdef floating *pb = _flt_like(t, b, fn, "b", A, "a")
+    cdef floating *py = _flt_like(t, y, fn, "y", A, "a", _W)
+    with nogil:
+        fnn_add_relu(A.size, pa, pb, py)
     return 0

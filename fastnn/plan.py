@@ -11,12 +11,15 @@ Fusion goes through a small protocol on layers (fastnn.module.Layer.fuse and
 after it in which every intermediate output has exactly one consumer, is not an
 output of the plan, and belongs to an unhooked single-input layer; the layer returns a
 fused step and how many of them it absorbed (Dense takes an elementwise activation
-into its GEMM epilogue, BatchNorm1d takes ReLU and Dropout). Fused steps compute what
-their layers compute one by one.
+into its GEMM epilogue, BatchNorm1d takes ReLU and Dropout, BatchNorm2d and Add take
+ReLU). A fused step takes its first layer's inputs (a list for Add). Fused steps
+compute what their layers compute one by one.
 
 Backward walks the steps in reverse. A slot read by several steps (a residual
-connection, a shared input) sums its gradients in a buffer of its own, never in an
-array another step handed over. The input gradients the steps return live in buffers
+connection, a shared input) sums its gradients without copying the first: the next
+ones are added into it in place when it is a buffer the pool lent to this slot alone,
+else into a buffer of the slot's own; never into an array another slot or the caller
+may still read. The input gradients the steps return live in buffers
 lent by the plan's GradientPool (Context.grad_workspace) and are taken back as soon as
 the step that reads them has run, so a backward holds only the gradients alive at
 once, not one per layer. A plan with a hooked step lends none: a hook may keep the
@@ -66,6 +69,11 @@ class GradientPool:
                 return entry
             a = a.base
         return None
+
+    def sole(self, a):
+        """True if the buffer behind `a` is lent and one slot alone refers to it."""
+        entry = self._entry(a)
+        return entry is not None and entry[1] == 1
 
     def refer(self, a, k):
         """Count k more (or fewer) references to the buffer behind `a`, if lent."""
@@ -163,11 +171,12 @@ class Plan:
         """Gradients with respect to the plan's inputs (a list; None where not needed or
         not reached) given those of its outputs (None for an output without one)."""
         grads = [None] * self.n_slots
+        owned = set()  # shared slots whose gradient is a sum in a buffer of their own
         kids = self._contexts(ctx)
         pool = self._pool(ctx, kids)
         for s, g in zip(self.outputs, grads_out):
             if g is not None:
-                self._accumulate(ctx, pool, grads, s, g, shared=self.readers[s] > 1)
+                self._accumulate(ctx, pool, grads, owned, s, g, self.readers[s] > 1)
         steps = self.steps
         for k in range(len(steps) - 1, -1, -1):
             step = steps[k]
@@ -205,7 +214,7 @@ class Plan:
             if need:
                 for s, gi, from_node in zip(step.inputs, gins, step.grad_from):
                     if gi is not None and (from_node or need_input_grad):
-                        self._accumulate(ctx, pool, grads, s, gi, shared=self.readers[s] > 1)
+                        self._accumulate(ctx, pool, grads, owned, s, gi, self.readers[s] > 1)
             if pool is not None:  # the outputs' gradients are consumed
                 for s in step.outputs:
                     if grads[s] is not None:
@@ -237,23 +246,29 @@ class Plan:
         return kids
 
     @staticmethod
-    def _accumulate(ctx, pool, grads, slot, g, shared):
-        if not shared:
+    def _accumulate(ctx, pool, grads, owned, slot, g, shared):
+        """Record g as (a part of) the gradient of `slot`. The first gradient reaching a
+        slot is kept as it is, not copied; a second one is added to it in place if the
+        plan may write there (a buffer of the slot's own, or one lent by the pool to
+        this slot alone), else both are summed into a buffer of the slot's own."""
+        acc = grads[slot] if shared else None
+        if acc is None:
             grads[slot] = g
             if pool is not None:
                 pool.refer(g, 1)
             return
-        acc = grads[slot]
-        if acc is None:
+        if slot in owned or (pool is not None and pool.sole(acc)):
+            np.add(acc, g, out=acc)
+        else:
             if pool is None:
                 buf = ctx.workspace(f"grad{slot}", g.shape, g.dtype)
             else:
                 buf = pool.take(g.shape, g.dtype)
                 pool.refer(buf, 1)
-            np.copyto(buf, g)
+                pool.refer(acc, -1)
+            np.add(acc, g, out=buf)
             grads[slot] = buf
-        else:
-            np.add(acc, g, out=acc)
+        owned.add(slot)
 
 
 def _fuse(nodes, outputs):
@@ -267,7 +282,7 @@ def _fuse(nodes, outputs):
         if i in absorbed:
             continue
         fused = None
-        if not multi and len(outs) == 1 and not module._hooked and hasattr(module, "fuse"):
+        if len(outs) == 1 and not module._hooked and hasattr(module, "fuse"):
             chain = _chain_after(i, nodes, readers, outputs)
             if chain:
                 fused = module.fuse([nodes[j][0] for j in chain])
@@ -278,7 +293,7 @@ def _fuse(nodes, outputs):
         taken = chain[:n]
         absorbed.update(taken)
         last_outs = nodes[taken[-1]][3] if taken else outs
-        steps.append(Step(run, run.layers, ins, False, last_outs))
+        steps.append(Step(run, run.layers, ins, multi, last_outs))
     return steps
 
 

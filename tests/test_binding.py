@@ -262,6 +262,12 @@ def _prelu_backward(dt):
     return dict(x=f(N, C), gy=f(N, C), a=f(C), gx=f(N, C), ga=f(C), scratch=_scratch(C))
 
 
+@call("add_relu", written={"y"})
+def _add_relu(dt):
+    f = _arrays(dt)
+    return dict(a=f(N, C, 3), b=f(N, C, 3), y=f(N, C, 3))
+
+
 @call("maxout_forward", written={"y", "idx"})
 def _maxout_forward(dt):
     f = _arrays(dt)

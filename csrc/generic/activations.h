@@ -259,3 +259,15 @@ void S(fnn_rbf_backward)(ptrdiff_t rows, ptrdiff_t C, const T *d2, const T *y, c
                            grow[i] = (T)s;
                        });
 }
+
+/* ---- Add -> ReLU, the join of a residual block: y = max(a + b, 0) in one pass ---- */
+static FNN_CLONES void S(add_relu_run)(ptrdiff_t n, const T *a, const T *b, T *y)
+{
+#pragma omp simd
+    for (ptrdiff_t k = 0; k < n; k++) y[k] = FNN_F_RELU(a[k] + b[k], 0, 0);
+}
+
+void S(fnn_add_relu)(ptrdiff_t n, const T *a, const T *b, T *y)
+{
+    FNN_PARALLEL_RANGE(n, lo, hi, S(add_relu_run)(hi - lo, a + lo, b + lo, y + lo));
+}

@@ -3,6 +3,7 @@ the residual block x + f(x)."""
 
 import numpy as np
 
+from .. import _kernels
 from ..module import Layer
 from ..sequential import Sequential
 from ..validation import as_float_input, follow_dtype
@@ -62,6 +63,50 @@ class Add(_Merge):
     def _backward(self, ctx, grad_out, need_input_grad=True):
         g = self._grad(ctx, grad_out)
         return [g] * ctx.n if need_input_grad else None
+
+    def fuse(self, following):
+        """Add -> ReLU (the join of a residual block) as one step (_AddReLU)."""
+        ep = following[0].epilogue()
+        if ep is None or ep[0] != _kernels.ACT_RELU:
+            return None
+        return _AddReLU(self, following[0]), 1
+
+
+class _AddReLU:
+    """The fused step Add -> ReLU: y = max(x_1 + ... + x_n, 0) with the last addition
+    and the rectification in one pass (fastnn._kernels.add_relu), and a backward of
+    one pass, g * (y > 0), handed to every input as the same array (no copies)."""
+
+    def __init__(self, add, relu):
+        self.add, self.relu = add, relu
+        self.layers = (add, relu)
+
+    def _forward(self, ctx, x):
+        add = self.add
+        xs = add._inputs(x)
+        add._same_shapes(xs)
+        y = ctx.workspace("y", xs[0].shape, xs[0].dtype)
+        first = xs[0]
+        if len(xs) > 2:
+            np.add(xs[0], xs[1], out=y)
+            for v in xs[2:-1]:
+                y += v
+            first = y
+        if first.flags.c_contiguous and xs[-1].flags.c_contiguous:
+            _kernels.add_relu(first, xs[-1], y)
+        else:
+            np.add(first, xs[-1], out=y)
+            _kernels.bias_act(_kernels.ACT_RELU, 0.0, 0.0, None, y, y)
+        ctx.shape, ctx.dtype, ctx.n, ctx.y = y.shape, y.dtype, len(xs), y
+        return y
+
+    def _backward(self, ctx, grad_out, need_input_grad=True):
+        g = self.add._grad(ctx, grad_out)
+        if not need_input_grad:
+            return None
+        gx = ctx.grad_workspace(g.shape, g.dtype)
+        _kernels.act_backward(_kernels.ACT_RELU, 0.0, 0.0, None, ctx.y, g, gx, None)
+        return [gx] * ctx.n
 
 
 class Multiply(_Merge):
