@@ -193,16 +193,50 @@ static void S(adaptive_plane)(const fnn_pool_geom *g, const T *x, T *y, T *gx, c
     }
 }
 
+/* Global average pooling (a 1 x 1 output) of planes [p0, p1) of n values each: a
+ * vectorised sum per plane, and backward its adjoint (the scaled gradient everywhere). */
+static FNN_CLONES void S(global_avg_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t n,
+                                            const T *x, T *y)
+{
+    T scale = (T)1 / (T)n;
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        const T *xp = x + p * n;
+        T s = 0;
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t k = 0; k < n; k++) s += xp[k];
+        y[p] = s * scale;
+    }
+}
+
+static FNN_CLONES void S(global_avg_grad_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t n,
+                                                 const T *gy, T *gx)
+{
+    T scale = (T)1 / (T)n;
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        T v = gy[p] * scale, *gp = gx + p * n;
+#pragma omp simd
+        for (ptrdiff_t k = 0; k < n; k++) gp[k] = v;
+    }
+}
+
 void S(fnn_adaptive_avgpool_forward)(const fnn_pool_geom *g, const T *x, T *y)
 {
     ptrdiff_t in = g->H * g->W, out = g->Ho * g->Wo;
-    FNN_FOR_PLANES(g, p, S(adaptive_plane)(g, x + p * in, y + p * out, NULL, NULL));
+    if (out == 1)
+        FNN_PARALLEL_SPLIT(g->planes, g->planes * in, lo, hi,
+                           S(global_avg_planes)(lo, hi, in, x, y));
+    else
+        FNN_FOR_PLANES(g, p, S(adaptive_plane)(g, x + p * in, y + p * out, NULL, NULL));
 }
 
 void S(fnn_adaptive_avgpool_backward)(const fnn_pool_geom *g, const T *gy, T *gx)
 {
     ptrdiff_t in = g->H * g->W, out = g->Ho * g->Wo;
-    FNN_FOR_PLANES(g, p, S(adaptive_plane)(g, NULL, NULL, gx + p * in, gy + p * out));
+    if (out == 1)
+        FNN_PARALLEL_SPLIT(g->planes, g->planes * in, lo, hi,
+                           S(global_avg_grad_planes)(lo, hi, in, gy, gx));
+    else
+        FNN_FOR_PLANES(g, p, S(adaptive_plane)(g, NULL, NULL, gx + p * in, gy + p * out));
 }
 
 #undef FNN_FOR_PLANES
