@@ -143,16 +143,19 @@ uint32_t fnn_random_bits(uint64_t seed, uint64_t counter, uint64_t index);
                             const T *mean, const T *invstd, T *gx, T *ggamma,           \
                             T *gbeta, double *scratch);                                 \
     /* batchnorm.c: batch norm (batch statistics) -> ReLU fused on (outer, C, inner);   \
-     * the backward reads the ReLU's output y; scratch as above. */                     \
+     * forward writes the affine y = relu(x * scale + shift), C values each, from which  \
+     * the backward takes the ReLU's derivative; scratch as above. */                   \
     void S(fnn_bn_relu_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,    \
                                       const T *x, const T *gamma, const T *beta,        \
                                       double eps, double momentum, T *running_mean,     \
                                       T *running_var, T *y, T *save_mean,               \
-                                      T *save_invstd, double *scratch);                 \
+                                      T *save_invstd, T *scale, T *shift,               \
+                                      double *scratch);                                 \
     void S(fnn_bn_relu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,         \
-                                 const T *x, const T *y, const T *gy, const T *gamma,   \
-                                 const T *mean, const T *invstd, T *gx, T *ggamma,      \
-                                 T *gbeta, double *scratch);                            \
+                                 const T *x, const T *gy, const T *gamma,               \
+                                 const T *mean, const T *invstd, const T *scale,        \
+                                 const T *shift, T *gx, T *ggamma, T *gbeta,            \
+                                 double *scratch);                                      \
     /* batchnorm.c: BatchNorm1d -> ReLU -> Dropout fused ((N, C), training); mask NULL  \
      * without dropout; scale/shift (C each) carry the affine from forward to backward. */ \
     void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x,             \

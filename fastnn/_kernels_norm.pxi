@@ -368,30 +368,31 @@ cdef extern from "binding.h" nogil:
         Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, const floating *x,
         const floating *gamma, const floating *beta, double eps, double momentum,
         floating *running_mean, floating *running_var, floating *y, floating *save_mean,
-        floating *save_invstd, double *scratch)
+        floating *save_invstd, floating *scale, floating *shift, double *scratch)
     void fnn_bn_relu_backward "FNN_FUSED(fnn_bn_relu_backward)"(
         Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, const floating *x,
-        const floating *y, const floating *gy, const floating *gamma,
-        const floating *mean, const floating *invstd, floating *gx, floating *ggamma,
-        floating *gbeta, double *scratch)
+        const floating *gy, const floating *gamma, const floating *mean,
+        const floating *invstd, const floating *scale, const floating *shift,
+        floating *gx, floating *ggamma, floating *gbeta, double *scratch)
 
 
 def bn_relu_forward_train(x, gamma, beta, double eps, double momentum, running_mean,
-                          running_var, y, save_mean, save_invstd, scratch):
+                          running_var, y, save_mean, save_invstd, scale, shift, scratch):
     """y = relu(batch norm of x) with batch statistics, for x (N, C, ...) (BatchNorm2d ->
     ReLU in training, one statistics pass and one pass that normalises and rectifies);
-    the arguments as for bn_forward_train."""
+    the arguments as for bn_forward_train, and scale, shift (C elements each): the
+    affine y = relu(x * scale + shift) the backward needs."""
     if _is_f32(x, "bn_relu_forward_train", "x"):
         _bn_relu_forward_train(<float *>NULL, x, gamma, beta, eps, momentum, running_mean,
-                               running_var, y, save_mean, save_invstd, scratch)
+                               running_var, y, save_mean, save_invstd, scale, shift, scratch)
     else:
         _bn_relu_forward_train(<double *>NULL, x, gamma, beta, eps, momentum, running_mean,
-                               running_var, y, save_mean, save_invstd, scratch)
+                               running_var, y, save_mean, save_invstd, scale, shift, scratch)
 
 
 cdef int _bn_relu_forward_train(floating *t, x, gamma, beta, double eps, double momentum,
                                 running_mean, running_var, y, save_mean, save_invstd,
-                                scratch) except -1:
+                                scale, shift, scratch) except -1:
     cdef str fn = "bn_relu_forward_train"
     cdef cnp.ndarray X = _arr(x, fn, "x", 2)
     cdef Py_ssize_t outer = X.shape[0], C = X.shape[1], inner = _trailing(X, 2)
@@ -405,41 +406,45 @@ cdef int _bn_relu_forward_train(floating *t, x, gamma, beta, double eps, double 
     cdef floating *py = _flt_like(t, y, fn, "y", X, "x", _W)
     cdef floating *psm = _flt(t, save_mean, fn, "save_mean", C, _W)
     cdef floating *psi = _flt(t, save_invstd, fn, "save_invstd", C, _W)
+    cdef floating *pscale = _flt(t, scale, fn, "scale", C, _W)
+    cdef floating *pshift = _flt(t, shift, fn, "shift", C, _W)
     cdef double *pscratch = _f64(scratch, fn, "scratch", _colsum_scratch(2 * C), _W | _MIN)
     with nogil:
         fnn_bn_relu_forward_train(outer, C, inner, px, pgamma, pbeta, eps, momentum, prm,
-                                  prv, py, psm, psi, pscratch)
+                                  prv, py, psm, psi, pscale, pshift, pscratch)
     return 0
 
 
-def bn_relu_backward(x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta, scratch):
-    """Backward of bn_relu_forward_train: gx = dL/dx from gy = dL/dy (y: its output);
-    gamma/beta gradients accumulated (if given); y, gy, gx: x's shape; scratch as for
-    bn_forward_train."""
+def bn_relu_backward(x, gy, gamma, mean, invstd, scale, shift, gx, ggamma, gbeta, scratch):
+    """Backward of bn_relu_forward_train: gx = dL/dx from gy = dL/dy, the ReLU's
+    derivative taken from x * scale + shift > 0 (scale, shift: as the forward wrote
+    them); gamma/beta gradients accumulated (if given); gy, gx: x's shape; scratch as
+    for bn_forward_train."""
     if _is_f32(x, "bn_relu_backward", "x"):
-        _bn_relu_backward(<float *>NULL, x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta,
-                          scratch)
+        _bn_relu_backward(<float *>NULL, x, gy, gamma, mean, invstd, scale, shift, gx,
+                          ggamma, gbeta, scratch)
     else:
-        _bn_relu_backward(<double *>NULL, x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta,
-                          scratch)
+        _bn_relu_backward(<double *>NULL, x, gy, gamma, mean, invstd, scale, shift, gx,
+                          ggamma, gbeta, scratch)
 
 
-cdef int _bn_relu_backward(floating *t, x, y, gy, gamma, mean, invstd, gx, ggamma, gbeta,
-                           scratch) except -1:
+cdef int _bn_relu_backward(floating *t, x, gy, gamma, mean, invstd, scale, shift, gx,
+                           ggamma, gbeta, scratch) except -1:
     cdef str fn = "bn_relu_backward"
     cdef cnp.ndarray X = _arr(x, fn, "x", 2)
     cdef Py_ssize_t outer = X.shape[0], C = X.shape[1], inner = _trailing(X, 2)
     cdef floating *px = _flt(t, x, fn, "x", X.size)
-    cdef floating *py = _flt_like(t, y, fn, "y", X, "x")
     cdef floating *pgy = _flt_like(t, gy, fn, "gy", X, "x")
     cdef floating *pgamma = _flt(t, gamma, fn, "gamma", C, _OPT)
     cdef floating *pmean = _flt(t, mean, fn, "mean", C)
     cdef floating *pinvstd = _flt(t, invstd, fn, "invstd", C)
+    cdef floating *pscale = _flt(t, scale, fn, "scale", C)
+    cdef floating *pshift = _flt(t, shift, fn, "shift", C)
     cdef floating *pgx = _flt_like(t, gx, fn, "gx", X, "x", _W)
     cdef floating *pgg = _flt(t, ggamma, fn, "ggamma", C, _W | _OPT)
     cdef floating *pgb = _flt(t, gbeta, fn, "gbeta", C, _W | _OPT)
     cdef double *pscratch = _f64(scratch, fn, "scratch", _colsum_scratch(2 * C), _W | _MIN)
     with nogil:
-        fnn_bn_relu_backward(outer, C, inner, px, py, pgy, pgamma, pmean, pinvstd, pgx, pgg,
-                             pgb, pscratch)
+        fnn_bn_relu_backward(outer, C, inner, px, pgy, pgamma, pmean, pinvstd, pscale, pshift,
+                             pgx, pgg, pgb, pscratch)
     return 0

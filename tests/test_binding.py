@@ -686,7 +686,16 @@ def _pad_backward(dt):
 @call(
     "bn_relu_forward_train",
     optional={"gamma", "beta"},
-    written={"running_mean", "running_var", "y", "save_mean", "save_invstd", "scratch"},
+    written={
+        "running_mean",
+        "running_var",
+        "y",
+        "save_mean",
+        "save_invstd",
+        "scale",
+        "shift",
+        "scratch",
+    },
     pair=("running_mean", "running_var"),
 )
 def _bn_relu_forward_train(dt):
@@ -702,6 +711,8 @@ def _bn_relu_forward_train(dt):
         y=f(N, C, 3),
         save_mean=f(C),
         save_invstd=f(C),
+        scale=f(C),
+        shift=f(C),
         scratch=_scratch(2 * C),
     )
 
@@ -715,11 +726,12 @@ def _bn_relu_backward(dt):
     f = _arrays(dt)
     return dict(
         x=f(N, C, 3),
-        y=f(N, C, 3),
         gy=f(N, C, 3),
         gamma=f(C),
         mean=f(C),
         invstd=f(C, positive=True),
+        scale=f(C),
+        shift=f(C),
         gx=f(N, C, 3),
         ggamma=f(C),
         gbeta=f(C),

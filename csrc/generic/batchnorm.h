@@ -77,7 +77,8 @@ static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrd
 
 struct S(bn_rows_ctx) {
     ptrdiff_t C, inner;
-    const T *x, *gy, *mean, *invstd, *shift, *relu_y;
+    const T *x, *gy, *mean, *invstd, *shift;
+    const T *relu_scale, *relu_shift; /* a ReLU after the batch norm: its affine */
 };
 
 /* acc[0..C) += sum (x - shift), acc[C..2C) += sum (x - shift)^2. Four rows at a time:
@@ -192,9 +193,15 @@ static FNN_CLONES void S(bn_stats_planes)(ptrdiff_t n0, ptrdiff_t n1, double *ac
         }
 }
 
+/* The batch norm's output before a ReLU, x * scale + shift, computed as the forward
+ * pass computes it (bn_affine_planes): backward takes the ReLU's mask from x again
+ * instead of reading its output. */
+#define FNN_BN_Z(x, sc, sh) ((x) * (sc) + (sh))
+
 /* acc[c] += sum g', acc[C + c] += sum g' (x - mean[c]) over channel c's planes of
- * samples [n0, n1), g' = gy where relu_y > 0 (relu_y: the output of a ReLU after the
- * batch norm) or gy without one. Partial sums of FNN_SUM_SPAN values in T. */
+ * samples [n0, n1), with g' = gy, or with a ReLU after the batch norm (relu_scale
+ * given) g' = gy where the ReLU passed its input. Partial sums of FNN_SUM_SPAN values
+ * in T. */
 static FNN_CLONES void S(bn_grad_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc, void *vctx)
 {
     struct S(bn_rows_ctx) *cx = vctx;
@@ -203,18 +210,19 @@ static FNN_CLONES void S(bn_grad_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc
         for (ptrdiff_t c = 0; c < C; c++) {
             ptrdiff_t off = (n * C + c) * inner;
             const T *xc = cx->x + off, *gc = cx->gy + off;
-            const T *yc = cx->relu_y ? cx->relu_y + off : NULL;
             T mu = cx->mean[c];
             double sa = 0, sb = 0;
             for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
                 ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
                 T a = 0, b = 0;
-                if (yc) {
+                if (cx->relu_scale) {
+                    T sc = cx->relu_scale[c], sh = cx->relu_shift[c];
 #pragma omp simd reduction(+ : a, b)
                     for (ptrdiff_t q = q0; q < q1; q++) {
-                        T gq = gc[q], g = yc[q] > 0 ? gq : (T)0;
+                        T xq = xc[q], gq = gc[q];
+                        T g = FNN_BN_Z(xq, sc, sh) > 0 ? gq : (T)0;
                         a += g;
-                        b += g * (xc[q] - mu);
+                        b += g * (xq - mu);
                     }
                 } else {
 #pragma omp simd reduction(+ : a, b)
@@ -242,10 +250,13 @@ static FNN_CLONES void S(bn_affine_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t
         T *yp = y + p * inner, sc = scale[p % C], sh = shift[p % C];
         if (relu) {
 #pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = FNN_F_RELU(xp[q] * sc + sh, 0, 0);
+            for (ptrdiff_t q = 0; q < inner; q++) {
+                T z = FNN_BN_Z(xp[q], sc, sh);
+                yp[q] = FNN_F_RELU(z, 0, 0);
+            }
         } else {
 #pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = xp[q] * sc + sh;
+            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = FNN_BN_Z(xp[q], sc, sh);
         }
     }
 }
@@ -253,19 +264,21 @@ static FNN_CLONES void S(bn_affine_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t
 /* gx = k g' - b0 - b1 (x - mean) on planes [p0, p1) (g' as in bn_grad_planes). */
 static FNN_CLONES void S(bn_gx_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
                                        ptrdiff_t inner, const T *x, const T *gy,
-                                       const T *relu_y, const T *mean, const T *k,
-                                       const T *b0, const T *b1, T *gx)
+                                       const T *relu_scale, const T *relu_shift,
+                                       const T *mean, const T *k, const T *b0, const T *b1,
+                                       T *gx)
 {
     for (ptrdiff_t p = p0; p < p1; p++) {
         ptrdiff_t c = p % C, off = p * inner;
         const T *xp = x + off, *gp = gy + off;
         T *o = gx + off, mu = mean[c], k_ = k[c], c0 = b0[c], c1 = b1[c];
-        if (relu_y) {
-            const T *yp = relu_y + off;
+        if (relu_scale) {
+            T sc = relu_scale[c], sh = relu_shift[c];
 #pragma omp simd
             for (ptrdiff_t q = 0; q < inner; q++) {
-                T gq = gp[q], g = yp[q] > 0 ? gq : (T)0;
-                o[q] = k_ * g - c0 - c1 * (xp[q] - mu);
+                T xq = xp[q], gq = gp[q];
+                T g = FNN_BN_Z(xq, sc, sh) > 0 ? gq : (T)0;
+                o[q] = k_ * g - c0 - c1 * (xq - mu);
             }
         } else {
 #pragma omp simd
@@ -345,31 +358,35 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
                        S(bn_gx_rows)(lo, hi, C, x, gy, mean, invstd, k, a0, a1, gx));
 }
 
-/* Training forward on (outer, C, inner) input with inner > 1 or a ReLU (relu). */
+/* Training forward on (outer, C, inner) input with inner > 1 or a ReLU (relu); the
+ * affine y = x * scale + shift goes to scale, shift (C each; scratch if NULL). */
 static void S(bn_train_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
                                const T *gamma, const T *beta, double eps, double momentum,
                                T *running_mean, T *running_var, int relu, T *y, T *save_mean,
-                               T *save_invstd, double *scratch)
+                               T *save_invstd, T *scale, T *shift, double *scratch)
 {
-    T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
+    if (!scale) scale = FNN_SCRATCH_T(scratch, C, 1);
+    if (!shift) shift = FNN_SCRATCH_T(scratch, C, 2);
     S(bn_stats_all)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
                     running_var, save_mean, save_invstd, scale, shift, scratch);
     FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
                        S(bn_affine_planes)(lo, hi, C, inner, x, scale, shift, relu, y));
 }
 
-/* Backward on (outer, C, inner) input (relu_y: the ReLU's output, NULL without one):
+/* Backward on (outer, C, inner) input (relu_scale, relu_shift: the forward's affine
+ * when a ReLU follows, NULL without one):
  * gx = k * (g' - a0 - xhat * a1) with k = gamma * invstd, a0 = mean(g'), a1 =
  * mean(g' xhat) under batch statistics (0 with fixed ones), xhat = (x - mean) invstd,
  * computed as k g' - b0 - b1 (x - mean) with b0 = k a0, b1 = k invstd a1. */
 static void S(bn_backward_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
-                                  int batch_stats, const T *x, const T *gy, const T *relu_y,
+                                  int batch_stats, const T *x, const T *gy,
+                                  const T *relu_scale, const T *relu_shift,
                                   const T *gamma, const T *mean, const T *invstd, T *gx,
                                   T *ggamma, T *gbeta, double *scratch)
 {
     T *k = FNN_SCRATCH_T(scratch, C, 0), *b0 = FNN_SCRATCH_T(scratch, C, 1),
       *b1 = FNN_SCRATCH_T(scratch, C, 2);
-    struct S(bn_rows_ctx) ctx = {C, inner, x, gy, mean, invstd, NULL, relu_y};
+    struct S(bn_rows_ctx) ctx = {C, inner, x, gy, mean, invstd, NULL, relu_scale, relu_shift};
     fnn_chunk_sums(outer, 1, outer * C * inner, 2 * C, S(bn_grad_planes), &ctx, scratch);
     double inv_m = 1.0 / (double)(outer * inner);
     for (ptrdiff_t j = 0; j < C; j++) {
@@ -382,7 +399,8 @@ static void S(bn_backward_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
         if (gbeta) gbeta[j] += (T)sg;
     }
     FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
-                       S(bn_gx_planes)(lo, hi, C, inner, x, gy, relu_y, mean, k, b0, b1, gx));
+                       S(bn_gx_planes)(lo, hi, C, inner, x, gy, relu_scale, relu_shift, mean,
+                                       k, b0, b1, gx));
 }
 
 /* Channel blocks [j0, j1) of (outer, C, inner) input in parallel (evaluation): single
@@ -409,7 +427,7 @@ void S(fnn_bn_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, cons
                          y, save_mean, save_invstd, scratch);
     else
         S(bn_train_planes)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
-                           running_var, 0, y, save_mean, save_invstd, scratch);
+                           running_var, 0, y, save_mean, save_invstd, NULL, NULL, scratch);
 }
 
 void S(fnn_bn_forward_eval)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
@@ -429,26 +447,29 @@ void S(fnn_bn_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int batch
         S(bn_backward_rows)(outer, C, batch_stats, x, gy, gamma, mean, invstd, gx, ggamma,
                             gbeta, scratch);
     else
-        S(bn_backward_planes)(outer, C, inner, batch_stats, x, gy, NULL, gamma, mean, invstd,
-                              gx, ggamma, gbeta, scratch);
+        S(bn_backward_planes)(outer, C, inner, batch_stats, x, gy, NULL, NULL, gamma, mean,
+                              invstd, gx, ggamma, gbeta, scratch);
 }
 
 /* Batch norm (batch statistics) -> ReLU on (outer, C, inner) input, fused: the
- * normalising pass also rectifies, and the backward takes the ReLU's derivative from
- * its output y in the passes of the batch norm's backward. */
+ * normalising pass also rectifies and hands its affine (scale, shift) to the backward,
+ * which takes the ReLU's derivative from x * scale + shift > 0 in the passes of the
+ * batch norm's backward (the ReLU's output is not read again). */
 void S(fnn_bn_relu_forward_train)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                   const T *x, const T *gamma, const T *beta, double eps,
                                   double momentum, T *running_mean, T *running_var, T *y,
-                                  T *save_mean, T *save_invstd, double *scratch)
+                                  T *save_mean, T *save_invstd, T *scale, T *shift,
+                                  double *scratch)
 {
     S(bn_train_planes)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
-                       running_var, 1, y, save_mean, save_invstd, scratch);
+                       running_var, 1, y, save_mean, save_invstd, scale, shift, scratch);
 }
 
 void S(fnn_bn_relu_backward)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
-                             const T *y, const T *gy, const T *gamma, const T *mean,
-                             const T *invstd, T *gx, T *ggamma, T *gbeta, double *scratch)
+                             const T *gy, const T *gamma, const T *mean, const T *invstd,
+                             const T *scale, const T *shift, T *gx, T *ggamma, T *gbeta,
+                             double *scratch)
 {
-    S(bn_backward_planes)(outer, C, inner, 1, x, gy, y, gamma, mean, invstd, gx, ggamma,
-                          gbeta, scratch);
+    S(bn_backward_planes)(outer, C, inner, 1, x, gy, scale, shift, gamma, mean, invstd, gx,
+                          ggamma, gbeta, scratch);
 }

@@ -366,8 +366,9 @@ class BatchNorm2d(_BatchNorm):
 class _BatchNorm2dReLU:
     """The fused step BatchNorm2d -> ReLU: in training mode with batch statistics
     (fastnn._kernels.bn_relu_forward_train), the batch norm's output is never stored,
-    only the ReLU's, from which the backward takes the ReLU's derivative. In eval mode
-    its layers run one after another, each in its own child context."""
+    only the ReLU's, and the backward takes the ReLU's derivative from x and the
+    forward's affine (y > 0 where x * scale + shift > 0) without reading y again. In
+    eval mode its layers run one after another, each in its own child context."""
 
     def __init__(self, bn, relu):
         self.bn, self.relu = bn, relu
@@ -382,11 +383,11 @@ class _BatchNorm2dReLU:
         bn._check_batch(x)
         c = bn.num_features
         y = ctx.workspace("y", x.shape, x.dtype)
-        stats = ctx.workspace("stats", (2, c), x.dtype)  # mean, invstd
+        s = ctx.workspace("stats", (4, c), x.dtype)  # mean, invstd, scale, shift
         _kernels.bn_relu_forward_train(
-            x, *bn._train_args(), y, stats[0], stats[1], bn._colsum_scratch(2 * c)
+            x, *bn._train_args(), y, s[0], s[1], s[2], s[3], bn._colsum_scratch(2 * c)
         )
-        ctx.x, ctx.y, ctx.stats = x, y, stats
+        ctx.x, ctx.stats = x, s
         return y
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
@@ -396,13 +397,15 @@ class _BatchNorm2dReLU:
         g = _check_grad(grad_out, x, "BatchNorm2d+ReLU")
         gx = ctx.grad_workspace(x.shape, x.dtype)
         gw, gb = bn._param_grads()
+        s = ctx.stats
         _kernels.bn_relu_backward(
             x,
-            ctx.y,
             g,
             bn._affine()[0],
-            ctx.stats[0],
-            ctx.stats[1],
+            s[0],
+            s[1],
+            s[2],
+            s[3],
             gx,
             gw,
             gb,
