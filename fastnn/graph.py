@@ -190,6 +190,7 @@ class Model(FixedContainer):
             ctx.plan = plan
         xs = self._check_inputs(x)
         ys = plan.forward(ctx, xs)
+        ctx.out_dtypes = [y.dtype for y in ys]  # the model's dtype now (astype changes it)
         return ys if self._multi_out else ys[0]
 
     def _backward(self, ctx, grad_out, need_input_grad=True):
@@ -206,8 +207,8 @@ class Model(FixedContainer):
                     f"{np.shape(g)}, expected (batch,) + {t.shape[1:]}"
                 )
         gs = [
-            None if g is None else np.ascontiguousarray(g, dtype=t.dtype)
-            for g, t in zip(gs, self.outputs)
+            None if g is None else np.ascontiguousarray(g, dtype=dt)
+            for g, dt in zip(gs, ctx.out_dtypes)
         ]
         gx = ctx.plan.backward(ctx, gs, need_input_grad)
         if not need_input_grad:
