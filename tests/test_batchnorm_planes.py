@@ -55,7 +55,9 @@ def backward_ref(x, gy, gamma, mean, invstd, mask=None):
     xhat = (x64 - mean) * invstd
     m = x.shape[0] * x.shape[2]
     sg, sgx = g.sum(axis=(0, 2)), (g * xhat).sum(axis=(0, 2))
-    gx = gamma.astype(np.float64)[:, None] * invstd * (g - sg[:, None] / m - xhat * sgx[:, None] / m)
+    gx = (
+        gamma.astype(np.float64)[:, None] * invstd * (g - sg[:, None] / m - xhat * sgx[:, None] / m)
+    )
     return gx, sgx, sg
 
 
@@ -70,7 +72,9 @@ def test_training_forward_equals_numpy(rng, dtype, threads, shape, relu):
     sm, si = np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
     if relu:
         sc, sh = np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
-        K.bn_relu_forward_train(x, gamma, beta, EPS, MOMENTUM, rm, rv, y, sm, si, sc, sh, scratch(c))
+        K.bn_relu_forward_train(
+            x, gamma, beta, EPS, MOMENTUM, rm, rv, y, sm, si, sc, sh, scratch(c)
+        )
     else:
         K.bn_forward_train(x, gamma, beta, EPS, MOMENTUM, rm, rv, y, sm, si, scratch(c))
     ref, mean, var = forward_ref(x, gamma, beta)
