@@ -89,59 +89,21 @@ def test_fused_add_relu_gradients_match_finite_differences(rng, num_grad, fd_tol
         np.testing.assert_allclose(grad, num_grad(f, p.data), **fd_tol)
 
 
-def _torch_block(torch, cin, cout, stride):
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.f = nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(),
-                nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                nn.BatchNorm2d(cout),
-            )
-            self.proj = (
-                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                if stride != 1 or cin != cout
-                else nn.Identity()
-            )
-
-        def forward(self, x):
-            return torch.relu(self.f(x) + self.proj(x))
-
-    return Block()
-
-
 def test_residual_cnn_training_step_equals_torch(rng):
-    """A stem, a basic block with an identity shortcut and one with a projection
-    (BatchNorm2d -> ReLU and Add -> ReLU fused), pooling and Dense, in float64 and in
-    training mode: output, input gradient, every parameter gradient and the running
-    statistics equal torch's."""
+    """The benchmark's small ResNet (fastnn.bench.cnn) with widths 4 and 6 - a stem, a
+    basic block with an identity shortcut and one with a projection, BatchNorm2d ->
+    ReLU and Add -> ReLU fused - in float64 and in training mode: output, input
+    gradient, every parameter gradient and the running statistics equal torch's."""
     torch = pytest.importorskip("torch")
-    from fastnn.bench.cnn import basic_block
+    from fastnn.bench.cnn import fastnn_resnet, torch_resnet
 
     L, nn = fastnn.layers, torch.nn
     fastnn.seed(0)
-    x_in = Input((3, 9, 9))
-    h = L.ReLU()(L.BatchNorm2d(4)(L.Conv2d(3, 4, 3, 1, 1, bias=False)(x_in)))
-    h = basic_block(basic_block(h, 4, 4, 1), 4, 6, 2)
-    out = L.Dense(6, 3)(L.Flatten()(L.AdaptiveAvgPool2d(1)(h)))
-    model = Model(x_in, out).astype(np.float64)
+    model = fastnn_resnet((4, 6)).astype(np.float64)
     steps = [type(s.run).__name__ for s in model._plan().steps]
     assert steps.count("_AddReLU") == 2 and steps.count("_BatchNorm2dReLU") == 3
-
-    tmodel = nn.Sequential(
-        nn.Conv2d(3, 4, 3, 1, 1, bias=False),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        _torch_block(torch, 4, 4, 1),
-        _torch_block(torch, 4, 6, 2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 3),
-    ).double()
+    torch.manual_seed(0)
+    tmodel = torch_resnet(torch, (4, 6)).double()
     kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
     tlayers = [m for m in tmodel.modules() if isinstance(m, kinds)]
     flayers = [m for m in model.layers if isinstance(m, (L.Conv2d, L.BatchNorm2d, L.Dense))]
@@ -157,8 +119,8 @@ def test_residual_cnn_training_step_equals_torch(rng):
             if getattr(f, "bias", None) is not None:
                 t.bias.copy_(torch.from_numpy(f.bias.data))
 
-    x = rng.standard_normal((5, 3, 9, 9))
-    R = rng.standard_normal((5, 3))
+    x = rng.standard_normal((3, 3, 32, 32))
+    R = rng.standard_normal((3, 10))
     y, gx, grads = run(model, x, R)
     tx = torch.tensor(x, requires_grad=True)
     ty = tmodel(tx)

@@ -55,6 +55,13 @@ class _Elementwise(Layer):
         return gx
 
 
+def is_relu(layer):
+    """True if `layer` is a plain ReLU (an elementwise activation whose epilogue code is
+    ACT_RELU): the layer the fused steps BatchNorm -> ReLU and Add -> ReLU absorb."""
+    ep = layer.epilogue()
+    return ep is not None and ep[0] == _kernels.ACT_RELU
+
+
 def _check_grad(grad_out, like, where):
     """grad_out as an array of like's dtype and shape, else ValueError."""
     g = as_float_input(grad_out, like.dtype, f"{where}.backward")

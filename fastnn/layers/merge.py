@@ -7,6 +7,7 @@ from .. import _kernels
 from ..module import Layer
 from ..sequential import Sequential
 from ..validation import as_float_input, follow_dtype
+from .activations import is_relu
 
 
 class _Merge(Layer):
@@ -66,10 +67,7 @@ class Add(_Merge):
 
     def fuse(self, following):
         """Add -> ReLU (the join of a residual block) as one step (_AddReLU)."""
-        ep = following[0].epilogue()
-        if ep is None or ep[0] != _kernels.ACT_RELU:
-            return None
-        return _AddReLU(self, following[0]), 1
+        return (_AddReLU(self, following[0]), 1) if is_relu(following[0]) else None
 
 
 class _AddReLU:

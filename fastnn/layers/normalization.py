@@ -10,6 +10,7 @@ import numpy as np
 from .. import _kernels, rng, state_version
 from ..module import Layer, Parameter
 from ..validation import as_float_input, float_dtype, positive_int, real_number
+from .activations import is_relu
 
 
 def _check_eps_momentum(where, eps, momentum):
@@ -231,8 +232,7 @@ class BatchNorm1d(_BatchNorm):
 
     def fuse(self, following):
         """BatchNorm1d -> ReLU (-> Dropout) as one step (_BatchNormReLU)."""
-        ep = following[0].epilogue()
-        if ep is None or ep[0] != _kernels.ACT_RELU:
+        if not is_relu(following[0]):
             return None
         nxt = following[1] if len(following) > 1 else None
         if nxt is not None and callable(getattr(nxt, "fused_dropout_p", None)):
@@ -357,10 +357,7 @@ class BatchNorm2d(_BatchNorm):
 
     def fuse(self, following):
         """BatchNorm2d -> ReLU as one step (_BatchNorm2dReLU)."""
-        ep = following[0].epilogue()
-        if ep is None or ep[0] != _kernels.ACT_RELU:
-            return None
-        return _BatchNorm2dReLU(self, following[0]), 1
+        return (_BatchNorm2dReLU(self, following[0]), 1) if is_relu(following[0]) else None
 
 
 class _BatchNorm2dReLU:
