@@ -10,14 +10,14 @@
 /* Rows per chunk at least (chunks at most: FNN_ROW_CHUNKS, fastnn.h). */
 #define FNN_ROW_CHUNK_MIN 64
 
-void fnn_chunk_sums(ptrdiff_t rows, ptrdiff_t min_rows, ptrdiff_t work, ptrdiff_t width,
-                    fnn_rowchunk_fn fn, void *ctx, double *scratch)
+void fnn_column_sums(ptrdiff_t rows, ptrdiff_t width, fnn_rowchunk_fn fn, void *ctx,
+                     double *scratch)
 {
-    ptrdiff_t nchunks = rows / min_rows;
+    ptrdiff_t nchunks = rows / FNN_ROW_CHUNK_MIN;
     if (nchunks < 1) nchunks = 1;
     if (nchunks > FNN_ROW_CHUNKS) nchunks = FNN_ROW_CHUNKS;
     double *out = scratch, *part = scratch + width;
-    FNN_PARALLEL_SPLIT(nchunks, work, c0, c1,
+    FNN_PARALLEL_SPLIT(nchunks, rows * width, c0, c1,
                        for (ptrdiff_t c = c0; c < c1; c++) {
                            double *acc = part + c * width;
                            ptrdiff_t r0, r1;
@@ -30,10 +30,4 @@ void fnn_chunk_sums(ptrdiff_t rows, ptrdiff_t min_rows, ptrdiff_t work, ptrdiff_
         const double *p = part + c * width;
         for (ptrdiff_t j = 0; j < width; j++) out[j] += p[j];
     }
-}
-
-void fnn_column_sums(ptrdiff_t rows, ptrdiff_t width, fnn_rowchunk_fn fn, void *ctx,
-                     double *scratch)
-{
-    fnn_chunk_sums(rows, FNN_ROW_CHUNK_MIN, rows * width, width, fn, ctx, scratch);
 }

@@ -17,10 +17,6 @@ static inline int fnn_threads_for(ptrdiff_t work)
 typedef void (*fnn_rowchunk_fn)(ptrdiff_t r0, ptrdiff_t r1, double *acc, void *ctx);
 void fnn_column_sums(ptrdiff_t rows, ptrdiff_t width, fnn_rowchunk_fn fn, void *ctx,
                      double *scratch);
-/* The same with at least min_rows rows per chunk, for rows of `work` / rows elements
- * each (batch norm's samples of C * H * W values: one row already pays for a chunk). */
-void fnn_chunk_sums(ptrdiff_t rows, ptrdiff_t min_rows, ptrdiff_t work, ptrdiff_t width,
-                    fnn_rowchunk_fn fn, void *ctx, double *scratch);
 
 /* Part t of nt near-equal contiguous parts of [0, n): [*lo, *hi). Parallel loops run
  * `for t in [0, nt)` so that every part is done even if the runtime grants fewer

@@ -2,13 +2,14 @@
  *
  * Batch norm: x has layout (outer, C, inner) - (N, C) for BatchNorm1d, (N, C, H*W)
  * for BatchNorm2d - and each channel is normalised over its outer * inner values.
- * Training is two passes over memory in its order: the statistics are sums over chunks
- * of whole samples (rows of an (N, C) x, or the C planes of inner values of each
- * sample), added chunk by chunk (fnn_column_sums, fnn_chunk_sums); then a pass over
- * the samples (rows or planes) applies them. Backward is the same: its two sums per
- * channel in one pass, the input gradient in a second. Statistics accumulate in double
- * and work is split by data layout (never by thread), so results do not depend on the
- * thread count. Evaluation (fixed statistics) is one pass over channel blocks. */
+ * Training is two passes over memory in its order. For (N, C) input the statistics
+ * are column sums over chunks of rows (fnn_column_sums), then a pass over the rows
+ * applies them. With positions (inner > 1) each thread takes a range of channels and
+ * reads, sample by sample, the planes of its channels (contiguous in memory): sums,
+ * then the normalising pass. Backward is the same: its two sums per channel in one
+ * pass, the input gradient in a second. Statistics accumulate in double and work is
+ * split by data layout (never by thread), so results do not depend on the thread
+ * count. Evaluation (fixed statistics) is one pass over channel blocks. */
 
 /* y = x * scale + shift on channels [c0, c1) (scale and shift indexed from c0), then
  * max(y, 0) with relu (FNN_F_RELU: NaN passes). */
@@ -76,9 +77,8 @@ static void S(bn_eval_block)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, ptrd
 /* -- (N, C) input: statistics as column sums over row chunks, then row passes ------ */
 
 struct S(bn_rows_ctx) {
-    ptrdiff_t C, inner;
+    ptrdiff_t C;
     const T *x, *gy, *mean, *invstd, *shift;
-    const T *relu_scale, *relu_shift; /* a ReLU after the batch norm: its affine */
 };
 
 /* acc[0..C) += sum (x - shift), acc[C..2C) += sum (x - shift)^2. Four rows at a time:
@@ -162,19 +162,25 @@ static FNN_CLONES void S(bn_gx_rows)(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t C, co
     }
 }
 
-/* -- (N, C, inner) input: the same passes over the C planes of each sample ----------- */
+/* -- (N, C, inner) input: each thread a range of channels [c0, c1), sample by sample --
+ * A sample's planes of the range lie one after the other in memory, so each pass reads
+ * runs of (c1 - c0) * inner values in order. A thread has all it needs for its
+ * channels - sums, then the normalisation (or both passes of backward) - so a call is
+ * one parallel region without a barrier; a channel's sums run over the samples in
+ * order whatever range holds it, so results do not depend on the thread count. */
 
-/* acc[c] += sum (x - shift[c]), acc[C + c] += sum (x - shift[c])^2 over channel c's
- * planes of samples [n0, n1). Partial sums of FNN_SUM_SPAN values in T (the shift
- * keeps them small), then in double. */
-static FNN_CLONES void S(bn_stats_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc, void *vctx)
+/* s1[c] = sum (x - shift[c]), s2[c] = sum (x - shift[c])^2 for c in [c0, c1):
+ * partial sums of FNN_SUM_SPAN values in T (the shift keeps them small), then in
+ * double. */
+static FNN_CLONES void S(bn_stats_range)(ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner,
+                                         ptrdiff_t c0, ptrdiff_t c1, const T *x,
+                                         const T *shift, double *s1, double *s2)
 {
-    struct S(bn_rows_ctx) *cx = vctx;
-    ptrdiff_t C = cx->C, inner = cx->inner;
-    for (ptrdiff_t n = n0; n < n1; n++)
-        for (ptrdiff_t c = 0; c < C; c++) {
-            const T *xc = cx->x + (n * C + c) * inner;
-            T sh = cx->shift[c];
+    for (ptrdiff_t c = c0; c < c1; c++) s1[c] = s2[c] = 0;
+    for (ptrdiff_t n = 0; n < N; n++)
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            const T *xc = x + (n * C + c) * inner;
+            T sh = shift[c];
             double sa = 0, sb = 0;
             for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
                 ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
@@ -188,35 +194,36 @@ static FNN_CLONES void S(bn_stats_planes)(ptrdiff_t n0, ptrdiff_t n1, double *ac
                 sa += a;
                 sb += b;
             }
-            acc[c] += sa;
-            acc[C + c] += sb;
+            s1[c] += sa;
+            s2[c] += sb;
         }
 }
 
 /* The batch norm's output before a ReLU, x * scale + shift, computed as the forward
- * pass computes it (bn_affine_planes): backward takes the ReLU's mask from x again
+ * pass computes it (bn_affine_range): backward takes the ReLU's mask from x again
  * instead of reading its output. */
 #define FNN_BN_Z(x, sc, sh) ((x) * (sc) + (sh))
 
-/* acc[c] += sum g', acc[C + c] += sum g' (x - mean[c]) over channel c's planes of
- * samples [n0, n1), with g' = gy, or with a ReLU after the batch norm (relu_scale
- * given) g' = gy where the ReLU passed its input. Partial sums of FNN_SUM_SPAN values
- * in T. */
-static FNN_CLONES void S(bn_grad_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc, void *vctx)
+/* sg[c] = sum g', sgx[c] = sum g' (x - mean[c]) for c in [c0, c1), with g' = gy, or
+ * with a ReLU after the batch norm (relu_scale given) g' = gy where the ReLU passed
+ * its input. Partial sums of FNN_SUM_SPAN values in T, then in double. */
+static FNN_CLONES void S(bn_grad_range)(ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner,
+                                        ptrdiff_t c0, ptrdiff_t c1, const T *x, const T *gy,
+                                        const T *relu_scale, const T *relu_shift,
+                                        const T *mean, double *sg, double *sgx)
 {
-    struct S(bn_rows_ctx) *cx = vctx;
-    ptrdiff_t C = cx->C, inner = cx->inner;
-    for (ptrdiff_t n = n0; n < n1; n++)
-        for (ptrdiff_t c = 0; c < C; c++) {
+    for (ptrdiff_t c = c0; c < c1; c++) sg[c] = sgx[c] = 0;
+    for (ptrdiff_t n = 0; n < N; n++)
+        for (ptrdiff_t c = c0; c < c1; c++) {
             ptrdiff_t off = (n * C + c) * inner;
-            const T *xc = cx->x + off, *gc = cx->gy + off;
-            T mu = cx->mean[c];
+            const T *xc = x + off, *gc = gy + off;
+            T mu = mean[c];
             double sa = 0, sb = 0;
             for (ptrdiff_t q0 = 0; q0 < inner; q0 += FNN_SUM_SPAN) {
                 ptrdiff_t q1 = q0 + FNN_SUM_SPAN < inner ? q0 + FNN_SUM_SPAN : inner;
                 T a = 0, b = 0;
-                if (cx->relu_scale) {
-                    T sc = cx->relu_scale[c], sh = cx->relu_shift[c];
+                if (relu_scale) {
+                    T sc = relu_scale[c], sh = relu_shift[c];
 #pragma omp simd reduction(+ : a, b)
                     for (ptrdiff_t q = q0; q < q1; q++) {
                         T xq = xc[q], gq = gc[q];
@@ -234,57 +241,59 @@ static FNN_CLONES void S(bn_grad_planes)(ptrdiff_t n0, ptrdiff_t n1, double *acc
                 sa += a;
                 sb += b;
             }
-            acc[c] += sa;
-            acc[C + c] += sb;
+            sg[c] += sa;
+            sgx[c] += sb;
         }
 }
 
-/* y = x * scale[c] + shift[c] (then max(y, 0) with relu; NaN passes) on planes
- * [p0, p1) of inner values, plane p of channel p % C. */
-static FNN_CLONES void S(bn_affine_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
-                                           ptrdiff_t inner, const T *x, const T *scale,
-                                           const T *shift, int relu, T *y)
+/* y = x * scale[c] + shift[c] (then max(y, 0) with relu; NaN passes), c in [c0, c1). */
+static FNN_CLONES void S(bn_affine_range)(ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner,
+                                          ptrdiff_t c0, ptrdiff_t c1, const T *x,
+                                          const T *scale, const T *shift, int relu, T *y)
 {
-    for (ptrdiff_t p = p0; p < p1; p++) {
-        const T *xp = x + p * inner;
-        T *yp = y + p * inner, sc = scale[p % C], sh = shift[p % C];
-        if (relu) {
+    for (ptrdiff_t n = 0; n < N; n++)
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            ptrdiff_t off = (n * C + c) * inner;
+            const T *xp = x + off;
+            T *yp = y + off, sc = scale[c], sh = shift[c];
+            if (relu) {
 #pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) {
-                T z = FNN_BN_Z(xp[q], sc, sh);
-                yp[q] = FNN_F_RELU(z, 0, 0);
+                for (ptrdiff_t q = 0; q < inner; q++) {
+                    T z = FNN_BN_Z(xp[q], sc, sh);
+                    yp[q] = FNN_F_RELU(z, 0, 0);
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t q = 0; q < inner; q++) yp[q] = FNN_BN_Z(xp[q], sc, sh);
             }
-        } else {
-#pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) yp[q] = FNN_BN_Z(xp[q], sc, sh);
         }
-    }
 }
 
-/* gx = k g' - b0 - b1 (x - mean) on planes [p0, p1) (g' as in bn_grad_planes). */
-static FNN_CLONES void S(bn_gx_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
-                                       ptrdiff_t inner, const T *x, const T *gy,
-                                       const T *relu_scale, const T *relu_shift,
-                                       const T *mean, const T *k, const T *b0, const T *b1,
-                                       T *gx)
+/* gx = k g' - b0 - b1 (x - mean), c in [c0, c1) (g' as in bn_grad_range). */
+static FNN_CLONES void S(bn_gx_range)(ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner, ptrdiff_t c0,
+                                      ptrdiff_t c1, const T *x, const T *gy,
+                                      const T *relu_scale, const T *relu_shift,
+                                      const T *mean, const T *k, const T *b0, const T *b1,
+                                      T *gx)
 {
-    for (ptrdiff_t p = p0; p < p1; p++) {
-        ptrdiff_t c = p % C, off = p * inner;
-        const T *xp = x + off, *gp = gy + off;
-        T *o = gx + off, mu = mean[c], k_ = k[c], c0 = b0[c], c1 = b1[c];
-        if (relu_scale) {
-            T sc = relu_scale[c], sh = relu_shift[c];
+    for (ptrdiff_t n = 0; n < N; n++)
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            ptrdiff_t off = (n * C + c) * inner;
+            const T *xp = x + off, *gp = gy + off;
+            T *o = gx + off, mu = mean[c], k_ = k[c], d0 = b0[c], d1 = b1[c];
+            if (relu_scale) {
+                T sc = relu_scale[c], sh = relu_shift[c];
 #pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) {
-                T xq = xp[q], gq = gp[q];
-                T g = FNN_BN_Z(xq, sc, sh) > 0 ? gq : (T)0;
-                o[q] = k_ * g - c0 - c1 * (xq - mu);
+                for (ptrdiff_t q = 0; q < inner; q++) {
+                    T xq = xp[q], gq = gp[q];
+                    T g = FNN_BN_Z(xq, sc, sh) > 0 ? gq : (T)0;
+                    o[q] = k_ * g - d0 - d1 * (xq - mu);
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t q = 0; q < inner; q++) o[q] = k_ * gp[q] - d0 - d1 * (xp[q] - mu);
             }
-        } else {
-#pragma omp simd
-            for (ptrdiff_t q = 0; q < inner; q++) o[q] = k_ * gp[q] - c0 - c1 * (xp[q] - mu);
         }
-    }
 }
 
 /* T arrays of C elements in the free tail of a FNN_COLSUM_SCRATCH(2C) scratch (room
@@ -292,25 +301,20 @@ static FNN_CLONES void S(bn_gx_planes)(ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t C,
 #define FNN_SCRATCH_T(scratch, C, i) \
     ((T *)((scratch) + (FNN_ROW_CHUNKS + 1) * 2 * (C)) + (i) * (C))
 
-/* Batch statistics of an (outer, C, inner) x: save_mean, save_invstd, the running
- * statistics (if given) and the affine scale/shift that normalise x (y = x * scale +
- * shift). The sums are shifted by each channel's first value (no cancellation in the
- * sum of squares for data far from 0). */
-static void S(bn_stats_all)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const T *x,
-                            const T *gamma, const T *beta, double eps, double momentum,
-                            T *running_mean, T *running_var, T *save_mean, T *save_invstd,
-                            T *scale, T *shift, double *scratch)
+/* From s1, s2 - sums of (x - shift0) and its square over m values per channel - for
+ * channels [c0, c1): save_mean, save_invstd, the running statistics (if given) and
+ * the affine scale/shift that normalise x (y = x * scale + shift). The shift (each
+ * channel's first value) avoids cancellation in the sum of squares for data far
+ * from 0. */
+static void S(bn_finish_stats)(ptrdiff_t c0, ptrdiff_t c1, double m, const double *s1,
+                               const double *s2, const T *shift0, const T *gamma,
+                               const T *beta, double eps, double momentum, T *running_mean,
+                               T *running_var, T *save_mean, T *save_invstd, T *scale,
+                               T *shift)
 {
-    T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
-    for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j * inner];
-    struct S(bn_rows_ctx) ctx = {C, inner, x, NULL, NULL, NULL, shift0, NULL};
-    if (inner == 1)
-        fnn_column_sums(outer, 2 * C, S(bn_stats_rows), &ctx, scratch);
-    else
-        fnn_chunk_sums(outer, 1, outer * C * inner, 2 * C, S(bn_stats_planes), &ctx, scratch);
-    double m = (double)(outer * inner), unbias = m > 1 ? m / (m - 1) : 1.0;
-    for (ptrdiff_t j = 0; j < C; j++) {
-        double mu = scratch[j] / m, v = scratch[C + j] / m - mu * mu;
+    double unbias = m > 1 ? m / (m - 1) : 1.0;
+    for (ptrdiff_t j = c0; j < c1; j++) {
+        double mu = s1[j] / m, v = s2[j] / m - mu * mu;
         v = v > 0 ? v : 0;
         mu += shift0[j];
         double is = 1.0 / sqrt(v + eps);
@@ -326,13 +330,28 @@ static void S(bn_stats_all)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const
     }
 }
 
+/* Batch statistics of an (N, C) x (column sums over row chunks), as bn_finish_stats. */
+static void S(bn_stats_rows_all)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
+                                 const T *beta, double eps, double momentum,
+                                 T *running_mean, T *running_var, T *save_mean,
+                                 T *save_invstd, T *scale, T *shift, double *scratch)
+{
+    T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
+    for (ptrdiff_t j = 0; j < C; j++) shift0[j] = x[j]; /* the first row */
+    struct S(bn_rows_ctx) ctx = {C, x, NULL, NULL, NULL, shift0};
+    fnn_column_sums(N, 2 * C, S(bn_stats_rows), &ctx, scratch);
+    S(bn_finish_stats)(0, C, (double)N, scratch, scratch + C, shift0, gamma, beta, eps,
+                       momentum, running_mean, running_var, save_mean, save_invstd, scale,
+                       shift);
+}
+
 static void S(bn_train_rows)(ptrdiff_t N, ptrdiff_t C, const T *x, const T *gamma,
                              const T *beta, double eps, double momentum, T *running_mean,
                              T *running_var, T *y, T *save_mean, T *save_invstd,
                              double *scratch)
 {
     T *scale = FNN_SCRATCH_T(scratch, C, 1), *shift = FNN_SCRATCH_T(scratch, C, 2);
-    S(bn_stats_all)(N, C, 1, x, gamma, beta, eps, momentum, running_mean, running_var,
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
                     save_mean, save_invstd, scale, shift, scratch);
     FNN_PARALLEL_SPLIT(N, N * C, lo, hi, S(affine_rows)(lo, hi, C, x, scale, shift, y));
 }
@@ -343,7 +362,7 @@ static void S(bn_backward_rows)(ptrdiff_t N, ptrdiff_t C, int batch_stats, const
 {
     T *k = FNN_SCRATCH_T(scratch, C, 0), *a0 = FNN_SCRATCH_T(scratch, C, 1),
       *a1 = FNN_SCRATCH_T(scratch, C, 2);
-    struct S(bn_rows_ctx) ctx = {C, 1, x, gy, mean, invstd, NULL, NULL};
+    struct S(bn_rows_ctx) ctx = {C, x, gy, mean, invstd, NULL};
     fnn_column_sums(N, 2 * C, S(bn_grad_rows), &ctx, scratch);
     double inv_m = 1.0 / (double)N;
     for (ptrdiff_t j = 0; j < C; j++) {
@@ -365,12 +384,17 @@ static void S(bn_train_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, co
                                T *running_mean, T *running_var, int relu, T *y, T *save_mean,
                                T *save_invstd, T *scale, T *shift, double *scratch)
 {
+    T *shift0 = FNN_SCRATCH_T(scratch, C, 0);
     if (!scale) scale = FNN_SCRATCH_T(scratch, C, 1);
     if (!shift) shift = FNN_SCRATCH_T(scratch, C, 2);
-    S(bn_stats_all)(outer, C, inner, x, gamma, beta, eps, momentum, running_mean,
-                    running_var, save_mean, save_invstd, scale, shift, scratch);
-    FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
-                       S(bn_affine_planes)(lo, hi, C, inner, x, scale, shift, relu, y));
+    double *s1 = scratch, *s2 = scratch + C, m = (double)(outer * inner);
+    FNN_PARALLEL_SPLIT(C, outer * C * inner, c0, c1,
+                       for (ptrdiff_t c = c0; c < c1; c++) shift0[c] = x[c * inner];
+                       S(bn_stats_range)(outer, C, inner, c0, c1, x, shift0, s1, s2);
+                       S(bn_finish_stats)(c0, c1, m, s1, s2, shift0, gamma, beta, eps,
+                                          momentum, running_mean, running_var, save_mean,
+                                          save_invstd, scale, shift);
+                       S(bn_affine_range)(outer, C, inner, c0, c1, x, scale, shift, relu, y));
 }
 
 /* Backward on (outer, C, inner) input (relu_scale, relu_shift: the forward's affine
@@ -386,21 +410,21 @@ static void S(bn_backward_planes)(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
 {
     T *k = FNN_SCRATCH_T(scratch, C, 0), *b0 = FNN_SCRATCH_T(scratch, C, 1),
       *b1 = FNN_SCRATCH_T(scratch, C, 2);
-    struct S(bn_rows_ctx) ctx = {C, inner, x, gy, mean, invstd, NULL, relu_scale, relu_shift};
-    fnn_chunk_sums(outer, 1, outer * C * inner, 2 * C, S(bn_grad_planes), &ctx, scratch);
-    double inv_m = 1.0 / (double)(outer * inner);
-    for (ptrdiff_t j = 0; j < C; j++) {
-        double is = (double)invstd[j], kj = (gamma ? (double)gamma[j] : 1.0) * is;
-        double sg = scratch[j], sgx = scratch[C + j] * is; /* sum g', sum g' xhat */
-        k[j] = (T)kj;
-        b0[j] = batch_stats ? (T)(kj * sg * inv_m) : (T)0;
-        b1[j] = batch_stats ? (T)(kj * is * sgx * inv_m) : (T)0;
-        if (ggamma) ggamma[j] += (T)sgx;
-        if (gbeta) gbeta[j] += (T)sg;
-    }
-    FNN_PARALLEL_SPLIT(outer * C, outer * C * inner, lo, hi,
-                       S(bn_gx_planes)(lo, hi, C, inner, x, gy, relu_scale, relu_shift, mean,
-                                       k, b0, b1, gx));
+    double *sg = scratch, *sgx = scratch + C, inv_m = 1.0 / (double)(outer * inner);
+    FNN_PARALLEL_SPLIT(
+        C, outer * C * inner, c0, c1,
+        S(bn_grad_range)(outer, C, inner, c0, c1, x, gy, relu_scale, relu_shift, mean, sg,
+                         sgx);
+        for (ptrdiff_t j = c0; j < c1; j++) {
+            double is = (double)invstd[j], kj = (gamma ? (double)gamma[j] : 1.0) * is;
+            double sx = sgx[j] * is; /* sum g' xhat */
+            k[j] = (T)kj;
+            b0[j] = batch_stats ? (T)(kj * sg[j] * inv_m) : (T)0;
+            b1[j] = batch_stats ? (T)(kj * is * sx * inv_m) : (T)0;
+            if (ggamma) ggamma[j] += (T)sx;
+            if (gbeta) gbeta[j] += (T)sg[j];
+        } S(bn_gx_range)(outer, C, inner, c0, c1, x, gy, relu_scale, relu_shift, mean, k,
+                         b0, b1, gx));
 }
 
 /* Channel blocks [j0, j1) of (outer, C, inner) input in parallel (evaluation): single

@@ -45,8 +45,8 @@ void S(fnn_bn_relu_dropout_train)(ptrdiff_t N, ptrdiff_t C, const T *x, const T 
                                   double p, double dscale, uint64_t seed, uint64_t counter,
                                   uint64_t offset, double *scratch)
 {
-    S(bn_stats_all)(N, C, 1, x, gamma, beta, eps, momentum, running_mean, running_var,
-                    save_mean, save_invstd, scale, shift, scratch);
+    S(bn_stats_rows_all)(N, C, x, gamma, beta, eps, momentum, running_mean, running_var,
+                         save_mean, save_invstd, scale, shift, scratch);
     uint64_t key = fnn_dropout_key(seed, counter);
     uint32_t thresh = fnn_drop_threshold(p);
     FNN_PARALLEL_SPLIT(N, N * C, lo, hi,
