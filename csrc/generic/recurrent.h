@@ -611,18 +611,39 @@ struct S(back_io) {
     int accumulate_dx;
 };
 
+/* The block of sequences a step back works on next: [n0, n0 + m) at time t (m = 0:
+ * none). */
+struct S(back_next) {
+    ptrdiff_t t, n0, m;
+};
+
 /* Sequences n0 .. n0 + mb at time t, units [u, u + FNN_RNN_PANEL): dh (the tile's sum)
  * plus dy gives the gate gradients, and dh becomes the carry. A padded step passes dh
- * through and has zero gate gradients. */
+ * through and has zero gate gradients. Each row also fetches into L2 the same units of
+ * the matching row of the next block (its gates, state and dy, and its gate gradients'
+ * lines for writing): they come from memory, and without it the epilogue stalls on
+ * them (a third of the step back's time). */
 static inline __attribute__((always_inline)) void S(gru_tile_back)(const struct S(back_io) *io,
                                                                  ptrdiff_t t, ptrdiff_t n0,
-                                                                 int mb, ptrdiff_t u)
+                                                                 int mb, ptrdiff_t u,
+                                                                 const struct S(back_next) *nx)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, G = 4 * H, P = FNN_RNN_PANEL;
     for (int i = 0; i < mb; i++) {
         ptrdiff_t n = n0 + i, r = fnn_rnn_row(d, t, n);
         T *dh = io->dh + n * H + u, *dg = io->dgates + r * G + u;
+        if (i < nx->m) {
+            ptrdiff_t rn = fnn_rnn_row(d, nx->t, nx->n0 + i);
+            for (ptrdiff_t v = 0; v < P; v += FNN_RNN_VL) {
+                for (int k = 0; k < 4; k++) {
+                    __builtin_prefetch(io->gates + rn * G + k * H + u + v, 0, 2);
+                    __builtin_prefetch(io->dgates + rn * G + k * H + u + v, 1, 2);
+                }
+                __builtin_prefetch(io->hprev + rn * H + u + v, 0, 2);
+                if (io->dy) __builtin_prefetch(io->dy + rn * io->lddy + u + v, 0, 2);
+            }
+        }
         if (!fnn_rnn_active(io->lengths, t, n)) {
             for (int k = 0; k < 4; k++) memset(dg + k * H, 0, (size_t)P * sizeof(T));
             continue;
@@ -633,9 +654,10 @@ static inline __attribute__((always_inline)) void S(gru_tile_back)(const struct 
 }
 
 /* Sequences [b0, b0 + m) at time t; dgn: the gate gradients of their rows at the step
- * after (NULL at the last step: no recurrent part). */
+ * after (NULL at the last step: no recurrent part); nx: the block after. */
 static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrdiff_t t,
-                                              ptrdiff_t b0, ptrdiff_t m, const T *dgn)
+                                              ptrdiff_t b0, ptrdiff_t m, const T *dgn,
+                                              const struct S(back_next) *nx)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, G = 4 * H, lda = fnn_rnn_row_stride(d) * G, K = dgn ? 3 * H : 0;
@@ -650,7 +672,7 @@ static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrd
             S(step_tile_4x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
         for (; i < m; i++)
             S(step_tile_1x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
-        S(gru_tile_back)(io, t, b0, (int)m, u);
+        S(gru_tile_back)(io, t, b0, (int)m, u, nx);
     }
 }
 
@@ -672,7 +694,10 @@ static void S(gru_backward_rows)(const struct S(back_io) *io, ptrdiff_t lo, ptrd
             ptrdiff_t m = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi - b0 : FNN_RNN_BLOCK_ROWS;
             T *dg = io->dgates + fnn_rnn_row(d, t, b0) * G;
             const T *dgn = s < Tn - 1 ? io->dgates + fnn_rnn_row(d, t + dt, b0) * G : NULL;
-            S(gru_step_back)(io, t, b0, m, dgn);
+            struct S(back_next) nx = {t, b0 + m, hi - b0 - m}; /* the next block, or the */
+            if (nx.m == 0 && s > 0) nx = (struct S(back_next)){t - dt, lo, hi - lo}; /* step's first */
+            if (nx.m > FNN_RNN_BLOCK_ROWS) nx.m = FNN_RNN_BLOCK_ROWS;
+            S(gru_step_back)(io, t, b0, m, dgn, &nx);
             if (io->dx) { /* input side: gate columns [0, 2H) and [3H, 4H), W_ih's rows */
                 T *dx = io->dx + fnn_rnn_row(d, t, b0) * io->lddx;
                 (io->accumulate_dx ? S(step_gemm_add) : S(step_gemm))(
