@@ -780,37 +780,48 @@ FNN_RNN_WG_TILE(1, wgrad_tile_1)
  * b's columns in registers, the gate columns broadcast, so that the sums add to dw's
  * rows a vector at a time (a tile of the transposed orientation above ends in 256
  * scalar additions, 8% of the weight gradients' time). With PF, the tile also fetches
- * lines [l, l1) of pf (line l: row l / 2, half l % 2 of a panel), one per row. */
-#define FNN_RNN_WGV_TILE(MB, NAME, PF)                                                       \
+ * lines [l, l1) of pf (line l: row l / 2, half l % 2 of a panel), one per row; with BS
+ * it adds the gate columns' sums over the rows to bs[i] (the bias gradient: no pass of
+ * its own over dgates). */
+#define FNN_RNN_WGV_TILE(MB, NAME, PF, BS)                                                   \
     static inline __attribute__((always_inline)) void S(NAME)(                              \
         ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw, \
-        const T *pf, ptrdiff_t l, ptrdiff_t l1)                                              \
+        const T *pf, ptrdiff_t l, ptrdiff_t l1, T *bs)                                       \
     {                                                                                        \
         S(wvec) acc[MB * 2];                                                                 \
+        T sum[MB];                                                                           \
         for (int i = 0; i < 2 * MB; i++) acc[i] = (S(wvec)){0};                              \
+        for (int i = 0; i < MB; i++) sum[i] = 0;                                             \
         for (ptrdiff_t r = 0; r < R; r++) {                                                  \
             if (PF && l < l1) {                                                              \
                 __builtin_prefetch(pf + (l >> 1) * ldg + (l & 1) * FNN_RNN_VL);              \
                 l++;                                                                         \
             }                                                                                \
             S(rank1)(MB, 2, acc, g + r * ldg, 1, b + r * ldb);                               \
+            if (BS)                                                                          \
+                for (int i = 0; i < MB; i++) sum[i] += g[r * ldg + i];                       \
         }                                                                                    \
         for (int i = 0; i < MB; i++)                                                         \
             for (int v = 0; v < 2; v++)                                                      \
                 *(S(wvec) *)(dw + i * ldw + v * FNN_RNN_VL) += acc[i * 2 + v];               \
+        if (BS)                                                                              \
+            for (int i = 0; i < MB; i++) bs[i] += sum[i];                                    \
     }
-FNN_RNN_WGV_TILE(8, wgrad_vtile_8, 0)
-FNN_RNN_WGV_TILE(8, wgrad_vtile_8_pf, 1)
-FNN_RNN_WGV_TILE(1, wgrad_vtile_1, 0)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8, 0, 0)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_pf, 1, 0)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_bs, 0, 1)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_pf_bs, 1, 1)
+FNN_RNN_WGV_TILE(1, wgrad_vtile_1, 0, 0)
 #undef FNN_RNN_WGV_TILE
 
 /* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL. pf: the panel's rows of the
  * next pass (pfr of them, or pf NULL), fetched while these are used: each tile of 8
- * gate columns takes an even share of the lines. */
+ * gate columns takes an even share of the lines. bs (ni) += the column sums of g, or
+ * NULL (only when J and ni are whole panels). */
 static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
                                             const T *g, ptrdiff_t ldg, const T *b,
                                             ptrdiff_t ldb, T *dw, ptrdiff_t ldw, const T *pf,
-                                            ptrdiff_t pfr)
+                                            ptrdiff_t pfr, T *bs)
 {
     ptrdiff_t P = FNN_RNN_PANEL;
     if (J % P == 0) { /* b's columns a panel at a time, 8 gate columns by 8 */
@@ -819,15 +830,21 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
         for (; i + 8 <= ni; i += 8)
             for (ptrdiff_t j = 0; j < J; j += P, tile++) {
                 ptrdiff_t l0 = tile * share, l1 = l0 + share < 2 * pfr ? l0 + share : 2 * pfr;
-                if (pf && l0 < l1)
-                    S(wgrad_vtile_8_pf)(R, g + i, ldg, b + j, ldb, dw + i * ldw + j, ldw, pf,
-                                        l0, l1);
+                const T *gi = g + i, *bj = b + j;
+                T *dwij = dw + i * ldw + j, *bsi = bs && j == 0 ? bs + i : NULL;
+                if (pf && l0 < l1 && bsi)
+                    S(wgrad_vtile_8_pf_bs)(R, gi, ldg, bj, ldb, dwij, ldw, pf, l0, l1, bsi);
+                else if (pf && l0 < l1)
+                    S(wgrad_vtile_8_pf)(R, gi, ldg, bj, ldb, dwij, ldw, pf, l0, l1, NULL);
+                else if (bsi)
+                    S(wgrad_vtile_8_bs)(R, gi, ldg, bj, ldb, dwij, ldw, NULL, 0, 0, bsi);
                 else
-                    S(wgrad_vtile_8)(R, g + i, ldg, b + j, ldb, dw + i * ldw + j, ldw, NULL, 0, 0);
+                    S(wgrad_vtile_8)(R, gi, ldg, bj, ldb, dwij, ldw, NULL, 0, 0, NULL);
             }
-        for (; i < ni; i++)
+        for (; i < ni; i++) /* (a narrower panel: never with bs, see rnn_weight_grads) */
             for (ptrdiff_t j = 0; j < J; j += P)
-                S(wgrad_vtile_1)(R, g + i, ldg, b + j, ldb, dw + i * ldw + j, ldw, NULL, 0, 0);
+                S(wgrad_vtile_1)(R, g + i, ldg, b + j, ldb, dw + i * ldw + j, ldw, NULL, 0, 0,
+                                 NULL);
         return;
     }
     if (ni < P) {
@@ -852,9 +869,13 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
  * shared out between threads, and each thread takes the rows FNN_RNN_WG_ROWS at a time
  * (its panels of those rows, with x and h, stay in L2 while every tile of columns of x
  * and h meets them; dgates streams from memory once). Each weight entry is a sum in a
- * fixed order, the same for any thread count. */
+ * fixed order, the same for any thread count. dbias (G), or NULL: += the column sums
+ * of dgates, by the W_hh tiles of each segment and the W_ih tiles of those whose
+ * columns differ (the GRU's n), which together cover every gate column once (only
+ * with both weights and widths I and H whole panels: fnn_rnn_backward). */
 static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx,
-                                const T *hprev, const T *dgates, T *dw_ih, T *dw_hh)
+                                const T *hprev, const T *dgates, T *dw_ih, T *dw_hh,
+                                T *dbias)
 {
     ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
     ptrdiff_t R = d->batch * d->steps, P = FNN_RNN_PANEL;
@@ -876,15 +897,15 @@ static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx
                 /* the panel's rows of the next pass, fetched while these are used */
                 const T *pf = R - r > FNN_RNN_WG_ROWS ? g + FNN_RNN_WG_ROWS * G : NULL;
                 ptrdiff_t pfr = R - r - nr < FNN_RNN_WG_ROWS ? R - r - nr : FNN_RNN_WG_ROWS;
+                int own_cols = !dw_hh || seg[k][1] != seg[k][0]; /* W_ih's, not W_hh's */
                 if (dw_hh)
                     S(wgrad_panel)(nr, ni, H, g + seg[k][0] + off, G, hprev + r * H, H,
-                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL, pfr);
+                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL, pfr,
+                                   dbias ? dbias + seg[k][0] + off : NULL);
                 if (dw_ih)
                     S(wgrad_panel)(nr, ni, I, g + seg[k][1] + off, G, x + r * ldx, ldx,
-                                   dw_ih + row * I, I,
-                                   pf && (!dw_hh || seg[k][1] != seg[k][0]) ? pf + seg[k][1] + off
-                                                                          : NULL,
-                                   pfr);
+                                   dw_ih + row * I, I, pf && own_cols ? pf + seg[k][1] + off : NULL,
+                                   pfr, dbias && own_cols ? dbias + seg[k][1] + off : NULL);
             }
         });
 }
@@ -927,7 +948,11 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
     /* Weight and input gradients over all steps at once. The weight gradients are
      * the tiles above; the GEMM-only run times the same products through BLAS. */
     int tiles = !d->gemm_only && fnn_rnn_tiles();
-    if (tiles) S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh);
+    int bias_in_tiles = tiles && dbias && dw_ih && dw_hh && I % FNN_RNN_PANEL == 0 &&
+                        H % FNN_RNN_PANEL == 0;
+    if (bias_in_tiles) memset(dbias, 0, (size_t)G * sizeof(T));
+    if (tiles)
+        S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh, bias_in_tiles ? dbias : NULL);
     else if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
     if (d->mode == FNN_RNN_GRU) { /* input side: gate columns [0, 2H) and [3H, 4H) */
         const T *dn = dgates + 3 * H;
@@ -944,7 +969,7 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
             S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
         if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
     }
-    if (dbias && !d->gemm_only) {
+    if (dbias && !d->gemm_only && !bias_in_tiles) {
         struct S(colsum_ctx) c = {dgates, G};
         fnn_column_sums(R, G, S(colsum_rows), &c, scratch);
         for (ptrdiff_t j = 0; j < G; j++) dbias[j] = (T)scratch[j];
