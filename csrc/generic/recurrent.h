@@ -753,9 +753,10 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 /* ---- weight gradients: dw += dgates^T b over all rows ---------------------------
  * BLAS would first copy the transposed dgates (R x G, the largest array of the step)
  * into packed panels, and for W_ih and W_hh separately; these tiles read each panel of
- * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while 8
- * columns of x or h at a time meet it in registers (on AVX-512; elsewhere, and in the
- * GEMM-only run, the BLAS products). */
+ * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, 8 gate
+ * columns at a time against a panel of x's or h's columns in registers (or, where
+ * their width is not whole panels, the whole panel in registers against 8 columns of x
+ * or h) (on AVX-512; elsewhere, and in the GEMM-only run, the BLAS products). */
 
 /* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB:
  * the panel's columns in registers, b's broadcast (when J is not whole panels). */
