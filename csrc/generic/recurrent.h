@@ -530,9 +530,27 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
                     for (ptrdiff_t i = 0; i < m; i++) memset(ghn + i * W, 0, hbytes);
                 }
             }
+            /* the block after (this step's next, or the next step's first): in training
+             * its rows of gates, y and the state are written for the first time, and
+             * fetching them for writing while this block runs saves the products and
+             * this pass the stalls on them */
+            ptrdiff_t nt = t, nb = b1, nm = hi - b1;
+            if (nm == 0 && s + 1 < Tn) nt = t + dt, nb = lo, nm = hi - lo;
+            if (d->one_step || d->gemm_only) nm = 0;
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
                 struct S(step_rows) r;
                 T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
+                if (n - b0 < nm) {
+                    ptrdiff_t rn = fnn_rnn_row(d, nt, nb + n - b0);
+                    for (ptrdiff_t j = 0; j < G; j += FNN_RNN_VL)
+                        __builtin_prefetch(gates + rn * G + j, 1, 2);
+                    for (ptrdiff_t j = 0; j < H; j += FNN_RNN_VL) {
+                        if (y) __builtin_prefetch(y + rn * ldy + j, 1, 2);
+                        if (nt + dt >= 0 && nt + dt < Tn)
+                            __builtin_prefetch(hprev + fnn_rnn_row(d, nt + dt, nb + n - b0) * H + j,
+                                               1, 2);
+                    }
+                }
                 if (!S(step_rows)(&io, n, 0, H, &r)) continue;
                 if (lstm) S(lstm_row_forward)(H, g, bias, r.c, r.hnext, r.cnext);
                 else if (gru) S(gru_row_forward)(H, g, gh + n * W + 2 * H, bias, r.h, r.hnext);
