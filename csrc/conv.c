@@ -56,6 +56,7 @@
 #define FNN_CONV_PART_ELEMS (1 << 21)
 
 int fnn_conv_winograd_enabled = 1;
+int fnn_conv_phase_enabled = 1;
 
 /* Winograd F(tm x tm, 3x3) of one sample (generic/winograd.h), tm = 2 or 4: Ci input
  * planes Hi x Wi padded by (ph, pw) (room for the (tm + 2)^2 window of every tm x tm
@@ -116,6 +117,53 @@ static int fnn_conv_wino_fits(const fnn_conv_geom *g)
            g->pw <= 1 && g->C >= 16 && g->K >= 16;
 }
 
+/* Strided convolutions, "phase" path: split into phase planes by the input's row and
+ * column modulo the stride, a convolution of stride s reads every tap's window as a
+ * contiguous run, so that the products read the planes in place as the direct path
+ * reads the padded input (no kh x kw copy). Along one axis (n inputs padded by p, no
+ * outputs, k taps d apart, stride s): tap i reads residue r_i = i d mod s of the padded
+ * input at offset e_i = i d / s of output o, i.e. position o + e_i of plane r_i
+ * (len = no + max e_i long; only the residues some tap reads are kept, `res` of them,
+ * tap i's at index ridx[r_i]). dL/dx of the inputs of residue r (positions s U + r - p,
+ * U in [u0[r], u0[r] + nu[r])) is the stride-1 correlation of dL/dz with that
+ * residue's taps (ord[st[r] .. st[r + 1]), oldest first): input U takes output U - e_i,
+ * read from dL/dz padded by `pad` before and to q values. */
+#define FNN_PHASE_MAXK 16 /* taps per axis */
+#define FNN_PHASE_MAXS 8  /* stride */
+typedef struct {
+    ptrdiff_t len, res, pad, q, numax;
+    ptrdiff_t ridx[FNN_PHASE_MAXS], u0[FNN_PHASE_MAXS], nu[FNN_PHASE_MAXS];
+    ptrdiff_t st[FNN_PHASE_MAXS + 1], ord[FNN_PHASE_MAXK];
+} fnn_phase_axis;
+
+static fnn_phase_axis fnn_phase_axis_of(ptrdiff_t n, ptrdiff_t no, ptrdiff_t k, ptrdiff_t s,
+                                        ptrdiff_t p, ptrdiff_t d)
+{
+    fnn_phase_axis a;
+    memset(&a, 0, sizeof a);
+    ptrdiff_t t = 0, emax = 0, hi = no;
+    for (ptrdiff_t r = 0; r < s; r++) {
+        ptrdiff_t u1;
+        a.st[r] = t;
+        for (ptrdiff_t i = 0; i < k; i++)
+            if (i * d % s == r) a.ord[t++] = i;
+        a.ridx[r] = t > a.st[r] ? a.res++ : -1;
+        fnn_out_range(n, s, p - r, n + p + 1, &a.u0[r], &u1);
+        a.nu[r] = u1 - a.u0[r];
+        if (a.nu[r] > a.numax) a.numax = a.nu[r];
+        for (ptrdiff_t j = a.st[r]; j < t; j++) {
+            ptrdiff_t e = a.ord[j] * d / s;
+            if (e > emax) emax = e;
+            if (e - a.u0[r] > a.pad) a.pad = e - a.u0[r];
+            if (u1 - e > hi) hi = u1 - e;
+        }
+    }
+    a.st[s] = t;
+    a.len = no + emax;
+    a.q = a.pad + hi;
+    return a;
+}
+
 /* How a convolution runs and lays out one sample's buffers in the scratch.
  *
  * A stride-1 convolution whose padding does not exceed the kernel's reach runs
@@ -140,11 +188,20 @@ static int fnn_conv_wino_fits(const fnn_conv_geom *g)
  * padded to whole vectors, with room after the planes for a vector read past the last
  * window. */
 typedef struct {
-    int direct, wgrad, wino;
+    int direct, wgrad, wino, phase;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
     ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
+    ptrdiff_t fs, bs, gstep; /* row stride of the forward's and dL/dz's output rows;
+                                elements of r1 per group in the forward */
     fnn_rows in_rows, gz_rows;
     fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
+    /* phase: the axes; per channel `psz` elements of planes; tap tables of the forward
+     * (tap i of rows at fh[i], of columns at fw[j]) and of dL/dx (in ord's order,
+     * within the padded dL/dz, Hq x Wq planes, relative to the residue's first row) */
+    fnn_phase_axis ah, aw;
+    ptrdiff_t psz, fh[FNN_PHASE_MAXK], fw[FNN_PHASE_MAXK], bh[FNN_PHASE_MAXK],
+        bw[FNN_PHASE_MAXK];
+    const ptrdiff_t *toff; /* the products' offset tables, in the scratch (per call) */
 } fnn_conv_plan;
 
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
@@ -170,7 +227,45 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     p.wino = fnn_conv_wino_fits(g);
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&
                g->pw <= g->dw * (g->kw - 1) && 2 * (Wp - g->Wo) <= Wp;
-    if (p.direct) {
+    if (!p.direct && (g->sh > 1 || g->sw > 1) && p.wgrad && fnn_conv_phase_enabled &&
+        g->kh <= FNN_PHASE_MAXK && g->kw <= FNN_PHASE_MAXK && g->sh <= FNN_PHASE_MAXS &&
+        g->sw <= FNN_PHASE_MAXS) {
+        p.ah = fnn_phase_axis_of(g->H, g->Ho, g->kh, g->sh, g->ph, g->dh);
+        p.aw = fnn_phase_axis_of(g->W, g->Wo, g->kw, g->sw, g->pw, g->dw);
+        /* where im2col would copy inputs more than once (the taps overlap: a 1x1
+         * convolution's columns are a plain gather, and its dL/dx as fast by col2im) and
+         * the wide rows waste at most half of the work, forward and dL/dx */
+        p.phase = (g->dh * (g->kh - 1) + 1 > g->sh || g->dw * (g->kw - 1) + 1 > g->sw) &&
+                  2 * (p.aw.len - g->Wo) <= p.aw.len && 2 * (p.aw.q - p.aw.numax) <= p.aw.q;
+    }
+    if (p.phase) {
+        const fnn_phase_axis *ah = &p.ah, *aw = &p.aw;
+        ptrdiff_t plane = ah->len * aw->len, Wq = aw->q;
+        p.psz = ah->res * aw->res * plane;
+        for (ptrdiff_t i = 0; i < g->kh; i++)
+            p.fh[i] = ah->ridx[i * g->dh % g->sh] * aw->res * plane + i * g->dh / g->sh * aw->len;
+        for (ptrdiff_t j = 0; j < g->kw; j++)
+            p.fw[j] = aw->ridx[j * g->dw % g->sw] * plane + j * g->dw / g->sw;
+        for (ptrdiff_t r = 0; r < g->sh; r++)
+            for (ptrdiff_t t = ah->st[r]; t < ah->st[r + 1]; t++)
+                p.bh[t] = (ah->u0[r] - ah->ord[t] * g->dh / g->sh + ah->pad) * Wq;
+        for (ptrdiff_t r = 0; r < g->sw; r++)
+            for (ptrdiff_t t = aw->st[r]; t < aw->st[r + 1]; t++)
+                p.bw[t] = aw->u0[r] - aw->ord[t] * g->dw / g->sw + aw->pad;
+        p.Hq = ah->q;
+        p.Wq = Wq;
+        p.fs = aw->len;
+        p.bs = g->Wo;
+        p.gstep = C / G * p.psz;
+        p.ld = fnn_conv_row_stride(g->Ho * aw->len);
+        /* the planes; the padded input (weight gradient); dL/dx's wide rows, per phase */
+        p.r1 = C * p.psz + 16;
+        if (p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
+        if (p.r1 < g->sh * g->sw * C * ah->numax * Wq)
+            p.r1 = g->sh * g->sw * C * ah->numax * Wq;
+        p.r2 = K * p.ld;
+        p.r3 = K * p.Hq * Wq + 16;
+    } else if (p.direct) {
         p.qh = g->dh * (g->kh - 1) - g->ph;
         p.qw = g->dw * (g->kw - 1) - g->pw;
         p.Hq = g->Ho + 2 * p.qh;
@@ -182,8 +277,12 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r3 = K * p.Hq * p.Wq + p.Wq + 16;
         p.in_rows = (fnn_rows){g->kh, g->kw, p.Hp * Wp, g->dh * Wp, g->dw};
         p.gz_rows = (fnn_rows){g->kh, g->kw, p.Hq * p.Wq, g->dh * p.Wq, g->dw};
+        p.fs = p.bs = Wp;
+        p.gstep = C / G * p.Hp * Wp;
     } else {
         p.ld = fnn_conv_row_stride(g->Ho * g->Wo);
+        p.fs = p.bs = g->Wo;
+        p.gstep = C / G * g->kh * g->kw * p.ld;
         p.r1 = C * g->kh * g->kw * p.ld;
         if (p.wgrad && (g->ph || g->pw) && p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
         p.r2 = K * p.ld;
@@ -215,6 +314,11 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
 int fnn_conv_uses_winograd(const fnn_conv_geom *g)
 {
     return fnn_conv_plan_of(g).wino;
+}
+
+int fnn_conv_uses_phase(const fnn_conv_geom *g)
+{
+    return fnn_conv_plan_of(g).phase;
 }
 
 /* Whether a convolution runs sample by sample, each thread taking whole samples (or
@@ -249,9 +353,12 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
     /* the bias sums: two float elements per double, one more to align them; then
-     * Winograd's buffers and transformed filters */
+     * Winograd's buffers and transformed filters, or the phase path's offset tables
+     * (ptrdiff_t: two float elements each, one more to align them) */
+    ptrdiff_t G = g->groups > 0 ? g->groups : 1, kk = g->kh * g->kw;
     return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1 +
-           (p.wino ? p.nb * p.r5 + 36 * g->K * g->C : 0);
+           (p.wino ? p.nb * p.r5 + 36 * g->K * g->C : 0) +
+           (p.phase ? 2 * (g->C + g->K) / G * kk + 1 : 0);
 }
 
 /* Run the statements after (n, slots, work, lo, hi, slot, per) for the units [lo, hi) =

@@ -50,6 +50,22 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
 
 FNN_TILES(FNN_GEMM_TILE)
 #undef FNN_GEMM_TILE
+
+/* As gemm_tile, b's rows from an offset table (fnn_taps). */
+#define FNN_GEMM_TAPS_TILE(MB, NV)                                                            \
+    static inline __attribute__((always_inline)) void S(gemm_taps_tile_##MB##_##NV)(         \
+        ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_taps r, T *c, ptrdiff_t ldc)  \
+    {                                                                                         \
+        S(vec) acc[MB][NV];                                                                   \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
+        for (ptrdiff_t p = 0; p < P; p++) FNN_TILE_STEP(MB, NV, b + r.off[p]);                \
+        for (int i = 0; i < MB; i++)                                                          \
+            for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v];   \
+    }
+
+FNN_TILES(FNN_GEMM_TAPS_TILE)
+#undef FNN_GEMM_TAPS_TILE
 #undef FNN_TILE_STEP
 
 /* c (m, n) = a (m, P) b (P, n), b's rows read from `r` in whole vectors (the rows
@@ -79,6 +95,32 @@ static FNN_CLONES void S(tiled_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, cons
             if (!whole)
                 for (ptrdiff_t k = 0; k < mb; k++)
                     memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
+        }
+    }
+}
+
+/* tiled_gemm with b's rows read through an offset table (fnn_taps). */
+static FNN_CLONES void S(tiled_gemm_taps)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, const T *a,
+                                          ptrdiff_t lda, const T *b, fnn_taps r, T *c,
+                                          ptrdiff_t ldc)
+{
+    T buf[4 * 3 * FNN_VL];
+    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
+        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
+        int whole = w == nv * FNN_VL;
+        for (ptrdiff_t i = 0; i < m; i += 4) {
+            ptrdiff_t mb = m - i < 4 ? m - i : 4, ldd = whole ? ldc : 3 * FNN_VL;
+            T *dst = whole ? c + i * ldc + j : buf;
+            switch (mb * 4 + nv) {
+#define FNN_CASE(MB, NV)                                                               \
+    case MB * 4 + NV:                                                                  \
+        S(gemm_taps_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);        \
+        break;
+                FNN_TILES(FNN_CASE)
+#undef FNN_CASE
+            }
+            for (ptrdiff_t k = 0; !whole && k < mb; k++)
+                memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
         }
     }
 }
