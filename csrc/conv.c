@@ -67,13 +67,19 @@ int fnn_conv_phase_enabled = 1;
  * planes Ho x Wo; rb tile rows at a time, each channel's transformed windows and
  * products (tm + 2)^2 rows of ldv. */
 typedef struct {
-    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, tm, th, tw, tp, sp, rb, ldv;
+    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, tm, th, tw, tp, sp, rb, ldv, grp;
 } fnn_wino;
 
 /* Tiles per block of tile rows: the block's transformed windows and products of 16
  * channels (2 x 96 KiB in float for F(2x2, 3x3)) stay in L2 between the transforms
  * and the products. */
 #define FNN_WINO_TILES 96
+
+/* Tiles of a group of small samples' products: two column tiles of the register
+ * tiles (on 64 channels of 8 x 8, two samples' 40 columns took 8-12% less time than
+ * one sample's 20 at a time; four samples' 80, whose transformed windows and products
+ * no longer fit L1 with the filters, 5-8%). */
+#define FNN_WINO_GROUP 48
 
 /* F(4x4, 3x3) for outputs of FNN_WINO4_MIN x FNN_WINO4_MIN or more: 2.25 instead of 4
  * multiplications per output and input channel, and as few transformed values; on
@@ -95,16 +101,44 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
     if (w.rb < 1) w.rb = 1;
     if (w.rb > w.th) w.rb = w.th;
     w.ldv = fnn_conv_row_stride(w.rb * w.tp);
+    /* small planes, a sample in one block of fewer than FNN_WINO_GROUP tiles (an 8 x 8
+     * output: 20 tiles, 24 columns of products): the tiles of up to grp samples side
+     * by side in one product (F(2x2, 3x3), whose transforms only add) */
+    w.grp = w.rb == w.th && w.tm == 2 ? FNN_WINO_GROUP / (w.th * w.tp) : 1;
+    if (w.grp < 1) w.grp = 1;
     return w;
 }
 
-/* Elements of one sample's buffers: the sub-planes, a block's transformed windows and
- * products, the output transform's rows (and F(4x4, 3x3)'s passes). */
-static ptrdiff_t fnn_wino_size(const fnn_wino *w)
+/* Row stride of the transformed windows and products of ns samples' tiles: for a
+ * group, whole vectors and one more element, so that the (tm + 2)^2 rows a transform
+ * reads or writes, Ci or Co rows apart, fall in different L1 sets (with 64 channels and
+ * a multiple of 16 elements, all 16 rows of F(2x2, 3x3) would share one set: the
+ * transforms ran at half speed). */
+static ptrdiff_t fnn_wino_ldv(const fnn_wino *w, ptrdiff_t ns)
 {
-    ptrdiff_t E = (w->tm + 2) * (w->tm + 2);
-    return w->tm * w->tm * (w->Ci * w->sp + w->ldv) + E * (w->Ci + w->Co) * w->ldv +
-           (w->tm == 4 ? 36 * w->ldv : 0);
+    return ns == 1 ? w->ldv : (ns * w->th * w->tp + 7) / 8 * 8 + 1;
+}
+
+/* Elements of the buffers of ns samples side by side (ns > 1: w->grp at most): their
+ * sub-planes, a block's transformed windows and products, the output transform's rows
+ * (and F(4x4, 3x3)'s passes). */
+static ptrdiff_t fnn_wino_size(const fnn_wino *w, ptrdiff_t ns)
+{
+    ptrdiff_t E = (w->tm + 2) * (w->tm + 2), ldv = fnn_wino_ldv(w, ns);
+    return w->tm * w->tm * (ns * w->Ci * w->sp + ldv) + E * (w->Ci + w->Co) * ldv +
+           (w->tm == 4 ? 36 * ldv : 0);
+}
+
+/* Elements per sample's slot of Winograd's scratch: room for ns samples in ns
+ * consecutive slots, any ns up to grp. */
+static ptrdiff_t fnn_wino_slot(const fnn_wino *w)
+{
+    ptrdiff_t slot = 0;
+    for (ptrdiff_t ns = 1; ns <= w->grp; ns++) {
+        ptrdiff_t per = (fnn_wino_size(w, ns) + ns - 1) / ns;
+        if (per > slot) slot = per;
+    }
+    return slot;
 }
 
 /* Whether a convolution can run Winograd (F(2x2, 3x3) or F(4x4, 3x3)): 3x3, stride 1,
@@ -299,8 +333,8 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
-        p.r5 = fnn_wino_size(&p.wf);
-        if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
+        p.r5 = fnn_wino_slot(&p.wf);
+        if (p.r5 < fnn_wino_slot(&p.wb)) p.r5 = fnn_wino_slot(&p.wb);
     }
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */

@@ -486,16 +486,13 @@ static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const
                        });
 }
 
-/* The forward of one sample: its columns or padded input into col (pl->r1), the
- * product (direct: through wide, pl->r2) into z and y, the task blocks in order. */
+/* The forward of one sample: its columns, padded input or phase planes into col
+ * (pl->r1), the product (direct, phase: through wide, pl->r2) into z and y, the task
+ * blocks in order. */
 static void S(conv_forward_sample)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int act,
                                    T a, T b, const T *w, const T *bias, const T *x, T *col,
-                                   T *wide, T *wbuf, const T *U, T *z, T *y)
+                                   T *wide, T *z, T *y)
 {
-    if (pl->wino) {
-        S(wino_sample)(&pl->wf, x, g->H * g->W, g->W, U, act, a, b, bias, z, y, wbuf);
-        return;
-    }
     ptrdiff_t G = g->groups, hw = g->Ho * g->Wo;
     struct S(rowmap) m = {g->Ho, g->Wo, pl->fs};
     ptrdiff_t rpt = S(rows_per_task)(m);
@@ -525,14 +522,30 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
     if (pl.wino) S(wino_filters)(w, g->K, g->C, 0, (int)pl.wf.tm, U);
     if (pl.phase) pl.toff = S(phase_tables)(g, &pl, r5);
-    /* each thread whole samples, in its own buffers (Winograd: whatever the batch) */
-    if (pl.wino || fnn_conv_by_samples(g, &pl)) {
+    if (pl.wino) { /* each thread whole groups of samples, whatever the batch */
+        ptrdiff_t gs = pl.wf.grp;
+        FNN_PARALLEL_SLOTS((g->N + gs - 1) / gs, pl.nb, work, lo, hi, slot, per,
+                           for (ptrdiff_t u = lo; u < hi; u++) {
+                               ptrdiff_t j1 = (u + 1) * gs < g->N ? (u + 1) * gs : g->N;
+                               for (ptrdiff_t j = u * gs; j < j1; j += per) {
+                                   ptrdiff_t ns = j1 - j < per ? j1 - j : per;
+                                   S(wino_samples)(&pl.wf, ns, x + j * in_sample, in_sample,
+                                                   g->H * g->W, g->W, U, act, alpha, beta,
+                                                   bias, z ? z + j * out_sample : NULL,
+                                                   y + j * out_sample, out_sample,
+                                                   r5 + slot * pl.r5);
+                               }
+                           });
+        return;
+    }
+    /* each thread whole samples, in its own buffers */
+    if (fnn_conv_by_samples(g, &pl)) {
         FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
                            for (ptrdiff_t j = lo; j < hi; j++)
                                S(conv_forward_sample)(g, &pl, act, alpha, beta, w, bias,
                                                       x + j * in_sample, r1 + slot * pl.r1,
-                                                      r2 + slot * pl.r2, r5 + slot * pl.r5,
-                                                      U, z ? z + j * out_sample : NULL,
+                                                      r2 + slot * pl.r2,
+                                                      z ? z + j * out_sample : NULL,
                                                       y + j * out_sample));
         return;
     }
@@ -654,16 +667,13 @@ static void S(bwd_wgrad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, ptrdiff_t
 
 /* dL/dx of sample j from its dL/dz in gz. */
 static void S(bwd_input_grad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1,
-                              const T *gz, T *r3, T *r5)
+                              const T *gz, T *r3)
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
     T *gx = J->gx + j * g->C * g->H * g->W;
-    if (pl->wino) /* Winograd's F(2x2, 3x3) on dL/dz, filters flipped */
-        S(wino_sample)(&pl->wb, gz, pl->ld, pl->bs, J->U,
-                       FNN_ACT_IDENTITY, 0, 0, NULL, NULL, gx, r5);
-    else if (pl->phase) { /* each phase's correlation of the padded dL/dz */
+    if (pl->phase) { /* each phase's correlation of the padded dL/dz */
         S(pad_planes_at)(gz, g->K, pl->ld, g->Wo, g->Ho, g->Wo, pl->Hq, pl->Wq, pl->ah.pad,
                          pl->aw.pad, pl->r3 - g->K * pl->Hq * pl->Wq, r3);
         for (ptrdiff_t rh = 0; rh < g->sh; rh++)
@@ -698,7 +708,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
-    ptrdiff_t B = pl->blocks;
+    ptrdiff_t B = pl->blocks, in = g->C * g->H * g->W;
     T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
     T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
     T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
@@ -712,10 +722,17 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
                 S(bwd_prepare)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2, r4 + s * pl->r4,
                                bpart + b * K);
             if (J->gw) S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * ckk * pl->kp);
-            if (J->gx)
+            if (J->gx && pl->wino) /* Winograd on dL/dz, filters flipped, grp at a time */
+                for (ptrdiff_t s = 0; s < cnt; s += pl->wb.grp) {
+                    ptrdiff_t ns = cnt - s < pl->wb.grp ? cnt - s : pl->wb.grp;
+                    S(wino_samples)(&pl->wb, ns, gz + s * pl->r2, pl->r2, pl->ld, pl->bs, J->U,
+                                    FNN_ACT_IDENTITY, 0, 0, NULL, NULL, J->gx + (s0 + s) * in,
+                                    in, r5 + s * pl->r5);
+                }
+            else if (J->gx)
                 for (ptrdiff_t s = 0; s < cnt; s++)
                     S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
-                                      r3 + s * pl->r3, r5 + s * pl->r5);
+                                      r3 + s * pl->r3);
         }
     }
 }

@@ -245,36 +245,54 @@ static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int 
         }
 }
 
-/* One sample: y (Co, Ho, Wo) = act(conv(x, filters U) + bias), x's Ci planes splane
- * apart with rows srow apart; z (may be NULL) keeps the pre-activation, bias may be
- * NULL. buf: fnn_wino_size(wg) elements. */
-static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptrdiff_t srow,
-                           const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
+/* ns samples (wg->grp at most, one if a sample takes several blocks): y (Co, Ho, Wo)
+ * = act(conv(x, filters U) + bias), samples xstride apart in x and ystride in z and
+ * y, x's Ci planes splane apart with rows srow apart; z (may be NULL) keeps the
+ * pre-activation, bias may be NULL. The samples' tiles lie side by side in the
+ * products, which compute every column alike: grouping changes no result. buf:
+ * fnn_wino_size(wg, ns) elements. */
+static void S(wino_samples)(const fnn_wino *wg, ptrdiff_t ns, const T *x, ptrdiff_t xstride,
+                            ptrdiff_t splane, ptrdiff_t srow, const T *U, int act, T a, T b,
+                            const T *bias, T *z, T *y, ptrdiff_t ystride, T *buf)
 {
-    ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = wg->ldv, plane = wg->Ho * wg->Wo;
+    ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = fnn_wino_ldv(wg, ns), plane = wg->Ho * wg->Wo;
     ptrdiff_t E = (wg->tm + 2) * (wg->tm + 2), sub = wg->tm * wg->tm * wg->sp;
-    T *xs = buf, *V = xs + Ci * sub, *M = V + E * Ci * ldv, *q = M + E * Co * ldv;
+    T *xs = buf, *V = xs + ns * Ci * sub, *M = V + E * Ci * ldv, *q = M + E * Co * ldv;
     T *t = q + wg->tm * wg->tm * ldv; /* F(4x4, 3x3)'s transforms: 36 rows of ldv */
     fnn_rows rows = {1, 1, ldv, 0, 0};
-    S(wino_split)(wg, x, splane, srow, q, xs);
+    for (ptrdiff_t s = 0; s < ns; s++)
+        S(wino_split)(wg, x + s * xstride, splane, srow, q, xs + s * Ci * sub);
     for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
         ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
-        ptrdiff_t nv = (n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
-        for (ptrdiff_t c = 0; c < Ci; c++)
-            if (wg->tm == 4)
-                S(wino_in4)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv,
-                            V + c * ldv, t, ldv);
-            else
-                S(wino_in)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, V + c * ldv);
+        ptrdiff_t nv = (ns * n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
+        for (ptrdiff_t s = 0; s < ns; s++)
+            for (ptrdiff_t c = 0; c < Ci; c++) {
+                const T *xc = xs + (s * Ci + c) * sub;
+                T *vc = V + c * ldv + s * n;
+                if (wg->tm == 4)
+                    S(wino_in4)(xc, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, vc, t, ldv);
+                else
+                    S(wino_in)(xc, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, vc);
+            }
         for (ptrdiff_t e = 0; e < E; e++)
             S(tiled_gemm)(Co, nv, Ci, U + e * Co * Ci, Ci, V + e * Ci * ldv, rows,
                           M + e * Co * ldv, ldv);
-        for (ptrdiff_t k = 0; k < Co; k++) {
-            T bk = bias ? bias[k] : (T)0, *zk = z ? z + k * plane : NULL, *yk = y + k * plane;
-            if (wg->tm == 4)
-                S(wino_out4)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv, t);
-            else
-                S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
-        }
+        for (ptrdiff_t s = 0; s < ns; s++)
+            for (ptrdiff_t k = 0; k < Co; k++) {
+                T bk = bias ? bias[k] : (T)0, *yk = y + s * ystride + k * plane;
+                T *zk = z ? z + s * ystride + k * plane : NULL;
+                const T *mk = M + k * ldv + s * n;
+                if (wg->tm == 4)
+                    S(wino_out4)(wg, mk, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv, t);
+                else
+                    S(wino_out)(wg, mk, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
+            }
     }
+}
+
+/* One sample (wino_samples). */
+static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptrdiff_t srow,
+                           const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
+{
+    S(wino_samples)(wg, 1, x, 0, splane, srow, U, act, a, b, bias, z, y, 0, buf);
 }
