@@ -210,39 +210,90 @@ static FNN_CLONES void S(wino_out4)(const fnn_wino *wg, const T *m, ptrdiff_t ms
     S(wino_rows)(wg, 4, q, ldq, i0, i1, act, a, b, bias, z, y);
 }
 
-/* U (E, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3), E = (tm + 2)^2: g =
- * w[k, c] (Co = K, Ci = C) or, flipped, g = w[k, c] rotated by 180 degrees (Co = C, Ci =
- * K: the filters of dL/dx). F(2x2, 3x3): G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1];
- * F(4x4, 3x3): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
- * 1/24 -1/12 1/6; 0 0 1]. */
-static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int tm, T *U)
+/* o = G v of one column or row v of a 3x3 filter. F(2x2, 3x3): G = [1 0 0; 1/2 1/2
+ * 1/2; 1/2 -1/2 1/2; 0 0 1]; F(4x4, 3x3): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
+static inline __attribute__((always_inline)) void S(wino_g)(int tm, T v0, T v1, T v2, T o[6])
+{
+    if (tm == 2) {
+        o[0] = v0, o[1] = (T)0.5 * (v0 + v1 + v2);
+        o[2] = (T)0.5 * (v0 - v1 + v2), o[3] = v2;
+    } else {
+        o[0] = v0 / 4, o[1] = -(v0 + v1 + v2) / 6, o[2] = -(v0 - v1 + v2) / 6;
+        o[3] = v0 / 24 + v1 / 12 + v2 / 6, o[4] = v0 / 24 - v1 / 12 + v2 / 6;
+        o[5] = v2;
+    }
+}
+
+/* u (n x n, n = tm + 2) = G g G^T of one 3x3 filter g = f (rotated by 180 degrees if
+ * flip); fully unrolled for constant tm and flip, so that a loop over filters runs in
+ * vector lanes. */
+static inline __attribute__((always_inline)) void S(wino_filter)(const T *f, int flip, int tm,
+                                                                 T u[6][6])
+{
+    int n = tm + 2;
+    T g[3][3], h[6][3], o[6];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) g[t / 3][t % 3] = f[flip ? 8 - t : t];
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) { /* G g */
+        S(wino_g)(tm, g[0][j], g[1][j], g[2][j], o);
+#pragma GCC unroll 6
+        for (int r = 0; r < n; r++) h[r][j] = o[r];
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < n; j++) { /* (G g) G^T */
+        S(wino_g)(tm, h[j][0], h[j][1], h[j][2], o);
+#pragma GCC unroll 6
+        for (int r = 0; r < n; r++) u[j][r] = o[r];
+    }
+}
+
+/* Rows [o0, o1) of U (E, Co, Ci), E = n^2: U[e][o][i] = the transformed filter of
+ * w[o, i] (Co = K, Ci = C) or, flipped, of w[i, o] rotated (Co = C, Ci = K: the
+ * filters of dL/dx). FNN_WINO_FBLK filters at a time into blk, then each e's values
+ * out as one run: the E rows are Co Ci apart (a multiple of 4 KiB with 32 channels
+ * or more), and writing one value to each in turn thrashed a single L1 set (4x the
+ * time). */
+#define FNN_WINO_FBLK 16
+static FNN_CLONES void S(wino_filter_rows)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip,
+                                           int tm, ptrdiff_t o0, ptrdiff_t o1, T *U)
 {
     ptrdiff_t Co = flip ? C : K, Ci = flip ? K : C, e1 = Co * Ci, n = tm + 2;
-    for (ptrdiff_t k = 0; k < K; k++)
-        for (ptrdiff_t c = 0; c < C; c++) {
-            const T *f = w + (k * C + c) * 9;
-            T g[3][3], h[6][3], u[6][6];
-            for (int t = 0; t < 9; t++) g[t / 3][t % 3] = f[flip ? 8 - t : t];
-            for (int pass = 0; pass < 2; pass++) /* G g, then (G g) G^T */
-                for (int j = 0; j < (pass ? n : 3); j++) {
-                    T v0 = pass ? h[j][0] : g[0][j], v1 = pass ? h[j][1] : g[1][j];
-                    T v2 = pass ? h[j][2] : g[2][j], o[6];
-                    if (tm == 2) {
-                        o[0] = v0, o[1] = (T)0.5 * (v0 + v1 + v2);
-                        o[2] = (T)0.5 * (v0 - v1 + v2), o[3] = v2;
-                    } else {
-                        o[0] = v0 / 4, o[1] = -(v0 + v1 + v2) / 6, o[2] = -(v0 - v1 + v2) / 6;
-                        o[3] = v0 / 24 + v1 / 12 + v2 / 6, o[4] = v0 / 24 - v1 / 12 + v2 / 6;
-                        o[5] = v2;
-                    }
-                    for (int r = 0; r < n; r++) {
-                        if (pass) u[j][r] = o[r];
-                        else h[r][j] = o[r];
-                    }
-                }
-            T *d = U + (flip ? c * Ci + k : k * Ci + c);
-            for (int e = 0; e < n * n; e++) d[e * e1] = u[e / n][e % n];
+    T blk[36][FNN_WINO_FBLK];
+    ptrdiff_t fs = flip ? 9 * C : 9; /* filter i + 1 from filter i */
+    for (ptrdiff_t o = o0; o < o1; o++)
+        for (ptrdiff_t i0 = 0; i0 < Ci; i0 += FNN_WINO_FBLK) {
+            ptrdiff_t nb = Ci - i0 < FNN_WINO_FBLK ? Ci - i0 : FNN_WINO_FBLK;
+            const T *f = w + (flip ? i0 * C + o : o * C + i0) * 9;
+            /* constant tm and flip: the transform unrolls, vectorised over the filters */
+#define FNN_FILTERS(TM, FLIP)                                                 \
+    _Pragma("omp simd") for (ptrdiff_t b = 0; b < nb; b++)                    \
+    {                                                                         \
+        T u[6][6];                                                            \
+        S(wino_filter)(f + b * fs, FLIP, TM, u);                              \
+        _Pragma("GCC unroll 36")                                              \
+        for (int e = 0; e < (TM + 2) * (TM + 2); e++)                         \
+            blk[e][b] = u[e / (TM + 2)][e % (TM + 2)];                        \
+    }
+            if (tm == 2 && flip) FNN_FILTERS(2, 1)
+            else if (tm == 2) FNN_FILTERS(2, 0)
+            else if (flip) FNN_FILTERS(4, 1)
+            else FNN_FILTERS(4, 0)
+#undef FNN_FILTERS
+            for (int e = 0; e < n * n; e++)
+                memcpy(U + e * e1 + o * Ci + i0, blk[e], (size_t)nb * sizeof(T));
         }
+}
+#undef FNN_WINO_FBLK
+
+/* U (E, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3) (wino_filter_rows),
+ * rows split between the threads (each value computed alike on any of them). */
+static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int tm, T *U)
+{
+    ptrdiff_t Co = flip ? C : K;
+    FNN_PARALLEL_SPLIT(Co, 36 * K * C * 8, lo, hi,
+                       S(wino_filter_rows)(w, K, C, flip, tm, lo, hi, U));
 }
 
 /* ns samples (wg->grp at most, one if a sample takes several blocks): y (Co, Ho, Wo)
