@@ -27,12 +27,17 @@
 /* The sub-planes of one sample (conv.c: fnn_wino): its Ci planes x (rows srow apart,
  * planes splane apart) padded and split by row and column modulo the tile size tm,
  * each channel's tm^2 sub-planes sp apart (xs + ((c tm + row % tm) tm + col % tm) sp,
- * row / tm and col / tm within). row: tm tp elements of scratch (a padded row). */
+ * row / tm and col / tm within). Each row is read in place: the columns [jlo, jhi)
+ * whose tm values all lie inside the row in one vector pass, those at the edges one
+ * by one (copying the row into a padded buffer first and reading it back at once
+ * stalled on every row: the loads waited for the copy's stores). */
 static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t splane,
-                                     ptrdiff_t srow, T *row, T *xs)
+                                     ptrdiff_t srow, T *xs)
 {
-    ptrdiff_t tm = wg->tm, tp = wg->tp, sp = wg->sp;
-    memset(row, 0, (size_t)(tm * tp) * sizeof(T)); /* the padding around each row */
+    ptrdiff_t tm = wg->tm, tp = wg->tp, sp = wg->sp, pw = wg->pw, Wi = wg->Wi;
+    ptrdiff_t jlo = (pw + tm - 1) / tm, jhi = pw + Wi >= tm ? (pw + Wi - tm) / tm + 1 : 0;
+    if (jhi > tp) jhi = tp;
+    if (jhi < jlo) jhi = jlo;
     for (ptrdiff_t c = 0; c < wg->Ci; c++)
         for (ptrdiff_t R = 0; R < tm * (wg->th + 1); R++) {
             T *d = xs + (c * tm + R % tm) * tm * sp + R / tm * tp;
@@ -41,20 +46,28 @@ static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t s
                 for (ptrdiff_t q = 0; q < tm; q++) memset(d + q * sp, 0, (size_t)tp * sizeof(T));
                 continue;
             }
-            memcpy(row + wg->pw, x + c * splane + h * srow, (size_t)wg->Wi * sizeof(T));
+            const T *xr = x + c * splane + h * srow - pw; /* the padded row */
             if (tm == 2) {
 #pragma omp simd
-                for (ptrdiff_t j = 0; j < tp; j++) {
-                    d[j] = row[2 * j];
-                    d[sp + j] = row[2 * j + 1];
+                for (ptrdiff_t j = jlo; j < jhi; j++) {
+                    d[j] = xr[2 * j];
+                    d[sp + j] = xr[2 * j + 1];
                 }
             } else {
 #pragma omp simd
-                for (ptrdiff_t j = 0; j < tp; j++) {
-                    d[j] = row[4 * j];
-                    d[sp + j] = row[4 * j + 1];
-                    d[2 * sp + j] = row[4 * j + 2];
-                    d[3 * sp + j] = row[4 * j + 3];
+                for (ptrdiff_t j = jlo; j < jhi; j++) {
+                    d[j] = xr[4 * j];
+                    d[sp + j] = xr[4 * j + 1];
+                    d[2 * sp + j] = xr[4 * j + 2];
+                    d[3 * sp + j] = xr[4 * j + 3];
+                }
+            }
+            for (ptrdiff_t j = 0; j < tp; j++) {
+                if (j == jlo) j = jhi;
+                if (j >= tp) break;
+                for (ptrdiff_t q = 0; q < tm; q++) {
+                    ptrdiff_t col = tm * j + q;
+                    d[q * sp + j] = col >= pw && col < pw + Wi ? xr[col] : 0;
                 }
             }
         }
@@ -312,7 +325,7 @@ static void S(wino_samples)(const fnn_wino *wg, ptrdiff_t ns, const T *x, ptrdif
     T *t = q + wg->tm * wg->tm * ldv; /* F(4x4, 3x3)'s transforms: 36 rows of ldv */
     fnn_rows rows = {1, 1, ldv, 0, 0};
     for (ptrdiff_t s = 0; s < ns; s++)
-        S(wino_split)(wg, x + s * xstride, splane, srow, q, xs + s * Ci * sub);
+        S(wino_split)(wg, x + s * xstride, splane, srow, xs + s * Ci * sub);
     for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
         ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
         ptrdiff_t nv = (ns * n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
