@@ -24,7 +24,7 @@ static FNN_CLONES void S(phase_split)(const fnn_conv_geom *g, const fnn_conv_pla
                                       const T *x, ptrdiff_t c0, ptrdiff_t c1, T *dst)
 {
     const fnn_phase_axis *ah = &pl->ah, *aw = &pl->aw;
-    ptrdiff_t Hl = ah->len, Wl = aw->len, plane = Hl * Wl, sh = g->sh, sw = g->sw;
+    ptrdiff_t Hl = ah->len, Wl = aw->len, plane = Hl * Wl, sh = g->sh, sw = g->sw, pw = g->pw;
     ptrdiff_t vlo[FNN_PHASE_MAXS], vhi[FNN_PHASE_MAXS], ilo = 0, ihi = Wl;
     for (ptrdiff_t rw = 0; rw < sw; rw++) {
         if (aw->ridx[rw] < 0) continue;
@@ -49,25 +49,25 @@ static FNN_CLONES void S(phase_split)(const fnn_conv_geom *g, const fnn_conv_pla
         for (ptrdiff_t h = 0; h < g->H; h++) { /* input rows in order: the reads stream */
             ptrdiff_t rh = (h + g->ph) % sh, u = (h + g->ph) / sh;
             if (ah->ridx[rh] < 0 || u >= Hl) continue;
-            const T *xb = x + (c * g->H + h) * g->W - g->pw; /* the padded row */
+            const T *xr = x + (c * g->H + h) * g->W; /* padded column k: xr[k - pw] */
             T *d = dc + ah->ridx[rh] * aw->res * plane + u * Wl;
             if (pair) {
                 T *e = d + plane;
 #pragma omp simd
                 for (ptrdiff_t v = ilo; v < ihi; v++) {
-                    d[v] = xb[2 * v];
-                    e[v] = xb[2 * v + 1];
+                    d[v] = xr[2 * v - pw];
+                    e[v] = xr[2 * v + 1 - pw];
                 }
             }
             for (ptrdiff_t rw = 0; rw < sw; rw++) {
                 if (aw->ridx[rw] < 0) continue;
                 T *e = d + aw->ridx[rw] * plane;
                 for (ptrdiff_t v = 0; v < ilo; v++)
-                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xb[sw * v + rw] : 0;
+                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xr[sw * v + rw - pw] : 0;
                 if (!pair)
-                    for (ptrdiff_t v = ilo; v < ihi; v++) e[v] = xb[sw * v + rw];
+                    for (ptrdiff_t v = ilo; v < ihi; v++) e[v] = xr[sw * v + rw - pw];
                 for (ptrdiff_t v = ihi; v < Wl; v++)
-                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xb[sw * v + rw] : 0;
+                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xr[sw * v + rw - pw] : 0;
             }
         }
     }
@@ -144,12 +144,12 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
     if (u_lo >= u_hi) return;
     ptrdiff_t G = g->groups, Kg = g->K / G, Cg = g->C / G, Wq = pl->Wq, sw = g->sw;
     ptrdiff_t ni = ah->st[rh + 1] - ah->st[rh], ldw = ah->numax * Wq, W = g->W, pw = g->pw;
-    const T *src[FNN_PHASE_MAXS]; /* residue rw's values at padded column sw V + rw: V */
+    const T *src[FNN_PHASE_MAXS]; /* residue rw's values from its first input column */
     for (ptrdiff_t rw = 0; rw < sw; rw++) {
         ptrdiff_t f = rh * sw + rw, nj = aw->st[rw + 1] - aw->st[rw], P = Kg * ni * nj;
         ptrdiff_t nv = aw->nu[rw];
         T *wf = wide + (f * g->C + q * Cg) * ldw;
-        src[rw] = P && nv ? wf - aw->u0[rw] : NULL;
+        src[rw] = P && nv ? wf : NULL;
         if (!src[rw]) continue;
         ptrdiff_t before = S(phase_taps_before)(g, pl, f);
         S(tiled_gemm_taps)(Cg, (u_hi - u_lo) * Wq - (u_hi == nu ? Wq - nv : 0), P,
@@ -179,13 +179,13 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                 memset(o, 0, (size_t)W * sizeof(T));
                 continue;
             }
-            if (pair) {
+            if (pair) { /* padded column 2 v + r: o[2 v + r - pw], src[r][v - u0[r]] */
                 const T *a0 = src[0] + at, *a1 = src[1] + at;
-                T *ob = o - pw;
+                ptrdiff_t s0 = aw->u0[0], s1 = aw->u0[1];
 #pragma omp simd
                 for (ptrdiff_t v = ilo; v < ihi; v++) {
-                    ob[2 * v] = a0[v];
-                    ob[2 * v + 1] = a1[v];
+                    o[2 * v - pw] = a0[v - s0];
+                    o[2 * v + 1 - pw] = a1[v - s1];
                 }
             }
             for (ptrdiff_t w = 0, rw = pw % sw, v = pw / sw; w < W; w++) {
@@ -195,7 +195,7 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                     rw = (w + pw) % sw;
                     v = (w + pw) / sw;
                 }
-                o[w] = src[rw] ? src[rw][at + v] : 0;
+                o[w] = src[rw] ? src[rw][at + v - aw->u0[rw]] : 0;
                 if (++rw == sw) rw = 0, v++;
             }
         }

@@ -46,20 +46,20 @@ static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t s
                 for (ptrdiff_t q = 0; q < tm; q++) memset(d + q * sp, 0, (size_t)tp * sizeof(T));
                 continue;
             }
-            const T *xr = x + c * splane + h * srow - pw; /* the padded row */
+            const T *xr = x + c * splane + h * srow; /* padded column k: xr[k - pw] */
             if (tm == 2) {
 #pragma omp simd
                 for (ptrdiff_t j = jlo; j < jhi; j++) {
-                    d[j] = xr[2 * j];
-                    d[sp + j] = xr[2 * j + 1];
+                    d[j] = xr[2 * j - pw];
+                    d[sp + j] = xr[2 * j + 1 - pw];
                 }
             } else {
 #pragma omp simd
                 for (ptrdiff_t j = jlo; j < jhi; j++) {
-                    d[j] = xr[4 * j];
-                    d[sp + j] = xr[4 * j + 1];
-                    d[2 * sp + j] = xr[4 * j + 2];
-                    d[3 * sp + j] = xr[4 * j + 3];
+                    d[j] = xr[4 * j - pw];
+                    d[sp + j] = xr[4 * j + 1 - pw];
+                    d[2 * sp + j] = xr[4 * j + 2 - pw];
+                    d[3 * sp + j] = xr[4 * j + 3 - pw];
                 }
             }
             for (ptrdiff_t j = 0; j < tp; j++) {
@@ -67,7 +67,7 @@ static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t s
                 if (j >= tp) break;
                 for (ptrdiff_t q = 0; q < tm; q++) {
                     ptrdiff_t col = tm * j + q;
-                    d[q * sp + j] = col >= pw && col < pw + Wi ? xr[col] : 0;
+                    d[q * sp + j] = col >= pw && col < pw + Wi ? xr[col - pw] : 0;
                 }
             }
         }
