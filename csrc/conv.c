@@ -76,7 +76,7 @@ typedef struct {
 #define FNN_WINO_TILES 96
 
 /* Tiles of a group of small samples' products: two column tiles of the register
- * tiles (on 64 channels of 8 x 8, two samples' 40 columns took 8-12% less time than
+ * tiles (on 64 channels of 8 x 8, two samples' 40 columns took about 10% less time than
  * one sample's 20 at a time; four samples' 80, whose transformed windows and products
  * no longer fit L1 with the filters, 5-8%). */
 #define FNN_WINO_GROUP 48
