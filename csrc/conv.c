@@ -277,7 +277,8 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         ptrdiff_t plane = ah->len * aw->len, Wq = aw->q;
         p.psz = ah->res * aw->res * plane;
         for (ptrdiff_t i = 0; i < g->kh; i++)
-            p.fh[i] = ah->ridx[i * g->dh % g->sh] * aw->res * plane + i * g->dh / g->sh * aw->len;
+            p.fh[i] = ah->ridx[i * g->dh % g->sh] * aw->res * plane +
+                      i * g->dh / g->sh * aw->len;
         for (ptrdiff_t j = 0; j < g->kw; j++)
             p.fw[j] = aw->ridx[j * g->dw % g->sw] * plane + j * g->dw / g->sw;
         for (ptrdiff_t r = 0; r < g->sh; r++)

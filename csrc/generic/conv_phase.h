@@ -93,7 +93,8 @@ static ptrdiff_t S(phase_taps_before)(const fnn_conv_geom *g, const fnn_conv_pla
 static ptrdiff_t *S(phase_tables)(const fnn_conv_geom *g, const fnn_conv_plan *pl, T *area)
 {
     const fnn_phase_axis *ah = &pl->ah, *aw = &pl->aw;
-    uintptr_t a = ((uintptr_t)area + sizeof(ptrdiff_t) - 1) / sizeof(ptrdiff_t) * sizeof(ptrdiff_t);
+    size_t al = sizeof(ptrdiff_t);
+    uintptr_t a = ((uintptr_t)area + al - 1) / al * al;
     ptrdiff_t *off = (ptrdiff_t *)a, *o = off;
     ptrdiff_t Kg = g->K / g->groups, Cg = g->C / g->groups, plane = pl->Hq * pl->Wq;
     for (ptrdiff_t c = 0; c < Cg; c++)

@@ -43,7 +43,8 @@ static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t s
             T *d = xs + (c * tm + R % tm) * tm * sp + R / tm * tp;
             ptrdiff_t h = R - wg->ph;
             if (h < 0 || h >= wg->Hi) {
-                for (ptrdiff_t q = 0; q < tm; q++) memset(d + q * sp, 0, (size_t)tp * sizeof(T));
+                for (ptrdiff_t q = 0; q < tm; q++)
+                    memset(d + q * sp, 0, (size_t)tp * sizeof(T));
                 continue;
             }
             const T *xr = x + c * splane + h * srow; /* padded column k: xr[k - pw] */
