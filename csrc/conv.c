@@ -430,5 +430,70 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
         }                                                                            \
     } while (0)
 
+/* d (VL rows of ldd) = the VL x VL block s (rows lds apart) transposed, VL = 8 floats
+ * or 4 doubles (a vector each): pairs of rows interleaved, then pairs of pairs, then
+ * (float) the 128-bit halves; the packing of dL/dz for the weight gradient
+ * (generic/conv_wgrad.h). */
+#if defined(__GNUC__) && !defined(__clang__)
+typedef float fnn_v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double fnn_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+typedef int32_t fnn_m8 __attribute__((vector_size(32)));
+typedef int64_t fnn_m4 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) void fnn_transpose_block_f32(const float *s,
+                                                                          ptrdiff_t lds,
+                                                                          float *d,
+                                                                          ptrdiff_t ldd)
+{
+    const fnn_m8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const fnn_m8 l2 = {0, 1, 8, 9, 4, 5, 12, 13}, h2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const fnn_m8 l4 = {0, 1, 2, 3, 8, 9, 10, 11}, h4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    fnn_v8f r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = *(const fnn_v8f *)(s + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = __builtin_shuffle(t[i], t[i + 2], l2);
+        r[i + 1] = __builtin_shuffle(t[i], t[i + 2], h2);
+        r[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], l2);
+        r[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], h2);
+    }
+    for (int i = 0; i < 4; i++) {
+        *(fnn_v8f *)(d + i * ldd) = __builtin_shuffle(r[i], r[i + 4], l4);
+        *(fnn_v8f *)(d + (i + 4) * ldd) = __builtin_shuffle(r[i], r[i + 4], h4);
+    }
+}
+
+static inline __attribute__((always_inline)) void fnn_transpose_block_f64(const double *s,
+                                                                          ptrdiff_t lds,
+                                                                          double *d,
+                                                                          ptrdiff_t ldd)
+{
+    const fnn_m4 lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+    fnn_v4d r[4], t[4];
+    for (int i = 0; i < 4; i++) r[i] = *(const fnn_v4d *)(s + i * lds);
+    for (int i = 0; i < 4; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 2; i++) {
+        *(fnn_v4d *)(d + i * ldd) = __builtin_shuffle(t[i], t[i + 2], l2);
+        *(fnn_v4d *)(d + (i + 2) * ldd) = __builtin_shuffle(t[i], t[i + 2], h2);
+    }
+}
+#else
+#define FNN_TRANSPOSE_BLOCK(T, name, VL)                                                    \
+    static inline void name(const T *s, ptrdiff_t lds, T *d, ptrdiff_t ldd)                \
+    {                                                                                       \
+        for (ptrdiff_t i = 0; i < VL; i++)                                                  \
+            for (ptrdiff_t j = 0; j < VL; j++) d[j * ldd + i] = s[i * lds + j];             \
+    }
+FNN_TRANSPOSE_BLOCK(float, fnn_transpose_block_f32, 8)
+FNN_TRANSPOSE_BLOCK(double, fnn_transpose_block_f64, 4)
+#undef FNN_TRANSPOSE_BLOCK
+#endif
+
 #define FNN_GENERIC "generic/conv.h"
 #include "instantiate.h"
