@@ -12,8 +12,9 @@
  * dL/dx: the inputs of one phase (rows of residue rh, columns of residue rw) take
  * dL/dz through that phase's taps only, a stride-1 correlation of dL/dz (padded once
  * per sample) with the sub-kernel w[:, :, taps(rh), taps(rw)]: one product per phase,
- * (C, K |taps(rh)| |taps(rw)|) by the padded dL/dz read through tap tables, on wide
- * rows of Wq columns, scattered into dL/dx. Phases no tap reads get zeros. */
+ * (C, K |taps(rh)| |taps(rw)|) by the padded dL/dz read through an offset table, on
+ * wide rows of Wq columns; the rows of dL/dx are then put together from the phases'
+ * rows. Phases no tap reads get zeros. */
 
 /* Channels [c0, c1) of one sample x split into their phase planes in dst (psz per
  * channel), zeros where the padding is; after the last channel 16 zeros (whole-vector
