@@ -40,8 +40,11 @@ static inline ptrdiff_t fnn_rnn_cut(ptrdiff_t n, ptrdiff_t parts)
     return (l + 15) / 16 * 16;
 }
 
-/* Rows of dgates per pass of the weight-gradient tiles (generic/recurrent.h). */
-#define FNN_RNN_WG_ROWS 256
+/* Rows of dgates per pass of the weight-gradient tiles (generic/recurrent.h): a pass's
+ * panels of dgates, its rows of x and h and the next pass's panels (being fetched) fit
+ * in a core's L2 even on one thread at the GRU's 4 x 128 gate columns (256 rows did
+ * not: 3% slower there; 512 rows 13%). */
+#define FNN_RNN_WG_ROWS 128
 
 /* fastnn's register tiles (generic/recurrent.h) keep 16 accumulators of 64 bytes:
  * AVX-512's 32 vector registers hold them (the x86-64-v4 clone); with AVX2's 16 they

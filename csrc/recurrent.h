@@ -10,7 +10,8 @@
  *   (backward, through time over the gate activations the forward pass stored; for a
  *   GRU on the tiles one pass: the gate derivatives in the recurrent tiles' epilogue,
  *   and the input gradient block by block from them while they are in cache),
- * - the weight gradients over all steps in one pass of register tiles over dgates (on
+ * - the weight gradients over all steps in one pass of register tiles over dgates,
+ *   which also sum dgates' columns for the bias gradient when the widths allow (on
  *   AVX-512; BLAS GEMMs elsewhere), and the input gradient as one GEMM (but the GRU's
  *   above).
  * Sequences are independent, so the batch is cut into row chunks whose size depends on

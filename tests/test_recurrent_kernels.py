@@ -341,12 +341,19 @@ def test_backward_matches_finite_differences(
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_weight_gradients_match_numpy(mode, dtype):
+@pytest.mark.parametrize(
+    "T,N,I,H", [(7, 9, 11, 20), (7, 9, 32, 21), (11, 30, 11, 32), (11, 30, 32, 32)]
+)
+def test_weight_gradients_match_numpy(mode, dtype, T, N, I, H):
     """The weight gradients (on AVX-512 register tiles over panels of gate columns, whole
-    and narrower, and over columns of x and h, 8 at a time and one by one) against
-    dgates^T x and dgates^T hprev in NumPy, from the kernel's own dgates."""
-    H, I = 20, 11
-    case = Case(mode, 7, 9, I, H, dtype, True, False, [7, 3, 5, 7, 1, 6, 2, 7, 4])
+    and narrower, and over columns of x and h, 8 at a time and one by one; where x's or
+    h's width is whole panels (32 in float32, 16 in float64) tiles of 8 and 1 gate
+    columns by a panel of theirs, over several passes of rows at 330 of them; where both
+    are, with the bias gradients' column sums in the same tiles) and the bias gradients
+    against dgates^T x, dgates^T hprev and the column sums of dgates in NumPy, from the
+    kernel's own dgates."""
+    lengths = (np.arange(N) * 5) % T + 1
+    case = Case(mode, T, N, I, H, dtype, True, False, lengths)
     out = case.run()
     dg = out["dgates"].astype(np.float64)
     x, hprev = out["rows_x"].astype(np.float64), out["hprev"].astype(np.float64)
@@ -356,6 +363,8 @@ def test_weight_gradients_match_numpy(mode, dtype):
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["w_ih"], dg[:, inp].T @ x, **tol)
     np.testing.assert_allclose(out["w_hh"], dg[:, hid].T @ hprev, **tol)
+    np.testing.assert_allclose(out["b_ih"], dg.sum(0)[inp], **tol)
+    np.testing.assert_allclose(out["b_hh"], dg.sum(0)[hid], **tol)
 
 
 @pytest.mark.parametrize("mode", list(MODES))

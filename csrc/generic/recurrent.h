@@ -530,9 +530,27 @@ static void S(rnn_forward_rows)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, pt
                     for (ptrdiff_t i = 0; i < m; i++) memset(ghn + i * W, 0, hbytes);
                 }
             }
+            /* the block after (this step's next, or the next step's first): in training
+             * its rows of gates, y and the state are written for the first time, and
+             * fetching them for writing while this block runs saves the products and
+             * this pass the stalls on them */
+            ptrdiff_t nt = t, nb = b1, nm = hi - b1;
+            if (nm == 0 && s + 1 < Tn) nt = t + dt, nb = lo, nm = hi - lo;
+            if (d->one_step || d->gemm_only) nm = 0;
             for (ptrdiff_t n = b0; n < b1 && !d->gemm_only; n++) {
                 struct S(step_rows) r;
                 T *g = gates + fnn_rnn_srow(d, t, s, n, 0) * G;
+                if (n - b0 < nm) {
+                    ptrdiff_t rn = fnn_rnn_row(d, nt, nb + n - b0);
+                    for (ptrdiff_t j = 0; j < G; j += FNN_RNN_VL)
+                        __builtin_prefetch(gates + rn * G + j, 1, 2);
+                    for (ptrdiff_t j = 0; j < H; j += FNN_RNN_VL) {
+                        if (y) __builtin_prefetch(y + rn * ldy + j, 1, 2);
+                        if (nt + dt >= 0 && nt + dt < Tn)
+                            __builtin_prefetch(hprev + fnn_rnn_row(d, nt + dt, nb + n - b0) * H + j,
+                                               1, 2);
+                    }
+                }
                 if (!S(step_rows)(&io, n, 0, H, &r)) continue;
                 if (lstm) S(lstm_row_forward)(H, g, bias, r.c, r.hnext, r.cnext);
                 else if (gru) S(gru_row_forward)(H, g, gh + n * W + 2 * H, bias, r.h, r.hnext);
@@ -611,18 +629,39 @@ struct S(back_io) {
     int accumulate_dx;
 };
 
+/* The block of sequences a step back works on next: [n0, n0 + m) at time t (m = 0:
+ * none). */
+struct S(back_next) {
+    ptrdiff_t t, n0, m;
+};
+
 /* Sequences n0 .. n0 + mb at time t, units [u, u + FNN_RNN_PANEL): dh (the tile's sum)
  * plus dy gives the gate gradients, and dh becomes the carry. A padded step passes dh
- * through and has zero gate gradients. */
+ * through and has zero gate gradients. Each row also fetches into L2 the same units of
+ * the matching row of the next block (its gates, state and dy, and its gate gradients'
+ * lines for writing): they come from memory, and without it the epilogue stalls on
+ * them (a third of the step back's time). */
 static inline __attribute__((always_inline)) void S(gru_tile_back)(const struct S(back_io) *io,
                                                                  ptrdiff_t t, ptrdiff_t n0,
-                                                                 int mb, ptrdiff_t u)
+                                                                 int mb, ptrdiff_t u,
+                                                                 const struct S(back_next) *nx)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, G = 4 * H, P = FNN_RNN_PANEL;
     for (int i = 0; i < mb; i++) {
         ptrdiff_t n = n0 + i, r = fnn_rnn_row(d, t, n);
         T *dh = io->dh + n * H + u, *dg = io->dgates + r * G + u;
+        if (i < nx->m) {
+            ptrdiff_t rn = fnn_rnn_row(d, nx->t, nx->n0 + i);
+            for (ptrdiff_t v = 0; v < P; v += FNN_RNN_VL) {
+                for (int k = 0; k < 4; k++) {
+                    __builtin_prefetch(io->gates + rn * G + k * H + u + v, 0, 2);
+                    __builtin_prefetch(io->dgates + rn * G + k * H + u + v, 1, 2);
+                }
+                __builtin_prefetch(io->hprev + rn * H + u + v, 0, 2);
+                if (io->dy) __builtin_prefetch(io->dy + rn * io->lddy + u + v, 0, 2);
+            }
+        }
         if (!fnn_rnn_active(io->lengths, t, n)) {
             for (int k = 0; k < 4; k++) memset(dg + k * H, 0, (size_t)P * sizeof(T));
             continue;
@@ -633,9 +672,10 @@ static inline __attribute__((always_inline)) void S(gru_tile_back)(const struct 
 }
 
 /* Sequences [b0, b0 + m) at time t; dgn: the gate gradients of their rows at the step
- * after (NULL at the last step: no recurrent part). */
+ * after (NULL at the last step: no recurrent part); nx: the block after. */
 static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrdiff_t t,
-                                              ptrdiff_t b0, ptrdiff_t m, const T *dgn)
+                                              ptrdiff_t b0, ptrdiff_t m, const T *dgn,
+                                              const struct S(back_next) *nx)
 {
     const fnn_rnn_dims *d = io->d;
     ptrdiff_t H = d->hidden, G = 4 * H, lda = fnn_rnn_row_stride(d) * G, K = dgn ? 3 * H : 0;
@@ -650,7 +690,7 @@ static FNN_CLONES_AVX512 void S(gru_step_back)(const struct S(back_io) *io, ptrd
             S(step_tile_4x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
         for (; i < m; i++)
             S(step_tile_1x2)(K, a + i * lda, lda, 0, NULL, 0, w, H, c + i * H, H, 1);
-        S(gru_tile_back)(io, t, b0, (int)m, u);
+        S(gru_tile_back)(io, t, b0, (int)m, u, nx);
     }
 }
 
@@ -672,7 +712,10 @@ static void S(gru_backward_rows)(const struct S(back_io) *io, ptrdiff_t lo, ptrd
             ptrdiff_t m = hi - b0 < FNN_RNN_BLOCK_ROWS ? hi - b0 : FNN_RNN_BLOCK_ROWS;
             T *dg = io->dgates + fnn_rnn_row(d, t, b0) * G;
             const T *dgn = s < Tn - 1 ? io->dgates + fnn_rnn_row(d, t + dt, b0) * G : NULL;
-            S(gru_step_back)(io, t, b0, m, dgn);
+            struct S(back_next) nx = {t, b0 + m, hi - b0 - m}; /* the next block, or the */
+            if (nx.m == 0 && s > 0) nx = (struct S(back_next)){t - dt, lo, hi - lo}; /* step's first */
+            if (nx.m > FNN_RNN_BLOCK_ROWS) nx.m = FNN_RNN_BLOCK_ROWS;
+            S(gru_step_back)(io, t, b0, m, dgn, &nx);
             if (io->dx) { /* input side: gate columns [0, 2H) and [3H, 4H), W_ih's rows */
                 T *dx = io->dx + fnn_rnn_row(d, t, b0) * io->lddx;
                 (io->accumulate_dx ? S(step_gemm_add) : S(step_gemm))(
@@ -728,43 +771,102 @@ void S(fnn_rnn_forward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *x
 /* ---- weight gradients: dw += dgates^T b over all rows ---------------------------
  * BLAS would first copy the transposed dgates (R x G, the largest array of the step)
  * into packed panels, and for W_ih and W_hh separately; these tiles read each panel of
- * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, while 8
- * columns of x or h at a time meet it in registers (on AVX-512; elsewhere, and in the
- * GEMM-only run, the BLAS products). */
+ * FNN_RNN_PANEL gate columns straight from dgates, once for both weights, 8 gate
+ * columns at a time against a panel of x's or h's columns in registers (or, where
+ * their width is not whole panels, the whole panel in registers against 8 columns of x
+ * or h) (on AVX-512; elsewhere, and in the GEMM-only run, the BLAS products). */
 
-/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB. */
-#define FNN_RNN_WG_TILE(MB, NAME, PF)                                                        \
+/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < FNN_RNN_PANEL, j < MB:
+ * the panel's columns in registers, b's broadcast (when J is not whole panels). */
+#define FNN_RNN_WG_TILE(MB, NAME)                                                            \
     static inline __attribute__((always_inline)) void S(NAME)(                              \
-        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw, \
-        const T *pf)                                                                         \
+        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw) \
     {                                                                                        \
         S(wvec) acc[MB][2];                                                                  \
         for (int j = 0; j < MB; j++) acc[j][0] = acc[j][1] = (S(wvec)){0};                   \
-        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
-            if (PF) {                                                                        \
-                __builtin_prefetch(pf + r * ldg);                                            \
-                __builtin_prefetch(pf + r * ldg + FNN_RNN_VL);                               \
-            }                                                                                \
-            S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg);                            \
-        }                                                                                    \
+        for (ptrdiff_t r = 0; r < R; r++) S(rank1)(MB, 2, acc[0], b + r * ldb, 1, g + r * ldg); \
         for (int j = 0; j < MB; j++)                                                         \
             for (ptrdiff_t l = 0; l < FNN_RNN_VL; l++) {                                     \
                 dw[l * ldw + j] += acc[j][0][l];                                             \
                 dw[(FNN_RNN_VL + l) * ldw + j] += acc[j][1][l];                              \
             }                                                                                \
     }
-FNN_RNN_WG_TILE(8, wgrad_tile_8, 0)
-FNN_RNN_WG_TILE(8, wgrad_tile_8_pf, 1)
-FNN_RNN_WG_TILE(1, wgrad_tile_1, 0)
+FNN_RNN_WG_TILE(8, wgrad_tile_8)
+FNN_RNN_WG_TILE(1, wgrad_tile_1)
 #undef FNN_RNN_WG_TILE
 
-/* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL (a narrower panel, at the
- * end of the gates, goes column by column). */
+/* dw[i ldw + j] += sum over r < R of g[r ldg + i] b[r ldb + j], i < MB, j < FNN_RNN_PANEL:
+ * b's columns in registers, the gate columns broadcast, so that the sums add to dw's
+ * rows a vector at a time (a tile of the transposed orientation above ends in 256
+ * scalar additions, 8% of the weight gradients' time). With PF, the tile also fetches
+ * lines [l, l1) of pf (line l: row l / 2, half l % 2 of a panel), one per row; with BS
+ * it adds the gate columns' sums over the rows to bs[i] (the bias gradient: no pass of
+ * its own over dgates). */
+#define FNN_RNN_WGV_TILE(MB, NAME, PF, BS)                                                   \
+    static inline __attribute__((always_inline)) void S(NAME)(                              \
+        ptrdiff_t R, const T *g, ptrdiff_t ldg, const T *b, ptrdiff_t ldb, T *dw, ptrdiff_t ldw, \
+        const T *pf, ptrdiff_t l, ptrdiff_t l1, T *bs)                                       \
+    {                                                                                        \
+        S(wvec) acc[MB * 2];                                                                 \
+        T sum[MB];                                                                           \
+        for (int i = 0; i < 2 * MB; i++) acc[i] = (S(wvec)){0};                              \
+        for (int i = 0; i < MB; i++) sum[i] = 0;                                             \
+        for (ptrdiff_t r = 0; r < R; r++) {                                                  \
+            if (PF && l < l1) {                                                              \
+                __builtin_prefetch(pf + (l >> 1) * ldg + (l & 1) * FNN_RNN_VL);              \
+                l++;                                                                         \
+            }                                                                                \
+            S(rank1)(MB, 2, acc, g + r * ldg, 1, b + r * ldb);                               \
+            if (BS)                                                                          \
+                for (int i = 0; i < MB; i++) sum[i] += g[r * ldg + i];                       \
+        }                                                                                    \
+        for (int i = 0; i < MB; i++)                                                         \
+            for (int v = 0; v < 2; v++)                                                      \
+                *(S(wvec) *)(dw + i * ldw + v * FNN_RNN_VL) += acc[i * 2 + v];               \
+        if (BS)                                                                              \
+            for (int i = 0; i < MB; i++) bs[i] += sum[i];                                    \
+    }
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8, 0, 0)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_pf, 1, 0)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_bs, 0, 1)
+FNN_RNN_WGV_TILE(8, wgrad_vtile_8_pf_bs, 1, 1)
+FNN_RNN_WGV_TILE(1, wgrad_vtile_1, 0, 0)
+#undef FNN_RNN_WGV_TILE
+
+/* dw (ni, J) += g (R, ni)^T b (R, J), ni <= FNN_RNN_PANEL. pf: the panel's rows of the
+ * next pass (pfr of them, or pf NULL), fetched while these are used: each tile of 8
+ * gate columns takes an even share of the lines. bs (ni) += the column sums of g, or
+ * NULL (only when J and ni are whole panels). */
 static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_t J,
                                             const T *g, ptrdiff_t ldg, const T *b,
-                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw, const T *pf)
+                                            ptrdiff_t ldb, T *dw, ptrdiff_t ldw, const T *pf,
+                                            ptrdiff_t pfr, T *bs)
 {
-    if (ni < FNN_RNN_PANEL) {
+    ptrdiff_t P = FNN_RNN_PANEL;
+    if (J % P == 0) { /* b's columns a panel at a time, 8 gate columns by 8 */
+        ptrdiff_t tiles = ni / 8 * (J / P), share = tiles ? (2 * pfr + tiles - 1) / tiles : 0;
+        ptrdiff_t tile = 0, i = 0;
+        for (; i + 8 <= ni; i += 8)
+            for (ptrdiff_t j = 0; j < J; j += P, tile++) {
+                ptrdiff_t l0 = tile * share, l1 = l0 + share < 2 * pfr ? l0 + share : 2 * pfr;
+                const T *gi = g + i, *bj = b + j;
+                T *dwij = dw + i * ldw + j, *bsi = bs && j == 0 ? bs + i : NULL;
+                if (pf && l0 < l1 && bsi)
+                    S(wgrad_vtile_8_pf_bs)(R, gi, ldg, bj, ldb, dwij, ldw, pf, l0, l1, bsi);
+                else if (pf && l0 < l1)
+                    S(wgrad_vtile_8_pf)(R, gi, ldg, bj, ldb, dwij, ldw, pf, l0, l1, NULL);
+                else if (bsi)
+                    S(wgrad_vtile_8_bs)(R, gi, ldg, bj, ldb, dwij, ldw, NULL, 0, 0, bsi);
+                else
+                    S(wgrad_vtile_8)(R, gi, ldg, bj, ldb, dwij, ldw, NULL, 0, 0, NULL);
+            }
+        for (; i < ni; i++) /* (a narrower panel: never with bs, see rnn_weight_grads) */
+            for (ptrdiff_t j = 0; j < J; j += P)
+                S(wgrad_vtile_1)(R, g + i, ldg, b + j, ldb, dw + i * ldw + j, ldw, NULL, 0, 0,
+                                 NULL);
+        return;
+    }
+    if (ni < P) {
         for (ptrdiff_t i = 0; i < ni; i++)
             for (ptrdiff_t j = 0; j < J; j++) {
                 T sum = 0;
@@ -774,12 +876,8 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
         return;
     }
     ptrdiff_t j = 0;
-    if (pf && j + 8 <= J) { /* the first tile also fetches the panel's next rows */
-        S(wgrad_tile_8_pf)(R, g, ldg, b, ldb, dw, ldw, pf);
-        j += 8;
-    }
-    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
-    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw, NULL);
+    for (; j + 8 <= J; j += 8) S(wgrad_tile_8)(R, g, ldg, b + j, ldb, dw + j, ldw);
+    for (; j < J; j++) S(wgrad_tile_1)(R, g, ldg, b + j, ldb, dw + j, ldw);
 }
 
 /* dw_ih += dg[:, in]^T x and dw_hh += dg[:, hid]^T h over all rows. The gate columns
@@ -790,9 +888,13 @@ static FNN_CLONES_AVX512 void S(wgrad_panel)(ptrdiff_t R, ptrdiff_t ni, ptrdiff_
  * shared out between threads, and each thread takes the rows FNN_RNN_WG_ROWS at a time
  * (its panels of those rows, with x and h, stay in L2 while every tile of columns of x
  * and h meets them; dgates streams from memory once). Each weight entry is a sum in a
- * fixed order, the same for any thread count. */
+ * fixed order, the same for any thread count. dbias (G), or NULL: += the column sums
+ * of dgates, by the W_hh tiles of each segment and the W_ih tiles of those whose
+ * columns differ (the GRU's n), which together cover every gate column once (only
+ * with both weights and widths I and H whole panels: fnn_rnn_backward). */
 static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx,
-                                const T *hprev, const T *dgates, T *dw_ih, T *dw_hh)
+                                const T *hprev, const T *dgates, T *dw_ih, T *dw_hh,
+                                T *dbias)
 {
     ptrdiff_t H = d->hidden, I = d->inputs, G = fnn_rnn_gate_width(d), W = fnn_rnn_weight_rows(d);
     ptrdiff_t R = d->batch * d->steps, P = FNN_RNN_PANEL;
@@ -813,14 +915,16 @@ static void S(rnn_weight_grads)(const fnn_rnn_dims *d, const T *x, ptrdiff_t ldx
                 ptrdiff_t ni = seg[k][2] - off < P ? seg[k][2] - off : P, row = seg[k][3] + off;
                 /* the panel's rows of the next pass, fetched while these are used */
                 const T *pf = R - r > FNN_RNN_WG_ROWS ? g + FNN_RNN_WG_ROWS * G : NULL;
+                ptrdiff_t pfr = R - r - nr < FNN_RNN_WG_ROWS ? R - r - nr : FNN_RNN_WG_ROWS;
+                int own_cols = !dw_hh || seg[k][1] != seg[k][0]; /* W_ih's, not W_hh's */
                 if (dw_hh)
                     S(wgrad_panel)(nr, ni, H, g + seg[k][0] + off, G, hprev + r * H, H,
-                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL);
+                                   dw_hh + row * H, H, pf ? pf + seg[k][0] + off : NULL, pfr,
+                                   dbias ? dbias + seg[k][0] + off : NULL);
                 if (dw_ih)
                     S(wgrad_panel)(nr, ni, I, g + seg[k][1] + off, G, x + r * ldx, ldx,
-                                   dw_ih + row * I, I,
-                                   pf && (!dw_hh || seg[k][1] != seg[k][0]) ? pf + seg[k][1] + off
-                                                                          : NULL);
+                                   dw_ih + row * I, I, pf && own_cols ? pf + seg[k][1] + off : NULL,
+                                   pfr, dbias && own_cols ? dbias + seg[k][1] + off : NULL);
             }
         });
 }
@@ -863,7 +967,11 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
     /* Weight and input gradients over all steps at once. The weight gradients are
      * the tiles above; the GEMM-only run times the same products through BLAS. */
     int tiles = !d->gemm_only && fnn_rnn_tiles();
-    if (tiles) S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh);
+    int bias_in_tiles = tiles && dbias && dw_ih && dw_hh && I % FNN_RNN_PANEL == 0 &&
+                        H % FNN_RNN_PANEL == 0;
+    if (bias_in_tiles) memset(dbias, 0, (size_t)G * sizeof(T));
+    if (tiles)
+        S(rnn_weight_grads)(d, x, ldx, hprev, dgates, dw_ih, dw_hh, bias_in_tiles ? dbias : NULL);
     else if (dw_hh) S(fnn_gemm)(blas, 1, 0, W, H, R, 1.0, dgates, G, hprev, H, 1.0, dw_hh, H);
     if (d->mode == FNN_RNN_GRU) { /* input side: gate columns [0, 2H) and [3H, 4H) */
         const T *dn = dgates + 3 * H;
@@ -880,7 +988,7 @@ void S(fnn_rnn_backward)(S(fnn_blas_gemm) blas, const fnn_rnn_dims *d, const T *
             S(fnn_gemm)(blas, 1, 0, W, I, R, 1.0, dgates, G, x, ldx, 1.0, dw_ih, I);
         if (dx) S(fnn_gemm)(blas, 0, 0, R, I, W, 1.0, dgates, G, w_ih, I, beta_dx, dx, lddx);
     }
-    if (dbias && !d->gemm_only) {
+    if (dbias && !d->gemm_only && !bias_in_tiles) {
         struct S(colsum_ctx) c = {dgates, G};
         fnn_column_sums(R, G, S(colsum_rows), &c, scratch);
         for (ptrdiff_t j = 0; j < G; j++) dbias[j] = (T)scratch[j];
