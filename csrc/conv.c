@@ -12,7 +12,8 @@
  * (generic/conv_wgrad.h).
  * The 3x3 stride-1 convolutions with 16 channels or more run their forward and dL/dx
  * by Winograd's F(2x2, 3x3) or F(4x4, 3x3) instead (generic/winograd.h), sample by
- * sample.
+ * sample (a few samples at a time on small planes); strided convolutions whose taps
+ * overlap read phase planes in place of im2col columns (generic/conv_phase.h).
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
@@ -56,6 +57,7 @@
 #define FNN_CONV_PART_ELEMS (1 << 21)
 
 int fnn_conv_winograd_enabled = 1;
+int fnn_conv_phase_enabled = 1;
 
 /* Winograd F(tm x tm, 3x3) of one sample (generic/winograd.h), tm = 2 or 4: Ci input
  * planes Hi x Wi padded by (ph, pw) (room for the (tm + 2)^2 window of every tm x tm
@@ -66,13 +68,19 @@ int fnn_conv_winograd_enabled = 1;
  * planes Ho x Wo; rb tile rows at a time, each channel's transformed windows and
  * products (tm + 2)^2 rows of ldv. */
 typedef struct {
-    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, tm, th, tw, tp, sp, rb, ldv;
+    ptrdiff_t Ci, Co, Hi, Wi, ph, pw, Ho, Wo, tm, th, tw, tp, sp, rb, ldv, grp;
 } fnn_wino;
 
 /* Tiles per block of tile rows: the block's transformed windows and products of 16
  * channels (2 x 96 KiB in float for F(2x2, 3x3)) stay in L2 between the transforms
  * and the products. */
 #define FNN_WINO_TILES 96
+
+/* Tiles of a group of small samples' products: two column tiles of the register
+ * tiles (on 64 channels of 8 x 8, two samples' 40 columns took about 10% less time than
+ * one sample's 20 at a time; four samples' 80, whose transformed windows and products
+ * no longer fit L1 with the filters, 5-8%). */
+#define FNN_WINO_GROUP 48
 
 /* F(4x4, 3x3) for outputs of FNN_WINO4_MIN x FNN_WINO4_MIN or more: 2.25 instead of 4
  * multiplications per output and input channel, and as few transformed values; on
@@ -94,16 +102,44 @@ static fnn_wino fnn_wino_of(ptrdiff_t Ci, ptrdiff_t Co, ptrdiff_t Hi, ptrdiff_t 
     if (w.rb < 1) w.rb = 1;
     if (w.rb > w.th) w.rb = w.th;
     w.ldv = fnn_conv_row_stride(w.rb * w.tp);
+    /* small planes, a sample in one block of fewer than FNN_WINO_GROUP tiles (an 8 x 8
+     * output: 20 tiles, 24 columns of products): the tiles of up to grp samples side
+     * by side in one product (F(2x2, 3x3), whose transforms only add) */
+    w.grp = w.rb == w.th && w.tm == 2 ? FNN_WINO_GROUP / (w.th * w.tp) : 1;
+    if (w.grp < 1) w.grp = 1;
     return w;
 }
 
-/* Elements of one sample's buffers: the sub-planes, a block's transformed windows and
- * products, the output transform's rows (and F(4x4, 3x3)'s passes). */
-static ptrdiff_t fnn_wino_size(const fnn_wino *w)
+/* Row stride of the transformed windows and products of ns samples' tiles: for a
+ * group, whole vectors and one more element, so that the (tm + 2)^2 rows a transform
+ * reads or writes, Ci or Co rows apart, fall in different L1 sets (with 64 channels and
+ * a multiple of 16 elements, all 16 rows of F(2x2, 3x3) would share one set: the
+ * transforms ran at half speed). */
+static ptrdiff_t fnn_wino_ldv(const fnn_wino *w, ptrdiff_t ns)
 {
-    ptrdiff_t E = (w->tm + 2) * (w->tm + 2);
-    return w->tm * w->tm * (w->Ci * w->sp + w->ldv) + E * (w->Ci + w->Co) * w->ldv +
-           (w->tm == 4 ? 36 * w->ldv : 0);
+    return ns == 1 ? w->ldv : (ns * w->th * w->tp + 7) / 8 * 8 + 1;
+}
+
+/* Elements of the buffers of ns samples side by side (ns > 1: w->grp at most): their
+ * sub-planes, a block's transformed windows and products, the output transform's rows
+ * (and F(4x4, 3x3)'s passes). */
+static ptrdiff_t fnn_wino_size(const fnn_wino *w, ptrdiff_t ns)
+{
+    ptrdiff_t E = (w->tm + 2) * (w->tm + 2), ldv = fnn_wino_ldv(w, ns);
+    return w->tm * w->tm * (ns * w->Ci * w->sp + ldv) + E * (w->Ci + w->Co) * ldv +
+           (w->tm == 4 ? 36 * ldv : 0);
+}
+
+/* Elements per sample's slot of Winograd's scratch: room for ns samples in ns
+ * consecutive slots, any ns up to grp. */
+static ptrdiff_t fnn_wino_slot(const fnn_wino *w)
+{
+    ptrdiff_t slot = 0;
+    for (ptrdiff_t ns = 1; ns <= w->grp; ns++) {
+        ptrdiff_t per = (fnn_wino_size(w, ns) + ns - 1) / ns;
+        if (per > slot) slot = per;
+    }
+    return slot;
 }
 
 /* Whether a convolution can run Winograd (F(2x2, 3x3) or F(4x4, 3x3)): 3x3, stride 1,
@@ -114,6 +150,53 @@ static int fnn_conv_wino_fits(const fnn_conv_geom *g)
     return fnn_conv_winograd_enabled && g->kh == 3 && g->kw == 3 && g->sh == 1 &&
            g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 && g->ph <= 1 &&
            g->pw <= 1 && g->C >= 16 && g->K >= 16;
+}
+
+/* Strided convolutions, "phase" path: split into phase planes by the input's row and
+ * column modulo the stride, a convolution of stride s reads every tap's window as a
+ * contiguous run, so that the products read the planes in place as the direct path
+ * reads the padded input (no kh x kw copy). Along one axis (n inputs padded by p, no
+ * outputs, k taps d apart, stride s): tap i reads residue r_i = i d mod s of the padded
+ * input at offset e_i = i d / s of output o, i.e. position o + e_i of plane r_i
+ * (len = no + max e_i long; only the residues some tap reads are kept, `res` of them,
+ * tap i's at index ridx[r_i]). dL/dx of the inputs of residue r (positions s U + r - p,
+ * U in [u0[r], u0[r] + nu[r])) is the stride-1 correlation of dL/dz with that
+ * residue's taps (ord[st[r] .. st[r + 1]), oldest first): input U takes output U - e_i,
+ * read from dL/dz padded by `pad` before and to q values. */
+#define FNN_PHASE_MAXK 16 /* taps per axis */
+#define FNN_PHASE_MAXS 8  /* stride */
+typedef struct {
+    ptrdiff_t len, res, pad, q, numax;
+    ptrdiff_t ridx[FNN_PHASE_MAXS], u0[FNN_PHASE_MAXS], nu[FNN_PHASE_MAXS];
+    ptrdiff_t st[FNN_PHASE_MAXS + 1], ord[FNN_PHASE_MAXK];
+} fnn_phase_axis;
+
+static fnn_phase_axis fnn_phase_axis_of(ptrdiff_t n, ptrdiff_t no, ptrdiff_t k, ptrdiff_t s,
+                                        ptrdiff_t p, ptrdiff_t d)
+{
+    fnn_phase_axis a;
+    memset(&a, 0, sizeof a);
+    ptrdiff_t t = 0, emax = 0, hi = no;
+    for (ptrdiff_t r = 0; r < s; r++) {
+        ptrdiff_t u1;
+        a.st[r] = t;
+        for (ptrdiff_t i = 0; i < k; i++)
+            if (i * d % s == r) a.ord[t++] = i;
+        a.ridx[r] = t > a.st[r] ? a.res++ : -1;
+        fnn_out_range(n, s, p - r, n + p + 1, &a.u0[r], &u1);
+        a.nu[r] = u1 - a.u0[r];
+        if (a.nu[r] > a.numax) a.numax = a.nu[r];
+        for (ptrdiff_t j = a.st[r]; j < t; j++) {
+            ptrdiff_t e = a.ord[j] * d / s;
+            if (e > emax) emax = e;
+            if (e - a.u0[r] > a.pad) a.pad = e - a.u0[r];
+            if (u1 - e > hi) hi = u1 - e;
+        }
+    }
+    a.st[s] = t;
+    a.len = no + emax;
+    a.q = a.pad + hi;
+    return a;
 }
 
 /* How a convolution runs and lays out one sample's buffers in the scratch.
@@ -140,11 +223,20 @@ static int fnn_conv_wino_fits(const fnn_conv_geom *g)
  * padded to whole vectors, with room after the planes for a vector read past the last
  * window. */
 typedef struct {
-    int direct, wgrad, wino;
+    int direct, wgrad, wino, phase;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
     ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
+    ptrdiff_t fs, bs, gstep; /* row stride of the forward's and dL/dz's output rows;
+                                elements of r1 per group in the forward */
     fnn_rows in_rows, gz_rows;
     fnn_wino wf, wb; /* Winograd: the forward, and dL/dx as a convolution of dL/dz */
+    /* phase: the axes; per channel `psz` elements of planes; tap tables of the forward
+     * (tap i of rows at fh[i], of columns at fw[j]) and of dL/dx (in ord's order,
+     * within the padded dL/dz, Hq x Wq planes, relative to the residue's first row) */
+    fnn_phase_axis ah, aw;
+    ptrdiff_t psz, fh[FNN_PHASE_MAXK], fw[FNN_PHASE_MAXK], bh[FNN_PHASE_MAXK],
+        bw[FNN_PHASE_MAXK];
+    const ptrdiff_t *toff; /* the products' offset tables, in the scratch (per call) */
 } fnn_conv_plan;
 
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
@@ -170,7 +262,46 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     p.wino = fnn_conv_wino_fits(g);
     p.direct = g->sh == 1 && g->sw == 1 && g->ph <= g->dh * (g->kh - 1) &&
                g->pw <= g->dw * (g->kw - 1) && 2 * (Wp - g->Wo) <= Wp;
-    if (p.direct) {
+    if (!p.direct && (g->sh > 1 || g->sw > 1) && p.wgrad && fnn_conv_phase_enabled &&
+        g->kh <= FNN_PHASE_MAXK && g->kw <= FNN_PHASE_MAXK && g->sh <= FNN_PHASE_MAXS &&
+        g->sw <= FNN_PHASE_MAXS) {
+        p.ah = fnn_phase_axis_of(g->H, g->Ho, g->kh, g->sh, g->ph, g->dh);
+        p.aw = fnn_phase_axis_of(g->W, g->Wo, g->kw, g->sw, g->pw, g->dw);
+        /* where im2col would copy inputs more than once (the taps overlap: a 1x1
+         * convolution's columns are a plain gather, and its dL/dx as fast by col2im) and
+         * the wide rows waste at most half of the work, forward and dL/dx */
+        p.phase = (g->dh * (g->kh - 1) + 1 > g->sh || g->dw * (g->kw - 1) + 1 > g->sw) &&
+                  2 * (p.aw.len - g->Wo) <= p.aw.len && 2 * (p.aw.q - p.aw.numax) <= p.aw.q;
+    }
+    if (p.phase) {
+        const fnn_phase_axis *ah = &p.ah, *aw = &p.aw;
+        ptrdiff_t plane = ah->len * aw->len, Wq = aw->q;
+        p.psz = ah->res * aw->res * plane;
+        for (ptrdiff_t i = 0; i < g->kh; i++)
+            p.fh[i] = ah->ridx[i * g->dh % g->sh] * aw->res * plane +
+                      i * g->dh / g->sh * aw->len;
+        for (ptrdiff_t j = 0; j < g->kw; j++)
+            p.fw[j] = aw->ridx[j * g->dw % g->sw] * plane + j * g->dw / g->sw;
+        for (ptrdiff_t r = 0; r < g->sh; r++)
+            for (ptrdiff_t t = ah->st[r]; t < ah->st[r + 1]; t++)
+                p.bh[t] = (ah->u0[r] - ah->ord[t] * g->dh / g->sh + ah->pad) * Wq;
+        for (ptrdiff_t r = 0; r < g->sw; r++)
+            for (ptrdiff_t t = aw->st[r]; t < aw->st[r + 1]; t++)
+                p.bw[t] = aw->u0[r] - aw->ord[t] * g->dw / g->sw + aw->pad;
+        p.Hq = ah->q;
+        p.Wq = Wq;
+        p.fs = aw->len;
+        p.bs = g->Wo;
+        p.gstep = C / G * p.psz;
+        p.ld = fnn_conv_row_stride(g->Ho * aw->len);
+        /* the planes; the padded input (weight gradient); dL/dx's wide rows, per phase */
+        p.r1 = C * p.psz + 16;
+        if (p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
+        if (p.r1 < g->sh * g->sw * C * ah->numax * Wq)
+            p.r1 = g->sh * g->sw * C * ah->numax * Wq;
+        p.r2 = K * p.ld;
+        p.r3 = K * p.Hq * Wq + 16;
+    } else if (p.direct) {
         p.qh = g->dh * (g->kh - 1) - g->ph;
         p.qw = g->dw * (g->kw - 1) - g->pw;
         p.Hq = g->Ho + 2 * p.qh;
@@ -182,8 +313,12 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.r3 = K * p.Hq * p.Wq + p.Wq + 16;
         p.in_rows = (fnn_rows){g->kh, g->kw, p.Hp * Wp, g->dh * Wp, g->dw};
         p.gz_rows = (fnn_rows){g->kh, g->kw, p.Hq * p.Wq, g->dh * p.Wq, g->dw};
+        p.fs = p.bs = Wp;
+        p.gstep = C / G * p.Hp * Wp;
     } else {
         p.ld = fnn_conv_row_stride(g->Ho * g->Wo);
+        p.fs = p.bs = g->Wo;
+        p.gstep = C / G * g->kh * g->kw * p.ld;
         p.r1 = C * g->kh * g->kw * p.ld;
         if (p.wgrad && (g->ph || g->pw) && p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
         p.r2 = K * p.ld;
@@ -200,8 +335,8 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
-        p.r5 = fnn_wino_size(&p.wf);
-        if (p.r5 < fnn_wino_size(&p.wb)) p.r5 = fnn_wino_size(&p.wb);
+        p.r5 = fnn_wino_slot(&p.wf);
+        if (p.r5 < fnn_wino_slot(&p.wb)) p.r5 = fnn_wino_slot(&p.wb);
     }
     /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
      * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
@@ -215,6 +350,11 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
 int fnn_conv_uses_winograd(const fnn_conv_geom *g)
 {
     return fnn_conv_plan_of(g).wino;
+}
+
+int fnn_conv_uses_phase(const fnn_conv_geom *g)
+{
+    return fnn_conv_plan_of(g).phase;
 }
 
 /* Whether a convolution runs sample by sample, each thread taking whole samples (or
@@ -249,9 +389,12 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
 {
     fnn_conv_plan p = fnn_conv_plan_of(g);
     /* the bias sums: two float elements per double, one more to align them; then
-     * Winograd's buffers and transformed filters */
+     * Winograd's buffers and transformed filters, or the phase path's offset tables
+     * (ptrdiff_t: two float elements each, one more to align them) */
+    ptrdiff_t G = g->groups > 0 ? g->groups : 1, kk = g->kh * g->kw;
     return fnn_conv_parts_offset(g, &p) + 2 * p.blocks * g->K + 1 +
-           (p.wino ? p.nb * p.r5 + 36 * g->K * g->C : 0);
+           (p.wino ? p.nb * p.r5 + 36 * g->K * g->C : 0) +
+           (p.phase ? 2 * (g->C + g->K) / G * kk + 1 : 0);
 }
 
 /* Run the statements after (n, slots, work, lo, hi, slot, per) for the units [lo, hi) =
@@ -287,6 +430,71 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g)
             }                                                                        \
         }                                                                            \
     } while (0)
+
+/* d (VL rows of ldd) = the VL x VL block s (rows lds apart) transposed, VL = 8 floats
+ * or 4 doubles (a vector each): pairs of rows interleaved, then pairs of pairs, then
+ * (float) the 128-bit halves; the packing of dL/dz for the weight gradient
+ * (generic/conv_wgrad.h). */
+#if defined(__GNUC__) && !defined(__clang__)
+typedef float fnn_v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double fnn_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+typedef int32_t fnn_m8 __attribute__((vector_size(32)));
+typedef int64_t fnn_m4 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) void fnn_transpose_block_f32(const float *s,
+                                                                          ptrdiff_t lds,
+                                                                          float *d,
+                                                                          ptrdiff_t ldd)
+{
+    const fnn_m8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const fnn_m8 l2 = {0, 1, 8, 9, 4, 5, 12, 13}, h2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const fnn_m8 l4 = {0, 1, 2, 3, 8, 9, 10, 11}, h4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    fnn_v8f r[8], t[8];
+    for (int i = 0; i < 8; i++) r[i] = *(const fnn_v8f *)(s + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = __builtin_shuffle(t[i], t[i + 2], l2);
+        r[i + 1] = __builtin_shuffle(t[i], t[i + 2], h2);
+        r[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], l2);
+        r[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], h2);
+    }
+    for (int i = 0; i < 4; i++) {
+        *(fnn_v8f *)(d + i * ldd) = __builtin_shuffle(r[i], r[i + 4], l4);
+        *(fnn_v8f *)(d + (i + 4) * ldd) = __builtin_shuffle(r[i], r[i + 4], h4);
+    }
+}
+
+static inline __attribute__((always_inline)) void fnn_transpose_block_f64(const double *s,
+                                                                          ptrdiff_t lds,
+                                                                          double *d,
+                                                                          ptrdiff_t ldd)
+{
+    const fnn_m4 lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+    fnn_v4d r[4], t[4];
+    for (int i = 0; i < 4; i++) r[i] = *(const fnn_v4d *)(s + i * lds);
+    for (int i = 0; i < 4; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 2; i++) {
+        *(fnn_v4d *)(d + i * ldd) = __builtin_shuffle(t[i], t[i + 2], l2);
+        *(fnn_v4d *)(d + (i + 2) * ldd) = __builtin_shuffle(t[i], t[i + 2], h2);
+    }
+}
+#else
+#define FNN_TRANSPOSE_BLOCK(T, name, VL)                                                    \
+    static inline void name(const T *s, ptrdiff_t lds, T *d, ptrdiff_t ldd)                \
+    {                                                                                       \
+        for (ptrdiff_t i = 0; i < VL; i++)                                                  \
+            for (ptrdiff_t j = 0; j < VL; j++) d[j * ldd + i] = s[i * lds + j];             \
+    }
+FNN_TRANSPOSE_BLOCK(float, fnn_transpose_block_f32, 8)
+FNN_TRANSPOSE_BLOCK(double, fnn_transpose_block_f64, 4)
+#undef FNN_TRANSPOSE_BLOCK
+#endif
 
 #define FNN_GENERIC "generic/conv.h"
 #include "instantiate.h"

@@ -33,6 +33,13 @@ ptrdiff_t fnn_conv_scratch(const fnn_conv_geom *g);
 int fnn_conv_uses_winograd(const fnn_conv_geom *g);
 extern int fnn_conv_winograd_enabled;
 
+/* Whether the convolution runs the phase path (conv.c: strided, 8 output channels or
+ * more per group, kernels up to 16 taps and strides up to 8 per axis), and its switch
+ * (1 by default; off: im2col columns). Like Winograd's, not between a forward and its
+ * backward. */
+int fnn_conv_uses_phase(const fnn_conv_geom *g);
+extern int fnn_conv_phase_enabled;
+
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */
 typedef struct {
     ptrdiff_t planes, H, W;

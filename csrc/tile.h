@@ -19,4 +19,10 @@ static inline ptrdiff_t fnn_row_offset(const fnn_rows *r, ptrdiff_t p)
     return p / kk * r->sc + p % kk / r->kw * r->si + p % r->kw * r->sj;
 }
 
+/* The rows of a b operand that are not evenly spaced: row p starts at off[p] (the
+ * phase planes of a strided convolution, and its dL/dz for dL/dx, conv.c). */
+typedef struct {
+    const ptrdiff_t *off;
+} fnn_taps;
+
 #endif

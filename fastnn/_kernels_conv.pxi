@@ -15,6 +15,8 @@ cdef extern from "conv.h" nogil:
     Py_ssize_t fnn_conv_scratch(const fnn_conv_geom *g)
     int fnn_conv_uses_winograd(const fnn_conv_geom *g)
     int fnn_conv_winograd_enabled
+    int fnn_conv_uses_phase(const fnn_conv_geom *g)
+    int fnn_conv_phase_enabled
 
     # Convolution and pooling, declared once with the fused type (binding.h's FNN_FUSED
     # names).
@@ -108,6 +110,26 @@ def _set_conv_winograd(bint enabled):
     global fnn_conv_winograd_enabled
     cdef bint before = fnn_conv_winograd_enabled
     fnn_conv_winograd_enabled = enabled
+    return before
+
+
+def _conv_uses_phase(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
+                     tuple dilation, Py_ssize_t groups):
+    """Whether conv_forward and conv_backward run this convolution by phase planes
+    (strided, 8 output channels or more per group, kernels up to 16 and strides up to 8
+    per axis, the switch of _set_conv_phase on) rather than im2col columns."""
+    cdef fnn_conv_geom g = _conv_geom("_conv_uses_phase", x_shape, w_shape, stride,
+                                      padding, dilation, groups)
+    return bool(fnn_conv_uses_phase(&g))
+
+
+def _set_conv_phase(bint enabled):
+    """Turn the phase path of strided convolutions on (the default) or off (im2col
+    columns; for measurements and tests); returns the previous setting. Like
+    _set_conv_winograd, not between a forward and its backward."""
+    global fnn_conv_phase_enabled
+    cdef bint before = fnn_conv_phase_enabled
+    fnn_conv_phase_enabled = enabled
     return before
 
 

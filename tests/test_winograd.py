@@ -161,3 +161,48 @@ def test_winograd_conv_relu_matches_torch_in_float64(hw):
     for name, p in ours.named_parameters():
         tp = dict(theirs.named_parameters())[name]
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-10, atol=1e-11, err_msg=name)
+
+
+# small planes: the tiles of several samples side by side in one product (groups of
+# 2 on 8 x 8, 8 on 4 x 4, 6 on 3 x 5), batches that leave a partial group
+SMALL = [(11, 16, 16, 8, 8), (5, 16, 24, 4, 4), (2, 16, 16, 3, 5), (13, 24, 16, 2, 3)]
+
+
+@pytest.mark.parametrize("n, c, k, h, w_", SMALL)
+def test_winograd_sample_groups_match_numpy(n, c, k, h, w_):
+    r = np.random.default_rng(n * h)
+    x = r.standard_normal((n, c, h, w_))
+    w = r.standard_normal((k, c, 3, 3))
+    b = r.standard_normal(k)
+    zr = conv_ref(x, w, b, S1, (1, 1), D1, 1)
+    gy = r.standard_normal(zr.shape)
+    _, z, gx, gw, gb = run_conv(x, w, b, K.ACT_RELU, S1, (1, 1), D1, 1, gy)
+    np.testing.assert_allclose(z, zr, rtol=1e-11, atol=1e-11)
+    gxr, gwr, gbr = conv_grads_ref(x, w, gy * (zr > 0), S1, (1, 1), D1, 1)
+    np.testing.assert_allclose(gx, gxr, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gb, gbr, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("n, c, k, h, w_", SMALL)
+def test_winograd_sample_groups_change_no_result(n, c, k, h, w_):
+    # each sample alone (no group) gives the bits it gets within its group, forward and
+    # dL/dx, on 1 and 2 threads
+    assert K._conv_uses_winograd((n, c, h, w_), (k, c, 3, 3), S1, (1, 1), D1, 1)
+    r = np.random.default_rng(h * w_)
+    x = r.standard_normal((n, c, h, w_)).astype(np.float32)
+    w = r.standard_normal((k, c, 3, 3)).astype(np.float32)
+    gy = r.standard_normal((n, k, h, w_)).astype(np.float32)
+    before = fastnn.get_num_threads()
+    try:
+        for nt in (1, 2):
+            fastnn.set_num_threads(nt)
+            y, _, gx, _, _ = run_conv(x, w, None, K.ACT_IDENTITY, S1, (1, 1), D1, 1, gy)
+            for j in range(n):
+                yj, _, gxj, _, _ = run_conv(
+                    x[j : j + 1], w, None, K.ACT_IDENTITY, S1, (1, 1), D1, 1, gy[j : j + 1]
+                )
+                np.testing.assert_array_equal(y[j : j + 1], yj)
+                np.testing.assert_array_equal(gx[j : j + 1], gxj)
+    finally:
+        fastnn.set_num_threads(before)

@@ -190,23 +190,34 @@ static FNN_CLONES void S(tiled_dot)(ptrdiff_t i0, ptrdiff_t mb, ptrdiff_t q0, pt
     }
 }
 
-/* dst (C, H + 2 ph, W + 2 pw) = the planes src (C, H, W; rows `srow` apart, planes
- * `splane` apart) with zeros around, then `slack` zeros (room for whole-vector reads). */
-static FNN_CLONES void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane,
-                                     ptrdiff_t srow, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph,
-                                     ptrdiff_t pw, ptrdiff_t slack, T *dst)
+/* dst (C, Hp, Wp) = the planes src (C, H, W; rows `srow` apart, planes `splane` apart)
+ * from row pt and column pl on, zeros around, then `slack` zeros (room for whole-vector
+ * reads). */
+static FNN_CLONES void S(pad_planes_at)(const T *src, ptrdiff_t C, ptrdiff_t splane,
+                                        ptrdiff_t srow, ptrdiff_t H, ptrdiff_t W, ptrdiff_t Hp,
+                                        ptrdiff_t Wp, ptrdiff_t pt, ptrdiff_t pl,
+                                        ptrdiff_t slack, T *dst)
 {
-    ptrdiff_t Wp = W + 2 * pw, plane = (H + 2 * ph) * Wp;
+    ptrdiff_t plane = Hp * Wp, gap = Wp - W;
     for (ptrdiff_t c = 0; c < C; c++, src += splane, dst += plane) {
-        memset(dst, 0, (size_t)(ph * Wp + pw) * sizeof(T));
+        memset(dst, 0, (size_t)(pt * Wp + pl) * sizeof(T));
         for (ptrdiff_t h = 0; h < H; h++) {
-            T *d = dst + (ph + h) * Wp + pw;
+            T *d = dst + (pt + h) * Wp + pl;
             memcpy(d, src + h * srow, (size_t)W * sizeof(T));
-            if (h + 1 < H) memset(d + W, 0, (size_t)(2 * pw) * sizeof(T));
+            if (h + 1 < H) memset(d + W, 0, (size_t)gap * sizeof(T));
         }
-        memset(dst + (ph + H) * Wp - pw, 0, (size_t)(ph * Wp + pw) * sizeof(T));
+        T *end = dst + (pt + H - 1) * Wp + pl + W;
+        memset(end, 0, (size_t)(dst + plane - end) * sizeof(T));
     }
     memset(dst, 0, (size_t)slack * sizeof(T));
+}
+
+/* dst (C, H + 2 ph, W + 2 pw) = the planes src with zeros around, as pad_planes_at. */
+static void S(pad_planes)(const T *src, ptrdiff_t C, ptrdiff_t splane, ptrdiff_t srow,
+                          ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t slack,
+                          T *dst)
+{
+    S(pad_planes_at)(src, C, splane, srow, H, W, H + 2 * ph, W + 2 * pw, ph, pw, slack, dst);
 }
 
 /* Per activation: the forward epilogue over n values of one (sample, channel),
@@ -301,21 +312,34 @@ static inline ptrdiff_t S(rows_per_task)(struct S(rowmap) m)
     return r < 1 ? 1 : r > m.rows ? m.rows : r;
 }
 
+/* c (m, n) = a (m, P) b (P, n), b's rows where the plan reads the forward's input: the
+ * columns, the padded input or the phase planes. */
+static void S(conv_product)(const fnn_conv_geom *g, const fnn_conv_plan *pl, ptrdiff_t m,
+                            ptrdiff_t n, ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b,
+                            T *c, ptrdiff_t ldc)
+{
+    (void)g;
+    if (pl->phase)
+        S(tiled_gemm_taps)(m, n, P, a, lda, b, (fnn_taps){pl->toff}, c, ldc);
+    else
+        S(tiled_gemm)(m, n, P, a, lda, b, pl->in_rows, c, ldc);
+}
+
 /* One forward task: group q of one sample, output rows [r0, r1): the product
- * w_q b (b: that sample's columns or padded input, rows `rr`) into prod (K, ldp), then
+ * w_q b (b: that sample's columns, padded input or phase planes) into prod (K, ldp), then
  * z = prod + bias, y = act(z) into the NCHW planes while the rows are in cache (in
  * place where prod is y). */
-static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, int act, T a, T b,
-                                            const T *w, const T *bias, const T *bq,
-                                            fnn_rows rr, ptrdiff_t q, ptrdiff_t r0,
+static FNN_CLONES void S(conv_forward_task)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
+                                            int act, T a, T b, const T *w, const T *bias,
+                                            const T *bq, ptrdiff_t q, ptrdiff_t r0,
                                             ptrdiff_t r1, struct S(rowmap) m, T *prod,
                                             ptrdiff_t ldp, T *z, T *y)
 {
     ptrdiff_t Kg = g->K / g->groups, ckk = g->C / g->groups * g->kh * g->kw;
     ptrdiff_t hw = g->Ho * g->Wo, j0 = r0 * m.stride;
     T *pq = prod + q * Kg * ldp;
-    S(tiled_gemm)(Kg, (r1 - r0) * m.stride - (r1 == m.rows ? m.stride - m.width : 0), ckk,
-                  w + q * Kg * ckk, ckk, bq + j0, rr, pq + j0, ldp);
+    S(conv_product)(g, pl, Kg, (r1 - r0) * m.stride - (r1 == m.rows ? m.stride - m.width : 0),
+                    ckk, w + q * Kg * ckk, ckk, bq + j0, pq + j0, ldp);
     if (act == FNN_ACT_IDENTITY && !bias && !z && pq == y + q * Kg * hw) return;
     int side = m.stride == m.width; /* rows side by side (im2col): one call */
     for (ptrdiff_t k = 0; k < Kg; k++) {
@@ -366,22 +390,34 @@ static void S(conv_prologue)(const fnn_conv_geom *g, int act, T a, T b, const T 
                        });
 }
 
-/* xp (cnt, C, Hp, Wp) = x padded, each sample `per_sample` apart and followed by
- * `slack` zeros: one (sample, channel) per task. The planes of x are `in_plane` apart
- * and their rows `in_row`. */
+/* xp (cnt, C, Hp, Wp) = x padded (from row pt and column pl on), each sample
+ * `per_sample` apart and followed by `slack` zeros: one (sample, channel) per task. The
+ * planes of x are `in_plane` apart and their rows `in_row`. */
+static void S(pad_chunk_at)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_plane,
+                            ptrdiff_t in_row, ptrdiff_t H, ptrdiff_t W, ptrdiff_t Hp,
+                            ptrdiff_t Wp, ptrdiff_t pt, ptrdiff_t pl, ptrdiff_t per_sample,
+                            ptrdiff_t slack, T *xp)
+{
+    ptrdiff_t plane = Hp * Wp;
+    FNN_PARALLEL_SPLIT(cnt * C, cnt * C * plane, lo, hi,
+                       for (ptrdiff_t t = lo; t < hi; t++) {
+                           ptrdiff_t j = t / C, c = t % C;
+                           S(pad_planes_at)(x + t * in_plane, 1, in_plane, in_row, H, W, Hp,
+                                            Wp, pt, pl, c == C - 1 ? slack : 0,
+                                            xp + j * per_sample + c * plane);
+                       });
+}
+
+/* pad_chunk_at with ph zeros above and below, pw either side. */
 static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_plane,
                          ptrdiff_t in_row, ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
                          ptrdiff_t per_sample, ptrdiff_t slack, T *xp)
 {
-    ptrdiff_t plane = (H + 2 * ph) * (W + 2 * pw);
-    FNN_PARALLEL_SPLIT(cnt * C, cnt * C * plane, lo, hi,
-                       for (ptrdiff_t t = lo; t < hi; t++) {
-                           ptrdiff_t j = t / C, c = t % C;
-                           S(pad_planes)(x + t * in_plane, 1, in_plane, in_row, H, W, ph, pw,
-                                         c == C - 1 ? slack : 0,
-                                         xp + j * per_sample + c * plane);
-                       });
+    S(pad_chunk_at)(x, cnt, C, in_plane, in_row, H, W, H + 2 * ph, W + 2 * pw, ph, pw,
+                    per_sample, slack, xp);
 }
+
+#include "conv_phase.h"
 
 #include "conv_wgrad.h"
 #include "winograd.h"
@@ -450,30 +486,29 @@ static void S(conv_wgrad)(const fnn_conv_geom *g, const fnn_conv_plan *pl, const
                        });
 }
 
-/* The forward of one sample: its columns or padded input into col (pl->r1), the
- * product (direct: through wide, pl->r2) into z and y, the task blocks in order. */
+/* The forward of one sample: its columns, padded input or phase planes into col
+ * (pl->r1), the product (direct, phase: through wide, pl->r2) into z and y, the task
+ * blocks in order. */
 static void S(conv_forward_sample)(const fnn_conv_geom *g, const fnn_conv_plan *pl, int act,
                                    T a, T b, const T *w, const T *bias, const T *x, T *col,
-                                   T *wide, T *wbuf, const T *U, T *z, T *y)
+                                   T *wide, T *z, T *y)
 {
-    if (pl->wino) {
-        S(wino_sample)(&pl->wf, x, g->H * g->W, g->W, U, act, a, b, bias, z, y, wbuf);
-        return;
-    }
-    ptrdiff_t G = g->groups, Cg = g->C / G, hw = g->Ho * g->Wo;
-    ptrdiff_t gstep = Cg * (pl->direct ? pl->Hp * pl->Wp : g->kh * g->kw * pl->ld);
-    struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
+    ptrdiff_t G = g->groups, hw = g->Ho * g->Wo;
+    struct S(rowmap) m = {g->Ho, g->Wo, pl->fs};
     ptrdiff_t rpt = S(rows_per_task)(m);
-    if (pl->direct)
+    int to_y = m.stride == m.width; /* the products' rows are the output's */
+    if (pl->phase)
+        S(phase_split)(g, pl, x, 0, g->C, col);
+    else if (pl->direct)
         S(pad_planes)(x, g->C, g->H * g->W, g->W, g->H, g->W, g->ph, g->pw,
                       pl->r1 - g->C * pl->Hp * pl->Wp, col);
     else
         S(im2col_sample)(g, x, pl->ld, col);
     for (ptrdiff_t q = 0; q < G; q++)
         for (ptrdiff_t r0 = 0; r0 < m.rows; r0 += rpt)
-            S(conv_forward_task)(g, act, a, b, w, bias, col + q * gstep, pl->in_rows, q, r0,
-                                 r0 + rpt < m.rows ? r0 + rpt : m.rows, m,
-                                 pl->direct ? wide : y, pl->direct ? pl->ld : hw, z, y);
+            S(conv_forward_task)(g, pl, act, a, b, w, bias, col + q * pl->gstep, q, r0,
+                                 r0 + rpt < m.rows ? r0 + rpt : m.rows, m, to_y ? y : wide,
+                                 to_y ? hw : pl->ld, z, y);
 }
 
 void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T *bias,
@@ -486,23 +521,47 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
     T *r1 = scratch, *r2 = scratch + pl.nb * pl.r1;
     T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
     if (pl.wino) S(wino_filters)(w, g->K, g->C, 0, (int)pl.wf.tm, U);
-    /* each thread whole samples, in its own buffers (Winograd: whatever the batch) */
-    if (pl.wino || fnn_conv_by_samples(g, &pl)) {
+    if (pl.phase) pl.toff = S(phase_tables)(g, &pl, r5);
+    if (pl.wino) { /* each thread whole groups of samples, whatever the batch */
+        ptrdiff_t gs = pl.wf.grp;
+        FNN_PARALLEL_SLOTS((g->N + gs - 1) / gs, pl.nb, work, lo, hi, slot, per,
+                           for (ptrdiff_t u = lo; u < hi; u++) {
+                               ptrdiff_t j1 = (u + 1) * gs < g->N ? (u + 1) * gs : g->N;
+                               for (ptrdiff_t j = u * gs; j < j1; j += per) {
+                                   ptrdiff_t ns = j1 - j < per ? j1 - j : per;
+                                   S(wino_samples)(&pl.wf, ns, x + j * in_sample, in_sample,
+                                                   g->H * g->W, g->W, U, act, alpha, beta,
+                                                   bias, z ? z + j * out_sample : NULL,
+                                                   y + j * out_sample, out_sample,
+                                                   r5 + slot * pl.r5);
+                               }
+                           });
+        return;
+    }
+    /* each thread whole samples, in its own buffers */
+    if (fnn_conv_by_samples(g, &pl)) {
         FNN_PARALLEL_SLOTS(g->N, pl.nb, work, lo, hi, slot, per,
                            for (ptrdiff_t j = lo; j < hi; j++)
                                S(conv_forward_sample)(g, &pl, act, alpha, beta, w, bias,
                                                       x + j * in_sample, r1 + slot * pl.r1,
-                                                      r2 + slot * pl.r2, r5 + slot * pl.r5,
-                                                      U, z ? z + j * out_sample : NULL,
+                                                      r2 + slot * pl.r2,
+                                                      z ? z + j * out_sample : NULL,
                                                       y + j * out_sample));
         return;
     }
-    ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : g->kh * g->kw * pl.ld);
-    struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
+    struct S(rowmap) m = {g->Ho, g->Wo, pl.fs};
     ptrdiff_t rpt = S(rows_per_task)(m), blocks = (m.rows + rpt - 1) / rpt;
+    int to_y = m.stride == m.width;
     for (ptrdiff_t n0 = 0; n0 < g->N; n0 += pl.nb) {
         ptrdiff_t cnt = g->N - n0 < pl.nb ? g->N - n0 : pl.nb;
-        if (pl.direct)
+        if (pl.phase)
+            FNN_PARALLEL_SPLIT(cnt * g->C, cnt * g->C * pl.psz, lo, hi,
+                               for (ptrdiff_t t = lo; t < hi; t++) {
+                                   ptrdiff_t j = t / g->C, c = t % g->C;
+                                   S(phase_split)(g, &pl, x + (n0 + j) * in_sample, c, c + 1,
+                                                  r1 + j * pl.r1);
+                               });
+        else if (pl.direct)
             S(pad_chunk)(x + n0 * in_sample, cnt, g->C, g->H * g->W, g->W, g->H, g->W, g->ph,
                          g->pw, pl.r1, pl.r1 - g->C * pl.Hp * pl.Wp, r1);
         else
@@ -513,10 +572,11 @@ void S(fnn_conv_forward)(const fnn_conv_geom *g, const T *x, const T *w, const T
                                ptrdiff_t b0 = t % blocks * rpt;
                                ptrdiff_t o = (n0 + j) * out_sample;
                                S(conv_forward_task)(
-                                   g, act, alpha, beta, w, bias, r1 + j * pl.r1 + q * gstep,
-                                   pl.in_rows, q, b0, b0 + rpt < m.rows ? b0 + rpt : m.rows,
-                                   m, pl.direct ? r2 + j * pl.r2 : y + o,
-                                   pl.direct ? pl.ld : hw, z ? z + o : NULL, y + o);
+                                   g, &pl, act, alpha, beta, w, bias,
+                                   r1 + j * pl.r1 + q * pl.gstep, q, b0,
+                                   b0 + rpt < m.rows ? b0 + rpt : m.rows, m,
+                                   to_y ? y + o : r2 + j * pl.r2, to_y ? hw : pl.ld,
+                                   z ? z + o : NULL, y + o);
                            });
     }
 }
@@ -567,7 +627,7 @@ static void S(bwd_prepare)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1, 
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t hw = g->Ho * g->Wo, o = j * g->K * hw;
     const T *z = J->z ? J->z + o : NULL, *y = J->y ? J->y + o : NULL, *gy = J->gy + o;
-    struct S(rowmap) m = {g->Ho, g->Wo, pl->direct ? pl->Wp : g->Wo};
+    struct S(rowmap) m = {g->Ho, g->Wo, pl->bs};
     if (!J->fused)
         for (ptrdiff_t c = 0; c < g->K; c++) {
             double s = S(prologue_plane)(J->act, J->a, J->b, z ? z + c * hw : NULL,
@@ -607,16 +667,19 @@ static void S(bwd_wgrad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, ptrdiff_t
 
 /* dL/dx of sample j from its dL/dz in gz. */
 static void S(bwd_input_grad)(const struct S(conv_bwd_job) *J, ptrdiff_t j, T *r1,
-                              const T *gz, T *r3, T *r5)
+                              const T *gz, T *r3)
 {
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t hw = g->Ho * g->Wo, G = g->groups, Kg = g->K / G, Cg = g->C / G;
     T *gx = J->gx + j * g->C * g->H * g->W;
-    if (pl->wino) /* Winograd's F(2x2, 3x3) on dL/dz, filters flipped */
-        S(wino_sample)(&pl->wb, gz, pl->ld, pl->direct ? pl->Wp : g->Wo, J->U,
-                       FNN_ACT_IDENTITY, 0, 0, NULL, NULL, gx, r5);
-    else if (pl->direct) { /* the flipped convolution of the padded dL/dz */
+    if (pl->phase) { /* each phase's correlation of the padded dL/dz */
+        S(pad_planes_at)(gz, g->K, pl->ld, g->Wo, g->Ho, g->Wo, pl->Hq, pl->Wq, pl->ah.pad,
+                         pl->aw.pad, pl->r3 - g->K * pl->Hq * pl->Wq, r3);
+        for (ptrdiff_t rh = 0; rh < g->sh; rh++)
+            for (ptrdiff_t q = 0; q < G; q++)
+                S(phase_input_grad_task)(g, pl, J->wt, r3, rh, q, 0, pl->ah.numax, r1, gx);
+    } else if (pl->direct) { /* the flipped convolution of the padded dL/dz */
         struct S(rowmap) mx = {g->H, g->W, pl->Wq};
         ptrdiff_t rpt = S(rows_per_task)(mx);
         S(pad_planes)(gz, g->K, pl->ld, pl->Wp, g->Ho, g->Wo, pl->qh, pl->qw,
@@ -645,7 +708,7 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
     const fnn_conv_geom *g = J->g;
     const fnn_conv_plan *pl = J->pl;
     ptrdiff_t N = g->N, K = g->K, ckk = g->C / g->groups * g->kh * g->kw;
-    ptrdiff_t B = pl->blocks;
+    ptrdiff_t B = pl->blocks, in = g->C * g->H * g->W;
     T *r1 = scratch + slot * pl->r1, *gz = scratch + pl->nb * pl->r1 + slot * pl->r2;
     T *r3 = scratch + pl->nb * (pl->r1 + pl->r2) + slot * pl->r3;
     T *r4 = scratch + pl->nb * (pl->r1 + pl->r2 + pl->r3) + slot * pl->r4;
@@ -659,10 +722,17 @@ static void S(bwd_blocks)(const struct S(conv_bwd_job) *J, T *scratch, ptrdiff_t
                 S(bwd_prepare)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2, r4 + s * pl->r4,
                                bpart + b * K);
             if (J->gw) S(bwd_wgrad)(J, s0, cnt, s0 == j0, r1, r4, wpart + b * ckk * pl->kp);
-            if (J->gx)
+            if (J->gx && pl->wino) /* Winograd on dL/dz, filters flipped, grp at a time */
+                for (ptrdiff_t s = 0; s < cnt; s += pl->wb.grp) {
+                    ptrdiff_t ns = cnt - s < pl->wb.grp ? cnt - s : pl->wb.grp;
+                    S(wino_samples)(&pl->wb, ns, gz + s * pl->r2, pl->r2, pl->ld, pl->bs, J->U,
+                                    FNN_ACT_IDENTITY, 0, 0, NULL, NULL, J->gx + (s0 + s) * in,
+                                    in, r5 + s * pl->r5);
+                }
+            else if (J->gx)
                 for (ptrdiff_t s = 0; s < cnt; s++)
                     S(bwd_input_grad)(J, s0 + s, r1 + s * pl->r1, gz + s * pl->r2,
-                                      r3 + s * pl->r3, r5 + s * pl->r5);
+                                      r3 + s * pl->r3);
         }
     }
 }
@@ -724,12 +794,16 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
     ptrdiff_t rblocks = (Kg + 3) / 4, cblocks = (ckk + FNN_DOT_MAXQ - 1) / FNN_DOT_MAXQ;
     T *r1 = scratch, *gz = r1 + pl.nb * pl.r1, *r3 = gz + pl.nb * pl.r2;
     T *r4 = r3 + pl.nb * pl.r3, *wt = r4 + pl.nb * pl.r4, *wacc = wt + g->K * ckk;
-    ptrdiff_t gstep = Cg * (pl.direct ? pl.Hp * pl.Wp : kk * pl.ld);
-    struct S(rowmap) m = {g->Ho, g->Wo, pl.direct ? pl.Wp : g->Wo};
+    ptrdiff_t gstep = pl.gstep;
+    struct S(rowmap) m = {g->Ho, g->Wo, pl.bs};
     T *r5 = S(wino_area)(g, &pl, scratch), *U = r5 + pl.nb * pl.r5;
     if (gx) {
         if (pl.wino) /* U (16, C, K): the filters of dL/dx, transformed */
             S(wino_filters)(w, g->K, g->C, 1, (int)pl.wb.tm, U);
+        else if (pl.phase) {
+            S(phase_weights)(g, &pl, w, wt);
+            pl.toff = S(phase_tables)(g, &pl, r5);
+        }
         else if (pl.direct) /* wt (C, Kg kh kw) per group: w transposed, taps flipped */
             for (ptrdiff_t q = 0; q < G; q++)
                 for (ptrdiff_t c = 0; c < Cg; c++)
@@ -797,6 +871,21 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                                                   FNN_ACT_IDENTITY, 0, 0, NULL, NULL,
                                                   gx + (n0 + j) * in_sample,
                                                   r5 + slot * pl.r5));
+        } else if (pl.phase) { /* dL/dx: each phase's correlation of the padded dL/dz */
+            ptrdiff_t F = g->sh;
+            S(pad_chunk_at)(gz, cnt, g->K, pl.ld, g->Wo, g->Ho, g->Wo, pl.Hq, pl.Wq,
+                            pl.ah.pad, pl.aw.pad, pl.r3, pl.r3 - g->K * pl.Hq * pl.Wq, r3);
+            struct S(rowmap) mx = {pl.ah.numax, pl.aw.numax, pl.Wq};
+            ptrdiff_t rpt = S(rows_per_task)(mx), blocks = (mx.rows + rpt - 1) / rpt;
+            FNN_PARALLEL_SPLIT(cnt * F * G * blocks, cnt * in_sample * Kg * kk, lo, hi,
+                               for (ptrdiff_t t = lo; t < hi; t++) {
+                                   ptrdiff_t j = t / (F * G * blocks);
+                                   ptrdiff_t f = t / (G * blocks) % F, q = t / blocks % G;
+                                   ptrdiff_t u0 = t % blocks * rpt;
+                                   S(phase_input_grad_task)(g, &pl, wt, r3 + j * pl.r3, f, q,
+                                                            u0, u0 + rpt, r1 + j * pl.r1,
+                                                            gx + (n0 + j) * in_sample);
+                               });
         } else if (pl.direct) { /* dL/dx: the flipped convolution of the padded dL/dz */
             struct S(rowmap) mx = {g->H, g->W, pl.Wq};
             ptrdiff_t rpt = S(rows_per_task)(mx), blocks = (g->H + rpt - 1) / rpt;

@@ -25,6 +25,15 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
         }                                                                             \
     } while (0)
 
+/* A tile's MB x NV accumulators, zeroed; stored to c (rows ldc apart) at the end. */
+#define FNN_TILE_ZERO(MB, NV)                                                         \
+    S(vec) acc[MB][NV];                                                               \
+    for (int i = 0; i < MB; i++)                                                      \
+        for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0}
+#define FNN_TILE_STORE(MB, NV)                                                        \
+    for (int i = 0; i < MB; i++)                                                      \
+        for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v]
+
 /* c[i ldc + 0 .. NV VL) = sum_p a[i lda + p] (row p of b)[0 .. NV VL), i < MB. Rows
  * evenly spaced (kh = kw = 1: im2col columns, a transposed weight matrix) take a single
  * loop: the general walk's nested loops of one trip each cost a third of the speed on
@@ -33,9 +42,7 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
     static inline __attribute__((always_inline)) void S(gemm_tile_##MB##_##NV)(              \
         ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_rows r, T *c, ptrdiff_t ldc)  \
     {                                                                                         \
-        S(vec) acc[MB][NV];                                                                   \
-        for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) acc[i][v] = (S(vec)){0};                             \
+        FNN_TILE_ZERO(MB, NV);                                                                \
         ptrdiff_t p = 0;                                                                      \
         if (r.kh == 1 && r.kw == 1)                                                           \
             for (; p < P; p++) FNN_TILE_STEP(MB, NV, b + p * r.sc);                           \
@@ -44,41 +51,73 @@ typedef T S(vec) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias))
                 for (ptrdiff_t ki = 0; ki < r.kh; ki++)                                       \
                     for (ptrdiff_t kj = 0; kj < r.kw; kj++, p++)                              \
                         FNN_TILE_STEP(MB, NV, bc + ki * r.si + kj * r.sj);                    \
-        for (int i = 0; i < MB; i++)                                                          \
-            for (int v = 0; v < NV; v++) *(S(vec) *)(c + i * ldc + v * FNN_VL) = acc[i][v];   \
+        FNN_TILE_STORE(MB, NV);                                                               \
     }
 
 FNN_TILES(FNN_GEMM_TILE)
 #undef FNN_GEMM_TILE
-#undef FNN_TILE_STEP
 
-/* c (m, n) = a (m, P) b (P, n), b's rows read from `r` in whole vectors (the rows
- * have room for them): column tiles of 3 vectors outside, row blocks of 4 inside, so a
- * tile of b stays in L1 while it meets every row of a. The last partial tile goes
- * through a buffer so that c gets exactly n columns. */
+/* As gemm_tile, b's rows from an offset table (fnn_taps). */
+#define FNN_GEMM_TAPS_TILE(MB, NV)                                                            \
+    static inline __attribute__((always_inline)) void S(gemm_taps_tile_##MB##_##NV)(         \
+        ptrdiff_t P, const T *a, ptrdiff_t lda, const T *b, fnn_taps r, T *c, ptrdiff_t ldc)  \
+    {                                                                                         \
+        FNN_TILE_ZERO(MB, NV);                                                                \
+        for (ptrdiff_t p = 0; p < P; p++) FNN_TILE_STEP(MB, NV, b + r.off[p]);                \
+        FNN_TILE_STORE(MB, NV);                                                               \
+    }
+
+FNN_TILES(FNN_GEMM_TAPS_TILE)
+#undef FNN_GEMM_TAPS_TILE
+#undef FNN_TILE_STEP
+#undef FNN_TILE_ZERO
+#undef FNN_TILE_STORE
+
+/* The body of tiled_gemm and tiled_gemm_taps: c (m, n) = a (m, P) b (P, n), b's rows
+ * read from `r` in whole vectors (the rows have room for them): column tiles of 3
+ * vectors outside, row blocks of 4 inside, so a tile of b stays in L1 while it meets
+ * every row of a. The last partial tile goes through a buffer so that c gets exactly n
+ * columns. CASE(MB, NV): the switch's case calling the MB x NV tile. */
+#define FNN_TILED_GEMM(CASE)                                                                \
+    T buf[4 * 3 * FNN_VL];                                                                  \
+    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {                                         \
+        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL; \
+        for (ptrdiff_t i = 0; i < m; i += 4) {                                              \
+            ptrdiff_t mb = m - i < 4 ? m - i : 4;                                           \
+            int whole = w == nv * FNN_VL;                                                   \
+            T *dst = whole ? c + i * ldc + j : buf;                                         \
+            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;                                       \
+            switch (mb * 4 + nv) { FNN_TILES(CASE) }                                        \
+            if (!whole)                                                                     \
+                for (ptrdiff_t k = 0; k < mb; k++)                                          \
+                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));    \
+        }                                                                                   \
+    }
+#define FNN_GEMM_CASE(MB, NV)                                                          \
+    case MB * 4 + NV:                                                                  \
+        S(gemm_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);             \
+        break;
+#define FNN_GEMM_TAPS_CASE(MB, NV)                                                     \
+    case MB * 4 + NV:                                                                  \
+        S(gemm_taps_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);        \
+        break;
+
+/* c (m, n) = a (m, P) b (P, n), b's rows read from `r` (FNN_TILED_GEMM). */
 static FNN_CLONES void S(tiled_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, const T *a,
                                      ptrdiff_t lda, const T *b, fnn_rows r, T *c,
                                      ptrdiff_t ldc)
 {
-    T buf[4 * 3 * FNN_VL];
-    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
-        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
-        for (ptrdiff_t i = 0; i < m; i += 4) {
-            ptrdiff_t mb = m - i < 4 ? m - i : 4;
-            int whole = w == nv * FNN_VL;
-            T *dst = whole ? c + i * ldc + j : buf;
-            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;
-            switch (mb * 4 + nv) {
-#define FNN_CASE(MB, NV)                                                               \
-    case MB * 4 + NV:                                                                  \
-        S(gemm_tile_##MB##_##NV)(P, a + i * lda, lda, b + j, r, dst, ldd);             \
-        break;
-                FNN_TILES(FNN_CASE)
-#undef FNN_CASE
-            }
-            if (!whole)
-                for (ptrdiff_t k = 0; k < mb; k++)
-                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
-        }
-    }
+    FNN_TILED_GEMM(FNN_GEMM_CASE)
 }
+
+/* tiled_gemm with b's rows read through an offset table (fnn_taps). */
+static FNN_CLONES void S(tiled_gemm_taps)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, const T *a,
+                                          ptrdiff_t lda, const T *b, fnn_taps r, T *c,
+                                          ptrdiff_t ldc)
+{
+    FNN_TILED_GEMM(FNN_GEMM_TAPS_CASE)
+}
+
+#undef FNN_TILED_GEMM
+#undef FNN_GEMM_CASE
+#undef FNN_GEMM_TAPS_CASE

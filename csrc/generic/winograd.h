@@ -27,34 +27,48 @@
 /* The sub-planes of one sample (conv.c: fnn_wino): its Ci planes x (rows srow apart,
  * planes splane apart) padded and split by row and column modulo the tile size tm,
  * each channel's tm^2 sub-planes sp apart (xs + ((c tm + row % tm) tm + col % tm) sp,
- * row / tm and col / tm within). row: tm tp elements of scratch (a padded row). */
+ * row / tm and col / tm within). Each row is read in place: the columns [jlo, jhi)
+ * whose tm values all lie inside the row in one vector pass, those at the edges one
+ * by one (copying the row into a padded buffer first and reading it back at once
+ * stalled on every row: the loads waited for the copy's stores). */
 static FNN_CLONES void S(wino_split)(const fnn_wino *wg, const T *x, ptrdiff_t splane,
-                                     ptrdiff_t srow, T *row, T *xs)
+                                     ptrdiff_t srow, T *xs)
 {
-    ptrdiff_t tm = wg->tm, tp = wg->tp, sp = wg->sp;
-    memset(row, 0, (size_t)(tm * tp) * sizeof(T)); /* the padding around each row */
+    ptrdiff_t tm = wg->tm, tp = wg->tp, sp = wg->sp, pw = wg->pw, Wi = wg->Wi;
+    ptrdiff_t jlo = (pw + tm - 1) / tm, jhi = pw + Wi >= tm ? (pw + Wi - tm) / tm + 1 : 0;
+    if (jhi > tp) jhi = tp;
+    if (jhi < jlo) jhi = jlo;
     for (ptrdiff_t c = 0; c < wg->Ci; c++)
         for (ptrdiff_t R = 0; R < tm * (wg->th + 1); R++) {
             T *d = xs + (c * tm + R % tm) * tm * sp + R / tm * tp;
             ptrdiff_t h = R - wg->ph;
             if (h < 0 || h >= wg->Hi) {
-                for (ptrdiff_t q = 0; q < tm; q++) memset(d + q * sp, 0, (size_t)tp * sizeof(T));
+                for (ptrdiff_t q = 0; q < tm; q++)
+                    memset(d + q * sp, 0, (size_t)tp * sizeof(T));
                 continue;
             }
-            memcpy(row + wg->pw, x + c * splane + h * srow, (size_t)wg->Wi * sizeof(T));
+            const T *xr = x + c * splane + h * srow; /* padded column k: xr[k - pw] */
             if (tm == 2) {
 #pragma omp simd
-                for (ptrdiff_t j = 0; j < tp; j++) {
-                    d[j] = row[2 * j];
-                    d[sp + j] = row[2 * j + 1];
+                for (ptrdiff_t j = jlo; j < jhi; j++) {
+                    d[j] = xr[2 * j - pw];
+                    d[sp + j] = xr[2 * j + 1 - pw];
                 }
             } else {
 #pragma omp simd
-                for (ptrdiff_t j = 0; j < tp; j++) {
-                    d[j] = row[4 * j];
-                    d[sp + j] = row[4 * j + 1];
-                    d[2 * sp + j] = row[4 * j + 2];
-                    d[3 * sp + j] = row[4 * j + 3];
+                for (ptrdiff_t j = jlo; j < jhi; j++) {
+                    d[j] = xr[4 * j - pw];
+                    d[sp + j] = xr[4 * j + 1 - pw];
+                    d[2 * sp + j] = xr[4 * j + 2 - pw];
+                    d[3 * sp + j] = xr[4 * j + 3 - pw];
+                }
+            }
+            for (ptrdiff_t j = 0; j < tp; j++) {
+                if (j == jlo) j = jhi;
+                if (j >= tp) break;
+                for (ptrdiff_t q = 0; q < tm; q++) {
+                    ptrdiff_t col = tm * j + q;
+                    d[q * sp + j] = col >= pw && col < pw + Wi ? xr[col - pw] : 0;
                 }
             }
         }
@@ -210,71 +224,140 @@ static FNN_CLONES void S(wino_out4)(const fnn_wino *wg, const T *m, ptrdiff_t ms
     S(wino_rows)(wg, 4, q, ldq, i0, i1, act, a, b, bias, z, y);
 }
 
-/* U (E, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3), E = (tm + 2)^2: g =
- * w[k, c] (Co = K, Ci = C) or, flipped, g = w[k, c] rotated by 180 degrees (Co = C, Ci =
- * K: the filters of dL/dx). F(2x2, 3x3): G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1];
- * F(4x4, 3x3): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
- * 1/24 -1/12 1/6; 0 0 1]. */
-static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int tm, T *U)
+/* o = G v of one column or row v of a 3x3 filter. F(2x2, 3x3): G = [1 0 0; 1/2 1/2
+ * 1/2; 1/2 -1/2 1/2; 0 0 1]; F(4x4, 3x3): G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
+static inline __attribute__((always_inline)) void S(wino_g)(int tm, T v0, T v1, T v2, T o[6])
 {
-    ptrdiff_t Co = flip ? C : K, Ci = flip ? K : C, e1 = Co * Ci, n = tm + 2;
-    for (ptrdiff_t k = 0; k < K; k++)
-        for (ptrdiff_t c = 0; c < C; c++) {
-            const T *f = w + (k * C + c) * 9;
-            T g[3][3], h[6][3], u[6][6];
-            for (int t = 0; t < 9; t++) g[t / 3][t % 3] = f[flip ? 8 - t : t];
-            for (int pass = 0; pass < 2; pass++) /* G g, then (G g) G^T */
-                for (int j = 0; j < (pass ? n : 3); j++) {
-                    T v0 = pass ? h[j][0] : g[0][j], v1 = pass ? h[j][1] : g[1][j];
-                    T v2 = pass ? h[j][2] : g[2][j], o[6];
-                    if (tm == 2) {
-                        o[0] = v0, o[1] = (T)0.5 * (v0 + v1 + v2);
-                        o[2] = (T)0.5 * (v0 - v1 + v2), o[3] = v2;
-                    } else {
-                        o[0] = v0 / 4, o[1] = -(v0 + v1 + v2) / 6, o[2] = -(v0 - v1 + v2) / 6;
-                        o[3] = v0 / 24 + v1 / 12 + v2 / 6, o[4] = v0 / 24 - v1 / 12 + v2 / 6;
-                        o[5] = v2;
-                    }
-                    for (int r = 0; r < n; r++) {
-                        if (pass) u[j][r] = o[r];
-                        else h[r][j] = o[r];
-                    }
-                }
-            T *d = U + (flip ? c * Ci + k : k * Ci + c);
-            for (int e = 0; e < n * n; e++) d[e * e1] = u[e / n][e % n];
-        }
+    if (tm == 2) {
+        o[0] = v0, o[1] = (T)0.5 * (v0 + v1 + v2);
+        o[2] = (T)0.5 * (v0 - v1 + v2), o[3] = v2;
+    } else {
+        o[0] = v0 / 4, o[1] = -(v0 + v1 + v2) / 6, o[2] = -(v0 - v1 + v2) / 6;
+        o[3] = v0 / 24 + v1 / 12 + v2 / 6, o[4] = v0 / 24 - v1 / 12 + v2 / 6;
+        o[5] = v2;
+    }
 }
 
-/* One sample: y (Co, Ho, Wo) = act(conv(x, filters U) + bias), x's Ci planes splane
- * apart with rows srow apart; z (may be NULL) keeps the pre-activation, bias may be
- * NULL. buf: fnn_wino_size(wg) elements. */
-static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptrdiff_t srow,
-                           const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
+/* u (n x n, n = tm + 2) = G g G^T of one 3x3 filter g = f (rotated by 180 degrees if
+ * flip); fully unrolled for constant tm and flip, so that a loop over filters runs in
+ * vector lanes. */
+static inline __attribute__((always_inline)) void S(wino_filter)(const T *f, int flip, int tm,
+                                                                 T u[6][6])
 {
-    ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = wg->ldv, plane = wg->Ho * wg->Wo;
+    int n = tm + 2;
+    T g[3][3], h[6][3], o[6];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) g[t / 3][t % 3] = f[flip ? 8 - t : t];
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) { /* G g */
+        S(wino_g)(tm, g[0][j], g[1][j], g[2][j], o);
+#pragma GCC unroll 6
+        for (int r = 0; r < n; r++) h[r][j] = o[r];
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < n; j++) { /* (G g) G^T */
+        S(wino_g)(tm, h[j][0], h[j][1], h[j][2], o);
+#pragma GCC unroll 6
+        for (int r = 0; r < n; r++) u[j][r] = o[r];
+    }
+}
+
+/* Rows [o0, o1) of U (E, Co, Ci), E = n^2: U[e][o][i] = the transformed filter of
+ * w[o, i] (Co = K, Ci = C) or, flipped, of w[i, o] rotated (Co = C, Ci = K: the
+ * filters of dL/dx). FNN_WINO_FBLK filters at a time into blk, then each e's values
+ * out as one run: the E rows are Co Ci apart (a multiple of 4 KiB with 32 channels
+ * or more), and writing one value to each in turn thrashed a single L1 set (4x the
+ * time). */
+#define FNN_WINO_FBLK 16
+static FNN_CLONES void S(wino_filter_rows)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip,
+                                           int tm, ptrdiff_t o0, ptrdiff_t o1, T *U)
+{
+    ptrdiff_t Co = flip ? C : K, Ci = flip ? K : C, e1 = Co * Ci, n = tm + 2;
+    T blk[36][FNN_WINO_FBLK];
+    ptrdiff_t fs = flip ? 9 * C : 9; /* filter i + 1 from filter i */
+    for (ptrdiff_t o = o0; o < o1; o++)
+        for (ptrdiff_t i0 = 0; i0 < Ci; i0 += FNN_WINO_FBLK) {
+            ptrdiff_t nb = Ci - i0 < FNN_WINO_FBLK ? Ci - i0 : FNN_WINO_FBLK;
+            const T *f = w + (flip ? i0 * C + o : o * C + i0) * 9;
+            /* constant tm and flip: the transform unrolls, vectorised over the filters */
+#define FNN_FILTERS(TM, FLIP)                                                 \
+    _Pragma("omp simd") for (ptrdiff_t b = 0; b < nb; b++)                    \
+    {                                                                         \
+        T u[6][6];                                                            \
+        S(wino_filter)(f + b * fs, FLIP, TM, u);                              \
+        _Pragma("GCC unroll 36")                                              \
+        for (int e = 0; e < (TM + 2) * (TM + 2); e++)                         \
+            blk[e][b] = u[e / (TM + 2)][e % (TM + 2)];                        \
+    }
+            if (tm == 2 && flip) FNN_FILTERS(2, 1)
+            else if (tm == 2) FNN_FILTERS(2, 0)
+            else if (flip) FNN_FILTERS(4, 1)
+            else FNN_FILTERS(4, 0)
+#undef FNN_FILTERS
+            for (int e = 0; e < n * n; e++)
+                memcpy(U + e * e1 + o * Ci + i0, blk[e], (size_t)nb * sizeof(T));
+        }
+}
+#undef FNN_WINO_FBLK
+
+/* U (E, Co, Ci) = G g G^T of the 3x3 filters of w (K, C, 3, 3) (wino_filter_rows),
+ * rows split between the threads (each value computed alike on any of them). */
+static void S(wino_filters)(const T *w, ptrdiff_t K, ptrdiff_t C, int flip, int tm, T *U)
+{
+    ptrdiff_t Co = flip ? C : K;
+    FNN_PARALLEL_SPLIT(Co, 36 * K * C * 8, lo, hi,
+                       S(wino_filter_rows)(w, K, C, flip, tm, lo, hi, U));
+}
+
+/* ns samples (wg->grp at most, one if a sample takes several blocks): y (Co, Ho, Wo)
+ * = act(conv(x, filters U) + bias), samples xstride apart in x and ystride in z and
+ * y, x's Ci planes splane apart with rows srow apart; z (may be NULL) keeps the
+ * pre-activation, bias may be NULL. The samples' tiles lie side by side in the
+ * products, which compute every column alike: grouping changes no result. buf:
+ * fnn_wino_size(wg, ns) elements. */
+static void S(wino_samples)(const fnn_wino *wg, ptrdiff_t ns, const T *x, ptrdiff_t xstride,
+                            ptrdiff_t splane, ptrdiff_t srow, const T *U, int act, T a, T b,
+                            const T *bias, T *z, T *y, ptrdiff_t ystride, T *buf)
+{
+    ptrdiff_t Ci = wg->Ci, Co = wg->Co, ldv = fnn_wino_ldv(wg, ns), plane = wg->Ho * wg->Wo;
     ptrdiff_t E = (wg->tm + 2) * (wg->tm + 2), sub = wg->tm * wg->tm * wg->sp;
-    T *xs = buf, *V = xs + Ci * sub, *M = V + E * Ci * ldv, *q = M + E * Co * ldv;
+    T *xs = buf, *V = xs + ns * Ci * sub, *M = V + E * Ci * ldv, *q = M + E * Co * ldv;
     T *t = q + wg->tm * wg->tm * ldv; /* F(4x4, 3x3)'s transforms: 36 rows of ldv */
     fnn_rows rows = {1, 1, ldv, 0, 0};
-    S(wino_split)(wg, x, splane, srow, q, xs);
+    for (ptrdiff_t s = 0; s < ns; s++)
+        S(wino_split)(wg, x + s * xstride, splane, srow, xs + s * Ci * sub);
     for (ptrdiff_t i0 = 0; i0 < wg->th; i0 += wg->rb) {
         ptrdiff_t i1 = i0 + wg->rb < wg->th ? i0 + wg->rb : wg->th, n = (i1 - i0) * wg->tp;
-        ptrdiff_t nv = (n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
-        for (ptrdiff_t c = 0; c < Ci; c++)
-            if (wg->tm == 4)
-                S(wino_in4)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv,
-                            V + c * ldv, t, ldv);
-            else
-                S(wino_in)(xs + c * sub, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, V + c * ldv);
+        ptrdiff_t nv = (ns * n + FNN_VL - 1) / FNN_VL * FNN_VL; /* whole vectors: no tail */
+        for (ptrdiff_t s = 0; s < ns; s++)
+            for (ptrdiff_t c = 0; c < Ci; c++) {
+                const T *xc = xs + (s * Ci + c) * sub;
+                T *vc = V + c * ldv + s * n;
+                if (wg->tm == 4)
+                    S(wino_in4)(xc, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, vc, t, ldv);
+                else
+                    S(wino_in)(xc, wg->sp, wg->tp, i0 * wg->tp, n, Ci * ldv, vc);
+            }
         for (ptrdiff_t e = 0; e < E; e++)
             S(tiled_gemm)(Co, nv, Ci, U + e * Co * Ci, Ci, V + e * Ci * ldv, rows,
                           M + e * Co * ldv, ldv);
-        for (ptrdiff_t k = 0; k < Co; k++) {
-            T bk = bias ? bias[k] : (T)0, *zk = z ? z + k * plane : NULL, *yk = y + k * plane;
-            if (wg->tm == 4)
-                S(wino_out4)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv, t);
-            else
-                S(wino_out)(wg, M + k * ldv, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
-        }
+        for (ptrdiff_t s = 0; s < ns; s++)
+            for (ptrdiff_t k = 0; k < Co; k++) {
+                T bk = bias ? bias[k] : (T)0, *yk = y + s * ystride + k * plane;
+                T *zk = z ? z + s * ystride + k * plane : NULL;
+                const T *mk = M + k * ldv + s * n;
+                if (wg->tm == 4)
+                    S(wino_out4)(wg, mk, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv, t);
+                else
+                    S(wino_out)(wg, mk, Co * ldv, i0, i1, act, a, b, bk, zk, yk, q, ldv);
+            }
     }
+}
+
+/* One sample (wino_samples). */
+static void S(wino_sample)(const fnn_wino *wg, const T *x, ptrdiff_t splane, ptrdiff_t srow,
+                           const T *U, int act, T a, T b, const T *bias, T *z, T *y, T *buf)
+{
+    S(wino_samples)(wg, 1, x, 0, splane, srow, U, act, a, b, bias, z, y, 0, buf);
 }
