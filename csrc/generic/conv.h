@@ -23,7 +23,7 @@ static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, p
 static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, struct S(tap) t, const T *xc,
                                      ptrdiff_t ld, T *dst)
 {
-    ptrdiff_t Ho = g->Ho, Wo = g->Wo, sh = g->sh, sw = g->sw, W = g->W;
+    ptrdiff_t Wo = g->Wo, sh = g->sh, sw = g->sw, W = g->W;
     ptrdiff_t n = t.ow1 - t.ow0;
     memset(dst, 0, (size_t)(t.oh0 * Wo) * sizeof(T));
     for (ptrdiff_t oh = t.oh0; oh < t.oh1; oh++) {
