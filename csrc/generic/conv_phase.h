@@ -16,6 +16,73 @@
  * wide rows of Wq columns; the rows of dL/dx are then put together from the phases'
  * rows. Phases no tap reads get zeros. */
 
+/* e0[v] = s[2 v], e1[v] = s[2 v + 1], v < n: a row dealt into its two residues. */
+static inline void S(deal2)(const T *restrict s, ptrdiff_t n, T *restrict e0, T *restrict e1)
+{
+    for (ptrdiff_t v = 0; v < n; v++) {
+        e0[v] = s[2 * v];
+        e1[v] = s[2 * v + 1];
+    }
+}
+
+/* o[2 v] = s0[v], o[2 v + 1] = s1[v], v < n: two residues' rows woven into one. */
+static inline void S(weave2)(const T *restrict s0, const T *restrict s1, ptrdiff_t n,
+                             T *restrict o)
+{
+    for (ptrdiff_t v = 0; v < n; v++) {
+        o[2 * v] = s0[v];
+        o[2 * v + 1] = s1[v];
+    }
+}
+
+/* Stride 2 along a row of n values padded by p: residue r's positions [lo[r], hi[r])
+ * are inside the row (in a phase row of len). */
+static void S(row_residues)(ptrdiff_t n, ptrdiff_t p, ptrdiff_t len, ptrdiff_t lo[2],
+                            ptrdiff_t hi[2])
+{
+    for (ptrdiff_t r = 0; r < 2; r++) {
+        lo[r] = (p - r + 1) >> 1;
+        hi[r] = ((p + n - 1 - r) >> 1) + 1;
+        if (hi[r] > len) hi[r] = len;
+        if (lo[r] > hi[r]) lo[r] = hi[r];
+    }
+}
+
+/* phase_split of stride 2 on both axes, both residues of each read (a 3x3 or 5x5 of
+ * stride 2): plane (rh, rw) row u is padded row 2 u + rh, its input values dealt pair
+ * by pair (x[2 t], x[2 t + 1]) to the residues of their padded columns, zeros around
+ * them; no division and no test per value (the general walk cost more than the copy
+ * itself: a fifth of the forward on the small ResNet). */
+static FNN_CLONES void S(phase_split2)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
+                                       const T *x, ptrdiff_t c0, ptrdiff_t c1, T *dst)
+{
+    ptrdiff_t Hl = pl->ah.len, Wl = pl->aw.len, plane = Hl * Wl, H = g->H, W = g->W;
+    ptrdiff_t ph = g->ph, pw = g->pw, r0 = pw & 1, lo[2], hi[2];
+    S(row_residues)(W, pw, Wl, lo, hi);
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        T *dc = dst + c * pl->psz;
+        for (ptrdiff_t rh = 0; rh < 2; rh++) /* the rows of padding */
+            for (ptrdiff_t u = 0; u < Hl; u++) {
+                ptrdiff_t h = 2 * u + rh - ph;
+                if (h >= 0 && h < H) continue;
+                memset(dc + 2 * rh * plane + u * Wl, 0, (size_t)Wl * sizeof(T));
+                memset(dc + (2 * rh + 1) * plane + u * Wl, 0, (size_t)Wl * sizeof(T));
+            }
+        for (ptrdiff_t h = 0; h < H; h++) { /* input rows in order: the reads stream */
+            ptrdiff_t k = h + ph, u = k >> 1;
+            if (u >= Hl) continue;
+            T *pr[2] = {dc + 2 * (k & 1) * plane + u * Wl, dc + (2 * (k & 1) + 1) * plane + u * Wl};
+            const T *xr = x + (c * H + h) * W;
+            S(deal2)(xr, W / 2, pr[r0] + (pw >> 1), pr[1 - r0] + ((pw + 1) >> 1));
+            if (W & 1) pr[(W - 1 + pw) & 1][(W - 1 + pw) >> 1] = xr[W - 1];
+            for (ptrdiff_t r = 0; r < 2; r++) {
+                for (ptrdiff_t v = 0; v < lo[r]; v++) pr[r][v] = 0;
+                for (ptrdiff_t v = hi[r]; v < Wl; v++) pr[r][v] = 0;
+            }
+        }
+    }
+}
+
 /* Channels [c0, c1) of one sample x split into their phase planes in dst (psz per
  * channel), zeros where the padding is; after the last channel 16 zeros (whole-vector
  * reads past the last window). The columns every used residue takes from inside the
@@ -25,6 +92,11 @@ static FNN_CLONES void S(phase_split)(const fnn_conv_geom *g, const fnn_conv_pla
                                       const T *x, ptrdiff_t c0, ptrdiff_t c1, T *dst)
 {
     const fnn_phase_axis *ah = &pl->ah, *aw = &pl->aw;
+    if (g->sh == 2 && g->sw == 2 && ah->res == 2 && aw->res == 2) {
+        S(phase_split2)(g, pl, x, c0, c1, dst);
+        if (c1 == g->C) memset(dst + g->C * pl->psz, 0, 16 * sizeof(T));
+        return;
+    }
     ptrdiff_t Hl = ah->len, Wl = aw->len, plane = Hl * Wl, sh = g->sh, sw = g->sw, pw = g->pw;
     ptrdiff_t vlo[FNN_PHASE_MAXS], vhi[FNN_PHASE_MAXS], ilo = 0, ihi = Wl;
     for (ptrdiff_t rw = 0; rw < sw; rw++) {
@@ -160,18 +232,10 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                            (fnn_taps){pl->toff + Cg * g->kh * g->kw + Kg * before},
                            wf + u_lo * Wq, ldw);
     }
-    /* the columns both residues of stride 2 fill from inside: [2 ilo - pw, 2 ihi - pw) */
+    /* stride 2, both residues: each pair of columns (o[2 t], o[2 t + 1]) from the
+     * residues of padded columns 2 t + pw and 2 t + 1 + pw, woven in one pass */
     int pair = sw == 2 && src[0] && src[1];
-    ptrdiff_t ilo = 0, ihi = 0;
-    if (pair) {
-        ilo = aw->u0[0] > aw->u0[1] ? aw->u0[0] : aw->u0[1];
-        ihi = aw->u0[0] + aw->nu[0] < aw->u0[1] + aw->nu[1] ? aw->u0[0] + aw->nu[0]
-                                                            : aw->u0[1] + aw->nu[1];
-        if (ihi < ilo) ihi = ilo;
-    }
-    ptrdiff_t wa = 2 * ilo - pw, wb = 2 * ihi - pw;
-    wa = wa < 0 ? 0 : wa > W ? W : wa;
-    wb = wb < wa ? wa : wb > W ? W : wb;
+    ptrdiff_t r0 = pw & 1, e0 = (pw >> 1) - aw->u0[r0], e1 = ((pw + 1) >> 1) - aw->u0[1 - r0];
     ptrdiff_t h0 = g->sh * ah->u0[rh] + rh - g->ph;
     for (ptrdiff_t c = 0; c < Cg; c++)
         for (ptrdiff_t u = u_lo; u < u_hi; u++) {
@@ -181,22 +245,15 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                 memset(o, 0, (size_t)W * sizeof(T));
                 continue;
             }
-            if (pair) { /* padded column 2 v + r: o[2 v + r - pw], src[r][v - u0[r]] */
-                const T *a0 = src[0] + at, *a1 = src[1] + at;
-                ptrdiff_t s0 = aw->u0[0], s1 = aw->u0[1];
-#pragma omp simd
-                for (ptrdiff_t v = ilo; v < ihi; v++) {
-                    o[2 * v - pw] = a0[v - s0];
-                    o[2 * v + 1 - pw] = a1[v - s1];
+            if (pair) {
+                S(weave2)(src[r0] + at + e0, src[1 - r0] + at + e1, W / 2, o);
+                if (W & 1) {
+                    ptrdiff_t k = W - 1 + pw;
+                    o[W - 1] = src[k & 1][at + (k >> 1) - aw->u0[k & 1]];
                 }
+                continue;
             }
             for (ptrdiff_t w = 0, rw = pw % sw, v = pw / sw; w < W; w++) {
-                if (w == wa && wb > wa) { /* skip what the pairs wrote */
-                    w = wb;
-                    if (w >= W) break;
-                    rw = (w + pw) % sw;
-                    v = (w + pw) / sw;
-                }
                 o[w] = src[rw] ? src[rw][at + v - aw->u0[rw]] : 0;
                 if (++rw == sw) rw = 0, v++;
             }
