@@ -171,20 +171,6 @@ typedef struct {
     ptrdiff_t st[FNN_PHASE_MAXS + 1], ord[FNN_PHASE_MAXK];
 } fnn_phase_axis;
 
-/* Whether the phase path's products take 8-row register tiles (tiled_gemm_taps_wide):
- * where the x86-64-v4 clone runs, whose 32 vector registers hold their accumulators. */
-static int fnn_phase_wide_tiles(void)
-{
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(FASTNN_NATIVE) /* the builds with target clones (simd.h) */
-    return __builtin_cpu_supports("x86-64-v4");
-#elif defined(__AVX512F__)
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 static fnn_phase_axis fnn_phase_axis_of(ptrdiff_t n, ptrdiff_t no, ptrdiff_t k, ptrdiff_t s,
                                         ptrdiff_t p, ptrdiff_t d)
 {
@@ -251,7 +237,7 @@ typedef struct {
     ptrdiff_t psz, fh[FNN_PHASE_MAXK], fw[FNN_PHASE_MAXK], bh[FNN_PHASE_MAXK],
         bw[FNN_PHASE_MAXK];
     const ptrdiff_t *toff; /* the products' offset tables, in the scratch (per call) */
-    int wide;              /* the products on 8-row tiles (fnn_phase_wide_tiles) */
+    int wide; /* the forward's products on 8-row tiles (AVX-512: tiled_gemm_taps_wide) */
 } fnn_conv_plan;
 
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
@@ -290,7 +276,7 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
     }
     if (p.phase) {
         const fnn_phase_axis *ah = &p.ah, *aw = &p.aw;
-        p.wide = fnn_phase_wide_tiles();
+        p.wide = fnn_avx512_runs();
         ptrdiff_t plane = ah->len * g->Wo, Wq = aw->q;
         p.psz = ah->res * g->kw * plane;
         for (ptrdiff_t i = 0; i < g->kh; i++)
