@@ -180,18 +180,18 @@ static FNN_CLONES void S(gz_pack_row)(const T *src, ptrdiff_t K, ptrdiff_t ld, p
 static FNN_CLONES void S(gz_row_t)(int act, T a, T b, ptrdiff_t K, ptrdiff_t hw, ptrdiff_t Wo,
                                    const T *z, const T *y, const T *gy, T *gzt, ptrdiff_t ldb)
 {
+    if (act == FNN_ACT_IDENTITY) { /* an identity's dL/dz is dL/dy: transposed in blocks */
+        S(gz_pack_row)(gy, K, hw, Wo, ldb, gzt);
+        return;
+    }
     T tmp[FNN_GZ_SPAN];
     for (ptrdiff_t ow0 = 0; ow0 < Wo; ow0 += FNN_GZ_SPAN) {
         ptrdiff_t n = Wo - ow0 < FNN_GZ_SPAN ? Wo - ow0 : FNN_GZ_SPAN;
         for (ptrdiff_t c = 0; c < K; c++) {
             ptrdiff_t o = c * hw + ow0;
-            const T *v = gy + o; /* an identity's dL/dz is dL/dy */
-            if (act != FNN_ACT_IDENTITY) {
-                S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, tmp);
-                v = tmp;
-            }
+            S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, tmp);
             T *t = gzt + ow0 * ldb + c;
-            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = v[k];
+            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = tmp[k];
         }
         for (ptrdiff_t ow = ow0; ow < ow0 + n; ow++)
             for (ptrdiff_t k = K; k < ldb; k++) gzt[ow * ldb + k] = 0;
