@@ -122,5 +122,95 @@ static inline __attribute__((always_inline)) float fnn_rnn_sigmoid_f32(float x)
 static inline double fnn_rnn_tanh_f64(double x) { return tanh(x); }
 static inline double fnn_rnn_sigmoid_f64(double x) { return fnn_sigmoid(x); }
 
+/* FNN_RNN_AVX512 marks the functions that run only where fnn_rnn_tiles() holds (the
+ * fused steps lstm_step and gru_step of generic/recurrent.h): compiled for AVX-512
+ * alone, so their code may use its intrinsics (FNN_RNN_VEC: 1 when it can). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(FASTNN_NATIVE)
+#define FNN_RNN_AVX512 __attribute__((target("arch=x86-64-v4")))
+#define FNN_RNN_VEC 1
+#elif defined(__AVX512F__) && defined(__GNUC__)
+#define FNN_RNN_AVX512
+#define FNN_RNN_VEC 1
+#else
+#define FNN_RNN_AVX512
+#define FNN_RNN_VEC 0
+#endif
+
+#if FNN_RNN_VEC
+#include <immintrin.h>
+
+/* 16 floats: one 64-byte vector (loads and stores through it may be unaligned). */
+typedef float fnn_rnn_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* x clamped to [-lim, lim] in two instructions: vminps and vmaxps return their second
+ * operand when either is NaN, so a NaN passes (GCC emits single min/max instructions
+ * for C's selects only under -ffinite-math-only, which loses NaNs; the selects cost
+ * compares and blends). */
+static inline __attribute__((always_inline)) FNN_RNN_AVX512 fnn_rnn_v16
+fnn_rnn_clamp16(fnn_rnn_v16 x, float lim)
+{
+    return (fnn_rnn_v16)_mm512_max_ps(_mm512_set1_ps(-lim),
+                                      _mm512_min_ps(_mm512_set1_ps(lim), (__m512)x));
+}
+
+/* vmath.h's rational sigmoid and tanh, 16 at a time with the clamps above. */
+static inline __attribute__((always_inline)) FNN_RNN_AVX512 fnn_rnn_v16
+fnn_rnn_sigmoid16(fnn_rnn_v16 x)
+{
+    fnn_rnn_v16 c = fnn_rnn_clamp16(x, 18.0f), num, den;
+    FNN_TANHF_FRACTION(c, 0.5f, num, den);
+    return (den + num) / (den + den);
+}
+
+static inline __attribute__((always_inline)) FNN_RNN_AVX512 fnn_rnn_v16
+fnn_rnn_tanh16(fnn_rnn_v16 x)
+{
+    fnn_rnn_v16 c = fnn_rnn_clamp16(x, 9.0f), num, den;
+    FNN_TANHF_FRACTION(c, 1.0f, num, den);
+    return num / den;
+}
+#endif
+
+/* The LSTM cell of 16 units (one vector) in the tiles' epilogue (generic/recurrent.h's
+ * tile_cells), float on AVX-512: g + k 16 holds gate k's products (i, f, g, o), bias +
+ * k H its bias; cp the cell state. Writes the cell and output to cnext and hnext, and
+ * with `keep` (a constant after inlining) the gate activations to g. The arithmetic of
+ * the scalar cell (lstm_cell), with single min/max instructions for the clamps.
+ * Returns 0 where it does not apply (the caller's scalar cell runs). */
+static inline __attribute__((always_inline)) FNN_RNN_AVX512 int
+fnn_rnn_lstm_vec_f32(float *g, const float *bias, ptrdiff_t H, const float *cp,
+                     float *hnext, float *cnext, int keep)
+{
+#if FNN_RNN_VEC
+    fnn_rnn_v16 *gv = (fnn_rnn_v16 *)g;
+    fnn_rnn_v16 i = fnn_rnn_sigmoid16(gv[0] + *(const fnn_rnn_v16 *)bias);
+    fnn_rnn_v16 f = fnn_rnn_sigmoid16(gv[1] + *(const fnn_rnn_v16 *)(bias + H));
+    fnn_rnn_v16 gg = fnn_rnn_tanh16(gv[2] + *(const fnn_rnn_v16 *)(bias + 2 * H));
+    fnn_rnn_v16 o = fnn_rnn_sigmoid16(gv[3] + *(const fnn_rnn_v16 *)(bias + 3 * H));
+    fnn_rnn_v16 c = f * *(const fnn_rnn_v16 *)cp + i * gg;
+    *(fnn_rnn_v16 *)cnext = c;
+    *(fnn_rnn_v16 *)hnext = o * fnn_rnn_tanh16(c);
+    if (keep) {
+        gv[0] = i;
+        gv[1] = f;
+        gv[2] = gg;
+        gv[3] = o;
+    }
+    return 1;
+#else
+    (void)g, (void)bias, (void)H, (void)cp, (void)hnext, (void)cnext, (void)keep;
+    return 0;
+#endif
+}
+
+static inline int fnn_rnn_lstm_vec_f64(double *g, const double *bias, ptrdiff_t H,
+                                       const double *cp, double *hnext, double *cnext,
+                                       int keep)
+{
+    (void)g, (void)bias, (void)H, (void)cp, (void)hnext, (void)cnext, (void)keep;
+    return 0;
+}
+
 #define FNN_GENERIC "generic/recurrent.h"
 #include "instantiate.h"
