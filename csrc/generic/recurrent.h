@@ -372,8 +372,6 @@ static inline __attribute__((always_inline)) FNN_RNN_AVX512 void S(tile_cells)(c
     for (int i = 0; i < mb; i++) {
         struct S(step_rows) r;
         T *g = buf + i * FNN_RNN_GROUP;
-        if (io->y && io->s + 1 < d->steps) /* PREFETCH-EXPERIMENT */
-            __builtin_prefetch(io->y + fnn_rnn_row(d, io->t + (d->reverse ? -1 : 1), n0 + i) * io->ldy + u, 1, 2);
         if (!S(step_rows)(io, n0 + i, u, U, &r)) continue;
         if (gru) {
 #pragma omp simd
