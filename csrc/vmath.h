@@ -96,48 +96,49 @@ FNN_VINLINE float fnn_tanhf(float x)
     return z < 0.625f ? small : big;
 }
 
-/* tanh(k c) = num / den for c in [-9 / k, 9 / k] (the caller clamps there: tanh(9)
- * rounds to 1 in float), k a constant power of two (1, or 1/2 for the sigmoid): num =
- * k c P(k^2 c^2), den = Q(k^2 c^2), a rational fit of degree 4 over 4 in the square
- * (minimax relative error 2e-8 on [0, 9]; within 4e-7 of tanh once rounded to float),
- * both divided by Q's leading coefficient so that Q's first Horner step is an add, and
- * by k^8 with k folded into the coefficients (exactly: powers of two). 8 multiply-adds
- * or adds, 1 multiply for the square and 1 for num. A macro: c, num and den may be
- * floats or GCC vectors of floats (the LSTM cell's vector code, recurrent.c). */
-#define FNN_TANHF_FRACTION(c, k, num, den)                                             \
-    do {                                                                              \
-        const float i1_ = 1.0f / (k), i2_ = i1_ * i1_, i4_ = i2_ * i2_;                 \
-        __typeof__(c) s_ = (c) * (c), p_, q_;                                         \
-        p_ = 1.717299595e-02f / i1_ * s_ + 2.650151634e+01f * i1_;                    \
-        p_ = p_ * s_ + 4.495020996e+03f * (i2_ * i1_);                                \
-        p_ = p_ * s_ + 1.720681875e+05f * (i4_ * i1_);                                \
-        p_ = p_ * s_ + 1.285911625e+06f * (i4_ * i2_ * i1_);                          \
-        q_ = s_ + 4.225041809e+02f * i2_;                                             \
-        q_ = q_ * s_ + 3.327552344e+04f * i4_;                                        \
-        q_ = q_ * s_ + 6.007051875e+05f * (i4_ * i2_);                                \
-        q_ = q_ * s_ + 1.285911625e+06f * (i4_ * i4_);                                \
-        (num) = (c) * p_;                                                             \
-        (den) = q_;                                                                   \
-    } while (0)
+/* tanh(k x) = num / den for x clamped to [-9 / k, 9 / k] (tanh(9) rounds to 1 in
+ * float), k a constant power of two (1, or 1/2 for the sigmoid): with c = k x,
+ * num = c P(c^2) and den = Q(c^2), a rational fit of degree 4 over 4 in c^2 (minimax
+ * relative error 2e-8 on [0, 9]; within 4e-7 of tanh once rounded to float). P and Q
+ * are divided by Q's leading coefficient, so that Q's first Horner step is an add, and
+ * by k^8, so that k folds into the coefficients (exactly: powers of two): 7 multiply-
+ * adds, 1 add and 2 multiplies (the multiply-adds are what the recurrent kernels' gates
+ * cost: they share the FMA units with the products). A NaN passes the clamps and
+ * propagates. */
+FNN_VINLINE void fnn_tanhf_fraction(float x, float k, float *num, float *den)
+{
+    const float i1 = 1.0f / k, i2 = i1 * i1, i4 = i2 * i2, lim = 9.0f * i1;
+    float c = x > lim ? lim : x;
+    c = c < -lim ? -lim : c;
+    float s = c * c;
+    float p = 1.717299595e-02f / i1 * s + 2.650151634e+01f * i1;
+    p = p * s + 4.495020996e+03f * (i2 * i1);
+    p = p * s + 1.720681875e+05f * (i4 * i1);
+    p = p * s + 1.285911625e+06f * (i4 * i2 * i1);
+    float q = s + 4.225041809e+02f * i2;
+    q = q * s + 3.327552344e+04f * i4;
+    q = q * s + 6.007051875e+05f * (i4 * i2);
+    q = q * s + 1.285911625e+06f * (i4 * i4);
+    *num = c * p;
+    *den = q;
+}
 
 /* tanh(x) by the fraction above: within 4e-7 of the exact value in 13 vector
- * instructions, where fnn_tanhf takes about 35 for its last-ulp accuracy. A NaN passes
- * the clamps and propagates. */
+ * instructions, where fnn_tanhf takes about 35 for its last-ulp accuracy. */
 FNN_VINLINE float fnn_tanhf_rational(float x)
 {
-    float c = x > 9.0f ? 9.0f : x, num, den;
-    c = c < -9.0f ? -9.0f : c;
-    FNN_TANHF_FRACTION(c, 1.0f, num, den);
+    float num, den;
+    fnn_tanhf_fraction(x, 1.0f, &num, &den);
     return num / den;
 }
 
 /* sigmoid(x) = (1 + tanh(x / 2)) / 2 = (den + num) / (2 den) with the fraction of
- * tanh(x / 2) above: within 3e-7, 15 instructions (fnn_sigmoidf: about 21). */
+ * tanh(x / 2): within 3e-7 (num + den suffers no cancellation worse than 1 - tanh's),
+ * 15 instructions (fnn_sigmoidf: about 21). */
 FNN_VINLINE float fnn_sigmoidf_rational(float x)
 {
-    float c = x > 18.0f ? 18.0f : x, num, den;
-    c = c < -18.0f ? -18.0f : c;
-    FNN_TANHF_FRACTION(c, 0.5f, num, den);
+    float num, den;
+    fnn_tanhf_fraction(x, 0.5f, &num, &den);
     return (den + num) / (den + den);
 }
 

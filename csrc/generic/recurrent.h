@@ -361,7 +361,7 @@ static inline __attribute__((always_inline)) int S(step_rows)(const struct S(ste
 /* Sequences n0 .. n0 + mb, units [u, u + VL): buf (mb, FNN_RNN_GROUP) holds their gates'
  * products, interleaved: LSTM i, f, g, o; GRU (gru) r, z, n over x, n over h (gru_tile).
  * They become the gates in the backward's order (i, f, g, o or r, z, n, W_hn h + b_hn). */
-static inline __attribute__((always_inline)) FNN_RNN_AVX512 void S(tile_cells)(const struct S(step_io) *io,
+static inline __attribute__((always_inline)) void S(tile_cells)(const struct S(step_io) *io,
                                                               ptrdiff_t n0, int mb, ptrdiff_t u,
                                                               T *buf, int gru)
 {
@@ -379,10 +379,7 @@ static inline __attribute__((always_inline)) FNN_RNN_AVX512 void S(tile_cells)(c
                 r.hnext[j] = S(gru_unit)(g[j] + b[j], g[U + j] + b[H + j],
                                          g[2 * U + j] + b[2 * H + j], g[3 * U + j] + b[3 * H + j],
                                          r.h[j], g + j, U);
-        } else if (d->one_step) {
-            if (!S(fnn_rnn_lstm_vec)(g, b, H, r.c, r.hnext, r.cnext, 0))
-                S(lstm_cell)(U, U, g, H, b, r.c, r.hnext, r.cnext);
-        } else if (!S(fnn_rnn_lstm_vec)(g, b, H, r.c, r.hnext, r.cnext, 1)) {
+        } else {
             S(lstm_cell)(U, U, g, H, b, r.c, r.hnext, r.cnext);
         }
         if (r.y) memcpy(r.y, r.hnext, bytes);
@@ -395,7 +392,7 @@ static inline __attribute__((always_inline)) FNN_RNN_AVX512 void S(tile_cells)(c
 
 /* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
  * interleaved w (k1 + k2, 4H) group by group, each tile's cells updated from it. */
-static FNN_RNN_AVX512 void S(lstm_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
+static FNN_CLONES_AVX512 void S(lstm_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
                                           ptrdiff_t k1, const T *a, ptrdiff_t lda,
                                           ptrdiff_t k2, const T *h, ptrdiff_t ldh,
                                           const T *w)
@@ -447,7 +444,7 @@ FNN_RNN_GRU_TILE(1)
 
 /* One step of sequences n0 .. n0 + m: the products of a (m, k1) and h (m, k2) with the
  * interleaved w (k1 + k2, 3H) group by group, each tile's units updated from it. */
-static FNN_RNN_AVX512 void S(gru_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
+static FNN_CLONES_AVX512 void S(gru_step)(const struct S(step_io) *io, ptrdiff_t n0, ptrdiff_t m,
                                          ptrdiff_t k1, const T *a, ptrdiff_t lda, ptrdiff_t k2,
                                          const T *h, ptrdiff_t ldh, const T *w)
 {
