@@ -3,9 +3,10 @@
 #include "tile.h"
 
 /* The rows and columns of the output that tap (ki, kj) reads from inside the input:
- * [oh0, oh1) x [ow0, ow1), and the input offset of output (0, 0) for that tap. */
+ * [oh0, oh1) x [ow0, ow1), the input offset of output (0, 0) for that tap, and the
+ * input column of output column 0. */
 struct S(tap) {
-    ptrdiff_t oh0, oh1, ow0, ow1, off;
+    ptrdiff_t oh0, oh1, ow0, ow1, off, col;
 };
 
 static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, ptrdiff_t kj)
@@ -13,7 +14,8 @@ static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, p
     struct S(tap) t;
     fnn_out_range(g->H, g->sh, g->ph - ki * g->dh, g->Ho, &t.oh0, &t.oh1);
     fnn_out_range(g->W, g->sw, g->pw - kj * g->dw, g->Wo, &t.ow0, &t.ow1);
-    t.off = (ki * g->dh - g->ph) * g->W + kj * g->dw - g->pw;
+    t.col = kj * g->dw - g->pw;
+    t.off = (ki * g->dh - g->ph) * g->W + t.col;
     return t;
 }
 
@@ -33,6 +35,11 @@ static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, struct S(tap) t, co
         if (sw == 1) {
 #pragma omp simd
             for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o];
+        } else if (sw == 2) { /* whole vectors while their reads stay within the row */
+            ptrdiff_t o = 0, nv = (W - t.ow0 * sw - t.col) / (2 * FNN_VL) * FNN_VL;
+            for (; o < (nv < n ? nv : n - n % FNN_VL); o += FNN_VL)
+                S(fnn_evens)(xr + 2 * o, d + t.ow0 + o);
+            for (; o < n; o++) d[t.ow0 + o] = xr[2 * o];
         } else {
 #pragma omp simd
             for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o * sw];
@@ -420,6 +427,7 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
 #include "conv_phase.h"
 
 #include "conv_wgrad.h"
+#include "conv_1x1.h"
 #include "winograd.h"
 
 /* Winograd's buffers in the scratch: nb samples' (pl->r5 each), then the transformed
@@ -816,6 +824,11 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                 for (ptrdiff_t k = 0; k < Kg; k++)
                     for (ptrdiff_t p = 0; p < ckk; p++)
                         wt[(q * ckk + p) * Kg + k] = w[(q * Kg + k) * ckk + p];
+    }
+    if (pl.point) {
+        S(point_backward)(g, &pl, act, alpha, beta, x, wt, z, y, gy, gw, gbias, gx, scratch,
+                          bsum);
+        return;
     }
     if (fnn_conv_by_samples(g, &pl) && (pl.wgrad || !gw)) {
         struct S(conv_bwd_job) J = {g,  &pl, act, gw && !gbias && !gx, alpha, beta, x, z, y,
