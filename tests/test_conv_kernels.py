@@ -274,6 +274,40 @@ def test_conv_results_do_not_depend_on_thread_count(stride):
             np.testing.assert_array_equal(a, o)
 
 
+def test_large_weight_sums_over_fewer_blocks_match_numpy_on_any_thread_count():
+    # 64 -> 64 3x3 (Winograd): 8 blocks' weight-gradient sums would pass 1 MiB, so the
+    # samples go in 4 blocks (13 samples: of 4, 3, 3, 3)
+    from fastnn import threads
+
+    r = np.random.default_rng(3)
+    x = r.standard_normal((13, 64, 8, 8))
+    w = r.standard_normal((64, 64, 3, 3)) * 0.1
+    s, p, d = (1, 1), (1, 1), (1, 1)
+    zr = conv_ref(x, w, None, s, p, d, 1)
+    gy = r.standard_normal(zr.shape)
+    gxr, gwr, _ = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, 1)
+    before = threads.get_num_threads()
+    try:
+        outs = []
+        for nt in (1, 2, 3):
+            threads.set_num_threads(nt)
+            outs.append(run_conv(x, w, None, RELU, s, p, d, 1, gy))
+            outs.append(
+                run_conv(x.astype(np.float32), w.astype(np.float32), None, RELU, s, p, d, 1, gy)
+            )
+    finally:
+        threads.set_num_threads(before)
+    y, _, gx, gw, _ = outs[0]
+    np.testing.assert_allclose(y, np.maximum(zr, 0), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gx, gxr, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-11, atol=1e-11)
+    for k in (0, 1):
+        for other in outs[k + 2 :: 2]:
+            for a, o in zip(outs[k], other):
+                if a is not None:
+                    np.testing.assert_array_equal(a, o)
+
+
 # -- pooling ----------------------------------------------------------------------------
 def maxpool_ref(x, k, s, p, d, ceil):
     n, c, h, w = x.shape
