@@ -62,14 +62,15 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (C kh kw, ld) = the columns of one sample x. */
+/* col (C kh kw, ld) = the columns of one sample x: tap by tap (its range computed
+ * once), channel by channel. */
 static void S(im2col_sample)(const fnn_conv_geom *g, const T *x, ptrdiff_t ld, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
-    for (ptrdiff_t r = 0; r < g->C * kk; r++) {
-        ptrdiff_t k = r % kk;
-        S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw), x + r / kk * plane, ld,
-                      col + r * ld);
+    for (ptrdiff_t k = 0; k < kk; k++) {
+        struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+        for (ptrdiff_t c = 0; c < g->C; c++)
+            S(im2col_row)(g, t, x + c * plane, ld, col + (c * kk + k) * ld);
     }
 }
 

@@ -68,30 +68,48 @@ static FNN_CLONES void S(point_wgrad)(ptrdiff_t K, ptrdiff_t C, ptrdiff_t cnt, p
     }
 }
 
-/* Row dst (W values) = src (n values) at every sw-th position from 0, zeros between
- * and after. */
-static FNN_CLONES void S(spread_row)(const T *src, ptrdiff_t n, ptrdiff_t sw, ptrdiff_t W,
-                                     T *dst)
+/* d[0 .. n) = 0, in vector stores (the rows between are short: a call to memset
+ * each cost more than the stores). */
+static inline __attribute__((always_inline)) void S(zero_run)(T *d, ptrdiff_t n)
 {
-    ptrdiff_t o = 0;
-    if (sw == 2) /* whole vectors while their writes stay within the row */
-        for (; o + FNN_VL <= n && 2 * (o + FNN_VL) <= W; o += FNN_VL)
-            S(fnn_spread2)(src + o, dst + 2 * o);
-    memset(dst + o * sw, 0, (size_t)(W - o * sw) * sizeof(T));
-    for (; o < n; o++) dst[o * sw] = src[o];
+    ptrdiff_t i = 0;
+    for (; i + FNN_VL <= n; i += FNN_VL) *(S(vec) *)(d + i) = (S(vec)){0};
+    for (; i < n; i++) d[i] = 0;
 }
 
 /* gx (C, H, W) of one sample = the compact dL/dx rows dxc (C, Ho Wo; rows ld apart)
- * at every sh-th row and sw-th column, zeros elsewhere. */
-static void S(point_spread)(const fnn_conv_geom *g, const T *dxc, ptrdiff_t ld, T *gx)
+ * at every sh-th row and sw-th column, zeros elsewhere, row after row. */
+static FNN_CLONES void S(point_spread)(const fnn_conv_geom *g, const T *dxc, ptrdiff_t ld,
+                                       T *gx)
 {
-    ptrdiff_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, sh = g->sh;
+    ptrdiff_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, sh = g->sh, sw = g->sw;
     for (ptrdiff_t c = 0; c < g->C; c++, gx += H * W)
-        for (ptrdiff_t h = 0; h < H; h++)
-            if (h % sh == 0 && h / sh < Ho)
-                S(spread_row)(dxc + c * ld + h / sh * Wo, Wo, g->sw, W, gx + h * W);
-            else
-                memset(gx + h * W, 0, (size_t)W * sizeof(T));
+        for (ptrdiff_t oh = 0; oh < Ho; oh++) {
+            const T *src = dxc + c * ld + oh * Wo;
+            T *d = gx + oh * sh * W;
+            ptrdiff_t o = 0;
+            if (sw == 2) /* whole vectors while their writes stay within the row */
+                for (; o + FNN_VL <= Wo && 2 * (o + FNN_VL) <= W; o += FNN_VL)
+                    S(fnn_spread2)(src + o, d + 2 * o);
+            S(zero_run)(d + o * sw, W - o * sw);
+            for (; o < Wo; o++) d[o * sw] = src[o];
+            /* the rows up to the next output's, or to the plane's end */
+            S(zero_run)(d + W, ((oh + 1 < Ho ? (oh + 1) * sh : H) - oh * sh - 1) * W);
+        }
+}
+
+/* gw (K, C) += the blocks' lanes for output channels [k0, k1): block by block in order,
+ * then lane by lane. */
+static FNN_CLONES void S(point_sum_lanes)(const T *vparts, ptrdiff_t B, ptrdiff_t part,
+                                          ptrdiff_t C, ptrdiff_t k0, ptrdiff_t k1, T *gw)
+{
+    for (ptrdiff_t i = k0 * C; i < k1 * C; i++) {
+        S(vec) v = *(const S(vec) *)(vparts + i * FNN_VL);
+        for (ptrdiff_t p = 1; p < B; p++) v += *(const S(vec) *)(vparts + p * part + i * FNN_VL);
+        T sum = 0;
+        for (int l = 0; l < FNN_VL; l++) sum += v[l];
+        gw[i] += sum;
+    }
 }
 
 /* What the blocks of a point backward share. */
@@ -174,16 +192,7 @@ static void S(point_backward)(const fnn_conv_geom *g, const fnn_conv_plan *pl, i
                        S(point_bwd_blocks)(&J, scratch, lo, hi, slot, per, vparts, bpart));
     if (gw)
         FNN_PARALLEL_SPLIT(K, B * K * C * FNN_VL, lo, hi,
-                           for (ptrdiff_t k = lo; k < hi; k++)
-                               for (ptrdiff_t c = 0; c < C; c++) {
-                                   S(vec) v = *(const S(vec) *)(vparts + (k * C + c) * FNN_VL);
-                                   for (ptrdiff_t p = 1; p < B; p++)
-                                       v += *(const S(vec) *)(vparts + p * pl->part +
-                                                              (k * C + c) * FNN_VL);
-                                   T sum = 0;
-                                   for (int l = 0; l < FNN_VL; l++) sum += v[l];
-                                   gw[k * C + c] += sum;
-                               });
+                           S(point_sum_lanes)(vparts, B, pl->part, C, lo, hi, gw));
     if (gbias)
         for (ptrdiff_t c = 0; c < K; c++) {
             double s = 0;
