@@ -2,12 +2,22 @@
 forward, dL/dx and dL/dw against plain NumPy references, central finite differences and
 torch, the im2col path it replaces, and independent of the thread count."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
-from test_conv_kernels import RELU, TANH, conv_grads_ref, conv_ref, out_size, run_conv
+from test_conv_kernels import (
+    RELU,
+    TANH,
+    check_conv_finite_differences,
+    conv_grads_ref,
+    conv_ref,
+    out_size,
+    results_on_thread_counts,
+    run_conv,
+)
 
 from fastnn import _kernels as K
-from fastnn import threads
 
 # N, C, H, W, K, stride: 1x1 kernels without padding, 8 samples or more (whole samples
 # per thread): every one runs the strided 1x1 path
@@ -34,14 +44,20 @@ def uses_point(case):
     return K._conv_uses_point(*geometry(case), 1)
 
 
+@contextmanager
+def point_path(on):
+    before = K._set_conv_point(on)
+    try:
+        yield
+    finally:
+        K._set_conv_point(before)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_cases_run_the_point_path(case):
     assert uses_point(case)
-    before = K._set_conv_point(False)
-    try:
+    with point_path(False):
         assert not uses_point(case)
-    finally:
-        K._set_conv_point(before)
 
 
 def test_other_convolutions_keep_their_paths():
@@ -88,29 +104,11 @@ def test_small_batches_take_im2col_and_match_numpy(n):
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3], CASES[6]])
 def test_point_path_backward_matches_finite_differences(case):
-    # L = sum(gy * tanh(conv(x, w) + b)): dL/dx and dL/dw by central differences
     n, c, h, w_, k, s = case
-    p, d = (0, 0), (1, 1)
     r = np.random.default_rng(5)
     x = r.standard_normal((n, c, h, w_))
     w = r.standard_normal((k, c, 1, 1)) * 0.3
-    b = r.standard_normal(k)
-    gy = r.standard_normal(conv_ref(x, w, b, s, p, d, 1).shape)
-    _, _, gx, gw, _ = run_conv(x, w, b, TANH, s, p, d, 1, gy)
-
-    def loss(xv, wv):
-        return float(np.sum(gy * np.tanh(conv_ref(xv, wv, b, s, p, d, 1))))
-
-    eps = 1e-6
-    for arr, grad, is_x in ((x, gx, True), (w, gw, False)):
-        for idx in r.choice(arr.size, 12, replace=False):
-            i = np.unravel_index(idx, arr.shape)
-            plus, minus = arr.copy(), arr.copy()
-            plus[i] += eps
-            minus[i] -= eps
-            lp = loss(plus, w) if is_x else loss(x, plus)
-            lm = loss(minus, w) if is_x else loss(x, minus)
-            np.testing.assert_allclose(grad[i], (lp - lm) / (2 * eps), rtol=1e-6, atol=1e-7)
+    check_conv_finite_differences(x, w, r.standard_normal(k), s, (0, 0), (1, 1), 1, r)
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3]])
@@ -125,12 +123,9 @@ def test_point_path_against_im2col(case, act):
     w = r.standard_normal((k, c, 1, 1)).astype(np.float32)
     gy = r.standard_normal((n, k, out_size(h, 1, s[0], 0, 1), out_size(w_, 1, s[1], 0, 1)))
     out = []
-    for point in (True, False):
-        before = K._set_conv_point(point)
-        try:
+    for on in (True, False):
+        with point_path(on):
             out.append(run_conv(x, w, None, act, s, p, d, 1, gy))
-        finally:
-            K._set_conv_point(before)
     (y, z, gx, gw, _), (y0, z0, gx0, gw0, _) = out
     np.testing.assert_array_equal(y, y0)
     np.testing.assert_array_equal(gx, gx0)
@@ -146,18 +141,8 @@ def test_point_path_results_do_not_depend_on_thread_count(n, bias):
     s, p, d = (2, 2), (0, 0), (1, 1)
     assert K._conv_uses_point(x.shape, w.shape, s, p, d, 1)
     gy = r.standard_normal((n, 24, 8, 7))
-    before = threads.get_num_threads()
-    try:
-        outs = []
-        for nt in (1, 2, 3):
-            threads.set_num_threads(nt)
-            outs.append(run_conv(x, w, b, RELU if bias else K.ACT_IDENTITY, s, p, d, 1, gy))
-    finally:
-        threads.set_num_threads(before)
-    for other in outs[1:]:
-        for a, o in zip(outs[0], other):
-            if a is not None:
-                np.testing.assert_array_equal(a, o)
+    act = RELU if bias else K.ACT_IDENTITY
+    results_on_thread_counts(lambda: run_conv(x, w, b, act, s, p, d, 1, gy))
 
 
 @pytest.mark.parametrize("n", [1, 9])

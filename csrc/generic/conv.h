@@ -425,6 +425,19 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
                     per_sample, slack, xp);
 }
 
+/* gbias += the sums of the B blocks' bias parts (bpart, K per block) added in block
+ * order, kept in bsum. */
+static void S(sum_bias_parts)(const double *bpart, ptrdiff_t B, ptrdiff_t K, double *bsum,
+                              T *gbias)
+{
+    for (ptrdiff_t c = 0; c < K; c++) {
+        double s = 0;
+        for (ptrdiff_t b = 0; b < B; b++) s += bpart[b * K + c];
+        bsum[c] = s;
+        gbias[c] += (T)s;
+    }
+}
+
 #include "conv_phase.h"
 
 #include "conv_wgrad.h"
@@ -783,13 +796,7 @@ static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scra
                                S(sum_parts)(wpart + r * lda, B, part, Kg,
                                             gw + r / ckk * Kg * ckk + r % ckk, ckk);
                            });
-    if (gbias)
-        for (ptrdiff_t c = 0; c < K; c++) {
-            double s = 0;
-            for (ptrdiff_t b = 0; b < B; b++) s += bpart[b * K + c];
-            bsum[c] = s;
-            gbias[c] += (T)s;
-        }
+    if (gbias) S(sum_bias_parts)(bpart, B, K, bsum, gbias);
 }
 
 void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int act, T alpha,

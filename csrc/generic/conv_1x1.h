@@ -193,11 +193,5 @@ static void S(point_backward)(const fnn_conv_geom *g, const fnn_conv_plan *pl, i
     if (gw)
         FNN_PARALLEL_SPLIT(K, B * K * C * FNN_VL, lo, hi,
                            S(point_sum_lanes)(vparts, B, pl->part, C, lo, hi, gw));
-    if (gbias)
-        for (ptrdiff_t c = 0; c < K; c++) {
-            double s = 0;
-            for (ptrdiff_t p = 0; p < B; p++) s += bpart[p * K + c];
-            bsum[c] = s;
-            gbias[c] += (T)s;
-        }
+    if (gbias) S(sum_bias_parts)(bpart, B, K, bsum, gbias);
 }
