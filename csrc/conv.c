@@ -13,7 +13,9 @@
  * The 3x3 stride-1 convolutions with 16 channels or more run their forward and dL/dx
  * by Winograd's F(2x2, 3x3) or F(4x4, 3x3) instead (generic/winograd.h), sample by
  * sample (a few samples at a time on small planes); strided convolutions whose taps
- * overlap read phase planes in place of im2col columns (generic/conv_phase.h).
+ * overlap read phase planes in place of im2col columns (generic/conv_phase.h); 1x1
+ * strided convolutions run their backward without columns for dL/dz and without col2im
+ * (generic/conv_1x1.h).
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
