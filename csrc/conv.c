@@ -251,6 +251,7 @@ typedef struct {
     ptrdiff_t psz, fh[FNN_PHASE_MAXK], fw[FNN_PHASE_MAXK], bh[FNN_PHASE_MAXK],
         bw[FNN_PHASE_MAXK];
     const ptrdiff_t *toff; /* the products' offset tables, in the scratch (per call) */
+    int wide; /* the forward's products on 8-row tiles (AVX-512: tiled_gemm_taps_wide) */
 } fnn_conv_plan;
 
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
@@ -285,19 +286,18 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         p.aw = fnn_phase_axis_of(g->W, g->Wo, g->kw, g->sw, g->pw, g->dw);
         /* where im2col would copy inputs more than once (the taps overlap: a 1x1
          * convolution's columns are a plain gather, and its dL/dx as fast by col2im) and
-         * the wide rows waste at most half of the work, forward and dL/dx */
+         * dL/dx's wide rows waste at most half of its work */
         p.phase = (g->dh * (g->kh - 1) + 1 > g->sh || g->dw * (g->kw - 1) + 1 > g->sw) &&
-                  2 * (p.aw.len - g->Wo) <= p.aw.len && 2 * (p.aw.q - p.aw.numax) <= p.aw.q;
+                  2 * (p.aw.q - p.aw.numax) <= p.aw.q;
     }
     if (p.phase) {
         const fnn_phase_axis *ah = &p.ah, *aw = &p.aw;
-        ptrdiff_t plane = ah->len * aw->len, Wq = aw->q;
-        p.psz = ah->res * aw->res * plane;
+        p.wide = fnn_avx512_runs();
+        ptrdiff_t plane = ah->len * g->Wo, Wq = aw->q;
+        p.psz = ah->res * g->kw * plane;
         for (ptrdiff_t i = 0; i < g->kh; i++)
-            p.fh[i] = ah->ridx[i * g->dh % g->sh] * aw->res * plane +
-                      i * g->dh / g->sh * aw->len;
-        for (ptrdiff_t j = 0; j < g->kw; j++)
-            p.fw[j] = aw->ridx[j * g->dw % g->sw] * plane + j * g->dw / g->sw;
+            p.fh[i] = ah->ridx[i * g->dh % g->sh] * g->kw * plane + i * g->dh / g->sh * g->Wo;
+        for (ptrdiff_t j = 0; j < g->kw; j++) p.fw[j] = j * plane;
         for (ptrdiff_t r = 0; r < g->sh; r++)
             for (ptrdiff_t t = ah->st[r]; t < ah->st[r + 1]; t++)
                 p.bh[t] = (ah->u0[r] - ah->ord[t] * g->dh / g->sh + ah->pad) * Wq;
@@ -306,10 +306,10 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
                 p.bw[t] = aw->u0[r] - aw->ord[t] * g->dw / g->sw + aw->pad;
         p.Hq = ah->q;
         p.Wq = Wq;
-        p.fs = aw->len;
+        p.fs = g->Wo;
         p.bs = g->Wo;
         p.gstep = C / G * p.psz;
-        p.ld = fnn_conv_row_stride(g->Ho * aw->len);
+        p.ld = fnn_conv_row_stride(g->Ho * g->Wo);
         /* the planes; the padded input (weight gradient); dL/dx's wide rows, per phase */
         p.r1 = C * p.psz + 16;
         if (p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;

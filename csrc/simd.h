@@ -18,4 +18,18 @@
 #define FNN_CLONES_AVX512
 #endif
 
+/* Whether code built with FNN_CLONES_AVX512 runs its AVX-512 version (32 vector
+ * registers: room for register tiles that would spill on AVX2's 16). */
+static inline int fnn_avx512_runs(void)
+{
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(FASTNN_NATIVE) /* the builds with target clones */
+    return __builtin_cpu_supports("x86-64-v4");
+#elif defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 #endif

@@ -328,7 +328,7 @@ static void S(conv_product)(const fnn_conv_geom *g, const fnn_conv_plan *pl, ptr
 {
     (void)g;
     if (pl->phase)
-        S(tiled_gemm_taps)(m, n, P, a, lda, b, (fnn_taps){pl->toff}, c, ldc);
+        S(tiled_gemm_taps_wide)(pl->wide, m, n, P, a, lda, b, (fnn_taps){pl->toff}, c, ldc);
     else
         S(tiled_gemm)(m, n, P, a, lda, b, pl->in_rows, c, ldc);
 }
@@ -517,7 +517,7 @@ static void S(conv_forward_sample)(const fnn_conv_geom *g, const fnn_conv_plan *
 {
     ptrdiff_t G = g->groups, hw = g->Ho * g->Wo;
     struct S(rowmap) m = {g->Ho, g->Wo, pl->fs};
-    ptrdiff_t rpt = S(rows_per_task)(m);
+    ptrdiff_t rpt = pl->phase ? m.rows : S(rows_per_task)(m);
     int to_y = m.stride == m.width; /* the products' rows are the output's */
     if (pl->phase)
         S(phase_split)(g, pl, x, 0, g->C, col);

@@ -1,13 +1,16 @@
 /* Generic body, included by generic/conv.h: the phase path of strided convolutions
  * (conv.c: fnn_phase_axis, fnn_conv_plan).
  *
- * Forward: each input channel is split by its padded rows and columns modulo the
- * stride into phase planes (only the residues some tap reads), len_h x len_w each, so
- * that tap (i, j) of output (oh, ow) is value (oh + e_i, ow + e_j) of plane
- * (r_i, r_j): the product w (K, C kh kw) b reads row (c, i, j) of b at
- * c psz + fh[i] + fw[j] in place and computes the output on wide rows of len_w columns
- * (the last len_w - Wo dropped), as the direct path does for stride 1. It sums every
- * output over (c, i, j) in the same order as the im2col product.
+ * Forward: each input channel is split by its padded rows modulo the stride into row
+ * phases (only the residues some tap reads), and each row phase gathered once per
+ * column tap j into a plane of len_h x Wo (row u, column v: padded input
+ * (sh u + r, sw v + j dw)), so that tap (i, j) of output (oh, ow) is value
+ * (oh + e_i, ow) of plane (r_i, j): the product w (K, C kh kw) b reads row (c, i, j)
+ * of b at c psz + fh[i] + fw[j] in place, a run of Ho Wo values, and writes the output
+ * planes themselves. It sums every output over (c, i, j) in the same order as the
+ * im2col product. (Planes by column residue, as along the rows, would be read on wide
+ * rows of Wo + max e_j columns whose last ones are dropped: 1/9 of the work thrown
+ * away on an 8 x 8 output; the kw planes cost less to fill than that.)
  *
  * dL/dx: the inputs of one phase (rows of residue rh, columns of residue rw) take
  * dL/dz through that phase's taps only, a stride-1 correlation of dL/dz (padded once
@@ -16,60 +19,112 @@
  * wide rows of Wq columns; the rows of dL/dx are then put together from the phases'
  * rows. Phases no tap reads get zeros. */
 
-/* Channels [c0, c1) of one sample x split into their phase planes in dst (psz per
- * channel), zeros where the padding is; after the last channel 16 zeros (whole-vector
- * reads past the last window). The columns every used residue takes from inside the
- * row, [ilo, ihi), go in one pass (stride 2: vector loads and shuffles for both
- * residues), the few at the edges one by one. */
+/* o[2 v] = s0[v], o[2 v + 1] = s1[v], v < n: two residues' rows woven into one. */
+static inline void S(weave2)(const T *restrict s0, const T *restrict s1, ptrdiff_t n,
+                             T *restrict o)
+{
+    for (ptrdiff_t v = 0; v < n; v++) {
+        o[2 * v] = s0[v];
+        o[2 * v + 1] = s1[v];
+    }
+}
+
+/* d[v] = s[step v], v < n (inlined with step 2 a constant: vector loads and shuffles). */
+static inline __attribute__((always_inline)) void S(gather)(const T *restrict s,
+                                                            ptrdiff_t step, ptrdiff_t n,
+                                                            T *restrict d)
+{
+    for (ptrdiff_t v = 0; v < n; v++) d[v] = s[step * v];
+}
+
+/* The three column taps of a 3-wide kernel of stride 2: d_j[v] = s[2 v + j]. */
+static inline void S(gather3)(const T *restrict s, ptrdiff_t n, T *restrict d0,
+                              T *restrict d1, T *restrict d2)
+{
+    for (ptrdiff_t v = 0; v < n; v++) {
+        d0[v] = s[2 * v];
+        d1[v] = s[2 * v + 1];
+        d2[v] = s[2 * v + 2];
+    }
+}
+
+/* The padded rows phase_split copies into a buffer on the stack, in elements. */
+#define FNN_PHASE_STAGE 4096
+
+/* One row of a plane set: d + j plane, j < kw, from the padded row at s (columns
+ * sw v + j dw, v < n). */
+static inline __attribute__((always_inline)) void S(split_row)(const fnn_conv_geom *g,
+                                                               const T *s, ptrdiff_t n,
+                                                               ptrdiff_t plane, T *d)
+{
+    if (g->sw == 2 && g->kw == 3 && g->dw == 1)
+        S(gather3)(s, n, d, d + plane, d + 2 * plane);
+    else
+        for (ptrdiff_t j = 0; j < g->kw; j++)
+            if (g->sw == 2)
+                S(gather)(s + j * g->dw, 2, n, d + j * plane);
+            else
+                S(gather)(s + j * g->dw, g->sw, n, d + j * plane);
+}
+
+/* Channels [c0, c1) of one sample x split into their planes in dst (psz per channel):
+ * for each row residue rh some tap reads and each column tap j, Hl x Wo values, row u
+ * column v the padded input's (sh u + rh, sw v + j dw), zeros where the padding is;
+ * after the last channel 16 zeros (whole-vector reads past the last window). The
+ * input rows go in order (the reads stream), a block at a time copied into padded
+ * rows on the stack, from which every column tap's values are gathered without a test
+ * (stride 2, 3 taps: in one pass). A whole block is copied before it is read: reads
+ * straddling the copy's just-written stores would wait for them (a row at a time cost
+ * 2x). */
 static FNN_CLONES void S(phase_split)(const fnn_conv_geom *g, const fnn_conv_plan *pl,
                                       const T *x, ptrdiff_t c0, ptrdiff_t c1, T *dst)
 {
-    const fnn_phase_axis *ah = &pl->ah, *aw = &pl->aw;
-    ptrdiff_t Hl = ah->len, Wl = aw->len, plane = Hl * Wl, sh = g->sh, sw = g->sw, pw = g->pw;
-    ptrdiff_t vlo[FNN_PHASE_MAXS], vhi[FNN_PHASE_MAXS], ilo = 0, ihi = Wl;
-    for (ptrdiff_t rw = 0; rw < sw; rw++) {
-        if (aw->ridx[rw] < 0) continue;
-        fnn_out_range(g->W, sw, g->pw - rw, Wl, &vlo[rw], &vhi[rw]);
-        if (vlo[rw] > ilo) ilo = vlo[rw];
-        if (vhi[rw] < ihi) ihi = vhi[rw];
+    const fnn_phase_axis *ah = &pl->ah;
+    ptrdiff_t Hl = ah->len, Wo = g->Wo, kw = g->kw, plane = Hl * Wo, sh = g->sh;
+    ptrdiff_t H = g->H, W = g->W, pw = g->pw, Wp = W + 2 * pw, R = FNN_PHASE_STAGE / Wp;
+    T stage[FNN_PHASE_STAGE];
+    if (R > H) R = H;
+    for (ptrdiff_t r = 0; r < R; r++) { /* the padding columns of the staged rows */
+        memset(stage + r * Wp, 0, (size_t)pw * sizeof(T));
+        memset(stage + r * Wp + pw + W, 0, (size_t)pw * sizeof(T));
     }
-    if (ihi < ilo) ihi = ilo;
-    int pair = sw == 2 && aw->res == 2;
+    ptrdiff_t lo[FNN_PHASE_MAXK], hi[FNN_PHASE_MAXK];
+    for (ptrdiff_t j = 0; j < kw; j++) /* columns sw v + j dw - pw inside the row */
+        fnn_out_range(W, g->sw, pw - j * g->dw, Wo, &lo[j], &hi[j]);
     for (ptrdiff_t c = c0; c < c1; c++) {
         T *dc = dst + c * pl->psz;
         for (ptrdiff_t rh = 0; rh < sh; rh++) { /* the rows of padding */
             if (ah->ridx[rh] < 0) continue;
             ptrdiff_t u0, u1;
-            fnn_out_range(g->H, sh, g->ph - rh, Hl, &u0, &u1);
-            for (ptrdiff_t f = 0; f < aw->res; f++) {
-                T *d = dc + (ah->ridx[rh] * aw->res + f) * plane;
-                memset(d, 0, (size_t)(u0 * Wl) * sizeof(T));
-                memset(d + u1 * Wl, 0, (size_t)((Hl - u1) * Wl) * sizeof(T));
+            fnn_out_range(H, sh, g->ph - rh, Hl, &u0, &u1);
+            for (ptrdiff_t j = 0; j < kw; j++) {
+                T *d = dc + (ah->ridx[rh] * kw + j) * plane;
+                memset(d, 0, (size_t)(u0 * Wo) * sizeof(T));
+                memset(d + u1 * Wo, 0, (size_t)((Hl - u1) * Wo) * sizeof(T));
             }
         }
-        for (ptrdiff_t h = 0; h < g->H; h++) { /* input rows in order: the reads stream */
-            ptrdiff_t rh = (h + g->ph) % sh, u = (h + g->ph) / sh;
-            if (ah->ridx[rh] < 0 || u >= Hl) continue;
-            const T *xr = x + (c * g->H + h) * g->W; /* padded column k: xr[k - pw] */
-            T *d = dc + ah->ridx[rh] * aw->res * plane + u * Wl;
-            if (pair) {
-                T *e = d + plane;
-#pragma omp simd
-                for (ptrdiff_t v = ilo; v < ihi; v++) {
-                    d[v] = xr[2 * v - pw];
-                    e[v] = xr[2 * v + 1 - pw];
+        const T *xc = x + c * H * W;
+        for (ptrdiff_t h0 = 0, rh = g->ph % sh, u = g->ph / sh; h0 < H; h0 += R) {
+            ptrdiff_t h1 = h0 + R < H ? h0 + R : H;
+            for (ptrdiff_t h = h0; R && h < h1; h++)
+                memcpy(stage + (h - h0) * Wp + pw, xc + h * W, (size_t)W * sizeof(T));
+            for (ptrdiff_t h = h0; h < (R ? h1 : H); h++) {
+                if (ah->ridx[rh] >= 0 && u < Hl) {
+                    T *d = dc + ah->ridx[rh] * kw * plane + u * Wo;
+                    if (R)
+                        S(split_row)(g, stage + (h - h0) * Wp, Wo, plane, d);
+                    else /* a row too long to stage: read in place, the padding apart */
+                        for (ptrdiff_t j = 0; j < kw; j++) {
+                            T *e = d + j * plane;
+                            for (ptrdiff_t v = 0; v < lo[j]; v++) e[v] = 0;
+                            S(gather)(xc + h * W + g->sw * lo[j] + j * g->dw - pw, g->sw,
+                                      hi[j] - lo[j], e + lo[j]);
+                            for (ptrdiff_t v = hi[j]; v < Wo; v++) e[v] = 0;
+                        }
                 }
+                if (++rh == sh) rh = 0, u++;
             }
-            for (ptrdiff_t rw = 0; rw < sw; rw++) {
-                if (aw->ridx[rw] < 0) continue;
-                T *e = d + aw->ridx[rw] * plane;
-                for (ptrdiff_t v = 0; v < ilo; v++)
-                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xr[sw * v + rw - pw] : 0;
-                if (!pair)
-                    for (ptrdiff_t v = ilo; v < ihi; v++) e[v] = xr[sw * v + rw - pw];
-                for (ptrdiff_t v = ihi; v < Wl; v++)
-                    e[v] = v >= vlo[rw] && v < vhi[rw] ? xr[sw * v + rw - pw] : 0;
-            }
+            if (!R) break;
         }
     }
     if (c1 == g->C) memset(dst + g->C * pl->psz, 0, 16 * sizeof(T));
@@ -160,18 +215,10 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                            (fnn_taps){pl->toff + Cg * g->kh * g->kw + Kg * before},
                            wf + u_lo * Wq, ldw);
     }
-    /* the columns both residues of stride 2 fill from inside: [2 ilo - pw, 2 ihi - pw) */
+    /* stride 2, both residues: each pair of columns (o[2 t], o[2 t + 1]) from the
+     * residues of padded columns 2 t + pw and 2 t + 1 + pw, woven in one pass */
     int pair = sw == 2 && src[0] && src[1];
-    ptrdiff_t ilo = 0, ihi = 0;
-    if (pair) {
-        ilo = aw->u0[0] > aw->u0[1] ? aw->u0[0] : aw->u0[1];
-        ihi = aw->u0[0] + aw->nu[0] < aw->u0[1] + aw->nu[1] ? aw->u0[0] + aw->nu[0]
-                                                            : aw->u0[1] + aw->nu[1];
-        if (ihi < ilo) ihi = ilo;
-    }
-    ptrdiff_t wa = 2 * ilo - pw, wb = 2 * ihi - pw;
-    wa = wa < 0 ? 0 : wa > W ? W : wa;
-    wb = wb < wa ? wa : wb > W ? W : wb;
+    ptrdiff_t r0 = pw & 1, e0 = (pw >> 1) - aw->u0[r0], e1 = ((pw + 1) >> 1) - aw->u0[1 - r0];
     ptrdiff_t h0 = g->sh * ah->u0[rh] + rh - g->ph;
     for (ptrdiff_t c = 0; c < Cg; c++)
         for (ptrdiff_t u = u_lo; u < u_hi; u++) {
@@ -181,22 +228,15 @@ static FNN_CLONES void S(phase_input_grad_task)(const fnn_conv_geom *g, const fn
                 memset(o, 0, (size_t)W * sizeof(T));
                 continue;
             }
-            if (pair) { /* padded column 2 v + r: o[2 v + r - pw], src[r][v - u0[r]] */
-                const T *a0 = src[0] + at, *a1 = src[1] + at;
-                ptrdiff_t s0 = aw->u0[0], s1 = aw->u0[1];
-#pragma omp simd
-                for (ptrdiff_t v = ilo; v < ihi; v++) {
-                    o[2 * v - pw] = a0[v - s0];
-                    o[2 * v + 1 - pw] = a1[v - s1];
+            if (pair) {
+                S(weave2)(src[r0] + at + e0, src[1 - r0] + at + e1, W / 2, o);
+                if (W & 1) {
+                    ptrdiff_t k = W - 1 + pw;
+                    o[W - 1] = src[k & 1][at + (k >> 1) - aw->u0[k & 1]];
                 }
+                continue;
             }
             for (ptrdiff_t w = 0, rw = pw % sw, v = pw / sw; w < W; w++) {
-                if (w == wa && wb > wa) { /* skip what the pairs wrote */
-                    w = wb;
-                    if (w >= W) break;
-                    rw = (w + pw) % sw;
-                    v = (w + pw) / sw;
-                }
                 o[w] = src[rw] ? src[rw][at + v - aw->u0[rw]] : 0;
                 if (++rw == sw) rw = 0, v++;
             }

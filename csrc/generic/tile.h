@@ -68,6 +68,9 @@ FNN_TILES(FNN_GEMM_TILE)
     }
 
 FNN_TILES(FNN_GEMM_TAPS_TILE)
+/* 8 rows by up to 3 vectors: 24 accumulators, for AVX-512's 32 vector registers */
+#define FNN_WIDE_TILES(X) X(8, 1) X(8, 2) X(8, 3)
+FNN_WIDE_TILES(FNN_GEMM_TAPS_TILE)
 #undef FNN_GEMM_TAPS_TILE
 #undef FNN_TILE_STEP
 #undef FNN_TILE_ZERO
@@ -118,6 +121,38 @@ static FNN_CLONES void S(tiled_gemm_taps)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P,
     FNN_TILED_GEMM(FNN_GEMM_TAPS_CASE)
 }
 
+/* tiled_gemm_taps with row blocks of 8 where `wide` (AVX-512's 32 vector registers hold
+ * the 24 accumulators; on AVX2's 16 they would spill): a tile of b then meets 8 rows
+ * of a per load instead of 4, which halves the reads of b (from L2 where the weights
+ * and the tile's rows of b exceed L1: the 3x3 stride-2 convolutions' 32 x 144 and
+ * 64 x 288 weights). Every element of c is summed over p in the same order as by
+ * tiled_gemm_taps. */
+static FNN_CLONES_AVX512 void S(tiled_gemm_taps_wide)(int wide, ptrdiff_t m, ptrdiff_t n,
+                                                      ptrdiff_t P, const T *a, ptrdiff_t lda,
+                                                      const T *b, fnn_taps r, T *c,
+                                                      ptrdiff_t ldc)
+{
+    T buf[8 * 3 * FNN_VL];
+    ptrdiff_t rb = wide ? 8 : 4;
+    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
+        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
+        int whole = w == nv * FNN_VL;
+        for (ptrdiff_t i = 0, mb; i < m; i += mb) {
+            mb = m - i >= rb ? rb : m - i < 4 ? m - i : 4;
+            T *dst = whole ? c + i * ldc + j : buf;
+            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;
+            switch (mb * 4 + nv) {
+                FNN_TILES(FNN_GEMM_TAPS_CASE)
+                FNN_WIDE_TILES(FNN_GEMM_TAPS_CASE)
+            }
+            if (!whole)
+                for (ptrdiff_t k = 0; k < mb; k++)
+                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
+        }
+    }
+}
+
+#undef FNN_WIDE_TILES
 #undef FNN_TILED_GEMM
 #undef FNN_GEMM_CASE
 #undef FNN_GEMM_TAPS_CASE
