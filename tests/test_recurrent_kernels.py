@@ -296,30 +296,37 @@ def test_gru_backward_in_the_tiles_matches_finite_differences(
         np.testing.assert_allclose(grads[name], num, **fd_tol, err_msg=name)
 
 
-def test_lstm_float32_gates_over_the_whole_range():
-    """The float32 LSTM cell's sigmoid and tanh (rational, clamped beyond |x| = 9 where
-    tanh rounds to 1) against float64 for pre-activations over [-40, 40] in one step
-    from a zero state (c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c)), through the
-    tiles' epilogue (H = 16) and the separate pass (H = 8); infinities saturate and a
-    NaN propagates."""
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_float32_gates_over_the_whole_range(mode):
+    """The float32 cells' sigmoid and tanh (rational, clamped beyond |x| = 9 where tanh
+    rounds to 1) against float64 for pre-activations over [-40, 40] in one step from a
+    zero state (LSTM: c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c); GRU: h = (1 -
+    sigmoid(z)) tanh(n)), through the tiles' epilogue (H = 16) and the separate pass
+    (H = 8), within 4e-7 (the functions' own error: the reference takes the same
+    float32 inputs); infinities saturate and a NaN propagates."""
     rng = np.random.default_rng(3)
-    N = 600
-    x = rng.uniform(-2, 2, (1, N, 1))
+    N, G = 2000, GATES[mode]
+    x = rng.uniform(-2, 2, (1, N, 1)).astype(np.float32)
     x[0, :3, 0] = [np.inf, -np.inf, np.nan]
     for H in (8, 16):
-        case = Case("lstm", 1, N, 1, H, np.float32, False, False, None, with_state=False)
-        w_ih = rng.uniform(-20, 20, (4 * H, 1))
-        case.x, case.w_ih = x.astype(np.float32), w_ih.astype(np.float32)
+        case = Case(mode, 1, N, 1, H, np.float32, False, False, None, with_state=False)
+        w_ih = rng.uniform(-20, 20, (G * H, 1)).astype(np.float32)
+        case.x, case.w_ih = x, w_ih
         case.b_ih[:] = case.b_hh[:] = 0
         out = case.run(one_step=True)
-        b, state = np.zeros(4 * H), np.zeros((N, H))
+        b, state = np.zeros(G * H), np.zeros((N, H))
         with np.errstate(over="ignore", invalid="ignore"):
-            w_hh = np.zeros((4 * H, H))
-            _, hn, cn = reference("lstm", x, w_ih, w_hh, b, b, state, state, np.ones(N), False)
-        assert np.isnan(out["hn"][2]).all() and np.isnan(out["cn"][2]).all()
-        np.testing.assert_allclose(out["cn"][3:], cn[3:], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(out["hn"][3:], hn[3:], rtol=0, atol=2e-6)
-        np.testing.assert_allclose(out["hn"][:2], hn[:2], rtol=0, atol=2e-6)
+            w_hh = np.zeros((G * H, H))
+            _, hn, cn = reference(
+                mode, x.astype(np.float64), w_ih.astype(np.float64), w_hh, b, b, state, state,
+                np.ones(N), False,
+            )
+        assert np.isnan(out["hn"][2]).all()
+        np.testing.assert_allclose(out["hn"][3:], hn[3:], rtol=0, atol=4e-7)
+        np.testing.assert_allclose(out["hn"][:2], hn[:2], rtol=0, atol=4e-7)
+        if mode == "lstm":
+            assert np.isnan(out["cn"][2]).all()
+            np.testing.assert_allclose(out["cn"][3:], cn[3:], rtol=0, atol=4e-7)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
