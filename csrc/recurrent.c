@@ -51,14 +51,7 @@ static inline ptrdiff_t fnn_rnn_cut(ptrdiff_t n, ptrdiff_t parts)
  * would spill, and the BLAS products are faster. */
 static int fnn_rnn_tiles(void)
 {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(FASTNN_NATIVE) /* the builds with target clones (simd.h) */
-    return __builtin_cpu_supports("x86-64-v4");
-#elif defined(__AVX512F__)
-    return 1;
-#else
-    return 0;
-#endif
+    return fnn_avx512_runs();
 }
 
 /* Row of (t, n) in a per-step array. */
