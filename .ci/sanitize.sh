@@ -36,5 +36,5 @@ python -m pytest -q -p no:cacheprovider --capture=sys \
     tests/test_kernels.py tests/test_layers.py tests/test_activations.py \
     tests/test_normalization.py tests/test_fusion.py tests/test_binding.py tests/test_fuzz.py \
     tests/test_conv_kernels.py tests/test_conv_padding_mode.py tests/test_conv_phase.py \
-    tests/test_winograd.py tests/test_batchnorm_planes.py tests/test_merge_add_relu.py \
-    tests/test_recurrent_kernels.py
+    tests/test_conv_1x1.py tests/test_winograd.py tests/test_batchnorm_planes.py \
+    tests/test_merge_add_relu.py tests/test_recurrent_kernels.py

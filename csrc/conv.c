@@ -13,7 +13,9 @@
  * The 3x3 stride-1 convolutions with 16 channels or more run their forward and dL/dx
  * by Winograd's F(2x2, 3x3) or F(4x4, 3x3) instead (generic/winograd.h), sample by
  * sample (a few samples at a time on small planes); strided convolutions whose taps
- * overlap read phase planes in place of im2col columns (generic/conv_phase.h).
+ * overlap read phase planes in place of im2col columns (generic/conv_phase.h); 1x1
+ * strided convolutions run their backward without columns for dL/dz and without col2im
+ * (generic/conv_1x1.h).
  * BLAS is not used: it packs both operands on every call, and for the short, wide
  * products of a convolution that costs as much as the arithmetic (the tiles run
  * 1.2-2.8x faster than single-threaded OpenBLAS on these shapes). The columns are
@@ -52,12 +54,18 @@
  * sums are its own, added up in block order at the end, so that the sums do not depend
  * on which thread took a block (threads take whole blocks). At most
  * FNN_CONV_SAMPLE_BLOCKS of them, fewer where their weight-gradient sums would exceed
- * FNN_CONV_PART_ELEMS elements (8 MiB of float): wide layers run chunk by chunk. */
+ * FNN_CONV_PART_ELEMS elements (8 MiB of float): wide layers run chunk by chunk. Halved
+ * (to 4, to 2) while their sums exceed FNN_CONV_PARTS_WARM elements (1 MiB of float),
+ * which stay in the caches between the blocks' passes and the sum: the 64 x 64 3x3
+ * convolution on 8 x 8 planes of a small ResNet (8 blocks' sums: 1.2 MB) took 5% less
+ * time for its backward with 4. */
 #define FNN_CONV_SAMPLE_BLOCKS 8
 #define FNN_CONV_PART_ELEMS (1 << 21)
+#define FNN_CONV_PARTS_WARM (1 << 18)
 
 int fnn_conv_winograd_enabled = 1;
 int fnn_conv_phase_enabled = 1;
+int fnn_conv_point_enabled = 1;
 
 /* Winograd F(tm x tm, 3x3) of one sample (generic/winograd.h), tm = 2 or 4: Ci input
  * planes Hi x Wi padded by (ph, pw) (room for the (tm + 2)^2 window of every tm x tm
@@ -221,11 +229,17 @@ static fnn_phase_axis fnn_phase_axis_of(ptrdiff_t n, ptrdiff_t no, ptrdiff_t k, 
  * larger of the forward's and dL/dx's; not counted in the samples a chunk takes, which
  * keep the weight gradient's runs of samples as long as without them). The rows are
  * padded to whole vectors, with room after the planes for a vector read past the last
- * window. */
+ * window.
+ *
+ * A 1x1 convolution of stride > 1 without padding ("point", ungrouped) runs its
+ * backward sample by sample through generic/conv_1x1.h: r1 the gathered input (then
+ * dL/dx's compact rows), r2 dL/dz, no gz^T; each block of samples keeps its
+ * weight-gradient sums in vector lanes (`part` elements: K C 8). Where the batch
+ * cannot run sample by sample (fnn_conv_by_samples) it takes the im2col path. */
 typedef struct {
-    int direct, wgrad, wino, phase;
+    int direct, wgrad, wino, phase, point;
     ptrdiff_t Hp, Wp, qh, qw, Hq, Wq;
-    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks;
+    ptrdiff_t ld, kp, r1, r2, r3, r4, r5, nb, blocks, part;
     ptrdiff_t fs, bs, gstep; /* row stride of the forward's and dL/dz's output rows;
                                 elements of r1 per group in the forward */
     fnn_rows in_rows, gz_rows;
@@ -244,6 +258,8 @@ typedef struct {
  * the stride would be a multiple of 64 elements: rows a power of two apart map to
  * the same L1 sets, and a tile reading one vector from each of many rows would evict
  * itself. */
+static int fnn_conv_by_samples(const fnn_conv_geom *g, const fnn_conv_plan *p);
+
 static ptrdiff_t fnn_conv_row_stride(ptrdiff_t n)
 {
     n = (n + 7) / 8 * 8;
@@ -323,27 +339,38 @@ static fnn_conv_plan fnn_conv_plan_of(const fnn_conv_geom *g)
         if (p.wgrad && (g->ph || g->pw) && p.r1 < C * p.Hp * Wp) p.r1 = C * p.Hp * Wp;
         p.r2 = K * p.ld;
         p.in_rows = (fnn_rows){1, 1, p.ld, 0, 0};
+        p.point = fnn_conv_point_enabled && g->kh == 1 && g->kw == 1 && !g->ph && !g->pw &&
+                  (g->sh > 1 || g->sw > 1) && G == 1;
     }
-    /* the samples' buffers (Winograd's apart: one set per slot as well, but they do not
-     * set how many samples a thread takes at a time) */
-    ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4;
-    p.nb = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
+    ptrdiff_t fit; /* samples whose buffers fit a chunk */
+    for (;;) { /* the point plan, or (where it cannot run by samples) the im2col one */
+        if (p.point) p.r4 = 0;
+        /* the samples' buffers (Winograd's apart: one set per slot as well, but they do
+         * not set how many samples a thread takes at a time) */
+        ptrdiff_t per = p.r1 + p.r2 + p.r3 + p.r4;
+        p.nb = fit = per > 0 ? FNN_CONV_CHUNK_ELEMS / per : g->N;
+        if (p.nb < 1) p.nb = 1;
+        if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
+        /* blocks of samples of a backward run sample by sample (conv_backward_by_samples,
+         * point_backward): as many as their weight-gradient sums of FNN_CONV_PART_ELEMS
+         * elements allow */
+        p.part = p.point ? K * C * 8 : p.wgrad ? C / G * g->kh * g->kw * p.kp : 0;
+        p.blocks = p.part * FNN_CONV_SAMPLE_BLOCKS <= FNN_CONV_PART_ELEMS
+                       ? FNN_CONV_SAMPLE_BLOCKS
+                       : FNN_CONV_PART_ELEMS / p.part;
+        while (p.blocks >= 4 && p.blocks * p.part > FNN_CONV_PARTS_WARM) p.blocks /= 2;
+        if (!p.point || fnn_conv_by_samples(g, &p)) break;
+        p.point = 0;
+        p.r4 = p.wgrad ? g->Ho * g->Wo * p.kp : 0;
+    }
     /* Winograd where two samples' buffers fit: else it would run on one thread */
-    p.wino = p.wino && p.nb >= 2;
-    if (p.nb < 1) p.nb = 1;
-    if (p.nb > g->N) p.nb = g->N > 0 ? g->N : 1;
+    p.wino = p.wino && fit >= 2;
     if (p.wino) {
         p.wf = fnn_wino_of(C, K, g->H, g->W, g->ph, g->pw);
         p.wb = fnn_wino_of(K, C, g->Ho, g->Wo, 2 - g->ph, 2 - g->pw);
         p.r5 = fnn_wino_slot(&p.wf);
         if (p.r5 < fnn_wino_slot(&p.wb)) p.r5 = fnn_wino_slot(&p.wb);
     }
-    /* blocks of samples of a backward run sample by sample (conv_backward_by_samples):
-     * as many as the weight-gradient sums of FNN_CONV_PART_ELEMS elements allow */
-    ptrdiff_t part = C / G * g->kh * g->kw * p.kp;
-    p.blocks = !p.wgrad || part * FNN_CONV_SAMPLE_BLOCKS <= FNN_CONV_PART_ELEMS
-                   ? FNN_CONV_SAMPLE_BLOCKS
-                   : FNN_CONV_PART_ELEMS / part;
     return p;
 }
 
@@ -355,6 +382,11 @@ int fnn_conv_uses_winograd(const fnn_conv_geom *g)
 int fnn_conv_uses_phase(const fnn_conv_geom *g)
 {
     return fnn_conv_plan_of(g).phase;
+}
+
+int fnn_conv_uses_point(const fnn_conv_geom *g)
+{
+    return fnn_conv_plan_of(g).point;
 }
 
 /* Whether a convolution runs sample by sample, each thread taking whole samples (or
@@ -373,8 +405,7 @@ static int fnn_conv_by_samples(const fnn_conv_geom *g, const fnn_conv_plan *p)
 static ptrdiff_t fnn_conv_parts_offset(const fnn_conv_geom *g, const fnn_conv_plan *p)
 {
     ptrdiff_t ckk = g->C / (g->groups > 0 ? g->groups : 1) * g->kh * g->kw;
-    return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk +
-           (p->wgrad ? p->blocks * ckk * p->kp : 0);
+    return p->nb * (p->r1 + p->r2 + p->r3 + p->r4) + g->K * ckk + p->blocks * p->part;
 }
 
 static double *fnn_conv_bias_parts(const fnn_conv_geom *g, const fnn_conv_plan *p,
@@ -484,7 +515,48 @@ static inline __attribute__((always_inline)) void fnn_transpose_block_f64(const 
         *(fnn_v4d *)(d + (i + 2) * ldd) = __builtin_shuffle(t[i], t[i + 2], h2);
     }
 }
+
+/* d[0 .. VL) = the even elements s[0], s[2], .., s[2 VL - 2] of two vectors, and its
+ * adjoint d[0 .. 2 VL) = s[0], 0, s[1], 0, ..: the gathers and scatters of stride-2
+ * convolutions (im2col rows, generic/conv_1x1.h's dL/dx) in vector registers, where
+ * a loop of stride 2 compiles to one insert per element. */
+static inline __attribute__((always_inline)) void fnn_evens_f32(const float *s, float *d)
+{
+    const fnn_m8 m = {0, 2, 4, 6, 8, 10, 12, 14};
+    *(fnn_v8f *)d = __builtin_shuffle(*(const fnn_v8f *)s, *(const fnn_v8f *)(s + 8), m);
+}
+
+static inline __attribute__((always_inline)) void fnn_evens_f64(const double *s, double *d)
+{
+    const fnn_m4 m = {0, 2, 4, 6};
+    *(fnn_v4d *)d = __builtin_shuffle(*(const fnn_v4d *)s, *(const fnn_v4d *)(s + 4), m);
+}
+
+static inline __attribute__((always_inline)) void fnn_spread2_f32(const float *s, float *d)
+{
+    const fnn_m8 lo = {0, 8, 1, 8, 2, 8, 3, 8}, hi = {4, 8, 5, 8, 6, 8, 7, 8};
+    fnn_v8f v = *(const fnn_v8f *)s, z = {0};
+    *(fnn_v8f *)d = __builtin_shuffle(v, z, lo);
+    *(fnn_v8f *)(d + 8) = __builtin_shuffle(v, z, hi);
+}
+
+static inline __attribute__((always_inline)) void fnn_spread2_f64(const double *s, double *d)
+{
+    const fnn_m4 lo = {0, 4, 1, 4}, hi = {2, 4, 3, 4};
+    fnn_v4d v = *(const fnn_v4d *)s, z = {0};
+    *(fnn_v4d *)d = __builtin_shuffle(v, z, lo);
+    *(fnn_v4d *)(d + 4) = __builtin_shuffle(v, z, hi);
+}
 #else
+#define FNN_STRIDE2(T, SFX, VL)                                                             \
+    static inline void fnn_evens_##SFX(const T *s, T *d)                                     \
+    {                                                                                       \
+        for (ptrdiff_t i = 0; i < VL; i++) d[i] = s[2 * i];                                 \
+    }                                                                                       \
+    static inline void fnn_spread2_##SFX(const T *s, T *d)                                   \
+    {                                                                                       \
+        for (ptrdiff_t i = 0; i < VL; i++) d[2 * i] = s[i], d[2 * i + 1] = 0;               \
+    }
 #define FNN_TRANSPOSE_BLOCK(T, name, VL)                                                    \
     static inline void name(const T *s, ptrdiff_t lds, T *d, ptrdiff_t ldd)                \
     {                                                                                       \
@@ -494,6 +566,9 @@ static inline __attribute__((always_inline)) void fnn_transpose_block_f64(const 
 FNN_TRANSPOSE_BLOCK(float, fnn_transpose_block_f32, 8)
 FNN_TRANSPOSE_BLOCK(double, fnn_transpose_block_f64, 4)
 #undef FNN_TRANSPOSE_BLOCK
+FNN_STRIDE2(float, f32, 8)
+FNN_STRIDE2(double, f64, 4)
+#undef FNN_STRIDE2
 #endif
 
 #define FNN_GENERIC "generic/conv.h"

@@ -40,6 +40,12 @@ extern int fnn_conv_winograd_enabled;
 int fnn_conv_uses_phase(const fnn_conv_geom *g);
 extern int fnn_conv_phase_enabled;
 
+/* Whether the convolution's backward runs the strided 1x1 path (conv.c: 1x1, stride > 1,
+ * no padding, ungrouped, sample by sample), and its switch (1 by default; off: im2col
+ * columns). Like Winograd's, not between a forward and its backward. */
+int fnn_conv_uses_point(const fnn_conv_geom *g);
+extern int fnn_conv_point_enabled;
+
 /* Geometry of one pooling: `planes` = N C images of H x W pooled to Ho x Wo. */
 typedef struct {
     ptrdiff_t planes, H, W;

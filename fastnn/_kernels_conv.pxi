@@ -17,6 +17,8 @@ cdef extern from "conv.h" nogil:
     int fnn_conv_winograd_enabled
     int fnn_conv_uses_phase(const fnn_conv_geom *g)
     int fnn_conv_phase_enabled
+    int fnn_conv_uses_point(const fnn_conv_geom *g)
+    int fnn_conv_point_enabled
 
     # Convolution and pooling, declared once with the fused type (binding.h's FNN_FUSED
     # names).
@@ -130,6 +132,26 @@ def _set_conv_phase(bint enabled):
     global fnn_conv_phase_enabled
     cdef bint before = fnn_conv_phase_enabled
     fnn_conv_phase_enabled = enabled
+    return before
+
+
+def _conv_uses_point(tuple x_shape, tuple w_shape, tuple stride, tuple padding,
+                     tuple dilation, Py_ssize_t groups):
+    """Whether conv_backward runs this convolution by the strided 1x1 path (1x1,
+    stride > 1, no padding, ungrouped, 8 samples or more, the switch of _set_conv_point
+    on) rather than im2col columns."""
+    cdef fnn_conv_geom g = _conv_geom("_conv_uses_point", x_shape, w_shape, stride,
+                                      padding, dilation, groups)
+    return bool(fnn_conv_uses_point(&g))
+
+
+def _set_conv_point(bint enabled):
+    """Turn the strided 1x1 path on (the default) or off (im2col columns; for
+    measurements and tests); returns the previous setting. Like _set_conv_winograd, not
+    between a forward and its backward."""
+    global fnn_conv_point_enabled
+    cdef bint before = fnn_conv_point_enabled
+    fnn_conv_point_enabled = enabled
     return before
 
 

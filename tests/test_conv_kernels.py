@@ -251,27 +251,72 @@ def test_conv_float32_many_chunks_and_no_bias():
     assert gb is None
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_conv_results_do_not_depend_on_thread_count(stride):
+def check_conv_finite_differences(x, w, b, s, p, d, groups, r, picks=12, eps=1e-6):
+    """dL/dx and dL/dw of L = sum(gy * tanh(conv(x, w) + b)) from the kernels against
+    central differences at `picks` random entries of each."""
+    gy = r.standard_normal(conv_ref(x, w, b, s, p, d, groups).shape)
+    _, _, gx, gw, _ = run_conv(x, w, b, TANH, s, p, d, groups, gy)
+
+    def loss(xv, wv):
+        return float(np.sum(gy * np.tanh(conv_ref(xv, wv, b, s, p, d, groups))))
+
+    for arr, grad, is_x in ((x, gx, True), (w, gw, False)):
+        for idx in r.choice(arr.size, picks, replace=False):
+            i = np.unravel_index(idx, arr.shape)
+            plus, minus = arr.copy(), arr.copy()
+            plus[i] += eps
+            minus[i] -= eps
+            lp = loss(plus, w) if is_x else loss(x, plus)
+            lm = loss(minus, w) if is_x else loss(x, minus)
+            np.testing.assert_allclose(grad[i], (lp - lm) / (2 * eps), rtol=1e-6, atol=1e-7)
+
+
+def results_on_thread_counts(run, counts=(1, 2, 3)):
+    """run()'s results on each number of threads, checked bit-identical; the first."""
     from fastnn import threads
 
+    before = threads.get_num_threads()
+    try:
+        outs = []
+        for nt in counts:
+            threads.set_num_threads(nt)
+            outs.append(run())
+    finally:
+        threads.set_num_threads(before)
+    for other in outs[1:]:
+        for a, o in zip(outs[0], other):
+            if a is not None:
+                np.testing.assert_array_equal(a, o)
+    return outs[0]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_results_do_not_depend_on_thread_count(stride):
     x = RNG.standard_normal((64, 8, 12, 12)).astype(np.float32)
     w = RNG.standard_normal((24, 8, 3, 3)).astype(np.float32)
     b = RNG.standard_normal(24).astype(np.float32)
     ho = out_size(12, 3, stride, 1, 1)
     gy = RNG.standard_normal((64, 24, ho, ho))
     s = (stride, stride)
-    before = threads.get_num_threads()
-    try:
-        outs = []
-        for nt in (1, 2, 3):
-            threads.set_num_threads(nt)
-            outs.append(run_conv(x, w, b, RELU, s, (1, 1), (1, 1), 1, gy))
-    finally:
-        threads.set_num_threads(before)
-    for other in outs[1:]:
-        for a, o in zip(outs[0], other):
-            np.testing.assert_array_equal(a, o)
+    results_on_thread_counts(lambda: run_conv(x, w, b, RELU, s, (1, 1), (1, 1), 1, gy))
+
+
+def test_large_weight_sums_over_fewer_blocks_match_numpy_on_any_thread_count():
+    # 64 -> 64 3x3 (Winograd): 8 blocks' weight-gradient sums would pass 1 MiB, so the
+    # samples go in 4 blocks (13 samples: of 4, 3, 3, 3)
+    r = np.random.default_rng(3)
+    x = r.standard_normal((13, 64, 8, 8))
+    w = r.standard_normal((64, 64, 3, 3)) * 0.1
+    s, p, d = (1, 1), (1, 1), (1, 1)
+    zr = conv_ref(x, w, None, s, p, d, 1)
+    gy = r.standard_normal(zr.shape)
+    gxr, gwr, _ = conv_grads_ref(x, w, gy * (zr > 0), s, p, d, 1)
+    y, _, gx, gw, _ = results_on_thread_counts(lambda: run_conv(x, w, None, RELU, s, p, d, 1, gy))
+    np.testing.assert_allclose(y, np.maximum(zr, 0), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gx, gxr, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-11, atol=1e-11)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    results_on_thread_counts(lambda: run_conv(x32, w32, None, RELU, s, p, d, 1, gy))
 
 
 # -- pooling ----------------------------------------------------------------------------

@@ -4,10 +4,18 @@ results as the im2col columns it replaces, and independent of the thread count."
 
 import numpy as np
 import pytest
-from test_conv_kernels import RELU, TANH, conv_grads_ref, conv_ref, out_size, run_conv
+from test_conv_kernels import (
+    RELU,
+    TANH,
+    check_conv_finite_differences,
+    conv_grads_ref,
+    conv_ref,
+    out_size,
+    results_on_thread_counts,
+    run_conv,
+)
 
 from fastnn import _kernels as K
-from fastnn import threads
 
 # N, C, H, W, K, groups, kernel, stride, padding, dilation: every one runs the phase path
 CASES = [
@@ -80,23 +88,7 @@ def test_phase_path_backward_matches_finite_differences(case):
     r = np.random.default_rng(5)
     x = r.standard_normal((n, c, h, w_))
     w = r.standard_normal((k, c // g, *ks)) * 0.3
-    b = r.standard_normal(k)
-    gy = r.standard_normal(conv_ref(x, w, b, s, p, d, g).shape)
-    _, _, gx, gw, _ = run_conv(x, w, b, TANH, s, p, d, g, gy)
-
-    def loss(xv, wv):
-        return float(np.sum(gy * np.tanh(conv_ref(xv, wv, b, s, p, d, g))))
-
-    eps = 1e-6
-    for arr, grad, is_x in ((x, gx, True), (w, gw, False)):
-        for idx in r.choice(arr.size, 12, replace=False):
-            i = np.unravel_index(idx, arr.shape)
-            plus, minus = arr.copy(), arr.copy()
-            plus[i] += eps
-            minus[i] -= eps
-            lp = loss(plus, w) if is_x else loss(x, plus)
-            lm = loss(minus, w) if is_x else loss(x, minus)
-            np.testing.assert_allclose(grad[i], (lp - lm) / (2 * eps), rtol=1e-6, atol=1e-7)
+    check_conv_finite_differences(x, w, r.standard_normal(k), s, p, d, g, r)
 
 
 def run_both_paths(case, dtype, seed=0):
@@ -142,17 +134,7 @@ def test_phase_path_results_do_not_depend_on_thread_count(n):
     s, p, d = (2, 2), (1, 1), (1, 1)
     assert K._conv_uses_phase(x.shape, w.shape, s, p, d, 1)
     gy = r.standard_normal((n, 24, out_size(15, 3, 2, 1, 1), out_size(13, 3, 2, 1, 1)))
-    before = threads.get_num_threads()
-    try:
-        outs = []
-        for nt in (1, 2, 3):
-            threads.set_num_threads(nt)
-            outs.append(run_conv(x, w, b, RELU, s, p, d, 1, gy))
-    finally:
-        threads.set_num_threads(before)
-    for other in outs[1:]:
-        for a, o in zip(outs[0], other):
-            np.testing.assert_array_equal(a, o)
+    results_on_thread_counts(lambda: run_conv(x, w, b, RELU, s, p, d, 1, gy))
 
 
 @pytest.mark.parametrize("n", [1, 9])

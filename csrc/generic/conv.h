@@ -3,9 +3,10 @@
 #include "tile.h"
 
 /* The rows and columns of the output that tap (ki, kj) reads from inside the input:
- * [oh0, oh1) x [ow0, ow1), and the input offset of output (0, 0) for that tap. */
+ * [oh0, oh1) x [ow0, ow1), the input offset of output (0, 0) for that tap, and the
+ * input column of output column 0. */
 struct S(tap) {
-    ptrdiff_t oh0, oh1, ow0, ow1, off;
+    ptrdiff_t oh0, oh1, ow0, ow1, off, col;
 };
 
 static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, ptrdiff_t kj)
@@ -13,7 +14,8 @@ static inline struct S(tap) S(tap_range)(const fnn_conv_geom *g, ptrdiff_t ki, p
     struct S(tap) t;
     fnn_out_range(g->H, g->sh, g->ph - ki * g->dh, g->Ho, &t.oh0, &t.oh1);
     fnn_out_range(g->W, g->sw, g->pw - kj * g->dw, g->Wo, &t.ow0, &t.ow1);
-    t.off = (ki * g->dh - g->ph) * g->W + kj * g->dw - g->pw;
+    t.col = kj * g->dw - g->pw;
+    t.off = (ki * g->dh - g->ph) * g->W + t.col;
     return t;
 }
 
@@ -33,6 +35,11 @@ static FNN_CLONES void S(im2col_row)(const fnn_conv_geom *g, struct S(tap) t, co
         if (sw == 1) {
 #pragma omp simd
             for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o];
+        } else if (sw == 2) { /* whole vectors while their reads stay within the row */
+            ptrdiff_t o = 0, nv = (W - t.ow0 * sw - t.col) / (2 * FNN_VL) * FNN_VL;
+            for (; o < (nv < n ? nv : n - n % FNN_VL); o += FNN_VL)
+                S(fnn_evens)(xr + 2 * o, d + t.ow0 + o);
+            for (; o < n; o++) d[t.ow0 + o] = xr[2 * o];
         } else {
 #pragma omp simd
             for (ptrdiff_t o = 0; o < n; o++) d[t.ow0 + o] = xr[o * sw];
@@ -55,14 +62,15 @@ static FNN_CLONES void S(col2im_row)(const fnn_conv_geom *g, struct S(tap) t, co
     }
 }
 
-/* col (C kh kw, ld) = the columns of one sample x. */
+/* col (C kh kw, ld) = the columns of one sample x: tap by tap (its range computed
+ * once), channel by channel. */
 static void S(im2col_sample)(const fnn_conv_geom *g, const T *x, ptrdiff_t ld, T *col)
 {
     ptrdiff_t kk = g->kh * g->kw, plane = g->H * g->W;
-    for (ptrdiff_t r = 0; r < g->C * kk; r++) {
-        ptrdiff_t k = r % kk;
-        S(im2col_row)(g, S(tap_range)(g, k / g->kw, k % g->kw), x + r / kk * plane, ld,
-                      col + r * ld);
+    for (ptrdiff_t k = 0; k < kk; k++) {
+        struct S(tap) t = S(tap_range)(g, k / g->kw, k % g->kw);
+        for (ptrdiff_t c = 0; c < g->C; c++)
+            S(im2col_row)(g, t, x + c * plane, ld, col + (c * kk + k) * ld);
     }
 }
 
@@ -417,9 +425,23 @@ static void S(pad_chunk)(const T *x, ptrdiff_t cnt, ptrdiff_t C, ptrdiff_t in_pl
                     per_sample, slack, xp);
 }
 
+/* gbias += the sums of the B blocks' bias parts (bpart, K per block) added in block
+ * order, kept in bsum. */
+static void S(sum_bias_parts)(const double *bpart, ptrdiff_t B, ptrdiff_t K, double *bsum,
+                              T *gbias)
+{
+    for (ptrdiff_t c = 0; c < K; c++) {
+        double s = 0;
+        for (ptrdiff_t b = 0; b < B; b++) s += bpart[b * K + c];
+        bsum[c] = s;
+        gbias[c] += (T)s;
+    }
+}
+
 #include "conv_phase.h"
 
 #include "conv_wgrad.h"
+#include "conv_1x1.h"
 #include "winograd.h"
 
 /* Winograd's buffers in the scratch: nb samples' (pl->r5 each), then the transformed
@@ -774,13 +796,7 @@ static void S(conv_backward_by_samples)(const struct S(conv_bwd_job) *J, T *scra
                                S(sum_parts)(wpart + r * lda, B, part, Kg,
                                             gw + r / ckk * Kg * ckk + r % ckk, ckk);
                            });
-    if (gbias)
-        for (ptrdiff_t c = 0; c < K; c++) {
-            double s = 0;
-            for (ptrdiff_t b = 0; b < B; b++) s += bpart[b * K + c];
-            bsum[c] = s;
-            gbias[c] += (T)s;
-        }
+    if (gbias) S(sum_bias_parts)(bpart, B, K, bsum, gbias);
 }
 
 void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int act, T alpha,
@@ -816,6 +832,11 @@ void S(fnn_conv_backward)(const fnn_conv_geom *g, const T *x, const T *w, int ac
                 for (ptrdiff_t k = 0; k < Kg; k++)
                     for (ptrdiff_t p = 0; p < ckk; p++)
                         wt[(q * ckk + p) * Kg + k] = w[(q * Kg + k) * ckk + p];
+    }
+    if (pl.point) {
+        S(point_backward)(g, &pl, act, alpha, beta, x, wt, z, y, gy, gw, gbias, gx, scratch,
+                          bsum);
+        return;
     }
     if (fnn_conv_by_samples(g, &pl) && (pl.wgrad || !gw)) {
         struct S(conv_bwd_job) J = {g,  &pl, act, gw && !gbias && !gx, alpha, beta, x, z, y,
