@@ -51,12 +51,17 @@ struct S(wgrad) {
     }
 
 /* Rows per tile for NV vectors: as many accumulators as 16 vector registers hold next
- * to the NV vectors of b and one broadcast. */
+ * to the NV vectors of b and one broadcast; on AVX-512's 32 (the "wide" tiles, run
+ * where fnn_avx512_runs) twice as many rows, 24 accumulators, so that each vector of
+ * gz^T loaded meets twice the rows. */
 #define FNN_WGRAD_TILES(X) X(8, 1) X(6, 2) X(4, 3) X(3, 4)
+#define FNN_WGRAD_WIDE_TILES(X) X(16, 1) X(12, 2) X(8, 3) X(6, 4)
 FNN_WGRAD_TILES(FNN_WGRAD_TILE)
+FNN_WGRAD_WIDE_TILES(FNN_WGRAD_TILE)
 #undef FNN_WGRAD_TILE
-#define FNN_WGRAD_MAXMB 8
+#define FNN_WGRAD_MAXMB 16
 #define FNN_WGRAD_MAXNV 4
+#define FNN_WGRAD_MAXACC 24 /* accumulators of the largest tile */
 
 /* The vectors of b a tile takes at column vector v0 of nvt (4s and 3s, then the rest),
  * and the rows it takes with them. */
@@ -71,14 +76,25 @@ static inline ptrdiff_t S(wgrad_mb)(ptrdiff_t nv)
     return nv == 1 ? 8 : nv == 2 ? 6 : nv == 3 ? 4 : 3;
 }
 
+/* The row tiles of ckk rows for tiles of mb rows: of 2 mb rows where they run (wide),
+ * the last of mb where the rows left fit in it (the first layer's 27 rows waste 3, not
+ * 9). The number of tiles, and with t, tile t's first row and rows in *i0 and *tmb. */
+static inline ptrdiff_t S(wgrad_rows)(ptrdiff_t ckk, ptrdiff_t mb, int wide, ptrdiff_t t,
+                                      ptrdiff_t *i0, ptrdiff_t *tmb)
+{
+    ptrdiff_t step = wide ? 2 * mb : mb, full = ckk / step, rem = ckk % step;
+    *i0 = t * step;
+    *tmb = t < full || rem > mb ? step : mb;
+    return full + (rem > 0);
+}
+
 /* Tiles of the chunk's product per group: per vector column block, its row blocks. */
 static ptrdiff_t S(wgrad_tasks)(ptrdiff_t ckk, ptrdiff_t nvt)
 {
-    ptrdiff_t n = 0;
-    for (ptrdiff_t v0 = 0; v0 < nvt; v0 += S(wgrad_nv)(v0, nvt)) {
-        ptrdiff_t mb = S(wgrad_mb)(S(wgrad_nv)(v0, nvt));
-        n += (ckk + mb - 1) / mb;
-    }
+    ptrdiff_t n = 0, i0, tmb;
+    for (ptrdiff_t v0 = 0; v0 < nvt; v0 += S(wgrad_nv)(v0, nvt))
+        n += S(wgrad_rows)(ckk, S(wgrad_mb)(S(wgrad_nv)(v0, nvt)), fnn_avx512_runs(), 0, &i0,
+                           &tmb);
     return n;
 }
 
@@ -86,35 +102,38 @@ static ptrdiff_t S(wgrad_tasks)(ptrdiff_t ckk, ptrdiff_t nvt)
  * vector block at v0, their sums starting from acc (if load, else from 0) and put back
  * there, or, given gw, added into gw (Kg rows of ckk for the group, K columns from k0).
  * Rows past the last are computed on a copy of it and dropped. */
-static FNN_CLONES void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t, ptrdiff_t s0,
-                                     ptrdiff_t s1, int load, ptrdiff_t ckk, ptrdiff_t Kg,
-                                     const T *x, const T *gzt, T *acc, T *gw)
+static FNN_CLONES_AVX512 void S(wgrad_task)(const struct S(wgrad) *w, ptrdiff_t t,
+                                            ptrdiff_t s0, ptrdiff_t s1, int load, ptrdiff_t ckk,
+                                            ptrdiff_t Kg, const T *x, const T *gzt, T *acc,
+                                            T *gw)
 {
-    ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, v0 = 0, nv, mb;
+    ptrdiff_t nvt = (Kg + FNN_VL - 1) / FNN_VL, v0 = 0, nv, i0, mb;
+    int wide = fnn_avx512_runs();
     for (;; v0 += nv) { /* find the tile's vector block */
         nv = S(wgrad_nv)(v0, nvt);
-        mb = S(wgrad_mb)(nv);
-        ptrdiff_t blocks = (ckk + mb - 1) / mb;
+        ptrdiff_t blocks = S(wgrad_rows)(ckk, S(wgrad_mb)(nv), wide, t, &i0, &mb);
         if (t < blocks) break;
         t -= blocks;
     }
-    ptrdiff_t i0 = t * mb, rows = ckk - i0 < mb ? ckk - i0 : mb;
+    ptrdiff_t rows = ckk - i0 < mb ? ckk - i0 : mb;
     ptrdiff_t k0 = v0 * FNN_VL, nk = nv * FNN_VL, kn = Kg - k0 < nk ? Kg - k0 : nk;
     const T *a[FNN_WGRAD_MAXMB];
     for (ptrdiff_t i = 0; i < mb; i++)
         a[i] = x + s0 * w->sa + fnn_row_offset(&w->rows, i0 + (i < rows ? i : rows - 1));
-    T c[FNN_WGRAD_MAXMB * FNN_WGRAD_MAXNV * FNN_VL] = {0};
+    T c[FNN_WGRAD_MAXACC * FNN_VL];
     T *ac = acc + i0 * w->lda + k0;
-    if (load)
-        for (ptrdiff_t i = 0; i < rows; i++)
-            memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
+    ptrdiff_t held = load ? rows : 0;
+    for (ptrdiff_t i = 0; i < held; i++)
+        memcpy(c + i * nk, ac + i * w->lda, (size_t)nk * sizeof(T));
+    memset(c + held * nk, 0, (size_t)((mb - held) * nk) * sizeof(T));
     const T *b = gzt + s0 * w->Ho * w->Wo * w->ldb + k0;
-    switch (nv) {
+    switch (mb * 8 + nv) {
 #define FNN_CASE(MB, NV)                                  \
-    case NV:                                              \
+    case MB * 8 + NV:                                     \
         S(wgrad_tile_##MB##_##NV)(w, s1 - s0, a, b, c);   \
         break;
         FNN_WGRAD_TILES(FNN_CASE)
+        FNN_WGRAD_WIDE_TILES(FNN_CASE)
 #undef FNN_CASE
     }
     if (!gw)
@@ -161,18 +180,18 @@ static FNN_CLONES void S(gz_pack_row)(const T *src, ptrdiff_t K, ptrdiff_t ld, p
 static FNN_CLONES void S(gz_row_t)(int act, T a, T b, ptrdiff_t K, ptrdiff_t hw, ptrdiff_t Wo,
                                    const T *z, const T *y, const T *gy, T *gzt, ptrdiff_t ldb)
 {
+    if (act == FNN_ACT_IDENTITY) { /* an identity's dL/dz is dL/dy: transposed in blocks */
+        S(gz_pack_row)(gy, K, hw, Wo, ldb, gzt);
+        return;
+    }
     T tmp[FNN_GZ_SPAN];
     for (ptrdiff_t ow0 = 0; ow0 < Wo; ow0 += FNN_GZ_SPAN) {
         ptrdiff_t n = Wo - ow0 < FNN_GZ_SPAN ? Wo - ow0 : FNN_GZ_SPAN;
         for (ptrdiff_t c = 0; c < K; c++) {
             ptrdiff_t o = c * hw + ow0;
-            const T *v = gy + o; /* an identity's dL/dz is dL/dy */
-            if (act != FNN_ACT_IDENTITY) {
-                S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, tmp);
-                v = tmp;
-            }
+            S(conv_bwd)(act, a, b, n, z ? z + o : NULL, y ? y + o : NULL, gy + o, tmp);
             T *t = gzt + ow0 * ldb + c;
-            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = v[k];
+            for (ptrdiff_t k = 0; k < n; k++) t[k * ldb] = tmp[k];
         }
         for (ptrdiff_t ow = ow0; ow < ow0 + n; ow++)
             for (ptrdiff_t k = K; k < ldb; k++) gzt[ow * ldb + k] = 0;
