@@ -318,8 +318,16 @@ def test_float32_gates_over_the_whole_range(mode):
         with np.errstate(over="ignore", invalid="ignore"):
             w_hh = np.zeros((G * H, H))
             _, hn, cn = reference(
-                mode, x.astype(np.float64), w_ih.astype(np.float64), w_hh, b, b, state, state,
-                np.ones(N), False,
+                mode,
+                x.astype(np.float64),
+                w_ih.astype(np.float64),
+                w_hh,
+                b,
+                b,
+                state,
+                state,
+                np.ones(N),
+                False,
             )
         assert np.isnan(out["hn"][2]).all()
         np.testing.assert_allclose(out["hn"][3:], hn[3:], rtol=0, atol=4e-7)
