@@ -254,12 +254,12 @@ typedef struct {
     int wide; /* the forward's products on 8-row tiles (AVX-512: tiled_gemm_taps_wide) */
 } fnn_conv_plan;
 
+static int fnn_conv_by_samples(const fnn_conv_geom *g, const fnn_conv_plan *p);
+
 /* Row stride for n columns: whole vectors (8 floats or 4 doubles), and 8 more where
  * the stride would be a multiple of 64 elements: rows a power of two apart map to
  * the same L1 sets, and a tile reading one vector from each of many rows would evict
  * itself. */
-static int fnn_conv_by_samples(const fnn_conv_geom *g, const fnn_conv_plan *p);
-
 static ptrdiff_t fnn_conv_row_stride(ptrdiff_t n)
 {
     n = (n + 7) / 8 * 8;

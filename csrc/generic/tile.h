@@ -76,21 +76,22 @@ FNN_WIDE_TILES(FNN_GEMM_TAPS_TILE)
 #undef FNN_TILE_ZERO
 #undef FNN_TILE_STORE
 
-/* The body of tiled_gemm and tiled_gemm_taps: c (m, n) = a (m, P) b (P, n), b's rows
- * read from `r` in whole vectors (the rows have room for them): column tiles of 3
- * vectors outside, row blocks of 4 inside, so a tile of b stays in L1 while it meets
- * every row of a. The last partial tile goes through a buffer so that c gets exactly n
- * columns. CASE(MB, NV): the switch's case calling the MB x NV tile. */
-#define FNN_TILED_GEMM(CASE)                                                                \
-    T buf[4 * 3 * FNN_VL];                                                                  \
+/* The body of tiled_gemm, tiled_gemm_taps and tiled_gemm_taps_wide: c (m, n) = a (m, P)
+ * b (P, n), b's rows read from `r` in whole vectors (the rows have room for them):
+ * column tiles of 3 vectors outside, row blocks of RB (4, or 8 with the WIDE cases)
+ * inside, then of 4, so a tile of b stays in L1 while it meets every row of a. The last
+ * partial tile goes through a buffer so that c gets exactly n columns. CASE(MB, NV): the
+ * switch's case calling the MB x NV tile; WIDE: the 8-row cases, or nothing. */
+#define FNN_TILED_GEMM(CASE, RB, WIDE)                                                      \
+    T buf[8 * 3 * FNN_VL];                                                                  \
     for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {                                         \
         ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL; \
-        for (ptrdiff_t i = 0; i < m; i += 4) {                                              \
-            ptrdiff_t mb = m - i < 4 ? m - i : 4;                                           \
-            int whole = w == nv * FNN_VL;                                                   \
+        int whole = w == nv * FNN_VL;                                                       \
+        for (ptrdiff_t i = 0, mb; i < m; i += mb) {                                         \
+            mb = m - i >= (RB) ? (RB) : m - i < 4 ? m - i : 4;                              \
             T *dst = whole ? c + i * ldc + j : buf;                                         \
             ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;                                       \
-            switch (mb * 4 + nv) { FNN_TILES(CASE) }                                        \
+            switch (mb * 4 + nv) { FNN_TILES(CASE) WIDE }                                   \
             if (!whole)                                                                     \
                 for (ptrdiff_t k = 0; k < mb; k++)                                          \
                     memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));    \
@@ -110,7 +111,7 @@ static FNN_CLONES void S(tiled_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P, cons
                                      ptrdiff_t lda, const T *b, fnn_rows r, T *c,
                                      ptrdiff_t ldc)
 {
-    FNN_TILED_GEMM(FNN_GEMM_CASE)
+    FNN_TILED_GEMM(FNN_GEMM_CASE, 4, )
 }
 
 /* tiled_gemm with b's rows read through an offset table (fnn_taps). */
@@ -118,7 +119,7 @@ static FNN_CLONES void S(tiled_gemm_taps)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t P,
                                           ptrdiff_t lda, const T *b, fnn_taps r, T *c,
                                           ptrdiff_t ldc)
 {
-    FNN_TILED_GEMM(FNN_GEMM_TAPS_CASE)
+    FNN_TILED_GEMM(FNN_GEMM_TAPS_CASE, 4, )
 }
 
 /* tiled_gemm_taps with row blocks of 8 where `wide` (AVX-512's 32 vector registers hold
@@ -132,24 +133,8 @@ static FNN_CLONES_AVX512 void S(tiled_gemm_taps_wide)(int wide, ptrdiff_t m, ptr
                                                       const T *b, fnn_taps r, T *c,
                                                       ptrdiff_t ldc)
 {
-    T buf[8 * 3 * FNN_VL];
     ptrdiff_t rb = wide ? 8 : 4;
-    for (ptrdiff_t j = 0; j < n; j += 3 * FNN_VL) {
-        ptrdiff_t w = n - j < 3 * FNN_VL ? n - j : 3 * FNN_VL, nv = (w + FNN_VL - 1) / FNN_VL;
-        int whole = w == nv * FNN_VL;
-        for (ptrdiff_t i = 0, mb; i < m; i += mb) {
-            mb = m - i >= rb ? rb : m - i < 4 ? m - i : 4;
-            T *dst = whole ? c + i * ldc + j : buf;
-            ptrdiff_t ldd = whole ? ldc : 3 * FNN_VL;
-            switch (mb * 4 + nv) {
-                FNN_TILES(FNN_GEMM_TAPS_CASE)
-                FNN_WIDE_TILES(FNN_GEMM_TAPS_CASE)
-            }
-            if (!whole)
-                for (ptrdiff_t k = 0; k < mb; k++)
-                    memcpy(c + (i + k) * ldc + j, buf + k * ldd, (size_t)w * sizeof(T));
-        }
-    }
+    FNN_TILED_GEMM(FNN_GEMM_TAPS_CASE, rb, FNN_WIDE_TILES(FNN_GEMM_TAPS_CASE))
 }
 
 #undef FNN_WIDE_TILES
