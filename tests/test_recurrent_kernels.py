@@ -298,8 +298,8 @@ def test_gru_backward_in_the_tiles_matches_finite_differences(
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_float32_gates_over_the_whole_range(mode):
-    """The float32 cells' sigmoid and tanh (rational, clamped beyond |x| = 9 where tanh
-    rounds to 1) against float64 for pre-activations over [-40, 40] in one step from a
+    """The float32 cells' sigmoid and tanh (rational, clamped beyond |x| = 7.9, within
+    2.8e-7 of tanh's limits) against float64 for pre-activations over [-40, 40] in one step from a
     zero state (LSTM: c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c); GRU: h = (1 -
     sigmoid(z)) tanh(n)), through the tiles' epilogue (H = 16) and the separate pass
     (H = 8), within 4e-7 (the functions' own error: the reference takes the same
@@ -335,6 +335,25 @@ def test_float32_gates_over_the_whole_range(mode):
         if mode == "lstm":
             assert np.isnan(out["cn"][2]).all()
             np.testing.assert_allclose(out["cn"][3:], cn[3:], rtol=0, atol=4e-7)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("H", [8, 16])
+@pytest.mark.parametrize("one_step", [True, False])
+def test_float32_states_stay_within_one(mode, H, one_step):
+    """Saturated gates for 20 steps (weights 100x the usual): the float32 sigmoid and
+    tanh never leave [0, 1] and [-1, 1], so neither do h and y. Clamped at |x| = 9, the
+    rounded fraction gave tanh up to 1 + 2^-22, and a GRU's state, a mix of those,
+    drifted up to 4 ulps above 1. Through the tiles' epilogue (H = 16) and the separate
+    pass (H = 8), inference and training forward."""
+    case = Case(mode, 20, 64, 4, H, np.float32, False, False, None)
+    case.x *= 100
+    case.w_ih *= 100
+    case.w_hh *= 100
+    out = case.run(one_step=one_step)
+    for name in ("y", "hn"):
+        assert np.isfinite(out[name]).all()
+        assert np.abs(out[name]).max() <= 1, name
 
 
 @pytest.mark.parametrize("mode", list(MODES))
