@@ -98,18 +98,17 @@ FNN_VINLINE float fnn_tanhf(float x)
 
 /* tanh(k x) = num / den for x clamped to [-7.9 / k, 7.9 / k], k a constant power of two
  * (1, or 1/2 for the sigmoid): with c = k x, num = c P(c^2) and den = Q(c^2), a
- * rational fit of degree 4 over 4 in c^2 (minimax relative error 2e-8 on [0, 9];
- * within 4e-7 of tanh once rounded to float). The clamp is at 7.9, not at 9 where tanh
- * rounds to 1: beyond 8.03 the rounded fraction overshoots 1 by an ulp or two (beyond
- * 7.92 without FMAs), and a GRU's state, a mix of tanh values, drifted up to 4 ulps
- * above 1. Up to 7.9 it stays within [-1, 1] with or without FMAs (and the sigmoid's
- * within [0, 1]); past it tanh is within 2.8e-7 of +-1, the sigmoid within 1.4e-7 of
- * 0 or 1. P and Q
- * are divided by Q's leading coefficient, so that Q's first Horner step is an add, and
- * by k^8, so that k folds into the coefficients (exactly: powers of two): 7 multiply-
- * adds, 1 add and 2 multiplies (the multiply-adds are what the recurrent kernels' gates
- * cost: they share the FMA units with the products). A NaN passes the clamps and
- * propagates. */
+ * rational fit of degree 4 over 4 in c^2 (minimax relative error 2e-8 on [0, 9]; within
+ * 4e-7 of tanh once rounded to float). P and Q are divided by Q's leading coefficient,
+ * so that Q's first Horner step is an add, and by k^8, so that k folds into the
+ * coefficients (exactly: powers of two): 7 multiply-adds, 1 add and 2 multiplies (the
+ * multiply-adds are what the recurrent kernels' gates cost: they share the FMA units
+ * with the products). A NaN passes the clamps and propagates.
+ * The clamp is at 7.9, short of 9 where tanh rounds to 1: beyond 8.03 the rounded
+ * fraction overshoots 1 by an ulp or two (beyond 7.92 without FMAs), and a GRU's state,
+ * a mix of tanh values, drifted up to 4 ulps above 1. Up to 7.9 it stays within
+ * [-1, 1] with or without FMAs (the sigmoid within [0, 1]); past it tanh is within
+ * 2.8e-7 of +-1, the sigmoid within 1.4e-7 of 0 or 1. */
 FNN_VINLINE void fnn_tanhf_fraction(float x, float k, float *num, float *den)
 {
     const float i1 = 1.0f / k, i2 = i1 * i1, i4 = i2 * i2, lim = 7.9f * i1;

@@ -299,10 +299,10 @@ def test_gru_backward_in_the_tiles_matches_finite_differences(
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_float32_gates_over_the_whole_range(mode):
     """The float32 cells' sigmoid and tanh (rational, clamped beyond |x| = 7.9, within
-    2.8e-7 of tanh's limits) against float64 for pre-activations over [-40, 40] in one step from a
-    zero state (LSTM: c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c); GRU: h = (1 -
-    sigmoid(z)) tanh(n)), through the tiles' epilogue (H = 16) and the separate pass
-    (H = 8), within 4e-7 (the functions' own error: the reference takes the same
+    2.8e-7 of tanh's limits) against float64 for pre-activations over [-40, 40] in one
+    step from a zero state (LSTM: c = sigmoid(i) tanh(g), h = sigmoid(o) tanh(c); GRU:
+    h = (1 - sigmoid(z)) tanh(n)), through the tiles' epilogue (H = 16) and the separate
+    pass (H = 8), within 4e-7 (the functions' own error: the reference takes the same
     float32 inputs); infinities saturate and a NaN propagates."""
     rng = np.random.default_rng(3)
     N, G = 2000, GATES[mode]
